@@ -1,0 +1,257 @@
+//! Coder: workspaces, builds, templates and template versions (`/api/v2`).
+
+use crate::{
+    CoderConfig, Error, FieldProblem, Result, Secret,
+    http::{self, CallContext, RetryPolicy, ServerErrorBody},
+};
+
+/// The client generated from `openapi/coder.yaml`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, unused_imports, dead_code)]
+pub mod api {
+    include!(concat!(env!("OUT_DIR"), "/coder.rs"));
+}
+
+pub use api::types;
+
+crate::open_enum! {
+    /// A build's status (codersdk.WorkspaceStatus).
+    pub enum WorkspaceStatus {
+        /// Queued.
+        Pending = "pending",
+        /// Starting.
+        Starting = "starting",
+        /// Running.
+        Running = "running",
+        /// Stopping.
+        Stopping = "stopping",
+        /// Stopped.
+        Stopped = "stopped",
+        /// The build failed.
+        Failed = "failed",
+        /// Being canceled.
+        Canceling = "canceling",
+        /// Canceled.
+        Canceled = "canceled",
+        /// Being deleted.
+        Deleting = "deleting",
+        /// Deleted.
+        Deleted = "deleted",
+    }
+}
+
+impl WorkspaceStatus {
+    /// True while a build is still in progress.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            WorkspaceStatus::Pending
+                | WorkspaceStatus::Starting
+                | WorkspaceStatus::Stopping
+                | WorkspaceStatus::Canceling
+                | WorkspaceStatus::Deleting
+        )
+    }
+}
+
+crate::open_enum! {
+    /// A build's transition (codersdk.WorkspaceTransition).
+    pub enum WorkspaceTransition {
+        /// Start the workspace.
+        Start = "start",
+        /// Stop the workspace.
+        Stop = "stop",
+        /// Delete the workspace.
+        Delete = "delete",
+    }
+}
+
+crate::open_enum! {
+    /// A provisioner job's status (codersdk.ProvisionerJobStatus).
+    pub enum JobStatus {
+        /// Queued.
+        Pending = "pending",
+        /// Running.
+        Running = "running",
+        /// Succeeded.
+        Succeeded = "succeeded",
+        /// Being canceled.
+        Canceling = "canceling",
+        /// Canceled.
+        Canceled = "canceled",
+        /// Failed.
+        Failed = "failed",
+        /// Unknown to Coder itself.
+        Unknown = "unknown",
+    }
+}
+
+crate::open_enum! {
+    /// A provisioner job's error code (codersdk.JobErrorCode).
+    pub enum JobErrorCode {
+        /// The template needs variables that were not given.
+        RequiredTemplateVariables = "REQUIRED_TEMPLATE_VARIABLES",
+    }
+}
+
+crate::open_enum! {
+    /// Why a build was started (codersdk.BuildReason).
+    pub enum BuildReason {
+        /// A user or API client.
+        Initiator = "initiator",
+        /// The autostart schedule.
+        Autostart = "autostart",
+        /// The autostop schedule.
+        Autostop = "autostop",
+    }
+}
+
+crate::open_enum! {
+    /// A build log line's level (codersdk.LogLevel).
+    pub enum LogLevel {
+        /// Trace.
+        Trace = "trace",
+        /// Debug.
+        Debug = "debug",
+        /// Info.
+        Info = "info",
+        /// Warning.
+        Warn = "warn",
+        /// Error.
+        Error = "error",
+    }
+}
+
+crate::open_enum! {
+    /// Where a build log line came from (codersdk.LogSource).
+    pub enum LogSource {
+        /// The provisioner daemon.
+        ProvisionerDaemon = "provisioner_daemon",
+        /// The provisioner.
+        Provisioner = "provisioner",
+    }
+}
+
+crate::open_enum! {
+    /// A parameter's monotonic validation (codersdk.ValidationMonotonicOrder).
+    pub enum MonotonicOrder {
+        /// New values must be ≥ the previous one.
+        Increasing = "increasing",
+        /// New values must be ≤ the previous one.
+        Decreasing = "decreasing",
+    }
+}
+
+crate::open_enum! {
+    /// A template parameter's type.
+    pub enum ParameterType {
+        /// A string.
+        String = "string",
+        /// A number.
+        Number = "number",
+        /// true or false.
+        Bool = "bool",
+        /// A JSON list of strings.
+        ListOfString = "list(string)",
+    }
+}
+
+/// The variables that configure Coder.
+pub const CODER_VARS: &[&str] = &["CODER_URL", "CODER_SESSION_TOKEN"];
+
+/// A configured Coder client.
+#[derive(Clone)]
+pub struct CoderClient {
+    api: api::Client,
+    url: String,
+    secrets: Vec<Secret>,
+}
+
+impl std::fmt::Debug for CoderClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoderClient")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoderClient {
+    /// Builds the client; `CODER_URL` and `CODER_SESSION_TOKEN` are both required.
+    pub fn new(config: &CoderConfig) -> Result<Self> {
+        let not_configured = Error::NotConfigured {
+            plane: "Coder",
+            vars: CODER_VARS,
+            flag: None,
+        };
+        let (Some(url), Some(token)) = (&config.url, config.session_token.as_ref().filter(|t| !t.is_empty())) else {
+            return Err(not_configured);
+        };
+        let url = http::check_base_url("CODER_URL", url, config.http.insecure_http)?;
+        let name = reqwest::header::HeaderName::from_static("coder-session-token");
+        let client = http::build_client(Some((name, token.expose().to_string())), &config.http)?;
+        let api = api::Client::new_with_client(&format!("{url}/api/v2"), client, config.http.retry.clone());
+        Ok(CoderClient {
+            api,
+            url,
+            secrets: vec![token.clone()],
+        })
+    }
+
+    /// The generated client.
+    pub fn api(&self) -> &api::Client {
+        &self.api
+    }
+
+    /// The deployment URL (without `/api/v2`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Maps a failed call to an [`Error`], scrubbing the token.
+    pub fn error<E: ServerErrorBody>(&self, action: impl Into<String>, err: progenitor_client::Error<E>) -> Error {
+        let secrets: Vec<&Secret> = self.secrets.iter().collect();
+        http::map_error(
+            err,
+            &CallContext {
+                action: action.into(),
+                api: "Coder",
+                token_var: "CODER_SESSION_TOKEN",
+                secrets: &secrets,
+            },
+        )
+    }
+}
+
+impl progenitor_client::ClientHooks<RetryPolicy> for api::Client {
+    async fn exec(
+        &self,
+        request: reqwest::Request,
+        _info: &progenitor_client::OperationInfo,
+    ) -> reqwest::Result<reqwest::Response> {
+        use progenitor_client::ClientInfo;
+        http::execute(self.client(), self.inner(), request).await
+    }
+}
+
+impl ServerErrorBody for types::Response {
+    fn message(&self) -> String {
+        match (
+            self.message.as_deref().filter(|s| !s.is_empty()),
+            self.detail.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            (Some(m), Some(d)) => format!("{m} ({d})"),
+            (Some(m), None) => m.to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
+    fn validations(&self) -> Vec<FieldProblem> {
+        self.validations
+            .iter()
+            .map(|v| FieldProblem {
+                field: v.field.clone(),
+                detail: v.detail.clone(),
+            })
+            .collect()
+    }
+}

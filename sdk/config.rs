@@ -1,0 +1,146 @@
+//! Configuration: endpoints, tokens, timeouts. Flags override environment variables.
+
+use std::{fmt, path::Path, time::Duration};
+
+use crate::{Error, Result};
+
+/// A token. Its value never appears in `Debug`, `Display`, an error or a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a token. Surrounding whitespace (a trailing newline from a file) is dropped.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into().trim().to_string())
+    }
+
+    /// Reads a token from a file (first line, trimmed).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::InvalidInput(format!("cannot read the token file {}: {e}", path.display()))
+        })?;
+        let secret = Secret::new(text.lines().next().unwrap_or_default());
+        if secret.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "the token file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(secret)
+    }
+
+    /// The token itself, for the one place that puts it in a header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True for an empty token.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// HTTP settings shared by every client.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for one request, from sending to the whole answer.
+    pub request_timeout: Duration,
+    /// Allow `http://` to a host that is not loopback (tokens would cross the network in clear).
+    pub insecure_http: bool,
+    /// How GETs are retried.
+    pub retry: crate::http::RetryPolicy,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            insecure_http: false,
+            retry: crate::http::RetryPolicy::default(),
+        }
+    }
+}
+
+/// Where the Molecule APIs are and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct MoleculeConfig {
+    /// CP admin API base URL (`MOLECULE_CP_URL`).
+    pub cp_url: String,
+    /// CP admin token (`CP_ADMIN_API_TOKEN`).
+    pub cp_admin_token: Option<Secret>,
+    /// Tenant API base URL (`MOLECULE_API_URL`), used to look up a workspace's provider.
+    pub api_url: Option<String>,
+    /// Tenant API key (`MOLECULE_ORG_API_KEY`).
+    pub org_api_key: Option<Secret>,
+    /// HTTP settings.
+    pub http: HttpOptions,
+}
+
+/// The default CP admin API base URL.
+pub const DEFAULT_MOLECULE_CP_URL: &str = "https://api.moleculesai.app";
+
+impl Default for MoleculeConfig {
+    fn default() -> Self {
+        MoleculeConfig {
+            cp_url: DEFAULT_MOLECULE_CP_URL.to_string(),
+            cp_admin_token: None,
+            api_url: None,
+            org_api_key: None,
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+impl MoleculeConfig {
+    /// Reads `MOLECULE_CP_URL`, `CP_ADMIN_API_TOKEN`, `MOLECULE_API_URL`, `MOLECULE_ORG_API_KEY`.
+    pub fn from_env() -> Self {
+        MoleculeConfig {
+            cp_url: env("MOLECULE_CP_URL").unwrap_or_else(|| DEFAULT_MOLECULE_CP_URL.to_string()),
+            cp_admin_token: env("CP_ADMIN_API_TOKEN").map(Secret::new),
+            api_url: env("MOLECULE_API_URL"),
+            org_api_key: env("MOLECULE_ORG_API_KEY").map(Secret::new),
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+/// Where Coder is and how to authenticate.
+#[derive(Debug, Clone, Default)]
+pub struct CoderConfig {
+    /// Deployment URL (`CODER_URL`), without `/api/v2`.
+    pub url: Option<String>,
+    /// Session token (`CODER_SESSION_TOKEN`).
+    pub session_token: Option<Secret>,
+    /// HTTP settings.
+    pub http: HttpOptions,
+}
+
+impl CoderConfig {
+    /// Reads `CODER_URL` and `CODER_SESSION_TOKEN`.
+    pub fn from_env() -> Self {
+        CoderConfig {
+            url: env("CODER_URL"),
+            session_token: env("CODER_SESSION_TOKEN").map(Secret::new),
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}

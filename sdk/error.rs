@@ -1,0 +1,156 @@
+//! The one error type of the library.
+
+use std::time::Duration;
+
+/// What went wrong, in terms a caller can act on.
+///
+/// The CLI maps each variant to an exit code, the MCP server to a tool error. No variant
+/// ever holds a token: messages that came from a server are scrubbed of every configured
+/// secret before they are stored here.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input was invalid. Nothing was sent.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// A pre-flight check refused the operation before anything was changed
+    /// (reads may have been sent; nothing that changes state was).
+    #[error("{0}")]
+    Refused(String),
+
+    /// A control plane is not configured.
+    #[error(
+        "{plane} is not configured: set {}{}",
+        vars.join(" and "),
+        if let Some(flag) = flag { format!(" (or pass {flag})") } else { String::new() }
+    )]
+    NotConfigured {
+        /// Which control plane ("Molecule CP admin API", "Coder", …).
+        plane: &'static str,
+        /// The environment variables to set.
+        vars: &'static [&'static str],
+        /// The flag that does the same, if any.
+        flag: Option<&'static str>,
+    },
+
+    /// The server refused the credentials (401) or the permission (403).
+    #[error("{message}")]
+    Unauthorized {
+        /// 401 or 403.
+        status: u16,
+        /// What the server said, with a hint about which token to check.
+        message: String,
+    },
+
+    /// The thing asked for does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// What the server said, or what fleet looked for.
+        message: String,
+    },
+
+    /// The server answered 409: something is already in progress.
+    #[error("{message}")]
+    Conflict {
+        /// What the server said, plus what fleet learned about the running operation.
+        message: String,
+        /// The state of the operation already in progress, when fleet could read it.
+        current_state: Option<String>,
+    },
+
+    /// The server answered with another error status. `message` is the server's words.
+    #[error("{message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The server's message (and detail), or a description of the unreadable body.
+        message: String,
+        /// Field-level problems the server listed (`field: detail`).
+        validations: Vec<FieldProblem>,
+    },
+
+    /// The request did not reach the server or the answer did not come back.
+    #[error("{0}")]
+    Transport(String),
+
+    /// A deadline passed while waiting. The remote operation may still be running.
+    #[error("{message}")]
+    Timeout {
+        /// What timed out, what was seen last and what to do next.
+        message: String,
+        /// How long fleet waited.
+        waited: Duration,
+        /// The last state seen before the deadline.
+        last_state: Option<String>,
+    },
+
+    /// The caller cancelled (Ctrl-C, an MCP cancellation). The remote operation was not
+    /// cancelled; `message` says what state it was left in.
+    #[error("{message}")]
+    Interrupted {
+        /// What was left behind and how to finish the job.
+        message: String,
+        /// The last state seen.
+        last_state: Option<String>,
+    },
+
+    /// The remote operation ran and ended in failure.
+    #[error("{message}")]
+    OperationFailed {
+        /// What failed, the server's reason, and what it means for the user.
+        message: String,
+        /// The final state.
+        final_state: Option<String>,
+    },
+}
+
+/// A field-level validation problem reported by a server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct FieldProblem {
+    /// The field.
+    pub field: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl Error {
+    /// A short, stable name for the variant (`invalid_input`, `timeout`, …), for JSON output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Refused(_) => "refused",
+            Error::NotConfigured { .. } => "not_configured",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::Api { .. } => "api_error",
+            Error::Transport(_) => "transport",
+            Error::Timeout { .. } => "timeout",
+            Error::Interrupted { .. } => "interrupted",
+            Error::OperationFailed { .. } => "operation_failed",
+        }
+    }
+
+    /// True when nothing was changed on any server because of the failed call
+    /// (invalid input, not configured, refused by a pre-flight check).
+    pub fn nothing_changed(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidInput(_) | Error::Refused(_) | Error::NotConfigured { .. }
+        )
+    }
+
+    /// The HTTP status the server answered, when the error came from one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Unauthorized { status, .. } | Error::Api { status, .. } => Some(*status),
+            Error::NotFound { .. } => Some(404),
+            Error::Conflict { .. } => Some(409),
+            _ => None,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
