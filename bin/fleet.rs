@@ -1,1 +1,133 @@
-fn main(){}
+//! `fleet`: migrate Molecule workspaces across clouds, update and restart Coder workspaces.
+#![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "fleet/cli.rs"]
+mod cli;
+#[path = "fleet/cmd_coder.rs"]
+mod cmd_coder;
+#[path = "fleet/cmd_molecule.rs"]
+mod cmd_molecule;
+#[path = "fleet/out.rs"]
+mod out;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use cli::{GlobalOpts, LogLevel};
+
+const AFTER_HELP: &str = "\
+Configuration (flags override the environment):
+  MOLECULE_CP_URL       CP admin API base URL (default https://api.moleculesai.app)
+  CP_ADMIN_API_TOKEN    CP admin API token
+  MOLECULE_API_URL      tenant API base URL (to look up a workspace's provider)
+  MOLECULE_ORG_API_KEY  tenant API key
+  CODER_URL             Coder deployment URL
+  CODER_SESSION_TOKEN   Coder session token
+
+Exit codes:
+  0 success · 1 the remote operation failed or the API refused · 2 invalid usage or input,
+  or refused by a pre-flight check (nothing was changed) · 3 timed out waiting (the
+  operation may still be running) · 130 interrupted
+
+Examples:
+  fleet molecule migrate-provider ws-123 --to hetzner --wait
+  fleet molecule migration-status ws-123
+  fleet coder update alice/dev
+  fleet coder list --outdated -o json";
+
+/// Operate fleets of cloud workspaces: migrate Molecule workspaces across clouds (AWS,
+/// Hetzner, GCP) and update or restart Coder workspaces onto new template versions.
+#[derive(Debug, Parser)]
+#[command(name = "fleet", version, propagate_version = true, after_help = AFTER_HELP, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Molecule control plane: migrate a workspace's compute provider and follow it.
+    #[command(subcommand)]
+    Molecule(cmd_molecule::MoleculeCmd),
+
+    /// Coder: update and restart workspaces onto template versions.
+    #[command(subcommand)]
+    Coder(cmd_coder::CoderCmd),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `fleet completions bash > ~/.local/share/bash-completion/completions/fleet`
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.global.log_level);
+    cli::warn_tokens_on_command_line(&matches);
+
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = Cli::command();
+        let mut buf = Vec::new();
+        clap_complete::generate(*shell, &mut cmd, "fleet", &mut buf);
+        out::line(String::from_utf8_lossy(&buf).trim_end());
+        return;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            out::err(format!("error: cannot start the async runtime: {e}"));
+            std::process::exit(1);
+        }
+    };
+    let format = cli.global.output;
+    let code = runtime.block_on(async move {
+        let result = match cli.command {
+            Command::Molecule(cmd) => cmd_molecule::run(cmd, &cli.global).await,
+            Command::Coder(cmd) => cmd_coder::run(cmd, &cli.global).await,
+            Command::Completions { .. } => Ok(0),
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e, format),
+        }
+    });
+    // Do not wait for lingering background reads on the way out.
+    runtime.shutdown_background();
+    std::process::exit(code);
+}
+
+fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Off => "off",
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    // Our own crate at the chosen level; dependencies one notch quieter unless trace.
+    let directive = match level {
+        LogLevel::Trace => "trace".to_string(),
+        _ => format!("warn,fleet={filter}"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,212 @@
+//! Global options, configuration from flags and environment, exit codes, error rendering.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum, parser::ValueSource};
+use fleet::{CoderConfig, Error, HttpOptions, MoleculeConfig, Secret};
+
+use crate::out;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Text for people; progress on stderr.
+    Text,
+    /// One JSON document on stdout for programs; no progress display.
+    Json,
+}
+
+/// How much is logged to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors (the default).
+    Warn,
+    /// What fleet is doing.
+    Info,
+    /// Every HTTP request (method, path, status, time; never a token).
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Output format: text for people, json for programs.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Text, env = "FLEET_OUTPUT")]
+    pub output: OutputFormat,
+
+    /// Log level for diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, env = "FLEET_LOG_LEVEL")]
+    pub log_level: LogLevel,
+
+    /// Molecule CP admin API base URL.
+    #[arg(long, global = true, env = "MOLECULE_CP_URL", value_name = "URL", help_heading = "Molecule")]
+    pub molecule_cp_url: Option<String>,
+
+    /// CP admin API token. Prefer the environment or --cp-admin-token-file: a flag is visible
+    /// to other users of the machine.
+    #[arg(long, global = true, env = "CP_ADMIN_API_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = "Molecule")]
+    pub cp_admin_token: Option<String>,
+
+    /// Read the CP admin API token from a file.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "cp_admin_token", help_heading = "Molecule")]
+    pub cp_admin_token_file: Option<PathBuf>,
+
+    /// Molecule tenant API base URL (used to look up a workspace's provider).
+    #[arg(long, global = true, env = "MOLECULE_API_URL", value_name = "URL", help_heading = "Molecule")]
+    pub molecule_api_url: Option<String>,
+
+    /// Molecule tenant API key. Prefer the environment or --molecule-org-api-key-file.
+    #[arg(long, global = true, env = "MOLECULE_ORG_API_KEY", hide_env_values = true, value_name = "KEY", help_heading = "Molecule")]
+    pub molecule_org_api_key: Option<String>,
+
+    /// Read the Molecule tenant API key from a file.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "molecule_org_api_key", help_heading = "Molecule")]
+    pub molecule_org_api_key_file: Option<PathBuf>,
+
+    /// Coder deployment URL (without /api/v2).
+    #[arg(long, global = true, env = "CODER_URL", value_name = "URL", help_heading = "Coder")]
+    pub coder_url: Option<String>,
+
+    /// Coder session token. Prefer the environment or --coder-session-token-file.
+    #[arg(long, global = true, env = "CODER_SESSION_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = "Coder")]
+    pub coder_session_token: Option<String>,
+
+    /// Read the Coder session token from a file.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "coder_session_token", help_heading = "Coder")]
+    pub coder_session_token_file: Option<PathBuf>,
+
+    /// Allow http:// to a host that is not loopback (tokens would cross the network in clear).
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
+}
+
+/// Tokens given as flags, to warn about (they show in `ps`).
+pub fn warn_tokens_on_command_line(matches: &clap::ArgMatches) {
+    fn find<'a>(m: &'a clap::ArgMatches, id: &str) -> Option<ValueSource> {
+        if let Ok(Some(_)) = m.try_get_raw(id) {
+            if let Some(src) = m.value_source(id) {
+                if src == ValueSource::CommandLine {
+                    return Some(src);
+                }
+            }
+        }
+        m.subcommand().and_then(|(_, sub)| find(sub, id))
+    }
+    for (id, flag, var) in [
+        ("cp_admin_token", "--cp-admin-token", "CP_ADMIN_API_TOKEN"),
+        ("molecule_org_api_key", "--molecule-org-api-key", "MOLECULE_ORG_API_KEY"),
+        ("coder_session_token", "--coder-session-token", "CODER_SESSION_TOKEN"),
+    ] {
+        if find(matches, id).is_some() {
+            out::err(format!(
+                "warning: {flag} is visible to other users of this machine (ps, shell history); \
+                 prefer {var} or {flag}-file"
+            ));
+        }
+    }
+}
+
+impl GlobalOpts {
+    fn http(&self) -> HttpOptions {
+        HttpOptions {
+            insecure_http: self.insecure_http,
+            ..HttpOptions::default()
+        }
+    }
+
+    fn secret(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<Secret>, Error> {
+        if let Some(path) = file {
+            return Secret::from_file(path).map(Some);
+        }
+        Ok(value.as_ref().map(Secret::new).filter(|s| !s.is_empty()))
+    }
+
+    /// The Molecule configuration from flags, falling back to the environment.
+    pub fn molecule_config(&self) -> Result<MoleculeConfig, Error> {
+        let defaults = MoleculeConfig::default();
+        Ok(MoleculeConfig {
+            cp_url: self.molecule_cp_url.clone().filter(|s| !s.trim().is_empty()).unwrap_or(defaults.cp_url),
+            cp_admin_token: Self::secret(&self.cp_admin_token, &self.cp_admin_token_file)?,
+            api_url: self.molecule_api_url.clone().filter(|s| !s.trim().is_empty()),
+            org_api_key: Self::secret(&self.molecule_org_api_key, &self.molecule_org_api_key_file)?,
+            http: self.http(),
+        })
+    }
+
+    /// The Coder configuration from flags, falling back to the environment.
+    pub fn coder_config(&self) -> Result<CoderConfig, Error> {
+        Ok(CoderConfig {
+            url: self.coder_url.clone().filter(|s| !s.trim().is_empty()),
+            session_token: Self::secret(&self.coder_session_token, &self.coder_session_token_file)?,
+            http: self.http(),
+        })
+    }
+}
+
+/// Parses a duration like `90s`, `20m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("{e}; write a duration like 90s, 20m or 1h30m")
+    })?;
+    if d.is_zero() {
+        return Err("a duration must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// The exit code for an error (see DESIGN.md).
+pub fn exit_code(e: &Error) -> i32 {
+    match e {
+        Error::InvalidInput(_) | Error::Refused(_) | Error::NotConfigured { .. } => 2,
+        Error::Timeout { .. } => 3,
+        Error::Interrupted { .. } => 130,
+        _ => 1,
+    }
+}
+
+/// Prints an error the way the output format asks, and returns its exit code.
+pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
+    let code = exit_code(e);
+    if format == OutputFormat::Json {
+        let mut body = serde_json::json!({
+            "kind": e.kind(),
+            "message": e.to_string(),
+            "exit_code": code,
+            "nothing_changed": e.nothing_changed(),
+        });
+        if let Some(status) = e.status() {
+            body["status"] = status.into();
+        }
+        match e {
+            Error::Timeout { last_state, .. }
+            | Error::Interrupted { last_state, .. } => body["last_state"] = serde_json::json!(last_state),
+            Error::OperationFailed { final_state, .. } => body["final_state"] = serde_json::json!(final_state),
+            Error::Conflict { current_state, .. } => body["current_state"] = serde_json::json!(current_state),
+            Error::Api { validations, .. } if !validations.is_empty() => {
+                body["validations"] = serde_json::json!(validations)
+            }
+            _ => {}
+        }
+        out::json(&serde_json::json!({ "error": body }));
+    }
+    out::err(format!("error: {e}"));
+    code
+}
+
+/// True when stdin and stderr are a terminal (a person can answer a prompt, see progress).
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// True when stderr is a terminal (a live progress display makes sense).
+pub fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
