@@ -1,8 +1,273 @@
-//! The molecule tools.
+//! The molecule tools: start a compute-provider migration, read it, follow it.
 
-use rmcp::tool_router;
+use std::time::Duration;
 
-use crate::server::FleetServer;
+use fleet::{
+    Error,
+    molecule::{MigrateRequest, MigrationReport, Provider, StartedMigration, WaitOptions},
+};
+use rmcp::{
+    Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
+    tool_router,
+};
 
-#[tool_router(router = molecule_router, vis = "pub(crate)", allow_empty)]
-impl FleetServer {}
+use crate::server::{FleetServer, Progress, tool_error};
+
+/// A compute provider.
+#[derive(Debug, Clone, Copy, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderArg {
+    /// Amazon Web Services.
+    Aws,
+    /// Hetzner Cloud.
+    Hetzner,
+    /// Google Cloud.
+    Gcp,
+}
+
+impl From<ProviderArg> for Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Aws => Provider::Aws,
+            ProviderArg::Hetzner => Provider::Hetzner,
+            ProviderArg::Gcp => Provider::Gcp,
+        }
+    }
+}
+
+/// Input of `migrate_workspace_provider`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct MigrateParams {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The target provider.
+    pub to: ProviderArg,
+    /// The source provider. Omit it to read the workspace's current provider from the tenant API.
+    #[serde(default)]
+    pub from: Option<ProviderArg>,
+    /// Must be true: a migration mutates two clouds. Ask the user before setting it.
+    #[serde(default)]
+    pub confirm: Option<bool>,
+    /// The source instance id; required when the source is hetzner or gcp.
+    #[serde(default)]
+    pub from_instance_id: Option<String>,
+}
+
+/// Input of the tools that take only a workspace.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct WorkspaceParams {
+    /// The workspace id.
+    pub workspace_id: String,
+}
+
+/// Input of `wait_for_workspace_migration`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct WaitParams {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// How long to wait, in seconds (default 600, at most 3600). A migration takes 15–20
+    /// minutes; call again to keep following it.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitOutcome {
+    /// The migration completed: the workspace runs on the target.
+    Completed,
+    /// The migration ended without completing (failed, rolled_back or an unknown end state).
+    EndedInFailure,
+    /// The workspace has never been migrated.
+    NeverMigrated,
+    /// The wait timed out; the migration is still running. Call again to keep following it.
+    StillRunning,
+}
+
+/// Output of `wait_for_workspace_migration`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct WaitResult {
+    /// How the wait ended.
+    pub outcome: WaitOutcome,
+    /// What happened, and what to do next.
+    pub message: String,
+    /// Seconds waited.
+    pub waited_seconds: f64,
+    /// The final (or latest) status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<MigrationReport>,
+}
+
+const DEFAULT_WAIT: u64 = 600;
+const MAX_WAIT: u64 = 3600;
+
+#[tool_router(router = molecule_router, vis = "pub(crate)")]
+impl FleetServer {
+    #[tool(
+        description = "Start migrating a Molecule workspace's compute provider across clouds (aws, hetzner, gcp). \
+A migration snapshots the workspace on its source cloud, provisions it on the target, waits until it is healthy, \
+cuts over and retires the source: it mutates two clouds and takes 15-20 minutes; one migration per workspace at a time. \
+Requires confirm=true: ask the user first. `from` defaults to the workspace's current provider (read from the tenant API); \
+from_instance_id is required when the source is hetzner or gcp. Returns at once; follow with wait_for_workspace_migration.",
+        annotations(
+            title = "Migrate workspace provider",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn migrate_workspace_provider(
+        &self,
+        Parameters(p): Parameters<MigrateParams>,
+    ) -> Result<Json<StartedMigration>, String> {
+        let request = MigrateRequest {
+            workspace_id: p.workspace_id,
+            to: p.to.into(),
+            from: p.from.map(Into::into),
+            from_instance_id: p.from_instance_id,
+            confirm: p.confirm.unwrap_or(false),
+        };
+        // Input and confirmation are checked before the configuration: a model learns what
+        // is wrong with its call even on an unconfigured server. Nothing is sent.
+        request.validate().map_err(tool_error)?;
+        let client = self.molecule()?;
+        client
+            .migrate_provider(&request)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        description = "Read a Molecule workspace's latest compute-provider migration: state (snapshotting → snapshotted → \
+provisioning_target → target_healthy → retiring_source → completed; or failed / rolled_back), step k of n, detail, \
+whether it has ended, and what an end state means. A workspace never migrated answers migrated=false.",
+        annotations(
+            title = "Get workspace migration status",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn get_workspace_migration_status(
+        &self,
+        Parameters(p): Parameters<WorkspaceParams>,
+    ) -> Result<Json<MigrationReport>, String> {
+        let client = self.molecule()?;
+        client
+            .migration_status(&p.workspace_id)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        description = "Follow a Molecule workspace's compute-provider migration until it ends or timeout_seconds pass \
+(default 600). Sends a progress notification on each state change when the request has a progress token. Returns \
+the final or latest status with an outcome: completed, ended_in_failure (with what it means for the user), \
+never_migrated, or still_running (call again). Cancelling stops the wait only; the migration goes on.",
+        annotations(
+            title = "Wait for workspace migration",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn wait_for_workspace_migration(
+        &self,
+        Parameters(p): Parameters<WaitParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<Json<WaitResult>, String> {
+        let timeout = p.timeout_seconds.unwrap_or(DEFAULT_WAIT);
+        if timeout == 0 || timeout > MAX_WAIT {
+            return Err(tool_error(Error::InvalidInput(format!(
+                "timeout_seconds must be between 1 and {MAX_WAIT} (got {timeout}); call again to keep following"
+            ))));
+        }
+        let client = self.molecule()?;
+        let progress = Progress::new(context.peer.clone(), context.meta.get_progress_token());
+        let mut options = WaitOptions {
+            timeout: Duration::from_secs(timeout),
+            ..WaitOptions::default()
+        };
+        if let Some(ms) = poll_override() {
+            options.initial_interval = ms;
+            options.max_interval = ms;
+        }
+        let mut latest: Option<MigrationReport> = None;
+        let mut sent = 0.0;
+        let started = std::time::Instant::now();
+        let result = client
+            .wait_for_migration(&p.workspace_id, &options, &context.ct, |event| {
+                // Progress must increase: the step on the forward path, else one more than before.
+                let value = event
+                    .step
+                    .map(f64::from)
+                    .filter(|s| *s > sent)
+                    .unwrap_or(sent + 0.5);
+                sent = value;
+                let step = event
+                    .step
+                    .map(|k| format!("step {k}/{}: ", event.total_steps))
+                    .unwrap_or_default();
+                let detail = event
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" — {d}"))
+                    .unwrap_or_default();
+                progress.send(
+                    value,
+                    Some(f64::from(event.total_steps)),
+                    format!(
+                        "{step}{}{detail} ({}s)",
+                        event.state,
+                        event.elapsed.as_secs()
+                    ),
+                );
+                latest = Some(event.report);
+            })
+            .await;
+        let waited_seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(report) if !report.migrated => Ok(Json(WaitResult {
+                outcome: WaitOutcome::NeverMigrated,
+                message: report.message.clone(),
+                waited_seconds,
+                status: Some(report),
+            })),
+            Ok(report) => Ok(Json(WaitResult {
+                outcome: WaitOutcome::Completed,
+                message: report.message.clone(),
+                waited_seconds,
+                status: Some(report),
+            })),
+            Err(Error::OperationFailed { message, .. }) => Ok(Json(WaitResult {
+                outcome: WaitOutcome::EndedInFailure,
+                message,
+                waited_seconds,
+                status: latest,
+            })),
+            Err(Error::Timeout { message, .. }) => Ok(Json(WaitResult {
+                outcome: WaitOutcome::StillRunning,
+                message,
+                waited_seconds,
+                status: latest,
+            })),
+            Err(e) => Err(tool_error(e)),
+        }
+    }
+}
+
+/// `FLEET_POLL_INTERVAL_MS` shrinks the poll interval (tests, simulators).
+fn poll_override() -> Option<Duration> {
+    std::env::var("FLEET_POLL_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}

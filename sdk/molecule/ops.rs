@@ -1,0 +1,638 @@
+//! Provider migrations: start one ([`MoleculeClient::migrate_provider`]), read the latest
+//! ([`MoleculeClient::migration_status`]) and follow one to its end
+//! ([`MoleculeClient::wait_for_migration`]).
+//!
+//! Every rule lives here once; the CLI and the MCP server only render what comes back.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Migration, MigrationState, MoleculeClient, Provider, cp_api};
+use crate::{Error, Result};
+
+/// The number of steps on the forward path (`snapshotting` … `completed`).
+pub const TOTAL_STEPS: u32 = MigrationState::PATH.len() as u32;
+
+/// What to start: a migration of `workspace_id` from `from` (looked up when `None`) to `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrateRequest {
+    /// The workspace.
+    pub workspace_id: String,
+    /// The target provider.
+    pub to: Provider,
+    /// The source provider; `None` reads it from the tenant API.
+    pub from: Option<Provider>,
+    /// The source instance id; required when the source is not aws.
+    pub from_instance_id: Option<String>,
+    /// Must be true: a migration mutates two clouds.
+    pub confirm: bool,
+}
+
+impl MigrateRequest {
+    /// A request to migrate `workspace_id` to `to`, from the provider the tenant API reports,
+    /// not yet confirmed.
+    pub fn new(workspace_id: impl Into<String>, to: Provider) -> Self {
+        MigrateRequest {
+            workspace_id: workspace_id.into(),
+            to,
+            from: None,
+            from_instance_id: None,
+            confirm: false,
+        }
+    }
+
+    /// Checks every rule that does not need a server, except `confirm` (so that a CLI can
+    /// check the input before asking a person to confirm). Sends nothing.
+    pub fn check(&self) -> Result<()> {
+        check_workspace_id(&self.workspace_id)?;
+        check_known("to", &self.to)?;
+        if let Some(from) = &self.from {
+            check_known("from", from)?;
+            check_source(from, &self.to, self.instance_id(), "")?;
+        }
+        Ok(())
+    }
+
+    /// Checks every rule that does not need a server, `confirm` included. Sends nothing.
+    pub fn validate(&self) -> Result<()> {
+        self.check()?;
+        if !self.confirm {
+            return Err(Error::InvalidInput(format!(
+                "confirm must be true to migrate workspace {}: a migration snapshots the \
+                 workspace, provisions it on {}, cuts over and retires the source (it mutates \
+                 two clouds and takes 15–20 minutes). Nothing was sent. Pass --confirm (MCP: \
+                 confirm=true) once you mean it",
+                self.workspace_id.trim(),
+                self.to
+            )));
+        }
+        Ok(())
+    }
+
+    fn instance_id(&self) -> Option<&str> {
+        self.from_instance_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+fn check_workspace_id(id: &str) -> Result<()> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(Error::InvalidInput(
+            "the workspace id is empty; nothing was sent".into(),
+        ));
+    }
+    if id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(Error::InvalidInput(format!(
+            "the workspace id {id:?} has a '/' or a control character; nothing was sent"
+        )));
+    }
+    Ok(())
+}
+
+fn check_known(field: &str, provider: &Provider) -> Result<()> {
+    if provider.is_unknown() {
+        return Err(Error::InvalidInput(format!(
+            "{field} {:?} is not a provider fleet can migrate with: use one of {}; nothing was sent",
+            provider.as_str(),
+            Provider::KNOWN.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The rules tying the source to the target. `how` says where `from` came from, for messages.
+fn check_source(
+    from: &Provider,
+    to: &Provider,
+    instance_id: Option<&str>,
+    how: &str,
+) -> Result<()> {
+    if from == to {
+        return Err(Error::InvalidInput(format!(
+            "from and to are both {to}{how}: a migration moves a workspace to another \
+             provider; nothing was sent"
+        )));
+    }
+    if *from != Provider::Aws && instance_id.is_none() {
+        return Err(Error::InvalidInput(format!(
+            "the source provider is {from}{how}: the control plane needs the source instance \
+             id for a {from} source. Pass --from-instance-id <ID> (MCP: from_instance_id); \
+             nothing was sent"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `from` was given by the caller or read from the tenant API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FromSource {
+    /// The caller gave it.
+    Given,
+    /// fleet read it from the tenant API (`GET /workspaces/{id}`).
+    LookedUp,
+}
+
+/// The control plane accepted the migration (202).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct StartedMigration {
+    /// The workspace.
+    pub workspace_id: String,
+    /// The source provider.
+    pub from: Provider,
+    /// Whether `from` was given or looked up through the tenant API.
+    pub from_source: FromSource,
+    /// The target provider.
+    pub to: Provider,
+    /// The control plane's status word (`migration_started`).
+    pub status: String,
+    /// A note from the control plane, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The latest migration of a workspace, or the answer that it was never migrated.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct MigrationReport {
+    /// The workspace.
+    pub workspace_id: String,
+    /// False when the workspace has never been migrated (the control plane answered 404).
+    pub migrated: bool,
+    /// The latest migration, as the control plane reports it (unknown fields kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+    /// True when the migration has ended (the control plane's word, authoritative).
+    pub terminal: bool,
+    /// Step k of `total_steps` when the state is on the forward path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// The number of steps on the forward path.
+    pub total_steps: u32,
+    /// What an end state means for the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meaning: Option<String>,
+    /// One sentence for people.
+    pub message: String,
+}
+
+impl MigrationReport {
+    fn never_migrated(workspace_id: &str, server_said: &str) -> Self {
+        MigrationReport {
+            workspace_id: workspace_id.to_string(),
+            migrated: false,
+            migration: None,
+            terminal: false,
+            step: None,
+            total_steps: TOTAL_STEPS,
+            meaning: None,
+            message: format!(
+                "workspace {workspace_id} has never been migrated (the control plane has no \
+                 migration for it: {server_said})"
+            ),
+        }
+    }
+
+    fn from_status(workspace_id: &str, status: cp_api::types::MigrationStatus) -> Self {
+        let m = status.migration;
+        let step = m.state.step();
+        let meaning = if status.terminal {
+            m.state.meaning().map(str::to_string)
+        } else {
+            None
+        };
+        let route = match (&m.from_provider, &m.to_provider) {
+            (Some(f), Some(t)) => format!(" from {f} to {t}"),
+            (None, Some(t)) => format!(" to {t}"),
+            _ => String::new(),
+        };
+        let mut message = format!(
+            "migration of workspace {workspace_id}{route}: {}",
+            describe_state(&m.state, step)
+        );
+        message.push_str(if status.terminal {
+            " (ended)"
+        } else {
+            " (in progress)"
+        });
+        if let Some(meaning) = &meaning {
+            message.push_str(&format!(": {meaning}"));
+        }
+        if let Some(detail) = m.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+            message.push_str(&format!(". Detail: {detail}"));
+        }
+        MigrationReport {
+            workspace_id: workspace_id.to_string(),
+            migrated: true,
+            terminal: status.terminal,
+            step,
+            total_steps: TOTAL_STEPS,
+            meaning,
+            message,
+            migration: Some(m),
+        }
+    }
+
+    /// The state of the migration, when there is one.
+    pub fn state(&self) -> Option<&MigrationState> {
+        self.migration.as_ref().map(|m| &m.state)
+    }
+}
+
+fn describe_state(state: &MigrationState, step: Option<u32>) -> String {
+    match step {
+        Some(k) => format!("{state} (step {k} of {TOTAL_STEPS})"),
+        None if state.is_unknown() => {
+            format!("{state} (a state this version of fleet does not know)")
+        }
+        None => state.to_string(),
+    }
+}
+
+/// A change seen while following a migration. Each state is reported once, when it is first
+/// seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationEvent {
+    /// The new state (unknown states are kept as they came).
+    pub state: MigrationState,
+    /// Step k of [`TOTAL_STEPS`] when the state is on the forward path.
+    pub step: Option<u32>,
+    /// The number of steps on the forward path.
+    pub total_steps: u32,
+    /// What the control plane says about the step.
+    pub detail: Option<String>,
+    /// True when the control plane says the migration has ended.
+    pub terminal: bool,
+    /// Time since waiting started.
+    pub elapsed: Duration,
+    /// The whole report behind the event.
+    pub report: MigrationReport,
+}
+
+/// How [`MoleculeClient::wait_for_migration`] polls.
+#[derive(Debug, Clone)]
+pub struct WaitOptions {
+    /// Give up (with [`Error::Timeout`]) after this long. The migration goes on.
+    pub timeout: Duration,
+    /// The first pause between two reads; it doubles up to `max_interval`.
+    pub initial_interval: Duration,
+    /// The longest pause between two reads.
+    pub max_interval: Duration,
+    /// For this long after waiting starts, a 404 ("never migrated") means the migration was
+    /// just started and is not visible yet: keep polling. Zero answers "never migrated" at once.
+    pub not_found_grace: Duration,
+}
+
+impl Default for WaitOptions {
+    /// 30 minutes (the control plane's own handler limit), 250 ms doubling to 5 s.
+    fn default() -> Self {
+        WaitOptions {
+            timeout: Duration::from_secs(30 * 60),
+            initial_interval: Duration::from_millis(250),
+            max_interval: Duration::from_secs(5),
+            not_found_grace: Duration::ZERO,
+        }
+    }
+}
+
+fn follow_hint(workspace_id: &str) -> String {
+    format!(
+        "follow it with `fleet molecule migration-status {workspace_id} --wait` (MCP: wait_for_workspace_migration)"
+    )
+}
+
+fn short(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+impl MoleculeClient {
+    /// Starts a provider migration.
+    ///
+    /// Every rule is checked before any request ([`MigrateRequest::validate`]). When `from`
+    /// is not given it is read from the tenant API (`compute.provider`, else `provider`, else
+    /// `compute_provider`); the result says which. The POST is sent once and never retried.
+    /// A 409 becomes [`Error::Conflict`] carrying the state of the migration already running.
+    pub async fn migrate_provider(&self, request: &MigrateRequest) -> Result<StartedMigration> {
+        request.validate()?;
+        let workspace_id = request.workspace_id.trim();
+        let (from, from_source) = match &request.from {
+            Some(from) => (from.clone(), FromSource::Given),
+            None => {
+                let from = self.current_provider(workspace_id).await?;
+                let how =
+                    format!(" (read from the tenant API: workspace {workspace_id} runs on {from})");
+                if from.is_unknown() {
+                    return Err(Error::Refused(format!(
+                        "the tenant API says workspace {workspace_id} runs on {:?}, which is not \
+                         a provider fleet can migrate from ({}); nothing was changed",
+                        from.as_str(),
+                        Provider::KNOWN.join(", ")
+                    )));
+                }
+                check_source(&from, &request.to, request.instance_id(), &how).map_err(|e| {
+                    Error::Refused(
+                        e.to_string()
+                            .replace("nothing was sent", "nothing was changed"),
+                    )
+                })?;
+                (from, FromSource::LookedUp)
+            }
+        };
+        let id: cp_api::types::MigrateProviderId = workspace_id
+            .parse()
+            .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
+        let body = cp_api::types::MigrateProviderRequest {
+            confirm: true,
+            env: Default::default(),
+            from: from.clone(),
+            from_instance_id: request.instance_id().map(str::to_string),
+            image: None,
+            runtime: None,
+            to: request.to.clone(),
+        };
+        tracing::info!(workspace_id, %from, to = %request.to, "starting a provider migration");
+        let action = format!(
+            "starting the migration of workspace {workspace_id} from {from} to {}",
+            request.to
+        );
+        match self.cp().migrate_provider(&id, &body).await {
+            Ok(rv) => {
+                let started = rv.into_inner();
+                Ok(StartedMigration {
+                    workspace_id: started.workspace_id,
+                    from: started.from,
+                    from_source,
+                    to: started.to,
+                    status: started.status,
+                    note: started.note,
+                })
+            }
+            Err(e) => match self.cp_error(action, e) {
+                Error::Conflict { message, .. } => Err(self.conflict(workspace_id, message).await),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// A 409 on start: say a migration is already running and read its state.
+    async fn conflict(&self, workspace_id: &str, server_message: String) -> Error {
+        let (current, seen) = match self.migration_status(workspace_id).await {
+            Ok(report) if report.migrated => {
+                let state = report.state().map(|s| s.to_string());
+                (state, format!(" Its current state: {}.", report.message))
+            }
+            Ok(_) => (None, String::new()),
+            Err(e) => (None, format!(" (its state could not be read: {e})")),
+        };
+        Error::Conflict {
+            message: format!(
+                "{server_message}. A migration of workspace {workspace_id} is already running: \
+                 one migration per workspace at a time, nothing new was started.{seen} {}",
+                follow_hint(workspace_id)
+            ),
+            current_state: current,
+        }
+    }
+
+    /// The provider the tenant API reports for a workspace.
+    pub async fn current_provider(&self, workspace_id: &str) -> Result<Provider> {
+        check_workspace_id(workspace_id)?;
+        let workspace_id = workspace_id.trim();
+        let tenant = self.tenant().ok_or(Error::NotConfigured {
+            plane: "the Molecule tenant API (needed to look up the workspace's current provider \
+                    when `from` is not given)",
+            vars: &["MOLECULE_API_URL", "MOLECULE_ORG_API_KEY"],
+            flag: Some("--from <aws|hetzner|gcp>"),
+        })?;
+        let id: super::tenant_api::types::GetWorkspaceId = workspace_id
+            .parse()
+            .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
+        let ws = tenant
+            .get_workspace(&id)
+            .await
+            .map_err(|e| {
+                self.tenant_error(
+                    format!("looking up the provider of workspace {workspace_id}"),
+                    e,
+                )
+            })?
+            .into_inner();
+        let found = ws
+            .compute
+            .as_ref()
+            .and_then(|c| c.0.as_ref())
+            .and_then(|c| c.provider.clone())
+            .or(ws.provider)
+            .or(ws.compute_provider)
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty());
+        match found {
+            Some(p) => Ok(Provider::from(p)),
+            None => Err(Error::Refused(format!(
+                "the tenant API reports no provider for workspace {workspace_id} (none at \
+                 compute.provider, provider or compute_provider): pass --from <aws|hetzner|gcp> \
+                 (MCP: from); nothing was changed"
+            ))),
+        }
+    }
+
+    /// The workspace's latest migration. A 404 is the answer "never migrated", not an error.
+    pub async fn migration_status(&self, workspace_id: &str) -> Result<MigrationReport> {
+        check_workspace_id(workspace_id)?;
+        let workspace_id = workspace_id.trim();
+        let id: cp_api::types::GetMigrationStatusId = workspace_id
+            .parse()
+            .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
+        match self.cp().get_migration_status(&id).await {
+            Ok(rv) => Ok(MigrationReport::from_status(workspace_id, rv.into_inner())),
+            Err(e) => match self.cp_error(
+                format!("reading the migration of workspace {workspace_id}"),
+                e,
+            ) {
+                Error::NotFound { message } => {
+                    Ok(MigrationReport::never_migrated(workspace_id, &message))
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Follows a workspace's migration until the control plane says it ended (`terminal`).
+    ///
+    /// Each state is reported once through `on_event`. Polls soon, then backs off (see
+    /// [`WaitOptions`]). Reads that fail for a passing reason (429, 502/503/504, transport:
+    /// already retried by the HTTP layer) do not end the wait; other errors do.
+    ///
+    /// - `completed` → `Ok(report)`; never migrated (404 past `not_found_grace`) → `Ok` with
+    ///   `migrated: false`.
+    /// - `failed`, `rolled_back` (or an unknown end state) → [`Error::OperationFailed`],
+    ///   saying what the end state means for the user.
+    /// - past the deadline → [`Error::Timeout`] with the last state; cancelled →
+    ///   [`Error::Interrupted`]. In both cases the migration goes on on the server.
+    pub async fn wait_for_migration(
+        &self,
+        workspace_id: &str,
+        options: &WaitOptions,
+        cancel: &CancellationToken,
+        mut on_event: impl FnMut(MigrationEvent) + Send,
+    ) -> Result<MigrationReport> {
+        check_workspace_id(workspace_id)?;
+        let workspace_id = workspace_id.trim();
+        let started = Instant::now();
+        let deadline = started + options.timeout;
+        let mut interval = options.initial_interval;
+        let mut last_state: Option<MigrationState> = None;
+        let mut last_problem: Option<String> = None;
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(interrupted(workspace_id, last_state.as_ref())),
+                r = tokio::time::timeout_at(deadline.into(), self.migration_status(workspace_id)) => r,
+            };
+            let Ok(read) = read else {
+                return Err(timed_out(
+                    workspace_id,
+                    started.elapsed(),
+                    last_state.as_ref(),
+                    last_problem.as_deref(),
+                ));
+            };
+            match read {
+                Ok(report) if !report.migrated => {
+                    if started.elapsed() >= options.not_found_grace {
+                        return Ok(report);
+                    }
+                    last_problem = Some("the control plane does not show the migration yet".into());
+                }
+                Ok(report) => {
+                    last_problem = None;
+                    let state = report
+                        .state()
+                        .cloned()
+                        .unwrap_or(MigrationState::Other(String::new()));
+                    if last_state.as_ref() != Some(&state) {
+                        last_state = Some(state.clone());
+                        let detail = report.migration.as_ref().and_then(|m| m.detail.clone());
+                        on_event(MigrationEvent {
+                            step: state.step(),
+                            total_steps: TOTAL_STEPS,
+                            detail,
+                            terminal: report.terminal,
+                            elapsed: started.elapsed(),
+                            state: state.clone(),
+                            report: report.clone(),
+                        });
+                    }
+                    if report.terminal {
+                        return end_state(workspace_id, report, &state);
+                    }
+                }
+                Err(e) if passing(&e) => {
+                    tracing::warn!(workspace_id, error = %e, "reading the migration failed; still waiting");
+                    last_problem = Some(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(timed_out(
+                    workspace_id,
+                    started.elapsed(),
+                    last_state.as_ref(),
+                    last_problem.as_deref(),
+                ));
+            }
+            let pause = interval.min(deadline - now);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(interrupted(workspace_id, last_state.as_ref())),
+                _ = tokio::time::sleep(pause) => {}
+            }
+            interval = interval
+                .saturating_mul(2)
+                .min(options.max_interval.max(options.initial_interval));
+        }
+    }
+}
+
+/// Errors that do not end a wait: the next read may well succeed.
+fn passing(e: &Error) -> bool {
+    match e {
+        Error::Transport(_) => true,
+        Error::Api { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
+fn end_state(
+    workspace_id: &str,
+    report: MigrationReport,
+    state: &MigrationState,
+) -> Result<MigrationReport> {
+    if *state == MigrationState::Completed {
+        return Ok(report);
+    }
+    let detail = report
+        .migration
+        .as_ref()
+        .and_then(|m| m.detail.as_deref())
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| format!(" The control plane says: {d}."))
+        .unwrap_or_default();
+    let meaning = match state.meaning() {
+        Some(m) => format!(": {m}."),
+        None => format!(
+            ", an end state this version of fleet does not know: check the workspace before \
+             trying again (`fleet molecule migration-status {workspace_id}`)."
+        ),
+    };
+    Err(Error::OperationFailed {
+        message: format!(
+            "the migration of workspace {workspace_id} ended in state {state}{meaning}{detail}"
+        ),
+        final_state: Some(state.to_string()),
+    })
+}
+
+fn timed_out(
+    workspace_id: &str,
+    waited: Duration,
+    last: Option<&MigrationState>,
+    problem: Option<&str>,
+) -> Error {
+    let seen = match last {
+        Some(s) => format!("its last state was {}", describe_state(s, s.step())),
+        None => "no state was seen yet".to_string(),
+    };
+    let problem = problem
+        .map(|p| format!(" (last read: {p})"))
+        .unwrap_or_default();
+    Error::Timeout {
+        message: format!(
+            "stopped waiting for the migration of workspace {workspace_id} after {}: {seen}{problem}. \
+             The migration continues on the server; {}",
+            short(waited),
+            follow_hint(workspace_id)
+        ),
+        waited,
+        last_state: last.map(|s| s.to_string()),
+    }
+}
+
+fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
+    let seen = match last {
+        Some(s) => format!(" (last state: {})", describe_state(s, s.step())),
+        None => String::new(),
+    };
+    Error::Interrupted {
+        message: format!(
+            "stopped following the migration of workspace {workspace_id}{seen}. The migration \
+             continues on the server; {}",
+            follow_hint(workspace_id)
+        ),
+        last_state: last.map(|s| s.to_string()),
+    }
+}
