@@ -1,0 +1,882 @@
+//! The Molecule SDK operations against httpmock: validation (nothing sent), the exact POST,
+//! every error status, polling sequences, timeout, cancellation, never migrated, and the
+//! tenant lookup of `from`.
+
+use std::time::Duration;
+
+use fleet::{
+    Error, HttpOptions, MoleculeConfig, Secret,
+    http::RetryPolicy,
+    molecule::{
+        FromSource, MigrateRequest, MigrationEvent, MigrationState, MoleculeClient, Provider,
+        WaitOptions,
+    },
+};
+use httpmock::prelude::*;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const CP_TOKEN: &str = "cp-secret-token-123";
+const ORG_KEY: &str = "org-secret-key-456";
+const MIGRATE_PATH: &str = "/cp/admin/workspaces/ws-1/migrate-provider";
+
+fn http_options() -> HttpOptions {
+    HttpOptions {
+        retry: RetryPolicy {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        },
+        request_timeout: Duration::from_secs(5),
+        ..HttpOptions::default()
+    }
+}
+
+fn client(cp: &MockServer, tenant: Option<&MockServer>) -> MoleculeClient {
+    MoleculeClient::new(&MoleculeConfig {
+        cp_url: cp.base_url(),
+        cp_admin_token: Some(Secret::new(CP_TOKEN)),
+        api_url: tenant.map(|t| t.base_url()),
+        org_api_key: tenant.map(|_| Secret::new(ORG_KEY)),
+        http: http_options(),
+    })
+    .expect("client")
+}
+
+fn fast_wait(timeout: Duration) -> WaitOptions {
+    WaitOptions {
+        timeout,
+        initial_interval: Duration::from_millis(5),
+        max_interval: Duration::from_millis(20),
+        not_found_grace: Duration::ZERO,
+    }
+}
+
+fn request(from: Option<Provider>, to: Provider) -> MigrateRequest {
+    MigrateRequest {
+        workspace_id: "ws-1".into(),
+        to,
+        from,
+        from_instance_id: None,
+        confirm: true,
+    }
+}
+
+/// A mock that answers any request: registered last, it counts what nothing else matched.
+async fn catch_all(server: &MockServer) -> httpmock::Mock<'_> {
+    server
+        .mock_async(|_when, then| {
+            then.status(599).body("unexpected request");
+        })
+        .await
+}
+
+fn status_body(state: &str, terminal: bool) -> Value {
+    json!({
+        "migration": {"state": state, "from_provider": "aws", "to_provider": "hetzner", "detail": format!("now {state}")},
+        "terminal": terminal,
+    })
+}
+
+#[tokio::test]
+async fn every_validation_rule_sends_nothing() {
+    let cp = MockServer::start_async().await;
+    let tenant = MockServer::start_async().await;
+    let any_cp = catch_all(&cp).await;
+    let any_tenant = catch_all(&tenant).await;
+    let c = client(&cp, Some(&tenant));
+
+    let cases: Vec<(MigrateRequest, &str)> = vec![
+        (
+            MigrateRequest {
+                workspace_id: "  ".into(),
+                ..request(Some(Provider::Aws), Provider::Hetzner)
+            },
+            "workspace id is empty",
+        ),
+        (
+            MigrateRequest {
+                workspace_id: "a/b".into(),
+                ..request(Some(Provider::Aws), Provider::Hetzner)
+            },
+            "'/'",
+        ),
+        (
+            request(Some(Provider::Aws), Provider::from("azure")),
+            "to \"azure\" is not a provider",
+        ),
+        (
+            request(Some(Provider::from("azure")), Provider::Aws),
+            "from \"azure\" is not a provider",
+        ),
+        (
+            request(Some(Provider::Gcp), Provider::Gcp),
+            "from and to are both gcp",
+        ),
+        (
+            request(Some(Provider::Hetzner), Provider::Aws),
+            "--from-instance-id",
+        ),
+        (
+            MigrateRequest {
+                from_instance_id: Some("  ".into()),
+                ..request(Some(Provider::Gcp), Provider::Aws)
+            },
+            "instance id",
+        ),
+        (
+            MigrateRequest {
+                confirm: false,
+                ..request(Some(Provider::Aws), Provider::Hetzner)
+            },
+            "confirm must be true",
+        ),
+        // Even when `from` would be looked up, an unconfirmed request reads nothing either.
+        (
+            MigrateRequest {
+                confirm: false,
+                ..request(None, Provider::Hetzner)
+            },
+            "mutates two clouds",
+        ),
+    ];
+    for (req, expected) in cases {
+        match c.migrate_provider(&req).await {
+            Err(Error::InvalidInput(msg)) => {
+                assert!(
+                    msg.contains(expected),
+                    "{msg:?} should contain {expected:?}"
+                );
+                assert!(
+                    msg.contains("nothing was sent") || msg.contains("Nothing was sent"),
+                    "{msg}"
+                );
+            }
+            other => panic!("{req:?}: expected InvalidInput, got {other:?}"),
+        }
+    }
+    any_cp.assert_calls_async(0).await;
+    any_tenant.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn post_body_and_bearer_header_are_exact() {
+    let cp = MockServer::start_async().await;
+    let post = cp
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path(MIGRATE_PATH)
+                .header("authorization", format!("Bearer {CP_TOKEN}"))
+                .header("content-type", "application/json")
+                .json_body(json!({"from": "aws", "to": "hetzner", "confirm": true}));
+            then.status(202).json_body(json!({
+                "status": "migration_started", "workspace_id": "ws-1", "from": "aws", "to": "hetzner", "note": "takes 15-20 min"
+            }));
+        })
+        .await;
+    let with_instance = cp
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path("/cp/admin/workspaces/ws-2/migrate-provider")
+                .header("authorization", format!("Bearer {CP_TOKEN}"))
+                .json_body(json!({"from": "gcp", "to": "aws", "confirm": true, "from_instance_id": "inst-9"}));
+            then.status(202).json_body(json!({
+                "status": "migration_started", "workspace_id": "ws-2", "from": "gcp", "to": "aws"
+            }));
+        })
+        .await;
+    let any = catch_all(&cp).await;
+    let c = client(&cp, None);
+
+    let started = c
+        .migrate_provider(&request(Some(Provider::Aws), Provider::Hetzner))
+        .await
+        .expect("started");
+    assert_eq!(started.workspace_id, "ws-1");
+    assert_eq!(started.from, Provider::Aws);
+    assert_eq!(started.to, Provider::Hetzner);
+    assert_eq!(started.from_source, FromSource::Given);
+    assert_eq!(started.status, "migration_started");
+    assert_eq!(started.note.as_deref(), Some("takes 15-20 min"));
+    assert_eq!(
+        serde_json::to_value(&started).unwrap()["from_source"],
+        "given"
+    );
+
+    let req = MigrateRequest {
+        workspace_id: "ws-2".into(),
+        from_instance_id: Some(" inst-9 ".into()),
+        ..request(Some(Provider::Gcp), Provider::Aws)
+    };
+    c.migrate_provider(&req)
+        .await
+        .expect("started with instance id");
+    post.assert_calls_async(1).await;
+    with_instance.assert_calls_async(1).await;
+    any.assert_calls_async(0).await;
+}
+
+async fn start_with_error(status: u16, body: Value) -> (Error, usize) {
+    let cp = MockServer::start_async().await;
+    let post = cp
+        .mock_async(|when, then| {
+            when.method(POST).path(MIGRATE_PATH);
+            then.status(status).json_body(body);
+        })
+        .await;
+    let get = cp
+        .mock_async(|when, then| {
+            when.method(GET).path(MIGRATE_PATH);
+            then.status(200)
+                .json_body(status_body("provisioning_target", false));
+        })
+        .await;
+    let c = client(&cp, None);
+    let err = c
+        .migrate_provider(&request(Some(Provider::Aws), Provider::Hetzner))
+        .await
+        .expect_err("an error status");
+    post.assert_calls_async(1).await; // never retried, whatever the status
+    let gets = get.calls_async().await;
+    (err, gets)
+}
+
+#[tokio::test]
+async fn start_400_shows_the_servers_words() {
+    let (err, gets) = start_with_error(
+        400,
+        json!({"error": "confirm must be true", "detail": "field confirm"}),
+    )
+    .await;
+    match &err {
+        Error::Api {
+            status: 400,
+            message,
+            ..
+        } => {
+            assert!(
+                message.contains("confirm must be true (field confirm)"),
+                "{message}"
+            );
+            assert!(message.contains("ws-1"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(gets, 0);
+}
+
+#[tokio::test]
+async fn start_401_names_the_token_variable_and_never_the_token() {
+    let (err, _) = start_with_error(401, json!({"error": format!("bad token {CP_TOKEN}")})).await;
+    match &err {
+        Error::Unauthorized {
+            status: 401,
+            message,
+        } => {
+            assert!(message.contains("CP_ADMIN_API_TOKEN"), "{message}");
+            assert!(!message.contains(CP_TOKEN), "token leaked: {message}");
+            assert!(message.contains("bad token <redacted>"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn start_404_is_not_found() {
+    let (err, _) = start_with_error(404, json!({"error": "workspace not found"})).await;
+    match &err {
+        Error::NotFound { message } => {
+            assert!(message.contains("workspace not found"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn start_409_says_a_migration_is_running_and_carries_its_state() {
+    let (err, gets) =
+        start_with_error(409, json!({"error": "migration already in progress"})).await;
+    match &err {
+        Error::Conflict {
+            message,
+            current_state,
+        } => {
+            assert!(
+                message.contains("migration already in progress"),
+                "{message}"
+            );
+            assert!(message.contains("already running"), "{message}");
+            assert!(
+                message.contains("provisioning_target (step 3 of 6)"),
+                "{message}"
+            );
+            assert!(
+                message.contains("migration-status ws-1 --wait"),
+                "{message}"
+            );
+            assert_eq!(current_state.as_deref(), Some("provisioning_target"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(gets, 1, "the state of the running migration is read once");
+}
+
+#[tokio::test]
+async fn start_503_is_sent_once_with_the_servers_words() {
+    let (err, _) = start_with_error(503, json!({"error": "migrator not configured"})).await;
+    match &err {
+        Error::Api {
+            status: 503,
+            message,
+            ..
+        } => assert!(message.contains("migrator not configured"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // A text body survives too.
+    let cp = MockServer::start_async().await;
+    let post = cp
+        .mock_async(|when, then| {
+            when.method(POST).path(MIGRATE_PATH);
+            then.status(503).body("upstream migrator offline");
+        })
+        .await;
+    let err = client(&cp, None)
+        .migrate_provider(&request(Some(Provider::Aws), Provider::Gcp))
+        .await
+        .expect_err("503");
+    assert!(
+        err.to_string().contains("upstream migrator offline"),
+        "{err}"
+    );
+    post.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn status_never_migrated_is_an_answer() {
+    let cp = MockServer::start_async().await;
+    let get = cp
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path(MIGRATE_PATH)
+                .header("authorization", format!("Bearer {CP_TOKEN}"));
+            then.status(404)
+                .json_body(json!({"error": "no migration for workspace"}));
+        })
+        .await;
+    let c = client(&cp, None);
+    let report = c.migration_status("ws-1").await.expect("an answer");
+    assert!(!report.migrated);
+    assert!(report.migration.is_none());
+    assert!(
+        report.message.contains("never been migrated"),
+        "{}",
+        report.message
+    );
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(v["migrated"], false);
+    assert_eq!(v["workspace_id"], "ws-1");
+
+    let waited = c
+        .wait_for_migration(
+            "ws-1",
+            &fast_wait(Duration::from_secs(5)),
+            &CancellationToken::new(),
+            |_| panic!("no event for a workspace never migrated"),
+        )
+        .await
+        .expect("never migrated is an answer");
+    assert!(!waited.migrated);
+    get.assert_calls_async(2).await;
+}
+
+#[tokio::test]
+async fn status_keeps_unknown_states_and_fields() {
+    let cp = MockServer::start_async().await;
+    cp.mock_async(|when, then| {
+        when.method(GET).path(MIGRATE_PATH);
+        then.status(200).json_body(json!({
+            "migration": {"state": "draining_dns", "to_provider": "oracle", "detail": null, "eta_seconds": 42},
+            "terminal": false,
+        }));
+    })
+    .await;
+    let report = client(&cp, None)
+        .migration_status("ws-1")
+        .await
+        .expect("status");
+    let m = report.migration.as_ref().expect("migration");
+    assert_eq!(m.state, MigrationState::Other("draining_dns".into()));
+    assert_eq!(m.to_provider, Some(Provider::Other("oracle".into())));
+    assert_eq!(m.extra.get("eta_seconds"), Some(&json!(42)));
+    assert_eq!(report.step, None);
+    assert!(
+        report.message.contains("draining_dns"),
+        "{}",
+        report.message
+    );
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(v["migration"]["state"], "draining_dns");
+    assert_eq!(v["migration"]["eta_seconds"], 42);
+}
+
+/// Registers one answer per entry; each serves `times` reads, the last one serves the rest.
+async fn sequence<'a>(
+    server: &'a MockServer,
+    answers: &[(u16, Value, usize)],
+) -> Vec<httpmock::Mock<'a>> {
+    let mut mocks = Vec::new();
+    for (i, (status, body, times)) in answers.iter().enumerate() {
+        let body = body.clone();
+        let status = *status;
+        let mock = server
+            .mock_async(|when, then| {
+                when.method(GET).path(MIGRATE_PATH);
+                then.status(status).json_body(body);
+            })
+            .await;
+        if i + 1 < answers.len() {
+            mock.up_to_n_times_async(*times).await;
+        }
+        mocks.push(mock);
+    }
+    mocks
+}
+
+#[tokio::test]
+async fn wait_reports_every_state_once_through_to_completed() {
+    let cp = MockServer::start_async().await;
+    let mut unknown = status_body("warming_caches", false);
+    unknown["migration"]["cache_gb"] = json!(12);
+    let mocks = sequence(
+        &cp,
+        &[
+            (200, status_body("snapshotting", false), 3),
+            (200, status_body("snapshotted", false), 1),
+            (503, json!({"error": "briefly unavailable"}), 3), // outlasts the HTTP retries once
+            (200, status_body("provisioning_target", false), 2),
+            (200, unknown, 1),
+            (200, status_body("target_healthy", false), 1),
+            (200, status_body("retiring_source", false), 2),
+            (200, status_body("completed", true), 1),
+        ],
+    )
+    .await;
+    let c = client(&cp, None);
+    let mut events: Vec<MigrationEvent> = Vec::new();
+    let report = c
+        .wait_for_migration(
+            "ws-1",
+            &fast_wait(Duration::from_secs(20)),
+            &CancellationToken::new(),
+            |e| events.push(e),
+        )
+        .await
+        .expect("completed");
+    assert!(report.terminal);
+    assert_eq!(report.state(), Some(&MigrationState::Completed));
+    assert_eq!(
+        report.meaning.as_deref(),
+        Some("the workspace now runs on the target cloud")
+    );
+    let seen: Vec<(String, Option<u32>)> = events
+        .iter()
+        .map(|e| (e.state.to_string(), e.step))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("snapshotting".to_string(), Some(1)),
+            ("snapshotted".to_string(), Some(2)),
+            ("provisioning_target".to_string(), Some(3)),
+            ("warming_caches".to_string(), None),
+            ("target_healthy".to_string(), Some(4)),
+            ("retiring_source".to_string(), Some(5)),
+            ("completed".to_string(), Some(6)),
+        ]
+    );
+    assert!(events.iter().all(|e| e.total_steps == 6));
+    assert_eq!(events[0].detail.as_deref(), Some("now snapshotting"));
+    assert_eq!(
+        events[3]
+            .report
+            .migration
+            .as_ref()
+            .unwrap()
+            .extra
+            .get("cache_gb"),
+        Some(&json!(12))
+    );
+    assert!(events.windows(2).all(|w| w[0].elapsed <= w[1].elapsed));
+    assert!(events.last().unwrap().terminal && !events[0].terminal);
+    // Every answer was used: the wait kept polling through the 503s.
+    for m in &mocks[..mocks.len() - 1] {
+        assert!(m.calls_async().await >= 1);
+    }
+    mocks[2].assert_calls_async(3).await;
+}
+
+#[tokio::test]
+async fn wait_failed_and_rolled_back_say_what_they_mean() {
+    for (state, expected) in [
+        ("failed", "the source is still running and nothing was lost"),
+        (
+            "rolled_back",
+            "the target was torn down and the workspace points at the source again",
+        ),
+    ] {
+        let cp = MockServer::start_async().await;
+        sequence(
+            &cp,
+            &[
+                (200, status_body("target_healthy", false), 1),
+                (200, status_body(state, true), 1),
+            ],
+        )
+        .await;
+        let mut states = Vec::new();
+        let err = client(&cp, None)
+            .wait_for_migration(
+                "ws-1",
+                &fast_wait(Duration::from_secs(10)),
+                &CancellationToken::new(),
+                |e| states.push(e.state.to_string()),
+            )
+            .await
+            .expect_err("an end in failure");
+        match &err {
+            Error::OperationFailed {
+                message,
+                final_state,
+            } => {
+                assert!(message.contains(expected), "{message}");
+                assert!(
+                    message.contains(&format!("now {state}")),
+                    "the server's detail: {message}"
+                );
+                assert_eq!(final_state.as_deref(), Some(state));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            states,
+            vec!["target_healthy".to_string(), state.to_string()]
+        );
+    }
+}
+
+#[tokio::test]
+async fn wait_trusts_terminal_from_the_server() {
+    let cp = MockServer::start_async().await;
+    // "completed" but not terminal yet: keep waiting; an unknown terminal state is not success.
+    sequence(
+        &cp,
+        &[
+            (200, status_body("completed", false), 2),
+            (200, status_body("archived", true), 1),
+        ],
+    )
+    .await;
+    let err = client(&cp, None)
+        .wait_for_migration(
+            "ws-1",
+            &fast_wait(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("unknown end state");
+    match err {
+        Error::OperationFailed {
+            message,
+            final_state,
+        } => {
+            assert_eq!(final_state.as_deref(), Some("archived"));
+            assert!(message.contains("does not know"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wait_times_out_with_the_last_state() {
+    let cp = MockServer::start_async().await;
+    let get = cp
+        .mock_async(|when, then| {
+            when.method(GET).path(MIGRATE_PATH);
+            then.status(200)
+                .json_body(status_body("provisioning_target", false));
+        })
+        .await;
+    let started = std::time::Instant::now();
+    let mut events = 0;
+    let err = client(&cp, None)
+        .wait_for_migration(
+            "ws-1",
+            &fast_wait(Duration::from_millis(300)),
+            &CancellationToken::new(),
+            |_| events += 1,
+        )
+        .await
+        .expect_err("timeout");
+    let took = started.elapsed();
+    match &err {
+        Error::Timeout {
+            message,
+            waited,
+            last_state,
+        } => {
+            assert_eq!(last_state.as_deref(), Some("provisioning_target"));
+            assert!(*waited >= Duration::from_millis(300), "{waited:?}");
+            assert!(message.contains("continues on the server"), "{message}");
+            assert!(
+                message.contains("provisioning_target (step 3 of 6)"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(events, 1, "one state, reported once");
+    assert!(get.calls_async().await >= 3, "polled more than once");
+}
+
+#[tokio::test]
+async fn wait_backs_off_gradually() {
+    let cp = MockServer::start_async().await;
+    let get = cp
+        .mock_async(|when, then| {
+            when.method(GET).path(MIGRATE_PATH);
+            then.status(200)
+                .json_body(status_body("snapshotting", false));
+        })
+        .await;
+    let options = WaitOptions {
+        timeout: Duration::from_millis(700),
+        initial_interval: Duration::from_millis(20),
+        max_interval: Duration::from_millis(160),
+        not_found_grace: Duration::ZERO,
+    };
+    let _ = client(&cp, None)
+        .wait_for_migration("ws-1", &options, &CancellationToken::new(), |_| {})
+        .await;
+    // 20+40+80+160+160+160 ≈ 620 ms: about 7 reads; fixed 20 ms polling would make ~30.
+    let calls = get.calls_async().await;
+    assert!((5..=10).contains(&calls), "{calls} reads in 700 ms");
+}
+
+#[tokio::test]
+async fn wait_can_be_cancelled_and_says_the_migration_goes_on() {
+    let cp = MockServer::start_async().await;
+    cp.mock_async(|when, then| {
+        when.method(GET).path(MIGRATE_PATH);
+        then.status(200)
+            .json_body(status_body("retiring_source", false));
+    })
+    .await;
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        trigger.cancel();
+    });
+    let err = client(&cp, None)
+        .wait_for_migration("ws-1", &fast_wait(Duration::from_secs(30)), &cancel, |_| {})
+        .await
+        .expect_err("interrupted");
+    match err {
+        Error::Interrupted {
+            message,
+            last_state,
+        } => {
+            assert_eq!(last_state.as_deref(), Some("retiring_source"));
+            assert!(message.contains("continues on the server"), "{message}");
+            assert!(
+                message.contains("migration-status ws-1 --wait"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wait_stops_on_auth_errors() {
+    let cp = MockServer::start_async().await;
+    let get = cp
+        .mock_async(|when, then| {
+            when.method(GET).path(MIGRATE_PATH);
+            then.status(403).json_body(json!({"error": "forbidden"}));
+        })
+        .await;
+    let err = client(&cp, None)
+        .wait_for_migration(
+            "ws-1",
+            &fast_wait(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("403");
+    assert!(
+        matches!(err, Error::Unauthorized { status: 403, .. }),
+        "{err:?}"
+    );
+    get.assert_calls_async(1).await;
+}
+
+async fn start_with_tenant_answer(
+    tenant_body: Value,
+    expected_from: &str,
+    extra: Option<&str>,
+) -> fleet::Result<fleet::molecule::StartedMigration> {
+    let cp = MockServer::start_async().await;
+    let tenant = MockServer::start_async().await;
+    let lookup = tenant
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/workspaces/ws-1")
+                .header("authorization", format!("Bearer {ORG_KEY}"));
+            then.status(200).json_body(tenant_body);
+        })
+        .await;
+    let mut body = json!({"from": expected_from, "to": "aws", "confirm": true});
+    if let Some(id) = extra {
+        body["from_instance_id"] = json!(id);
+    }
+    let post = cp
+        .mock_async(|when, then| {
+            when.method(POST).path(MIGRATE_PATH).header("authorization", format!("Bearer {CP_TOKEN}")).json_body(body);
+            then.status(202).json_body(json!({
+                "status": "migration_started", "workspace_id": "ws-1", "from": expected_from, "to": "aws"
+            }));
+        })
+        .await;
+    let any = catch_all(&cp).await;
+    let req = MigrateRequest {
+        from_instance_id: extra.map(str::to_string),
+        ..request(None, Provider::Aws)
+    };
+    let result = client(&cp, Some(&tenant)).migrate_provider(&req).await;
+    lookup.assert_calls_async(1).await;
+    post.assert_calls_async(if result.is_ok() { 1 } else { 0 })
+        .await;
+    any.assert_calls_async(0).await;
+    result
+}
+
+#[tokio::test]
+async fn from_is_looked_up_in_all_three_places() {
+    let started = start_with_tenant_answer(
+        json!({"id": "ws-1", "compute": {"provider": "gcp"}, "provider": "hetzner", "compute_provider": "hetzner"}),
+        "gcp",
+        Some("inst-1"),
+    )
+    .await
+    .expect("compute.provider");
+    assert_eq!(started.from, Provider::Gcp);
+    assert_eq!(started.from_source, FromSource::LookedUp);
+    assert_eq!(
+        serde_json::to_value(&started).unwrap()["from_source"],
+        "looked_up"
+    );
+
+    let started = start_with_tenant_answer(
+        json!({"id": "ws-1", "compute": null, "provider": "hetzner"}),
+        "hetzner",
+        Some("h-7"),
+    )
+    .await
+    .expect("provider");
+    assert_eq!(started.from, Provider::Hetzner);
+
+    let started = start_with_tenant_answer(
+        json!({"id": "ws-1", "compute_provider": "gcp"}),
+        "gcp",
+        Some("g-2"),
+    )
+    .await
+    .expect("compute_provider");
+    assert_eq!(started.from_source, FromSource::LookedUp);
+}
+
+#[tokio::test]
+async fn looked_up_from_is_checked_before_the_post() {
+    // Looked up hetzner, no instance id: refused, nothing started.
+    let err =
+        start_with_tenant_answer(json!({"compute": {"provider": "hetzner"}}), "hetzner", None)
+            .await
+            .expect_err("needs an instance id");
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("--from-instance-id") && m.contains("runs on hetzner")),
+        "{err:?}"
+    );
+    // Looked up the target itself.
+    let err = start_with_tenant_answer(json!({"compute": {"provider": "aws"}}), "aws", None)
+        .await
+        .expect_err("same provider");
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("both aws")),
+        "{err:?}"
+    );
+    // No provider anywhere.
+    let err = start_with_tenant_answer(json!({"id": "ws-1", "compute": {}}), "aws", None)
+        .await
+        .expect_err("no provider");
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("pass --from")),
+        "{err:?}"
+    );
+    // A provider fleet does not know.
+    let err = start_with_tenant_answer(json!({"provider": "azure"}), "aws", None)
+        .await
+        .expect_err("unknown provider");
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("\"azure\"")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_tenant_api_the_error_says_pass_from() {
+    let cp = MockServer::start_async().await;
+    let any = catch_all(&cp).await;
+    let err = client(&cp, None)
+        .migrate_provider(&request(None, Provider::Hetzner))
+        .await
+        .expect_err("not configured");
+    assert!(matches!(err, Error::NotConfigured { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("--from")
+            && msg.contains("MOLECULE_API_URL")
+            && msg.contains("MOLECULE_ORG_API_KEY"),
+        "{msg}"
+    );
+    any.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn tenant_errors_keep_the_servers_words() {
+    let cp = MockServer::start_async().await;
+    let tenant = MockServer::start_async().await;
+    tenant
+        .mock_async(|when, then| {
+            when.method(GET).path("/workspaces/ws-1");
+            then.status(401)
+                .json_body(json!({"error": "invalid org key"}));
+        })
+        .await;
+    let any = catch_all(&cp).await;
+    let err = client(&cp, Some(&tenant))
+        .migrate_provider(&request(None, Provider::Hetzner))
+        .await
+        .expect_err("401");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Unauthorized { status: 401, .. }));
+    assert!(
+        msg.contains("invalid org key") && msg.contains("MOLECULE_ORG_API_KEY"),
+        "{msg}"
+    );
+    assert!(!msg.contains(ORG_KEY));
+    any.assert_calls_async(0).await;
+}
