@@ -13,15 +13,16 @@ use rmcp::{
 
 use crate::server::{FleetServer, Progress, tool_error};
 
-/// A compute provider.
+/// A compute provider: aws (Amazon Web Services), hetzner (Hetzner Cloud), gcp (Google Cloud).
+// No doc comments on the variants: they would turn the schema's plain `enum` into `oneOf`.
 #[derive(Debug, Clone, Copy, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderArg {
-    /// Amazon Web Services.
+    #[allow(missing_docs)]
     Aws,
-    /// Hetzner Cloud.
+    #[allow(missing_docs)]
     Hetzner,
-    /// Google Cloud.
+    #[allow(missing_docs)]
     Gcp,
 }
 
