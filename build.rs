@@ -32,7 +32,10 @@ const SPECS: &[(&str, &str, &[(&str, &str)])] = &[
             ("LogLevel", "crate::coder::LogLevel"),
             ("LogSource", "crate::coder::LogSource"),
             ("ValidationMonotonicOrder", "crate::coder::MonotonicOrder"),
-            ("TemplateVersionParameterType", "crate::coder::ParameterType"),
+            (
+                "TemplateVersionParameterType",
+                "crate::coder::ParameterType",
+            ),
         ],
     ),
 ];
@@ -55,10 +58,13 @@ fn main() {
 
 fn generate(spec_path: &str, out: &Path, replacements: &[(&str, &str)]) -> Result<(), String> {
     let text = fs::read_to_string(spec_path).map_err(|e| format!("cannot read: {e}"))?;
-    let spec: openapiv3::OpenAPI =
-        serde_yaml_ng::from_str(&text).map_err(|e| format!("not a valid OpenAPI 3.0 document: {e}"))?;
+    let spec: openapiv3::OpenAPI = serde_yaml_ng::from_str(&text)
+        .map_err(|e| format!("not a valid OpenAPI 3.0 document: {e}"))?;
     if !spec.openapi.starts_with("3.0.") {
-        return Err(format!("OpenAPI {} is not supported; write 3.0.x", spec.openapi));
+        return Err(format!(
+            "OpenAPI {} is not supported; write 3.0.x",
+            spec.openapi
+        ));
     }
     let mut settings = GenerationSettings::new();
     settings.with_interface(InterfaceStyle::Positional);

@@ -38,7 +38,10 @@ fn main() {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("warn,fleet={}", args.log_level)))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "warn,fleet={}",
+            args.log_level
+        )))
         .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

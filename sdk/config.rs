@@ -17,7 +17,10 @@ impl Secret {
     /// Reads a token from a file (first line, trimmed).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::InvalidInput(format!("cannot read the token file {}: {e}", path.display()))
+            Error::InvalidInput(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
         })?;
         let secret = Secret::new(text.lines().next().unwrap_or_default());
         if secret.is_empty() {

@@ -84,7 +84,10 @@ pub fn check_base_url(what: &str, url: &str, insecure_http: bool) -> Result<Stri
 
 /// Builds the `reqwest::Client` for one API: the auth header (marked sensitive), the user
 /// agent, the timeouts.
-pub fn build_client(auth: Option<(HeaderName, String)>, http: &HttpOptions) -> Result<reqwest::Client> {
+pub fn build_client(
+    auth: Option<(HeaderName, String)>,
+    http: &HttpOptions,
+) -> Result<reqwest::Client> {
     let mut headers = HeaderMap::new();
     if let Some((name, value)) = auth {
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
@@ -107,7 +110,10 @@ pub fn build_client(auth: Option<(HeaderName, String)>, http: &HttpOptions) -> R
 
 /// `Authorization: Bearer …`.
 pub fn bearer(secret: &Secret) -> (HeaderName, String) {
-    (reqwest::header::AUTHORIZATION, format!("Bearer {}", secret.expose()))
+    (
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", secret.expose()),
+    )
 }
 
 /// Sends a request. A GET is retried with backoff on 429 (honouring `Retry-After`),
@@ -251,7 +257,10 @@ pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
 }
 
 /// Maps a progenitor error to the library's [`Error`].
-pub fn map_error<E: ServerErrorBody>(err: progenitor_client::Error<E>, ctx: &CallContext<'_>) -> Error {
+pub fn map_error<E: ServerErrorBody>(
+    err: progenitor_client::Error<E>,
+    ctx: &CallContext<'_>,
+) -> Error {
     use progenitor_client::Error as P;
     let action = &ctx.action;
     match err {
@@ -276,7 +285,12 @@ pub fn map_error<E: ServerErrorBody>(err: progenitor_client::Error<E>, ctx: &Cal
         }
         P::UnexpectedResponse(resp) => {
             let status = resp.status().as_u16();
-            from_status(status, format!("{action}: unexpected HTTP {status}"), vec![], ctx)
+            from_status(
+                status,
+                format!("{action}: unexpected HTTP {status}"),
+                vec![],
+                ctx,
+            )
         }
         P::InvalidResponsePayload(bytes, e) => {
             let text = String::from_utf8_lossy(&bytes);
@@ -306,7 +320,9 @@ pub fn map_error<E: ServerErrorBody>(err: progenitor_client::Error<E>, ctx: &Cal
                 ctx.secrets,
             ))
         }
-        P::InvalidRequest(msg) => Error::InvalidInput(scrub(&format!("{action}: {msg}"), ctx.secrets)),
+        P::InvalidRequest(msg) => {
+            Error::InvalidInput(scrub(&format!("{action}: {msg}"), ctx.secrets))
+        }
         P::Custom(msg) => Error::Transport(scrub(&format!("{action}: {msg}"), ctx.secrets)),
     }
 }

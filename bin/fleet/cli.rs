@@ -45,40 +45,97 @@ pub struct GlobalOpts {
     pub log_level: LogLevel,
 
     /// Molecule CP admin API base URL.
-    #[arg(long, global = true, env = "MOLECULE_CP_URL", value_name = "URL", help_heading = "Molecule")]
+    #[arg(
+        long,
+        global = true,
+        env = "MOLECULE_CP_URL",
+        value_name = "URL",
+        help_heading = "Molecule"
+    )]
     pub molecule_cp_url: Option<String>,
 
     /// CP admin API token. Prefer the environment or --cp-admin-token-file: a flag is visible
     /// to other users of the machine.
-    #[arg(long, global = true, env = "CP_ADMIN_API_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = "Molecule")]
+    #[arg(
+        long,
+        global = true,
+        env = "CP_ADMIN_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Molecule"
+    )]
     pub cp_admin_token: Option<String>,
 
     /// Read the CP admin API token from a file.
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "cp_admin_token", help_heading = "Molecule")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "cp_admin_token",
+        help_heading = "Molecule"
+    )]
     pub cp_admin_token_file: Option<PathBuf>,
 
     /// Molecule tenant API base URL (used to look up a workspace's provider).
-    #[arg(long, global = true, env = "MOLECULE_API_URL", value_name = "URL", help_heading = "Molecule")]
+    #[arg(
+        long,
+        global = true,
+        env = "MOLECULE_API_URL",
+        value_name = "URL",
+        help_heading = "Molecule"
+    )]
     pub molecule_api_url: Option<String>,
 
     /// Molecule tenant API key. Prefer the environment or --molecule-org-api-key-file.
-    #[arg(long, global = true, env = "MOLECULE_ORG_API_KEY", hide_env_values = true, value_name = "KEY", help_heading = "Molecule")]
+    #[arg(
+        long,
+        global = true,
+        env = "MOLECULE_ORG_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        help_heading = "Molecule"
+    )]
     pub molecule_org_api_key: Option<String>,
 
     /// Read the Molecule tenant API key from a file.
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "molecule_org_api_key", help_heading = "Molecule")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "molecule_org_api_key",
+        help_heading = "Molecule"
+    )]
     pub molecule_org_api_key_file: Option<PathBuf>,
 
     /// Coder deployment URL (without /api/v2).
-    #[arg(long, global = true, env = "CODER_URL", value_name = "URL", help_heading = "Coder")]
+    #[arg(
+        long,
+        global = true,
+        env = "CODER_URL",
+        value_name = "URL",
+        help_heading = "Coder"
+    )]
     pub coder_url: Option<String>,
 
     /// Coder session token. Prefer the environment or --coder-session-token-file.
-    #[arg(long, global = true, env = "CODER_SESSION_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = "Coder")]
+    #[arg(
+        long,
+        global = true,
+        env = "CODER_SESSION_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Coder"
+    )]
     pub coder_session_token: Option<String>,
 
     /// Read the Coder session token from a file.
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "coder_session_token", help_heading = "Coder")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "coder_session_token",
+        help_heading = "Coder"
+    )]
     pub coder_session_token_file: Option<PathBuf>,
 
     /// Allow http:// to a host that is not loopback (tokens would cross the network in clear).
@@ -100,8 +157,16 @@ pub fn warn_tokens_on_command_line(matches: &clap::ArgMatches) {
     }
     for (id, flag, var) in [
         ("cp_admin_token", "--cp-admin-token", "CP_ADMIN_API_TOKEN"),
-        ("molecule_org_api_key", "--molecule-org-api-key", "MOLECULE_ORG_API_KEY"),
-        ("coder_session_token", "--coder-session-token", "CODER_SESSION_TOKEN"),
+        (
+            "molecule_org_api_key",
+            "--molecule-org-api-key",
+            "MOLECULE_ORG_API_KEY",
+        ),
+        (
+            "coder_session_token",
+            "--coder-session-token",
+            "CODER_SESSION_TOKEN",
+        ),
     ] {
         if find(matches, id).is_some() {
             out::err(format!(
@@ -131,9 +196,16 @@ impl GlobalOpts {
     pub fn molecule_config(&self) -> Result<MoleculeConfig, Error> {
         let defaults = MoleculeConfig::default();
         Ok(MoleculeConfig {
-            cp_url: self.molecule_cp_url.clone().filter(|s| !s.trim().is_empty()).unwrap_or(defaults.cp_url),
+            cp_url: self
+                .molecule_cp_url
+                .clone()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or(defaults.cp_url),
             cp_admin_token: Self::secret(&self.cp_admin_token, &self.cp_admin_token_file)?,
-            api_url: self.molecule_api_url.clone().filter(|s| !s.trim().is_empty()),
+            api_url: self
+                .molecule_api_url
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
             org_api_key: Self::secret(&self.molecule_org_api_key, &self.molecule_org_api_key_file)?,
             http: self.http(),
         })
@@ -151,9 +223,8 @@ impl GlobalOpts {
 
 /// Parses a duration like `90s`, `20m`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("{e}; write a duration like 90s, 20m or 1h30m")
-    })?;
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write a duration like 90s, 20m or 1h30m"))?;
     if d.is_zero() {
         return Err("a duration must be longer than zero".into());
     }
@@ -184,10 +255,15 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
             body["status"] = status.into();
         }
         match e {
-            Error::Timeout { last_state, .. }
-            | Error::Interrupted { last_state, .. } => body["last_state"] = serde_json::json!(last_state),
-            Error::OperationFailed { final_state, .. } => body["final_state"] = serde_json::json!(final_state),
-            Error::Conflict { current_state, .. } => body["current_state"] = serde_json::json!(current_state),
+            Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
+                body["last_state"] = serde_json::json!(last_state)
+            }
+            Error::OperationFailed { final_state, .. } => {
+                body["final_state"] = serde_json::json!(final_state)
+            }
+            Error::Conflict { current_state, .. } => {
+                body["current_state"] = serde_json::json!(current_state)
+            }
             Error::Api { validations, .. } if !validations.is_empty() => {
                 body["validations"] = serde_json::json!(validations)
             }

@@ -7,7 +7,10 @@ use std::io::{self, Write};
 /// Writes one line to stdout.
 pub fn line(text: impl AsRef<str>) {
     let mut out = io::stdout().lock();
-    if writeln!(out, "{}", text.as_ref()).and_then(|_| out.flush()).is_err() {
+    if writeln!(out, "{}", text.as_ref())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
         closed_pipe();
     }
 }

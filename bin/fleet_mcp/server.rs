@@ -7,7 +7,9 @@ use fleet::{CoderConfig, MoleculeConfig, coder::CoderClient, molecule::MoleculeC
 use rmcp::{
     Peer, RoleServer, ServerHandler,
     handler::server::router::tool::ToolRouter,
-    model::{Implementation, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig},
+    model::{
+        Implementation, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+    },
     tool_handler,
 };
 use tokio::sync::mpsc;
@@ -82,7 +84,8 @@ impl Progress {
         let (tx, mut rx) = mpsc::unbounded_channel::<(f64, Option<f64>, String)>();
         tokio::spawn(async move {
             while let Some((progress, total, message)) = rx.recv().await {
-                let mut param = ProgressNotificationParam::new(token.clone(), progress).with_message(message);
+                let mut param =
+                    ProgressNotificationParam::new(token.clone(), progress).with_message(message);
                 if let Some(total) = total {
                     param = param.with_total(total);
                 }

@@ -182,13 +182,20 @@ impl CoderClient {
             vars: CODER_VARS,
             flag: None,
         };
-        let (Some(url), Some(token)) = (&config.url, config.session_token.as_ref().filter(|t| !t.is_empty())) else {
+        let (Some(url), Some(token)) = (
+            &config.url,
+            config.session_token.as_ref().filter(|t| !t.is_empty()),
+        ) else {
             return Err(not_configured);
         };
         let url = http::check_base_url("CODER_URL", url, config.http.insecure_http)?;
         let name = reqwest::header::HeaderName::from_static("coder-session-token");
         let client = http::build_client(Some((name, token.expose().to_string())), &config.http)?;
-        let api = api::Client::new_with_client(&format!("{url}/api/v2"), client, config.http.retry.clone());
+        let api = api::Client::new_with_client(
+            &format!("{url}/api/v2"),
+            client,
+            config.http.retry.clone(),
+        );
         Ok(CoderClient {
             api,
             url,
@@ -207,7 +214,11 @@ impl CoderClient {
     }
 
     /// Maps a failed call to an [`Error`], scrubbing the token.
-    pub fn error<E: ServerErrorBody>(&self, action: impl Into<String>, err: progenitor_client::Error<E>) -> Error {
+    pub fn error<E: ServerErrorBody>(
+        &self,
+        action: impl Into<String>,
+        err: progenitor_client::Error<E>,
+    ) -> Error {
         let secrets: Vec<&Secret> = self.secrets.iter().collect();
         http::map_error(
             err,

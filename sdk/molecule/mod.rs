@@ -70,16 +70,19 @@ impl MigrationState {
 
     /// Step k of [`MigrationState::PATH`] (1-based), for a state on the forward path.
     pub fn step(&self) -> Option<u32> {
-        Self::PATH.iter().position(|s| s == self).map(|i| i as u32 + 1)
+        Self::PATH
+            .iter()
+            .position(|s| s == self)
+            .map(|i| i as u32 + 1)
     }
 
     /// What the state means for the user, for the end states.
     pub fn meaning(&self) -> Option<&'static str> {
         match self {
             MigrationState::Completed => Some("the workspace now runs on the target cloud"),
-            MigrationState::Failed => Some(
-                "it failed before cutover: the source is still running and nothing was lost",
-            ),
+            MigrationState::Failed => {
+                Some("it failed before cutover: the source is still running and nothing was lost")
+            }
             MigrationState::RolledBack => Some(
                 "it failed after the target was provisioned: the target was torn down and the \
                  workspace points at the source again",
@@ -121,7 +124,10 @@ impl std::fmt::Debug for MoleculeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MoleculeClient")
             .field("cp_url", &self.cp.baseurl())
-            .field("tenant_url", &self.tenant.as_ref().map(|t| t.baseurl().to_string()))
+            .field(
+                "tenant_url",
+                &self.tenant.as_ref().map(|t| t.baseurl().to_string()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -142,7 +148,8 @@ impl MoleculeClient {
                 vars: CP_VARS,
                 flag: Some("--cp-admin-token-file"),
             })?;
-        let cp_url = http::check_base_url("MOLECULE_CP_URL", &config.cp_url, config.http.insecure_http)?;
+        let cp_url =
+            http::check_base_url("MOLECULE_CP_URL", &config.cp_url, config.http.insecure_http)?;
         let cp_http = http::build_client(Some(http::bearer(&token)), &config.http)?;
         let cp = cp_api::Client::new_with_client(&cp_url, cp_http, config.http.retry.clone());
         let mut secrets = vec![token];
@@ -151,11 +158,19 @@ impl MoleculeClient {
                 let url = http::check_base_url("MOLECULE_API_URL", url, config.http.insecure_http)?;
                 let client = http::build_client(Some(http::bearer(key)), &config.http)?;
                 secrets.push(key.clone());
-                Some(tenant_api::Client::new_with_client(&url, client, config.http.retry.clone()))
+                Some(tenant_api::Client::new_with_client(
+                    &url,
+                    client,
+                    config.http.retry.clone(),
+                ))
             }
             _ => None,
         };
-        Ok(MoleculeClient { cp, tenant, secrets })
+        Ok(MoleculeClient {
+            cp,
+            tenant,
+            secrets,
+        })
     }
 
     /// The generated CP admin client.
@@ -169,7 +184,11 @@ impl MoleculeClient {
     }
 
     /// Maps a failed CP admin call to an [`Error`], scrubbing every token.
-    pub fn cp_error<E: ServerErrorBody>(&self, action: impl Into<String>, err: progenitor_client::Error<E>) -> Error {
+    pub fn cp_error<E: ServerErrorBody>(
+        &self,
+        action: impl Into<String>,
+        err: progenitor_client::Error<E>,
+    ) -> Error {
         let secrets: Vec<&Secret> = self.secrets.iter().collect();
         http::map_error(
             err,
@@ -183,7 +202,11 @@ impl MoleculeClient {
     }
 
     /// Maps a failed tenant call to an [`Error`], scrubbing every token.
-    pub fn tenant_error<E: ServerErrorBody>(&self, action: impl Into<String>, err: progenitor_client::Error<E>) -> Error {
+    pub fn tenant_error<E: ServerErrorBody>(
+        &self,
+        action: impl Into<String>,
+        err: progenitor_client::Error<E>,
+    ) -> Error {
         let secrets: Vec<&Secret> = self.secrets.iter().collect();
         http::map_error(
             err,
@@ -232,7 +255,10 @@ impl ServerErrorBody for tenant_api::types::ErrorBody {
 }
 
 fn join_message(error: Option<&str>, detail: Option<&str>) -> String {
-    match (error.filter(|s| !s.is_empty()), detail.filter(|s| !s.is_empty())) {
+    match (
+        error.filter(|s| !s.is_empty()),
+        detail.filter(|s| !s.is_empty()),
+    ) {
         (Some(e), Some(d)) => format!("{e} ({d})"),
         (Some(e), None) => e.to_string(),
         (None, Some(d)) => d.to_string(),
