@@ -8,8 +8,11 @@ use std::{fs, path::Path};
 
 use progenitor::{GenerationSettings, Generator, InterfaceStyle, TypeImpl};
 
-/// (spec file, output file, [(schema name, replacement type path)]).
-const SPECS: &[(&str, &str, &[(&str, &str)])] = &[
+/// A spec, the file its client is written to, and the schemas replaced by open types in
+/// `sdk/`: (schema name, replacement type path).
+type Spec = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+const SPECS: &[Spec] = &[
     (
         "openapi/molecule-cp.yaml",
         "molecule_cp.rs",

@@ -3,6 +3,8 @@
 
 #[path = "fleet_mcp/coder_tools.rs"]
 mod coder_tools;
+#[path = "fleet_mcp/http.rs"]
+mod http;
 #[path = "fleet_mcp/molecule_tools.rs"]
 mod molecule_tools;
 #[path = "fleet_mcp/server.rs"]
@@ -17,6 +19,10 @@ use rmcp::ServiceExt;
 /// CP_ADMIN_API_TOKEN, MOLECULE_API_URL, MOLECULE_ORG_API_KEY, CODER_URL, CODER_SESSION_TOKEN);
 /// a control plane left unconfigured keeps its tools listed, and they answer with an error
 /// naming the variables to set.
+///
+/// With --http ADDR it serves the streamable HTTP transport at http://ADDR/mcp instead, plus
+/// GET /health. A bearer token (--http-token-file, or FLEET_MCP_HTTP_TOKEN) is required unless
+/// ADDR is loopback; when set, every request but /health must carry it.
 #[derive(Debug, Parser)]
 #[command(name = "fleet-mcp", version, max_term_width = 100)]
 struct Args {
@@ -28,9 +34,64 @@ struct Args {
     #[arg(long)]
     insecure_http: bool,
 
+    /// Serve MCP over streamable HTTP at this address (e.g. 127.0.0.1:8080) instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+
+    /// File holding the bearer token HTTP clients must send (required unless ADDR is loopback).
+    #[arg(long, value_name = "PATH", requires = "http")]
+    http_token_file: Option<std::path::PathBuf>,
+
+    /// A host name HTTP clients reach the server by (repeatable; checked against the Host header).
+    #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+    allowed_hosts: Vec<String>,
+
     /// Log level for diagnostics on stderr (stdout carries the protocol).
     #[arg(long, default_value = "warn", env = "FLEET_LOG_LEVEL")]
     log_level: String,
+}
+
+/// The HTTP token: from --http-token-file, else FLEET_MCP_HTTP_TOKEN.
+fn http_token(args: &Args) -> Result<Option<String>, String> {
+    if let Some(path) = &args.http_token_file {
+        return fleet::Secret::from_file(path)
+            .map(|s| Some(s.expose().to_string()))
+            .map_err(|e| e.to_string());
+    }
+    Ok(std::env::var("FLEET_MCP_HTTP_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
+}
+
+async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, args: &Args) -> i32 {
+    let token = match http_token(args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("fleet-mcp: error: {e}");
+            return 2;
+        }
+    };
+    if token.is_none() && !addr.ip().is_loopback() {
+        eprintln!(
+            "fleet-mcp: error: --http {addr} is not a loopback address: set a bearer token with --http-token-file \
+             or FLEET_MCP_HTTP_TOKEN, so that only your clients can call the tools"
+        );
+        return 2;
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    match http::serve(server, addr, token, args.allowed_hosts.clone(), shutdown).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("fleet-mcp: error: cannot serve HTTP on {addr}: {e}");
+            1
+        }
+    }
 }
 
 fn main() {
@@ -54,6 +115,9 @@ fn main() {
         let mut coder = CoderConfig::from_env();
         coder.http.insecure_http = args.insecure_http;
         let server = server::FleetServer::new(&molecule, &coder, args.read_only);
+        if let Some(addr) = args.http {
+            return serve_http(server, addr, &args).await;
+        }
         match server.serve(rmcp::transport::stdio()).await {
             Ok(running) => match running.waiting().await {
                 Ok(_) => 0,

@@ -122,7 +122,8 @@ fn init_logging(level: LogLevel) {
     };
     // Our own crate at the chosen level; dependencies one notch quieter unless trace.
     let directive = match level {
-        LogLevel::Trace => "trace".to_string(),
+        // Dependencies stay at info even then: their trace output is wire-level detail.
+        LogLevel::Trace => "info,fleet=trace".to_string(),
         _ => format!("warn,fleet={filter}"),
     };
     let _ = tracing_subscriber::fmt()
