@@ -10,7 +10,11 @@ use progenitor::{GenerationSettings, Generator, InterfaceStyle, TypeImpl};
 
 /// A spec, the file its client is written to, and the schemas replaced by open types in
 /// `sdk/`: (schema name, replacement type path).
-type Spec = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type Spec = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 const SPECS: &[Spec] = &[
     (

@@ -423,7 +423,6 @@ impl MoleculeClient {
         let found = ws
             .compute
             .as_ref()
-            .and_then(|c| c.0.as_ref())
             .and_then(|c| c.provider.clone())
             .or(ws.provider)
             .or(ws.compute_provider)
