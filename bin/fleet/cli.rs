@@ -145,7 +145,7 @@ pub struct GlobalOpts {
 
 /// Tokens given as flags, to warn about (they show in `ps`).
 pub fn warn_tokens_on_command_line(matches: &clap::ArgMatches) {
-    fn find<'a>(m: &'a clap::ArgMatches, id: &str) -> Option<ValueSource> {
+    fn find(m: &clap::ArgMatches, id: &str) -> Option<ValueSource> {
         if let Ok(Some(_)) = m.try_get_raw(id) {
             if let Some(src) = m.value_source(id) {
                 if src == ValueSource::CommandLine {
