@@ -414,7 +414,7 @@ fn p(
     }
 }
 
-pub(crate) fn seed(faults: &SimFaults) -> CoderWorld {
+pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
     let alice = User { id: id(0x100), username: "alice", name: "Alice Example" };
     let bob = User { id: id(0x101), username: "bob", name: "Bob Example" };
 
@@ -510,8 +510,8 @@ pub(crate) fn seed(faults: &SimFaults) -> CoderWorld {
             version_id: id(version),
             transition,
             initiator: if owner == alice.id { "alice" } else { "bob" },
-            // A day ago, in simulated seconds of any speed: long finished.
-            created: -1.0e9,
+            // A day ago in real time, whatever the speed: long finished.
+            created: -86_400.0 * clock.speed,
             factor: 1.0,
             fails: None,
             canceled: None,

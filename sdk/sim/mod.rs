@@ -191,7 +191,7 @@ impl Simulator {
         };
         let state = Arc::new(SimState {
             molecule: Mutex::new(molecule::seed(&clock, &options.faults)),
-            coder: Mutex::new(coder::seed(&options.faults)),
+            coder: Mutex::new(coder::seed(&clock, &options.faults)),
             log: Mutex::new(Vec::new()),
             gets: Mutex::new(0),
             clock,

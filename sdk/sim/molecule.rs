@@ -225,7 +225,6 @@ pub(crate) struct MoleculeWorld {
 }
 
 pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> MoleculeWorld {
-    let _ = clock;
     let rows: [(&str, &str, &str, &str, Outcome); 9] = [
         ("ws-aws-demo", "demo on aws", "aws", "i-0a1b2c3d4e5f60718", Outcome::Completes),
         ("ws-hetzner-demo", "demo on hetzner", "hetzner", "hz-4217781", Outcome::Completes),
