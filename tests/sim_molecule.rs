@@ -54,7 +54,11 @@ async fn status(m: &MoleculeClient, id: &str) -> MigrationStatus {
 }
 
 /// Polls until the migration is terminal; returns the distinct states seen, in order.
-async fn follow(m: &MoleculeClient, id: &str, limit: Duration) -> (Vec<MigrationState>, MigrationStatus) {
+async fn follow(
+    m: &MoleculeClient,
+    id: &str,
+    limit: Duration,
+) -> (Vec<MigrationState>, MigrationStatus) {
     let deadline = Instant::now() + limit;
     let mut seen: Vec<MigrationState> = Vec::new();
     loop {
@@ -65,7 +69,10 @@ async fn follow(m: &MoleculeClient, id: &str, limit: Duration) -> (Vec<Migration
         if s.terminal {
             return (seen, s);
         }
-        assert!(Instant::now() < deadline, "{id}: not terminal after {limit:?}; seen {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{id}: not terminal after {limit:?}; seen {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -89,9 +96,12 @@ async fn a_wrong_or_missing_token_gets_401_and_an_org_key_gets_403() {
         }
     }
     // No header at all.
-    let raw = reqwest::get(format!("{}/cp/admin/workspaces/ws-aws-demo/migration-status", sim.cp_url()))
-        .await
-        .expect("an answer");
+    let raw = reqwest::get(format!(
+        "{}/cp/admin/workspaces/ws-aws-demo/migration-status",
+        sim.cp_url()
+    ))
+    .await
+    .expect("an answer");
     assert_eq!(raw.status().as_u16(), 401);
     let body: serde_json::Value = raw.json().await.expect("a JSON body");
     assert_eq!(body["error"], "missing admin token");
@@ -103,35 +113,65 @@ async fn a_wrong_or_missing_token_gets_401_and_an_org_key_gets_403() {
     };
     let m = MoleculeClient::new(&cfg).expect("client");
     let tenant = m.tenant().expect("tenant configured");
-    let err = tenant.get_workspace(&"ws-aws-demo".parse().expect("id")).await.expect_err("refused");
+    let err = tenant
+        .get_workspace(&"ws-aws-demo".parse().expect("id"))
+        .await
+        .expect_err("refused");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
-    assert_eq!(sim.count_requests("GET", "/tenant/workspaces/ws-aws-demo"), 1);
+    assert_eq!(
+        sim.count_requests("GET", "/tenant/workspaces/ws-aws-demo"),
+        1
+    );
 }
 
 #[tokio::test]
 async fn a_migration_walks_every_state_and_moves_the_workspace() {
-    let sim = sim(400.0).await;
+    let sim = sim(300.0).await;
     let m = client(&sim);
     let tenant = m.tenant().expect("tenant configured");
-    let ws = tenant.get_workspace(&"ws-aws-demo".parse().expect("id")).await.expect("read").into_inner();
-    assert_eq!(ws.compute.and_then(|c| c.0).and_then(|c| c.provider).as_deref(), Some("aws"));
+    let ws = tenant
+        .get_workspace(&"ws-aws-demo".parse().expect("id"))
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(
+        ws.compute
+            .and_then(|c| c.0)
+            .and_then(|c| c.provider)
+            .as_deref(),
+        Some("aws")
+    );
 
     let started = m
         .cp()
-        .migrate_provider(&"ws-aws-demo".parse().expect("id"), &request(Provider::Aws, Provider::Hetzner, None))
+        .migrate_provider(
+            &"ws-aws-demo".parse().expect("id"),
+            &request(Provider::Aws, Provider::Hetzner, None),
+        )
         .await
         .expect("202");
     assert_eq!(started.status().as_u16(), 202);
     let started = started.into_inner();
     assert_eq!(started.status, "migration_started");
-    assert_eq!((started.workspace_id.as_str(), started.from, started.to), ("ws-aws-demo", Provider::Aws, Provider::Hetzner));
+    assert_eq!(
+        (started.workspace_id.as_str(), started.from, started.to),
+        ("ws-aws-demo", Provider::Aws, Provider::Hetzner)
+    );
 
     let (seen, last) = follow(&m, "ws-aws-demo", Duration::from_secs(20)).await;
     assert_eq!(seen, MigrationState::PATH.to_vec(), "every state, in order");
     assert_eq!(last.migration.from_provider, Some(Provider::Aws));
     assert_eq!(last.migration.to_provider, Some(Provider::Hetzner));
-    assert!(last.migration.extra.contains_key("started_at") && last.migration.extra.contains_key("updated_at"));
-    assert!(last.migration.detail.as_deref().is_some_and(|d| d.contains("hetzner")));
+    assert!(
+        last.migration.extra.contains_key("started_at")
+            && last.migration.extra.contains_key("updated_at")
+    );
+    assert!(
+        last.migration
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("hetzner"))
+    );
 
     // The alias answers the same.
     let alias = m
@@ -140,18 +180,37 @@ async fn a_migration_walks_every_state_and_moves_the_workspace() {
         .await
         .expect("alias")
         .into_inner();
-    assert_eq!((alias.migration, alias.terminal), (last.migration.clone(), last.terminal));
+    assert_eq!(
+        (alias.migration, alias.terminal),
+        (last.migration.clone(), last.terminal)
+    );
 
     // The tenant API now reports the target.
-    let ws = tenant.get_workspace(&"ws-aws-demo".parse().expect("id")).await.expect("read").into_inner();
-    assert_eq!(ws.compute.and_then(|c| c.0).and_then(|c| c.provider).as_deref(), Some("hetzner"));
+    let ws = tenant
+        .get_workspace(&"ws-aws-demo".parse().expect("id"))
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(
+        ws.compute
+            .and_then(|c| c.0)
+            .and_then(|c| c.provider)
+            .as_deref(),
+        Some("hetzner")
+    );
 
     // And the workspace can migrate back from where it is now.
     let again = m
         .cp()
-        .migrate_provider(&"ws-aws-demo".parse().expect("id"), &request(Provider::Hetzner, Provider::Aws, Some("hz-1")))
+        .migrate_provider(
+            &"ws-aws-demo".parse().expect("id"),
+            &request(Provider::Hetzner, Provider::Aws, Some("hz-1")),
+        )
         .await;
-    assert!(again.is_ok(), "a new migration from the new provider is accepted: {again:?}");
+    assert!(
+        again.is_ok(),
+        "a new migration from the new provider is accepted: {again:?}"
+    );
 }
 
 #[tokio::test]
@@ -160,13 +219,24 @@ async fn faults_fail_roll_back_and_report_an_unknown_state() {
     let m = client(&sim);
 
     m.cp()
-        .migrate_provider(&"ws-fails-migration".parse().expect("id"), &request(Provider::Aws, Provider::Gcp, None))
+        .migrate_provider(
+            &"ws-fails-migration".parse().expect("id"),
+            &request(Provider::Aws, Provider::Gcp, None),
+        )
         .await
         .expect("started");
     let (seen, last) = follow(&m, "ws-fails-migration", Duration::from_secs(20)).await;
     assert_eq!(last.migration.state, MigrationState::Failed);
-    assert!(!seen.contains(&MigrationState::TargetHealthy), "fails before cutover: {seen:?}");
-    assert!(last.migration.detail.as_deref().is_some_and(|d| d.contains("still running")));
+    assert!(
+        !seen.contains(&MigrationState::TargetHealthy),
+        "fails before cutover: {seen:?}"
+    );
+    assert!(
+        last.migration
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("still running"))
+    );
 
     m.cp()
         .migrate_provider(
@@ -177,22 +247,43 @@ async fn faults_fail_roll_back_and_report_an_unknown_state() {
         .expect("started");
     let (seen, last) = follow(&m, "ws-rolls-back", Duration::from_secs(20)).await;
     assert_eq!(last.migration.state, MigrationState::RolledBack);
-    assert!(seen.contains(&MigrationState::TargetHealthy), "rolls back after the target was up: {seen:?}");
-    let ws = m.tenant().expect("tenant").get_workspace(&"ws-rolls-back".parse().expect("id")).await.expect("read");
+    assert!(
+        seen.contains(&MigrationState::TargetHealthy),
+        "rolls back after the target was up: {seen:?}"
+    );
+    let ws = m
+        .tenant()
+        .expect("tenant")
+        .get_workspace(&"ws-rolls-back".parse().expect("id"))
+        .await
+        .expect("read");
     assert_eq!(
-        ws.into_inner().compute.and_then(|c| c.0).and_then(|c| c.provider).as_deref(),
+        ws.into_inner()
+            .compute
+            .and_then(|c| c.0)
+            .and_then(|c| c.provider)
+            .as_deref(),
         Some("hetzner"),
         "a rolled-back workspace stays on its source"
     );
 
+    // Slower, to see the short unknown state (60 simulated seconds = 120 ms).
+    let sim = self::sim(500.0).await;
+    let m = client(&sim);
     m.cp()
-        .migrate_provider(&"ws-new-state".parse().expect("id"), &request(Provider::Gcp, Provider::Aws, Some("gce-1")))
+        .migrate_provider(
+            &"ws-new-state".parse().expect("id"),
+            &request(Provider::Gcp, Provider::Aws, Some("gce-1")),
+        )
         .await
         .expect("started");
     let (seen, last) = follow(&m, "ws-new-state", Duration::from_secs(20)).await;
     assert_eq!(last.migration.state, MigrationState::Completed);
     let unknown = MigrationState::Other("verifying_target".into());
-    let at = seen.iter().position(|s| *s == unknown).expect("the unknown state is reported and kept");
+    let at = seen
+        .iter()
+        .position(|s| *s == unknown)
+        .expect("the unknown state is reported and kept");
     assert_eq!(seen[at - 1], MigrationState::TargetHealthy);
     assert_eq!(seen[at + 1], MigrationState::RetiringSource);
 }
@@ -203,23 +294,50 @@ async fn a_second_migration_while_one_runs_gets_409() {
     let m = client(&sim);
     let id = "ws-gcp-demo".parse().expect("id");
     let body = request(Provider::Gcp, Provider::Aws, Some("gce-7730118842"));
-    m.cp().migrate_provider(&id, &body).await.expect("the first is accepted");
-    let (code, err) = error_of(m.cp().migrate_provider(&id, &body).await.expect_err("the second is refused"));
+    m.cp()
+        .migrate_provider(&id, &body)
+        .await
+        .expect("the first is accepted");
+    let (code, err) = error_of(
+        m.cp()
+            .migrate_provider(&id, &body)
+            .await
+            .expect_err("the second is refused"),
+    );
     assert_eq!(code, 409);
     assert_eq!(err.error.as_deref(), Some("migration already in progress"));
-    assert!(err.detail.as_deref().is_some_and(|d| d.contains("snapshotting")));
-    let mapped = m.cp_error("starting", m.cp().migrate_provider(&id, &body).await.expect_err("refused"));
-    assert!(matches!(mapped, fleet::Error::Conflict { .. }), "{mapped:?}");
+    assert!(
+        err.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("snapshotting"))
+    );
+    let mapped = m.cp_error(
+        "starting",
+        m.cp()
+            .migrate_provider(&id, &body)
+            .await
+            .expect_err("refused"),
+    );
+    assert!(
+        matches!(mapped, fleet::Error::Conflict { .. }),
+        "{mapped:?}"
+    );
 
     // A migration seeded in progress refuses too.
     let (code, _) = error_of(
         m.cp()
-            .migrate_provider(&"ws-migrating".parse().expect("id"), &request(Provider::Aws, Provider::Gcp, None))
+            .migrate_provider(
+                &"ws-migrating".parse().expect("id"),
+                &request(Provider::Aws, Provider::Gcp, None),
+            )
             .await
             .expect_err("refused"),
     );
     assert_eq!(code, 409);
-    assert_eq!(sim.count_requests("POST", "/cp/admin/workspaces/ws-gcp-demo/migrate-provider"), 3);
+    assert_eq!(
+        sim.count_requests("POST", "/cp/admin/workspaces/ws-gcp-demo/migrate-provider"),
+        3
+    );
 }
 
 #[tokio::test]
@@ -235,30 +353,57 @@ async fn bad_requests_get_400_404_with_the_servers_words() {
             },
             "confirmation required",
         ),
-        (request(Provider::Hetzner, Provider::Hetzner, Some("hz-4217781")), "from and to are the same"),
-        (request(Provider::Hetzner, Provider::Aws, None), "from_instance_id required"),
         (
-            request(Provider::Hetzner, Provider::Other("azure".into()), Some("hz-4217781")),
+            request(Provider::Hetzner, Provider::Hetzner, Some("hz-4217781")),
+            "from and to are the same",
+        ),
+        (
+            request(Provider::Hetzner, Provider::Aws, None),
+            "from_instance_id required",
+        ),
+        (
+            request(
+                Provider::Hetzner,
+                Provider::Other("azure".into()),
+                Some("hz-4217781"),
+            ),
             "invalid provider \"azure\"",
         ),
-        (request(Provider::Gcp, Provider::Aws, Some("gce-1")), "from does not match the workspace"),
+        (
+            request(Provider::Gcp, Provider::Aws, Some("gce-1")),
+            "from does not match the workspace",
+        ),
     ];
     for (body, words) in cases {
-        let (code, err) = error_of(m.cp().migrate_provider(&id, &body).await.expect_err("refused"));
+        let (code, err) = error_of(
+            m.cp()
+                .migrate_provider(&id, &body)
+                .await
+                .expect_err("refused"),
+        );
         assert_eq!((code, err.error.as_deref()), (400, Some(words)));
         assert!(err.detail.is_some());
     }
     let (code, err) = error_of(
         m.cp()
-            .migrate_provider(&"ws-nope".parse().expect("id"), &request(Provider::Aws, Provider::Gcp, None))
+            .migrate_provider(
+                &"ws-nope".parse().expect("id"),
+                &request(Provider::Aws, Provider::Gcp, None),
+            )
             .await
             .expect_err("refused"),
     );
-    assert_eq!((code, err.error.as_deref()), (404, Some("workspace not found")));
+    assert_eq!(
+        (code, err.error.as_deref()),
+        (404, Some("workspace not found"))
+    );
 
     // Never migrated: 404, an answer.
     let (code, err) = error_of(
-        m.cp().get_migration_status(&"ws-hetzner-demo".parse().expect("id")).await.expect_err("404"),
+        m.cp()
+            .get_migration_status(&"ws-hetzner-demo".parse().expect("id"))
+            .await
+            .expect_err("404"),
     );
     assert_eq!((code, err.error.as_deref()), (404, Some("no migration")));
     // An already migrated workspace reports its completed migration.
@@ -289,17 +434,26 @@ async fn transient_503s_are_served_and_retried_reads_get_through() {
         let err = tenant.get_workspace(&id).await.expect_err("503");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
     }
-    assert!(tenant.get_workspace(&id).await.is_ok(), "the third read gets through");
+    assert!(
+        tenant.get_workspace(&id).await.is_ok(),
+        "the third read gets through"
+    );
 
     // The migrator fault: POST answers 503 with the CP's words.
     let (code, err) = error_of(
         no_retry
             .cp()
-            .migrate_provider(&"ws-aws-demo".parse().expect("id"), &request(Provider::Aws, Provider::Gcp, None))
+            .migrate_provider(
+                &"ws-aws-demo".parse().expect("id"),
+                &request(Provider::Aws, Provider::Gcp, None),
+            )
             .await
             .expect_err("503"),
     );
-    assert_eq!((code, err.error.as_deref()), (503, Some("migrator not configured")));
+    assert_eq!(
+        (code, err.error.as_deref()),
+        (503, Some("migrator not configured"))
+    );
 
     // Every Nth GET: the SDK's GET retries ride over it.
     let sim = Simulator::start(SimOptions {
@@ -319,5 +473,9 @@ async fn transient_503s_are_served_and_retried_reads_get_through() {
         status(&m, "ws-migrated").await;
     }
     let statuses: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
-    assert_eq!(statuses, vec![200, 503, 200, 503, 200], "every second GET answered 503 and was retried");
+    assert_eq!(
+        statuses,
+        vec![200, 503, 200, 503, 200],
+        "every second GET answered 503 and was retried"
+    );
 }

@@ -55,7 +55,9 @@ pub struct SimArgs {
 fn parse_speed(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        _ => Err(format!("{s:?} is not a positive number; write e.g. 1, 10 or 100")),
+        _ => Err(format!(
+            "{s:?} is not a positive number; write e.g. 1, 10 or 100"
+        )),
     }
 }
 
@@ -87,8 +89,10 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
     .await?;
     let vars = sim.env_vars();
     if global.output == OutputFormat::Json {
-        let env: serde_json::Map<String, serde_json::Value> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
+        let env: serde_json::Map<String, serde_json::Value> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone().into()))
+            .collect();
         out::json(&serde_json::json!({
             "listening": sim.base_url(),
             "speed": sim.speed(),
@@ -103,8 +107,14 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
             sim.base_url(),
             sim.speed()
         ));
-        out::line(format!("  Molecule CP admin  {}/cp/admin/workspaces/{{id}}/migrate-provider", sim.cp_url()));
-        out::line(format!("  Molecule tenant    {}/workspaces/{{id}}", sim.tenant_url()));
+        out::line(format!(
+            "  Molecule CP admin  {}/cp/admin/workspaces/{{id}}/migrate-provider",
+            sim.cp_url()
+        ));
+        out::line(format!(
+            "  Molecule tenant    {}/workspaces/{{id}}",
+            sim.tenant_url()
+        ));
         out::line(format!("  Coder              {}/api/v2", sim.coder_url()));
         out::line("");
         out::line("Point fleet at it (these are the simulator's own test tokens):");

@@ -124,7 +124,11 @@ impl Build {
     }
 
     fn run_secs(&self) -> f64 {
-        (if self.transition == "start" { START_SECS } else { STOP_SECS }) * self.factor
+        (if self.transition == "start" {
+            START_SECS
+        } else {
+            STOP_SECS
+        }) * self.factor
     }
 
     /// When a failing build fails, relative to its run phase.
@@ -222,10 +226,30 @@ impl Build {
     fn log_script(&self) -> Vec<(f64, &'static str, &'static str, String)> {
         let r = self.run_secs();
         let mut lines = vec![
-            (0.0, "info", "Setting up", "Provisioner daemon sim-provisioner-1 picked up the job".to_string()),
-            (0.05 * r, "info", "Setting up", "Initializing Terraform".to_string()),
-            (0.15 * r, "info", "Planning infrastructure", "Terraform 1.9.8".to_string()),
-            (0.25 * r, "info", "Planning infrastructure", "Plan: 2 to add, 0 to change, 0 to destroy.".to_string()),
+            (
+                0.0,
+                "info",
+                "Setting up",
+                "Provisioner daemon sim-provisioner-1 picked up the job".to_string(),
+            ),
+            (
+                0.05 * r,
+                "info",
+                "Setting up",
+                "Initializing Terraform".to_string(),
+            ),
+            (
+                0.15 * r,
+                "info",
+                "Planning infrastructure",
+                "Terraform 1.9.8".to_string(),
+            ),
+            (
+                0.25 * r,
+                "info",
+                "Planning infrastructure",
+                "Plan: 2 to add, 0 to change, 0 to destroy.".to_string(),
+            ),
         ];
         let verb = match self.transition {
             "start" => "Starting workspace",
@@ -234,22 +258,67 @@ impl Build {
         };
         if let Some(error) = self.fails {
             let f = self.fail_after();
-            lines.push((0.35 * r, "info", verb, "docker_container.workspace[0]: Creating...".to_string()));
+            lines.push((
+                0.35 * r,
+                "info",
+                verb,
+                "docker_container.workspace[0]: Creating...".to_string(),
+            ));
             lines.push((f, "error", verb, format!("Error: {error}")));
-            lines.push((f, "error", verb, "terraform apply: exit status 1".to_string()));
+            lines.push((
+                f,
+                "error",
+                verb,
+                "terraform apply: exit status 1".to_string(),
+            ));
             return lines;
         }
         match self.transition {
             "start" => {
-                lines.push((0.35 * r, "info", verb, "docker_volume.home: Creating...".to_string()));
-                lines.push((0.5 * r, "info", verb, "docker_container.workspace[0]: Creating...".to_string()));
-                lines.push((0.8 * r, "info", verb, "docker_container.workspace[0]: Creation complete after 3s".to_string()));
-                lines.push((0.95 * r, "info", "Cleaning Up", "Apply complete! Resources: 2 added, 0 changed, 0 destroyed.".to_string()));
+                lines.push((
+                    0.35 * r,
+                    "info",
+                    verb,
+                    "docker_volume.home: Creating...".to_string(),
+                ));
+                lines.push((
+                    0.5 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Creating...".to_string(),
+                ));
+                lines.push((
+                    0.8 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Creation complete after 3s".to_string(),
+                ));
+                lines.push((
+                    0.95 * r,
+                    "info",
+                    "Cleaning Up",
+                    "Apply complete! Resources: 2 added, 0 changed, 0 destroyed.".to_string(),
+                ));
             }
             _ => {
-                lines.push((0.4 * r, "info", verb, "docker_container.workspace[0]: Destroying...".to_string()));
-                lines.push((0.8 * r, "info", verb, "docker_container.workspace[0]: Destruction complete after 2s".to_string()));
-                lines.push((0.95 * r, "info", "Cleaning Up", "Apply complete! Resources: 0 added, 0 changed, 1 destroyed.".to_string()));
+                lines.push((
+                    0.4 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Destroying...".to_string(),
+                ));
+                lines.push((
+                    0.8 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Destruction complete after 2s".to_string(),
+                ));
+                lines.push((
+                    0.95 * r,
+                    "info",
+                    "Cleaning Up",
+                    "Apply complete! Resources: 0 added, 0 changed, 1 destroyed.".to_string(),
+                ));
             }
         }
         lines
@@ -415,30 +484,62 @@ fn p(
 }
 
 pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
-    let alice = User { id: id(0x100), username: "alice", name: "Alice Example" };
-    let bob = User { id: id(0x101), username: "bob", name: "Bob Example" };
+    let alice = User {
+        id: id(0x100),
+        username: "alice",
+        name: "Alice Example",
+    };
+    let bob = User {
+        id: id(0x101),
+        username: "bob",
+        name: "Bob Example",
+    };
 
     let region = Param {
         options: &["us-east", "eu-west", "ap-south"],
-        ..p("region", "string", false, "us-east", "Where the workspace runs. Cannot be changed later.")
+        ..p(
+            "region",
+            "string",
+            false,
+            "us-east",
+            "Where the workspace runs. Cannot be changed later.",
+        )
     };
     let cpu = Param {
         min: Some(1),
         max: Some(16),
         ..p("cpu", "number", true, "2", "CPU cores.")
     };
-    let dotfiles = p("dotfiles_uri", "string", true, "", "A dotfiles repository to install.");
+    let dotfiles = p(
+        "dotfiles_uri",
+        "string",
+        true,
+        "",
+        "A dotfiles repository to install.",
+    );
     let disk = Param {
         min: Some(10),
         max: Some(500),
         increasing: true,
-        ..p("disk_gb", "number", true, "20", "Home disk size in GB; can only grow.")
+        ..p(
+            "disk_gb",
+            "number",
+            true,
+            "20",
+            "Home disk size in GB; can only grow.",
+        )
     };
     let gpu = Param {
         options: &["t4", "a100"],
         ..p("gpu_type", "string", true, "t4", "The GPU model.")
     };
-    let namespace = p("namespace", "string", false, "dev", "The Kubernetes namespace. Cannot be changed later.");
+    let namespace = p(
+        "namespace",
+        "string",
+        false,
+        "dev",
+        "The Kubernetes namespace. Cannot be changed later.",
+    );
 
     let (docker, k8s, ml) = (id(0x200), id(0x201), id(0x202));
     let v = |n: u128,
@@ -458,43 +559,203 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
     let versions = vec![
         Version {
             archived: true,
-            ..v(0x300, docker, "v0-archived", "first draft (archived)", vec![region.clone()])
+            ..v(
+                0x300,
+                docker,
+                "v0-archived",
+                "first draft (archived)",
+                vec![region.clone()],
+            )
         },
-        v(0x301, docker, "v1", "initial release", vec![region.clone(), cpu.clone()]),
-        v(0x302, docker, "v2", "add dotfiles", vec![region.clone(), cpu.clone(), dotfiles.clone()]),
-        v(0x303, docker, "v3", "add a growable home disk", vec![region.clone(), cpu.clone(), dotfiles.clone(), disk.clone()]),
+        v(
+            0x301,
+            docker,
+            "v1",
+            "initial release",
+            vec![region.clone(), cpu.clone()],
+        ),
+        v(
+            0x302,
+            docker,
+            "v2",
+            "add dotfiles",
+            vec![region.clone(), cpu.clone(), dotfiles.clone()],
+        ),
+        v(
+            0x303,
+            docker,
+            "v3",
+            "add a growable home disk",
+            vec![region.clone(), cpu.clone(), dotfiles.clone(), disk.clone()],
+        ),
         Version {
             import: Import::Running,
-            ..v(0x304, docker, "v4-importing", "still importing", vec![region.clone(), cpu.clone()])
+            ..v(
+                0x304,
+                docker,
+                "v4-importing",
+                "still importing",
+                vec![region.clone(), cpu.clone()],
+            )
         },
-        v(0x310, k8s, "2024-06", "June hardening", vec![namespace.clone()]),
-        v(0x311, k8s, "2024-09", "September hardening", vec![namespace.clone()]),
+        v(
+            0x310,
+            k8s,
+            "2024-06",
+            "June hardening",
+            vec![namespace.clone()],
+        ),
+        v(
+            0x311,
+            k8s,
+            "2024-09",
+            "September hardening",
+            vec![namespace.clone()],
+        ),
         v(0x320, ml, "v1", "CUDA 12.2", vec![gpu.clone()]),
         Version {
             start_fails: Some(
                 "creating container: image \"ghcr.io/acme/ml:cuda-13-broken\" not found: \
                  manifest unknown",
             ),
-            ..v(0x321, ml, "broken-start", "CUDA 13 (its image is missing: every start fails)", vec![gpu.clone()])
+            ..v(
+                0x321,
+                ml,
+                "broken-start",
+                "CUDA 13 (its image is missing: every start fails)",
+                vec![gpu.clone()],
+            )
         },
     ];
     let templates = vec![
-        Template { id: docker, name: "docker-dev", display_name: "Docker Dev", active_version_id: id(0x303), require_active_version: false },
-        Template { id: k8s, name: "k8s-secure", display_name: "Kubernetes (secure)", active_version_id: id(0x311), require_active_version: true },
-        Template { id: ml, name: "gpu-ml", display_name: "GPU ML", active_version_id: id(0x321), require_active_version: false },
+        Template {
+            id: docker,
+            name: "docker-dev",
+            display_name: "Docker Dev",
+            active_version_id: id(0x303),
+            require_active_version: false,
+        },
+        Template {
+            id: k8s,
+            name: "k8s-secure",
+            display_name: "Kubernetes (secure)",
+            active_version_id: id(0x311),
+            require_active_version: true,
+        },
+        Template {
+            id: ml,
+            name: "gpu-ml",
+            display_name: "GPU ML",
+            active_version_id: id(0x321),
+            require_active_version: false,
+        },
     ];
 
-    type Row = (u128, &'static str, Uuid, Uuid, u128, &'static str, &'static [(&'static str, &'static str)]);
+    type Row = (
+        u128,
+        &'static str,
+        Uuid,
+        Uuid,
+        u128,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
     let rows: [Row; 9] = [
-        (0x400, "dev", alice.id, docker, 0x302, "start", &[("region", "eu-west"), ("cpu", "4"), ("dotfiles_uri", "https://github.com/alice/dotfiles")]),
-        (0x401, "api-server", alice.id, docker, 0x301, "stop", &[("region", "us-east"), ("cpu", "2")]),
-        (0x402, "current", alice.id, docker, 0x303, "start", &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", ""), ("disk_gb", "40")]),
-        (0x403, "secure-shell", alice.id, k8s, 0x310, "start", &[("namespace", "alice")]),
-        (0x404, "ml-notebook", alice.id, ml, 0x320, "start", &[("gpu_type", "a100")]),
-        (0x405, "slow-box", alice.id, docker, 0x302, "start", &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")]),
-        (0x406, "flaky", alice.id, docker, 0x302, "start", &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")]),
-        (0x410, "dev", bob.id, docker, 0x302, "start", &[("region", "ap-south"), ("cpu", "8"), ("dotfiles_uri", "")]),
-        (0x411, "data-pipeline", bob.id, docker, 0x303, "stop", &[("region", "eu-west"), ("cpu", "4"), ("dotfiles_uri", ""), ("disk_gb", "100")]),
+        (
+            0x400,
+            "dev",
+            alice.id,
+            docker,
+            0x302,
+            "start",
+            &[
+                ("region", "eu-west"),
+                ("cpu", "4"),
+                ("dotfiles_uri", "https://github.com/alice/dotfiles"),
+            ],
+        ),
+        (
+            0x401,
+            "api-server",
+            alice.id,
+            docker,
+            0x301,
+            "stop",
+            &[("region", "us-east"), ("cpu", "2")],
+        ),
+        (
+            0x402,
+            "current",
+            alice.id,
+            docker,
+            0x303,
+            "start",
+            &[
+                ("region", "us-east"),
+                ("cpu", "2"),
+                ("dotfiles_uri", ""),
+                ("disk_gb", "40"),
+            ],
+        ),
+        (
+            0x403,
+            "secure-shell",
+            alice.id,
+            k8s,
+            0x310,
+            "start",
+            &[("namespace", "alice")],
+        ),
+        (
+            0x404,
+            "ml-notebook",
+            alice.id,
+            ml,
+            0x320,
+            "start",
+            &[("gpu_type", "a100")],
+        ),
+        (
+            0x405,
+            "slow-box",
+            alice.id,
+            docker,
+            0x302,
+            "start",
+            &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")],
+        ),
+        (
+            0x406,
+            "flaky",
+            alice.id,
+            docker,
+            0x302,
+            "start",
+            &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")],
+        ),
+        (
+            0x410,
+            "dev",
+            bob.id,
+            docker,
+            0x302,
+            "start",
+            &[("region", "ap-south"), ("cpu", "8"), ("dotfiles_uri", "")],
+        ),
+        (
+            0x411,
+            "data-pipeline",
+            bob.id,
+            docker,
+            0x303,
+            "stop",
+            &[
+                ("region", "eu-west"),
+                ("cpu", "4"),
+                ("dotfiles_uri", ""),
+                ("disk_gb", "100"),
+            ],
+        ),
     ];
     let mut workspaces = Vec::new();
     let mut builds = HashMap::new();
@@ -515,7 +776,10 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
             factor: 1.0,
             fails: None,
             canceled: None,
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         workspaces.push(Workspace {
             id: id(n),
@@ -523,7 +787,11 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
             owner,
             template_id,
             slow: name == "slow-box",
-            flaky_left: if name == "flaky" { faults.flaky_gets } else { 0 },
+            flaky_left: if name == "flaky" {
+                faults.flaky_gets
+            } else {
+                0
+            },
             builds: vec![build.id],
         });
         builds.insert(build.id, build);
@@ -544,14 +812,26 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/v2/workspaces/{workspace}", get(get_workspace))
         .route("/api/v2/workspaces/{workspace}/builds", post(create_build))
         .route("/api/v2/users/{user}", get(get_user))
-        .route("/api/v2/users/{user}/workspace/{name}", get(get_workspace_by_name))
+        .route(
+            "/api/v2/users/{user}/workspace/{name}",
+            get(get_workspace_by_name),
+        )
         .route("/api/v2/workspacebuilds/{build}", get(get_build))
-        .route("/api/v2/workspacebuilds/{build}/cancel", patch(cancel_build))
+        .route(
+            "/api/v2/workspacebuilds/{build}/cancel",
+            patch(cancel_build),
+        )
         .route("/api/v2/workspacebuilds/{build}/logs", get(build_logs))
-        .route("/api/v2/workspacebuilds/{build}/parameters", get(build_parameters))
+        .route(
+            "/api/v2/workspacebuilds/{build}/parameters",
+            get(build_parameters),
+        )
         .route("/api/v2/templates/{template}", get(get_template))
         .route("/api/v2/templateversions/{version}", get(get_version))
-        .route("/api/v2/templateversions/{version}/rich-parameters", get(rich_parameters))
+        .route(
+            "/api/v2/templateversions/{version}/rich-parameters",
+            get(rich_parameters),
+        )
 }
 
 fn not_found() -> Response {
@@ -570,7 +850,11 @@ fn invalid_uuid(what: &str, value: &str) -> Response {
     )
 }
 
-fn with_validations(status: StatusCode, message: &str, validations: &[(String, String)]) -> Response {
+fn with_validations(
+    status: StatusCode,
+    message: &str,
+    validations: &[(String, String)],
+) -> Response {
     let list: Vec<Value> = validations
         .iter()
         .map(|(field, detail)| json!({ "field": field, "detail": detail }))
@@ -614,7 +898,10 @@ fn answer_workspace(state: &Shared, world: &mut CoderWorld, index: Option<usize>
         return flaky_503();
     }
     let now = state.clock.now();
-    json_response(StatusCode::OK, world.workspace_json(&world.workspaces[i], &state.clock, now))
+    json_response(
+        StatusCode::OK,
+        world.workspace_json(&world.workspaces[i], &state.clock, now),
+    )
 }
 
 async fn get_workspace(State(state): State<Shared>, Path(ws): Path<String>) -> Response {
@@ -635,7 +922,10 @@ async fn get_workspace_by_name(
     let Some(owner) = world.find_user(&user).map(|u| u.id) else {
         return not_found();
     };
-    let index = world.workspaces.iter().position(|w| w.owner == owner && w.name == name);
+    let index = world
+        .workspaces
+        .iter()
+        .position(|w| w.owner == owner && w.name == name);
     answer_workspace(&state, &mut world, index)
 }
 
@@ -646,10 +936,18 @@ async fn list_workspaces(
     let world = lock(&state.coder);
     let now = state.clock.now();
     let mut filters: Vec<(String, String)> = Vec::new();
-    for term in query.get("q").map(String::as_str).unwrap_or("").split_whitespace() {
+    for term in query
+        .get("q")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split_whitespace()
+    {
         let (key, value) = term.split_once(':').unwrap_or(("name", term));
         let key = key.to_ascii_lowercase();
-        if !matches!(key.as_str(), "owner" | "name" | "template" | "status" | "outdated") {
+        if !matches!(
+            key.as_str(),
+            "owner" | "name" | "template" | "status" | "outdated"
+        ) {
             return with_validations(
                 StatusCode::BAD_REQUEST,
                 "Invalid workspace search query.",
@@ -687,40 +985,61 @@ async fn list_workspaces(
         .map(|ws| world.workspace_json(ws, &state.clock, now))
         .collect();
     let count = matches.len();
-    let offset = query.get("offset").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
+    let offset = query
+        .get("offset")
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0);
     let limit = query
         .get("limit")
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
     let page: Vec<Value> = matches.into_iter().skip(offset).take(limit).collect();
-    json_response(StatusCode::OK, json!({ "workspaces": page, "count": count }))
+    json_response(
+        StatusCode::OK,
+        json!({ "workspaces": page, "count": count }),
+    )
 }
+
+/// (name, value) pairs: parameters, or (field, problem) validations.
+type Pairs = Vec<(String, String)>;
 
 /// Validates and resolves the parameters of a new build.
 fn resolve_params(
     version: &Version,
     previous: &[(String, String)],
     given: &[(String, String)],
-) -> Result<Vec<(String, String)>, Vec<(String, String)>> {
+) -> Result<Pairs, Pairs> {
     let mut problems = Vec::new();
     for (name, _) in given {
         if !version.params.iter().any(|p| p.name == name) {
             problems.push((
                 name.clone(),
-                format!("parameter {name:?} is not present in the template version {}", version.name),
+                format!(
+                    "parameter {name:?} is not present in the template version {}",
+                    version.name
+                ),
             ));
         }
     }
     let mut resolved = Vec::new();
     for param in &version.params {
-        let prev = previous.iter().find(|(n, _)| n == param.name).map(|(_, v)| v.clone());
-        let new = given.iter().find(|(n, _)| n == param.name).map(|(_, v)| v.clone());
+        let prev = previous
+            .iter()
+            .find(|(n, _)| n == param.name)
+            .map(|(_, v)| v.clone());
+        let new = given
+            .iter()
+            .find(|(n, _)| n == param.name)
+            .map(|(_, v)| v.clone());
         if let Some(value) = &new {
             if !param.mutable && prev.as_ref().is_some_and(|p| p != value) {
                 problems.push((
                     param.name.to_string(),
-                    format!("parameter {:?} is immutable and cannot be updated", param.name),
+                    format!(
+                        "parameter {:?} is immutable and cannot be updated",
+                        param.name
+                    ),
                 ));
                 continue;
             }
@@ -751,28 +1070,51 @@ fn resolve_params(
                 if param.increasing && before.is_some_and(|b| n < b) {
                     problems.push((
                         param.name.to_string(),
-                        format!("value must be equal or greater than the previous value {}", before.unwrap_or_default()),
+                        format!(
+                            "value must be equal or greater than the previous value {}",
+                            before.unwrap_or_default()
+                        ),
                     ));
                     continue;
                 }
             }
         }
-        match new.or(prev).or_else(|| (!param.required).then(|| param.default.to_string())) {
+        match new
+            .or(prev)
+            .or_else(|| (!param.required).then(|| param.default.to_string()))
+        {
             Some(value) => resolved.push((param.name.to_string(), value)),
-            None => problems.push((param.name.to_string(), "required parameter not provided".into())),
+            None => problems.push((
+                param.name.to_string(),
+                "required parameter not provided".into(),
+            )),
         }
     }
-    if problems.is_empty() { Ok(resolved) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(problems)
+    }
 }
 
-async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body: Bytes) -> Response {
+async fn create_build(
+    State(state): State<Shared>,
+    Path(ws): Path<String>,
+    body: Bytes,
+) -> Response {
     let ws_id = match parse_id("workspace id", &ws) {
         Ok(id) => id,
         Err(r) => return r,
     };
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
-        _ => return coder_error(StatusCode::BAD_REQUEST, "Request body must be valid JSON.", None),
+        _ => {
+            return coder_error(
+                StatusCode::BAD_REQUEST,
+                "Request body must be valid JSON.",
+                None,
+            );
+        }
     };
     let transition = match body.get("transition").and_then(Value::as_str) {
         Some("start") => "start",
@@ -784,7 +1126,10 @@ async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body:
                 "Validation failed.",
                 &[(
                     "transition".into(),
-                    format!("{:?} is not a valid transition: start, stop or delete", other.unwrap_or("")),
+                    format!(
+                        "{:?} is not a valid transition: start, stop or delete",
+                        other.unwrap_or("")
+                    ),
                 )],
             );
         }
@@ -806,7 +1151,10 @@ async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body:
     if let Some(list) = body.get("rich_parameter_values").and_then(Value::as_array) {
         for item in list {
             let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
-            let value = item.get("value").and_then(Value::as_str).unwrap_or_default();
+            let value = item
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             given.push((name.to_string(), value.to_string()));
         }
     }
@@ -824,29 +1172,45 @@ async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body:
         return coder_error(
             StatusCode::CONFLICT,
             "A workspace build is already active.",
-            Some(&format!("build #{} is {}", latest.number, latest.phase(now).status)),
+            Some(&format!(
+                "build #{} is {}",
+                latest.number,
+                latest.phase(now).status
+            )),
         );
     }
     let Some(template) = world.template(ws.template_id).cloned() else {
         return not_found();
     };
-    if transition == "stop" && version_given.is_none() && latest.transition == "stop" && latest.phase(now).status == "stopped" {
+    if transition == "stop"
+        && version_given.is_none()
+        && latest.transition == "stop"
+        && latest.phase(now).status == "stopped"
+    {
         return with_validations(
             StatusCode::BAD_REQUEST,
             "Validation failed.",
-            &[("transition".into(), "the workspace is already stopped".into())],
+            &[(
+                "transition".into(),
+                "the workspace is already stopped".into(),
+            )],
         );
     }
     let version_id = match version_given {
         Some(v) => v,
-        None if transition == "start" && template.require_active_version => template.active_version_id,
+        None if transition == "start" && template.require_active_version => {
+            template.active_version_id
+        }
         None => latest.version_id,
     };
     let Some(version) = world.version(version_id).cloned() else {
         return with_validations(
             StatusCode::BAD_REQUEST,
             "Template version not found.",
-            &[("template_version_id".into(), format!("no template version {version_id}"))],
+            &[(
+                "template_version_id".into(),
+                format!("no template version {version_id}"),
+            )],
         );
     };
     if version.template_id != ws.template_id {
@@ -855,7 +1219,10 @@ async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body:
             "Template version not found.",
             &[(
                 "template_version_id".into(),
-                format!("template version {} does not belong to template {}", version.name, template.name),
+                format!(
+                    "template version {} does not belong to template {}",
+                    version.name, template.name
+                ),
             )],
         );
     }
@@ -863,17 +1230,26 @@ async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body:
         return with_validations(
             StatusCode::BAD_REQUEST,
             "The provided template version is archived.",
-            &[("template_version_id".into(), format!("{} is archived", version.name))],
+            &[(
+                "template_version_id".into(),
+                format!("{} is archived", version.name),
+            )],
         );
     }
     if version.import != Import::Done {
         return coder_error(
             StatusCode::NOT_ACCEPTABLE,
             "The provided template version is still importing.",
-            Some(&format!("template version {} has not finished importing; try again later", version.name)),
+            Some(&format!(
+                "template version {} has not finished importing; try again later",
+                version.name
+            )),
         );
     }
-    if transition == "start" && template.require_active_version && version.id != template.active_version_id {
+    if transition == "start"
+        && template.require_active_version
+        && version.id != template.active_version_id
+    {
         return coder_error(
             StatusCode::FORBIDDEN,
             "cannot use non-active version",
@@ -887,7 +1263,11 @@ async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body:
         match resolve_params(&version, &latest.params, &given) {
             Ok(p) => p,
             Err(problems) => {
-                return with_validations(StatusCode::BAD_REQUEST, "Unable to validate parameters.", &problems);
+                return with_validations(
+                    StatusCode::BAD_REQUEST,
+                    "Unable to validate parameters.",
+                    &problems,
+                );
             }
         }
     } else {
@@ -905,7 +1285,11 @@ async fn create_build(State(state): State<Shared>, Path(ws): Path<String>, body:
         initiator: "alice",
         created: now,
         factor: if ws.slow { SLOW_FACTOR } else { 1.0 },
-        fails: if transition == "start" { version.start_fails } else { None },
+        fails: if transition == "start" {
+            version.start_fails
+        } else {
+            None
+        },
         canceled: None,
         params,
     };
@@ -923,7 +1307,10 @@ fn find_build(world: &CoderWorld, raw: &str) -> Result<Build, Response> {
 async fn get_build(State(state): State<Shared>, Path(build): Path<String>) -> Response {
     let world = lock(&state.coder);
     match find_build(&world, &build) {
-        Ok(b) => json_response(StatusCode::OK, world.build_json(&b, &state.clock, state.clock.now())),
+        Ok(b) => json_response(
+            StatusCode::OK,
+            world.build_json(&b, &state.clock, state.clock.now()),
+        ),
         Err(r) => r,
     }
 }
@@ -940,11 +1327,16 @@ async fn cancel_build(State(state): State<Shared>, Path(build): Path<String>) ->
             if let Some(stored) = world.builds.get_mut(&b.id) {
                 stored.canceled = Some(now);
             }
-            json_response(StatusCode::OK, json!({ "message": "Job has been marked as canceled..." }))
+            json_response(
+                StatusCode::OK,
+                json!({ "message": "Job has been marked as canceled..." }),
+            )
         }
-        "canceling" | "canceled" => {
-            coder_error(StatusCode::BAD_REQUEST, "Job has already been marked as canceled!", None)
-        }
+        "canceling" | "canceled" => coder_error(
+            StatusCode::BAD_REQUEST,
+            "Job has already been marked as canceled!",
+            None,
+        ),
         _ => coder_error(StatusCode::BAD_REQUEST, "Job has already completed!", None),
     }
 }
@@ -1007,7 +1399,12 @@ async fn build_parameters(State(state): State<Shared>, Path(build): Path<String>
     match find_build(&world, &build) {
         Ok(b) => json_response(
             StatusCode::OK,
-            Value::Array(b.params.iter().map(|(n, v)| json!({ "name": n, "value": v })).collect()),
+            Value::Array(
+                b.params
+                    .iter()
+                    .map(|(n, v)| json!({ "name": n, "value": v }))
+                    .collect(),
+            ),
         ),
         Err(r) => r,
     }
@@ -1019,7 +1416,9 @@ async fn get_template(State(state): State<Shared>, Path(template): Path<String>)
         Err(r) => return r,
     };
     let world = lock(&state.coder);
-    let Some(t) = world.template(id) else { return not_found() };
+    let Some(t) = world.template(id) else {
+        return not_found();
+    };
     json_response(
         StatusCode::OK,
         json!({
@@ -1042,7 +1441,9 @@ async fn get_version(State(state): State<Shared>, Path(version): Path<String>) -
         Err(r) => return r,
     };
     let world = lock(&state.coder);
-    let Some(v) = world.version(id) else { return not_found() };
+    let Some(v) = world.version(id) else {
+        return not_found();
+    };
     let clock = &state.clock;
     let created = -7.0 * 86_400.0 * clock.speed;
     let mut job = json!({
@@ -1078,7 +1479,9 @@ async fn rich_parameters(State(state): State<Shared>, Path(version): Path<String
         Err(r) => return r,
     };
     let world = lock(&state.coder);
-    let Some(v) = world.version(id) else { return not_found() };
+    let Some(v) = world.version(id) else {
+        return not_found();
+    };
     let params: Vec<Value> = v
         .params
         .iter()

@@ -28,6 +28,9 @@
 //! # }
 //! ```
 
+// Handlers answer early with a ready `Response` as the error: it is what axum serves.
+#![allow(clippy::result_large_err)]
+
 mod coder;
 mod molecule;
 
@@ -180,10 +183,15 @@ impl Simulator {
         }
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .map_err(|e| Error::Transport(format!("the simulator cannot listen on {}: {e}", options.listen)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Transport(format!("the simulator's listening address is unknown: {e}")))?;
+            .map_err(|e| {
+                Error::Transport(format!(
+                    "the simulator cannot listen on {}: {e}",
+                    options.listen
+                ))
+            })?;
+        let addr = listener.local_addr().map_err(|e| {
+            Error::Transport(format!("the simulator's listening address is unknown: {e}"))
+        })?;
         let clock = Clock {
             start: Instant::now(),
             start_wall: Utc::now(),
@@ -383,7 +391,8 @@ impl Clock {
 
     /// RFC 3339 text of [`Clock::wall`].
     pub(crate) fn stamp(&self, t: f64) -> String {
-        self.wall(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        self.wall(t)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
 }
 
@@ -460,7 +469,10 @@ async fn not_found(req: Request) -> Response {
         plane(&path),
         StatusCode::NOT_FOUND,
         "not found",
-        Some(&format!("the simulator serves no route {} {path}", req.method())),
+        Some(&format!(
+            "the simulator serves no route {} {path}",
+            req.method()
+        )),
     )
 }
 
@@ -506,7 +518,10 @@ fn check_auth(which: Plane, headers: &HeaderMap) -> std::result::Result<(), Resp
         headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
     };
     match which {
@@ -522,7 +537,11 @@ fn check_auth(which: Plane, headers: &HeaderMap) -> std::result::Result<(), Resp
                 "forbidden",
                 Some("an organization API key cannot use the admin API"),
             )),
-            Some(_) => Err(molecule_error(StatusCode::UNAUTHORIZED, "invalid admin token", None)),
+            Some(_) => Err(molecule_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid admin token",
+                None,
+            )),
         },
         Plane::Tenant => match bearer() {
             None => Err(molecule_error(
@@ -531,9 +550,16 @@ fn check_auth(which: Plane, headers: &HeaderMap) -> std::result::Result<(), Resp
                 Some("send Authorization: Bearer <MOLECULE_ORG_API_KEY>"),
             )),
             Some(ORG_API_KEY) => Ok(()),
-            Some(_) => Err(molecule_error(StatusCode::UNAUTHORIZED, "invalid API key", None)),
+            Some(_) => Err(molecule_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid API key",
+                None,
+            )),
         },
-        Plane::Coder => match headers.get("coder-session-token").and_then(|v| v.to_str().ok()) {
+        Plane::Coder => match headers
+            .get("coder-session-token")
+            .and_then(|v| v.to_str().ok())
+        {
             None => Err(coder_error(
                 StatusCode::UNAUTHORIZED,
                 "You must be logged in to use this endpoint.",

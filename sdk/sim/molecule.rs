@@ -195,7 +195,10 @@ impl MoleculeWorkspace {
                     secs: 240.0,
                     detail: format!("cut over to {to}; retiring {} on {from}", self.instance_id),
                 });
-                ("completed", format!("the workspace now runs on {to} ({target_instance_id})"))
+                (
+                    "completed",
+                    format!("the workspace now runs on {to} ({target_instance_id})"),
+                )
             }
         };
         MigrationRun {
@@ -226,19 +229,77 @@ pub(crate) struct MoleculeWorld {
 
 pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> MoleculeWorld {
     let rows: [(&str, &str, &str, &str, Outcome); 9] = [
-        ("ws-aws-demo", "demo on aws", "aws", "i-0a1b2c3d4e5f60718", Outcome::Completes),
-        ("ws-hetzner-demo", "demo on hetzner", "hetzner", "hz-4217781", Outcome::Completes),
-        ("ws-gcp-demo", "demo on gcp", "gcp", "gce-7730118842", Outcome::Completes),
-        ("ws-migrated", "already migrated", "aws", "i-0c0ffee000000042", Outcome::Completes),
-        ("ws-migrating", "migration in progress", "aws", "i-0feedc0ffee000001", Outcome::Completes),
-        ("ws-fails-migration", "migration fails", "aws", "i-0badbadbad0000001", Outcome::Fails),
-        ("ws-rolls-back", "migration rolls back", "hetzner", "hz-9000001", Outcome::RollsBack),
-        ("ws-new-state", "reports a newer state", "gcp", "gce-1000000001", Outcome::NewState),
-        ("ws-flaky", "first reads answer 503", "aws", "i-0f1a4e0000000001", Outcome::Completes),
+        (
+            "ws-aws-demo",
+            "demo on aws",
+            "aws",
+            "i-0a1b2c3d4e5f60718",
+            Outcome::Completes,
+        ),
+        (
+            "ws-hetzner-demo",
+            "demo on hetzner",
+            "hetzner",
+            "hz-4217781",
+            Outcome::Completes,
+        ),
+        (
+            "ws-gcp-demo",
+            "demo on gcp",
+            "gcp",
+            "gce-7730118842",
+            Outcome::Completes,
+        ),
+        (
+            "ws-migrated",
+            "already migrated",
+            "aws",
+            "i-0c0ffee000000042",
+            Outcome::Completes,
+        ),
+        (
+            "ws-migrating",
+            "migration in progress",
+            "aws",
+            "i-0feedc0ffee000001",
+            Outcome::Completes,
+        ),
+        (
+            "ws-fails-migration",
+            "migration fails",
+            "aws",
+            "i-0badbadbad0000001",
+            Outcome::Fails,
+        ),
+        (
+            "ws-rolls-back",
+            "migration rolls back",
+            "hetzner",
+            "hz-9000001",
+            Outcome::RollsBack,
+        ),
+        (
+            "ws-new-state",
+            "reports a newer state",
+            "gcp",
+            "gce-1000000001",
+            Outcome::NewState,
+        ),
+        (
+            "ws-flaky",
+            "first reads answer 503",
+            "aws",
+            "i-0f1a4e0000000001",
+            Outcome::Completes,
+        ),
     ];
     let mut workspaces = BTreeMap::new();
     for (id, name, provider, instance, outcome) in rows {
-        let flaky_left = if id == "ws-flaky" { faults.flaky_gets } else { 0 };
+        let flaky_left = if id == "ws-flaky" {
+            faults.flaky_gets
+        } else {
+            0
+        };
         workspaces.insert(
             id,
             MoleculeWorkspace {
@@ -274,7 +335,10 @@ pub(crate) fn routes() -> Router<Shared> {
             "/cp/admin/workspaces/{id}/migrate-provider",
             get(migration_status).post(migrate_provider),
         )
-        .route("/cp/admin/workspaces/{id}/migration-status", get(migration_status))
+        .route(
+            "/cp/admin/workspaces/{id}/migration-status",
+            get(migration_status),
+        )
         .route("/tenant/workspaces/{id}", get(tenant_workspace))
 }
 
@@ -298,7 +362,11 @@ fn flaky_503() -> Response {
     )
 }
 
-async fn migrate_provider(State(state): State<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn migrate_provider(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     if state.faults.migrator_unconfigured {
         return molecule_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -319,10 +387,16 @@ async fn migrate_provider(State(state): State<Shared>, Path(id): Path<String>, b
     }
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let Some(to) = text("to") else {
-        return bad_request("invalid provider", "\"to\" is required: one of aws, hetzner, gcp");
+        return bad_request(
+            "invalid provider",
+            "\"to\" is required: one of aws, hetzner, gcp",
+        );
     };
     let Some(from) = text("from") else {
-        return bad_request("invalid provider", "\"from\" is required: one of aws, hetzner, gcp");
+        return bad_request(
+            "invalid provider",
+            "\"from\" is required: one of aws, hetzner, gcp",
+        );
     };
     for (field, value) in [("from", &from), ("to", &to)] {
         if !PROVIDERS.contains(&value.as_str()) {
@@ -333,7 +407,10 @@ async fn migrate_provider(State(state): State<Shared>, Path(id): Path<String>, b
         }
     }
     if from == to {
-        return bad_request("from and to are the same", &format!("the workspace is already on {to}"));
+        return bad_request(
+            "from and to are the same",
+            &format!("the workspace is already on {to}"),
+        );
     }
     let instance = text("from_instance_id").filter(|s| !s.trim().is_empty());
     if from != "aws" && instance.is_none() {
@@ -353,7 +430,10 @@ async fn migrate_provider(State(state): State<Shared>, Path(id): Path<String>, b
             return molecule_error(
                 StatusCode::CONFLICT,
                 "migration already in progress",
-                Some(&format!("a migration {}→{} is in state {}", run.from, run.to, s.state)),
+                Some(&format!(
+                    "a migration {}→{} is in state {}",
+                    run.from, run.to, s.state
+                )),
             );
         }
     }
