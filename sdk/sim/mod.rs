@@ -75,15 +75,15 @@ Molecule workspaces (id: provider, instance id — behaviour):
   ws-gcp-demo          gcp      gce-7730118842         migrates normally
   ws-migrated          gcp      gce-5519027731         already migrated aws→gcp (completed)
   ws-migrating         aws      i-0feedc0ffee000001    a migration to hetzner is in progress (409)
-  ws-fails-migration   aws      i-0badbadbad0000001    any migration ends `failed` in provisioning_target
-  ws-rolls-back        hetzner  hz-9000001             any migration ends `rolled_back` after target_healthy
+  ws-fails-migration   aws      i-0badbadbad0000001    ends `failed` in provisioning_target
+  ws-rolls-back        hetzner  hz-9000001             ends `rolled_back` after target_healthy
   ws-new-state         gcp      gce-1000000001         passes an unknown state `verifying_target`
   ws-flaky             aws      i-0f1a4e0000000001     its first N reads answer 503 (--flaky-gets)
 A migration takes ~16.5 min at speed 1: snapshotting 3m, snapshotted 30s, provisioning_target 7m,
 target_healthy 2m, retiring_source 4m → completed (the workspace then runs on the target).
 
 Coder (you are `me` = alice; another owner: bob). Templates and versions:
-  docker-dev   v0-archived (archived) · v1 · v2 · v3 (active) · v4-importing (import never ends: 406)
+  docker-dev   v0-archived (archived) · v1 · v2 · v3 (active) · v4-importing (406: never imported)
   k8s-secure   2024-06 · 2024-09 (active)         require_active_version: older versions get 403
   gpu-ml       v1 · broken-start (active)         a start on broken-start fails (job error + logs)
 Workspaces (owner/name: template version, status):
