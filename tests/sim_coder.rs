@@ -660,3 +660,20 @@ async fn transient_503s_on_the_flaky_workspace() {
         .collect();
     assert_eq!(statuses, vec![503, 503, 200]);
 }
+
+#[tokio::test]
+async fn shutdown_is_prompt_even_with_open_connections() {
+    let sim = sim(1.0).await;
+    let mut cfg = sim.coder_config();
+    cfg.http.retry.max_retries = 0;
+    let c = CoderClient::new(&cfg).expect("client");
+    c.api().get_user_by_name("me").await.expect("me");
+    assert_eq!(sim.count_requests("GET", "/api/v2/users/me"), 1);
+    tokio::time::timeout(Duration::from_secs(5), sim.shutdown())
+        .await
+        .expect("shutdown does not wait for the idle keep-alive connection");
+    assert!(
+        c.api().get_user_by_name("me").await.is_err(),
+        "nothing answers any more"
+    );
+}

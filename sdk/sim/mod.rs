@@ -12,6 +12,16 @@
 //! | Molecule tenant    | `http://ADDR/tenant`         | `Authorization: Bearer sim-org-api-key`       |
 //! | Coder              | `http://ADDR` (`/api/v2/…`)  | `Coder-Session-Token: sim-coder-session-token`|
 //!
+//! Choices where the contract is silent (close to the real servers, stated here):
+//! - CP `POST …/migrate-provider` also answers 400 when `from` is not the workspace's current
+//!   provider, and 403 to the tenant key (not an admin token).
+//! - Coder build logs: `after`/`before` compare against the log `id` (what the real server
+//!   does, whatever its description says); `follow` is ignored (one JSON answer, no stream).
+//! - Coder: a `stop` of a workspace that is already stopped answers 400 (validation on
+//!   `transition`); a `start` with an older version on a template that requires the active
+//!   version answers 403 "cannot use non-active version"; a `start` without a version builds
+//!   the active version on such a template, the previous build's version otherwise.
+//!
 //! Time is simulated: every duration (a migration's steps, a build's phases) is divided by
 //! [`SimOptions::speed`]. State is computed from the clock when it is read, so nothing runs
 //! in the background and a simulator left alone costs nothing.
