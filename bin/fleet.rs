@@ -8,6 +8,8 @@ mod cli;
 mod cmd_coder;
 #[path = "fleet/cmd_molecule.rs"]
 mod cmd_molecule;
+#[path = "fleet/cmd_sim.rs"]
+mod cmd_sim;
 #[path = "fleet/out.rs"]
 mod out;
 
@@ -57,6 +59,9 @@ enum Command {
     #[command(subcommand)]
     Coder(cmd_coder::CoderCmd),
 
+    /// Serve a simulator of both control planes in memory (seeded workspaces, faults on demand).
+    Sim(cmd_sim::SimArgs),
+
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// bash: `fleet completions bash > ~/.local/share/bash-completion/completions/fleet`
@@ -99,6 +104,7 @@ fn main() {
         let result = match cli.command {
             Command::Molecule(cmd) => cmd_molecule::run(cmd, &cli.global).await,
             Command::Coder(cmd) => cmd_coder::run(cmd, &cli.global).await,
+            Command::Sim(args) => cmd_sim::run(args, &cli.global).await,
             Command::Completions { .. } => Ok(0),
         };
         match result {

@@ -36,6 +36,7 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod molecule;
+pub mod sim;
 
 pub use config::{CoderConfig, HttpOptions, MoleculeConfig, Secret};
 pub use error::{Error, FieldProblem, Result};

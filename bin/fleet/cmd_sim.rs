@@ -1,0 +1,134 @@
+//! `fleet sim`: serve the built-in simulator of both control planes until Ctrl-C.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use fleet::{
+    Error,
+    sim::{SEED_TABLE, SimFaults, SimOptions, Simulator},
+};
+
+use crate::{
+    cli::{GlobalOpts, OutputFormat},
+    out,
+};
+
+/// `fleet sim` arguments.
+#[derive(Debug, Args)]
+#[command(
+    about = "Serve a simulator of the Molecule CP, the Molecule tenant API and Coder, in memory",
+    long_about = "Serve a simulator of the Molecule CP admin API, the Molecule tenant API and \
+                  Coder, in memory, on loopback, until Ctrl-C. It speaks the contracts in openapi/ \
+                  (status codes, error bodies, auth checks) with seeded workspaces and faults on \
+                  demand, so every fleet command can be tried without credentials. It prints the \
+                  environment variables to export.",
+    after_help = SEED_TABLE
+)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// How much faster than real time (1 = realistic: a migration takes ~16 minutes;
+    /// 100 = seconds).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed, value_name = "X")]
+    pub speed: f64,
+
+    /// The first N reads of ws-flaky and alice/flaky answer 503.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub flaky_gets: u32,
+
+    /// Every Nth GET to any API answers 503 (a flaky network).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub every_nth_get_503: Option<u32>,
+
+    /// Answer POST …/migrate-provider with 503 "migrator not configured".
+    #[arg(long)]
+    pub migrator_unconfigured: bool,
+
+    /// Listen on an address that is not loopback. The simulator's tokens are public: anyone
+    /// who can reach it can use it.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!(
+            "{s:?} is not a positive number; write e.g. 1, 10 or 100"
+        )),
+    }
+}
+
+/// Serves until Ctrl-C; returns the exit code.
+pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
+    if !args.listen.ip().is_loopback() {
+        if !args.allow_non_loopback {
+            return Err(Error::Refused(format!(
+                "{} is not a loopback address: the simulator accepts well-known tokens, so \
+                 anyone who can reach it could use it. Listen on 127.0.0.1, or pass \
+                 --allow-non-loopback if you really mean it",
+                args.listen
+            )));
+        }
+        out::err(format!(
+            "warning: the simulator listens on {} with public tokens: anyone who can reach it can use it",
+            args.listen
+        ));
+    }
+    let sim = Simulator::start(SimOptions {
+        listen: args.listen,
+        speed: args.speed,
+        faults: SimFaults {
+            flaky_gets: args.flaky_gets,
+            every_nth_get_503: args.every_nth_get_503,
+            migrator_unconfigured: args.migrator_unconfigured,
+        },
+    })
+    .await?;
+    let vars = sim.env_vars();
+    if global.output == OutputFormat::Json {
+        let env: serde_json::Map<String, serde_json::Value> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone().into()))
+            .collect();
+        out::json(&serde_json::json!({
+            "listening": sim.base_url(),
+            "speed": sim.speed(),
+            "cp_url": sim.cp_url(),
+            "tenant_url": sim.tenant_url(),
+            "coder_url": sim.coder_url(),
+            "env": env,
+        }));
+    } else {
+        out::line(format!(
+            "fleet simulator listening on {} (speed x{}); Ctrl-C stops it.",
+            sim.base_url(),
+            sim.speed()
+        ));
+        out::line(format!(
+            "  Molecule CP admin  {}/cp/admin/workspaces/{{id}}/migrate-provider",
+            sim.cp_url()
+        ));
+        out::line(format!(
+            "  Molecule tenant    {}/workspaces/{{id}}",
+            sim.tenant_url()
+        ));
+        out::line(format!("  Coder              {}/api/v2", sim.coder_url()));
+        out::line("");
+        out::line("Point fleet at it (these are the simulator's own test tokens):");
+        let exports: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out::line(format!("export {}", exports.join(" ")));
+        out::line("");
+        out::line("Then try: fleet molecule migrate-provider ws-aws-demo --to hetzner --wait");
+        out::line("          fleet coder update alice/dev   (see `fleet sim --help` for the seed)");
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        out::err("warning: cannot listen for Ctrl-C; stop the simulator by ending the process");
+        std::future::pending::<()>().await;
+    }
+    out::err("stopping the simulator");
+    sim.shutdown().await;
+    Ok(0)
+}

@@ -1,0 +1,1519 @@
+//! The simulated Coder deployment (`/api/v2/…`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::Response,
+    routing::{get, patch, post},
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Clock, Shared, SimFaults, coder_error, json_response, lock, take_flaky};
+
+/// Seconds (at speed 1) a job waits in the queue.
+const PENDING_SECS: f64 = 1.0;
+/// Seconds (at speed 1) a start runs.
+const START_SECS: f64 = 6.0;
+/// Seconds (at speed 1) a stop or delete runs.
+const STOP_SECS: f64 = 4.0;
+/// Seconds (at speed 1) a cancel takes.
+const CANCEL_SECS: f64 = 1.0;
+/// How much longer every build of a slow workspace takes.
+const SLOW_FACTOR: f64 = 10.0;
+
+const ORG_ID: Uuid = Uuid::from_u128(0x5133_0000_0000_4000_8000_0000_0000_0001);
+
+#[derive(Debug, Clone)]
+struct User {
+    id: Uuid,
+    username: &'static str,
+    name: &'static str,
+}
+
+#[derive(Debug, Clone)]
+struct Template {
+    id: Uuid,
+    name: &'static str,
+    display_name: &'static str,
+    active_version_id: Uuid,
+    require_active_version: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Import {
+    Done,
+    Running,
+}
+
+#[derive(Debug, Clone)]
+struct Param {
+    name: &'static str,
+    display_name: &'static str,
+    description: &'static str,
+    kind: &'static str,
+    mutable: bool,
+    required: bool,
+    default: &'static str,
+    options: &'static [&'static str],
+    min: Option<i64>,
+    max: Option<i64>,
+    increasing: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Version {
+    id: Uuid,
+    template_id: Uuid,
+    name: &'static str,
+    message: &'static str,
+    archived: bool,
+    import: Import,
+    /// A start on this version fails with this job error.
+    start_fails: Option<&'static str>,
+    params: Vec<Param>,
+}
+
+#[derive(Debug, Clone)]
+struct Workspace {
+    id: Uuid,
+    name: &'static str,
+    owner: Uuid,
+    template_id: Uuid,
+    slow: bool,
+    flaky_left: u32,
+    /// Build ids, oldest first; never empty.
+    builds: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+struct Build {
+    id: Uuid,
+    job_id: Uuid,
+    seq: i64,
+    number: i64,
+    workspace_id: Uuid,
+    version_id: Uuid,
+    transition: &'static str,
+    initiator: &'static str,
+    /// Simulated time it was created.
+    created: f64,
+    factor: f64,
+    fails: Option<&'static str>,
+    canceled: Option<f64>,
+    params: Vec<(String, String)>,
+}
+
+/// A build's state at a point in time.
+struct Phase {
+    status: &'static str,
+    job: &'static str,
+    started: Option<f64>,
+    completed: Option<f64>,
+    updated: f64,
+    error: Option<&'static str>,
+}
+
+impl Build {
+    fn pending_secs(&self) -> f64 {
+        PENDING_SECS * self.factor
+    }
+
+    fn run_secs(&self) -> f64 {
+        (if self.transition == "start" {
+            START_SECS
+        } else {
+            STOP_SECS
+        }) * self.factor
+    }
+
+    /// When a failing build fails, relative to its run phase.
+    fn fail_after(&self) -> f64 {
+        self.run_secs() * 0.6
+    }
+
+    fn phase(&self, now: f64) -> Phase {
+        let run_from = self.created + self.pending_secs();
+        if let Some(c) = self.canceled {
+            let started = (c >= run_from).then_some(run_from);
+            return if now < c + CANCEL_SECS {
+                Phase {
+                    status: "canceling",
+                    job: "canceling",
+                    started,
+                    completed: None,
+                    updated: c,
+                    error: None,
+                }
+            } else {
+                Phase {
+                    status: "canceled",
+                    job: "canceled",
+                    started,
+                    completed: Some(c + CANCEL_SECS),
+                    updated: c + CANCEL_SECS,
+                    error: None,
+                }
+            };
+        }
+        if now < run_from {
+            return Phase {
+                status: "pending",
+                job: "pending",
+                started: None,
+                completed: None,
+                updated: self.created,
+                error: None,
+            };
+        }
+        if let Some(error) = self.fails {
+            let end = run_from + self.fail_after();
+            return if now < end {
+                self.running(run_from)
+            } else {
+                Phase {
+                    status: "failed",
+                    job: "failed",
+                    started: Some(run_from),
+                    completed: Some(end),
+                    updated: end,
+                    error: Some(error),
+                }
+            };
+        }
+        let end = run_from + self.run_secs();
+        if now < end {
+            return self.running(run_from);
+        }
+        Phase {
+            status: match self.transition {
+                "start" => "running",
+                "stop" => "stopped",
+                _ => "deleted",
+            },
+            job: "succeeded",
+            started: Some(run_from),
+            completed: Some(end),
+            updated: end,
+            error: None,
+        }
+    }
+
+    fn running(&self, run_from: f64) -> Phase {
+        Phase {
+            status: match self.transition {
+                "start" => "starting",
+                "stop" => "stopping",
+                _ => "deleting",
+            },
+            job: "running",
+            started: Some(run_from),
+            completed: None,
+            updated: run_from,
+            error: None,
+        }
+    }
+
+    fn is_active(&self, now: f64) -> bool {
+        matches!(self.phase(now).job, "pending" | "running" | "canceling")
+    }
+
+    /// The log lines written so far: (offset into the run phase, level, stage, output).
+    fn log_script(&self) -> Vec<(f64, &'static str, &'static str, String)> {
+        let r = self.run_secs();
+        let mut lines = vec![
+            (
+                0.0,
+                "info",
+                "Setting up",
+                "Provisioner daemon sim-provisioner-1 picked up the job".to_string(),
+            ),
+            (
+                0.05 * r,
+                "info",
+                "Setting up",
+                "Initializing Terraform".to_string(),
+            ),
+            (
+                0.15 * r,
+                "info",
+                "Planning infrastructure",
+                "Terraform 1.9.8".to_string(),
+            ),
+            (
+                0.25 * r,
+                "info",
+                "Planning infrastructure",
+                "Plan: 2 to add, 0 to change, 0 to destroy.".to_string(),
+            ),
+        ];
+        let verb = match self.transition {
+            "start" => "Starting workspace",
+            "stop" => "Stopping workspace",
+            _ => "Deleting workspace",
+        };
+        if let Some(error) = self.fails {
+            let f = self.fail_after();
+            lines.push((
+                0.35 * r,
+                "info",
+                verb,
+                "docker_container.workspace[0]: Creating...".to_string(),
+            ));
+            lines.push((f, "error", verb, format!("Error: {error}")));
+            lines.push((
+                f,
+                "error",
+                verb,
+                "terraform apply: exit status 1".to_string(),
+            ));
+            return lines;
+        }
+        match self.transition {
+            "start" => {
+                lines.push((
+                    0.35 * r,
+                    "info",
+                    verb,
+                    "docker_volume.home: Creating...".to_string(),
+                ));
+                lines.push((
+                    0.5 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Creating...".to_string(),
+                ));
+                lines.push((
+                    0.8 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Creation complete after 3s".to_string(),
+                ));
+                lines.push((
+                    0.95 * r,
+                    "info",
+                    "Cleaning Up",
+                    "Apply complete! Resources: 2 added, 0 changed, 0 destroyed.".to_string(),
+                ));
+            }
+            _ => {
+                lines.push((
+                    0.4 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Destroying...".to_string(),
+                ));
+                lines.push((
+                    0.8 * r,
+                    "info",
+                    verb,
+                    "docker_container.workspace[0]: Destruction complete after 2s".to_string(),
+                ));
+                lines.push((
+                    0.95 * r,
+                    "info",
+                    "Cleaning Up",
+                    "Apply complete! Resources: 0 added, 0 changed, 1 destroyed.".to_string(),
+                ));
+            }
+        }
+        lines
+    }
+}
+
+pub(crate) struct CoderWorld {
+    users: Vec<User>,
+    templates: Vec<Template>,
+    versions: Vec<Version>,
+    workspaces: Vec<Workspace>,
+    builds: HashMap<Uuid, Build>,
+    next_seq: i64,
+}
+
+/// `me` is alice.
+fn me(world: &CoderWorld) -> &User {
+    &world.users[0]
+}
+
+impl CoderWorld {
+    pub(crate) fn workspace_id(&self, owner: &str, name: &str) -> Option<Uuid> {
+        let user = self.find_user(owner)?;
+        self.workspaces
+            .iter()
+            .find(|w| w.owner == user.id && w.name == name)
+            .map(|w| w.id)
+    }
+
+    pub(crate) fn version_id(&self, template: &str, version: &str) -> Option<Uuid> {
+        let t = self.templates.iter().find(|t| t.name == template)?;
+        self.versions
+            .iter()
+            .find(|v| v.template_id == t.id && v.name == version)
+            .map(|v| v.id)
+    }
+
+    fn find_user(&self, key: &str) -> Option<&User> {
+        if key == "me" {
+            return Some(me(self));
+        }
+        let id = Uuid::parse_str(key).ok();
+        self.users
+            .iter()
+            .find(|u| Some(u.id) == id || u.username.eq_ignore_ascii_case(key))
+    }
+
+    fn user(&self, id: Uuid) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id)
+    }
+
+    fn template(&self, id: Uuid) -> Option<&Template> {
+        self.templates.iter().find(|t| t.id == id)
+    }
+
+    fn version(&self, id: Uuid) -> Option<&Version> {
+        self.versions.iter().find(|v| v.id == id)
+    }
+
+    fn latest(&self, ws: &Workspace) -> Option<&Build> {
+        ws.builds.last().and_then(|id| self.builds.get(id))
+    }
+
+    fn next_seq(&mut self) -> i64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn build_json(&self, b: &Build, clock: &Clock, now: f64) -> Value {
+        let p = b.phase(now);
+        let ws = self.workspaces.iter().find(|w| w.id == b.workspace_id);
+        let owner = ws.and_then(|w| self.user(w.owner)).map(|u| u.username);
+        let mut job = json!({
+            "id": b.job_id,
+            "status": p.job,
+            "created_at": clock.stamp(b.created),
+            "queue_position": 0,
+            "queue_size": 0,
+        });
+        if let Some(t) = p.started {
+            job["started_at"] = json!(clock.stamp(t));
+        }
+        if let Some(t) = p.completed {
+            job["completed_at"] = json!(clock.stamp(t));
+        }
+        if let Some(t) = b.canceled {
+            job["canceled_at"] = json!(clock.stamp(t));
+        }
+        if let Some(e) = p.error {
+            job["error"] = json!(e);
+        }
+        json!({
+            "id": b.id,
+            "build_number": b.number,
+            "workspace_id": b.workspace_id,
+            "workspace_name": ws.map(|w| w.name),
+            "workspace_owner_name": owner,
+            "template_version_id": b.version_id,
+            "template_version_name": self.version(b.version_id).map(|v| v.name),
+            "transition": b.transition,
+            "status": p.status,
+            "reason": "initiator",
+            "initiator_name": b.initiator,
+            "job": job,
+            "created_at": clock.stamp(b.created),
+            "updated_at": clock.stamp(p.updated),
+        })
+    }
+
+    fn workspace_json(&self, ws: &Workspace, clock: &Clock, now: f64) -> Value {
+        let template = self.template(ws.template_id);
+        let latest = self.latest(ws);
+        let active = template.map(|t| t.active_version_id);
+        let outdated = latest.is_some_and(|b| Some(b.version_id) != active);
+        json!({
+            "id": ws.id,
+            "name": ws.name,
+            "owner_id": ws.owner,
+            "owner_name": self.user(ws.owner).map(|u| u.username),
+            "organization_id": ORG_ID,
+            "template_id": ws.template_id,
+            "template_name": template.map(|t| t.name),
+            "template_display_name": template.map(|t| t.display_name),
+            "template_active_version_id": active,
+            "template_require_active_version": template.is_some_and(|t| t.require_active_version),
+            "outdated": outdated,
+            "latest_build": latest.map(|b| self.build_json(b, clock, now)),
+            "created_at": clock.stamp(-30.0 * 86_400.0 * clock.speed),
+            "updated_at": clock.stamp(latest.map_or(0.0, |b| b.phase(now).updated)),
+        })
+    }
+
+    fn status_of(&self, ws: &Workspace, now: f64) -> &'static str {
+        self.latest(ws).map_or("pending", |b| b.phase(now).status)
+    }
+}
+
+fn id(n: u128) -> Uuid {
+    // Deterministic ids: 5133xxxx-…: easy to spot in logs.
+    Uuid::from_u128(0x5133_0000_0000_4000_8000_0000_0000_0000 | n)
+}
+
+fn p(
+    name: &'static str,
+    kind: &'static str,
+    mutable: bool,
+    default: &'static str,
+    description: &'static str,
+) -> Param {
+    Param {
+        name,
+        display_name: name,
+        description,
+        kind,
+        mutable,
+        required: false,
+        default,
+        options: &[],
+        min: None,
+        max: None,
+        increasing: false,
+    }
+}
+
+pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
+    let alice = User {
+        id: id(0x100),
+        username: "alice",
+        name: "Alice Example",
+    };
+    let bob = User {
+        id: id(0x101),
+        username: "bob",
+        name: "Bob Example",
+    };
+
+    let region = Param {
+        options: &["us-east", "eu-west", "ap-south"],
+        ..p(
+            "region",
+            "string",
+            false,
+            "us-east",
+            "Where the workspace runs. Cannot be changed later.",
+        )
+    };
+    let cpu = Param {
+        min: Some(1),
+        max: Some(16),
+        ..p("cpu", "number", true, "2", "CPU cores.")
+    };
+    let dotfiles = p(
+        "dotfiles_uri",
+        "string",
+        true,
+        "",
+        "A dotfiles repository to install.",
+    );
+    let disk = Param {
+        min: Some(10),
+        max: Some(500),
+        increasing: true,
+        ..p(
+            "disk_gb",
+            "number",
+            true,
+            "20",
+            "Home disk size in GB; can only grow.",
+        )
+    };
+    let gpu = Param {
+        options: &["t4", "a100"],
+        ..p("gpu_type", "string", true, "t4", "The GPU model.")
+    };
+    let namespace = p(
+        "namespace",
+        "string",
+        false,
+        "dev",
+        "The Kubernetes namespace. Cannot be changed later.",
+    );
+
+    let (docker, k8s, ml) = (id(0x200), id(0x201), id(0x202));
+    let v = |n: u128,
+             template_id: Uuid,
+             name: &'static str,
+             message: &'static str,
+             params: Vec<Param>| Version {
+        id: id(n),
+        template_id,
+        name,
+        message,
+        archived: false,
+        import: Import::Done,
+        start_fails: None,
+        params,
+    };
+    let versions = vec![
+        Version {
+            archived: true,
+            ..v(
+                0x300,
+                docker,
+                "v0-archived",
+                "first draft (archived)",
+                vec![region.clone()],
+            )
+        },
+        v(
+            0x301,
+            docker,
+            "v1",
+            "initial release",
+            vec![region.clone(), cpu.clone()],
+        ),
+        v(
+            0x302,
+            docker,
+            "v2",
+            "add dotfiles",
+            vec![region.clone(), cpu.clone(), dotfiles.clone()],
+        ),
+        v(
+            0x303,
+            docker,
+            "v3",
+            "add a growable home disk",
+            vec![region.clone(), cpu.clone(), dotfiles.clone(), disk.clone()],
+        ),
+        Version {
+            import: Import::Running,
+            ..v(
+                0x304,
+                docker,
+                "v4-importing",
+                "still importing",
+                vec![region.clone(), cpu.clone()],
+            )
+        },
+        v(
+            0x310,
+            k8s,
+            "2024-06",
+            "June hardening",
+            vec![namespace.clone()],
+        ),
+        v(
+            0x311,
+            k8s,
+            "2024-09",
+            "September hardening",
+            vec![namespace.clone()],
+        ),
+        v(0x320, ml, "v1", "CUDA 12.2", vec![gpu.clone()]),
+        Version {
+            start_fails: Some(
+                "creating container: image \"ghcr.io/acme/ml:cuda-13-broken\" not found: \
+                 manifest unknown",
+            ),
+            ..v(
+                0x321,
+                ml,
+                "broken-start",
+                "CUDA 13 (its image is missing: every start fails)",
+                vec![gpu.clone()],
+            )
+        },
+    ];
+    let templates = vec![
+        Template {
+            id: docker,
+            name: "docker-dev",
+            display_name: "Docker Dev",
+            active_version_id: id(0x303),
+            require_active_version: false,
+        },
+        Template {
+            id: k8s,
+            name: "k8s-secure",
+            display_name: "Kubernetes (secure)",
+            active_version_id: id(0x311),
+            require_active_version: true,
+        },
+        Template {
+            id: ml,
+            name: "gpu-ml",
+            display_name: "GPU ML",
+            active_version_id: id(0x321),
+            require_active_version: false,
+        },
+    ];
+
+    type Row = (
+        u128,
+        &'static str,
+        Uuid,
+        Uuid,
+        u128,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+    let rows: [Row; 9] = [
+        (
+            0x400,
+            "dev",
+            alice.id,
+            docker,
+            0x302,
+            "start",
+            &[
+                ("region", "eu-west"),
+                ("cpu", "4"),
+                ("dotfiles_uri", "https://github.com/alice/dotfiles"),
+            ],
+        ),
+        (
+            0x401,
+            "api-server",
+            alice.id,
+            docker,
+            0x301,
+            "stop",
+            &[("region", "us-east"), ("cpu", "2")],
+        ),
+        (
+            0x402,
+            "current",
+            alice.id,
+            docker,
+            0x303,
+            "start",
+            &[
+                ("region", "us-east"),
+                ("cpu", "2"),
+                ("dotfiles_uri", ""),
+                ("disk_gb", "40"),
+            ],
+        ),
+        (
+            0x403,
+            "secure-shell",
+            alice.id,
+            k8s,
+            0x310,
+            "start",
+            &[("namespace", "alice")],
+        ),
+        (
+            0x404,
+            "ml-notebook",
+            alice.id,
+            ml,
+            0x320,
+            "start",
+            &[("gpu_type", "a100")],
+        ),
+        (
+            0x405,
+            "slow-box",
+            alice.id,
+            docker,
+            0x302,
+            "start",
+            &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")],
+        ),
+        (
+            0x406,
+            "flaky",
+            alice.id,
+            docker,
+            0x302,
+            "start",
+            &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")],
+        ),
+        (
+            0x410,
+            "dev",
+            bob.id,
+            docker,
+            0x302,
+            "start",
+            &[("region", "ap-south"), ("cpu", "8"), ("dotfiles_uri", "")],
+        ),
+        (
+            0x411,
+            "data-pipeline",
+            bob.id,
+            docker,
+            0x303,
+            "stop",
+            &[
+                ("region", "eu-west"),
+                ("cpu", "4"),
+                ("dotfiles_uri", ""),
+                ("disk_gb", "100"),
+            ],
+        ),
+    ];
+    let mut workspaces = Vec::new();
+    let mut builds = HashMap::new();
+    let mut seq = 0;
+    for (n, name, owner, template_id, version, transition, params) in rows {
+        seq += 1;
+        let build = Build {
+            id: id(0x1000 + n),
+            job_id: id(0x2000 + n),
+            seq,
+            number: 7,
+            workspace_id: id(n),
+            version_id: id(version),
+            transition,
+            initiator: if owner == alice.id { "alice" } else { "bob" },
+            // A day ago in real time, whatever the speed: long finished.
+            created: -86_400.0 * clock.speed,
+            factor: 1.0,
+            fails: None,
+            canceled: None,
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        workspaces.push(Workspace {
+            id: id(n),
+            name,
+            owner,
+            template_id,
+            slow: name == "slow-box",
+            flaky_left: if name == "flaky" {
+                faults.flaky_gets
+            } else {
+                0
+            },
+            builds: vec![build.id],
+        });
+        builds.insert(build.id, build);
+    }
+    CoderWorld {
+        users: vec![alice, bob],
+        templates,
+        versions,
+        workspaces,
+        builds,
+        next_seq: seq,
+    }
+}
+
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/v2/workspaces", get(list_workspaces))
+        .route("/api/v2/workspaces/{workspace}", get(get_workspace))
+        .route("/api/v2/workspaces/{workspace}/builds", post(create_build))
+        .route("/api/v2/users/{user}", get(get_user))
+        .route(
+            "/api/v2/users/{user}/workspace/{name}",
+            get(get_workspace_by_name),
+        )
+        .route("/api/v2/workspacebuilds/{build}", get(get_build))
+        .route(
+            "/api/v2/workspacebuilds/{build}/cancel",
+            patch(cancel_build),
+        )
+        .route("/api/v2/workspacebuilds/{build}/logs", get(build_logs))
+        .route(
+            "/api/v2/workspacebuilds/{build}/parameters",
+            get(build_parameters),
+        )
+        .route("/api/v2/templates/{template}", get(get_template))
+        .route("/api/v2/templateversions/{version}", get(get_version))
+        .route(
+            "/api/v2/templateversions/{version}/rich-parameters",
+            get(rich_parameters),
+        )
+}
+
+fn not_found() -> Response {
+    coder_error(
+        StatusCode::NOT_FOUND,
+        "Resource not found or you do not have access to this resource",
+        None,
+    )
+}
+
+fn invalid_uuid(what: &str, value: &str) -> Response {
+    coder_error(
+        StatusCode::BAD_REQUEST,
+        &format!("Invalid UUID {value:?}."),
+        Some(&format!("the {what} must be a UUID")),
+    )
+}
+
+fn with_validations(
+    status: StatusCode,
+    message: &str,
+    validations: &[(String, String)],
+) -> Response {
+    let list: Vec<Value> = validations
+        .iter()
+        .map(|(field, detail)| json!({ "field": field, "detail": detail }))
+        .collect();
+    json_response(status, json!({ "message": message, "validations": list }))
+}
+
+fn flaky_503() -> Response {
+    coder_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service temporarily unavailable.",
+        Some("simulated transient fault; try again"),
+    )
+}
+
+fn parse_id(what: &str, value: &str) -> Result<Uuid, Response> {
+    Uuid::parse_str(value).map_err(|_| invalid_uuid(what, value))
+}
+
+async fn get_user(State(state): State<Shared>, Path(user): Path<String>) -> Response {
+    let world = lock(&state.coder);
+    match world.find_user(&user) {
+        None => not_found(),
+        Some(u) => json_response(
+            StatusCode::OK,
+            json!({
+                "id": u.id,
+                "username": u.username,
+                "name": u.name,
+                "email": format!("{}@example.com", u.username),
+                "created_at": state.clock.stamp(-90.0 * 86_400.0 * state.clock.speed),
+                "status": "active",
+            }),
+        ),
+    }
+}
+
+fn answer_workspace(state: &Shared, world: &mut CoderWorld, index: Option<usize>) -> Response {
+    let Some(i) = index else { return not_found() };
+    if take_flaky(&mut world.workspaces[i].flaky_left) {
+        return flaky_503();
+    }
+    let now = state.clock.now();
+    json_response(
+        StatusCode::OK,
+        world.workspace_json(&world.workspaces[i], &state.clock, now),
+    )
+}
+
+async fn get_workspace(State(state): State<Shared>, Path(ws): Path<String>) -> Response {
+    let id = match parse_id("workspace id", &ws) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let mut world = lock(&state.coder);
+    let index = world.workspaces.iter().position(|w| w.id == id);
+    answer_workspace(&state, &mut world, index)
+}
+
+async fn get_workspace_by_name(
+    State(state): State<Shared>,
+    Path((user, name)): Path<(String, String)>,
+) -> Response {
+    let mut world = lock(&state.coder);
+    let Some(owner) = world.find_user(&user).map(|u| u.id) else {
+        return not_found();
+    };
+    let index = world
+        .workspaces
+        .iter()
+        .position(|w| w.owner == owner && w.name == name);
+    answer_workspace(&state, &mut world, index)
+}
+
+async fn list_workspaces(
+    State(state): State<Shared>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let world = lock(&state.coder);
+    let now = state.clock.now();
+    let mut filters: Vec<(String, String)> = Vec::new();
+    for term in query
+        .get("q")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split_whitespace()
+    {
+        let (key, value) = term.split_once(':').unwrap_or(("name", term));
+        let key = key.to_ascii_lowercase();
+        if !matches!(
+            key.as_str(),
+            "owner" | "name" | "template" | "status" | "outdated"
+        ) {
+            return with_validations(
+                StatusCode::BAD_REQUEST,
+                "Invalid workspace search query.",
+                &[("q".into(), format!("{key:?} is not a valid query param"))],
+            );
+        }
+        filters.push((key, value.trim_matches('"').to_string()));
+    }
+    let mut owner_ids = Vec::new();
+    for (key, value) in &filters {
+        if key == "owner" {
+            match world.find_user(value) {
+                Some(u) => owner_ids.push(u.id),
+                // An unknown owner matches nothing.
+                None => owner_ids.push(Uuid::nil()),
+            }
+        }
+    }
+    let matches: Vec<Value> = world
+        .workspaces
+        .iter()
+        .filter(|ws| {
+            let json = world.workspace_json(ws, &state.clock, now);
+            filters.iter().all(|(key, value)| match key.as_str() {
+                "owner" => owner_ids.contains(&ws.owner),
+                "name" => ws.name.to_lowercase().contains(&value.to_lowercase()),
+                "template" => world
+                    .template(ws.template_id)
+                    .is_some_and(|t| t.name.eq_ignore_ascii_case(value)),
+                "status" => world.status_of(ws, now).eq_ignore_ascii_case(value),
+                "outdated" => json["outdated"].as_bool() == value.parse::<bool>().ok(),
+                _ => true,
+            })
+        })
+        .map(|ws| world.workspace_json(ws, &state.clock, now))
+        .collect();
+    let count = matches.len();
+    let offset = query
+        .get("offset")
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0);
+    let limit = query
+        .get("limit")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let page: Vec<Value> = matches.into_iter().skip(offset).take(limit).collect();
+    json_response(
+        StatusCode::OK,
+        json!({ "workspaces": page, "count": count }),
+    )
+}
+
+/// (name, value) pairs: parameters, or (field, problem) validations.
+type Pairs = Vec<(String, String)>;
+
+/// Validates and resolves the parameters of a new build.
+fn resolve_params(
+    version: &Version,
+    previous: &[(String, String)],
+    given: &[(String, String)],
+) -> Result<Pairs, Pairs> {
+    let mut problems = Vec::new();
+    for (name, _) in given {
+        if !version.params.iter().any(|p| p.name == name) {
+            problems.push((
+                name.clone(),
+                format!(
+                    "parameter {name:?} is not present in the template version {}",
+                    version.name
+                ),
+            ));
+        }
+    }
+    let mut resolved = Vec::new();
+    for param in &version.params {
+        let prev = previous
+            .iter()
+            .find(|(n, _)| n == param.name)
+            .map(|(_, v)| v.clone());
+        let new = given
+            .iter()
+            .find(|(n, _)| n == param.name)
+            .map(|(_, v)| v.clone());
+        if let Some(value) = &new {
+            if !param.mutable && prev.as_ref().is_some_and(|p| p != value) {
+                problems.push((
+                    param.name.to_string(),
+                    format!(
+                        "parameter {:?} is immutable and cannot be updated",
+                        param.name
+                    ),
+                ));
+                continue;
+            }
+            if !param.options.is_empty() && !param.options.contains(&value.as_str()) {
+                problems.push((
+                    param.name.to_string(),
+                    format!("{value:?} is not one of {}", param.options.join(", ")),
+                ));
+                continue;
+            }
+            if param.kind == "number" {
+                let Ok(n) = value.parse::<i64>() else {
+                    problems.push((param.name.to_string(), format!("{value:?} is not a number")));
+                    continue;
+                };
+                if param.min.is_some_and(|m| n < m) || param.max.is_some_and(|m| n > m) {
+                    problems.push((
+                        param.name.to_string(),
+                        format!(
+                            "value must be between {} and {}",
+                            param.min.unwrap_or(i64::MIN),
+                            param.max.unwrap_or(i64::MAX)
+                        ),
+                    ));
+                    continue;
+                }
+                let before = prev.as_deref().and_then(|p| p.parse::<i64>().ok());
+                if param.increasing && before.is_some_and(|b| n < b) {
+                    problems.push((
+                        param.name.to_string(),
+                        format!(
+                            "value must be equal or greater than the previous value {}",
+                            before.unwrap_or_default()
+                        ),
+                    ));
+                    continue;
+                }
+            }
+        }
+        match new
+            .or(prev)
+            .or_else(|| (!param.required).then(|| param.default.to_string()))
+        {
+            Some(value) => resolved.push((param.name.to_string(), value)),
+            None => problems.push((
+                param.name.to_string(),
+                "required parameter not provided".into(),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(problems)
+    }
+}
+
+async fn create_build(
+    State(state): State<Shared>,
+    Path(ws): Path<String>,
+    body: Bytes,
+) -> Response {
+    let ws_id = match parse_id("workspace id", &ws) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return coder_error(
+                StatusCode::BAD_REQUEST,
+                "Request body must be valid JSON.",
+                None,
+            );
+        }
+    };
+    let transition = match body.get("transition").and_then(Value::as_str) {
+        Some("start") => "start",
+        Some("stop") => "stop",
+        Some("delete") => "delete",
+        other => {
+            return with_validations(
+                StatusCode::BAD_REQUEST,
+                "Validation failed.",
+                &[(
+                    "transition".into(),
+                    format!(
+                        "{:?} is not a valid transition: start, stop or delete",
+                        other.unwrap_or("")
+                    ),
+                )],
+            );
+        }
+    };
+    let version_given = match body.get("template_version_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(id) => Some(id),
+            None => {
+                return with_validations(
+                    StatusCode::BAD_REQUEST,
+                    "Validation failed.",
+                    &[("template_version_id".into(), "must be a UUID".into())],
+                );
+            }
+        },
+    };
+    let mut given = Vec::new();
+    if let Some(list) = body.get("rich_parameter_values").and_then(Value::as_array) {
+        for item in list {
+            let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
+            let value = item
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            given.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    let now = state.clock.now();
+    let mut world = lock(&state.coder);
+    let Some(wi) = world.workspaces.iter().position(|w| w.id == ws_id) else {
+        return not_found();
+    };
+    let ws = world.workspaces[wi].clone();
+    let Some(latest) = world.latest(&ws).cloned() else {
+        return not_found();
+    };
+    if latest.is_active(now) {
+        return coder_error(
+            StatusCode::CONFLICT,
+            "A workspace build is already active.",
+            Some(&format!(
+                "build #{} is {}",
+                latest.number,
+                latest.phase(now).status
+            )),
+        );
+    }
+    let Some(template) = world.template(ws.template_id).cloned() else {
+        return not_found();
+    };
+    if transition == "stop"
+        && version_given.is_none()
+        && latest.transition == "stop"
+        && latest.phase(now).status == "stopped"
+    {
+        return with_validations(
+            StatusCode::BAD_REQUEST,
+            "Validation failed.",
+            &[(
+                "transition".into(),
+                "the workspace is already stopped".into(),
+            )],
+        );
+    }
+    let version_id = match version_given {
+        Some(v) => v,
+        None if transition == "start" && template.require_active_version => {
+            template.active_version_id
+        }
+        None => latest.version_id,
+    };
+    let Some(version) = world.version(version_id).cloned() else {
+        return with_validations(
+            StatusCode::BAD_REQUEST,
+            "Template version not found.",
+            &[(
+                "template_version_id".into(),
+                format!("no template version {version_id}"),
+            )],
+        );
+    };
+    if version.template_id != ws.template_id {
+        return with_validations(
+            StatusCode::BAD_REQUEST,
+            "Template version not found.",
+            &[(
+                "template_version_id".into(),
+                format!(
+                    "template version {} does not belong to template {}",
+                    version.name, template.name
+                ),
+            )],
+        );
+    }
+    if version.archived && version_given.is_some() {
+        return with_validations(
+            StatusCode::BAD_REQUEST,
+            "The provided template version is archived.",
+            &[(
+                "template_version_id".into(),
+                format!("{} is archived", version.name),
+            )],
+        );
+    }
+    if version.import != Import::Done {
+        return coder_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "The provided template version is still importing.",
+            Some(&format!(
+                "template version {} has not finished importing; try again later",
+                version.name
+            )),
+        );
+    }
+    if transition == "start"
+        && template.require_active_version
+        && version.id != template.active_version_id
+    {
+        return coder_error(
+            StatusCode::FORBIDDEN,
+            "cannot use non-active version",
+            Some(&format!(
+                "the template {} requires the active version; build with {}",
+                template.name, template.active_version_id
+            )),
+        );
+    }
+    let params = if transition == "start" {
+        match resolve_params(&version, &latest.params, &given) {
+            Ok(p) => p,
+            Err(problems) => {
+                return with_validations(
+                    StatusCode::BAD_REQUEST,
+                    "Unable to validate parameters.",
+                    &problems,
+                );
+            }
+        }
+    } else {
+        latest.params.clone()
+    };
+    let seq = world.next_seq();
+    let build = Build {
+        id: Uuid::new_v4(),
+        job_id: Uuid::new_v4(),
+        seq,
+        number: latest.number + 1,
+        workspace_id: ws.id,
+        version_id: version.id,
+        transition,
+        initiator: "alice",
+        created: now,
+        factor: if ws.slow { SLOW_FACTOR } else { 1.0 },
+        fails: if transition == "start" {
+            version.start_fails
+        } else {
+            None
+        },
+        canceled: None,
+        params,
+    };
+    let answer = world.build_json(&build, &state.clock, now);
+    world.workspaces[wi].builds.push(build.id);
+    world.builds.insert(build.id, build);
+    json_response(StatusCode::CREATED, answer)
+}
+
+fn find_build(world: &CoderWorld, raw: &str) -> Result<Build, Response> {
+    let id = parse_id("workspace build id", raw)?;
+    world.builds.get(&id).cloned().ok_or_else(not_found)
+}
+
+async fn get_build(State(state): State<Shared>, Path(build): Path<String>) -> Response {
+    let world = lock(&state.coder);
+    match find_build(&world, &build) {
+        Ok(b) => json_response(
+            StatusCode::OK,
+            world.build_json(&b, &state.clock, state.clock.now()),
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn cancel_build(State(state): State<Shared>, Path(build): Path<String>) -> Response {
+    let now = state.clock.now();
+    let mut world = lock(&state.coder);
+    let b = match find_build(&world, &build) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match b.phase(now).job {
+        "pending" | "running" => {
+            if let Some(stored) = world.builds.get_mut(&b.id) {
+                stored.canceled = Some(now);
+            }
+            json_response(
+                StatusCode::OK,
+                json!({ "message": "Job has been marked as canceled..." }),
+            )
+        }
+        "canceling" | "canceled" => coder_error(
+            StatusCode::BAD_REQUEST,
+            "Job has already been marked as canceled!",
+            None,
+        ),
+        _ => coder_error(StatusCode::BAD_REQUEST, "Job has already completed!", None),
+    }
+}
+
+async fn build_logs(
+    State(state): State<Shared>,
+    Path(build): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let world = lock(&state.coder);
+    let b = match find_build(&world, &build) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = state.clock.now();
+    let run_from = b.created + b.pending_secs();
+    let until = match b.canceled {
+        Some(c) => c.min(now),
+        None => now,
+    };
+    let after = query.get("after").and_then(|s| s.parse::<i64>().ok());
+    let before = query.get("before").and_then(|s| s.parse::<i64>().ok());
+    let mut lines: Vec<Value> = Vec::new();
+    for (i, (offset, level, stage, output)) in b.log_script().into_iter().enumerate() {
+        let at = run_from + offset;
+        if at > until {
+            break;
+        }
+        // Log ids are unique across builds and increase in time, like Coder's.
+        let log_id = b.seq * 1000 + i as i64 + 1;
+        if after.is_some_and(|a| log_id <= a) || before.is_some_and(|bf| log_id >= bf) {
+            continue;
+        }
+        lines.push(json!({
+            "id": log_id,
+            "created_at": state.clock.stamp(at),
+            "log_level": level,
+            "log_source": "provisioner",
+            "stage": stage,
+            "output": output,
+        }));
+    }
+    if let Some(c) = b.canceled {
+        if now >= c {
+            lines.push(json!({
+                "id": b.seq * 1000 + 999,
+                "created_at": state.clock.stamp(c),
+                "log_level": "warn",
+                "log_source": "provisioner_daemon",
+                "stage": "Cleaning Up",
+                "output": "the job was canceled",
+            }));
+        }
+    }
+    json_response(StatusCode::OK, Value::Array(lines))
+}
+
+async fn build_parameters(State(state): State<Shared>, Path(build): Path<String>) -> Response {
+    let world = lock(&state.coder);
+    match find_build(&world, &build) {
+        Ok(b) => json_response(
+            StatusCode::OK,
+            Value::Array(
+                b.params
+                    .iter()
+                    .map(|(n, v)| json!({ "name": n, "value": v }))
+                    .collect(),
+            ),
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn get_template(State(state): State<Shared>, Path(template): Path<String>) -> Response {
+    let id = match parse_id("template id", &template) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let world = lock(&state.coder);
+    let Some(t) = world.template(id) else {
+        return not_found();
+    };
+    json_response(
+        StatusCode::OK,
+        json!({
+            "id": t.id,
+            "name": t.name,
+            "display_name": t.display_name,
+            "organization_id": ORG_ID,
+            "active_version_id": t.active_version_id,
+            "require_active_version": t.require_active_version,
+            "deprecated": false,
+            "deprecation_message": "",
+            "allow_user_cancel_workspace_jobs": true,
+        }),
+    )
+}
+
+async fn get_version(State(state): State<Shared>, Path(version): Path<String>) -> Response {
+    let id = match parse_id("template version id", &version) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let world = lock(&state.coder);
+    let Some(v) = world.version(id) else {
+        return not_found();
+    };
+    let clock = &state.clock;
+    let created = -7.0 * 86_400.0 * clock.speed;
+    let mut job = json!({
+        "id": Uuid::from_u128(v.id.as_u128() ^ 0xffff),
+        "status": if v.import == Import::Done { "succeeded" } else { "running" },
+        "created_at": clock.stamp(created),
+        "started_at": clock.stamp(created),
+        "queue_position": 0,
+        "queue_size": 0,
+    });
+    if v.import == Import::Done {
+        job["completed_at"] = json!(clock.stamp(created + 30.0));
+    }
+    json_response(
+        StatusCode::OK,
+        json!({
+            "id": v.id,
+            "name": v.name,
+            "template_id": v.template_id,
+            "organization_id": ORG_ID,
+            "archived": v.archived,
+            "message": v.message,
+            "job": job,
+            "created_at": clock.stamp(created),
+            "updated_at": clock.stamp(created),
+        }),
+    )
+}
+
+async fn rich_parameters(State(state): State<Shared>, Path(version): Path<String>) -> Response {
+    let id = match parse_id("template version id", &version) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let world = lock(&state.coder);
+    let Some(v) = world.version(id) else {
+        return not_found();
+    };
+    let params: Vec<Value> = v
+        .params
+        .iter()
+        .map(|p| {
+            let mut j = json!({
+                "name": p.name,
+                "display_name": p.display_name,
+                "description": p.description,
+                "description_plaintext": p.description,
+                "type": p.kind,
+                "mutable": p.mutable,
+                "ephemeral": false,
+                "required": p.required,
+                "default_value": p.default,
+                "icon": "",
+                "options": p.options.iter().map(|o| json!({
+                    "name": o, "description": "", "value": o, "icon": "",
+                })).collect::<Vec<_>>(),
+                "validation_error": "",
+                "validation_regex": "",
+            });
+            if let Some(m) = p.min {
+                j["validation_min"] = json!(m);
+            }
+            if let Some(m) = p.max {
+                j["validation_max"] = json!(m);
+            }
+            if p.increasing {
+                j["validation_monotonic"] = json!("increasing");
+            }
+            j
+        })
+        .collect();
+    json_response(StatusCode::OK, Value::Array(params))
+}

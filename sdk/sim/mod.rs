@@ -1,0 +1,597 @@
+//! An in-memory simulator of both control planes, served on loopback.
+//!
+//! It speaks the contracts in `openapi/` — the Molecule CP admin API, the Molecule tenant API
+//! and the Coder subset — with the same status codes, error bodies and auth checks, so the
+//! SDK, the CLI and the MCP server can be tried and tested without credentials.
+//!
+//! Where things are on the bound address `http://ADDR`:
+//!
+//! | API                | base URL (what to configure) | auth                                          |
+//! |--------------------|------------------------------|-----------------------------------------------|
+//! | Molecule CP admin  | `http://ADDR`                | `Authorization: Bearer sim-cp-admin-token`    |
+//! | Molecule tenant    | `http://ADDR/tenant`         | `Authorization: Bearer sim-org-api-key`       |
+//! | Coder              | `http://ADDR` (`/api/v2/…`)  | `Coder-Session-Token: sim-coder-session-token`|
+//!
+//! Choices where the contract is silent (close to the real servers, stated here):
+//! - CP `POST …/migrate-provider` also answers 400 when `from` is not the workspace's current
+//!   provider, and 403 to the tenant key (not an admin token).
+//! - Coder build logs: `after`/`before` compare against the log `id` (what the real server
+//!   does, whatever its description says); `follow` is ignored (one JSON answer, no stream).
+//! - Coder: a `stop` of a workspace that is already stopped answers 400 (validation on
+//!   `transition`); a `start` with an older version on a template that requires the active
+//!   version answers 403 "cannot use non-active version"; a `start` without a version builds
+//!   the active version on such a template, the previous build's version otherwise.
+//!
+//! Time is simulated: every duration (a migration's steps, a build's phases) is divided by
+//! [`SimOptions::speed`]. State is computed from the clock when it is read, so nothing runs
+//! in the background and a simulator left alone costs nothing.
+//!
+//! ```no_run
+//! # async fn demo() -> fleet::Result<()> {
+//! use fleet::sim::{SimOptions, Simulator};
+//! let sim = Simulator::start(SimOptions { speed: 100.0, ..SimOptions::default() }).await?;
+//! let molecule = fleet::molecule::MoleculeClient::new(&sim.molecule_config())?;
+//! let coder = fleet::coder::CoderClient::new(&sim.coder_config())?;
+//! # let _ = (molecule, coder);
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+// Handlers answer early with a ready `Response` as the error: it is what axum serves.
+#![allow(clippy::result_large_err)]
+
+mod coder;
+mod molecule;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, Method, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::{CoderConfig, Error, HttpOptions, MoleculeConfig, Result, Secret};
+
+/// The CP admin token the simulator accepts (`CP_ADMIN_API_TOKEN`).
+pub const CP_ADMIN_TOKEN: &str = "sim-cp-admin-token";
+/// The tenant API key the simulator accepts (`MOLECULE_ORG_API_KEY`).
+pub const ORG_API_KEY: &str = "sim-org-api-key";
+/// The Coder session token the simulator accepts (`CODER_SESSION_TOKEN`).
+pub const CODER_SESSION_TOKEN: &str = "sim-coder-session-token";
+/// The path prefix of the Molecule tenant API (`MOLECULE_API_URL` = `http://ADDR/tenant`).
+pub const TENANT_PREFIX: &str = "/tenant";
+
+/// The seeded data and the faults, as a table for `fleet sim --help`.
+pub const SEED_TABLE: &str = "\
+Tokens: CP_ADMIN_API_TOKEN=sim-cp-admin-token  MOLECULE_ORG_API_KEY=sim-org-api-key
+        CODER_SESSION_TOKEN=sim-coder-session-token   (anything else gets 401)
+URLs:   MOLECULE_CP_URL=http://ADDR  MOLECULE_API_URL=http://ADDR/tenant  CODER_URL=http://ADDR
+
+Molecule workspaces (id: provider, instance id — behaviour):
+  ws-aws-demo          aws      i-0a1b2c3d4e5f60718    migrates normally
+  ws-hetzner-demo      hetzner  hz-4217781             migrates normally
+  ws-gcp-demo          gcp      gce-7730118842         migrates normally
+  ws-migrated          gcp      gce-5519027731         already migrated aws→gcp (completed)
+  ws-migrating         aws      i-0feedc0ffee000001    a migration to hetzner is in progress (409)
+  ws-fails-migration   aws      i-0badbadbad0000001    ends `failed` in provisioning_target
+  ws-rolls-back        hetzner  hz-9000001             ends `rolled_back` after target_healthy
+  ws-new-state         gcp      gce-1000000001         passes an unknown state `verifying_target`
+  ws-flaky             aws      i-0f1a4e0000000001     its first N reads answer 503 (--flaky-gets)
+A migration takes ~16.5 min at speed 1: snapshotting 3m, snapshotted 30s, provisioning_target 7m,
+target_healthy 2m, retiring_source 4m → completed (the workspace then runs on the target).
+
+Coder (you are `me` = alice; another owner: bob). Templates and versions:
+  docker-dev   v0-archived (archived) · v1 · v2 · v3 (active) · v4-importing (406: never imported)
+  k8s-secure   2024-06 · 2024-09 (active)         require_active_version: older versions get 403
+  gpu-ml       v1 · broken-start (active)         a start on broken-start fails (job error + logs)
+Workspaces (owner/name: template version, status):
+  alice/dev           docker-dev v2, running   outdated; params region=eu-west cpu=4 dotfiles_uri
+  alice/api-server    docker-dev v1, stopped   outdated
+  alice/current       docker-dev v3, running   up to date
+  alice/secure-shell  k8s-secure 2024-06, running  outdated, template requires the active version
+  alice/ml-notebook   gpu-ml v1, running       outdated; updating it fails (broken-start)
+  alice/slow-box      docker-dev v2, running   every build takes 10x longer
+  alice/flaky         docker-dev v2, running   its first N reads answer 503 (--flaky-gets)
+  bob/dev             docker-dev v2, running   outdated
+  bob/data-pipeline   docker-dev v3, stopped   up to date
+A build takes ~7 s (start) or ~5 s (stop) at speed 1: pending 1s, then starting/stopping with
+logs, then running/stopped. Parameters: region (immutable), cpu (1-16), dotfiles_uri, disk_gb
+(v3: 10-500, increasing only), gpu_type (t4|a100), namespace (immutable).";
+
+/// What the simulator does wrong on purpose, beyond the seeded workspaces that fail.
+#[derive(Debug, Clone)]
+pub struct SimFaults {
+    /// The first N reads of `ws-flaky` (Molecule) and of `alice/flaky` (Coder) answer 503.
+    pub flaky_gets: u32,
+    /// Every Nth GET to any API answers 503 (none when `None`).
+    pub every_nth_get_503: Option<u32>,
+    /// The CP answers `POST …/migrate-provider` with 503 "migrator not configured".
+    pub migrator_unconfigured: bool,
+}
+
+impl Default for SimFaults {
+    fn default() -> Self {
+        SimFaults {
+            flaky_gets: 2,
+            every_nth_get_503: None,
+            migrator_unconfigured: false,
+        }
+    }
+}
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Where to listen; port 0 picks a free port. Default `127.0.0.1:0`.
+    pub listen: SocketAddr,
+    /// How much faster than real time: 1 is realistic (a migration takes ~16 minutes), 100
+    /// turns minutes into seconds. Must be a positive number.
+    pub speed: f64,
+    /// Faults on demand.
+    pub faults: SimFaults,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            speed: 1.0,
+            faults: SimFaults::default(),
+        }
+    }
+}
+
+/// The tokens a simulator accepts.
+#[derive(Debug, Clone)]
+pub struct SimTokens {
+    /// `CP_ADMIN_API_TOKEN`.
+    pub cp_admin_token: Secret,
+    /// `MOLECULE_ORG_API_KEY`.
+    pub org_api_key: Secret,
+    /// `CODER_SESSION_TOKEN`.
+    pub coder_session_token: Secret,
+}
+
+/// One request the simulator answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// Starts simulators.
+#[derive(Debug)]
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds, seeds the data and serves until the returned [`RunningSim`] is shut down or
+    /// dropped. Must be called inside a Tokio runtime.
+    pub async fn start(options: SimOptions) -> Result<RunningSim> {
+        if !(options.speed.is_finite() && options.speed > 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "the simulator speed must be a positive number, not {}",
+                options.speed
+            )));
+        }
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| {
+                Error::Transport(format!(
+                    "the simulator cannot listen on {}: {e}",
+                    options.listen
+                ))
+            })?;
+        let addr = listener.local_addr().map_err(|e| {
+            Error::Transport(format!("the simulator's listening address is unknown: {e}"))
+        })?;
+        let clock = Clock {
+            start: Instant::now(),
+            start_wall: Utc::now(),
+            speed: options.speed,
+        };
+        let state = Arc::new(SimState {
+            molecule: Mutex::new(molecule::seed(&clock, &options.faults)),
+            coder: Mutex::new(coder::seed(&clock, &options.faults)),
+            log: Mutex::new(Vec::new()),
+            gets: Mutex::new(0),
+            clock,
+            faults: options.faults.clone(),
+        });
+        let router = Router::new()
+            .merge(molecule::routes())
+            .merge(coder::routes())
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))
+            .with_state(state.clone());
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+        tracing::info!(%addr, speed = options.speed, "simulator listening");
+        Ok(RunningSim {
+            addr,
+            tokens: SimTokens {
+                cp_admin_token: Secret::new(CP_ADMIN_TOKEN),
+                org_api_key: Secret::new(ORG_API_KEY),
+                coder_session_token: Secret::new(CODER_SESSION_TOKEN),
+            },
+            state,
+            shutdown,
+            task: Some(task),
+        })
+    }
+}
+
+/// A simulator that is serving. Dropping it stops the server.
+pub struct RunningSim {
+    addr: SocketAddr,
+    tokens: SimTokens,
+    state: Arc<SimState>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningSim")
+            .field("addr", &self.addr)
+            .field("speed", &self.state.clock.speed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningSim {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The CP admin API base URL (`MOLECULE_CP_URL`).
+    pub fn cp_url(&self) -> String {
+        self.base_url()
+    }
+
+    /// The tenant API base URL (`MOLECULE_API_URL`).
+    pub fn tenant_url(&self) -> String {
+        format!("{}{TENANT_PREFIX}", self.base_url())
+    }
+
+    /// The Coder deployment URL (`CODER_URL`).
+    pub fn coder_url(&self) -> String {
+        self.base_url()
+    }
+
+    /// The tokens it accepts.
+    pub fn tokens(&self) -> &SimTokens {
+        &self.tokens
+    }
+
+    /// The speed factor.
+    pub fn speed(&self) -> f64 {
+        self.state.clock.speed
+    }
+
+    /// A Molecule configuration (CP admin and tenant) pointing at the simulator.
+    pub fn molecule_config(&self) -> MoleculeConfig {
+        MoleculeConfig {
+            cp_url: self.cp_url(),
+            cp_admin_token: Some(self.tokens.cp_admin_token.clone()),
+            api_url: Some(self.tenant_url()),
+            org_api_key: Some(self.tokens.org_api_key.clone()),
+            http: HttpOptions::default(),
+        }
+    }
+
+    /// A Coder configuration pointing at the simulator.
+    pub fn coder_config(&self) -> CoderConfig {
+        CoderConfig {
+            url: Some(self.coder_url()),
+            session_token: Some(self.tokens.coder_session_token.clone()),
+            http: HttpOptions::default(),
+        }
+    }
+
+    /// The environment variables that point `fleet` and `fleet-mcp` at the simulator, tokens
+    /// included (they are the simulator's own, public, test tokens).
+    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MOLECULE_CP_URL", self.cp_url()),
+            ("CP_ADMIN_API_TOKEN", CP_ADMIN_TOKEN.to_string()),
+            ("MOLECULE_API_URL", self.tenant_url()),
+            ("MOLECULE_ORG_API_KEY", ORG_API_KEY.to_string()),
+            ("CODER_URL", self.coder_url()),
+            ("CODER_SESSION_TOKEN", CODER_SESSION_TOKEN.to_string()),
+        ]
+    }
+
+    /// Every request answered so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.state.log).clone()
+    }
+
+    /// How many requests had this method and exactly this path.
+    pub fn count_requests(&self, method: &str, path: &str) -> usize {
+        lock(&self.state.log)
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+            .count()
+    }
+
+    /// Forgets the requests recorded so far.
+    pub fn clear_requests(&self) {
+        lock(&self.state.log).clear();
+    }
+
+    /// The Coder id of a seeded workspace, by `owner/name` (e.g. `alice/dev`).
+    pub fn coder_workspace_id(&self, owner_and_name: &str) -> Option<uuid::Uuid> {
+        let (owner, name) = owner_and_name.split_once('/')?;
+        lock(&self.state.coder).workspace_id(owner, name)
+    }
+
+    /// The Coder id of a template version, by template and version name (e.g. `docker-dev`, `v3`).
+    pub fn coder_version_id(&self, template: &str, version: &str) -> Option<uuid::Uuid> {
+        lock(&self.state.coder).version_id(template, version)
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Simulated time: seconds since the simulator started, scaled by the speed.
+#[derive(Debug, Clone)]
+pub(crate) struct Clock {
+    start: Instant,
+    start_wall: DateTime<Utc>,
+    speed: f64,
+}
+
+impl Clock {
+    /// Simulated seconds since the start.
+    pub(crate) fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * self.speed
+    }
+
+    /// The wall-clock time at which simulated time `t` happens (or happened).
+    pub(crate) fn wall(&self, t: f64) -> DateTime<Utc> {
+        let real_ms = (t / self.speed * 1000.0).round();
+        let real_ms = if real_ms.is_finite() {
+            real_ms.clamp(-1e15, 1e15) as i64
+        } else {
+            0
+        };
+        self.start_wall + chrono::Duration::milliseconds(real_ms)
+    }
+
+    /// RFC 3339 text of [`Clock::wall`].
+    pub(crate) fn stamp(&self, t: f64) -> String {
+        self.wall(t)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+pub(crate) struct SimState {
+    molecule: Mutex<molecule::MoleculeWorld>,
+    coder: Mutex<coder::CoderWorld>,
+    log: Mutex<Vec<RequestRecord>>,
+    gets: Mutex<u64>,
+    clock: Clock,
+    faults: SimFaults,
+}
+
+pub(crate) type Shared = Arc<SimState>;
+
+/// A poisoned lock still holds usable data: a panic in one handler must not take the
+/// simulator down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Which API a path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plane {
+    Cp,
+    Tenant,
+    Coder,
+    Unknown,
+}
+
+fn plane(path: &str) -> Plane {
+    if path.starts_with("/cp/") {
+        Plane::Cp
+    } else if path == TENANT_PREFIX || path.starts_with("/tenant/") {
+        Plane::Tenant
+    } else if path.starts_with("/api/") {
+        Plane::Coder
+    } else {
+        Plane::Unknown
+    }
+}
+
+/// A Molecule error body `{"error", "detail"?}`.
+pub(crate) fn molecule_error(status: StatusCode, error: &str, detail: Option<&str>) -> Response {
+    let mut body = json!({ "error": error });
+    if let Some(d) = detail {
+        body["detail"] = json!(d);
+    }
+    json_response(status, body)
+}
+
+/// A Coder error body `{"message", "detail"?, "validations"?}`.
+pub(crate) fn coder_error(status: StatusCode, message: &str, detail: Option<&str>) -> Response {
+    let mut body = json!({ "message": message });
+    if let Some(d) = detail {
+        body["detail"] = json!(d);
+    }
+    json_response(status, body)
+}
+
+pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn error_for(plane: Plane, status: StatusCode, message: &str, detail: Option<&str>) -> Response {
+    match plane {
+        Plane::Coder => coder_error(status, message, detail),
+        _ => molecule_error(status, message, detail),
+    }
+}
+
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    error_for(
+        plane(&path),
+        StatusCode::NOT_FOUND,
+        "not found",
+        Some(&format!(
+            "the simulator serves no route {} {path}",
+            req.method()
+        )),
+    )
+}
+
+/// Checks the token for the path's API, applies the every-Nth-GET fault, and records the
+/// request and its answer.
+async fn gatekeeper(State(state): State<Shared>, req: Request<Body>, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let which = plane(&path);
+    let response = match check_auth(which, req.headers()) {
+        Err(denied) => denied,
+        Ok(()) => {
+            let inject = method == Method::GET
+                && state.faults.every_nth_get_503.is_some_and(|n| {
+                    let mut gets = lock(&state.gets);
+                    *gets += 1;
+                    n > 0 && *gets % u64::from(n) == 0
+                });
+            if inject {
+                error_for(
+                    which,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service temporarily unavailable",
+                    Some("simulated fault: every Nth GET answers 503; try again"),
+                )
+            } else {
+                next.run(req).await
+            }
+        }
+    };
+    lock(&state.log).push(RequestRecord {
+        method: method.to_string(),
+        path,
+        query,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn check_auth(which: Plane, headers: &HeaderMap) -> std::result::Result<(), Response> {
+    let bearer = || {
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+    };
+    match which {
+        Plane::Cp => match bearer() {
+            None => Err(molecule_error(
+                StatusCode::UNAUTHORIZED,
+                "missing admin token",
+                Some("send Authorization: Bearer <CP_ADMIN_API_TOKEN>"),
+            )),
+            Some(CP_ADMIN_TOKEN) => Ok(()),
+            Some(ORG_API_KEY) => Err(molecule_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                Some("an organization API key cannot use the admin API"),
+            )),
+            Some(_) => Err(molecule_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid admin token",
+                None,
+            )),
+        },
+        Plane::Tenant => match bearer() {
+            None => Err(molecule_error(
+                StatusCode::UNAUTHORIZED,
+                "missing API key",
+                Some("send Authorization: Bearer <MOLECULE_ORG_API_KEY>"),
+            )),
+            Some(ORG_API_KEY) => Ok(()),
+            Some(_) => Err(molecule_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid API key",
+                None,
+            )),
+        },
+        Plane::Coder => match headers
+            .get("coder-session-token")
+            .and_then(|v| v.to_str().ok())
+        {
+            None => Err(coder_error(
+                StatusCode::UNAUTHORIZED,
+                "You must be logged in to use this endpoint.",
+                Some("Coder-Session-Token header is missing"),
+            )),
+            Some(CODER_SESSION_TOKEN) => Ok(()),
+            Some(_) => Err(coder_error(
+                StatusCode::UNAUTHORIZED,
+                "You are signed out or your session has expired. Please sign in again to continue.",
+                Some("the session token is invalid"),
+            )),
+        },
+        Plane::Unknown => Ok(()),
+    }
+}
+
+/// A transient 503 for a flaky resource, counted down per resource.
+pub(crate) fn take_flaky(left: &mut u32) -> bool {
+    if *left > 0 {
+        *left -= 1;
+        true
+    } else {
+        false
+    }
+}
