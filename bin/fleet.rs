@@ -101,6 +101,16 @@ fn main() {
     };
     let format = cli.global.output;
     let code = runtime.block_on(async move {
+        let mut cli = cli;
+        // --sim: the simulator runs in this process for as long as the command does.
+        let _sim = if cli.global.sim && !matches!(cli.command, Command::Sim(_)) {
+            match start_sim(&mut cli.global).await {
+                Ok(sim) => Some(sim),
+                Err(e) => return cli::report_error(&e, format),
+            }
+        } else {
+            None
+        };
         let result = match cli.command {
             Command::Molecule(cmd) => cmd_molecule::run(cmd, &cli.global).await,
             Command::Coder(cmd) => cmd_coder::run(cmd, &cli.global).await,
@@ -115,6 +125,25 @@ fn main() {
     // Do not wait for lingering background reads on the way out.
     runtime.shutdown_background();
     std::process::exit(code);
+}
+
+async fn start_sim(global: &mut GlobalOpts) -> fleet::Result<fleet::sim::RunningSim> {
+    let sim = fleet::sim::Simulator::start(fleet::sim::SimOptions {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        speed: global.sim_speed,
+        ..fleet::sim::SimOptions::default()
+    })
+    .await?;
+    tracing::info!(addr = %sim.addr(), speed = sim.speed(), "simulator started");
+    if global.output == cli::OutputFormat::Text {
+        out::err(format!(
+            "(simulator at {} running {}x real time: nothing real is touched)",
+            sim.base_url(),
+            sim.speed()
+        ));
+    }
+    global.sim_configs = Some((sim.molecule_config(), sim.coder_config()));
+    Ok(sim)
 }
 
 fn init_logging(level: LogLevel) {

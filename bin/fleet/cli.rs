@@ -141,6 +141,28 @@ pub struct GlobalOpts {
     /// Allow http:// to a host that is not loopback (tokens would cross the network in clear).
     #[arg(long, global = true)]
     pub insecure_http: bool,
+
+    /// Run against the built-in simulator: start it in-process on a free loopback port and
+    /// point every client at it. No credentials needed; nothing real is touched.
+    #[arg(long, global = true, help_heading = "Simulator")]
+    pub sim: bool,
+
+    /// With --sim: how much faster than real time the simulator runs (a migration takes
+    /// ~16 minutes at 1, ~16 s at 60).
+    #[arg(long, global = true, default_value_t = 60.0, value_name = "X", value_parser = parse_speed, help_heading = "Simulator")]
+    pub sim_speed: f64,
+
+    /// Set by --sim: the simulator's configurations, used instead of flags and environment.
+    #[arg(skip)]
+    pub sim_configs: Option<(MoleculeConfig, CoderConfig)>,
+}
+
+/// Parses a simulator speed factor (a positive number).
+pub fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("{s:?} is not a positive number; write e.g. 1, 10 or 100")),
+    }
 }
 
 /// Tokens given as flags, to warn about (they show in `ps`).
@@ -194,6 +216,9 @@ impl GlobalOpts {
 
     /// The Molecule configuration from flags, falling back to the environment.
     pub fn molecule_config(&self) -> Result<MoleculeConfig, Error> {
+        if let Some((molecule, _)) = &self.sim_configs {
+            return Ok(molecule.clone());
+        }
         let defaults = MoleculeConfig::default();
         Ok(MoleculeConfig {
             cp_url: self
@@ -213,6 +238,9 @@ impl GlobalOpts {
 
     /// The Coder configuration from flags, falling back to the environment.
     pub fn coder_config(&self) -> Result<CoderConfig, Error> {
+        if let Some((_, coder)) = &self.sim_configs {
+            return Ok(coder.clone());
+        }
         Ok(CoderConfig {
             url: self.coder_url.clone().filter(|s| !s.trim().is_empty()),
             session_token: Self::secret(&self.coder_session_token, &self.coder_session_token_file)?,

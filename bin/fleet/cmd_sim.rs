@@ -31,7 +31,7 @@ pub struct SimArgs {
 
     /// How much faster than real time (1 = realistic: a migration takes ~16 minutes;
     /// 100 = seconds).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_speed, value_name = "X")]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::parse_speed, value_name = "X")]
     pub speed: f64,
 
     /// The first N reads of ws-flaky and alice/flaky answer 503.
@@ -52,14 +52,6 @@ pub struct SimArgs {
     pub allow_non_loopback: bool,
 }
 
-fn parse_speed(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        _ => Err(format!(
-            "{s:?} is not a positive number; write e.g. 1, 10 or 100"
-        )),
-    }
-}
 
 /// Serves until Ctrl-C; returns the exit code.
 pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
