@@ -367,3 +367,93 @@ async fn a_tool_is_not_configured_without_coder_variables() {
     assert!(text_of(&r).contains("CODER_URL"), "{}", text_of(&r));
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn cancelling_update_agent_stops_the_waiting() {
+    use rmcp::model::{CallToolRequest, ClientRequest};
+    use rmcp::service::PeerRequestOptions;
+
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/me/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    get(
+        &server,
+        "/api/v2/workspaces",
+        200,
+        json!({"workspaces": [], "count": 0}),
+    )
+    .await;
+    let stop = post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    // The stop never ends: without the cancellation fleet would keep polling it.
+    let polls = get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let any_start = server
+        .mock_async(|when, then| {
+            when.method(POST).body_includes("\"start\"");
+            then.status(500);
+        })
+        .await;
+
+    let (client, _) = connect(&server, &[]).await;
+    let params = CallToolRequestParams::new("update_agent").with_arguments(
+        json!({"agent_name": "dev", "template_version_id": V2})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let began = Instant::now();
+    while stop.calls_async().await == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the stop build was never requested"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle
+        .cancel(Some("the user changed their mind".into()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after_cancel = polls.calls_async().await;
+    // Uncancelled, the polls at ~475 ms and ~810 ms after the stop would land in this window.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        polls.calls_async().await,
+        after_cancel,
+        "fleet kept polling after the cancellation"
+    );
+    any_start.assert_calls_async(0).await;
+    // The server still answers.
+    let r = call(&client, "list_agents", json!({}), false).await;
+    assert_ne!(r.is_error, Some(true));
+    client.cancel().await.unwrap();
+}

@@ -820,7 +820,7 @@ impl CoderClient {
                 }
                 WaitEnd::Cancelled(_) => return Err(nothing_changed_interrupt(r)),
             }
-            let id = ws.id.ok_or_else(|| no_id())?;
+            let id = ws.id.ok_or_else(no_id)?;
             ws = cancellable(cancel, self.read_workspace(&id), || {
                 nothing_changed_interrupt(r)
             })
