@@ -1,8 +1,211 @@
-//! The coder tools.
+//! The coder tools: update, restart, list and show workspaces ("agents"), read a template
+//! version. The sequences live in `fleet::coder`; these tools parse, call, and forward events
+//! as progress notifications.
 
-use rmcp::tool_router;
+use fleet::coder::{
+    TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
+    parse_template_version_id,
+};
+use rmcp::{
+    Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
+    tool_router,
+};
+use serde::Deserialize;
 
-use crate::server::FleetServer;
+use crate::server::{FleetServer, Progress, tool_error};
 
-#[tool_router(router = coder_router, vis = "pub(crate)", allow_empty)]
-impl FleetServer {}
+/// `update_agent` input.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct UpdateAgentParams {
+    /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
+    /// (names match ignoring case).
+    pub agent_name: String,
+    /// The template version to run (a UUID). Leave out for the template's active version.
+    #[serde(default)]
+    pub template_version_id: Option<String>,
+    /// Stop and start even when the workspace already runs the target version.
+    #[serde(default)]
+    pub force: Option<bool>,
+}
+
+/// `restart_agent` / `show_agent` input.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct AgentParams {
+    /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
+    /// (names match ignoring case).
+    pub agent_name: String,
+}
+
+/// `list_agents` input.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub struct ListAgentsParams {
+    /// Only workspaces that are not on their template's active version.
+    #[serde(default)]
+    pub outdated: Option<bool>,
+}
+
+/// `get_template_version` input.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct TemplateVersionParams {
+    /// The template version's UUID.
+    pub template_version_id: String,
+}
+
+fn forward(progress: &Progress) -> impl FnMut(fleet::coder::CoderEvent) + Send + '_ {
+    let mut n = 0.0;
+    move |event| {
+        n += 1.0;
+        progress.send(n, None, event.describe());
+    }
+}
+
+#[tool_router(router = coder_router, vis = "pub(crate)")]
+impl FleetServer {
+    #[tool(
+        name = "update_agent",
+        description = "Update a Coder workspace (agent) to a template version and restart it: waits for a build in \
+progress, stops the workspace, waits until it is stopped, starts it on the target version with the previous build's \
+parameter values, and waits until it runs. Target: template_version_id, or the template's active version when left \
+out. If the workspace already runs the target version nothing is done (pass force=true to restart anyway). A failed \
+stop is never followed by a start; a failed build returns the job's error and the last lines of its log. Takes \
+minutes; sends progress notifications; cancelling leaves the workspace stopped and the error says how to finish.",
+        annotations(
+            title = "Update a Coder workspace to a template version",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn update_agent(
+        &self,
+        Parameters(p): Parameters<UpdateAgentParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<UpdateOutcome>, String> {
+        let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
+        let version = p
+            .template_version_id
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(parse_template_version_id)
+            .transpose()
+            .map_err(tool_error)?;
+        let client = self.coder()?;
+        let options = UpdateOptions {
+            force: p.force.unwrap_or(false),
+            ..UpdateOptions::default()
+        };
+        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
+        client
+            .update_workspace(&workspace, version, &options, &ctx.ct, forward(&progress))
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        name = "restart_agent",
+        description = "Restart a Coder workspace (agent) on the template version it runs: stop, wait until stopped, \
+start with the same parameter values, wait until it runs. Takes minutes; sends progress notifications.",
+        annotations(
+            title = "Restart a Coder workspace",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn restart_agent(
+        &self,
+        Parameters(p): Parameters<AgentParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<UpdateOutcome>, String> {
+        let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
+        let client = self.coder()?;
+        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
+        client
+            .restart_workspace(
+                &workspace,
+                &UpdateOptions::default(),
+                &ctx.ct,
+                forward(&progress),
+            )
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        name = "list_agents",
+        description = "List the Coder workspaces (agents) the token can see, with status, template, version and \
+whether each is outdated (not on its template's active version). outdated=true lists only those.",
+        annotations(
+            title = "List Coder workspaces",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn list_agents(
+        &self,
+        Parameters(p): Parameters<ListAgentsParams>,
+    ) -> Result<Json<WorkspaceList>, String> {
+        let client = self.coder()?;
+        client
+            .list_workspaces(p.outdated.unwrap_or(false))
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        name = "show_agent",
+        description = "Show one Coder workspace (agent): status, template, the version it runs, the template's \
+active version, whether it is outdated, and its latest build.",
+        annotations(
+            title = "Show a Coder workspace",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn show_agent(
+        &self,
+        Parameters(p): Parameters<AgentParams>,
+    ) -> Result<Json<WorkspaceInfo>, String> {
+        let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
+        let client = self.coder()?;
+        client
+            .show_workspace(&workspace)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        name = "get_template_version",
+        description = "Show a Coder template version by UUID: name, template, import job status (usable once it \
+succeeded), archived.",
+        annotations(
+            title = "Show a Coder template version",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn get_template_version(
+        &self,
+        Parameters(p): Parameters<TemplateVersionParams>,
+    ) -> Result<Json<TemplateVersionInfo>, String> {
+        let id = parse_template_version_id(&p.template_version_id).map_err(tool_error)?;
+        let client = self.coder()?;
+        client
+            .template_version(&id)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+}

@@ -13,6 +13,13 @@ pub mod api {
 
 pub use api::types;
 
+mod ops;
+pub use ops::{
+    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN, PollOptions, Step,
+    TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceInfo, WorkspaceList,
+    WorkspaceRef, parse_template_version_id,
+};
+
 crate::open_enum! {
     /// A build's status (codersdk.WorkspaceStatus).
     pub enum WorkspaceStatus {

@@ -1,0 +1,466 @@
+//! The built `fleet` binary: `fleet coder …` output, exit codes and the requests it sends.
+
+#[path = "coder_support/mod.rs"]
+mod support;
+
+use std::{
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use httpmock::{Method::GET, Method::POST, Mock, MockServer};
+use serde_json::{Value, json};
+use support::*;
+
+fn fleet(server: &MockServer, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CODER_URL", server.base_url())
+        .env("CODER_SESSION_TOKEN", TOKEN)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(server: &MockServer, args: &[&str]) -> (i32, String, String) {
+    let out: Output = fleet(server, args).output().expect("fleet runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+        "the token leaked"
+    );
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+async fn get<'a>(server: &'a MockServer, path: &str, status: u16, body: Value) -> Mock<'a> {
+    let path = path.to_string();
+    server
+        .mock_async(move |when, then| {
+            when.method(GET)
+                .path(path)
+                .header("coder-session-token", TOKEN);
+            then.status(status).json_body(body);
+        })
+        .await
+}
+
+async fn post_build<'a>(server: &'a MockServer, body: Value, answer: Value) -> Mock<'a> {
+    server
+        .mock_async(move |when, then| {
+            when.method(POST)
+                .path(format!("/api/v2/workspaces/{WS}/builds"))
+                .json_body(body);
+            then.status(201).json_body(answer);
+        })
+        .await
+}
+
+async fn any_request(server: &MockServer) -> Mock<'_> {
+    server
+        .mock_async(|_when, then| {
+            then.status(500)
+                .json_body(json!({"message": "no request was expected"}));
+        })
+        .await
+}
+
+const FAST: [&str; 4] = ["--poll-initial", "5ms", "--poll-max", "20ms"];
+
+async fn happy_update(server: &MockServer) -> (Mock<'_>, Mock<'_>) {
+    get(
+        server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let stop = post_build(
+        server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+    )
+    .await;
+    let start = post_build(
+        server,
+        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
+        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
+    )
+    .await;
+    get(
+        server,
+        &format!("/api/v2/workspacebuilds/{START_BUILD}"),
+        200,
+        build(START_BUILD, 9, "start", "running", "succeeded", V2, None),
+    )
+    .await;
+    (stop, start)
+}
+
+#[tokio::test]
+async fn update_prints_progress_lines_and_the_result() {
+    let server = MockServer::start_async().await;
+    let (stop, start) = happy_update(&server).await;
+    let mut args = vec!["coder", "update", "alice/dev"];
+    args.extend(FAST);
+    let (code, stdout, stderr) = run(&server, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("alice/dev updated from version {V1} to {V2}")),
+        "{stdout}"
+    );
+    // Not a terminal: plain progress lines on stderr, in order.
+    let created_stop = stderr.find("stop build #8 created").expect(&stderr);
+    let created_start = stderr.find("start build #9 created").expect(&stderr);
+    assert!(created_stop < created_start, "{stderr}");
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn update_with_json_output_prints_only_the_final_json() {
+    let server = MockServer::start_async().await;
+    happy_update(&server).await;
+    let mut args = vec!["coder", "update", "alice/dev", "-o", "json"];
+    args.extend(FAST);
+    let (code, stdout, stderr) = run(&server, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    assert_eq!(v["action"], "updated");
+    assert_eq!(v["template_version_id"], V2);
+    assert_eq!(v["builds"].as_array().unwrap().len(), 2);
+    assert!(
+        stderr.trim().is_empty(),
+        "no progress with -o json: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_uuid_exits_2_before_any_request() {
+    let server = MockServer::start_async().await;
+    let any = any_request(&server).await;
+    let (code, _, stderr) = run(
+        &server,
+        &[
+            "coder",
+            "update",
+            "alice/dev",
+            "--template-version",
+            "v2-latest",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not a template version ID"), "{stderr}");
+    let (code, _, _) = run(&server, &["coder", "template-version", "nope"]);
+    assert_eq!(code, 2);
+    let (code, _, stderr) = run(&server, &["coder", "show", "a/b/c"]);
+    assert_eq!(code, 2, "{stderr}");
+    any.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn not_configured_exits_2_and_names_the_variables() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["coder", "show", "dev"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CODER_URL") && stderr.contains("CODER_SESSION_TOKEN"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_stop_exits_1_with_the_job_error_and_sends_no_start() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(
+            STOP_BUILD,
+            8,
+            "stop",
+            "failed",
+            "failed",
+            V1,
+            Some("provider crashed"),
+        ),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}/logs"),
+        200,
+        json!([{"output": "panic: provider crashed"}]),
+    )
+    .await;
+    let start = server
+        .mock_async(|when, then| {
+            when.method(POST).body_includes("\"start\"");
+            then.status(500);
+        })
+        .await;
+    let mut args = vec!["coder", "update", "alice/dev", "-o", "json"];
+    args.extend(FAST);
+    let (code, stdout, stderr) = run(&server, &args);
+    assert_eq!(code, 1, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("JSON error");
+    assert_eq!(v["error"]["kind"], "operation_failed");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("panic: provider crashed")
+    );
+    assert!(stderr.contains("provider crashed"), "{stderr}");
+    start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn a_stop_past_its_deadline_exits_3_and_says_how_to_finish() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let mut args = vec!["coder", "update", "alice/dev", "--stop-timeout", "300ms"];
+    args.extend(FAST);
+    let (code, _, stderr) = run(&server, &args);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("left stopped"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "fleet coder update alice/dev --template-version {V2}"
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_exits_130_and_says_what_state_was_left() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let stop = post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let mut args = vec!["coder", "update", "alice/dev"];
+    args.extend(FAST);
+    let child = fleet(&server, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    while stop.calls_async().await == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the stop build was never requested"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("left stopped"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "fleet coder update alice/dev --template-version {V2}"
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn show_list_and_template_version() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        running_on(V1),
+    )
+    .await;
+    let mut fresh = running_on(V2);
+    fresh["name"] = json!("fresh");
+    get(
+        &server,
+        "/api/v2/workspaces",
+        200,
+        json!({"workspaces": [running_on(V1), fresh], "count": 2}),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templateversions/{V2}"),
+        200,
+        json!({"id": V2, "name": "v2", "template_id": TEMPLATE, "archived": false, "job": {"status": "succeeded"}}),
+    )
+    .await;
+
+    let (code, stdout, stderr) = run(&server, &["coder", "show", WS, "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["full_name"], "alice/dev");
+    assert_eq!(v["outdated"], true);
+    assert_eq!(v["status"], "running");
+
+    let (code, stdout, _) = run(&server, &["coder", "show", WS]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("workspace:       alice/dev") && stdout.contains("outdated:        true"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = run(&server, &["coder", "list", "--outdated"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("alice/dev") && !stdout.contains("alice/fresh"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&server, &["coder", "list", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["count"], 2);
+
+    let (code, stdout, _) = run(&server, &["coder", "template-version", V2]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("import job:  succeeded"), "{stdout}");
+}
+
+#[test]
+fn help_has_examples() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["coder", "update", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "--template-version",
+        "--stop-timeout",
+        "--start-timeout",
+        "--force",
+        "Examples:",
+        "left stopped",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}

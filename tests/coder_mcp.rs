@@ -1,0 +1,459 @@
+//! The built `fleet-mcp` driven by a real MCP client (rmcp over child-process stdio):
+//! the coder tools, their annotations and output schemas, progress notifications, errors.
+
+#[path = "coder_support/mod.rs"]
+mod support;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use httpmock::{Method::GET, Method::POST, Mock, MockServer};
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam,
+        ProgressToken, RequestMetaObject,
+    },
+    service::{NotificationContext, RunningService},
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+use support::*;
+
+#[derive(Clone, Default)]
+struct Client {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for Client {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params);
+    }
+}
+
+async fn connect(
+    server: &MockServer,
+    extra: &[&str],
+) -> (RunningService<RoleClient, Client>, Client) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.args(extra)
+        .env_clear()
+        .env("CODER_URL", server.base_url())
+        .env("CODER_SESSION_TOKEN", TOKEN);
+    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
+    let handler = Client::default();
+    let running = handler
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP handshake");
+    (running, handler)
+}
+
+async fn call(
+    client: &RunningService<RoleClient, Client>,
+    tool: &str,
+    args: Value,
+    progress: bool,
+) -> CallToolResult {
+    let mut params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().unwrap().clone());
+    if progress {
+        params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+            NumberOrString::Number(7),
+        )));
+    }
+    client
+        .call_tool(params)
+        .await
+        .expect("the call is answered")
+}
+
+async fn get<'a>(server: &'a MockServer, path: &str, status: u16, body: Value) -> Mock<'a> {
+    let path = path.to_string();
+    server
+        .mock_async(move |when, then| {
+            when.method(GET)
+                .path(path)
+                .header("coder-session-token", TOKEN);
+            then.status(status).json_body(body);
+        })
+        .await
+}
+
+async fn post_build<'a>(server: &'a MockServer, body: Value, answer: Value) -> Mock<'a> {
+    server
+        .mock_async(move |when, then| {
+            when.method(POST)
+                .path(format!("/api/v2/workspaces/{WS}/builds"))
+                .json_body(body);
+            then.status(201).json_body(answer);
+        })
+        .await
+}
+
+fn text_of(r: &CallToolResult) -> String {
+    serde_json::to_string(&r.content).unwrap()
+}
+
+#[tokio::test]
+async fn tools_are_listed_with_annotations_and_output_schemas() {
+    let server = MockServer::start_async().await;
+    let (client, _) = connect(&server, &[]).await;
+    let tools = client.list_all_tools().await.unwrap();
+    for (name, read_only, destructive) in [
+        ("update_agent", false, true),
+        ("restart_agent", false, true),
+        ("list_agents", true, false),
+        ("show_agent", true, false),
+        ("get_template_version", true, false),
+    ] {
+        let tool = tools
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} is listed"));
+        let a = tool.annotations.as_ref().expect("annotations");
+        assert_eq!(a.read_only_hint, Some(read_only), "{name}");
+        assert_eq!(a.destructive_hint, Some(destructive), "{name}");
+        assert!(
+            a.idempotent_hint.is_some() && a.open_world_hint == Some(true),
+            "{name}"
+        );
+        assert!(tool.output_schema.is_some(), "{name} has an output schema");
+        assert!(
+            tool.description.as_deref().unwrap_or("").len() > 60,
+            "{name} is described"
+        );
+    }
+    let update = tools.iter().find(|t| t.name == "update_agent").unwrap();
+    let props = &update.input_schema["properties"];
+    assert!(
+        props.get("agent_name").is_some()
+            && props.get("template_version_id").is_some()
+            && props.get("force").is_some()
+    );
+    client.cancel().await.unwrap();
+
+    // --read-only keeps only the read-only ones.
+    let (client, _) = connect(&server, &["--read-only"]).await;
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        names.contains(&"list_agents".to_string()) && names.contains(&"show_agent".to_string())
+    );
+    assert!(
+        !names.contains(&"update_agent".to_string())
+            && !names.contains(&"restart_agent".to_string()),
+        "{names:?}"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn update_agent_sends_progress_and_returns_structured_output() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/me/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let stop = post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+    )
+    .await;
+    let start = post_build(
+        &server,
+        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
+        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{START_BUILD}"),
+        200,
+        build(START_BUILD, 9, "start", "running", "succeeded", V2, None),
+    )
+    .await;
+
+    let (client, handler) = connect(&server, &[]).await;
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "dev", "template_version_id": V2}),
+        true,
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let out = r.structured_content.clone().expect("structured output");
+    assert_eq!(out["action"], "updated");
+    assert_eq!(out["template_version_id"], V2);
+    assert_eq!(out["workspace"]["full_name"], "alice/dev");
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+
+    // Notifications are forwarded in order; give the last ones a moment to arrive.
+    let began = Instant::now();
+    while handler.progress.lock().unwrap().len() < 7 && began.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let progress = handler.progress.lock().unwrap().clone();
+    let messages: Vec<String> = progress
+        .iter()
+        .map(|p| p.message.clone().unwrap_or_default())
+        .collect();
+    assert!(progress.len() >= 7, "{messages:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0].progress < w[1].progress),
+        "progress increases"
+    );
+    let tokens: Vec<_> = progress.iter().map(|p| p.progress_token.clone()).collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    let stop_at = messages
+        .iter()
+        .position(|m| m.starts_with("stop build #8 created"))
+        .expect("stop event");
+    let start_at = messages
+        .iter()
+        .position(|m| m.starts_with("start build #9 created"))
+        .expect("start event");
+    assert!(stop_at < start_at, "{messages:?}");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_are_tool_errors_with_the_reason() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/me/workspace/ghost",
+        404,
+        json!({"message": "not found"}),
+    )
+    .await;
+    get(
+        &server,
+        "/api/v2/workspaces",
+        200,
+        json!({"workspaces": [], "count": 0}),
+    )
+    .await;
+    let any_post = server
+        .mock_async(|when, then| {
+            when.method(POST);
+            then.status(500);
+        })
+        .await;
+    let (client, _) = connect(&server, &[]).await;
+
+    let r = call(&client, "show_agent", json!({"agent_name": "ghost"}), false).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text_of(&r).contains("not_found: no workspace ghost"),
+        "{}",
+        text_of(&r)
+    );
+
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "dev", "template_version_id": "latest"}),
+        false,
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("invalid_input"), "{}", text_of(&r));
+
+    let r = call(
+        &client,
+        "get_template_version",
+        json!({"template_version_id": "nope"}),
+        false,
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    any_post.assert_calls_async(0).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn read_tools_return_structured_output() {
+    let server = MockServer::start_async().await;
+    let mut fresh = running_on(V2);
+    fresh["name"] = json!("fresh");
+    get(
+        &server,
+        "/api/v2/workspaces",
+        200,
+        json!({"workspaces": [running_on(V1), fresh], "count": 2}),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templateversions/{V2}"),
+        200,
+        json!({"id": V2, "name": "v2", "job": {"status": "succeeded"}}),
+    )
+    .await;
+    let (client, _) = connect(&server, &[]).await;
+
+    let r = call(&client, "list_agents", json!({"outdated": true}), false).await;
+    let out = r.structured_content.expect("structured");
+    assert_eq!(out["count"], 1);
+    assert_eq!(out["workspaces"][0]["full_name"], "alice/dev");
+
+    let r = call(&client, "show_agent", json!({"agent_name": WS}), false).await;
+    assert_eq!(r.structured_content.expect("structured")["outdated"], true);
+
+    let r = call(
+        &client,
+        "get_template_version",
+        json!({"template_version_id": V2}),
+        false,
+    )
+    .await;
+    assert_eq!(
+        r.structured_content.expect("structured")["job_status"],
+        "succeeded"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tool_is_not_configured_without_coder_variables() {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear();
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    let r = call(&client, "list_agents", json!({}), false).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("CODER_URL"), "{}", text_of(&r));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancelling_update_agent_stops_the_waiting() {
+    use rmcp::model::{CallToolRequest, ClientRequest};
+    use rmcp::service::PeerRequestOptions;
+
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/me/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    get(
+        &server,
+        "/api/v2/workspaces",
+        200,
+        json!({"workspaces": [], "count": 0}),
+    )
+    .await;
+    let stop = post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    // The stop never ends: without the cancellation fleet would keep polling it.
+    let polls = get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let any_start = server
+        .mock_async(|when, then| {
+            when.method(POST).body_includes("\"start\"");
+            then.status(500);
+        })
+        .await;
+
+    let (client, _) = connect(&server, &[]).await;
+    let params = CallToolRequestParams::new("update_agent").with_arguments(
+        json!({"agent_name": "dev", "template_version_id": V2})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let began = Instant::now();
+    while stop.calls_async().await == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the stop build was never requested"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle
+        .cancel(Some("the user changed their mind".into()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after_cancel = polls.calls_async().await;
+    // Uncancelled, the polls at ~475 ms and ~810 ms after the stop would land in this window.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        polls.calls_async().await,
+        after_cancel,
+        "fleet kept polling after the cancellation"
+    );
+    any_start.assert_calls_async(0).await;
+    // The server still answers.
+    let r = call(&client, "list_agents", json!({}), false).await;
+    assert_ne!(r.is_error, Some(true));
+    client.cancel().await.unwrap();
+}

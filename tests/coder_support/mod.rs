@@ -1,0 +1,108 @@
+//! Fixtures shared by the coder tests: Coder JSON bodies and fast options.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const WS: &str = "11111111-1111-4111-8111-111111111111";
+pub const TEMPLATE: &str = "22222222-2222-4222-8222-222222222222";
+pub const V1: &str = "33333333-3333-4333-8333-333333333331";
+pub const V2: &str = "33333333-3333-4333-8333-333333333332";
+pub const PREV_BUILD: &str = "44444444-4444-4444-8444-444444444440";
+pub const STOP_BUILD: &str = "44444444-4444-4444-8444-444444444441";
+pub const START_BUILD: &str = "44444444-4444-4444-8444-444444444442";
+pub const OTHER_BUILD: &str = "44444444-4444-4444-8444-444444444443";
+pub const TOKEN: &str = "s3cr3t-session-token";
+
+/// A build. `job` is the job status; `error` its error.
+pub fn build(
+    id: &str,
+    number: i64,
+    transition: &str,
+    status: &str,
+    job: &str,
+    version: &str,
+    error: Option<&str>,
+) -> Value {
+    let mut b = json!({
+        "id": id,
+        "build_number": number,
+        "workspace_id": WS,
+        "workspace_name": "dev",
+        "workspace_owner_name": "alice",
+        "template_version_id": version,
+        "template_version_name": if version == V1 { "v1" } else { "v2" },
+        "transition": transition,
+        "status": status,
+        "reason": "initiator",
+        "created_at": "2026-11-02T10:00:00Z",
+        "job": {"id": "55555555-5555-4555-8555-555555555555", "status": job, "queue_position": 0}
+    });
+    if let Some(e) = error {
+        b["job"]["error"] = json!(e);
+    }
+    b
+}
+
+/// The workspace alice/dev with a latest build.
+pub fn workspace(latest: Value) -> Value {
+    json!({
+        "id": WS,
+        "name": "dev",
+        "owner_name": "alice",
+        "owner_id": "66666666-6666-4666-8666-666666666666",
+        "template_id": TEMPLATE,
+        "template_name": "docker",
+        "template_active_version_id": V2,
+        "outdated": latest["template_version_id"] != json!(V2),
+        "latest_build": latest,
+    })
+}
+
+pub fn running_on(version: &str) -> Value {
+    workspace(build(
+        PREV_BUILD,
+        7,
+        "start",
+        "running",
+        "succeeded",
+        version,
+        None,
+    ))
+}
+
+pub fn template() -> Value {
+    json!({"id": TEMPLATE, "name": "docker", "active_version_id": V2, "require_active_version": false})
+}
+
+pub fn params() -> Value {
+    json!([{"name": "region", "value": "eu-west"}, {"name": "cpu", "value": "4"}])
+}
+
+/// Polling fast enough for tests.
+pub fn fast_options() -> fleet::coder::UpdateOptions {
+    fleet::coder::UpdateOptions {
+        force: false,
+        stop_timeout: Duration::from_secs(10),
+        start_timeout: Duration::from_secs(10),
+        poll: fleet::coder::PollOptions {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            factor: 1.5,
+        },
+        max_conflicts: 3,
+    }
+}
+
+pub fn client(base_url: &str) -> fleet::coder::CoderClient {
+    let mut http = fleet::HttpOptions::default();
+    http.retry.initial_backoff = Duration::from_millis(5);
+    http.retry.max_backoff = Duration::from_millis(20);
+    fleet::coder::CoderClient::new(&fleet::CoderConfig {
+        url: Some(base_url.to_string()),
+        session_token: Some(fleet::Secret::new(TOKEN)),
+        http,
+    })
+    .expect("client")
+}

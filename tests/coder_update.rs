@@ -1,0 +1,1268 @@
+//! SDK: the update and restart sequences against httpmock (order, bodies, errors, deadlines).
+
+#[path = "coder_support/mod.rs"]
+mod support;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use fleet::{
+    Error,
+    coder::{CoderEvent, Step, UpdateAction, WorkspaceRef},
+};
+use httpmock::{Method::GET, Method::POST, Mock, MockServer};
+use serde_json::{Value, json};
+use support::*;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+async fn get<'a>(server: &'a MockServer, path: &str, status: u16, body: Value) -> Mock<'a> {
+    let path = path.to_string();
+    server
+        .mock_async(move |when, then| {
+            when.method(GET)
+                .path(path)
+                .header("coder-session-token", TOKEN);
+            then.status(status).json_body(body);
+        })
+        .await
+}
+
+/// Answers in order; the last answer repeats.
+async fn get_seq<'a>(server: &'a MockServer, path: &str, bodies: Vec<Value>) -> Vec<Mock<'a>> {
+    let n = bodies.len();
+    let mut mocks = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let m = get(server, path, 200, body).await;
+        if i + 1 < n {
+            m.up_to_n_times_async(1).await;
+        }
+        mocks.push(m);
+    }
+    mocks
+}
+
+async fn post_build<'a>(
+    server: &'a MockServer,
+    body: Value,
+    status: u16,
+    answer: Value,
+) -> Mock<'a> {
+    server
+        .mock_async(move |when, then| {
+            when.method(POST)
+                .path(format!("/api/v2/workspaces/{WS}/builds"))
+                .header("coder-session-token", TOKEN)
+                .json_body(body);
+            then.status(status).json_body(answer);
+        })
+        .await
+}
+
+/// Any POST with a given transition (to prove one was never sent).
+async fn any_post<'a>(server: &'a MockServer, transition: &str) -> Mock<'a> {
+    let t = format!("\"transition\":\"{transition}\"");
+    server
+        .mock_async(move |when, then| {
+            when.method(POST).body_includes(t);
+            then.status(500)
+                .json_body(json!({"message": "unexpected build"}));
+        })
+        .await
+}
+
+fn stop_body() -> Value {
+    json!({"transition": "stop"})
+}
+
+fn start_body(version: &str) -> Value {
+    json!({"transition": "start", "template_version_id": version, "rich_parameter_values": params()})
+}
+
+type Events = Arc<Mutex<Vec<CoderEvent>>>;
+
+fn recorder() -> (Events, impl FnMut(CoderEvent) + Send) {
+    let events: Events = Arc::default();
+    let e = events.clone();
+    (events, move |ev| e.lock().unwrap().push(ev))
+}
+
+fn kinds(events: &Events) -> Vec<String> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| match e {
+            CoderEvent::Planned { .. } => "planned".to_string(),
+            CoderEvent::WaitingForBuildInProgress { .. } => "waiting_in_progress".into(),
+            CoderEvent::Conflict { step, .. } => format!("conflict:{step}"),
+            CoderEvent::UpToDate { .. } => "up_to_date".into(),
+            CoderEvent::BuildCreated { step, .. } => format!("created:{step}"),
+            CoderEvent::BuildStatus { step, status, .. } => {
+                format!(
+                    "status:{step}:{}",
+                    status.as_ref().map(|s| s.to_string()).unwrap_or_default()
+                )
+            }
+            CoderEvent::BuildSucceeded { step, .. } => format!("done:{step}"),
+        })
+        .collect()
+}
+
+fn alice_dev() -> WorkspaceRef {
+    WorkspaceRef::parse("alice/dev").unwrap()
+}
+
+/// The standard stop → stopped → start → running answers.
+async fn stop_and_start<'a>(server: &'a MockServer, version: &str) -> (Mock<'a>, Mock<'a>) {
+    let stop = post_build(
+        server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get_seq(
+        server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        vec![
+            build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+            build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+        ],
+    )
+    .await;
+    let start = post_build(
+        server,
+        start_body(version),
+        201,
+        build(START_BUILD, 9, "start", "pending", "pending", version, None),
+    )
+    .await;
+    get_seq(
+        server,
+        &format!("/api/v2/workspacebuilds/{START_BUILD}"),
+        vec![
+            build(
+                START_BUILD,
+                9,
+                "start",
+                "starting",
+                "running",
+                version,
+                None,
+            ),
+            build(
+                START_BUILD,
+                9,
+                "start",
+                "running",
+                "succeeded",
+                version,
+                None,
+            ),
+        ],
+    )
+    .await;
+    (stop, start)
+}
+
+#[tokio::test]
+async fn update_stops_waits_then_starts_on_the_active_version_with_the_previous_parameters() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    let tmpl = get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    let prm = get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let (stop, start) = stop_and_start(&server, V2).await;
+
+    let (events, on_event) = recorder();
+    let out = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            on_event,
+        )
+        .await
+        .expect("update succeeds");
+
+    assert_eq!(out.action, UpdateAction::Updated);
+    assert_eq!(out.previous_version_id, Some(Uuid::parse_str(V1).unwrap()));
+    assert_eq!(out.template_version_id, Uuid::parse_str(V2).unwrap());
+    assert_eq!(out.builds.len(), 2);
+    assert_eq!(out.workspace.outdated, Some(false));
+    assert_eq!(
+        out.workspace
+            .status
+            .as_ref()
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("running")
+    );
+    // The exact order: stop, wait until stopped, then start, wait until running.
+    assert_eq!(
+        kinds(&events),
+        vec![
+            "planned",
+            "created:stop",
+            "status:stop:stopping",
+            "status:stop:stopped",
+            "done:stop",
+            "created:start",
+            "status:start:starting",
+            "status:start:running",
+            "done:start",
+        ]
+    );
+    match &events.lock().unwrap()[0] {
+        CoderEvent::Planned {
+            target_is_active_version,
+            parameters_carried,
+            ..
+        } => {
+            assert!(*target_is_active_version);
+            assert_eq!(*parameters_carried, 2);
+        }
+        other => panic!("first event {other:?}"),
+    }
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+    tmpl.assert_calls_async(1).await;
+    prm.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn update_to_an_explicit_version_does_not_read_the_template() {
+    let server = MockServer::start_async().await;
+    // Already on the active version V2; the explicit target V1 is a downgrade.
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V2),
+    )
+    .await;
+    let tmpl = get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    // stop_and_start answers builds of V1 for the stop; the start must carry V1.
+    let (stop, start) = stop_and_start(&server, V1).await;
+
+    let out = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            Some(Uuid::parse_str(V1).unwrap()),
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect("update succeeds");
+    assert_eq!(out.template_version_id.to_string(), V1);
+    assert_eq!(out.action, UpdateAction::Updated);
+    tmpl.assert_calls_async(0).await;
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn already_running_the_target_does_nothing_unless_forced() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V2),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let any_stop = any_post(&server, "stop").await;
+    let any_start = any_post(&server, "start").await;
+
+    let (events, on_event) = recorder();
+    let out = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            on_event,
+        )
+        .await
+        .expect("nothing to do is a success");
+    assert_eq!(out.action, UpdateAction::UpToDate);
+    assert!(out.message.contains("nothing to do"), "{}", out.message);
+    assert!(out.builds.is_empty());
+    assert_eq!(kinds(&events), vec!["planned", "up_to_date"]);
+    any_stop.assert_calls_async(0).await;
+    any_start.assert_calls_async(0).await;
+
+    // --force: the same workspace is stopped and started.
+    any_stop.delete_async().await;
+    any_start.delete_async().await;
+    let (stop, start) = stop_and_start(&server, V2).await;
+    let mut options = fast_options();
+    options.force = true;
+    let out = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &options,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect("forced update succeeds");
+    assert_eq!(out.action, UpdateAction::Updated);
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn a_build_in_progress_is_waited_for_first() {
+    let server = MockServer::start_async().await;
+    // Someone else's start build is still running when fleet arrives.
+    let busy = workspace(build(
+        OTHER_BUILD,
+        7,
+        "start",
+        "starting",
+        "running",
+        V1,
+        None,
+    ));
+    get(&server, "/api/v2/users/alice/workspace/dev", 200, busy).await;
+    let other = get_seq(
+        &server,
+        &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
+        vec![
+            build(OTHER_BUILD, 7, "start", "starting", "running", V1, None),
+            build(OTHER_BUILD, 7, "start", "running", "succeeded", V1, None),
+        ],
+    )
+    .await;
+    let reread = get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        workspace(build(
+            OTHER_BUILD,
+            7,
+            "start",
+            "running",
+            "succeeded",
+            V1,
+            None,
+        )),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    // The parameters come from the build that just ended.
+    let prm = get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{OTHER_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let (stop, start) = stop_and_start(&server, V2).await;
+
+    let (events, on_event) = recorder();
+    client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            on_event,
+        )
+        .await
+        .expect("update succeeds");
+    let k = kinds(&events);
+    assert_eq!(k[0], "waiting_in_progress");
+    let planned = k.iter().position(|e| e == "planned").unwrap();
+    let created_stop = k.iter().position(|e| e == "created:stop").unwrap();
+    assert!(
+        k[..planned].contains(&"done:build in progress".to_string()),
+        "{k:?}"
+    );
+    assert!(planned < created_stop);
+    assert_eq!(other[1].calls_async().await, 1);
+    reread.assert_calls_async(1).await;
+    prm.assert_calls_async(1).await;
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn a_failed_stop_is_never_followed_by_a_start() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let stop = post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(
+            STOP_BUILD,
+            8,
+            "stop",
+            "failed",
+            "failed",
+            V1,
+            Some("terraform destroy: volume is busy"),
+        ),
+    )
+    .await;
+    let logs = get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}/logs"),
+        200,
+        json!([
+            {"id": 1, "log_level": "info", "stage": "Stopping", "output": "docker_container.ws: Destroying..."},
+            {"id": 2, "log_level": "error", "stage": "Stopping", "output": "Error: volume dev-home is in use"}
+        ]),
+    )
+    .await;
+    let any_start = any_post(&server, "start").await;
+
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("the stop failed");
+    let Error::OperationFailed {
+        message,
+        final_state,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(final_state.as_deref(), Some("failed"));
+    assert!(
+        message.contains("terraform destroy: volume is busy"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Error: volume dev-home is in use"),
+        "{message}"
+    );
+    assert!(message.contains("NOT started"), "{message}");
+    stop.assert_calls_async(1).await;
+    logs.assert_calls_async(1).await;
+    any_start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+    )
+    .await;
+    let start = post_build(
+        &server,
+        start_body(V2),
+        201,
+        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{START_BUILD}"),
+        200,
+        build(
+            START_BUILD,
+            9,
+            "start",
+            "failed",
+            "failed",
+            V2,
+            Some("image ghcr.io/acme/dev:2 not found"),
+        ),
+    )
+    .await;
+    let lines: Vec<Value> = (1..=30)
+        .map(|i| json!({"id": i, "output": format!("log line {i:02}")}))
+        .collect();
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{START_BUILD}/logs"),
+        200,
+        Value::Array(lines),
+    )
+    .await;
+
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("the start failed");
+    let Error::OperationFailed { message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("the start build #9 of alice/dev ended failed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("image ghcr.io/acme/dev:2 not found"),
+        "{message}"
+    );
+    assert!(
+        message.contains("log line 30") && message.contains("log line 11"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("log line 10"),
+        "only the last 20 lines: {message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "fleet coder update alice/dev --template-version {V2}"
+        )),
+        "{message}"
+    );
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let refused = post_build(
+        &server,
+        stop_body(),
+        409,
+        json!({"message": "A workspace build is already active."}),
+    )
+    .await;
+    refused.up_to_n_times_async(1).await;
+    // Someone else's stop build is active; it ends stopped, so fleet goes straight to the start.
+    get_seq(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        vec![
+            workspace(build(
+                OTHER_BUILD,
+                8,
+                "stop",
+                "stopping",
+                "running",
+                V1,
+                None,
+            )),
+            workspace(build(
+                OTHER_BUILD,
+                8,
+                "stop",
+                "stopped",
+                "succeeded",
+                V1,
+                None,
+            )),
+        ],
+    )
+    .await;
+    get_seq(
+        &server,
+        &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
+        vec![build(
+            OTHER_BUILD,
+            8,
+            "stop",
+            "stopped",
+            "succeeded",
+            V1,
+            None,
+        )],
+    )
+    .await;
+    let (stop, start) = stop_and_start(&server, V2).await;
+
+    let (events, on_event) = recorder();
+    let out = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            on_event,
+        )
+        .await
+        .expect("update succeeds after waiting out the conflict");
+    assert_eq!(
+        out.builds.len(),
+        1,
+        "only fleet's start build: {:?}",
+        out.builds
+    );
+    assert!(kinds(&events).contains(&"conflict:stop".to_string()));
+    refused.assert_calls_async(1).await;
+    stop.assert_calls_async(0).await; // the 409 answered the one stop fleet sent
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn a_409_with_no_active_build_is_reported_and_nothing_is_started() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let refused = post_build(
+        &server,
+        stop_body(),
+        409,
+        json!({"message": "A workspace build is already active."}),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        running_on(V1),
+    )
+    .await;
+    let any_start = any_post(&server, "start").await;
+
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("conflict");
+    let Error::Conflict {
+        message,
+        current_state,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("A workspace build is already active"),
+        "{message}"
+    );
+    assert!(message.contains("Nothing was changed"), "{message}");
+    assert_eq!(current_state.as_deref(), Some("running"));
+    refused.assert_calls_async(1).await; // a POST is never retried blindly
+    any_start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+    )
+    .await;
+    let start = post_build(
+        &server,
+        start_body(V2),
+        400,
+        json!({"message": "Invalid build parameters.", "validations": [{"field": "cpu", "detail": "value 4 is above the maximum 2"}]}),
+    )
+    .await;
+
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("refused");
+    let Error::Api {
+        status,
+        message,
+        validations,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*status, 400);
+    assert_eq!(validations.len(), 1);
+    assert_eq!(validations[0].field, "cpu");
+    assert!(
+        message.contains("value 4 is above the maximum 2"),
+        "{message}"
+    );
+    assert!(message.contains("left stopped"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "fleet coder update alice/dev --template-version {V2}"
+        )),
+        "{message}"
+    );
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/me/workspace/nope",
+        404,
+        json!({"message": "Resource not found or you do not have access to this resource"}),
+    )
+    .await;
+    let search = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/api/v2/workspaces")
+                .query_param("q", "owner:me name:nope");
+            then.status(200)
+                .json_body(json!({"workspaces": [], "count": 0}));
+        })
+        .await;
+    let any = server
+        .mock_async(|when, then| {
+            when.method(POST);
+            then.status(500);
+        })
+        .await;
+    let err = client(&server.base_url())
+        .update_workspace(
+            &WorkspaceRef::parse("nope").unwrap(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("not found");
+    let Error::NotFound { message } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("no workspace nope"), "{message}");
+    assert!(message.contains("fleet coder list"), "{message}");
+    search.assert_calls_async(1).await;
+    any.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn names_match_ignoring_case() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/DEV",
+        404,
+        json!({"message": "not found"}),
+    )
+    .await;
+    let mut devbox = running_on(V1);
+    devbox["name"] = json!("devbox");
+    devbox["id"] = json!("77777777-7777-4777-8777-777777777777");
+    let search = server
+        .mock_async(move |when, then| {
+            when.method(GET)
+                .path("/api/v2/workspaces")
+                .query_param("q", "owner:alice name:DEV");
+            then.status(200)
+                .json_body(json!({"workspaces": [devbox, running_on(V1)], "count": 2}));
+        })
+        .await;
+    let ws = client(&server.base_url())
+        .show_workspace(&WorkspaceRef::parse("alice/DEV").unwrap())
+        .await
+        .expect("found ignoring case");
+    assert_eq!(ws.full_name, "alice/dev");
+    assert_eq!(ws.id.unwrap().to_string(), WS);
+    search.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn a_deadline_between_stop_and_start_says_left_stopped_and_how_to_finish() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let any_start = any_post(&server, "start").await;
+    let mut options = fast_options();
+    options.stop_timeout = Duration::from_millis(300);
+
+    let began = Instant::now();
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &options,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("deadline");
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    let Error::Timeout {
+        message,
+        last_state,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(last_state.as_deref(), Some("stopping"));
+    assert!(message.contains("left stopped"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "`fleet coder update alice/dev --template-version {V2}`"
+        )),
+        "{message}"
+    );
+    any_start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn interrupted_after_the_stop_says_left_stopped_and_how_to_finish() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let any_start = any_post(&server, "start").await;
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let err = client(&server.base_url())
+        .update_workspace(&alice_dev(), None, &fast_options(), &cancel, move |e| {
+            if matches!(
+                e,
+                CoderEvent::BuildCreated {
+                    step: Step::Stop,
+                    ..
+                }
+            ) {
+                c.cancel();
+            }
+        })
+        .await
+        .expect_err("interrupted");
+    let Error::Interrupted { message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("left stopped"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "fleet coder update alice/dev --template-version {V2}"
+        )),
+        "{message}"
+    );
+    any_start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn restart_stops_then_starts_on_the_same_version() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    let tmpl = get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let (stop, start) = stop_and_start(&server, V1).await;
+    let out = client(&server.base_url())
+        .restart_workspace(
+            &alice_dev(),
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect("restart succeeds");
+    assert_eq!(out.action, UpdateAction::Restarted);
+    assert_eq!(out.template_version_id.to_string(), V1);
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+    tmpl.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn a_stopped_workspace_is_only_started() {
+    let server = MockServer::start_async().await;
+    let stopped = workspace(build(
+        PREV_BUILD,
+        7,
+        "stop",
+        "stopped",
+        "succeeded",
+        V1,
+        None,
+    ));
+    get(&server, "/api/v2/users/me/workspace/dev", 200, stopped).await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let (stop, start) = stop_and_start(&server, V2).await;
+    let out = client(&server.base_url())
+        .update_workspace(
+            &WorkspaceRef::parse("dev").unwrap(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect("started");
+    assert_eq!(out.action, UpdateAction::Started);
+    stop.assert_calls_async(0).await;
+    start.assert_calls_async(1).await;
+}
+
+/// With the default polling (first check 100 ms after creation, backing off to 2 s), builds
+/// that end quickly are noticed well under a second after they end.
+#[tokio::test]
+async fn completion_is_noticed_quickly_with_default_polling() {
+    let server = MockServer::start_async().await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    stop_and_start(&server, V2).await;
+    let began = Instant::now();
+    client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fleet::coder::UpdateOptions::default(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect("update succeeds");
+    let took = began.elapsed();
+    // Two polls per build at 100 ms and 150 ms: about 0.5 s in all.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[test]
+fn workspace_references_parse_before_anything_is_sent() {
+    assert_eq!(
+        WorkspaceRef::parse(WS).unwrap(),
+        WorkspaceRef::Id(Uuid::parse_str(WS).unwrap())
+    );
+    assert_eq!(
+        WorkspaceRef::parse("alice/dev").unwrap(),
+        WorkspaceRef::OwnerName {
+            owner: "alice".into(),
+            name: "dev".into()
+        }
+    );
+    assert_eq!(
+        WorkspaceRef::parse("dev").unwrap(),
+        WorkspaceRef::OwnerName {
+            owner: "me".into(),
+            name: "dev".into()
+        }
+    );
+    for bad in ["", "a/b/c", "/dev", "alice/", "dev box", "alice/dev?x=1"] {
+        assert!(
+            matches!(WorkspaceRef::parse(bad), Err(Error::InvalidInput(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        fleet::coder::parse_template_version_id("v2"),
+        Err(Error::InvalidInput(_))
+    ));
+}
