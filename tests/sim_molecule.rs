@@ -134,13 +134,7 @@ async fn a_migration_walks_every_state_and_moves_the_workspace() {
         .await
         .expect("read")
         .into_inner();
-    assert_eq!(
-        ws.compute
-            .and_then(|c| c.0)
-            .and_then(|c| c.provider)
-            .as_deref(),
-        Some("aws")
-    );
+    assert_eq!(ws.compute.and_then(|c| c.provider).as_deref(), Some("aws"));
 
     let started = m
         .cp()
@@ -192,10 +186,7 @@ async fn a_migration_walks_every_state_and_moves_the_workspace() {
         .expect("read")
         .into_inner();
     assert_eq!(
-        ws.compute
-            .and_then(|c| c.0)
-            .and_then(|c| c.provider)
-            .as_deref(),
+        ws.compute.and_then(|c| c.provider).as_deref(),
         Some("hetzner")
     );
 
@@ -258,11 +249,7 @@ async fn faults_fail_roll_back_and_report_an_unknown_state() {
         .await
         .expect("read");
     assert_eq!(
-        ws.into_inner()
-            .compute
-            .and_then(|c| c.0)
-            .and_then(|c| c.provider)
-            .as_deref(),
+        ws.into_inner().compute.and_then(|c| c.provider).as_deref(),
         Some("hetzner"),
         "a rolled-back workspace stays on its source"
     );

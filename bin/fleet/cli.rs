@@ -161,7 +161,9 @@ pub struct GlobalOpts {
 pub fn parse_speed(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        _ => Err(format!("{s:?} is not a positive number; write e.g. 1, 10 or 100")),
+        _ => Err(format!(
+            "{s:?} is not a positive number; write e.g. 1, 10 or 100"
+        )),
     }
 }
 

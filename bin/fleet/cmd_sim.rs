@@ -52,7 +52,6 @@ pub struct SimArgs {
     pub allow_non_loopback: bool,
 }
 
-
 /// Serves until Ctrl-C; returns the exit code.
 pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
     if !args.listen.ip().is_loopback() {

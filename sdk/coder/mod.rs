@@ -15,9 +15,9 @@ pub use api::types;
 
 mod ops;
 pub use ops::{
-    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN, PollOptions, Step,
-    TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceInfo, WorkspaceList,
-    WorkspaceRef, parse_template_version_id,
+    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN,
+    PollOptions, Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan,
+    WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
 
 crate::open_enum! {
