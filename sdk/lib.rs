@@ -10,19 +10,42 @@
 //! `openapi/`; the operations on top (validation, waiting, backoff, deadlines) live here once
 //! and are shared by the `fleet` CLI and the `fleet-mcp` MCP server.
 //!
-//! ```no_run
-//! use fleet::{CoderConfig, MoleculeConfig, coder::CoderClient, molecule::MoleculeClient};
+//! ```
+//! use fleet::{
+//!     coder::{CoderClient, UpdateOptions, WorkspaceRef},
+//!     molecule::{MigrateRequest, MoleculeClient, Provider, WaitOptions},
+//!     sim::{SimOptions, Simulator},
+//! };
+//! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn demo() -> fleet::Result<()> {
-//! // Reads MOLECULE_CP_URL and CP_ADMIN_API_TOKEN (and the tenant API, if set).
-//! let molecule = MoleculeClient::new(&MoleculeConfig::from_env())?;
-//! let status = molecule.cp().get_migration_status("ws-123").await;
-//! println!("{:?}", status.map(|s| s.into_inner().migration.state));
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> fleet::Result<()> {
+//! // The built-in simulator stands in for the real control planes here; for real ones use
+//! // `MoleculeConfig::from_env()` and `CoderConfig::from_env()`.
+//! let sim = Simulator::start(SimOptions { speed: 2000.0, ..SimOptions::default() }).await?;
+//! let cancel = CancellationToken::new();
 //!
-//! // Reads CODER_URL and CODER_SESSION_TOKEN.
-//! let coder = CoderClient::new(&CoderConfig::from_env())?;
-//! let me = coder.api().get_user_by_name("me").await.map_err(|e| coder.error("reading me", e))?;
-//! println!("signed in as {}", me.username);
+//! // Molecule: migrate a workspace to Hetzner (its current provider is looked up) and follow it.
+//! let molecule = MoleculeClient::new(&sim.molecule_config())?;
+//! let mut request = MigrateRequest::new("ws-aws-demo", Provider::Hetzner);
+//! request.confirm = true; // a migration mutates two clouds
+//! molecule.migrate_provider(&request).await?;
+//! let report = molecule
+//!     .wait_for_migration("ws-aws-demo", &WaitOptions::default(), &cancel, |event| {
+//!         println!("{}", event.state);
+//!     })
+//!     .await?;
+//! assert!(report.terminal);
+//!
+//! // Coder: update alice's `dev` workspace to its template's active version and restart it.
+//! let coder = CoderClient::new(&sim.coder_config())?;
+//! let workspace = WorkspaceRef::parse("alice/dev")?;
+//! let outcome = coder
+//!     .update_workspace(&workspace, None, &UpdateOptions::default(), &cancel, |event| {
+//!         println!("{}", event.describe());
+//!     })
+//!     .await?;
+//! println!("{outcome:?}");
 //! # Ok(())
 //! # }
 //! ```
