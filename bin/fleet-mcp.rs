@@ -46,6 +46,15 @@ struct Args {
     #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
     allowed_hosts: Vec<String>,
 
+    /// Serve against the built-in simulator (started in-process on a free loopback port) instead
+    /// of real control planes: no credentials needed, nothing real is touched.
+    #[arg(long)]
+    sim: bool,
+
+    /// With --sim: how much faster than real time the simulator runs (60: a migration takes ~16 s).
+    #[arg(long, default_value_t = 60.0, value_name = "X", requires = "sim")]
+    sim_speed: f64,
+
     /// Log level for diagnostics on stderr (stdout carries the protocol).
     #[arg(long, default_value = "warn", env = "FLEET_LOG_LEVEL")]
     log_level: String,
@@ -114,7 +123,35 @@ fn main() {
         molecule.http.insecure_http = args.insecure_http;
         let mut coder = CoderConfig::from_env();
         coder.http.insecure_http = args.insecure_http;
-        let server = server::FleetServer::new(&molecule, &coder, args.read_only);
+        // --sim: the simulator lives as long as the server does.
+        let mut _sim = None;
+        let mut poll = None;
+        if args.sim {
+            if !(args.sim_speed.is_finite() && args.sim_speed > 0.0) {
+                eprintln!("fleet-mcp: error: --sim-speed must be a positive number");
+                return 2;
+            }
+            match fleet::sim::Simulator::start(fleet::sim::SimOptions {
+                speed: args.sim_speed,
+                ..fleet::sim::SimOptions::default()
+            })
+            .await
+            {
+                Ok(sim) => {
+                    molecule = sim.molecule_config();
+                    coder = sim.coder_config();
+                    poll = Some(sim.poll_interval());
+                    tracing::info!(addr = %sim.addr(), "simulator started");
+                    _sim = Some(sim);
+                }
+                Err(e) => {
+                    eprintln!("fleet-mcp: error: cannot start the simulator: {e}");
+                    return 1;
+                }
+            }
+        }
+        let server =
+            server::FleetServer::new(&molecule, &coder, args.read_only).with_poll_override(poll);
         if let Some(addr) = args.http {
             return serve_http(server, addr, &args).await;
         }

@@ -143,6 +143,7 @@ async fn start_sim(global: &mut GlobalOpts) -> fleet::Result<fleet::sim::Running
         ));
     }
     global.sim_configs = Some((sim.molecule_config(), sim.coder_config()));
+    global.sim_poll = Some(sim.poll_interval());
     Ok(sim)
 }
 

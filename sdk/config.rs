@@ -144,6 +144,16 @@ impl CoderConfig {
     }
 }
 
+/// `FLEET_POLL_INTERVAL_MS`: the longest pause between two status reads while waiting for a
+/// build or a migration, overriding the defaults (for tests and simulators). Unset, zero or
+/// not a number: no override.
+pub fn poll_interval_from_env() -> Option<Duration> {
+    env("FLEET_POLL_INTERVAL_MS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }

@@ -155,6 +155,10 @@ pub struct GlobalOpts {
     /// Set by --sim: the simulator's configurations, used instead of flags and environment.
     #[arg(skip)]
     pub sim_configs: Option<(MoleculeConfig, CoderConfig)>,
+
+    /// Set by --sim: the longest pause between two status reads, scaled to the simulator's speed.
+    #[arg(skip)]
+    pub sim_poll: Option<Duration>,
 }
 
 /// Parses a simulator speed factor (a positive number).
@@ -214,6 +218,12 @@ impl GlobalOpts {
             return Secret::from_file(path).map(Some);
         }
         Ok(value.as_ref().map(Secret::new).filter(|s| !s.is_empty()))
+    }
+
+    /// The longest pause between two status reads, when something overrides the defaults
+    /// (--sim scales it to the simulator's speed; FLEET_POLL_INTERVAL_MS sets it).
+    pub fn poll_override(&self) -> Option<Duration> {
+        fleet::config::poll_interval_from_env().or(self.sim_poll)
     }
 
     /// The Molecule configuration from flags, falling back to the environment.

@@ -151,14 +151,18 @@ fn parse_uuid(s: &str) -> Result<Uuid, String> {
 }
 
 impl WaitArgs {
-    fn options(&self, force: bool) -> UpdateOptions {
+    fn options(&self, force: bool, global: &GlobalOpts) -> UpdateOptions {
+        let (initial, max) = match global.poll_override() {
+            Some(interval) => (self.poll_initial.min(interval), interval),
+            None => (self.poll_initial, self.poll_max.max(self.poll_initial)),
+        };
         UpdateOptions {
             force,
             stop_timeout: self.stop_timeout,
             start_timeout: self.start_timeout,
             poll: PollOptions {
-                initial: self.poll_initial,
-                max: self.poll_max.max(self.poll_initial),
+                initial,
+                max,
                 ..PollOptions::default()
             },
             ..UpdateOptions::default()
@@ -172,7 +176,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
     let format = global.output;
     match cmd {
         CoderCmd::Update(args) => {
-            let options = args.wait.options(args.force);
+            let options = args.wait.options(args.force, global);
             let (cancel, _guard) = cancel_on_ctrl_c();
             let mut progress = Progress::new(format);
             let outcome = client
@@ -188,7 +192,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
             print_outcome(&outcome?, format);
         }
         CoderCmd::Restart(args) => {
-            let options = args.wait.options(true);
+            let options = args.wait.options(true, global);
             let (cancel, _guard) = cancel_on_ctrl_c();
             let mut progress = Progress::new(format);
             let outcome = client

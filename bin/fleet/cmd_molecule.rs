@@ -118,19 +118,15 @@ pub async fn run(cmd: MoleculeCmd, global: &GlobalOpts) -> fleet::Result<i32> {
     }
 }
 
-/// Poll timings; `FLEET_POLL_INTERVAL_MS` shrinks them (tests, simulators).
-fn wait_options(timeout: Duration) -> WaitOptions {
+/// Poll timings: the defaults, unless --sim or FLEET_POLL_INTERVAL_MS override them.
+fn wait_options(timeout: Duration, global: &GlobalOpts) -> WaitOptions {
     let mut options = WaitOptions {
         timeout,
         ..WaitOptions::default()
     };
-    if let Some(ms) = std::env::var("FLEET_POLL_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-    {
-        options.initial_interval = Duration::from_millis(ms);
-        options.max_interval = Duration::from_millis(ms);
+    if let Some(interval) = global.poll_override() {
+        options.initial_interval = options.initial_interval.min(interval);
+        options.max_interval = interval;
     }
     options
 }
@@ -169,7 +165,7 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
     if !json {
         out::err(started_text(&started));
     }
-    let mut options = wait_options(args.timeout);
+    let mut options = wait_options(args.timeout, global);
     // The control plane may take a moment to show a migration it just accepted.
     options.not_found_grace = Duration::from_secs(30).min(args.timeout);
     let report = follow(&client, &started.workspace_id, &options, global.output).await?;
@@ -188,7 +184,7 @@ async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Resul
         follow(
             &client,
             &args.workspace_id,
-            &wait_options(args.timeout),
+            &wait_options(args.timeout, global),
             global.output,
         )
         .await?

@@ -93,7 +93,7 @@ minutes; sends progress notifications; cancelling leaves the workspace stopped a
         let client = self.coder()?;
         let options = UpdateOptions {
             force: p.force.unwrap_or(false),
-            ..UpdateOptions::default()
+            ..self.update_options()
         };
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
         client
@@ -126,7 +126,7 @@ start with the same parameter values, wait until it runs. Takes minutes; sends p
         client
             .restart_workspace(
                 &workspace,
-                &UpdateOptions::default(),
+                &self.update_options(),
                 &ctx.ct,
                 forward(&progress),
             )
@@ -207,5 +207,17 @@ succeeded), archived.",
             .await
             .map(Json)
             .map_err(tool_error)
+    }
+}
+
+impl FleetServer {
+    /// The default deadlines, with polling tuned when something overrides it (the simulator).
+    fn update_options(&self) -> UpdateOptions {
+        let mut options = UpdateOptions::default();
+        if let Some(interval) = self.poll_override() {
+            options.poll.initial = options.poll.initial.min(interval);
+            options.poll.max = interval;
+        }
+        options
     }
 }

@@ -196,9 +196,9 @@ never_migrated, or still_running (call again). Cancelling stops the wait only; t
             timeout: Duration::from_secs(timeout),
             ..WaitOptions::default()
         };
-        if let Some(ms) = poll_override() {
-            options.initial_interval = ms;
-            options.max_interval = ms;
+        if let Some(interval) = self.poll_override() {
+            options.initial_interval = options.initial_interval.min(interval);
+            options.max_interval = interval;
         }
         let mut latest: Option<MigrationReport> = None;
         let mut sent = 0.0;
@@ -262,13 +262,4 @@ never_migrated, or still_running (call again). Cancelling stops the wait only; t
             Err(e) => Err(tool_error(e)),
         }
     }
-}
-
-/// `FLEET_POLL_INTERVAL_MS` shrinks the poll interval (tests, simulators).
-fn poll_override() -> Option<Duration> {
-    std::env::var("FLEET_POLL_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis)
 }

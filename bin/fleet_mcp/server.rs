@@ -20,6 +20,7 @@ pub struct FleetServer {
     molecule: Arc<Result<MoleculeClient, String>>,
     coder: Arc<Result<CoderClient, String>>,
     tool_router: ToolRouter<FleetServer>,
+    poll_override: Option<std::time::Duration>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -51,7 +52,21 @@ impl FleetServer {
             molecule: Arc::new(MoleculeClient::new(molecule).map_err(|e| e.to_string())),
             coder: Arc::new(CoderClient::new(coder).map_err(|e| e.to_string())),
             tool_router,
+            poll_override: fleet::config::poll_interval_from_env(),
         }
+    }
+
+    /// Sets the longest pause between two status reads (the simulator scales it to its speed).
+    pub fn with_poll_override(mut self, interval: Option<std::time::Duration>) -> Self {
+        if self.poll_override.is_none() {
+            self.poll_override = interval;
+        }
+        self
+    }
+
+    /// The longest pause between two status reads, when something overrides the defaults.
+    pub fn poll_override(&self) -> Option<std::time::Duration> {
+        self.poll_override
     }
 
     /// The Molecule client, or the tool error that says how to configure it.

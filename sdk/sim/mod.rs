@@ -297,6 +297,12 @@ impl RunningSim {
         self.state.clock.speed
     }
 
+    /// The longest pause between two status reads that still sees every state this simulator
+    /// walks through: 5 s of real time scaled by the speed, never less than 50 ms.
+    pub fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((5.0 / self.speed()).clamp(0.05, 5.0))
+    }
+
     /// A Molecule configuration (CP admin and tenant) pointing at the simulator.
     pub fn molecule_config(&self) -> MoleculeConfig {
         MoleculeConfig {
