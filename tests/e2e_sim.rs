@@ -1,0 +1,356 @@
+//! End to end: every `fleet` command, run as a user would, against a `fleet sim` process.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// A `fleet sim` process; killed on drop.
+struct Sim {
+    child: Child,
+    env: BTreeMap<String, String>,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sim(speed: &str) -> Sim {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            speed,
+            "-o",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fleet sim starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    // Read the JSON document it prints, then keep draining stdout so the pipe stays open.
+    std::thread::spawn(move || {
+        let mut doc = String::new();
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent {
+                doc.push_str(&line);
+                doc.push('\n');
+                if line == "}" {
+                    let _ = tx.send(std::mem::take(&mut doc));
+                    sent = true;
+                }
+            }
+        }
+    });
+    let doc = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("fleet sim prints where it listens");
+    let json: Value = serde_json::from_str(&doc).expect("JSON");
+    let env = json["env"]
+        .as_object()
+        .expect("env")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("string").to_string()))
+        .collect();
+    Sim { child, env }
+}
+
+const CONFIG_VARS: [&str; 6] = [
+    "MOLECULE_CP_URL",
+    "CP_ADMIN_API_TOKEN",
+    "MOLECULE_API_URL",
+    "MOLECULE_ORG_API_KEY",
+    "CODER_URL",
+    "CODER_SESSION_TOKEN",
+];
+
+impl Sim {
+    fn fleet(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
+        for var in CONFIG_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.envs(&self.env)
+            .env_remove("FLEET_OUTPUT")
+            .env("FLEET_POLL_INTERVAL_MS", "20")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("fleet runs")
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn molecule_commands_end_to_end() {
+    let sim = start_sim("400");
+
+    // Never migrated: exit 0 and says so.
+    let out = sim.fleet(&[
+        "molecule",
+        "migration-status",
+        "ws-hetzner-demo",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(json(&out)["migrated"], false);
+
+    // Without --confirm and without a terminal: refused, nothing started.
+    let out = sim.fleet(&[
+        "molecule",
+        "migrate-provider",
+        "ws-hetzner-demo",
+        "--to",
+        "gcp",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("--confirm"));
+    let out = sim.fleet(&[
+        "molecule",
+        "migration-status",
+        "ws-hetzner-demo",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(json(&out)["migrated"], false, "nothing was started");
+
+    // A whole migration, followed to its end; the source provider is looked up.
+    let out = sim.fleet(&[
+        "molecule",
+        "migrate-provider",
+        "ws-hetzner-demo",
+        "--to",
+        "gcp",
+        "--from-instance-id",
+        "hz-4217781",
+        "--confirm",
+        "--wait",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("completed"), "{stdout}");
+    for state in [
+        "snapshotting",
+        "provisioning_target",
+        "retiring_source",
+        "completed",
+    ] {
+        assert!(
+            stderr.contains(state) || stdout.contains(state),
+            "progress shows {state}: {stderr}"
+        );
+    }
+    let out = sim.fleet(&[
+        "molecule",
+        "migration-status",
+        "ws-hetzner-demo",
+        "-o",
+        "json",
+    ]);
+    let status = json(&out);
+    assert_eq!(status["migration"]["state"], "completed", "{status}");
+    assert_eq!(status["migration"]["to_provider"], "gcp");
+
+    // The end states that are failures exit 1 and say what they mean.
+    let out = sim.fleet(&[
+        "molecule",
+        "migrate-provider",
+        "ws-rolls-back",
+        "--to",
+        "aws",
+        "--from-instance-id",
+        "hz-9000001",
+        "--confirm",
+        "--wait",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("rolled_back"),
+        "{stdout}\n{stderr}"
+    );
+
+    // Started without --wait: exit 0 at once. A second start while it runs is refused with
+    // its state; a wait shorter than the migration times out (exit 3) and it goes on.
+    let start = [
+        "molecule",
+        "migrate-provider",
+        "ws-aws-demo",
+        "--to",
+        "hetzner",
+        "--confirm",
+    ];
+    let out = sim.fleet(&start);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = sim.fleet(&start);
+    assert_ne!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).1.contains("already"), "{:?}", text(&out));
+    let out = sim.fleet(&[
+        "molecule",
+        "migration-status",
+        "ws-aws-demo",
+        "--wait",
+        "--timeout",
+        "1ms",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    let out = sim.fleet(&[
+        "molecule",
+        "migration-status",
+        "ws-aws-demo",
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(json(&out)["migration"]["state"], "completed");
+}
+
+#[test]
+fn coder_commands_end_to_end() {
+    let sim = start_sim("400");
+
+    let out = sim.fleet(&["coder", "list"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("alice/dev") && stdout.contains("bob/dev"),
+        "{stdout}"
+    );
+
+    let out = sim.fleet(&["coder", "list", "--outdated", "-o", "json"]);
+    let list = json(&out);
+    let names: Vec<&str> = list["workspaces"]
+        .as_array()
+        .expect("workspaces")
+        .iter()
+        .map(|w| w["full_name"].as_str().expect("full_name"))
+        .collect();
+    assert!(names.contains(&"alice/dev"), "{names:?}");
+    assert!(
+        !names.contains(&"alice/current"),
+        "up to date is not listed: {names:?}"
+    );
+
+    // show by bare name (case-insensitive), owner/name and UUID agree.
+    let by_name = json(&sim.fleet(&["coder", "show", "DEV", "-o", "json"]));
+    let by_owner = json(&sim.fleet(&["coder", "show", "alice/dev", "-o", "json"]));
+    let id = by_owner["id"].as_str().expect("id").to_string();
+    let by_id = json(&sim.fleet(&["coder", "show", &id, "-o", "json"]));
+    assert_eq!(by_name["id"], by_owner["id"]);
+    assert_eq!(by_id["full_name"], "alice/dev");
+    let active = by_id["template_active_version_id"]
+        .as_str()
+        .expect("active")
+        .to_string();
+
+    let out = sim.fleet(&["coder", "template-version", &active, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(json(&out)["id"], active.as_str());
+
+    // Update onto the active version: stop, start, running, no longer outdated.
+    let out = sim.fleet(&["coder", "update", "alice/dev"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("stop build") && stderr.contains("start build"),
+        "{stderr}"
+    );
+    let after = json(&sim.fleet(&["coder", "show", "alice/dev", "-o", "json"]));
+    assert_eq!(after["outdated"], false, "{after}");
+    assert_eq!(after["template_version_id"], active.as_str());
+    assert_eq!(after["status"], "running");
+
+    // Again: nothing to do, said plainly.
+    let out = sim.fleet(&["coder", "update", "alice/dev", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let outcome = json(&out);
+    assert_eq!(outcome["action"], "up_to_date", "{outcome}");
+
+    // Restart keeps the version.
+    let out = sim.fleet(&["coder", "restart", "alice/dev", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let again = json(&sim.fleet(&["coder", "show", "alice/dev", "-o", "json"]));
+    assert_eq!(again["template_version_id"], active.as_str());
+    assert_ne!(
+        again["latest_build"]["id"], after["latest_build"]["id"],
+        "a new build ran"
+    );
+
+    // A version whose start fails: exit 1 with the job's error.
+    let out = sim.fleet(&["coder", "update", "alice/ml-notebook"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.to_lowercase().contains("fail"), "{stderr}");
+
+    // Unknown workspace: exit 1 (not found), one clear line.
+    let out = sim.fleet(&["coder", "show", "alice/no-such-thing"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+}
+
+#[test]
+fn completions_and_help() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+            .args(["completions", shell])
+            .output()
+            .expect("fleet runs");
+        assert_eq!(out.status.code(), Some(0));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("migrate-provider") && script.contains("coder"),
+            "{shell}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .arg("--help")
+        .output()
+        .expect("fleet runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "CP_ADMIN_API_TOKEN",
+        "CODER_SESSION_TOKEN",
+        "Exit codes",
+        "--sim",
+        "Examples",
+    ] {
+        assert!(help.contains(needle), "--help mentions {needle}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .arg("--version")
+        .output()
+        .expect("fleet runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("fleet {}", env!("CARGO_PKG_VERSION"))
+    );
+}
