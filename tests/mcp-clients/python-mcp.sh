@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# A real MCP client (the Python `mcp` package from PyPI, in a throwaway venv) drives the built
+# fleet-mcp against its built-in simulator: stdio, --read-only and streamable HTTP.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin="${CARGO_TARGET_DIR:-target}/debug/fleet-mcp"
+[ -x "$bin" ] || cargo build --locked --bin fleet-mcp
+venv=$(mktemp -d)
+trap 'rm -rf "$venv"' EXIT
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check 'mcp>=1.20,<2'
+FLEET_MCP_BIN="$bin" timeout 300 "$venv/bin/python" tests/mcp-clients/drive.py
