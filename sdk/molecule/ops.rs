@@ -213,13 +213,10 @@ impl MigrationReport {
             "migration of workspace {workspace_id}{route}: {}",
             describe_state(&m.state, step)
         );
-        message.push_str(if status.terminal {
-            " (ended)"
-        } else {
-            " (in progress)"
-        });
-        if let Some(meaning) = &meaning {
-            message.push_str(&format!(": {meaning}"));
+        match (&meaning, status.terminal) {
+            (Some(meaning), _) => message.push_str(&format!(" — {meaning}")),
+            (None, true) => message.push_str(" (ended)"),
+            (None, false) => message.push_str(" (in progress)"),
         }
         if let Some(detail) = m.detail.as_deref().filter(|d| !d.trim().is_empty()) {
             message.push_str(&format!(". Detail: {detail}"));
