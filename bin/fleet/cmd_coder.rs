@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use fleet::coder::{
-    CoderClient, CoderEvent, PollOptions, Step, UpdateOptions, UpdateOutcome, WorkspaceInfo,
-    WorkspaceRef,
+    CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
+    MAX_PARALLEL, Operation, PollOptions, Selection, Severity, Step, UpdateOptions, UpdateOutcome,
+    Verdict, WorkspaceInfo, WorkspaceRef,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -32,23 +33,42 @@ A build that fails ends the command with the job's error and the last lines of i
 Interrupted (Ctrl-C) or past a deadline between the stop and the start, the workspace is
 left stopped and fleet prints the exact command that finishes the job.
 
-Exit codes: 0 updated or already up to date · 1 a build failed or Coder refused · 2 invalid
-input or not configured (nothing sent) · 3 timed out (a build may still be running) ·
-130 interrupted
+Many workspaces: name several, or select them with --all-outdated (your outdated workspaces;
+with --all-owners every outdated workspace the token can see) or --template NAME (the
+outdated workspaces of that template). Up to --parallel workspaces are updated at once; each
+one still goes stop → start on its own, and one failing does not stop the others. Each ends
+in a verdict (updated · already current · failed, with the reason · left stopped, with the
+command that finishes it); a table sums them up. The exit code is the worst workspace's.
+
+--dry-run does every read the update needs (workspace, target version, previous parameter
+values) and prints the plan — which builds in which order, which version, which parameter
+values — without creating any build.
+
+Exit codes: 0 updated or already up to date · 1 a build failed or Coder refused (any
+workspace) · 2 invalid input or not configured (nothing sent) · 3 timed out (a build may
+still be running) · 130 interrupted (each workspace's state is said)
 
 Examples:
   fleet coder update dev                          # your workspace `dev`, to the active version
   fleet coder update alice/dev --template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30
   fleet coder update 5f1c…-uuid --force --start-timeout 20m
-  fleet coder update alice/dev -o json            # only the final result, as JSON";
+  fleet coder update alice/dev -o json            # only the final result, as JSON
+  fleet coder update dev api-server bob/dev --parallel 2
+  fleet coder update --all-outdated --dry-run     # what would change, nothing is
+  fleet coder update --template docker-dev --all-owners --parallel 8";
 
 const RESTART_HELP: &str = "\
 Stops the workspace (if it runs), waits, starts it again on the same template version with
 the same parameter values, and waits until it runs.
 
+Several workspaces are restarted --parallel at a time, each ending in a verdict.
+--dry-run prints the plan (reads only, no build is created).
+
 Examples:
   fleet coder restart dev
-  fleet coder restart alice/dev --start-timeout 20m -o json";
+  fleet coder restart alice/dev --start-timeout 20m -o json
+  fleet coder restart dev api-server --parallel 2
+  fleet coder restart dev --dry-run";
 
 /// `fleet coder` subcommands.
 #[derive(Debug, Subcommand)]
@@ -112,12 +132,38 @@ pub struct WaitArgs {
     poll_max: Duration,
 }
 
+/// How many at once, and dry runs: shared by update and restart.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// With several workspaces: how many are updated at once (each one still stop → start).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PARALLEL, value_parser = parse_parallel)]
+    parallel: usize,
+
+    /// Print the plan (builds in order, version, parameter values) after every read it needs;
+    /// create no build.
+    #[arg(long)]
+    dry_run: bool,
+}
+
 /// `fleet coder update`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("targets").required(true).args(["workspaces", "all_outdated", "template"])))]
 pub struct UpdateArgs {
-    /// The workspace: its UUID, owner/name, or a name of your own (case-insensitive).
-    #[arg(value_name = "WORKSPACE", value_parser = parse_workspace)]
-    workspace: WorkspaceRef,
+    /// The workspaces: UUIDs, owner/name, or names of your own (case-insensitive).
+    #[arg(value_name = "WORKSPACE", value_parser = parse_workspace, num_args = 1..)]
+    workspaces: Vec<WorkspaceRef>,
+
+    /// Every outdated workspace of yours (with --all-owners: every one the token can see).
+    #[arg(long, conflicts_with_all = ["workspaces", "template"])]
+    all_outdated: bool,
+
+    /// The outdated workspaces of this template (yours; with --all-owners: everyone's).
+    #[arg(long, value_name = "NAME", conflicts_with = "workspaces")]
+    template: Option<String>,
+
+    /// With --all-outdated or --template: every owner's workspaces, not only yours.
+    #[arg(long)]
+    all_owners: bool,
 
     /// The template version to run (default: the template's active version).
     #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
@@ -128,15 +174,21 @@ pub struct UpdateArgs {
     force: bool,
 
     #[command(flatten)]
+    batch: BatchArgs,
+
+    #[command(flatten)]
     wait: WaitArgs,
 }
 
 /// `fleet coder restart`.
 #[derive(Debug, Args)]
 pub struct RestartArgs {
-    /// The workspace: its UUID, owner/name, or a name of your own (case-insensitive).
-    #[arg(value_name = "WORKSPACE", value_parser = parse_workspace)]
-    workspace: WorkspaceRef,
+    /// The workspaces: UUIDs, owner/name, or names of your own (case-insensitive).
+    #[arg(value_name = "WORKSPACE", value_parser = parse_workspace, required = true, num_args = 1..)]
+    workspaces: Vec<WorkspaceRef>,
+
+    #[command(flatten)]
+    batch: BatchArgs,
 
     #[command(flatten)]
     wait: WaitArgs,
@@ -144,6 +196,13 @@ pub struct RestartArgs {
 
 fn parse_workspace(s: &str) -> Result<WorkspaceRef, String> {
     WorkspaceRef::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_parallel(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PARALLEL).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to {MAX_PARALLEL}")),
+    }
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, String> {
@@ -177,29 +236,42 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
     match cmd {
         CoderCmd::Update(args) => {
             let options = args.wait.options(args.force, global);
-            let (cancel, _guard) = cancel_on_ctrl_c();
-            let mut progress = Progress::new(format);
-            let outcome = client
-                .update_workspace(
-                    &args.workspace,
-                    args.template_version,
-                    &options,
-                    &cancel,
-                    |e| progress.event(e),
-                )
+            let selection = if args.all_outdated {
+                Selection::AllOutdated {
+                    all_owners: args.all_owners,
+                }
+            } else if let Some(name) = &args.template {
+                Selection::Template {
+                    name: name.clone(),
+                    all_owners: args.all_owners,
+                }
+            } else {
+                if args.all_owners {
+                    return Err(fleet::Error::InvalidInput(
+                        "--all-owners goes with --all-outdated or --template; nothing was sent"
+                            .into(),
+                    ));
+                }
+                Selection::Named(args.workspaces.clone())
+            };
+            let operation = Operation::Update {
+                template_version: args.template_version,
+            };
+            return run_selection(&client, selection, operation, options, &args.batch, format)
                 .await;
-            progress.finish();
-            print_outcome(&outcome?, format);
         }
         CoderCmd::Restart(args) => {
             let options = args.wait.options(true, global);
-            let (cancel, _guard) = cancel_on_ctrl_c();
-            let mut progress = Progress::new(format);
-            let outcome = client
-                .restart_workspace(&args.workspace, &options, &cancel, |e| progress.event(e))
-                .await;
-            progress.finish();
-            print_outcome(&outcome?, format);
+            let selection = Selection::Named(args.workspaces.clone());
+            return run_selection(
+                &client,
+                selection,
+                Operation::Restart,
+                options,
+                &args.batch,
+                format,
+            )
+            .await;
         }
         CoderCmd::Show { workspace } => {
             let ws = client.show_workspace(&workspace).await?;
@@ -237,6 +309,329 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// One workspace keeps the single-workspace output; several (or a selection) go through the
+/// batch; --dry-run prints the plan.
+async fn run_selection(
+    client: &CoderClient,
+    selection: Selection,
+    operation: Operation,
+    options: UpdateOptions,
+    batch: &BatchArgs,
+    format: OutputFormat,
+) -> fleet::Result<i32> {
+    let (cancel, _guard) = cancel_on_ctrl_c();
+    let single = match &selection {
+        Selection::Named(refs) if refs.len() == 1 => refs.first().cloned(),
+        _ => None,
+    };
+    if let Some(workspace) = single {
+        let (version, restart) = match operation {
+            Operation::Update { template_version } => (template_version, false),
+            Operation::Restart => (None, true),
+        };
+        let mut progress = Progress::new(format);
+        if batch.dry_run {
+            let plan = client
+                .dry_run(&workspace, version, restart, &options, &cancel, &mut |e| {
+                    progress.event(e)
+                })
+                .await;
+            progress.finish();
+            let plan = plan?;
+            match format {
+                OutputFormat::Json => out::json(&plan),
+                OutputFormat::Text => print_dry_run(&plan),
+            }
+            return Ok(0);
+        }
+        let outcome = if restart {
+            client
+                .restart_workspace(&workspace, &options, &cancel, |e| progress.event(e))
+                .await
+        } else {
+            client
+                .update_workspace(&workspace, version, &options, &cancel, |e| {
+                    progress.event(e)
+                })
+                .await
+        };
+        progress.finish();
+        print_outcome(&outcome?, format);
+        return Ok(0);
+    }
+    let fleet_options = FleetOptions {
+        operation,
+        parallel: batch.parallel,
+        update: options,
+        dry_run: batch.dry_run,
+    };
+    let mut progress = BatchProgress::new(format);
+    let report = client
+        .update_many(&selection, &fleet_options, &cancel, |e| progress.event(e))
+        .await;
+    progress.finish();
+    let report = report?;
+    match format {
+        OutputFormat::Json => out::json(&report),
+        OutputFormat::Text => print_report(&report),
+    }
+    Ok(report.worst.exit_code())
+}
+
+fn version_text(name: &Option<String>, id: &Option<Uuid>) -> String {
+    match (name, id) {
+        (Some(n), Some(i)) => format!("{n} ({i})"),
+        (Some(n), None) => n.clone(),
+        (None, Some(i)) => i.to_string(),
+        (None, None) => "-".into(),
+    }
+}
+
+fn print_dry_run(d: &DryRun) {
+    out::line(format!("Dry run (nothing was changed): {}", d.summary));
+    out::line(format!(
+        "  now:     {} on {}",
+        opt(&d.status),
+        version_text(&d.current_version_name, &d.current_version_id)
+    ));
+    out::line(format!(
+        "  target:  {}{}",
+        version_text(&d.target_version_name, &Some(d.target_version_id)),
+        if d.plan.target_is_active_version {
+            " (the template's active version)"
+        } else {
+            ""
+        }
+    ));
+    if d.builds.is_empty() {
+        out::line("  builds:  none");
+    }
+    for (i, b) in d.builds.iter().enumerate() {
+        out::line(format!(
+            "  {}. {} build{}",
+            i + 1,
+            b.transition,
+            b.template_version_id
+                .map(|v| format!(
+                    " on {} with {} parameter value(s)",
+                    version_text(&d.target_version_name, &Some(v)),
+                    b.parameter_values
+                ))
+                .unwrap_or_default()
+        ));
+    }
+    if !d.builds.is_empty() {
+        for p in &d.plan.parameters {
+            out::line(format!(
+                "     {} = {}",
+                p.name.as_deref().unwrap_or("?"),
+                p.value.as_deref().unwrap_or("")
+            ));
+        }
+    }
+}
+
+fn print_report(r: &FleetReport) {
+    let width = r
+        .results
+        .iter()
+        .map(|w| w.workspace.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    out::line(format!(
+        "{:<width$}  {:<15}  {:<28}  TIME",
+        "WORKSPACE", "VERDICT", "VERSION"
+    ));
+    for w in &r.results {
+        let to = w
+            .to_version_name
+            .clone()
+            .or_else(|| w.to_version_id.map(|v| v.to_string()));
+        let version = match (&w.from_version_name, to) {
+            (Some(f), Some(t)) if *f == t => f.clone(),
+            (f, Some(t)) => format!("{} → {t}", f.clone().unwrap_or_else(|| "?".into())),
+            (Some(f), None) => f.clone(),
+            (None, None) => "-".into(),
+        };
+        out::line(format!(
+            "{:<width$}  {:<15}  {:<28}  {:.1}s",
+            w.workspace,
+            w.verdict.to_string(),
+            version,
+            w.elapsed_ms as f64 / 1000.0
+        ));
+    }
+    for w in &r.results {
+        match w.verdict {
+            Verdict::WouldChange => {
+                if let Some(d) = &w.dry_run {
+                    out::line("");
+                    print_dry_run(d);
+                }
+            }
+            Verdict::Updated | Verdict::Restarted | Verdict::AlreadyCurrent => {}
+            _ => {
+                out::line("");
+                out::line(format!("{}: {} — {}", w.workspace, w.verdict, w.message));
+                if let Some(c) = &w.finish_command {
+                    out::line(format!("  to finish: {c}"));
+                }
+            }
+        }
+    }
+    let mut counts: Vec<(Verdict, usize)> = Vec::new();
+    for w in &r.results {
+        match counts.iter_mut().find(|(v, _)| *v == w.verdict) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((w.verdict, 1)),
+        }
+    }
+    out::line("");
+    out::line(format!(
+        "{}{} workspace(s): {} (took {:.1}s){}",
+        if r.dry_run {
+            "Dry run, nothing changed: "
+        } else {
+            ""
+        },
+        r.total,
+        if counts.is_empty() {
+            "nothing selected".to_string()
+        } else {
+            counts
+                .iter()
+                .map(|(v, n)| format!("{n} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        r.elapsed_ms as f64 / 1000.0,
+        match r.worst {
+            Severity::Interrupted => " — interrupted",
+            _ => "",
+        }
+    ));
+}
+
+/// Draws a batch: on a terminal one line per workspace plus a total; plain lines on stderr
+/// otherwise; nothing with `-o json`.
+enum BatchProgress {
+    Quiet,
+    Lines,
+    Bars {
+        multi: MultiProgress,
+        total: Option<ProgressBar>,
+        bars: Vec<Option<ProgressBar>>,
+        keep: bool,
+    },
+}
+
+/// Above this many workspaces, a finished workspace's line is cleared (the total stays).
+const KEEP_LINES_UP_TO: usize = 24;
+
+impl BatchProgress {
+    fn new(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Json => BatchProgress::Quiet,
+            OutputFormat::Text if cli::stderr_is_terminal() => BatchProgress::Bars {
+                multi: MultiProgress::new(),
+                total: None,
+                bars: Vec::new(),
+                keep: true,
+            },
+            OutputFormat::Text => BatchProgress::Lines,
+        }
+    }
+
+    fn event(&mut self, e: FleetEvent) {
+        match self {
+            BatchProgress::Quiet => {}
+            BatchProgress::Lines => match &e {
+                FleetEvent::Began { .. } => {}
+                _ => out::err(e.describe()),
+            },
+            BatchProgress::Bars {
+                multi,
+                total,
+                bars,
+                keep,
+            } => match &e {
+                FleetEvent::Selected { workspaces } => {
+                    *keep = workspaces.len() <= KEEP_LINES_UP_TO;
+                    bars.resize(workspaces.len(), None);
+                    let bar = multi.add(ProgressBar::new(workspaces.len() as u64));
+                    if let Ok(style) = ProgressStyle::with_template(
+                        "{spinner} {prefix:>7} [{bar:24}] {pos}/{len} done ({elapsed}) {wide_msg}",
+                    ) {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar.set_prefix("total");
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    *total = Some(bar);
+                }
+                FleetEvent::Began { index, workspace } => {
+                    let bar = ProgressBar::new_spinner();
+                    if let Ok(style) =
+                        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+                    {
+                        bar.set_style(style);
+                    }
+                    let bar = match total {
+                        Some(t) => multi.insert_before(t, bar),
+                        None => multi.add(bar),
+                    };
+                    bar.set_prefix(workspace.clone());
+                    bar.set_message("reading");
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    if let Some(slot) = bars.get_mut(*index) {
+                        *slot = Some(bar);
+                    }
+                }
+                FleetEvent::Step { index, step, .. } => {
+                    if let Some(Some(bar)) = bars.get(*index) {
+                        bar.set_message(step.describe());
+                    }
+                }
+                FleetEvent::Finished {
+                    index,
+                    done,
+                    result,
+                    ..
+                } => {
+                    let line = format!("{}: {}", result.verdict, first_line(&result.message));
+                    match bars.get_mut(*index).and_then(Option::take) {
+                        Some(bar) if *keep => bar.finish_with_message(line),
+                        Some(bar) => bar.finish_and_clear(),
+                        None if *keep => {
+                            let _ = multi.println(format!("{} {line}", result.workspace));
+                        }
+                        None => {}
+                    }
+                    if let Some(t) = total {
+                        t.set_position(*done as u64);
+                        t.set_message(format!("last: {} {}", result.workspace, result.verdict));
+                    }
+                }
+            },
+        }
+    }
+
+    fn finish(&mut self) {
+        if let BatchProgress::Bars { total, bars, .. } = self {
+            for bar in bars.iter_mut().filter_map(Option::take) {
+                bar.abandon();
+            }
+            if let Some(t) = total.take() {
+                t.finish();
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 /// A cancellation token cancelled by Ctrl-C; the guard stops listening when dropped.

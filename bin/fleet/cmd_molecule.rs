@@ -6,11 +6,11 @@ use clap::{Args, Subcommand};
 use fleet::{
     Error,
     molecule::{
-        MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient, Provider,
-        StartedMigration, WaitOptions,
+        BatchEvent, MigrateRequest, MigrationBatch, MigrationEvent, MigrationPlan, MigrationReport,
+        MoleculeClient, Provider, StartedMigration, WaitOptions,
     },
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -27,6 +27,11 @@ Without --confirm, fleet asks you to type the workspace id (on a terminal) or re
 exit code 2, having sent nothing. Without --from, the current provider is read from the
 tenant API (MOLECULE_API_URL, MOLECULE_ORG_API_KEY).
 
+--dry-run does every read the migration needs (the source provider from the tenant API when
+--from is not given, the workspace's current migration) and prints the plan: from where to
+where, and whether the control plane would refuse it now. It sends no POST, so it needs no
+--confirm.
+
 Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, or the
 migration failed / rolled back · 2 invalid input or not confirmed (nothing sent) · 3 timed
 out waiting (the migration goes on) · 130 interrupted (the migration goes on)
@@ -34,12 +39,19 @@ out waiting (the migration goes on) · 130 interrupted (the migration goes on)
 Examples:
   fleet molecule migrate-provider ws-123 --to hetzner --from aws --confirm
   fleet molecule migrate-provider ws-123 --to aws --from gcp --from-instance-id 4711 --confirm --wait
-  fleet molecule migrate-provider ws-123 --to gcp --confirm --wait --timeout 25m -o json";
+  fleet molecule migrate-provider ws-123 --to gcp --confirm --wait --timeout 25m -o json
+  fleet molecule migrate-provider ws-123 --to gcp --dry-run       # the plan; nothing sent";
 
 const STATUS_HELP: &str = "\
 States: snapshotting → snapshotted → provisioning_target → target_healthy → retiring_source →
 completed; also final: failed (before cutover: the source is still running, nothing was lost)
 and rolled_back (the target was torn down; the workspace points at the source again).
+
+Several workspace ids are read (or, with --wait, followed) concurrently; each ends in a
+verdict and a summary table follows. The exit code is the worst workspace's, in this order:
+130 interrupted > 3 timed out > 1 failed > 0 ok. A timeout outranks a failure because a
+migration still running has no outcome yet: a script must look again (the failures are in
+the table either way).
 
 Exit codes: 0 read (or, with --wait, completed; also when never migrated) · 1 the API refused,
 or with --wait the migration failed / rolled back · 3 timed out waiting · 130 interrupted
@@ -47,7 +59,8 @@ or with --wait the migration failed / rolled back · 3 timed out waiting · 130 
 Examples:
   fleet molecule migration-status ws-123
   fleet molecule migration-status ws-123 --wait --timeout 20m
-  fleet molecule migration-status ws-123 -o json";
+  fleet molecule migration-status ws-123 -o json
+  fleet molecule migration-status ws-1 ws-2 ws-3 --wait";
 
 /// `fleet molecule` subcommands.
 #[derive(Debug, Subcommand)]
@@ -86,20 +99,25 @@ pub struct MigrateArgs {
     confirm: bool,
 
     /// Follow the migration to its end.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     wait: bool,
 
     /// With --wait: how long to wait (like 90s, 20m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "30m", requires = "wait")]
     timeout: Duration,
+
+    /// Print the plan (source, target, the current migration) after the reads it needs; send
+    /// no POST. Needs no --confirm: it changes nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// `fleet molecule migration-status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The workspace id.
-    #[arg(value_name = "WORKSPACE_ID")]
-    workspace_id: String,
+    /// The workspace ids (several are read, or followed, concurrently).
+    #[arg(value_name = "WORKSPACE_ID", required = true, num_args = 1..)]
+    workspace_ids: Vec<String>,
 
     /// Follow the migration to its end.
     #[arg(long)]
@@ -144,6 +162,14 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
     request.check()?;
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
+    if args.dry_run {
+        let plan = client.plan_migration(&request).await?;
+        match global.output {
+            OutputFormat::Json => out::json(&plan),
+            OutputFormat::Text => print_plan(&plan),
+        }
+        return Ok(0);
+    }
     let mut request = request;
     if !request.confirm {
         request.confirm = confirm_interactively(&request).await?;
@@ -178,18 +204,22 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
 }
 
 async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Result<i32> {
+    if args.workspace_ids.len() > 1 {
+        return migration_status_many(args, global).await;
+    }
+    let workspace_id = args.workspace_ids.first().cloned().unwrap_or_default();
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
     let report = if args.wait {
         follow(
             &client,
-            &args.workspace_id,
+            &workspace_id,
             &wait_options(args.timeout, global),
             global.output,
         )
         .await?
     } else {
-        client.migration_status(&args.workspace_id).await?
+        client.migration_status(&workspace_id).await?
     };
     if global.output == OutputFormat::Json {
         out::json(&report);
@@ -197,6 +227,242 @@ async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Resul
         print_report(&report);
     }
     Ok(0)
+}
+
+/// At most this many migrations are read or followed at once.
+const MAX_CONCURRENT_STATUS: usize = 256;
+
+async fn migration_status_many(args: StatusArgs, global: &GlobalOpts) -> fleet::Result<i32> {
+    // Every id is checked before any request (and before configuration is needed).
+    for id in &args.workspace_ids {
+        if id.trim().is_empty() || id.chars().any(|c| c.is_control() || c == '/') {
+            return Err(Error::InvalidInput(format!(
+                "the workspace id {id:?} is empty or has a '/' or a control character; nothing was sent"
+            )));
+        }
+    }
+    let config = global.molecule_config()?;
+    let client = MoleculeClient::new(&config)?;
+    let options = wait_options(args.timeout, global);
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let mut display = BatchDisplay::new(global.output, args.workspace_ids.len(), args.wait);
+    let batch = client
+        .migration_status_many(
+            &args.workspace_ids,
+            args.wait.then_some(&options),
+            MAX_CONCURRENT_STATUS,
+            &cancel,
+            |e| display.show(e),
+        )
+        .await;
+    watcher.abort();
+    display.finish();
+    let batch = batch?;
+    match global.output {
+        OutputFormat::Json => out::json(&batch),
+        OutputFormat::Text => print_batch(&batch),
+    }
+    Ok(batch.exit_code)
+}
+
+fn print_batch(b: &MigrationBatch) {
+    let width = b
+        .results
+        .iter()
+        .map(|r| r.workspace_id.len())
+        .max()
+        .unwrap_or(9)
+        .max(12);
+    out::line(format!(
+        "{:<width$}  {:<14}  {:<22}  ROUTE",
+        "WORKSPACE_ID", "VERDICT", "STATE"
+    ));
+    for r in &b.results {
+        let verdict = serde_json::to_value(r.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+            .unwrap_or_default();
+        let route = r
+            .report
+            .as_ref()
+            .and_then(|rep| rep.migration.as_ref())
+            .map(|m| {
+                format!(
+                    "{} → {}",
+                    m.from_provider
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    m.to_provider
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "?".into())
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        out::line(format!(
+            "{:<width$}  {:<14}  {:<22}  {route}",
+            r.workspace_id,
+            verdict,
+            r.state.as_deref().unwrap_or("-"),
+        ));
+    }
+    out::line("");
+    for r in &b.results {
+        out::line(format!("{}: {}", r.workspace_id, r.message));
+    }
+}
+
+fn print_plan(p: &MigrationPlan) {
+    out::line(format!(
+        "Dry run (nothing was sent that changes anything): {}",
+        p.summary
+    ));
+    out::line(format!(
+        "  from:     {}{}",
+        p.from,
+        match p.from_source {
+            fleet::molecule::FromSource::Given => "",
+            fleet::molecule::FromSource::LookedUp => " (read from the tenant API)",
+        }
+    ));
+    out::line(format!("  to:       {}", p.to));
+    if let Some(i) = &p.from_instance_id {
+        out::line(format!("  instance: {i}"));
+    }
+    out::line(format!("  now:      {}", p.current.message));
+    if p.blocked.is_none() {
+        out::line(format!(
+            "  to start it: fleet molecule migrate-provider {} --to {} --from {} --confirm",
+            p.workspace_id, p.to, p.from
+        ));
+    }
+}
+
+/// Draws several migrations: on a terminal one line per workspace plus a total; plain lines
+/// otherwise; nothing with `-o json`.
+enum BatchDisplay {
+    Quiet,
+    Lines,
+    Bars {
+        total: ProgressBar,
+        bars: std::collections::HashMap<String, ProgressBar>,
+        multi: MultiProgress,
+    },
+}
+
+impl BatchDisplay {
+    fn new(format: OutputFormat, count: usize, wait: bool) -> Self {
+        if format == OutputFormat::Json {
+            return BatchDisplay::Quiet;
+        }
+        if !cli::stderr_is_terminal() || !wait {
+            return BatchDisplay::Lines;
+        }
+        let multi = MultiProgress::new();
+        let total = multi.add(ProgressBar::new(count as u64));
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} total [{bar:24}] {pos}/{len} ended ({elapsed}) {wide_msg}",
+        ) {
+            total.set_style(style.progress_chars("=> "));
+        }
+        total.enable_steady_tick(Duration::from_millis(200));
+        BatchDisplay::Bars {
+            total,
+            bars: Default::default(),
+            multi,
+        }
+    }
+
+    fn show(&mut self, e: BatchEvent) {
+        match (self, e) {
+            (BatchDisplay::Quiet, _) => {}
+            (
+                BatchDisplay::Lines,
+                BatchEvent::State {
+                    workspace_id,
+                    event,
+                },
+            ) => {
+                out::err(format!("[{workspace_id}] {}", state_line(&event)));
+            }
+            (
+                BatchDisplay::Lines,
+                BatchEvent::Finished {
+                    done,
+                    total,
+                    result,
+                },
+            ) => {
+                out::err(format!(
+                    "[{}] ended ({done}/{total}): {}",
+                    result.workspace_id,
+                    result.message.lines().next().unwrap_or("")
+                ));
+            }
+            (
+                BatchDisplay::Bars { total, bars, multi },
+                BatchEvent::State {
+                    workspace_id,
+                    event,
+                },
+            ) => {
+                let bar = bars.entry(workspace_id.clone()).or_insert_with(|| {
+                    let bar = multi.insert_before(total, ProgressBar::new_spinner());
+                    if let Ok(style) =
+                        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+                    {
+                        bar.set_style(style);
+                    }
+                    bar.set_prefix(workspace_id);
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    bar
+                });
+                bar.set_message(state_line(&event));
+            }
+            (BatchDisplay::Bars { total, bars, .. }, BatchEvent::Finished { done, result, .. }) => {
+                if let Some(bar) = bars.remove(&result.workspace_id) {
+                    bar.finish_with_message(
+                        result.message.lines().next().unwrap_or("").to_string(),
+                    );
+                }
+                total.set_position(done as u64);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let BatchDisplay::Bars { total, bars, .. } = self {
+            for (_, bar) in bars.drain() {
+                bar.abandon();
+            }
+            total.finish();
+        }
+    }
+}
+
+fn state_line(event: &MigrationEvent) -> String {
+    let step = match event.step {
+        Some(k) => format!("step {k}/{} ", event.total_steps),
+        None => String::new(),
+    };
+    let detail = event
+        .detail
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| format!(" — {d}"))
+        .unwrap_or_default();
+    format!(
+        "[{:>5}s] {step}{}{detail}",
+        event.elapsed.as_secs(),
+        event.state
+    )
 }
 
 fn started_text(s: &StartedMigration) -> String {

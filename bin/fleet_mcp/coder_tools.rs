@@ -3,6 +3,7 @@
 //! as progress notifications.
 
 use fleet::coder::{
+    DEFAULT_PARALLEL, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation, Selection,
     TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
@@ -26,6 +27,36 @@ pub struct UpdateAgentParams {
     /// Stop and start even when the workspace already runs the target version.
     #[serde(default)]
     pub force: Option<bool>,
+}
+
+/// `update_agents` input.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub struct UpdateAgentsParams {
+    /// The workspaces: UUIDs, `owner/name`, or bare names of the token's own user. Give these,
+    /// or all_outdated, or template (exactly one of the three).
+    #[serde(default)]
+    pub agent_names: Option<Vec<String>>,
+    /// Every outdated workspace of the token's user (with all_owners: every one it can see).
+    #[serde(default)]
+    pub all_outdated: Option<bool>,
+    /// The outdated workspaces of this template (by name).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// With all_outdated or template: every owner's workspaces, not only the token's user's.
+    #[serde(default)]
+    pub all_owners: Option<bool>,
+    /// The template version to run (a UUID). Leave out for each template's active version.
+    #[serde(default)]
+    pub template_version_id: Option<String>,
+    /// How many workspaces are updated at once (1 to 64; default 4).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+    /// Stop and start even when a workspace already runs the target version.
+    #[serde(default)]
+    pub force: Option<bool>,
+    /// Only plan: do every read and return each workspace's plan; create no build.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// `restart_agent` / `show_agent` input.
@@ -56,6 +87,27 @@ fn forward(progress: &Progress) -> impl FnMut(fleet::coder::CoderEvent) + Send +
     move |event| {
         n += 1.0;
         progress.send(n, None, event.describe());
+    }
+}
+
+/// One progress stream for a batch: `progress` counts the workspaces done (plus a fraction
+/// that grows with each step, so that it always increases), `total` is their count, the
+/// message is the latest step of one workspace.
+fn forward_batch(progress: &Progress) -> impl FnMut(FleetEvent) + Send + '_ {
+    let mut total = None;
+    let mut done = 0usize;
+    let mut steps = 0u32;
+    move |event| {
+        match &event {
+            FleetEvent::Selected { workspaces } => total = Some(workspaces.len() as f64),
+            FleetEvent::Finished { done: n, .. } => {
+                done = *n;
+                steps = 0;
+            }
+            _ => steps += 1,
+        }
+        let fraction = f64::from(steps) / (f64::from(steps) + 1.0);
+        progress.send(done as f64 + fraction, total, event.describe());
     }
 }
 
@@ -98,6 +150,94 @@ minutes; sends progress notifications; cancelling leaves the workspace stopped a
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
         client
             .update_workspace(&workspace, version, &options, &ctx.ct, forward(&progress))
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        name = "update_agents",
+        description = "Update many Coder workspaces (agents) to their template's active version (or \
+template_version_id), several at once. Select them with agent_names (a list), all_outdated=true (the token's user's \
+outdated workspaces; all_owners=true for everyone's) or template (that template's outdated workspaces) — exactly one. \
+At most `parallel` (default 4, max 64) are in flight; each one goes stop → start on its own (a failed stop never \
+goes on to the start) and one failing does not stop the others. Returns one verdict per workspace: updated, \
+already_current, failed (with the reason), left_stopped (with finish_command), timed_out, interrupted. \
+dry_run=true only reads and returns each plan (which builds, which version, which parameter values). Progress \
+notifications: progress = workspaces done, total = count, message = the latest step of one workspace. Cancelling \
+starts no more workspaces and says each in-flight one's state.",
+        annotations(
+            title = "Update many Coder workspaces",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn update_agents(
+        &self,
+        Parameters(p): Parameters<UpdateAgentsParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<FleetReport>, String> {
+        let invalid = |m: String| tool_error(fleet::Error::InvalidInput(m));
+        let names = p.agent_names.clone().unwrap_or_default();
+        let all_outdated = p.all_outdated.unwrap_or(false);
+        let template = p.template.clone().filter(|t| !t.trim().is_empty());
+        let given = usize::from(!names.is_empty())
+            + usize::from(all_outdated)
+            + usize::from(template.is_some());
+        if given != 1 {
+            return Err(invalid(
+                "give exactly one of agent_names (a non-empty list), all_outdated=true or template; nothing was sent"
+                    .into(),
+            ));
+        }
+        let all_owners = p.all_owners.unwrap_or(false);
+        let selection = if all_outdated {
+            Selection::AllOutdated { all_owners }
+        } else if let Some(name) = template {
+            Selection::Template { name, all_owners }
+        } else {
+            if all_owners {
+                return Err(invalid(
+                    "all_owners goes with all_outdated or template; nothing was sent".into(),
+                ));
+            }
+            let refs = names
+                .iter()
+                .map(|n| WorkspaceRef::parse(n))
+                .collect::<fleet::Result<Vec<_>>>()
+                .map_err(tool_error)?;
+            Selection::Named(refs)
+        };
+        let version = p
+            .template_version_id
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(parse_template_version_id)
+            .transpose()
+            .map_err(tool_error)?;
+        let parallel = p.parallel.unwrap_or(DEFAULT_PARALLEL as u32) as usize;
+        if parallel == 0 || parallel > MAX_PARALLEL {
+            return Err(invalid(format!(
+                "parallel must be 1 to {MAX_PARALLEL}, not {parallel}; nothing was sent"
+            )));
+        }
+        let client = self.coder()?;
+        let options = FleetOptions {
+            operation: Operation::Update {
+                template_version: version,
+            },
+            parallel,
+            update: UpdateOptions {
+                force: p.force.unwrap_or(false),
+                ..self.update_options()
+            },
+            dry_run: p.dry_run.unwrap_or(false),
+        };
+        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
+        client
+            .update_many(&selection, &options, &ctx.ct, forward_batch(&progress))
             .await
             .map(Json)
             .map_err(tool_error)

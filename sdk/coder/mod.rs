@@ -13,7 +13,12 @@ pub mod api {
 
 pub use api::types;
 
+mod fleet;
 mod ops;
+pub use fleet::{
+    DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
+    PlannedBuild, Selection, Severity, Verdict, WorkspaceResult,
+};
 pub use ops::{
     BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN,
     PollOptions, Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan,

@@ -551,10 +551,12 @@ pub struct WorkspaceList {
 /// A planned update or restart: everything read before anything is changed.
 ///
 /// Pre-flight checks go between [`CoderClient::plan_update`] and [`CoderClient::run_plan`]:
-/// nothing has been changed while a plan exists.
-#[derive(Debug, Clone)]
+/// nothing has been changed while a plan exists. It serializes (with a JSON Schema) so that a
+/// dry run can show it as it is.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UpdatePlan {
-    /// The workspace (re-read after any build found in progress ended).
+    /// The workspace (re-read after any build found in progress ended), as Coder answered it.
+    #[schemars(with = "serde_json::Value")]
     pub workspace: types::Workspace,
     /// The version the start build will use.
     pub target_version_id: Uuid,
@@ -563,6 +565,7 @@ pub struct UpdatePlan {
     /// True for a restart (same version), false for an update.
     pub restart: bool,
     /// The parameter values the start build sends (the previous build's, unless changed).
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub parameters: Vec<types::WorkspaceBuildParameter>,
 }
 

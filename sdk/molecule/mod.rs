@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 
 use progenitor_client::ClientInfo;
 
+mod many;
 mod ops;
+pub use many::{
+    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationVerdict, worst_exit_code,
+};
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
     WaitOptions,

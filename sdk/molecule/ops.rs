@@ -70,7 +70,7 @@ impl MigrateRequest {
         Ok(())
     }
 
-    fn instance_id(&self) -> Option<&str> {
+    pub(super) fn instance_id(&self) -> Option<&str> {
         self.from_instance_id
             .as_deref()
             .map(str::trim)
@@ -78,7 +78,7 @@ impl MigrateRequest {
     }
 }
 
-fn check_workspace_id(id: &str) -> Result<()> {
+pub(super) fn check_workspace_id(id: &str) -> Result<()> {
     let id = id.trim();
     if id.is_empty() {
         return Err(Error::InvalidInput(
@@ -315,29 +315,7 @@ impl MoleculeClient {
     pub async fn migrate_provider(&self, request: &MigrateRequest) -> Result<StartedMigration> {
         request.validate()?;
         let workspace_id = request.workspace_id.trim();
-        let (from, from_source) = match &request.from {
-            Some(from) => (from.clone(), FromSource::Given),
-            None => {
-                let from = self.current_provider(workspace_id).await?;
-                let how =
-                    format!(" (read from the tenant API: workspace {workspace_id} runs on {from})");
-                if from.is_unknown() {
-                    return Err(Error::Refused(format!(
-                        "the tenant API says workspace {workspace_id} runs on {:?}, which is not \
-                         a provider fleet can migrate from ({}); nothing was changed",
-                        from.as_str(),
-                        Provider::KNOWN.join(", ")
-                    )));
-                }
-                check_source(&from, &request.to, request.instance_id(), &how).map_err(|e| {
-                    Error::Refused(
-                        e.to_string()
-                            .replace("nothing was sent", "nothing was changed"),
-                    )
-                })?;
-                (from, FromSource::LookedUp)
-            }
-        };
+        let (from, from_source) = self.resolve_source(request).await?;
         let id: cp_api::types::MigrateProviderId = workspace_id
             .parse()
             .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
@@ -372,6 +350,39 @@ impl MoleculeClient {
                 other => Err(other),
             },
         }
+    }
+
+    /// The source provider of a request: as given, or read from the tenant API and checked
+    /// against the target (reads only). Shared by [`MoleculeClient::migrate_provider`] and the
+    /// dry run.
+    pub(super) async fn resolve_source(
+        &self,
+        request: &MigrateRequest,
+    ) -> Result<(Provider, FromSource)> {
+        let workspace_id = request.workspace_id.trim();
+        Ok(match &request.from {
+            Some(from) => (from.clone(), FromSource::Given),
+            None => {
+                let from = self.current_provider(workspace_id).await?;
+                let how =
+                    format!(" (read from the tenant API: workspace {workspace_id} runs on {from})");
+                if from.is_unknown() {
+                    return Err(Error::Refused(format!(
+                        "the tenant API says workspace {workspace_id} runs on {:?}, which is not \
+                         a provider fleet can migrate from ({}); nothing was changed",
+                        from.as_str(),
+                        Provider::KNOWN.join(", ")
+                    )));
+                }
+                check_source(&from, &request.to, request.instance_id(), &how).map_err(|e| {
+                    Error::Refused(
+                        e.to_string()
+                            .replace("nothing was sent", "nothing was changed"),
+                    )
+                })?;
+                (from, FromSource::LookedUp)
+            }
+        })
     }
 
     /// A 409 on start: say a migration is already running and read its state.

@@ -1,0 +1,859 @@
+//! Fleet-scale Coder operations: update (or restart) many workspaces at once, and plan an
+//! update without changing anything (`--dry-run`).
+//!
+//! [`CoderClient::update_many`] selects the targets ([`Selection`]), runs each workspace's own
+//! stop → start sequence ([`CoderClient::plan_update`] then [`CoderClient::run_plan`]) with at
+//! most [`FleetOptions::parallel`] workspaces in flight, reports every step as a
+//! [`FleetEvent`] tagged with its workspace, and ends each workspace in a [`Verdict`]. A
+//! workspace named twice (by name and by ID, say) is updated once: two builds never run at
+//! once on one workspace.
+//!
+//! [`CoderClient::dry_run`] does every read an update needs and returns a [`DryRun`]: the
+//! builds that would be created, in order, with the target version and the parameter values.
+//! It never sends a POST or a PATCH.
+
+use std::{
+    collections::HashSet,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    CoderClient, CoderEvent, Step, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan,
+    WorkspaceRef, WorkspaceStatus, WorkspaceTransition, types,
+};
+use crate::{Error, Result};
+
+/// The most workspaces fleet updates at once (`--parallel` is capped here).
+pub const MAX_PARALLEL: usize = 64;
+/// How many workspaces are updated at once unless told otherwise.
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// Which workspaces an operation applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These workspaces (IDs, `owner/name`, or names of the token's own user).
+    Named(Vec<WorkspaceRef>),
+    /// Every workspace that is not on its template's active version: the token's user's own,
+    /// or every workspace the token can see with `all_owners`.
+    AllOutdated {
+        /// Every owner's workspaces, not only the token's user's.
+        all_owners: bool,
+    },
+    /// The outdated workspaces of one template (by name, ignoring case).
+    Template {
+        /// The template's name.
+        name: String,
+        /// Every owner's workspaces, not only the token's user's.
+        all_owners: bool,
+    },
+}
+
+impl Selection {
+    /// Checks what needs no server. [`Error::InvalidInput`] (nothing sent) otherwise.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Selection::Named(refs) if refs.is_empty() => Err(Error::InvalidInput(
+                "no workspace given: name one or more workspaces, or use --all-outdated or \
+                 --template NAME"
+                    .into(),
+            )),
+            Selection::Template { name, .. } => {
+                let ok = !name.trim().is_empty()
+                    && name
+                        .trim()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidInput(format!(
+                        "{name:?} is not a template name: letters, digits, '-', '_' or '.'; \
+                         nothing was sent"
+                    )))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn query(&self) -> Option<String> {
+        let owner = |all: bool| if all { "" } else { "owner:me " };
+        match self {
+            Selection::Named(_) => None,
+            Selection::AllOutdated { all_owners } => {
+                Some(format!("{}outdated:true", owner(*all_owners)))
+            }
+            Selection::Template { name, all_owners } => Some(format!(
+                "{}template:{} outdated:true",
+                owner(*all_owners),
+                name.trim()
+            )),
+        }
+    }
+}
+
+/// What to do to each workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Update to this template version, or to the template's active version.
+    Update {
+        /// The target version; `None` for each template's active version.
+        template_version: Option<Uuid>,
+    },
+    /// Restart on the version it runs.
+    Restart,
+}
+
+/// Options of [`CoderClient::update_many`].
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Update or restart.
+    pub operation: Operation,
+    /// At most this many workspaces in flight (1 ..= [`MAX_PARALLEL`]).
+    pub parallel: usize,
+    /// Deadlines, polling, force: the same for every workspace.
+    pub update: UpdateOptions,
+    /// Plan only: every read, no change.
+    pub dry_run: bool,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            operation: Operation::Update {
+                template_version: None,
+            },
+            parallel: DEFAULT_PARALLEL,
+            update: UpdateOptions::default(),
+            dry_run: false,
+        }
+    }
+}
+
+impl FleetOptions {
+    /// Checks the options. [`Error::InvalidInput`] (nothing sent) otherwise.
+    pub fn check(&self) -> Result<()> {
+        if self.parallel == 0 || self.parallel > MAX_PARALLEL {
+            return Err(Error::InvalidInput(format!(
+                "--parallel {} is out of range: give 1 to {MAX_PARALLEL}; nothing was sent",
+                self.parallel
+            )));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dry run
+// ---------------------------------------------------------------------------------------------
+
+/// A build a dry run says would be created.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlannedBuild {
+    /// stop or start.
+    pub transition: WorkspaceTransition,
+    /// The template version a start build would use (a stop build keeps the current one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_version_id: Option<Uuid>,
+    /// How many parameter values a start build would send.
+    pub parameter_values: usize,
+}
+
+/// What an update or restart would do, found with reads only.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DryRun {
+    /// `owner/name`.
+    pub workspace: String,
+    /// Its status now.
+    pub status: Option<WorkspaceStatus>,
+    /// The version it runs now.
+    pub current_version_id: Option<Uuid>,
+    /// That version's name, when known.
+    pub current_version_name: Option<String>,
+    /// The version it would run.
+    pub target_version_id: Uuid,
+    /// That version's name, when it could be read.
+    pub target_version_name: Option<String>,
+    /// The builds that would be created, in this order (empty: nothing would be done).
+    pub builds: Vec<PlannedBuild>,
+    /// One sentence for people.
+    pub summary: String,
+    /// Everything `plan_update` read (the same plan a real update carries out).
+    pub plan: UpdatePlan,
+}
+
+impl DryRun {
+    /// True when the update would change nothing.
+    pub fn is_noop(&self) -> bool {
+        self.builds.is_empty()
+    }
+}
+
+/// The builds [`CoderClient::run_plan`] would create for `plan`, in order, or the refusal it
+/// would answer. Mirrors `run_plan`'s decisions: deleted or unknown status → refused; running
+/// on the target (an update without force) → nothing; stopped → start only; else stop, start.
+fn planned_builds(plan: &UpdatePlan, force: bool) -> Result<Vec<PlannedBuild>> {
+    let name = workspace_label(&plan.workspace);
+    let latest = plan.workspace.latest_build.clone().unwrap_or_default();
+    let on_target = latest.template_version_id == Some(plan.target_version_id);
+    match &latest.status {
+        Some(WorkspaceStatus::Deleted | WorkspaceStatus::Deleting) => {
+            return Err(Error::Refused(format!(
+                "workspace {name} is deleted; there is nothing to start"
+            )));
+        }
+        Some(WorkspaceStatus::Other(s)) => {
+            return Err(Error::Refused(format!(
+                "workspace {name} is in a state fleet does not know ({s:?}); nothing would be done"
+            )));
+        }
+        _ => {}
+    }
+    if latest.status == Some(WorkspaceStatus::Running) && on_target && !plan.restart && !force {
+        return Ok(vec![]);
+    }
+    let start = PlannedBuild {
+        transition: WorkspaceTransition::Start,
+        template_version_id: Some(plan.target_version_id),
+        parameter_values: plan.parameters.len(),
+    };
+    if latest.status == Some(WorkspaceStatus::Stopped) {
+        return Ok(vec![start]);
+    }
+    Ok(vec![
+        PlannedBuild {
+            transition: WorkspaceTransition::Stop,
+            template_version_id: None,
+            parameter_values: 0,
+        },
+        start,
+    ])
+}
+
+fn workspace_label(w: &types::Workspace) -> String {
+    super::WorkspaceInfo::from(w).full_name
+}
+
+impl CoderClient {
+    /// Plans an update (or with `restart`, a restart) and says what it would do, changing
+    /// nothing: resolves the workspace, waits for a build already in progress, reads the target
+    /// version (and its name) and the previous build's parameter values. Sends GETs only.
+    pub async fn dry_run(
+        &self,
+        r: &WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: &UpdateOptions,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<DryRun> {
+        let plan = self
+            .plan_update(r, template_version, restart, options, cancel, on_event)
+            .await?;
+        self.describe_plan(plan, options.force).await
+    }
+
+    async fn describe_plan(&self, plan: UpdatePlan, force: bool) -> Result<DryRun> {
+        let builds = planned_builds(&plan, force)?;
+        let latest = plan.workspace.latest_build.clone().unwrap_or_default();
+        let current_version_id = latest.template_version_id;
+        let target_version_name = if current_version_id == Some(plan.target_version_id) {
+            latest.template_version_name.clone()
+        } else {
+            // Only the name is missing: a failed read leaves it out rather than fail the plan.
+            self.template_version(&plan.target_version_id)
+                .await
+                .ok()
+                .and_then(|v| v.name)
+        };
+        let name = workspace_label(&plan.workspace);
+        let version = |id: Uuid, n: &Option<String>| match n {
+            Some(n) => format!("{n} ({id})"),
+            None => id.to_string(),
+        };
+        let target = version(plan.target_version_id, &target_version_name);
+        let summary = match builds.len() {
+            0 => format!("{name} already runs {target}: nothing would be done"),
+            1 => format!(
+                "{name} is stopped: one start build on {target} with {} parameter value(s)",
+                plan.parameters.len()
+            ),
+            _ => format!(
+                "{name} would be stopped, then started on {target} with {} parameter value(s)",
+                plan.parameters.len()
+            ),
+        };
+        Ok(DryRun {
+            workspace: name,
+            status: latest.status.clone(),
+            current_version_id,
+            current_version_name: latest.template_version_name.clone(),
+            target_version_id: plan.target_version_id,
+            target_version_name,
+            builds,
+            summary,
+            plan,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many workspaces
+// ---------------------------------------------------------------------------------------------
+
+/// How one workspace ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Stopped (if it ran) and started on the target version.
+    Updated,
+    /// Stopped and started on the same version.
+    Restarted,
+    /// It already ran the target version: nothing was done.
+    AlreadyCurrent,
+    /// Dry run: the plan says builds would be created (nothing was changed).
+    WouldChange,
+    /// Something failed (the reason says what and what to do).
+    Failed,
+    /// fleet stopped it and did not start it: run `finish_command` to finish.
+    LeftStopped,
+    /// A deadline passed; a build may still be running.
+    TimedOut,
+    /// Interrupted (Ctrl-C or a cancelled request); the message says the state left.
+    Interrupted,
+    /// Not started at all (interrupted before fleet got to it): nothing was changed.
+    NotStarted,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Updated => "updated",
+            Verdict::Restarted => "restarted",
+            Verdict::AlreadyCurrent => "already current",
+            Verdict::WouldChange => "would change",
+            Verdict::Failed => "failed",
+            Verdict::LeftStopped => "left stopped",
+            Verdict::TimedOut => "timed out",
+            Verdict::Interrupted => "interrupted",
+            Verdict::NotStarted => "not started",
+        })
+    }
+}
+
+/// How bad an ending is, from best to worst. A batch's exit code is its worst workspace's:
+/// interrupted (130) > timed out (3: something may still be running, look again) > failed (1)
+/// > ok (0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Done, or nothing to do.
+    Ok,
+    /// Failed, or left stopped.
+    Failed,
+    /// A deadline passed.
+    TimedOut,
+    /// Interrupted.
+    Interrupted,
+}
+
+impl Severity {
+    /// The exit code DESIGN.md gives this ending.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Severity::Ok => 0,
+            Severity::Failed => 1,
+            Severity::TimedOut => 3,
+            Severity::Interrupted => 130,
+        }
+    }
+
+    fn of(e: &Error) -> Severity {
+        match e {
+            Error::Timeout { .. } => Severity::TimedOut,
+            Error::Interrupted { .. } => Severity::Interrupted,
+            _ => Severity::Failed,
+        }
+    }
+}
+
+/// How one workspace of a batch ended.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WorkspaceResult {
+    /// `owner/name` (or the reference as given, when it could not be resolved).
+    pub workspace: String,
+    /// Its ID, when known.
+    pub workspace_id: Option<Uuid>,
+    /// How it ended.
+    pub verdict: Verdict,
+    /// How bad that is.
+    pub severity: Severity,
+    /// One sentence for people: what was done, or why it failed and what to do.
+    pub message: String,
+    /// The error's kind when it failed (as in `fleet::Error::kind`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// The command that finishes the job, when the workspace was left half-way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_command: Option<String>,
+    /// The version it ran before.
+    pub from_version_id: Option<Uuid>,
+    /// That version's name.
+    pub from_version_name: Option<String>,
+    /// The version it runs (or would run) now.
+    pub to_version_id: Option<Uuid>,
+    /// That version's name, when known.
+    pub to_version_name: Option<String>,
+    /// The full outcome, when the sequence ended well.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<UpdateOutcome>,
+    /// The plan, on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+    /// Milliseconds this workspace took.
+    pub elapsed_ms: u64,
+}
+
+/// What happens during [`CoderClient::update_many`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FleetEvent {
+    /// The targets are known (in this order; `index` below refers to it).
+    Selected {
+        /// `owner/name` of each target.
+        workspaces: Vec<String>,
+    },
+    /// fleet began working on a workspace.
+    Began {
+        /// Its place in `Selected.workspaces`.
+        index: usize,
+        /// `owner/name`.
+        workspace: String,
+    },
+    /// A step of one workspace's sequence.
+    Step {
+        /// Its place in `Selected.workspaces`.
+        index: usize,
+        /// `owner/name`.
+        workspace: String,
+        /// What happened.
+        step: CoderEvent,
+    },
+    /// A workspace ended.
+    Finished {
+        /// Its place in `Selected.workspaces`.
+        index: usize,
+        /// How many have ended so far (this one included).
+        done: usize,
+        /// How many there are.
+        total: usize,
+        /// How it ended.
+        result: Box<WorkspaceResult>,
+    },
+}
+
+impl FleetEvent {
+    /// One line for people, prefixed with the workspace.
+    pub fn describe(&self) -> String {
+        match self {
+            FleetEvent::Selected { workspaces } => {
+                format!(
+                    "{} workspace(s): {}",
+                    workspaces.len(),
+                    workspaces.join(", ")
+                )
+            }
+            FleetEvent::Began { workspace, .. } => format!("[{workspace}] reading"),
+            FleetEvent::Step {
+                workspace, step, ..
+            } => format!("[{workspace}] {}", step.describe()),
+            FleetEvent::Finished {
+                done,
+                total,
+                result,
+                ..
+            } => format!(
+                "[{}] {} ({done}/{total} done): {}",
+                result.workspace, result.verdict, result.message
+            ),
+        }
+    }
+}
+
+/// The result of [`CoderClient::update_many`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FleetReport {
+    /// True on a dry run (nothing was changed).
+    pub dry_run: bool,
+    /// How many workspaces were selected.
+    pub total: usize,
+    /// How many ended well (updated, restarted, already current, or planned).
+    pub succeeded: usize,
+    /// How many did not.
+    pub failed: usize,
+    /// The worst ending (its exit code is the command's).
+    pub worst: Severity,
+    /// One result per workspace, in selection order.
+    pub results: Vec<WorkspaceResult>,
+    /// Milliseconds from the first request to the end.
+    pub elapsed_ms: u64,
+}
+
+/// A target: what the user named, and what it resolved to.
+struct Target {
+    label: String,
+    workspace: Result<types::Workspace>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl CoderClient {
+    /// The workspaces a selection names, resolved (reads only). A name that cannot be resolved
+    /// stays in the list with its error; a workspace named twice is kept once.
+    async fn select(&self, selection: &Selection, parallel: usize) -> Result<Vec<Target>> {
+        let targets: Vec<Target> = match selection {
+            Selection::Named(refs) => {
+                futures::stream::iter(refs.iter().cloned())
+                    .map(|r| async move {
+                        Target {
+                            label: r.to_string(),
+                            workspace: self.resolve_workspace(&r).await,
+                        }
+                    })
+                    .buffered(parallel)
+                    .collect()
+                    .await
+            }
+            _ => {
+                let q = selection.query().unwrap_or_default();
+                let template = match selection {
+                    Selection::Template { name, .. } => Some(name.trim().to_string()),
+                    _ => None,
+                };
+                self.search_workspaces(&q)
+                    .await?
+                    .into_iter()
+                    // The server filters too; these checks keep the meaning if one does not.
+                    .filter(|w| w.outdated == Some(true))
+                    .filter(|w| {
+                        template.as_deref().is_none_or(|t| {
+                            w.template_name
+                                .as_deref()
+                                .is_some_and(|n| n.eq_ignore_ascii_case(t))
+                        })
+                    })
+                    .map(|w| Target {
+                        label: workspace_label(&w),
+                        workspace: Ok(w),
+                    })
+                    .collect()
+            }
+        };
+        let mut seen_ids = HashSet::new();
+        let mut seen_labels = HashSet::new();
+        Ok(targets
+            .into_iter()
+            .filter(|t| match &t.workspace {
+                Ok(w) => w.id.is_none_or(|id| seen_ids.insert(id)),
+                Err(_) => seen_labels.insert(t.label.clone()),
+            })
+            .map(|mut t| {
+                if let Ok(w) = &t.workspace {
+                    t.label = workspace_label(w);
+                }
+                t
+            })
+            .collect())
+    }
+
+    /// Every workspace matching a Coder search query, all pages.
+    async fn search_workspaces(&self, q: &str) -> Result<Vec<types::Workspace>> {
+        const PAGE: i64 = 100;
+        const MAX_PAGES: i64 = 1000;
+        let mut all = Vec::new();
+        for page in 0..MAX_PAGES {
+            let resp = self
+                .api()
+                .list_workspaces(Some(PAGE), Some(page * PAGE), Some(q))
+                .await
+                .map_err(|e| self.error(format!("listing workspaces ({q})"), e))?
+                .into_inner();
+            let got = resp.workspaces.len() as i64;
+            all.extend(resp.workspaces);
+            if got < PAGE || (all.len() as i64) >= resp.count.unwrap_or(0) {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// Updates (or restarts) many workspaces, at most `options.parallel` at once; each
+    /// workspace's own sequence is the one of [`CoderClient::update_workspace`] (stop, wait,
+    /// start, wait; a failed stop never goes on to the start). One workspace failing does not
+    /// stop the others. With `options.dry_run` only reads are sent.
+    ///
+    /// Fails as a whole only before anything is changed: invalid input ([`Error::InvalidInput`],
+    /// nothing sent) or the listing of a selection failing. Otherwise every workspace ends in
+    /// a [`WorkspaceResult`]; cancelling ends the ones in flight as their sequences say (the
+    /// message tells the state left) and starts no others.
+    pub async fn update_many(
+        &self,
+        selection: &Selection,
+        options: &FleetOptions,
+        cancel: &CancellationToken,
+        on_event: impl FnMut(FleetEvent) + Send,
+    ) -> Result<FleetReport> {
+        selection.check()?;
+        options.check()?;
+        let started = Instant::now();
+        let on_event = Mutex::new(on_event);
+        let emit = |e: FleetEvent| {
+            if let Ok(mut f) = on_event.lock() {
+                f(e)
+            }
+        };
+        let targets = tokio::select! {
+            _ = cancel.cancelled() => return Err(Error::Interrupted {
+                message: "interrupted while selecting the workspaces; nothing was changed".into(),
+                last_state: None,
+            }),
+            t = self.select(selection, options.parallel) => t?,
+        };
+        let total = targets.len();
+        emit(FleetEvent::Selected {
+            workspaces: targets.iter().map(|t| t.label.clone()).collect(),
+        });
+        let done = Mutex::new(0usize);
+        let emit = &emit;
+        let done = &done;
+        let mut results: Vec<(usize, WorkspaceResult)> =
+            futures::stream::iter(targets.into_iter().enumerate())
+                .map(|(index, target)| async move {
+                    let result = self.run_one(index, target, options, cancel, emit).await;
+                    let n = {
+                        let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                        *d += 1;
+                        *d
+                    };
+                    emit(FleetEvent::Finished {
+                        index,
+                        done: n,
+                        total,
+                        result: Box::new(result.clone()),
+                    });
+                    (index, result)
+                })
+                .buffer_unordered(options.parallel)
+                .collect()
+                .await;
+        results.sort_by_key(|(i, _)| *i);
+        let results: Vec<WorkspaceResult> = results.into_iter().map(|(_, r)| r).collect();
+        let succeeded = results
+            .iter()
+            .filter(|r| r.severity == Severity::Ok)
+            .count();
+        Ok(FleetReport {
+            dry_run: options.dry_run,
+            total,
+            succeeded,
+            failed: total - succeeded,
+            worst: results
+                .iter()
+                .map(|r| r.severity)
+                .max()
+                .unwrap_or(Severity::Ok),
+            results,
+            elapsed_ms: ms(started.elapsed()),
+        })
+    }
+
+    async fn run_one(
+        &self,
+        index: usize,
+        target: Target,
+        options: &FleetOptions,
+        cancel: &CancellationToken,
+        emit: &(dyn Fn(FleetEvent) + Sync),
+    ) -> WorkspaceResult {
+        let began = Instant::now();
+        let label = target.label.clone();
+        let mut result = WorkspaceResult {
+            workspace: label.clone(),
+            workspace_id: target.workspace.as_ref().ok().and_then(|w| w.id),
+            verdict: Verdict::Failed,
+            severity: Severity::Failed,
+            message: String::new(),
+            error_kind: None,
+            finish_command: None,
+            from_version_id: target
+                .workspace
+                .as_ref()
+                .ok()
+                .and_then(|w| w.latest_build.as_ref())
+                .and_then(|b| b.template_version_id),
+            from_version_name: target
+                .workspace
+                .as_ref()
+                .ok()
+                .and_then(|w| w.latest_build.as_ref())
+                .and_then(|b| b.template_version_name.clone()),
+            to_version_id: None,
+            to_version_name: None,
+            outcome: None,
+            dry_run: None,
+            elapsed_ms: 0,
+        };
+        if cancel.is_cancelled() {
+            result.verdict = Verdict::NotStarted;
+            result.severity = Severity::Interrupted;
+            result.message =
+                format!("interrupted before fleet got to {label}: nothing was changed");
+            return result;
+        }
+        let ws = match target.workspace {
+            Ok(ws) => ws,
+            Err(e) => return failed(result, &e, None, began),
+        };
+        let Some(id) = ws.id else {
+            let e = Error::Api {
+                status: 200,
+                message: format!("Coder listed {label} without an id"),
+                validations: vec![],
+            };
+            return failed(result, &e, None, began);
+        };
+        emit(FleetEvent::Began {
+            index,
+            workspace: label.clone(),
+        });
+        // What happened so far, to say whether a failure left the workspace stopped.
+        #[derive(Default)]
+        struct Seen {
+            stop_created: bool,
+            stop_done: bool,
+            start_created: bool,
+        }
+        let seen = Mutex::new(Seen::default());
+        let mut on_step = |step: CoderEvent| {
+            if let Ok(mut s) = seen.lock() {
+                match &step {
+                    CoderEvent::BuildCreated {
+                        step: Step::Stop, ..
+                    } => s.stop_created = true,
+                    CoderEvent::BuildSucceeded {
+                        step: Step::Stop, ..
+                    } => s.stop_done = true,
+                    CoderEvent::BuildCreated {
+                        step: Step::Start, ..
+                    } => s.start_created = true,
+                    _ => {}
+                }
+            }
+            emit(FleetEvent::Step {
+                index,
+                workspace: label.clone(),
+                step,
+            });
+        };
+        let (template_version, restart) = match options.operation {
+            Operation::Update { template_version } => (template_version, false),
+            Operation::Restart => (None, true),
+        };
+        let r = WorkspaceRef::Id(id);
+        let plan = match self
+            .plan_update(
+                &r,
+                template_version,
+                restart,
+                &options.update,
+                cancel,
+                &mut on_step,
+            )
+            .await
+        {
+            Ok(plan) => plan,
+            Err(e) => return failed(result, &e, None, began),
+        };
+        result.to_version_id = Some(plan.target_version_id);
+        if options.dry_run {
+            return match self.describe_plan(plan, options.update.force).await {
+                Ok(d) => {
+                    result.verdict = if d.is_noop() {
+                        Verdict::AlreadyCurrent
+                    } else {
+                        Verdict::WouldChange
+                    };
+                    result.severity = Severity::Ok;
+                    result.message = d.summary.clone();
+                    result.to_version_name = d.target_version_name.clone();
+                    result.dry_run = Some(d);
+                    result.elapsed_ms = ms(began.elapsed());
+                    result
+                }
+                Err(e) => failed(result, &e, None, began),
+            };
+        }
+        let finish = plan.finish_command();
+        let run = self
+            .run_plan(&plan, &options.update, cancel, &mut on_step, began)
+            .await;
+        match run {
+            Ok(outcome) => {
+                result.verdict = match outcome.action {
+                    UpdateAction::UpToDate => Verdict::AlreadyCurrent,
+                    UpdateAction::Restarted => Verdict::Restarted,
+                    UpdateAction::Updated | UpdateAction::Started => Verdict::Updated,
+                };
+                result.severity = Severity::Ok;
+                result.message = outcome.message.clone();
+                result.to_version_name = outcome.workspace.template_version_name.clone();
+                result.outcome = Some(outcome);
+                result.elapsed_ms = ms(began.elapsed());
+                result
+            }
+            Err(e) => {
+                let s = seen
+                    .lock()
+                    .map(|s| (s.stop_created, s.stop_done, s.start_created));
+                let (stop_created, stop_done, start_created) = s.unwrap_or((false, false, false));
+                // fleet stopped it (or its stop goes on) and nothing was started.
+                let stop_goes_on =
+                    stop_created && matches!(e, Error::Timeout { .. } | Error::Interrupted { .. });
+                let left_stopped = (stop_done || stop_goes_on) && !start_created;
+                // Only the name is missing: a failed read leaves it out.
+                if let Ok(v) = self.template_version(&plan.target_version_id).await {
+                    result.to_version_name = v.name;
+                }
+                failed(result, &e, left_stopped.then_some(finish), began)
+            }
+        }
+    }
+}
+
+fn failed(
+    mut result: WorkspaceResult,
+    e: &Error,
+    left_stopped: Option<String>,
+    began: Instant,
+) -> WorkspaceResult {
+    result.severity = Severity::of(e);
+    result.verdict = match (&left_stopped, result.severity) {
+        (Some(_), _) => Verdict::LeftStopped,
+        (None, Severity::TimedOut) => Verdict::TimedOut,
+        (None, Severity::Interrupted) => Verdict::Interrupted,
+        _ => Verdict::Failed,
+    };
+    result.message = e.to_string();
+    result.error_kind = Some(e.kind().to_string());
+    result.finish_command = left_stopped;
+    result.elapsed_ms = ms(began.elapsed());
+    result
+}

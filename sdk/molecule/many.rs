@@ -1,0 +1,316 @@
+//! Several Molecule workspaces at once: read (or follow) the migrations of many workspaces
+//! concurrently ([`MoleculeClient::migration_status_many`]), and plan a migration without
+//! starting it ([`MoleculeClient::plan_migration`], the dry run: reads only, no POST).
+
+use std::{collections::HashSet, sync::Mutex, time::Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient, Provider,
+    WaitOptions, ops::check_workspace_id,
+};
+use crate::{Error, Result};
+
+/// How one workspace's migration ended (or was read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationVerdict {
+    /// Read (without waiting): the report says where it is.
+    Read,
+    /// Completed (with waiting).
+    Completed,
+    /// Never migrated (the control plane has no migration for it).
+    NeverMigrated,
+    /// Ended `failed`, `rolled_back` or an unknown end state; or the read failed.
+    Failed,
+    /// Still running when the deadline passed (it goes on on the server).
+    TimedOut,
+    /// Interrupted while waiting (it goes on on the server).
+    Interrupted,
+}
+
+/// One workspace of [`MoleculeClient::migration_status_many`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MigrationResult {
+    /// The workspace.
+    pub workspace_id: String,
+    /// How it ended.
+    pub verdict: MigrationVerdict,
+    /// The exit code this ending has on its own (0 ok · 1 failed · 3 timed out ·
+    /// 130 interrupted).
+    pub exit_code: i32,
+    /// One sentence for people.
+    pub message: String,
+    /// The last state seen, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The latest report, when one was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<MigrationReport>,
+    /// The error's kind when it did not end well.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+}
+
+/// The result of [`MoleculeClient::migration_status_many`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MigrationBatch {
+    /// True when fleet waited for every migration to end.
+    pub waited: bool,
+    /// One result per workspace, in the order given (duplicates removed).
+    pub results: Vec<MigrationResult>,
+    /// The worst exit code: interrupted 130 > timed out 3 > failed 1 > ok 0.
+    ///
+    /// A timeout outranks a failure: a migration still running has no outcome yet, so a script
+    /// must look again; the failures are listed in `results` either way.
+    pub exit_code: i32,
+    /// Milliseconds from the first request to the end.
+    pub elapsed_ms: u64,
+}
+
+/// A step of [`MoleculeClient::migration_status_many`], tagged with its workspace.
+#[derive(Debug, Clone)]
+pub enum BatchEvent {
+    /// A migration's state changed.
+    State {
+        /// The workspace.
+        workspace_id: String,
+        /// What changed.
+        event: MigrationEvent,
+    },
+    /// A workspace ended.
+    Finished {
+        /// How many have ended (this one included).
+        done: usize,
+        /// How many there are.
+        total: usize,
+        /// How it ended.
+        result: MigrationResult,
+    },
+}
+
+fn rank(code: i32) -> u8 {
+    match code {
+        0 => 0,
+        1 => 1,
+        3 => 2,
+        130 => 3,
+        _ => 1,
+    }
+}
+
+/// The worst of exit codes: 130 > 3 > 1 > 0.
+pub fn worst_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
+    codes.into_iter().max_by_key(|c| rank(*c)).unwrap_or(0)
+}
+
+fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
+    let (verdict, exit_code) = match e {
+        Error::Timeout { .. } => (MigrationVerdict::TimedOut, 3),
+        Error::Interrupted { .. } => (MigrationVerdict::Interrupted, 130),
+        _ => (MigrationVerdict::Failed, 1),
+    };
+    let state = match e {
+        Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
+            last_state.clone()
+        }
+        Error::OperationFailed { final_state, .. } => final_state.clone(),
+        _ => None,
+    };
+    MigrationResult {
+        workspace_id: workspace_id.to_string(),
+        verdict,
+        exit_code,
+        message: e.to_string(),
+        state,
+        report: None,
+        error_kind: Some(e.kind().to_string()),
+    }
+}
+
+fn report_result(report: MigrationReport, waited: bool) -> MigrationResult {
+    let verdict = if !report.migrated {
+        MigrationVerdict::NeverMigrated
+    } else if waited {
+        MigrationVerdict::Completed
+    } else {
+        MigrationVerdict::Read
+    };
+    MigrationResult {
+        workspace_id: report.workspace_id.clone(),
+        verdict,
+        exit_code: 0,
+        message: report.message.clone(),
+        state: report.state().map(|s| s.to_string()),
+        report: Some(report),
+        error_kind: None,
+    }
+}
+
+impl MoleculeClient {
+    /// Reads the latest migration of several workspaces, or with `wait` follows all of them
+    /// to their ends concurrently (at most `concurrency` at once; every id is checked before
+    /// any request). Duplicate ids are read once. Each workspace ends in a [`MigrationResult`];
+    /// the batch's exit code is the worst.
+    pub async fn migration_status_many(
+        &self,
+        workspace_ids: &[String],
+        wait: Option<&WaitOptions>,
+        concurrency: usize,
+        cancel: &CancellationToken,
+        on_event: impl FnMut(BatchEvent) + Send,
+    ) -> Result<MigrationBatch> {
+        if workspace_ids.is_empty() {
+            return Err(Error::InvalidInput(
+                "no workspace id given; nothing was sent".into(),
+            ));
+        }
+        for id in workspace_ids {
+            check_workspace_id(id)?;
+        }
+        let mut seen = HashSet::new();
+        let ids: Vec<String> = workspace_ids
+            .iter()
+            .map(|i| i.trim().to_string())
+            .filter(|i| seen.insert(i.clone()))
+            .collect();
+        let started = Instant::now();
+        let total = ids.len();
+        let on_event = Mutex::new(on_event);
+        let emit = |e: BatchEvent| {
+            if let Ok(mut f) = on_event.lock() {
+                f(e)
+            }
+        };
+        let emit = &emit;
+        let done = Mutex::new(0usize);
+        let done = &done;
+        let mut results: Vec<(usize, MigrationResult)> =
+            futures::stream::iter(ids.into_iter().enumerate())
+                .map(|(index, id)| async move {
+                    let result = match wait {
+                        None => tokio::select! {
+                            _ = cancel.cancelled() => error_result(&id, &Error::Interrupted {
+                                message: format!("interrupted before the migration of workspace {id} was read"),
+                                last_state: None,
+                            }),
+                            r = self.migration_status(&id) => match r {
+                                Ok(report) => report_result(report, false),
+                                Err(e) => error_result(&id, &e),
+                            },
+                        },
+                        Some(options) => {
+                            let r = self
+                                .wait_for_migration(&id, options, cancel, |event| {
+                                    emit(BatchEvent::State {
+                                        workspace_id: id.clone(),
+                                        event,
+                                    })
+                                })
+                                .await;
+                            match r {
+                                Ok(report) => report_result(report, true),
+                                Err(e) => error_result(&id, &e),
+                            }
+                        }
+                    };
+                    let n = {
+                        let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                        *d += 1;
+                        *d
+                    };
+                    emit(BatchEvent::Finished {
+                        done: n,
+                        total,
+                        result: result.clone(),
+                    });
+                    (index, result)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        results.sort_by_key(|(i, _)| *i);
+        let results: Vec<MigrationResult> = results.into_iter().map(|(_, r)| r).collect();
+        Ok(MigrationBatch {
+            waited: wait.is_some(),
+            exit_code: worst_exit_code(results.iter().map(|r| r.exit_code)),
+            results,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Plans a migration without starting it (a dry run): checks the request (`confirm` is not
+    /// needed: nothing is sent that changes anything), reads the source provider from the
+    /// tenant API when `from` is not given, and reads the workspace's current migration. Sends
+    /// GETs only.
+    pub async fn plan_migration(&self, request: &MigrateRequest) -> Result<MigrationPlan> {
+        request.check()?;
+        let workspace_id = request.workspace_id.trim().to_string();
+        let (from, from_source) = self.resolve_source(request).await?;
+        let current = self.migration_status(&workspace_id).await?;
+        let blocked = (current.migrated && !current.terminal).then(|| {
+            format!(
+                "a migration of workspace {workspace_id} is already in progress ({}): the \
+                 control plane would refuse a new one (409) until it ends",
+                current
+                    .state()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "unknown state".into())
+            )
+        });
+        let instance = request.instance_id().map(str::to_string);
+        let summary = match &blocked {
+            Some(b) => format!("would NOT start: {b}"),
+            None => format!(
+                "would migrate workspace {workspace_id} from {from}{} to {}{}: POST \
+                 /cp/admin/workspaces/{workspace_id}/migrate-provider, then (with --wait) \
+                 follow it to its end (15–20 minutes)",
+                match from_source {
+                    FromSource::Given => "",
+                    FromSource::LookedUp => " (read from the tenant API)",
+                },
+                request.to,
+                instance
+                    .as_deref()
+                    .map(|i| format!(" (source instance {i})"))
+                    .unwrap_or_default()
+            ),
+        };
+        Ok(MigrationPlan {
+            workspace_id,
+            from,
+            from_source,
+            to: request.to.clone(),
+            from_instance_id: instance,
+            current,
+            blocked,
+            summary,
+        })
+    }
+}
+
+/// What a migration would do, found with reads only.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MigrationPlan {
+    /// The workspace.
+    pub workspace_id: String,
+    /// The source provider.
+    pub from: Provider,
+    /// Whether `from` was given or read from the tenant API.
+    pub from_source: FromSource,
+    /// The target provider.
+    pub to: Provider,
+    /// The source instance id that would be sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_instance_id: Option<String>,
+    /// The workspace's latest migration now.
+    pub current: MigrationReport,
+    /// Why the control plane would refuse it now, if it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// One sentence for people.
+    pub summary: String,
+}

@@ -1,0 +1,714 @@
+//! Fleet-scale operations through the built `fleet` binary against the simulator (started in
+//! this process so its request log can be read): several workspaces with `--parallel`,
+//! `--all-outdated`, `--template`, dry runs that send no POST/PATCH, migration-status over
+//! several workspaces with `--wait`, exit codes, Ctrl-C.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use fleet::{
+    coder::{CoderClient, FleetEvent, FleetOptions, Selection, UpdateOptions, WorkspaceRef},
+    molecule::{MigrateRequest, MoleculeClient, Provider},
+    sim::{RunningSim, SimOptions, Simulator},
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+async fn sim(speed: f64) -> RunningSim {
+    Simulator::start(SimOptions {
+        speed,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+async fn fleet(sim: &RunningSim, args: &[&str]) -> Run {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
+    cmd.args(args)
+        .env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20");
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("fleet ends within a minute")
+        .expect("fleet runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn changes(sim: &RunningSim) -> Vec<String> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| !r.method.eq_ignore_ascii_case("GET"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+fn verdicts(report: &Value) -> Vec<(String, String)> {
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["workspace"].as_str().unwrap_or("").to_string(),
+                r["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn builds_of(sim: &RunningSim, workspace: &str) -> usize {
+    let id = sim.coder_workspace_id(workspace).expect("seeded");
+    sim.count_requests("POST", &format!("/api/v2/workspaces/{id}/builds"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workspaces_in_parallel_each_end_in_a_verdict_and_one_failure_is_exit_1() {
+    let sim = sim(100.0).await;
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "dev",
+            "api-server",
+            "ml-notebook",
+            "current",
+            "--parallel",
+            "2",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "one failed → exit 1\n{}", run.stderr);
+    assert!(
+        run.stderr.is_empty() || !run.stderr.contains("[alice/"),
+        "-o json: no progress lines: {}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(
+        verdicts(&report),
+        pairs(&[
+            ("alice/dev", "updated"),
+            ("alice/api-server", "updated"),
+            ("alice/ml-notebook", "failed"),
+            ("alice/current", "already_current"),
+        ])
+    );
+    assert_eq!(report["total"], 4);
+    assert_eq!(report["succeeded"], 3);
+    assert_eq!(report["failed"], 1);
+    let failed = &report["results"][2];
+    let reason = failed["message"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("cuda-13-broken"),
+        "the job's error is the reason: {reason}"
+    );
+    assert_eq!(failed["error_kind"], "operation_failed");
+    // Each workspace: stop then start (api-server was stopped: start only); current: nothing.
+    assert_eq!(builds_of(&sim, "alice/dev"), 2);
+    assert_eq!(builds_of(&sim, "alice/api-server"), 1);
+    assert_eq!(builds_of(&sim, "alice/ml-notebook"), 2);
+    assert_eq!(builds_of(&sim, "alice/current"), 0);
+    // The others were not touched.
+    assert_eq!(builds_of(&sim, "bob/dev"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_output_has_progress_lines_a_table_and_the_verdicts() {
+    let sim = sim(100.0).await;
+    let run = fleet(
+        &sim,
+        &["coder", "update", "dev", "ml-notebook", "--parallel", "2"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    // Plain progress lines on stderr (not a terminal), each tagged with its workspace.
+    assert!(
+        run.stderr.contains("[alice/dev] stop build"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("[alice/ml-notebook] start build"),
+        "{}",
+        run.stderr
+    );
+    // The table, then the reason of the failure and the total.
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("WORKSPACE"), "{}", run.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("alice/dev") && l.contains("updated") && l.contains("v2 → v3")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("alice/ml-notebook")
+            && l.contains("failed")
+            && l.contains("v1 → broken-start")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("alice/ml-notebook: failed — the start build"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("2 workspace(s): 1 updated, 1 failed"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones() {
+    let sim = sim(100.0).await;
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "--all-outdated",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    let names: Vec<String> = verdicts(&report).into_iter().map(|(w, _)| w).collect();
+    assert_eq!(
+        names,
+        [
+            "alice/dev",
+            "alice/api-server",
+            "alice/secure-shell",
+            "alice/ml-notebook",
+            "alice/slow-box",
+            "alice/flaky"
+        ]
+    );
+    assert!(verdicts(&report).iter().all(|(_, v)| v == "would_change"));
+    assert_eq!(report["dry_run"], true);
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "--all-outdated",
+            "--all-owners",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let names: Vec<String> = verdicts(&run.json()).into_iter().map(|(w, _)| w).collect();
+    assert!(names.contains(&"bob/dev".to_string()), "{names:?}");
+    assert!(!names.contains(&"alice/current".to_string()), "{names:?}");
+    assert!(
+        !names.contains(&"bob/data-pipeline".to_string()),
+        "up to date: {names:?}"
+    );
+    assert_eq!(
+        changes(&sim),
+        Vec::<String>::new(),
+        "dry runs change nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_selects_the_outdated_workspaces_of_that_template_and_updates_them() {
+    let sim = sim(100.0).await;
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "--template",
+            "docker-dev",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let names: Vec<String> = verdicts(&run.json()).into_iter().map(|(w, _)| w).collect();
+    assert_eq!(
+        names,
+        [
+            "alice/dev",
+            "alice/api-server",
+            "alice/slow-box",
+            "alice/flaky"
+        ]
+    );
+    // A real run on another template.
+    let run = fleet(
+        &sim,
+        &["coder", "update", "--template", "k8s-secure", "-o", "json"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        verdicts(&run.json()),
+        pairs(&[("alice/secure-shell", "updated")])
+    );
+    assert_eq!(builds_of(&sim, "alice/secure-shell"), 2);
+    assert_eq!(
+        changes(&sim).len(),
+        2,
+        "only secure-shell's stop and start: {:?}",
+        changes(&sim)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
+    let sim = sim(100.0).await;
+    // update, single: the plan as JSON, builds in order, parameters.
+    let run = fleet(&sim, &["coder", "update", "dev", "--dry-run", "-o", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let plan = run.json();
+    let steps: Vec<&str> = plan["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["transition"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["stop", "start"]);
+    let v3 = sim
+        .coder_version_id("docker-dev", "v3")
+        .unwrap()
+        .to_string();
+    assert_eq!(plan["target_version_id"], v3.as_str());
+    assert_eq!(plan["target_version_name"], "v3");
+    assert_eq!(plan["plan"]["target_version_id"], v3.as_str());
+    assert_eq!(plan["plan"]["parameters"][0]["name"], "region");
+    assert_eq!(plan["plan"]["parameters"][0]["value"], "eu-west");
+    // update, single, text: which builds, which version, which values.
+    let run = fleet(&sim, &["coder", "update", "api-server", "--dry-run"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Dry run (nothing was changed)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("1. start build on v3"),
+        "stopped: start only\n{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("stop build"), "{}", run.stdout);
+    assert!(run.stdout.contains("region = us-east"), "{}", run.stdout);
+    // Already current: nothing would be done.
+    let run = fleet(
+        &sim,
+        &["coder", "update", "current", "--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["builds"], serde_json::json!([]));
+    // restart, single and many.
+    let run = fleet(
+        &sim,
+        &["coder", "restart", "dev", "--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["plan"]["restart"], true);
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "restart",
+            "dev",
+            "current",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        verdicts(&run.json()),
+        pairs(&[
+            ("alice/dev", "would_change"),
+            ("alice/current", "would_change")
+        ])
+    );
+    // update, many.
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "dev",
+            "current",
+            "api-server",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("Dry run, nothing changed: 3 workspace(s)"),
+        "{}",
+        run.stdout
+    );
+    // migrate, single: the source is looked up, the current migration read.
+    let run = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-aws-demo",
+            "--to",
+            "gcp",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        run.code, 0,
+        "no --confirm needed for a dry run: {}",
+        run.stderr
+    );
+    let plan = run.json();
+    assert_eq!(plan["from"], "aws");
+    assert_eq!(plan["from_source"], "looked_up");
+    assert_eq!(plan["to"], "gcp");
+    assert_eq!(plan["current"]["migrated"], false);
+    assert!(plan.get("blocked").is_none(), "{plan}");
+    // migrate while one is running: the plan says the control plane would refuse.
+    let run = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-migrating",
+            "--to",
+            "gcp",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("would NOT start"), "{}", run.stdout);
+    assert!(sim.count_requests("GET", "/tenant/workspaces/ws-migrating") >= 1);
+    assert_eq!(
+        changes(&sim),
+        Vec::<String>::new(),
+        "no POST or PATCH at all"
+    );
+    // A real run afterwards does what the plan said: stop, then start.
+    let run = fleet(&sim, &["coder", "update", "dev", "-o", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(builds_of(&sim, "alice/dev"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_input_exits_2_having_sent_nothing() {
+    let sim = sim(100.0).await;
+    for args in [
+        vec!["coder", "update", "dev", "api-server", "--parallel", "0"],
+        vec!["coder", "update", "dev", "--parallel", "65"],
+        vec!["coder", "update", "--all-outdated", "dev"],
+        vec![
+            "coder",
+            "update",
+            "--template",
+            "docker-dev",
+            "--all-outdated",
+        ],
+        vec!["coder", "update"],
+        vec!["coder", "update", "dev", "bad/name/x"],
+        vec!["coder", "update", "dev", "api-server", "--all-owners"],
+        vec!["coder", "update", "--template", "no such"],
+        vec![
+            "molecule",
+            "migration-status",
+            "ws-aws-demo",
+            "a/b",
+            "--wait",
+        ],
+    ] {
+        let run = fleet(&sim, &args).await;
+        assert_eq!(run.code, 2, "{args:?}: {}\n{}", run.stdout, run.stderr);
+    }
+    assert_eq!(
+        sim.requests().len(),
+        0,
+        "nothing was sent: {:?}",
+        sim.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_status_over_several_workspaces_waits_for_all_and_exits_with_the_worst() {
+    let sim = sim(600.0).await;
+    let molecule = MoleculeClient::new(&sim.molecule_config()).unwrap();
+    let mut start = MigrateRequest::new("ws-fails-migration", Provider::Gcp);
+    start.from = Some(Provider::Aws);
+    start.confirm = true;
+    molecule.migrate_provider(&start).await.expect("started");
+    let run = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migration-status",
+            "ws-migrating",
+            "ws-fails-migration",
+            "ws-migrated",
+            "ws-aws-demo",
+            "ws-migrating",
+            "--wait",
+            "--timeout",
+            "30s",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "one failed → 1\n{}", run.stderr);
+    let batch = run.json();
+    let got: Vec<(String, String)> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["workspace_id"].as_str().unwrap().to_string(),
+                r["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        pairs(&[
+            ("ws-migrating", "completed"),
+            ("ws-fails-migration", "failed"),
+            ("ws-migrated", "completed"),
+            ("ws-aws-demo", "never_migrated"),
+        ]),
+        "duplicates read once"
+    );
+    assert_eq!(batch["results"][1]["state"], "failed");
+    assert_eq!(batch["exit_code"], 1);
+    // Text: a table and each workspace's sentence.
+    let run = fleet(
+        &sim,
+        &["molecule", "migration-status", "ws-migrated", "ws-aws-demo"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with("WORKSPACE_ID"), "{}", run.stdout);
+    assert!(run.stdout.contains("never migrated"), "{}", run.stdout);
+    assert!(run.stdout.contains("aws → gcp"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_outranks_a_failure_in_the_exit_code() {
+    // At 20x a migration takes ~50 s: one second of waiting times out.
+    let sim = sim(20.0).await;
+    let molecule = MoleculeClient::new(&sim.molecule_config()).unwrap();
+    let mut start = MigrateRequest::new("ws-aws-demo", Provider::Hetzner);
+    start.from = Some(Provider::Aws);
+    start.confirm = true;
+    molecule.migrate_provider(&start).await.expect("started");
+    let run = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migration-status",
+            "ws-aws-demo",
+            "ws-migrated",
+            "--wait",
+            "--timeout",
+            "1s",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let batch = run.json();
+    assert_eq!(batch["results"][0]["verdict"], "timed_out");
+    assert_eq!(batch["results"][1]["verdict"], "completed");
+    assert_eq!(fleet::molecule::worst_exit_code([0, 1, 3, 1]), 3);
+    assert_eq!(fleet::molecule::worst_exit_code([1, 130, 3]), 130);
+    assert_eq!(fleet::molecule::worst_exit_code([0, 1]), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_keeps_at_most_parallel_workspaces_in_flight_and_never_one_twice() {
+    let sim = sim(100.0).await;
+    let coder = CoderClient::new(&sim.coder_config()).unwrap();
+    let dev_id = sim.coder_workspace_id("alice/dev").unwrap();
+    let refs: Vec<WorkspaceRef> = [
+        "dev",
+        "alice/dev",
+        &dev_id.to_string(),
+        "api-server",
+        "slow-box",
+        "flaky",
+        "bob/dev",
+    ]
+    .iter()
+    .map(|r| WorkspaceRef::parse(r).unwrap())
+    .collect();
+    let mut update = UpdateOptions::default();
+    update.poll.initial = Duration::from_millis(10);
+    update.poll.max = Duration::from_millis(20);
+    let options = FleetOptions {
+        parallel: 2,
+        update,
+        ..FleetOptions::default()
+    };
+    let state = Arc::new(Mutex::new((0usize, 0usize, Vec::<String>::new())));
+    let s = state.clone();
+    let report = coder
+        .update_many(
+            &Selection::Named(refs),
+            &options,
+            &CancellationToken::new(),
+            move |e| {
+                let mut g = s.lock().unwrap();
+                match e {
+                    FleetEvent::Began { workspace, .. } => {
+                        g.0 += 1;
+                        g.1 = g.1.max(g.0);
+                        g.2.push(workspace);
+                    }
+                    FleetEvent::Finished { .. } => g.0 -= 1,
+                    _ => {}
+                }
+            },
+        )
+        .await
+        .expect("a report");
+    let (_, max_in_flight, began) = state.lock().unwrap().clone();
+    assert_eq!(max_in_flight, 2, "parallel 2");
+    assert_eq!(
+        report.total, 5,
+        "alice/dev named three ways is updated once"
+    );
+    assert_eq!(began.iter().filter(|w| *w == "alice/dev").count(), 1);
+    assert_eq!(builds_of(&sim, "alice/dev"), 2);
+    assert_eq!(report.failed, 0, "{:?}", report.results);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_exits_130_and_says_each_in_flight_workspace_state() {
+    // slow-box builds take 10x longer: at 10x a stop takes ~5 s.
+    let sim = sim(10.0).await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
+    cmd.args([
+        "coder",
+        "update",
+        "slow-box",
+        "dev",
+        "api-server",
+        "flaky",
+        "--parallel",
+        "1",
+        "-o",
+        "json",
+    ])
+    .env_clear()
+    .envs(sim.env_vars())
+    .env("FLEET_POLL_INTERVAL_MS", "20")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("fleet starts");
+    let pid = child.id().expect("a pid");
+    // Wait until slow-box's stop build exists.
+    let slow = sim.coder_workspace_id("alice/slow-box").unwrap();
+    let path = format!("/api/v2/workspaces/{slow}/builds");
+    let began = std::time::Instant::now();
+    while sim.count_requests("POST", &path) == 0 && began.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sim.count_requests("POST", &path), 1, "the stop was created");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("fleet ends soon after Ctrl-C")
+        .expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).expect("the final JSON");
+    assert_eq!(
+        verdicts(&report),
+        pairs(&[
+            ("alice/slow-box", "left_stopped"),
+            ("alice/dev", "not_started"),
+            ("alice/api-server", "not_started"),
+            ("alice/flaky", "not_started"),
+        ])
+    );
+    let slow_box = &report["results"][0];
+    assert!(
+        slow_box["message"]
+            .as_str()
+            .unwrap()
+            .contains("left stopped"),
+        "{slow_box}"
+    );
+    assert!(
+        slow_box["finish_command"]
+            .as_str()
+            .unwrap()
+            .starts_with("fleet coder update alice/slow-box"),
+        "{slow_box}"
+    );
+    assert_eq!(
+        builds_of(&sim, "alice/dev"),
+        0,
+        "nothing started after Ctrl-C"
+    );
+}

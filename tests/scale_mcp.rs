@@ -1,0 +1,226 @@
+//! `update_agents` through a real MCP client (rmcp over the built `fleet-mcp`'s stdio) against
+//! the simulator: verdicts per workspace, one progress stream (workspaces done of total),
+//! dry runs that change nothing, invalid input, annotations.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use fleet::sim::{RunningSim, SimOptions, Simulator};
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam,
+        ProgressToken, RequestMetaObject,
+    },
+    service::{NotificationContext, RunningService},
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+struct Client {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for Client {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params);
+    }
+}
+
+async fn connect(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20");
+    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
+    let handler = Client::default();
+    let running = handler
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP handshake");
+    (running, handler)
+}
+
+async fn call(client: &RunningService<RoleClient, Client>, args: Value) -> CallToolResult {
+    let mut params = CallToolRequestParams::new("update_agents".to_string())
+        .with_arguments(args.as_object().unwrap().clone());
+    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::Number(11),
+    )));
+    tokio::time::timeout(Duration::from_secs(60), client.call_tool(params))
+        .await
+        .expect("answered within a minute")
+        .expect("the call is answered")
+}
+
+fn verdicts(result: &CallToolResult) -> Vec<(String, String)> {
+    let report = result
+        .structured_content
+        .as_ref()
+        .expect("structured output");
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["workspace"].as_str().unwrap().to_string(),
+                r["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn text_of(r: &CallToolResult) -> String {
+    serde_json::to_string(&r.content).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
+    let sim = Simulator::start(SimOptions {
+        speed: 100.0,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, handler) = connect(&sim).await;
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let tool = tools
+        .iter()
+        .find(|t| t.name == "update_agents")
+        .expect("update_agents is listed");
+    let a = tool.annotations.as_ref().expect("annotations");
+    assert_eq!(a.destructive_hint, Some(true));
+    assert_eq!(a.read_only_hint, Some(false));
+    let schema =
+        serde_json::to_value(tool.output_schema.as_ref().expect("an output schema")).unwrap();
+    assert!(schema.to_string().contains("verdict"), "{schema}");
+
+    let result = call(
+        &client,
+        json!({"agent_names": ["dev", "ml-notebook", "api-server"], "parallel": 2}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(false), "{}", text_of(&result));
+    assert_eq!(
+        verdicts(&result),
+        [
+            ("alice/dev".to_string(), "updated".to_string()),
+            ("alice/ml-notebook".to_string(), "failed".to_string()),
+            ("alice/api-server".to_string(), "updated".to_string()),
+        ]
+    );
+    let report = result.structured_content.as_ref().unwrap();
+    assert_eq!(report["failed"], 1);
+    assert!(
+        report["results"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cuda-13-broken")
+    );
+
+    // Notifications may trail the answer a little.
+    let began = Instant::now();
+    loop {
+        let done = handler
+            .progress
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.progress >= 3.0);
+        if done || began.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // rmcp's client may hand notifications to the handler out of order: sort them by value.
+    // The server sends strictly increasing values, so no two may be equal.
+    let mut progress = handler.progress.lock().unwrap().clone();
+    progress.sort_by(|a, b| a.progress.total_cmp(&b.progress));
+    let messages: Vec<String> = progress.iter().filter_map(|p| p.message.clone()).collect();
+    assert!(progress.len() >= 6, "{messages:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0].progress < w[1].progress),
+        "progress values are distinct (strictly increasing as sent): {:?}",
+        progress.iter().map(|p| p.progress).collect::<Vec<_>>()
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|p| p.total.is_none() || p.total == Some(3.0))
+    );
+    assert!(
+        progress.iter().skip(1).all(|p| p.total == Some(3.0)),
+        "total = count"
+    );
+    assert_eq!(progress.last().unwrap().progress, 3.0, "ends at 3 of 3");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p.progress_token == progress[0].progress_token),
+        "one stream"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("[alice/dev] stop build")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("[alice/ml-notebook] failed")),
+        "{messages:?}"
+    );
+
+    // A dry run over a selection: plans, no change.
+    sim.clear_requests();
+    let result = call(&client, json!({"all_outdated": true, "dry_run": true})).await;
+    assert_eq!(result.is_error, Some(false), "{}", text_of(&result));
+    // dev and api-server are current now; ml-notebook's failed build is on the active version.
+    let v = verdicts(&result);
+    let names: Vec<&str> = v.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alice/secure-shell", "alice/slow-box", "alice/flaky"]
+    );
+    assert!(v.iter().all(|(_, v)| v == "would_change"), "{v:?}");
+    let report = result.structured_content.as_ref().unwrap();
+    assert_eq!(
+        report["results"][0]["dry_run"]["builds"][0]["transition"],
+        "stop"
+    );
+    assert!(
+        sim.requests().iter().all(|r| r.method == "GET"),
+        "dry run: GETs only"
+    );
+
+    // Invalid input: a tool error, nothing sent.
+    sim.clear_requests();
+    for args in [
+        json!({}),
+        json!({"agent_names": ["dev"], "all_outdated": true}),
+        json!({"agent_names": ["dev"], "parallel": 0}),
+        json!({"template": "docker-dev", "parallel": 1000}),
+        json!({"agent_names": ["bad/name/x"]}),
+    ] {
+        let result = call(&client, args.clone()).await;
+        assert_eq!(result.is_error, Some(true), "{args}");
+        assert!(
+            text_of(&result).contains("invalid_input"),
+            "{args}: {}",
+            text_of(&result)
+        );
+    }
+    assert_eq!(sim.requests().len(), 0, "nothing sent");
+    client.cancel().await.ok();
+}
