@@ -225,7 +225,11 @@ async fn update_agent_sends_progress_and_returns_structured_output() {
     while handler.progress.lock().unwrap().len() < 7 && began.elapsed() < Duration::from_secs(3) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let progress = handler.progress.lock().unwrap().clone();
+    let mut progress = handler.progress.lock().unwrap().clone();
+    // rmcp's client runs each notification handler in its own task, so the handler may see
+    // them out of wire order (tests/mcp-clients/drive.py checks the wire order with the
+    // Python client). Order by progress; the values must still be distinct.
+    progress.sort_by(|a, b| a.progress.total_cmp(&b.progress));
     let messages: Vec<String> = progress
         .iter()
         .map(|p| p.message.clone().unwrap_or_default())

@@ -327,9 +327,7 @@ fn wait_without_a_terminal_prints_plain_progress_lines() {
     );
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains(
-            "completed (step 6 of 6) — the workspace now runs on the target cloud"
-        ),
+        stdout.contains("completed (step 6 of 6) — the workspace now runs on the target cloud"),
         "{stdout}"
     );
 }

@@ -399,7 +399,11 @@ async fn wait_sends_progress_on_each_state_change_and_returns_the_final_status()
     while collector.progress.lock().unwrap().len() < 7 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let progress = collector.progress.lock().unwrap().clone();
+    let mut progress = collector.progress.lock().unwrap().clone();
+    // rmcp's client runs each notification handler in its own task, so the handler may see
+    // them out of wire order (tests/mcp-clients/drive.py checks the wire order with the
+    // Python client). Order by progress; the values must still be distinct.
+    progress.sort_by(|a, b| a.progress.total_cmp(&b.progress));
     let messages: Vec<String> = progress
         .iter()
         .map(|p| p.message.clone().unwrap_or_default())
