@@ -148,11 +148,11 @@ minutes; sends progress notifications; cancelling leaves the workspace stopped a
             ..self.update_options()
         };
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
-        client
+        let result = client
             .update_workspace(&workspace, version, &options, &ctx.ct, forward(&progress))
-            .await
-            .map(Json)
-            .map_err(tool_error)
+            .await;
+        progress.flush().await;
+        result.map(Json).map_err(tool_error)
     }
 
     #[tool(
@@ -236,11 +236,11 @@ starts no more workspaces and says each in-flight one's state.",
             dry_run: p.dry_run.unwrap_or(false),
         };
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
-        client
+        let result = client
             .update_many(&selection, &options, &ctx.ct, forward_batch(&progress))
-            .await
-            .map(Json)
-            .map_err(tool_error)
+            .await;
+        progress.flush().await;
+        result.map(Json).map_err(tool_error)
     }
 
     #[tool(
@@ -263,16 +263,16 @@ start with the same parameter values, wait until it runs. Takes minutes; sends p
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let client = self.coder()?;
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
-        client
+        let result = client
             .restart_workspace(
                 &workspace,
                 &self.update_options(),
                 &ctx.ct,
                 forward(&progress),
             )
-            .await
-            .map(Json)
-            .map_err(tool_error)
+            .await;
+        progress.flush().await;
+        result.map(Json).map_err(tool_error)
     }
 
     #[tool(

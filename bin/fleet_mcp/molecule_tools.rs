@@ -233,6 +233,7 @@ never_migrated, or still_running (call again). Cancelling stops the wait only; t
                 latest = Some(event.report);
             })
             .await;
+        progress.flush().await;
         let waited_seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(report) if !report.migrated => Ok(Json(WaitResult {

@@ -88,16 +88,20 @@ pub fn tool_error(e: fleet::Error) -> String {
 /// Sends progress notifications in order, when the client asked for them (sent a token).
 pub struct Progress {
     tx: Option<mpsc::UnboundedSender<(f64, Option<f64>, String)>>,
+    forwarder: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
     /// Starts forwarding; without a progress token, notifications are dropped.
     pub fn new(peer: Peer<RoleServer>, token: Option<ProgressToken>) -> Self {
         let Some(token) = token else {
-            return Progress { tx: None };
+            return Progress {
+                tx: None,
+                forwarder: None,
+            };
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<(f64, Option<f64>, String)>();
-        tokio::spawn(async move {
+        let forwarder = tokio::spawn(async move {
             while let Some((progress, total, message)) = rx.recv().await {
                 let mut param =
                     ProgressNotificationParam::new(token.clone(), progress).with_message(message);
@@ -109,7 +113,20 @@ impl Progress {
                 }
             }
         });
-        Progress { tx: Some(tx) }
+        Progress {
+            tx: Some(tx),
+            forwarder: Some(forwarder),
+        }
+    }
+
+    /// Sends what is still queued, so that every notification goes out before the tool's
+    /// result (a client ignores progress for a request it has answered). Gives up after 5 s
+    /// if the client does not read.
+    pub async fn flush(mut self) {
+        self.tx = None;
+        if let Some(forwarder) = self.forwarder.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forwarder).await;
+        }
     }
 
     /// Queues one notification. `progress` must increase from one call to the next.

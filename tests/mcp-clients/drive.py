@@ -27,6 +27,7 @@ EXPECTED = {
     "get_workspace_migration_status": "read_only",
     "wait_for_workspace_migration": "read_only",
     "update_agent": "destructive",
+    "update_agents": "destructive",
     "restart_agent": "destructive",
     "list_agents": "read_only",
     "show_agent": "read_only",
@@ -122,6 +123,15 @@ async def stdio_session():
             structured(await session.call_tool("restart_agent", {"agent_name": "alice/dev"},
                                                progress_callback=on_progress))
             check(len(progress) >= 4, f"progress notifications during the restart: {progress}")
+            # Several at once: a dry run first (only reads), then two updates in parallel.
+            plan = structured(await session.call_tool("update_agents", {"all_outdated": True, "dry_run": True}))
+            check("alice/api-server" in json.dumps(plan), f"the dry run lists alice/api-server: {plan}")
+            progress.clear()
+            s = structured(await session.call_tool(
+                "update_agents", {"agent_names": ["alice/api-server", "bob/dev"], "parallel": 2},
+                progress_callback=on_progress))
+            check(json.dumps(s).count("updated") >= 2, f"both updated: {s}")
+            check(progress and progress[-1][0] == 2 and progress[-1][1] == 2, f"update_agents progress: {progress}")
             msg = error_text(await session.call_tool("show_agent", {"agent_name": "alice/nope"}))
             check("not_found" in msg or "not found" in msg.lower(), f"unknown agent: {msg}")
             for name in tools:
