@@ -62,7 +62,12 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
     let token_path = token.path().to_str().unwrap().to_string();
     let empty = token_file("\n");
     let empty_path = empty.path().to_str().unwrap().to_string();
-    let missing = tmp.path().join("no-such-token").to_str().unwrap().to_string();
+    let missing = tmp
+        .path()
+        .join("no-such-token")
+        .to_str()
+        .unwrap()
+        .to_string();
 
     let m = |rest: &[&str]| {
         let mut v = vec!["molecule", "migrate-provider"];
@@ -71,37 +76,293 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
     };
     let mut cases = vec![
         // Molecule: provider rules.
-        case("bad --to provider", &["molecule", "migrate-provider", "ws-1", "--to", "azure", "--from", "aws", "--confirm"]),
-        case("bad --from provider", &["molecule", "migrate-provider", "ws-1", "--to", "aws", "--from", "AWS!", "--confirm"]),
-        case("empty --to", &["molecule", "migrate-provider", "ws-1", "--to", "", "--from", "aws", "--confirm"]),
-        case("missing --to", &["molecule", "migrate-provider", "ws-1", "--from", "aws", "--confirm"]),
-        case("same from and to", &["molecule", "migrate-provider", "ws-1", "--to", "aws", "--from", "aws", "--confirm"]),
-        case("same from and to (hetzner)", &["molecule", "migrate-provider", "ws-1", "--to", "hetzner", "--from", "hetzner", "--from-instance-id", "42", "--confirm"]),
-        case("missing confirm, stdin not a terminal", &["molecule", "migrate-provider", "ws-1", "--to", "hetzner", "--from", "aws"]),
-        case("missing confirm, --wait", &["molecule", "migrate-provider", "ws-1", "--to", "gcp", "--from", "aws", "--wait"]),
-        case("missing confirm, from looked up", &["molecule", "migrate-provider", "ws-1", "--to", "gcp"]),
-        case("hetzner source without instance id", &["molecule", "migrate-provider", "ws-1", "--to", "aws", "--from", "hetzner", "--confirm"]),
-        case("gcp source without instance id", &["molecule", "migrate-provider", "ws-1", "--to", "hetzner", "--from", "gcp", "--confirm"]),
-        case("blank instance id", &["molecule", "migrate-provider", "ws-1", "--to", "aws", "--from", "gcp", "--from-instance-id", "  ", "--confirm"]),
-        case("empty workspace id (migrate)", &["molecule", "migrate-provider", "", "--to", "hetzner", "--from", "aws", "--confirm"]),
-        case("blank workspace id (migrate)", &["molecule", "migrate-provider", "   ", "--to", "hetzner", "--from", "aws", "--confirm"]),
-        case("workspace id with a slash", &["molecule", "migrate-provider", "ws/../admin", "--to", "hetzner", "--from", "aws", "--confirm"]),
-        case("workspace id with a control char", &["molecule", "migrate-provider", "ws-1\u{7}", "--to", "hetzner", "--from", "aws", "--confirm"]),
-        case("empty workspace id (status)", &["molecule", "migration-status", ""]),
-        case("slash in workspace id (status --wait)", &["molecule", "migration-status", "a/b", "--wait"]),
+        case(
+            "bad --to provider",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "azure",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "bad --from provider",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "aws",
+                "--from",
+                "AWS!",
+                "--confirm",
+            ],
+        ),
+        case(
+            "empty --to",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "missing --to",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "same from and to",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "aws",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "same from and to (hetzner)",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "hetzner",
+                "--from",
+                "hetzner",
+                "--from-instance-id",
+                "42",
+                "--confirm",
+            ],
+        ),
+        case(
+            "missing confirm, stdin not a terminal",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "hetzner",
+                "--from",
+                "aws",
+            ],
+        ),
+        case(
+            "missing confirm, --wait",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "gcp",
+                "--from",
+                "aws",
+                "--wait",
+            ],
+        ),
+        case(
+            "missing confirm, from looked up",
+            &["molecule", "migrate-provider", "ws-1", "--to", "gcp"],
+        ),
+        case(
+            "hetzner source without instance id",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "aws",
+                "--from",
+                "hetzner",
+                "--confirm",
+            ],
+        ),
+        case(
+            "gcp source without instance id",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "hetzner",
+                "--from",
+                "gcp",
+                "--confirm",
+            ],
+        ),
+        case(
+            "blank instance id",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "aws",
+                "--from",
+                "gcp",
+                "--from-instance-id",
+                "  ",
+                "--confirm",
+            ],
+        ),
+        case(
+            "empty workspace id (migrate)",
+            &[
+                "molecule",
+                "migrate-provider",
+                "",
+                "--to",
+                "hetzner",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "blank workspace id (migrate)",
+            &[
+                "molecule",
+                "migrate-provider",
+                "   ",
+                "--to",
+                "hetzner",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "workspace id with a slash",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws/../admin",
+                "--to",
+                "hetzner",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "workspace id with a control char",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1\u{7}",
+                "--to",
+                "hetzner",
+                "--from",
+                "aws",
+                "--confirm",
+            ],
+        ),
+        case(
+            "empty workspace id (status)",
+            &["molecule", "migration-status", ""],
+        ),
+        case(
+            "slash in workspace id (status --wait)",
+            &["molecule", "migration-status", "a/b", "--wait"],
+        ),
         case("missing workspace id", &["molecule", "migration-status"]),
         // Durations.
-        case("bad duration (migrate)", &["molecule", "migrate-provider", "ws-1", "--to", "hetzner", "--from", "aws", "--confirm", "--wait", "--timeout", "10x"]),
-        case("zero duration", &["molecule", "migration-status", "ws-1", "--wait", "--timeout", "0s"]),
-        case("negative duration", &["molecule", "migration-status", "ws-1", "--wait", "--timeout", "-5m"]),
-        case("--timeout without --wait", &["molecule", "migration-status", "ws-1", "--timeout", "5m"]),
-        case("bad --stop-timeout", &["coder", "update", "alice/dev", "--stop-timeout", "soon"]),
-        case("zero --start-timeout", &["coder", "restart", "alice/dev", "--start-timeout", "0"]),
-        case("bad hidden --poll-max", &["coder", "update", "dev", "--poll-max", "fast"]),
+        case(
+            "bad duration (migrate)",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "hetzner",
+                "--from",
+                "aws",
+                "--confirm",
+                "--wait",
+                "--timeout",
+                "10x",
+            ],
+        ),
+        case(
+            "zero duration",
+            &[
+                "molecule",
+                "migration-status",
+                "ws-1",
+                "--wait",
+                "--timeout",
+                "0s",
+            ],
+        ),
+        case(
+            "negative duration",
+            &[
+                "molecule",
+                "migration-status",
+                "ws-1",
+                "--wait",
+                "--timeout",
+                "-5m",
+            ],
+        ),
+        case(
+            "--timeout without --wait",
+            &["molecule", "migration-status", "ws-1", "--timeout", "5m"],
+        ),
+        case(
+            "bad --stop-timeout",
+            &["coder", "update", "alice/dev", "--stop-timeout", "soon"],
+        ),
+        case(
+            "zero --start-timeout",
+            &["coder", "restart", "alice/dev", "--start-timeout", "0"],
+        ),
+        case(
+            "bad hidden --poll-max",
+            &["coder", "update", "dev", "--poll-max", "fast"],
+        ),
         // Coder references.
-        case("malformed template version UUID", &["coder", "update", "alice/dev", "--template-version", "v2-latest"]),
-        case("truncated UUID", &["coder", "template-version", "0b7a8f54-3c1d-4e8b-9a51"]),
-        case("UUID with junk", &["coder", "template-version", "0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a3g"]),
+        case(
+            "malformed template version UUID",
+            &[
+                "coder",
+                "update",
+                "alice/dev",
+                "--template-version",
+                "v2-latest",
+            ],
+        ),
+        case(
+            "truncated UUID",
+            &["coder", "template-version", "0b7a8f54-3c1d-4e8b-9a51"],
+        ),
+        case(
+            "UUID with junk",
+            &[
+                "coder",
+                "template-version",
+                "0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a3g",
+            ],
+        ),
         case("empty template version", &["coder", "template-version", ""]),
         case("empty workspace name (show)", &["coder", "show", ""]),
         case("blank workspace name (update)", &["coder", "update", "  "]),
@@ -113,41 +374,161 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
         case("bad bool", &["coder", "list", "--outdated=maybe"]),
         // Output format, log level, flags.
         case("unknown output format", &["-o", "yaml", "coder", "list"]),
-        case("unknown output format (long)", &["coder", "show", "dev", "--output", "xml"]),
-        case("unknown log level", &["--log-level", "loud", "coder", "list"]),
+        case(
+            "unknown output format (long)",
+            &["coder", "show", "dev", "--output", "xml"],
+        ),
+        case(
+            "unknown log level",
+            &["--log-level", "loud", "coder", "list"],
+        ),
         case("unknown flag", &["coder", "list", "--frobnicate"]),
         case("unknown subcommand", &["frobnicate"]),
         case("unknown coder subcommand", &["coder", "frobnicate"]),
         case("unknown molecule subcommand", &["molecule", "migrate"]),
         case("no subcommand", &[]),
         case("bad completion shell", &["completions", "tcsh"]),
-        case("bad --sim-speed", &["--sim", "--sim-speed", "-1", "coder", "list"]),
-        case("zero --sim-speed", &["--sim", "--sim-speed", "0", "coder", "list"]),
+        case(
+            "bad --sim-speed",
+            &["--sim", "--sim-speed", "-1", "coder", "list"],
+        ),
+        case(
+            "zero --sim-speed",
+            &["--sim", "--sim-speed", "0", "coder", "list"],
+        ),
         // Tokens.
-        case("token and token file together (CP)", &["--cp-admin-token", "x", "--cp-admin-token-file", &token_path, "molecule", "migration-status", "ws-1"]),
-        case("token and token file together (Coder)", &["--coder-session-token", "x", "--coder-session-token-file", &token_path, "coder", "list"]),
-        case("key and key file together (tenant)", &["--molecule-org-api-key", "x", "--molecule-org-api-key-file", &token_path, "molecule", "migration-status", "ws-1"]),
-        case("missing token file", &["--coder-session-token-file", &missing, "coder", "list"]),
-        case("empty token file", &["--cp-admin-token-file", &empty_path, "molecule", "migration-status", "ws-1"]),
-        case_env("token with a control character", &["coder", "list"], &[("CODER_SESSION_TOKEN", "abc\u{1}def")]),
+        case(
+            "token and token file together (CP)",
+            &[
+                "--cp-admin-token",
+                "x",
+                "--cp-admin-token-file",
+                &token_path,
+                "molecule",
+                "migration-status",
+                "ws-1",
+            ],
+        ),
+        case(
+            "token and token file together (Coder)",
+            &[
+                "--coder-session-token",
+                "x",
+                "--coder-session-token-file",
+                &token_path,
+                "coder",
+                "list",
+            ],
+        ),
+        case(
+            "key and key file together (tenant)",
+            &[
+                "--molecule-org-api-key",
+                "x",
+                "--molecule-org-api-key-file",
+                &token_path,
+                "molecule",
+                "migration-status",
+                "ws-1",
+            ],
+        ),
+        case(
+            "missing token file",
+            &["--coder-session-token-file", &missing, "coder", "list"],
+        ),
+        case(
+            "empty token file",
+            &[
+                "--cp-admin-token-file",
+                &empty_path,
+                "molecule",
+                "migration-status",
+                "ws-1",
+            ],
+        ),
+        case_env(
+            "token with a control character",
+            &["coder", "list"],
+            &[("CODER_SESSION_TOKEN", "abc\u{1}def")],
+        ),
         // Configuration: URLs and missing settings.
-        case_env("CP URL not a URL", &["molecule", "migration-status", "ws-1"], &[("MOLECULE_CP_URL", "not a url")]),
-        case_env("CP URL with ftp scheme", &["molecule", "migration-status", "ws-1"], &[("MOLECULE_CP_URL", "ftp://127.0.0.1/")]),
-        case_env("CP URL http to a remote host", &["molecule", "migration-status", "ws-1"], &[("MOLECULE_CP_URL", "http://10.1.2.3:8080")]),
-        case_env("tenant URL http to a remote host", &["molecule", "migrate-provider", "ws-1", "--to", "gcp", "--confirm"], &[("MOLECULE_API_URL", "http://tenant.example.com")]),
-        case_env("Coder URL not a URL", &["coder", "list"], &[("CODER_URL", "://nohost")]),
-        case_env("Coder URL http to a remote host", &["coder", "show", "dev"], &[("CODER_URL", "http://coder.example.com")]),
-        case_env("Coder URL without host", &["coder", "list"], &[("CODER_URL", "https://")]),
-        case_env("Coder not configured", &["coder", "list"], &[("CODER_URL", ""), ("CODER_SESSION_TOKEN", "")]),
-        case_env("Coder token missing", &["coder", "show", "dev"], &[("CODER_SESSION_TOKEN", "")]),
-        case_env("CP token missing", &["molecule", "migration-status", "ws-1"], &[("CP_ADMIN_API_TOKEN", "")]),
-        case_env("bad FLEET_OUTPUT", &["coder", "list"], &[("FLEET_OUTPUT", "table")]),
+        case_env(
+            "CP URL not a URL",
+            &["molecule", "migration-status", "ws-1"],
+            &[("MOLECULE_CP_URL", "not a url")],
+        ),
+        case_env(
+            "CP URL with ftp scheme",
+            &["molecule", "migration-status", "ws-1"],
+            &[("MOLECULE_CP_URL", "ftp://127.0.0.1/")],
+        ),
+        case_env(
+            "CP URL http to a remote host",
+            &["molecule", "migration-status", "ws-1"],
+            &[("MOLECULE_CP_URL", "http://10.1.2.3:8080")],
+        ),
+        case_env(
+            "tenant URL http to a remote host",
+            &[
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "gcp",
+                "--confirm",
+            ],
+            &[("MOLECULE_API_URL", "http://tenant.example.com")],
+        ),
+        case_env(
+            "Coder URL not a URL",
+            &["coder", "list"],
+            &[("CODER_URL", "://nohost")],
+        ),
+        case_env(
+            "Coder URL http to a remote host",
+            &["coder", "show", "dev"],
+            &[("CODER_URL", "http://coder.example.com")],
+        ),
+        case_env(
+            "Coder URL without host",
+            &["coder", "list"],
+            &[("CODER_URL", "https://")],
+        ),
+        case_env(
+            "Coder not configured",
+            &["coder", "list"],
+            &[("CODER_URL", ""), ("CODER_SESSION_TOKEN", "")],
+        ),
+        case_env(
+            "Coder token missing",
+            &["coder", "show", "dev"],
+            &[("CODER_SESSION_TOKEN", "")],
+        ),
+        case_env(
+            "CP token missing",
+            &["molecule", "migration-status", "ws-1"],
+            &[("CP_ADMIN_API_TOKEN", "")],
+        ),
+        case_env(
+            "bad FLEET_OUTPUT",
+            &["coder", "list"],
+            &[("FLEET_OUTPUT", "table")],
+        ),
     ];
     // The same bad inputs with JSON output: still exit 2, one error line on stderr.
     cases.push(Case {
         name: "same from and to, -o json",
         args: {
-            let mut v = m(&["ws-1", "--to", "gcp", "--from", "gcp", "--from-instance-id", "1", "--confirm"]);
+            let mut v = m(&[
+                "ws-1",
+                "--to",
+                "gcp",
+                "--from",
+                "gcp",
+                "--from-instance-id",
+                "1",
+                "--confirm",
+            ]);
             v.push("-o".into());
             v.push("json".into());
             v
@@ -169,10 +550,17 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
         let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
         let run = run_fleet(&args, &env);
         assert_one_reason(c.name, &run);
-        assert_eq!(run.leaks(), None, "case {}: a token leaked: {}", c.name, run.show());
+        assert_eq!(
+            run.leaks(),
+            None,
+            "case {}: a token leaked: {}",
+            c.name,
+            run.show()
+        );
         let requests = catch_all.calls_async().await;
         assert_eq!(
-            requests, requests_before,
+            requests,
+            requests_before,
             "case {}: sent {} request(s): {}",
             c.name,
             requests - requests_before,
@@ -187,8 +575,15 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
 
 #[test]
 fn the_default_cp_url_is_https() {
-    assert_eq!(fleet::config::DEFAULT_MOLECULE_CP_URL, "https://api.moleculesai.app");
-    assert!(fleet::MoleculeConfig::default().cp_url.starts_with("https://"));
+    assert_eq!(
+        fleet::config::DEFAULT_MOLECULE_CP_URL,
+        "https://api.moleculesai.app"
+    );
+    assert!(
+        fleet::MoleculeConfig::default()
+            .cp_url
+            .starts_with("https://")
+    );
     // The CLI says so too.
     let help = run_fleet(&["--help"], &[]);
     assert_eq!(help.code, 0);
@@ -204,7 +599,13 @@ fn without_a_cp_url_fleet_goes_to_the_https_default() {
     // No MOLECULE_CP_URL: the client is built for the https default. Resolving it may fail
     // here (no network), but fleet never refuses it as insecure nor talks plain http.
     let run = run_fleet(
-        &["--log-level", "debug", "molecule", "migration-status", "ws-1"],
+        &[
+            "--log-level",
+            "debug",
+            "molecule",
+            "migration-status",
+            "ws-1",
+        ],
         &[("CP_ADMIN_API_TOKEN", CP_MARKER)],
     );
     assert!(!run.stderr.contains("http://"), "{}", run.show());
@@ -218,7 +619,10 @@ async fn plain_http_is_refused_off_loopback_unless_insecure_http() {
     // error, exit 1); without, it refuses before sending anything (exit 2).
     for (var, args) in [
         ("CODER_URL", vec!["coder", "list"]),
-        ("MOLECULE_CP_URL", vec!["molecule", "migration-status", "ws-1"]),
+        (
+            "MOLECULE_CP_URL",
+            vec!["molecule", "migration-status", "ws-1"],
+        ),
     ] {
         let env = [
             (var, "http://fleet-test.invalid:1"),
@@ -227,13 +631,26 @@ async fn plain_http_is_refused_off_loopback_unless_insecure_http() {
         ];
         let refused = run_fleet(&args, &env);
         assert_one_reason(var, &refused);
-        assert!(refused.stderr.contains("--insecure-http"), "{}", refused.show());
+        assert!(
+            refused.stderr.contains("--insecure-http"),
+            "{}",
+            refused.show()
+        );
 
         let mut insecure = vec!["--insecure-http"];
         insecure.extend(&args);
         let tried = run_fleet(&insecure, &env);
-        assert_eq!(tried.code, 1, "{var} with --insecure-http is tried: {}", tried.show());
-        assert!(!tried.stderr.contains("--insecure-http"), "{}", tried.show());
+        assert_eq!(
+            tried.code,
+            1,
+            "{var} with --insecure-http is tried: {}",
+            tried.show()
+        );
+        assert!(
+            !tried.stderr.contains("--insecure-http"),
+            "{}",
+            tried.show()
+        );
         assert_eq!(tried.leaks(), None);
     }
 }

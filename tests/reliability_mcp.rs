@@ -59,16 +59,51 @@ fn wrong_type(rng: &mut Rng, ty: &str) -> Value {
     let deep = {
         let mut v = json!("leaf");
         for i in 0..(1 + rng.below(40)) {
-            v = if i % 2 == 0 { json!([v]) } else { json!({"k": v}) };
+            v = if i % 2 == 0 {
+                json!([v])
+            } else {
+                json!({"k": v})
+            };
         }
         v
     };
     let choices: Vec<Value> = match ty {
-        "string" => vec![json!(5), json!(-1.5), json!(true), json!(null), json!(["a"]), json!({"a": 1}), deep],
-        "bool" => vec![json!("true"), json!(1), json!(0), json!([true]), json!({"v": true}), json!("yes"), deep],
-        _ => vec![json!("10"), json!(-1), json!(1.5), json!(1e30), json!(true), json!([1]), json!(18446744073709551616u128.to_string()), deep],
+        "string" => vec![
+            json!(5),
+            json!(-1.5),
+            json!(true),
+            json!(null),
+            json!(["a"]),
+            json!({"a": 1}),
+            deep,
+        ],
+        "bool" => vec![
+            json!("true"),
+            json!(1),
+            json!(0),
+            json!([true]),
+            json!({"v": true}),
+            json!("yes"),
+            deep,
+        ],
+        _ => vec![
+            json!("10"),
+            json!(-1),
+            json!(1.5),
+            json!(1e30),
+            json!(true),
+            json!([1]),
+            json!(18446744073709551616u128.to_string()),
+            deep,
+        ],
     };
-    rng.pick(&choices).clone()
+    loop {
+        // null is a valid value of an optional field: never pick it.
+        let v = rng.pick(&choices).clone();
+        if !v.is_null() {
+            return v;
+        }
+    }
 }
 
 /// A string that is invalid wherever a workspace id or name is expected.
@@ -89,8 +124,8 @@ fn bad_name(rng: &mut Rng) -> String {
 }
 
 fn bad_uuid(rng: &mut Rng) -> String {
+    // (Not "": update_agent reads an empty template_version_id as "the active version".)
     rng.pick(&[
-        "",
         "v2-latest",
         "0b7a8f54-3c1d-4e8b-9a51",
         "0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a3g",
@@ -117,7 +152,10 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
                     a.remove("to");
                 }
                 2 => {
-                    a.insert("to".into(), json!(rng.pick(&["azure", "AWS", "", "aws ", "digitalocean"])));
+                    a.insert(
+                        "to".into(),
+                        json!(rng.pick(&["azure", "AWS", "", "aws ", "digitalocean"])),
+                    );
                 }
                 3 => {
                     a.insert("from".into(), wrong_type(rng, "string"));
@@ -138,7 +176,10 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
                     a.insert("to".into(), json!("aws"));
                 }
                 _ => {
-                    a.insert("workspace_id".into(), json!(bad_name(rng).replace(' ', "/")));
+                    a.insert(
+                        "workspace_id".into(),
+                        json!(bad_name(rng).replace(' ', "/")),
+                    );
                 }
             }
         }
@@ -155,7 +196,9 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
                     a.insert("timeout_seconds".into(), wrong_type(rng, "u64"));
                 }
                 _ => {
-                    let id = rng.pick(&["", "  ", "a/b", "x\u{1}y", "../admin"]).to_string();
+                    let id = rng
+                        .pick(&["", "  ", "a/b", "x\u{1}y", "../admin"])
+                        .to_string();
                     a.insert("workspace_id".into(), json!(id));
                 }
             }
@@ -183,9 +226,12 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
         "list_agents" => {
             a.insert("outdated".into(), wrong_type(rng, "bool"));
         }
-        _ => match rng.below(3) {
+        _ => match rng.below(4) {
             0 => {}
             1 => {
+                a.insert("template_version_id".into(), json!(""));
+            }
+            2 => {
                 a.insert("template_version_id".into(), wrong_type(rng, "string"));
             }
             _ => {
@@ -195,7 +241,10 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
     }
     // Junk next to it, sometimes.
     if rng.below(3) == 0 {
-        a.insert("unexpected".into(), json!({"nested": [1, {"deeper": [null, "x"]}]}));
+        a.insert(
+            "unexpected".into(),
+            json!({"nested": [1, {"deeper": [null, "x"]}]}),
+        );
     }
     a
 }
@@ -215,17 +264,23 @@ struct Mcp {
     child: Child,
     stdin: ChildStdin,
     answers: mpsc::UnboundedReceiver<Value>,
+    /// Answers read while looking for another one, by numeric id.
+    seen: HashMap<u64, Value>,
     stderr: tokio::task::JoinHandle<String>,
 }
 
 async fn start(base: &str) -> Mcp {
+    start_with(base, base).await
+}
+
+async fn start_with(base: &str, coder: &str) -> Mcp {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
         .env_clear()
         .env("MOLECULE_CP_URL", base)
         .env("CP_ADMIN_API_TOKEN", CP_MARKER)
         .env("MOLECULE_API_URL", base)
         .env("MOLECULE_ORG_API_KEY", ORG_MARKER)
-        .env("CODER_URL", base)
+        .env("CODER_URL", coder)
         .env("CODER_SESSION_TOKEN", CODER_MARKER)
         .env("FLEET_POLL_INTERVAL_MS", "10")
         .env("FLEET_LOG_LEVEL", "trace")
@@ -243,7 +298,10 @@ async fn start(base: &str) -> Mcp {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             for m in MARKERS {
-                assert!(!line.contains(m), "fleet-mcp wrote a token on stdout: {line}");
+                assert!(
+                    !line.contains(m),
+                    "fleet-mcp wrote a token on stdout: {line}"
+                );
             }
             let v: Value = serde_json::from_str(&line).expect("fleet-mcp writes JSON lines");
             if tx.send(v).is_err() {
@@ -256,19 +314,29 @@ async fn start(base: &str) -> Mcp {
         let _ = stderr_pipe.read_to_string(&mut s).await;
         s
     });
-    let mut mcp = Mcp { child, stdin, answers, stderr };
+    let mut mcp = Mcp {
+        child,
+        stdin,
+        answers,
+        seen: HashMap::new(),
+        stderr,
+    };
     mcp.send(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "storm", "version": "0"}}}).to_string())
         .await;
     let init = mcp.answer_to(&json!("init")).await;
     assert!(init.get("result").is_some(), "{init}");
-    mcp.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    mcp.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .await;
     mcp
 }
 
 impl Mcp {
     async fn send(&mut self, line: &str) {
-        self.stdin.write_all(line.as_bytes()).await.expect("fleet-mcp reads");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("fleet-mcp reads");
         self.stdin.write_all(b"\n").await.expect("fleet-mcp reads");
     }
 
@@ -282,6 +350,9 @@ impl Mcp {
                 .expect("fleet-mcp still running");
             if v.get("id") == Some(id) {
                 return v;
+            }
+            if let Some(n) = v.get("id").and_then(Value::as_u64) {
+                self.seen.insert(n, v);
             }
         }
     }
@@ -298,12 +369,14 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
     let list = server
         .mock_async(|when, then| {
             when.path("/api/v2/workspaces");
-            then.status(200).json_body(json!({"workspaces": [], "count": 0}));
+            then.status(200)
+                .json_body(json!({"workspaces": [], "count": 0}));
         })
         .await;
     let catch_all = server
         .mock_async(|_when, then| {
-            then.status(500).json_body(json!({"message": "no request was expected"}));
+            then.status(500)
+                .json_body(json!({"message": "no request was expected"}));
         })
         .await;
     let mut mcp = start(&server.base_url()).await;
@@ -315,23 +388,45 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
         let (line, e, kind) = match rng.below(20) {
             0..=13 => {
                 let tool = *rng.pick(&TOOLS);
-                (call(id, tool, Value::Object(bad_args(&mut rng, tool))), Expect::ToolError, "bad arguments")
+                (
+                    call(id, tool, Value::Object(bad_args(&mut rng, tool))),
+                    Expect::ToolError,
+                    "bad arguments",
+                )
             }
             14 => {
-                let name = rng.pick(&["", "nope", "list_agents ", "LIST_AGENTS", "tools/list", "\u{0}"]).to_string();
-                (call(id, &name, json!({})), Expect::ProtocolError, "unknown tool")
+                let name = rng
+                    .pick(&[
+                        "",
+                        "nope",
+                        "list_agents ",
+                        "LIST_AGENTS",
+                        "tools/list",
+                        "\u{0}",
+                    ])
+                    .to_string();
+                (
+                    call(id, &name, json!({})),
+                    Expect::ProtocolError,
+                    "unknown tool",
+                )
             }
             15 => {
-                let args = rng.pick(&[json!(5), json!("x"), json!([1, 2]), json!(true)]).clone();
+                let args = rng
+                    .pick(&[json!(5), json!("x"), json!([1, 2]), json!(true)])
+                    .clone();
                 let tool = *rng.pick(&TOOLS);
-                (call(id, tool, args), Expect::Nothing, "non-object arguments")
+                (
+                    call(id, tool, args),
+                    Expect::ProtocolError,
+                    "non-object arguments",
+                )
             }
             16 => {
                 // A known tool with no arguments at all.
                 let tool = *rng.pick(&TOOLS[..5]);
                 let line = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool}}).to_string();
-                let e = if tool == "list_agents" { Expect::ToolError } else { Expect::ToolError };
-                (line, e, "missing arguments")
+                (line, Expect::ToolError, "missing arguments")
             }
             17 => {
                 let junk = rng.pick(&[
@@ -364,7 +459,8 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
         mcp.send(&line).await;
     }
     // It still answers, and a valid call works.
-    mcp.send(&json!({"jsonrpc": "2.0", "id": "after", "method": "tools/list"}).to_string()).await;
+    mcp.send(&json!({"jsonrpc": "2.0", "id": "after", "method": "tools/list"}).to_string())
+        .await;
     let mut seen: HashMap<u64, Value> = HashMap::new();
     let tools = loop {
         let v = tokio::time::timeout(Duration::from_secs(30), mcp.answers.recv())
@@ -389,11 +485,17 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
     mcp.send(&call(N + 1, "list_agents", json!({}))).await;
     let ok = mcp.answer_to(&json!(N + 1)).await;
     assert_eq!(ok["result"]["isError"], json!(false), "{ok}");
+    seen.extend(mcp.seen.drain());
     // Answers to the storm may still be arriving (tools run concurrently): collect them.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let wanted = expect.values().filter(|(e, _)| *e != Expect::Nothing).count();
+    let wanted = expect
+        .values()
+        .filter(|(e, _)| *e != Expect::Nothing)
+        .count();
     while seen.len() < wanted && Instant::now() < deadline {
-        if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(200), mcp.answers.recv()).await {
+        if let Ok(Some(v)) =
+            tokio::time::timeout(Duration::from_millis(200), mcp.answers.recv()).await
+        {
             if let Some(n) = v.get("id").and_then(Value::as_u64) {
                 seen.insert(n, v);
             }
@@ -406,14 +508,31 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
         match e {
             Expect::ToolError => {
                 let a = answer.unwrap_or_else(|| panic!("no answer to {line}"));
-                assert_eq!(a["result"]["isError"], json!(true), "a tool error for {line}: {a}");
-                let text = a["result"]["content"][0]["text"].as_str().unwrap_or_default();
-                assert!(!text.trim().is_empty(), "the tool error says something: {a}");
-                if text.contains("failed to deserialize") || text.contains("invalid arguments") {
+                assert_eq!(
+                    a["result"]["isError"],
+                    json!(true),
+                    "a tool error for {line}: {a}"
+                );
+                let text = a["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(
+                    !text.trim().is_empty(),
+                    "the tool error says something: {a}"
+                );
+                assert!(
+                    !text.contains("no request was expected"),
+                    "rejected only after a request was sent: {line}\n{text}"
+                );
+                // Arguments that do not fit the schema name the argument, in one place
+                // (FleetServer::call_tool), never rmcp's bare serde message.
+                assert!(!text.starts_with("failed to deserialize"), "{text}");
+                if text.contains("invalid arguments for") {
                     assert!(
-                        text.contains('`'),
+                        text.contains("the argument `"),
                         "a bad argument is named: {text}\n for {line}"
                     );
+                    *counts.entry("naming the bad argument").or_default() += 1;
                 }
                 *counts.entry("tool errors").or_default() += 1;
             }
@@ -424,14 +543,18 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
             }
             Expect::Nothing => {
                 if let Some(a) = answer {
-                    assert!(a.get("error").is_some() || a["result"]["isError"] == json!(true), "{line}: {a}");
+                    assert!(
+                        a.get("error").is_some() || a["result"]["isError"] == json!(true),
+                        "{line}: {a}"
+                    );
                 }
                 *counts.entry("ignored or invalid request").or_default() += 1;
             }
         }
     }
     // Nothing of the storm reached a control plane; the one valid call did.
-    assert_eq!(catch_all.calls_async().await, 0, "a bad call sent a request");
+    let stray = catch_all.calls_async().await;
+    assert_eq!(stray, 0, "a bad call sent a request");
     assert_eq!(list.calls_async().await, 1);
     drop(mcp.stdin);
     let status = tokio::time::timeout(Duration::from_secs(10), mcp.child.wait())
@@ -454,26 +577,54 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_mcp_never_returns_or_logs_a_token() {
     // Every tool against a server that echoes the tokens in 401 bodies, and against nothing.
-    let server = MockServer::start_async().await;
-    let text = format!("denied: {CP_MARKER} {ORG_MARKER} {CODER_MARKER}");
-    server
+    // Each control plane echoes the tokens it was sent.
+    let molecule = MockServer::start_async().await;
+    let text = format!("denied: {CP_MARKER} {ORG_MARKER}");
+    molecule
         .mock_async(move |_when, then| {
-            then.status(401).json_body(json!({"message": text, "error": text}));
+            then.status(401)
+                .json_body(json!({"message": text, "error": text}));
+        })
+        .await;
+    let coder = MockServer::start_async().await;
+    let text = format!("denied: {CODER_MARKER}");
+    coder
+        .mock_async(move |_when, then| {
+            then.status(401)
+                .json_body(json!({"message": text, "error": text}));
         })
         .await;
     let dead = format!("http://127.0.0.1:{}", closed_port());
-    for base in [server.base_url(), dead] {
-        let mut mcp = start(&base).await;
+    for (molecule_base, coder_base) in [
+        (molecule.base_url(), coder.base_url()),
+        (dead.clone(), dead),
+    ] {
+        let mut mcp = start_with(&molecule_base, &coder_base).await;
         let valid: Vec<(&str, Value)> = vec![
-            ("migrate_workspace_provider", json!({"workspace_id": "ws-1", "to": "hetzner", "confirm": true})),
-            ("migrate_workspace_provider", json!({"workspace_id": "ws-1", "to": "hetzner", "from": "aws", "confirm": true})),
-            ("get_workspace_migration_status", json!({"workspace_id": "ws-1"})),
-            ("wait_for_workspace_migration", json!({"workspace_id": "ws-1", "timeout_seconds": 1})),
+            (
+                "migrate_workspace_provider",
+                json!({"workspace_id": "ws-1", "to": "hetzner", "confirm": true}),
+            ),
+            (
+                "migrate_workspace_provider",
+                json!({"workspace_id": "ws-1", "to": "hetzner", "from": "aws", "confirm": true}),
+            ),
+            (
+                "get_workspace_migration_status",
+                json!({"workspace_id": "ws-1"}),
+            ),
+            (
+                "wait_for_workspace_migration",
+                json!({"workspace_id": "ws-1", "timeout_seconds": 1}),
+            ),
             ("update_agent", json!({"agent_name": "alice/dev"})),
             ("restart_agent", json!({"agent_name": "alice/dev"})),
             ("list_agents", json!({})),
             ("show_agent", json!({"agent_name": "dev"})),
-            ("get_template_version", json!({"template_version_id": "0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"})),
+            (
+                "get_template_version",
+                json!({"template_version_id": "0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"}),
+            ),
         ];
         for (i, (tool, args)) in valid.into_iter().enumerate() {
             mcp.send(&call(i as u64, tool, args)).await;
@@ -491,7 +642,10 @@ async fn fleet_mcp_never_returns_or_logs_a_token() {
         let _ = tokio::time::timeout(Duration::from_secs(10), mcp.child.wait()).await;
         let stderr = mcp.stderr.await.unwrap();
         for m in MARKERS {
-            assert!(!stderr.contains(m), "fleet-mcp logged a token on stderr: {stderr}");
+            assert!(
+                !stderr.contains(m),
+                "fleet-mcp logged a token on stderr: {stderr}"
+            );
         }
     }
 }

@@ -176,10 +176,14 @@ const BAD_ARGS: &str = "failed to deserialize parameters:";
 
 /// The tool error for arguments that do not fit `tool`'s input schema: which argument, what
 /// was expected, and serde's own words.
-fn bad_arguments(tool: &Tool, arguments: Option<&JsonObject>, serde_message: &str) -> CallToolResult {
+fn bad_arguments(
+    tool: &Tool,
+    arguments: Option<&JsonObject>,
+    serde_message: &str,
+) -> CallToolResult {
     let said = serde_message.trim_start_matches(BAD_ARGS).trim();
-    let problem = argument_problem(&tool.input_schema, arguments)
-        .unwrap_or_else(|| said.to_string());
+    let problem =
+        argument_problem(&tool.input_schema, arguments).unwrap_or_else(|| said.to_string());
     CallToolResult::error(vec![ContentBlock::text(format!(
         "invalid_input: invalid arguments for {}: {problem} ({said}). Nothing was sent; see the \
          tool's input schema",
