@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use fleet::{CoderConfig, MoleculeConfig, coder::CoderClient, molecule::MoleculeClient};
 use rmcp::{
-    Peer, RoleServer, ServerHandler,
-    handler::server::router::tool::ToolRouter,
+    ErrorData, Peer, RoleServer, ServerHandler,
+    handler::server::{router::tool::ToolRouter, tool::ToolCallContext},
     model::{
-        Implementation, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+        Implementation, JsonObject, ProgressNotificationParam, ProgressToken, ServerCapabilities,
+        ServerConfig, Tool,
     },
+    service::RequestContext,
     tool_handler,
 };
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 /// The server. Cheap to clone: the clients are shared.
@@ -139,6 +143,41 @@ impl Progress {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FleetServer {
+    /// Routes a call to its tool. Arguments that do not fit the tool's input schema (a wrong
+    /// type, a missing field, an unknown provider) answer a tool error (isError: true) that
+    /// names the bad argument, whichever way rmcp reported it; an unknown tool name stays a
+    /// protocol error (-32602), as the MCP specification lists it.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let tool = self.tool_router.get(&request.name).cloned();
+        let arguments = request.arguments.clone();
+        let tcc = ToolCallContext::new(self, request, context);
+        let result = self.tool_router.call(tcc).await;
+        let Some(tool) = tool else { return result };
+        match result {
+            Err(e) if e.code == ErrorCode::INVALID_PARAMS && e.message.starts_with(BAD_ARGS) => {
+                Ok(bad_arguments(&tool, arguments.as_ref(), &e.message).into())
+            }
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => {
+                let text = r
+                    .content
+                    .first()
+                    .and_then(|c| c.as_text())
+                    .map(|t| t.text.clone())
+                    .unwrap_or_default();
+                if text.starts_with(BAD_ARGS) {
+                    Ok(bad_arguments(&tool, arguments.as_ref(), &text).into())
+                } else {
+                    Ok(CallToolResponse::Complete(r))
+                }
+            }
+            other => other,
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut implementation = Implementation::from_build_env();
         implementation.name = "fleet-mcp".into();
@@ -147,4 +186,148 @@ impl ServerHandler for FleetServer {
             .with_server_info(implementation)
             .with_instructions(INSTRUCTIONS)
     }
+}
+
+/// How rmcp begins the message of arguments that failed to deserialize.
+const BAD_ARGS: &str = "failed to deserialize parameters:";
+
+/// The tool error for arguments that do not fit `tool`'s input schema: which argument, what
+/// was expected, and serde's own words.
+fn bad_arguments(
+    tool: &Tool,
+    arguments: Option<&JsonObject>,
+    serde_message: &str,
+) -> CallToolResult {
+    let said = serde_message.trim_start_matches(BAD_ARGS).trim();
+    let problem =
+        argument_problem(&tool.input_schema, arguments).unwrap_or_else(|| said.to_string());
+    CallToolResult::error(vec![ContentBlock::text(format!(
+        "invalid_input: invalid arguments for {}: {problem} ({said}). Nothing was sent; see the \
+         tool's input schema",
+        tool.name
+    ))])
+}
+
+/// The first argument that does not fit the schema, said in words naming it in backticks.
+fn argument_problem(schema: &JsonObject, arguments: Option<&JsonObject>) -> Option<String> {
+    let empty = JsonObject::new();
+    let arguments = arguments.unwrap_or(&empty);
+    let properties = schema.get("properties").and_then(Value::as_object);
+    if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        for name in required.iter().filter_map(Value::as_str) {
+            if !arguments.contains_key(name) {
+                return Some(format!("the argument `{name}` is required"));
+            }
+        }
+    }
+    let properties = properties?;
+    for (name, value) in arguments {
+        if let Some(expected) = properties
+            .get(name)
+            .and_then(|p| mismatch(p, value, schema, 0))
+        {
+            return Some(format!(
+                "the argument `{name}` must be {expected}, not {}",
+                describe(value)
+            ));
+        }
+    }
+    None
+}
+
+/// What `value` should have been, when it does not fit `prop` (None: it fits, or unknown).
+fn mismatch(prop: &Value, value: &Value, root: &JsonObject, depth: u32) -> Option<String> {
+    if depth > 8 {
+        return None;
+    }
+    let prop = prop.as_object()?;
+    if let Some(r) = prop.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next()?;
+        let target = ["$defs", "definitions"]
+            .iter()
+            .find_map(|d| root.get(*d)?.get(name))?;
+        return mismatch(target, value, root, depth + 1);
+    }
+    if let Some(options) = prop.get("enum").and_then(Value::as_array) {
+        if !options.contains(value) {
+            let names: Vec<String> = options.iter().map(Value::to_string).collect();
+            return Some(format!("one of {}", names.join(", ")));
+        }
+    }
+    if let Some(c) = prop.get("const") {
+        if c != value {
+            return Some(c.to_string());
+        }
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(alternatives) = prop.get(key).and_then(Value::as_array) {
+            let misses: Vec<String> = alternatives
+                .iter()
+                .filter_map(|a| mismatch(a, value, root, depth + 1))
+                .collect();
+            if misses.len() == alternatives.len() && !misses.is_empty() {
+                return Some(misses.join(" or "));
+            }
+        }
+    }
+    let types: Vec<&str> = match prop.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !types.is_empty() && !types.iter().any(|t| fits_type(t, value)) {
+        let article = |t: &&str| match *t {
+            "integer" => "an integer",
+            "array" => "an array",
+            "object" => "an object",
+            "null" => "null",
+            "boolean" => "a boolean",
+            "number" => "a number",
+            _ => "a string",
+        };
+        return Some(types.iter().map(article).collect::<Vec<_>>().join(" or "));
+    }
+    if let Some(n) = value.as_f64() {
+        let min = prop.get("minimum").and_then(Value::as_f64);
+        let max = prop.get("maximum").and_then(Value::as_f64);
+        if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
+            return Some(format!(
+                "a number from {} to {}",
+                min.map(|m| m.to_string()).unwrap_or_else(|| "-∞".into()),
+                max.map(|m| m.to_string()).unwrap_or_else(|| "∞".into())
+            ));
+        }
+    }
+    None
+}
+
+fn fits_type(t: &str, v: &Value) -> bool {
+    match t {
+        "string" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "null" => v.is_null(),
+        _ => true,
+    }
+}
+
+/// A short description of a JSON value (never all of a huge one).
+fn describe(v: &Value) -> String {
+    let kind = match v {
+        Value::Null => return "null".into(),
+        Value::Bool(_) => "the boolean",
+        Value::Number(_) => "the number",
+        Value::String(_) => "the string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let text = v.to_string();
+    let mut shown: String = text.chars().take(60).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    format!("{kind} {shown}")
 }
