@@ -43,7 +43,7 @@ impl Rng {
     }
 }
 
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 9] = [
     "migrate_workspace_provider",
     "get_workspace_migration_status",
     "wait_for_workspace_migration",
@@ -52,6 +52,7 @@ const TOOLS: [&str; 8] = [
     "list_agents",
     "show_agent",
     "get_template_version",
+    "update_agents",
 ];
 
 /// A value of the wrong JSON type for a field of type `ty` ("string", "bool", "u64").
@@ -225,6 +226,34 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
         }
         "list_agents" => {
             a.insert("outdated".into(), wrong_type(rng, "bool"));
+        }
+        "update_agents" => {
+            a.insert("agent_names".into(), json!(["alice/dev", "bob/dev"]));
+            a.insert("parallel".into(), json!(2));
+            match rng.below(7) {
+                0 => {
+                    a.remove("agent_names");
+                }
+                1 => {
+                    let not_a_list = [json!("alice/dev"), json!(5), json!({"a": 1})];
+                    a.insert("agent_names".into(), rng.pick(&not_a_list).clone());
+                }
+                2 => {
+                    a.insert("agent_names".into(), json!(["alice/dev", 7, null]));
+                }
+                3 => {
+                    a.insert("parallel".into(), json!(rng.pick(&[0, 65, 100_000])));
+                }
+                4 => {
+                    a.insert("all_outdated".into(), json!(true));
+                }
+                5 => {
+                    a.insert("template_version_id".into(), json!(bad_uuid(rng)));
+                }
+                _ => {
+                    a.insert("agent_names".into(), json!(["", "a/b/c"]));
+                }
+            }
         }
         _ => match rng.below(4) {
             0 => {}

@@ -287,6 +287,17 @@ fn mismatch(prop: &Value, value: &Value, root: &JsonObject, depth: u32) -> Optio
         };
         return Some(types.iter().map(article).collect::<Vec<_>>().join(" or "));
     }
+    if let (Some(items), Some(values)) = (prop.get("items"), value.as_array()) {
+        for (i, item) in values.iter().enumerate() {
+            if let Some(expected) = mismatch(items, item, root, depth + 1) {
+                return Some(format!(
+                    "a list whose items are each {expected} (item {} is {})",
+                    i + 1,
+                    describe(item)
+                ));
+            }
+        }
+    }
     if let Some(n) = value.as_f64() {
         let min = prop.get("minimum").and_then(Value::as_f64);
         let max = prop.get("maximum").and_then(Value::as_f64);
