@@ -14,6 +14,13 @@ pub mod api {
 pub use api::types;
 
 mod ops;
+mod params;
+mod preflight;
+pub use params::{
+    ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
+    parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
+    parse_parameters_file, resolve_parameters,
+};
 pub use ops::{
     BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN,
     PollOptions, Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan,
