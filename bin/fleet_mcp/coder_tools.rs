@@ -162,12 +162,7 @@ minutes; sends progress notifications.",
         let client = self.coder()?;
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
         client
-            .restart_workspace(
-                &workspace,
-                &options,
-                &ctx.ct,
-                forward(&progress),
-            )
+            .restart_workspace(&workspace, &options, &ctx.ct, forward(&progress))
             .await
             .map(Json)
             .map_err(tool_error)

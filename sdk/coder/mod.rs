@@ -16,15 +16,15 @@ pub use api::types;
 mod ops;
 mod params;
 mod preflight;
-pub use params::{
-    ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
-    parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
-    parse_parameters_file, resolve_parameters,
-};
 pub use ops::{
     BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN,
     PollOptions, Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan,
     WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
+};
+pub use params::{
+    ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
+    parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
+    parse_parameters_file, resolve_parameters,
 };
 
 crate::open_enum! {

@@ -617,7 +617,12 @@ impl UpdatePlan {
             .parameters
             .iter()
             .filter(|p| matches!(p.source, ParameterSource::Given | ParameterSource::File))
-            .map(|p| format!(" --parameter {}", shell_word(&format!("{}={}", p.name, p.value))))
+            .map(|p| {
+                format!(
+                    " --parameter {}",
+                    shell_word(&format!("{}={}", p.name, p.value))
+                )
+            })
             .collect();
         if self.restart {
             format!("fleet coder restart {name}{given}")
@@ -1525,8 +1530,7 @@ impl CoderClient {
 
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
     {
         s.to_string()

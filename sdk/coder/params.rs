@@ -115,7 +115,9 @@ pub fn parameter_value_from_json(name: &str, value: &serde_json::Value) -> Resul
 }
 
 /// Turns a JSON object `{name: value}` into parameter values (see [`parameter_value_from_json`]).
-pub fn parameters_from_json(map: &serde_json::Map<String, serde_json::Value>) -> Result<BTreeMap<String, String>> {
+pub fn parameters_from_json(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (name, value) in map {
         if name.trim().is_empty() {
@@ -123,7 +125,10 @@ pub fn parameters_from_json(map: &serde_json::Map<String, serde_json::Value>) ->
                 "a parameter name is empty; nothing was sent".into(),
             ));
         }
-        out.insert(name.trim().to_string(), parameter_value_from_json(name, value)?);
+        out.insert(
+            name.trim().to_string(),
+            parameter_value_from_json(name, value)?,
+        );
     }
     Ok(out)
 }
@@ -194,7 +199,11 @@ pub fn allowed_values(p: &types::TemplateVersionParameter, previous: Option<&str
     } else {
         match &kind {
             ParameterType::Number => {
-                let whole = if has_range(p) { "a whole number" } else { "a number" };
+                let whole = if has_range(p) {
+                    "a whole number"
+                } else {
+                    "a number"
+                };
                 parts.push(match (p.validation_min, p.validation_max) {
                     (Some(lo), Some(hi)) => format!("{whole} from {lo} to {hi}"),
                     (Some(lo), None) => format!("{whole} ≥ {lo}"),
@@ -212,13 +221,16 @@ pub fn allowed_values(p: &types::TemplateVersionParameter, previous: Option<&str
             },
         }
     }
-    match (&p.validation_monotonic, previous.and_then(|v| v.trim().parse::<i64>().ok())) {
-        (Some(MonotonicOrder::Increasing), Some(prev)) => {
-            parts.push(format!("no less than the previous value {prev} (it can only grow)"))
-        }
-        (Some(MonotonicOrder::Decreasing), Some(prev)) => {
-            parts.push(format!("no more than the previous value {prev} (it can only shrink)"))
-        }
+    match (
+        &p.validation_monotonic,
+        previous.and_then(|v| v.trim().parse::<i64>().ok()),
+    ) {
+        (Some(MonotonicOrder::Increasing), Some(prev)) => parts.push(format!(
+            "no less than the previous value {prev} (it can only grow)"
+        )),
+        (Some(MonotonicOrder::Decreasing), Some(prev)) => parts.push(format!(
+            "no more than the previous value {prev} (it can only shrink)"
+        )),
         _ => {}
     }
     if p.mutable == Some(false) {
@@ -229,8 +241,15 @@ pub fn allowed_values(p: &types::TemplateVersionParameter, previous: Option<&str
         }
     }
     let mut text = parts.join(", ");
-    if let Some(msg) = p.validation_error.as_deref().filter(|m| !m.trim().is_empty()) {
-        text.push_str(&format!(" (the template says: {})", substitute(msg, p, None)));
+    if let Some(msg) = p
+        .validation_error
+        .as_deref()
+        .filter(|m| !m.trim().is_empty())
+    {
+        text.push_str(&format!(
+            " (the template says: {})",
+            substitute(msg, p, None)
+        ));
     }
     text
 }
@@ -386,7 +405,11 @@ pub fn resolve_parameters(
         let chosen = given
             .get(&name)
             .map(|v| (v.clone(), ParameterSource::Given))
-            .or_else(|| from_file.get(&name).map(|v| (v.clone(), ParameterSource::File)))
+            .or_else(|| {
+                from_file
+                    .get(&name)
+                    .map(|v| (v.clone(), ParameterSource::File))
+            })
             .or_else(|| carried.clone().map(|v| (v, ParameterSource::PreviousBuild)));
         let required = p.required == Some(true);
         let (value, source) = match chosen {
@@ -411,7 +434,11 @@ pub fn resolve_parameters(
         // An empty optional value is left to Coder (it means "no value").
         if !value.is_empty() {
             if let Some(problem) = check_value(p, &value, carried.as_deref()) {
-                let problem = match p.validation_error.as_deref().filter(|m| !m.trim().is_empty()) {
+                let problem = match p
+                    .validation_error
+                    .as_deref()
+                    .filter(|m| !m.trim().is_empty())
+                {
                     Some(msg) => format!(
                         "{problem} (the template says: {})",
                         substitute(msg, p, Some(&value))
@@ -457,7 +484,12 @@ pub fn resolve_parameters(
 }
 
 /// One paragraph for a refusal: what was refused, each problem, what to do.
-pub(crate) fn refusal(action: &str, workspace: &str, version: &str, problems: &[ParameterProblem]) -> Error {
+pub(crate) fn refusal(
+    action: &str,
+    workspace: &str,
+    version: &str,
+    problems: &[ParameterProblem],
+) -> Error {
     let list = problems
         .iter()
         .map(|p| p.to_string())
