@@ -326,7 +326,7 @@ impl MoleculeClient {
                     if let Some(reported) = self.tenant_provider(workspace_id).await? {
                         if reported != *from {
                             return Err(Error::Refused(format!(
-                                "fleet refused to migrate workspace {workspace_id}: you gave --from {from}                                  (MCP: from), but the tenant API says it runs on {reported}; nothing was                                  changed (no migration was started). Check the workspace, then pass                                  --from {reported} or leave --from out to use what the tenant API reports",
+                                "fleet refused to migrate workspace {workspace_id}: you gave --from {from} (MCP: from), but the tenant API says it runs on {reported}; nothing was changed (no migration was started). Check the workspace, then pass --from {reported} or leave --from out to use what the tenant API reports",
                                 reported = reported.as_str()
                             )));
                         }
@@ -428,7 +428,7 @@ impl MoleculeClient {
         };
         if report.migrated && !report.terminal {
             return Err(Error::Refused(format!(
-                "fleet refused to start a migration of workspace {workspace_id}: one is already running                  ({}); one migration per workspace at a time, so nothing was changed (no migration was                  started). {}",
+                "fleet refused to start a migration of workspace {workspace_id}: one is already running ({}); one migration per workspace at a time, so nothing was changed (no migration was started). {}",
                 report.message,
                 follow_hint(workspace_id)
             )));
@@ -459,7 +459,7 @@ impl MoleculeClient {
                         e,
                     ) {
                         Error::NotFound { message } => Error::Refused(format!(
-                            "fleet refused to migrate workspace {workspace_id}: the tenant API does not know it                              ({message}); nothing was changed (no migration was started). Check the workspace                              id (the tenant API and the control plane must be the same organization)"
+                            "fleet refused to migrate workspace {workspace_id}: the tenant API does not know it ({message}); nothing was changed (no migration was started). Check the workspace id (the tenant API and the control plane must be the same organization)"
                         )),
                         other => other,
                     },
