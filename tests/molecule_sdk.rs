@@ -880,6 +880,7 @@ async fn tenant_errors_keep_the_servers_words() {
                 .json_body(json!({"error": "invalid org key"}));
         })
         .await;
+    never_migrated(&cp).await; // the pre-flight read; `any` proves no POST
     let any = catch_all(&cp).await;
     let err = client(&cp, Some(&tenant))
         .migrate_provider(&request(None, Provider::Hetzner))

@@ -125,7 +125,8 @@ async fn refused(given: &[(&str, &str)], version: Value, rich_params: Value) -> 
 
 #[tokio::test]
 async fn each_bad_value_is_refused_naming_the_parameter_and_what_is_allowed_without_a_build() {
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         (
             &[("cpu", "32")],
             &["\"cpu\"", "above the maximum 16", "from 1 to 16"],

@@ -318,6 +318,12 @@ impl MoleculeClient {
     pub async fn migrate_provider(&self, request: &MigrateRequest) -> Result<StartedMigration> {
         request.validate()?;
         let workspace_id = request.workspace_id.trim();
+        if request.from.is_none() && self.tenant().is_none() {
+            // Not configured: said before any request.
+            self.current_provider(workspace_id).await?;
+        }
+        // Pre-flight, first: a migration in progress also explains a provider in flux.
+        self.refuse_if_migrating(workspace_id).await?;
         let (from, from_source) = match &request.from {
             Some(from) => {
                 // Pre-flight: when the tenant API is configured, the workspace must exist
@@ -355,7 +361,6 @@ impl MoleculeClient {
                 (from, FromSource::LookedUp)
             }
         };
-        self.refuse_if_migrating(workspace_id).await?;
         let id: cp_api::types::MigrateProviderId = workspace_id
             .parse()
             .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
