@@ -122,6 +122,7 @@ async fn happy_update(server: &MockServer) -> (Mock<'_>, Mock<'_>) {
 #[tokio::test]
 async fn update_prints_progress_lines_and_the_result() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     let (stop, start) = happy_update(&server).await;
     let mut args = vec!["coder", "update", "alice/dev"];
     args.extend(FAST);
@@ -142,6 +143,7 @@ async fn update_prints_progress_lines_and_the_result() {
 #[tokio::test]
 async fn update_with_json_output_prints_only_the_final_json() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     happy_update(&server).await;
     let mut args = vec!["coder", "update", "alice/dev", "-o", "json"];
     args.extend(FAST);
@@ -160,6 +162,7 @@ async fn update_with_json_output_prints_only_the_final_json() {
 #[tokio::test]
 async fn a_malformed_uuid_exits_2_before_any_request() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     let any = any_request(&server).await;
     let (code, _, stderr) = run(
         &server,
@@ -198,6 +201,7 @@ async fn not_configured_exits_2_and_names_the_variables() {
 #[tokio::test]
 async fn a_failed_stop_exits_1_with_the_job_error_and_sends_no_start() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -272,6 +276,7 @@ async fn a_failed_stop_exits_1_with_the_job_error_and_sends_no_start() {
 #[tokio::test]
 async fn a_stop_past_its_deadline_exits_3_and_says_how_to_finish() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -322,6 +327,7 @@ async fn a_stop_past_its_deadline_exits_3_and_says_how_to_finish() {
 #[tokio::test]
 async fn ctrl_c_exits_130_and_says_what_state_was_left() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -391,6 +397,7 @@ async fn ctrl_c_exits_130_and_says_what_state_was_left() {
 #[tokio::test]
 async fn show_list_and_template_version() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),

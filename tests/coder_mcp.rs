@@ -105,6 +105,7 @@ fn text_of(r: &CallToolResult) -> String {
 #[tokio::test]
 async fn tools_are_listed_with_annotations_and_output_schemas() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     let (client, _) = connect(&server, &[]).await;
     let tools = client.list_all_tools().await.unwrap();
     for (name, read_only, destructive) in [
@@ -163,6 +164,7 @@ async fn tools_are_listed_with_annotations_and_output_schemas() {
 #[tokio::test]
 async fn update_agent_sends_progress_and_returns_structured_output() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/me/workspace/dev",
@@ -256,6 +258,7 @@ async fn update_agent_sends_progress_and_returns_structured_output() {
 #[tokio::test]
 async fn errors_are_tool_errors_with_the_reason() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/me/workspace/ghost",
@@ -311,6 +314,7 @@ async fn errors_are_tool_errors_with_the_reason() {
 #[tokio::test]
 async fn read_tools_return_structured_output() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     let mut fresh = running_on(V2);
     fresh["name"] = json!("fresh");
     get(
@@ -378,6 +382,8 @@ async fn cancelling_update_agent_stops_the_waiting() {
     use rmcp::service::PeerRequestOptions;
 
     let server = MockServer::start_async().await;
+
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/me/workspace/dev",

@@ -171,6 +171,7 @@ async fn stop_and_start<'a>(server: &'a MockServer, version: &str) -> (Mock<'a>,
 #[tokio::test]
 async fn update_stops_waits_then_starts_on_the_active_version_with_the_previous_parameters() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -254,6 +255,7 @@ async fn update_stops_waits_then_starts_on_the_active_version_with_the_previous_
 #[tokio::test]
 async fn update_to_an_explicit_version_does_not_read_the_template() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     // Already on the active version V2; the explicit target V1 is a downgrade.
     get(
         &server,
@@ -299,6 +301,7 @@ async fn update_to_an_explicit_version_does_not_read_the_template() {
 #[tokio::test]
 async fn already_running_the_target_does_nothing_unless_forced() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -365,6 +368,7 @@ async fn already_running_the_target_does_nothing_unless_forced() {
 #[tokio::test]
 async fn a_build_in_progress_is_waited_for_first() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     // Someone else's start build is still running when fleet arrives.
     let busy = workspace(build(
         OTHER_BUILD,
@@ -447,6 +451,7 @@ async fn a_build_in_progress_is_waited_for_first() {
 #[tokio::test]
 async fn a_failed_stop_is_never_followed_by_a_start() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -537,6 +542,7 @@ async fn a_failed_stop_is_never_followed_by_a_start() {
 #[tokio::test]
 async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -646,6 +652,7 @@ async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
 #[tokio::test]
 async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -743,6 +750,7 @@ async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
 #[tokio::test]
 async fn a_409_with_no_active_build_is_reported_and_nothing_is_started() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -810,6 +818,7 @@ async fn a_409_with_no_active_build_is_reported_and_nothing_is_started() {
 #[tokio::test]
 async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -891,6 +900,7 @@ async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped(
 #[tokio::test]
 async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/me/workspace/nope",
@@ -935,6 +945,7 @@ async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
 #[tokio::test]
 async fn names_match_ignoring_case() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/DEV",
@@ -966,6 +977,7 @@ async fn names_match_ignoring_case() {
 #[tokio::test]
 async fn a_deadline_between_stop_and_start_says_left_stopped_and_how_to_finish() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -1043,6 +1055,7 @@ async fn a_deadline_between_stop_and_start_says_left_stopped_and_how_to_finish()
 #[tokio::test]
 async fn interrupted_after_the_stop_says_left_stopped_and_how_to_finish() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -1111,6 +1124,7 @@ async fn interrupted_after_the_stop_says_left_stopped_and_how_to_finish() {
 #[tokio::test]
 async fn restart_stops_then_starts_on_the_same_version() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",
@@ -1152,6 +1166,7 @@ async fn restart_stops_then_starts_on_the_same_version() {
 #[tokio::test]
 async fn a_stopped_workspace_is_only_started() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     let stopped = workspace(build(
         PREV_BUILD,
         7,
@@ -1197,6 +1212,7 @@ async fn a_stopped_workspace_is_only_started() {
 #[tokio::test]
 async fn completion_is_noticed_quickly_with_default_polling() {
     let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
     get(
         &server,
         "/api/v2/users/alice/workspace/dev",

@@ -461,7 +461,13 @@ fn status_shows_unknown_states_and_fields() {
 
 #[test]
 fn conflict_exits_1_with_the_running_state() {
+    // The pre-flight read finds no migration (404); one starts between it and the POST.
     let server = MockServer::start();
+    let first = server.mock(|when, then| {
+        when.method(GET).path(MIGRATE_PATH);
+        then.status(404).json_body(json!({"error": "no migration"}));
+    });
+    first.up_to_n_times(1);
     let post = server.mock(|when, then| {
         when.method(POST).path(MIGRATE_PATH);
         then.status(409)

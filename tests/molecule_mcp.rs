@@ -252,6 +252,16 @@ async fn migrate_with_confirm_starts_and_reports_errors_in_the_servers_words() {
                 .json_body(json!({"error": "a migration is in progress"}));
         })
         .await;
+    // The pre-flight read finds none (404); one starts between it and the POST.
+    server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/cp/admin/workspaces/ws-2/migrate-provider");
+            then.status(404).json_body(json!({"error": "no migration"}));
+        })
+        .await
+        .up_to_n_times_async(1)
+        .await;
     server
         .mock_async(|when, then| {
             when.method(GET)

@@ -63,6 +63,16 @@ fn request(from: Option<Provider>, to: Provider) -> MigrateRequest {
 }
 
 /// A mock that answers any request: registered last, it counts what nothing else matched.
+/// The pre-flight status read: no migration yet (404), for any workspace.
+async fn never_migrated(server: &MockServer) -> httpmock::Mock<'_> {
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path_includes("/migrate-provider");
+            then.status(404).json_body(json!({"error": "no migration"}));
+        })
+        .await
+}
+
 async fn catch_all(server: &MockServer) -> httpmock::Mock<'_> {
     server
         .mock_async(|_when, then| {
@@ -162,6 +172,7 @@ async fn every_validation_rule_sends_nothing() {
 #[tokio::test]
 async fn post_body_and_bearer_header_are_exact() {
     let cp = MockServer::start_async().await;
+    never_migrated(&cp).await;
     let post = cp
         .mock_async(|when, then| {
             when.method(POST)
@@ -218,6 +229,8 @@ async fn post_body_and_bearer_header_are_exact() {
 
 async fn start_with_error(status: u16, body: Value) -> (Error, usize) {
     let cp = MockServer::start_async().await;
+    // The pre-flight read finds none; the POST's answer is what is tested.
+    never_migrated(&cp).await.up_to_n_times_async(1).await;
     let post = cp
         .mock_async(|when, then| {
             when.method(POST).path(MIGRATE_PATH);
@@ -730,6 +743,7 @@ async fn start_with_tenant_answer(
     extra: Option<&str>,
 ) -> fleet::Result<fleet::molecule::StartedMigration> {
     let cp = MockServer::start_async().await;
+    never_migrated(&cp).await;
     let tenant = MockServer::start_async().await;
     let lookup = tenant
         .mock_async(|when, then| {
@@ -866,6 +880,7 @@ async fn tenant_errors_keep_the_servers_words() {
                 .json_body(json!({"error": "invalid org key"}));
         })
         .await;
+    never_migrated(&cp).await; // the pre-flight read; `any` proves no POST
     let any = catch_all(&cp).await;
     let err = client(&cp, Some(&tenant))
         .migrate_provider(&request(None, Provider::Hetzner))

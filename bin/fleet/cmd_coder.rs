@@ -26,8 +26,15 @@ What it does:
   3. picks the target: --template-version, or the template's active version
   4. if it already runs the target: nothing to do (unless --force)
   5. stops it and waits until it is stopped (a failed stop never goes on to the start)
-  6. starts it on the target version with the previous build's parameter values, waits
-     until it runs
+  6. starts it on the target version with the resolved parameter values, waits until it
+     runs
+
+Before anything is stopped (pre-flight; a refusal exits 2 and changes nothing): the target
+version must exist, belong to the workspace's template, not be archived and be imported; a
+template that requires its active version is honoured; each parameter value is resolved —
+--parameter, then --parameters-file, then the previous build's value (not for ephemeral
+parameters), then the default — and checked against the version's rules (type, options,
+min/max, regex, monotonic, immutable).
 
 A build that fails ends the command with the job's error and the last lines of its log.
 Interrupted (Ctrl-C) or past a deadline between the stop and the start, the workspace is
@@ -45,13 +52,16 @@ values) and prints the plan — which builds in which order, which version, whic
 values — without creating any build.
 
 Exit codes: 0 updated or already up to date · 1 a build failed or Coder refused (any
-workspace) · 2 invalid input or not configured (nothing sent) · 3 timed out (a build may
-still be running) · 130 interrupted (each workspace's state is said)
+workspace) · 2 invalid input, not configured, or refused by the pre-flight checks (nothing
+changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
+state is said)
 
 Examples:
   fleet coder update dev                          # your workspace `dev`, to the active version
   fleet coder update alice/dev --template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30
   fleet coder update 5f1c…-uuid --force --start-timeout 20m
+  fleet coder update alice/dev --parameter cpu=8 --parameter dotfiles_uri=https://…
+  fleet coder update alice/dev --parameters-file params.yaml
   fleet coder update alice/dev -o json            # only the final result, as JSON
   fleet coder update dev api-server bob/dev --parallel 2
   fleet coder update --all-outdated --dry-run     # what would change, nothing is
@@ -177,6 +187,9 @@ pub struct UpdateArgs {
     batch: BatchArgs,
 
     #[command(flatten)]
+    params: ParamArgs,
+
+    #[command(flatten)]
     wait: WaitArgs,
 }
 
@@ -191,7 +204,45 @@ pub struct RestartArgs {
     batch: BatchArgs,
 
     #[command(flatten)]
+    params: ParamArgs,
+
+    #[command(flatten)]
     wait: WaitArgs,
+}
+
+/// Template parameter values for the start build.
+#[derive(Debug, Args)]
+pub struct ParamArgs {
+    /// A template parameter value for the start build, NAME=VALUE (repeatable). Wins over
+    /// --parameters-file, the previous build's value and the default.
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    parameter: Vec<(String, String)>,
+
+    /// A YAML or JSON map of parameter values (`cpu: 8`). Wins over the previous build's
+    /// values and the defaults.
+    #[arg(long, value_name = "FILE")]
+    parameters_file: Option<std::path::PathBuf>,
+}
+
+impl ParamArgs {
+    /// Reads the values into `options`; a bad file is invalid input (nothing sent).
+    fn apply(&self, options: &mut UpdateOptions) -> fleet::Result<()> {
+        if let Some(path) = &self.parameters_file {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                fleet::Error::InvalidInput(format!(
+                    "cannot read the parameters file {origin}: {e}; nothing was sent"
+                ))
+            })?;
+            options.parameters_file = fleet::coder::parse_parameters_file(&text, &origin)?;
+        }
+        options.parameters = self.parameter.iter().cloned().collect();
+        Ok(())
+    }
+}
+
+fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    fleet::coder::parse_parameter_assignment(s).map_err(|e| e.to_string())
 }
 
 fn parse_workspace(s: &str) -> Result<WorkspaceRef, String> {
@@ -235,7 +286,8 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
     let format = global.output;
     match cmd {
         CoderCmd::Update(args) => {
-            let options = args.wait.options(args.force, global);
+            let mut options = args.wait.options(args.force, global);
+            args.params.apply(&mut options)?;
             let selection = if args.all_outdated {
                 Selection::AllOutdated {
                     all_owners: args.all_owners,
@@ -261,7 +313,8 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 .await;
         }
         CoderCmd::Restart(args) => {
-            let options = args.wait.options(true, global);
+            let mut options = args.wait.options(true, global);
+            args.params.apply(&mut options)?;
             let selection = Selection::Named(args.workspaces.clone());
             return run_selection(
                 &client,
@@ -424,10 +477,13 @@ fn print_dry_run(d: &DryRun) {
     }
     if !d.builds.is_empty() {
         for p in &d.plan.parameters {
+            let was = match &p.previous_value {
+                Some(prev) if *prev != p.value => format!(", was {prev}"),
+                _ => String::new(),
+            };
             out::line(format!(
-                "     {} = {}",
-                p.name.as_deref().unwrap_or("?"),
-                p.value.as_deref().unwrap_or("")
+                "     {} = {}  ({}{was})",
+                p.name, p.value, p.source
             ));
         }
     }

@@ -27,6 +27,11 @@ pub struct UpdateAgentParams {
     /// Stop and start even when the workspace already runs the target version.
     #[serde(default)]
     pub force: Option<bool>,
+    /// Template parameter values for the start build, {name: value} (strings; numbers,
+    /// booleans and lists of strings are accepted too). They win over the previous build's
+    /// values, which win over the defaults.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `update_agents` input.
@@ -57,9 +62,36 @@ pub struct UpdateAgentsParams {
     /// Only plan: do every read and return each workspace's plan; create no build.
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// Template parameter values for every start build, {name: value}; they win over each
+    /// workspace's previous values, which win over the defaults.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// `restart_agent` / `show_agent` input.
+/// `restart_agent` input.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RestartAgentParams {
+    /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
+    /// (names match ignoring case).
+    pub agent_name: String,
+    /// Template parameter values for the start build, {name: value} (strings; numbers,
+    /// booleans and lists of strings are accepted too). They win over the previous build's
+    /// values, which win over the defaults.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The caller's parameter values; invalid input is a tool error (nothing sent).
+fn given_parameters(
+    p: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    match p {
+        Some(map) => fleet::coder::parameters_from_json(map).map_err(tool_error),
+        None => Ok(Default::default()),
+    }
+}
+
+/// `show_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AgentParams {
     /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
@@ -116,9 +148,12 @@ impl FleetServer {
     #[tool(
         name = "update_agent",
         description = "Update a Coder workspace (agent) to a template version and restart it: waits for a build in \
-progress, stops the workspace, waits until it is stopped, starts it on the target version with the previous build's \
-parameter values, and waits until it runs. Target: template_version_id, or the template's active version when left \
-out. If the workspace already runs the target version nothing is done (pass force=true to restart anyway). A failed \
+progress, stops the workspace, waits until it is stopped, starts it on the target version, and waits until it runs. \
+Target: template_version_id, or the template's active version when left out. Parameter values: `parameters` \
+{name: value}, else the previous build's value (not for ephemeral parameters), else the default. Before anything \
+is stopped, fleet refuses (tool error, nothing changed) a version that does not exist, belongs to another template, \
+is archived or still importing, a non-active version when the template requires the active one, an unknown \
+parameter name, and a value Coder would refuse (type, options, min/max, regex, monotonic, immutable). If the workspace already runs the target version nothing is done (pass force=true to restart anyway). A failed \
 stop is never followed by a start; a failed build returns the job's error and the last lines of its log. Takes \
 minutes; sends progress notifications; cancelling leaves the workspace stopped and the error says how to finish.",
         annotations(
@@ -145,6 +180,7 @@ minutes; sends progress notifications; cancelling leaves the workspace stopped a
         let client = self.coder()?;
         let options = UpdateOptions {
             force: p.force.unwrap_or(false),
+            parameters: given_parameters(p.parameters.as_ref())?,
             ..self.update_options()
         };
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
@@ -231,6 +267,7 @@ starts no more workspaces and says each in-flight one's state.",
             parallel,
             update: UpdateOptions {
                 force: p.force.unwrap_or(false),
+                parameters: given_parameters(p.parameters.as_ref())?,
                 ..self.update_options()
             },
             dry_run: p.dry_run.unwrap_or(false),
@@ -246,7 +283,9 @@ starts no more workspaces and says each in-flight one's state.",
     #[tool(
         name = "restart_agent",
         description = "Restart a Coder workspace (agent) on the template version it runs: stop, wait until stopped, \
-start with the same parameter values, wait until it runs. Takes minutes; sends progress notifications.",
+start with the same parameter values (or those given in `parameters` {name: value}), wait until it runs. The same \
+pre-flight checks as update_agent refuse, before anything is stopped, what Coder would refuse at start. Takes \
+minutes; sends progress notifications.",
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -257,19 +296,18 @@ start with the same parameter values, wait until it runs. Takes minutes; sends p
     )]
     async fn restart_agent(
         &self,
-        Parameters(p): Parameters<AgentParams>,
+        Parameters(p): Parameters<RestartAgentParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<UpdateOutcome>, String> {
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
+        let options = UpdateOptions {
+            parameters: given_parameters(p.parameters.as_ref())?,
+            ..self.update_options()
+        };
         let client = self.coder()?;
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
         let result = client
-            .restart_workspace(
-                &workspace,
-                &self.update_options(),
-                &ctx.ct,
-                forward(&progress),
-            )
+            .restart_workspace(&workspace, &options, &ctx.ct, forward(&progress))
             .await;
         progress.flush().await;
         result.map(Json).map_err(tool_error)

@@ -4,13 +4,20 @@
 //! Every operation lives here once; the CLI and the MCP server call these methods, render the
 //! typed [`CoderEvent`]s, and map the [`Error`]s.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition, types};
+use super::{
+    CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition,
+    params::{ParameterSource, ResolvedParameter},
+    types,
+};
 use crate::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
@@ -287,6 +294,11 @@ pub struct UpdateOptions {
     pub poll: PollOptions,
     /// How many times a 409 (a build already active) is waited out before giving up.
     pub max_conflicts: u32,
+    /// Parameter values given by the caller (`--parameter NAME=VALUE`, MCP `parameters`):
+    /// they win over `parameters_file`, the previous build's values and the defaults.
+    pub parameters: BTreeMap<String, String>,
+    /// Parameter values read from a parameters file (`--parameters-file`).
+    pub parameters_file: BTreeMap<String, String>,
 }
 
 /// The default deadline of a stop build.
@@ -302,6 +314,8 @@ impl Default for UpdateOptions {
             start_timeout: DEFAULT_START_TIMEOUT,
             poll: PollOptions::default(),
             max_conflicts: 3,
+            parameters: BTreeMap::new(),
+            parameters_file: BTreeMap::new(),
         }
     }
 }
@@ -550,23 +564,34 @@ pub struct WorkspaceList {
 
 /// A planned update or restart: everything read before anything is changed.
 ///
-/// Pre-flight checks go between [`CoderClient::plan_update`] and [`CoderClient::run_plan`]:
-/// nothing has been changed while a plan exists. It serializes (with a JSON Schema) so that a
-/// dry run can show it as it is.
+/// [`CoderClient::plan_update`] only reads, and it runs the pre-flight checks (target version
+/// usable, `require_active_version`, parameter values): a plan exists only when Coder is
+/// expected to accept both builds. [`CoderClient::run_plan`] sends exactly
+/// [`UpdatePlan::parameters`]. Serialized (e.g. for a dry run), the workspace is shown as a
+/// [`WorkspaceInfo`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UpdatePlan {
-    /// The workspace (re-read after any build found in progress ended), as Coder answered it.
-    #[schemars(with = "serde_json::Value")]
+    /// The workspace (re-read after any build found in progress ended).
+    #[serde(serialize_with = "serialize_workspace")]
+    #[schemars(with = "WorkspaceInfo")]
     pub workspace: types::Workspace,
     /// The version the start build will use.
     pub target_version_id: Uuid,
+    /// The target version, as read by the pre-flight check.
+    pub target_version: TemplateVersionInfo,
     /// True when the target is the template's active version (none was given).
     pub target_is_active_version: bool,
     /// True for a restart (same version), false for an update.
     pub restart: bool,
-    /// The parameter values the start build sends (the previous build's, unless changed).
-    #[schemars(with = "Vec<serde_json::Value>")]
-    pub parameters: Vec<types::WorkspaceBuildParameter>,
+    /// The parameter values the start build sends, each with where it came from.
+    pub parameters: Vec<ResolvedParameter>,
+}
+
+fn serialize_workspace<S: serde::Serializer>(
+    ws: &types::Workspace,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    WorkspaceInfo::from(ws).serialize(s)
 }
 
 impl UpdatePlan {
@@ -585,17 +610,39 @@ impl UpdatePlan {
             .and_then(|b| b.template_version_id)
     }
 
-    /// The exact command that finishes the job.
+    /// The exact command that finishes the job (with the parameters the caller gave).
     pub fn finish_command(&self) -> String {
         let name = full_name(&self.workspace);
+        let given: String = self
+            .parameters
+            .iter()
+            .filter(|p| matches!(p.source, ParameterSource::Given | ParameterSource::File))
+            .map(|p| {
+                format!(
+                    " --parameter {}",
+                    shell_word(&format!("{}={}", p.name, p.value))
+                )
+            })
+            .collect();
         if self.restart {
-            format!("fleet coder restart {name}")
+            format!("fleet coder restart {name}{given}")
         } else {
             format!(
-                "fleet coder update {name} --template-version {}",
+                "fleet coder update {name} --template-version {}{given}",
                 self.target_version_id
             )
         }
+    }
+
+    /// The values the start build sends, as Coder takes them.
+    pub fn build_parameters(&self) -> Vec<types::WorkspaceBuildParameter> {
+        self.parameters
+            .iter()
+            .map(|p| types::WorkspaceBuildParameter {
+                name: Some(p.name.clone()),
+                value: Some(p.value.clone()),
+            })
+            .collect()
     }
 }
 
@@ -753,14 +800,17 @@ impl CoderClient {
         Ok(TemplateVersionInfo::from(&v))
     }
 
-    /// The template's active version.
-    pub async fn active_version(&self, template_id: &Uuid) -> Result<Uuid> {
-        let t = self
-            .api()
+    async fn template(&self, template_id: &Uuid) -> Result<types::Template> {
+        self.api()
             .get_template_metadata_by_id(template_id)
             .await
-            .map_err(|e| self.error(format!("reading template {template_id}"), e))?
-            .into_inner();
+            .map(|t| t.into_inner())
+            .map_err(|e| self.error(format!("reading template {template_id}"), e))
+    }
+
+    /// The template's active version.
+    pub async fn active_version(&self, template_id: &Uuid) -> Result<Uuid> {
+        let t = self.template(template_id).await?;
         t.active_version_id.ok_or_else(|| {
             Error::Refused(format!(
                 "template {} has no active version; pass a template version explicitly",
@@ -831,6 +881,7 @@ impl CoderClient {
         }
         let latest = ws.latest_build.clone().unwrap_or_default();
         let current_version = latest.template_version_id;
+        let mut template = None;
         let (target_version_id, target_is_active_version) = if restart {
             let v = current_version.ok_or_else(|| Error::Api {
                 status: 200,
@@ -848,13 +899,20 @@ impl CoderClient {
                 ),
                 validations: vec![],
             })?;
-            let v = cancellable(cancel, self.active_version(&template_id), || {
+            let t = cancellable(cancel, self.template(&template_id), || {
                 nothing_changed_interrupt(r)
             })
             .await?;
+            let v = t.active_version_id.ok_or_else(|| {
+                Error::Refused(format!(
+                    "template {} has no active version; pass a template version explicitly",
+                    t.name.clone().unwrap_or_else(|| template_id.to_string())
+                ))
+            })?;
+            template = Some(t);
             (v, true)
         };
-        let parameters = match latest.id {
+        let previous = match latest.id {
             Some(build_id) => cancellable(
                 cancel,
                 async {
@@ -874,12 +932,30 @@ impl CoderClient {
             .collect(),
             None => Vec::new(),
         };
+        let name = full_name(&ws);
+        let checked = cancellable(
+            cancel,
+            self.preflight(
+                &ws,
+                &name,
+                target_version_id,
+                template_version.is_some(),
+                restart,
+                template,
+                &options.parameters,
+                &options.parameters_file,
+                &previous,
+            ),
+            || nothing_changed_interrupt(r),
+        )
+        .await?;
         let plan = UpdatePlan {
             workspace: ws,
             target_version_id,
+            target_version: TemplateVersionInfo::from(&checked.version),
             target_is_active_version,
             restart,
-            parameters,
+            parameters: checked.parameters,
         };
         on_event(CoderEvent::Planned {
             workspace: full_name(&plan.workspace),
@@ -887,7 +963,11 @@ impl CoderClient {
             current_version_id: current_version,
             target_version_id,
             target_is_active_version,
-            parameters_carried: plan.parameters.len(),
+            parameters_carried: plan
+                .parameters
+                .iter()
+                .filter(|p| p.source == ParameterSource::PreviousBuild)
+                .count(),
         });
         Ok(plan)
     }
@@ -1089,7 +1169,7 @@ impl CoderClient {
             }
             let body = types::CreateWorkspaceBuildRequest {
                 dry_run: None,
-                rich_parameter_values: plan.parameters.clone(),
+                rich_parameter_values: plan.build_parameters(),
                 template_version_id: Some(plan.target_version_id),
                 transition: WorkspaceTransition::Start,
             };
@@ -1445,6 +1525,17 @@ impl CoderClient {
             ),
             final_state: Some(state),
         }
+    }
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -315,6 +315,12 @@ impl MoleculeClient {
     pub async fn migrate_provider(&self, request: &MigrateRequest) -> Result<StartedMigration> {
         request.validate()?;
         let workspace_id = request.workspace_id.trim();
+        if request.from.is_none() && self.tenant().is_none() {
+            // Not configured: said before any request.
+            self.current_provider(workspace_id).await?;
+        }
+        // Pre-flight, first: a migration in progress also explains a provider in flux.
+        self.refuse_if_migrating(workspace_id).await?;
         let (from, from_source) = self.resolve_source(request).await?;
         let id: cp_api::types::MigrateProviderId = workspace_id
             .parse()
@@ -361,7 +367,21 @@ impl MoleculeClient {
     ) -> Result<(Provider, FromSource)> {
         let workspace_id = request.workspace_id.trim();
         Ok(match &request.from {
-            Some(from) => (from.clone(), FromSource::Given),
+            Some(from) => {
+                // Pre-flight: when the tenant API is configured, the workspace must exist
+                // there and run on the provider the caller says it runs on.
+                if self.tenant().is_some() {
+                    if let Some(reported) = self.tenant_provider(workspace_id).await? {
+                        if reported != *from {
+                            return Err(Error::Refused(format!(
+                                "fleet refused to migrate workspace {workspace_id}: you gave --from {from} (MCP: from), but the tenant API says it runs on {reported}; nothing was changed (no migration was started). Check the workspace, then pass --from {reported} or leave --from out to use what the tenant API reports",
+                                reported = reported.as_str()
+                            )));
+                        }
+                    }
+                }
+                (from.clone(), FromSource::Given)
+            }
             None => {
                 let from = self.current_provider(workspace_id).await?;
                 let how =
@@ -405,8 +425,33 @@ impl MoleculeClient {
         }
     }
 
-    /// The provider the tenant API reports for a workspace.
-    pub async fn current_provider(&self, workspace_id: &str) -> Result<Provider> {
+    /// Pre-flight: a migration already running (its status is not terminal) is reported with
+    /// its state as [`Error::Refused`] (nothing was sent) instead of a 409 after the POST.
+    /// The control plane stays the authority: the POST's own 409 is still handled.
+    /// A status that cannot be read (other than a refused credential) does not block: the
+    /// POST's own 409 still guards against a second migration.
+    async fn refuse_if_migrating(&self, workspace_id: &str) -> Result<()> {
+        let report = match self.migration_status(workspace_id).await {
+            Ok(r) => r,
+            Err(e @ (Error::Unauthorized { .. } | Error::NotConfigured { .. })) => return Err(e),
+            Err(e) => {
+                tracing::warn!(workspace_id, error = %e, "pre-flight: the migration status could not be read; going on");
+                return Ok(());
+            }
+        };
+        if report.migrated && !report.terminal {
+            return Err(Error::Refused(format!(
+                "fleet refused to start a migration of workspace {workspace_id}: one is already running ({}); one migration per workspace at a time, so nothing was changed (no migration was started). {}",
+                report.message,
+                follow_hint(workspace_id)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The provider the tenant API reports for a workspace (`None` when it reports none).
+    /// A workspace the tenant API does not know is refused (nothing was changed).
+    async fn tenant_provider(&self, workspace_id: &str) -> Result<Option<Provider>> {
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
         let tenant = self.tenant().ok_or(Error::NotConfigured {
@@ -418,26 +463,38 @@ impl MoleculeClient {
         let id: super::tenant_api::types::GetWorkspaceId = workspace_id
             .parse()
             .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
-        let ws = tenant
-            .get_workspace(&id)
-            .await
-            .map_err(|e| {
-                self.tenant_error(
-                    format!("looking up the provider of workspace {workspace_id}"),
-                    e,
-                )
-            })?
-            .into_inner();
-        let found = ws
+        let ws = match tenant.get_workspace(&id).await {
+            Ok(ws) => ws.into_inner(),
+            Err(e) => {
+                return Err(
+                    match self.tenant_error(
+                        format!("looking up the provider of workspace {workspace_id}"),
+                        e,
+                    ) {
+                        Error::NotFound { message } => Error::Refused(format!(
+                            "fleet refused to migrate workspace {workspace_id}: the tenant API does not know it ({message}); nothing was changed (no migration was started). Check the workspace id (the tenant API and the control plane must be the same organization)"
+                        )),
+                        other => other,
+                    },
+                );
+            }
+        };
+        Ok(ws
             .compute
             .as_ref()
             .and_then(|c| c.provider.clone())
             .or(ws.provider)
             .or(ws.compute_provider)
             .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty());
-        match found {
-            Some(p) => Ok(Provider::from(p)),
+            .filter(|p| !p.is_empty())
+            .map(Provider::from))
+    }
+
+    /// The provider the tenant API reports for a workspace.
+    pub async fn current_provider(&self, workspace_id: &str) -> Result<Provider> {
+        let workspace_id = workspace_id.trim();
+        match self.tenant_provider(workspace_id).await? {
+            Some(p) => Ok(p),
             None => Err(Error::Refused(format!(
                 "the tenant API reports no provider for workspace {workspace_id} (none at \
                  compute.provider, provider or compute_provider): pass --from <aws|hetzner|gcp> \

@@ -55,6 +55,7 @@ pub fn workspace(latest: Value) -> Value {
         "template_id": TEMPLATE,
         "template_name": "docker",
         "template_active_version_id": V2,
+        "template_require_active_version": false,
         "outdated": latest["template_version_id"] != json!(V2),
         "latest_build": latest,
     })
@@ -92,6 +93,43 @@ pub fn fast_options() -> fleet::coder::UpdateOptions {
             factor: 1.5,
         },
         max_conflicts: 3,
+        ..fleet::coder::UpdateOptions::default()
+    }
+}
+
+/// A template version of the workspace's template, imported.
+pub fn version(id: &str) -> Value {
+    json!({"id": id, "name": if id == V1 { "v1" } else { "v2" }, "template_id": TEMPLATE,
+           "archived": false, "job": {"id": "77777777-7777-4777-8777-777777777777", "status": "succeeded"}})
+}
+
+/// The rich parameters of V1 and V2: region (immutable, options), cpu (number 1-16).
+pub fn rich_parameters() -> Value {
+    json!([
+        {"name": "region", "type": "string", "mutable": false, "required": false, "default_value": "us-east",
+         "options": [{"name": "US East", "value": "us-east"}, {"name": "EU West", "value": "eu-west"}]},
+        {"name": "cpu", "type": "number", "mutable": true, "required": false, "default_value": "2",
+         "validation_min": 1, "validation_max": 16}
+    ])
+}
+
+/// The reads of the pre-flight check for V1 and V2 (version, rich parameters).
+pub async fn mock_preflight(server: &httpmock::MockServer) {
+    for v in [V1, V2] {
+        server
+            .mock_async(|when, then| {
+                when.method(httpmock::Method::GET)
+                    .path(format!("/api/v2/templateversions/{v}"));
+                then.status(200).json_body(version(v));
+            })
+            .await;
+        server
+            .mock_async(|when, then| {
+                when.method(httpmock::Method::GET)
+                    .path(format!("/api/v2/templateversions/{v}/rich-parameters"));
+                then.status(200).json_body(rich_parameters());
+            })
+            .await;
     }
 }
 

@@ -1,0 +1,318 @@
+//! The built `fleet` and `fleet-mcp` against the simulator: each pre-flight refusal exits 2
+//! (MCP: a tool error) and the simulator saw no build and no migration POST; parameters from
+//! flags, YAML and JSON files and MCP arguments reach the start build.
+
+use std::process::{Command, Output, Stdio};
+
+use fleet::{
+    coder::{CoderClient, WorkspaceRef},
+    sim::{RunningSim, SimOptions, Simulator},
+};
+use rmcp::{
+    ServiceExt,
+    model::{CallToolRequestParams, CallToolResult},
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+
+async fn sim() -> RunningSim {
+    Simulator::start(SimOptions {
+        speed: 2000.0,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
+    cmd.env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20")
+        .args(args)
+        .stdin(Stdio::null());
+    cmd.output().expect("fleet runs")
+}
+
+fn builds_path(sim: &RunningSim, ws: &str) -> String {
+    format!(
+        "/api/v2/workspaces/{}/builds",
+        sim.coder_workspace_id(ws).expect("seeded")
+    )
+}
+
+fn posts(sim: &RunningSim) -> usize {
+    sim.requests().iter().filter(|r| r.method == "POST").count()
+}
+
+/// The previous (latest) build's parameter values of a workspace, as Coder reports them.
+async fn current_params(sim: &RunningSim, ws: &str) -> Vec<(String, String)> {
+    let c = CoderClient::new(&sim.coder_config()).unwrap();
+    let w = c
+        .resolve_workspace(&WorkspaceRef::parse(ws).unwrap())
+        .await
+        .unwrap();
+    let id = w.latest_build.unwrap().id.unwrap().to_string();
+    c.api()
+        .get_build_parameters_for_workspace_build(&id)
+        .await
+        .unwrap()
+        .into_inner()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.value.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
+    let sim = sim().await;
+    let v = |t: &str, n: &str| sim.coder_version_id(t, n).unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["alice/dev".into(), "--parameter".into(), "cpu=32".into()],
+            "\"cpu\"",
+        ),
+        (
+            vec![
+                "alice/dev".into(),
+                "--parameter".into(),
+                "region=us-east".into(),
+            ],
+            "immutable",
+        ),
+        (
+            vec!["alice/dev".into(), "--parameter".into(), "nope=1".into()],
+            "region, cpu, dotfiles_uri",
+        ),
+        (
+            vec![
+                "alice/current".into(),
+                "--force".into(),
+                "--parameter".into(),
+                "disk_gb=20".into(),
+            ],
+            "can only grow",
+        ),
+        (
+            vec![
+                "alice/dev".into(),
+                "--template-version".into(),
+                v("docker-dev", "v0-archived"),
+            ],
+            "archived",
+        ),
+        (
+            vec![
+                "alice/dev".into(),
+                "--template-version".into(),
+                v("docker-dev", "v4-importing"),
+            ],
+            "still importing",
+        ),
+        (
+            vec![
+                "alice/dev".into(),
+                "--template-version".into(),
+                v("gpu-ml", "v1"),
+            ],
+            "belongs to template",
+        ),
+        (
+            vec![
+                "alice/secure-shell".into(),
+                "--template-version".into(),
+                v("k8s-secure", "2024-06"),
+            ],
+            "requires its active version",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec!["coder", "update"];
+        full.extend(args.iter().map(String::as_str));
+        let out = fleet(&sim, &full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: {expected:?} missing: {err}"
+        );
+    }
+    let out = fleet(&sim, &["coder", "restart", "alice/secure-shell"]);
+    assert_eq!(out.status.code(), Some(2));
+    for ws in ["alice/dev", "alice/current", "alice/secure-shell"] {
+        assert_eq!(
+            sim.count_requests("POST", &builds_path(&sim, ws)),
+            0,
+            "{ws}"
+        );
+    }
+
+    // Molecule: a running migration and a disagreeing --from: no POST.
+    let out = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-migrating",
+            "--to",
+            "gcp",
+            "--confirm",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("already running"), "{err}");
+    let out = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-gcp-demo",
+            "--from",
+            "aws",
+            "--to",
+            "hetzner",
+            "--confirm",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--from aws") && err.contains("runs on gcp"),
+        "{err}"
+    );
+    let out = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-nobody",
+            "--from",
+            "aws",
+            "--to",
+            "hetzner",
+            "--confirm",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(posts(&sim), 0, "no POST of any kind reached the simulator");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flags_and_files_reach_the_start_build_flag_first() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("params.yaml");
+    std::fs::write(&yaml, "cpu: 6\ndotfiles_uri: https://example.com/dots\n").unwrap();
+    let out = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "alice/dev",
+            "--parameters-file",
+            yaml.to_str().unwrap(),
+            "--parameter",
+            "cpu=8",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = current_params(&sim, "alice/dev").await;
+    assert!(p.contains(&("cpu".into(), "8".into())), "{p:?}");
+    assert!(
+        p.contains(&("dotfiles_uri".into(), "https://example.com/dots".into())),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&("region".into(), "eu-west".into())),
+        "previous: {p:?}"
+    );
+    assert!(
+        p.contains(&("disk_gb".into(), "20".into())),
+        "default: {p:?}"
+    );
+
+    let json = dir.path().join("params.json");
+    std::fs::write(&json, r#"{"cpu": 3}"#).unwrap();
+    let out = fleet(
+        &sim,
+        &[
+            "coder",
+            "restart",
+            "bob/dev",
+            "--parameters-file",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = current_params(&sim, "bob/dev").await;
+    assert!(p.contains(&("cpu".into(), "3".into())), "{p:?}");
+}
+
+fn error_text(r: &CallToolResult) -> String {
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    serde_json::to_value(&r.content).unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_update_agent_refuses_and_then_succeeds_with_parameters() {
+    let sim = sim().await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let call = |args: Value, tool: &'static str| {
+        let params = CallToolRequestParams::new(tool.to_string())
+            .with_arguments(args.as_object().unwrap().clone());
+        client.call_tool(params)
+    };
+    let r = call(
+        json!({"agent_name": "alice/dev", "parameters": {"cpu": 32}}),
+        "update_agent",
+    )
+    .await
+    .unwrap();
+    let text = error_text(&r);
+    assert!(
+        text.contains("\\\"cpu\\\"") && text.contains("from 1 to 16"),
+        "{text}"
+    );
+    let r = call(
+        json!({"agent_name": "alice/dev", "parameters": {"gpu": "x"}}),
+        "restart_agent",
+    )
+    .await
+    .unwrap();
+    assert!(error_text(&r).contains("no such parameter"));
+    assert_eq!(
+        sim.count_requests("POST", &builds_path(&sim, "alice/dev")),
+        0
+    );
+
+    let r = call(
+        json!({"agent_name": "alice/dev", "parameters": {"cpu": 12}}),
+        "update_agent",
+    )
+    .await
+    .unwrap();
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let p = current_params(&sim, "alice/dev").await;
+    assert!(p.contains(&("cpu".into(), "12".into())), "{p:?}");
+    client.cancel().await.ok();
+}

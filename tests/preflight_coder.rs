@@ -1,0 +1,407 @@
+//! Coder pre-flight against httpmock: every refusal is `Error::Refused` and sends no build;
+//! the start build sends exactly the resolved values; precedence given > file > previous > default.
+
+#[path = "coder_support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+
+use fleet::{
+    Error,
+    coder::{
+        ParameterSource, UpdateOptions, WorkspaceRef, parse_parameters_file, resolve_parameters,
+        types,
+    },
+};
+use httpmock::{Method::GET, Method::POST, Mock, MockServer};
+use serde_json::{Value, json};
+use support::*;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+async fn get<'a>(server: &'a MockServer, path: &str, body: Value) -> Mock<'a> {
+    let path = path.to_string();
+    server
+        .mock_async(move |when, then| {
+            when.method(GET).path(path);
+            then.status(200).json_body(body);
+        })
+        .await
+}
+
+/// Every POST (builds): counted to prove none was sent.
+async fn any_post(server: &MockServer) -> Mock<'_> {
+    server
+        .mock_async(|when, then| {
+            when.method(POST);
+            then.status(500)
+                .json_body(json!({"message": "no build expected"}));
+        })
+        .await
+}
+
+fn rich() -> Value {
+    json!([
+        {"name": "region", "type": "string", "mutable": false, "required": false, "default_value": "us-east",
+         "options": [{"name": "US East", "value": "us-east"}, {"name": "EU West", "value": "eu-west"}]},
+        {"name": "cpu", "type": "number", "mutable": true, "required": false, "default_value": "2",
+         "validation_min": 1, "validation_max": 16},
+        {"name": "disk_gb", "type": "number", "mutable": true, "required": false, "default_value": "20",
+         "validation_min": 10, "validation_max": 500, "validation_monotonic": "increasing"},
+        {"name": "hostname", "type": "string", "mutable": true, "required": false, "default_value": "box",
+         "validation_regex": "^[a-z][a-z0-9-]*$", "validation_error": "lowercase letters, digits and '-'"},
+        {"name": "gpu", "type": "bool", "mutable": true, "required": false, "default_value": "false"},
+        {"name": "tags", "type": "list(string)", "mutable": true, "required": false, "default_value": "[]"},
+        {"name": "token", "type": "string", "mutable": true, "required": false, "default_value": "",
+         "ephemeral": true},
+        {"name": "project", "type": "string", "mutable": true, "required": true}
+    ])
+}
+
+fn previous() -> Value {
+    json!([
+        {"name": "region", "value": "eu-west"}, {"name": "cpu", "value": "4"},
+        {"name": "disk_gb", "value": "40"}, {"name": "token", "value": "old-secret"},
+        {"name": "project", "value": "apollo"}, {"name": "gone", "value": "x"}
+    ])
+}
+
+/// alice/dev running V1; target V2 (active); version, rich params and previous params mocked.
+async fn setup(server: &MockServer, version: Value, rich_params: Value) {
+    get(server, "/api/v2/users/alice/workspace/dev", running_on(V1)).await;
+    get(server, &format!("/api/v2/templates/{TEMPLATE}"), template()).await;
+    get(
+        server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        previous(),
+    )
+    .await;
+    get(server, &format!("/api/v2/templateversions/{V2}"), version).await;
+    get(
+        server,
+        &format!("/api/v2/templateversions/{V2}/rich-parameters"),
+        rich_params,
+    )
+    .await;
+}
+
+fn opts(given: &[(&str, &str)]) -> UpdateOptions {
+    let mut o = fast_options();
+    o.parameters = given
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    o
+}
+
+async fn update(
+    server: &MockServer,
+    version: Option<&str>,
+    options: &UpdateOptions,
+) -> fleet::Result<fleet::coder::UpdateOutcome> {
+    client(&server.base_url())
+        .update_workspace(
+            &WorkspaceRef::parse("alice/dev").unwrap(),
+            version.map(|v| Uuid::parse_str(v).unwrap()),
+            options,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+}
+
+/// Runs an update that must be refused before any build, and returns the message.
+async fn refused(given: &[(&str, &str)], version: Value, rich_params: Value) -> String {
+    let server = MockServer::start_async().await;
+    setup(&server, version, rich_params).await;
+    let posts = any_post(&server).await;
+    let err = update(&server, None, &opts(given)).await.unwrap_err();
+    posts.assert_calls_async(0).await;
+    match err {
+        Error::Refused(m) => m,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn each_bad_value_is_refused_naming_the_parameter_and_what_is_allowed_without_a_build() {
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
+        (
+            &[("cpu", "32")],
+            &["\"cpu\"", "above the maximum 16", "from 1 to 16"],
+        ),
+        (&[("cpu", "0")], &["\"cpu\"", "below the minimum 1"]),
+        (&[("cpu", "many")], &["\"cpu\"", "not a whole number"]),
+        (
+            &[("region", "mars")],
+            &["\"region\"", "not one of the options", "us-east, eu-west"],
+        ),
+        (
+            &[("region", "us-east")],
+            &["\"region\"", "immutable", "\"eu-west\""],
+        ),
+        (
+            &[("disk_gb", "30")],
+            &["\"disk_gb\"", "previous value 40", "can only grow"],
+        ),
+        (
+            &[("hostname", "Bad_Name")],
+            &["\"hostname\"", "regular expression", "lowercase letters"],
+        ),
+        (&[("gpu", "maybe")], &["\"gpu\"", "not true or false"]),
+        (
+            &[("tags", "a,b")],
+            &["\"tags\"", "not a JSON list of strings"],
+        ),
+        (
+            &[("nope", "1")],
+            &["\"nope\"", "no such parameter", "region, cpu, disk_gb"],
+        ),
+    ];
+    for (given, expected) in cases {
+        let m = refused(given, version(V2), rich()).await;
+        for e in *expected {
+            assert!(m.contains(e), "{given:?}: {e:?} missing from: {m}");
+        }
+        assert!(m.contains("nothing was stopped or started"), "{m}");
+    }
+}
+
+#[tokio::test]
+async fn a_required_parameter_without_a_value_is_refused() {
+    let mut params = rich();
+    params
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "team", "type": "string", "mutable": true, "required": true}));
+    let m = refused(&[], version(V2), params).await;
+    assert!(m.contains("\"team\"") && m.contains("required"), "{m}");
+}
+
+#[tokio::test]
+async fn an_unusable_target_version_is_refused_before_any_build() {
+    let mut archived = version(V2);
+    archived["archived"] = json!(true);
+    let mut importing = version(V2);
+    importing["job"]["status"] = json!("running");
+    let mut failed = version(V2);
+    failed["job"]["status"] = json!("failed");
+    failed["job"]["error"] = json!("terraform init failed");
+    let mut foreign = version(V2);
+    foreign["template_id"] = json!("99999999-9999-4999-8999-999999999999");
+    for (v, expected) in [
+        (archived, "is archived"),
+        (importing, "still importing"),
+        (failed, "terraform init failed"),
+        (foreign, "belongs to template 99999999"),
+    ] {
+        let m = refused(&[], v, rich()).await;
+        assert!(m.contains(expected), "{expected}: {m}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_target_version_is_refused() {
+    let server = MockServer::start_async().await;
+    setup(&server, version(V2), rich()).await;
+    let posts = any_post(&server).await;
+    let missing = "33333333-3333-4333-8333-333333333339";
+    let err = update(&server, Some(missing), &opts(&[]))
+        .await
+        .unwrap_err();
+    posts.assert_calls_async(0).await;
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("does not exist") && m.contains(missing)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn require_active_version_refuses_an_explicit_older_version() {
+    let server = MockServer::start_async().await;
+    let mut ws = running_on(V2);
+    ws["template_require_active_version"] = json!(true);
+    get(&server, "/api/v2/users/alice/workspace/dev", ws).await;
+    let mut t = template();
+    t["require_active_version"] = json!(true);
+    get(&server, &format!("/api/v2/templates/{TEMPLATE}"), t).await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        params(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templateversions/{V1}"),
+        version(V1),
+    )
+    .await;
+    let posts = any_post(&server).await;
+    let err = update(&server, Some(V1), &opts(&[])).await.unwrap_err();
+    posts.assert_calls_async(0).await;
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("requires its active version") && m.contains(V2)),
+        "{err:?}"
+    );
+    assert_eq!(fleet_exit_kind(&err), "refused");
+}
+
+fn fleet_exit_kind(e: &Error) -> &'static str {
+    e.kind()
+}
+
+#[tokio::test]
+async fn the_start_build_sends_exactly_the_resolved_values() {
+    let server = MockServer::start_async().await;
+    setup(&server, version(V2), rich()).await;
+    let stop = server
+        .mock_async(|when, then| {
+            when.method(POST).body_includes("\"transition\":\"stop\"");
+            then.status(201)
+                .json_body(build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None));
+        })
+        .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+    )
+    .await;
+    // given > previous > default; the ephemeral token is not carried over; `gone` (not in
+    // V2) is dropped.
+    let expected = json!({
+        "transition": "start", "template_version_id": V2,
+        "rich_parameter_values": [
+            {"name": "region", "value": "eu-west"}, {"name": "cpu", "value": "8"},
+            {"name": "disk_gb", "value": "40"}, {"name": "hostname", "value": "box"},
+            {"name": "gpu", "value": "false"}, {"name": "tags", "value": "[\"a\"]"},
+            {"name": "token", "value": ""}, {"name": "project", "value": "apollo"}
+        ]
+    });
+    let start = server
+        .mock_async(|when, then| {
+            when.method(POST).json_body(expected);
+            then.status(201).json_body(build(
+                START_BUILD,
+                9,
+                "start",
+                "pending",
+                "pending",
+                V2,
+                None,
+            ));
+        })
+        .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{START_BUILD}"),
+        build(START_BUILD, 9, "start", "running", "succeeded", V2, None),
+    )
+    .await;
+    let mut o = opts(&[("cpu", "8")]);
+    o.parameters_file = BTreeMap::from([
+        ("cpu".to_string(), "3".to_string()),
+        ("tags".to_string(), "[\"a\"]".to_string()),
+    ]);
+    let out = update(&server, None, &o).await.expect("update succeeds");
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+    assert_eq!(out.template_version_id.to_string(), V2);
+}
+
+#[tokio::test]
+async fn the_plan_says_where_each_value_came_from_and_serializes() {
+    let server = MockServer::start_async().await;
+    setup(&server, version(V2), rich()).await;
+    let posts = any_post(&server).await;
+    let mut o = opts(&[("cpu", "8")]);
+    o.parameters_file = BTreeMap::from([("hostname".to_string(), "web-1".to_string())]);
+    let plan = client(&server.base_url())
+        .plan_update(
+            &WorkspaceRef::parse("alice/dev").unwrap(),
+            None,
+            false,
+            &o,
+            &CancellationToken::new(),
+            &mut |_| {},
+        )
+        .await
+        .expect("plan");
+    posts.assert_calls_async(0).await;
+    let v = serde_json::to_value(&plan).unwrap();
+    let src = |name: &str| {
+        v["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| (p["value"].clone(), p["source"].clone()))
+            .unwrap()
+    };
+    assert_eq!(src("cpu"), (json!("8"), json!("given")));
+    assert_eq!(src("hostname"), (json!("web-1"), json!("file")));
+    assert_eq!(src("region"), (json!("eu-west"), json!("previous_build")));
+    assert_eq!(src("gpu"), (json!("false"), json!("default")));
+    assert_eq!(src("token"), (json!(""), json!("default")));
+    assert_eq!(v["workspace"]["full_name"], "alice/dev");
+    assert_eq!(v["target_version"]["name"], "v2");
+    let schema = schemars::schema_for!(fleet::coder::UpdatePlan);
+    assert!(
+        serde_json::to_string(&schema)
+            .unwrap()
+            .contains("previous_build")
+    );
+}
+
+#[test]
+fn resolution_precedence_is_given_then_file_then_previous_then_default() {
+    let params: Vec<types::TemplateVersionParameter> = serde_json::from_value(rich()).unwrap();
+    let previous: Vec<types::WorkspaceBuildParameter> = serde_json::from_value(previous()).unwrap();
+    let given = BTreeMap::from([("cpu".to_string(), "8".to_string())]);
+    let file = BTreeMap::from([
+        ("cpu".to_string(), "6".to_string()),
+        ("disk_gb".to_string(), "50".to_string()),
+    ]);
+    let r = resolve_parameters(&params, &given, &file, &previous).unwrap();
+    let get = |n: &str| r.iter().find(|p| p.name == n).unwrap();
+    assert_eq!(
+        (get("cpu").value.as_str(), get("cpu").source),
+        ("8", ParameterSource::Given)
+    );
+    assert_eq!(
+        (get("disk_gb").value.as_str(), get("disk_gb").source),
+        ("50", ParameterSource::File)
+    );
+    assert_eq!(get("region").source, ParameterSource::PreviousBuild);
+    assert_eq!(get("hostname").source, ParameterSource::Default);
+    assert_eq!(get("token").source, ParameterSource::Default, "ephemeral");
+    assert_eq!(get("token").previous_value.as_deref(), Some("old-secret"));
+    assert!(r.iter().all(|p| p.name != "gone"));
+}
+
+#[test]
+fn parameters_files_are_read_as_yaml_or_json() {
+    let yaml = "cpu: 8\nregion: eu-west\ngpu: true\ntags:\n  - a\n  - b\n";
+    let m = parse_parameters_file(yaml, "p.yaml").unwrap();
+    assert_eq!(m["cpu"], "8");
+    assert_eq!(m["gpu"], "true");
+    assert_eq!(m["tags"], "[\"a\",\"b\"]");
+    let m = parse_parameters_file(r#"{"cpu": 8, "region": "eu-west"}"#, "p.json").unwrap();
+    assert_eq!(m["cpu"], "8");
+    assert_eq!(m["region"], "eu-west");
+    for (text, origin) in [
+        ("[1, 2]", "p.yaml"),
+        ("{not json", "p.json"),
+        ("cpu: {a: 1}", "p.yml"),
+    ] {
+        assert!(
+            matches!(
+                parse_parameters_file(text, origin),
+                Err(Error::InvalidInput(_))
+            ),
+            "{text}"
+        );
+    }
+}
