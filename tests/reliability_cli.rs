@@ -535,7 +535,8 @@ async fn tokens_from_files_work_and_flags_warn() {
     assert_eq!(migrate.calls_async().await, 2);
     assert_eq!(tenant.calls_async().await, 2);
     assert_eq!(coder_list.calls_async().await, 3);
-    assert_eq!(cp.calls_async().await + cp_alias.calls_async().await, 2);
+    // Two status reads, plus the pre-flight status read before each of the two migrations.
+    assert_eq!(cp.calls_async().await + cp_alias.calls_async().await, 4);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -578,6 +579,16 @@ async fn ctrl_c_during_a_migration_wait_exits_130_and_leaves_it_running() {
             then.status(202).json_body(json!({"status": "migration_started", "workspace_id": "ws-1", "from": "aws", "to": "hetzner"}));
         })
         .await;
+    // The pre-flight read before the POST finds no migration running (once); then the one
+    // fleet started is seen in progress.
+    let preflight = server
+        .mock_async(|when, then| {
+            when.method(GET).path_includes("/cp/admin/workspaces/ws-1/");
+            then.status(404)
+                .json_body(json!({"error": "never migrated"}));
+        })
+        .await;
+    preflight.up_to_n_times_async(1).await;
     let status = server
         .mock_async(|when, then| {
             when.method(GET).path_includes("/cp/admin/workspaces/ws-1/");
