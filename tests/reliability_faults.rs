@@ -539,7 +539,8 @@ async fn a_server_that_dies_mid_wait_ends_the_wait_at_its_deadline_with_the_last
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_whose_connection_resets_is_not_resent() {
     for fault in [Conn::Drop, Conn::HalfHeaders, Conn::HalfBody] {
-        let (base, count) = raw_server(vec![fault]).await;
+        // The pre-flight status read finds the last migration ended; then the POST meets the fault.
+        let (base, count) = raw_server(vec![Conn::Answer("completed", true), fault]).await;
         let client = molecule(&base, http(Duration::from_secs(2)));
         let e = client
             .migrate_provider(&request())
@@ -552,8 +553,8 @@ async fn a_post_whose_connection_resets_is_not_resent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
             count.load(Ordering::SeqCst),
-            1,
-            "{fault:?}: one connection, no resend"
+            2,
+            "{fault:?}: one read, then one connection for the POST, no resend"
         );
     }
 }
@@ -630,7 +631,7 @@ async fn retry_after_is_honoured_within_bounds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_states_and_extra_fields_are_kept_not_failures() {
     let server = MockServer::start_async().await;
-    server
+    let in_progress = server
         .mock_async(|when, then| {
             when.method(GET).path_includes(STATUS_PATH);
             then.status(200).json_body(json!({
@@ -660,6 +661,27 @@ async fn unknown_states_and_extra_fields_are_kept_not_failures() {
     );
     assert_eq!(m.extra["eta_seconds"], json!(42));
     assert!(!report.terminal);
+    // A migration in progress (even in a state fleet does not know) is refused up front;
+    // once it has ended, a new one starts and the 202's extra fields are tolerated.
+    let e = client
+        .migrate_provider(&request())
+        .await
+        .expect_err("refused while one runs");
+    assert!(
+        matches!(e, Error::Refused(_)) && e.to_string().contains("defragmenting"),
+        "{e}"
+    );
+    assert_eq!(post.calls_async().await, 0);
+    in_progress.delete_async().await;
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path_includes(STATUS_PATH);
+            then.status(200).json_body(json!({
+                "migration": {"state": "defragmented", "from_provider": "aws", "to_provider": "azure"},
+                "terminal": true, "server_version": "9.9"
+            }));
+        })
+        .await;
     let started = client
         .migrate_provider(&request())
         .await
