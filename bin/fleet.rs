@@ -79,6 +79,7 @@ fn main() {
     };
     init_logging(cli.global.log_level);
     cli::warn_tokens_on_command_line(&matches);
+    cli.global.never_print_tokens();
 
     if let Command::Completions { shell } = &cli.command {
         let mut cmd = Cli::command();

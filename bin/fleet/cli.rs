@@ -214,10 +214,30 @@ impl GlobalOpts {
     }
 
     fn secret(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<Secret>, Error> {
-        if let Some(path) = file {
-            return Secret::from_file(path).map(Some);
+        let secret = match file {
+            Some(path) => Some(Secret::from_file(path)?),
+            None => value.as_ref().map(Secret::new).filter(|s| !s.is_empty()),
+        };
+        if let Some(s) = &secret {
+            out::never_print(s);
         }
-        Ok(value.as_ref().map(Secret::new).filter(|s| !s.is_empty()))
+        Ok(secret)
+    }
+
+    /// Registers every token given by flag or environment with the output, so that none is
+    /// ever printed, whichever control plane echoes it (tokens from files are registered when
+    /// they are read).
+    pub fn never_print_tokens(&self) {
+        for token in [
+            &self.cp_admin_token,
+            &self.molecule_org_api_key,
+            &self.coder_session_token,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            out::never_print(&Secret::new(token.as_str()));
+        }
     }
 
     /// The longest pause between two status reads, when something overrides the defaults

@@ -25,6 +25,9 @@ pub struct FleetServer {
     coder: Arc<Result<CoderClient, String>>,
     tool_router: ToolRouter<FleetServer>,
     poll_override: Option<std::time::Duration>,
+    /// Every configured token: none is ever returned in a tool result, whichever control
+    /// plane echoes it.
+    secrets: Arc<Vec<fleet::Secret>>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -57,6 +60,18 @@ impl FleetServer {
             coder: Arc::new(CoderClient::new(coder).map_err(|e| e.to_string())),
             tool_router,
             poll_override: fleet::config::poll_interval_from_env(),
+            secrets: Arc::new(
+                [
+                    &molecule.cp_admin_token,
+                    &molecule.org_api_key,
+                    &coder.session_token,
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
+            ),
         }
     }
 
@@ -146,8 +161,33 @@ impl ServerHandler for FleetServer {
     /// Routes a call to its tool. Arguments that do not fit the tool's input schema (a wrong
     /// type, a missing field, an unknown provider) answer a tool error (isError: true) that
     /// names the bad argument, whichever way rmcp reported it; an unknown tool name stays a
-    /// protocol error (-32602), as the MCP specification lists it.
+    /// protocol error (-32602), as the MCP specification lists it. No configured token is ever
+    /// in a result, whichever control plane echoed it.
     async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let result = self.call_tool_checked(request, context).await;
+        match result {
+            Ok(CallToolResponse::Complete(r)) => Ok(CallToolResponse::Complete(self.redacted(r))),
+            other => other,
+        }
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        let mut implementation = Implementation::from_build_env();
+        implementation.name = "fleet-mcp".into();
+        implementation.version = env!("CARGO_PKG_VERSION").into();
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(implementation)
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+impl FleetServer {
+    /// Calls the tool; arguments that do not fit its schema become a tool error naming them.
+    async fn call_tool_checked(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
@@ -178,13 +218,23 @@ impl ServerHandler for FleetServer {
         }
     }
 
-    fn get_info(&self) -> ServerConfig {
-        let mut implementation = Implementation::from_build_env();
-        implementation.name = "fleet-mcp".into();
-        implementation.version = env!("CARGO_PKG_VERSION").into();
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(implementation)
-            .with_instructions(INSTRUCTIONS)
+    /// The result with every configured token replaced by `<redacted>`.
+    fn redacted(&self, result: CallToolResult) -> CallToolResult {
+        let Ok(text) = serde_json::to_string(&result) else {
+            return result;
+        };
+        if !self.secrets.iter().any(|s| text.contains(s.expose())) {
+            return result;
+        }
+        let mut clean = text;
+        for s in self.secrets.iter() {
+            clean = clean.replace(s.expose(), "<redacted>");
+        }
+        serde_json::from_str(&clean).unwrap_or_else(|_| {
+            CallToolResult::error(vec![ContentBlock::text(
+                "the result held a token and was withheld",
+            )])
+        })
     }
 }
 
