@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    CoderClient, CoderEvent, Step, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan,
-    WorkspaceRef, WorkspaceStatus, WorkspaceTransition, types,
+    CoderClient, CoderEvent, PlannedBuild, Step, UpdateAction, UpdateOptions, UpdateOutcome,
+    UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
 };
 use crate::{Error, Result};
 
@@ -153,18 +153,6 @@ impl FleetOptions {
 // Dry run
 // ---------------------------------------------------------------------------------------------
 
-/// A build a dry run says would be created.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct PlannedBuild {
-    /// stop or start.
-    pub transition: WorkspaceTransition,
-    /// The template version a start build would use (a stop build keeps the current one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template_version_id: Option<Uuid>,
-    /// How many parameter values a start build would send.
-    pub parameter_values: usize,
-}
-
 /// What an update or restart would do, found with reads only.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DryRun {
@@ -198,44 +186,6 @@ impl DryRun {
 /// The builds [`CoderClient::run_plan`] would create for `plan`, in order, or the refusal it
 /// would answer. Mirrors `run_plan`'s decisions: deleted or unknown status → refused; running
 /// on the target (an update without force) → nothing; stopped → start only; else stop, start.
-fn planned_builds(plan: &UpdatePlan, force: bool) -> Result<Vec<PlannedBuild>> {
-    let name = workspace_label(&plan.workspace);
-    let latest = plan.workspace.latest_build.clone().unwrap_or_default();
-    let on_target = latest.template_version_id == Some(plan.target_version_id);
-    match &latest.status {
-        Some(WorkspaceStatus::Deleted | WorkspaceStatus::Deleting) => {
-            return Err(Error::Refused(format!(
-                "workspace {name} is deleted; there is nothing to start"
-            )));
-        }
-        Some(WorkspaceStatus::Other(s)) => {
-            return Err(Error::Refused(format!(
-                "workspace {name} is in a state fleet does not know ({s:?}); nothing would be done"
-            )));
-        }
-        _ => {}
-    }
-    if latest.status == Some(WorkspaceStatus::Running) && on_target && !plan.restart && !force {
-        return Ok(vec![]);
-    }
-    let start = PlannedBuild {
-        transition: WorkspaceTransition::Start,
-        template_version_id: Some(plan.target_version_id),
-        parameter_values: plan.parameters.len(),
-    };
-    if latest.status == Some(WorkspaceStatus::Stopped) {
-        return Ok(vec![start]);
-    }
-    Ok(vec![
-        PlannedBuild {
-            transition: WorkspaceTransition::Stop,
-            template_version_id: None,
-            parameter_values: 0,
-        },
-        start,
-    ])
-}
-
 fn workspace_label(w: &types::Workspace) -> String {
     super::WorkspaceInfo::from(w).full_name
 }
@@ -260,18 +210,11 @@ impl CoderClient {
     }
 
     async fn describe_plan(&self, plan: UpdatePlan, force: bool) -> Result<DryRun> {
-        let builds = planned_builds(&plan, force)?;
+        let builds = plan.builds(force)?;
         let latest = plan.workspace.latest_build.clone().unwrap_or_default();
         let current_version_id = latest.template_version_id;
-        let target_version_name = if current_version_id == Some(plan.target_version_id) {
-            latest.template_version_name.clone()
-        } else {
-            // Only the name is missing: a failed read leaves it out rather than fail the plan.
-            self.template_version(&plan.target_version_id)
-                .await
-                .ok()
-                .and_then(|v| v.name)
-        };
+        // The pre-flight read the target version: its name is in the plan.
+        let target_version_name = plan.target_version.name.clone();
         let name = workspace_label(&plan.workspace);
         let version = |id: Uuid, n: &Option<String>| match n {
             Some(n) => format!("{n} ({id})"),

@@ -17,14 +17,15 @@ mod fleet;
 mod ops;
 pub use fleet::{
     DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
-    PlannedBuild, Selection, Severity, Verdict, WorkspaceResult,
+    Selection, Severity, Verdict, WorkspaceResult,
 };
 mod params;
 mod preflight;
 pub use ops::{
     BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN,
-    PollOptions, Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan,
-    WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
+    PlannedBuild, PollOptions, Step, TemplateVersionInfo, UpdateAction, UpdateOptions,
+    UpdateOutcome, UpdatePlan, WorkspaceInfo, WorkspaceList, WorkspaceRef,
+    parse_template_version_id,
 };
 pub use params::{
     ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,

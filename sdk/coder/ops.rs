@@ -562,6 +562,18 @@ pub struct WorkspaceList {
     pub workspaces: Vec<WorkspaceInfo>,
 }
 
+/// A build a plan would create, in order.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlannedBuild {
+    /// stop or start.
+    pub transition: WorkspaceTransition,
+    /// The template version a start build would use (a stop build keeps the current one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_version_id: Option<Uuid>,
+    /// How many parameter values a start build would send.
+    pub parameter_values: usize,
+}
+
 /// A planned update or restart: everything read before anything is changed.
 ///
 /// [`CoderClient::plan_update`] only reads, and it runs the pre-flight checks (target version
@@ -595,6 +607,47 @@ fn serialize_workspace<S: serde::Serializer>(
 }
 
 impl UpdatePlan {
+    /// The builds this plan needs, in order — the one rule both [`CoderClient::run_plan`] and a
+    /// dry run follow: none when the workspace already runs the target version (and neither
+    /// `restart` nor `force` asks for more); a start alone when it is stopped; otherwise a stop,
+    /// then a start. A deleted workspace, or one in a state fleet does not know, is refused.
+    pub fn builds(&self, force: bool) -> Result<Vec<PlannedBuild>> {
+        let name = full_name(&self.workspace);
+        let latest = self.workspace.latest_build.clone().unwrap_or_default();
+        match &latest.status {
+            Some(WorkspaceStatus::Deleted | WorkspaceStatus::Deleting) => {
+                return Err(Error::Refused(format!(
+                    "workspace {name} is deleted; there is nothing to start"
+                )));
+            }
+            Some(WorkspaceStatus::Other(s)) => {
+                return Err(Error::Refused(format!(
+                    "workspace {name} is in a state fleet does not know ({s:?}); nothing was \
+                     changed. Check it in Coder, then try again"
+                )));
+            }
+            _ => {}
+        }
+        let on_target = latest.template_version_id == Some(self.target_version_id);
+        if latest.status == Some(WorkspaceStatus::Running) && on_target && !self.restart && !force {
+            return Ok(vec![]);
+        }
+        let start = PlannedBuild {
+            transition: WorkspaceTransition::Start,
+            template_version_id: Some(self.target_version_id),
+            parameter_values: self.parameters.len(),
+        };
+        if latest.status == Some(WorkspaceStatus::Stopped) {
+            return Ok(vec![start]);
+        }
+        let stop = PlannedBuild {
+            transition: WorkspaceTransition::Stop,
+            template_version_id: None,
+            parameter_values: 0,
+        };
+        Ok(vec![stop, start])
+    }
+
     fn workspace_id(&self) -> Result<Uuid> {
         self.workspace.id.ok_or_else(|| Error::Api {
             status: 200,
@@ -1022,27 +1075,9 @@ impl CoderClient {
     ) -> Result<UpdateOutcome> {
         let ws_id = plan.workspace_id()?;
         let name = full_name(&plan.workspace);
-        let latest = plan.workspace.latest_build.clone().unwrap_or_default();
-        let status = latest.status.clone();
         let previous_version_id = plan.current_version();
-        let on_target = previous_version_id == Some(plan.target_version_id);
-
-        match &status {
-            Some(WorkspaceStatus::Deleted | WorkspaceStatus::Deleting) => {
-                return Err(Error::Refused(format!(
-                    "workspace {name} is deleted; there is nothing to start"
-                )));
-            }
-            Some(WorkspaceStatus::Other(s)) => {
-                return Err(Error::Refused(format!(
-                    "workspace {name} is in a state fleet does not know ({s:?}); nothing was changed. \
-                     Check it in Coder, then try again"
-                )));
-            }
-            _ => {}
-        }
-        if status == Some(WorkspaceStatus::Running) && on_target && !plan.restart && !options.force
-        {
+        let planned = plan.builds(options.force)?;
+        if planned.is_empty() {
             on_event(CoderEvent::UpToDate {
                 template_version_id: plan.target_version_id,
             });
@@ -1062,7 +1097,8 @@ impl CoderClient {
 
         let mut builds = Vec::new();
         let mut conflicts = 0u32;
-        let mut stopped = status == Some(WorkspaceStatus::Stopped);
+        // A start alone: the workspace is stopped already.
+        let mut stopped = planned.len() == 1;
 
         // ---- stop ---------------------------------------------------------------------------
         while !stopped {
@@ -1275,7 +1311,7 @@ impl CoderClient {
         }
         let action = if plan.restart {
             UpdateAction::Restarted
-        } else if status == Some(WorkspaceStatus::Stopped) {
+        } else if planned.len() == 1 {
             UpdateAction::Started
         } else {
             UpdateAction::Updated
