@@ -129,7 +129,9 @@ async fn update_prints_progress_lines_and_the_result() {
     let (code, stdout, stderr) = run(&server, &args);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains(&format!("alice/dev updated from version {V1} to {V2}")),
+        stdout.contains(&format!(
+            "alice/dev updated from version v1 ({V1}) to v2 ({V2}) and running"
+        )),
         "{stdout}"
     );
     // Not a terminal: plain progress lines on stderr, in order.

@@ -216,11 +216,7 @@ impl CoderClient {
         // The pre-flight read the target version: its name is in the plan.
         let target_version_name = plan.target_version.name.clone();
         let name = workspace_label(&plan.workspace);
-        let version = |id: Uuid, n: &Option<String>| match n {
-            Some(n) => format!("{n} ({id})"),
-            None => id.to_string(),
-        };
-        let target = version(plan.target_version_id, &target_version_name);
+        let target = plan.target_label();
         let summary = match builds.len() {
             0 => format!("{name} already runs {target}: nothing would be done"),
             1 => format!(

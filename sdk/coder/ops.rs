@@ -360,6 +360,10 @@ pub enum CoderEvent {
         target_is_active_version: bool,
         /// Parameter values carried over from the previous build.
         parameters_carried: usize,
+        /// The version it runs, as people read it (`v2 (uuid)`).
+        current_version: String,
+        /// The version it will run, as people read it.
+        target_version: String,
     },
     /// A build is already in progress; fleet waits for it first.
     WaitingForBuildInProgress {
@@ -433,16 +437,14 @@ impl CoderEvent {
             CoderEvent::Planned {
                 workspace,
                 status,
-                current_version_id,
-                target_version_id,
                 target_is_active_version,
                 parameters_carried,
+                current_version,
+                target_version,
+                ..
             } => format!(
-                "{workspace} is {} on version {}; target version {target_version_id}{}; {parameters_carried} parameter value(s) carried over",
+                "{workspace} is {} on version {current_version}; target version {target_version}{}; {parameters_carried} parameter value(s) carried over",
                 s(status),
-                current_version_id
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "unknown".into()),
                 if *target_is_active_version {
                     " (the template's active version)"
                 } else {
@@ -562,6 +564,16 @@ pub struct WorkspaceList {
     pub workspaces: Vec<WorkspaceInfo>,
 }
 
+/// `name (uuid)`, the UUID alone, or "unknown".
+fn version_label(name: Option<&str>, id: Option<Uuid>) -> String {
+    match (name.filter(|n| !n.is_empty()), id) {
+        (Some(n), Some(id)) => format!("{n} ({id})"),
+        (Some(n), None) => n.to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => "unknown".into(),
+    }
+}
+
 /// A build a plan would create, in order.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlannedBuild {
@@ -607,6 +619,23 @@ fn serialize_workspace<S: serde::Serializer>(
 }
 
 impl UpdatePlan {
+    /// The target version as people read it: `v3 (uuid)`, or the UUID when it has no name.
+    pub fn target_label(&self) -> String {
+        version_label(
+            self.target_version.name.as_deref(),
+            Some(self.target_version_id),
+        )
+    }
+
+    /// The version the workspace runs now, as people read it.
+    pub fn current_label(&self) -> String {
+        let latest = self.workspace.latest_build.as_ref();
+        version_label(
+            latest.and_then(|b| b.template_version_name.as_deref()),
+            latest.and_then(|b| b.template_version_id),
+        )
+    }
+
     /// The builds this plan needs, in order — the one rule both [`CoderClient::run_plan`] and a
     /// dry run follow: none when the workspace already runs the target version (and neither
     /// `restart` nor `force` asks for more); a start alone when it is stopped; otherwise a stop,
@@ -1021,6 +1050,8 @@ impl CoderClient {
                 .iter()
                 .filter(|p| p.source == ParameterSource::PreviousBuild)
                 .count(),
+            current_version: plan.current_label(),
+            target_version: plan.target_label(),
         });
         Ok(plan)
     }
@@ -1085,7 +1116,7 @@ impl CoderClient {
                 action: UpdateAction::UpToDate,
                 message: format!(
                     "{name} already runs version {}: nothing to do (pass --force to stop and start it anyway)",
-                    plan.target_version_id
+                    plan.target_label()
                 ),
                 workspace: WorkspaceInfo::from(&plan.workspace),
                 previous_version_id,
@@ -1318,18 +1349,16 @@ impl CoderClient {
         };
         let message = match action {
             UpdateAction::Restarted => {
-                format!("{name} restarted on version {}", plan.target_version_id)
+                format!("{name} restarted on version {}", plan.target_label())
             }
             UpdateAction::Started => format!(
                 "{name} was stopped; started on version {}",
-                plan.target_version_id
+                plan.target_label()
             ),
             _ => format!(
                 "{name} updated from version {} to {} and running",
-                previous_version_id
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "unknown".into()),
-                plan.target_version_id
+                plan.current_label(),
+                plan.target_label()
             ),
         };
         Ok(UpdateOutcome {
