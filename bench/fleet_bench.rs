@@ -265,6 +265,9 @@ async fn detect_molecule(speed: f64, wait: WaitOptions) -> Res<(f64, usize)> {
         .with_timezone(&Utc);
     let gets = sim.count_requests(
         "GET",
+        &format!("/cp/admin/workspaces/{id}/migrate-provider"),
+    ) + sim.count_requests(
+        "GET",
         &format!("/cp/admin/workspaces/{id}/migration-status"),
     );
     sim.shutdown().await;
