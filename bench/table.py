@@ -18,6 +18,10 @@ def load(path):
         return []
     with open(path) as f:
         text = f.read().strip()
+    try:
+        return [json.loads(text)]
+    except json.JSONDecodeError:
+        pass
     out = []
     for line in text.splitlines():
         line = line.strip()
