@@ -132,6 +132,7 @@ async fn start_sim(global: &mut GlobalOpts) -> fleet::Result<fleet::sim::Running
     let sim = fleet::sim::Simulator::start(fleet::sim::SimOptions {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         speed: global.sim_speed,
+        bulk_workspaces: global.sim_bulk,
         ..fleet::sim::SimOptions::default()
     })
     .await?;

@@ -152,6 +152,17 @@ pub struct GlobalOpts {
     #[arg(long, global = true, default_value_t = 60.0, value_name = "X", value_parser = parse_speed, help_heading = "Simulator")]
     pub sim_speed: f64,
 
+    /// With --sim: also seed N outdated Coder workspaces alice/bulk-0001… and N Molecule
+    /// workspaces ws-bulk-0001… (fleet-scale runs and benchmarks).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 0,
+        value_name = "N",
+        help_heading = "Simulator"
+    )]
+    pub sim_bulk: usize,
+
     /// Set by --sim: the simulator's configurations, used instead of flags and environment.
     #[arg(skip)]
     pub sim_configs: Option<(MoleculeConfig, CoderConfig)>,

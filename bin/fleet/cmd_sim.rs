@@ -42,6 +42,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub every_nth_get_503: Option<u32>,
 
+    /// Also seed N outdated Coder workspaces alice/bulk-0001… and N Molecule workspaces
+    /// ws-bulk-0001… (fleet-scale runs and benchmarks).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub bulk_workspaces: usize,
+
     /// Answer POST …/migrate-provider with 503 "migrator not configured".
     #[arg(long)]
     pub migrator_unconfigured: bool,
@@ -76,6 +81,7 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
             every_nth_get_503: args.every_nth_get_503,
             migrator_unconfigured: args.migrator_unconfigured,
         },
+        bulk_workspaces: args.bulk_workspaces,
     })
     .await?;
     let vars = sim.env_vars();

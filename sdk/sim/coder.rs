@@ -81,7 +81,7 @@ struct Version {
 #[derive(Debug, Clone)]
 struct Workspace {
     id: Uuid,
-    name: &'static str,
+    name: String,
     owner: Uuid,
     template_id: Uuid,
     slow: bool,
@@ -414,7 +414,7 @@ impl CoderWorld {
             "id": b.id,
             "build_number": b.number,
             "workspace_id": b.workspace_id,
-            "workspace_name": ws.map(|w| w.name),
+            "workspace_name": ws.map(|w| w.name.as_str()),
             "workspace_owner_name": owner,
             "template_version_id": b.version_id,
             "template_version_name": self.version(b.version_id).map(|v| v.name),
@@ -456,6 +456,11 @@ impl CoderWorld {
     }
 }
 
+/// The name of bulk workspace `i` (1-based): `bulk-0001`; more digits past 9999.
+pub(crate) fn bulk_name(i: usize) -> String {
+    format!("bulk-{i:04}")
+}
+
 fn id(n: u128) -> Uuid {
     // Deterministic ids: 5133xxxx-…: easy to spot in logs.
     Uuid::from_u128(0x5133_0000_0000_4000_8000_0000_0000_0000 | n)
@@ -483,7 +488,7 @@ fn p(
     }
 }
 
-pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
+pub(crate) fn seed(clock: &Clock, faults: &SimFaults, bulk: usize) -> CoderWorld {
     let alice = User {
         id: id(0x100),
         username: "alice",
@@ -783,7 +788,7 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
         };
         workspaces.push(Workspace {
             id: id(n),
-            name,
+            name: name.to_string(),
             owner,
             template_id,
             slow: name == "slow-box",
@@ -792,6 +797,40 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> CoderWorld {
             } else {
                 0
             },
+            builds: vec![build.id],
+        });
+        builds.insert(build.id, build);
+    }
+    // Bulk workspaces for fleet-scale runs: alice/bulk-0001…, docker-dev v2, running, outdated.
+    for i in 1..=bulk {
+        seq += 1;
+        let n = 0x10_0000 + i as u128;
+        let build = Build {
+            id: id(0x20_0000 + i as u128),
+            job_id: id(0x30_0000 + i as u128),
+            seq,
+            number: 1,
+            workspace_id: id(n),
+            version_id: id(0x302),
+            transition: "start",
+            initiator: "alice",
+            created: -86_400.0 * clock.speed,
+            factor: 1.0,
+            fails: None,
+            canceled: None,
+            params: vec![
+                ("region".into(), "us-east".into()),
+                ("cpu".into(), "2".into()),
+                ("dotfiles_uri".into(), String::new()),
+            ],
+        };
+        workspaces.push(Workspace {
+            id: id(n),
+            name: bulk_name(i),
+            owner: alice.id,
+            template_id: docker,
+            slow: false,
+            flaky_left: 0,
             builds: vec![build.id],
         });
         builds.insert(build.id, build);

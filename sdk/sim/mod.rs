@@ -73,6 +73,19 @@ pub const CODER_SESSION_TOKEN: &str = "sim-coder-session-token";
 /// The path prefix of the Molecule tenant API (`MOLECULE_API_URL` = `http://ADDR/tenant`).
 pub const TENANT_PREFIX: &str = "/tenant";
 
+/// The most bulk workspaces [`SimOptions::bulk_workspaces`] seeds (per control plane).
+pub const MAX_BULK_WORKSPACES: usize = 100_000;
+
+/// The name of the `i`-th (1-based) bulk Coder workspace, owned by alice: `bulk-0001`.
+pub fn bulk_coder_workspace(i: usize) -> String {
+    coder::bulk_name(i)
+}
+
+/// The id of the `i`-th (1-based) bulk Molecule workspace: `ws-bulk-0001`.
+pub fn bulk_molecule_workspace(i: usize) -> String {
+    molecule::bulk_id(i)
+}
+
 /// The seeded data and the faults, as a table for `fleet sim --help`.
 pub const SEED_TABLE: &str = "\
 Tokens: CP_ADMIN_API_TOKEN=sim-cp-admin-token  MOLECULE_ORG_API_KEY=sim-org-api-key
@@ -106,6 +119,8 @@ Workspaces (owner/name: template version, status):
   alice/flaky         docker-dev v2, running   its first N reads answer 503 (--flaky-gets)
   bob/dev             docker-dev v2, running   outdated
   bob/data-pipeline   docker-dev v3, stopped   up to date
+  alice/bulk-0001…    docker-dev v2, running   outdated; only with --bulk-workspaces N
+                                               (and ws-bulk-0001… on aws for Molecule)
 A build takes ~7 s (start) or ~5 s (stop) at speed 1: pending 1s, then starting/stopping with
 logs, then running/stopped. Parameters: region (immutable), cpu (1-16), dotfiles_uri, disk_gb
 (v3: 10-500, increasing only), gpu_type (t4|a100), namespace (immutable).";
@@ -141,6 +156,10 @@ pub struct SimOptions {
     pub speed: f64,
     /// Faults on demand.
     pub faults: SimFaults,
+    /// Extra workspaces for fleet-scale runs (benchmarks): N outdated Coder workspaces
+    /// `alice/bulk-0001`… (docker-dev v2, running) and N Molecule workspaces
+    /// `ws-bulk-0001`… (on aws, migrating normally). Default 0.
+    pub bulk_workspaces: usize,
 }
 
 impl Default for SimOptions {
@@ -149,6 +168,7 @@ impl Default for SimOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             speed: 1.0,
             faults: SimFaults::default(),
+            bulk_workspaces: 0,
         }
     }
 }
@@ -185,6 +205,12 @@ impl Simulator {
     /// Binds, seeds the data and serves until the returned [`RunningSim`] is shut down or
     /// dropped. Must be called inside a Tokio runtime.
     pub async fn start(options: SimOptions) -> Result<RunningSim> {
+        if options.bulk_workspaces > MAX_BULK_WORKSPACES {
+            return Err(Error::InvalidInput(format!(
+                "the simulator seeds at most {MAX_BULK_WORKSPACES} bulk workspaces, not {}",
+                options.bulk_workspaces
+            )));
+        }
         if !(options.speed.is_finite() && options.speed > 0.0) {
             return Err(Error::InvalidInput(format!(
                 "the simulator speed must be a positive number, not {}",
@@ -208,8 +234,16 @@ impl Simulator {
             speed: options.speed,
         };
         let state = Arc::new(SimState {
-            molecule: Mutex::new(molecule::seed(&clock, &options.faults)),
-            coder: Mutex::new(coder::seed(&clock, &options.faults)),
+            molecule: Mutex::new(molecule::seed(
+                &clock,
+                &options.faults,
+                options.bulk_workspaces,
+            )),
+            coder: Mutex::new(coder::seed(
+                &clock,
+                &options.faults,
+                options.bulk_workspaces,
+            )),
             log: Mutex::new(Vec::new()),
             gets: Mutex::new(0),
             clock,

@@ -93,8 +93,8 @@ impl MigrationRun {
 
 #[derive(Debug, Clone)]
 struct MoleculeWorkspace {
-    id: &'static str,
-    name: &'static str,
+    id: String,
+    name: String,
     provider: String,
     instance_id: String,
     outcome: Outcome,
@@ -140,9 +140,9 @@ impl MoleculeWorkspace {
             },
         ];
         let target_instance_id = match to {
-            "aws" => format!("i-0{:016x}", fxhash(self.id, started)),
-            "hetzner" => format!("hz-{}", fxhash(self.id, started) % 10_000_000),
-            _ => format!("gce-{}", fxhash(self.id, started) % 10_000_000_000),
+            "aws" => format!("i-0{:016x}", fxhash(&self.id, started)),
+            "hetzner" => format!("hz-{}", fxhash(&self.id, started) % 10_000_000),
+            _ => format!("gce-{}", fxhash(&self.id, started) % 10_000_000_000),
         };
         let (end_state, end_detail) = match self.outcome {
             Outcome::Fails => {
@@ -213,6 +213,11 @@ impl MoleculeWorkspace {
     }
 }
 
+/// The id of bulk workspace `i` (1-based): `ws-bulk-0001`; more digits past 9999.
+pub(crate) fn bulk_id(i: usize) -> String {
+    format!("ws-bulk-{i:04}")
+}
+
 /// A small deterministic hash for instance ids.
 fn fxhash(id: &str, t: f64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -224,10 +229,10 @@ fn fxhash(id: &str, t: f64) -> u64 {
 }
 
 pub(crate) struct MoleculeWorld {
-    workspaces: BTreeMap<&'static str, MoleculeWorkspace>,
+    workspaces: BTreeMap<String, MoleculeWorkspace>,
 }
 
-pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> MoleculeWorld {
+pub(crate) fn seed(clock: &Clock, faults: &SimFaults, bulk: usize) -> MoleculeWorld {
     let rows: [(&str, &str, &str, &str, Outcome); 9] = [
         (
             "ws-aws-demo",
@@ -301,10 +306,10 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> MoleculeWorld {
             0
         };
         workspaces.insert(
-            id,
+            id.to_string(),
             MoleculeWorkspace {
-                id,
-                name,
+                id: id.to_string(),
+                name: name.to_string(),
                 provider: provider.into(),
                 instance_id: instance.into(),
                 outcome,
@@ -325,6 +330,22 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults) -> MoleculeWorld {
     // ws-migrating: an aws→hetzner migration started a minute ago (simulated).
     if let Some(ws) = workspaces.get_mut("ws-migrating") {
         ws.migration = Some(ws.plan("aws", "hetzner", -60.0));
+    }
+    // Bulk workspaces for fleet-scale runs: ws-bulk-0001…, on aws, migrating normally.
+    for i in 1..=bulk {
+        let id = bulk_id(i);
+        workspaces.insert(
+            id.clone(),
+            MoleculeWorkspace {
+                name: format!("bulk workspace {i}"),
+                instance_id: format!("i-0b{i:015x}"),
+                id,
+                provider: "aws".into(),
+                outcome: Outcome::Completes,
+                flaky_left: 0,
+                migration: None,
+            },
+        );
     }
     MoleculeWorld { workspaces }
 }

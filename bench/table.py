@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Turns the raw results of bench/run.sh (a directory of JSON files) into one Markdown table.
+
+usage: table.py DIR SPEED
+"""
+
+import json
+import math
+import os
+import sys
+
+# A build in the simulator at speed 1: start = 1 s queued + 6 s running, stop = 1 s + 4 s.
+START_SECS, STOP_SECS = 7.0, 5.0
+
+
+def load(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        text = f.read().strip()
+    try:
+        return [json.loads(text)]
+    except json.JSONDecodeError:
+        pass
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def pct(values, p):
+    v = sorted(values)
+    rank = max(1, min(len(v), math.ceil(p / 100 * len(v))))
+    return v[rank - 1]
+
+
+def mb(kb):
+    return f"{kb / 1024:.1f} MB"
+
+
+def main():
+    d, speed = sys.argv[1], float(sys.argv[2])
+    rows = []
+    machine = (load(f"{d}/machine.json") or [{}])[0]
+
+    for what in ("--help", "--version"):
+        data = load(f"{d}/start{what}.json")
+        if data:
+            times = [t * 1000 for t in data[0]["results"][0]["times"]]
+            med = pct(times, 50)
+            rows.append((f"`fleet {what}` cold start (process start to exit, {len(times)} runs)",
+                         f"median {med:.2f} ms, p99 {pct(times, 99):.2f} ms",
+                         f"< 5 ms: {'met' if med < 5 else 'MISSED'} (Python tool: 68 ms)"))
+
+    for m in load(f"{d}/mcp.json"):
+        s = m["start_to_tools_list_ms"]
+        rows.append((f"`fleet-mcp` start to tools/list answer ({s['n']} starts, {m['tools']} tools)",
+                     f"median {s['median']:.1f} ms, p99 {s['p99']:.1f} ms", "Python tool: ~1 s"))
+        rows.append(("`fleet-mcp` memory after tools/list (VmRSS / VmHWM)",
+                     f"{mb(m['rss_kb_after_tools_list']['median'])} / {mb(m['hwm_kb_after_tools_list']['median'])}",
+                     "Python tool: 88 MB"))
+        t = m["tools_list_ms"]
+        rows.append((f"`fleet-mcp` {t['n']:,} sequential tools/list on one connection",
+                     f"median {t['median']:.3f} ms, p99 {t['p99']:.3f} ms "
+                     f"(RSS after: {mb(m['rss_kb_after_calls'])})", ""))
+
+    for r in load(f"{d}/detect.jsonl"):
+        what = "Coder build" if r["bench"] == "detect_coder" else "Molecule migration"
+        poll = r["poll"]
+        lat, gets = r["latency_ms"], r["gets_per_wait"]
+        rows.append((f"{what} completion detected (terminal → wait returns; {lat['n']} waits, "
+                     f"default polling {poll['initial_ms']} ms → cap {poll['max_ms']} ms)",
+                     f"median {lat['median']:.0f} ms, p99 {lat['p99']:.0f} ms; "
+                     f"GETs per wait median {gets['median']:.0f} (max {gets['max']:.0f})",
+                     f"< 100 ms: {'met' if lat['median'] < 100 else 'MISSED'}"))
+
+    build = (START_SECS + STOP_SECS) / speed
+    for r in load(f"{d}/update.jsonl"):
+        n, p = int(r.get("workspaces", 0)), int(r.get("parallel", 0))
+        ideal = math.ceil(n / p) * build if n and p else float("nan")
+        wall = float(r["wall_s"])
+        ok = r.get("ok", "?")
+        rows.append((f"Update {n} workspaces, `--parallel {p}` ({r.get('path', '?')} path; "
+                     f"stop {STOP_SECS / speed:.2f} s + start {START_SECS / speed:.2f} s per build)",
+                     f"{wall:.1f} s vs ideal {ideal:.1f} s (×{wall / ideal:.2f}); peak RSS "
+                     f"{mb(r['peak_rss_kb'])}; {ok} updated, rc {r.get('rc')}",
+                     "ideal = ceil(N/P) × (stop + start)"))
+
+    for r in load(f"{d}/waits.json"):
+        per = (r["peak_rss_kb"] - r["hwm_after_posts_kb"]) / max(1, r["count"])
+        rows.append((f"{r['count']:,} concurrent migration waits in one process",
+                     f"peak RSS {mb(r['peak_rss_kb'])} (RSS while waiting {mb(r['rss_while_waiting_kb'])}; "
+                     f"≈{per:.1f} kB per wait); {r['ok']:,} completed in {r['wall_s']:.1f} s",
+                     ""))
+
+    print()
+    print(f"fleet benchmarks — {machine.get('cores', '?')} cores, release build "
+          f"(fleet {machine.get('binary_kb', 0) // 1024} MB, fleet-mcp {machine.get('mcp_binary_kb', 0) // 1024} MB)")
+    print()
+    print("| Measure | Result | Target / comparison |")
+    print("|---|---|---|")
+    for a, b, c in rows:
+        print(f"| {a} | {b} | {c} |")
+
+
+if __name__ == "__main__":
+    main()
