@@ -273,6 +273,7 @@ impl WaitArgs {
             poll: PollOptions {
                 initial,
                 max,
+                near_end: PollOptions::default().near_end.min(max),
                 ..PollOptions::default()
             },
             ..UpdateOptions::default()

@@ -395,6 +395,7 @@ impl FleetServer {
         if let Some(interval) = self.poll_override() {
             options.poll.initial = options.poll.initial.min(interval);
             options.poll.max = interval;
+            options.poll.near_end = options.poll.near_end.min(interval);
         }
         options
     }

@@ -22,9 +22,9 @@ pub use fleet::{
 mod params;
 mod preflight;
 pub use ops::{
-    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, LOG_LINES_SHOWN,
-    PlannedBuild, PollOptions, Step, TemplateVersionInfo, UpdateAction, UpdateOptions,
-    UpdateOutcome, UpdatePlan, WorkspaceInfo, WorkspaceList, WorkspaceRef,
+    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, ExpectedDuration,
+    LOG_LINES_SHOWN, PlannedBuild, PollOptions, Step, TemplateVersionInfo, UpdateAction,
+    UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
 pub use params::{

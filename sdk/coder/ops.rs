@@ -255,6 +255,13 @@ fn full_name(w: &types::Workspace) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// How often a build is checked while fleet waits for it.
+///
+/// Soon after the build is created, then backing off (×`factor`) up to `max`. When the
+/// template says how long its builds take ([`ExpectedDuration`], from Coder's
+/// `build_time_stats`), fleet also checks every `near_end` around the time the build should
+/// end — from a second before its median to a second after its 95th percentile, at most
+/// `near_end_window` long — so completion is noticed within about `near_end`, for a few
+/// dozen more reads per build instead of a fast poll all along.
 #[derive(Debug, Clone)]
 pub struct PollOptions {
     /// The first check after a build is created (or found in progress).
@@ -263,6 +270,10 @@ pub struct PollOptions {
     pub max: Duration,
     /// How much the interval grows after each check (≥ 1).
     pub factor: f64,
+    /// The interval around the expected end of a build.
+    pub near_end: Duration,
+    /// The longest stretch checked every `near_end`.
+    pub near_end_window: Duration,
 }
 
 impl Default for PollOptions {
@@ -271,6 +282,8 @@ impl Default for PollOptions {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(2),
             factor: 1.5,
+            near_end: Duration::from_millis(100),
+            near_end_window: Duration::from_secs(12),
         }
     }
 }
@@ -278,6 +291,71 @@ impl Default for PollOptions {
 impl PollOptions {
     fn next(&self, current: Duration) -> Duration {
         current.mul_f64(self.factor.max(1.0)).min(self.max)
+    }
+
+    /// The pause before the next check, `elapsed` after the build was created, when the
+    /// backoff has reached `current`; and the backoff to carry on with.
+    pub fn pause(
+        &self,
+        current: Duration,
+        elapsed: Duration,
+        expected: Option<&ExpectedDuration>,
+    ) -> (Duration, Duration) {
+        let near_end = self.near_end.max(Duration::from_millis(10));
+        if let Some(e) = expected {
+            let lead = Duration::from_secs(1);
+            let from = e.p50.saturating_sub(lead);
+            let until = (e.p95.max(e.p50) + lead).min(from + self.near_end_window);
+            if elapsed >= from && elapsed < until {
+                return (near_end, near_end);
+            }
+            if elapsed < from && elapsed + current > from {
+                // Wake up when the window opens rather than sleep through it.
+                return ((from - elapsed).max(Duration::from_millis(1)), current);
+            }
+        }
+        (current, self.next(current))
+    }
+}
+
+/// Until when, and how, a build is read while fleet waits for it.
+struct Until<'a> {
+    deadline: Instant,
+    poll: &'a PollOptions,
+    expected: Option<&'a ExpectedDuration>,
+}
+
+/// How long a template's builds of one kind take (Coder's `build_time_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ExpectedDuration {
+    /// The median.
+    #[serde(serialize_with = "as_millis")]
+    #[schemars(with = "u64")]
+    pub p50: Duration,
+    /// The 95th percentile.
+    #[serde(serialize_with = "as_millis")]
+    #[schemars(with = "u64")]
+    pub p95: Duration,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl ExpectedDuration {
+    /// The template's statistics for `transition` ("start", "stop"), when it has them.
+    pub fn from_template(t: &types::Template, transition: &str) -> Option<Self> {
+        let stats = t.build_time_stats.as_ref()?.get(transition)?;
+        let p50 = u64::try_from(stats.p50?).ok().filter(|ms| *ms > 0)?;
+        let p95 = stats
+            .p95
+            .and_then(|ms| u64::try_from(ms).ok())
+            .unwrap_or(p50)
+            .max(p50);
+        Some(ExpectedDuration {
+            p50: Duration::from_millis(p50),
+            p95: Duration::from_millis(p95),
+        })
     }
 }
 
@@ -609,6 +687,12 @@ pub struct UpdatePlan {
     pub restart: bool,
     /// The parameter values the start build sends, each with where it came from.
     pub parameters: Vec<ResolvedParameter>,
+    /// How long the template's stop builds take, when Coder says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_stop: Option<ExpectedDuration>,
+    /// How long the template's start builds take, when Coder says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_start: Option<ExpectedDuration>,
 }
 
 fn serialize_workspace<S: serde::Serializer>(
@@ -929,8 +1013,11 @@ impl CoderClient {
                 .wait_for_build(
                     &build,
                     Step::InProgress,
-                    deadline,
-                    &options.poll,
+                    Until {
+                        deadline,
+                        poll: &options.poll,
+                        expected: None,
+                    },
                     cancel,
                     on_event,
                 )
@@ -1038,6 +1125,14 @@ impl CoderClient {
             target_is_active_version,
             restart,
             parameters: checked.parameters,
+            expected_stop: checked
+                .template
+                .as_ref()
+                .and_then(|t| ExpectedDuration::from_template(t, "stop")),
+            expected_start: checked
+                .template
+                .as_ref()
+                .and_then(|t| ExpectedDuration::from_template(t, "start")),
         };
         on_event(CoderEvent::Planned {
             workspace: full_name(&plan.workspace),
@@ -1177,8 +1272,11 @@ impl CoderClient {
                 .wait_for_build(
                     &build,
                     Step::Stop,
-                    deadline,
-                    &options.poll,
+                    Until {
+                        deadline,
+                        poll: &options.poll,
+                        expected: plan.expected_stop.as_ref(),
+                    },
                     cancel,
                     on_event,
                 )
@@ -1293,8 +1391,11 @@ impl CoderClient {
             .wait_for_build(
                 &build,
                 Step::Start,
-                deadline,
-                &options.poll,
+                Until {
+                    deadline,
+                    poll: &options.poll,
+                    expected: plan.expected_start.as_ref(),
+                },
                 cancel,
                 on_event,
             )
@@ -1430,8 +1531,11 @@ impl CoderClient {
             .wait_for_build(
                 &build,
                 Step::InProgress,
-                deadline,
-                &options.poll,
+                Until {
+                    deadline,
+                    poll: &options.poll,
+                    expected: None,
+                },
                 cancel,
                 on_event,
             )
@@ -1459,11 +1563,15 @@ impl CoderClient {
         &self,
         build: &types::WorkspaceBuild,
         step: Step,
-        deadline: Instant,
-        poll: &PollOptions,
+        until: Until<'_>,
         cancel: &CancellationToken,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<WaitEnd> {
+        let Until {
+            deadline,
+            poll,
+            expected,
+        } = until;
         let began = Instant::now();
         let Some(id) = build.id else {
             return Err(no_id());
@@ -1477,7 +1585,9 @@ impl CoderClient {
             if now >= deadline {
                 return Ok(WaitEnd::TimedOut(last, began.elapsed()));
             }
-            let sleep = interval.min(deadline - now);
+            let (pause, next) = poll.pause(interval, began.elapsed(), expected);
+            interval = next;
+            let sleep = pause.min(deadline - now);
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(WaitEnd::Cancelled(last)),
                 _ = tokio::time::sleep(sleep) => {}
@@ -1519,7 +1629,6 @@ impl CoderClient {
                 return Ok(WaitEnd::Done(b));
             }
             last = Some(b);
-            interval = poll.next(interval);
         }
     }
 

@@ -20,6 +20,8 @@ use crate::{Error, Result};
 pub(crate) struct Checked {
     pub version: types::TemplateVersion,
     pub parameters: Vec<params::ResolvedParameter>,
+    /// The workspace's template, when it was read (it says how long builds take).
+    pub template: Option<types::Template>,
 }
 
 fn version_label(v: &types::TemplateVersion, id: &Uuid) -> String {
@@ -167,6 +169,7 @@ impl CoderClient {
         Ok(Checked {
             version,
             parameters,
+            template,
         })
     }
 }

@@ -1470,8 +1470,20 @@ async fn get_template(State(state): State<Shared>, Path(template): Path<String>)
             "deprecated": false,
             "deprecation_message": "",
             "allow_user_cancel_workspace_jobs": true,
+            "build_time_stats": build_time_stats(state.clock.speed),
         }),
     )
+}
+
+/// The template's build durations as Coder reports them (milliseconds of real time): what a
+/// build of a workspace that is not slow takes at this speed.
+fn build_time_stats(speed: f64) -> serde_json::Value {
+    let ms = |secs: f64| ((PENDING_SECS + secs) / speed * 1000.0).round() as i64;
+    json!({
+        "start": {"p50": ms(START_SECS), "p95": ms(START_SECS)},
+        "stop": {"p50": ms(STOP_SECS), "p95": ms(STOP_SECS)},
+        "delete": {"p50": ms(STOP_SECS), "p95": ms(STOP_SECS)},
+    })
 }
 
 async fn get_version(State(state): State<Shared>, Path(version): Path<String>) -> Response {

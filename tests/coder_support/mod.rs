@@ -91,6 +91,8 @@ pub fn fast_options() -> fleet::coder::UpdateOptions {
             initial: Duration::from_millis(5),
             max: Duration::from_millis(20),
             factor: 1.5,
+            near_end: Duration::from_millis(5),
+            near_end_window: Duration::from_secs(1),
         },
         max_conflicts: 3,
         ..fleet::coder::UpdateOptions::default()
