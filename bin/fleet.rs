@@ -79,7 +79,11 @@ fn main() {
     };
     init_logging(cli.global.log_level);
     cli::warn_tokens_on_command_line(&matches);
-    cli.global.never_print_tokens();
+    // `fleet sim` talks to no control plane and prints its own public test tokens, which the
+    // environment may hold from an earlier `export`.
+    if !matches!(cli.command, Command::Sim(_)) {
+        cli.global.never_print_tokens();
+    }
 
     if let Command::Completions { shell } = &cli.command {
         let mut cmd = Cli::command();

@@ -112,3 +112,35 @@ async fn serves_and_prints_the_exports_that_work() {
         std::panic::resume_unwind(panic);
     }
 }
+
+#[test]
+fn prints_its_own_tokens_even_when_the_environment_holds_them() {
+    // After `export …` from an earlier `fleet sim`, the environment holds the simulator's
+    // tokens; the output redaction of configured tokens must not blank the new exports.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["-o", "json", "sim", "--listen", "127.0.0.1:0"])
+        .env("CP_ADMIN_API_TOKEN", "sim-cp-admin-token")
+        .env("CODER_SESSION_TOKEN", "sim-coder-session-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fleet sim starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let doc: String = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| l != "}")
+        .collect::<Vec<_>>()
+        .join("\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        doc.contains("\"CP_ADMIN_API_TOKEN\": \"sim-cp-admin-token\""),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("\"CODER_SESSION_TOKEN\": \"sim-coder-session-token\""),
+        "{doc}"
+    );
+    assert!(!doc.contains("<redacted>"), "{doc}");
+}
