@@ -223,6 +223,36 @@ async fn normalize_error_body(resp: reqwest::Response) -> reqwest::Result<reqwes
     Ok(reqwest::Response::from(rebuilt))
 }
 
+/// Routes a generated client's requests through [`execute`] (reads retried, writes sent once).
+macro_rules! retrying_client {
+    ($client:ty) => {
+        impl progenitor_client::ClientHooks<$crate::http::RetryPolicy> for $client {
+            async fn exec(
+                &self,
+                request: reqwest::Request,
+                _info: &progenitor_client::OperationInfo,
+            ) -> reqwest::Result<reqwest::Response> {
+                use progenitor_client::ClientInfo;
+                $crate::http::execute(self.client(), self.inner(), request).await
+            }
+        }
+    };
+}
+pub(crate) use retrying_client;
+
+/// A server's message and detail as one text: `message (detail)`, either alone, or empty.
+pub fn server_words(message: Option<&str>, detail: Option<&str>) -> String {
+    match (
+        message.filter(|s| !s.is_empty()),
+        detail.filter(|s| !s.is_empty()),
+    ) {
+        (Some(m), Some(d)) => format!("{m} ({d})"),
+        (Some(m), None) => m.to_string(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
 /// An error body of one of the specs.
 pub trait ServerErrorBody {
     /// The server's words (message and detail).

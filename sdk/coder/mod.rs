@@ -2,7 +2,7 @@
 
 use crate::{
     CoderConfig, Error, FieldProblem, Result, Secret,
-    http::{self, CallContext, RetryPolicy, ServerErrorBody},
+    http::{self, CallContext, ServerErrorBody},
 };
 
 /// The client generated from `openapi/coder.yaml`.
@@ -252,28 +252,11 @@ impl CoderClient {
     }
 }
 
-impl progenitor_client::ClientHooks<RetryPolicy> for api::Client {
-    async fn exec(
-        &self,
-        request: reqwest::Request,
-        _info: &progenitor_client::OperationInfo,
-    ) -> reqwest::Result<reqwest::Response> {
-        use progenitor_client::ClientInfo;
-        http::execute(self.client(), self.inner(), request).await
-    }
-}
+http::retrying_client!(api::Client);
 
 impl ServerErrorBody for types::Response {
     fn message(&self) -> String {
-        match (
-            self.message.as_deref().filter(|s| !s.is_empty()),
-            self.detail.as_deref().filter(|s| !s.is_empty()),
-        ) {
-            (Some(m), Some(d)) => format!("{m} ({d})"),
-            (Some(m), None) => m.to_string(),
-            (None, Some(d)) => d.to_string(),
-            (None, None) => String::new(),
-        }
+        http::server_words(self.message.as_deref(), self.detail.as_deref())
     }
 
     fn validations(&self) -> Vec<FieldProblem> {

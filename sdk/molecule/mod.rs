@@ -17,7 +17,7 @@ pub use ops::{
 
 use crate::{
     Error, MoleculeConfig, Result, Secret,
-    http::{self, CallContext, RetryPolicy, ServerErrorBody},
+    http::{self, CallContext, ServerErrorBody},
 };
 
 /// The client generated from `openapi/molecule-cp.yaml`.
@@ -230,48 +230,18 @@ impl MoleculeClient {
     }
 }
 
-impl progenitor_client::ClientHooks<RetryPolicy> for cp_api::Client {
-    async fn exec(
-        &self,
-        request: reqwest::Request,
-        _info: &progenitor_client::OperationInfo,
-    ) -> reqwest::Result<reqwest::Response> {
-        use progenitor_client::ClientInfo;
-        http::execute(self.client(), self.inner(), request).await
-    }
-}
+http::retrying_client!(cp_api::Client);
 
-impl progenitor_client::ClientHooks<RetryPolicy> for tenant_api::Client {
-    async fn exec(
-        &self,
-        request: reqwest::Request,
-        _info: &progenitor_client::OperationInfo,
-    ) -> reqwest::Result<reqwest::Response> {
-        use progenitor_client::ClientInfo;
-        http::execute(self.client(), self.inner(), request).await
-    }
-}
+http::retrying_client!(tenant_api::Client);
 
 impl ServerErrorBody for cp_api::types::ErrorBody {
     fn message(&self) -> String {
-        join_message(self.error.as_deref(), self.detail.as_deref())
+        http::server_words(self.error.as_deref(), self.detail.as_deref())
     }
 }
 
 impl ServerErrorBody for tenant_api::types::ErrorBody {
     fn message(&self) -> String {
-        join_message(self.error.as_deref(), self.detail.as_deref())
-    }
-}
-
-fn join_message(error: Option<&str>, detail: Option<&str>) -> String {
-    match (
-        error.filter(|s| !s.is_empty()),
-        detail.filter(|s| !s.is_empty()),
-    ) {
-        (Some(e), Some(d)) => format!("{e} ({d})"),
-        (Some(e), None) => e.to_string(),
-        (None, Some(d)) => d.to_string(),
-        (None, None) => String::new(),
+        http::server_words(self.error.as_deref(), self.detail.as_deref())
     }
 }
