@@ -289,24 +289,12 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
         CoderCmd::Update(args) => {
             let mut options = args.wait.options(args.force, global);
             args.params.apply(&mut options)?;
-            let selection = if args.all_outdated {
-                Selection::AllOutdated {
-                    all_owners: args.all_owners,
-                }
-            } else if let Some(name) = &args.template {
-                Selection::Template {
-                    name: name.clone(),
-                    all_owners: args.all_owners,
-                }
-            } else {
-                if args.all_owners {
-                    return Err(fleet::Error::InvalidInput(
-                        "--all-owners goes with --all-outdated or --template; nothing was sent"
-                            .into(),
-                    ));
-                }
-                Selection::Named(args.workspaces.clone())
-            };
+            let selection = Selection::choose(
+                args.workspaces.clone(),
+                args.all_outdated,
+                args.template.clone(),
+                args.all_owners,
+            )?;
             let operation = Operation::Update {
                 template_version: args.template_version,
             };

@@ -3,7 +3,7 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation, Selection,
+    DEFAULT_PARALLEL, FleetEvent, FleetOptions, FleetReport, Operation, Selection,
     TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
@@ -215,37 +215,20 @@ starts no more workspaces and says each in-flight one's state.",
         Parameters(p): Parameters<UpdateAgentsParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<FleetReport>, String> {
-        let invalid = |m: String| tool_error(fleet::Error::InvalidInput(m));
-        let names = p.agent_names.clone().unwrap_or_default();
-        let all_outdated = p.all_outdated.unwrap_or(false);
-        let template = p.template.clone().filter(|t| !t.trim().is_empty());
-        let given = usize::from(!names.is_empty())
-            + usize::from(all_outdated)
-            + usize::from(template.is_some());
-        if given != 1 {
-            return Err(invalid(
-                "give exactly one of agent_names (a non-empty list), all_outdated=true or template; nothing was sent"
-                    .into(),
-            ));
-        }
-        let all_owners = p.all_owners.unwrap_or(false);
-        let selection = if all_outdated {
-            Selection::AllOutdated { all_owners }
-        } else if let Some(name) = template {
-            Selection::Template { name, all_owners }
-        } else {
-            if all_owners {
-                return Err(invalid(
-                    "all_owners goes with all_outdated or template; nothing was sent".into(),
-                ));
-            }
-            let refs = names
-                .iter()
-                .map(|n| WorkspaceRef::parse(n))
-                .collect::<fleet::Result<Vec<_>>>()
-                .map_err(tool_error)?;
-            Selection::Named(refs)
-        };
+        let names = p
+            .agent_names
+            .iter()
+            .flatten()
+            .map(|n| WorkspaceRef::parse(n))
+            .collect::<fleet::Result<Vec<_>>>()
+            .map_err(tool_error)?;
+        let selection = Selection::choose(
+            names,
+            p.all_outdated.unwrap_or(false),
+            p.template.clone(),
+            p.all_owners.unwrap_or(false),
+        )
+        .map_err(tool_error)?;
         let version = p
             .template_version_id
             .as_deref()
@@ -254,11 +237,6 @@ starts no more workspaces and says each in-flight one's state.",
             .transpose()
             .map_err(tool_error)?;
         let parallel = p.parallel.unwrap_or(DEFAULT_PARALLEL as u32) as usize;
-        if parallel == 0 || parallel > MAX_PARALLEL {
-            return Err(invalid(format!(
-                "parallel must be 1 to {MAX_PARALLEL}, not {parallel}; nothing was sent"
-            )));
-        }
         let client = self.coder()?;
         let options = FleetOptions {
             operation: Operation::Update {

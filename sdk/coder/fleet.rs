@@ -55,6 +55,42 @@ pub enum Selection {
 }
 
 impl Selection {
+    /// The selection a caller asked for: named workspaces, `all_outdated`, or a `template`
+    /// (exactly one), with `all_owners` only beside the last two. Nothing is sent.
+    pub fn choose(
+        named: Vec<WorkspaceRef>,
+        all_outdated: bool,
+        template: Option<String>,
+        all_owners: bool,
+    ) -> Result<Selection> {
+        let template = template.filter(|t| !t.trim().is_empty());
+        let given = usize::from(!named.is_empty())
+            + usize::from(all_outdated)
+            + usize::from(template.is_some());
+        if given != 1 {
+            return Err(Error::InvalidInput(
+                "give exactly one of: workspace names, all outdated workspaces (--all-outdated, \
+                 MCP all_outdated=true), or a template (--template NAME, MCP template); nothing \
+                 was sent"
+                    .into(),
+            ));
+        }
+        let selection = match (all_outdated, template) {
+            (true, _) => Selection::AllOutdated { all_owners },
+            (false, Some(name)) => Selection::Template { name, all_owners },
+            (false, None) if all_owners => {
+                return Err(Error::InvalidInput(
+                    "all owners (--all-owners, MCP all_owners) goes with all outdated workspaces \
+                     or a template, not with names; nothing was sent"
+                        .into(),
+                ));
+            }
+            (false, None) => Selection::Named(named),
+        };
+        selection.check()?;
+        Ok(selection)
+    }
+
     /// Checks what needs no server. [`Error::InvalidInput`] (nothing sent) otherwise.
     pub fn check(&self) -> Result<()> {
         match self {
@@ -141,7 +177,8 @@ impl FleetOptions {
     pub fn check(&self) -> Result<()> {
         if self.parallel == 0 || self.parallel > MAX_PARALLEL {
             return Err(Error::InvalidInput(format!(
-                "--parallel {} is out of range: give 1 to {MAX_PARALLEL}; nothing was sent",
+                "parallel {} is out of range (--parallel, MCP parallel): give 1 to {MAX_PARALLEL}; \
+                 nothing was sent",
                 self.parallel
             )));
         }
