@@ -4,6 +4,9 @@ use std::{fmt, path::Path, time::Duration};
 
 use crate::{Error, Result};
 
+/// The shortest token replaced wherever it appears in text a server sent.
+const MIN_REDACTABLE: usize = 6;
+
 /// A token. Its value never appears in `Debug`, `Display`, an error or a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -40,6 +43,13 @@ impl Secret {
     /// True for an empty token.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// True when the token is long enough to be told apart from ordinary text, so that it can
+    /// be replaced wherever it appears (a 1-letter test token would blank every such letter).
+    /// Every real token is far longer than this.
+    pub fn is_redactable(&self) -> bool {
+        self.0.chars().count() >= MIN_REDACTABLE
     }
 }
 

@@ -279,7 +279,7 @@ pub struct CallContext<'a> {
 pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
     let mut out = text.to_string();
     for s in secrets {
-        if !s.is_empty() {
+        if s.is_redactable() {
             out = out.replace(s.expose(), "<redacted>");
         }
     }

@@ -13,7 +13,7 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Never writes `secret` (a token fleet was configured with) from now on.
 pub fn never_print(secret: &fleet::Secret) {
-    if secret.is_empty() {
+    if !secret.is_redactable() {
         return;
     }
     if let Ok(mut secrets) = SECRETS.lock() {

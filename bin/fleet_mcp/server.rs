@@ -68,7 +68,7 @@ impl FleetServer {
                 ]
                 .into_iter()
                 .flatten()
-                .filter(|s| !s.is_empty())
+                .filter(|s| s.is_redactable())
                 .cloned()
                 .collect(),
             ),
