@@ -432,7 +432,7 @@ async fn wait_sends_progress_on_each_state_change_and_returns_the_final_status()
         assert!(m.contains(state), "{m} should name {state}");
     }
     assert!(
-        messages[2].starts_with("step 3/6: provisioning_target — now provisioning_target"),
+        messages[2].starts_with("step 3/6 provisioning_target — now provisioning_target"),
         "{}",
         messages[2]
     );

@@ -448,21 +448,7 @@ impl BatchDisplay {
 }
 
 fn state_line(event: &MigrationEvent) -> String {
-    let step = match event.step {
-        Some(k) => format!("step {k}/{} ", event.total_steps),
-        None => String::new(),
-    };
-    let detail = event
-        .detail
-        .as_deref()
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| format!(" — {d}"))
-        .unwrap_or_default();
-    format!(
-        "[{:>5}s] {step}{}{detail}",
-        event.elapsed.as_secs(),
-        event.state
-    )
+    format!("[{:>5}s] {}", event.elapsed.as_secs(), event.describe())
 }
 
 fn started_text(s: &StartedMigration) -> String {
@@ -566,35 +552,14 @@ impl Display {
     }
 
     fn show(&mut self, event: &MigrationEvent) {
-        let detail = event
-            .detail
-            .as_deref()
-            .filter(|d| !d.trim().is_empty())
-            .map(|d| format!(" — {d}"))
-            .unwrap_or_default();
-        let unknown = if event.state.is_unknown() {
-            " (unknown state)"
-        } else {
-            ""
-        };
         match self {
             Display::Bar(bar) => {
                 if let Some(step) = event.step {
                     bar.set_position(u64::from(step));
                 }
-                bar.set_message(format!("{}{unknown}{detail}", event.state));
+                bar.set_message(event.state_text());
             }
-            Display::Lines => {
-                let step = match event.step {
-                    Some(k) => format!("step {k}/{} ", event.total_steps),
-                    None => String::new(),
-                };
-                out::err(format!(
-                    "[{:>5}s] {step}{}{unknown}{detail}",
-                    event.elapsed.as_secs(),
-                    event.state
-                ));
-            }
+            Display::Lines => out::err(state_line(event)),
             Display::Quiet => {}
         }
     }

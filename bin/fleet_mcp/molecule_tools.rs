@@ -212,23 +212,10 @@ never_migrated, or still_running (call again). Cancelling stops the wait only; t
                     .filter(|s| *s > sent)
                     .unwrap_or(sent + 0.5);
                 sent = value;
-                let step = event
-                    .step
-                    .map(|k| format!("step {k}/{}: ", event.total_steps))
-                    .unwrap_or_default();
-                let detail = event
-                    .detail
-                    .as_deref()
-                    .map(|d| format!(" — {d}"))
-                    .unwrap_or_default();
                 progress.send(
                     value,
                     Some(f64::from(event.total_steps)),
-                    format!(
-                        "{step}{}{detail} ({}s)",
-                        event.state,
-                        event.elapsed.as_secs()
-                    ),
+                    format!("{} ({}s)", event.describe(), event.elapsed.as_secs()),
                 );
                 latest = Some(event.report);
             })

@@ -269,6 +269,33 @@ pub struct MigrationEvent {
     pub report: MigrationReport,
 }
 
+impl MigrationEvent {
+    /// The state as people read it: `provisioning_target — <detail>`, marking a state this
+    /// version of fleet does not know.
+    pub fn state_text(&self) -> String {
+        let unknown = if self.state.is_unknown() {
+            " (unknown state)"
+        } else {
+            ""
+        };
+        let detail = self
+            .detail
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| format!(" — {d}"))
+            .unwrap_or_default();
+        format!("{}{unknown}{detail}", self.state)
+    }
+
+    /// One line for people: `step 3/6 provisioning_target — <detail>`.
+    pub fn describe(&self) -> String {
+        match self.step {
+            Some(k) => format!("step {k}/{} {}", self.total_steps, self.state_text()),
+            None => self.state_text(),
+        }
+    }
+}
+
 /// How [`MoleculeClient::wait_for_migration`] polls.
 #[derive(Debug, Clone)]
 pub struct WaitOptions {
