@@ -32,6 +32,12 @@ tenant API (MOLECULE_API_URL, MOLECULE_ORG_API_KEY).
 where, and whether the control plane would refuse it now. It sends no POST, so it needs no
 --confirm.
 
+Several workspaces: name several ids. Every request is checked first; then the migrations are
+started one after another (each POST once; one refused does not stop the others), and with
+--wait followed concurrently, ending in a table. --from-instance-id names one source instance,
+so it takes one workspace. Without --confirm, fleet asks you to type how many workspaces to
+migrate. The exit code is the worst workspace's (130 > 3 > 1 > 0).
+
 Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, or the
 migration failed / rolled back · 2 invalid input or not confirmed (nothing sent) · 3 timed
 out waiting (the migration goes on) · 130 interrupted (the migration goes on)
@@ -40,7 +46,8 @@ Examples:
   fleet molecule migrate-provider ws-123 --to hetzner --from aws --confirm
   fleet molecule migrate-provider ws-123 --to aws --from gcp --from-instance-id 4711 --confirm --wait
   fleet molecule migrate-provider ws-123 --to gcp --confirm --wait --timeout 25m -o json
-  fleet molecule migrate-provider ws-123 --to gcp --dry-run       # the plan; nothing sent";
+  fleet molecule migrate-provider ws-123 --to gcp --dry-run       # the plan; nothing sent
+  fleet molecule migrate-provider ws-1 ws-2 ws-3 --to hetzner --from aws --confirm --wait";
 
 const STATUS_HELP: &str = "\
 States: snapshotting → snapshotted → provisioning_target → target_healthy → retiring_source →
@@ -77,9 +84,9 @@ pub enum MoleculeCmd {
 /// `fleet molecule migrate-provider`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The workspace id.
-    #[arg(value_name = "WORKSPACE_ID")]
-    workspace_id: String,
+    /// The workspace ids (several are started one after another).
+    #[arg(value_name = "WORKSPACE_ID", required = true, num_args = 1..)]
+    workspace_ids: Vec<String>,
 
     /// The target provider.
     #[arg(long, value_name = "P", value_parser = ["aws", "hetzner", "gcp"])]
@@ -150,8 +157,12 @@ fn wait_options(timeout: Duration, global: &GlobalOpts) -> WaitOptions {
 }
 
 async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Result<i32> {
+    if args.workspace_ids.len() > 1 {
+        return migrate_provider_many(args, global).await;
+    }
+    let workspace_id = args.workspace_ids.first().cloned().unwrap_or_default();
     let request = MigrateRequest {
-        workspace_id: args.workspace_id.trim().to_string(),
+        workspace_id: workspace_id.trim().to_string(),
         to: Provider::from(args.to.as_str()),
         from: args.from.as_deref().map(Provider::from),
         from_instance_id: args.from_instance_id.clone(),
@@ -201,6 +212,152 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
         print_report(&report);
     }
     Ok(0)
+}
+
+async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet::Result<i32> {
+    if args.from_instance_id.is_some() {
+        return Err(Error::InvalidInput(
+            "--from-instance-id names one source instance: give one workspace with it (a \
+             source that is not aws needs its own instance id per workspace); nothing was sent"
+                .into(),
+        ));
+    }
+    let requests: Vec<MigrateRequest> = args
+        .workspace_ids
+        .iter()
+        .map(|id| MigrateRequest {
+            workspace_id: id.trim().to_string(),
+            to: Provider::from(args.to.as_str()),
+            from: args.from.as_deref().map(Provider::from),
+            from_instance_id: None,
+            confirm: true,
+        })
+        .collect();
+    // Everything that needs no server first, for every workspace.
+    for r in &requests {
+        r.check()?;
+    }
+    let config = global.molecule_config()?;
+    let client = MoleculeClient::new(&config)?;
+    if args.dry_run {
+        let mut plans = Vec::with_capacity(requests.len());
+        for r in &requests {
+            plans.push(client.plan_migration(r).await?);
+        }
+        match global.output {
+            OutputFormat::Json => out::json(&plans),
+            OutputFormat::Text => plans.iter().for_each(print_plan),
+        }
+        return Ok(0);
+    }
+    if !args.confirm {
+        confirm_many_interactively(&requests).await?;
+    }
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let starts = client.migrate_many(&requests, &cancel).await;
+    let starts = match starts {
+        Ok(s) => s,
+        Err(e) => {
+            watcher.abort();
+            return Err(e);
+        }
+    };
+    let json = global.output == OutputFormat::Json;
+    if !json {
+        for r in &starts.results {
+            out::err(format!("[{}] {}", r.workspace_id, r.message));
+        }
+    }
+    let started = starts.started_ids();
+    let batch = if args.wait && !started.is_empty() && !cancel.is_cancelled() {
+        let mut options = wait_options(args.timeout, global);
+        // The control plane may take a moment to show a migration it just accepted.
+        options.not_found_grace = Duration::from_secs(30).min(args.timeout);
+        let mut display = BatchDisplay::new(global.output, started.len(), true);
+        let batch = client
+            .migration_status_many(
+                &started,
+                Some(&options),
+                MAX_CONCURRENT_STATUS,
+                &cancel,
+                |e| display.show(e),
+            )
+            .await;
+        display.finish();
+        Some(batch?)
+    } else {
+        None
+    };
+    watcher.abort();
+    let code = fleet::molecule::worst_exit_code([
+        starts.exit_code,
+        batch.as_ref().map_or(0, |b| b.exit_code),
+    ]);
+    if json {
+        out::json(&serde_json::json!({ "starts": starts, "status": batch, "exit_code": code }));
+    } else {
+        if let Some(b) = &batch {
+            print_batch(b);
+        } else if !started.is_empty() {
+            out::line(format!(
+                "Follow them: fleet molecule migration-status {} --wait",
+                started.join(" ")
+            ));
+        }
+        let refused = starts.results.len() - started.len();
+        if refused > 0 {
+            out::line(format!(
+                "{} of {} migration(s) were not started (see above)",
+                refused,
+                starts.results.len()
+            ));
+        }
+    }
+    Ok(code)
+}
+
+/// One line typed by the person at the terminal.
+async fn read_answer() -> fleet::Result<String> {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|e| Error::InvalidInput(format!("cannot read the confirmation: {e}")))?
+    .map_err(|e| Error::InvalidInput(format!("cannot read the confirmation: {e}")))
+}
+
+/// Asks a person to type how many workspaces to migrate.
+async fn confirm_many_interactively(requests: &[MigrateRequest]) -> fleet::Result<()> {
+    let n = requests.len();
+    if !cli::interactive() {
+        return Err(Error::InvalidInput(format!(
+            "refusing to migrate {n} workspaces without --confirm: a migration mutates two \
+             clouds and nobody is at a terminal to confirm it. Nothing was sent. Add --confirm"
+        )));
+    }
+    let ids: Vec<&str> = requests.iter().map(|r| r.workspace_id.as_str()).collect();
+    out::err(format!(
+        "This migrates {n} workspaces ({}) to {}: each is snapshotted, provisioned on {}, cut \
+         over and its source retired (15–20 minutes each, two clouds change).",
+        ids.join(", "),
+        requests[0].to,
+        requests[0].to
+    ));
+    out::prompt(format!("Type the number of workspaces ({n}) to confirm: "));
+    let answer = read_answer().await?;
+    if answer.trim() != n.to_string() {
+        return Err(Error::InvalidInput(format!(
+            "the answer did not match {n}: nothing was sent"
+        )));
+    }
+    Ok(())
 }
 
 async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Result<i32> {
@@ -487,13 +644,7 @@ async fn confirm_interactively(request: &MigrateRequest) -> fleet::Result<bool> 
         request.to, request.to
     ));
     out::prompt(format!("Type the workspace id ({id}) to confirm: "));
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await
-    .map_err(|e| Error::InvalidInput(format!("cannot read the confirmation: {e}")))?
-    .map_err(|e| Error::InvalidInput(format!("cannot read the confirmation: {e}")))?;
+    let answer = read_answer().await?;
     if answer.trim() != id {
         return Err(Error::InvalidInput(format!(
             "the answer did not match {id}: nothing was sent"

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient, Provider,
-    WaitOptions, ops::check_workspace_id,
+    StartedMigration, WaitOptions, ops::check_workspace_id,
 };
 use crate::{Error, Result};
 
@@ -313,4 +313,102 @@ pub struct MigrationPlan {
     pub blocked: Option<String>,
     /// One sentence for people.
     pub summary: String,
+}
+
+/// How the start of one migration in a batch went.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct StartResult {
+    /// The workspace.
+    pub workspace_id: String,
+    /// What the control plane answered, when it started the migration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<StartedMigration>,
+    /// The error's kind (as `fleet::Error::kind`), when it was not started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// How the starts of a batch of migrations went.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MigrationStarts {
+    /// One result per workspace, in the order given.
+    pub results: Vec<StartResult>,
+    /// 0 when every migration was started, 130 when interrupted, 1 otherwise (some other
+    /// workspaces may have been started, so not "nothing changed").
+    pub exit_code: i32,
+}
+
+impl MigrationStarts {
+    /// The workspaces whose migration was started.
+    pub fn started_ids(&self) -> Vec<String> {
+        self.results
+            .iter()
+            .filter(|r| r.started.is_some())
+            .map(|r| r.workspace_id.clone())
+            .collect()
+    }
+}
+
+impl MoleculeClient {
+    /// Starts several migrations, one after another. Every request is checked first (invalid
+    /// input, a workspace named twice: nothing is sent); then each goes through
+    /// [`MoleculeClient::migrate_provider`] — its pre-flight, one POST, never retried. One that
+    /// is refused or fails does not stop the others; cancelling starts no more.
+    pub async fn migrate_many(
+        &self,
+        requests: &[MigrateRequest],
+        cancel: &CancellationToken,
+    ) -> Result<MigrationStarts> {
+        if requests.is_empty() {
+            return Err(Error::InvalidInput(
+                "no workspace id given; nothing was sent".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for r in requests {
+            r.validate()?;
+            if !seen.insert(r.workspace_id.trim().to_string()) {
+                return Err(Error::InvalidInput(format!(
+                    "workspace {} is named twice: one migration per workspace at a time; nothing \
+                     was sent",
+                    r.workspace_id.trim()
+                )));
+            }
+        }
+        let mut results = Vec::with_capacity(requests.len());
+        let mut exit_code = 0;
+        for r in requests {
+            let workspace_id = r.workspace_id.trim().to_string();
+            if cancel.is_cancelled() {
+                exit_code = worst_exit_code([exit_code, 130]);
+                results.push(StartResult {
+                    workspace_id,
+                    started: None,
+                    error_kind: Some("interrupted".into()),
+                    message: "not started: interrupted before its turn".into(),
+                });
+                continue;
+            }
+            match self.migrate_provider(r).await {
+                Ok(started) => results.push(StartResult {
+                    message: format!("migration from {} to {} started", started.from, started.to),
+                    workspace_id,
+                    started: Some(started),
+                    error_kind: None,
+                }),
+                Err(e) => {
+                    exit_code = worst_exit_code([exit_code, 1]);
+                    results.push(StartResult {
+                        workspace_id,
+                        started: None,
+                        error_kind: Some(e.kind().to_string()),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(MigrationStarts { results, exit_code })
+    }
 }

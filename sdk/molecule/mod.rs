@@ -8,7 +8,8 @@ use progenitor_client::ClientInfo;
 mod many;
 mod ops;
 pub use many::{
-    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationVerdict, worst_exit_code,
+    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationStarts, MigrationVerdict,
+    StartResult, worst_exit_code,
 };
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
