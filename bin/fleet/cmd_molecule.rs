@@ -390,14 +390,7 @@ async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Resul
 const MAX_CONCURRENT_STATUS: usize = 256;
 
 async fn migration_status_many(args: StatusArgs, global: &GlobalOpts) -> fleet::Result<i32> {
-    // Every id is checked before any request (and before configuration is needed).
-    for id in &args.workspace_ids {
-        if id.trim().is_empty() || id.chars().any(|c| c.is_control() || c == '/') {
-            return Err(Error::InvalidInput(format!(
-                "the workspace id {id:?} is empty or has a '/' or a control character; nothing was sent"
-            )));
-        }
-    }
+    // Every id is checked by the SDK before any request.
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
     let options = wait_options(args.timeout, global);
