@@ -1,10 +1,10 @@
 //! The HTTP layer every generated client shares: the configured `reqwest::Client`, the URL
 //! rules, the retry policy for reads, and the mapping of progenitor errors to [`Error`].
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use reqwest::{
-    Method, StatusCode,
+    Method, StatusCode, Url,
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 
@@ -56,13 +56,7 @@ pub fn check_base_url(what: &str, url: &str, insecure_http: bool) -> Result<Stri
     match parsed.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match parsed.host() {
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                None => false,
-            };
-            if !loopback && !insecure_http {
+            if !is_loopback(&parsed) && !insecure_http {
                 return Err(Error::InvalidInput(format!(
                     "{what} {url} uses http:// to a host that is not loopback: tokens would \
                      cross the network in clear. Use https://, or pass --insecure-http if you \
@@ -82,12 +76,36 @@ pub fn check_base_url(what: &str, url: &str, insecure_http: bool) -> Result<Stri
     Ok(parsed.as_str().trim_end_matches('/').to_string())
 }
 
-/// Builds the `reqwest::Client` for one API: the auth header (marked sensitive), the user
-/// agent, the timeouts.
+/// True when the URL's host is a loopback address or `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// Builds the `reqwest::Client` for the API at `base_url` (checked by [`check_base_url`]):
+/// the auth header (marked sensitive), the user agent, the timeouts.
+///
+/// The client follows no redirect by itself: reqwest would carry a custom credential header
+/// such as `Coder-Session-Token` to any other origin, even over http. [`execute`] follows a
+/// redirect only for a read and only within the origin. A loopback base URL never goes
+/// through a proxy from `HTTP(S)_PROXY`/`ALL_PROXY`, so the plain-http exception for
+/// loopback cannot carry a token across the network.
 pub fn build_client(
+    base_url: &str,
     auth: Option<(HeaderName, String)>,
     http: &HttpOptions,
 ) -> Result<reqwest::Client> {
+    let base = Url::parse(base_url).map_err(|e| {
+        Error::InvalidInput(format!(
+            "{base_url:?} is not a URL ({e}); write it like https://host[:port]"
+        ))
+    })?;
     let mut headers = HeaderMap::new();
     if let Some((name, value)) = auth {
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
@@ -99,11 +117,16 @@ pub fn build_client(
         value.set_sensitive(true);
         headers.insert(name, value);
     }
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .default_headers(headers)
         .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(http.connect_timeout)
-        .timeout(http.request_timeout)
+        .timeout(http.request_timeout);
+    if is_loopback(&base) {
+        builder = builder.no_proxy();
+    }
+    builder
         .build()
         .map_err(|e| Error::Transport(format!("cannot set up the HTTP client: {e}")))
 }
@@ -116,8 +139,94 @@ pub fn bearer(secret: &Secret) -> (HeaderName, String) {
     )
 }
 
+/// The largest answer body read from a successful call. The largest legitimate answer is a
+/// page of 100 Coder workspaces: about 0.4 MiB from the simulator and, with many agents and
+/// apps per workspace, a few MiB on a real deployment; 16 MiB leaves ample margin and bounds
+/// the memory a misbehaving server or proxy can make fleet use.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most of an error answer that is read (only its first few hundred characters are shown).
+pub const MAX_ERROR_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How long a call goes unanswered before fleet says that it is waiting, and for whom.
+pub const SLOW_ANSWER_NOTICE: Duration = Duration::from_secs(3);
+
+/// Same-origin redirects followed for one read.
+const MAX_REDIRECTS: u32 = 5;
+
+/// A successful answer larger than [`MAX_ANSWER_BYTES`]: fleet stopped reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerTooLarge {
+    /// The server (`host[:port]`).
+    pub host: String,
+    /// The answer's HTTP status.
+    pub status: u16,
+    /// The limit that was passed.
+    pub limit: usize,
+    /// The size the server announced in `Content-Length`, if it did.
+    pub announced: Option<u64>,
+}
+
+impl fmt::Display for AnswerTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = self.limit / (1024 * 1024);
+        match self.announced {
+            Some(n) => write!(
+                f,
+                "the answer from {} announces {n} bytes, more than the {mib} MiB fleet reads",
+                self.host
+            )?,
+            None => write!(
+                f,
+                "the answer from {} went on past the {mib} MiB fleet reads",
+                self.host
+            )?,
+        }
+        f.write_str(
+            "; fleet stopped reading it. No answer fleet expects is that large: is something \
+             other than the API answering at that address (a proxy, a download)?",
+        )
+    }
+}
+
+impl std::error::Error for AnswerTooLarge {}
+
+/// `host[:port]` of a URL: what fleet names when it talks about a server, never the path or
+/// the query (which may carry ids or secrets).
+pub fn host_of(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => "the server".to_string(),
+    }
+}
+
+/// Where a redirect from `from` to `location` may be followed: `Ok(target)` when the target
+/// has the same origin (scheme, host and port; so never an https→http downgrade), otherwise
+/// `Err` with the target resolved as far as it can be (for the message).
+pub fn same_origin_redirect(from: &Url, location: &str) -> std::result::Result<Url, String> {
+    let target = from
+        .join(location.trim())
+        .map_err(|_| location.to_string())?;
+    let same = target.scheme() == from.scheme()
+        && target.host_str() == from.host_str()
+        && target.port_or_known_default() == from.port_or_known_default();
+    if same {
+        Ok(target)
+    } else {
+        Err(target.to_string())
+    }
+}
+
 /// Sends a request. A GET is retried with backoff on 429 (honouring `Retry-After`),
 /// 502/503/504 and transport errors; any other method is sent exactly once.
+///
+/// Every answer body is read here, bounded: a successful one up to [`MAX_ANSWER_BYTES`]
+/// (beyond that the body reads as an [`AnswerTooLarge`] error), an error one up to
+/// [`MAX_ERROR_ANSWER_BYTES`] (the rest is dropped). A redirect is followed only for a GET and
+/// only within the origin; any other comes back as the 3xx answer, its `Location` made
+/// absolute, for [`map_error`] to explain. A call unanswered after [`SLOW_ANSWER_NOTICE`]
+/// and every retry are logged at warn level, naming the host.
 ///
 /// An error answer whose body is not JSON is rewritten into a JSON error body carrying the
 /// text, so that the status and the server's words survive the typed decoding.
@@ -128,20 +237,43 @@ pub async fn execute(
 ) -> reqwest::Result<reqwest::Response> {
     let method = request.method().clone();
     let path = request.url().path().to_string();
+    let host = host_of(request.url());
     let retryable = method == Method::GET;
     let mut attempt = 0u32;
+    let mut redirects = 0u32;
+    let mut said_waiting = false;
     let mut request = Some(request);
     loop {
         let this = match (&request, retryable) {
             (Some(r), true) => r.try_clone().expect("a GET has no streaming body"),
             _ => request.take().expect("sent once"),
         };
+        let url = this.url().clone();
         let started = std::time::Instant::now();
-        let result = client.execute(this).await;
+        let result = notice_if_slow(
+            send_bounded(client, this, &host),
+            &method,
+            &host,
+            &mut said_waiting,
+        )
+        .await;
         let elapsed = started.elapsed();
         let retry_after = match &result {
             Ok(resp) => {
                 tracing::debug!(%method, %path, status = resp.status().as_u16(), ?elapsed, "http");
+                if retryable && redirects < MAX_REDIRECTS {
+                    if let Some(next) = followable_redirect(resp, &url) {
+                        redirects += 1;
+                        tracing::debug!(%method, from = %url.path(), to = %next.path(), "following a same-origin redirect");
+                        let mut next_request = request
+                            .as_ref()
+                            .and_then(|r| r.try_clone())
+                            .expect("a GET has no streaming body");
+                        *next_request.url_mut() = next;
+                        request = Some(next_request);
+                        continue;
+                    }
+                }
                 if is_retryable_status(resp.status()) {
                     Some(parse_retry_after(resp.headers()))
                 } else {
@@ -161,12 +293,161 @@ pub async fn execute(
             Some(after) if retryable && attempt < policy.max_retries => {
                 attempt += 1;
                 let wait = policy.backoff(attempt, after);
-                tracing::info!(%method, %path, attempt, ?wait, "retrying a read");
+                let why = match &result {
+                    Ok(resp) => format!("{host} answered HTTP {}", resp.status().as_u16()),
+                    Err(e) if e.is_timeout() => format!("{host} did not answer in time"),
+                    Err(e) if e.is_connect() => format!("cannot connect to {host}"),
+                    Err(_) => format!("the connection to {host} failed"),
+                };
+                tracing::warn!(
+                    %host, %method, attempt, max = policy.max_retries, ?wait,
+                    "{why}; trying again in {} ms (retry {attempt} of {})",
+                    wait.as_millis(),
+                    policy.max_retries
+                );
                 tokio::time::sleep(wait).await;
             }
-            _ => return normalize_error_body(result?).await,
+            _ => return finish(result?, &url).await,
         }
     }
+}
+
+/// Awaits `call`; when it takes longer than [`SLOW_ANSWER_NOTICE`], says once (per
+/// [`execute`]) that fleet is waiting for `host`.
+async fn notice_if_slow<T>(
+    call: impl std::future::Future<Output = T>,
+    method: &Method,
+    host: &str,
+    said: &mut bool,
+) -> T {
+    if *said {
+        return call.await;
+    }
+    tokio::pin!(call);
+    tokio::select! {
+        out = &mut call => out,
+        () = tokio::time::sleep(SLOW_ANSWER_NOTICE) => {
+            *said = true;
+            tracing::warn!(
+                %host, %method, waited_s = SLOW_ANSWER_NOTICE.as_secs(),
+                "waiting for {host} to answer ({} s so far)",
+                SLOW_ANSWER_NOTICE.as_secs()
+            );
+            call.await
+        }
+    }
+}
+
+/// The target of a redirect that [`execute`] follows (a same-origin one), if `resp` is one.
+fn followable_redirect(resp: &reqwest::Response, from: &Url) -> Option<Url> {
+    if !resp.status().is_redirection() {
+        return None;
+    }
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)?
+        .to_str()
+        .ok()?;
+    same_origin_redirect(from, location).ok()
+}
+
+/// Sends one request and reads its whole answer into memory, bounded (see [`execute`]).
+async fn send_bounded(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+    host: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let mut resp = client.execute(request).await?;
+    let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(resp);
+    }
+    let success = status.is_success();
+    let limit = if success {
+        MAX_ANSWER_BYTES
+    } else {
+        MAX_ERROR_ANSWER_BYTES
+    };
+    let too_large = |announced| {
+        reqwest::Body::wrap(FailingBody(Some(AnswerTooLarge {
+            host: host.to_string(),
+            status: status.as_u16(),
+            limit,
+            announced,
+        })))
+    };
+    let announced = resp.content_length();
+    if success && announced.is_some_and(|n| n > limit as u64) {
+        return Ok(rebuild(&resp, too_large(announced)));
+    }
+    let mut body = Vec::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            if success {
+                return Ok(rebuild(&resp, too_large(None)));
+            }
+            // Enough of an error answer to show; the rest is not read.
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(rebuild(&resp, body.into()))
+}
+
+/// A response with `resp`'s status and headers and another body.
+fn rebuild(resp: &reqwest::Response, body: reqwest::Body) -> reqwest::Response {
+    let mut rebuilt = http::Response::builder()
+        .status(resp.status())
+        .version(resp.version());
+    for (name, value) in resp.headers() {
+        if name != reqwest::header::CONTENT_LENGTH && name != reqwest::header::TRANSFER_ENCODING {
+            rebuilt = rebuilt.header(name, value);
+        }
+    }
+    reqwest::Response::from(
+        rebuilt
+            .body(body)
+            .expect("status and headers came from a valid response"),
+    )
+}
+
+/// A body whose first read fails with [`AnswerTooLarge`], so that the generated client reports
+/// a body error (which [`map_error`] recognises) instead of decoding a truncated answer.
+struct FailingBody(Option<AnswerTooLarge>);
+
+impl http_body::Body for FailingBody {
+    type Data = bytes::Bytes;
+    type Error = AnswerTooLarge;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>>
+    {
+        std::task::Poll::Ready(self.get_mut().0.take().map(Err))
+    }
+}
+
+/// The last step of [`execute`]: a redirect's `Location` made absolute, a non-JSON error body
+/// made JSON.
+async fn finish(resp: reqwest::Response, url: &Url) -> reqwest::Result<reqwest::Response> {
+    let mut resp = resp;
+    if resp.status().is_redirection() {
+        let absolute = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url.join(l.trim()).ok())
+            .and_then(|u| HeaderValue::from_str(u.as_str()).ok());
+        if let Some(absolute) = absolute {
+            resp.headers_mut()
+                .insert(reqwest::header::LOCATION, absolute);
+        }
+        return Ok(resp);
+    }
+    normalize_error_body(resp).await
 }
 
 fn is_retryable_status(status: StatusCode) -> bool {
@@ -188,6 +469,7 @@ async fn normalize_error_body(resp: reqwest::Response) -> reqwest::Result<reqwes
     }
     let headers = resp.headers().clone();
     let version = resp.version();
+    // Already in memory and bounded by `send_bounded`.
     let body = resp.bytes().await?;
     let is_json_object = serde_json::from_slice::<serde_json::Value>(&body)
         .map(|v| v.is_object())
@@ -271,6 +553,8 @@ pub struct CallContext<'a> {
     pub api: &'static str,
     /// The variable that holds the API's token, for the hint on 401/403.
     pub token_var: &'static str,
+    /// The variable that holds the API's base URL, for the hint on a redirect.
+    pub url_var: &'static str,
     /// Every configured secret, scrubbed from any text a server sent.
     pub secrets: &'a [&'a Secret],
 }
@@ -313,6 +597,14 @@ pub fn map_error<E: ServerErrorBody>(
                 .collect();
             from_status(status, format!("{action}: {said}"), validations, ctx)
         }
+        P::UnexpectedResponse(resp) if resp.status().is_redirection() => Error::Api {
+            status: resp.status().as_u16(),
+            message: scrub(
+                &redirect_refused(action, resp.status().as_u16(), resp.headers(), ctx),
+                ctx.secrets,
+            ),
+            validations: vec![],
+        },
         P::UnexpectedResponse(resp) => {
             let status = resp.status().as_u16();
             from_status(
@@ -338,6 +630,13 @@ pub fn map_error<E: ServerErrorBody>(
             }
         }
         P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => {
+            if let Some(big) = find_source::<AnswerTooLarge>(&e) {
+                return Error::Api {
+                    status: big.status,
+                    message: scrub(&format!("{action}: {big}"), ctx.secrets),
+                    validations: vec![],
+                };
+            }
             let what = if e.is_timeout() {
                 "the server did not answer in time"
             } else if e.is_connect() {
@@ -355,6 +654,60 @@ pub fn map_error<E: ServerErrorBody>(
         }
         P::Custom(msg) => Error::Transport(scrub(&format!("{action}: {msg}"), ctx.secrets)),
     }
+}
+
+/// The error for a redirect that [`execute`] did not follow.
+fn redirect_refused(
+    action: &str,
+    status: u16,
+    headers: &HeaderMap,
+    ctx: &CallContext<'_>,
+) -> String {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(shown_location)
+        .unwrap_or_else(|| "an address it does not name".to_string());
+    format!(
+        "{action}: {} at {} redirects (HTTP {status}) to {target}; fleet follows a redirect only \
+         for a read and only to the same origin, since {} would go along to the other address. \
+         If the API is really served there, set {} to it",
+        ctx.api, ctx.url_var, ctx.token_var, ctx.url_var
+    )
+}
+
+/// A redirect target as shown: scheme, host, port and path; the query and fragment (which
+/// may carry single-use codes) are left out, and a long path is cut.
+fn shown_location(location: &str) -> String {
+    const MAX_SHOWN: usize = 120;
+    let mut shown = match Url::parse(location) {
+        Ok(url) => {
+            let mut s = format!("{}://{}{}", url.scheme(), host_of(&url), url.path());
+            if url.query().is_some() || url.fragment().is_some() {
+                s.push_str("?…");
+            }
+            s
+        }
+        Err(_) => location.chars().filter(|c| !c.is_control()).collect(),
+    };
+    if shown.chars().count() > MAX_SHOWN {
+        shown = shown.chars().take(MAX_SHOWN).collect::<String>() + "…";
+    }
+    shown
+}
+
+/// The first error of type `T` in `e`'s chain of sources.
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
 }
 
 fn from_status(

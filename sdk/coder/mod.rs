@@ -210,7 +210,8 @@ impl CoderClient {
         };
         let url = http::check_base_url("CODER_URL", url, config.http.insecure_http)?;
         let name = reqwest::header::HeaderName::from_static("coder-session-token");
-        let client = http::build_client(Some((name, token.expose().to_string())), &config.http)?;
+        let client =
+            http::build_client(&url, Some((name, token.expose().to_string())), &config.http)?;
         let api = api::Client::new_with_client(
             &format!("{url}/api/v2"),
             client,
@@ -246,6 +247,7 @@ impl CoderClient {
                 action: action.into(),
                 api: "Coder",
                 token_var: "CODER_SESSION_TOKEN",
+                url_var: "CODER_URL",
                 secrets: &secrets,
             },
         )

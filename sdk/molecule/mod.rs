@@ -161,13 +161,13 @@ impl MoleculeClient {
             })?;
         let cp_url =
             http::check_base_url("MOLECULE_CP_URL", &config.cp_url, config.http.insecure_http)?;
-        let cp_http = http::build_client(Some(http::bearer(&token)), &config.http)?;
+        let cp_http = http::build_client(&cp_url, Some(http::bearer(&token)), &config.http)?;
         let cp = cp_api::Client::new_with_client(&cp_url, cp_http, config.http.retry.clone());
         let mut secrets = vec![token];
         let tenant = match (&config.api_url, &config.org_api_key) {
             (Some(url), Some(key)) if !key.is_empty() => {
                 let url = http::check_base_url("MOLECULE_API_URL", url, config.http.insecure_http)?;
-                let client = http::build_client(Some(http::bearer(key)), &config.http)?;
+                let client = http::build_client(&url, Some(http::bearer(key)), &config.http)?;
                 secrets.push(key.clone());
                 Some(tenant_api::Client::new_with_client(
                     &url,
@@ -207,6 +207,7 @@ impl MoleculeClient {
                 action: action.into(),
                 api: "the Molecule CP admin API",
                 token_var: "CP_ADMIN_API_TOKEN",
+                url_var: "MOLECULE_CP_URL",
                 secrets: &secrets,
             },
         )
@@ -225,6 +226,7 @@ impl MoleculeClient {
                 action: action.into(),
                 api: "the Molecule tenant API",
                 token_var: "MOLECULE_ORG_API_KEY",
+                url_var: "MOLECULE_API_URL",
                 secrets: &secrets,
             },
         )
