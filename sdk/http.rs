@@ -140,9 +140,9 @@ pub fn bearer(secret: &Secret) -> (HeaderName, String) {
 }
 
 /// The largest answer body read from a successful call. The largest legitimate answer is a
-/// page of 100 Coder workspaces: about 0.4 MiB from the simulator and, with many agents and
-/// apps per workspace, a few MiB on a real deployment; 16 MiB leaves ample margin and bounds
-/// the memory a misbehaving server or proxy can make fleet use.
+/// page of 100 Coder workspaces: 0.12 MiB from the simulator and, with several agents and
+/// many apps per workspace, a few MiB on a real deployment; 16 MiB leaves ample margin and
+/// bounds the memory a misbehaving server or proxy can make fleet use.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// The most of an error answer that is read (only its first few hundred characters are shown).
@@ -153,6 +153,12 @@ pub const SLOW_ANSWER_NOTICE: Duration = Duration::from_secs(3);
 
 /// Same-origin redirects followed for one read.
 const MAX_REDIRECTS: u32 = 5;
+
+/// Retries of a read after it timed out. A server that let a whole request timeout pass
+/// rarely answers the next one: retrying it as often as a refused connection or a 503 (which
+/// heal in seconds) left a hung server silent for 5 × 30 s. One retry keeps the benefit for a
+/// single lost answer; waits for a build or a migration read again on their own anyway.
+pub const MAX_TIMEOUT_RETRIES: u32 = 1;
 
 /// A successful answer larger than [`MAX_ANSWER_BYTES`]: fleet stopped reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,7 +225,8 @@ pub fn same_origin_redirect(from: &Url, location: &str) -> std::result::Result<U
 }
 
 /// Sends a request. A GET is retried with backoff on 429 (honouring `Retry-After`),
-/// 502/503/504 and transport errors; any other method is sent exactly once.
+/// 502/503/504 and transport errors (after a timeout at most [`MAX_TIMEOUT_RETRIES`] times);
+/// any other method is sent exactly once.
 ///
 /// Every answer body is read here, bounded: a successful one up to [`MAX_ANSWER_BYTES`]
 /// (beyond that the body reads as an [`AnswerTooLarge`] error), an error one up to
@@ -241,6 +248,7 @@ pub async fn execute(
     let retryable = method == Method::GET;
     let mut attempt = 0u32;
     let mut redirects = 0u32;
+    let mut timeouts = 0u32;
     let mut said_waiting = false;
     let mut request = Some(request);
     loop {
@@ -282,7 +290,12 @@ pub async fn execute(
             }
             Err(e) => {
                 tracing::debug!(%method, %path, error = %e, ?elapsed, "http transport error");
-                if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+                if e.is_timeout() {
+                    timeouts += 1;
+                }
+                if timeouts > MAX_TIMEOUT_RETRIES {
+                    None
+                } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
                     Some(None)
                 } else {
                     None
@@ -300,10 +313,9 @@ pub async fn execute(
                     Err(_) => format!("the connection to {host} failed"),
                 };
                 tracing::warn!(
-                    %host, %method, attempt, max = policy.max_retries, ?wait,
-                    "{why}; trying again in {} ms (retry {attempt} of {})",
-                    wait.as_millis(),
-                    policy.max_retries
+                    %host, %method, attempt, ?wait,
+                    "{why}; trying again in {} ms (retry {attempt})",
+                    wait.as_millis()
                 );
                 tokio::time::sleep(wait).await;
             }
