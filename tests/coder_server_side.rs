@@ -599,3 +599,64 @@ async fn buildinfo_versions_from_a_real_looking_server() {
     let f: ServerFeatures = c.server_features().await.unwrap();
     assert!(!f.on_success, "an rc comes before its release");
 }
+
+// ---- `fleet sim` serves the old behaviour on demand ------------------------------------------
+
+#[tokio::test]
+async fn fleet_sim_coder_version_serves_an_old_server() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "100",
+            "--coder-version",
+            "2.35.0",
+            "-o",
+            "json",
+        ])
+        .env_remove("FLEET_OUTPUT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fleet sim starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The JSON may span lines: read until it parses.
+    let mut text = String::new();
+    let mut parsed = None;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        text.push_str(&line);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            parsed = Some(v);
+            break;
+        }
+    }
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        let v = parsed.expect("fleet sim prints where it listens, as JSON");
+        let url = v["coder_url"].as_str().expect("coder_url").to_string();
+        let c = CoderClient::new(&fleet::CoderConfig {
+            url: Some(url),
+            session_token: Some(fleet::Secret::new(fleet::sim::CODER_SESSION_TOKEN)),
+            http: fleet::HttpOptions::default(),
+        })
+        .unwrap();
+        let f = c.server_features().await.expect("buildinfo");
+        assert_eq!(f.version_text, "v2.35.0");
+        assert!(!f.on_success);
+    }))
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
