@@ -572,7 +572,7 @@ impl CoderWorld {
             ));
         }
         let params = if transition == "start" {
-            match resolve_params(&version, &latest.params, &given) {
+            match resolve_params(&version, &latest.params, given) {
                 Ok(p) => p,
                 Err(problems) => {
                     return Err(with_validations(
@@ -1685,7 +1685,7 @@ fn log_lines(
         Some(c) => c.min(now),
         None => now,
     };
-    let wanted = |id: i64| !after.is_some_and(|a| id <= a) && !before.is_some_and(|bf| id >= bf);
+    let wanted = |id: i64| after.is_none_or(|a| id > a) && before.is_none_or(|bf| id < bf);
     let mut lines: Vec<Value> = Vec::new();
     for (i, (offset, level, stage, output)) in b.log_script().into_iter().enumerate() {
         let at = run_from + offset;
