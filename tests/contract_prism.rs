@@ -115,3 +115,54 @@ async fn the_build_requests_fleet_sends_pass_prism() {
     eprintln!("run_plan against Prism ended: {ended:?}");
     assert!(starts_sent >= 1, "no start build was sent: {ended:?}");
 }
+
+#[tokio::test]
+#[ignore = "needs Prism: run by tests/contract/prism-coder.sh"]
+async fn the_server_side_restart_requests_pass_prism() {
+    use fleet::coder::{ServerSideStart, ServerSideStop, types::WorkspaceBuildParameter};
+    let url = std::env::var("CODER_URL").expect("CODER_URL points at Prism");
+    let client = CoderClient::new(&CoderConfig {
+        url: Some(url),
+        session_token: Some(Secret::new("prism-contract-token")),
+        http: HttpOptions {
+            request_timeout: Duration::from_secs(5),
+            ..HttpOptions::default()
+        },
+    })
+    .expect("configured");
+    let features = client
+        .server_features()
+        .await
+        .expect("Prism's buildinfo parses");
+    eprintln!("buildinfo: {features:?}");
+    let ws = uuid::Uuid::new_v4();
+    let mut created = 0;
+    for pin in [None, Some(uuid::Uuid::new_v4())] {
+        let start = ServerSideStart {
+            template_version_id: pin,
+            version_reason: String::new(),
+            rich_parameter_values: vec![WorkspaceBuildParameter {
+                name: Some("region".into()),
+                value: Some("eu-west".into()),
+            }],
+        };
+        match client.create_server_side_stop(&ws, &start).await {
+            Ok(ServerSideStop::Created(parent)) => {
+                created += 1;
+                // Prism's random workspace is no follow-up: this only checks the reads.
+                let found = client
+                    .find_follow_up_build(
+                        &ws,
+                        &parent,
+                        Duration::from_millis(30),
+                        Duration::from_millis(10),
+                        &CancellationToken::new(),
+                    )
+                    .await;
+                assert!(found.is_ok(), "{found:?}");
+            }
+            other => panic!("Prism refused the stop with on_success: {other:?}"),
+        }
+    }
+    assert_eq!(created, 2);
+}

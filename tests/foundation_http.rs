@@ -232,6 +232,7 @@ async fn coder_errors_carry_message_detail_and_validations() {
         template_version_id: None,
         rich_parameter_values: vec![],
         dry_run: None,
+        ..fleet::coder::build_request(fleet::coder::WorkspaceTransition::Start)
     };
     let err = c
         .api()

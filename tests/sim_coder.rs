@@ -50,7 +50,7 @@ fn build(
             })
             .collect(),
         template_version_id: version,
-        transition,
+        ..fleet::coder::build_request(transition)
     }
 }
 
@@ -224,7 +224,7 @@ async fn reads_users_workspaces_templates_versions_and_parameters() {
     assert_eq!(code, 404);
 
     let template = api
-        .get_template_metadata_by_id(&ws.template_id.expect("template"))
+        .get_template_settings_by_id(&ws.template_id.expect("template"))
         .await
         .expect("t")
         .into_inner();
@@ -594,7 +594,7 @@ async fn a_slow_build_can_be_canceled() {
     assert_eq!(b.status, Some(WorkspaceStatus::Stopping));
     let ok = c
         .api()
-        .cancel_workspace_build(&bid)
+        .cancel_workspace_build(&bid, None)
         .await
         .expect("canceled")
         .into_inner();
@@ -603,7 +603,12 @@ async fn a_slow_build_can_be_canceled() {
     assert_eq!(seen.first(), Some(&WorkspaceStatus::Canceling));
     assert_eq!(done.status, Some(WorkspaceStatus::Canceled));
     assert_eq!(done.job.and_then(|j| j.status), Some(JobStatus::Canceled));
-    let (code, _) = error_of(c.api().cancel_workspace_build(&bid).await.expect_err("400"));
+    let (code, _) = error_of(
+        c.api()
+            .cancel_workspace_build(&bid, None)
+            .await
+            .expect_err("400"),
+    );
     assert_eq!(code, 400);
 }
 

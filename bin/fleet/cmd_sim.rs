@@ -51,10 +51,34 @@ pub struct SimArgs {
     #[arg(long)]
     pub migrator_unconfigured: bool,
 
+    /// The Coder version GET /api/v2/buildinfo reports (2.35.0 serves the old behaviour:
+    /// on_success is ignored; from 2.36.0 a stop build may carry on_success).
+    #[arg(long, default_value = fleet::sim::DEFAULT_CODER_VERSION, value_name = "VERSION")]
+    pub coder_version: String,
+
+    /// The Coder session may not update templates: an on_success that pins a template
+    /// version answers 403.
+    #[arg(long)]
+    pub coder_no_template_update: bool,
+
+    /// Cut every WebSocket (build logs, watch-ws) after N messages, without a close frame.
+    #[arg(long, value_name = "N")]
+    pub ws_drop_after: Option<u32>,
+
     /// Listen on an address that is not loopback. The simulator's tokens are public: anyone
     /// who can reach it can use it.
     #[arg(long)]
     pub allow_non_loopback: bool,
+}
+
+/// `2.35.0` → `v2.35.0`: the form Coder reports (anything else is served as given).
+fn coder_version_text(given: &str) -> String {
+    let given = given.trim();
+    if given.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("v{given}")
+    } else {
+        given.to_string()
+    }
 }
 
 /// Serves until Ctrl-C; returns the exit code.
@@ -82,6 +106,9 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
             migrator_unconfigured: args.migrator_unconfigured,
         },
         bulk_workspaces: args.bulk_workspaces,
+        coder_version: coder_version_text(&args.coder_version),
+        coder_can_pin_versions: !args.coder_no_template_update,
+        ws_drop_after: args.ws_drop_after,
     })
     .await?;
     let vars = sim.env_vars();

@@ -14,11 +14,24 @@ pub mod api {
 pub use api::types;
 
 mod fleet;
+mod logs;
 mod ops;
+mod server_features;
+mod server_side;
+mod watch;
+mod ws;
 pub use fleet::{
     DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
     Selection, Severity, Verdict, WorkspaceResult,
 };
+pub use logs::{BuildLogs, LogFollowOptions};
+pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
+pub use server_side::{
+    DEFAULT_FOLLOW_UP_BOUND, FollowUp, ServerSideStart, ServerSideStop, build_request,
+    is_follow_up_of,
+};
+pub use watch::{WatchEnd, WatchEvent, WatchNote, WatchOptions, WorkspaceWatch};
+pub use ws::WS_MAX_MESSAGE_BYTES;
 mod params;
 mod preflight;
 pub use ops::{
@@ -110,6 +123,8 @@ crate::open_enum! {
     pub enum JobErrorCode {
         /// The template needs variables that were not given.
         RequiredTemplateVariables = "REQUIRED_TEMPLATE_VARIABLES",
+        /// The owner's quota does not allow the build.
+        InsufficientQuota = "INSUFFICIENT_QUOTA",
     }
 }
 
@@ -122,6 +137,74 @@ crate::open_enum! {
         Autostart = "autostart",
         /// The autostop schedule.
         Autostop = "autostop",
+        /// The workspace went dormant.
+        Dormancy = "dormancy",
+        /// The dashboard.
+        Dashboard = "dashboard",
+        /// The CLI.
+        Cli = "cli",
+        /// An SSH connection.
+        SshConnection = "ssh_connection",
+        /// A VS Code connection.
+        VscodeConnection = "vscode_connection",
+        /// A JetBrains connection.
+        JetbrainsConnection = "jetbrains_connection",
+        /// A task paused on its own.
+        TaskAutoPause = "task_auto_pause",
+        /// A task paused by hand.
+        TaskManualPause = "task_manual_pause",
+        /// A task resumed.
+        TaskResume = "task_resume",
+    }
+}
+
+crate::open_enum! {
+    /// A workspace agent's connection status (codersdk.WorkspaceAgentStatus).
+    pub enum AgentStatus {
+        /// Not connected yet.
+        Connecting = "connecting",
+        /// Connected.
+        Connected = "connected",
+        /// Was connected, lost the connection.
+        Disconnected = "disconnected",
+        /// Did not connect in time.
+        Timeout = "timeout",
+    }
+}
+
+crate::open_enum! {
+    /// A workspace agent's lifecycle (codersdk.WorkspaceAgentLifecycle).
+    pub enum AgentLifecycle {
+        /// Created, not started.
+        Created = "created",
+        /// Running its startup scripts.
+        Starting = "starting",
+        /// Its startup scripts took too long.
+        StartTimeout = "start_timeout",
+        /// Its startup scripts failed.
+        StartError = "start_error",
+        /// Ready.
+        Ready = "ready",
+        /// Running its shutdown scripts.
+        ShuttingDown = "shutting_down",
+        /// Its shutdown scripts took too long.
+        ShutdownTimeout = "shutdown_timeout",
+        /// Its shutdown scripts failed.
+        ShutdownError = "shutdown_error",
+        /// Off.
+        Off = "off",
+    }
+}
+
+crate::open_enum! {
+    /// The kind of a `watch-ws` message (codersdk.ServerSentEventType).
+    pub enum ServerSentEventType {
+        /// A keep-alive.
+        Ping = "ping",
+        /// `data` carries the whole workspace.
+        Data = "data",
+        /// `data` carries an error.
+        Error = "error",
     }
 }
 
@@ -184,6 +267,10 @@ pub struct CoderClient {
     api: api::Client,
     url: String,
     secrets: Vec<Secret>,
+    /// The session token, for the WebSocket handshakes (sdk/coder/ws.rs).
+    token: Secret,
+    /// The HTTP settings the client was built with (the WebSockets use the same).
+    http: crate::HttpOptions,
 }
 
 impl std::fmt::Debug for CoderClient {
@@ -221,6 +308,8 @@ impl CoderClient {
             api,
             url,
             secrets: vec![token.clone()],
+            token: token.clone(),
+            http: config.http.clone(),
         })
     }
 

@@ -834,7 +834,7 @@ fn status_of(b: &types::WorkspaceBuild) -> String {
 }
 
 /// True when a build has ended (its job is done, or its status is not an in-progress one).
-fn build_ended(b: &types::WorkspaceBuild) -> bool {
+pub(super) fn build_ended(b: &types::WorkspaceBuild) -> bool {
     match b.job.as_ref().and_then(|j| j.status.as_ref()) {
         Some(JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled) => true,
         Some(JobStatus::Pending | JobStatus::Running | JobStatus::Canceling) => false,
@@ -968,7 +968,7 @@ impl CoderClient {
 
     async fn template(&self, template_id: &Uuid) -> Result<types::Template> {
         self.api()
-            .get_template_metadata_by_id(template_id)
+            .get_template_settings_by_id(template_id)
             .await
             .map(|t| t.into_inner())
             .map_err(|e| self.error(format!("reading template {template_id}"), e))
@@ -1236,6 +1236,7 @@ impl CoderClient {
                 rich_parameter_values: vec![],
                 template_version_id: None,
                 transition: WorkspaceTransition::Stop,
+                ..super::build_request(WorkspaceTransition::Stop)
             };
             let build = match self.api().create_workspace_build(&ws_id, &body).await {
                 Ok(b) => b.into_inner(),
@@ -1337,6 +1338,7 @@ impl CoderClient {
                 rich_parameter_values: plan.build_parameters(),
                 template_version_id: Some(plan.target_version_id),
                 transition: WorkspaceTransition::Start,
+                ..super::build_request(WorkspaceTransition::Start)
             };
             match self.api().create_workspace_build(&ws_id, &body).await {
                 Ok(b) => started_build = Some(b.into_inner()),

@@ -121,7 +121,7 @@ impl CoderClient {
             None if ws.template_require_active_version != Some(false) => match ws.template_id {
                 Some(tid) => Some(
                     self.api()
-                        .get_template_metadata_by_id(&tid)
+                        .get_template_settings_by_id(&tid)
                         .await
                         .map_err(|e| self.error(format!("reading template {tid}"), e))?
                         .into_inner(),

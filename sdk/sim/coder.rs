@@ -5,7 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, Query, State},
+    extract::{
+        Path, Query, State,
+        ws::{
+            CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+        },
+    },
     http::StatusCode,
     response::Response,
     routing::{get, patch, post},
@@ -23,6 +28,8 @@ const START_SECS: f64 = 6.0;
 const STOP_SECS: f64 = 4.0;
 /// Seconds (at speed 1) a cancel takes.
 const CANCEL_SECS: f64 = 1.0;
+/// Seconds (at speed 1) an agent takes to be ready after its start build ended.
+const AGENT_READY_SECS: f64 = 1.0;
 /// How much longer every build of a slow workspace takes.
 const SLOW_FACTOR: f64 = 10.0;
 
@@ -105,6 +112,16 @@ struct Build {
     factor: f64,
     fails: Option<&'static str>,
     canceled: Option<f64>,
+    params: Vec<(String, String)>,
+    /// The start the server creates after this stop succeeds (`on_success`, Coder ≥ 2.36).
+    on_success: Option<OnSuccess>,
+}
+
+/// A follow-up start build asked for with `on_success`.
+#[derive(Debug, Clone)]
+struct OnSuccess {
+    /// Pinned; `None`: the template's active version when the child is created.
+    version: Option<Uuid>,
     params: Vec<(String, String)>,
 }
 
@@ -332,6 +349,23 @@ pub(crate) struct CoderWorld {
     workspaces: Vec<Workspace>,
     builds: HashMap<Uuid, Build>,
     next_seq: i64,
+    /// What `GET /buildinfo` reports.
+    version: String,
+    /// True when the version honours `on_success` (≥ 2.36); older ones ignore it.
+    on_success: bool,
+    /// The session may update templates (pin the version of a follow-up build).
+    can_pin: bool,
+    /// Stop builds with `on_success` whose follow-up is not decided yet.
+    pending_chains: Vec<Uuid>,
+    /// Every WebSocket is cut (no close frame) after this many messages.
+    pub(crate) ws_drop_after: Option<u32>,
+}
+
+/// How the simulated Coder deployment behaves (from [`super::SimOptions`]).
+pub(crate) struct CoderSettings {
+    pub(crate) version: String,
+    pub(crate) can_pin: bool,
+    pub(crate) ws_drop_after: Option<u32>,
 }
 
 /// `me` is alice.
@@ -354,6 +388,19 @@ impl CoderWorld {
             .iter()
             .find(|v| v.template_id == t.id && v.name == version)
             .map(|v| v.id)
+    }
+
+    pub(crate) fn set_active_version(&mut self, template: &str, version: &str) -> bool {
+        let Some(v) = self.version_id(template, version) else {
+            return false;
+        };
+        match self.templates.iter_mut().find(|t| t.name == template) {
+            Some(t) => {
+                t.active_version_id = v;
+                true
+            }
+            None => false,
+        }
     }
 
     fn find_user(&self, key: &str) -> Option<&User> {
@@ -387,6 +434,180 @@ impl CoderWorld {
         self.next_seq
     }
 
+    /// Creates the follow-up start builds whose stop has succeeded by `now`, as of the moment
+    /// the stop ended (state is computed from the clock, so this runs before every read).
+    /// A child the checks refuse is never created: the workspace stays stopped.
+    fn materialize(&mut self, now: f64) {
+        if self.pending_chains.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending_chains);
+        for parent_id in pending {
+            let Some(parent) = self.builds.get(&parent_id).cloned() else {
+                continue;
+            };
+            let phase = parent.phase(now);
+            if matches!(phase.job, "pending" | "running" | "canceling") {
+                self.pending_chains.push(parent_id);
+                continue;
+            }
+            let (Some(on), "succeeded", Some(at)) =
+                (parent.on_success.clone(), phase.job, phase.completed)
+            else {
+                continue; // a failed or canceled stop queues nothing
+            };
+            let Some(ws) = self
+                .workspaces
+                .iter()
+                .find(|w| w.id == parent.workspace_id)
+                .cloned()
+            else {
+                continue;
+            };
+            if self.latest(&ws).map(|b| b.id) != Some(parent.id) {
+                continue; // another build came first
+            }
+            let Some(template) = self.template(ws.template_id).cloned() else {
+                continue;
+            };
+            // Without a pinned version: the template's active version when the child runs.
+            let version = on.version.unwrap_or(template.active_version_id);
+            match self.new_build(&ws, &parent, "start", Some(version), &on.params, at) {
+                Ok(mut child) => {
+                    // Not always + 1: clients must find the child as the next latest build.
+                    child.number = parent.number + 2;
+                    if let Some(w) = self.workspaces.iter_mut().find(|w| w.id == ws.id) {
+                        w.builds.push(child.id);
+                    }
+                    self.builds.insert(child.id, child);
+                }
+                Err(refused) => {
+                    tracing::info!(
+                        workspace = %ws.name,
+                        status = refused.status().as_u16(),
+                        "simulator: the follow-up start build was refused at creation; the workspace stays stopped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A new build of `ws` after `latest`, checked the way Coder checks a build request:
+    /// the version (exists, belongs to the template, not archived when named, imported,
+    /// active when the template requires it) and, for a start, the parameters.
+    #[allow(clippy::too_many_arguments)]
+    fn new_build(
+        &mut self,
+        ws: &Workspace,
+        latest: &Build,
+        transition: &'static str,
+        version_given: Option<Uuid>,
+        given: &[(String, String)],
+        now: f64,
+    ) -> Result<Build, Response> {
+        let Some(template) = self.template(ws.template_id).cloned() else {
+            return Err(not_found());
+        };
+        let version_id = match version_given {
+            Some(v) => v,
+            None if transition == "start" && template.require_active_version => {
+                template.active_version_id
+            }
+            None => latest.version_id,
+        };
+        let Some(version) = self.version(version_id).cloned() else {
+            return Err(with_validations(
+                StatusCode::BAD_REQUEST,
+                "Template version not found.",
+                &[(
+                    "template_version_id".into(),
+                    format!("no template version {version_id}"),
+                )],
+            ));
+        };
+        if version.template_id != ws.template_id {
+            return Err(with_validations(
+                StatusCode::BAD_REQUEST,
+                "Template version not found.",
+                &[(
+                    "template_version_id".into(),
+                    format!(
+                        "template version {} does not belong to template {}",
+                        version.name, template.name
+                    ),
+                )],
+            ));
+        }
+        if version.archived && version_given.is_some() {
+            return Err(with_validations(
+                StatusCode::BAD_REQUEST,
+                "The provided template version is archived.",
+                &[(
+                    "template_version_id".into(),
+                    format!("{} is archived", version.name),
+                )],
+            ));
+        }
+        if version.import != Import::Done {
+            return Err(coder_error(
+                StatusCode::NOT_ACCEPTABLE,
+                "The provided template version is still importing.",
+                Some(&format!(
+                    "template version {} has not finished importing; try again later",
+                    version.name
+                )),
+            ));
+        }
+        if transition == "start"
+            && template.require_active_version
+            && version.id != template.active_version_id
+        {
+            return Err(coder_error(
+                StatusCode::FORBIDDEN,
+                "cannot use non-active version",
+                Some(&format!(
+                    "the template {} requires the active version; build with {}",
+                    template.name, template.active_version_id
+                )),
+            ));
+        }
+        let params = if transition == "start" {
+            match resolve_params(&version, &latest.params, given) {
+                Ok(p) => p,
+                Err(problems) => {
+                    return Err(with_validations(
+                        StatusCode::BAD_REQUEST,
+                        "Unable to validate parameters.",
+                        &problems,
+                    ));
+                }
+            }
+        } else {
+            latest.params.clone()
+        };
+        let seq = self.next_seq();
+        Ok(Build {
+            id: Uuid::new_v4(),
+            job_id: Uuid::new_v4(),
+            seq,
+            number: latest.number + 1,
+            workspace_id: ws.id,
+            version_id: version.id,
+            transition,
+            initiator: "alice",
+            created: now,
+            factor: if ws.slow { SLOW_FACTOR } else { 1.0 },
+            fails: if transition == "start" {
+                version.start_fails
+            } else {
+                None
+            },
+            canceled: None,
+            params,
+            on_success: None,
+        })
+    }
+
     fn build_json(&self, b: &Build, clock: &Clock, now: f64) -> Value {
         let p = b.phase(now);
         let ws = self.workspaces.iter().find(|w| w.id == b.workspace_id);
@@ -410,6 +631,7 @@ impl CoderWorld {
         if let Some(e) = p.error {
             job["error"] = json!(e);
         }
+        let resources = self.resources_json(b, clock, now);
         json!({
             "id": b.id,
             "build_number": b.number,
@@ -423,9 +645,71 @@ impl CoderWorld {
             "reason": "initiator",
             "initiator_name": b.initiator,
             "job": job,
+            "resources": resources,
+            "has_external_agent": false,
             "created_at": clock.stamp(b.created),
             "updated_at": clock.stamp(p.updated),
         })
+    }
+
+    /// A start build's resource and its agent `main`: connecting/created while the build
+    /// runs, connected/starting when it ends, ready [`AGENT_READY_SECS`] later. A stop (or a
+    /// failed start) has no agent.
+    fn resources_json(&self, b: &Build, clock: &Clock, now: f64) -> Value {
+        if b.transition != "start" {
+            return json!([]);
+        }
+        let p = b.phase(now);
+        if matches!(p.job, "failed" | "canceled" | "canceling") {
+            return json!([]);
+        }
+        let resource_id =
+            Uuid::from_u128(b.id.as_u128() ^ 0x0000_0000_0000_0000_0000_0000_00a1_0001);
+        let agent_id = Uuid::from_u128(b.id.as_u128() ^ 0x0000_0000_0000_0000_0000_0000_00a1_0002);
+        let ended = p.completed.filter(|_| p.job == "succeeded");
+        let ready_at = ended.map(|t| t + AGENT_READY_SECS * b.factor);
+        let (status, lifecycle) = match (ended, ready_at) {
+            (Some(_), Some(r)) if now >= r => ("connected", "ready"),
+            (Some(_), _) => ("connected", "starting"),
+            _ => ("connecting", "created"),
+        };
+        let mut agent = json!({
+            "id": agent_id,
+            "name": "main",
+            "resource_id": resource_id,
+            "status": status,
+            "lifecycle_state": lifecycle,
+            "health": if lifecycle == "ready" {
+                json!({ "healthy": true })
+            } else {
+                json!({ "healthy": false, "reason": "agent is not ready yet" })
+            },
+            "connection_timeout_seconds": 120,
+            "troubleshooting_url": "https://coder.com/docs/admin/templates/troubleshooting",
+            "version": "v2.36.1",
+            "operating_system": "linux",
+            "architecture": "amd64",
+            "created_at": clock.stamp(b.created),
+            "updated_at": clock.stamp(ready_at.filter(|r| now >= *r).or(ended).unwrap_or(b.created)),
+        });
+        if let Some(t) = ended {
+            agent["first_connected_at"] = json!(clock.stamp(t));
+            agent["last_connected_at"] = json!(clock.stamp(t));
+            agent["started_at"] = json!(clock.stamp(t));
+        }
+        if let Some(r) = ready_at.filter(|r| now >= *r) {
+            agent["ready_at"] = json!(clock.stamp(r));
+        }
+        json!([{
+            "id": resource_id,
+            "job_id": b.job_id,
+            "name": "workspace",
+            "type": "docker_container",
+            "hide": false,
+            "workspace_transition": "start",
+            "agents": [agent],
+            "created_at": clock.stamp(b.created),
+        }])
     }
 
     fn workspace_json(&self, ws: &Workspace, clock: &Clock, now: f64) -> Value {
@@ -488,7 +772,12 @@ fn p(
     }
 }
 
-pub(crate) fn seed(clock: &Clock, faults: &SimFaults, bulk: usize) -> CoderWorld {
+pub(crate) fn seed(
+    clock: &Clock,
+    faults: &SimFaults,
+    bulk: usize,
+    settings: CoderSettings,
+) -> CoderWorld {
     let alice = User {
         id: id(0x100),
         username: "alice",
@@ -781,6 +1070,7 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults, bulk: usize) -> CoderWorld
             factor: 1.0,
             fails: None,
             canceled: None,
+            on_success: None,
             params: params
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -818,6 +1108,7 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults, bulk: usize) -> CoderWorld
             factor: 1.0,
             fails: None,
             canceled: None,
+            on_success: None,
             params: vec![
                 ("region".into(), "us-east".into()),
                 ("cpu".into(), "2".into()),
@@ -842,11 +1133,18 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults, bulk: usize) -> CoderWorld
         workspaces,
         builds,
         next_seq: seq,
+        on_success: crate::coder::ServerFeatures::from_version(&settings.version).on_success,
+        version: settings.version,
+        can_pin: settings.can_pin,
+        pending_chains: Vec::new(),
+        ws_drop_after: settings.ws_drop_after,
     }
 }
 
 pub(crate) fn routes() -> Router<Shared> {
     Router::new()
+        .route("/api/v2/buildinfo", get(build_info))
+        .route("/api/v2/workspaces/{workspace}/watch-ws", get(watch_ws))
         .route("/api/v2/workspaces", get(list_workspaces))
         .route("/api/v2/workspaces/{workspace}", get(get_workspace))
         .route("/api/v2/workspaces/{workspace}/builds", post(create_build))
@@ -871,6 +1169,13 @@ pub(crate) fn routes() -> Router<Shared> {
             "/api/v2/templateversions/{version}/rich-parameters",
             get(rich_parameters),
         )
+}
+
+/// The world as of now: locked, with the follow-up builds that are due created.
+fn world(state: &Shared) -> std::sync::MutexGuard<'_, CoderWorld> {
+    let mut world = lock(&state.coder);
+    world.materialize(state.clock.now());
+    world
 }
 
 fn not_found() -> Response {
@@ -914,7 +1219,7 @@ fn parse_id(what: &str, value: &str) -> Result<Uuid, Response> {
 }
 
 async fn get_user(State(state): State<Shared>, Path(user): Path<String>) -> Response {
-    let world = lock(&state.coder);
+    let world = world(&state);
     match world.find_user(&user) {
         None => not_found(),
         Some(u) => json_response(
@@ -948,7 +1253,7 @@ async fn get_workspace(State(state): State<Shared>, Path(ws): Path<String>) -> R
         Ok(id) => id,
         Err(r) => return r,
     };
-    let mut world = lock(&state.coder);
+    let mut world = world(&state);
     let index = world.workspaces.iter().position(|w| w.id == id);
     answer_workspace(&state, &mut world, index)
 }
@@ -957,7 +1262,7 @@ async fn get_workspace_by_name(
     State(state): State<Shared>,
     Path((user, name)): Path<(String, String)>,
 ) -> Response {
-    let mut world = lock(&state.coder);
+    let mut world = world(&state);
     let Some(owner) = world.find_user(&user).map(|u| u.id) else {
         return not_found();
     };
@@ -972,7 +1277,7 @@ async fn list_workspaces(
     State(state): State<Shared>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let world = lock(&state.coder);
+    let world = world(&state);
     let now = state.clock.now();
     let mut filters: Vec<(String, String)> = Vec::new();
     for term in query
@@ -1199,7 +1504,15 @@ async fn create_build(
     }
 
     let now = state.clock.now();
-    let mut world = lock(&state.coder);
+    let mut world = world(&state);
+    let on_success = if world.on_success {
+        match parse_on_success(&body, transition, world.can_pin) {
+            Ok(o) => o,
+            Err(refused) => return refused,
+        }
+    } else {
+        None // an older server ignores fields it does not know: it only stops
+    };
     let Some(wi) = world.workspaces.iter().position(|w| w.id == ws_id) else {
         return not_found();
     };
@@ -1218,9 +1531,6 @@ async fn create_build(
             )),
         );
     }
-    let Some(template) = world.template(ws.template_id).cloned() else {
-        return not_found();
-    };
     if transition == "stop"
         && version_given.is_none()
         && latest.transition == "stop"
@@ -1235,107 +1545,89 @@ async fn create_build(
             )],
         );
     }
-    let version_id = match version_given {
-        Some(v) => v,
-        None if transition == "start" && template.require_active_version => {
-            template.active_version_id
-        }
-        None => latest.version_id,
+    let mut build = match world.new_build(&ws, &latest, transition, version_given, &given, now) {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
-    let Some(version) = world.version(version_id).cloned() else {
-        return with_validations(
-            StatusCode::BAD_REQUEST,
-            "Template version not found.",
-            &[(
-                "template_version_id".into(),
-                format!("no template version {version_id}"),
-            )],
-        );
-    };
-    if version.template_id != ws.template_id {
-        return with_validations(
-            StatusCode::BAD_REQUEST,
-            "Template version not found.",
-            &[(
-                "template_version_id".into(),
-                format!(
-                    "template version {} does not belong to template {}",
-                    version.name, template.name
-                ),
-            )],
-        );
+    if on_success.is_some() {
+        build.on_success = on_success;
+        world.pending_chains.push(build.id);
     }
-    if version.archived && version_given.is_some() {
-        return with_validations(
-            StatusCode::BAD_REQUEST,
-            "The provided template version is archived.",
-            &[(
-                "template_version_id".into(),
-                format!("{} is archived", version.name),
-            )],
-        );
-    }
-    if version.import != Import::Done {
-        return coder_error(
-            StatusCode::NOT_ACCEPTABLE,
-            "The provided template version is still importing.",
-            Some(&format!(
-                "template version {} has not finished importing; try again later",
-                version.name
-            )),
-        );
-    }
-    if transition == "start"
-        && template.require_active_version
-        && version.id != template.active_version_id
-    {
-        return coder_error(
-            StatusCode::FORBIDDEN,
-            "cannot use non-active version",
-            Some(&format!(
-                "the template {} requires the active version; build with {}",
-                template.name, template.active_version_id
-            )),
-        );
-    }
-    let params = if transition == "start" {
-        match resolve_params(&version, &latest.params, &given) {
-            Ok(p) => p,
-            Err(problems) => {
-                return with_validations(
-                    StatusCode::BAD_REQUEST,
-                    "Unable to validate parameters.",
-                    &problems,
-                );
-            }
-        }
-    } else {
-        latest.params.clone()
-    };
-    let seq = world.next_seq();
-    let build = Build {
-        id: Uuid::new_v4(),
-        job_id: Uuid::new_v4(),
-        seq,
-        number: latest.number + 1,
-        workspace_id: ws.id,
-        version_id: version.id,
-        transition,
-        initiator: "alice",
-        created: now,
-        factor: if ws.slow { SLOW_FACTOR } else { 1.0 },
-        fails: if transition == "start" {
-            version.start_fails
-        } else {
-            None
-        },
-        canceled: None,
-        params,
-    };
     let answer = world.build_json(&build, &state.clock, now);
     world.workspaces[wi].builds.push(build.id);
     world.builds.insert(build.id, build);
     json_response(StatusCode::CREATED, answer)
+}
+
+/// Reads `on_success` the way Coder ≥ 2.36 does: only on a `stop`, without `dry_run`,
+/// `orphan` or `state` (400); its transition must be `start`; pinning a version needs
+/// template-update permission (403, nothing created).
+fn parse_on_success(
+    body: &Value,
+    transition: &str,
+    can_pin: bool,
+) -> Result<Option<OnSuccess>, Response> {
+    let on = match body.get("on_success") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => {
+            return Err(with_validations(
+                StatusCode::BAD_REQUEST,
+                "Validation failed.",
+                &[("on_success".into(), "must be an object".into())],
+            ));
+        }
+    };
+    let invalid = |detail: &str| {
+        Err(with_validations(
+            StatusCode::BAD_REQUEST,
+            "Invalid on_success request.",
+            &[("on_success".into(), detail.to_string())],
+        ))
+    };
+    if transition != "stop" {
+        return invalid("on_success is only supported on a stop build");
+    }
+    let set = |key: &str| match body.get(key) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(_) => true,
+    };
+    for key in ["dry_run", "orphan", "state"] {
+        if set(key) {
+            return invalid(&format!("on_success cannot be combined with {key}"));
+        }
+    }
+    if on.get("transition").and_then(Value::as_str) != Some("start") {
+        return invalid("on_success.transition must be \"start\"");
+    }
+    let version = match on.get("template_version_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(id) => Some(id),
+            None => return invalid("on_success.template_version_id must be a UUID"),
+        },
+    };
+    if version.is_some() && !can_pin {
+        return Err(coder_error(
+            StatusCode::FORBIDDEN,
+            "Unauthorized to queue follow-up workspace build.",
+            Some("pinning template_version_id needs permission to update the template"),
+        ));
+    }
+    let params = on
+        .get("rich_parameter_values")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|item| {
+                    let field = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default();
+                    (field("name").to_string(), field("value").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(OnSuccess { version, params }))
 }
 
 fn find_build(world: &CoderWorld, raw: &str) -> Result<Build, Response> {
@@ -1344,7 +1636,7 @@ fn find_build(world: &CoderWorld, raw: &str) -> Result<Build, Response> {
 }
 
 async fn get_build(State(state): State<Shared>, Path(build): Path<String>) -> Response {
-    let world = lock(&state.coder);
+    let world = world(&state);
     match find_build(&world, &build) {
         Ok(b) => json_response(
             StatusCode::OK,
@@ -1356,7 +1648,7 @@ async fn get_build(State(state): State<Shared>, Path(build): Path<String>) -> Re
 
 async fn cancel_build(State(state): State<Shared>, Path(build): Path<String>) -> Response {
     let now = state.clock.now();
-    let mut world = lock(&state.coder);
+    let mut world = world(&state);
     let b = match find_build(&world, &build) {
         Ok(b) => b,
         Err(r) => return r,
@@ -1380,24 +1672,20 @@ async fn cancel_build(State(state): State<Shared>, Path(build): Path<String>) ->
     }
 }
 
-async fn build_logs(
-    State(state): State<Shared>,
-    Path(build): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
-) -> Response {
-    let world = lock(&state.coder);
-    let b = match find_build(&world, &build) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let now = state.clock.now();
+/// The log lines of build `b` written by `now`, with ids in `(after, before)`.
+fn log_lines(
+    b: &Build,
+    clock: &Clock,
+    now: f64,
+    after: Option<i64>,
+    before: Option<i64>,
+) -> Vec<Value> {
     let run_from = b.created + b.pending_secs();
     let until = match b.canceled {
         Some(c) => c.min(now),
         None => now,
     };
-    let after = query.get("after").and_then(|s| s.parse::<i64>().ok());
-    let before = query.get("before").and_then(|s| s.parse::<i64>().ok());
+    let wanted = |id: i64| after.is_none_or(|a| id > a) && before.is_none_or(|bf| id < bf);
     let mut lines: Vec<Value> = Vec::new();
     for (i, (offset, level, stage, output)) in b.log_script().into_iter().enumerate() {
         let at = run_from + offset;
@@ -1406,12 +1694,12 @@ async fn build_logs(
         }
         // Log ids are unique across builds and increase in time, like Coder's.
         let log_id = b.seq * 1000 + i as i64 + 1;
-        if after.is_some_and(|a| log_id <= a) || before.is_some_and(|bf| log_id >= bf) {
+        if !wanted(log_id) {
             continue;
         }
         lines.push(json!({
             "id": log_id,
-            "created_at": state.clock.stamp(at),
+            "created_at": clock.stamp(at),
             "log_level": level,
             "log_source": "provisioner",
             "stage": stage,
@@ -1419,10 +1707,11 @@ async fn build_logs(
         }));
     }
     if let Some(c) = b.canceled {
-        if now >= c {
+        let log_id = b.seq * 1000 + 999;
+        if now >= c && wanted(log_id) {
             lines.push(json!({
-                "id": b.seq * 1000 + 999,
-                "created_at": state.clock.stamp(c),
+                "id": log_id,
+                "created_at": clock.stamp(c),
                 "log_level": "warn",
                 "log_source": "provisioner_daemon",
                 "stage": "Cleaning Up",
@@ -1430,11 +1719,196 @@ async fn build_logs(
             }));
         }
     }
-    json_response(StatusCode::OK, Value::Array(lines))
+    lines
+}
+
+/// `GET /workspacebuilds/{id}/logs`: JSON, or with any `follow` parameter a WebSocket (one
+/// `ProvisionerJobLog` per message, `after=` resumes, closed when the job ends), as Coder.
+async fn build_logs(
+    State(state): State<Shared>,
+    Path(build): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = upgrade.ok();
+    let world = world(&state);
+    let b = match find_build(&world, &build) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let after = query.get("after").and_then(|s| s.parse::<i64>().ok());
+    let before = query.get("before").and_then(|s| s.parse::<i64>().ok());
+    if query.contains_key("follow") {
+        let Some(upgrade) = upgrade else {
+            return coder_error(
+                StatusCode::UPGRADE_REQUIRED,
+                "follow upgrades to a WebSocket.",
+                Some("send a WebSocket handshake, or leave out follow for a JSON answer"),
+            );
+        };
+        let drop_after = world.ws_drop_after;
+        drop(world);
+        return upgrade
+            .on_upgrade(move |socket| stream_logs(socket, state, b.id, after, drop_after));
+    }
+    json_response(
+        StatusCode::OK,
+        Value::Array(log_lines(
+            &b,
+            &state.clock,
+            state.clock.now(),
+            after,
+            before,
+        )),
+    )
+}
+
+/// How often a simulated WebSocket looks for news (real time).
+const WS_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
+async fn stream_logs(
+    mut socket: WebSocket,
+    state: Shared,
+    build_id: Uuid,
+    mut after: Option<i64>,
+    drop_after: Option<u32>,
+) {
+    let mut sent = 0u32;
+    loop {
+        let (lines, ended) = {
+            let world = world(&state);
+            let Some(b) = world.builds.get(&build_id) else {
+                return;
+            };
+            let now = state.clock.now();
+            (
+                log_lines(b, &state.clock, now, after, None),
+                !b.is_active(now),
+            )
+        };
+        for line in lines {
+            if drop_after.is_some_and(|n| sent >= n) {
+                return; // cut without a close frame (a simulated network fault)
+            }
+            after = line["id"].as_i64().or(after);
+            if socket
+                .send(Message::Text(line.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent += 1;
+        }
+        if ended {
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: axum::extract::ws::close_code::NORMAL,
+                    reason: "".into(),
+                })))
+                .await;
+            return;
+        }
+        tokio::time::sleep(WS_TICK).await;
+    }
+}
+
+/// `GET /workspaces/{id}/watch-ws`: `{type: "data", data: <Workspace>}` on each change, and a
+/// `ping` every few seconds, as Coder.
+async fn watch_ws(
+    State(state): State<Shared>,
+    Path(ws): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = upgrade.ok();
+    let id = match parse_id("workspace id", &ws) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let drop_after = {
+        let world = world(&state);
+        if !world.workspaces.iter().any(|w| w.id == id) {
+            return not_found();
+        }
+        world.ws_drop_after
+    };
+    let Some(upgrade) = upgrade else {
+        return coder_error(
+            StatusCode::UPGRADE_REQUIRED,
+            "watch-ws is a WebSocket.",
+            Some("send a WebSocket handshake"),
+        );
+    };
+    upgrade.on_upgrade(move |socket| stream_workspace(socket, state, id, drop_after))
+}
+
+async fn stream_workspace(mut socket: WebSocket, state: Shared, id: Uuid, drop_after: Option<u32>) {
+    const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let mut last: Option<Value> = None;
+    let mut sent = 0u32;
+    let mut last_ping = std::time::Instant::now();
+    loop {
+        let snapshot = {
+            let world = world(&state);
+            let Some(ws) = world.workspaces.iter().find(|w| w.id == id) else {
+                return;
+            };
+            world.workspace_json(ws, &state.clock, state.clock.now())
+        };
+        let mut messages = Vec::new();
+        if last.as_ref() != Some(&snapshot) {
+            messages.push(json!({ "type": "data", "data": snapshot }));
+            last = Some(snapshot);
+        }
+        if last_ping.elapsed() >= PING_EVERY {
+            messages.push(json!({ "type": "ping" }));
+            last_ping = std::time::Instant::now();
+        }
+        for m in messages {
+            if drop_after.is_some_and(|n| sent >= n) {
+                return; // cut without a close frame (a simulated network fault)
+            }
+            if socket
+                .send(Message::Text(m.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent += 1;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WS_TICK) => {}
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn build_info(State(state): State<Shared>) -> Response {
+    let world = world(&state);
+    let version = world.version.clone();
+    let commit = version.split('+').nth(1).unwrap_or("sim");
+    json_response(
+        StatusCode::OK,
+        json!({
+            "version": version,
+            "external_url": format!("https://github.com/coder/coder/commit/{commit}"),
+            "dashboard_url": "",
+            "deployment_id": ORG_ID,
+            "agent_api_version": "2.5",
+            "provisioner_api_version": "1.9",
+            "upgrade_message": "",
+            "telemetry": false,
+            "workspace_proxy": false,
+        }),
+    )
 }
 
 async fn build_parameters(State(state): State<Shared>, Path(build): Path<String>) -> Response {
-    let world = lock(&state.coder);
+    let world = world(&state);
     match find_build(&world, &build) {
         Ok(b) => json_response(
             StatusCode::OK,
@@ -1454,7 +1928,7 @@ async fn get_template(State(state): State<Shared>, Path(template): Path<String>)
         Ok(id) => id,
         Err(r) => return r,
     };
-    let world = lock(&state.coder);
+    let world = world(&state);
     let Some(t) = world.template(id) else {
         return not_found();
     };
@@ -1491,7 +1965,7 @@ async fn get_version(State(state): State<Shared>, Path(version): Path<String>) -
         Ok(id) => id,
         Err(r) => return r,
     };
-    let world = lock(&state.coder);
+    let world = world(&state);
     let Some(v) = world.version(id) else {
         return not_found();
     };
@@ -1529,7 +2003,7 @@ async fn rich_parameters(State(state): State<Shared>, Path(version): Path<String
         Ok(id) => id,
         Err(r) => return r,
     };
-    let world = lock(&state.coder);
+    let world = world(&state);
     let Some(v) = world.version(id) else {
         return not_found();
     };

@@ -16,7 +16,23 @@
 //! - CP `POST …/migrate-provider` also answers 400 when `from` is not the workspace's current
 //!   provider, and 403 to the tenant key (not an admin token).
 //! - Coder build logs: `after`/`before` compare against the log `id` (what the real server
-//!   does, whatever its description says); `follow` is ignored (one JSON answer, no stream).
+//!   does). With any `follow` parameter the answer is a WebSocket (one `ProvisionerJobLog` per
+//!   message, closed when the job ends); without a WebSocket handshake it is 426.
+//! - Coder `GET /api/v2/workspaces/{id}/watch-ws`: a WebSocket sending
+//!   `{type: "data", data: <Workspace>}` on each change and `{type: "ping"}` every 5 s.
+//! - Coder `GET /api/v2/buildinfo` (public) reports [`SimOptions::coder_version`]. From v2.36.0
+//!   a stop build may carry `on_success`: 400 unless the build is a stop without `dry_run`,
+//!   `orphan` or `state`, or when its transition is not `start`; 403 "Unauthorized to queue
+//!   follow-up workspace build." when it pins a version and
+//!   [`SimOptions::coder_can_pin_versions`] is false (checked when the stop is created:
+//!   nothing is created). When the stop succeeds the start is created at that instant, as the
+//!   workspace's next latest build with the build number + 2 (not + 1), on the pinned version
+//!   or the template's active version at that time, with the listed parameters over the
+//!   previous build's; a start the checks refuse is never created and the workspace stays
+//!   stopped. An older version ignores `on_success` and only stops.
+//! - Coder start builds carry one resource with one agent `main`: `connecting`/`created`
+//!   while the build runs, `connected` and `starting` when it ends, `ready` 1 s later
+//!   (scaled by the speed and the workspace's slowness).
 //! - Coder: a `stop` of a workspace that is already stopped answers 400 (validation on
 //!   `transition`); a `start` with an older version on a template that requires the active
 //!   version answers 403 "cannot use non-active version"; a `start` without a version builds
@@ -160,7 +176,20 @@ pub struct SimOptions {
     /// `alice/bulk-0001`… (docker-dev v2, running) and N Molecule workspaces
     /// `ws-bulk-0001`… (on aws, migrating normally). Default 0.
     pub bulk_workspaces: usize,
+    /// The version Coder's `GET /api/v2/buildinfo` reports. From v2.36.0 on (and for a
+    /// `v0.0.0-devel` build) a stop build's `on_success` is honoured; an older version ignores
+    /// it and only stops. Default [`DEFAULT_CODER_VERSION`].
+    pub coder_version: String,
+    /// The Coder session may update templates, so it may pin the version of an `on_success`
+    /// follow-up build; without it such a request answers 403. Default true.
+    pub coder_can_pin_versions: bool,
+    /// Cut every WebSocket (build logs, watch-ws) after this many messages, without a close
+    /// frame, to exercise reconnects and fallbacks. Default `None`.
+    pub ws_drop_after: Option<u32>,
 }
+
+/// The Coder version the simulator reports unless told otherwise.
+pub const DEFAULT_CODER_VERSION: &str = "v2.36.1+sim";
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -169,6 +198,9 @@ impl Default for SimOptions {
             speed: 1.0,
             faults: SimFaults::default(),
             bulk_workspaces: 0,
+            coder_version: DEFAULT_CODER_VERSION.to_string(),
+            coder_can_pin_versions: true,
+            ws_drop_after: None,
         }
     }
 }
@@ -243,6 +275,11 @@ impl Simulator {
                 &clock,
                 &options.faults,
                 options.bulk_workspaces,
+                coder::CoderSettings {
+                    version: options.coder_version.clone(),
+                    can_pin: options.coder_can_pin_versions,
+                    ws_drop_after: options.ws_drop_after,
+                },
             )),
             log: Mutex::new(Vec::new()),
             gets: Mutex::new(0),
@@ -399,6 +436,13 @@ impl RunningSim {
         lock(&self.state.coder).version_id(template, version)
     }
 
+    /// Makes `version` the active version of Coder template `template` (by names, e.g.
+    /// `docker-dev`, `v2`): what a template admin does while fleet runs. False when either is
+    /// unknown.
+    pub fn set_coder_active_version(&self, template: &str, version: &str) -> bool {
+        lock(&self.state.coder).set_active_version(template, version)
+    }
+
     /// Stops serving and waits for the server to finish.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
@@ -533,7 +577,11 @@ async fn gatekeeper(State(state): State<Shared>, req: Request<Body>, next: Next)
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let which = plane(&path);
-    let response = match check_auth(which, req.headers()) {
+    // Coder's build info is public (clients read it before they log in).
+    let public = path == "/api/v2/buildinfo";
+    let response = match check_auth(which, req.headers())
+        .or_else(|denied| if public { Ok(()) } else { Err(denied) })
+    {
         Err(denied) => denied,
         Ok(()) => {
             let inject = method == Method::GET

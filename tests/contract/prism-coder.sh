@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Contract test: the `fleet coder` commands against Stoplight Prism serving Coder's own API
-# description (../shared/reference/coder-swagger-subset.json, paths prefixed with /api/v2
-# because Prism ignores basePath).
+# description as of 2026-08 (../shared/reference/coder-swagger-subset-2026-08.json; its paths
+# already start with /api/v2, so they are served as they are).
 #
 # Fails when
 #   - Prism logs a request violation (a request fleet sent breaks Coder's description: wrong
@@ -23,7 +23,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-reference="$root/../shared/reference/coder-swagger-subset.json"
+reference="$root/../shared/reference/coder-swagger-subset-2026-08.json"
 [ -f "$reference" ] || { echo "prism-coder: $reference not found" >&2; exit 1; }
 
 work="$(mktemp -d)"
@@ -51,16 +51,7 @@ fi
 prism="$PRISM_DIR/node_modules/.bin/prism"
 [ -x "$prism" ] || { echo "prism-coder: no prism at $prism" >&2; exit 1; }
 
-spec="$work/coder-api-v2.json"
-node -e '
-  const fs = require("fs");
-  const s = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
-  const paths = {};
-  for (const [p, item] of Object.entries(s.paths)) paths["/api/v2" + p] = item;
-  s.paths = paths;
-  delete s.basePath;
-  fs.writeFileSync(process.argv[2], JSON.stringify(s));
-' "$reference" "$spec"
+spec="$reference"
 
 port="${PRISM_PORT:-$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')}"
 log="$work/prism.log"
@@ -110,8 +101,9 @@ check "restart"               "0 1 2 3" -- coder restart alice/dev \
 
 # The pre-flight refuses Prism's random versions (they never belong to the random workspace's
 # template), so the CLI's updates above stop before any build. The stop and start requests
-# fleet builds are sent by the SDK's real run_plan, with plans made from Prism's answers.
-if (cd "$root" && cargo test --quiet --locked --test contract_prism -- --ignored --nocapture) \
+# fleet builds are sent by the SDK's real run_plan, with plans made from Prism's answers; the
+# server-side restart (a stop carrying on_success) and GET /buildinfo by the SDK's blocks.
+if (cd "$root" && cargo test --quiet --locked --test contract_prism -- --ignored --nocapture --test-threads 1) \
     >"$work/sdk.out" 2>&1; then
   echo "ok   run_plan against Prism ($(grep -o 'ended: .*' "$work/sdk.out" || true))" >&2
 else

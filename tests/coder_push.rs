@@ -1,0 +1,344 @@
+//! Live build logs and completion by push (WebSockets), through the SDK against the simulator
+//! and small loopback servers: lines in order without duplicates across forced reconnects,
+//! the watch's fallback to polling, the session token and the message cap.
+
+use std::time::{Duration, Instant};
+
+use fleet::{
+    CoderConfig, Secret,
+    coder::{
+        CoderClient, LogFollowOptions, WatchNote, WatchOptions, WorkspaceStatus,
+        WorkspaceTransition, build_request, types,
+    },
+    sim::{RunningSim, SimOptions, Simulator},
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+async fn sim_with(speed: f64, ws_drop_after: Option<u32>) -> RunningSim {
+    Simulator::start(SimOptions {
+        speed,
+        ws_drop_after,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts")
+}
+
+fn client(sim: &RunningSim) -> CoderClient {
+    CoderClient::new(&sim.coder_config()).expect("a client for the simulator")
+}
+
+/// Starts alice/api-server (stopped, v1) and returns the start build.
+async fn start_api_server(sim: &RunningSim, c: &CoderClient) -> (Uuid, types::WorkspaceBuild) {
+    let id = sim.coder_workspace_id("alice/api-server").expect("seeded");
+    let b = c
+        .api()
+        .create_workspace_build(&id, &build_request(WorkspaceTransition::Start))
+        .await
+        .expect("the start is accepted")
+        .into_inner();
+    (id, b)
+}
+
+async fn all_lines_by_get(c: &CoderClient, build: Uuid) -> Vec<i64> {
+    c.api()
+        .get_workspace_build_logs(&build.to_string(), None, None, None)
+        .await
+        .expect("logs")
+        .into_inner()
+        .iter()
+        .map(|l| l.id.expect("an id"))
+        .collect()
+}
+
+async fn follow_all(c: &CoderClient, build: Uuid) -> (Vec<types::ProvisionerJobLog>, u32, u32) {
+    let mut logs = c.follow_build_logs(
+        build,
+        None,
+        LogFollowOptions {
+            reconnect_backoff: Duration::from_millis(10),
+            max_reconnects: 20,
+            ..LogFollowOptions::default()
+        },
+    );
+    let mut lines = Vec::new();
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while let Some(line) = tokio::time::timeout_at(give_up.into(), logs.next())
+        .await
+        .expect("the log stream ends when the job ends")
+    {
+        lines.push(line.expect("a line"));
+    }
+    let final_build = logs.final_build().expect("the end was confirmed");
+    assert_eq!(final_build.status, Some(WorkspaceStatus::Running));
+    (lines, logs.connections(), logs.reconnects())
+}
+
+#[tokio::test]
+async fn build_logs_arrive_live_in_order_and_the_stream_ends_with_the_job() {
+    let s = sim_with(10.0, None).await;
+    let c = client(&s);
+    let (_, build) = start_api_server(&s, &c).await;
+    let build_id = build.id.expect("an id");
+    let started = Instant::now();
+    let (lines, connections, reconnects) = follow_all(&c, build_id).await;
+    // A start takes 7 s at speed 1: 0.7 s here. The stream followed it, not a replay.
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((connections, reconnects), (1, 0));
+    let ids: Vec<i64> = lines.iter().map(|l| l.id.unwrap()).collect();
+    assert_eq!(
+        ids,
+        all_lines_by_get(&c, build_id).await,
+        "every line, once, in order"
+    );
+    assert!(
+        lines
+            .last()
+            .and_then(|l| l.output.as_deref())
+            .is_some_and(|o| o.contains("Apply complete")),
+        "{lines:?}"
+    );
+    // Exactly one socket and one confirming GET: far fewer requests than polling.
+    let path = format!("/api/v2/workspacebuilds/{build_id}/logs");
+    assert_eq!(s.count_requests("GET", &path), 1 + 1);
+}
+
+#[tokio::test]
+async fn a_forced_reconnect_loses_no_line_and_repeats_none() {
+    // Every socket is cut after 3 messages: 8 lines need several connections.
+    let s = sim_with(10.0, Some(3)).await;
+    let c = client(&s);
+    let (_, build) = start_api_server(&s, &c).await;
+    let build_id = build.id.expect("an id");
+    let (lines, connections, reconnects) = follow_all(&c, build_id).await;
+    assert!(
+        reconnects >= 2 && connections == reconnects + 1,
+        "{connections} {reconnects}"
+    );
+    let ids: Vec<i64> = lines.iter().map(|l| l.id.unwrap()).collect();
+    assert_eq!(ids, all_lines_by_get(&c, build_id).await);
+    // The reconnects resumed with after=<last id>.
+    let resumed = s
+        .requests()
+        .iter()
+        .filter(|r| r.query.as_deref().is_some_and(|q| q.contains("after=")))
+        .count();
+    assert_eq!(resumed as u32, reconnects);
+}
+
+#[tokio::test]
+async fn following_a_finished_build_gives_its_lines_and_ends() {
+    let s = sim_with(50.0, None).await;
+    let c = client(&s);
+    let (_, build) = start_api_server(&s, &c).await;
+    let build_id = build.id.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await; // 7 s / 50 = 140 ms
+    let mut logs = c.follow_build_logs(build_id, None, LogFollowOptions::default());
+    let mut n = 0;
+    while let Some(l) = logs.next().await {
+        l.expect("a line");
+        n += 1;
+    }
+    assert_eq!(n, all_lines_by_get(&c, build_id).await.len());
+    // Resuming after the last id gives nothing more.
+    let mut again = c.follow_build_logs(build_id, logs.last_id(), LogFollowOptions::default());
+    assert!(again.next().await.is_none());
+}
+
+#[tokio::test]
+async fn the_socket_carries_the_session_token_and_a_wrong_one_is_refused() {
+    let s = sim_with(50.0, None).await;
+    let c = client(&s);
+    let (_, build) = start_api_server(&s, &c).await;
+    let wrong = CoderClient::new(&CoderConfig {
+        url: Some(s.coder_url()),
+        session_token: Some(Secret::new("not-the-session-token")),
+        http: fleet::HttpOptions::default(),
+    })
+    .unwrap();
+    let mut logs = wrong.follow_build_logs(build.id.unwrap(), None, LogFollowOptions::default());
+    let err = logs.next().await.expect("an answer").expect_err("refused");
+    assert_eq!(err.status(), Some(401), "{err}");
+    assert!(!err.to_string().contains("not-the-session-token"));
+    assert!(logs.next().await.is_none(), "an error ends the stream");
+    // An unknown build: 404, at once (not retried).
+    let mut missing = c.follow_build_logs(Uuid::new_v4(), None, LogFollowOptions::default());
+    let err = missing.next().await.unwrap().expect_err("404");
+    assert_eq!(err.status(), Some(404));
+}
+
+#[tokio::test]
+async fn completion_is_noticed_by_push_with_no_polling() {
+    let s = sim_with(20.0, None).await;
+    let c = client(&s);
+    let (id, build) = start_api_server(&s, &c).await;
+    let mut states = Vec::new();
+    let end = c
+        .wait_for_workspace(
+            &id,
+            |w| {
+                let b = w.latest_build.as_ref().unwrap();
+                b.id == build.id && b.status == Some(WorkspaceStatus::Running)
+            },
+            &WatchOptions::default(),
+            Instant::now() + Duration::from_secs(20),
+            &CancellationToken::new(),
+            |note| {
+                if let WatchNote::Snapshot(ws) = note {
+                    states.push(ws.latest_build.unwrap().status.unwrap().to_string());
+                }
+            },
+        )
+        .await
+        .expect("the wait reads");
+    assert!(end.workspace.is_some() && !end.timed_out, "{end:?}");
+    assert_eq!(end.polled, 0);
+    assert!(end.fell_back.is_none());
+    assert!(states.contains(&"starting".to_string()), "{states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("running"));
+    let path = format!("/api/v2/workspaces/{id}");
+    assert_eq!(s.count_requests("GET", &path), 0, "no GET of the workspace");
+    // The agent is not ready when the build ends; a later push says so.
+    let agent =
+        |w: &types::Workspace| w.latest_build.as_ref().unwrap().resources[0].agents[0].clone();
+    let ws = end.workspace.unwrap();
+    assert_eq!(
+        agent(&ws).status.map(|s| s.to_string()).as_deref(),
+        Some("connected")
+    );
+    let ready = c
+        .wait_for_workspace(
+            &id,
+            |w| agent(w).lifecycle_state.map(|l| l.to_string()).as_deref() == Some("ready"),
+            &WatchOptions::default(),
+            Instant::now() + Duration::from_secs(5),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(ready.workspace.is_some(), "the agent became ready");
+}
+
+#[tokio::test]
+async fn a_dropped_watch_falls_back_to_polling_and_loses_no_state() {
+    // The watch is cut after its first message (the initial snapshot).
+    let s = sim_with(20.0, Some(1)).await;
+    let c = client(&s);
+    let (id, build) = start_api_server(&s, &c).await;
+    let mut fell_back = Vec::new();
+    let end = c
+        .wait_for_workspace(
+            &id,
+            |w| {
+                let b = w.latest_build.as_ref().unwrap();
+                b.id == build.id && b.status == Some(WorkspaceStatus::Running)
+            },
+            &WatchOptions::default(),
+            Instant::now() + Duration::from_secs(20),
+            &CancellationToken::new(),
+            |note| {
+                if let WatchNote::FellBackToPolling { reason } = note {
+                    fell_back.push(reason);
+                }
+            },
+        )
+        .await
+        .expect("the wait reads");
+    assert!(end.workspace.is_some(), "{end:?}");
+    assert_eq!(end.pushed, 1);
+    assert!(end.polled >= 1);
+    assert_eq!(fell_back.len(), 1, "{fell_back:?}");
+    assert!(
+        fell_back[0].contains("dropped"),
+        "the reason is told: {fell_back:?}"
+    );
+
+    // A server without watch-ws (here: a plain HTTP server answering 404): polling from the
+    // start, and the reason says the watch could not be opened.
+    let server = httpmock::MockServer::start_async().await;
+    let ws = Uuid::new_v4();
+    server
+        .mock_async(|when, then| {
+            when.method(httpmock::Method::GET)
+                .path(format!("/api/v2/workspaces/{ws}"));
+            then.status(200).json_body(serde_json::json!({
+                "id": ws, "latest_build": {"status": "running", "job": {"status": "succeeded"}},
+            }));
+        })
+        .await;
+    let mc = CoderClient::new(&CoderConfig {
+        url: Some(server.base_url()),
+        session_token: Some(Secret::new("mock-session-token")),
+        http: fleet::HttpOptions::default(),
+    })
+    .unwrap();
+    let end = mc
+        .wait_for_workspace(
+            &ws,
+            |w| w.latest_build.as_ref().unwrap().status == Some(WorkspaceStatus::Running),
+            &WatchOptions::default(),
+            Instant::now() + Duration::from_secs(5),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(end.workspace.is_some());
+    assert_eq!((end.pushed, end.polled), (0, 1));
+    assert!(
+        end.fell_back
+            .as_deref()
+            .is_some_and(|r| r.contains("could not be opened")),
+        "{end:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_message_over_the_cap_ends_the_stream_with_an_error() {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    // A server that sends one 5 MiB message on the logs socket.
+    let app = axum::Router::new().route(
+        "/api/v2/workspacebuilds/{id}/logs",
+        axum::routing::get(|upgrade: WebSocketUpgrade| async move {
+            upgrade.on_upgrade(|mut socket| async move {
+                let big = format!(
+                    "{{\"id\":1,\"output\":\"{}\"}}",
+                    "x".repeat(fleet::coder::WS_MAX_MESSAGE_BYTES + 1024)
+                );
+                let _ = socket.send(Message::Text(big.into())).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let c = CoderClient::new(&CoderConfig {
+        url: Some(format!("http://{addr}")),
+        session_token: Some(Secret::new("mock-session-token")),
+        http: fleet::HttpOptions::default(),
+    })
+    .unwrap();
+    let mut logs = c.follow_build_logs(
+        Uuid::new_v4(),
+        None,
+        LogFollowOptions {
+            max_reconnects: 1,
+            reconnect_backoff: Duration::from_millis(5),
+            ..LogFollowOptions::default()
+        },
+    );
+    let got = tokio::time::timeout(Duration::from_secs(10), logs.next())
+        .await
+        .expect("an answer");
+    let err = got.expect("an item").expect_err("too big");
+    assert!(err.to_string().contains("dropped"), "{err}");
+}
