@@ -56,8 +56,8 @@ struct Args {
           value_parser = parse_origin)]
     allowed_origins: Vec<String>,
 
-    /// Open HTTP connections at most. At the cap a connection that has not sent a request yet
-    /// is dropped to make room; if all are busy, new ones wait.
+    /// Open HTTP connections at most. At the cap the oldest connection that is not sending a
+    /// response (half-open or idle) is dropped to make room; if all are answering, new ones wait.
     #[arg(long, default_value_t = 256, value_name = "N", requires = "http",
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     http_max_connections: u32,

@@ -315,3 +315,55 @@ async fn an_idle_session_expires_and_a_used_one_does_not() {
     // Its place is free again: a new session fits under the cap of 2.
     initialize_ok(&server, None).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_is_not_dropped_to_make_room() {
+    let server = start(&[
+        "--http-max-connections",
+        "16",
+        "--http-header-timeout",
+        "20s",
+    ])
+    .await;
+    let session = initialize_ok(&server, None).await;
+    // The session's standalone event stream (GET /mcp): a response that lasts.
+    let mut events = client()
+        .get(format!("http://{}/mcp", server.addr))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+
+    // A flood of half-open connections, far beyond the cap of 16.
+    let mut attackers = Vec::new();
+    for _ in 0..100 {
+        attackers.push(half_open(&server.addr).await);
+    }
+    health_within(&server, Duration::from_secs(2)).await;
+
+    // The event stream is still open: nothing ends it within a second.
+    let still_open = loop {
+        match tokio::time::timeout(Duration::from_secs(1), events.chunk()).await {
+            Err(_) => break true,
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) | Ok(Err(_)) => break false,
+        }
+    };
+    assert!(still_open, "the event stream was dropped to make room");
+    // Most half-open connections made room for others and are gone long before the 20 s timeout.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut closed = 0;
+    for stream in &mut attackers {
+        if closed_by_server(stream, deadline).await.is_some() {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 100 - 16,
+        "only {closed} of 100 half-open connections were dropped"
+    );
+}

@@ -9,7 +9,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -46,8 +46,8 @@ use crate::server::FleetServer;
 /// Limits of the HTTP transport (flags of `fleet-mcp`).
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Open TCP connections at most; beyond, the oldest connection that has not sent a request
-    /// yet is dropped to make room, else the new one waits.
+    /// Open TCP connections at most; beyond, the oldest connection that is not sending a
+    /// response is dropped to make room, else the new one waits.
     pub max_connections: usize,
     /// Open MCP sessions at most; an `initialize` beyond answers 503.
     pub max_sessions: usize,
@@ -141,9 +141,10 @@ fn origins_of_hosts(hosts: &[String]) -> Vec<String> {
 }
 
 /// The accept loop: each connection is served by hyper with a header-read deadline; at most
-/// `max_connections` are open. At the cap, the oldest connection that has not sent a single
-/// request yet (a half-open one) is dropped for the newcomer, so a flood of silent connections
-/// cannot lock out `/health` or real clients; if every connection is busy, the newcomer waits.
+/// `max_connections` are open. At the cap, the oldest connection that is not sending a response
+/// (one that never finished a request, or sits idle) is dropped for the newcomer, so a flood of
+/// silent connections cannot lock out `/health` or real clients; if every connection is
+/// answering, the newcomer waits for one to close.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -156,8 +157,8 @@ async fn serve_connections(
         .header_read_timeout(limits.header_timeout);
     let http = Arc::new(http);
     loop {
-        let slot = tokio::select! {
-            slot = slots.acquire() => slot,
+        let permit = tokio::select! {
+            permit = slots.acquire() => permit,
             () = shutdown.cancelled() => break,
         };
         let stream = tokio::select! {
@@ -172,7 +173,7 @@ async fn serve_connections(
             },
             () = shutdown.cancelled() => break,
         };
-        let slot = slots.admit(slot);
+        let slot = slots.admit(permit);
         tokio::spawn(serve_connection(
             stream,
             app.clone(),
@@ -193,11 +194,19 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let busy = slot.busy.clone();
-    // A connection that has sent a complete request is busy: never dropped to make room.
+    let answering = slot.answering.clone();
     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-        busy.store(true, Ordering::Relaxed);
-        app.clone().oneshot(request.map(axum::body::Body::new))
+        let app = app.clone();
+        let answering = answering.clone();
+        async move {
+            let response = app.oneshot(request.map(axum::body::Body::new)).await?;
+            // From the response's head to its last byte, the connection is doing real work.
+            let guard = Answering::start(answering);
+            Ok::<_, std::convert::Infallible>(response.map(|inner| TrackedBody {
+                inner,
+                _answering: guard,
+            }))
+        }
     });
     let conn = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -212,18 +221,60 @@ async fn serve_connection(
     drop(slot);
 }
 
-/// The open connections, so that a silent one can make room for a newcomer.
+/// Counts a response in progress on its connection for as long as it lives.
+struct Answering(Arc<AtomicUsize>);
+
+impl Answering {
+    fn start(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Answering(count)
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its connection marked as answering until it is sent or dropped.
+struct TrackedBody {
+    inner: axum::body::Body,
+    _answering: Answering,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The open connections, so that an idle one can make room for a newcomer.
 struct Slots {
     max: usize,
     permits: Arc<tokio::sync::Semaphore>,
     next_id: AtomicU64,
-    open: Mutex<HashMap<u64, (Arc<AtomicBool>, CancellationToken)>>,
+    open: Mutex<HashMap<u64, (Arc<AtomicUsize>, CancellationToken)>>,
 }
 
 /// One open connection; closing it (drop) frees its place.
 struct Slot {
     id: u64,
-    busy: Arc<AtomicBool>,
+    answering: Arc<AtomicUsize>,
     evicted: CancellationToken,
     slots: Arc<Slots>,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -231,11 +282,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.slots
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.slots.open().remove(&self.id);
     }
 }
 
@@ -249,40 +296,53 @@ impl Slots {
         }
     }
 
+    fn open(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<AtomicUsize>, CancellationToken)>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A place for the next connection: a free one, else one taken from the oldest connection
-    /// that has not sent a request yet, else the first to be freed.
-    async fn acquire(self: &Arc<Self>) -> tokio::sync::OwnedSemaphorePermit {
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return permit;
+    /// not answering anything, else the first one freed.
+    async fn acquire(&self) -> tokio::sync::OwnedSemaphorePermit {
+        loop {
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                return permit;
+            }
+            self.evict_oldest_idle();
+            // Connections keep changing between answering and idle: look again now and then.
+            tokio::select! {
+                permit = self.permits.clone().acquire_owned() => {
+                    return permit.expect("the semaphore is never closed");
+                }
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
         }
-        let silent = {
-            let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            open.iter()
-                .filter(|(_, (busy, _))| !busy.load(Ordering::Relaxed))
-                .min_by_key(|(id, _)| **id)
-                .map(|(_, (_, evict))| evict.clone())
-        };
-        if let Some(evict) = silent {
+    }
+
+    /// Drops the oldest idle connection, unless one is being dropped already.
+    fn evict_oldest_idle(&self) {
+        let open = self.open();
+        if open.values().any(|(_, evict)| evict.is_cancelled()) {
+            return;
+        }
+        let oldest_idle = open
+            .iter()
+            .filter(|(_, (answering, _))| answering.load(Ordering::Relaxed) == 0)
+            .min_by_key(|(id, _)| **id);
+        if let Some((_, (_, evict))) = oldest_idle {
             evict.cancel();
         }
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
     }
 
     fn admit(self: &Arc<Self>, permit: tokio::sync::OwnedSemaphorePermit) -> Slot {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let busy = Arc::new(AtomicBool::new(false));
+        let answering = Arc::new(AtomicUsize::new(0));
         let evicted = CancellationToken::new();
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (busy.clone(), evicted.clone()));
+        self.open().insert(id, (answering.clone(), evicted.clone()));
         Slot {
             id,
-            busy,
+            answering,
             evicted,
             slots: self.clone(),
             _permit: permit,
