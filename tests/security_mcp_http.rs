@@ -367,3 +367,20 @@ async fn an_open_event_stream_is_not_dropped_to_make_room() {
         "only {closed} of 100 half-open connections were dropped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_is_not_held_up_by_half_open_connections() {
+    let mut server = start(&["--http-header-timeout", "60s"]).await;
+    let _attackers = [half_open(&server.addr).await, half_open(&server.addr).await];
+    let pid = server.child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(5), server.child.wait())
+        .await
+        .expect("fleet-mcp exits within 5 s of Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

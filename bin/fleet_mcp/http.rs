@@ -182,8 +182,8 @@ async fn serve_connections(
             shutdown.clone(),
         ));
     }
-    // Let open connections finish (sessions end with the shutdown token), but not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(5), slots.all_closed()).await;
+    // Let open connections finish (each gets a second), then exit.
+    let _ = tokio::time::timeout(Duration::from_secs(2), slots.all_closed()).await;
 }
 
 async fn serve_connection(
@@ -214,8 +214,10 @@ async fn serve_connection(
         _ = conn.as_mut() => {}
         () = slot.evicted.cancelled() => {}
         () = shutdown.cancelled() => {
+            // Finish the response under way (sessions end with the same token), briefly: a
+            // half-open connection must not hold up the exit.
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
     }
     drop(slot);
