@@ -26,7 +26,8 @@
 #   prompts-get-with-image                       fleet-mcp offers no prompts
 #
 # Needs Node >= 22; on an older node (the machine's 20) it installs node@24 from npm beside the
-# suite, in a throwaway folder. Takes 30-50 s on 2 busy cores (15 s of it npm install, ~3 s a scenario).
+# suite, in a throwaway folder. Takes 50-85 s on 2 busy shared cores (npm install 15-40 s,
+# 2-5 s a scenario).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin="$(pwd)/${CARGO_TARGET_DIR:-target}/debug/fleet-mcp"
@@ -68,7 +69,7 @@ for scenario in "${scenarios[@]}"; do
   if timeout 120 conformance server --url "$url" --scenario "$scenario" >"$log" 2>&1; then
     # The suite's own summary line, e.g. "Passed: 2/2, 0 failed, 1 warnings".
     echo "conformance: $scenario: $(grep -o 'Passed: .*' "$log" | tail -1)"
-    if grep -q WARNING "$log"; then grep WARNING "$log" | sed "s/^/  /"; fi
+    if grep -q WARNING "$log"; then grep WARNING "$log" | sed "s/\x1b\[[0-9;]*m//g; s/^/  /"; fi
   else
     echo "conformance: $scenario FAILED:"
     sed 's/^/  /' "$log"
