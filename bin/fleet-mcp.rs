@@ -22,7 +22,10 @@ use rmcp::ServiceExt;
 ///
 /// With --http ADDR it serves the streamable HTTP transport at http://ADDR/mcp instead, plus
 /// GET /health. A bearer token (--http-token-file, or FLEET_MCP_HTTP_TOKEN) is required unless
-/// ADDR is loopback; when set, every request but /health must carry it.
+/// ADDR is loopback; when set, every request but /health must carry it. Requests from a browser
+/// page (with an Origin header) are refused unless the page's host is an allowed host or its
+/// origin is given with --allowed-origin. Connections that do not send their headers in time are
+/// closed, and connections and sessions are capped (see the --http-* flags).
 #[derive(Debug, Parser)]
 #[command(name = "fleet-mcp", version, max_term_width = 100)]
 struct Args {
@@ -46,6 +49,34 @@ struct Args {
     #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
     allowed_hosts: Vec<String>,
 
+    /// A browser origin allowed to call the server (repeatable; e.g. https://app.example:443).
+    /// Pages served by an allowed host (loopback names on a loopback ADDR, --allowed-host) are
+    /// allowed already; requests without an Origin header (not from a browser) always are.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", requires = "http",
+          value_parser = parse_origin)]
+    allowed_origins: Vec<String>,
+
+    /// Open HTTP connections at most. At the cap the oldest connection that is not sending a
+    /// response (half-open or idle) is dropped to make room; if all are answering, new ones wait.
+    #[arg(long, default_value_t = 256, value_name = "N", requires = "http",
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    http_max_connections: u32,
+
+    /// Open MCP sessions at most; an initialize beyond answers 503 until one closes or expires.
+    #[arg(long, default_value_t = 64, value_name = "N", requires = "http",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    http_max_sessions: u32,
+
+    /// Time a client has to send a request's headers (also how long an idle connection is kept).
+    #[arg(long, default_value = "5s", value_name = "DURATION", requires = "http",
+          value_parser = parse_duration)]
+    http_header_timeout: std::time::Duration,
+
+    /// An MCP session without any request for this long is closed (the client initializes anew).
+    #[arg(long, default_value = "10m", value_name = "DURATION", requires = "http",
+          value_parser = parse_duration)]
+    http_session_idle: std::time::Duration,
+
     /// Serve against the built-in simulator (started in-process on a free loopback port) instead
     /// of real control planes: no credentials needed, nothing real is touched.
     #[arg(long)]
@@ -58,6 +89,33 @@ struct Args {
     /// Log level for diagnostics on stderr (stdout carries the protocol).
     #[arg(long, default_value = "warn", env = "FLEET_LOG_LEVEL")]
     log_level: String,
+}
+
+/// Parses a duration like `5s`, `500ms` or `10m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("a duration must be longer than zero".into()),
+        Err(e) => Err(format!("{e}; write a duration like 5s, 500ms or 10m")),
+    }
+}
+
+/// Checks an origin given with --allowed-origin: `scheme://host[:port]`, nothing more.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let uri: ::http::Uri = s.parse().map_err(|_| format!("{s:?} is not an origin"))?;
+    let plain = uri.scheme().is_some()
+        && uri.authority().is_some()
+        && matches!(
+            uri.path_and_query().map(|p| p.as_str()),
+            None | Some("" | "/")
+        );
+    if !plain || s.ends_with('/') {
+        return Err(format!(
+            "{s:?} is not an origin: write scheme://host[:port], e.g. https://app.example:443"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// The HTTP token: from --http-token-file, else FLEET_MCP_HTTP_TOKEN.
@@ -94,7 +152,18 @@ async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, arg
         let _ = tokio::signal::ctrl_c().await;
         on_signal.cancel();
     });
-    match http::serve(server, addr, token, args.allowed_hosts.clone(), shutdown).await {
+    let access = http::Access {
+        token,
+        allowed_hosts: args.allowed_hosts.clone(),
+        allowed_origins: args.allowed_origins.clone(),
+    };
+    let limits = http::Limits {
+        max_connections: args.http_max_connections as usize,
+        max_sessions: args.http_max_sessions as usize,
+        header_timeout: args.http_header_timeout,
+        session_idle: args.http_session_idle,
+    };
+    match http::serve(server, addr, access, limits, shutdown).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("fleet-mcp: error: cannot serve HTTP on {addr}: {e}");
