@@ -15,7 +15,7 @@ use rmcp::transport::streamable_http_server::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::server::FleetServer;
+use crate::{redact::RedactingSessions, server::FleetServer};
 
 /// Serves MCP at `http://ADDR/mcp` until `shutdown` fires. Every request but `GET /health`
 /// needs `Authorization: Bearer <token>` when a token is set.
@@ -37,7 +37,8 @@ pub async fn serve(
     }
     let mcp = StreamableHttpService::new(
         move || Ok(server.clone()),
-        LocalSessionManager::default().into(),
+        // Every session's outgoing messages are redacted (see redact.rs).
+        std::sync::Arc::new(RedactingSessions(LocalSessionManager::default())),
         config,
     );
     let token = Arc::new(token);
