@@ -258,7 +258,12 @@ async fn a_token_with_quotes_and_backslashes_is_redacted_in_json_output() {
         &["-o", "json", "molecule", "migration-status", "ws-1"],
     ));
     assert_eq!(code, Some(0), "{stderr}");
-    assert_inert("status -o json", &stdout);
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains("quoted") && !text.contains("slash-token"),
+            "the token leaked: {text}"
+        );
+    }
     let v: Value = serde_json::from_str(&stdout).expect("valid JSON");
     let detail = v["migration"]["detail"]
         .as_str()
@@ -269,12 +274,7 @@ async fn a_token_with_quotes_and_backslashes_is_redacted_in_json_output() {
         detail.starts_with(HOSTILE),
         "the JSON value is kept whole: {detail:?}"
     );
-    for text in [&stdout, &stderr] {
-        assert!(
-            !text.contains("quoted") && !text.contains("slash-token"),
-            "the token leaked: {text}"
-        );
-    }
+    assert_inert("status -o json", &stdout);
 }
 
 /// An MCP client that keeps every progress notification.
@@ -293,8 +293,8 @@ impl ClientHandler for Collector {
     }
 }
 
-#[tokio::test]
-async fn fleet_mcp_sends_no_token_in_progress_notifications_or_results() {
+/// A CP following a migration whose detail and error echo the CP token and the org key.
+async fn echoing_migration() -> MockServer {
     let server = MockServer::start_async().await;
     let path = "/cp/admin/workspaces/ws-1/migrate-provider";
     for (state, terminal) in [("snapshotting", false), ("provisioning_target", false)] {
@@ -322,6 +322,12 @@ async fn fleet_mcp_sends_no_token_in_progress_notifications_or_results() {
             }));
         })
         .await;
+    server
+}
+
+#[tokio::test]
+async fn fleet_mcp_sends_no_token_in_progress_notifications_or_results() {
+    let server = echoing_migration().await;
 
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
     cmd.env_clear()
@@ -396,4 +402,100 @@ async fn fleet_mcp_sends_no_token_in_progress_notifications_or_results() {
             "a token leaked: {text}"
         );
     }
+}
+
+/// The same over the streamable HTTP transport, read as raw bytes off the wire.
+#[tokio::test]
+async fn fleet_mcp_over_http_sends_no_token_in_any_message() {
+    let server = echoing_migration().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
+        .args(["--http", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MOLECULE_CP_URL", server.base_url())
+        .env("CP_ADMIN_API_TOKEN", QUOTED_TOKEN)
+        .env("MOLECULE_ORG_API_KEY", "org-key-1c9e0a")
+        .env("FLEET_POLL_INTERVAL_MS", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("fleet-mcp starts");
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let url = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("serving MCP at ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("fleet-mcp did not say where it serves")
+    })
+    .await
+    .expect("fleet-mcp serves");
+
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut request = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(id) = session {
+            request = request
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        request.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"}}}),
+        None,
+    )
+    .await
+    .expect("initialize");
+    assert!(init.status().is_success(), "{init:?}");
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .expect("a session id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let _ = init.text().await;
+    let initialized = post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .expect("initialized");
+    assert!(initialized.status().is_success(), "{initialized:?}");
+    let call = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "wait_for_workspace_migration",
+            "arguments": {"workspace_id": "ws-1", "timeout_seconds": 30},
+            "_meta": {"progressToken": "p-1"}}}),
+        Some(&session),
+    )
+    .await
+    .expect("tools/call");
+    assert!(call.status().is_success(), "{call:?}");
+    let wire = tokio::time::timeout(Duration::from_secs(20), call.text())
+        .await
+        .expect("the call ends")
+        .expect("a body");
+    assert!(
+        wire.contains("notifications/progress")
+            && wire.contains("snapshotting: token=<redacted> org=<redacted>"),
+        "progress notifications keep the server's words, tokens replaced: {wire}"
+    );
+    assert!(wire.contains("\"id\":2"), "the answer came: {wire}");
+    assert!(
+        !wire.contains("quoted") && !wire.contains("slash-token") && !wire.contains("1c9e0a"),
+        "a token leaked: {wire}"
+    );
+    let _ = child.kill().await;
 }
