@@ -499,3 +499,78 @@ async fn fleet_mcp_over_http_sends_no_token_in_any_message() {
     );
     let _ = child.kill().await;
 }
+
+/// On a terminal, the progress bar shows the server's words escaped too (indicatif draws them
+/// itself; fleet hands it escaped text and a terminal that escapes whatever else it draws).
+/// The terminal is a pseudo-terminal from Python's `pty` module.
+#[tokio::test]
+async fn the_progress_bar_on_a_terminal_shows_server_text_escaped() {
+    let server = MockServer::start_async().await;
+    let path = "/cp/admin/workspaces/ws-1/migrate-provider";
+    let status = |terminal: bool| {
+        let state = if terminal {
+            "completed"
+        } else {
+            "provisioning_target"
+        };
+        json!({
+            "migration": {"state": state, "from_provider": "aws",
+                          "to_provider": "hetzner", "detail": format!("{HOSTILE} token={QUOTED_TOKEN}")},
+            "terminal": terminal,
+        })
+    };
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path(path);
+            then.status(200).json_body(status(false));
+        })
+        .await
+        .up_to_n_times_async(4)
+        .await;
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path(path);
+            then.status(200).json_body(status(true));
+        })
+        .await;
+    // The environment fleet gets elsewhere, handed to python3, which starts fleet on a pty.
+    let mut cmd = Command::new("python3");
+    cmd.env_clear();
+    for (k, v) in molecule_fleet(&server, QUOTED_TOKEN, &[]).get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("FLEET_POLL_INTERVAL_MS", "150").args([
+        "-c",
+        "import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))",
+        env!("CARGO_BIN_EXE_fleet"),
+        "molecule",
+        "migration-status",
+        "ws-1",
+        "--wait",
+    ]);
+    let (code, screen, stderr) = output(cmd);
+    assert_eq!(code, Some(0), "{screen}{stderr}");
+    assert_shown_escaped("the progress bar", &screen);
+    // indicatif moves the cursor with CSI sequences and returns with CR on its own; none of
+    // the server's sequences reaches the terminal raw.
+    for raw in [
+        "\u{1b}]",
+        "\u{1b}[2J",
+        "\u{7}",
+        "\u{202e}",
+        "\u{2066}",
+        "\u{9b}",
+        "\u{7f}",
+    ] {
+        assert!(
+            !screen.contains(raw),
+            "raw {raw:?} reached the terminal: {screen:?}"
+        );
+    }
+    assert!(
+        !screen.contains("quoted") && screen.contains("token=<redacted>"),
+        "{screen:?}"
+    );
+}
