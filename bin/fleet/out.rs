@@ -46,11 +46,20 @@ pub fn json<T: serde::Serialize + ?Sized>(value: &T) {
 }
 
 fn safe_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    // The usual case holds no token: write the value as it is (its fields in their order).
+    let compact = serde_json::to_string(value)?;
+    if with_redactor(|r| matches!(r.redact(&compact), std::borrow::Cow::Borrowed(_))) {
+        return pretty_safe_json(value);
+    }
     let mut value = serde_json::to_value(value)?;
     with_redactor(|r| r.redact_json(&mut value));
+    pretty_safe_json(&value)
+}
+
+fn pretty_safe_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, SafeJson::default());
-    serde::Serialize::serialize(&value, &mut ser)?;
+    value.serialize(&mut ser)?;
     Ok(String::from_utf8(buf).unwrap_or_default())
 }
 
