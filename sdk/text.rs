@@ -190,4 +190,30 @@ mod tests {
             serde_json::json!({"detail": ["x <redacted>"], "<redacted>": 1})
         );
     }
+
+    #[test]
+    fn redact_serde_rebuilds_the_value_without_the_token_or_withholds_it() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Report {
+            detail: String,
+            step: u32,
+        }
+        let r = Redactor::new([&Secret::new(r#"tok"en\abc"#)]);
+        let clean = r.redact_serde(Report {
+            detail: r#"echo tok"en\abc"#.into(),
+            step: 3,
+        });
+        let expected = Report {
+            detail: "echo <redacted>".into(),
+            step: 3,
+        };
+        assert_eq!(clean, Some(expected));
+        // A type that cannot carry the redacted text exactly is withheld, not sent half-clean.
+        #[derive(serde::Serialize, serde::Deserialize, Debug)]
+        enum Kind {
+            #[serde(rename = "tok\"en\\abc")]
+            Token,
+        }
+        assert!(r.redact_serde(Kind::Token).is_none());
+    }
 }
