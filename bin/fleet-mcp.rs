@@ -7,6 +7,10 @@ mod coder_tools;
 mod http;
 #[path = "fleet_mcp/molecule_tools.rs"]
 mod molecule_tools;
+#[path = "fleet_mcp/redact.rs"]
+mod redact;
+#[path = "shared/safe_text.rs"]
+mod safe_text;
 #[path = "fleet_mcp/server.rs"]
 mod server;
 
@@ -139,6 +143,9 @@ async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, arg
             return 2;
         }
     };
+    if let Some(token) = &token {
+        safe_text::never_print(&fleet::Secret::new(token.as_str()));
+    }
     if token.is_none() && !addr.ip().is_loopback() {
         eprintln!(
             "fleet-mcp: error: --http {addr} is not a loopback address: set a bearer token with --http-token-file \
@@ -175,7 +182,8 @@ async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, arg
 fn main() {
     let args = Args::parse();
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        // Log lines are redacted and their control characters escaped, like every message.
+        .with_writer(safe_text::log_writer)
         .with_ansi(false)
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
             "warn,fleet={}",
@@ -224,7 +232,10 @@ fn main() {
         if let Some(addr) = args.http {
             return serve_http(server, addr, &args).await;
         }
-        match server.serve(rmcp::transport::stdio()).await {
+        let stdio = rmcp::transport::IntoTransport::<rmcp::RoleServer, _, _>::into_transport(
+            rmcp::transport::stdio(),
+        );
+        match server.serve(redact::Redacting(stdio)).await {
             Ok(running) => match running.waiting().await {
                 Ok(_) => 0,
                 Err(e) => {

@@ -12,6 +12,8 @@ mod cmd_molecule;
 mod cmd_sim;
 #[path = "fleet/out.rs"]
 mod out;
+#[path = "shared/safe_text.rs"]
+mod safe_text;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -169,7 +171,10 @@ fn init_logging(level: LogLevel) {
         _ => format!("warn,fleet={filter}"),
     };
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        // Redacted and escaped like every other line; no colour codes, so that nothing in a
+        // log line needs a raw control character.
+        .with_writer(out::log_writer)
+        .with_ansi(false)
         .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
         .with_target(false)
         .try_init();

@@ -60,6 +60,7 @@ mod error;
 pub mod http;
 pub mod molecule;
 pub mod sim;
+pub mod text;
 
 pub use config::{CoderConfig, HttpOptions, MoleculeConfig, Secret};
 pub use error::{Error, FieldProblem, Result};

@@ -581,7 +581,7 @@ impl BatchProgress {
         match format {
             OutputFormat::Json => BatchProgress::Quiet,
             OutputFormat::Text if cli::stderr_is_terminal() => BatchProgress::Bars {
-                multi: MultiProgress::new(),
+                multi: MultiProgress::with_draw_target(out::progress_target()),
                 total: None,
                 bars: Vec::new(),
                 keep: true,
@@ -627,7 +627,7 @@ impl BatchProgress {
                         Some(t) => multi.insert_before(t, bar),
                         None => multi.add(bar),
                     };
-                    bar.set_prefix(workspace.clone());
+                    bar.set_prefix(out::shown(workspace));
                     bar.set_message("reading");
                     bar.enable_steady_tick(Duration::from_millis(120));
                     if let Some(slot) = bars.get_mut(*index) {
@@ -636,7 +636,7 @@ impl BatchProgress {
                 }
                 FleetEvent::Step { index, step, .. } => {
                     if let Some(Some(bar)) = bars.get(*index) {
-                        bar.set_message(step.describe());
+                        bar.set_message(out::shown(&step.describe()));
                     }
                 }
                 FleetEvent::Finished {
@@ -647,16 +647,20 @@ impl BatchProgress {
                 } => {
                     let line = format!("{}: {}", result.verdict, first_line(&result.message));
                     match bars.get_mut(*index).and_then(Option::take) {
-                        Some(bar) if *keep => bar.finish_with_message(line),
+                        Some(bar) if *keep => bar.finish_with_message(out::shown(&line)),
                         Some(bar) => bar.finish_and_clear(),
                         None if *keep => {
-                            let _ = multi.println(format!("{} {line}", result.workspace));
+                            let _ =
+                                multi.println(out::shown(&format!("{} {line}", result.workspace)));
                         }
                         None => {}
                     }
                     if let Some(t) = total {
                         t.set_position(*done as u64);
-                        t.set_message(format!("last: {} {}", result.workspace, result.verdict));
+                        t.set_message(out::shown(&format!(
+                            "last: {} {}",
+                            result.workspace, result.verdict
+                        )));
                     }
                 }
             },
@@ -824,21 +828,21 @@ impl Progress {
                 self.finish();
                 self.bar = Some(spinner(format!("{}", StepLabel(*step))));
                 if let Some(bar) = &self.bar {
-                    bar.set_message(e.describe());
+                    bar.set_message(out::shown(&e.describe()));
                 }
             }
             CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
                 self.finish();
                 let bar = spinner("waiting".into());
-                bar.set_message(e.describe());
+                bar.set_message(out::shown(&e.describe()));
                 self.bar = Some(bar);
             }
             CoderEvent::BuildStatus { .. } => match &self.bar {
-                Some(bar) => bar.set_message(e.describe()),
+                Some(bar) => bar.set_message(out::shown(&e.describe())),
                 None => out::err(e.describe()),
             },
             CoderEvent::BuildSucceeded { .. } => match self.bar.take() {
-                Some(bar) => bar.finish_with_message(e.describe()),
+                Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
                 None => out::err(e.describe()),
             },
             CoderEvent::Planned { .. } | CoderEvent::UpToDate { .. } => {
@@ -868,7 +872,7 @@ impl std::fmt::Display for StepLabel {
 }
 
 fn spinner(prefix: String) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
+    let bar = ProgressBar::with_draw_target(None, out::progress_target());
     if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix:>7} [{elapsed}] {wide_msg}")
     {
         bar.set_style(style);

@@ -515,7 +515,7 @@ impl BatchDisplay {
         if !cli::stderr_is_terminal() || !wait {
             return BatchDisplay::Lines;
         }
-        let multi = MultiProgress::new();
+        let multi = MultiProgress::with_draw_target(out::progress_target());
         let total = multi.add(ProgressBar::new(count as u64));
         if let Ok(style) = ProgressStyle::with_template(
             "{spinner} total [{bar:24}] {pos}/{len} ended ({elapsed}) {wide_msg}",
@@ -570,17 +570,17 @@ impl BatchDisplay {
                     {
                         bar.set_style(style);
                     }
-                    bar.set_prefix(workspace_id);
+                    bar.set_prefix(out::shown(&workspace_id));
                     bar.enable_steady_tick(Duration::from_millis(200));
                     bar
                 });
-                bar.set_message(state_line(&event));
+                bar.set_message(out::shown(&state_line(&event)));
             }
             (BatchDisplay::Bars { total, bars, .. }, BatchEvent::Finished { done, result, .. }) => {
                 if let Some(bar) = bars.remove(&result.workspace_id) {
-                    bar.finish_with_message(
-                        result.message.lines().next().unwrap_or("").to_string(),
-                    );
+                    bar.finish_with_message(out::shown(
+                        result.message.lines().next().unwrap_or(""),
+                    ));
                 }
                 total.set_position(done as u64);
             }
@@ -684,7 +684,10 @@ impl Display {
         if !cli::stderr_is_terminal() {
             return Display::Lines;
         }
-        let bar = ProgressBar::new(u64::from(fleet::molecule::TOTAL_STEPS));
+        let bar = ProgressBar::with_draw_target(
+            Some(u64::from(fleet::molecule::TOTAL_STEPS)),
+            out::progress_target(),
+        );
         let style =
             ProgressStyle::with_template("{spinner} [{bar:24}] step {pos}/{len} {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -701,7 +704,7 @@ impl Display {
                 if let Some(step) = event.step {
                     bar.set_position(u64::from(step));
                 }
-                bar.set_message(event.state_text());
+                bar.set_message(out::shown(&event.state_text()));
             }
             Display::Lines => out::err(state_line(event)),
             Display::Quiet => {}

@@ -41,7 +41,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::server::FleetServer;
+use crate::{redact::RedactingSessions, server::FleetServer};
 
 /// Limits of the HTTP transport (flags of `fleet-mcp`).
 #[derive(Debug, Clone)]
@@ -97,7 +97,12 @@ pub async fn serve(
         limits.max_sessions,
         limits.session_idle,
     ));
-    let mcp = StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config);
+    let mcp = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        // Every session's outgoing messages are redacted (see redact.rs).
+        Arc::new(RedactingSessions(sessions.clone())),
+        config,
+    );
     let token = Arc::new(access.token);
     let app = Router::new()
         .nest_service("/mcp", mcp)

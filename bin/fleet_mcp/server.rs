@@ -25,9 +25,6 @@ pub struct FleetServer {
     coder: Arc<Result<CoderClient, String>>,
     tool_router: ToolRouter<FleetServer>,
     poll_override: Option<std::time::Duration>,
-    /// Every configured token: none is ever returned in a tool result, whichever control
-    /// plane echoes it.
-    secrets: Arc<Vec<fleet::Secret>>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -55,23 +52,21 @@ impl FleetServer {
                 }
             }
         }
+        // Every configured token: none ever leaves the process, whichever control plane
+        // echoes it and whatever carries it (result, error, progress, log line).
+        [
+            &molecule.cp_admin_token,
+            &molecule.org_api_key,
+            &coder.session_token,
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(crate::safe_text::never_print);
         FleetServer {
             molecule: Arc::new(MoleculeClient::new(molecule).map_err(|e| e.to_string())),
             coder: Arc::new(CoderClient::new(coder).map_err(|e| e.to_string())),
             tool_router,
             poll_override: fleet::config::poll_interval_from_env(),
-            secrets: Arc::new(
-                [
-                    &molecule.cp_admin_token,
-                    &molecule.org_api_key,
-                    &coder.session_token,
-                ]
-                .into_iter()
-                .flatten()
-                .filter(|s| s.is_redactable())
-                .cloned()
-                .collect(),
-            ),
         }
     }
 
@@ -151,7 +146,8 @@ impl Progress {
     /// Queues one notification. `progress` must increase from one call to the next.
     pub fn send(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send((progress, total, message.into()));
+            let message = crate::safe_text::redacted(&message.into()).into_owned();
+            let _ = tx.send((progress, total, message));
         }
     }
 }
@@ -218,19 +214,10 @@ impl FleetServer {
         }
     }
 
-    /// The result with every configured token replaced by `<redacted>`.
+    /// The result with every configured token replaced by `<redacted>` (the transport redacts
+    /// every message again; this keeps a result clean whatever carries it).
     fn redacted(&self, result: CallToolResult) -> CallToolResult {
-        let Ok(text) = serde_json::to_string(&result) else {
-            return result;
-        };
-        if !self.secrets.iter().any(|s| text.contains(s.expose())) {
-            return result;
-        }
-        let mut clean = text;
-        for s in self.secrets.iter() {
-            clean = clean.replace(s.expose(), "<redacted>");
-        }
-        serde_json::from_str(&clean).unwrap_or_else(|_| {
+        crate::safe_text::with_redactor(|r| r.redact_serde(result)).unwrap_or_else(|| {
             CallToolResult::error(vec![ContentBlock::text(
                 "the result held a token and was withheld",
             )])
