@@ -62,4 +62,4 @@ pub mod molecule;
 pub mod sim;
 
 pub use config::{CoderConfig, HttpOptions, MoleculeConfig, Secret};
-pub use error::{Error, FieldProblem, Result};
+pub use error::{Error, FieldProblem, ReadBack, Result};
