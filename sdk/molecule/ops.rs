@@ -650,13 +650,27 @@ impl MoleculeClient {
                 | Error::Api { status: 404, .. }),
             ) => return Err(e),
             Err(e) if self.cp_for_post().is_none() => {
-                return Err(Error::Refused(format!(
-                    "fleet refused to start a migration of workspace {workspace_id}: the \
-                     pre-flight read of its migration failed ({e}), so the control plane's \
-                     CP-admin route is not confirmed, and fleet never sends a POST to a route \
-                     it guessed; nothing was changed (no migration was started). Try again, or \
-                     pick the layout with {CP_ADMIN_PREFIX_SETTING}"
-                )));
+                // The read's own error (its kind and exit code), saying what was not done.
+                let note = format!(
+                    "; this read is what confirms the control plane's CP-admin route, and fleet \
+                     never sends a POST to a route it guessed, so no migration was started. Try \
+                     again, or pick the layout with {CP_ADMIN_PREFIX_SETTING}"
+                );
+                return Err(match e {
+                    Error::Transport(m) => Error::Transport(format!("{m}{note}")),
+                    Error::Api {
+                        status,
+                        message,
+                        validations,
+                    } => Error::Api {
+                        status,
+                        message: format!("{message}{note}"),
+                        validations,
+                    },
+                    other => Error::Refused(format!(
+                        "fleet refused to start a migration of workspace {workspace_id}: {other}{note}"
+                    )),
+                });
             }
             Err(e) => {
                 tracing::warn!(workspace_id, error = %e, "pre-flight: the migration status could not be read; going on");
@@ -839,17 +853,22 @@ impl MoleculeClient {
     }
 }
 
-/// True when an answer to the migration POST is a clear refusal: one of the statuses the
-/// contract lists for it (400 bad input, 401/403 auth, 404 unknown workspace, 409 already
-/// running, 503 migrator not configured) with the control plane's own JSON error body. Any
-/// other answer (another status, a proxy's page, a reset, a timeout, a success that cannot be
-/// read) leaves open whether the migration started.
+/// True when an answer to the migration POST says for sure that nothing was started: one of
+/// the statuses the contract lists for it (400 bad input, 401/403 auth, 404 unknown workspace,
+/// 409 already running, 503 migrator not configured) with the control plane's own JSON error
+/// body; a 429 (a rate limit refuses before anything runs); or a connection that could not be
+/// opened (the request never left). Any other answer (another status, a proxy's page, a reset
+/// or a timeout after the request was sent, a success that cannot be read) leaves open whether
+/// the migration started.
 fn clear_refusal(e: &progenitor_client::Error<cp_api::types::ErrorBody>) -> bool {
+    use progenitor_client::Error as P;
     match e {
-        progenitor_client::Error::ErrorResponse(rv) => {
-            matches!(rv.status().as_u16(), 400 | 401 | 403 | 404 | 409 | 503)
-                && has_cp_error_body(rv)
-        }
+        P::ErrorResponse(rv) => match rv.status().as_u16() {
+            429 => true,
+            400 | 401 | 403 | 404 | 409 | 503 => has_cp_error_body(rv),
+            _ => false,
+        },
+        P::CommunicationError(e) => e.is_connect(),
         _ => false,
     }
 }
