@@ -392,6 +392,14 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
             Error::Conflict { current_state, .. } => {
                 body["current_state"] = serde_json::json!(current_state)
             }
+            Error::Unconfirmed {
+                found,
+                current_state,
+                ..
+            } => {
+                body["found"] = serde_json::json!(found);
+                body["current_state"] = serde_json::json!(current_state);
+            }
             Error::Api { validations, .. } if !validations.is_empty() => {
                 body["validations"] = serde_json::json!(validations)
             }
