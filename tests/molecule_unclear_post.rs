@@ -251,10 +251,10 @@ async fn mcp_names_the_tool_to_follow_with() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("MOLECULE_CP_URL", server.base_url())
         .env("CP_ADMIN_API_TOKEN", TOKEN);
-    let client = ()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client =
+        ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+            .await
+            .expect("MCP handshake");
     let r = client
         .call_tool(
             CallToolRequestParams::new("migrate_workspace_provider").with_arguments(

@@ -510,7 +510,7 @@ impl MoleculeClient {
             Ok(now) if now.migrated && !now.terminal => Error::Unconfirmed {
                 message: format!(
                     "{answer}. {sent}: the control plane may have started it — {}. Do not start \
-                     it again: follow it",
+                     it again",
                     now.message
                 ),
                 found: ReadBack::UnderWay,
