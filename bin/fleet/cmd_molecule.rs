@@ -38,9 +38,20 @@ started one after another (each POST once; one refused does not stop the others)
 so it takes one workspace. Without --confirm, fleet asks you to type how many workspaces to
 migrate. The exit code is the worst workspace's (130 > 3 > 1 > 0).
 
-Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, or the
-migration failed / rolled back · 2 invalid input or not confirmed (nothing sent) · 3 timed
-out waiting (the migration goes on) · 130 interrupted (the migration goes on)
+--org-id, --runtime, --env NAME=VALUE (repeatable) and --image are sent only when given.
+
+The CP-admin routes are under /cp/admin (the published contract) or /api/v1/admin (what the
+platform's management server calls): --cp-admin-prefix / MOLECULE_CP_ADMIN_PREFIX picks one;
+unset, the status read before the start finds the one the control plane serves (never a POST
+to a route no GET confirmed). --dry-run and --log-level info say which is used.
+
+If the control plane gives no clear answer to the POST (a 5xx, a reset, a timeout), fleet does
+not send it again: it reads the migration back and says whether one is running now (and how
+to follow it) or that nothing was started; exit code 1 either way.
+
+Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, the start is
+unconfirmed, or the migration failed / rolled back · 2 invalid input or not confirmed (nothing
+sent) · 3 timed out waiting (the migration goes on) · 130 interrupted (the migration goes on)
 
 Examples:
   fleet molecule migrate-provider ws-123 --to hetzner --from aws --confirm

@@ -91,6 +91,8 @@ pub const SEED_TABLE: &str = "\
 Tokens: CP_ADMIN_API_TOKEN=sim-cp-admin-token  MOLECULE_ORG_API_KEY=sim-org-api-key
         CODER_SESSION_TOKEN=sim-coder-session-token   (anything else gets 401)
 URLs:   MOLECULE_CP_URL=http://ADDR  MOLECULE_API_URL=http://ADDR/tenant  CODER_URL=http://ADDR
+CP-admin routes under /cp/admin and /api/v1/admin (--cp-admin-layout picks: cp-admin, api-v1,
+both, none; a layout not served answers a router's plain-text 404)
 
 Molecule workspaces (id: provider, instance id — behaviour):
   ws-aws-demo          aws      i-0a1b2c3d4e5f60718    migrates normally
