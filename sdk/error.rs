@@ -177,6 +177,23 @@ impl Error {
         )
     }
 
+    /// For [`Error::Unconfirmed`]: the same error with `next(found)` appended, a face's words
+    /// for the next step (a command line, a tool to call). Any other error comes back as it is.
+    pub fn with_next_step(self, next: impl FnOnce(ReadBack) -> String) -> Error {
+        match self {
+            Error::Unconfirmed {
+                message,
+                found,
+                current_state,
+            } => Error::Unconfirmed {
+                message: format!("{message}. {}", next(found)),
+                found,
+                current_state,
+            },
+            other => other,
+        }
+    }
+
     /// The HTTP status the server answered, when the error came from one.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -218,30 +218,16 @@ fn request_for(workspace_id: &str, args: &MigrateArgs) -> fleet::Result<MigrateR
     })
 }
 
-/// Adds the command to run next to an [`Error::Unconfirmed`] (a POST without a clear answer).
-fn with_next_step(e: Error, workspace_id: &str) -> Error {
-    match e {
-        Error::Unconfirmed {
-            message,
-            found,
-            current_state,
-        } => {
-            let next = match found {
-                ReadBack::UnderWay => {
-                    format!("Follow it: fleet molecule migration-status {workspace_id} --wait")
-                }
-                ReadBack::NothingStarted => "Run the same command again to start it.".into(),
-                ReadBack::AlreadyEnded | ReadBack::Unknown => {
-                    format!("Check it: fleet molecule migration-status {workspace_id}")
-                }
-            };
-            Error::Unconfirmed {
-                message: format!("{message}. {next}"),
-                found,
-                current_state,
-            }
+/// The command to run next after a POST without a clear answer ([`Error::Unconfirmed`]).
+fn next_step(found: ReadBack, workspace_id: &str) -> String {
+    match found {
+        ReadBack::UnderWay => {
+            format!("Follow it: fleet molecule migration-status {workspace_id} --wait")
         }
-        other => other,
+        ReadBack::NothingStarted => "Run the same command again to start it.".into(),
+        ReadBack::AlreadyEnded | ReadBack::Unknown => {
+            format!("Check it: fleet molecule migration-status {workspace_id}")
+        }
     }
 }
 
@@ -271,7 +257,7 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
     let started = client
         .migrate_provider(&request)
         .await
-        .map_err(|e| with_next_step(e, &request.workspace_id))?;
+        .map_err(|e| e.with_next_step(|found| next_step(found, &request.workspace_id)))?;
     let json = global.output == OutputFormat::Json;
     if !args.wait {
         if json {
@@ -351,7 +337,11 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     let json = global.output == OutputFormat::Json;
     if !json {
         for r in &starts.results {
-            out::err(format!("[{}] {}", r.workspace_id, r.message));
+            let next = r
+                .read_back
+                .map(|found| format!(". {}", next_step(found, &r.workspace_id)))
+                .unwrap_or_default();
+            out::err(format!("[{}] {}{next}", r.workspace_id, r.message));
         }
     }
     let started = starts.started_ids();

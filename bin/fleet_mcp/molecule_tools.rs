@@ -113,35 +113,21 @@ pub struct WaitResult {
     pub status: Option<MigrationReport>,
 }
 
-/// Adds the tool to call next to an [`Error::Unconfirmed`] (a POST without a clear answer).
+/// The tool to call next after a POST without a clear answer ([`Error::Unconfirmed`]).
 fn with_next_call(e: Error, workspace_id: &str) -> Error {
-    match e {
-        Error::Unconfirmed {
-            message,
-            found,
-            current_state,
-        } => {
-            let next = match found {
-                ReadBack::UnderWay => format!(
-                    "Follow it with wait_for_workspace_migration (workspace_id {workspace_id:?}); \
-                     do not call migrate_workspace_provider again"
-                ),
-                ReadBack::NothingStarted => {
-                    "Calling migrate_workspace_provider again would start it.".into()
-                }
-                ReadBack::AlreadyEnded | ReadBack::Unknown => format!(
-                    "Check it with get_workspace_migration_status (workspace_id {workspace_id:?}) \
-                     before calling migrate_workspace_provider again"
-                ),
-            };
-            Error::Unconfirmed {
-                message: format!("{message}. {next}"),
-                found,
-                current_state,
-            }
+    e.with_next_step(|found| match found {
+        ReadBack::UnderWay => format!(
+            "Follow it with wait_for_workspace_migration (workspace_id {workspace_id:?}); do not \
+             call migrate_workspace_provider again"
+        ),
+        ReadBack::NothingStarted => {
+            "Calling migrate_workspace_provider again would start it.".into()
         }
-        other => other,
-    }
+        ReadBack::AlreadyEnded | ReadBack::Unknown => format!(
+            "Check it with get_workspace_migration_status (workspace_id {workspace_id:?}) before \
+             calling migrate_workspace_provider again"
+        ),
+    })
 }
 
 const DEFAULT_WAIT: u64 = 600;

@@ -352,6 +352,9 @@ pub struct StartResult {
     /// The error's kind (as `fleet::Error::kind`), when it was not started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// When the POST got no clear answer: what reading the migration back found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_back: Option<crate::ReadBack>,
     /// What happened, in words.
     pub message: String,
 }
@@ -413,6 +416,7 @@ impl MoleculeClient {
                     workspace_id,
                     started: None,
                     error_kind: Some("interrupted".into()),
+                    read_back: None,
                     message: "not started: interrupted before its turn".into(),
                 });
                 continue;
@@ -423,6 +427,7 @@ impl MoleculeClient {
                     workspace_id,
                     started: Some(started),
                     error_kind: None,
+                    read_back: None,
                 }),
                 Err(e) => {
                     exit_code = worst_exit_code([exit_code, 1]);
@@ -430,6 +435,10 @@ impl MoleculeClient {
                         workspace_id,
                         started: None,
                         error_kind: Some(e.kind().to_string()),
+                        read_back: match &e {
+                            Error::Unconfirmed { found, .. } => Some(*found),
+                            _ => None,
+                        },
                         message: e.to_string(),
                     });
                 }
