@@ -424,8 +424,12 @@ impl MoleculeClient {
     ///
     /// Every rule is checked before any request ([`MigrateRequest::validate`]). When `from`
     /// is not given it is read from the tenant API (`compute.provider`, else `provider`, else
-    /// `compute_provider`); the result says which. The POST is sent once and never retried.
+    /// `compute_provider`); the result says which. The POST is sent once and never retried,
+    /// and only to the configured CP-admin layout or one the pre-flight GET confirmed.
     /// A 409 becomes [`Error::Conflict`] carrying the state of the migration already running.
+    /// An answer that leaves open whether it started (a status other than the contract's
+    /// refusals with the control plane's error body, a reset or a timeout after sending)
+    /// becomes [`Error::Unconfirmed`]: the migration is read back and `found` says what is true.
     pub async fn migrate_provider(&self, request: &MigrateRequest) -> Result<StartedMigration> {
         request.validate()?;
         let workspace_id = request.workspace_id.trim();
