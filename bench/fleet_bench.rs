@@ -332,6 +332,7 @@ async fn waits(args: &[String]) -> Res<()> {
     let n: usize = opt(args, "--count", 10_000)?;
     let config = MoleculeConfig {
         cp_url: env("MOLECULE_CP_URL")?,
+        cp_admin_prefix: std::env::var("MOLECULE_CP_ADMIN_PREFIX").ok(),
         cp_admin_token: Some(Secret::new(env("CP_ADMIN_API_TOKEN")?)),
         api_url: None,
         org_api_key: None,

@@ -90,6 +90,11 @@ struct Args {
     #[arg(long, default_value_t = 60.0, value_name = "X", requires = "sim")]
     sim_speed: f64,
 
+    /// With --sim: which CP-admin route layouts the simulator serves (cp-admin, api-v1, both,
+    /// none).
+    #[arg(long, default_value = "both", value_name = "LAYOUT", requires = "sim", value_parser = parse_layout)]
+    sim_cp_admin_layout: fleet::sim::CpAdminLayout,
+
     /// Log level for diagnostics on stderr (stdout carries the protocol).
     #[arg(long, default_value = "warn", env = "FLEET_LOG_LEVEL")]
     log_level: String,
@@ -120,6 +125,10 @@ fn parse_origin(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+fn parse_layout(s: &str) -> Result<fleet::sim::CpAdminLayout, String> {
+    fleet::sim::CpAdminLayout::parse(s).map_err(|e| e.to_string())
 }
 
 /// The HTTP token: from --http-token-file, else FLEET_MCP_HTTP_TOKEN.
@@ -210,12 +219,17 @@ fn main() {
             }
             match fleet::sim::Simulator::start(fleet::sim::SimOptions {
                 speed: args.sim_speed,
+                cp_admin_layout: args.sim_cp_admin_layout,
                 ..fleet::sim::SimOptions::default()
             })
             .await
             {
                 Ok(sim) => {
-                    molecule = sim.molecule_config();
+                    molecule = MoleculeConfig {
+                        // MOLECULE_CP_ADMIN_PREFIX still picks a layout against the simulator.
+                        cp_admin_prefix: molecule.cp_admin_prefix.clone(),
+                        ..sim.molecule_config()
+                    };
                     coder = sim.coder_config();
                     poll = Some(sim.poll_interval());
                     tracing::info!(addr = %sim.addr(), "simulator started");

@@ -139,6 +139,7 @@ async fn start_sim(global: &mut GlobalOpts) -> fleet::Result<fleet::sim::Running
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         speed: global.sim_speed,
         bulk_workspaces: global.sim_bulk,
+        cp_admin_layout: global.sim_cp_admin_layout.into(),
         ..fleet::sim::SimOptions::default()
     })
     .await?;

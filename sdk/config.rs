@@ -92,8 +92,14 @@ impl Default for HttpOptions {
 /// Where the Molecule APIs are and how to authenticate.
 #[derive(Debug, Clone)]
 pub struct MoleculeConfig {
-    /// CP admin API base URL (`MOLECULE_CP_URL`).
+    /// CP admin API base URL (`MOLECULE_CP_URL`, else `CP_API_URL`, the name the platform's
+    /// own management server reads).
     pub cp_url: String,
+    /// The path prefix of the CP-admin routes (`MOLECULE_CP_ADMIN_PREFIX`), like `/cp/admin`
+    /// or `/api/v1/admin`. `None`: the contract's `/cp/admin`, and when that route does not
+    /// exist (a 404 that is not the control plane's error body) `/api/v1/admin`, found with
+    /// a GET before anything is sent that changes state.
+    pub cp_admin_prefix: Option<String>,
     /// CP admin token (`CP_ADMIN_API_TOKEN`).
     pub cp_admin_token: Option<Secret>,
     /// Tenant API base URL (`MOLECULE_API_URL`), used to look up a workspace's provider.
@@ -111,6 +117,7 @@ impl Default for MoleculeConfig {
     fn default() -> Self {
         MoleculeConfig {
             cp_url: DEFAULT_MOLECULE_CP_URL.to_string(),
+            cp_admin_prefix: None,
             cp_admin_token: None,
             api_url: None,
             org_api_key: None,
@@ -120,17 +127,29 @@ impl Default for MoleculeConfig {
 }
 
 impl MoleculeConfig {
-    /// Reads `MOLECULE_CP_URL`, `CP_ADMIN_API_TOKEN`, `MOLECULE_API_URL`, `MOLECULE_ORG_API_KEY`.
+    /// Reads `MOLECULE_CP_URL` (else `CP_API_URL`), `MOLECULE_CP_ADMIN_PREFIX`,
+    /// `CP_ADMIN_API_TOKEN`, `MOLECULE_API_URL`, `MOLECULE_ORG_API_KEY`.
     pub fn from_env() -> Self {
         MoleculeConfig {
-            cp_url: env("MOLECULE_CP_URL").unwrap_or_else(|| DEFAULT_MOLECULE_CP_URL.to_string()),
+            cp_url: Self::cp_url_from_env().unwrap_or_else(|| DEFAULT_MOLECULE_CP_URL.to_string()),
+            cp_admin_prefix: env(CP_ADMIN_PREFIX_VAR),
             cp_admin_token: env("CP_ADMIN_API_TOKEN").map(Secret::new),
             api_url: env("MOLECULE_API_URL"),
             org_api_key: env("MOLECULE_ORG_API_KEY").map(Secret::new),
             http: HttpOptions::default(),
         }
     }
+
+    /// The CP admin API base URL from the environment: `MOLECULE_CP_URL`, else `CP_API_URL`
+    /// (the name the platform's own management server reads, so that its users keep their
+    /// environment).
+    pub fn cp_url_from_env() -> Option<String> {
+        env("MOLECULE_CP_URL").or_else(|| env("CP_API_URL"))
+    }
 }
+
+/// The variable that sets [`MoleculeConfig::cp_admin_prefix`].
+pub const CP_ADMIN_PREFIX_VAR: &str = "MOLECULE_CP_ADMIN_PREFIX";
 
 /// Where Coder is and how to authenticate.
 #[derive(Debug, Clone, Default)]

@@ -95,6 +95,19 @@ pub enum Error {
         last_state: Option<String>,
     },
 
+    /// A request that changes state got no clear answer (an error status that is not a clear
+    /// refusal, a connection reset, a timeout). fleet did not send it again: it read the state
+    /// back, and `found` says what is true now.
+    #[error("{message}")]
+    Unconfirmed {
+        /// What was sent, what came back, and what the state read back shows.
+        message: String,
+        /// What reading the state back found.
+        found: ReadBack,
+        /// The state read back, when there is one.
+        current_state: Option<String>,
+    },
+
     /// The remote operation ran and ended in failure.
     #[error("{message}")]
     OperationFailed {
@@ -103,6 +116,22 @@ pub enum Error {
         /// The final state.
         final_state: Option<String>,
     },
+}
+
+/// What fleet found when it read the state back after a request that changes state got no
+/// clear answer ([`Error::Unconfirmed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadBack {
+    /// The operation is under way: the request may well have started it. Follow it; do not
+    /// send the request again.
+    UnderWay,
+    /// Nothing is under way and the state is what it was before: the request started nothing.
+    NothingStarted,
+    /// An operation started since the request has already ended (see `current_state`).
+    AlreadyEnded,
+    /// The state could not be read either: check it before sending the request again.
+    Unknown,
 }
 
 /// A field-level validation problem reported by a server.
@@ -128,6 +157,7 @@ impl Error {
             Error::Transport(_) => "transport",
             Error::Timeout { .. } => "timeout",
             Error::Interrupted { .. } => "interrupted",
+            Error::Unconfirmed { .. } => "unconfirmed",
             Error::OperationFailed { .. } => "operation_failed",
         }
     }
@@ -137,8 +167,31 @@ impl Error {
     pub fn nothing_changed(&self) -> bool {
         matches!(
             self,
-            Error::InvalidInput(_) | Error::Refused(_) | Error::NotConfigured { .. }
+            Error::InvalidInput(_)
+                | Error::Refused(_)
+                | Error::NotConfigured { .. }
+                | Error::Unconfirmed {
+                    found: ReadBack::NothingStarted,
+                    ..
+                }
         )
+    }
+
+    /// For [`Error::Unconfirmed`]: the same error with `next(found)` appended, a face's words
+    /// for the next step (a command line, a tool to call). Any other error comes back as it is.
+    pub fn with_next_step(self, next: impl FnOnce(ReadBack) -> String) -> Error {
+        match self {
+            Error::Unconfirmed {
+                message,
+                found,
+                current_state,
+            } => Error::Unconfirmed {
+                message: format!("{message}. {}", next(found)),
+                found,
+                current_state,
+            },
+            other => other,
+        }
     }
 
     /// The HTTP status the server answered, when the error came from one.

@@ -473,6 +473,11 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// The longest part of a non-JSON error body that is shown.
 const MAX_BODY_SHOWN: usize = 300;
 
+/// A header [`execute`] adds to an error answer whose body it rewrote because it was not a
+/// JSON object (a router's or a proxy's page), so that a caller can tell it from an error body
+/// the API itself sent.
+pub const REWRITTEN_BODY_HEADER: &str = "x-fleet-rewritten-body";
+
 async fn normalize_error_body(resp: reqwest::Response) -> reqwest::Result<reqwest::Response> {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -505,9 +510,16 @@ async fn normalize_error_body(resp: reqwest::Response) -> reqwest::Result<reqwes
     };
     let mut rebuilt = http::Response::builder().status(status).version(version);
     for (name, value) in headers.iter() {
-        if name != reqwest::header::CONTENT_LENGTH && name != reqwest::header::CONTENT_TYPE {
+        // A server's own header of that name would make its JSON error look rewritten.
+        if name != reqwest::header::CONTENT_LENGTH
+            && name != reqwest::header::CONTENT_TYPE
+            && name.as_str() != REWRITTEN_BODY_HEADER
+        {
             rebuilt = rebuilt.header(name, value);
         }
+    }
+    if !is_json_object {
+        rebuilt = rebuilt.header(REWRITTEN_BODY_HEADER, "not-a-json-object");
     }
     let rebuilt = rebuilt
         .header(reqwest::header::CONTENT_TYPE, "application/json")

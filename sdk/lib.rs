@@ -63,4 +63,4 @@ pub mod sim;
 pub mod text;
 
 pub use config::{CoderConfig, HttpOptions, MoleculeConfig, Secret};
-pub use error::{Error, FieldProblem, Result};
+pub use error::{Error, FieldProblem, ReadBack, Result};

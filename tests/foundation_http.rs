@@ -32,6 +32,7 @@ fn fast_http() -> HttpOptions {
 fn molecule(server: &MockServer) -> MoleculeClient {
     MoleculeClient::new(&MoleculeConfig {
         cp_url: server.base_url(),
+        cp_admin_prefix: None,
         cp_admin_token: Some(Secret::new(CP_TOKEN)),
         api_url: Some(format!("{}/tenant", server.base_url())),
         org_api_key: Some(Secret::new(ORG_KEY)),
@@ -159,6 +160,7 @@ async fn cp_error_for(status: u16, body: serde_json::Value) -> Error {
         env: Default::default(),
         image: None,
         runtime: None,
+        org_id: None,
     };
     let err = m
         .cp()
@@ -485,6 +487,7 @@ async fn reads_are_retried_and_writes_are_sent_once() {
         env: Default::default(),
         image: None,
         runtime: None,
+        org_id: None,
     };
     m.cp()
         .migrate_provider(&"ws-3".parse().expect("id"), &req)
@@ -503,6 +506,7 @@ async fn connection_refused_is_a_transport_error() {
         .port();
     let m = MoleculeClient::new(&MoleculeConfig {
         cp_url: format!("http://127.0.0.1:{port}"),
+        cp_admin_prefix: None,
         cp_admin_token: Some(Secret::new(CP_TOKEN)),
         http: fast_http(),
         ..MoleculeConfig::default()

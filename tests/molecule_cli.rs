@@ -52,6 +52,14 @@ fn status_body(state: &str, terminal: bool) -> Value {
     })
 }
 
+/// The pre-flight read: the control plane's own 404, "never migrated".
+fn never_migrated_mock(server: &MockServer) -> httpmock::Mock<'_> {
+    server.mock(|when, then| {
+        when.method(GET).path(MIGRATE_PATH);
+        then.status(404).json_body(json!({"error": "no migration"}));
+    })
+}
+
 fn started_mock(server: &MockServer) -> httpmock::Mock<'_> {
     server.mock(|when, then| {
         when.method(POST)
@@ -195,6 +203,7 @@ fn not_configured_exits_2() {
 #[test]
 fn migrate_with_confirm_prints_what_started() {
     let server = MockServer::start();
+    never_migrated_mock(&server);
     let post = started_mock(&server);
     let out = run(
         &server,
@@ -509,6 +518,7 @@ fn conflict_exits_1_with_the_running_state() {
 #[test]
 fn api_refusal_exits_1_without_leaking_the_token() {
     let server = MockServer::start();
+    never_migrated_mock(&server);
     server.mock(|when, then| {
         when.method(POST).path(MIGRATE_PATH);
         then.status(401)

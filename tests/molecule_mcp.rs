@@ -235,6 +235,13 @@ async fn migrate_without_confirm_explains_and_sends_nothing() {
 #[tokio::test]
 async fn migrate_with_confirm_starts_and_reports_errors_in_the_servers_words() {
     let server = MockServer::start_async().await;
+    // The pre-flight read: the control plane's own 404, never migrated.
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path(MIGRATE_PATH);
+            then.status(404).json_body(json!({"error": "no migration"}));
+        })
+        .await;
     let post = server
         .mock_async(|when, then| {
             when.method(POST)

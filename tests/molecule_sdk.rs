@@ -35,6 +35,7 @@ fn http_options() -> HttpOptions {
 fn client(cp: &MockServer, tenant: Option<&MockServer>) -> MoleculeClient {
     MoleculeClient::new(&MoleculeConfig {
         cp_url: cp.base_url(),
+        cp_admin_prefix: None,
         cp_admin_token: Some(Secret::new(CP_TOKEN)),
         api_url: tenant.map(|t| t.base_url()),
         org_api_key: tenant.map(|_| Secret::new(ORG_KEY)),
@@ -54,11 +55,9 @@ fn fast_wait(timeout: Duration) -> WaitOptions {
 
 fn request(from: Option<Provider>, to: Provider) -> MigrateRequest {
     MigrateRequest {
-        workspace_id: "ws-1".into(),
-        to,
         from,
-        from_instance_id: None,
         confirm: true,
+        ..MigrateRequest::new("ws-1", to)
     }
 }
 
@@ -345,8 +344,10 @@ async fn start_503_is_sent_once_with_the_servers_words() {
         } => assert!(message.contains("migrator not configured"), "{message}"),
         other => panic!("{other:?}"),
     }
-    // A text body survives too.
+    // A text body survives too. A 503 that is not the control plane's own error body (a
+    // proxy's page) leaves open whether it started: the migration is read back, not re-sent.
     let cp = MockServer::start_async().await;
+    never_migrated(&cp).await;
     let post = cp
         .mock_async(|when, then| {
             when.method(POST).path(MIGRATE_PATH);
@@ -360,6 +361,16 @@ async fn start_503_is_sent_once_with_the_servers_words() {
     assert!(
         err.to_string().contains("upstream migrator offline"),
         "{err}"
+    );
+    assert!(
+        matches!(
+            err,
+            Error::Unconfirmed {
+                found: fleet::ReadBack::NothingStarted,
+                ..
+            }
+        ),
+        "{err:?}"
     );
     post.assert_calls_async(1).await;
 }

@@ -147,19 +147,14 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
         );
     }
 
-    assert_eq!(posts(&sim), 0, "no POST of any kind reached the simulator");
-
-    // Molecule: a running migration and a disagreeing --from: no POST. At real speed, so
-    // the seeded running migration cannot end while the Coder cases above run on a busy
-    // machine (at speed 2000 it ends in about half a second).
-    let sim = Simulator::start(SimOptions {
-        speed: 1.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator");
+    // Molecule: a running migration and a disagreeing --from: no POST. At real-time speed, so
+    // that ws-migrating is still running (at 2000x its migration ends half a second after the
+    // simulator starts, before the Coder cases above are done).
+    let msim = Simulator::start(SimOptions::default())
+        .await
+        .expect("simulator");
     let out = fleet(
-        &sim,
+        &msim,
         &[
             "molecule",
             "migrate-provider",
@@ -173,7 +168,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("already running"), "{err}");
     let out = fleet(
-        &sim,
+        &msim,
         &[
             "molecule",
             "migrate-provider",
@@ -192,7 +187,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
         "{err}"
     );
     let out = fleet(
-        &sim,
+        &msim,
         &[
             "molecule",
             "migrate-provider",
@@ -210,6 +205,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(posts(&msim), 0, "no migration POST reached the simulator");
     assert_eq!(posts(&sim), 0, "no POST of any kind reached the simulator");
 }
 

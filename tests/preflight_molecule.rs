@@ -18,6 +18,7 @@ fn client(cp: &MockServer, tenant: Option<&MockServer>) -> MoleculeClient {
     http.retry.max_backoff = Duration::from_millis(20);
     MoleculeClient::new(&MoleculeConfig {
         cp_url: cp.base_url(),
+        cp_admin_prefix: None,
         cp_admin_token: Some(Secret::new("cp-token")),
         api_url: tenant.map(|t| t.base_url()),
         org_api_key: tenant.map(|_| Secret::new("org-key")),

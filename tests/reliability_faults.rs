@@ -16,7 +16,7 @@ use std::{
 };
 
 use fleet::{
-    Error, HttpOptions, MoleculeConfig, Secret,
+    Error, HttpOptions, MoleculeConfig, ReadBack, Secret,
     molecule::{MigrateRequest, MoleculeClient, Provider, WaitOptions},
 };
 use httpmock::{
@@ -43,9 +43,14 @@ fn http(request_timeout: Duration) -> HttpOptions {
     http
 }
 
+/// A client with the CP-admin prefix configured: the faults here are about answers, retries
+/// and POSTs sent once, so a pre-flight read that fails does not block the POST (without a
+/// configured prefix it would: the read is what confirms the route layout; see
+/// tests/molecule_layouts.rs).
 fn molecule(base: &str, http: HttpOptions) -> MoleculeClient {
     MoleculeClient::new(&MoleculeConfig {
         cp_url: base.to_string(),
+        cp_admin_prefix: Some("/cp/admin".into()),
         cp_admin_token: Some(Secret::new(TOKEN)),
         api_url: None,
         org_api_key: None,
@@ -56,11 +61,9 @@ fn molecule(base: &str, http: HttpOptions) -> MoleculeClient {
 
 fn request() -> MigrateRequest {
     MigrateRequest {
-        workspace_id: "ws-1".into(),
-        to: Provider::from("hetzner"),
         from: Some(Provider::from("aws")),
-        from_instance_id: None,
         confirm: true,
+        ..MigrateRequest::new("ws-1", Provider::from("hetzner"))
     }
 }
 
@@ -363,7 +366,18 @@ async fn a_server_slower_than_the_request_timeout() {
         .migrate_provider(&request())
         .await
         .expect_err("times out");
-    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    // A POST that timed out may have started the migration: it is read back, not resent.
+    assert!(
+        matches!(
+            e,
+            Error::Unconfirmed {
+                found: ReadBack::Unknown,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("did not answer in time"), "{e}");
     assert_eq!(post.calls_async().await, 1, "a slow POST is never resent");
 }
 
@@ -541,22 +555,35 @@ async fn a_server_that_dies_mid_wait_ends_the_wait_at_its_deadline_with_the_last
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_whose_connection_resets_is_not_resent() {
     for fault in [Conn::Drop, Conn::HalfHeaders, Conn::HalfBody] {
-        // The pre-flight status read finds the last migration ended; then the POST meets the fault.
-        let (base, count) = raw_server(vec![Conn::Answer("completed", true), fault]).await;
+        // The pre-flight status read finds the last migration ended; then the POST meets the
+        // fault; reading the migration back finds the same ended one: nothing was started.
+        let (base, count) = raw_server(vec![
+            Conn::Answer("completed", true),
+            fault,
+            Conn::Answer("completed", true),
+        ])
+        .await;
         let client = molecule(&base, http(Duration::from_secs(2)));
         let e = client
             .migrate_provider(&request())
             .await
             .expect_err("reset");
         assert!(
-            matches!(e, Error::Transport(_) | Error::Api { .. }),
+            matches!(
+                e,
+                Error::Unconfirmed {
+                    found: ReadBack::NothingStarted,
+                    ..
+                }
+            ),
             "{fault:?}: {e:?}"
         );
+        assert!(e.to_string().contains("nothing was started"), "{e}");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
             count.load(Ordering::SeqCst),
-            2,
-            "{fault:?}: one read, then one connection for the POST, no resend"
+            3,
+            "{fault:?}: one read, one connection for the POST, one read back; no resend"
         );
     }
 }

@@ -32,6 +32,7 @@ fn request(from: Provider, to: Provider, instance: Option<&str>) -> MigrateProvi
         from,
         from_instance_id: instance.map(str::to_string),
         image: None,
+        org_id: None,
         runtime: None,
         to,
     }

@@ -44,7 +44,7 @@ pub struct GlobalOpts {
     #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, env = "FLEET_LOG_LEVEL")]
     pub log_level: LogLevel,
 
-    /// Molecule CP admin API base URL.
+    /// Molecule CP admin API base URL [default: CP_API_URL, else https://api.moleculesai.app].
     #[arg(
         long,
         global = true,
@@ -53,6 +53,18 @@ pub struct GlobalOpts {
         help_heading = "Molecule"
     )]
     pub molecule_cp_url: Option<String>,
+
+    /// The CP-admin route prefix: /cp/admin (the published contract) or /api/v1/admin (what
+    /// the platform's management server calls). Unset: /cp/admin, or /api/v1/admin when a GET
+    /// finds no route at /cp/admin (never a POST to an unconfirmed route).
+    #[arg(
+        long,
+        global = true,
+        env = "MOLECULE_CP_ADMIN_PREFIX",
+        value_name = "PREFIX",
+        help_heading = "Molecule"
+    )]
+    pub cp_admin_prefix: Option<String>,
 
     /// CP admin API token. Prefer the environment or --cp-admin-token-file: a flag is visible
     /// to other users of the machine.
@@ -163,6 +175,17 @@ pub struct GlobalOpts {
     )]
     pub sim_bulk: usize,
 
+    /// With --sim: which CP-admin route layouts the simulator serves.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = SimCpAdminLayout::Both,
+        value_name = "LAYOUT",
+        help_heading = "Simulator"
+    )]
+    pub sim_cp_admin_layout: SimCpAdminLayout,
+
     /// Set by --sim: the simulator's configurations, used instead of flags and environment.
     #[arg(skip)]
     pub sim_configs: Option<(MoleculeConfig, CoderConfig)>,
@@ -170,6 +193,30 @@ pub struct GlobalOpts {
     /// Set by --sim: the longest pause between two status reads, scaled to the simulator's speed.
     #[arg(skip)]
     pub sim_poll: Option<Duration>,
+}
+
+/// The CP-admin route layouts a simulator serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimCpAdminLayout {
+    /// Only /cp/admin/… (the published contract).
+    CpAdmin,
+    /// Only /api/v1/admin/… (what the platform's management server calls).
+    ApiV1,
+    /// Both.
+    Both,
+    /// Neither (every CP-admin route answers a router's 404).
+    None,
+}
+
+impl From<SimCpAdminLayout> for fleet::sim::CpAdminLayout {
+    fn from(l: SimCpAdminLayout) -> Self {
+        match l {
+            SimCpAdminLayout::CpAdmin => fleet::sim::CpAdminLayout::CpAdmin,
+            SimCpAdminLayout::ApiV1 => fleet::sim::CpAdminLayout::ApiV1,
+            SimCpAdminLayout::Both => fleet::sim::CpAdminLayout::Both,
+            SimCpAdminLayout::None => fleet::sim::CpAdminLayout::None,
+        }
+    }
 }
 
 /// Parses a simulator speed factor (a positive number).
@@ -259,16 +306,26 @@ impl GlobalOpts {
 
     /// The Molecule configuration from flags, falling back to the environment.
     pub fn molecule_config(&self) -> Result<MoleculeConfig, Error> {
+        let prefix = self
+            .cp_admin_prefix
+            .clone()
+            .filter(|s| !s.trim().is_empty());
         if let Some((molecule, _)) = &self.sim_configs {
-            return Ok(molecule.clone());
+            return Ok(MoleculeConfig {
+                cp_admin_prefix: prefix,
+                ..molecule.clone()
+            });
         }
         let defaults = MoleculeConfig::default();
         Ok(MoleculeConfig {
+            // The flag, MOLECULE_CP_URL, then CP_API_URL (the management server's name).
             cp_url: self
                 .molecule_cp_url
                 .clone()
                 .filter(|s| !s.trim().is_empty())
+                .or_else(MoleculeConfig::cp_url_from_env)
                 .unwrap_or(defaults.cp_url),
+            cp_admin_prefix: prefix,
             cp_admin_token: Self::secret(&self.cp_admin_token, &self.cp_admin_token_file)?,
             api_url: self
                 .molecule_api_url
@@ -334,6 +391,14 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
             }
             Error::Conflict { current_state, .. } => {
                 body["current_state"] = serde_json::json!(current_state)
+            }
+            Error::Unconfirmed {
+                found,
+                current_state,
+                ..
+            } => {
+                body["found"] = serde_json::json!(found);
+                body["current_state"] = serde_json::json!(current_state);
             }
             Error::Api { validations, .. } if !validations.is_empty() => {
                 body["validations"] = serde_json::json!(validations)

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use fleet::{
-    Error,
+    Error, ReadBack,
     molecule::{
         BatchEvent, MigrateRequest, MigrationBatch, MigrationEvent, MigrationPlan, MigrationReport,
-        MoleculeClient, Provider, StartedMigration, WaitOptions,
+        MoleculeClient, Provider, RouteChoice, StartedMigration, WaitOptions,
     },
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -38,9 +38,20 @@ started one after another (each POST once; one refused does not stop the others)
 so it takes one workspace. Without --confirm, fleet asks you to type how many workspaces to
 migrate. The exit code is the worst workspace's (130 > 3 > 1 > 0).
 
-Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, or the
-migration failed / rolled back · 2 invalid input or not confirmed (nothing sent) · 3 timed
-out waiting (the migration goes on) · 130 interrupted (the migration goes on)
+--org-id, --runtime, --env NAME=VALUE (repeatable) and --image are sent only when given.
+
+The CP-admin routes are under /cp/admin (the published contract) or /api/v1/admin (what the
+platform's management server calls): --cp-admin-prefix / MOLECULE_CP_ADMIN_PREFIX picks one;
+unset, the status read before the start finds the one the control plane serves (never a POST
+to a route no GET confirmed). --dry-run and --log-level info say which is used.
+
+If the control plane gives no clear answer to the POST (a 5xx, a reset, a timeout), fleet does
+not send it again: it reads the migration back and says whether one is running now (and how
+to follow it) or that nothing was started; exit code 1 either way.
+
+Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, the start is
+unconfirmed, or the migration failed / rolled back · 2 invalid input or not confirmed (nothing
+sent) · 3 timed out waiting (the migration goes on) · 130 interrupted (the migration goes on)
 
 Examples:
   fleet molecule migrate-provider ws-123 --to hetzner --from aws --confirm
@@ -100,6 +111,23 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "ID")]
     from_instance_id: Option<String>,
 
+    /// The workspace's organization, sent as org_id (only when given).
+    #[arg(long, value_name = "ID")]
+    org_id: Option<String>,
+
+    /// The runtime for the target, sent as runtime (only when given).
+    #[arg(long, value_name = "RUNTIME")]
+    runtime: Option<String>,
+
+    /// An environment variable for the target, NAME=VALUE (repeatable; sent as env only when
+    /// given).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env_pair)]
+    env: Vec<(String, String)>,
+
+    /// The image for the target, sent as image (only when given).
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+
     /// Confirm the migration (it mutates two clouds). Without it fleet asks on a terminal,
     /// and refuses otherwise.
     #[arg(long)]
@@ -156,18 +184,59 @@ fn wait_options(timeout: Duration, global: &GlobalOpts) -> WaitOptions {
     options
 }
 
+/// Parses `--env NAME=VALUE` (the SDK checks the name).
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "{s:?} is not NAME=VALUE; write e.g. --env LOG_LEVEL=debug"
+        )),
+    }
+}
+
+/// The request for one workspace from the command line.
+fn request_for(workspace_id: &str, args: &MigrateArgs) -> fleet::Result<MigrateRequest> {
+    let mut env = std::collections::BTreeMap::new();
+    for (name, value) in &args.env {
+        if env.insert(name.clone(), value.clone()).is_some() {
+            return Err(Error::InvalidInput(format!(
+                "--env {name} is given twice: give each variable once; nothing was sent"
+            )));
+        }
+    }
+    Ok(MigrateRequest {
+        from: args.from.as_deref().map(Provider::from),
+        from_instance_id: args.from_instance_id.clone(),
+        confirm: args.confirm,
+        org_id: args.org_id.clone(),
+        runtime: args.runtime.clone(),
+        env,
+        image: args.image.clone(),
+        ..MigrateRequest::new(workspace_id.trim(), Provider::from(args.to.as_str()))
+    })
+}
+
+/// The command to run next after a POST without a clear answer ([`Error::Unconfirmed`]).
+fn next_step(found: ReadBack, workspace_id: &str) -> String {
+    match found {
+        ReadBack::UnderWay => {
+            format!("Follow it: fleet molecule migration-status {workspace_id} --wait")
+        }
+        ReadBack::NothingStarted => "Run the same command again to start it.".into(),
+        ReadBack::AlreadyEnded | ReadBack::Unknown => {
+            format!("Check it: fleet molecule migration-status {workspace_id}")
+        }
+    }
+}
+
 async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Result<i32> {
     if args.workspace_ids.len() > 1 {
         return migrate_provider_many(args, global).await;
     }
     let workspace_id = args.workspace_ids.first().cloned().unwrap_or_default();
-    let request = MigrateRequest {
-        workspace_id: workspace_id.trim().to_string(),
-        to: Provider::from(args.to.as_str()),
-        from: args.from.as_deref().map(Provider::from),
-        from_instance_id: args.from_instance_id.clone(),
-        confirm: args.confirm,
-    };
+    let request = request_for(&workspace_id, &args)?;
     // Everything that needs no server first: nobody is asked to confirm a request that
     // cannot be sent.
     request.check()?;
@@ -185,7 +254,10 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
     if !request.confirm {
         request.confirm = confirm_interactively(&request).await?;
     }
-    let started = client.migrate_provider(&request).await?;
+    let started = client
+        .migrate_provider(&request)
+        .await
+        .map_err(|e| e.with_next_step(|found| next_step(found, &request.workspace_id)))?;
     let json = global.output == OutputFormat::Json;
     if !args.wait {
         if json {
@@ -222,17 +294,11 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
                 .into(),
         ));
     }
-    let requests: Vec<MigrateRequest> = args
+    let requests = args
         .workspace_ids
         .iter()
-        .map(|id| MigrateRequest {
-            workspace_id: id.trim().to_string(),
-            to: Provider::from(args.to.as_str()),
-            from: args.from.as_deref().map(Provider::from),
-            from_instance_id: None,
-            confirm: true,
-        })
-        .collect();
+        .map(|id| request_for(id, &args).map(|r| MigrateRequest { confirm: true, ..r }))
+        .collect::<fleet::Result<Vec<MigrateRequest>>>()?;
     // Everything that needs no server first, for every workspace.
     for r in &requests {
         r.check()?;
@@ -271,7 +337,11 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     let json = global.output == OutputFormat::Json;
     if !json {
         for r in &starts.results {
-            out::err(format!("[{}] {}", r.workspace_id, r.message));
+            let next = r
+                .read_back
+                .map(|found| format!(". {}", next_step(found, &r.workspace_id)))
+                .unwrap_or_default();
+            out::err(format!("[{}] {}{next}", r.workspace_id, r.message));
         }
     }
     let started = starts.started_ids();
@@ -486,10 +556,47 @@ fn print_plan(p: &MigrationPlan) {
     if let Some(i) = &p.from_instance_id {
         out::line(format!("  instance: {i}"));
     }
+    for (name, value) in [
+        ("org_id:  ", &p.org_id),
+        ("runtime: ", &p.runtime),
+        ("image:   ", &p.image),
+    ] {
+        if let Some(v) = value {
+            out::line(format!("  {name} {v}"));
+        }
+    }
+    for (name, value) in &p.env {
+        out::line(format!("  env:      {name}={value}"));
+    }
+    out::line(format!(
+        "  route:    {} ({})",
+        p.route.base_url,
+        match p.route.choice {
+            RouteChoice::Configured => "the configured CP-admin prefix",
+            RouteChoice::Default => "the /cp/admin layout: the control plane answered there",
+            RouteChoice::Discovered =>
+                "the /api/v1/admin layout: /cp/admin has no such route, this one answered",
+            RouteChoice::Unconfirmed => "not confirmed by a GET",
+        }
+    ));
     out::line(format!("  now:      {}", p.current.message));
     if p.blocked.is_none() {
+        let mut flags = String::new();
+        for (flag, value) in [
+            ("--from-instance-id", &p.from_instance_id),
+            ("--org-id", &p.org_id),
+            ("--runtime", &p.runtime),
+            ("--image", &p.image),
+        ] {
+            if let Some(v) = value {
+                flags.push_str(&format!(" {flag} {v}"));
+            }
+        }
+        for (name, value) in &p.env {
+            flags.push_str(&format!(" --env {name}={value}"));
+        }
         out::line(format!(
-            "  to start it: fleet molecule migrate-provider {} --to {} --from {} --confirm",
+            "  to start it: fleet molecule migrate-provider {} --to {} --from {}{flags} --confirm",
             p.workspace_id, p.to, p.from
         ));
     }

@@ -9,7 +9,7 @@ use fleet::{
 };
 
 use crate::{
-    cli::{GlobalOpts, OutputFormat},
+    cli::{GlobalOpts, OutputFormat, SimCpAdminLayout},
     out,
 };
 
@@ -46,6 +46,11 @@ pub struct SimArgs {
     /// ws-bulk-0001… (fleet-scale runs and benchmarks).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub bulk_workspaces: usize,
+
+    /// Which CP-admin route layouts to serve: cp-admin (/cp/admin/…, the published contract),
+    /// api-v1 (/api/v1/admin/…, what the platform's management server calls), both, or none.
+    #[arg(long, value_enum, default_value_t = SimCpAdminLayout::Both, value_name = "LAYOUT")]
+    pub cp_admin_layout: SimCpAdminLayout,
 
     /// Answer POST …/migrate-provider with 503 "migrator not configured".
     #[arg(long)]
@@ -109,9 +114,11 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
         coder_version: coder_version_text(&args.coder_version),
         coder_can_pin_versions: !args.coder_no_template_update,
         ws_drop_after: args.ws_drop_after,
+        cp_admin_layout: args.cp_admin_layout.into(),
     })
     .await?;
     let vars = sim.env_vars();
+    let layout = fleet::sim::CpAdminLayout::from(args.cp_admin_layout);
     if global.output == OutputFormat::Json {
         let env: serde_json::Map<String, serde_json::Value> = vars
             .iter()
@@ -121,6 +128,7 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
             "listening": sim.base_url(),
             "speed": sim.speed(),
             "cp_url": sim.cp_url(),
+            "cp_admin_prefixes": layout.prefixes(),
             "tenant_url": sim.tenant_url(),
             "coder_url": sim.coder_url(),
             "env": env,
@@ -131,10 +139,15 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
             sim.base_url(),
             sim.speed()
         ));
-        out::line(format!(
-            "  Molecule CP admin  {}/cp/admin/workspaces/{{id}}/migrate-provider",
-            sim.cp_url()
-        ));
+        if layout.prefixes().is_empty() {
+            out::line("  Molecule CP admin  (no CP-admin routes: every one answers 404)");
+        }
+        for prefix in layout.prefixes() {
+            out::line(format!(
+                "  Molecule CP admin  {}{prefix}/workspaces/{{id}}/migrate-provider",
+                sim.cp_url()
+            ));
+        }
         out::line(format!(
             "  Molecule tenant    {}/workspaces/{{id}}",
             sim.tenant_url()

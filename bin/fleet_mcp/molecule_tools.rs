@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fleet::{
-    Error,
+    Error, ReadBack,
     molecule::{MigrateRequest, MigrationReport, Provider, StartedMigration, WaitOptions},
 };
 use rmcp::{
@@ -52,6 +52,18 @@ pub struct MigrateParams {
     /// The source instance id; required when the source is hetzner or gcp.
     #[serde(default)]
     pub from_instance_id: Option<String>,
+    /// Optional: the workspace's organization id, sent as org_id.
+    #[serde(default)]
+    pub org_id: Option<String>,
+    /// Optional: the runtime for the target.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Optional: environment variables for the target, name → value.
+    #[serde(default)]
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// Optional: the image for the target.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// Input of the tools that take only a workspace.
@@ -101,6 +113,23 @@ pub struct WaitResult {
     pub status: Option<MigrationReport>,
 }
 
+/// The tool to call next after a POST without a clear answer ([`Error::Unconfirmed`]).
+fn with_next_call(e: Error, workspace_id: &str) -> Error {
+    e.with_next_step(|found| match found {
+        ReadBack::UnderWay => format!(
+            "Follow it with wait_for_workspace_migration (workspace_id {workspace_id:?}); do not \
+             call migrate_workspace_provider again"
+        ),
+        ReadBack::NothingStarted => {
+            "Calling migrate_workspace_provider again would start it.".into()
+        }
+        ReadBack::AlreadyEnded | ReadBack::Unknown => format!(
+            "Check it with get_workspace_migration_status (workspace_id {workspace_id:?}) before \
+             calling migrate_workspace_provider again"
+        ),
+    })
+}
+
 const DEFAULT_WAIT: u64 = 600;
 const MAX_WAIT: u64 = 3600;
 
@@ -111,7 +140,9 @@ impl FleetServer {
 A migration snapshots the workspace on its source cloud, provisions it on the target, waits until it is healthy, \
 cuts over and retires the source: it mutates two clouds and takes 15-20 minutes; one migration per workspace at a time. \
 Requires confirm=true: ask the user first. `from` defaults to the workspace's current provider (read from the tenant API); \
-from_instance_id is required when the source is hetzner or gcp. Returns at once; follow with wait_for_workspace_migration.",
+from_instance_id is required when the source is hetzner or gcp. org_id, runtime, env and image are sent only when given. \
+Returns at once; follow with wait_for_workspace_migration. If the control plane gives no clear answer, the tool does not \
+send it again: it reads the migration back and says whether one is running.",
         annotations(
             title = "Migrate workspace provider",
             read_only_hint = false,
@@ -125,11 +156,14 @@ from_instance_id is required when the source is hetzner or gcp. Returns at once;
         Parameters(p): Parameters<MigrateParams>,
     ) -> Result<Json<StartedMigration>, String> {
         let request = MigrateRequest {
-            workspace_id: p.workspace_id,
-            to: p.to.into(),
             from: p.from.map(Into::into),
             from_instance_id: p.from_instance_id,
             confirm: p.confirm.unwrap_or(false),
+            org_id: p.org_id,
+            runtime: p.runtime,
+            env: p.env.unwrap_or_default(),
+            image: p.image,
+            ..MigrateRequest::new(p.workspace_id, p.to.into())
         };
         // Input and confirmation are checked before the configuration: a model learns what
         // is wrong with its call even on an unconfigured server. Nothing is sent.
@@ -139,7 +173,7 @@ from_instance_id is required when the source is hetzner or gcp. Returns at once;
             .migrate_provider(&request)
             .await
             .map(Json)
-            .map_err(tool_error)
+            .map_err(|e| tool_error(with_next_call(e, request.workspace_id.trim())))
     }
 
     #[tool(

@@ -66,6 +66,15 @@ impl WorkspaceRef {
                      digits, '-', '_' or '.'; write a workspace ID, owner/name, or a name of your own"
                 )));
             }
+            // `.` and `..` are dropped from a URL's path: the request would reach another
+            // endpoint with the session token.
+            if part == "." || part == ".." {
+                return Err(Error::InvalidInput(format!(
+                    "{text:?} is not a workspace reference: the {what} {part:?} is a dot segment, \
+                     which would be dropped from the URL; write a workspace ID, owner/name, or a \
+                     name of your own. Nothing was sent"
+                )));
+            }
         }
         Ok(WorkspaceRef::OwnerName {
             owner: owner.to_string(),

@@ -2,15 +2,19 @@
 //! concurrently ([`MoleculeClient::migration_status_many`]), and plan a migration without
 //! starting it ([`MoleculeClient::plan_migration`], the dry run: reads only, no POST).
 
-use std::{collections::HashSet, sync::Mutex, time::Instant};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Mutex,
+    time::Instant,
+};
 
 use futures::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient, Provider,
-    StartedMigration, WaitOptions, ops::check_workspace_id,
+    CpAdminRoute, FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient,
+    Provider, StartedMigration, WaitOptions, ops::check_workspace_id,
 };
 use crate::{Error, Result};
 
@@ -262,12 +266,14 @@ impl MoleculeClient {
             )
         });
         let instance = request.instance_id().map(str::to_string);
+        let route = self.cp_admin_route();
+        let (org_id, runtime, image) = request.optional_fields();
         let summary = match &blocked {
             Some(b) => format!("would NOT start: {b}"),
             None => format!(
                 "would migrate workspace {workspace_id} from {from}{} to {}{}: POST \
-                 /cp/admin/workspaces/{workspace_id}/migrate-provider, then (with --wait) \
-                 follow it to its end (15–20 minutes)",
+                 {}/workspaces/{workspace_id}/migrate-provider, then (with --wait) follow it to \
+                 its end (15–20 minutes)",
                 match from_source {
                     FromSource::Given => "",
                     FromSource::LookedUp => " (read from the tenant API)",
@@ -276,7 +282,8 @@ impl MoleculeClient {
                 instance
                     .as_deref()
                     .map(|i| format!(" (source instance {i})"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                route.base_url
             ),
         };
         Ok(MigrationPlan {
@@ -285,6 +292,11 @@ impl MoleculeClient {
             from_source,
             to: request.to.clone(),
             from_instance_id: instance,
+            org_id,
+            runtime,
+            env: request.env.clone(),
+            image,
+            route,
             current,
             blocked,
             summary,
@@ -306,6 +318,20 @@ pub struct MigrationPlan {
     /// The source instance id that would be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_instance_id: Option<String>,
+    /// The organization that would be sent (`org_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// The runtime that would be sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// The environment variables that would be sent.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The image that would be sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The CP-admin route layout the POST would go to, and how it was chosen.
+    pub route: CpAdminRoute,
     /// The workspace's latest migration now.
     pub current: MigrationReport,
     /// Why the control plane would refuse it now, if it would.
@@ -326,6 +352,9 @@ pub struct StartResult {
     /// The error's kind (as `fleet::Error::kind`), when it was not started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// When the POST got no clear answer: what reading the migration back found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_back: Option<crate::ReadBack>,
     /// What happened, in words.
     pub message: String,
 }
@@ -387,6 +416,7 @@ impl MoleculeClient {
                     workspace_id,
                     started: None,
                     error_kind: Some("interrupted".into()),
+                    read_back: None,
                     message: "not started: interrupted before its turn".into(),
                 });
                 continue;
@@ -397,6 +427,7 @@ impl MoleculeClient {
                     workspace_id,
                     started: Some(started),
                     error_kind: None,
+                    read_back: None,
                 }),
                 Err(e) => {
                     exit_code = worst_exit_code([exit_code, 1]);
@@ -404,6 +435,10 @@ impl MoleculeClient {
                         workspace_id,
                         started: None,
                         error_kind: Some(e.kind().to_string()),
+                        read_back: match &e {
+                            Error::Unconfirmed { found, .. } => Some(*found),
+                            _ => None,
+                        },
                         message: e.to_string(),
                     });
                 }

@@ -1,7 +1,10 @@
 //! The Molecule control plane: the CP admin API (provider migrations) and the tenant API
 //! (a workspace's current provider).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+};
 
 use progenitor_client::ClientInfo;
 
@@ -11,6 +14,7 @@ pub use many::{
     BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationStarts, MigrationVerdict,
     StartResult, worst_exit_code,
 };
+mod routes;
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
     WaitOptions,
@@ -123,10 +127,63 @@ pub struct Migration {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// The CP-admin prefix of the platform's published contract (workspace-migration/v1): the
+/// default, tried first.
+pub const CP_ADMIN_PREFIX: &str = "/cp/admin";
+
+/// The CP-admin prefix the platform's own management server calls: tried when the default
+/// has no route (a 404 that is not the control plane's error body).
+pub const API_V1_ADMIN_PREFIX: &str = "/api/v1/admin";
+
+/// The ways to pick the CP-admin route layout, for messages.
+pub const CP_ADMIN_PREFIX_SETTING: &str =
+    "--cp-admin-prefix or MOLECULE_CP_ADMIN_PREFIX (/cp/admin or /api/v1/admin)";
+
+/// How the CP-admin route layout in use was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteChoice {
+    /// Set by configuration (`MOLECULE_CP_ADMIN_PREFIX`).
+    Configured,
+    /// The contract's `/cp/admin`: a GET was answered there.
+    Default,
+    /// `/api/v1/admin`: the contract's `/cp/admin` answered a 404 without the control plane's
+    /// error body (no such route), and a GET was answered here.
+    Discovered,
+    /// Not known yet: no GET has been answered on any layout.
+    Unconfirmed,
+}
+
+/// The CP-admin route layout fleet uses (or would use) for a control plane.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct CpAdminRoute {
+    /// The path prefix: `/cp/admin`, `/api/v1/admin`, or the configured one.
+    pub prefix: String,
+    /// The base the CP-admin paths are appended to (`MOLECULE_CP_URL` + prefix).
+    pub base_url: String,
+    /// How it was chosen.
+    pub choice: RouteChoice,
+}
+
+/// One CP-admin route layout: its prefix and the generated client whose base carries it.
+#[derive(Clone)]
+struct CpRoute {
+    prefix: String,
+    client: cp_api::Client,
+}
+
 /// A configured client for the Molecule APIs.
 #[derive(Clone)]
 pub struct MoleculeClient {
-    cp: cp_api::Client,
+    /// The candidate layouts, in the order they are tried: one when the prefix is configured,
+    /// else the contract's and the management server's.
+    routes: Arc<[CpRoute]>,
+    /// True when the prefix was configured (no discovery).
+    configured: bool,
+    /// The index in `routes` of the layout a GET confirmed (shared by clones).
+    confirmed: Arc<OnceLock<usize>>,
+    /// Held while a first read looks for the layout, so that concurrent reads wait for it.
+    discovering: Arc<tokio::sync::Mutex<()>>,
     tenant: Option<tenant_api::Client>,
     secrets: Vec<Secret>,
 }
@@ -134,7 +191,7 @@ pub struct MoleculeClient {
 impl std::fmt::Debug for MoleculeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MoleculeClient")
-            .field("cp_url", &self.cp.baseurl())
+            .field("cp_url", &self.cp().baseurl())
             .field(
                 "tenant_url",
                 &self.tenant.as_ref().map(|t| t.baseurl().to_string()),
@@ -145,6 +202,32 @@ impl std::fmt::Debug for MoleculeClient {
 
 /// The variables that configure the CP admin API.
 pub const CP_VARS: &[&str] = &["CP_ADMIN_API_TOKEN"];
+
+/// Checks a configured CP-admin prefix and writes it as `/a/b` (`/` alone: no prefix).
+fn normalize_prefix(prefix: &str) -> Result<String> {
+    let trimmed = prefix.trim().trim_matches('/');
+    let bad = |why: &str| {
+        Error::InvalidInput(format!(
+            "the CP-admin prefix {prefix:?} {why}: write a path like /cp/admin or /api/v1/admin \
+             ({CP_ADMIN_PREFIX_SETTING})"
+        ))
+    };
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    for segment in trimmed.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(bad("has an empty, '.' or '..' segment"));
+        }
+        if segment
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '%' | '\\'))
+        {
+            return Err(bad("has a character a path prefix cannot carry"));
+        }
+    }
+    Ok(format!("/{trimmed}"))
+}
 
 impl MoleculeClient {
     /// Builds the clients. The CP admin token is required; the tenant API is optional (it is
@@ -161,8 +244,22 @@ impl MoleculeClient {
             })?;
         let cp_url =
             http::check_base_url("MOLECULE_CP_URL", &config.cp_url, config.http.insecure_http)?;
+        let prefixes = match &config.cp_admin_prefix {
+            Some(p) => vec![normalize_prefix(p)?],
+            None => vec![CP_ADMIN_PREFIX.to_string(), API_V1_ADMIN_PREFIX.to_string()],
+        };
         let cp_http = http::build_client(&cp_url, Some(http::bearer(&token)), &config.http)?;
-        let cp = cp_api::Client::new_with_client(&cp_url, cp_http, config.http.retry.clone());
+        let routes: Vec<CpRoute> = prefixes
+            .into_iter()
+            .map(|prefix| CpRoute {
+                client: cp_api::Client::new_with_client(
+                    &format!("{cp_url}{prefix}"),
+                    cp_http.clone(),
+                    config.http.retry.clone(),
+                ),
+                prefix,
+            })
+            .collect();
         let mut secrets = vec![token];
         let tenant = match (&config.api_url, &config.org_api_key) {
             (Some(url), Some(key)) if !key.is_empty() => {
@@ -178,15 +275,46 @@ impl MoleculeClient {
             _ => None,
         };
         Ok(MoleculeClient {
-            cp,
+            routes: routes.into(),
+            configured: config.cp_admin_prefix.is_some(),
+            confirmed: Arc::new(OnceLock::new()),
+            discovering: Arc::new(tokio::sync::Mutex::new(())),
             tenant,
             secrets,
         })
     }
 
-    /// The generated CP admin client.
+    /// The generated CP admin client of the layout in use: the confirmed one, else the
+    /// configured one, else the contract's `/cp/admin`. Its base URL carries the prefix.
     pub fn cp(&self) -> &cp_api::Client {
-        &self.cp
+        &self.routes[self.confirmed.get().copied().unwrap_or(0)].client
+    }
+
+    /// The CP-admin route layout in use, and how it was chosen.
+    pub fn cp_admin_route(&self) -> CpAdminRoute {
+        let index = self.confirmed.get().copied();
+        let route = &self.routes[index.unwrap_or(0)];
+        let choice = match (self.configured, index) {
+            (true, _) => RouteChoice::Configured,
+            (false, Some(0)) => RouteChoice::Default,
+            (false, Some(_)) => RouteChoice::Discovered,
+            (false, None) => RouteChoice::Unconfirmed,
+        };
+        CpAdminRoute {
+            prefix: route.prefix.clone(),
+            base_url: route.client.baseurl().to_string(),
+            choice,
+        }
+    }
+
+    /// The generated CP admin client a request that changes state may go to: the configured
+    /// layout, or the one a GET confirmed. `None` before any GET confirmed one: fleet never
+    /// sends a POST to a route it guessed.
+    pub(crate) fn cp_for_post(&self) -> Option<&cp_api::Client> {
+        if self.configured {
+            return Some(&self.routes[0].client);
+        }
+        self.confirmed.get().map(|i| &self.routes[*i].client)
     }
 
     /// The generated tenant client, when `MOLECULE_API_URL` and `MOLECULE_ORG_API_KEY` are set.

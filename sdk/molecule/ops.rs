@@ -4,12 +4,19 @@
 //!
 //! Every rule lives here once; the CLI and the MCP server only render what comes back.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
+use progenitor_client::ClientInfo;
 use tokio_util::sync::CancellationToken;
 
-use super::{Migration, MigrationState, MoleculeClient, Provider, cp_api};
-use crate::{Error, Result};
+use super::{
+    CP_ADMIN_PREFIX_SETTING, Migration, MigrationState, MoleculeClient, Provider, cp_api,
+    routes::{StatusAnswer, has_cp_error_body},
+};
+use crate::{Error, ReadBack, Result};
 
 /// The number of steps on the forward path (`snapshotting` … `completed`).
 pub const TOTAL_STEPS: u32 = MigrationState::PATH.len() as u32;
@@ -27,6 +34,14 @@ pub struct MigrateRequest {
     pub from_instance_id: Option<String>,
     /// Must be true: a migration mutates two clouds.
     pub confirm: bool,
+    /// The workspace's organization, sent as `org_id` when given.
+    pub org_id: Option<String>,
+    /// The runtime for the target, sent as `runtime` when given.
+    pub runtime: Option<String>,
+    /// Environment variables for the target (name → value), sent as `env` when not empty.
+    pub env: BTreeMap<String, String>,
+    /// The image for the target, sent as `image` when given.
+    pub image: Option<String>,
 }
 
 impl MigrateRequest {
@@ -39,6 +54,10 @@ impl MigrateRequest {
             from: None,
             from_instance_id: None,
             confirm: false,
+            org_id: None,
+            runtime: None,
+            env: BTreeMap::new(),
+            image: None,
         }
     }
 
@@ -50,6 +69,18 @@ impl MigrateRequest {
         if let Some(from) = &self.from {
             check_known("from", from)?;
             check_source(from, &self.to, self.instance_id(), "")?;
+        }
+        for (field, value) in [
+            ("org_id", &self.org_id),
+            ("runtime", &self.runtime),
+            ("image", &self.image),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v)?;
+            }
+        }
+        for (name, value) in &self.env {
+            check_env(name, value)?;
         }
         Ok(())
     }
@@ -70,6 +101,12 @@ impl MigrateRequest {
         Ok(())
     }
 
+    /// The optional fields as they are sent (trimmed; `None` when not given).
+    pub(super) fn optional_fields(&self) -> (Option<String>, Option<String>, Option<String>) {
+        let t = |v: &Option<String>| v.as_deref().map(|s| s.trim().to_string());
+        (t(&self.org_id), t(&self.runtime), t(&self.image))
+    }
+
     pub(super) fn instance_id(&self) -> Option<&str> {
         self.from_instance_id
             .as_deref()
@@ -85,9 +122,59 @@ pub(super) fn check_workspace_id(id: &str) -> Result<()> {
             "the workspace id is empty; nothing was sent".into(),
         ));
     }
-    if id.chars().any(|c| c.is_control() || c == '/') {
+    // A `.` or `..` segment is normalised away by the URL parser (and `%2e` is read as a dot,
+    // `\` as a `/`): the request would reach another endpoint with the admin token.
+    if id == "." || id == ".." {
         return Err(Error::InvalidInput(format!(
-            "the workspace id {id:?} has a '/' or a control character; nothing was sent"
+            "the workspace id {id:?} is a dot segment: it would be dropped from the URL and the \
+             request would reach another endpoint; give the workspace's id. Nothing was sent"
+        )));
+    }
+    if id
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '/' | '\\' | '%'))
+    {
+        return Err(Error::InvalidInput(format!(
+            "the workspace id {id:?} has a '/', '\\', '%' or a control character, which would \
+             change the URL's path; give the workspace's id. Nothing was sent"
+        )));
+    }
+    Ok(())
+}
+
+/// An optional text field: not blank, no control characters.
+fn check_text(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{field} is empty: leave it out, or give a value; nothing was sent"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(format!(
+            "{field} {value:?} has a control character; nothing was sent"
+        )));
+    }
+    Ok(())
+}
+
+/// One `env` entry: the name of an environment variable (letters, digits, `_`, not starting
+/// with a digit) and a value without NUL.
+fn check_env(name: &str, value: &str) -> Result<()> {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(Error::InvalidInput(format!(
+            "env name {name:?} is not an environment variable name: use letters, digits and '_', \
+             not starting with a digit (--env NAME=VALUE; MCP: env {{\"NAME\": \"VALUE\"}}); \
+             nothing was sent"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(Error::InvalidInput(format!(
+            "the value of env {name} has a NUL character; nothing was sent"
         )));
     }
     Ok(())
@@ -337,8 +424,12 @@ impl MoleculeClient {
     ///
     /// Every rule is checked before any request ([`MigrateRequest::validate`]). When `from`
     /// is not given it is read from the tenant API (`compute.provider`, else `provider`, else
-    /// `compute_provider`); the result says which. The POST is sent once and never retried.
+    /// `compute_provider`); the result says which. The POST is sent once and never retried,
+    /// and only to the configured CP-admin layout or one the pre-flight GET confirmed.
     /// A 409 becomes [`Error::Conflict`] carrying the state of the migration already running.
+    /// An answer that leaves open whether it started (a status other than the contract's
+    /// refusals with the control plane's error body, a reset or a timeout after sending)
+    /// becomes [`Error::Unconfirmed`]: the migration is read back and `found` says what is true.
     pub async fn migrate_provider(&self, request: &MigrateRequest) -> Result<StartedMigration> {
         request.validate()?;
         let workspace_id = request.workspace_id.trim();
@@ -346,27 +437,42 @@ impl MoleculeClient {
             // Not configured: said before any request.
             self.current_provider(workspace_id).await?;
         }
-        // Pre-flight, first: a migration in progress also explains a provider in flux.
-        self.refuse_if_migrating(workspace_id).await?;
+        // Pre-flight, first: a migration in progress also explains a provider in flux. It
+        // also finds the CP-admin route layout the POST goes to.
+        let before = self.refuse_if_migrating(workspace_id).await?;
         let (from, from_source) = self.resolve_source(request).await?;
+        let cp = self.cp_for_post().ok_or_else(|| {
+            Error::Refused(format!(
+                "fleet refused to start a migration of workspace {workspace_id}: no GET has \
+                 confirmed the control plane's CP-admin route yet, and fleet never sends a POST \
+                 to a route it guessed; nothing was changed (no migration was started). Try \
+                 again, or pick the layout with {CP_ADMIN_PREFIX_SETTING}"
+            ))
+        })?;
         let id: cp_api::types::MigrateProviderId = workspace_id
             .parse()
             .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
+        let (org_id, runtime, image) = request.optional_fields();
         let body = cp_api::types::MigrateProviderRequest {
             confirm: true,
-            env: Default::default(),
+            env: request
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             from: from.clone(),
             from_instance_id: request.instance_id().map(str::to_string),
-            image: None,
-            runtime: None,
+            image,
+            org_id,
+            runtime,
             to: request.to.clone(),
         };
-        tracing::info!(workspace_id, %from, to = %request.to, "starting a provider migration");
+        tracing::info!(workspace_id, %from, to = %request.to, route = %cp.baseurl(), "starting a provider migration");
         let action = format!(
             "starting the migration of workspace {workspace_id} from {from} to {}",
             request.to
         );
-        match self.cp().migrate_provider(&id, &body).await {
+        match cp.migrate_provider(&id, &body).await {
             Ok(rv) => {
                 let started = rv.into_inner();
                 Ok(StartedMigration {
@@ -378,9 +484,86 @@ impl MoleculeClient {
                     note: started.note,
                 })
             }
-            Err(e) => match self.cp_error(action, e) {
-                Error::Conflict { message, .. } => Err(self.conflict(workspace_id, message).await),
-                other => Err(other),
+            Err(e) => {
+                let clear = clear_refusal(&e);
+                match self.cp_error(action, e) {
+                    Error::Conflict { message, .. } => {
+                        Err(self.conflict(workspace_id, message).await)
+                    }
+                    other if clear => Err(other),
+                    // No clear answer: the control plane may have started it. Never send it
+                    // again; read the migration back and say what is true.
+                    other => Err(self.read_back(workspace_id, other, before.as_ref()).await),
+                }
+            }
+        }
+    }
+
+    /// After a POST without a clear answer: reads the migration again (never re-sending the
+    /// POST) and reports what is true now as [`Error::Unconfirmed`].
+    async fn read_back(
+        &self,
+        workspace_id: &str,
+        answer: Error,
+        before: Option<&MigrationReport>,
+    ) -> Error {
+        let answer = answer.to_string();
+        let answer = answer.trim_end_matches('.');
+        let sent = "fleet did not send it again and read the migration back";
+        match self.migration_status(workspace_id).await {
+            Ok(now) if now.migrated && !now.terminal => Error::Unconfirmed {
+                message: format!(
+                    "{answer}. {sent}: the control plane may have started it — {}. Do not start \
+                     it again",
+                    now.message
+                ),
+                found: ReadBack::UnderWay,
+                current_state: now.state().map(|s| s.to_string()),
+            },
+            Ok(now) if before.is_some_and(|b| b.migration == now.migration) => {
+                let latest = if now.migrated {
+                    format!(" (the latest one is unchanged: {})", now.message)
+                } else {
+                    " (the workspace has never been migrated)".to_string()
+                };
+                Error::Unconfirmed {
+                    message: format!(
+                        "{answer}. {sent}: no migration is running{latest}, so nothing was \
+                         started"
+                    ),
+                    found: ReadBack::NothingStarted,
+                    current_state: now.state().map(|s| s.to_string()),
+                }
+            }
+            Ok(now) if !now.migrated => Error::Unconfirmed {
+                message: format!(
+                    "{answer}. {sent}: no migration is running (the workspace has never been \
+                     migrated), so nothing was started"
+                ),
+                found: ReadBack::NothingStarted,
+                current_state: None,
+            },
+            Ok(now) => Error::Unconfirmed {
+                message: format!(
+                    "{answer}. {sent}: no migration is running now; the latest one{} ended: {}",
+                    if before.is_some() {
+                        ", not the one seen before the request,"
+                    } else {
+                        ""
+                    },
+                    now.message
+                ),
+                found: ReadBack::AlreadyEnded,
+                current_state: now.state().map(|s| s.to_string()),
+            },
+            Err(e) => Error::Unconfirmed {
+                message: format!(
+                    "{answer}. fleet did not send it again; reading the migration back failed \
+                     too ({e}), so it may or may not have started: check the workspace's \
+                     migration before starting it again"
+                ),
+                found: ReadBack::Unknown,
+                current_state: None,
             },
         }
     }
@@ -455,15 +638,47 @@ impl MoleculeClient {
     /// Pre-flight: a migration already running (its status is not terminal) is reported with
     /// its state as [`Error::Refused`] (nothing was sent) instead of a 409 after the POST.
     /// The control plane stays the authority: the POST's own 409 is still handled.
-    /// A status that cannot be read (other than a refused credential) does not block: the
-    /// POST's own 409 still guards against a second migration.
-    async fn refuse_if_migrating(&self, workspace_id: &str) -> Result<()> {
+    /// Returns what it read (`None` when the read failed), to compare with after the POST.
+    ///
+    /// A status that cannot be read does not block when the CP-admin prefix is configured
+    /// (the POST's own 409 still guards against a second migration). Without a configured
+    /// prefix this read is also what confirms the route layout: then a failed read, a refused
+    /// credential or a layout that has no route ends the start here (no POST).
+    async fn refuse_if_migrating(&self, workspace_id: &str) -> Result<Option<MigrationReport>> {
         let report = match self.migration_status(workspace_id).await {
             Ok(r) => r,
-            Err(e @ (Error::Unauthorized { .. } | Error::NotConfigured { .. })) => return Err(e),
+            Err(
+                e @ (Error::Unauthorized { .. }
+                | Error::NotConfigured { .. }
+                | Error::InvalidInput(_)
+                | Error::Api { status: 404, .. }),
+            ) => return Err(e),
+            Err(e) if self.cp_for_post().is_none() => {
+                // The read's own error (its kind and exit code), saying what was not done.
+                let note = format!(
+                    "; this read is what confirms the control plane's CP-admin route, and fleet \
+                     never sends a POST to a route it guessed, so no migration was started. Try \
+                     again, or pick the layout with {CP_ADMIN_PREFIX_SETTING}"
+                );
+                return Err(match e {
+                    Error::Transport(m) => Error::Transport(format!("{m}{note}")),
+                    Error::Api {
+                        status,
+                        message,
+                        validations,
+                    } => Error::Api {
+                        status,
+                        message: format!("{message}{note}"),
+                        validations,
+                    },
+                    other => Error::Refused(format!(
+                        "fleet refused to start a migration of workspace {workspace_id}: {other}{note}"
+                    )),
+                });
+            }
             Err(e) => {
                 tracing::warn!(workspace_id, error = %e, "pre-flight: the migration status could not be read; going on");
-                return Ok(());
+                return Ok(None);
             }
         };
         if report.migrated && !report.terminal {
@@ -473,7 +688,7 @@ impl MoleculeClient {
                 follow_hint(workspace_id)
             )));
         }
-        Ok(())
+        Ok(Some(report))
     }
 
     /// The provider the tenant API reports for a workspace (`None` when it reports none).
@@ -530,25 +745,18 @@ impl MoleculeClient {
         }
     }
 
-    /// The workspace's latest migration. A 404 is the answer "never migrated", not an error.
+    /// The workspace's latest migration. A 404 with the control plane's error body is the
+    /// answer "never migrated", not an error. On the first read the CP-admin route layout is
+    /// found (see [`MoleculeClient::cp_admin_route`]).
     pub async fn migration_status(&self, workspace_id: &str) -> Result<MigrationReport> {
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
-        let id: cp_api::types::GetMigrationStatusId = workspace_id
-            .parse()
-            .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
-        match self.cp().get_migration_status(&id).await {
-            Ok(rv) => Ok(MigrationReport::from_status(workspace_id, rv.into_inner())),
-            Err(e) => match self.cp_error(
-                format!("reading the migration of workspace {workspace_id}"),
-                e,
-            ) {
-                Error::NotFound { message } => {
-                    Ok(MigrationReport::never_migrated(workspace_id, &message))
-                }
-                other => Err(other),
-            },
-        }
+        Ok(match self.read_status(workspace_id).await? {
+            StatusAnswer::Status(status) => MigrationReport::from_status(workspace_id, status),
+            StatusAnswer::NeverMigrated(message) => {
+                MigrationReport::never_migrated(workspace_id, &message)
+            }
+        })
     }
 
     /// Follows a workspace's migration until the control plane says it ended (`terminal`).
@@ -646,6 +854,26 @@ impl MoleculeClient {
                 .saturating_mul(2)
                 .min(options.max_interval.max(options.initial_interval));
         }
+    }
+}
+
+/// True when an answer to the migration POST says for sure that nothing was started: one of
+/// the statuses the contract lists for it (400 bad input, 401/403 auth, 404 unknown workspace,
+/// 409 already running, 503 migrator not configured) with the control plane's own JSON error
+/// body; a 429 (a rate limit refuses before anything runs); or a connection that could not be
+/// opened (the request never left). Any other answer (another status, a proxy's page, a reset
+/// or a timeout after the request was sent, a success that cannot be read) leaves open whether
+/// the migration started.
+fn clear_refusal(e: &progenitor_client::Error<cp_api::types::ErrorBody>) -> bool {
+    use progenitor_client::Error as P;
+    match e {
+        P::ErrorResponse(rv) => match rv.status().as_u16() {
+            429 => true,
+            400 | 401 | 403 | 404 | 409 | 503 => has_cp_error_body(rv),
+            _ => false,
+        },
+        P::CommunicationError(e) => e.is_connect(),
+        _ => false,
     }
 }
 

@@ -107,6 +107,8 @@ pub const SEED_TABLE: &str = "\
 Tokens: CP_ADMIN_API_TOKEN=sim-cp-admin-token  MOLECULE_ORG_API_KEY=sim-org-api-key
         CODER_SESSION_TOKEN=sim-coder-session-token   (anything else gets 401)
 URLs:   MOLECULE_CP_URL=http://ADDR  MOLECULE_API_URL=http://ADDR/tenant  CODER_URL=http://ADDR
+CP-admin routes under /cp/admin and /api/v1/admin (--cp-admin-layout picks: cp-admin, api-v1,
+both, none; a layout not served answers a router's plain-text 404)
 
 Molecule workspaces (id: provider, instance id — behaviour):
   ws-aws-demo          aws      i-0a1b2c3d4e5f60718    migrates normally
@@ -162,6 +164,49 @@ impl Default for SimFaults {
     }
 }
 
+/// Which CP-admin route layouts the simulated control plane serves. Two are in the wild:
+/// `/cp/admin/…` (the published contract) and `/api/v1/admin/…` (what the platform's
+/// management server calls). A layout not served answers like a router: `404 page not found`
+/// in plain text, not the control plane's JSON error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpAdminLayout {
+    /// Only `/cp/admin/workspaces/{id}/…`.
+    CpAdmin,
+    /// Only `/api/v1/admin/workspaces/{id}/…`.
+    ApiV1,
+    /// Both (the default).
+    #[default]
+    Both,
+    /// Neither: every CP-admin route answers 404 (to try what fleet says then).
+    None,
+}
+
+impl CpAdminLayout {
+    /// The prefixes served.
+    pub fn prefixes(self) -> &'static [&'static str] {
+        use crate::molecule::{API_V1_ADMIN_PREFIX, CP_ADMIN_PREFIX};
+        match self {
+            CpAdminLayout::CpAdmin => &[CP_ADMIN_PREFIX],
+            CpAdminLayout::ApiV1 => &[API_V1_ADMIN_PREFIX],
+            CpAdminLayout::Both => &[CP_ADMIN_PREFIX, API_V1_ADMIN_PREFIX],
+            CpAdminLayout::None => &[],
+        }
+    }
+
+    /// Parses `cp-admin`, `api-v1`, `both` or `none`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim() {
+            "cp-admin" => Ok(CpAdminLayout::CpAdmin),
+            "api-v1" => Ok(CpAdminLayout::ApiV1),
+            "both" => Ok(CpAdminLayout::Both),
+            "none" => Ok(CpAdminLayout::None),
+            other => Err(Error::InvalidInput(format!(
+                "{other:?} is not a CP-admin layout: use cp-admin, api-v1, both or none"
+            ))),
+        }
+    }
+}
+
 /// How to start a simulator.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -186,6 +231,8 @@ pub struct SimOptions {
     /// Cut every WebSocket (build logs, watch-ws) after this many messages, without a close
     /// frame, to exercise reconnects and fallbacks. Default `None`.
     pub ws_drop_after: Option<u32>,
+    /// The CP-admin route layouts served. Default both.
+    pub cp_admin_layout: CpAdminLayout,
 }
 
 /// The Coder version the simulator reports unless told otherwise.
@@ -201,6 +248,7 @@ impl Default for SimOptions {
             coder_version: DEFAULT_CODER_VERSION.to_string(),
             coder_can_pin_versions: true,
             ws_drop_after: None,
+            cp_admin_layout: CpAdminLayout::default(),
         }
     }
 }
@@ -287,7 +335,7 @@ impl Simulator {
             faults: options.faults.clone(),
         });
         let router = Router::new()
-            .merge(molecule::routes())
+            .merge(molecule::routes(options.cp_admin_layout))
             .merge(coder::routes())
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))
@@ -378,6 +426,7 @@ impl RunningSim {
     pub fn molecule_config(&self) -> MoleculeConfig {
         MoleculeConfig {
             cp_url: self.cp_url(),
+            cp_admin_prefix: None,
             cp_admin_token: Some(self.tokens.cp_admin_token.clone()),
             api_url: Some(self.tenant_url()),
             org_api_key: Some(self.tokens.org_api_key.clone()),
@@ -517,7 +566,7 @@ enum Plane {
 }
 
 fn plane(path: &str) -> Plane {
-    if path.starts_with("/cp/") {
+    if path.starts_with("/cp/") || path.starts_with("/api/v1/admin/") {
         Plane::Cp
     } else if path == TENANT_PREFIX || path.starts_with("/tenant/") {
         Plane::Tenant
@@ -559,6 +608,18 @@ fn error_for(plane: Plane, status: StatusCode, message: &str, detail: Option<&st
 
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_string();
+    if plane(&path) == Plane::Cp {
+        // The control plane's router: a plain-text page, not its JSON error body.
+        return (
+            StatusCode::NOT_FOUND,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            "404 page not found\n",
+        )
+            .into_response();
+    }
     error_for(
         plane(&path),
         StatusCode::NOT_FOUND,

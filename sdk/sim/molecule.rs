@@ -1,5 +1,6 @@
-//! The simulated Molecule control plane: CP admin (`/cp/admin/workspaces/{id}/…`) and the
-//! tenant API (`/tenant/workspaces/{id}`).
+//! The simulated Molecule control plane: CP admin (`/cp/admin/workspaces/{id}/…` and/or
+//! `/api/v1/admin/workspaces/{id}/…`, see [`CpAdminLayout`]) and the tenant API
+//! (`/tenant/workspaces/{id}`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{Clock, Shared, SimFaults, json_response, lock, molecule_error, take_flaky};
+use super::{
+    Clock, CpAdminLayout, Shared, SimFaults, json_response, lock, molecule_error, take_flaky,
+};
 
 const PROVIDERS: [&str; 3] = ["aws", "hetzner", "gcp"];
 
@@ -350,17 +353,20 @@ pub(crate) fn seed(clock: &Clock, faults: &SimFaults, bulk: usize) -> MoleculeWo
     MoleculeWorld { workspaces }
 }
 
-pub(crate) fn routes() -> Router<Shared> {
-    Router::new()
-        .route(
-            "/cp/admin/workspaces/{id}/migrate-provider",
-            get(migration_status).post(migrate_provider),
-        )
-        .route(
-            "/cp/admin/workspaces/{id}/migration-status",
-            get(migration_status),
-        )
-        .route("/tenant/workspaces/{id}", get(tenant_workspace))
+pub(crate) fn routes(layout: CpAdminLayout) -> Router<Shared> {
+    let mut router = Router::new();
+    for prefix in layout.prefixes() {
+        router = router
+            .route(
+                &format!("{prefix}/workspaces/{{id}}/migrate-provider"),
+                get(migration_status).post(migrate_provider),
+            )
+            .route(
+                &format!("{prefix}/workspaces/{{id}}/migration-status"),
+                get(migration_status),
+            );
+    }
+    router.route("/tenant/workspaces/{id}", get(tenant_workspace))
 }
 
 fn bad_request(error: &str, detail: &str) -> Response {
