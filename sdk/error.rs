@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The CLI maps each variant to an exit code, the MCP server to a tool error. No variant
 /// ever holds a token: messages that came from a server are scrubbed of every configured
 /// secret before they are stored here.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The input was invalid. Nothing was sent.

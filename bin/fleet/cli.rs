@@ -312,6 +312,16 @@ pub fn exit_code(e: &Error) -> i32 {
     }
 }
 
+/// The exit code of a batch: its worst workspace's (130 > 3 > 1 > 0; see DESIGN.md).
+pub fn batch_exit_code(report: &fleet::coder::FleetReport) -> i32 {
+    match report.worst {
+        fleet::coder::Severity::Ok => 0,
+        fleet::coder::Severity::Failed => 1,
+        fleet::coder::Severity::TimedOut => 3,
+        fleet::coder::Severity::Interrupted => 130,
+    }
+}
+
 /// Prints an error the way the output format asks, and returns its exit code.
 pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
     let code = exit_code(e);

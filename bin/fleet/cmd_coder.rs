@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Subcommand};
-use fleet::coder::{
-    CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-    MAX_PARALLEL, Operation, PollOptions, Selection, Severity, Step, UpdateOptions, UpdateOutcome,
-    Verdict, WorkspaceInfo, WorkspaceRef,
+use fleet::{
+    coder::{
+        CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
+        MAX_PARALLEL, Operation, PollOptions, Selection, Severity, Step, UpdateOptions,
+        UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
+    },
+    operation::{Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput},
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -354,7 +357,9 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
 }
 
 /// One workspace keeps the single-workspace output; several (or a selection) go through the
-/// batch; --dry-run prints the plan.
+/// batch; --dry-run prints the plan. Updates run as SDK operations: the first Ctrl-C cancels
+/// gracefully (nothing new starts, a stop under way is followed by its start), the second
+/// leaves everything as it is (exit 130, with what is left and how to finish it).
 async fn run_selection(
     client: &CoderClient,
     selection: Selection,
@@ -363,7 +368,6 @@ async fn run_selection(
     batch: &BatchArgs,
     format: OutputFormat,
 ) -> fleet::Result<i32> {
-    let (cancel, _guard) = cancel_on_ctrl_c();
     let single = match &selection {
         Selection::Named(refs) if refs.len() == 1 => refs.first().cloned(),
         _ => None,
@@ -375,6 +379,8 @@ async fn run_selection(
         };
         let mut progress = Progress::new(format);
         if batch.dry_run {
+            // Reads only: Ctrl-C simply stops.
+            let (cancel, _guard) = cancel_on_ctrl_c();
             let plan = client
                 .dry_run(&workspace, version, restart, &options, &cancel, &mut |e| {
                     progress.event(e)
@@ -388,17 +394,12 @@ async fn run_selection(
             }
             return Ok(0);
         }
-        let outcome = if restart {
-            client
-                .restart_workspace(&workspace, &options, &cancel, |e| progress.event(e))
-                .await
+        let op = if restart {
+            client.start_restart(workspace, options)
         } else {
-            client
-                .update_workspace(&workspace, version, &options, &cancel, |e| {
-                    progress.event(e)
-                })
-                .await
+            client.start_update(workspace, version, options)
         };
+        let outcome = follow(&op, |e| progress.event(e)).await;
         progress.finish();
         print_outcome(&outcome?, format);
         return Ok(0);
@@ -410,16 +411,82 @@ async fn run_selection(
         dry_run: batch.dry_run,
     };
     let mut progress = BatchProgress::new(format);
-    let report = client
-        .update_many(&selection, &fleet_options, &cancel, |e| progress.event(e))
-        .await;
+    let op = client.start_update_many(selection, fleet_options);
+    let report = follow(&op, |e| progress.event(e)).await;
     progress.finish();
     let report = report?;
     match format {
         OutputFormat::Json => out::json(&report),
         OutputFormat::Text => print_report(&report),
     }
-    Ok(report.worst.exit_code())
+    Ok(cli::batch_exit_code(&report))
+}
+
+/// Draws an operation's events until it ends, and turns Ctrl-C into its cancel (first) and
+/// its abort (second).
+async fn follow<Ev, T>(op: &SdkOperation<Ev, T>, mut on_event: impl FnMut(Ev)) -> fleet::Result<T>
+where
+    Ev: OperationEvent,
+    T: OperationOutput,
+{
+    let mut events = op.events();
+    let interrupts = tokio::spawn(interrupts(op.clone()));
+    let result = loop {
+        tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Ok(e) => on_event(e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break op.outcome().await,
+            },
+            result = op.outcome() => break result,
+        }
+    };
+    while let Ok(e) = events.try_recv() {
+        on_event(e);
+    }
+    interrupts.abort();
+    result
+}
+
+/// Terraform's convention: the first Ctrl-C cancels gracefully and says what is finished;
+/// the second leaves everything as it is.
+async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev, T>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    let snapshot = op.snapshot();
+    let in_flight: Vec<String> = snapshot
+        .workspaces
+        .iter()
+        .filter(|w| matches!(w.phase.as_str(), "stopping" | "stopped" | "starting"))
+        .map(|w| w.target.clone())
+        .collect();
+    op.cancel();
+    let batch = op.kind() == OperationKind::BatchUpdate;
+    let mut said = String::from("Interrupt received: ");
+    if batch {
+        said.push_str("starting no more workspaces; ");
+    }
+    if in_flight.is_empty() {
+        said.push_str("nothing is stopped yet, so nothing will be; ");
+    } else {
+        said.push_str(&format!(
+            "finishing the in-flight stop→start of {}; ",
+            in_flight.join(", ")
+        ));
+    }
+    said.push_str(if in_flight.len() > 1 {
+        "Ctrl-C again to leave them as they are"
+    } else {
+        "Ctrl-C again to leave it as it is"
+    });
+    out::err(said);
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    out::err("Second interrupt: leaving everything as it is now");
+    op.abort();
 }
 
 fn version_text(name: &Option<String>, id: &Option<Uuid>) -> String {
@@ -820,7 +887,8 @@ impl Progress {
 
     fn draw(&mut self, e: CoderEvent) {
         match &e {
-            CoderEvent::BuildCreated { step, .. } => {
+            CoderEvent::BuildCreated { step, .. }
+            | CoderEvent::BuildFoundAfterError { step, .. } => {
                 self.finish();
                 self.bar = Some(spinner(format!("{}", StepLabel(*step))));
                 if let Some(bar) = &self.bar {

@@ -20,14 +20,13 @@ use std::{
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
     CoderClient, CoderEvent, PlannedBuild, Step, UpdateAction, UpdateOptions, UpdateOutcome,
     UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, operation::Control};
 
 /// The most workspaces fleet updates at once (`--parallel` is capped here).
 pub const MAX_PARALLEL: usize = 64;
@@ -237,7 +236,7 @@ impl CoderClient {
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<DryRun> {
         let plan = self
@@ -584,9 +583,11 @@ impl CoderClient {
         &self,
         selection: &Selection,
         options: &FleetOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: impl FnMut(FleetEvent) + Send,
     ) -> Result<FleetReport> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         selection.check()?;
         options.check()?;
         let started = Instant::now();
@@ -656,7 +657,7 @@ impl CoderClient {
         index: usize,
         target: Target,
         options: &FleetOptions,
-        cancel: &CancellationToken,
+        cancel: &Control,
         emit: &(dyn Fn(FleetEvent) + Sync),
     ) -> WorkspaceResult {
         let began = Instant::now();
@@ -723,11 +724,17 @@ impl CoderClient {
                 match &step {
                     CoderEvent::BuildCreated {
                         step: Step::Stop, ..
+                    }
+                    | CoderEvent::BuildFoundAfterError {
+                        step: Step::Stop, ..
                     } => s.stop_created = true,
                     CoderEvent::BuildSucceeded {
                         step: Step::Stop, ..
                     } => s.stop_done = true,
                     CoderEvent::BuildCreated {
+                        step: Step::Start, ..
+                    }
+                    | CoderEvent::BuildFoundAfterError {
                         step: Step::Start, ..
                     } => s.start_created = true,
                     _ => {}

@@ -14,11 +14,13 @@ pub mod api {
 pub use api::types;
 
 mod fleet;
+mod operations;
 mod ops;
 pub use fleet::{
     DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
     Selection, Severity, Verdict, WorkspaceResult,
 };
+pub use operations::{BatchOperation, UpdateOperation};
 mod params;
 mod preflight;
 pub use ops::{

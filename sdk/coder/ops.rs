@@ -10,7 +10,6 @@ use std::{
 };
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
@@ -18,7 +17,7 @@ use super::{
     params::{ParameterSource, ResolvedParameter},
     types,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, operation::Control};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace references
@@ -475,6 +474,16 @@ pub enum CoderEvent {
         /// The version it builds.
         template_version_id: Option<Uuid>,
     },
+    /// A build POST failed (a server error, a reset, a timeout), but reading the workspace
+    /// again found the build: fleet follows it (it never POSTs twice).
+    BuildFoundAfterError {
+        /// Stop or start.
+        step: Step,
+        /// The build found.
+        build_id: Option<Uuid>,
+        /// What the POST answered.
+        error: String,
+    },
     /// A build's status changed.
     BuildStatus {
         /// Which build.
@@ -562,6 +571,14 @@ impl CoderEvent {
             } => format!(
                 "{step} build{} created{}",
                 build_number.map(|n| format!(" #{n}")).unwrap_or_default(),
+                build_id.map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
+            CoderEvent::BuildFoundAfterError {
+                step,
+                build_id,
+                error,
+            } => format!(
+                "creating the {step} build failed ({error}), but Coder created it{}: following it",
                 build_id.map(|b| format!(" ({b})")).unwrap_or_default()
             ),
             CoderEvent::BuildStatus {
@@ -819,6 +836,16 @@ impl UpdatePlan {
 /// How many log lines a failed build's error carries.
 pub const LOG_LINES_SHOWN: usize = 20;
 
+/// What a read after a failed build POST found.
+enum AfterFailedPost {
+    /// The build exists: follow it.
+    Created(types::WorkspaceBuild),
+    /// No new build: the POST did nothing.
+    NotCreated(types::Workspace),
+    /// The read failed too: it cannot be told.
+    Unknown(Error),
+}
+
 /// Where a wait ended.
 enum WaitEnd {
     Done(types::WorkspaceBuild),
@@ -995,9 +1022,11 @@ impl CoderClient {
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdatePlan> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         let mut ws = cancellable(cancel, self.resolve_workspace(r), || {
             nothing_changed_interrupt(r)
         })
@@ -1019,6 +1048,7 @@ impl CoderClient {
                         expected: None,
                     },
                     cancel,
+                    true,
                     on_event,
                 )
                 .await?
@@ -1162,14 +1192,15 @@ impl CoderClient {
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
+        let control: Control = cancel.into();
         let started = Instant::now();
         let plan = self
-            .plan_update(r, template_version, false, options, cancel, &mut on_event)
+            .plan_update(r, template_version, false, options, &control, &mut on_event)
             .await?;
-        self.run_plan(&plan, options, cancel, &mut on_event, started)
+        self.run_plan(&plan, options, &control, &mut on_event, started)
             .await
     }
 
@@ -1179,14 +1210,15 @@ impl CoderClient {
         &self,
         r: &WorkspaceRef,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
+        let control: Control = cancel.into();
         let started = Instant::now();
         let plan = self
-            .plan_update(r, None, true, options, cancel, &mut on_event)
+            .plan_update(r, None, true, options, &control, &mut on_event)
             .await?;
-        self.run_plan(&plan, options, cancel, &mut on_event, started)
+        self.run_plan(&plan, options, &control, &mut on_event, started)
             .await
     }
 
@@ -1195,10 +1227,12 @@ impl CoderClient {
         &self,
         plan: &UpdatePlan,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
         started: Instant,
     ) -> Result<UpdateOutcome> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         let ws_id = plan.workspace_id()?;
         let name = full_name(&plan.workspace);
         let previous_version_id = plan.current_version();
@@ -1225,9 +1259,12 @@ impl CoderClient {
         let mut conflicts = 0u32;
         // A start alone: the workspace is stopped already.
         let mut stopped = planned.len() == 1;
+        // The latest build known: a build with another id after a failed POST is a new one.
+        let mut known_build = plan.workspace.latest_build.as_ref().and_then(|b| b.id);
 
         // ---- stop ---------------------------------------------------------------------------
         while !stopped {
+            // Nothing is changed yet: any cancel (graceful or abort) ends it here.
             if cancel.is_cancelled() {
                 return Err(nothing_changed_interrupt(&name));
             }
@@ -1254,11 +1291,47 @@ impl CoderClient {
                                 false,
                             )
                             .await?;
+                        known_build = ws.latest_build.as_ref().and_then(|b| b.id);
                         let s = ws.latest_build.as_ref().and_then(|b| b.status.clone());
                         stopped = s == Some(WorkspaceStatus::Stopped);
                         continue;
                     }
-                    other => return Err(other),
+                    // The answer does not say whether the build exists: read, never re-POST.
+                    other => match self
+                        .look_after_failed_post(&ws_id, known_build, WorkspaceTransition::Stop)
+                        .await
+                    {
+                        AfterFailedPost::Created(b) => {
+                            on_event(CoderEvent::BuildFoundAfterError {
+                                step: Step::Stop,
+                                build_id: b.id,
+                                error: other.to_string(),
+                            });
+                            b
+                        }
+                        AfterFailedPost::NotCreated(ws) => {
+                            return Err(append(
+                                other,
+                                &format!(
+                                    "fleet read {name} again: no stop build was created and it is {}; nothing was changed",
+                                    ws.latest_build
+                                        .as_ref()
+                                        .map(status_of)
+                                        .unwrap_or_else(|| "unknown".into())
+                                ),
+                            ));
+                        }
+                        AfterFailedPost::Unknown(read) => {
+                            return Err(append(
+                                other,
+                                &format!(
+                                    "fleet could not tell whether the stop build was created (reading {name} again failed: {read}). \
+                                     If {name} is stopping or stopped, finish the job with `{}`",
+                                    plan.finish_command()
+                                ),
+                            ));
+                        }
+                    },
                 },
             };
             on_event(CoderEvent::BuildCreated {
@@ -1278,6 +1351,7 @@ impl CoderClient {
                         expected: plan.expected_stop.as_ref(),
                     },
                     cancel,
+                    false,
                     on_event,
                 )
                 .await?;
@@ -1317,13 +1391,15 @@ impl CoderClient {
             if build_failed(&done) || done.status != Some(WorkspaceStatus::Stopped) {
                 return Err(self.failed_build_error(&done, Step::Stop, plan).await);
             }
+            known_build = done.id.or(known_build);
             stopped = true;
         }
 
         // ---- start --------------------------------------------------------------------------
+        // A graceful cancel does not end it here: a stop is always followed by its start.
         let mut started_build = None;
         while started_build.is_none() {
-            if cancel.is_cancelled() {
+            if cancel.is_aborted() {
                 return Err(Error::Interrupted {
                     message: format!(
                         "interrupted: {name} is left stopped (nothing was started). To finish the job, run `{}`",
@@ -1356,6 +1432,7 @@ impl CoderClient {
                             )
                             .await?;
                         let b = ws.latest_build.clone().unwrap_or_default();
+                        known_build = b.id.or(known_build);
                         if b.status == Some(WorkspaceStatus::Running)
                             && b.template_version_id == Some(plan.target_version_id)
                         {
@@ -1373,9 +1450,34 @@ impl CoderClient {
                         }
                         continue;
                     }
-                    other => {
-                        return Err(left_stopped(other, &name, plan));
-                    }
+                    // The answer does not say whether the build exists: read, never re-POST.
+                    other => match self
+                        .look_after_failed_post(&ws_id, known_build, WorkspaceTransition::Start)
+                        .await
+                    {
+                        AfterFailedPost::Created(b) => {
+                            on_event(CoderEvent::BuildFoundAfterError {
+                                step: Step::Start,
+                                build_id: b.id,
+                                error: other.to_string(),
+                            });
+                            started_build = Some(b);
+                            continue;
+                        }
+                        AfterFailedPost::NotCreated(_) => {
+                            return Err(left_stopped(other, &name, plan));
+                        }
+                        AfterFailedPost::Unknown(read) => {
+                            return Err(append(
+                                other,
+                                &format!(
+                                    "The start build may or may not have been created (reading {name} again failed: {read}); \
+                                     {name} may be left stopped: check it and run `{}` if it is stopped",
+                                    plan.finish_command()
+                                ),
+                            ));
+                        }
+                    },
                 },
             }
         }
@@ -1397,6 +1499,7 @@ impl CoderClient {
                     expected: plan.expected_start.as_ref(),
                 },
                 cancel,
+                false,
                 on_event,
             )
             .await?
@@ -1473,6 +1576,30 @@ impl CoderClient {
         })
     }
 
+    /// After a build POST that failed (a status other than 409, a reset, a timeout): reads the
+    /// workspace to find out whether the build was created anyway. Never POSTs again.
+    async fn look_after_failed_post(
+        &self,
+        ws_id: &Uuid,
+        known_build: Option<Uuid>,
+        transition: WorkspaceTransition,
+    ) -> AfterFailedPost {
+        match self.read_workspace(ws_id).await {
+            Ok(ws) => match ws.latest_build.clone() {
+                Some(b)
+                    if b.id.is_some()
+                        && b.id != known_build
+                        && b.transition == Some(transition.clone()) =>
+                {
+                    tracing::warn!(workspace = %ws_id, build = ?b.id, "the build POST failed, but the build was created; following it");
+                    AfterFailedPost::Created(b)
+                }
+                _ => AfterFailedPost::NotCreated(ws),
+            },
+            Err(e) => AfterFailedPost::Unknown(e),
+        }
+    }
+
     async fn read_workspace(&self, id: &Uuid) -> Result<types::Workspace> {
         self.api()
             .get_workspace_metadata_by_id(id)
@@ -1490,7 +1617,7 @@ impl CoderClient {
         message: &str,
         conflicts: u32,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
         after_stop: bool,
     ) -> Result<types::Workspace> {
@@ -1537,6 +1664,8 @@ impl CoderClient {
                     expected: None,
                 },
                 cancel,
+                // Before the stop nothing was changed: a graceful cancel may end the wait.
+                !after_stop,
                 on_event,
             )
             .await?
@@ -1564,9 +1693,20 @@ impl CoderClient {
         build: &types::WorkspaceBuild,
         step: Step,
         until: Until<'_>,
-        cancel: &CancellationToken,
+        control: &Control,
+        graceful_ends_it: bool,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<WaitEnd> {
+        // A graceful cancel ends only a wait during which fleet has changed nothing; a stop
+        // under way is followed by its start, a start by its end. An abort ends any wait.
+        let stop_waiting = async {
+            if graceful_ends_it {
+                control.cancelled().await
+            } else {
+                control.aborted().await
+            }
+        };
+        tokio::pin!(stop_waiting);
         let Until {
             deadline,
             poll,
@@ -1589,14 +1729,14 @@ impl CoderClient {
             interval = next;
             let sleep = pause.min(deadline - now);
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(WaitEnd::Cancelled(last)),
+                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
                 _ = tokio::time::sleep(sleep) => {}
             }
             if Instant::now() >= deadline {
                 return Ok(WaitEnd::TimedOut(last, began.elapsed()));
             }
             let read = tokio::select! {
-                _ = cancel.cancelled() => return Ok(WaitEnd::Cancelled(last)),
+                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
                 r = self.api().get_workspace_build(&id_text) => r,
             };
             let b = read
@@ -1736,6 +1876,43 @@ fn nothing_changed_interrupt(what: &impl std::fmt::Display) -> Error {
     }
 }
 
+/// The error with one more sentence: what fleet found out, and what to do.
+fn append(e: Error, text: &str) -> Error {
+    let join = |m: String| {
+        let m = m.trim_end().trim_end_matches('.').to_string();
+        format!("{m}. {text}")
+    };
+    match e {
+        Error::Api {
+            status,
+            message,
+            validations,
+        } => Error::Api {
+            status,
+            message: join(message),
+            validations,
+        },
+        Error::Transport(message) => Error::Transport(join(message)),
+        Error::NotFound { message } => Error::NotFound {
+            message: join(message),
+        },
+        Error::Unauthorized { status, message } => Error::Unauthorized {
+            status,
+            message: join(message),
+        },
+        Error::Timeout {
+            message,
+            waited,
+            last_state,
+        } => Error::Timeout {
+            message: join(message),
+            waited,
+            last_state,
+        },
+        other => other,
+    }
+}
+
 /// The start build could not be created after the stop succeeded: say so.
 fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
     let tail = format!(
@@ -1760,17 +1937,13 @@ fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
             status,
             message: format!("{message}.{tail}"),
         },
-        Error::Transport(message) => Error::Transport(format!(
-            "{message}. The start build may or may not have been created; {name} may be left stopped: \
-             check with `fleet coder show {name}` and run `{}` if it is stopped",
-            plan.finish_command()
-        )),
+        Error::Transport(message) => Error::Transport(format!("{message}.{tail}")),
         other => other,
     }
 }
 
 async fn cancellable<T>(
-    cancel: &CancellationToken,
+    cancel: &Control,
     fut: impl std::future::Future<Output = Result<T>>,
     on_cancel: impl FnOnce() -> Error,
 ) -> Result<T> {

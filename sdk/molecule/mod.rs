@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use progenitor_client::ClientInfo;
 
 mod many;
+mod operations;
 mod ops;
 pub use many::{
     BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationStarts, MigrationVerdict,
     StartResult, worst_exit_code,
 };
+pub use operations::FollowOperation;
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
     WaitOptions,

@@ -6,10 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
 use super::{Migration, MigrationState, MoleculeClient, Provider, cp_api};
-use crate::{Error, Result};
+use crate::{Error, Result, operation::Control};
 
 /// The number of steps on the forward path (`snapshotting` … `completed`).
 pub const TOTAL_STEPS: u32 = MigrationState::PATH.len() as u32;
@@ -567,9 +565,11 @@ impl MoleculeClient {
         &self,
         workspace_id: &str,
         options: &WaitOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         mut on_event: impl FnMut(MigrationEvent) + Send,
     ) -> Result<MigrationReport> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
         let started = Instant::now();
