@@ -28,6 +28,8 @@ pub struct FleetServer {
     /// Every configured token: none is ever returned in a tool result, whichever control
     /// plane echoes it.
     secrets: Arc<Vec<fleet::Secret>>,
+    /// The long operations started by tool calls (they outlive the calls).
+    registry: Arc<fleet::operation::Registry>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -35,14 +37,18 @@ fleet operates cloud workspaces on two control planes.
 Molecule: migrate a workspace's compute provider across clouds (aws, hetzner, gcp) and follow the \
 migration; a migration mutates two clouds and needs confirm=true. Check the status first.
 Coder: update a workspace (agent) to a template version and restart it; list and show workspaces.
-Long operations send progress notifications when the request carries a progress token, and honour \
-cancellation (the remote operation itself is never cancelled silently).";
+Long tools (update_agent, restart_agent, update_agents, wait_for_workspace_migration) wait at most \
+wait_seconds (default 25) and then answer: with the outcome when done, else with operation_id and the latest \
+step; the operation goes on, follow it with get_operation (list_operations lists them, cancel_operation \
+cancels one gracefully). They send progress notifications when the request carries a progress token. \
+Cancelling a request only stops the waiting: a workspace being stopped is always started again.";
 
 impl FleetServer {
     /// Builds the server from whatever is configured. A control plane that is not configured
     /// keeps its tools listed; calling them answers a tool error naming the variables to set.
     pub fn new(molecule: &MoleculeConfig, coder: &CoderConfig, read_only: bool) -> Self {
-        let mut tool_router = Self::molecule_router() + Self::coder_router();
+        let mut tool_router =
+            Self::molecule_router() + Self::coder_router() + Self::operation_router();
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -72,7 +78,13 @@ impl FleetServer {
                 .cloned()
                 .collect(),
             ),
+            registry: Arc::new(fleet::operation::Registry::default()),
         }
+    }
+
+    /// The long operations started by tool calls.
+    pub fn registry(&self) -> &fleet::operation::Registry {
+        &self.registry
     }
 
     /// Sets the longest pause between two status reads (the simulator scales it to its speed).
