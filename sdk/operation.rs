@@ -239,6 +239,71 @@ pub trait OperationOutput: Clone + Send + Sync + 'static {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What is left: facts, for the faces to put in their own words
+// ---------------------------------------------------------------------------------------------
+
+/// What an operation (or one workspace of it) leaves behind. The SDK states the fact; the CLI
+/// renders it as a command line, fleet-mcp as a tool call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Aftermath {
+    /// Nothing was changed.
+    NothingChanged,
+    /// The work is done (or needed no change).
+    Finished,
+    /// The workspace is left stopped: `finish` finishes the job.
+    LeftStopped {
+        /// The operation that finishes the job.
+        finish: FinishStep,
+    },
+    /// Something still runs on the server (a build, a migration): follow it.
+    StillRunning {
+        /// What to follow.
+        follow: FollowStep,
+    },
+    /// It ended in a failure after a change (a build failed): the message says the state.
+    Unknown,
+}
+
+/// The operation that finishes a job left half-way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "operation", rename_all = "snake_case")]
+pub enum FinishStep {
+    /// Update the workspace to this version (it waits for a build in progress first).
+    Update {
+        /// `owner/name`.
+        workspace: String,
+        /// The target version.
+        template_version_id: uuid::Uuid,
+        /// The parameter values the caller gave (the others are carried over again).
+        parameters: std::collections::BTreeMap<String, String>,
+    },
+    /// Restart the workspace.
+    Restart {
+        /// `owner/name`.
+        workspace: String,
+        /// The parameter values the caller gave.
+        parameters: std::collections::BTreeMap<String, String>,
+    },
+}
+
+/// What to follow when something still runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum FollowStep {
+    /// A Coder workspace's latest build.
+    CoderWorkspace {
+        /// `owner/name`.
+        workspace: String,
+    },
+    /// A Molecule workspace's migration.
+    Migration {
+        /// The workspace id.
+        workspace_id: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
 // The handle
 // ---------------------------------------------------------------------------------------------
 
@@ -490,6 +555,8 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
 
 /// An operation of any kind, as a [`Registry`] holds it: snapshot, outcome as JSON, control.
 pub trait AnyOperation: Send + Sync {
+    /// The typed operation (downcast to `Operation<Ev, T>` for its typed events and outcome).
+    fn as_any(&self) -> &dyn std::any::Any;
     /// The operation's id.
     fn id(&self) -> &str;
     /// What it does.
@@ -509,6 +576,9 @@ pub trait AnyOperation: Send + Sync {
 }
 
 impl<Ev: OperationEvent, T: OperationOutput + Serialize> AnyOperation for Operation<Ev, T> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn id(&self) -> &str {
         Operation::id(self)
     }

@@ -316,3 +316,35 @@ async fn mcp_update_agent_refuses_and_then_succeeds_with_parameters() {
     assert!(p.contains(&("cpu".into(), "12".into())), "{p:?}");
     client.cancel().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_refused_by_the_preflight_exits_2_like_one_workspace() {
+    let sim = sim().await;
+    // An unknown parameter name: each workspace is refused before anything is stopped.
+    let one = fleet(
+        &sim,
+        &["coder", "update", "dev", "--parameter", "no_such=1"],
+    );
+    assert_eq!(one.status.code(), Some(2), "{one:?}");
+    let out = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "dev",
+            "bob/dev",
+            "--parameter",
+            "no_such=1",
+            "-o",
+            "json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON report");
+    for r in report["results"].as_array().unwrap() {
+        assert_eq!(r["verdict"], "refused", "{r}");
+        assert_eq!(r["aftermath"]["kind"], "nothing_changed", "{r}");
+    }
+    assert_eq!(posts(&sim), 0, "nothing was sent");
+}

@@ -312,13 +312,71 @@ pub fn exit_code(e: &Error) -> i32 {
     }
 }
 
-/// The exit code of a batch: its worst workspace's (130 > 3 > 1 > 0; see DESIGN.md).
+/// The exit code of a batch: its worst workspace's (130 > 3 > 1 > 2 > 0; see DESIGN.md). A
+/// batch that only refused (pre-flight, invalid input) exits 2, as one workspace would.
 pub fn batch_exit_code(report: &fleet::coder::FleetReport) -> i32 {
     match report.worst {
         fleet::coder::Severity::Ok => 0,
+        fleet::coder::Severity::Refused => 2,
         fleet::coder::Severity::Failed => 1,
         fleet::coder::Severity::TimedOut => 3,
         fleet::coder::Severity::Interrupted => 130,
+    }
+}
+
+/// The command line that finishes a job left half-way.
+pub fn finish_command(step: &fleet::operation::FinishStep) -> String {
+    use fleet::operation::FinishStep;
+    let given = |parameters: &std::collections::BTreeMap<String, String>| -> String {
+        parameters
+            .iter()
+            .map(|(k, v)| format!(" --parameter {}", shell_word(&format!("{k}={v}"))))
+            .collect()
+    };
+    match step {
+        FinishStep::Update {
+            workspace,
+            template_version_id,
+            parameters,
+        } => format!(
+            "fleet coder update {} --template-version {template_version_id}{}",
+            shell_word(workspace),
+            given(parameters)
+        ),
+        FinishStep::Restart {
+            workspace,
+            parameters,
+        } => format!(
+            "fleet coder restart {}{}",
+            shell_word(workspace),
+            given(parameters)
+        ),
+    }
+}
+
+/// The command line that follows something still running.
+pub fn follow_command(step: &fleet::operation::FollowStep) -> String {
+    use fleet::operation::FollowStep;
+    match step {
+        FollowStep::CoderWorkspace { workspace } => {
+            format!("fleet coder show {}", shell_word(workspace))
+        }
+        FollowStep::Migration { workspace_id } => format!(
+            "fleet molecule migration-status {} --wait",
+            shell_word(workspace_id)
+        ),
+    }
+}
+
+/// A word as a POSIX shell reads it: as it is when safe, else single-quoted.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -11,7 +11,9 @@ use fleet::{
         MAX_PARALLEL, Operation, PollOptions, Selection, Severity, Step, UpdateOptions,
         UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
-    operation::{Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput},
+    operation::{
+        Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,
+    },
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +42,10 @@ parameters), then the default — and checked against the version's rules (type,
 min/max, regex, monotonic, immutable).
 
 A build that fails ends the command with the job's error and the last lines of its log.
-Interrupted (Ctrl-C) or past a deadline between the stop and the start, the workspace is
-left stopped and fleet prints the exact command that finishes the job.
+Past a deadline between the stop and the start, the workspace is left stopped and fleet
+prints the exact command that finishes the job. Ctrl-C: the first finishes the stop→start in
+flight and starts nothing new (a batch begins no more workspaces); the second leaves
+everything as it is, says what is left and the command that finishes it (exit 130).
 
 Many workspaces: name several, or select them with --all-outdated (your outdated workspaces;
 with --all-owners every outdated workspace the token can see) or --template NAME (the
@@ -416,7 +420,7 @@ async fn run_selection(
     progress.finish();
     let report = report?;
     match format {
-        OutputFormat::Json => out::json(&report),
+        OutputFormat::Json => out::json(&with_commands(&report)),
         OutputFormat::Text => print_report(&report),
     }
     Ok(cli::batch_exit_code(&report))
@@ -487,6 +491,26 @@ async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev,
     }
     out::err("Second interrupt: leaving everything as it is now");
     op.abort();
+}
+
+/// The report as JSON, each result left half-way with the command line that finishes it
+/// (`finish_command`) or follows it (`follow_command`).
+fn with_commands(report: &FleetReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(results) = v["results"].as_array_mut() {
+        for (json, r) in results.iter_mut().zip(&report.results) {
+            match &r.aftermath {
+                Aftermath::LeftStopped { finish } => {
+                    json["finish_command"] = cli::finish_command(finish).into();
+                }
+                Aftermath::StillRunning { follow } => {
+                    json["follow_command"] = cli::follow_command(follow).into();
+                }
+                _ => {}
+            }
+        }
+    }
+    v
 }
 
 fn version_text(name: &Option<String>, id: &Option<Uuid>) -> String {
@@ -588,8 +612,14 @@ fn print_report(r: &FleetReport) {
             _ => {
                 out::line("");
                 out::line(format!("{}: {} — {}", w.workspace, w.verdict, w.message));
-                if let Some(c) = &w.finish_command {
-                    out::line(format!("  to finish: {c}"));
+                match &w.aftermath {
+                    Aftermath::LeftStopped { finish } => {
+                        out::line(format!("  to finish: {}", cli::finish_command(finish)));
+                    }
+                    Aftermath::StillRunning { follow } => {
+                        out::line(format!("  to follow: {}", cli::follow_command(follow)));
+                    }
+                    _ => {}
                 }
             }
         }

@@ -216,7 +216,8 @@ template_version_id), several at once. Select them with agent_names (a list), al
 outdated workspaces; all_owners=true for everyone's) or template (that template's outdated workspaces) — exactly one. \
 At most `parallel` (default 4, max 64) are in flight; each one goes stop → start on its own (a failed stop never \
 goes on to the start) and one failing does not stop the others. Returns one verdict per workspace: updated, \
-already_current, failed (with the reason), left_stopped (with finish_command), timed_out, interrupted. \
+already_current, refused (nothing changed), failed (with the reason), left_stopped (aftermath.finish names the \
+update_agent or restart_agent call that finishes it), timed_out, interrupted, not_started. \
 dry_run=true only reads and returns each plan (which builds, which version, which parameter values). Progress \
 notifications: progress = workspaces done, total = count, message = the latest step of one workspace. Waits at most \
 wait_seconds (default 25), then answers with the report, or with operation_id while it goes on (get_operation follows \

@@ -11,9 +11,10 @@ use rmcp::{
     tool_router,
 };
 
-use std::sync::Arc;
-
-use fleet::operation::{AnyOperation, OperationKind, OperationState};
+use fleet::{
+    molecule::{FollowOperation, MigrationEvent},
+    operation::{OperationKind, OperationState},
+};
 
 use crate::{
     operation_tools::wait_for,
@@ -217,10 +218,11 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
         let workspace_id = p.workspace_id.trim().to_string();
         let targets = vec![workspace_id.clone()];
         // Follow the running follow of this workspace, if there is one; else start one.
-        let op: Arc<dyn AnyOperation> = match self
+        let running = self
             .registry()
             .running(OperationKind::FollowMigration, &targets)
-        {
+            .and_then(|op| op.as_any().downcast_ref::<FollowOperation>().cloned());
+        let op = match running {
             Some(op) => op,
             None => {
                 let mut options = WaitOptions::default();
@@ -230,37 +232,46 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
                 }
                 let op = client.start_follow_migration(workspace_id.clone(), options);
                 self.register(&op);
-                Arc::new(op)
+                op
             }
         };
         let progress = Progress::new(context.peer.clone(), context.meta.get_progress_token());
         let started = std::time::Instant::now();
-        let mut watch = op.watch();
+        let mut events = op.events();
+        let mut latest: Option<MigrationReport> = None;
         let mut sent = 0.0;
-        let mut last_step = None;
-        let waiting = async {
-            loop {
-                let s = watch.borrow_and_update().clone();
-                if s.latest_step != last_step {
-                    if let Some(step) = &s.latest_step {
-                        sent += 1.0;
-                        progress.send(
-                            sent,
-                            Some(f64::from(fleet::molecule::TOTAL_STEPS)),
-                            format!("{step} ({}s)", s.elapsed_ms / 1000),
-                        );
-                    }
-                    last_step = s.latest_step.clone();
-                }
-                if s.done || watch.changed().await.is_err() {
-                    return;
-                }
+        let mut show = |event: MigrationEvent| {
+            // Progress must increase: the step on the forward path, else half a step more.
+            let value = event
+                .step
+                .map(f64::from)
+                .filter(|s| *s > sent)
+                .unwrap_or(sent + 0.5);
+            sent = value;
+            progress.send(
+                value,
+                Some(f64::from(event.total_steps)),
+                format!("{} ({}s)", event.describe(), event.elapsed.as_secs()),
+            );
+            latest = Some(event.report);
+        };
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        let result = loop {
+            tokio::select! {
+                biased;
+                r = op.outcome() => break Some(r),
+                _ = context.ct.cancelled() => break None,
+                _ = &mut deadline => break None,
+                e = events.recv() => match e {
+                    Ok(e) => show(e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break Some(op.outcome().await),
+                },
             }
         };
-        tokio::select! {
-            _ = waiting => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = context.ct.cancelled() => {}
+        while let Ok(e) = events.try_recv() {
+            show(e);
         }
         progress.flush().await;
         let waited_seconds = started.elapsed().as_secs_f64();
@@ -277,9 +288,11 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
                 operation_state,
             }))
         };
-        // The latest status: read again (one GET) while it goes on, for the state now.
-        let latest = || async { client.migration_status(&workspace_id).await.ok() };
-        match op.outcome_json() {
+        if latest.is_none() && result.is_none() {
+            // Joined a follow under way: its latest state.
+            latest = client.migration_status(&workspace_id).await.ok();
+        }
+        match result {
             None => answer(
                 WaitOutcome::StillRunning,
                 format!(
@@ -291,22 +304,21 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
                         .as_deref()
                         .unwrap_or("no state seen yet")
                 ),
-                latest().await,
+                latest,
             ),
-            Some(Ok(v)) => {
-                let message = v["message"].as_str().unwrap_or_default().to_string();
-                let outcome = if v["migrated"] == serde_json::Value::Bool(false) {
-                    WaitOutcome::NeverMigrated
-                } else {
-                    WaitOutcome::Completed
-                };
-                answer(outcome, message, latest().await)
+            Some(Ok(report)) if !report.migrated => answer(
+                WaitOutcome::NeverMigrated,
+                report.message.clone(),
+                Some(report),
+            ),
+            Some(Ok(report)) => {
+                answer(WaitOutcome::Completed, report.message.clone(), Some(report))
             }
             Some(Err(Error::OperationFailed { message, .. })) => {
-                answer(WaitOutcome::EndedInFailure, message, latest().await)
+                answer(WaitOutcome::EndedInFailure, message, latest)
             }
             Some(Err(Error::Timeout { message, .. })) => {
-                answer(WaitOutcome::StillRunning, message, latest().await)
+                answer(WaitOutcome::StillRunning, message, latest)
             }
             Some(Err(e)) => Err(tool_error(e)),
         }

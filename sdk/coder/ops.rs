@@ -793,8 +793,32 @@ impl UpdatePlan {
             .and_then(|b| b.template_version_id)
     }
 
+    /// The operation that finishes the job if it is left half-way (with the parameter values
+    /// the caller gave).
+    pub fn finish_step(&self) -> crate::operation::FinishStep {
+        let workspace = full_name(&self.workspace);
+        let parameters = self
+            .parameters
+            .iter()
+            .filter(|p| matches!(p.source, ParameterSource::Given | ParameterSource::File))
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect();
+        if self.restart {
+            crate::operation::FinishStep::Restart {
+                workspace,
+                parameters,
+            }
+        } else {
+            crate::operation::FinishStep::Update {
+                workspace,
+                template_version_id: self.target_version_id,
+                parameters,
+            }
+        }
+    }
+
     /// The exact command that finishes the job (with the parameters the caller gave).
-    pub fn finish_command(&self) -> String {
+    fn finish_command(&self) -> String {
         let name = full_name(&self.workspace);
         let given: String = self
             .parameters
@@ -1296,6 +1320,7 @@ impl CoderClient {
                         stopped = s == Some(WorkspaceStatus::Stopped);
                         continue;
                     }
+                    other if definite_refusal(&other) => return Err(other),
                     // The answer does not say whether the build exists: read, never re-POST.
                     other => match self
                         .look_after_failed_post(&ws_id, known_build, WorkspaceTransition::Stop)
@@ -1449,6 +1474,9 @@ impl CoderClient {
                             });
                         }
                         continue;
+                    }
+                    other if definite_refusal(&other) => {
+                        return Err(left_stopped(other, &name, plan));
                     }
                     // The answer does not say whether the build exists: read, never re-POST.
                     other => match self
@@ -1873,6 +1901,16 @@ fn nothing_changed_interrupt(what: &impl std::fmt::Display) -> Error {
     Error::Interrupted {
         message: format!("interrupted before anything was changed on {what}"),
         last_state: None,
+    }
+}
+
+/// Coder refused the request before creating anything (a 4xx other than 408 and 429):
+/// nothing to look for.
+fn definite_refusal(e: &Error) -> bool {
+    match e {
+        Error::Api { status, .. } => (400..500).contains(status) && !matches!(status, 408 | 429),
+        Error::Unauthorized { .. } | Error::NotFound { .. } | Error::InvalidInput(_) => true,
+        _ => false,
     }
 }
 
