@@ -103,6 +103,17 @@ pub enum Error {
         /// The final state.
         final_state: Option<String>,
     },
+
+    /// `error` ended an operation that left something behind: `aftermath` says what, as a
+    /// fact (a workspace left stopped and the operation that finishes the job, a build still
+    /// running and what to follow). The CLI renders it as a command, fleet-mcp as a tool call.
+    #[error("{error}")]
+    Left {
+        /// What went wrong (never another `Left`).
+        error: Box<Error>,
+        /// What is left.
+        aftermath: crate::operation::Aftermath,
+    },
 }
 
 /// A field-level validation problem reported by a server.
@@ -115,9 +126,33 @@ pub struct FieldProblem {
 }
 
 impl Error {
+    /// `error`, with what it left behind.
+    pub fn left(error: Error, aftermath: crate::operation::Aftermath) -> Error {
+        Error::Left {
+            error: Box::new(error.root().clone()),
+            aftermath,
+        }
+    }
+
+    /// The error itself, without what it left behind.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Left { error, .. } => error.root(),
+            other => other,
+        }
+    }
+
+    /// What the failed operation left behind, when it says.
+    pub fn aftermath(&self) -> Option<&crate::operation::Aftermath> {
+        match self {
+            Error::Left { aftermath, .. } => Some(aftermath),
+            _ => None,
+        }
+    }
+
     /// A short, stable name for the variant (`invalid_input`, `timeout`, …), for JSON output.
     pub fn kind(&self) -> &'static str {
-        match self {
+        match self.root() {
             Error::InvalidInput(_) => "invalid_input",
             Error::Refused(_) => "refused",
             Error::NotConfigured { .. } => "not_configured",
@@ -129,6 +164,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Interrupted { .. } => "interrupted",
             Error::OperationFailed { .. } => "operation_failed",
+            Error::Left { .. } => "left",
         }
     }
 
@@ -136,14 +172,14 @@ impl Error {
     /// (invalid input, not configured, refused by a pre-flight check).
     pub fn nothing_changed(&self) -> bool {
         matches!(
-            self,
+            self.root(),
             Error::InvalidInput(_) | Error::Refused(_) | Error::NotConfigured { .. }
         )
     }
 
     /// The HTTP status the server answered, when the error came from one.
     pub fn status(&self) -> Option<u16> {
-        match self {
+        match self.root() {
             Error::Unauthorized { status, .. } | Error::Api { status, .. } => Some(*status),
             Error::NotFound { .. } => Some(404),
             Error::Conflict { .. } => Some(409),

@@ -429,10 +429,12 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
                 Ok(t) if !t.ended_well() && control.is_cancelled() => OperationState::Cancelled,
                 Ok(t) if !t.ended_well() => OperationState::Failed,
                 Ok(_) => OperationState::Succeeded,
-                Err(Error::Interrupted { .. }) if control.is_aborted() => OperationState::Aborted,
-                Err(Error::Interrupted { .. }) => OperationState::Cancelled,
-                Err(Error::Timeout { .. }) => OperationState::TimedOut,
-                Err(_) => OperationState::Failed,
+                Err(e) => match e.root() {
+                    Error::Interrupted { .. } if control.is_aborted() => OperationState::Aborted,
+                    Error::Interrupted { .. } => OperationState::Cancelled,
+                    Error::Timeout { .. } => OperationState::TimedOut,
+                    _ => OperationState::Failed,
+                },
             };
             task_shared.snapshot.send_modify(|s| {
                 match &result {

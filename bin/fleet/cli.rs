@@ -304,7 +304,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// The exit code for an error (see DESIGN.md).
 pub fn exit_code(e: &Error) -> i32 {
-    match e {
+    match e.root() {
         Error::InvalidInput(_) | Error::Refused(_) | Error::NotConfigured { .. } => 2,
         Error::Timeout { .. } => 3,
         Error::Interrupted { .. } => 130,
@@ -393,7 +393,12 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
         if let Some(status) = e.status() {
             body["status"] = status.into();
         }
-        match e {
+        match aftermath_line(e) {
+            Some(AftermathLine::Finish(c)) => body["finish_command"] = c.into(),
+            Some(AftermathLine::Follow(c)) => body["follow_command"] = c.into(),
+            None => {}
+        }
+        match e.root() {
             Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
                 body["last_state"] = serde_json::json!(last_state)
             }
@@ -411,7 +416,30 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
         out::json(&serde_json::json!({ "error": body }));
     }
     out::err(format!("error: {e}"));
+    match aftermath_line(e) {
+        Some(AftermathLine::Finish(c)) => out::err(format!("To finish the job, run `{c}`")),
+        Some(AftermathLine::Follow(c)) => out::err(format!("Follow it with `{c}`")),
+        None => {}
+    }
     code
+}
+
+enum AftermathLine {
+    Finish(String),
+    Follow(String),
+}
+
+/// The command that finishes or follows what an error left behind, when it says.
+fn aftermath_line(e: &Error) -> Option<AftermathLine> {
+    match e.aftermath()? {
+        fleet::operation::Aftermath::LeftStopped { finish } => {
+            Some(AftermathLine::Finish(finish_command(finish)))
+        }
+        fleet::operation::Aftermath::StillRunning { follow } => {
+            Some(AftermathLine::Follow(follow_command(follow)))
+        }
+        _ => None,
+    }
 }
 
 /// True when stdin and stderr are a terminal (a person can answer a prompt, see progress).

@@ -111,9 +111,46 @@ impl FleetServer {
     }
 }
 
-/// The text of a tool error: the kind, then the library's message (the server's words).
+/// The text of a tool error: the kind, then the library's message (the server's words), then
+/// the tool call that finishes or follows what it left behind.
 pub fn tool_error(e: fleet::Error) -> String {
-    format!("{}: {e}", e.kind())
+    use fleet::operation::{Aftermath, FinishStep, FollowStep};
+    let next = match e.aftermath() {
+        Some(Aftermath::LeftStopped { finish }) => {
+            let (tool, args) = match finish {
+                FinishStep::Update {
+                    workspace,
+                    template_version_id,
+                    parameters,
+                } => (
+                    "update_agent",
+                    serde_json::json!({"agent_name": workspace, "template_version_id": template_version_id, "parameters": parameters}),
+                ),
+                FinishStep::Restart {
+                    workspace,
+                    parameters,
+                } => (
+                    "restart_agent",
+                    serde_json::json!({"agent_name": workspace, "parameters": parameters}),
+                ),
+            };
+            format!(" To finish the job, call {tool} {args}")
+        }
+        Some(Aftermath::StillRunning { follow }) => match follow {
+            FollowStep::CoderWorkspace { workspace } => {
+                format!(
+                    " Follow it with show_agent {}",
+                    serde_json::json!({"agent_name": workspace})
+                )
+            }
+            FollowStep::Migration { workspace_id } => format!(
+                " Follow it with wait_for_workspace_migration {}",
+                serde_json::json!({"workspace_id": workspace_id})
+            ),
+        },
+        _ => String::new(),
+    };
+    format!("{}: {e}{next}", e.kind())
 }
 
 /// Sends progress notifications in order, when the client asked for them (sent a token).

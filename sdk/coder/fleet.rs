@@ -349,7 +349,7 @@ pub enum Severity {
 impl Severity {
     /// How bad ending in `e` is.
     pub fn of(e: &Error) -> Severity {
-        match e {
+        match e.root() {
             Error::Timeout { .. } => Severity::TimedOut,
             Error::Interrupted { .. } => Severity::Interrupted,
             e if e.nothing_changed() => Severity::Refused,
@@ -829,19 +829,27 @@ fn failed(
     began: Instant,
 ) -> WorkspaceResult {
     result.severity = Severity::of(e);
-    result.verdict = match (&left_stopped, result.severity) {
-        (Some(_), _) => Verdict::LeftStopped,
-        (None, Severity::TimedOut) => Verdict::TimedOut,
-        (None, Severity::Interrupted) => Verdict::Interrupted,
-        (None, Severity::Refused) => Verdict::Refused,
+    let left_stopped = left_stopped.filter(|_| {
+        e.aftermath()
+            .is_none_or(|a| matches!(a, Aftermath::LeftStopped { .. }))
+    });
+    let stopped_by_fleet = left_stopped.is_some()
+        || (matches!(e.aftermath(), Some(Aftermath::LeftStopped { .. }))
+            && !matches!(e.root(), Error::OperationFailed { .. }));
+    result.verdict = match (stopped_by_fleet, result.severity) {
+        (true, _) => Verdict::LeftStopped,
+        (false, Severity::TimedOut) => Verdict::TimedOut,
+        (false, Severity::Interrupted) => Verdict::Interrupted,
+        (false, Severity::Refused) => Verdict::Refused,
         _ => Verdict::Failed,
     };
     result.message = e.to_string();
     result.error_kind = Some(e.kind().to_string());
-    result.aftermath = match left_stopped {
-        Some(finish) => Aftermath::LeftStopped { finish },
-        None if result.severity == Severity::Refused => Aftermath::NothingChanged,
-        None => match e {
+    result.aftermath = match (e.aftermath(), left_stopped) {
+        (Some(a), _) => a.clone(),
+        (None, Some(finish)) => Aftermath::LeftStopped { finish },
+        (None, None) if result.severity == Severity::Refused => Aftermath::NothingChanged,
+        (None, None) => match e.root() {
             Error::Timeout { .. } | Error::Interrupted { .. } | Error::Transport(_) => {
                 Aftermath::StillRunning {
                     follow: FollowStep::CoderWorkspace {

@@ -817,27 +817,19 @@ impl UpdatePlan {
         }
     }
 
-    /// The exact command that finishes the job (with the parameters the caller gave).
-    fn finish_command(&self) -> String {
-        let name = full_name(&self.workspace);
-        let given: String = self
-            .parameters
-            .iter()
-            .filter(|p| matches!(p.source, ParameterSource::Given | ParameterSource::File))
-            .map(|p| {
-                format!(
-                    " --parameter {}",
-                    shell_word(&format!("{}={}", p.name, p.value))
-                )
-            })
-            .collect();
-        if self.restart {
-            format!("fleet coder restart {name}{given}")
-        } else {
-            format!(
-                "fleet coder update {name} --template-version {}{given}",
-                self.target_version_id
-            )
+    /// The workspace is left stopped: what finishes the job.
+    fn left_stopped(&self) -> crate::operation::Aftermath {
+        crate::operation::Aftermath::LeftStopped {
+            finish: self.finish_step(),
+        }
+    }
+
+    /// A build still runs on the server: what to follow.
+    fn still_running(&self) -> crate::operation::Aftermath {
+        crate::operation::Aftermath::StillRunning {
+            follow: crate::operation::FollowStep::CoderWorkspace {
+                workspace: full_name(&self.workspace),
+            },
         }
     }
 
@@ -1347,13 +1339,15 @@ impl CoderClient {
                             ));
                         }
                         AfterFailedPost::Unknown(read) => {
-                            return Err(append(
-                                other,
-                                &format!(
-                                    "fleet could not tell whether the stop build was created (reading {name} again failed: {read}). \
-                                     If {name} is stopping or stopped, finish the job with `{}`",
-                                    plan.finish_command()
+                            return Err(Error::left(
+                                append(
+                                    other,
+                                    &format!(
+                                        "fleet could not tell whether the stop build was created (reading {name} again \
+                                         failed: {read}); if {name} is stopping or stopped, finish the job"
+                                    ),
                                 ),
+                                plan.left_stopped(),
                             ));
                         }
                     },
@@ -1383,33 +1377,37 @@ impl CoderClient {
             let done = match end {
                 WaitEnd::Done(b) => b,
                 WaitEnd::TimedOut(last, waited) => {
-                    return Err(Error::Timeout {
-                        message: format!(
-                            "the stop build of {name} did not end within {} (last status: {}). The workspace is \
-                             being stopped and will be left stopped: nothing was started. To finish the job, run \
-                             `{}` (it waits for the stop first)",
-                            humantime::format_duration(round(waited)),
-                            last.as_ref()
-                                .map(status_of)
-                                .unwrap_or_else(|| "unknown".into()),
-                            plan.finish_command()
-                        ),
-                        waited,
-                        last_state: last.as_ref().map(status_of),
-                    });
+                    return Err(Error::left(
+                        Error::Timeout {
+                            message: format!(
+                                "the stop build of {name} did not end within {} (last status: {}). The workspace is \
+                                 being stopped and will be left stopped: nothing was started (finishing the job \
+                                 waits for the stop first)",
+                                humantime::format_duration(round(waited)),
+                                last.as_ref()
+                                    .map(status_of)
+                                    .unwrap_or_else(|| "unknown".into()),
+                            ),
+                            waited,
+                            last_state: last.as_ref().map(status_of),
+                        },
+                        plan.left_stopped(),
+                    ));
                 }
                 WaitEnd::Cancelled(last) => {
-                    return Err(Error::Interrupted {
-                        message: format!(
-                            "interrupted while {name} was stopping (status: {}). The stop build goes on and the \
-                             workspace will be left stopped: nothing was started. To finish the job, run `{}`",
-                            last.as_ref()
-                                .map(status_of)
-                                .unwrap_or_else(|| "unknown".into()),
-                            plan.finish_command()
-                        ),
-                        last_state: last.as_ref().map(status_of),
-                    });
+                    return Err(Error::left(
+                        Error::Interrupted {
+                            message: format!(
+                                "interrupted while {name} was stopping (status: {}). The stop build goes on and the \
+                                 workspace will be left stopped: nothing was started",
+                                last.as_ref()
+                                    .map(status_of)
+                                    .unwrap_or_else(|| "unknown".into()),
+                            ),
+                            last_state: last.as_ref().map(status_of),
+                        },
+                        plan.left_stopped(),
+                    ));
                 }
             };
             builds.push(BuildInfo::from(&done));
@@ -1425,13 +1423,15 @@ impl CoderClient {
         let mut started_build = None;
         while started_build.is_none() {
             if cancel.is_aborted() {
-                return Err(Error::Interrupted {
-                    message: format!(
-                        "interrupted: {name} is left stopped (nothing was started). To finish the job, run `{}`",
-                        plan.finish_command()
-                    ),
-                    last_state: Some("stopped".into()),
-                });
+                return Err(Error::left(
+                    Error::Interrupted {
+                        message: format!(
+                            "interrupted: {name} is left stopped (nothing was started)"
+                        ),
+                        last_state: Some("stopped".into()),
+                    },
+                    plan.left_stopped(),
+                ));
             }
             let body = types::CreateWorkspaceBuildRequest {
                 dry_run: None,
@@ -1496,13 +1496,15 @@ impl CoderClient {
                             return Err(left_stopped(other, &name, plan));
                         }
                         AfterFailedPost::Unknown(read) => {
-                            return Err(append(
-                                other,
-                                &format!(
-                                    "The start build may or may not have been created (reading {name} again failed: {read}); \
-                                     {name} may be left stopped: check it and run `{}` if it is stopped",
-                                    plan.finish_command()
+                            return Err(Error::left(
+                                append(
+                                    other,
+                                    &format!(
+                                        "The start build may or may not have been created (reading {name} again failed: \
+                                         {read}); {name} may be left stopped: check it, and finish the job if it is stopped"
+                                    ),
                                 ),
+                                plan.left_stopped(),
                             ));
                         }
                     },
@@ -1534,31 +1536,36 @@ impl CoderClient {
         {
             WaitEnd::Done(b) => b,
             WaitEnd::TimedOut(last, waited) => {
-                return Err(Error::Timeout {
-                    message: format!(
-                        "the start build of {name} did not end within {} (last status: {}). It may still \
-                         finish: check with `fleet coder show {name}`; if it failed, run `{}`",
-                        humantime::format_duration(round(waited)),
-                        last.as_ref()
-                            .map(status_of)
-                            .unwrap_or_else(|| "unknown".into()),
-                        plan.finish_command()
-                    ),
-                    waited,
-                    last_state: last.as_ref().map(status_of),
-                });
+                return Err(Error::left(
+                    Error::Timeout {
+                        message: format!(
+                            "the start build of {name} did not end within {} (last status: {}). It may still \
+                             finish: follow the workspace; if the start failed, finish the job",
+                            humantime::format_duration(round(waited)),
+                            last.as_ref()
+                                .map(status_of)
+                                .unwrap_or_else(|| "unknown".into()),
+                        ),
+                        waited,
+                        last_state: last.as_ref().map(status_of),
+                    },
+                    plan.still_running(),
+                ));
             }
             WaitEnd::Cancelled(last) => {
-                return Err(Error::Interrupted {
-                    message: format!(
-                        "interrupted while {name} was starting (status: {}). The start build goes on on the \
-                         server; check with `fleet coder show {name}`",
-                        last.as_ref()
-                            .map(status_of)
-                            .unwrap_or_else(|| "unknown".into()),
-                    ),
-                    last_state: last.as_ref().map(status_of),
-                });
+                return Err(Error::left(
+                    Error::Interrupted {
+                        message: format!(
+                            "interrupted while {name} was starting (status: {}). The start build goes on on the \
+                             server",
+                            last.as_ref()
+                                .map(status_of)
+                                .unwrap_or_else(|| "unknown".into()),
+                        ),
+                        last_state: last.as_ref().map(status_of),
+                    },
+                    plan.still_running(),
+                ));
             }
         };
         builds.push(BuildInfo::from(&done));
@@ -1655,22 +1662,27 @@ impl CoderClient {
         let active = ws.latest_build.clone().filter(|b| !build_ended(b));
         let state = ws.latest_build.as_ref().map(status_of);
         let left = if after_stop {
-            format!(
-                " {name} is left stopped; to finish the job, run `{}`",
-                plan.finish_command()
-            )
+            format!(" {name} is left stopped.")
         } else {
             " Nothing was changed by fleet.".to_string()
         };
+        // After the stop, what is left is a stopped workspace: say what finishes the job.
+        let with_left = |e: Error| {
+            if after_stop {
+                Error::left(e, plan.left_stopped())
+            } else {
+                e
+            }
+        };
         let Some(build) = active.filter(|_| conflicts <= options.max_conflicts) else {
-            return Err(Error::Conflict {
+            return Err(with_left(Error::Conflict {
                 message: format!(
                     "{message}. Coder refused the {step} build of {name} {conflicts} time(s) because another build is active \
                      (workspace status: {}).{left}",
                     state.clone().unwrap_or_else(|| "unknown".into())
                 ),
                 current_state: state,
-            });
+            }));
         };
         on_event(CoderEvent::Conflict {
             step,
@@ -1699,18 +1711,18 @@ impl CoderClient {
             .await?
         {
             WaitEnd::Done(_) => self.read_workspace(&ws_id).await,
-            WaitEnd::TimedOut(last, waited) => Err(Error::Timeout {
+            WaitEnd::TimedOut(last, waited) => Err(with_left(Error::Timeout {
                 message: format!(
                     "another build of {name} that blocked the {step} build did not end within {}.{left}",
                     humantime::format_duration(round(waited))
                 ),
                 waited,
                 last_state: last.as_ref().map(status_of),
-            }),
-            WaitEnd::Cancelled(last) => Err(Error::Interrupted {
+            })),
+            WaitEnd::Cancelled(last) => Err(with_left(Error::Interrupted {
                 message: format!("interrupted while waiting for another build of {name}.{left}"),
                 last_state: last.as_ref().map(status_of),
-            }),
+            })),
         }
     }
 
@@ -1853,31 +1865,21 @@ impl CoderClient {
         let state = status_of(b);
         let next = match step {
             Step::Stop => format!(
-                "The workspace was NOT started (its status is {state}). Look at the log above, fix the cause, then run `{}`",
-                plan.finish_command()
+                "The workspace was NOT started (its status is {state}). Look at the log above, fix the cause, then finish the job"
             ),
             _ => format!(
-                "The workspace is left {state}. Look at the log above, fix the cause (template or parameters), then run `{}`",
-                plan.finish_command()
+                "The workspace is left {state}. Look at the log above, fix the cause (template or parameters), then finish the job"
             ),
         };
-        Error::OperationFailed {
-            message: format!(
-                "the {step} build{number} of {name} ended {state}: {job_error}{logs}\n{next}"
-            ),
-            final_state: Some(state),
-        }
-    }
-}
-
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+        Error::left(
+            Error::OperationFailed {
+                message: format!(
+                    "the {step} build{number} of {name} ended {state}: {job_error}{logs}\n{next}"
+                ),
+                final_state: Some(state),
+            },
+            plan.left_stopped(),
+        )
     }
 }
 
@@ -1954,30 +1956,22 @@ fn append(e: Error, text: &str) -> Error {
 /// The start build could not be created after the stop succeeded: say so.
 fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
     let tail = format!(
-        " The stop succeeded but the start was refused, so {name} is left stopped. To finish the job, \
-         run `{}` once the cause is fixed",
-        plan.finish_command()
+        "The stop succeeded but the start was refused, so {name} is left stopped; finish the job \
+         once the cause is fixed"
     );
-    match e {
+    let e = match e {
         Error::Api {
             status,
             message,
             validations,
         } => Error::Api {
             status,
-            message: format!("{message}\n{}", tail.trim_start()),
+            message: format!("{message}\n{tail}"),
             validations,
         },
-        Error::NotFound { message } => Error::NotFound {
-            message: format!("{message}.{tail}"),
-        },
-        Error::Unauthorized { status, message } => Error::Unauthorized {
-            status,
-            message: format!("{message}.{tail}"),
-        },
-        Error::Transport(message) => Error::Transport(format!("{message}.{tail}")),
-        other => other,
-    }
+        other => append(other, &tail),
+    };
+    Error::left(e, plan.left_stopped())
 }
 
 async fn cancellable<T>(
