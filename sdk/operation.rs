@@ -549,6 +549,42 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
     pub async fn wait_for(&self, limit: Duration) -> Option<Result<T>> {
         tokio::time::timeout(limit, self.outcome()).await.ok()
     }
+
+    /// Hands every event to `on_event` until the operation ends (its outcome), `limit` passes
+    /// or `stop` resolves (`None`: it goes on). Stopping to watch never stops the operation.
+    pub async fn watch_until(
+        &self,
+        limit: Option<Duration>,
+        stop: impl Future<Output = ()>,
+        mut on_event: impl FnMut(Ev),
+    ) -> Option<Result<T>> {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut events = self.events();
+        let deadline = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline, stop);
+        let result = loop {
+            tokio::select! {
+                biased;
+                r = self.outcome() => break Some(r),
+                _ = &mut stop => break None,
+                _ = &mut deadline => break None,
+                e = events.recv() => match e {
+                    Ok(e) => on_event(e),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break Some(self.outcome().await),
+                },
+            }
+        };
+        while let Ok(e) = events.try_recv() {
+            on_event(e);
+        }
+        result
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -433,22 +433,14 @@ where
     Ev: OperationEvent,
     T: OperationOutput,
 {
-    let mut events = op.events();
     let interrupts = tokio::spawn(interrupts(op.clone()));
-    let result = loop {
-        tokio::select! {
-            biased;
-            event = events.recv() => match event {
-                Ok(e) => on_event(e),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break op.outcome().await,
-            },
-            result = op.outcome() => break result,
-        }
+    let result = match op
+        .watch_until(None, std::future::pending(), &mut on_event)
+        .await
+    {
+        Some(result) => result,
+        None => op.outcome().await,
     };
-    while let Ok(e) = events.try_recv() {
-        on_event(e);
-    }
     interrupts.abort();
     result
 }

@@ -237,7 +237,6 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
         };
         let progress = Progress::new(context.peer.clone(), context.meta.get_progress_token());
         let started = std::time::Instant::now();
-        let mut events = op.events();
         let mut latest: Option<MigrationReport> = None;
         let mut sent = 0.0;
         let mut show = |event: MigrationEvent| {
@@ -255,24 +254,9 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
             );
             latest = Some(event.report);
         };
-        let deadline = tokio::time::sleep(wait);
-        tokio::pin!(deadline);
-        let result = loop {
-            tokio::select! {
-                biased;
-                r = op.outcome() => break Some(r),
-                _ = context.ct.cancelled() => break None,
-                _ = &mut deadline => break None,
-                e = events.recv() => match e {
-                    Ok(e) => show(e),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break Some(op.outcome().await),
-                },
-            }
-        };
-        while let Ok(e) = events.try_recv() {
-            show(e);
-        }
+        let result = op
+            .watch_until(Some(wait), context.ct.cancelled(), &mut show)
+            .await;
         progress.flush().await;
         let waited_seconds = started.elapsed().as_secs_f64();
         let snapshot = op.snapshot();

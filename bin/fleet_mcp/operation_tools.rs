@@ -82,28 +82,12 @@ impl FleetServer {
         T: OperationOutput + Serialize,
     {
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
-        let mut events = op.events();
-        let deadline = tokio::time::sleep(wait);
-        tokio::pin!(deadline);
-        let result = loop {
-            tokio::select! {
-                biased;
-                r = op.outcome() => break Some(r),
-                _ = ctx.ct.cancelled() => {
-                    tracing::info!(operation = op.id(), "the client cancelled its request; the operation goes on");
-                    break None;
-                }
-                _ = &mut deadline => break None,
-                e = events.recv() => match e {
-                    Ok(e) => to_progress(&progress, &e),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break Some(op.outcome().await),
-                },
-            }
-        };
-        while let Ok(e) = events.try_recv() {
-            to_progress(&progress, &e);
-        }
+        // A cancelled request (a host's timeout) only stops the waiting.
+        let result = op
+            .watch_until(Some(wait), ctx.ct.cancelled(), |e| {
+                to_progress(&progress, &e)
+            })
+            .await;
         progress.flush().await;
         let snapshot = op.snapshot();
         match result {
