@@ -660,9 +660,12 @@ pub async fn wait_until_done(op: &dyn AnyOperation, limit: Duration) -> bool {
     tokio::time::timeout(limit, done).await.is_ok()
 }
 
+/// An operation held by a [`Registry`], with when it was seen finished.
+type Entry = (Arc<dyn AnyOperation>, Option<Instant>);
+
 /// Operations by id: every running one, and finished ones for a while.
 pub struct Registry {
-    entries: Mutex<VecDeque<(Arc<dyn AnyOperation>, Option<Instant>)>>,
+    entries: Mutex<VecDeque<Entry>>,
     keep_finished: Duration,
     max_finished: usize,
 }
@@ -689,9 +692,7 @@ impl Registry {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, VecDeque<(Arc<dyn AnyOperation>, Option<Instant>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -702,11 +703,7 @@ impl Registry {
         entries.push_back((op, None));
     }
 
-    fn prune(
-        entries: &mut VecDeque<(Arc<dyn AnyOperation>, Option<Instant>)>,
-        keep: Duration,
-        max: usize,
-    ) {
+    fn prune(entries: &mut VecDeque<Entry>, keep: Duration, max: usize) {
         let now = Instant::now();
         for (op, finished) in entries.iter_mut() {
             if finished.is_none() && op.snapshot().done {

@@ -1310,7 +1310,7 @@ async fn mock_running_dev(server: &MockServer) {
     .await;
 }
 
-async fn mock_build_seq<'a>(server: &'a MockServer, id: &str, bodies: Vec<Value>) {
+async fn mock_build_seq(server: &MockServer, id: &str, bodies: Vec<Value>) {
     get_seq(server, &format!("/api/v2/workspacebuilds/{id}"), bodies).await;
 }
 

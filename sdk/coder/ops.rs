@@ -855,9 +855,9 @@ pub const LOG_LINES_SHOWN: usize = 20;
 /// What a read after a failed build POST found.
 enum AfterFailedPost {
     /// The build exists: follow it.
-    Created(types::WorkspaceBuild),
+    Created(Box<types::WorkspaceBuild>),
     /// No new build: the POST did nothing.
-    NotCreated(types::Workspace),
+    NotCreated(Box<types::Workspace>),
     /// The read failed too: it cannot be told.
     Unknown(Error),
 }
@@ -1324,7 +1324,7 @@ impl CoderClient {
                                 build_id: b.id,
                                 error: other.to_string(),
                             });
-                            b
+                            *b
                         }
                         AfterFailedPost::NotCreated(ws) => {
                             return Err(append(
@@ -1489,7 +1489,7 @@ impl CoderClient {
                                 build_id: b.id,
                                 error: other.to_string(),
                             });
-                            started_build = Some(b);
+                            started_build = Some(*b);
                             continue;
                         }
                         AfterFailedPost::NotCreated(_) => {
@@ -1627,9 +1627,9 @@ impl CoderClient {
                         && b.transition == Some(transition.clone()) =>
                 {
                     tracing::warn!(workspace = %ws_id, build = ?b.id, "the build POST failed, but the build was created; following it");
-                    AfterFailedPost::Created(b)
+                    AfterFailedPost::Created(Box::new(b))
                 }
-                _ => AfterFailedPost::NotCreated(ws),
+                _ => AfterFailedPost::NotCreated(Box::new(ws)),
             },
             Err(e) => AfterFailedPost::Unknown(e),
         }
