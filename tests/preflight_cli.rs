@@ -147,7 +147,17 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
         );
     }
 
-    // Molecule: a running migration and a disagreeing --from: no POST.
+    assert_eq!(posts(&sim), 0, "no POST of any kind reached the simulator");
+
+    // Molecule: a running migration and a disagreeing --from: no POST. Its own simulator at
+    // speed 60: at 2000, ws-migrating's migration ends about half a second after the start,
+    // before the coder runs above are done on a loaded machine.
+    let sim = Simulator::start(SimOptions {
+        speed: 60.0,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator");
     let out = fleet(
         &sim,
         &[
