@@ -7,6 +7,8 @@ mod coder_tools;
 mod http;
 #[path = "fleet_mcp/molecule_tools.rs"]
 mod molecule_tools;
+#[path = "fleet_mcp/operation_tools.rs"]
+mod operation_tools;
 #[path = "fleet_mcp/redact.rs"]
 mod redact;
 #[path = "shared/safe_text.rs"]
@@ -94,6 +96,11 @@ struct Args {
     /// none).
     #[arg(long, default_value = "both", value_name = "LAYOUT", requires = "sim", value_parser = parse_layout)]
     sim_cp_admin_layout: fleet::sim::CpAdminLayout,
+    /// On exit (stdin closed, SIGTERM, Ctrl-C) with operations in flight: how long to wait for
+    /// them to finish gracefully (every stop→start already begun is completed) before leaving
+    /// the rest as it is and logging what was left.
+    #[arg(long, value_name = "DURATION", default_value = "10m", env = "FLEET_MCP_SHUTDOWN_GRACE", value_parser = parse_grace)]
+    shutdown_grace: std::time::Duration,
 
     /// Log level for diagnostics on stderr (stdout carries the protocol).
     #[arg(long, default_value = "warn", env = "FLEET_LOG_LEVEL")]
@@ -131,6 +138,70 @@ fn parse_layout(s: &str) -> Result<fleet::sim::CpAdminLayout, String> {
     fleet::sim::CpAdminLayout::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write a duration like 90s, 10m or 0s"))
+}
+
+/// Resolves on SIGTERM (and never where there is no such signal).
+async fn sigterm() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// On the way out: every operation still running is cancelled gracefully (each stop→start
+/// already begun is completed), waited for at most `grace`, and what did not end is left as
+/// it is and logged.
+async fn finish_operations(server: &server::FleetServer, grace: std::time::Duration) {
+    let running = server.registry().in_flight();
+    if running.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        "exiting with {} operation(s) in flight: finishing every stop→start already begun (at most {}) and starting nothing new: {}",
+        running.len(),
+        humantime::format_duration(grace),
+        running
+            .iter()
+            .map(|op| format!("{} ({} of {})", op.id(), op.kind(), op.targets().join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let left = server.registry().drain(grace).await;
+    for op in &running {
+        let s = op.snapshot();
+        if !left.iter().any(|l| l.id == s.id) {
+            tracing::warn!(operation = %s.id, state = %s.state, "finished before exiting: {}", s.latest_step.unwrap_or_default());
+        }
+    }
+    for s in left {
+        let workspaces = s
+            .workspaces
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} {}{}",
+                    w.target,
+                    w.phase,
+                    w.message
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        tracing::error!(operation = %s.id, state = %s.state, "left as it was after {}: {workspaces}", humantime::format_duration(grace));
+    }
+}
+
 /// The HTTP token: from --http-token-file, else FLEET_MCP_HTTP_TOKEN.
 fn http_token(args: &Args) -> Result<Option<String>, String> {
     if let Some(path) = &args.http_token_file {
@@ -165,7 +236,10 @@ async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, arg
     let shutdown = tokio_util::sync::CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm() => {}
+        }
         on_signal.cancel();
     });
     let access = http::Access {
@@ -179,7 +253,9 @@ async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, arg
         header_timeout: args.http_header_timeout,
         session_idle: args.http_session_idle,
     };
-    match http::serve(server, addr, access, limits, shutdown).await {
+    let served = http::serve(server.clone(), addr, access, limits, shutdown).await;
+    finish_operations(&server, args.shutdown_grace).await;
+    match served {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("fleet-mcp: error: cannot serve HTTP on {addr}: {e}");
@@ -249,14 +325,26 @@ fn main() {
         let stdio = rmcp::transport::IntoTransport::<rmcp::RoleServer, _, _>::into_transport(
             rmcp::transport::stdio(),
         );
-        match server.serve(redact::Redacting(stdio)).await {
-            Ok(running) => match running.waiting().await {
-                Ok(_) => 0,
-                Err(e) => {
-                    tracing::error!("the MCP session ended with an error: {e}");
-                    1
-                }
-            },
+        let grace = args.shutdown_grace;
+        match server.clone().serve(redact::Redacting(stdio)).await {
+            Ok(running) => {
+                let session = running.cancellation_token();
+                let code = tokio::select! {
+                    ended = running.waiting() => match ended {
+                        Ok(_) => 0,
+                        Err(e) => {
+                            tracing::error!("the MCP session ended with an error: {e}");
+                            1
+                        }
+                    },
+                    _ = sigterm() => {
+                        session.cancel();
+                        0
+                    }
+                };
+                finish_operations(&server, grace).await;
+                code
+            }
             Err(e) => {
                 tracing::error!("cannot start the MCP session: {e}");
                 1

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The CLI maps each variant to an exit code, the MCP server to a tool error. No variant
 /// ever holds a token: messages that came from a server are scrubbed of every configured
 /// secret before they are stored here.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The input was invalid. Nothing was sent.
@@ -116,6 +116,17 @@ pub enum Error {
         /// The final state.
         final_state: Option<String>,
     },
+
+    /// `error` ended an operation that left something behind: `aftermath` says what, as a
+    /// fact (a workspace left stopped and the operation that finishes the job, a build still
+    /// running and what to follow). The CLI renders it as a command, fleet-mcp as a tool call.
+    #[error("{error}")]
+    Left {
+        /// What went wrong (never another `Left`).
+        error: Box<Error>,
+        /// What is left.
+        aftermath: crate::operation::Aftermath,
+    },
 }
 
 /// What fleet found when it read the state back after a request that changes state got no
@@ -144,9 +155,33 @@ pub struct FieldProblem {
 }
 
 impl Error {
+    /// `error`, with what it left behind.
+    pub fn left(error: Error, aftermath: crate::operation::Aftermath) -> Error {
+        Error::Left {
+            error: Box::new(error.root().clone()),
+            aftermath,
+        }
+    }
+
+    /// The error itself, without what it left behind.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Left { error, .. } => error.root(),
+            other => other,
+        }
+    }
+
+    /// What the failed operation left behind, when it says.
+    pub fn aftermath(&self) -> Option<&crate::operation::Aftermath> {
+        match self {
+            Error::Left { aftermath, .. } => Some(aftermath),
+            _ => None,
+        }
+    }
+
     /// A short, stable name for the variant (`invalid_input`, `timeout`, …), for JSON output.
     pub fn kind(&self) -> &'static str {
-        match self {
+        match self.root() {
             Error::InvalidInput(_) => "invalid_input",
             Error::Refused(_) => "refused",
             Error::NotConfigured { .. } => "not_configured",
@@ -159,6 +194,7 @@ impl Error {
             Error::Interrupted { .. } => "interrupted",
             Error::Unconfirmed { .. } => "unconfirmed",
             Error::OperationFailed { .. } => "operation_failed",
+            Error::Left { .. } => "left",
         }
     }
 
@@ -166,7 +202,7 @@ impl Error {
     /// (invalid input, not configured, refused by a pre-flight check).
     pub fn nothing_changed(&self) -> bool {
         matches!(
-            self,
+            self.root(),
             Error::InvalidInput(_)
                 | Error::Refused(_)
                 | Error::NotConfigured { .. }
@@ -196,7 +232,7 @@ impl Error {
 
     /// The HTTP status the server answered, when the error came from one.
     pub fn status(&self) -> Option<u16> {
-        match self {
+        match self.root() {
             Error::Unauthorized { status, .. } | Error::Api { status, .. } => Some(*status),
             Error::NotFound { .. } => Some(404),
             Error::Conflict { .. } => Some(409),

@@ -59,6 +59,7 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod molecule;
+pub mod operation;
 pub mod sim;
 pub mod text;
 

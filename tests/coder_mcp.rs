@@ -138,7 +138,22 @@ async fn tools_are_listed_with_annotations_and_output_schemas() {
         props.get("agent_name").is_some()
             && props.get("template_version_id").is_some()
             && props.get("force").is_some()
+            && props.get("wait_seconds").is_some()
     );
+    for (name, read_only) in [
+        ("get_operation", true),
+        ("list_operations", true),
+        ("cancel_operation", false),
+    ] {
+        let tool = tools
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} is listed"));
+        let a = tool.annotations.as_ref().expect("annotations");
+        assert_eq!(a.read_only_hint, Some(read_only), "{name}");
+        assert_eq!(a.destructive_hint, Some(false), "{name}");
+        assert!(tool.output_schema.is_some(), "{name} has an output schema");
+    }
     client.cancel().await.unwrap();
 
     // --read-only keeps only the read-only ones.
@@ -376,55 +391,70 @@ async fn a_tool_is_not_configured_without_coder_variables() {
     client.cancel().await.unwrap();
 }
 
-#[tokio::test]
-async fn cancelling_update_agent_stops_the_waiting() {
-    use rmcp::model::{CallToolRequest, ClientRequest};
-    use rmcp::service::PeerRequestOptions;
-
-    let server = MockServer::start_async().await;
-
-    mock_preflight(&server).await;
+/// alice's `dev` on V1, read as `me/dev`, with its previous parameters.
+async fn mock_dev(server: &MockServer) {
+    mock_preflight(server).await;
     get(
-        &server,
+        server,
         "/api/v2/users/me/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
     get(
-        &server,
+        server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    get(
-        &server,
-        "/api/v2/workspaces",
-        200,
-        json!({"workspaces": [], "count": 0}),
-    )
-    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_request_detaches_and_the_update_goes_on_to_the_start() {
+    use rmcp::model::{CallToolRequest, ClientRequest};
+    use rmcp::service::PeerRequestOptions;
+
+    let server = MockServer::start_async().await;
+    mock_dev(&server).await;
     let stop = post_build(
         &server,
         json!({"transition": "stop"}),
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    // The stop never ends: without the cancellation fleet would keep polling it.
-    let polls = get(
+    // The stop takes a few reads, long enough for the host to give up during it.
+    for _ in 0..15 {
+        get(
+            &server,
+            &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+            200,
+            build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+        )
+        .await
+        .up_to_n_times_async(1)
+        .await;
+    }
+    get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
-        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
     )
     .await;
-    let any_start = server
-        .mock_async(|when, then| {
-            when.method(POST).body_includes("\"start\"");
-            then.status(500);
-        })
-        .await;
+    let start = post_build(
+        &server,
+        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
+        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{START_BUILD}"),
+        200,
+        build(START_BUILD, 9, "start", "running", "succeeded", V2, None),
+    )
+    .await;
 
     let (client, _) = connect(&server, &[]).await;
     let params = CallToolRequestParams::new("update_agent").with_arguments(
@@ -448,22 +478,106 @@ async fn cancelling_update_agent_stops_the_waiting() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The host gives up during the stop (notifications/cancelled).
     handle
-        .cancel(Some("the user changed their mind".into()))
+        .cancel(Some("the host timed out".into()))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after_cancel = polls.calls_async().await;
-    // Uncancelled, the polls at ~475 ms and ~810 ms after the stop would land in this window.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        polls.calls_async().await,
-        after_cancel,
-        "fleet kept polling after the cancellation"
-    );
-    any_start.assert_calls_async(0).await;
-    // The server still answers.
-    let r = call(&client, "list_agents", json!({}), false).await;
-    assert_ne!(r.is_error, Some(true));
+    let listed = call(&client, "list_operations", json!({}), false).await;
+    let ops = listed.structured_content.expect("structured");
+    assert_eq!(ops["count"], 1, "{ops}");
+    let id = ops["operations"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(ops["operations"][0]["kind"], "update");
+    // get_operation follows it to its end: the stop is followed by its start.
+    let mut report = Value::Null;
+    for _ in 0..20 {
+        let r = call(
+            &client,
+            "get_operation",
+            json!({"operation_id": id, "wait_seconds": 2}),
+            false,
+        )
+        .await;
+        report = r.structured_content.expect("structured");
+        if report["done"] == json!(true) {
+            break;
+        }
+    }
+    assert_eq!(report["state"], "succeeded", "{report}");
+    assert_eq!(report["workspaces"][0]["verdict"], "updated", "{report}");
+    assert_eq!(report["outcome"]["action"], "updated", "{report}");
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_long_tool_answers_within_wait_seconds_and_cancel_operation_is_graceful() {
+    let server = MockServer::start_async().await;
+    mock_dev(&server).await;
+    let stop = post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    // A stop that does not end while the test looks.
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let (client, _) = connect(&server, &[]).await;
+    let began = Instant::now();
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "dev", "template_version_id": V2, "wait_seconds": 1}),
+        false,
+    )
+    .await;
+    assert!(began.elapsed() < Duration::from_secs(5));
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let v = r.structured_content.expect("structured");
+    assert_eq!(v["done"], false, "{v}");
+    assert_eq!(v["operation_state"], "running", "{v}");
+    assert!(v["follow"].as_str().unwrap().contains("get_operation"));
+    assert_eq!(v["workspaces"][0]["phase"], "stopping", "{v}");
+    let id = v["operation_id"].as_str().unwrap();
+
+    // Graceful: the stop under way is not abandoned; it would be followed by its start.
+    let r = call(
+        &client,
+        "cancel_operation",
+        json!({"operation_id": id}),
+        false,
+    )
+    .await;
+    let v = r.structured_content.expect("structured");
+    assert_eq!(v["state"], "cancelling", "{v}");
+    assert_eq!(v["done"], false, "{v}");
+
+    // Out of range, and an unknown id: tool errors.
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "dev", "wait_seconds": 301}),
+        false,
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("wait_seconds"), "{}", text_of(&r));
+    let r = call(
+        &client,
+        "get_operation",
+        json!({"operation_id": "op-nope"}),
+        false,
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("list_operations"), "{}", text_of(&r));
+    stop.assert_calls_async(1).await;
     client.cancel().await.unwrap();
 }

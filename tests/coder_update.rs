@@ -100,6 +100,7 @@ fn kinds(events: &Events) -> Vec<String> {
             CoderEvent::Conflict { step, .. } => format!("conflict:{step}"),
             CoderEvent::UpToDate { .. } => "up_to_date".into(),
             CoderEvent::BuildCreated { step, .. } => format!("created:{step}"),
+            CoderEvent::BuildFoundAfterError { step, .. } => format!("found:{step}"),
             CoderEvent::BuildStatus { step, status, .. } => {
                 format!(
                     "status:{step}:{}",
@@ -109,6 +110,24 @@ fn kinds(events: &Events) -> Vec<String> {
             CoderEvent::BuildSucceeded { step, .. } => format!("done:{step}"),
         })
         .collect()
+}
+
+/// The error says, as a fact, that alice/dev is left stopped and an update to V2 finishes it.
+fn assert_left_stopped_to_v2(err: &Error) {
+    match err.aftermath() {
+        Some(fleet::operation::Aftermath::LeftStopped {
+            finish:
+                fleet::operation::FinishStep::Update {
+                    workspace,
+                    template_version_id,
+                    ..
+                },
+        }) => {
+            assert_eq!(workspace, "alice/dev");
+            assert_eq!(template_version_id.to_string(), V2);
+        }
+        other => panic!("expected left stopped with an update to finish it, got {other:?}: {err}"),
+    }
 }
 
 fn alice_dev() -> WorkspaceRef {
@@ -520,7 +539,7 @@ async fn a_failed_stop_is_never_followed_by_a_start() {
     let Error::OperationFailed {
         message,
         final_state,
-    } = &err
+    } = err.root()
     else {
         panic!("{err:?}")
     };
@@ -621,7 +640,7 @@ async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
         )
         .await
         .expect_err("the start failed");
-    let Error::OperationFailed { message, .. } = &err else {
+    let Error::OperationFailed { message, .. } = err.root() else {
         panic!("{err:?}")
     };
     assert!(
@@ -640,12 +659,7 @@ async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
         !message.contains("log line 10"),
         "only the last 20 lines: {message}"
     );
-    assert!(
-        message.contains(&format!(
-            "fleet coder update alice/dev --template-version {V2}"
-        )),
-        "{message}"
-    );
+    assert_left_stopped_to_v2(&err);
     start.assert_calls_async(1).await;
 }
 
@@ -801,7 +815,7 @@ async fn a_409_with_no_active_build_is_reported_and_nothing_is_started() {
     let Error::Conflict {
         message,
         current_state,
-    } = &err
+    } = err.root()
     else {
         panic!("{err:?}")
     };
@@ -876,7 +890,7 @@ async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped(
         status,
         message,
         validations,
-    } = &err
+    } = err.root()
     else {
         panic!("{err:?}")
     };
@@ -888,12 +902,7 @@ async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped(
         "{message}"
     );
     assert!(message.contains("left stopped"), "{message}");
-    assert!(
-        message.contains(&format!(
-            "fleet coder update alice/dev --template-version {V2}"
-        )),
-        "{message}"
-    );
+    assert_left_stopped_to_v2(&err);
     start.assert_calls_async(1).await;
 }
 
@@ -1037,18 +1046,13 @@ async fn a_deadline_between_stop_and_start_says_left_stopped_and_how_to_finish()
         message,
         last_state,
         ..
-    } = &err
+    } = err.root()
     else {
         panic!("{err:?}")
     };
     assert_eq!(last_state.as_deref(), Some("stopping"));
     assert!(message.contains("left stopped"), "{message}");
-    assert!(
-        message.contains(&format!(
-            "`fleet coder update alice/dev --template-version {V2}`"
-        )),
-        "{message}"
-    );
+    assert_left_stopped_to_v2(&err);
     any_start.assert_calls_async(0).await;
 }
 
@@ -1108,16 +1112,11 @@ async fn interrupted_after_the_stop_says_left_stopped_and_how_to_finish() {
         })
         .await
         .expect_err("interrupted");
-    let Error::Interrupted { message, .. } = &err else {
+    let Error::Interrupted { message, .. } = err.root() else {
         panic!("{err:?}")
     };
     assert!(message.contains("left stopped"), "{message}");
-    assert!(
-        message.contains(&format!(
-            "fleet coder update alice/dev --template-version {V2}"
-        )),
-        "{message}"
-    );
+    assert_left_stopped_to_v2(&err);
     any_start.assert_calls_async(0).await;
 }
 
@@ -1281,4 +1280,391 @@ fn workspace_references_parse_before_anything_is_sent() {
         fleet::coder::parse_template_version_id("v2"),
         Err(Error::InvalidInput(_))
     ));
+}
+
+// ---- a build POST with an ambiguous answer: read again, never POST twice (issue 11 item 4) ----
+
+/// alice/dev running on V1, with the template and previous parameters mocked.
+async fn mock_running_dev(server: &MockServer) {
+    mock_preflight(server).await;
+    get(
+        server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+}
+
+async fn mock_build_seq(server: &MockServer, id: &str, bodies: Vec<Value>) {
+    get_seq(server, &format!("/api/v2/workspacebuilds/{id}"), bodies).await;
+}
+
+#[tokio::test]
+async fn a_stop_post_answered_500_whose_build_exists_is_followed_and_the_update_goes_on() {
+    let server = MockServer::start_async().await;
+    mock_running_dev(&server).await;
+    let stop = post_build(
+        &server,
+        stop_body(),
+        500,
+        json!({"message": "Internal error creating workspace build."}),
+    )
+    .await;
+    // The read after the failed POST: Coder did create the stop build.
+    let reread = get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        workspace(build(
+            STOP_BUILD, 8, "stop", "stopping", "running", V1, None,
+        )),
+    )
+    .await;
+    mock_build_seq(
+        &server,
+        STOP_BUILD,
+        vec![build(
+            STOP_BUILD,
+            8,
+            "stop",
+            "stopped",
+            "succeeded",
+            V1,
+            None,
+        )],
+    )
+    .await;
+    let start = post_build(
+        &server,
+        start_body(V2),
+        201,
+        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
+    )
+    .await;
+    mock_build_seq(
+        &server,
+        START_BUILD,
+        vec![build(
+            START_BUILD,
+            9,
+            "start",
+            "running",
+            "succeeded",
+            V2,
+            None,
+        )],
+    )
+    .await;
+
+    let (events, on_event) = recorder();
+    let out = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            on_event,
+        )
+        .await
+        .expect("the update goes on with the stop build Coder created");
+    assert_eq!(out.action, UpdateAction::Updated);
+    let k = kinds(&events);
+    assert!(k.contains(&"found:stop".to_string()), "{k:?}");
+    assert!(k.contains(&"done:start".to_string()), "{k:?}");
+    stop.assert_calls_async(1).await;
+    reread.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn a_stop_post_answered_500_without_a_build_says_nothing_was_changed() {
+    let server = MockServer::start_async().await;
+    mock_running_dev(&server).await;
+    let stop = post_build(
+        &server,
+        stop_body(),
+        500,
+        json!({"message": "database is down"}),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        running_on(V1),
+    )
+    .await;
+    let any_start = any_post(&server, "start").await;
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("the stop was not created");
+    let Error::Api {
+        status, message, ..
+    } = err.root()
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*status, 500);
+    assert!(message.contains("database is down"), "{message}");
+    assert!(message.contains("no stop build was created"), "{message}");
+    assert!(message.contains("nothing was changed"), "{message}");
+    stop.assert_calls_async(1).await;
+    any_start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn a_start_post_answered_500_whose_build_exists_is_followed_not_called_left_stopped() {
+    let server = MockServer::start_async().await;
+    mock_running_dev(&server).await;
+    post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    mock_build_seq(
+        &server,
+        STOP_BUILD,
+        vec![build(
+            STOP_BUILD,
+            8,
+            "stop",
+            "stopped",
+            "succeeded",
+            V1,
+            None,
+        )],
+    )
+    .await;
+    let start = post_build(
+        &server,
+        start_body(V2),
+        500,
+        json!({"message": "Internal error."}),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        workspace(build(
+            START_BUILD,
+            9,
+            "start",
+            "starting",
+            "running",
+            V2,
+            None,
+        )),
+    )
+    .await;
+    mock_build_seq(
+        &server,
+        START_BUILD,
+        vec![
+            build(START_BUILD, 9, "start", "starting", "running", V2, None),
+            build(START_BUILD, 9, "start", "running", "succeeded", V2, None),
+        ],
+    )
+    .await;
+    let (events, on_event) = recorder();
+    let out = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            on_event,
+        )
+        .await
+        .expect("the start build Coder created is followed to its end");
+    assert_eq!(out.action, UpdateAction::Updated);
+    assert!(kinds(&events).contains(&"found:start".to_string()));
+    start.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn a_start_post_answered_503_without_a_build_says_left_stopped_and_how_to_finish() {
+    let server = MockServer::start_async().await;
+    mock_running_dev(&server).await;
+    post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    mock_build_seq(
+        &server,
+        STOP_BUILD,
+        vec![build(
+            STOP_BUILD,
+            8,
+            "stop",
+            "stopped",
+            "succeeded",
+            V1,
+            None,
+        )],
+    )
+    .await;
+    let start = post_build(
+        &server,
+        start_body(V2),
+        503,
+        json!({"message": "provisioners are down"}),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        workspace(build(
+            STOP_BUILD,
+            8,
+            "stop",
+            "stopped",
+            "succeeded",
+            V1,
+            None,
+        )),
+    )
+    .await;
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &fast_options(),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("left stopped");
+    let message = err.to_string();
+    assert!(message.contains("provisioners are down"), "{message}");
+    assert!(message.contains("left stopped"), "{message}");
+    start.assert_calls_async(1).await;
+}
+
+// ---- operations: graceful cancel finishes the stop→start, abort leaves it -------------------
+
+#[tokio::test]
+async fn a_graceful_cancel_during_the_stop_still_starts_the_workspace() {
+    let server = MockServer::start_async().await;
+    mock_running_dev(&server).await;
+    let (stop, start) = stop_and_start(&server, V2).await;
+    let op = client(&server.base_url()).start_update(alice_dev(), None, fast_options());
+    let mut events = op.events();
+    // Cancel as soon as the stop build exists.
+    loop {
+        match events.recv().await.expect("events") {
+            CoderEvent::BuildCreated {
+                step: Step::Stop, ..
+            } => break,
+            _ => continue,
+        }
+    }
+    op.cancel();
+    assert_eq!(
+        op.snapshot().state,
+        fleet::operation::OperationState::Cancelling
+    );
+    let out = op
+        .outcome()
+        .await
+        .expect("the stop is followed by its start");
+    assert_eq!(out.action, UpdateAction::Updated);
+    assert_eq!(
+        out.workspace
+            .status
+            .as_ref()
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("running")
+    );
+    stop.assert_calls_async(1).await;
+    start.assert_calls_async(1).await;
+    let snapshot = op.snapshot();
+    assert!(snapshot.done);
+    assert_eq!(snapshot.workspaces[0].verdict.as_deref(), Some("updated"));
+}
+
+#[tokio::test]
+async fn a_graceful_cancel_before_the_stop_changes_nothing_and_an_abort_leaves_it_stopped() {
+    // Graceful, before anything was sent: nothing is stopped.
+    let server = MockServer::start_async().await;
+    mock_running_dev(&server).await;
+    let any_stop = any_post(&server, "stop").await;
+    let op = client(&server.base_url()).start_update(alice_dev(), None, fast_options());
+    op.cancel();
+    let err = op.outcome().await.expect_err("cancelled");
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("before anything was changed"),
+        "{err}"
+    );
+    any_stop.assert_calls_async(0).await;
+
+    // Abort during a stop that never ends: left as it is, and said so.
+    let server = MockServer::start_async().await;
+    mock_running_dev(&server).await;
+    let stop = post_build(
+        &server,
+        stop_body(),
+        201,
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let any_start = any_post(&server, "start").await;
+    let op = client(&server.base_url()).start_update(alice_dev(), None, fast_options());
+    let mut events = op.events();
+    while !matches!(
+        events.recv().await.expect("events"),
+        CoderEvent::BuildCreated {
+            step: Step::Stop,
+            ..
+        }
+    ) {}
+    op.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!op.is_done(), "a graceful cancel waits for the stop to end");
+    op.abort();
+    let err = op.outcome().await.expect_err("aborted");
+    assert!(err.to_string().contains("left stopped"), "{err}");
+    assert_eq!(
+        op.snapshot().state,
+        fleet::operation::OperationState::Aborted
+    );
+    stop.assert_calls_async(1).await;
+    any_start.assert_calls_async(0).await;
 }

@@ -519,7 +519,7 @@ async fn wait_returns_failure_meaning_and_still_running() {
 }
 
 #[tokio::test]
-async fn cancelling_the_wait_stops_polling() {
+async fn cancelling_the_wait_detaches_and_cancel_operation_ends_the_follow() {
     let server = MockServer::start_async().await;
     let get = server
         .mock_async(|when, then| {
@@ -549,13 +549,36 @@ async fn cancelling_the_wait_stops_polling() {
         .cancel(Some("user stopped".into()))
         .await
         .expect("cancelled");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after_cancel = get.calls_async().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A host's cancellation only detaches: fleet-mcp goes on following the migration, and
+    // list_operations / get_operation show it.
+    let listed = client
+        .call_tool(CallToolRequestParams::new("list_operations"))
+        .await
+        .expect("answered");
+    let ops = listed.structured_content.expect("structured");
+    assert_eq!(ops["count"], 1, "{ops}");
+    assert_eq!(ops["operations"][0]["kind"], "follow_migration", "{ops}");
+    assert_eq!(ops["operations"][0]["done"], false, "{ops}");
     assert_eq!(
-        get.calls_async().await,
-        after_cancel,
-        "the server stopped polling once cancelled"
+        ops["operations"][0]["workspaces"][0]["phase"], "snapshotting",
+        "{ops}"
     );
+    let before = get.calls_async().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        get.calls_async().await > before,
+        "the follow goes on after the cancellation"
+    );
+    // cancel_operation ends the follow (the migration itself goes on on the server).
+    let id = ops["operations"][0]["id"].as_str().unwrap().to_string();
+    let cancelled = client
+        .call_tool(
+            CallToolRequestParams::new("cancel_operation")
+                .with_arguments(json!({"operation_id": id}).as_object().unwrap().clone()),
+        )
+        .await
+        .expect("answered");
+    let v = cancelled.structured_content.expect("structured");
+    assert_eq!(v["state"], "cancelled", "{v}");
     client.cancel().await.ok();
 }

@@ -543,8 +543,14 @@ async fn tokens_from_files_work_and_flags_warn() {
 // Ctrl-C during each kind of wait
 // ---------------------------------------------------------------------------------------------
 
-/// Starts `fleet`, waits until `ready` says the wait is under way, sends SIGINT, returns the run.
-async fn interrupt_when(args: &[&str], env: &[(&str, &str)], ready: impl AsyncFn() -> bool) -> Run {
+/// Starts `fleet`, waits until `ready` says the wait is under way, sends SIGINT `presses` times
+/// (300 ms apart), returns the run.
+async fn interrupt_when(
+    args: &[&str],
+    env: &[(&str, &str)],
+    presses: u32,
+    ready: impl AsyncFn() -> bool,
+) -> Run {
     let child = fleet_cmd(args, env).spawn().expect("fleet starts");
     let began = Instant::now();
     while !ready().await {
@@ -554,11 +560,14 @@ async fn interrupt_when(args: &[&str], env: &[(&str, &str)], ready: impl AsyncFn
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    for _ in 0..presses {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
@@ -620,6 +629,7 @@ async fn ctrl_c_during_a_migration_wait_exits_130_and_leaves_it_running() {
             "--wait",
         ],
         &env,
+        1,
         async || status.calls_async().await >= 2,
     )
     .await;
@@ -646,6 +656,7 @@ async fn ctrl_c_during_a_migration_wait_exits_130_and_leaves_it_running() {
             "json",
         ],
         &env,
+        1,
         async || status.calls_async().await >= before + 2,
     )
     .await;
@@ -748,6 +759,9 @@ async fn ctrl_c_during_coder_stop_and_start_waits_exits_130_and_cancels_nothing(
                 "20ms",
             ],
             &env,
+            // The first Ctrl-C finishes the stop→start under way (here one that never ends);
+            // the second leaves it as it is.
+            2,
             async || watched.calls_async().await >= 2,
         )
         .await;

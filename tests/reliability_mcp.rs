@@ -43,7 +43,9 @@ impl Rng {
     }
 }
 
-const TOOLS: [&str; 9] = [
+/// Every tool that can be called with bad arguments (list_operations takes none, so it is
+/// listed but has no bad call).
+const TOOLS: [&str; 11] = [
     "migrate_workspace_provider",
     "get_workspace_migration_status",
     "wait_for_workspace_migration",
@@ -53,6 +55,8 @@ const TOOLS: [&str; 9] = [
     "show_agent",
     "get_template_version",
     "update_agents",
+    "get_operation",
+    "cancel_operation",
 ];
 
 /// A value of the wrong JSON type for a field of type `ty` ("string", "bool", "u64").
@@ -227,6 +231,18 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
         "list_agents" => {
             a.insert("outdated".into(), wrong_type(rng, "bool"));
         }
+        "get_operation" | "cancel_operation" => match rng.below(3) {
+            0 => {}
+            1 => {
+                a.insert("operation_id".into(), wrong_type(rng, "string"));
+            }
+            _ => {
+                a.insert(
+                    "operation_id".into(),
+                    json!(rng.pick(&["", "op-nope", "../x"])),
+                );
+            }
+        },
         "update_agents" => {
             a.insert("agent_names".into(), json!(["alice/dev", "bob/dev"]));
             a.insert("parallel".into(), json!(2));
@@ -510,7 +526,7 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    assert_eq!(names.len(), TOOLS.len(), "{names:?}");
+    assert_eq!(names.len(), TOOLS.len() + 1, "{names:?}");
     mcp.send(&call(N + 1, "list_agents", json!({}))).await;
     let ok = mcp.answer_to(&json!(N + 1)).await;
     assert_eq!(ok["result"]["isError"], json!(false), "{ok}");

@@ -637,11 +637,10 @@ async fn the_sdk_keeps_at_most_parallel_workspaces_in_flight_and_never_one_twice
     assert_eq!(report.failed, 0, "{:?}", report.results);
 }
 
+/// Runs a batch update of slow-box, dev, api-server and flaky (one at a time) against `sim`,
+/// presses Ctrl-C `presses` times once slow-box's stop build exists, returns (exit code, report).
 #[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_exits_130_and_says_each_in_flight_workspace_state() {
-    // slow-box builds take 10x longer: at 10x a stop takes ~5 s.
-    let sim = sim(10.0).await;
+async fn batch_interrupted(sim: &fleet::sim::RunningSim, presses: u32) -> (Option<i32>, Value) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
     cmd.args([
         "coder",
@@ -670,18 +669,57 @@ async fn ctrl_c_exits_130_and_says_each_in_flight_workspace_state() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(sim.count_requests("POST", &path), 1, "the stop was created");
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+    for _ in 0..presses {
+        let kill = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(kill.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
         .await
-        .expect("fleet ends soon after Ctrl-C")
+        .expect("fleet ends after Ctrl-C")
         .expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(130), "{stdout}");
     let report: Value = serde_json::from_str(&stdout).expect("the final JSON");
+    (out.status.code(), report)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ctrl_c_finishes_the_in_flight_workspace_and_starts_no_other() {
+    // slow-box builds take 10x longer: at 10x a stop takes ~5 s, a start ~7 s.
+    let sim = sim(10.0).await;
+    let (code, report) = batch_interrupted(&sim, 1).await;
+    assert_eq!(code, Some(130), "{report}");
+    assert_eq!(
+        verdicts(&report),
+        pairs(&[
+            ("alice/slow-box", "updated"),
+            ("alice/dev", "not_started"),
+            ("alice/api-server", "not_started"),
+            ("alice/flaky", "not_started"),
+        ])
+    );
+    assert_eq!(
+        builds_of(&sim, "alice/slow-box"),
+        2,
+        "stopped, then started"
+    );
+    assert_eq!(
+        builds_of(&sim, "alice/dev"),
+        0,
+        "nothing started after Ctrl-C"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ctrl_c_exit_130_and_say_each_in_flight_workspace_state() {
+    let sim = sim(10.0).await;
+    let (code, report) = batch_interrupted(&sim, 2).await;
+    assert_eq!(code, Some(130), "{report}");
     assert_eq!(
         verdicts(&report),
         pairs(&[

@@ -361,11 +361,79 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// The exit code for an error (see DESIGN.md).
 pub fn exit_code(e: &Error) -> i32 {
-    match e {
+    match e.root() {
         Error::InvalidInput(_) | Error::Refused(_) | Error::NotConfigured { .. } => 2,
         Error::Timeout { .. } => 3,
         Error::Interrupted { .. } => 130,
         _ => 1,
+    }
+}
+
+/// The exit code of a batch: its worst workspace's (130 > 3 > 1 > 2 > 0; see DESIGN.md). A
+/// batch that only refused (pre-flight, invalid input) exits 2, as one workspace would.
+pub fn batch_exit_code(report: &fleet::coder::FleetReport) -> i32 {
+    match report.worst {
+        fleet::coder::Severity::Ok => 0,
+        fleet::coder::Severity::Refused => 2,
+        fleet::coder::Severity::Failed => 1,
+        fleet::coder::Severity::TimedOut => 3,
+        fleet::coder::Severity::Interrupted => 130,
+    }
+}
+
+/// The command line that finishes a job left half-way.
+pub fn finish_command(step: &fleet::operation::FinishStep) -> String {
+    use fleet::operation::FinishStep;
+    let given = |parameters: &std::collections::BTreeMap<String, String>| -> String {
+        parameters
+            .iter()
+            .map(|(k, v)| format!(" --parameter {}", shell_word(&format!("{k}={v}"))))
+            .collect()
+    };
+    match step {
+        FinishStep::Update {
+            workspace,
+            template_version_id,
+            parameters,
+        } => format!(
+            "fleet coder update {} --template-version {template_version_id}{}",
+            shell_word(workspace),
+            given(parameters)
+        ),
+        FinishStep::Restart {
+            workspace,
+            parameters,
+        } => format!(
+            "fleet coder restart {}{}",
+            shell_word(workspace),
+            given(parameters)
+        ),
+    }
+}
+
+/// The command line that follows something still running.
+pub fn follow_command(step: &fleet::operation::FollowStep) -> String {
+    use fleet::operation::FollowStep;
+    match step {
+        FollowStep::CoderWorkspace { workspace } => {
+            format!("fleet coder show {}", shell_word(workspace))
+        }
+        FollowStep::Migration { workspace_id } => format!(
+            "fleet molecule migration-status {} --wait",
+            shell_word(workspace_id)
+        ),
+    }
+}
+
+/// A word as a POSIX shell reads it: as it is when safe, else single-quoted.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -382,7 +450,12 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
         if let Some(status) = e.status() {
             body["status"] = status.into();
         }
-        match e {
+        match aftermath_line(e) {
+            Some(AftermathLine::Finish(c)) => body["finish_command"] = c.into(),
+            Some(AftermathLine::Follow(c)) => body["follow_command"] = c.into(),
+            None => {}
+        }
+        match e.root() {
             Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
                 body["last_state"] = serde_json::json!(last_state)
             }
@@ -408,7 +481,30 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
         out::json(&serde_json::json!({ "error": body }));
     }
     out::err(format!("error: {e}"));
+    match aftermath_line(e) {
+        Some(AftermathLine::Finish(c)) => out::err(format!("To finish the job, run `{c}`")),
+        Some(AftermathLine::Follow(c)) => out::err(format!("Follow it with `{c}`")),
+        None => {}
+    }
     code
+}
+
+enum AftermathLine {
+    Finish(String),
+    Follow(String),
+}
+
+/// The command that finishes or follows what an error left behind, when it says.
+fn aftermath_line(e: &Error) -> Option<AftermathLine> {
+    match e.aftermath()? {
+        fleet::operation::Aftermath::LeftStopped { finish } => {
+            Some(AftermathLine::Finish(finish_command(finish)))
+        }
+        fleet::operation::Aftermath::StillRunning { follow } => {
+            Some(AftermathLine::Follow(follow_command(follow)))
+        }
+        _ => None,
+    }
 }
 
 /// True when stdin and stderr are a terminal (a person can answer a prompt, see progress).

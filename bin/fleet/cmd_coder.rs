@@ -5,10 +5,15 @@
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Subcommand};
-use fleet::coder::{
-    CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-    MAX_PARALLEL, Operation, PollOptions, Selection, Severity, Step, UpdateOptions, UpdateOutcome,
-    Verdict, WorkspaceInfo, WorkspaceRef,
+use fleet::{
+    coder::{
+        CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
+        MAX_PARALLEL, Operation, PollOptions, Selection, Severity, Step, UpdateOptions,
+        UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
+    },
+    operation::{
+        Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,
+    },
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -37,8 +42,10 @@ parameters), then the default — and checked against the version's rules (type,
 min/max, regex, monotonic, immutable).
 
 A build that fails ends the command with the job's error and the last lines of its log.
-Interrupted (Ctrl-C) or past a deadline between the stop and the start, the workspace is
-left stopped and fleet prints the exact command that finishes the job.
+Past a deadline between the stop and the start, the workspace is left stopped and fleet
+prints the exact command that finishes the job. Ctrl-C: the first finishes the stop→start in
+flight and starts nothing new (a batch begins no more workspaces); the second leaves
+everything as it is, says what is left and the command that finishes it (exit 130).
 
 Many workspaces: name several, or select them with --all-outdated (your outdated workspaces;
 with --all-owners every outdated workspace the token can see) or --template NAME (the
@@ -354,7 +361,9 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
 }
 
 /// One workspace keeps the single-workspace output; several (or a selection) go through the
-/// batch; --dry-run prints the plan.
+/// batch; --dry-run prints the plan. Updates run as SDK operations: the first Ctrl-C cancels
+/// gracefully (nothing new starts, a stop under way is followed by its start), the second
+/// leaves everything as it is (exit 130, with what is left and how to finish it).
 async fn run_selection(
     client: &CoderClient,
     selection: Selection,
@@ -363,7 +372,6 @@ async fn run_selection(
     batch: &BatchArgs,
     format: OutputFormat,
 ) -> fleet::Result<i32> {
-    let (cancel, _guard) = cancel_on_ctrl_c();
     let single = match &selection {
         Selection::Named(refs) if refs.len() == 1 => refs.first().cloned(),
         _ => None,
@@ -375,6 +383,8 @@ async fn run_selection(
         };
         let mut progress = Progress::new(format);
         if batch.dry_run {
+            // Reads only: Ctrl-C simply stops.
+            let (cancel, _guard) = cancel_on_ctrl_c();
             let plan = client
                 .dry_run(&workspace, version, restart, &options, &cancel, &mut |e| {
                     progress.event(e)
@@ -388,17 +398,12 @@ async fn run_selection(
             }
             return Ok(0);
         }
-        let outcome = if restart {
-            client
-                .restart_workspace(&workspace, &options, &cancel, |e| progress.event(e))
-                .await
+        let op = if restart {
+            client.start_restart(workspace, options)
         } else {
-            client
-                .update_workspace(&workspace, version, &options, &cancel, |e| {
-                    progress.event(e)
-                })
-                .await
+            client.start_update(workspace, version, options)
         };
+        let outcome = follow(&op, |e| progress.event(e)).await;
         progress.finish();
         print_outcome(&outcome?, format);
         return Ok(0);
@@ -410,16 +415,94 @@ async fn run_selection(
         dry_run: batch.dry_run,
     };
     let mut progress = BatchProgress::new(format);
-    let report = client
-        .update_many(&selection, &fleet_options, &cancel, |e| progress.event(e))
-        .await;
+    let op = client.start_update_many(selection, fleet_options);
+    let report = follow(&op, |e| progress.event(e)).await;
     progress.finish();
     let report = report?;
     match format {
-        OutputFormat::Json => out::json(&report),
+        OutputFormat::Json => out::json(&with_commands(&report)),
         OutputFormat::Text => print_report(&report),
     }
-    Ok(report.worst.exit_code())
+    Ok(cli::batch_exit_code(&report))
+}
+
+/// Draws an operation's events until it ends, and turns Ctrl-C into its cancel (first) and
+/// its abort (second).
+async fn follow<Ev, T>(op: &SdkOperation<Ev, T>, mut on_event: impl FnMut(Ev)) -> fleet::Result<T>
+where
+    Ev: OperationEvent,
+    T: OperationOutput,
+{
+    let interrupts = tokio::spawn(interrupts(op.clone()));
+    let result = match op
+        .watch_until(None, std::future::pending(), &mut on_event)
+        .await
+    {
+        Some(result) => result,
+        None => op.outcome().await,
+    };
+    interrupts.abort();
+    result
+}
+
+/// Terraform's convention: the first Ctrl-C cancels gracefully and says what is finished;
+/// the second leaves everything as it is.
+async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev, T>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    let snapshot = op.snapshot();
+    let in_flight: Vec<String> = snapshot
+        .workspaces
+        .iter()
+        .filter(|w| matches!(w.phase.as_str(), "stopping" | "stopped" | "starting"))
+        .map(|w| w.target.clone())
+        .collect();
+    op.cancel();
+    let batch = op.kind() == OperationKind::BatchUpdate;
+    let mut said = String::from("Interrupt received: ");
+    if batch {
+        said.push_str("starting no more workspaces; ");
+    }
+    if in_flight.is_empty() {
+        said.push_str("nothing is stopped yet, so nothing will be; ");
+    } else {
+        said.push_str(&format!(
+            "finishing the in-flight stop→start of {}; ",
+            in_flight.join(", ")
+        ));
+    }
+    said.push_str(if in_flight.len() > 1 {
+        "Ctrl-C again to leave them as they are"
+    } else {
+        "Ctrl-C again to leave it as it is"
+    });
+    out::err(said);
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    out::err("Second interrupt: leaving everything as it is now");
+    op.abort();
+}
+
+/// The report as JSON, each result left half-way with the command line that finishes it
+/// (`finish_command`) or follows it (`follow_command`).
+fn with_commands(report: &FleetReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(results) = v["results"].as_array_mut() {
+        for (json, r) in results.iter_mut().zip(&report.results) {
+            match &r.aftermath {
+                Aftermath::LeftStopped { finish } => {
+                    json["finish_command"] = cli::finish_command(finish).into();
+                }
+                Aftermath::StillRunning { follow } => {
+                    json["follow_command"] = cli::follow_command(follow).into();
+                }
+                _ => {}
+            }
+        }
+    }
+    v
 }
 
 fn version_text(name: &Option<String>, id: &Option<Uuid>) -> String {
@@ -521,8 +604,14 @@ fn print_report(r: &FleetReport) {
             _ => {
                 out::line("");
                 out::line(format!("{}: {} — {}", w.workspace, w.verdict, w.message));
-                if let Some(c) = &w.finish_command {
-                    out::line(format!("  to finish: {c}"));
+                match &w.aftermath {
+                    Aftermath::LeftStopped { finish } => {
+                        out::line(format!("  to finish: {}", cli::finish_command(finish)));
+                    }
+                    Aftermath::StillRunning { follow } => {
+                        out::line(format!("  to follow: {}", cli::follow_command(follow)));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -824,7 +913,8 @@ impl Progress {
 
     fn draw(&mut self, e: CoderEvent) {
         match &e {
-            CoderEvent::BuildCreated { step, .. } => {
+            CoderEvent::BuildCreated { step, .. }
+            | CoderEvent::BuildFoundAfterError { step, .. } => {
                 self.finish();
                 self.bar = Some(spinner(format!("{}", StepLabel(*step))));
                 if let Some(bar) = &self.bar {

@@ -13,7 +13,10 @@ use rmcp::{
 };
 use serde::Deserialize;
 
-use crate::server::{FleetServer, Progress, tool_error};
+use crate::{
+    operation_tools::{LongAnswer, wait_for},
+    server::{FleetServer, Progress, tool_error},
+};
 
 /// `update_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -32,6 +35,11 @@ pub struct UpdateAgentParams {
     /// values, which win over the defaults.
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
+    /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
+    /// operation_id and the latest step, the operation goes on, and get_operation follows it.
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
 }
 
 /// `update_agents` input.
@@ -66,6 +74,11 @@ pub struct UpdateAgentsParams {
     /// workspace's previous values, which win over the defaults.
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
+    /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
+    /// operation_id and the latest step, the operation goes on, and get_operation follows it.
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
 }
 
 /// `restart_agent` input.
@@ -79,6 +92,11 @@ pub struct RestartAgentParams {
     /// values, which win over the defaults.
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
+    /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
+    /// operation_id and the latest step, the operation goes on, and get_operation follows it.
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
 }
 
 /// The caller's parameter values; invalid input is a tool error (nothing sent).
@@ -114,9 +132,9 @@ pub struct TemplateVersionParams {
     pub template_version_id: String,
 }
 
-fn forward(progress: &Progress) -> impl FnMut(fleet::coder::CoderEvent) + Send + '_ {
+fn forward() -> impl FnMut(&Progress, &fleet::coder::CoderEvent) + Send {
     let mut n = 0.0;
-    move |event| {
+    move |progress, event| {
         n += 1.0;
         progress.send(n, None, event.describe());
     }
@@ -125,12 +143,12 @@ fn forward(progress: &Progress) -> impl FnMut(fleet::coder::CoderEvent) + Send +
 /// One progress stream for a batch: `progress` counts the workspaces done (plus a fraction
 /// that grows with each step, so that it always increases), `total` is their count, the
 /// message is the latest step of one workspace.
-fn forward_batch(progress: &Progress) -> impl FnMut(FleetEvent) + Send + '_ {
+fn forward_batch() -> impl FnMut(&Progress, &FleetEvent) + Send {
     let mut total = None;
     let mut done = 0usize;
     let mut steps = 0u32;
-    move |event| {
-        match &event {
+    move |progress, event| {
+        match event {
             FleetEvent::Selected { workspaces } => total = Some(workspaces.len() as f64),
             FleetEvent::Finished { done: n, .. } => {
                 done = *n;
@@ -155,7 +173,9 @@ is stopped, fleet refuses (tool error, nothing changed) a version that does not 
 is archived or still importing, a non-active version when the template requires the active one, an unknown \
 parameter name, and a value Coder would refuse (type, options, min/max, regex, monotonic, immutable). If the workspace already runs the target version nothing is done (pass force=true to restart anyway). A failed \
 stop is never followed by a start; a failed build returns the job's error and the last lines of its log. Takes \
-minutes; sends progress notifications; cancelling leaves the workspace stopped and the error says how to finish.",
+minutes: waits at most wait_seconds (default 25) and then answers with the outcome, or with operation_id and the \
+latest step while it goes on (follow it with get_operation). Sends progress notifications. Cancelling the request only \
+stops the waiting: a stopped workspace is always started again (cancel_operation cancels gracefully).",
         annotations(
             title = "Update a Coder workspace to a template version",
             read_only_hint = false,
@@ -168,7 +188,7 @@ minutes; sends progress notifications; cancelling leaves the workspace stopped a
         &self,
         Parameters(p): Parameters<UpdateAgentParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<UpdateOutcome>, String> {
+    ) -> Result<Json<LongAnswer<UpdateOutcome>>, String> {
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let version = p
             .template_version_id
@@ -183,12 +203,10 @@ minutes; sends progress notifications; cancelling leaves the workspace stopped a
             parameters: given_parameters(p.parameters.as_ref())?,
             ..self.update_options()
         };
-        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
-        let result = client
-            .update_workspace(&workspace, version, &options, &ctx.ct, forward(&progress))
-            .await;
-        progress.flush().await;
-        result.map(Json).map_err(tool_error)
+        let wait = wait_for(p.wait_seconds)?;
+        let op = client.start_update(workspace, version, options);
+        self.register(&op);
+        self.answer_within(op, wait, &ctx, forward()).await
     }
 
     #[tool(
@@ -198,10 +216,12 @@ template_version_id), several at once. Select them with agent_names (a list), al
 outdated workspaces; all_owners=true for everyone's) or template (that template's outdated workspaces) — exactly one. \
 At most `parallel` (default 4, max 64) are in flight; each one goes stop → start on its own (a failed stop never \
 goes on to the start) and one failing does not stop the others. Returns one verdict per workspace: updated, \
-already_current, failed (with the reason), left_stopped (with finish_command), timed_out, interrupted. \
+already_current, refused (nothing changed), failed (with the reason), left_stopped (aftermath.finish names the \
+update_agent or restart_agent call that finishes it), timed_out, interrupted, not_started. \
 dry_run=true only reads and returns each plan (which builds, which version, which parameter values). Progress \
-notifications: progress = workspaces done, total = count, message = the latest step of one workspace. Cancelling \
-starts no more workspaces and says each in-flight one's state.",
+notifications: progress = workspaces done, total = count, message = the latest step of one workspace. Waits at most \
+wait_seconds (default 25), then answers with the report, or with operation_id while it goes on (get_operation follows \
+it, cancel_operation starts no more workspaces and finishes the in-flight ones).",
         annotations(
             title = "Update many Coder workspaces",
             read_only_hint = false,
@@ -214,7 +234,7 @@ starts no more workspaces and says each in-flight one's state.",
         &self,
         Parameters(p): Parameters<UpdateAgentsParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<FleetReport>, String> {
+    ) -> Result<Json<LongAnswer<FleetReport>>, String> {
         let names = p
             .agent_names
             .iter()
@@ -250,12 +270,11 @@ starts no more workspaces and says each in-flight one's state.",
             },
             dry_run: p.dry_run.unwrap_or(false),
         };
-        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
-        let result = client
-            .update_many(&selection, &options, &ctx.ct, forward_batch(&progress))
-            .await;
-        progress.flush().await;
-        result.map(Json).map_err(tool_error)
+        let wait = wait_for(p.wait_seconds)?;
+        options.check().map_err(tool_error)?;
+        let op = client.start_update_many(selection, options);
+        self.register(&op);
+        self.answer_within(op, wait, &ctx, forward_batch()).await
     }
 
     #[tool(
@@ -263,7 +282,8 @@ starts no more workspaces and says each in-flight one's state.",
         description = "Restart a Coder workspace (agent) on the template version it runs: stop, wait until stopped, \
 start with the same parameter values (or those given in `parameters` {name: value}), wait until it runs. The same \
 pre-flight checks as update_agent refuse, before anything is stopped, what Coder would refuse at start. Takes \
-minutes; sends progress notifications.",
+minutes: waits at most wait_seconds (default 25), then answers with the outcome or with operation_id (follow it with \
+get_operation); sends progress notifications.",
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -276,19 +296,17 @@ minutes; sends progress notifications.",
         &self,
         Parameters(p): Parameters<RestartAgentParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<UpdateOutcome>, String> {
+    ) -> Result<Json<LongAnswer<UpdateOutcome>>, String> {
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let options = UpdateOptions {
             parameters: given_parameters(p.parameters.as_ref())?,
             ..self.update_options()
         };
         let client = self.coder()?;
-        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
-        let result = client
-            .restart_workspace(&workspace, &options, &ctx.ct, forward(&progress))
-            .await;
-        progress.flush().await;
-        result.map(Json).map_err(tool_error)
+        let wait = wait_for(p.wait_seconds)?;
+        let op = client.start_restart(workspace, options);
+        self.register(&op);
+        self.answer_within(op, wait, &ctx, forward()).await
     }
 
     #[tool(

@@ -11,7 +11,15 @@ use rmcp::{
     tool_router,
 };
 
-use crate::server::{FleetServer, Progress, tool_error};
+use fleet::{
+    molecule::{FollowOperation, MigrationEvent},
+    operation::{OperationKind, OperationState},
+};
+
+use crate::{
+    operation_tools::wait_for,
+    server::{FleetServer, Progress, tool_error},
+};
 
 /// A compute provider: aws (Amazon Web Services), hetzner (Hetzner Cloud), gcp (Google Cloud).
 // No doc comments on the variants: they would turn the schema's plain `enum` into `oneOf`.
@@ -78,8 +86,12 @@ pub struct WorkspaceParams {
 pub struct WaitParams {
     /// The workspace id.
     pub workspace_id: String,
-    /// How long to wait, in seconds (default 600, at most 3600). A migration takes 15–20
-    /// minutes; call again to keep following it.
+    /// Seconds to wait before answering (default 25, 0 answers at once, at most 300). A
+    /// migration takes 15–20 minutes: while it goes on the answer is still_running with an
+    /// operation_id; call again (or get_operation) to keep following it.
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+    /// Older name of wait_seconds (1 to 3600), for hosts that wait longer. wait_seconds wins.
     #[serde(default)]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: Option<u64>,
@@ -111,6 +123,10 @@ pub struct WaitResult {
     /// The final (or latest) status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<MigrationReport>,
+    /// The operation following the migration in fleet-mcp (get_operation follows it too).
+    pub operation_id: String,
+    /// Where that operation stands.
+    pub operation_state: OperationState,
 }
 
 /// The tool to call next after a POST without a clear answer ([`Error::Unconfirmed`]).
@@ -130,7 +146,6 @@ fn with_next_call(e: Error, workspace_id: &str) -> Error {
     })
 }
 
-const DEFAULT_WAIT: u64 = 600;
 const MAX_WAIT: u64 = 3600;
 
 #[tool_router(router = molecule_router, vis = "pub(crate)")]
@@ -201,10 +216,11 @@ whether it has ended, and what an end state means. A workspace never migrated an
     }
 
     #[tool(
-        description = "Follow a Molecule workspace's compute-provider migration until it ends or timeout_seconds pass \
-(default 600). Sends a progress notification on each state change when the request has a progress token. Returns \
-the final or latest status with an outcome: completed, ended_in_failure (with what it means for the user), \
-never_migrated, or still_running (call again). Cancelling stops the wait only; the migration goes on.",
+        description = "Follow a Molecule workspace's compute-provider migration: waits at most wait_seconds (default 25, \
+at most 300) for it to end, then answers. Sends a progress notification on each state change when the request has a \
+progress token. Returns the final or latest status with an outcome: completed, ended_in_failure (with what it means \
+for the user), never_migrated, or still_running (call again: fleet-mcp keeps following it, operation_id names the \
+follow for get_operation). Cancelling stops the wait only; the migration goes on.",
         annotations(
             title = "Wait for workspace migration",
             read_only_hint = true,
@@ -218,70 +234,111 @@ never_migrated, or still_running (call again). Cancelling stops the wait only; t
         Parameters(p): Parameters<WaitParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<Json<WaitResult>, String> {
-        let timeout = p.timeout_seconds.unwrap_or(DEFAULT_WAIT);
-        if timeout == 0 || timeout > MAX_WAIT {
-            return Err(tool_error(Error::InvalidInput(format!(
-                "timeout_seconds must be between 1 and {MAX_WAIT} (got {timeout}); call again to keep following"
-            ))));
-        }
-        let client = self.molecule()?;
-        let progress = Progress::new(context.peer.clone(), context.meta.get_progress_token());
-        let mut options = WaitOptions {
-            timeout: Duration::from_secs(timeout),
-            ..WaitOptions::default()
+        let wait = match (p.wait_seconds, p.timeout_seconds) {
+            (Some(w), _) => wait_for(Some(w))?,
+            (None, Some(t)) if t == 0 || t > MAX_WAIT => {
+                return Err(tool_error(Error::InvalidInput(format!(
+                    "timeout_seconds must be between 1 and {MAX_WAIT} (got {t}); use wait_seconds \
+                     (0 to 300) and call again to keep following"
+                ))));
+            }
+            (None, Some(t)) => Duration::from_secs(t),
+            (None, None) => wait_for(None)?,
         };
-        if let Some(interval) = self.poll_override() {
-            options.initial_interval = options.initial_interval.min(interval);
-            options.max_interval = interval;
-        }
+        fleet::molecule::MigrateRequest::new(p.workspace_id.clone(), Provider::Aws)
+            .check()
+            .map_err(tool_error)?;
+        let client = self.molecule()?;
+        let workspace_id = p.workspace_id.trim().to_string();
+        let targets = vec![workspace_id.clone()];
+        // Follow the running follow of this workspace, if there is one; else start one.
+        let running = self
+            .registry()
+            .running(OperationKind::FollowMigration, &targets)
+            .and_then(|op| op.as_any().downcast_ref::<FollowOperation>().cloned());
+        let op = match running {
+            Some(op) => op,
+            None => {
+                let mut options = WaitOptions::default();
+                if let Some(interval) = self.poll_override() {
+                    options.initial_interval = options.initial_interval.min(interval);
+                    options.max_interval = interval;
+                }
+                let op = client.start_follow_migration(workspace_id.clone(), options);
+                self.register(&op);
+                op
+            }
+        };
+        let progress = Progress::new(context.peer.clone(), context.meta.get_progress_token());
+        let started = std::time::Instant::now();
         let mut latest: Option<MigrationReport> = None;
         let mut sent = 0.0;
-        let started = std::time::Instant::now();
-        let result = client
-            .wait_for_migration(&p.workspace_id, &options, &context.ct, |event| {
-                // Progress must increase: the step on the forward path, else one more than before.
-                let value = event
-                    .step
-                    .map(f64::from)
-                    .filter(|s| *s > sent)
-                    .unwrap_or(sent + 0.5);
-                sent = value;
-                progress.send(
-                    value,
-                    Some(f64::from(event.total_steps)),
-                    format!("{} ({}s)", event.describe(), event.elapsed.as_secs()),
-                );
-                latest = Some(event.report);
-            })
+        let mut show = |event: MigrationEvent| {
+            // Progress must increase: the step on the forward path, else half a step more.
+            let value = event
+                .step
+                .map(f64::from)
+                .filter(|s| *s > sent)
+                .unwrap_or(sent + 0.5);
+            sent = value;
+            progress.send(
+                value,
+                Some(f64::from(event.total_steps)),
+                format!("{} ({}s)", event.describe(), event.elapsed.as_secs()),
+            );
+            latest = Some(event.report);
+        };
+        let result = op
+            .watch_until(Some(wait), context.ct.cancelled(), &mut show)
             .await;
         progress.flush().await;
         let waited_seconds = started.elapsed().as_secs_f64();
+        let snapshot = op.snapshot();
+        let operation_id = snapshot.id.clone();
+        let operation_state = snapshot.state;
+        let answer = |outcome, message, status| {
+            Ok(Json(WaitResult {
+                outcome,
+                message,
+                waited_seconds,
+                status,
+                operation_id: operation_id.clone(),
+                operation_state,
+            }))
+        };
+        if latest.is_none() && result.is_none() {
+            // Joined a follow under way: its latest state.
+            latest = client.migration_status(&workspace_id).await.ok();
+        }
         match result {
-            Ok(report) if !report.migrated => Ok(Json(WaitResult {
-                outcome: WaitOutcome::NeverMigrated,
-                message: report.message.clone(),
-                waited_seconds,
-                status: Some(report),
-            })),
-            Ok(report) => Ok(Json(WaitResult {
-                outcome: WaitOutcome::Completed,
-                message: report.message.clone(),
-                waited_seconds,
-                status: Some(report),
-            })),
-            Err(Error::OperationFailed { message, .. }) => Ok(Json(WaitResult {
-                outcome: WaitOutcome::EndedInFailure,
-                message,
-                waited_seconds,
-                status: latest,
-            })),
-            Err(Error::Timeout { message, .. }) => Ok(Json(WaitResult {
-                outcome: WaitOutcome::StillRunning,
-                message,
-                waited_seconds,
-                status: latest,
-            })),
-            Err(e) => Err(tool_error(e)),
+            None => answer(
+                WaitOutcome::StillRunning,
+                format!(
+                    "the migration of workspace {workspace_id} is still running ({}); it continues on the server \
+                     and fleet-mcp keeps following it: call wait_for_workspace_migration again, or get_operation \
+                     {{\"operation_id\": \"{operation_id}\"}}",
+                    snapshot
+                        .latest_step
+                        .as_deref()
+                        .unwrap_or("no state seen yet")
+                ),
+                latest,
+            ),
+            Some(Ok(report)) if !report.migrated => answer(
+                WaitOutcome::NeverMigrated,
+                report.message.clone(),
+                Some(report),
+            ),
+            Some(Ok(report)) => {
+                answer(WaitOutcome::Completed, report.message.clone(), Some(report))
+            }
+            Some(Err(Error::OperationFailed { message, .. })) => {
+                answer(WaitOutcome::EndedInFailure, message, latest)
+            }
+            Some(Err(Error::Timeout { message, .. })) => {
+                answer(WaitOutcome::StillRunning, message, latest)
+            }
+            Some(Err(e)) => Err(tool_error(e)),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct FleetServer {
     coder: Arc<Result<CoderClient, String>>,
     tool_router: ToolRouter<FleetServer>,
     poll_override: Option<std::time::Duration>,
+    /// The long operations started by tool calls (they outlive the calls).
+    registry: Arc<fleet::operation::Registry>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -32,14 +34,18 @@ fleet operates cloud workspaces on two control planes.
 Molecule: migrate a workspace's compute provider across clouds (aws, hetzner, gcp) and follow the \
 migration; a migration mutates two clouds and needs confirm=true. Check the status first.
 Coder: update a workspace (agent) to a template version and restart it; list and show workspaces.
-Long operations send progress notifications when the request carries a progress token, and honour \
-cancellation (the remote operation itself is never cancelled silently).";
+Long tools (update_agent, restart_agent, update_agents, wait_for_workspace_migration) wait at most \
+wait_seconds (default 25) and then answer: with the outcome when done, else with operation_id and the latest \
+step; the operation goes on, follow it with get_operation (list_operations lists them, cancel_operation \
+cancels one gracefully). They send progress notifications when the request carries a progress token. \
+Cancelling a request only stops the waiting: a workspace being stopped is always started again.";
 
 impl FleetServer {
     /// Builds the server from whatever is configured. A control plane that is not configured
     /// keeps its tools listed; calling them answers a tool error naming the variables to set.
     pub fn new(molecule: &MoleculeConfig, coder: &CoderConfig, read_only: bool) -> Self {
-        let mut tool_router = Self::molecule_router() + Self::coder_router();
+        let mut tool_router =
+            Self::molecule_router() + Self::coder_router() + Self::operation_router();
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -67,7 +73,13 @@ impl FleetServer {
             coder: Arc::new(CoderClient::new(coder).map_err(|e| e.to_string())),
             tool_router,
             poll_override: fleet::config::poll_interval_from_env(),
+            registry: Arc::new(fleet::operation::Registry::default()),
         }
+    }
+
+    /// The long operations started by tool calls.
+    pub fn registry(&self) -> &fleet::operation::Registry {
+        &self.registry
     }
 
     /// Sets the longest pause between two status reads (the simulator scales it to its speed).
@@ -94,9 +106,46 @@ impl FleetServer {
     }
 }
 
-/// The text of a tool error: the kind, then the library's message (the server's words).
+/// The text of a tool error: the kind, then the library's message (the server's words), then
+/// the tool call that finishes or follows what it left behind.
 pub fn tool_error(e: fleet::Error) -> String {
-    format!("{}: {e}", e.kind())
+    use fleet::operation::{Aftermath, FinishStep, FollowStep};
+    let next = match e.aftermath() {
+        Some(Aftermath::LeftStopped { finish }) => {
+            let (tool, args) = match finish {
+                FinishStep::Update {
+                    workspace,
+                    template_version_id,
+                    parameters,
+                } => (
+                    "update_agent",
+                    serde_json::json!({"agent_name": workspace, "template_version_id": template_version_id, "parameters": parameters}),
+                ),
+                FinishStep::Restart {
+                    workspace,
+                    parameters,
+                } => (
+                    "restart_agent",
+                    serde_json::json!({"agent_name": workspace, "parameters": parameters}),
+                ),
+            };
+            format!(" To finish the job, call {tool} {args}")
+        }
+        Some(Aftermath::StillRunning { follow }) => match follow {
+            FollowStep::CoderWorkspace { workspace } => {
+                format!(
+                    " Follow it with show_agent {}",
+                    serde_json::json!({"agent_name": workspace})
+                )
+            }
+            FollowStep::Migration { workspace_id } => format!(
+                " Follow it with wait_for_workspace_migration {}",
+                serde_json::json!({"workspace_id": workspace_id})
+            ),
+        },
+        _ => String::new(),
+    };
+    format!("{}: {e}{next}", e.kind())
 }
 
 /// Sends progress notifications in order, when the client asked for them (sent a token).

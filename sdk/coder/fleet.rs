@@ -20,14 +20,16 @@ use std::{
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
     CoderClient, CoderEvent, PlannedBuild, Step, UpdateAction, UpdateOptions, UpdateOutcome,
     UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
 };
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    operation::{Aftermath, Control, FollowStep},
+};
 
 /// The most workspaces fleet updates at once (`--parallel` is capped here).
 pub const MAX_PARALLEL: usize = 64;
@@ -237,7 +239,7 @@ impl CoderClient {
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<DryRun> {
         let plan = self
@@ -297,7 +299,9 @@ pub enum Verdict {
     WouldChange,
     /// Something failed (the reason says what and what to do).
     Failed,
-    /// fleet stopped it and did not start it: run `finish_command` to finish.
+    /// A pre-flight check refused it (or its input was invalid): nothing was changed.
+    Refused,
+    /// fleet stopped it and did not start it: `aftermath.finish` finishes the job.
     LeftStopped,
     /// A deadline passed; a build may still be running.
     TimedOut,
@@ -315,6 +319,7 @@ impl std::fmt::Display for Verdict {
             Verdict::AlreadyCurrent => "already current",
             Verdict::WouldChange => "would change",
             Verdict::Failed => "failed",
+            Verdict::Refused => "refused",
             Verdict::LeftStopped => "left stopped",
             Verdict::TimedOut => "timed out",
             Verdict::Interrupted => "interrupted",
@@ -323,14 +328,16 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// How bad an ending is, from best to worst. A batch's exit code is its worst workspace's:
-/// interrupted (130) > timed out (3: something may still be running, look again) > failed (1)
-/// > ok (0).
+/// How bad an ending is, from best to worst: ok, refused (nothing was changed), failed,
+/// timed out (something may still be running, look again), interrupted. A batch ends as its
+/// worst workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Done, or nothing to do.
     Ok,
+    /// Refused before anything was changed (a pre-flight check, invalid input).
+    Refused,
     /// Failed, or left stopped.
     Failed,
     /// A deadline passed.
@@ -340,20 +347,12 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// The exit code DESIGN.md gives this ending.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Severity::Ok => 0,
-            Severity::Failed => 1,
-            Severity::TimedOut => 3,
-            Severity::Interrupted => 130,
-        }
-    }
-
-    fn of(e: &Error) -> Severity {
-        match e {
+    /// How bad ending in `e` is.
+    pub fn of(e: &Error) -> Severity {
+        match e.root() {
             Error::Timeout { .. } => Severity::TimedOut,
             Error::Interrupted { .. } => Severity::Interrupted,
+            e if e.nothing_changed() => Severity::Refused,
             _ => Severity::Failed,
         }
     }
@@ -375,9 +374,9 @@ pub struct WorkspaceResult {
     /// The error's kind when it failed (as in `fleet::Error::kind`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
-    /// The command that finishes the job, when the workspace was left half-way.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finish_command: Option<String>,
+    /// What is left: nothing changed, finished, left stopped (with the step that finishes
+    /// the job), or still running (with what to follow).
+    pub aftermath: Aftermath,
     /// The version it ran before.
     pub from_version_id: Option<Uuid>,
     /// That version's name.
@@ -584,9 +583,11 @@ impl CoderClient {
         &self,
         selection: &Selection,
         options: &FleetOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: impl FnMut(FleetEvent) + Send,
     ) -> Result<FleetReport> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         selection.check()?;
         options.check()?;
         let started = Instant::now();
@@ -656,7 +657,7 @@ impl CoderClient {
         index: usize,
         target: Target,
         options: &FleetOptions,
-        cancel: &CancellationToken,
+        cancel: &Control,
         emit: &(dyn Fn(FleetEvent) + Sync),
     ) -> WorkspaceResult {
         let began = Instant::now();
@@ -668,7 +669,7 @@ impl CoderClient {
             severity: Severity::Failed,
             message: String::new(),
             error_kind: None,
-            finish_command: None,
+            aftermath: Aftermath::NothingChanged,
             from_version_id: target
                 .workspace
                 .as_ref()
@@ -723,11 +724,17 @@ impl CoderClient {
                 match &step {
                     CoderEvent::BuildCreated {
                         step: Step::Stop, ..
+                    }
+                    | CoderEvent::BuildFoundAfterError {
+                        step: Step::Stop, ..
                     } => s.stop_created = true,
                     CoderEvent::BuildSucceeded {
                         step: Step::Stop, ..
                     } => s.stop_done = true,
                     CoderEvent::BuildCreated {
+                        step: Step::Start, ..
+                    }
+                    | CoderEvent::BuildFoundAfterError {
                         step: Step::Start, ..
                     } => s.start_created = true,
                     _ => {}
@@ -777,7 +784,7 @@ impl CoderClient {
                 Err(e) => failed(result, &e, None, began),
             };
         }
-        let finish = plan.finish_command();
+        let finish = plan.finish_step();
         let run = self
             .run_plan(&plan, &options.update, cancel, &mut on_step, began)
             .await;
@@ -789,6 +796,7 @@ impl CoderClient {
                     UpdateAction::Updated | UpdateAction::Started => Verdict::Updated,
                 };
                 result.severity = Severity::Ok;
+                result.aftermath = Aftermath::Finished;
                 result.message = outcome.message.clone();
                 result.to_version_name = outcome.workspace.template_version_name.clone();
                 result.outcome = Some(outcome);
@@ -817,19 +825,41 @@ impl CoderClient {
 fn failed(
     mut result: WorkspaceResult,
     e: &Error,
-    left_stopped: Option<String>,
+    left_stopped: Option<crate::operation::FinishStep>,
     began: Instant,
 ) -> WorkspaceResult {
     result.severity = Severity::of(e);
-    result.verdict = match (&left_stopped, result.severity) {
-        (Some(_), _) => Verdict::LeftStopped,
-        (None, Severity::TimedOut) => Verdict::TimedOut,
-        (None, Severity::Interrupted) => Verdict::Interrupted,
+    let left_stopped = left_stopped.filter(|_| {
+        e.aftermath()
+            .is_none_or(|a| matches!(a, Aftermath::LeftStopped { .. }))
+    });
+    let stopped_by_fleet = left_stopped.is_some()
+        || (matches!(e.aftermath(), Some(Aftermath::LeftStopped { .. }))
+            && !matches!(e.root(), Error::OperationFailed { .. }));
+    result.verdict = match (stopped_by_fleet, result.severity) {
+        (true, _) => Verdict::LeftStopped,
+        (false, Severity::TimedOut) => Verdict::TimedOut,
+        (false, Severity::Interrupted) => Verdict::Interrupted,
+        (false, Severity::Refused) => Verdict::Refused,
         _ => Verdict::Failed,
     };
     result.message = e.to_string();
     result.error_kind = Some(e.kind().to_string());
-    result.finish_command = left_stopped;
+    result.aftermath = match (e.aftermath(), left_stopped) {
+        (Some(a), _) => a.clone(),
+        (None, Some(finish)) => Aftermath::LeftStopped { finish },
+        (None, None) if result.severity == Severity::Refused => Aftermath::NothingChanged,
+        (None, None) => match e.root() {
+            Error::Timeout { .. } | Error::Interrupted { .. } | Error::Transport(_) => {
+                Aftermath::StillRunning {
+                    follow: FollowStep::CoderWorkspace {
+                        workspace: result.workspace.clone(),
+                    },
+                }
+            }
+            _ => Aftermath::Unknown,
+        },
+    };
     result.elapsed_ms = ms(began.elapsed());
     result
 }

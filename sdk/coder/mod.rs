@@ -15,6 +15,7 @@ pub use api::types;
 
 mod fleet;
 mod logs;
+mod operations;
 mod ops;
 mod server_features;
 mod server_side;
@@ -25,6 +26,7 @@ pub use fleet::{
     Selection, Severity, Verdict, WorkspaceResult,
 };
 pub use logs::{BuildLogs, LogFollowOptions};
+pub use operations::{BatchOperation, UpdateOperation};
 pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
 pub use server_side::{
     DEFAULT_FOLLOW_UP_BOUND, FollowUp, ServerSideStart, ServerSideStop, build_request,

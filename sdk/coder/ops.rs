@@ -10,7 +10,6 @@ use std::{
 };
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
@@ -18,7 +17,7 @@ use super::{
     params::{ParameterSource, ResolvedParameter},
     types,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, operation::Control};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace references
@@ -484,6 +483,16 @@ pub enum CoderEvent {
         /// The version it builds.
         template_version_id: Option<Uuid>,
     },
+    /// A build POST failed (a server error, a reset, a timeout), but reading the workspace
+    /// again found the build: fleet follows it (it never POSTs twice).
+    BuildFoundAfterError {
+        /// Stop or start.
+        step: Step,
+        /// The build found.
+        build_id: Option<Uuid>,
+        /// What the POST answered.
+        error: String,
+    },
     /// A build's status changed.
     BuildStatus {
         /// Which build.
@@ -571,6 +580,14 @@ impl CoderEvent {
             } => format!(
                 "{step} build{} created{}",
                 build_number.map(|n| format!(" #{n}")).unwrap_or_default(),
+                build_id.map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
+            CoderEvent::BuildFoundAfterError {
+                step,
+                build_id,
+                error,
+            } => format!(
+                "creating the {step} build failed ({error}), but Coder created it{}: following it",
                 build_id.map(|b| format!(" ({b})")).unwrap_or_default()
             ),
             CoderEvent::BuildStatus {
@@ -785,27 +802,43 @@ impl UpdatePlan {
             .and_then(|b| b.template_version_id)
     }
 
-    /// The exact command that finishes the job (with the parameters the caller gave).
-    pub fn finish_command(&self) -> String {
-        let name = full_name(&self.workspace);
-        let given: String = self
+    /// The operation that finishes the job if it is left half-way (with the parameter values
+    /// the caller gave).
+    pub fn finish_step(&self) -> crate::operation::FinishStep {
+        let workspace = full_name(&self.workspace);
+        let parameters = self
             .parameters
             .iter()
             .filter(|p| matches!(p.source, ParameterSource::Given | ParameterSource::File))
-            .map(|p| {
-                format!(
-                    " --parameter {}",
-                    shell_word(&format!("{}={}", p.name, p.value))
-                )
-            })
+            .map(|p| (p.name.clone(), p.value.clone()))
             .collect();
         if self.restart {
-            format!("fleet coder restart {name}{given}")
+            crate::operation::FinishStep::Restart {
+                workspace,
+                parameters,
+            }
         } else {
-            format!(
-                "fleet coder update {name} --template-version {}{given}",
-                self.target_version_id
-            )
+            crate::operation::FinishStep::Update {
+                workspace,
+                template_version_id: self.target_version_id,
+                parameters,
+            }
+        }
+    }
+
+    /// The workspace is left stopped: what finishes the job.
+    fn left_stopped(&self) -> crate::operation::Aftermath {
+        crate::operation::Aftermath::LeftStopped {
+            finish: self.finish_step(),
+        }
+    }
+
+    /// A build still runs on the server: what to follow.
+    fn still_running(&self) -> crate::operation::Aftermath {
+        crate::operation::Aftermath::StillRunning {
+            follow: crate::operation::FollowStep::CoderWorkspace {
+                workspace: full_name(&self.workspace),
+            },
         }
     }
 
@@ -827,6 +860,16 @@ impl UpdatePlan {
 
 /// How many log lines a failed build's error carries.
 pub const LOG_LINES_SHOWN: usize = 20;
+
+/// What a read after a failed build POST found.
+enum AfterFailedPost {
+    /// The build exists: follow it.
+    Created(Box<types::WorkspaceBuild>),
+    /// No new build: the POST did nothing.
+    NotCreated(Box<types::Workspace>),
+    /// The read failed too: it cannot be told.
+    Unknown(Error),
+}
 
 /// Where a wait ended.
 enum WaitEnd {
@@ -1004,9 +1047,11 @@ impl CoderClient {
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdatePlan> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         let mut ws = cancellable(cancel, self.resolve_workspace(r), || {
             nothing_changed_interrupt(r)
         })
@@ -1028,6 +1073,7 @@ impl CoderClient {
                         expected: None,
                     },
                     cancel,
+                    true,
                     on_event,
                 )
                 .await?
@@ -1171,14 +1217,15 @@ impl CoderClient {
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
+        let control: Control = cancel.into();
         let started = Instant::now();
         let plan = self
-            .plan_update(r, template_version, false, options, cancel, &mut on_event)
+            .plan_update(r, template_version, false, options, &control, &mut on_event)
             .await?;
-        self.run_plan(&plan, options, cancel, &mut on_event, started)
+        self.run_plan(&plan, options, &control, &mut on_event, started)
             .await
     }
 
@@ -1188,14 +1235,15 @@ impl CoderClient {
         &self,
         r: &WorkspaceRef,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
+        let control: Control = cancel.into();
         let started = Instant::now();
         let plan = self
-            .plan_update(r, None, true, options, cancel, &mut on_event)
+            .plan_update(r, None, true, options, &control, &mut on_event)
             .await?;
-        self.run_plan(&plan, options, cancel, &mut on_event, started)
+        self.run_plan(&plan, options, &control, &mut on_event, started)
             .await
     }
 
@@ -1204,10 +1252,12 @@ impl CoderClient {
         &self,
         plan: &UpdatePlan,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
         started: Instant,
     ) -> Result<UpdateOutcome> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         let ws_id = plan.workspace_id()?;
         let name = full_name(&plan.workspace);
         let previous_version_id = plan.current_version();
@@ -1234,9 +1284,12 @@ impl CoderClient {
         let mut conflicts = 0u32;
         // A start alone: the workspace is stopped already.
         let mut stopped = planned.len() == 1;
+        // The latest build known: a build with another id after a failed POST is a new one.
+        let mut known_build = plan.workspace.latest_build.as_ref().and_then(|b| b.id);
 
         // ---- stop ---------------------------------------------------------------------------
         while !stopped {
+            // Nothing is changed yet: any cancel (graceful or abort) ends it here.
             if cancel.is_cancelled() {
                 return Err(nothing_changed_interrupt(&name));
             }
@@ -1264,11 +1317,50 @@ impl CoderClient {
                                 false,
                             )
                             .await?;
+                        known_build = ws.latest_build.as_ref().and_then(|b| b.id);
                         let s = ws.latest_build.as_ref().and_then(|b| b.status.clone());
                         stopped = s == Some(WorkspaceStatus::Stopped);
                         continue;
                     }
-                    other => return Err(other),
+                    other if definite_refusal(&other) => return Err(other),
+                    // The answer does not say whether the build exists: read, never re-POST.
+                    other => match self
+                        .look_after_failed_post(&ws_id, known_build, WorkspaceTransition::Stop)
+                        .await
+                    {
+                        AfterFailedPost::Created(b) => {
+                            on_event(CoderEvent::BuildFoundAfterError {
+                                step: Step::Stop,
+                                build_id: b.id,
+                                error: other.to_string(),
+                            });
+                            *b
+                        }
+                        AfterFailedPost::NotCreated(ws) => {
+                            return Err(append(
+                                other,
+                                &format!(
+                                    "fleet read {name} again: no stop build was created and it is {}; nothing was changed",
+                                    ws.latest_build
+                                        .as_ref()
+                                        .map(status_of)
+                                        .unwrap_or_else(|| "unknown".into())
+                                ),
+                            ));
+                        }
+                        AfterFailedPost::Unknown(read) => {
+                            return Err(Error::left(
+                                append(
+                                    other,
+                                    &format!(
+                                        "fleet could not tell whether the stop build was created (reading {name} again \
+                                         failed: {read}); if {name} is stopping or stopped, finish the job"
+                                    ),
+                                ),
+                                plan.left_stopped(),
+                            ));
+                        }
+                    },
                 },
             };
             on_event(CoderEvent::BuildCreated {
@@ -1288,59 +1380,68 @@ impl CoderClient {
                         expected: plan.expected_stop.as_ref(),
                     },
                     cancel,
+                    false,
                     on_event,
                 )
                 .await?;
             let done = match end {
                 WaitEnd::Done(b) => b,
                 WaitEnd::TimedOut(last, waited) => {
-                    return Err(Error::Timeout {
-                        message: format!(
-                            "the stop build of {name} did not end within {} (last status: {}). The workspace is \
-                             being stopped and will be left stopped: nothing was started. To finish the job, run \
-                             `{}` (it waits for the stop first)",
-                            humantime::format_duration(round(waited)),
-                            last.as_ref()
-                                .map(status_of)
-                                .unwrap_or_else(|| "unknown".into()),
-                            plan.finish_command()
-                        ),
-                        waited,
-                        last_state: last.as_ref().map(status_of),
-                    });
+                    return Err(Error::left(
+                        Error::Timeout {
+                            message: format!(
+                                "the stop build of {name} did not end within {} (last status: {}). The workspace is \
+                                 being stopped and will be left stopped: nothing was started (finishing the job \
+                                 waits for the stop first)",
+                                humantime::format_duration(round(waited)),
+                                last.as_ref()
+                                    .map(status_of)
+                                    .unwrap_or_else(|| "unknown".into()),
+                            ),
+                            waited,
+                            last_state: last.as_ref().map(status_of),
+                        },
+                        plan.left_stopped(),
+                    ));
                 }
                 WaitEnd::Cancelled(last) => {
-                    return Err(Error::Interrupted {
-                        message: format!(
-                            "interrupted while {name} was stopping (status: {}). The stop build goes on and the \
-                             workspace will be left stopped: nothing was started. To finish the job, run `{}`",
-                            last.as_ref()
-                                .map(status_of)
-                                .unwrap_or_else(|| "unknown".into()),
-                            plan.finish_command()
-                        ),
-                        last_state: last.as_ref().map(status_of),
-                    });
+                    return Err(Error::left(
+                        Error::Interrupted {
+                            message: format!(
+                                "interrupted while {name} was stopping (status: {}). The stop build goes on and the \
+                                 workspace will be left stopped: nothing was started",
+                                last.as_ref()
+                                    .map(status_of)
+                                    .unwrap_or_else(|| "unknown".into()),
+                            ),
+                            last_state: last.as_ref().map(status_of),
+                        },
+                        plan.left_stopped(),
+                    ));
                 }
             };
             builds.push(BuildInfo::from(&done));
             if build_failed(&done) || done.status != Some(WorkspaceStatus::Stopped) {
                 return Err(self.failed_build_error(&done, Step::Stop, plan).await);
             }
+            known_build = done.id.or(known_build);
             stopped = true;
         }
 
         // ---- start --------------------------------------------------------------------------
+        // A graceful cancel does not end it here: a stop is always followed by its start.
         let mut started_build = None;
         while started_build.is_none() {
-            if cancel.is_cancelled() {
-                return Err(Error::Interrupted {
-                    message: format!(
-                        "interrupted: {name} is left stopped (nothing was started). To finish the job, run `{}`",
-                        plan.finish_command()
-                    ),
-                    last_state: Some("stopped".into()),
-                });
+            if cancel.is_aborted() {
+                return Err(Error::left(
+                    Error::Interrupted {
+                        message: format!(
+                            "interrupted: {name} is left stopped (nothing was started)"
+                        ),
+                        last_state: Some("stopped".into()),
+                    },
+                    plan.left_stopped(),
+                ));
             }
             let body = types::CreateWorkspaceBuildRequest {
                 dry_run: None,
@@ -1367,6 +1468,7 @@ impl CoderClient {
                             )
                             .await?;
                         let b = ws.latest_build.clone().unwrap_or_default();
+                        known_build = b.id.or(known_build);
                         if b.status == Some(WorkspaceStatus::Running)
                             && b.template_version_id == Some(plan.target_version_id)
                         {
@@ -1384,9 +1486,39 @@ impl CoderClient {
                         }
                         continue;
                     }
-                    other => {
+                    other if definite_refusal(&other) => {
                         return Err(left_stopped(other, &name, plan));
                     }
+                    // The answer does not say whether the build exists: read, never re-POST.
+                    other => match self
+                        .look_after_failed_post(&ws_id, known_build, WorkspaceTransition::Start)
+                        .await
+                    {
+                        AfterFailedPost::Created(b) => {
+                            on_event(CoderEvent::BuildFoundAfterError {
+                                step: Step::Start,
+                                build_id: b.id,
+                                error: other.to_string(),
+                            });
+                            started_build = Some(*b);
+                            continue;
+                        }
+                        AfterFailedPost::NotCreated(_) => {
+                            return Err(left_stopped(other, &name, plan));
+                        }
+                        AfterFailedPost::Unknown(read) => {
+                            return Err(Error::left(
+                                append(
+                                    other,
+                                    &format!(
+                                        "The start build may or may not have been created (reading {name} again failed: \
+                                         {read}); {name} may be left stopped: check it, and finish the job if it is stopped"
+                                    ),
+                                ),
+                                plan.left_stopped(),
+                            ));
+                        }
+                    },
                 },
             }
         }
@@ -1408,37 +1540,43 @@ impl CoderClient {
                     expected: plan.expected_start.as_ref(),
                 },
                 cancel,
+                false,
                 on_event,
             )
             .await?
         {
             WaitEnd::Done(b) => b,
             WaitEnd::TimedOut(last, waited) => {
-                return Err(Error::Timeout {
-                    message: format!(
-                        "the start build of {name} did not end within {} (last status: {}). It may still \
-                         finish: check with `fleet coder show {name}`; if it failed, run `{}`",
-                        humantime::format_duration(round(waited)),
-                        last.as_ref()
-                            .map(status_of)
-                            .unwrap_or_else(|| "unknown".into()),
-                        plan.finish_command()
-                    ),
-                    waited,
-                    last_state: last.as_ref().map(status_of),
-                });
+                return Err(Error::left(
+                    Error::Timeout {
+                        message: format!(
+                            "the start build of {name} did not end within {} (last status: {}). It may still \
+                             finish: follow the workspace; if the start failed, finish the job",
+                            humantime::format_duration(round(waited)),
+                            last.as_ref()
+                                .map(status_of)
+                                .unwrap_or_else(|| "unknown".into()),
+                        ),
+                        waited,
+                        last_state: last.as_ref().map(status_of),
+                    },
+                    plan.still_running(),
+                ));
             }
             WaitEnd::Cancelled(last) => {
-                return Err(Error::Interrupted {
-                    message: format!(
-                        "interrupted while {name} was starting (status: {}). The start build goes on on the \
-                         server; check with `fleet coder show {name}`",
-                        last.as_ref()
-                            .map(status_of)
-                            .unwrap_or_else(|| "unknown".into()),
-                    ),
-                    last_state: last.as_ref().map(status_of),
-                });
+                return Err(Error::left(
+                    Error::Interrupted {
+                        message: format!(
+                            "interrupted while {name} was starting (status: {}). The start build goes on on the \
+                             server",
+                            last.as_ref()
+                                .map(status_of)
+                                .unwrap_or_else(|| "unknown".into()),
+                        ),
+                        last_state: last.as_ref().map(status_of),
+                    },
+                    plan.still_running(),
+                ));
             }
         };
         builds.push(BuildInfo::from(&done));
@@ -1484,6 +1622,30 @@ impl CoderClient {
         })
     }
 
+    /// After a build POST that failed (a status other than 409, a reset, a timeout): reads the
+    /// workspace to find out whether the build was created anyway. Never POSTs again.
+    async fn look_after_failed_post(
+        &self,
+        ws_id: &Uuid,
+        known_build: Option<Uuid>,
+        transition: WorkspaceTransition,
+    ) -> AfterFailedPost {
+        match self.read_workspace(ws_id).await {
+            Ok(ws) => match ws.latest_build.clone() {
+                Some(b)
+                    if b.id.is_some()
+                        && b.id != known_build
+                        && b.transition == Some(transition.clone()) =>
+                {
+                    tracing::warn!(workspace = %ws_id, build = ?b.id, "the build POST failed, but the build was created; following it");
+                    AfterFailedPost::Created(Box::new(b))
+                }
+                _ => AfterFailedPost::NotCreated(Box::new(ws)),
+            },
+            Err(e) => AfterFailedPost::Unknown(e),
+        }
+    }
+
     async fn read_workspace(&self, id: &Uuid) -> Result<types::Workspace> {
         self.api()
             .get_workspace_metadata_by_id(id)
@@ -1501,7 +1663,7 @@ impl CoderClient {
         message: &str,
         conflicts: u32,
         options: &UpdateOptions,
-        cancel: &CancellationToken,
+        cancel: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
         after_stop: bool,
     ) -> Result<types::Workspace> {
@@ -1511,22 +1673,27 @@ impl CoderClient {
         let active = ws.latest_build.clone().filter(|b| !build_ended(b));
         let state = ws.latest_build.as_ref().map(status_of);
         let left = if after_stop {
-            format!(
-                " {name} is left stopped; to finish the job, run `{}`",
-                plan.finish_command()
-            )
+            format!(" {name} is left stopped.")
         } else {
             " Nothing was changed by fleet.".to_string()
         };
+        // After the stop, what is left is a stopped workspace: say what finishes the job.
+        let with_left = |e: Error| {
+            if after_stop {
+                Error::left(e, plan.left_stopped())
+            } else {
+                e
+            }
+        };
         let Some(build) = active.filter(|_| conflicts <= options.max_conflicts) else {
-            return Err(Error::Conflict {
+            return Err(with_left(Error::Conflict {
                 message: format!(
                     "{message}. Coder refused the {step} build of {name} {conflicts} time(s) because another build is active \
                      (workspace status: {}).{left}",
                     state.clone().unwrap_or_else(|| "unknown".into())
                 ),
                 current_state: state,
-            });
+            }));
         };
         on_event(CoderEvent::Conflict {
             step,
@@ -1548,23 +1715,25 @@ impl CoderClient {
                     expected: None,
                 },
                 cancel,
+                // Before the stop nothing was changed: a graceful cancel may end the wait.
+                !after_stop,
                 on_event,
             )
             .await?
         {
             WaitEnd::Done(_) => self.read_workspace(&ws_id).await,
-            WaitEnd::TimedOut(last, waited) => Err(Error::Timeout {
+            WaitEnd::TimedOut(last, waited) => Err(with_left(Error::Timeout {
                 message: format!(
                     "another build of {name} that blocked the {step} build did not end within {}.{left}",
                     humantime::format_duration(round(waited))
                 ),
                 waited,
                 last_state: last.as_ref().map(status_of),
-            }),
-            WaitEnd::Cancelled(last) => Err(Error::Interrupted {
+            })),
+            WaitEnd::Cancelled(last) => Err(with_left(Error::Interrupted {
                 message: format!("interrupted while waiting for another build of {name}.{left}"),
                 last_state: last.as_ref().map(status_of),
-            }),
+            })),
         }
     }
 
@@ -1575,9 +1744,20 @@ impl CoderClient {
         build: &types::WorkspaceBuild,
         step: Step,
         until: Until<'_>,
-        cancel: &CancellationToken,
+        control: &Control,
+        graceful_ends_it: bool,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<WaitEnd> {
+        // A graceful cancel ends only a wait during which fleet has changed nothing; a stop
+        // under way is followed by its start, a start by its end. An abort ends any wait.
+        let stop_waiting = async {
+            if graceful_ends_it {
+                control.cancelled().await
+            } else {
+                control.aborted().await
+            }
+        };
+        tokio::pin!(stop_waiting);
         let Until {
             deadline,
             poll,
@@ -1600,14 +1780,14 @@ impl CoderClient {
             interval = next;
             let sleep = pause.min(deadline - now);
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(WaitEnd::Cancelled(last)),
+                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
                 _ = tokio::time::sleep(sleep) => {}
             }
             if Instant::now() >= deadline {
                 return Ok(WaitEnd::TimedOut(last, began.elapsed()));
             }
             let read = tokio::select! {
-                _ = cancel.cancelled() => return Ok(WaitEnd::Cancelled(last)),
+                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
                 r = self.api().get_workspace_build(&id_text) => r,
             };
             let b = read
@@ -1696,31 +1876,21 @@ impl CoderClient {
         let state = status_of(b);
         let next = match step {
             Step::Stop => format!(
-                "The workspace was NOT started (its status is {state}). Look at the log above, fix the cause, then run `{}`",
-                plan.finish_command()
+                "The workspace was NOT started (its status is {state}). Look at the log above, fix the cause, then finish the job"
             ),
             _ => format!(
-                "The workspace is left {state}. Look at the log above, fix the cause (template or parameters), then run `{}`",
-                plan.finish_command()
+                "The workspace is left {state}. Look at the log above, fix the cause (template or parameters), then finish the job"
             ),
         };
-        Error::OperationFailed {
-            message: format!(
-                "the {step} build{number} of {name} ended {state}: {job_error}{logs}\n{next}"
-            ),
-            final_state: Some(state),
-        }
-    }
-}
-
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+        Error::left(
+            Error::OperationFailed {
+                message: format!(
+                    "the {step} build{number} of {name} ended {state}: {job_error}{logs}\n{next}"
+                ),
+                final_state: Some(state),
+            },
+            plan.left_stopped(),
+        )
     }
 }
 
@@ -1747,13 +1917,22 @@ fn nothing_changed_interrupt(what: &impl std::fmt::Display) -> Error {
     }
 }
 
-/// The start build could not be created after the stop succeeded: say so.
-fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
-    let tail = format!(
-        " The stop succeeded but the start was refused, so {name} is left stopped. To finish the job, \
-         run `{}` once the cause is fixed",
-        plan.finish_command()
-    );
+/// Coder refused the request before creating anything (a 4xx other than 408 and 429):
+/// nothing to look for.
+fn definite_refusal(e: &Error) -> bool {
+    match e {
+        Error::Api { status, .. } => (400..500).contains(status) && !matches!(status, 408 | 429),
+        Error::Unauthorized { .. } | Error::NotFound { .. } | Error::InvalidInput(_) => true,
+        _ => false,
+    }
+}
+
+/// The error with one more sentence: what fleet found out, and what to do.
+fn append(e: Error, text: &str) -> Error {
+    let join = |m: String| {
+        let m = m.trim_end().trim_end_matches('.').to_string();
+        format!("{m}. {text}")
+    };
     match e {
         Error::Api {
             status,
@@ -1761,27 +1940,53 @@ fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
             validations,
         } => Error::Api {
             status,
-            message: format!("{message}\n{}", tail.trim_start()),
+            message: join(message),
             validations,
         },
+        Error::Transport(message) => Error::Transport(join(message)),
         Error::NotFound { message } => Error::NotFound {
-            message: format!("{message}.{tail}"),
+            message: join(message),
         },
         Error::Unauthorized { status, message } => Error::Unauthorized {
             status,
-            message: format!("{message}.{tail}"),
+            message: join(message),
         },
-        Error::Transport(message) => Error::Transport(format!(
-            "{message}. The start build may or may not have been created; {name} may be left stopped: \
-             check with `fleet coder show {name}` and run `{}` if it is stopped",
-            plan.finish_command()
-        )),
+        Error::Timeout {
+            message,
+            waited,
+            last_state,
+        } => Error::Timeout {
+            message: join(message),
+            waited,
+            last_state,
+        },
         other => other,
     }
 }
 
+/// The start build could not be created after the stop succeeded: say so.
+fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
+    let tail = format!(
+        "The stop succeeded but the start was refused, so {name} is left stopped; finish the job \
+         once the cause is fixed"
+    );
+    let e = match e {
+        Error::Api {
+            status,
+            message,
+            validations,
+        } => Error::Api {
+            status,
+            message: format!("{message}\n{tail}"),
+            validations,
+        },
+        other => append(other, &tail),
+    };
+    Error::left(e, plan.left_stopped())
+}
+
 async fn cancellable<T>(
-    cancel: &CancellationToken,
+    cancel: &Control,
     fut: impl std::future::Future<Output = Result<T>>,
     on_cancel: impl FnOnce() -> Error,
 ) -> Result<T> {

@@ -9,12 +9,14 @@ use std::{
 use progenitor_client::ClientInfo;
 
 mod many;
+mod operations;
 mod ops;
 pub use many::{
     BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationStarts, MigrationVerdict,
     StartResult, worst_exit_code,
 };
 mod routes;
+pub use operations::FollowOperation;
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
     WaitOptions,

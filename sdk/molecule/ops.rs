@@ -10,13 +10,12 @@ use std::{
 };
 
 use progenitor_client::ClientInfo;
-use tokio_util::sync::CancellationToken;
 
 use super::{
     CP_ADMIN_PREFIX_SETTING, Migration, MigrationState, MoleculeClient, Provider, cp_api,
     routes::{StatusAnswer, has_cp_error_body},
 };
-use crate::{Error, ReadBack, Result};
+use crate::{Error, ReadBack, Result, operation::Control};
 
 /// The number of steps on the forward path (`snapshotting` … `completed`).
 pub const TOTAL_STEPS: u32 = MigrationState::PATH.len() as u32;
@@ -775,9 +774,11 @@ impl MoleculeClient {
         &self,
         workspace_id: &str,
         options: &WaitOptions,
-        cancel: &CancellationToken,
+        cancel: impl Into<Control>,
         mut on_event: impl FnMut(MigrationEvent) + Send,
     ) -> Result<MigrationReport> {
+        let control: Control = cancel.into();
+        let cancel = &control;
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
         let started = Instant::now();

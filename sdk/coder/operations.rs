@@ -1,0 +1,210 @@
+//! Updates, restarts and batch updates started as [`Operation`]s: each runs on its own task
+//! and returns a handle at once (see [`crate::operation`]). The `async fn`s
+//! ([`CoderClient::update_workspace`], …) stay for callers that simply await.
+
+use uuid::Uuid;
+
+use super::{
+    CoderClient, CoderEvent, FleetEvent, FleetOptions, FleetReport, Selection, Severity, Step,
+    UpdateOptions, UpdateOutcome, WorkspaceRef,
+};
+use crate::operation::{Operation, OperationEvent, OperationKind, OperationOutput, TargetStatus};
+
+/// A running update or restart of one workspace.
+pub type UpdateOperation = Operation<CoderEvent, UpdateOutcome>;
+/// A running batch update (or restart) of several workspaces.
+pub type BatchOperation = Operation<FleetEvent, FleetReport>;
+
+/// Where one workspace's sequence is after `event`, when the event moves it.
+fn phase_of(event: &CoderEvent) -> Option<&'static str> {
+    Some(match event {
+        CoderEvent::Planned { .. } => "planned",
+        CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
+            "waiting_for_another_build"
+        }
+        CoderEvent::UpToDate { .. } => "up_to_date",
+        CoderEvent::BuildCreated { step, .. } | CoderEvent::BuildFoundAfterError { step, .. } => {
+            match step {
+                Step::Stop => "stopping",
+                Step::Start => "starting",
+                Step::InProgress => "waiting_for_another_build",
+            }
+        }
+        CoderEvent::BuildSucceeded { step, .. } => match step {
+            Step::Stop => "stopped",
+            Step::Start => "running",
+            Step::InProgress => "waiting_for_another_build",
+        },
+        CoderEvent::BuildStatus { .. } => return None,
+    })
+}
+
+fn snake<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+impl OperationEvent for CoderEvent {
+    fn describe(&self) -> String {
+        CoderEvent::describe(self)
+    }
+
+    fn apply(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            if let CoderEvent::Planned { workspace, .. } = self {
+                w.target = workspace.clone();
+            }
+            if let Some(phase) = phase_of(self) {
+                w.phase = phase.into();
+            }
+            w.message = Some(CoderEvent::describe(self));
+        }
+    }
+}
+
+impl OperationOutput for UpdateOutcome {
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            w.target = self.workspace.full_name.clone();
+            w.phase = "done".into();
+            w.verdict = Some(snake(&self.action));
+            w.message = Some(self.message.clone());
+        }
+    }
+}
+
+impl OperationEvent for FleetEvent {
+    fn describe(&self) -> String {
+        FleetEvent::describe(self)
+    }
+
+    fn apply(&self, workspaces: &mut Vec<TargetStatus>) {
+        match self {
+            FleetEvent::Selected { workspaces: names } => {
+                *workspaces = names
+                    .iter()
+                    .map(|n| TargetStatus {
+                        target: n.clone(),
+                        phase: "queued".into(),
+                        verdict: None,
+                        message: None,
+                    })
+                    .collect();
+            }
+            FleetEvent::Began { index, .. } => {
+                if let Some(w) = workspaces.get_mut(*index) {
+                    w.phase = "planning".into();
+                }
+            }
+            FleetEvent::Step { index, step, .. } => {
+                if let Some(w) = workspaces.get_mut(*index) {
+                    if let Some(phase) = phase_of(step) {
+                        w.phase = phase.into();
+                    }
+                    w.message = Some(step.describe());
+                }
+            }
+            FleetEvent::Finished { index, result, .. } => {
+                if let Some(w) = workspaces.get_mut(*index) {
+                    w.phase = "done".into();
+                    w.verdict = Some(snake(&result.verdict));
+                    w.message = Some(result.message.clone());
+                }
+            }
+        }
+    }
+}
+
+impl OperationOutput for FleetReport {
+    fn ended_well(&self) -> bool {
+        self.worst == Severity::Ok
+    }
+
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        *workspaces = self
+            .results
+            .iter()
+            .map(|r| TargetStatus {
+                target: r.workspace.clone(),
+                phase: "done".into(),
+                verdict: Some(snake(&r.verdict)),
+                message: Some(r.message.clone()),
+            })
+            .collect();
+    }
+}
+
+/// The targets a selection names, for the operation's snapshot before they are resolved.
+fn selection_targets(selection: &Selection) -> Vec<String> {
+    match selection {
+        Selection::Named(refs) => refs.iter().map(|r| r.to_string()).collect(),
+        Selection::AllOutdated { all_owners } => vec![if *all_owners {
+            "every outdated workspace (all owners)".into()
+        } else {
+            "every outdated workspace of the token's user".into()
+        }],
+        Selection::Template { name, all_owners } => vec![format!(
+            "the outdated workspaces of template {}{}",
+            name.trim(),
+            if *all_owners { " (all owners)" } else { "" }
+        )],
+    }
+}
+
+impl CoderClient {
+    /// Starts [`CoderClient::update_workspace`] as an operation and returns its handle at once.
+    /// Must be called inside a Tokio runtime.
+    pub fn start_update(
+        &self,
+        workspace: WorkspaceRef,
+        template_version: Option<Uuid>,
+        options: UpdateOptions,
+    ) -> UpdateOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::Update,
+            vec![workspace.to_string()],
+            move |control, sink| async move {
+                client
+                    .update_workspace(&workspace, template_version, &options, &control, |e| {
+                        sink.emit(e)
+                    })
+                    .await
+            },
+        )
+    }
+
+    /// Starts [`CoderClient::restart_workspace`] as an operation and returns its handle at once.
+    pub fn start_restart(
+        &self,
+        workspace: WorkspaceRef,
+        options: UpdateOptions,
+    ) -> UpdateOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::Restart,
+            vec![workspace.to_string()],
+            move |control, sink| async move {
+                client
+                    .restart_workspace(&workspace, &options, &control, |e| sink.emit(e))
+                    .await
+            },
+        )
+    }
+
+    /// Starts [`CoderClient::update_many`] as an operation and returns its handle at once.
+    pub fn start_update_many(&self, selection: Selection, options: FleetOptions) -> BatchOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::BatchUpdate,
+            selection_targets(&selection),
+            move |control, sink| async move {
+                client
+                    .update_many(&selection, &options, &control, |e| sink.emit(e))
+                    .await
+            },
+        )
+    }
+}

@@ -1,0 +1,787 @@
+//! Long operations as values.
+//!
+//! An update, a restart, a batch update and following a migration each start as an
+//! [`Operation`]: a spawned task with a handle that gives its id, kind and targets, a snapshot
+//! of its state ([`Operation::snapshot`], [`Operation::watch`]), a stream of its typed events
+//! ([`Operation::events`]), a graceful [`Operation::cancel`], an [`Operation::abort`] and the
+//! awaitable outcome ([`Operation::outcome`]). Dropping every handle never stops the operation.
+//!
+//! - **cancel** is graceful: the operation starts nothing new (no stop build, no workspace of
+//!   a batch not yet begun), and every stop already under way is followed by its start.
+//! - **abort** leaves things as they are at once; the outcome says exactly what is left
+//!   (a workspace stopped, a build still running) and what would finish it.
+//!
+//! [`Registry`] keeps operations by id (finished ones for a while), for a server that lets a
+//! caller come back to an operation later (fleet-mcp's `get_operation`).
+//!
+//! The shape follows oxide.rs's `execute_with_control()`: the work runs on its own, and the
+//! caller holds a handle with a progress watch and a cancel.
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
+
+// ---------------------------------------------------------------------------------------------
+// Control: graceful cancel and abort
+// ---------------------------------------------------------------------------------------------
+
+/// How a caller stops an operation: [`Control::cancel`] (graceful) or [`Control::abort`].
+///
+/// A plain [`CancellationToken`] converts into a `Control` whose token *aborts*: cancelling it
+/// leaves things as they are (the behaviour of the `async fn`s that take a token).
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    graceful: CancellationToken,
+    abort: CancellationToken,
+}
+
+impl Control {
+    /// A control nobody has used yet.
+    pub fn new() -> Self {
+        Control::default()
+    }
+
+    /// Graceful: start nothing new; let every stop already under way be followed by its start.
+    pub fn cancel(&self) {
+        self.graceful.cancel();
+    }
+
+    /// Leave things as they are now; the outcome says what is left.
+    pub fn abort(&self) {
+        self.abort.cancel();
+        self.graceful.cancel();
+    }
+
+    /// True once [`Control::cancel`] or [`Control::abort`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.graceful.is_cancelled() || self.abort.is_cancelled()
+    }
+
+    /// True once [`Control::abort`] was called.
+    pub fn is_aborted(&self) -> bool {
+        self.abort.is_cancelled()
+    }
+
+    /// Resolves once the operation was cancelled (gracefully or not).
+    pub async fn cancelled(&self) {
+        tokio::select! {
+            _ = self.graceful.cancelled() => {}
+            _ = self.abort.cancelled() => {}
+        }
+    }
+
+    /// Resolves once the operation was aborted.
+    pub async fn aborted(&self) {
+        self.abort.cancelled().await
+    }
+}
+
+impl From<&CancellationToken> for Control {
+    /// The token aborts: cancelling it leaves things as they are.
+    fn from(token: &CancellationToken) -> Self {
+        Control {
+            graceful: CancellationToken::new(),
+            abort: token.clone(),
+        }
+    }
+}
+
+impl From<CancellationToken> for Control {
+    fn from(token: CancellationToken) -> Self {
+        Control::from(&token)
+    }
+}
+
+impl From<&Control> for Control {
+    fn from(c: &Control) -> Self {
+        c.clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an operation is and where it stands
+// ---------------------------------------------------------------------------------------------
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Update one Coder workspace.
+    Update,
+    /// Restart one Coder workspace.
+    Restart,
+    /// Update (or restart) several Coder workspaces.
+    BatchUpdate,
+    /// Follow a Molecule migration.
+    FollowMigration,
+}
+
+impl std::fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OperationKind::Update => "update",
+            OperationKind::Restart => "restart",
+            OperationKind::BatchUpdate => "batch update",
+            OperationKind::FollowMigration => "follow migration",
+        })
+    }
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    /// Under way.
+    Running,
+    /// Cancelled gracefully: finishing what is in flight, starting nothing new.
+    Cancelling,
+    /// Ended well.
+    Succeeded,
+    /// Ended in failure (the outcome says what and what is left).
+    Failed,
+    /// A deadline passed; something may still be running on the server.
+    TimedOut,
+    /// Ended after a graceful cancel: what was in flight was finished, nothing new started.
+    Cancelled,
+    /// Aborted: left as it was; the outcome says what is left.
+    Aborted,
+}
+
+impl OperationState {
+    /// True once the operation has ended.
+    pub fn is_done(self) -> bool {
+        !matches!(self, OperationState::Running | OperationState::Cancelling)
+    }
+}
+
+impl std::fmt::Display for OperationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OperationState::Running => "running",
+            OperationState::Cancelling => "cancelling",
+            OperationState::Succeeded => "succeeded",
+            OperationState::Failed => "failed",
+            OperationState::TimedOut => "timed_out",
+            OperationState::Cancelled => "cancelled",
+            OperationState::Aborted => "aborted",
+        })
+    }
+}
+
+/// Where one target (a workspace) of an operation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct TargetStatus {
+    /// The workspace.
+    pub target: String,
+    /// What it is doing now: `waiting`, `planning`, `stopping`, `starting`, `following`, or
+    /// `done` once it ended.
+    pub phase: String,
+    /// How it ended (its verdict), once it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Its latest step, or how it ended, in one sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A snapshot of an operation.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct OperationSnapshot {
+    /// The operation's id.
+    pub id: String,
+    /// What it does.
+    pub kind: OperationKind,
+    /// The workspaces it was started on (as given).
+    pub targets: Vec<String>,
+    /// Where it stands.
+    pub state: OperationState,
+    /// True once it has ended.
+    pub done: bool,
+    /// The latest step, in one sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_step: Option<String>,
+    /// How many events it has reported.
+    pub events: u64,
+    /// One entry per workspace, once they are known.
+    pub workspaces: Vec<TargetStatus>,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Milliseconds since it started (until it ended, once done).
+    pub elapsed_ms: u64,
+}
+
+/// An event an operation reports: it says what happened in one sentence and how it moves the
+/// operation's targets along.
+pub trait OperationEvent: Clone + Send + Sync + 'static {
+    /// One line for people.
+    fn describe(&self) -> String;
+    /// Moves the per-workspace entries along (may add entries).
+    fn apply(&self, workspaces: &mut Vec<TargetStatus>);
+}
+
+/// The result of an operation: whether it ended well and how each workspace ended.
+pub trait OperationOutput: Clone + Send + Sync + 'static {
+    /// True when every part of it ended well.
+    fn ended_well(&self) -> bool {
+        true
+    }
+    /// Fills in the per-workspace verdicts at the end.
+    fn finish(&self, _workspaces: &mut Vec<TargetStatus>) {}
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is left: facts, for the faces to put in their own words
+// ---------------------------------------------------------------------------------------------
+
+/// What an operation (or one workspace of it) leaves behind. The SDK states the fact; the CLI
+/// renders it as a command line, fleet-mcp as a tool call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Aftermath {
+    /// Nothing was changed.
+    NothingChanged,
+    /// The work is done (or needed no change).
+    Finished,
+    /// The workspace is left stopped: `finish` finishes the job.
+    LeftStopped {
+        /// The operation that finishes the job.
+        finish: FinishStep,
+    },
+    /// Something still runs on the server (a build, a migration): follow it.
+    StillRunning {
+        /// What to follow.
+        follow: FollowStep,
+    },
+    /// It ended in a failure after a change (a build failed): the message says the state.
+    Unknown,
+}
+
+/// The operation that finishes a job left half-way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "operation", rename_all = "snake_case")]
+pub enum FinishStep {
+    /// Update the workspace to this version (it waits for a build in progress first).
+    Update {
+        /// `owner/name`.
+        workspace: String,
+        /// The target version.
+        template_version_id: uuid::Uuid,
+        /// The parameter values the caller gave (the others are carried over again).
+        parameters: std::collections::BTreeMap<String, String>,
+    },
+    /// Restart the workspace.
+    Restart {
+        /// `owner/name`.
+        workspace: String,
+        /// The parameter values the caller gave.
+        parameters: std::collections::BTreeMap<String, String>,
+    },
+}
+
+/// What to follow when something still runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum FollowStep {
+    /// A Coder workspace's latest build.
+    CoderWorkspace {
+        /// `owner/name`.
+        workspace: String,
+    },
+    /// A Molecule workspace's migration.
+    Migration {
+        /// The workspace id.
+        workspace_id: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handle
+// ---------------------------------------------------------------------------------------------
+
+struct Shared<Ev, T> {
+    id: String,
+    kind: OperationKind,
+    targets: Vec<String>,
+    control: Control,
+    started: Instant,
+    events: broadcast::Sender<Ev>,
+    /// Subscribed before the task started: the first caller of `events()` gets every event.
+    first_events: Mutex<Option<broadcast::Receiver<Ev>>>,
+    snapshot: watch::Sender<OperationSnapshot>,
+    outcome: watch::Sender<Option<Result<T>>>,
+}
+
+/// A running (or finished) operation. Cheap to clone; dropping it never stops the operation.
+pub struct Operation<Ev, T> {
+    shared: Arc<Shared<Ev, T>>,
+}
+
+impl<Ev, T> Clone for Operation<Ev, T> {
+    fn clone(&self) -> Self {
+        Operation {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<Ev, T> std::fmt::Debug for Operation<Ev, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operation")
+            .field("id", &self.shared.id)
+            .field("kind", &self.shared.kind)
+            .field("targets", &self.shared.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hands an operation's events to its handle; given to the operation's body.
+pub struct EventSink<Ev, T> {
+    shared: Arc<Shared<Ev, T>>,
+}
+
+impl<Ev: OperationEvent, T> EventSink<Ev, T> {
+    /// Records the event in the snapshot and sends it to every subscriber.
+    pub fn emit(&self, event: Ev) {
+        let line = event.describe();
+        self.shared.snapshot.send_modify(|s| {
+            event.apply(&mut s.workspaces);
+            s.latest_step = Some(line);
+            s.events += 1;
+            s.elapsed_ms = ms(self.shared.started.elapsed());
+        });
+        let _ = self.shared.events.send(event);
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn new_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("op-{}", &id[..12])
+}
+
+impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
+    /// Starts `body` on its own task (on the current Tokio runtime) and returns its handle.
+    /// The body gets the operation's [`Control`] and an [`EventSink`] for its events.
+    pub fn spawn<F, Fut>(kind: OperationKind, targets: Vec<String>, body: F) -> Self
+    where
+        F: FnOnce(Control, EventSink<Ev, T>) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let id = new_id();
+        let (events, first_events) = broadcast::channel(1024);
+        let workspaces = targets
+            .iter()
+            .map(|t| TargetStatus {
+                target: t.clone(),
+                phase: "waiting".into(),
+                verdict: None,
+                message: None,
+            })
+            .collect();
+        let (snapshot, _) = watch::channel(OperationSnapshot {
+            id: id.clone(),
+            kind,
+            targets: targets.clone(),
+            state: OperationState::Running,
+            done: false,
+            latest_step: None,
+            events: 0,
+            workspaces,
+            started_at: chrono::Utc::now().to_rfc3339(),
+            elapsed_ms: 0,
+        });
+        let (outcome, _) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            id,
+            kind,
+            targets,
+            control: Control::new(),
+            started: Instant::now(),
+            events,
+            first_events: Mutex::new(Some(first_events)),
+            snapshot,
+            outcome,
+        });
+        let fut = body(
+            shared.control.clone(),
+            EventSink {
+                shared: shared.clone(),
+            },
+        );
+        let task_shared = shared.clone();
+        tokio::spawn(async move {
+            let result = fut.await;
+            let control = &task_shared.control;
+            let state = match &result {
+                Ok(_) if control.is_aborted() => OperationState::Aborted,
+                Ok(t) if !t.ended_well() && control.is_cancelled() => OperationState::Cancelled,
+                Ok(t) if !t.ended_well() => OperationState::Failed,
+                Ok(_) => OperationState::Succeeded,
+                Err(e) => match e.root() {
+                    Error::Interrupted { .. } if control.is_aborted() => OperationState::Aborted,
+                    Error::Interrupted { .. } => OperationState::Cancelled,
+                    Error::Timeout { .. } => OperationState::TimedOut,
+                    _ => OperationState::Failed,
+                },
+            };
+            task_shared.snapshot.send_modify(|s| {
+                match &result {
+                    Ok(t) => t.finish(&mut s.workspaces),
+                    Err(e) => {
+                        for w in s.workspaces.iter_mut().filter(|w| w.verdict.is_none()) {
+                            w.phase = "done".into();
+                            w.verdict = Some(e.kind().to_string());
+                            w.message = Some(e.to_string());
+                        }
+                    }
+                }
+                s.state = state;
+                s.done = true;
+                s.elapsed_ms = ms(task_shared.started.elapsed());
+            });
+            task_shared.outcome.send_replace(Some(result));
+        });
+        Operation { shared }
+    }
+
+    /// The operation's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// What it does.
+    pub fn kind(&self) -> OperationKind {
+        self.shared.kind
+    }
+
+    /// The workspaces it was started on.
+    pub fn targets(&self) -> &[String] {
+        &self.shared.targets
+    }
+
+    /// Where it stands now.
+    pub fn snapshot(&self) -> OperationSnapshot {
+        let mut s = self.shared.snapshot.borrow().clone();
+        if !s.done {
+            s.elapsed_ms = ms(self.shared.started.elapsed());
+        }
+        s
+    }
+
+    /// A watch of its snapshot (changes with every event and at the end).
+    pub fn watch(&self) -> watch::Receiver<OperationSnapshot> {
+        self.shared.snapshot.subscribe()
+    }
+
+    /// Its events: the first call gets every event since the start, later calls those from
+    /// now on. A subscriber that falls more than 1,024 events behind misses the oldest (the
+    /// snapshot still has the latest).
+    pub fn events(&self) -> broadcast::Receiver<Ev> {
+        let first = self
+            .shared
+            .first_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        first.unwrap_or_else(|| self.shared.events.subscribe())
+    }
+
+    /// Graceful cancel: start nothing new; every stop already under way is followed by its
+    /// start. The outcome comes once that is done.
+    pub fn cancel(&self) {
+        if !self.is_done() {
+            self.shared.control.cancel();
+            self.shared.snapshot.send_modify(|s| {
+                if s.state == OperationState::Running {
+                    s.state = OperationState::Cancelling;
+                }
+            });
+        }
+    }
+
+    /// Leave everything as it is now; the outcome says exactly what is left.
+    pub fn abort(&self) {
+        if !self.is_done() {
+            self.shared.control.abort();
+        }
+    }
+
+    /// True once it has ended.
+    pub fn is_done(&self) -> bool {
+        self.shared.outcome.borrow().is_some()
+    }
+
+    /// The outcome, once it has ended.
+    pub fn try_outcome(&self) -> Option<Result<T>> {
+        self.shared.outcome.borrow().clone()
+    }
+
+    /// Waits for the outcome.
+    pub async fn outcome(&self) -> Result<T> {
+        let mut rx = self.shared.outcome.subscribe();
+        loop {
+            if let Some(result) = rx.borrow_and_update().clone() {
+                return result;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `shared`, which we hold: this does not happen.
+                return Err(Error::Interrupted {
+                    message: "the operation's task ended without an outcome".into(),
+                    last_state: None,
+                });
+            }
+        }
+    }
+
+    /// Waits at most `limit` for the outcome; `None` when it is still running.
+    pub async fn wait_for(&self, limit: Duration) -> Option<Result<T>> {
+        tokio::time::timeout(limit, self.outcome()).await.ok()
+    }
+
+    /// Hands every event to `on_event` until the operation ends (its outcome), `limit` passes
+    /// or `stop` resolves (`None`: it goes on). Stopping to watch never stops the operation.
+    pub async fn watch_until(
+        &self,
+        limit: Option<Duration>,
+        stop: impl Future<Output = ()>,
+        mut on_event: impl FnMut(Ev),
+    ) -> Option<Result<T>> {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut events = self.events();
+        let deadline = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline, stop);
+        let result = loop {
+            tokio::select! {
+                biased;
+                r = self.outcome() => break Some(r),
+                _ = &mut stop => break None,
+                _ = &mut deadline => break None,
+                e = events.recv() => match e {
+                    Ok(e) => on_event(e),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break Some(self.outcome().await),
+                },
+            }
+        };
+        while let Ok(e) = events.try_recv() {
+            on_event(e);
+        }
+        result
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+// ---------------------------------------------------------------------------------------------
+
+/// An operation of any kind, as a [`Registry`] holds it: snapshot, outcome as JSON, control.
+pub trait AnyOperation: Send + Sync {
+    /// The typed operation (downcast to `Operation<Ev, T>` for its typed events and outcome).
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// The operation's id.
+    fn id(&self) -> &str;
+    /// What it does.
+    fn kind(&self) -> OperationKind;
+    /// Its targets.
+    fn targets(&self) -> &[String];
+    /// Where it stands now.
+    fn snapshot(&self) -> OperationSnapshot;
+    /// A watch of its snapshot.
+    fn watch(&self) -> watch::Receiver<OperationSnapshot>;
+    /// The outcome once it ended: the result as JSON, or the error.
+    fn outcome_json(&self) -> Option<Result<serde_json::Value>>;
+    /// Graceful cancel.
+    fn cancel(&self);
+    /// Abort.
+    fn abort(&self);
+}
+
+impl<Ev: OperationEvent, T: OperationOutput + Serialize> AnyOperation for Operation<Ev, T> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn id(&self) -> &str {
+        Operation::id(self)
+    }
+    fn kind(&self) -> OperationKind {
+        Operation::kind(self)
+    }
+    fn targets(&self) -> &[String] {
+        Operation::targets(self)
+    }
+    fn snapshot(&self) -> OperationSnapshot {
+        Operation::snapshot(self)
+    }
+    fn watch(&self) -> watch::Receiver<OperationSnapshot> {
+        Operation::watch(self)
+    }
+    fn outcome_json(&self) -> Option<Result<serde_json::Value>> {
+        self.try_outcome()
+            .map(|r| r.map(|t| serde_json::to_value(&t).unwrap_or(serde_json::Value::Null)))
+    }
+    fn cancel(&self) {
+        Operation::cancel(self)
+    }
+    fn abort(&self) {
+        Operation::abort(self)
+    }
+}
+
+/// Waits until `op` has ended, at most `limit`; true when it has.
+pub async fn wait_until_done(op: &dyn AnyOperation, limit: Duration) -> bool {
+    let mut rx = op.watch();
+    let done = async {
+        loop {
+            if rx.borrow_and_update().done {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(limit, done).await.is_ok()
+}
+
+/// An operation held by a [`Registry`], with when it was seen finished.
+type Entry = (Arc<dyn AnyOperation>, Option<Instant>);
+
+/// Operations by id: every running one, and finished ones for a while.
+pub struct Registry {
+    entries: Mutex<VecDeque<Entry>>,
+    keep_finished: Duration,
+    max_finished: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(Duration::from_secs(60 * 60), 200)
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Keeps a finished operation for `keep_finished`, and at most `max_finished` of them.
+    pub fn new(keep_finished: Duration, max_finished: usize) -> Self {
+        Registry {
+            entries: Mutex::new(VecDeque::new()),
+            keep_finished,
+            max_finished,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an operation.
+    pub fn insert(&self, op: Arc<dyn AnyOperation>) {
+        let mut entries = self.lock();
+        Self::prune(&mut entries, self.keep_finished, self.max_finished);
+        entries.push_back((op, None));
+    }
+
+    fn prune(entries: &mut VecDeque<Entry>, keep: Duration, max: usize) {
+        let now = Instant::now();
+        for (op, finished) in entries.iter_mut() {
+            if finished.is_none() && op.snapshot().done {
+                *finished = Some(now);
+            }
+        }
+        entries.retain(|(_, f)| f.is_none_or(|at| now.duration_since(at) < keep));
+        let mut finished = entries.iter().filter(|(_, f)| f.is_some()).count();
+        while finished > max {
+            if let Some(i) = entries.iter().position(|(_, f)| f.is_some()) {
+                entries.remove(i);
+            }
+            finished -= 1;
+        }
+    }
+
+    /// The operation with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<dyn AnyOperation>> {
+        let id = id.trim();
+        self.lock()
+            .iter()
+            .find(|(op, _)| op.id() == id)
+            .map(|(op, _)| op.clone())
+    }
+
+    /// A running operation of this kind on exactly these targets (to follow it instead of
+    /// starting a second one).
+    pub fn running(
+        &self,
+        kind: OperationKind,
+        targets: &[String],
+    ) -> Option<Arc<dyn AnyOperation>> {
+        self.lock()
+            .iter()
+            .find(|(op, _)| op.kind() == kind && op.targets() == targets && !op.snapshot().done)
+            .map(|(op, _)| op.clone())
+    }
+
+    /// Every operation held, oldest first.
+    pub fn list(&self) -> Vec<Arc<dyn AnyOperation>> {
+        let mut entries = self.lock();
+        Self::prune(&mut entries, self.keep_finished, self.max_finished);
+        entries.iter().map(|(op, _)| op.clone()).collect()
+    }
+
+    /// The operations still running.
+    pub fn in_flight(&self) -> Vec<Arc<dyn AnyOperation>> {
+        self.lock()
+            .iter()
+            .filter(|(op, _)| !op.snapshot().done)
+            .map(|(op, _)| op.clone())
+            .collect()
+    }
+
+    /// Shutting down: cancels every running operation gracefully (each stop under way is
+    /// followed by its start), waits at most `limit` for them, then aborts what is left and
+    /// returns the snapshots of the operations that did not end in time (after the abort).
+    pub async fn drain(&self, limit: Duration) -> Vec<OperationSnapshot> {
+        let running = self.in_flight();
+        for op in &running {
+            op.cancel();
+        }
+        let deadline = Instant::now() + limit;
+        let mut left = Vec::new();
+        for op in &running {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if !wait_until_done(op.as_ref(), remaining).await {
+                left.push(op.clone());
+            }
+        }
+        for op in &left {
+            op.abort();
+        }
+        let mut snapshots = Vec::new();
+        for op in &left {
+            wait_until_done(op.as_ref(), Duration::from_secs(2)).await;
+            snapshots.push(op.snapshot());
+        }
+        snapshots
+    }
+}
