@@ -11,9 +11,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{
-    CoderClient,
-    ops::build_ended,
-    types,
+    CoderClient, types,
+    wait::build_ended,
     ws::{Read, Socket, read_json},
 };
 use crate::{Error, Result};

@@ -15,10 +15,13 @@ pub use api::types;
 
 mod fleet;
 mod logs;
+mod model;
 mod operations;
-mod ops;
+mod plan;
+mod run;
 mod server_features;
 mod server_side;
+mod wait;
 mod watch;
 mod ws;
 pub use fleet::{
@@ -36,10 +39,9 @@ pub use watch::{WatchEnd, WatchEvent, WatchNote, WatchOptions, WorkspaceWatch};
 pub use ws::WS_MAX_MESSAGE_BYTES;
 mod params;
 mod preflight;
-pub use ops::{
-    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, ExpectedDuration,
-    LOG_LINES_SHOWN, PlannedBuild, PollOptions, Step, TemplateVersionInfo, UpdateAction,
-    UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceInfo, WorkspaceList, WorkspaceRef,
+pub use model::{
+    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Step, TemplateVersionInfo,
+    UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
 pub use params::{
@@ -47,6 +49,9 @@ pub use params::{
     parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
     parse_parameters_file, resolve_parameters,
 };
+pub use plan::{PlannedBuild, UpdatePlan};
+pub use run::LOG_LINES_SHOWN;
+pub use wait::{ExpectedDuration, PollOptions};
 
 crate::open_enum! {
     /// A build's status (codersdk.WorkspaceStatus).

@@ -1,0 +1,702 @@
+//! The Coder model fleet works with: how a workspace is named and read, what an update is
+//! asked to do ([`UpdateOptions`]), what it reports ([`CoderEvent`], [`UpdateOutcome`]).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::wait::*;
+use super::{CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition, types};
+use crate::{Error, Result};
+
+// ---------------------------------------------------------------------------------------------
+// Workspace references
+// ---------------------------------------------------------------------------------------------
+
+/// How a user names a workspace: its UUID, `owner/name`, or a bare name (the token's own user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceRef {
+    /// A workspace ID.
+    Id(Uuid),
+    /// `owner/name` (`owner` may be `me`).
+    OwnerName {
+        /// The owner's username (or `me`).
+        owner: String,
+        /// The workspace name.
+        name: String,
+    },
+}
+
+impl WorkspaceRef {
+    /// Parses `UUID`, `owner/name` or `name`. Fails with [`Error::InvalidInput`] (nothing sent).
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::InvalidInput(
+                "the workspace is empty; give a workspace ID, owner/name, or a name of your own"
+                    .into(),
+            ));
+        }
+        if let Ok(id) = Uuid::parse_str(text) {
+            return Ok(WorkspaceRef::Id(id));
+        }
+        let (owner, name) = match text.split_once('/') {
+            Some((owner, name)) => (owner, name),
+            None => ("me", text),
+        };
+        for (what, part) in [("owner", owner), ("name", name)] {
+            let ok = !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(Error::InvalidInput(format!(
+                    "{text:?} is not a workspace reference: the {what} {part:?} must be letters, \
+                     digits, '-', '_' or '.'; write a workspace ID, owner/name, or a name of your own"
+                )));
+            }
+            // `.` and `..` are dropped from a URL's path: the request would reach another
+            // endpoint with the session token.
+            if part == "." || part == ".." {
+                return Err(Error::InvalidInput(format!(
+                    "{text:?} is not a workspace reference: the {what} {part:?} is a dot segment, \
+                     which would be dropped from the URL; write a workspace ID, owner/name, or a \
+                     name of your own. Nothing was sent"
+                )));
+            }
+        }
+        Ok(WorkspaceRef::OwnerName {
+            owner: owner.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for WorkspaceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkspaceRef::Id(id) => write!(f, "{id}"),
+            WorkspaceRef::OwnerName { owner, name } if owner == "me" => f.write_str(name),
+            WorkspaceRef::OwnerName { owner, name } => write!(f, "{owner}/{name}"),
+        }
+    }
+}
+
+impl std::str::FromStr for WorkspaceRef {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        WorkspaceRef::parse(s)
+    }
+}
+
+/// Parses a template version ID; [`Error::InvalidInput`] (nothing sent) when it is not a UUID.
+pub fn parse_template_version_id(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text.trim()).map_err(|_| {
+        Error::InvalidInput(format!(
+            "{text:?} is not a template version ID: it must be a UUID like \
+             0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30 (`fleet coder show WORKSPACE` shows the current one)"
+        ))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is shown (serializable summaries with JSON Schemas, for CLI JSON and MCP output)
+// ---------------------------------------------------------------------------------------------
+
+/// A workspace build, as fleet shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct BuildInfo {
+    /// Build ID.
+    pub id: Option<Uuid>,
+    /// Build number (per workspace).
+    pub build_number: Option<i64>,
+    /// start, stop or delete.
+    pub transition: Option<WorkspaceTransition>,
+    /// The build's status (running, stopped, failed, …).
+    pub status: Option<WorkspaceStatus>,
+    /// The provisioner job's status.
+    pub job_status: Option<JobStatus>,
+    /// The job's error, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_error: Option<String>,
+    /// The template version the build used.
+    pub template_version_id: Option<Uuid>,
+    /// That version's name.
+    pub template_version_name: Option<String>,
+    /// When the build was created (RFC 3339).
+    pub created_at: Option<String>,
+}
+
+impl From<&types::WorkspaceBuild> for BuildInfo {
+    fn from(b: &types::WorkspaceBuild) -> Self {
+        BuildInfo {
+            id: b.id,
+            build_number: b.build_number,
+            transition: b.transition.clone(),
+            status: b.status.clone(),
+            job_status: b.job.as_ref().and_then(|j| j.status.clone()),
+            job_error: b
+                .job
+                .as_ref()
+                .and_then(|j| j.error.clone())
+                .filter(|e| !e.is_empty()),
+            template_version_id: b.template_version_id,
+            template_version_name: b.template_version_name.clone(),
+            created_at: b.created_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+/// A workspace, as fleet shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WorkspaceInfo {
+    /// Workspace ID.
+    pub id: Option<Uuid>,
+    /// `owner/name`, the reference fleet commands accept.
+    pub full_name: String,
+    /// Workspace name.
+    pub name: Option<String>,
+    /// Owner's username.
+    pub owner_name: Option<String>,
+    /// Template ID.
+    pub template_id: Option<Uuid>,
+    /// Template name.
+    pub template_name: Option<String>,
+    /// The status of the latest build (running, stopped, …).
+    pub status: Option<WorkspaceStatus>,
+    /// The template version of the latest build.
+    pub template_version_id: Option<Uuid>,
+    /// That version's name.
+    pub template_version_name: Option<String>,
+    /// The template's active version.
+    pub template_active_version_id: Option<Uuid>,
+    /// True when the workspace is not on the template's active version.
+    pub outdated: Option<bool>,
+    /// The latest build.
+    pub latest_build: Option<BuildInfo>,
+}
+
+impl From<&types::Workspace> for WorkspaceInfo {
+    fn from(w: &types::Workspace) -> Self {
+        let b = w.latest_build.as_ref();
+        WorkspaceInfo {
+            id: w.id,
+            full_name: full_name(w),
+            name: w.name.clone(),
+            owner_name: w.owner_name.clone(),
+            template_id: w.template_id,
+            template_name: w.template_name.clone(),
+            status: b.and_then(|b| b.status.clone()),
+            template_version_id: b.and_then(|b| b.template_version_id),
+            template_version_name: b.and_then(|b| b.template_version_name.clone()),
+            template_active_version_id: w.template_active_version_id,
+            outdated: w.outdated,
+            latest_build: b.map(BuildInfo::from),
+        }
+    }
+}
+
+/// A template version, as fleet shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TemplateVersionInfo {
+    /// Template version ID.
+    pub id: Option<Uuid>,
+    /// Its name.
+    pub name: Option<String>,
+    /// The template it belongs to.
+    pub template_id: Option<Uuid>,
+    /// True when archived (cannot be used for new builds).
+    pub archived: Option<bool>,
+    /// The message it was pushed with.
+    pub message: Option<String>,
+    /// The import job's status (a version is usable once it succeeded).
+    pub job_status: Option<JobStatus>,
+    /// The import job's error, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_error: Option<String>,
+    /// When it was created (RFC 3339).
+    pub created_at: Option<String>,
+}
+
+impl From<&types::TemplateVersion> for TemplateVersionInfo {
+    fn from(v: &types::TemplateVersion) -> Self {
+        TemplateVersionInfo {
+            id: v.id,
+            name: v.name.clone(),
+            template_id: v.template_id,
+            archived: v.archived,
+            message: v.message.clone(),
+            job_status: v.job.as_ref().and_then(|j| j.status.clone()),
+            job_error: v
+                .job
+                .as_ref()
+                .and_then(|j| j.error.clone())
+                .filter(|e| !e.is_empty()),
+            created_at: v.created_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+pub(super) fn full_name(w: &types::Workspace) -> String {
+    match (&w.owner_name, &w.name) {
+        (Some(o), Some(n)) => format!("{o}/{n}"),
+        (None, Some(n)) => n.clone(),
+        _ => {
+            w.id.map(|i| i.to_string())
+                .unwrap_or_else(|| "(unnamed)".into())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options, events, outcomes
+// ---------------------------------------------------------------------------------------------
+
+/// Options of [`CoderClient::update_workspace`] and [`CoderClient::restart_workspace`].
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    /// Stop and start even when the workspace already runs the target version.
+    pub force: bool,
+    /// How long the stop build (and a build found in progress) may take.
+    pub stop_timeout: Duration,
+    /// How long the start build may take.
+    pub start_timeout: Duration,
+    /// How builds are polled.
+    pub poll: PollOptions,
+    /// How many times a 409 (a build already active) is waited out before giving up.
+    pub max_conflicts: u32,
+    /// Parameter values given by the caller (`--parameter NAME=VALUE`, MCP `parameters`):
+    /// they win over `parameters_file`, the previous build's values and the defaults.
+    pub parameters: BTreeMap<String, String>,
+    /// Parameter values read from a parameters file (`--parameters-file`).
+    pub parameters_file: BTreeMap<String, String>,
+}
+
+/// The default deadline of a stop build.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The default deadline of a start build.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+impl Default for UpdateOptions {
+    fn default() -> Self {
+        UpdateOptions {
+            force: false,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            poll: PollOptions::default(),
+            max_conflicts: 3,
+            parameters: BTreeMap::new(),
+            parameters_file: BTreeMap::new(),
+        }
+    }
+}
+
+/// Which build of the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// A build that was already in progress (not created by fleet).
+    InProgress,
+    /// The stop build.
+    Stop,
+    /// The start build.
+    Start,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::InProgress => "build in progress",
+            Step::Stop => "stop",
+            Step::Start => "start",
+        })
+    }
+}
+
+/// What happens during an update or a restart, one event per step.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CoderEvent {
+    /// The workspace and the target version are known.
+    Planned {
+        /// `owner/name`.
+        workspace: String,
+        /// Its status before anything was done.
+        status: Option<WorkspaceStatus>,
+        /// The version it runs.
+        current_version_id: Option<Uuid>,
+        /// The version it will run.
+        target_version_id: Uuid,
+        /// True when the target is the template's active version (no version was given).
+        target_is_active_version: bool,
+        /// Parameter values carried over from the previous build.
+        parameters_carried: usize,
+        /// The version it runs, as people read it (`v2 (uuid)`).
+        current_version: String,
+        /// The version it will run, as people read it.
+        target_version: String,
+    },
+    /// A build is already in progress; fleet waits for it first.
+    WaitingForBuildInProgress {
+        /// Its ID.
+        build_id: Option<Uuid>,
+        /// Its transition.
+        transition: Option<WorkspaceTransition>,
+        /// Its status.
+        status: Option<WorkspaceStatus>,
+    },
+    /// Coder answered 409 (another build became active); fleet waits for it, then goes on.
+    Conflict {
+        /// Which build fleet tried to create.
+        step: Step,
+        /// The server's words.
+        message: String,
+    },
+    /// Nothing to do: the workspace already runs the target version.
+    UpToDate {
+        /// The version it runs.
+        template_version_id: Uuid,
+    },
+    /// fleet created a build.
+    BuildCreated {
+        /// Stop or start.
+        step: Step,
+        /// The build's ID.
+        build_id: Option<Uuid>,
+        /// Its number.
+        build_number: Option<i64>,
+        /// The version it builds.
+        template_version_id: Option<Uuid>,
+    },
+    /// A build POST failed (a server error, a reset, a timeout), but reading the workspace
+    /// again found the build: fleet follows it (it never POSTs twice).
+    BuildFoundAfterError {
+        /// Stop or start.
+        step: Step,
+        /// The build found.
+        build_id: Option<Uuid>,
+        /// What the POST answered.
+        error: String,
+    },
+    /// A build's status changed.
+    BuildStatus {
+        /// Which build.
+        step: Step,
+        /// The build's ID.
+        build_id: Option<Uuid>,
+        /// The build's status.
+        status: Option<WorkspaceStatus>,
+        /// The job's status.
+        job_status: Option<JobStatus>,
+        /// The job's place in the provisioner queue, while queued.
+        queue_position: Option<i64>,
+        /// Milliseconds since fleet started waiting for this build.
+        elapsed_ms: u64,
+    },
+    /// A build ended well.
+    BuildSucceeded {
+        /// Which build.
+        step: Step,
+        /// The build's ID.
+        build_id: Option<Uuid>,
+        /// Its final status (stopped, running).
+        status: Option<WorkspaceStatus>,
+        /// Milliseconds it took (from fleet's first look).
+        elapsed_ms: u64,
+    },
+}
+
+impl CoderEvent {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let s = |o: &Option<WorkspaceStatus>| {
+            o.as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        match self {
+            CoderEvent::Planned {
+                workspace,
+                status,
+                target_is_active_version,
+                parameters_carried,
+                current_version,
+                target_version,
+                ..
+            } => format!(
+                "{workspace} is {} on version {current_version}; target version {target_version}{}; {parameters_carried} parameter value(s) carried over",
+                s(status),
+                if *target_is_active_version {
+                    " (the template's active version)"
+                } else {
+                    ""
+                },
+            ),
+            CoderEvent::WaitingForBuildInProgress {
+                build_id,
+                transition,
+                status,
+            } => format!(
+                "a {} build{} is already {}; waiting for it first",
+                transition
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "".into()),
+                build_id.map(|b| format!(" ({b})")).unwrap_or_default(),
+                s(status)
+            ),
+            CoderEvent::Conflict { step, message } => {
+                format!(
+                    "Coder refused the {step} build because another build is active ({message}); waiting for it"
+                )
+            }
+            CoderEvent::UpToDate {
+                template_version_id,
+            } => {
+                format!(
+                    "already running version {template_version_id}: nothing to do (use force to restart anyway)"
+                )
+            }
+            CoderEvent::BuildCreated {
+                step,
+                build_id,
+                build_number,
+                ..
+            } => format!(
+                "{step} build{} created{}",
+                build_number.map(|n| format!(" #{n}")).unwrap_or_default(),
+                build_id.map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
+            CoderEvent::BuildFoundAfterError {
+                step,
+                build_id,
+                error,
+            } => format!(
+                "creating the {step} build failed ({error}), but Coder created it{}: following it",
+                build_id.map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
+            CoderEvent::BuildStatus {
+                step,
+                status,
+                job_status,
+                queue_position,
+                elapsed_ms,
+                ..
+            } => format!(
+                "{step} build: {} (job {}{}) after {:.1}s",
+                s(status),
+                job_status
+                    .as_ref()
+                    .map(|j| j.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                queue_position
+                    .filter(|p| *p > 0)
+                    .map(|p| format!(", queue position {p}"))
+                    .unwrap_or_default(),
+                *elapsed_ms as f64 / 1000.0
+            ),
+            CoderEvent::BuildSucceeded {
+                step,
+                status,
+                elapsed_ms,
+                ..
+            } => {
+                format!(
+                    "{step} build done: {} in {:.1}s",
+                    s(status),
+                    *elapsed_ms as f64 / 1000.0
+                )
+            }
+        }
+    }
+}
+
+/// What an update or restart did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateAction {
+    /// Stopped and started on the target version.
+    Updated,
+    /// Stopped and started on the same version.
+    Restarted,
+    /// It was stopped; started on the target version.
+    Started,
+    /// Already running the target version; nothing was done.
+    UpToDate,
+}
+
+/// The result of [`CoderClient::update_workspace`] / [`CoderClient::restart_workspace`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct UpdateOutcome {
+    /// What was done.
+    pub action: UpdateAction,
+    /// One sentence for people.
+    pub message: String,
+    /// The workspace as it is now.
+    pub workspace: WorkspaceInfo,
+    /// The version it ran before.
+    pub previous_version_id: Option<Uuid>,
+    /// The version it runs now.
+    pub template_version_id: Uuid,
+    /// The builds fleet created, in order.
+    pub builds: Vec<BuildInfo>,
+    /// Milliseconds from the first request to the end.
+    pub elapsed_ms: u64,
+}
+
+/// A list of workspaces.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WorkspaceList {
+    /// How many are listed.
+    pub count: usize,
+    /// The workspaces.
+    pub workspaces: Vec<WorkspaceInfo>,
+}
+
+impl CoderClient {
+    /// Finds a workspace: by ID, or by `owner/name` (exact lookup first, then a search that
+    /// matches the name ignoring case).
+    pub async fn resolve_workspace(&self, r: &WorkspaceRef) -> Result<types::Workspace> {
+        match r {
+            WorkspaceRef::Id(id) => self
+                .api()
+                .get_workspace_metadata_by_id(id)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|e| match self.error(format!("reading workspace {id}"), e) {
+                    Error::NotFound { .. } => Error::NotFound {
+                        message: format!(
+                            "no workspace with ID {id} (or the token cannot see it); `fleet coder list` shows the workspaces"
+                        ),
+                    },
+                    other => other,
+                }),
+            WorkspaceRef::OwnerName { owner, name } => {
+                match self.api().get_workspace_metadata_by_user_and_workspace_name(owner, name).await {
+                    Ok(ws) => return Ok(ws.into_inner()),
+                    Err(e) => match self.error(format!("reading workspace {r}"), e) {
+                        Error::NotFound { .. } => {}
+                        other => return Err(other),
+                    },
+                }
+                // Names are matched ignoring case: search, then pick the exact match.
+                let q = format!("owner:{owner} name:{name}");
+                let list = self
+                    .api()
+                    .list_workspaces(Some(100), None, Some(&q))
+                    .await
+                    .map_err(|e| self.error(format!("searching for workspace {r}"), e))?
+                    .into_inner();
+                let matches: Vec<types::Workspace> = list
+                    .workspaces
+                    .into_iter()
+                    .filter(|w| w.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                    .filter(|w| {
+                        owner == "me"
+                            || w.owner_name.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(owner))
+                    })
+                    .collect();
+                match matches.len() {
+                    1 => Ok(matches.into_iter().next().expect("one match")),
+                    0 => Err(Error::NotFound {
+                        message: format!(
+                            "no workspace {r} (names are matched ignoring case{}); `fleet coder list` shows the workspaces",
+                            if owner == "me" { "; a bare name means one of your own, write owner/name for another user's" } else { "" }
+                        ),
+                    }),
+                    _ => Err(Error::Refused(format!(
+                        "{r} matches several workspaces ignoring case: {}; name one by its ID",
+                        matches
+                            .iter()
+                            .map(|w| format!("{} ({})", full_name(w), w.id.map(|i| i.to_string()).unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Shows one workspace.
+    pub async fn show_workspace(&self, r: &WorkspaceRef) -> Result<WorkspaceInfo> {
+        Ok(WorkspaceInfo::from(&self.resolve_workspace(r).await?))
+    }
+
+    /// Lists the workspaces the token can see; with `outdated_only`, those not on their
+    /// template's active version.
+    pub async fn list_workspaces(&self, outdated_only: bool) -> Result<WorkspaceList> {
+        const PAGE: i64 = 100;
+        const MAX_PAGES: i64 = 100;
+        let mut workspaces = Vec::new();
+        for page in 0..MAX_PAGES {
+            let resp = self
+                .api()
+                .list_workspaces(Some(PAGE), Some(page * PAGE), None)
+                .await
+                .map_err(|e| self.error("listing workspaces", e))?
+                .into_inner();
+            let got = resp.workspaces.len() as i64;
+            workspaces.extend(resp.workspaces);
+            let total = resp.count.unwrap_or(0);
+            if got < PAGE || (workspaces.len() as i64) >= total {
+                break;
+            }
+        }
+        let workspaces: Vec<WorkspaceInfo> = workspaces
+            .iter()
+            .filter(|w| !outdated_only || w.outdated == Some(true))
+            .map(WorkspaceInfo::from)
+            .collect();
+        Ok(WorkspaceList {
+            count: workspaces.len(),
+            workspaces,
+        })
+    }
+
+    /// Reads a template version.
+    pub async fn template_version(&self, id: &Uuid) -> Result<TemplateVersionInfo> {
+        let v = self
+            .api()
+            .get_template_version_by_id(id)
+            .await
+            .map_err(|e| self.error(format!("reading template version {id}"), e))?
+            .into_inner();
+        Ok(TemplateVersionInfo::from(&v))
+    }
+
+    pub(super) async fn template(&self, template_id: &Uuid) -> Result<types::Template> {
+        self.api()
+            .get_template_settings_by_id(template_id)
+            .await
+            .map(|t| t.into_inner())
+            .map_err(|e| self.error(format!("reading template {template_id}"), e))
+    }
+
+    /// The template's active version.
+    pub async fn active_version(&self, template_id: &Uuid) -> Result<Uuid> {
+        let t = self.template(template_id).await?;
+        t.active_version_id.ok_or_else(|| {
+            Error::Refused(format!(
+                "template {} has no active version; pass a template version explicitly",
+                t.name.unwrap_or_else(|| template_id.to_string())
+            ))
+        })
+    }
+}
+
+pub(super) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(super) fn round(d: Duration) -> Duration {
+    Duration::from_millis(ms(d))
+}
+
+pub(super) fn no_id() -> Error {
+    Error::Api {
+        status: 200,
+        message: "Coder answered without an id where one is required".into(),
+        validations: vec![],
+    }
+}

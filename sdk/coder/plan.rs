@@ -1,0 +1,376 @@
+//! Planning an update or restart: the workspace, the target version, the parameters and
+//! the builds to run, read without changing anything.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    CoderClient, WorkspaceStatus, WorkspaceTransition,
+    params::{ParameterSource, ResolvedParameter},
+    types,
+};
+use super::{model::*, run::*, wait::*};
+use crate::{Error, Result, operation::Control};
+
+/// `name (uuid)`, the UUID alone, or "unknown".
+pub(super) fn version_label(name: Option<&str>, id: Option<Uuid>) -> String {
+    match (name.filter(|n| !n.is_empty()), id) {
+        (Some(n), Some(id)) => format!("{n} ({id})"),
+        (Some(n), None) => n.to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => "unknown".into(),
+    }
+}
+
+/// A build a plan would create, in order.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlannedBuild {
+    /// stop or start.
+    pub transition: WorkspaceTransition,
+    /// The template version a start build would use (a stop build keeps the current one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_version_id: Option<Uuid>,
+    /// How many parameter values a start build would send.
+    pub parameter_values: usize,
+}
+
+/// A planned update or restart: everything read before anything is changed.
+///
+/// [`CoderClient::plan_update`] only reads, and it runs the pre-flight checks (target version
+/// usable, `require_active_version`, parameter values): a plan exists only when Coder is
+/// expected to accept both builds. [`CoderClient::run_plan`] sends exactly
+/// [`UpdatePlan::parameters`]. Serialized (e.g. for a dry run), the workspace is shown as a
+/// [`WorkspaceInfo`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct UpdatePlan {
+    /// The workspace (re-read after any build found in progress ended).
+    #[serde(serialize_with = "serialize_workspace")]
+    #[schemars(with = "WorkspaceInfo")]
+    pub workspace: types::Workspace,
+    /// The version the start build will use.
+    pub target_version_id: Uuid,
+    /// The target version, as read by the pre-flight check.
+    pub target_version: TemplateVersionInfo,
+    /// True when the target is the template's active version (none was given).
+    pub target_is_active_version: bool,
+    /// True for a restart (same version), false for an update.
+    pub restart: bool,
+    /// The parameter values the start build sends, each with where it came from.
+    pub parameters: Vec<ResolvedParameter>,
+    /// How long the template's stop builds take, when Coder says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_stop: Option<ExpectedDuration>,
+    /// How long the template's start builds take, when Coder says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_start: Option<ExpectedDuration>,
+}
+
+pub(super) fn serialize_workspace<S: serde::Serializer>(
+    ws: &types::Workspace,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    WorkspaceInfo::from(ws).serialize(s)
+}
+
+impl UpdatePlan {
+    /// The target version as people read it: `v3 (uuid)`, or the UUID when it has no name.
+    pub fn target_label(&self) -> String {
+        version_label(
+            self.target_version.name.as_deref(),
+            Some(self.target_version_id),
+        )
+    }
+
+    /// The version the workspace runs now, as people read it.
+    pub fn current_label(&self) -> String {
+        let latest = self.workspace.latest_build.as_ref();
+        version_label(
+            latest.and_then(|b| b.template_version_name.as_deref()),
+            latest.and_then(|b| b.template_version_id),
+        )
+    }
+
+    /// The builds this plan needs, in order — the one rule both [`CoderClient::run_plan`] and a
+    /// dry run follow: none when the workspace already runs the target version (and neither
+    /// `restart` nor `force` asks for more); a start alone when it is stopped; otherwise a stop,
+    /// then a start. A deleted workspace, or one in a state fleet does not know, is refused.
+    pub fn builds(&self, force: bool) -> Result<Vec<PlannedBuild>> {
+        let name = full_name(&self.workspace);
+        let latest = self.workspace.latest_build.clone().unwrap_or_default();
+        match &latest.status {
+            Some(WorkspaceStatus::Deleted | WorkspaceStatus::Deleting) => {
+                return Err(Error::Refused(format!(
+                    "workspace {name} is deleted; there is nothing to start"
+                )));
+            }
+            Some(WorkspaceStatus::Other(s)) => {
+                return Err(Error::Refused(format!(
+                    "workspace {name} is in a state fleet does not know ({s:?}); nothing was \
+                     changed. Check it in Coder, then try again"
+                )));
+            }
+            _ => {}
+        }
+        let on_target = latest.template_version_id == Some(self.target_version_id);
+        if latest.status == Some(WorkspaceStatus::Running) && on_target && !self.restart && !force {
+            return Ok(vec![]);
+        }
+        let start = PlannedBuild {
+            transition: WorkspaceTransition::Start,
+            template_version_id: Some(self.target_version_id),
+            parameter_values: self.parameters.len(),
+        };
+        if latest.status == Some(WorkspaceStatus::Stopped) {
+            return Ok(vec![start]);
+        }
+        let stop = PlannedBuild {
+            transition: WorkspaceTransition::Stop,
+            template_version_id: None,
+            parameter_values: 0,
+        };
+        Ok(vec![stop, start])
+    }
+
+    pub(super) fn workspace_id(&self) -> Result<Uuid> {
+        self.workspace.id.ok_or_else(|| Error::Api {
+            status: 200,
+            message: "Coder answered a workspace without an id".into(),
+            validations: vec![],
+        })
+    }
+
+    pub(super) fn current_version(&self) -> Option<Uuid> {
+        self.workspace
+            .latest_build
+            .as_ref()
+            .and_then(|b| b.template_version_id)
+    }
+
+    /// The operation that finishes the job if it is left half-way (with the parameter values
+    /// the caller gave).
+    pub fn finish_step(&self) -> crate::operation::FinishStep {
+        let workspace = full_name(&self.workspace);
+        let parameters = self
+            .parameters
+            .iter()
+            .filter(|p| matches!(p.source, ParameterSource::Given | ParameterSource::File))
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect();
+        if self.restart {
+            crate::operation::FinishStep::Restart {
+                workspace,
+                parameters,
+            }
+        } else {
+            crate::operation::FinishStep::Update {
+                workspace,
+                template_version_id: self.target_version_id,
+                parameters,
+            }
+        }
+    }
+
+    /// The workspace is left stopped: what finishes the job.
+    pub(super) fn left_stopped(&self) -> crate::operation::Aftermath {
+        crate::operation::Aftermath::LeftStopped {
+            finish: self.finish_step(),
+        }
+    }
+
+    /// A build still runs on the server: what to follow.
+    pub(super) fn still_running(&self) -> crate::operation::Aftermath {
+        crate::operation::Aftermath::StillRunning {
+            follow: crate::operation::FollowStep::CoderWorkspace {
+                workspace: full_name(&self.workspace),
+            },
+        }
+    }
+
+    /// The values the start build sends, as Coder takes them.
+    pub fn build_parameters(&self) -> Vec<types::WorkspaceBuildParameter> {
+        self.parameters
+            .iter()
+            .map(|p| types::WorkspaceBuildParameter {
+                name: Some(p.name.clone()),
+                value: Some(p.value.clone()),
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------------
+
+impl CoderClient {
+    /// Reads everything an update (or, with `restart`, a restart) needs, changing nothing:
+    /// the workspace (waiting first for a build in progress), the target version (the given
+    /// one, the template's active version, or for a restart the current one) and the previous
+    /// build's parameter values.
+    pub async fn plan_update(
+        &self,
+        r: &WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: &UpdateOptions,
+        cancel: impl Into<Control>,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<UpdatePlan> {
+        let control: Control = cancel.into();
+        let cancel = &control;
+        let mut ws = cancellable(cancel, self.resolve_workspace(r), || {
+            nothing_changed_interrupt(r)
+        })
+        .await?;
+        if let Some(build) = ws.latest_build.clone().filter(|b| !build_ended(b)) {
+            on_event(CoderEvent::WaitingForBuildInProgress {
+                build_id: build.id,
+                transition: build.transition.clone(),
+                status: build.status.clone(),
+            });
+            let deadline = Instant::now() + options.stop_timeout.max(options.start_timeout);
+            match self
+                .wait_for_build(
+                    &build,
+                    Step::InProgress,
+                    Until {
+                        deadline,
+                        poll: &options.poll,
+                        expected: None,
+                    },
+                    cancel,
+                    true,
+                    on_event,
+                )
+                .await?
+            {
+                WaitEnd::Done(_) => {}
+                WaitEnd::TimedOut(last, waited) => {
+                    return Err(Error::Timeout {
+                        message: format!(
+                            "a {} build already in progress on {r} did not end within {}; nothing was changed. \
+                             Try again later, or check it with `fleet coder show {r}`",
+                            build
+                                .transition
+                                .as_ref()
+                                .map(|t| t.to_string())
+                                .unwrap_or_default(),
+                            humantime::format_duration(round(waited))
+                        ),
+                        waited,
+                        last_state: last.as_ref().map(status_of),
+                    });
+                }
+                WaitEnd::Cancelled(_) => return Err(nothing_changed_interrupt(r)),
+            }
+            let id = ws.id.ok_or_else(no_id)?;
+            ws = cancellable(cancel, self.read_workspace(&id), || {
+                nothing_changed_interrupt(r)
+            })
+            .await?;
+        }
+        let latest = ws.latest_build.clone().unwrap_or_default();
+        let current_version = latest.template_version_id;
+        let mut template = None;
+        let (target_version_id, target_is_active_version) = if restart {
+            let v = current_version.ok_or_else(|| Error::Api {
+                status: 200,
+                message: format!("Coder did not say which template version {r} runs; cannot restart it on the same version"),
+                validations: vec![],
+            })?;
+            (v, false)
+        } else if let Some(v) = template_version {
+            (v, false)
+        } else {
+            let template_id = ws.template_id.ok_or_else(|| Error::Api {
+                status: 200,
+                message: format!(
+                    "Coder did not say which template {r} uses; pass --template-version"
+                ),
+                validations: vec![],
+            })?;
+            let t = cancellable(cancel, self.template(&template_id), || {
+                nothing_changed_interrupt(r)
+            })
+            .await?;
+            let v = t.active_version_id.ok_or_else(|| {
+                Error::Refused(format!(
+                    "template {} has no active version; pass a template version explicitly",
+                    t.name.clone().unwrap_or_else(|| template_id.to_string())
+                ))
+            })?;
+            template = Some(t);
+            (v, true)
+        };
+        let previous = match latest.id {
+            Some(build_id) => cancellable(
+                cancel,
+                async {
+                    self.api()
+                        .get_build_parameters_for_workspace_build(&build_id.to_string())
+                        .await
+                        .map(|p| p.into_inner())
+                        .map_err(|e| {
+                            self.error(format!("reading the parameters of build {build_id}"), e)
+                        })
+                },
+                || nothing_changed_interrupt(r),
+            )
+            .await?
+            .into_iter()
+            .filter(|p| p.name.as_deref().is_some_and(|n| !n.is_empty()))
+            .collect(),
+            None => Vec::new(),
+        };
+        let name = full_name(&ws);
+        let checked = cancellable(
+            cancel,
+            self.preflight(
+                &ws,
+                &name,
+                target_version_id,
+                template_version.is_some(),
+                restart,
+                template,
+                &options.parameters,
+                &options.parameters_file,
+                &previous,
+            ),
+            || nothing_changed_interrupt(r),
+        )
+        .await?;
+        let plan = UpdatePlan {
+            workspace: ws,
+            target_version_id,
+            target_version: TemplateVersionInfo::from(&checked.version),
+            target_is_active_version,
+            restart,
+            parameters: checked.parameters,
+            expected_stop: checked
+                .template
+                .as_ref()
+                .and_then(|t| ExpectedDuration::from_template(t, "stop")),
+            expected_start: checked
+                .template
+                .as_ref()
+                .and_then(|t| ExpectedDuration::from_template(t, "start")),
+        };
+        on_event(CoderEvent::Planned {
+            workspace: full_name(&plan.workspace),
+            status: latest.status.clone(),
+            current_version_id: current_version,
+            target_version_id,
+            target_is_active_version,
+            parameters_carried: plan
+                .parameters
+                .iter()
+                .filter(|p| p.source == ParameterSource::PreviousBuild)
+                .count(),
+            current_version: plan.current_label(),
+            target_version: plan.target_label(),
+        });
+        Ok(plan)
+    }
+}

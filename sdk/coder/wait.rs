@@ -1,0 +1,415 @@
+//! Waiting for builds: polling with backoff and a near-end window, waiting out a build
+//! already in progress (409), and turning a failed build into an error with its log tail.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{CoderClient, JobStatus, WorkspaceStatus, types};
+use super::{model::*, plan::*, run::*};
+use crate::{Error, Result, operation::Control};
+
+/// How often a build is checked while fleet waits for it.
+///
+/// Soon after the build is created, then backing off (×`factor`) up to `max`. When the
+/// template says how long its builds take ([`ExpectedDuration`], from Coder's
+/// `build_time_stats`), fleet also checks every `near_end` around the time the build should
+/// end — from a second before its median to a second after its 95th percentile, at most
+/// `near_end_window` long — so completion is noticed within about `near_end`, for a few
+/// dozen more reads per build instead of a fast poll all along.
+#[derive(Debug, Clone)]
+pub struct PollOptions {
+    /// The first check after a build is created (or found in progress).
+    pub initial: Duration,
+    /// The longest interval between checks.
+    pub max: Duration,
+    /// How much the interval grows after each check (≥ 1).
+    pub factor: f64,
+    /// The interval around the expected end of a build.
+    pub near_end: Duration,
+    /// The longest stretch checked every `near_end`.
+    pub near_end_window: Duration,
+}
+
+impl Default for PollOptions {
+    fn default() -> Self {
+        PollOptions {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            factor: 1.5,
+            near_end: Duration::from_millis(100),
+            near_end_window: Duration::from_secs(12),
+        }
+    }
+}
+
+impl PollOptions {
+    fn next(&self, current: Duration) -> Duration {
+        current.mul_f64(self.factor.max(1.0)).min(self.max)
+    }
+
+    /// The pause before the next check, `elapsed` after the build was created, when the
+    /// backoff has reached `current`; and the backoff to carry on with.
+    pub fn pause(
+        &self,
+        current: Duration,
+        elapsed: Duration,
+        expected: Option<&ExpectedDuration>,
+    ) -> (Duration, Duration) {
+        let near_end = self.near_end.max(Duration::from_millis(10));
+        if let Some(e) = expected {
+            let lead = Duration::from_secs(1);
+            let from = e.p50.saturating_sub(lead);
+            let until = (e.p95.max(e.p50) + lead).min(from + self.near_end_window);
+            if elapsed >= from && elapsed < until {
+                return (near_end, near_end);
+            }
+            if elapsed < from && elapsed + current > from {
+                // Wake up when the window opens rather than sleep through it.
+                return ((from - elapsed).max(Duration::from_millis(1)), current);
+            }
+        }
+        (current, self.next(current))
+    }
+}
+
+/// Until when, and how, a build is read while fleet waits for it.
+pub(super) struct Until<'a> {
+    pub(super) deadline: Instant,
+    pub(super) poll: &'a PollOptions,
+    pub(super) expected: Option<&'a ExpectedDuration>,
+}
+
+/// How long a template's builds of one kind take (Coder's `build_time_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ExpectedDuration {
+    /// The median.
+    #[serde(serialize_with = "as_millis")]
+    #[schemars(with = "u64")]
+    pub p50: Duration,
+    /// The 95th percentile.
+    #[serde(serialize_with = "as_millis")]
+    #[schemars(with = "u64")]
+    pub p95: Duration,
+}
+
+pub(super) fn as_millis<S: serde::Serializer>(
+    d: &Duration,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl ExpectedDuration {
+    /// The template's statistics for `transition` ("start", "stop"), when it has them.
+    pub fn from_template(t: &types::Template, transition: &str) -> Option<Self> {
+        let stats = t.build_time_stats.as_ref()?.get(transition)?;
+        let p50 = u64::try_from(stats.p50?).ok().filter(|ms| *ms > 0)?;
+        let p95 = stats
+            .p95
+            .and_then(|ms| u64::try_from(ms).ok())
+            .unwrap_or(p50)
+            .max(p50);
+        Some(ExpectedDuration {
+            p50: Duration::from_millis(p50),
+            p95: Duration::from_millis(p95),
+        })
+    }
+}
+
+/// Where a wait ended.
+pub(super) enum WaitEnd {
+    Done(types::WorkspaceBuild),
+    TimedOut(Option<types::WorkspaceBuild>, Duration),
+    Cancelled(Option<types::WorkspaceBuild>),
+}
+
+pub(super) fn status_of(b: &types::WorkspaceBuild) -> String {
+    b.status
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// True when a build has ended (its job is done, or its status is not an in-progress one).
+pub(super) fn build_ended(b: &types::WorkspaceBuild) -> bool {
+    match b.job.as_ref().and_then(|j| j.status.as_ref()) {
+        Some(JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled) => true,
+        Some(JobStatus::Pending | JobStatus::Running | JobStatus::Canceling) => false,
+        _ => match &b.status {
+            Some(s) => !s.is_active() && !s.is_unknown(),
+            None => false,
+        },
+    }
+}
+
+pub(super) fn build_failed(b: &types::WorkspaceBuild) -> bool {
+    matches!(
+        b.job.as_ref().and_then(|j| j.status.as_ref()),
+        Some(JobStatus::Failed | JobStatus::Canceled)
+    ) || matches!(
+        b.status,
+        Some(WorkspaceStatus::Failed | WorkspaceStatus::Canceled)
+    )
+}
+
+impl CoderClient {
+    pub(super) async fn read_workspace(&self, id: &Uuid) -> Result<types::Workspace> {
+        self.api()
+            .get_workspace_metadata_by_id(id)
+            .await
+            .map(|w| w.into_inner())
+            .map_err(|e| self.error(format!("reading workspace {id}"), e))
+    }
+
+    /// After a 409: re-reads the workspace and waits for the active build, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn wait_out_conflict(
+        &self,
+        plan: &UpdatePlan,
+        step: Step,
+        message: &str,
+        conflicts: u32,
+        options: &UpdateOptions,
+        cancel: &Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+        after_stop: bool,
+    ) -> Result<types::Workspace> {
+        let name = full_name(&plan.workspace);
+        let ws_id = plan.workspace_id()?;
+        let ws = self.read_workspace(&ws_id).await?;
+        let active = ws.latest_build.clone().filter(|b| !build_ended(b));
+        let state = ws.latest_build.as_ref().map(status_of);
+        let left = if after_stop {
+            format!(" {name} is left stopped.")
+        } else {
+            " Nothing was changed by fleet.".to_string()
+        };
+        // After the stop, what is left is a stopped workspace: say what finishes the job.
+        let with_left = |e: Error| {
+            if after_stop {
+                Error::left(e, plan.left_stopped())
+            } else {
+                e
+            }
+        };
+        let Some(build) = active.filter(|_| conflicts <= options.max_conflicts) else {
+            return Err(with_left(Error::Conflict {
+                message: format!(
+                    "{message}. Coder refused the {step} build of {name} {conflicts} time(s) because another build is active \
+                     (workspace status: {}).{left}",
+                    state.clone().unwrap_or_else(|| "unknown".into())
+                ),
+                current_state: state,
+            }));
+        };
+        on_event(CoderEvent::Conflict {
+            step,
+            message: message.to_string(),
+        });
+        let deadline = Instant::now()
+            + if after_stop {
+                options.start_timeout
+            } else {
+                options.stop_timeout
+            };
+        match self
+            .wait_for_build(
+                &build,
+                Step::InProgress,
+                Until {
+                    deadline,
+                    poll: &options.poll,
+                    expected: None,
+                },
+                cancel,
+                // Before the stop nothing was changed: a graceful cancel may end the wait.
+                !after_stop,
+                on_event,
+            )
+            .await?
+        {
+            WaitEnd::Done(_) => self.read_workspace(&ws_id).await,
+            WaitEnd::TimedOut(last, waited) => Err(with_left(Error::Timeout {
+                message: format!(
+                    "another build of {name} that blocked the {step} build did not end within {}.{left}",
+                    humantime::format_duration(round(waited))
+                ),
+                waited,
+                last_state: last.as_ref().map(status_of),
+            })),
+            WaitEnd::Cancelled(last) => Err(with_left(Error::Interrupted {
+                message: format!("interrupted while waiting for another build of {name}.{left}"),
+                last_state: last.as_ref().map(status_of),
+            })),
+        }
+    }
+
+    /// Polls a build until it ends, the deadline passes or the caller cancels: first soon after
+    /// it was created, then backing off up to `poll.max`. Reads are retried by the HTTP layer.
+    pub(super) async fn wait_for_build(
+        &self,
+        build: &types::WorkspaceBuild,
+        step: Step,
+        until: Until<'_>,
+        control: &Control,
+        graceful_ends_it: bool,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<WaitEnd> {
+        // A graceful cancel ends only a wait during which fleet has changed nothing; a stop
+        // under way is followed by its start, a start by its end. An abort ends any wait.
+        let stop_waiting = async {
+            if graceful_ends_it {
+                control.cancelled().await
+            } else {
+                control.aborted().await
+            }
+        };
+        tokio::pin!(stop_waiting);
+        let Until {
+            deadline,
+            poll,
+            expected,
+        } = until;
+        let began = Instant::now();
+        let Some(id) = build.id else {
+            return Err(no_id());
+        };
+        let id_text = id.to_string();
+        let mut last: Option<types::WorkspaceBuild> = None;
+        let mut seen: Option<(Option<WorkspaceStatus>, Option<JobStatus>)> = None;
+        let mut interval = poll.initial;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(WaitEnd::TimedOut(last, began.elapsed()));
+            }
+            let (pause, next) = poll.pause(interval, began.elapsed(), expected);
+            interval = next;
+            let sleep = pause.min(deadline - now);
+            tokio::select! {
+                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(WaitEnd::TimedOut(last, began.elapsed()));
+            }
+            let read = tokio::select! {
+                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
+                r = self.api().get_workspace_build(&id_text) => r,
+            };
+            let b = read
+                .map_err(|e| self.error(format!("reading the {step} build {id}"), e))?
+                .into_inner();
+            let key = (
+                b.status.clone(),
+                b.job.as_ref().and_then(|j| j.status.clone()),
+            );
+            if seen.as_ref() != Some(&key) {
+                on_event(CoderEvent::BuildStatus {
+                    step,
+                    build_id: b.id,
+                    status: key.0.clone(),
+                    job_status: key.1.clone(),
+                    queue_position: b.job.as_ref().and_then(|j| j.queue_position),
+                    elapsed_ms: ms(began.elapsed()),
+                });
+                seen = Some(key);
+            }
+            if build_ended(&b) {
+                if !build_failed(&b) {
+                    on_event(CoderEvent::BuildSucceeded {
+                        step,
+                        build_id: b.id,
+                        status: b.status.clone(),
+                        elapsed_ms: ms(began.elapsed()),
+                    });
+                }
+                return Ok(WaitEnd::Done(b));
+            }
+            last = Some(b);
+        }
+    }
+
+    /// The error for a build that ended failed or canceled: the job's error, the last lines of
+    /// its log, the state the workspace is left in and what to do next.
+    pub(super) async fn failed_build_error(
+        &self,
+        b: &types::WorkspaceBuild,
+        step: Step,
+        plan: &UpdatePlan,
+    ) -> Error {
+        let name = full_name(&plan.workspace);
+        let job_error = b
+            .job
+            .as_ref()
+            .and_then(|j| j.error.clone())
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| "Coder gave no error message".into());
+        let logs = match b.id {
+            Some(id) => match self
+                .api()
+                .get_workspace_build_logs(&id.to_string(), None, None, None)
+                .await
+            {
+                Ok(lines) => {
+                    let lines: Vec<String> = lines
+                        .into_inner()
+                        .into_iter()
+                        .filter_map(|l| l.output)
+                        .filter(|o| !o.trim().is_empty())
+                        .collect();
+                    let skip = lines.len().saturating_sub(LOG_LINES_SHOWN);
+                    if lines.is_empty() {
+                        "\nThe build log is empty.".to_string()
+                    } else {
+                        format!(
+                            "\nLast lines of the build log:\n{}",
+                            lines[skip..]
+                                .iter()
+                                .map(|l| format!("  | {l}"))
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        )
+                    }
+                }
+                Err(e) => format!(
+                    "\n(The build log could not be read: {})",
+                    self.error("reading the build log", e)
+                ),
+            },
+            None => String::new(),
+        };
+        let number = b.build_number.map(|n| format!(" #{n}")).unwrap_or_default();
+        let state = status_of(b);
+        let next = match step {
+            Step::Stop => format!(
+                "The workspace was NOT started (its status is {state}). Look at the log above, fix the cause, then finish the job"
+            ),
+            _ => format!(
+                "The workspace is left {state}. Look at the log above, fix the cause (template or parameters), then finish the job"
+            ),
+        };
+        Error::left(
+            Error::OperationFailed {
+                message: format!(
+                    "the {step} build{number} of {name} ended {state}: {job_error}{logs}\n{next}"
+                ),
+                final_state: Some(state),
+            },
+            plan.left_stopped(),
+        )
+    }
+}
+
+pub(super) async fn cancellable<T>(
+    cancel: &Control,
+    fut: impl std::future::Future<Output = Result<T>>,
+    on_cancel: impl FnOnce() -> Error,
+) -> Result<T> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(on_cancel()),
+        r = fut => r,
+    }
+}
