@@ -17,6 +17,7 @@ mod fleet;
 mod logs;
 mod operations;
 mod ops;
+mod ready;
 mod server_features;
 mod server_side;
 mod watch;
@@ -27,6 +28,10 @@ pub use fleet::{
 };
 pub use logs::{BuildLogs, LogFollowOptions};
 pub use operations::{BatchOperation, UpdateOperation};
+pub use ready::{
+    AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, Readiness, ReadyEvent, ReadyOptions,
+    ReadyReport,
+};
 pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
 pub use server_side::{
     DEFAULT_FOLLOW_UP_BOUND, FollowUp, ServerSideStart, ServerSideStop, build_request,
