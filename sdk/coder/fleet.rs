@@ -889,9 +889,18 @@ impl CoderClient {
                 result.message = outcome.message.clone();
                 result.to_version_name = outcome.workspace.template_version_name.clone();
                 result.outcome = Some(outcome);
-                if let Some(ready) = &options.ready {
+                // The start fleet created; for a workspace already current, its latest build
+                // (a re-run checks that it is healthy, not only current).
+                let build_id = match &result.outcome {
+                    Some(o) if o.action == UpdateAction::UpToDate => {
+                        plan.workspace.latest_build.as_ref().and_then(|b| b.id)
+                    }
+                    Some(o) => o.builds.last().and_then(|b| b.id),
+                    None => None,
+                };
+                if let (Some(ready), Some(build_id)) = (&options.ready, build_id) {
                     let waited = self
-                        .wait_until_ready(&id, ready, cancel, &mut |e| {
+                        .wait_until_ready(&build_id, ready, cancel, &mut |e| {
                             on_step(CoderEvent::Readiness(e))
                         })
                         .await;

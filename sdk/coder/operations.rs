@@ -258,10 +258,14 @@ impl CoderClient {
         control: &Control,
         emit: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdateOutcome> {
-        let (Some(ready), Some(id)) = (ready, outcome.workspace.id) else {
+        // Nothing was started when it was already current: there is nothing new to wait for.
+        let start = outcome.builds.last().and_then(|b| b.id);
+        let (Some(ready), Some(id), false) =
+            (ready, start, outcome.action == UpdateAction::UpToDate)
+        else {
             return Ok(outcome);
         };
-        if control.is_cancelled() && outcome.action != UpdateAction::UpToDate {
+        if control.is_cancelled() {
             outcome.message = format!(
                 "{}; readiness not confirmed: interrupted before the agents were checked",
                 outcome.message

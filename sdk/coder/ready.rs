@@ -1,8 +1,9 @@
 //! Ready, not only built: after a start build succeeds, wait until the workspace works.
 //!
 //! A start build that succeeds does not prove the workspace works: its agent may never
-//! connect, or its startup script may fail. [`CoderClient::wait_until_ready`] reads the
-//! workspace until every agent under `latest_build.resources[].agents[]` is `connected` with
+//! connect, or its startup script may fail. [`CoderClient::wait_until_ready`] reads the start
+//! build (`GET /workspacebuilds/{id}`, the same `resources[].agents[]` as the workspace's
+//! `latest_build`) until every agent is `connected` with
 //! `lifecycle_state` `ready` (and not `health.healthy = false`), or one of them shows it never
 //! will, or the bound passes. It reports facts ([`ReadyReport`]): each agent's name, status,
 //! lifecycle state and `health.reason`, and what is wrong with it ([`AgentProblem`]).
@@ -246,19 +247,16 @@ enum Assessment {
     Pending,
 }
 
-fn agents_of(ws: &types::Workspace) -> Vec<AgentReadiness> {
-    ws.latest_build
+fn agents_of(build: &types::WorkspaceBuild) -> Vec<AgentReadiness> {
+    build
+        .resources
         .iter()
-        .flat_map(|b| b.resources.iter())
         .flat_map(|r| r.agents.iter())
         .map(AgentReadiness::from_agent)
         .collect()
 }
 
-fn assess(ws: &types::Workspace, agents: &mut [AgentReadiness]) -> Assessment {
-    let Some(build) = ws.latest_build.as_ref() else {
-        return Assessment::Unhealthy("the workspace has no build".into());
-    };
+fn assess(build: &types::WorkspaceBuild, agents: &mut [AgentReadiness]) -> Assessment {
     if build.has_external_agent == Some(true) {
         return Assessment::External;
     }
@@ -266,7 +264,7 @@ fn assess(ws: &types::Workspace, agents: &mut [AgentReadiness]) -> Assessment {
         && build.status == Some(WorkspaceStatus::Running);
     if !running && !build.status.as_ref().is_some_and(|s| s.is_active()) {
         return Assessment::Unhealthy(format!(
-            "the workspace is no longer running (latest build: {} {})",
+            "the workspace is not running (build: {} {})",
             build
                 .transition
                 .as_ref()
@@ -299,21 +297,22 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl CoderClient {
-    /// Waits until the workspace's agents are connected and ready, one of them shows it never
-    /// will, or `options.timeout` passes (then it is [`Readiness::Unhealthy`], each agent not
-    /// ready marked [`AgentProblem::NotReadyInTime`]). Reads `GET /workspaces/{id}`, backing
-    /// off as `options.poll` says. A cancel (graceful or not) ends the wait at once with
+    /// Waits until the agents of start build `build_id` are connected and ready, one of them
+    /// shows it never will, or `options.timeout` passes (then it is [`Readiness::Unhealthy`],
+    /// each agent not ready marked [`AgentProblem::NotReadyInTime`]). Reads
+    /// `GET /workspacebuilds/{id}`, backing off as `options.poll` says. A cancel (graceful or not) ends the wait at once with
     /// [`Readiness::Interrupted`]: waiting changes nothing, so there is nothing to finish.
     /// Fails only when the workspace cannot be read.
     pub async fn wait_until_ready(
         &self,
-        workspace_id: &Uuid,
+        build_id: &Uuid,
         options: &ReadyOptions,
         control: &Control,
         on_event: &mut (dyn FnMut(ReadyEvent) + Send),
     ) -> Result<ReadyReport> {
         let began = Instant::now();
         let deadline = began + options.timeout;
+        let id_text = build_id.to_string();
         let mut backoff = options.poll.initial;
         let mut last_seen: Option<Vec<AgentReadiness>> = None;
         let report =
@@ -333,14 +332,14 @@ impl CoderClient {
                     "readiness not confirmed: interrupted while waiting for the agents".into(),
                 );
             }
-            let ws = tokio::select! {
+            let build = tokio::select! {
                 _ = control.cancelled() => continue,
-                ws = self.api().get_workspace_metadata_by_id(workspace_id) => ws
-                    .map(|w| w.into_inner())
-                    .map_err(|e| self.error(format!("reading workspace {workspace_id}"), e))?,
+                b = self.api().get_workspace_build(&id_text) => b
+                    .map(|b| b.into_inner())
+                    .map_err(|e| self.error(format!("reading build {build_id}"), e))?,
             };
-            let mut agents = agents_of(&ws);
-            match assess(&ws, &mut agents) {
+            let mut agents = agents_of(&build);
+            match assess(&build, &mut agents) {
                 Assessment::External => {
                     break report(
                         Readiness::NotWaited,

@@ -12,8 +12,8 @@ mod many;
 mod operations;
 mod ops;
 pub use many::{
-    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationStarts, MigrationVerdict,
-    StartResult, worst_exit_code,
+    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationRollout, MigrationStarts,
+    MigrationVerdict, RolloutMigration, RolloutVerdict, StartResult, worst_exit_code,
 };
 mod routes;
 pub use operations::FollowOperation;
