@@ -33,6 +33,11 @@ What it does:
   5. stops it and waits until it is stopped (a failed stop never goes on to the start)
   6. starts it on the target version with the resolved parameter values, waits until it
      runs
+  7. waits until its agents are connected and ready (--ready-timeout, default 10m;
+     --no-wait-ready skips it): an agent whose startup script fails (start_error,
+     start_timeout), that never connects (timeout), reports itself unhealthy or is not ready
+     in time makes the workspace unhealthy, named with the agent, its state and health
+     reason; an external agent (has_external_agent) is not waited for
 
 Before anything is stopped (pre-flight; a refusal exits 2 and changes nothing): the target
 version must exist, belong to the workspace's template, not be archived and be imported; a
@@ -51,16 +56,22 @@ Many workspaces: name several, or select them with --all-outdated (your outdated
 with --all-owners every outdated workspace the token can see) or --template NAME (the
 outdated workspaces of that template). Up to --parallel workspaces are updated at once; each
 one still goes stop → start on its own, and one failing does not stop the others. Each ends
-in a verdict (updated · already current · failed, with the reason · left stopped, with the
-command that finishes it); a table sums them up. The exit code is the worst workspace's.
+in a verdict (updated · already current · failed, with the reason · unhealthy · not attempted
+· left stopped, with the command that finishes it); a table sums them up with the stop,
+start and ready durations. The exit code is the worst workspace's.
+
+Rollout controls: --canary N updates the first N first and goes on only if all of them end
+healthy; --max-failures K starts no more once K failed or are unhealthy (those in flight
+finish). The summary lists the workspaces not attempted and the command that resumes: a
+re-run skips the workspaces already current and healthy and starts one left stopped.
 
 --dry-run does every read the update needs (workspace, target version, previous parameter
 values) and prints the plan — which builds in which order, which version, which parameter
 values — without creating any build.
 
-Exit codes: 0 updated or already up to date · 1 a build failed or Coder refused (any
-workspace) · 2 invalid input, not configured, or refused by the pre-flight checks (nothing
-changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
+Exit codes: 0 updated or already up to date · 1 a build failed, a workspace is unhealthy or
+Coder refused (any workspace) · 2 invalid input, not configured, or refused by the pre-flight
+checks (nothing changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
 state is said)
 
 Examples:
@@ -72,7 +83,8 @@ Examples:
   fleet coder update alice/dev -o json            # only the final result, as JSON
   fleet coder update dev api-server bob/dev --parallel 2
   fleet coder update --all-outdated --dry-run     # what would change, nothing is
-  fleet coder update --template docker-dev --all-owners --parallel 8";
+  fleet coder update --template docker-dev --all-owners --parallel 8
+  fleet coder update --template web --all-owners --canary 2 --max-failures 3 --parallel 10";
 
 const RESTART_HELP: &str = "\
 Stops the workspace (if it runs), waits, starts it again on the same template version with

@@ -38,6 +38,11 @@ started one after another (each POST once; one refused does not stop the others)
 so it takes one workspace. Without --confirm, fleet asks you to type how many workspaces to
 migrate. The exit code is the worst workspace's (130 > 3 > 1 > 0).
 
+A rollout: with --wait, --canary N migrates the first N first and starts the rest only once
+all N reached completed; --max-failures K starts no more once K ended failed or rolled_back
+(or timed out); --parallel P (default 4) migrations run at once. A table gives one row per
+workspace; the workspaces not attempted are listed with the command that resumes.
+
 --org-id, --runtime, --env NAME=VALUE (repeatable) and --image are sent only when given.
 
 The CP-admin routes are under /cp/admin (the published contract) or /api/v1/admin (what the
