@@ -368,3 +368,63 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
         "ready"
     );
 }
+
+/// `fleet ARGS` under a pseudo-terminal (tests/pty/ctrl_c.py, no key pressed): what the
+/// terminal showed, and the exit code.
+fn under_pty(no_color: bool, args: &[&str]) -> (i64, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/ctrl_c.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script)
+        .args(["0", "-", "--", env!("CARGO_BIN_EXE_fleet")])
+        .args(args)
+        .env_remove("CODER_URL")
+        .env_remove("CODER_SESSION_TOKEN")
+        .env_remove("NO_COLOR");
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("python3 runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    (
+        v["code"].as_i64().unwrap_or(-1),
+        v["output"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn on_a_terminal_only_the_verdict_word_is_coloured_and_no_color_turns_it_off() {
+    // The simulator's ids are fixed: web v3-start-error.
+    let args = [
+        "--sim",
+        "--sim-speed",
+        "100",
+        "coder",
+        "update",
+        "carol/web-01",
+        "carol/web-02",
+        "--template-version",
+        "51330000-0000-4000-8000-000000000332",
+        "--canary",
+        "1",
+    ];
+    let (code, output) = under_pty(false, &args);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("\x1b[31munhealthy\x1b[0m"), "{output:?}");
+    assert!(
+        output.contains("\x1b[33mnot attempted\x1b[0m"),
+        "{output:?}"
+    );
+    // The server's words (the reason) are never inside a colour.
+    let row = output
+        .lines()
+        .find(|l| l.starts_with("carol/web-01") && l.contains("unhealthy"))
+        .expect("a row for the canary");
+    assert_eq!(row.matches("\x1b[").count(), 2, "{row:?}");
+    let (code, output) = under_pty(true, &args);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        !output.contains("\x1b[31m") && !output.contains("\x1b[33m"),
+        "{output:?}"
+    );
+    assert!(output.contains("unhealthy"), "{output}");
+}
