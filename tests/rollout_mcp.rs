@@ -120,3 +120,67 @@ async fn update_agents_with_a_canary_on_a_broken_version_reports_the_cli_verdict
     );
     client.cancel().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_workspaces_runs_the_same_engine_a_failed_canary_starts_no_other() {
+    let sim = Simulator::start(SimOptions {
+        speed: 2000.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = connect(&sim).await;
+    // Without confirm: refused, nothing sent.
+    let result = call(
+        &client,
+        "migrate_workspaces",
+        json!({"workspace_ids": ["ws-fails-migration", "ws-aws-demo"], "to": "gcp", "from": "aws"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true), "{}", text_of(&result));
+    assert!(text_of(&result).contains("confirm"), "{}", text_of(&result));
+    let result = call(
+        &client,
+        "migrate_workspaces",
+        json!({
+            "workspace_ids": ["ws-fails-migration", "ws-aws-demo"],
+            "to": "gcp",
+            "from": "aws",
+            "confirm": true,
+            "canary": 1,
+            "wait_seconds": 50,
+        }),
+    )
+    .await;
+    let report = result
+        .structured_content
+        .as_ref()
+        .unwrap_or_else(|| panic!("structured output: {}", text_of(&result)));
+    assert_eq!(report["done"], true, "{report}");
+    let verdicts: Vec<(&str, &str)> = report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["workspace_id"].as_str().unwrap(),
+                r["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("ws-fails-migration", "failed"),
+            ("ws-aws-demo", "not_attempted")
+        ]
+    );
+    assert_eq!(report["halt"]["reason"], "canary_failed");
+    let posts_to_demo = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.contains("ws-aws-demo"))
+        .count();
+    assert_eq!(posts_to_demo, 0, "nothing beyond the canary");
+    client.cancel().await.ok();
+}

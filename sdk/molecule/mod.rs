@@ -16,7 +16,7 @@ pub use many::{
     MigrationVerdict, RolloutMigration, RolloutVerdict, StartResult, worst_exit_code,
 };
 mod routes;
-pub use operations::FollowOperation;
+pub use operations::{FollowOperation, RolloutOperation};
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
     WaitOptions,
