@@ -5,6 +5,7 @@
 #   BENCH_QUICK=1 bash bench/run.sh   # smaller numbers, for a smoke run
 #
 # Knobs: BENCH_UPDATE_N (500), BENCH_PARALLEL ("10 50"), BENCH_SPEED (6: a build takes ~1 s),
+# BENCH_READY_MODES ("0 1": each update run without and with the wait for the agents),
 # BENCH_WAITS (10000), BENCH_DETECT ("24 24": coder updates, migrations), BENCH_RUNS (300).
 # Needs: cargo, python3, hyperfine (apt-get install hyperfine; else a Python loop is used).
 set -euo pipefail
@@ -81,17 +82,23 @@ stop_sim() { kill -INT "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/nu
 # 4. fleet-scale update ---------------------------------------------------------------------------
 update_help="$("$FLEET" coder update --help 2>&1 || true)"
 if grep -q -- "--parallel" <<<"$update_help"; then PATH_USED=cli; else PATH_USED=sdk; fi
+# Each size twice: without the readiness wait (stop + start, the earlier figures) and with it
+# (the default since the rollout work: stop + start + the agents ready).
+if grep -q -- "--no-wait-ready" <<<"$update_help"; then READY_MODES="${BENCH_READY_MODES:-0 1}"; else READY_MODES=0; fi
 for p in $PARALLEL; do
-  log "update $UPDATE_N workspaces, --parallel $p, speed x$SPEED (path: $PATH_USED)"
+  for ready in $READY_MODES; do
+  log "update $UPDATE_N workspaces, --parallel $p, speed x$SPEED, readiness $ready (path: $PATH_USED)"
   start_sim "$SPEED" "$UPDATE_N"
   if [[ "$PATH_USED" == cli ]]; then
     mapfile -t names < <(python3 -c "import sys; [print(f'alice/bulk-{i:04}') for i in range(1, int(sys.argv[1]) + 1)]" "$UPDATE_N")
-    python3 bench/peak_rss.py --label bench=update --label path=cli --label "parallel=$p" --label "workspaces=$UPDATE_N" -- \
-      "$FLEET" -o json coder update "${names[@]}" --parallel "$p" >>"$OUT/update.jsonl" || true
+    no_wait=(); [[ "$ready" == 0 && "$READY_MODES" != 0 ]] && no_wait=(--no-wait-ready)
+    python3 bench/peak_rss.py --label bench=update --label path=cli --label "parallel=$p" --label "workspaces=$UPDATE_N" --label "ready=$ready" -- \
+      "$FLEET" -o json coder update "${names[@]}" --parallel "$p" "${no_wait[@]}" >>"$OUT/update.jsonl" || true
   else
     python3 bench/peak_rss.py -- "$BENCH_EXE" update --workspaces "$UPDATE_N" --parallel "$p" >>"$OUT/update.jsonl"
   fi
   stop_sim
+  done
 done
 
 # 5. many concurrent waits ------------------------------------------------------------------------

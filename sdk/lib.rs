@@ -60,6 +60,7 @@ mod error;
 pub mod http;
 pub mod molecule;
 pub mod operation;
+pub mod rollout;
 pub mod sim;
 pub mod text;
 

@@ -123,6 +123,8 @@ pub enum OperationKind {
     BatchUpdate,
     /// Follow a Molecule migration.
     FollowMigration,
+    /// Migrate several Molecule workspaces as a rollout (canary, failure budget).
+    MigrationRollout,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -132,6 +134,7 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Restart => "restart",
             OperationKind::BatchUpdate => "batch update",
             OperationKind::FollowMigration => "follow migration",
+            OperationKind::MigrationRollout => "migration rollout",
         })
     }
 }

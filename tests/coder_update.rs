@@ -108,6 +108,7 @@ fn kinds(events: &Events) -> Vec<String> {
                 )
             }
             CoderEvent::BuildSucceeded { step, .. } => format!("done:{step}"),
+            CoderEvent::Readiness(_) => "readiness".into(),
         })
         .collect()
 }

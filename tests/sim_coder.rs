@@ -191,7 +191,8 @@ async fn reads_users_workspaces_templates_versions_and_parameters() {
         .await
         .expect("list")
         .into_inner();
-    assert_eq!((page.count, page.workspaces.len()), (Some(9), 2));
+    // 9 seeded workspaces plus carol's 8 web workspaces (the rollout fleet).
+    assert_eq!((page.count, page.workspaces.len()), (Some(17), 2));
     let (code, err) = error_of(
         api.list_workspaces(None, None, Some("colour:blue"))
             .await

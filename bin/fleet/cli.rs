@@ -426,7 +426,7 @@ pub fn follow_command(step: &fleet::operation::FollowStep) -> String {
 }
 
 /// A word as a POSIX shell reads it: as it is when safe, else single-quoted.
-fn shell_word(s: &str) -> String {
+pub fn shell_word(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))

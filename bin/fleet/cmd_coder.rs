@@ -8,8 +8,8 @@ use clap::{ArgGroup, Args, Subcommand};
 use fleet::{
     coder::{
         CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-        MAX_PARALLEL, Operation, PollOptions, Selection, Severity, Step, UpdateOptions,
-        UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
+        MAX_PARALLEL, Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
+        UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
     operation::{
         Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,
@@ -33,6 +33,11 @@ What it does:
   5. stops it and waits until it is stopped (a failed stop never goes on to the start)
   6. starts it on the target version with the resolved parameter values, waits until it
      runs
+  7. waits until its agents are connected and ready (--ready-timeout, default 10m;
+     --no-wait-ready skips it): an agent whose startup script fails (start_error,
+     start_timeout), that never connects (timeout), reports itself unhealthy or is not ready
+     in time makes the workspace unhealthy, named with the agent, its state and health
+     reason; an external agent (has_external_agent) is not waited for
 
 Before anything is stopped (pre-flight; a refusal exits 2 and changes nothing): the target
 version must exist, belong to the workspace's template, not be archived and be imported; a
@@ -51,16 +56,22 @@ Many workspaces: name several, or select them with --all-outdated (your outdated
 with --all-owners every outdated workspace the token can see) or --template NAME (the
 outdated workspaces of that template). Up to --parallel workspaces are updated at once; each
 one still goes stop → start on its own, and one failing does not stop the others. Each ends
-in a verdict (updated · already current · failed, with the reason · left stopped, with the
-command that finishes it); a table sums them up. The exit code is the worst workspace's.
+in a verdict (updated · already current · failed, with the reason · unhealthy · not attempted
+· left stopped, with the command that finishes it); a table sums them up with the stop,
+start and ready durations. The exit code is the worst workspace's.
+
+Rollout controls: --canary N updates the first N first and goes on only if all of them end
+healthy; --max-failures K starts no more once K failed or are unhealthy (those in flight
+finish). The summary lists the workspaces not attempted and the command that resumes: a
+re-run skips the workspaces already current and healthy and starts one left stopped.
 
 --dry-run does every read the update needs (workspace, target version, previous parameter
 values) and prints the plan — which builds in which order, which version, which parameter
 values — without creating any build.
 
-Exit codes: 0 updated or already up to date · 1 a build failed or Coder refused (any
-workspace) · 2 invalid input, not configured, or refused by the pre-flight checks (nothing
-changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
+Exit codes: 0 updated or already up to date · 1 a build failed, a workspace is unhealthy or
+Coder refused (any workspace) · 2 invalid input, not configured, or refused by the pre-flight
+checks (nothing changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
 state is said)
 
 Examples:
@@ -72,7 +83,8 @@ Examples:
   fleet coder update alice/dev -o json            # only the final result, as JSON
   fleet coder update dev api-server bob/dev --parallel 2
   fleet coder update --all-outdated --dry-run     # what would change, nothing is
-  fleet coder update --template docker-dev --all-owners --parallel 8";
+  fleet coder update --template docker-dev --all-owners --parallel 8
+  fleet coder update --template web --all-owners --canary 2 --max-failures 3 --parallel 10";
 
 const RESTART_HELP: &str = "\
 Stops the workspace (if it runs), waits, starts it again on the same template version with
@@ -147,6 +159,15 @@ pub struct WaitArgs {
     /// Longest interval between checks of a build.
     #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "2s", hide = true)]
     poll_max: Duration,
+
+    /// After the start: how long the agents may take to be connected and ready; past it the
+    /// workspace counts as unhealthy.
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "10m")]
+    ready_timeout: Duration,
+
+    /// Do not wait for the agents after the start (a built workspace counts as updated).
+    #[arg(long, conflicts_with = "ready_timeout")]
+    no_wait_ready: bool,
 }
 
 /// How many at once, and dry runs: shared by update and restart.
@@ -160,6 +181,23 @@ pub struct BatchArgs {
     /// create no build.
     #[arg(long)]
     dry_run: bool,
+
+    /// With several workspaces: update the first N first, and go on only if all N end
+    /// healthy.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    canary: usize,
+
+    /// With several workspaces: once K have failed or are unhealthy, start no more (those in
+    /// flight finish); the rest are listed as not attempted, with the command that resumes.
+    #[arg(long, value_name = "K", value_parser = parse_max_failures)]
+    max_failures: Option<usize>,
+}
+
+fn parse_max_failures(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of at least 1")),
+    }
 }
 
 /// `fleet coder update`.
@@ -286,6 +324,14 @@ impl WaitArgs {
             ..UpdateOptions::default()
         }
     }
+
+    /// How the agents are waited for after the start (`None` with --no-wait-ready).
+    fn ready(&self, update: &UpdateOptions) -> Option<ReadyOptions> {
+        (!self.no_wait_ready).then(|| ReadyOptions {
+            timeout: self.ready_timeout,
+            poll: update.poll.clone(),
+        })
+    }
 }
 
 /// Runs a `fleet coder` subcommand; returns the exit code.
@@ -305,20 +351,51 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
             let operation = Operation::Update {
                 template_version: args.template_version,
             };
-            return run_selection(&client, selection, operation, options, &args.batch, format)
-                .await;
+            let ready = args.wait.ready(&options);
+            let resume = Resume {
+                command: "update",
+                selection: selection.clone(),
+                template_version: args.template_version,
+                force: args.force,
+                wait: &args.wait,
+                batch: &args.batch,
+                parameters: &args.params.parameter,
+            };
+            return run_selection(
+                &client,
+                selection,
+                operation,
+                options,
+                ready,
+                &args.batch,
+                format,
+                &resume,
+            )
+            .await;
         }
         CoderCmd::Restart(args) => {
             let mut options = args.wait.options(true, global);
             args.params.apply(&mut options)?;
             let selection = Selection::Named(args.workspaces.clone());
+            let ready = args.wait.ready(&options);
+            let resume = Resume {
+                command: "restart",
+                selection: selection.clone(),
+                template_version: None,
+                force: false,
+                wait: &args.wait,
+                batch: &args.batch,
+                parameters: &args.params.parameter,
+            };
             return run_selection(
                 &client,
                 selection,
                 Operation::Restart,
                 options,
+                ready,
                 &args.batch,
                 format,
+                &resume,
             )
             .await;
         }
@@ -364,13 +441,16 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
 /// batch; --dry-run prints the plan. Updates run as SDK operations: the first Ctrl-C cancels
 /// gracefully (nothing new starts, a stop under way is followed by its start), the second
 /// leaves everything as it is (exit 130, with what is left and how to finish it).
+#[allow(clippy::too_many_arguments)]
 async fn run_selection(
     client: &CoderClient,
     selection: Selection,
     operation: Operation,
     options: UpdateOptions,
+    ready: Option<ReadyOptions>,
     batch: &BatchArgs,
     format: OutputFormat,
+    resume: &Resume<'_>,
 ) -> fleet::Result<i32> {
     let single = match &selection {
         Selection::Named(refs) if refs.len() == 1 => refs.first().cloned(),
@@ -399,9 +479,9 @@ async fn run_selection(
             return Ok(0);
         }
         let op = if restart {
-            client.start_restart(workspace, options)
+            client.start_restart_ready(workspace, options, ready)
         } else {
-            client.start_update(workspace, version, options)
+            client.start_update_ready(workspace, version, options, ready)
         };
         let outcome = follow(&op, |e| progress.event(e)).await;
         progress.finish();
@@ -413,15 +493,19 @@ async fn run_selection(
         parallel: batch.parallel,
         update: options,
         dry_run: batch.dry_run,
+        canary: batch.canary,
+        max_failures: batch.max_failures,
+        ready,
     };
     let mut progress = BatchProgress::new(format);
     let op = client.start_update_many(selection, fleet_options);
     let report = follow(&op, |e| progress.event(e)).await;
     progress.finish();
     let report = report?;
+    let resume = report.halt.as_ref().map(|h| resume.command_line(h));
     match format {
-        OutputFormat::Json => out::json(&with_commands(&report)),
-        OutputFormat::Text => print_report(&report),
+        OutputFormat::Json => out::json(&with_commands(&report, resume.as_deref())),
+        OutputFormat::Text => print_report(&report, resume.as_deref()),
     }
     Ok(cli::batch_exit_code(&report))
 }
@@ -487,8 +571,11 @@ async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev,
 
 /// The report as JSON, each result left half-way with the command line that finishes it
 /// (`finish_command`) or follows it (`follow_command`).
-fn with_commands(report: &FleetReport) -> serde_json::Value {
+fn with_commands(report: &FleetReport, resume: Option<&str>) -> serde_json::Value {
     let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(resume) = resume {
+        v["resume_command"] = resume.into();
+    }
     if let Some(results) = v["results"].as_array_mut() {
         for (json, r) in results.iter_mut().zip(&report.results) {
             match &r.aftermath {
@@ -561,7 +648,92 @@ fn print_dry_run(d: &DryRun) {
     }
 }
 
-fn print_report(r: &FleetReport) {
+/// What a re-run needs: the command as given, for the line that resumes a halted rollout.
+struct Resume<'a> {
+    command: &'static str,
+    selection: Selection,
+    template_version: Option<Uuid>,
+    force: bool,
+    wait: &'a WaitArgs,
+    batch: &'a BatchArgs,
+    parameters: &'a [(String, String)],
+}
+
+impl Resume<'_> {
+    /// The command that resumes: the same command again (an update skips the workspaces that
+    /// are already current and healthy and starts one left stopped); a restart, on the
+    /// workspaces not attempted only.
+    fn command_line(&self, halt: &fleet::rollout::Halt) -> String {
+        let mut words: Vec<String> = vec!["fleet".into(), "coder".into(), self.command.into()];
+        match &self.selection {
+            Selection::Named(_) if self.command == "restart" => {
+                words.extend(halt.not_attempted.iter().cloned())
+            }
+            Selection::Named(refs) => words.extend(refs.iter().map(|r| r.to_string())),
+            Selection::AllOutdated { all_owners } => {
+                words.push("--all-outdated".into());
+                if *all_owners {
+                    words.push("--all-owners".into());
+                }
+            }
+            Selection::Template { name, all_owners } => {
+                words.extend(["--template".into(), name.trim().to_string()]);
+                if *all_owners {
+                    words.push("--all-owners".into());
+                }
+            }
+        }
+        if let Some(v) = self.template_version {
+            words.extend(["--template-version".into(), v.to_string()]);
+        }
+        if self.force {
+            words.push("--force".into());
+        }
+        for (k, v) in self.parameters {
+            words.extend(["--parameter".into(), format!("{k}={v}")]);
+        }
+        if self.batch.parallel != DEFAULT_PARALLEL {
+            words.extend(["--parallel".into(), self.batch.parallel.to_string()]);
+        }
+        if self.batch.canary > 0 {
+            words.extend(["--canary".into(), self.batch.canary.to_string()]);
+        }
+        if let Some(k) = self.batch.max_failures {
+            words.extend(["--max-failures".into(), k.to_string()]);
+        }
+        if self.wait.no_wait_ready {
+            words.push("--no-wait-ready".into());
+        } else if self.wait.ready_timeout != fleet::coder::DEFAULT_READY_TIMEOUT {
+            words.extend([
+                "--ready-timeout".into(),
+                humantime::format_duration(self.wait.ready_timeout).to_string(),
+            ]);
+        }
+        words
+            .iter()
+            .map(|w| cli::shell_word(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn tone(v: Verdict) -> out::Tone {
+    match v {
+        Verdict::Updated | Verdict::Restarted | Verdict::AlreadyCurrent | Verdict::WouldChange => {
+            out::Tone::Good
+        }
+        Verdict::Failed | Verdict::Unhealthy | Verdict::LeftStopped | Verdict::TimedOut => {
+            out::Tone::Bad
+        }
+        _ => out::Tone::Neutral,
+    }
+}
+
+fn secs(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
+}
+
+fn print_report(r: &FleetReport, resume: Option<&str>) {
     let width = r
         .results
         .iter()
@@ -570,8 +742,8 @@ fn print_report(r: &FleetReport) {
         .unwrap_or(9)
         .max(9);
     out::line(format!(
-        "{:<width$}  {:<15}  {:<28}  TIME",
-        "WORKSPACE", "VERDICT", "VERSION"
+        "{:<width$}  {:<15}  {:<28}  {:>7}  {:>7}  {:>7}  {:>7}",
+        "WORKSPACE", "VERDICT", "VERSION", "STOP", "START", "READY", "TOTAL"
     ));
     for w in &r.results {
         let to = w
@@ -584,13 +756,21 @@ fn print_report(r: &FleetReport) {
             (Some(f), None) => f.clone(),
             (None, None) => "-".into(),
         };
-        out::line(format!(
-            "{:<width$}  {:<15}  {:<28}  {:.1}s",
-            w.workspace,
-            w.verdict.to_string(),
-            version,
-            w.elapsed_ms as f64 / 1000.0
-        ));
+        let total = (w.verdict != Verdict::NotAttempted).then_some(w.elapsed_ms);
+        out::row_with_verdict(
+            &format!("{:<width$}  ", w.workspace),
+            &w.verdict.to_string(),
+            15,
+            tone(w.verdict),
+            &format!(
+                "  {:<28}  {:>7}  {:>7}  {:>7}  {:>7}",
+                version,
+                secs(w.stop_ms),
+                secs(w.start_ms),
+                secs(w.ready_ms),
+                secs(total)
+            ),
+        );
     }
     for w in &r.results {
         match w.verdict {
@@ -600,7 +780,13 @@ fn print_report(r: &FleetReport) {
                     print_dry_run(d);
                 }
             }
-            Verdict::Updated | Verdict::Restarted | Verdict::AlreadyCurrent => {}
+            Verdict::Updated | Verdict::Restarted | Verdict::AlreadyCurrent => {
+                if let Some(ready) = w.ready.as_ref().filter(|r| r.has_external_agent) {
+                    out::line("");
+                    out::line(format!("{}: {}", w.workspace, ready.reason));
+                }
+            }
+            Verdict::NotAttempted => {}
             _ => {
                 out::line("");
                 out::line(format!("{}: {} — {}", w.workspace, w.verdict, w.message));
@@ -621,6 +807,21 @@ fn print_report(r: &FleetReport) {
         match counts.iter_mut().find(|(v, _)| *v == w.verdict) {
             Some((_, n)) => *n += 1,
             None => counts.push((w.verdict, 1)),
+        }
+    }
+    if let Some(halt) = &r.halt {
+        out::line("");
+        out::line(format!(
+            "Rollout halted: {} ({} failure(s)); {} workspace(s) not attempted: {}",
+            halt.reason,
+            halt.failures,
+            halt.not_attempted.len(),
+            halt.not_attempted.join(", ")
+        ));
+        if let Some(command) = resume {
+            out::line(format!(
+                "To resume (workspaces already current and healthy are skipped), run `{command}`"
+            ));
         }
     }
     out::line("");
@@ -686,6 +887,9 @@ impl BatchProgress {
                 FleetEvent::Began { .. } => {}
                 _ => out::err(e.describe()),
             },
+            BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
+                let _ = multi.println(out::shown(&e.describe()));
+            }
             BatchProgress::Bars {
                 multi,
                 total,
@@ -752,6 +956,7 @@ impl BatchProgress {
                         )));
                     }
                 }
+                FleetEvent::Halted { .. } => {}
             },
         }
     }
@@ -938,6 +1143,21 @@ impl Progress {
             CoderEvent::Planned { .. } | CoderEvent::UpToDate { .. } => {
                 self.finish();
                 out::err(e.describe());
+            }
+            CoderEvent::Readiness(fleet::coder::ReadyEvent::Waiting { .. }) => match &self.bar {
+                Some(bar) if bar.prefix() == "ready" => bar.set_message(out::shown(&e.describe())),
+                _ => {
+                    self.finish();
+                    let bar = spinner("ready".into());
+                    bar.set_message(out::shown(&e.describe()));
+                    self.bar = Some(bar);
+                }
+            },
+            CoderEvent::Readiness(fleet::coder::ReadyEvent::Ended { .. }) => {
+                match self.bar.take() {
+                    Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
+                    None => out::err(e.describe()),
+                }
             }
         }
     }

@@ -38,6 +38,11 @@ started one after another (each POST once; one refused does not stop the others)
 so it takes one workspace. Without --confirm, fleet asks you to type how many workspaces to
 migrate. The exit code is the worst workspace's (130 > 3 > 1 > 0).
 
+A rollout: with --wait, --canary N migrates the first N first and starts the rest only once
+all N reached completed; --max-failures K starts no more once K ended failed or rolled_back
+(or timed out); --parallel P (default 4) migrations run at once. A table gives one row per
+workspace; the workspaces not attempted are listed with the command that resumes.
+
 --org-id, --runtime, --env NAME=VALUE (repeatable) and --image are sent only when given.
 
 The CP-admin routes are under /cp/admin (the published contract) or /api/v1/admin (what the
@@ -145,6 +150,27 @@ pub struct MigrateArgs {
     /// no POST. Needs no --confirm: it changes nothing.
     #[arg(long)]
     dry_run: bool,
+
+    /// A rollout over several workspaces: migrate the first N first, and start the rest only
+    /// once all N reached `completed`. Needs --wait.
+    #[arg(long, value_name = "N", requires = "wait")]
+    canary: Option<usize>,
+
+    /// A rollout over several workspaces: once K migrations ended failed or rolled_back (or
+    /// timed out), start no more; the rest are listed as not attempted. Needs --wait.
+    #[arg(long, value_name = "K", requires = "wait", value_parser = parse_at_least_one)]
+    max_failures: Option<usize>,
+
+    /// With --canary or --max-failures: how many migrations run at once.
+    #[arg(long, value_name = "P", default_value_t = 4, value_parser = parse_at_least_one)]
+    parallel: usize,
+}
+
+fn parse_at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to 64")),
+    }
 }
 
 /// `fleet molecule migration-status`.
@@ -319,6 +345,9 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     if !args.confirm {
         confirm_many_interactively(&requests).await?;
     }
+    if args.canary.is_some() || args.max_failures.is_some() {
+        return migrate_rollout(&client, &requests, &args, global).await;
+    }
     let cancel = CancellationToken::new();
     let on_ctrl_c = cancel.clone();
     let watcher = tokio::spawn(async move {
@@ -390,6 +419,142 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
         }
     }
     Ok(code)
+}
+
+/// Several migrations under the rollout controls (--canary, --max-failures, --parallel): each
+/// started and followed to its end; a table (or JSON) with one row per workspace, the halt
+/// and the command that resumes. Ctrl-C starts no more (the ones followed go on).
+async fn migrate_rollout(
+    client: &MoleculeClient,
+    requests: &[MigrateRequest],
+    args: &MigrateArgs,
+    global: &GlobalOpts,
+) -> fleet::Result<i32> {
+    let control = fleet::operation::Control::new();
+    let on_ctrl_c = control.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            out::err("Interrupt received: starting no more migrations (those started go on)");
+            on_ctrl_c.cancel();
+        }
+    });
+    let rollout = fleet::rollout::RolloutOptions {
+        parallel: args.parallel,
+        canary: args.canary.unwrap_or(0),
+        max_failures: args.max_failures,
+    };
+    let options = wait_options(args.timeout, global);
+    let mut display = BatchDisplay::new(global.output, requests.len(), true);
+    let result = client
+        .migrate_rollout(requests, &options, &rollout, &control, |e| display.show(e))
+        .await;
+    display.finish();
+    watcher.abort();
+    let report = result?;
+    let resume = report.halt.as_ref().map(|_| resume_command(args, &report));
+    let code = if report.all_completed() {
+        0
+    } else if report.results.iter().all(|r| {
+        matches!(
+            r.verdict,
+            fleet::molecule::RolloutVerdict::Refused
+                | fleet::molecule::RolloutVerdict::NotAttempted
+        )
+    }) {
+        2
+    } else if control.is_cancelled() {
+        130
+    } else {
+        1
+    };
+    if global.output == OutputFormat::Json {
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(r) = &resume {
+            v["resume_command"] = r.clone().into();
+        }
+        v["exit_code"] = code.into();
+        out::json(&v);
+        return Ok(code);
+    }
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.workspace_id.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    out::line(format!(
+        "{:<width$}  {:<13}  {:<18}  {:>8}  REASON",
+        "WORKSPACE", "VERDICT", "FROM → TO", "TIME"
+    ));
+    for r in &report.results {
+        let tone = match r.verdict {
+            fleet::molecule::RolloutVerdict::Completed => out::Tone::Good,
+            fleet::molecule::RolloutVerdict::Failed | fleet::molecule::RolloutVerdict::TimedOut => {
+                out::Tone::Bad
+            }
+            _ => out::Tone::Neutral,
+        };
+        let from = r.from.as_ref().map_or("?".to_string(), |p| p.to_string());
+        out::row_with_verdict(
+            &format!("{:<width$}  ", r.workspace_id),
+            &r.verdict.to_string(),
+            13,
+            tone,
+            &format!(
+                "  {:<18}  {:>8}  {}",
+                format!("{from} → {}", r.to),
+                format!("{:.1}s", r.elapsed_ms as f64 / 1000.0),
+                r.message.lines().next().unwrap_or("")
+            ),
+        );
+    }
+    if let Some(halt) = &report.halt {
+        out::line("");
+        out::line(format!(
+            "Rollout halted: {} ({} failure(s)); {} workspace(s) not attempted: {}",
+            halt.reason,
+            halt.failures,
+            halt.not_attempted.len(),
+            halt.not_attempted.join(", ")
+        ));
+        if let Some(r) = &resume {
+            out::line(format!(
+                "To resume (the workspaces not completed, after fixing the cause), run `{r}`"
+            ));
+        }
+    }
+    Ok(code)
+}
+
+/// The command that resumes a halted migration rollout: the workspaces not completed (a
+/// completed one runs on the target already), with the same options.
+fn resume_command(args: &MigrateArgs, report: &fleet::molecule::MigrationRollout) -> String {
+    let mut words: Vec<String> = vec!["fleet".into(), "molecule".into(), "migrate-provider".into()];
+    words.extend(
+        report
+            .results
+            .iter()
+            .filter(|r| r.verdict != fleet::molecule::RolloutVerdict::Completed)
+            .map(|r| r.workspace_id.clone()),
+    );
+    words.extend(["--to".into(), args.to.clone()]);
+    if let Some(f) = &args.from {
+        words.extend(["--from".into(), f.clone()]);
+    }
+    words.extend(["--confirm".into(), "--wait".into()]);
+    if let Some(n) = args.canary {
+        words.extend(["--canary".into(), n.to_string()]);
+    }
+    if let Some(k) = args.max_failures {
+        words.extend(["--max-failures".into(), k.to_string()]);
+    }
+    words.extend(["--parallel".into(), args.parallel.to_string()]);
+    words
+        .iter()
+        .map(|w| cli::shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One line typed by the person at the terminal.

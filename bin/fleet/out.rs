@@ -7,8 +7,9 @@
 //!   bidi controls are escaped visibly (`\x1b`, `\r`, `\u{202e}`); in JSON they are `\u` escapes.
 //!
 //! The progress display (indicatif) draws through [`progress_target`], which applies the same
-//! two rules to every line it draws; the log lines (tracing) go through [`log_writer`]. fleet
-//! writes no colour codes of its own.
+//! two rules to every line it draws; the log lines (tracing) go through [`log_writer`]. The
+//! only colour fleet writes is its own verdict word in a report row ([`row_with_verdict`]),
+//! and only when stdout is a terminal and `NO_COLOR` is unset; never around server text.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{self, Write};
@@ -34,6 +35,43 @@ fn write_stdout(text: &str) {
     if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
         closed_pipe();
     }
+}
+
+/// How a verdict reads: well, badly, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Done, or nothing to do (green).
+    Good,
+    /// Failed or unhealthy (red).
+    Bad,
+    /// Not attempted, interrupted, … (yellow).
+    Neutral,
+}
+
+/// True when a verdict may be coloured: stdout is a terminal and `NO_COLOR` is unset (or
+/// empty, as no-color.org says).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Writes one report row to stdout: `before`, the verdict word padded to `width`, `after`.
+/// Every part is redacted and escaped like [`line`]; only the verdict word (fleet's own) is
+/// coloured, and only when [`colour`] allows.
+pub fn row_with_verdict(before: &str, verdict: &str, width: usize, tone: Tone, after: &str) {
+    let word = safe(verdict);
+    let pad = " ".repeat(width.saturating_sub(word.chars().count()));
+    let word = if colour() {
+        let code = match tone {
+            Tone::Good => "32",
+            Tone::Bad => "31",
+            Tone::Neutral => "33",
+        };
+        format!("\x1b[{code}m{word}\x1b[0m")
+    } else {
+        word.into_owned()
+    };
+    write_stdout(&format!("{}{word}{pad}{}", safe(before), safe(after)));
 }
 
 /// Writes a value as pretty JSON to stdout: every string redacted first, then serialized with

@@ -3,9 +3,9 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, FleetEvent, FleetOptions, FleetReport, Operation, Selection,
-    TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
-    parse_template_version_id,
+    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, FleetEvent, FleetOptions, FleetReport, Operation,
+    ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo,
+    WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -35,6 +35,13 @@ pub struct UpdateAgentParams {
     /// values, which win over the defaults.
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// After the start, wait until every agent is connected and ready (default true); a
+    /// workspace whose agents fail or are not ready in time is reported unhealthy.
+    #[serde(default)]
+    pub wait_ready: Option<bool>,
+    /// How long the agents may take to be ready after the start, in seconds (default 600).
+    #[serde(default)]
+    pub ready_timeout_seconds: Option<u64>,
     /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
     /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
     /// operation_id and the latest step, the operation goes on, and get_operation follows it.
@@ -70,10 +77,26 @@ pub struct UpdateAgentsParams {
     /// Only plan: do every read and return each workspace's plan; create no build.
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// Update this many workspaces first (a canary) and go on only if all of them end
+    /// healthy; the rest are then not_attempted.
+    #[serde(default)]
+    pub canary: Option<u32>,
+    /// Once this many workspaces have failed or are unhealthy, start no more (those in flight
+    /// finish); the rest are not_attempted. Calling update_agents again with the same
+    /// arguments resumes: workspaces already current and healthy are skipped.
+    #[serde(default)]
+    pub max_failures: Option<u32>,
     /// Template parameter values for every start build, {name: value}; they win over each
     /// workspace's previous values, which win over the defaults.
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// After the start, wait until every agent is connected and ready (default true); a
+    /// workspace whose agents fail or are not ready in time is reported unhealthy.
+    #[serde(default)]
+    pub wait_ready: Option<bool>,
+    /// How long the agents may take to be ready after the start, in seconds (default 600).
+    #[serde(default)]
+    pub ready_timeout_seconds: Option<u64>,
     /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
     /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
     /// operation_id and the latest step, the operation goes on, and get_operation follows it.
@@ -92,6 +115,13 @@ pub struct RestartAgentParams {
     /// values, which win over the defaults.
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// After the start, wait until every agent is connected and ready (default true); a
+    /// workspace whose agents fail or are not ready in time is reported unhealthy.
+    #[serde(default)]
+    pub wait_ready: Option<bool>,
+    /// How long the agents may take to be ready after the start, in seconds (default 600).
+    #[serde(default)]
+    pub ready_timeout_seconds: Option<u64>,
     /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
     /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
     /// operation_id and the latest step, the operation goes on, and get_operation follows it.
@@ -172,7 +202,10 @@ Target: template_version_id, or the template's active version when left out. Par
 is stopped, fleet refuses (tool error, nothing changed) a version that does not exist, belongs to another template, \
 is archived or still importing, a non-active version when the template requires the active one, an unknown \
 parameter name, and a value Coder would refuse (type, options, min/max, regex, monotonic, immutable). If the workspace already runs the target version nothing is done (pass force=true to restart anyway). A failed \
-stop is never followed by a start; a failed build returns the job's error and the last lines of its log. Takes \
+stop is never followed by a start; a failed build returns the job's error and the last lines of its log. After the \
+start it waits until every agent is connected and ready (wait_ready=false skips it): an agent whose startup script \
+fails, that never connects or is not ready within ready_timeout_seconds (default 600) makes it a tool error naming \
+the agent, its state and health reason; an external agent is not waited for. Takes \
 minutes: waits at most wait_seconds (default 25) and then answers with the outcome, or with operation_id and the \
 latest step while it goes on (follow it with get_operation). Sends progress notifications. Cancelling the request only \
 stops the waiting: a stopped workspace is always started again (cancel_operation cancels gracefully).",
@@ -204,7 +237,8 @@ stops the waiting: a stopped workspace is always started again (cancel_operation
             ..self.update_options()
         };
         let wait = wait_for(p.wait_seconds)?;
-        let op = client.start_update(workspace, version, options);
+        let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        let op = client.start_update_ready(workspace, version, options, ready);
         self.register(&op);
         self.answer_within(op, wait, &ctx, forward()).await
     }
@@ -216,8 +250,15 @@ template_version_id), several at once. Select them with agent_names (a list), al
 outdated workspaces; all_owners=true for everyone's) or template (that template's outdated workspaces) — exactly one. \
 At most `parallel` (default 4, max 64) are in flight; each one goes stop → start on its own (a failed stop never \
 goes on to the start) and one failing does not stop the others. Returns one verdict per workspace: updated, \
-already_current, refused (nothing changed), failed (with the reason), left_stopped (aftermath.finish names the \
-update_agent or restart_agent call that finishes it), timed_out, interrupted, not_started. \
+already_current, refused (nothing changed), failed (with the reason), unhealthy (built, but an agent failed its \
+startup script, never connected, reports itself unhealthy or was not ready within ready_timeout_seconds; the \
+reason names the agent, its state and its health reason), left_stopped (aftermath.finish names the update_agent or \
+restart_agent call that finishes it), timed_out, interrupted, not_started, not_attempted (the rollout halted first). \
+After each start fleet waits for the agents (wait_ready=false skips it; workspaces with an external agent are not \
+waited for and the result says so). Rollout controls: canary=N updates N workspaces first and goes on only if all end \
+healthy; max_failures=K starts no more once K failed or are unhealthy; `halt` then says why and lists the workspaces \
+not attempted, and calling update_agents again with the same arguments resumes (current, healthy workspaces are \
+skipped; one left stopped is started). \
 dry_run=true only reads and returns each plan (which builds, which version, which parameter values). Progress \
 notifications: progress = workspaces done, total = count, message = the latest step of one workspace. Waits at most \
 wait_seconds (default 25), then answers with the report, or with operation_id while it goes on (get_operation follows \
@@ -269,6 +310,9 @@ it, cancel_operation starts no more workspaces and finishes the in-flight ones).
                 ..self.update_options()
             },
             dry_run: p.dry_run.unwrap_or(false),
+            canary: p.canary.unwrap_or(0) as usize,
+            max_failures: p.max_failures.map(|k| k as usize),
+            ready: self.ready_options(p.wait_ready, p.ready_timeout_seconds)?,
         };
         let wait = wait_for(p.wait_seconds)?;
         options.check().map_err(tool_error)?;
@@ -304,7 +348,8 @@ get_operation); sends progress notifications.",
         };
         let client = self.coder()?;
         let wait = wait_for(p.wait_seconds)?;
-        let op = client.start_restart(workspace, options);
+        let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        let op = client.start_restart_ready(workspace, options, ready);
         self.register(&op);
         self.answer_within(op, wait, &ctx, forward()).await
     }
@@ -385,6 +430,32 @@ succeeded), archived.",
 }
 
 impl FleetServer {
+    /// How the agents are waited for after a start: `None` with wait_ready=false.
+    fn ready_options(
+        &self,
+        wait_ready: Option<bool>,
+        timeout_seconds: Option<u64>,
+    ) -> Result<Option<ReadyOptions>, String> {
+        if !wait_ready.unwrap_or(true) {
+            return Ok(None);
+        }
+        let timeout = match timeout_seconds {
+            None => DEFAULT_READY_TIMEOUT,
+            Some(0) => {
+                return Err(tool_error(fleet::Error::InvalidInput(
+                    "ready_timeout_seconds must be at least 1 (or wait_ready=false not to wait); \
+                     nothing was sent"
+                        .into(),
+                )));
+            }
+            Some(s) => std::time::Duration::from_secs(s),
+        };
+        Ok(Some(ReadyOptions {
+            timeout,
+            poll: self.update_options().poll,
+        }))
+    }
+
     /// The default deadlines, with polling tuned when something overrides it (the simulator).
     fn update_options(&self) -> UpdateOptions {
         let mut options = UpdateOptions::default();

@@ -12,12 +12,12 @@ use rmcp::{
 };
 
 use fleet::{
-    molecule::{FollowOperation, MigrationEvent},
+    molecule::{BatchEvent, FollowOperation, MigrationEvent, MigrationRollout},
     operation::{OperationKind, OperationState},
 };
 
 use crate::{
-    operation_tools::wait_for,
+    operation_tools::{LongAnswer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
 
@@ -72,6 +72,38 @@ pub struct MigrateParams {
     /// Optional: the image for the target.
     #[serde(default)]
     pub image: Option<String>,
+}
+
+/// Input of `migrate_workspaces`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct MigrateManyParams {
+    /// The workspace ids (each migrated once; a workspace named twice is refused).
+    pub workspace_ids: Vec<String>,
+    /// The target provider.
+    pub to: ProviderArg,
+    /// The source provider of every workspace. Omit it to read each one's current provider
+    /// from the tenant API. Sources other than aws need a per-workspace instance id: use
+    /// migrate_workspace_provider for those.
+    #[serde(default)]
+    pub from: Option<ProviderArg>,
+    /// Must be true: migrations mutate two clouds each. Ask the user before setting it.
+    #[serde(default)]
+    pub confirm: Option<bool>,
+    /// Migrate this many workspaces first; start the rest only once all of them reached
+    /// completed.
+    #[serde(default)]
+    pub canary: Option<u32>,
+    /// Once this many migrations ended failed or rolled_back (or timed out), start no more.
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    /// How many migrations run at once (1 to 64; default 4).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
+    /// 300). Migrations take 15–20 minutes each: the answer then carries operation_id, and
+    /// get_operation follows the rollout.
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
 }
 
 /// Input of the tools that take only a workspace.
@@ -189,6 +221,68 @@ send it again: it reads the migration back and says whether one is running.",
             .await
             .map(Json)
             .map_err(|e| tool_error(with_next_call(e, request.workspace_id.trim())))
+    }
+
+    #[tool(
+        description = "Migrate several Molecule workspaces' compute provider as a rollout: each migration is \
+started (its pre-flight, one POST, never sent twice) and followed to its end, at most `parallel` at once. canary=N \
+migrates the first N first and starts the rest only once all N reached completed; max_failures=K starts no more once \
+K ended failed or rolled_back (or timed out). Requires confirm=true: ask the user first. Returns one verdict per \
+workspace (completed, failed, refused, timed_out, interrupted, not_attempted) and `halt` (why it stopped, the \
+workspaces not attempted); calling again with the workspaces not completed resumes. Takes 15-20 minutes per \
+migration: waits at most wait_seconds (default 25), then answers with the result or with operation_id (get_operation \
+follows it; cancel_operation starts no more migrations, the ones started go on).",
+        annotations(
+            title = "Migrate several workspaces (rollout)",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn migrate_workspaces(
+        &self,
+        Parameters(p): Parameters<MigrateManyParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<Json<LongAnswer<MigrationRollout>>, String> {
+        let requests: Vec<MigrateRequest> = p
+            .workspace_ids
+            .iter()
+            .map(|id| MigrateRequest {
+                from: p.from.map(Into::into),
+                confirm: p.confirm.unwrap_or(false),
+                ..MigrateRequest::new(id.clone(), p.to.into())
+            })
+            .collect();
+        if requests.is_empty() {
+            return Err(tool_error(Error::InvalidInput(
+                "workspace_ids is empty: name at least one workspace; nothing was sent".into(),
+            )));
+        }
+        for r in &requests {
+            r.validate().map_err(tool_error)?;
+        }
+        let rollout = fleet::rollout::RolloutOptions {
+            parallel: p.parallel.unwrap_or(4).clamp(1, 64) as usize,
+            canary: p.canary.unwrap_or(0) as usize,
+            max_failures: p.max_failures.map(|k| k as usize),
+        };
+        rollout.check().map_err(tool_error)?;
+        let wait = wait_for(p.wait_seconds)?;
+        let client = self.molecule()?;
+        let mut options = WaitOptions::default();
+        if let Some(interval) = self.poll_override() {
+            options.initial_interval = options.initial_interval.min(interval);
+            options.max_interval = interval;
+        }
+        let op = client.start_migrate_rollout(requests, options, rollout);
+        self.register(&op);
+        let mut n = 0.0;
+        self.answer_within(op, wait, &context, move |progress, event: &BatchEvent| {
+            n += 1.0;
+            progress.send(n, None, fleet::operation::OperationEvent::describe(event));
+        })
+        .await
     }
 
     #[tool(

@@ -23,12 +23,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    CoderClient, CoderEvent, PlannedBuild, Step, UpdateAction, UpdateOptions, UpdateOutcome,
-    UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
+    CoderClient, CoderEvent, PlannedBuild, Readiness, ReadyOptions, ReadyReport, Step,
+    UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
 };
 use crate::{
     Error, Result,
     operation::{Aftermath, Control, FollowStep},
+    rollout::{self, Halt, HaltReason, Judgement, RolloutOptions},
 };
 
 /// The most workspaces fleet updates at once (`--parallel` is capped here).
@@ -159,6 +160,12 @@ pub struct FleetOptions {
     pub update: UpdateOptions,
     /// Plan only: every read, no change.
     pub dry_run: bool,
+    /// Update this many workspaces first; go on only if all of them end healthy (0: none).
+    pub canary: usize,
+    /// Once this many workspaces have failed or are unhealthy, start no more.
+    pub max_failures: Option<usize>,
+    /// After each start, wait for the agents (`None`: do not wait).
+    pub ready: Option<ReadyOptions>,
 }
 
 impl Default for FleetOptions {
@@ -170,6 +177,9 @@ impl Default for FleetOptions {
             parallel: DEFAULT_PARALLEL,
             update: UpdateOptions::default(),
             dry_run: false,
+            canary: 0,
+            max_failures: None,
+            ready: Some(ReadyOptions::default()),
         }
     }
 }
@@ -184,7 +194,16 @@ impl FleetOptions {
                 self.parallel
             )));
         }
-        Ok(())
+        self.rollout().check()
+    }
+
+    /// The rollout controls.
+    pub fn rollout(&self) -> RolloutOptions {
+        RolloutOptions {
+            parallel: self.parallel,
+            canary: self.canary,
+            max_failures: self.max_failures,
+        }
     }
 }
 
@@ -299,6 +318,12 @@ pub enum Verdict {
     WouldChange,
     /// Something failed (the reason says what and what to do).
     Failed,
+    /// Started on the target, but its agents are not healthy (the reason names the agent,
+    /// its state and its `health.reason`).
+    Unhealthy,
+    /// Not attempted: the rollout halted first (a canary failed, the failure budget was used
+    /// up). Nothing was changed; a re-run resumes.
+    NotAttempted,
     /// A pre-flight check refused it (or its input was invalid): nothing was changed.
     Refused,
     /// fleet stopped it and did not start it: `aftermath.finish` finishes the job.
@@ -319,6 +344,8 @@ impl std::fmt::Display for Verdict {
             Verdict::AlreadyCurrent => "already current",
             Verdict::WouldChange => "would change",
             Verdict::Failed => "failed",
+            Verdict::Unhealthy => "unhealthy",
+            Verdict::NotAttempted => "not attempted",
             Verdict::Refused => "refused",
             Verdict::LeftStopped => "left stopped",
             Verdict::TimedOut => "timed out",
@@ -391,6 +418,15 @@ pub struct WorkspaceResult {
     /// The plan, on a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<DryRun>,
+    /// Milliseconds the stop build took, when there was one.
+    pub stop_ms: Option<u64>,
+    /// Milliseconds the start build took, when there was one.
+    pub start_ms: Option<u64>,
+    /// Milliseconds fleet waited for the agents, when it did.
+    pub ready_ms: Option<u64>,
+    /// How the wait for the agents ended, when fleet waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyReport>,
     /// Milliseconds this workspace took.
     pub elapsed_ms: u64,
 }
@@ -431,6 +467,11 @@ pub enum FleetEvent {
         /// How it ended.
         result: Box<WorkspaceResult>,
     },
+    /// The rollout started no more workspaces (those in flight finished).
+    Halted {
+        /// Why, and the workspaces not attempted.
+        halt: Halt,
+    },
 }
 
 impl FleetEvent {
@@ -457,6 +498,13 @@ impl FleetEvent {
                 "[{}] {} ({done}/{total} done): {}",
                 result.workspace, result.verdict, result.message
             ),
+            FleetEvent::Halted { halt } => format!(
+                "rollout halted ({}, {} failure(s)): {} workspace(s) not attempted: {}",
+                halt.reason,
+                halt.failures,
+                halt.not_attempted.len(),
+                halt.not_attempted.join(", ")
+            ),
         }
     }
 }
@@ -476,6 +524,13 @@ pub struct FleetReport {
     pub worst: Severity,
     /// One result per workspace, in selection order.
     pub results: Vec<WorkspaceResult>,
+    /// Why the rollout started no more workspaces, and which it did not attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halt: Option<Halt>,
+    /// The canary size it ran with.
+    pub canary: usize,
+    /// The failure budget it ran with.
+    pub max_failures: Option<usize>,
     /// Milliseconds from the first request to the end.
     pub elapsed_ms: u64,
 }
@@ -611,28 +666,39 @@ impl CoderClient {
         let done = Mutex::new(0usize);
         let emit = &emit;
         let done = &done;
-        let mut results: Vec<(usize, WorkspaceResult)> =
-            futures::stream::iter(targets.into_iter().enumerate())
-                .map(|(index, target)| async move {
-                    let result = self.run_one(index, target, options, cancel, emit).await;
-                    let n = {
-                        let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                        *d += 1;
-                        *d
-                    };
-                    emit(FleetEvent::Finished {
-                        index,
-                        done: n,
-                        total,
-                        result: Box::new(result.clone()),
-                    });
-                    (index, result)
-                })
-                .buffer_unordered(options.parallel)
-                .collect()
-                .await;
-        results.sort_by_key(|(i, _)| *i);
-        let results: Vec<WorkspaceResult> = results.into_iter().map(|(_, r)| r).collect();
+        let run = rollout::run(
+            targets,
+            &options.rollout(),
+            cancel,
+            |t: &Target| t.label.clone(),
+            |index, target| async move {
+                let result = self.run_one(index, target, options, cancel, emit).await;
+                let n = {
+                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                    *d += 1;
+                    *d
+                };
+                emit(FleetEvent::Finished {
+                    index,
+                    done: n,
+                    total,
+                    result: Box::new(result.clone()),
+                });
+                result
+            },
+            |r: &WorkspaceResult| match (r.verdict, r.severity) {
+                (_, Severity::Ok) => Judgement::Ok,
+                (Verdict::Interrupted | Verdict::NotStarted, _) => Judgement::Neutral,
+                (_, Severity::Refused) => Judgement::Neutral,
+                _ => Judgement::Failure,
+            },
+            |_, target, why| not_attempted(target, why),
+        )
+        .await;
+        if let Some(halt) = &run.halt {
+            emit(FleetEvent::Halted { halt: halt.clone() });
+        }
+        let results = run.results;
         let succeeded = results
             .iter()
             .filter(|r| r.severity == Severity::Ok)
@@ -648,6 +714,9 @@ impl CoderClient {
                 .max()
                 .unwrap_or(Severity::Ok),
             results,
+            halt: run.halt,
+            canary: options.canary,
+            max_failures: options.max_failures,
             elapsed_ms: ms(started.elapsed()),
         })
     }
@@ -686,6 +755,10 @@ impl CoderClient {
             to_version_name: None,
             outcome: None,
             dry_run: None,
+            stop_ms: None,
+            start_ms: None,
+            ready_ms: None,
+            ready: None,
             elapsed_ms: 0,
         };
         if cancel.is_cancelled() {
@@ -717,6 +790,8 @@ impl CoderClient {
             stop_created: bool,
             stop_done: bool,
             start_created: bool,
+            stop_ms: Option<u64>,
+            start_ms: Option<u64>,
         }
         let seen = Mutex::new(Seen::default());
         let mut on_step = |step: CoderEvent| {
@@ -729,8 +804,18 @@ impl CoderClient {
                         step: Step::Stop, ..
                     } => s.stop_created = true,
                     CoderEvent::BuildSucceeded {
-                        step: Step::Stop, ..
-                    } => s.stop_done = true,
+                        step: Step::Stop,
+                        elapsed_ms,
+                        ..
+                    } => {
+                        s.stop_done = true;
+                        s.stop_ms = Some(*elapsed_ms);
+                    }
+                    CoderEvent::BuildSucceeded {
+                        step: Step::Start,
+                        elapsed_ms,
+                        ..
+                    } => s.start_ms = Some(*elapsed_ms),
                     CoderEvent::BuildCreated {
                         step: Step::Start, ..
                     }
@@ -788,6 +873,10 @@ impl CoderClient {
         let run = self
             .run_plan(&plan, &options.update, cancel, &mut on_step, began)
             .await;
+        if let Ok(s) = seen.lock() {
+            result.stop_ms = s.stop_ms;
+            result.start_ms = s.start_ms;
+        }
         match run {
             Ok(outcome) => {
                 result.verdict = match outcome.action {
@@ -800,6 +889,35 @@ impl CoderClient {
                 result.message = outcome.message.clone();
                 result.to_version_name = outcome.workspace.template_version_name.clone();
                 result.outcome = Some(outcome);
+                // The start fleet created; for a workspace already current, its latest build
+                // (a re-run checks that it is healthy, not only current).
+                let build_id = match &result.outcome {
+                    Some(o) if o.action == UpdateAction::UpToDate => {
+                        plan.workspace.latest_build.as_ref().and_then(|b| b.id)
+                    }
+                    Some(o) => o.builds.last().and_then(|b| b.id),
+                    None => None,
+                };
+                if let (Some(ready), Some(build_id)) = (&options.ready, build_id) {
+                    let waited = self
+                        .wait_until_ready(&build_id, ready, cancel, &mut |e| {
+                            on_step(CoderEvent::Readiness(e))
+                        })
+                        .await;
+                    match waited {
+                        Ok(report) => judge_readiness(&mut result, report),
+                        Err(e) => {
+                            result.severity = Severity::Failed;
+                            result.verdict = Verdict::Failed;
+                            result.error_kind = Some(e.kind().to_string());
+                            result.aftermath = Aftermath::Unknown;
+                            result.message = format!(
+                                "{}; but its agents could not be read: {e}",
+                                result.message
+                            );
+                        }
+                    }
+                }
                 result.elapsed_ms = ms(began.elapsed());
                 result
             }
@@ -819,6 +937,73 @@ impl CoderClient {
                 failed(result, &e, left_stopped.then_some(finish), began)
             }
         }
+    }
+}
+
+/// Folds the wait for the agents into a workspace's result: unhealthy is a failure of its own
+/// (the build succeeded; the workspace does not work).
+fn judge_readiness(result: &mut WorkspaceResult, report: ReadyReport) {
+    result.ready_ms = Some(report.elapsed_ms);
+    match report.readiness {
+        Readiness::Ready => {}
+        Readiness::Unhealthy => {
+            result.verdict = Verdict::Unhealthy;
+            result.severity = Severity::Failed;
+            result.error_kind = Some("unhealthy".into());
+            result.aftermath = Aftermath::Unknown;
+            result.message = format!("{}; but {}", result.message, report.reason);
+        }
+        Readiness::NotWaited | Readiness::Interrupted => {
+            result.message = format!("{}; {}", result.message, report.reason);
+        }
+    }
+    result.ready = Some(report);
+}
+
+/// The result of a workspace the rollout did not attempt.
+fn not_attempted(target: Target, why: HaltReason) -> WorkspaceResult {
+    let latest = target
+        .workspace
+        .as_ref()
+        .ok()
+        .and_then(|w| w.latest_build.as_ref());
+    let (verdict, severity, message) = match why {
+        HaltReason::Cancelled => (
+            Verdict::NotStarted,
+            Severity::Interrupted,
+            format!(
+                "interrupted before fleet got to {}: nothing was changed",
+                target.label
+            ),
+        ),
+        _ => (
+            Verdict::NotAttempted,
+            Severity::Refused,
+            format!(
+                "not attempted: the rollout halted ({why}); nothing was changed, a re-run \
+                 resumes"
+            ),
+        ),
+    };
+    WorkspaceResult {
+        workspace: target.label.clone(),
+        workspace_id: target.workspace.as_ref().ok().and_then(|w| w.id),
+        verdict,
+        severity,
+        message,
+        error_kind: None,
+        aftermath: Aftermath::NothingChanged,
+        from_version_id: latest.and_then(|b| b.template_version_id),
+        from_version_name: latest.and_then(|b| b.template_version_name.clone()),
+        to_version_id: None,
+        to_version_name: None,
+        outcome: None,
+        dry_run: None,
+        stop_ms: None,
+        start_ms: None,
+        ready_ms: None,
+        ready: None,
+        elapsed_ms: 0,
     }
 }
 

@@ -18,6 +18,7 @@ mod logs;
 mod model;
 mod operations;
 mod plan;
+mod ready;
 mod run;
 mod server_features;
 mod server_side;
@@ -30,6 +31,10 @@ pub use fleet::{
 };
 pub use logs::{BuildLogs, LogFollowOptions};
 pub use operations::{BatchOperation, UpdateOperation};
+pub use ready::{
+    AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, Readiness, ReadyEvent, ReadyOptions,
+    ReadyReport,
+};
 pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
 pub use server_side::{
     DEFAULT_FOLLOW_UP_BOUND, FollowUp, ServerSideStart, ServerSideStop, build_request,

@@ -405,6 +405,8 @@ pub enum CoderEvent {
         /// Milliseconds it took (from fleet's first look).
         elapsed_ms: u64,
     },
+    /// After the start: how the wait for the workspace's agents goes (see `coder::ready`).
+    Readiness(super::ReadyEvent),
 }
 
 impl CoderEvent {
@@ -508,6 +510,7 @@ impl CoderEvent {
                     *elapsed_ms as f64 / 1000.0
                 )
             }
+            CoderEvent::Readiness(e) => e.describe(),
         }
     }
 }

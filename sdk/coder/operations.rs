@@ -5,10 +5,14 @@
 use uuid::Uuid;
 
 use super::{
-    CoderClient, CoderEvent, FleetEvent, FleetOptions, FleetReport, Selection, Severity, Step,
-    UpdateOptions, UpdateOutcome, WorkspaceRef,
+    CoderClient, CoderEvent, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
+    ReadyOptions, Selection, Severity, Step, UpdateAction, UpdateOptions, UpdateOutcome,
+    WorkspaceRef,
 };
-use crate::operation::{Operation, OperationEvent, OperationKind, OperationOutput, TargetStatus};
+use crate::{
+    Error, Result,
+    operation::{Control, Operation, OperationEvent, OperationKind, OperationOutput, TargetStatus},
+};
 
 /// A running update or restart of one workspace.
 pub type UpdateOperation = Operation<CoderEvent, UpdateOutcome>;
@@ -35,7 +39,10 @@ fn phase_of(event: &CoderEvent) -> Option<&'static str> {
             Step::Start => "running",
             Step::InProgress => "waiting_for_another_build",
         },
-        CoderEvent::BuildStatus { .. } => return None,
+        CoderEvent::Readiness(ReadyEvent::Waiting { .. }) => "waiting_for_agents",
+        CoderEvent::BuildStatus { .. } | CoderEvent::Readiness(ReadyEvent::Ended { .. }) => {
+            return None;
+        }
     })
 }
 
@@ -113,6 +120,19 @@ impl OperationEvent for FleetEvent {
                     w.message = Some(result.message.clone());
                 }
             }
+            FleetEvent::Halted { halt } => {
+                for w in workspaces
+                    .iter_mut()
+                    .filter(|w| halt.not_attempted.contains(&w.target))
+                {
+                    w.phase = "done".into();
+                    w.verdict = Some("not_attempted".into());
+                    w.message = Some(format!(
+                        "not attempted: the rollout halted ({})",
+                        halt.reason
+                    ));
+                }
+            }
         }
     }
 }
@@ -154,44 +174,117 @@ fn selection_targets(selection: &Selection) -> Vec<String> {
 }
 
 impl CoderClient {
-    /// Starts [`CoderClient::update_workspace`] as an operation and returns its handle at once.
-    /// Must be called inside a Tokio runtime.
+    /// Starts [`CoderClient::update_workspace`] as an operation and returns its handle at once;
+    /// after the start it waits for the agents with the default bound (see
+    /// [`CoderClient::start_update_ready`]). Must be called inside a Tokio runtime.
     pub fn start_update(
         &self,
         workspace: WorkspaceRef,
         template_version: Option<Uuid>,
         options: UpdateOptions,
     ) -> UpdateOperation {
+        self.start_update_ready(
+            workspace,
+            template_version,
+            options,
+            Some(ReadyOptions::default()),
+        )
+    }
+
+    /// [`CoderClient::start_update`], waiting for the agents as `ready` says (`None`: not at
+    /// all). A workspace whose agents are not healthy ends in [`Error::OperationFailed`]
+    /// (final state `unhealthy`) naming each agent, its state and its `health.reason`.
+    pub fn start_update_ready(
+        &self,
+        workspace: WorkspaceRef,
+        template_version: Option<Uuid>,
+        options: UpdateOptions,
+        ready: Option<ReadyOptions>,
+    ) -> UpdateOperation {
         let client = self.clone();
         Operation::spawn(
             OperationKind::Update,
             vec![workspace.to_string()],
             move |control, sink| async move {
+                let emit = |e| sink.emit(e);
+                let outcome = client
+                    .update_workspace(&workspace, template_version, &options, &control, emit)
+                    .await?;
                 client
-                    .update_workspace(&workspace, template_version, &options, &control, |e| {
-                        sink.emit(e)
-                    })
+                    .then_ready(outcome, ready.as_ref(), &control, &mut |e| sink.emit(e))
                     .await
             },
         )
     }
 
-    /// Starts [`CoderClient::restart_workspace`] as an operation and returns its handle at once.
+    /// Starts [`CoderClient::restart_workspace`] as an operation and returns its handle at once;
+    /// it waits for the agents with the default bound.
     pub fn start_restart(
         &self,
         workspace: WorkspaceRef,
         options: UpdateOptions,
+    ) -> UpdateOperation {
+        self.start_restart_ready(workspace, options, Some(ReadyOptions::default()))
+    }
+
+    /// [`CoderClient::start_restart`], waiting for the agents as `ready` says.
+    pub fn start_restart_ready(
+        &self,
+        workspace: WorkspaceRef,
+        options: UpdateOptions,
+        ready: Option<ReadyOptions>,
     ) -> UpdateOperation {
         let client = self.clone();
         Operation::spawn(
             OperationKind::Restart,
             vec![workspace.to_string()],
             move |control, sink| async move {
-                client
+                let outcome = client
                     .restart_workspace(&workspace, &options, &control, |e| sink.emit(e))
+                    .await?;
+                client
+                    .then_ready(outcome, ready.as_ref(), &control, &mut |e| sink.emit(e))
                     .await
             },
         )
+    }
+
+    /// After an update or restart ended well: waits for the agents and says how it went in
+    /// the outcome's message; unhealthy agents turn it into [`Error::OperationFailed`].
+    async fn then_ready(
+        &self,
+        mut outcome: UpdateOutcome,
+        ready: Option<&ReadyOptions>,
+        control: &Control,
+        emit: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<UpdateOutcome> {
+        // Nothing was started when it was already current: there is nothing new to wait for.
+        let start = outcome.builds.last().and_then(|b| b.id);
+        let (Some(ready), Some(id), false) =
+            (ready, start, outcome.action == UpdateAction::UpToDate)
+        else {
+            return Ok(outcome);
+        };
+        if control.is_cancelled() {
+            outcome.message = format!(
+                "{}; readiness not confirmed: interrupted before the agents were checked",
+                outcome.message
+            );
+            return Ok(outcome);
+        }
+        let report = self
+            .wait_until_ready(&id, ready, control, &mut |e| emit(CoderEvent::Readiness(e)))
+            .await?;
+        match report.readiness {
+            Readiness::Unhealthy => Err(Error::OperationFailed {
+                message: format!("{}; but {}", outcome.message, report.reason),
+                final_state: Some("unhealthy".into()),
+            }),
+            _ => {
+                outcome.message = format!("{}; {}", outcome.message, report.reason);
+                Ok(outcome)
+            }
+        }
     }
 
     /// Starts [`CoderClient::update_many`] as an operation and returns its handle at once.

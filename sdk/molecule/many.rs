@@ -5,7 +5,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     sync::Mutex,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt;
@@ -445,5 +445,261 @@ impl MoleculeClient {
             }
         }
         Ok(MigrationStarts { results, exit_code })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollouts: migrations under the rollout engine's controls
+// ---------------------------------------------------------------------------------------------
+
+/// How one migration of a rollout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutVerdict {
+    /// Started and followed to `completed`.
+    Completed,
+    /// Ended `failed`, `rolled_back` or another end state that is not `completed`; or the
+    /// control plane refused the start after a change elsewhere (an API error).
+    Failed,
+    /// A pre-flight check refused it (a migration already running, invalid input): nothing
+    /// was changed.
+    Refused,
+    /// Still running when the deadline passed (it goes on on the control plane).
+    TimedOut,
+    /// Interrupted while following (it goes on on the control plane).
+    Interrupted,
+    /// Not attempted: the rollout halted first (nothing was sent for it).
+    NotAttempted,
+}
+
+impl std::fmt::Display for RolloutVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RolloutVerdict::Completed => "completed",
+            RolloutVerdict::Failed => "failed",
+            RolloutVerdict::Refused => "refused",
+            RolloutVerdict::TimedOut => "timed out",
+            RolloutVerdict::Interrupted => "interrupted",
+            RolloutVerdict::NotAttempted => "not attempted",
+        })
+    }
+}
+
+/// One workspace of [`MoleculeClient::migrate_rollout`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RolloutMigration {
+    /// The workspace.
+    pub workspace_id: String,
+    /// How it ended.
+    pub verdict: RolloutVerdict,
+    /// The source provider, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Provider>,
+    /// The target provider.
+    pub to: Provider,
+    /// The last state seen (`completed`, `failed`, `rolled_back`, …), when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// One sentence for people: what happened, or why it failed.
+    pub message: String,
+    /// The error's kind when it did not end well.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// Milliseconds this workspace took.
+    pub elapsed_ms: u64,
+}
+
+/// The result of [`MoleculeClient::migrate_rollout`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MigrationRollout {
+    /// One result per workspace, in the order given.
+    pub results: Vec<RolloutMigration>,
+    /// Why the rollout started no more migrations, and which it did not attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halt: Option<crate::rollout::Halt>,
+    /// Milliseconds from the first request to the end.
+    pub elapsed_ms: u64,
+}
+
+impl MigrationRollout {
+    /// True when every migration completed.
+    pub fn all_completed(&self) -> bool {
+        self.results
+            .iter()
+            .all(|r| r.verdict == RolloutVerdict::Completed)
+    }
+}
+
+impl MoleculeClient {
+    /// Migrates several workspaces under the rollout controls of [`crate::rollout`]: at most
+    /// `rollout.parallel` at once, each one started (its pre-flight, one POST, never retried)
+    /// and followed to its end; with a canary, the first migrations must reach `completed`
+    /// before any other starts; a migration ending `failed` or `rolled_back` counts against
+    /// `rollout.max_failures`. Cancelling starts no more (the ones followed go on on the
+    /// control plane). Every request is checked first (nothing is sent otherwise).
+    pub async fn migrate_rollout(
+        &self,
+        requests: &[MigrateRequest],
+        wait: &WaitOptions,
+        rollout: &crate::rollout::RolloutOptions,
+        control: &crate::operation::Control,
+        on_event: impl FnMut(BatchEvent) + Send,
+    ) -> Result<MigrationRollout> {
+        use crate::rollout::{HaltReason, Judgement};
+        if requests.is_empty() {
+            return Err(Error::InvalidInput(
+                "no workspace id given; nothing was sent".into(),
+            ));
+        }
+        rollout.check()?;
+        let mut seen = HashSet::new();
+        for r in requests {
+            r.validate()?;
+            if !seen.insert(r.workspace_id.trim().to_string()) {
+                return Err(Error::InvalidInput(format!(
+                    "workspace {} is named twice: one migration per workspace at a time; nothing \
+                     was sent",
+                    r.workspace_id.trim()
+                )));
+            }
+        }
+        let started = Instant::now();
+        let total = requests.len();
+        let on_event = Mutex::new(on_event);
+        let emit = |e: BatchEvent| {
+            if let Ok(mut f) = on_event.lock() {
+                f(e)
+            }
+        };
+        let emit = &emit;
+        let done = Mutex::new(0usize);
+        let done = &done;
+        let run = crate::rollout::run(
+            requests.iter().collect(),
+            rollout,
+            control,
+            |r: &&MigrateRequest| r.workspace_id.trim().to_string(),
+            |_, r: &MigrateRequest| async move {
+                let result = self.migrate_and_follow(r, wait, control, emit).await;
+                let n = {
+                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                    *d += 1;
+                    *d
+                };
+                emit(BatchEvent::Finished {
+                    done: n,
+                    total,
+                    result: MigrationResult {
+                        workspace_id: result.workspace_id.clone(),
+                        verdict: match result.verdict {
+                            RolloutVerdict::Completed => MigrationVerdict::Completed,
+                            RolloutVerdict::TimedOut => MigrationVerdict::TimedOut,
+                            RolloutVerdict::Interrupted => MigrationVerdict::Interrupted,
+                            _ => MigrationVerdict::Failed,
+                        },
+                        exit_code: 0,
+                        message: result.message.clone(),
+                        state: result.state.clone(),
+                        report: None,
+                        error_kind: result.error_kind.clone(),
+                    },
+                });
+                result
+            },
+            |r: &RolloutMigration| match r.verdict {
+                RolloutVerdict::Completed => Judgement::Ok,
+                RolloutVerdict::Failed | RolloutVerdict::TimedOut => Judgement::Failure,
+                _ => Judgement::Neutral,
+            },
+            |_, r: &MigrateRequest, why| RolloutMigration {
+                workspace_id: r.workspace_id.trim().to_string(),
+                verdict: if why == HaltReason::Cancelled {
+                    RolloutVerdict::Interrupted
+                } else {
+                    RolloutVerdict::NotAttempted
+                },
+                from: r.from.clone(),
+                to: r.to.clone(),
+                state: None,
+                message: format!("not started: the rollout halted ({why}); nothing was sent"),
+                error_kind: None,
+                elapsed_ms: 0,
+            },
+        )
+        .await;
+        Ok(MigrationRollout {
+            results: run.results,
+            halt: run.halt,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    async fn migrate_and_follow(
+        &self,
+        request: &MigrateRequest,
+        wait: &WaitOptions,
+        control: &crate::operation::Control,
+        emit: &(dyn Fn(BatchEvent) + Sync),
+    ) -> RolloutMigration {
+        let began = Instant::now();
+        let id = request.workspace_id.trim().to_string();
+        let mut result = RolloutMigration {
+            workspace_id: id.clone(),
+            verdict: RolloutVerdict::Failed,
+            from: request.from.clone(),
+            to: request.to.clone(),
+            state: None,
+            message: String::new(),
+            error_kind: None,
+            elapsed_ms: 0,
+        };
+        let fail = |mut result: RolloutMigration, e: &Error| {
+            result.verdict = match e.root() {
+                Error::Timeout { .. } => RolloutVerdict::TimedOut,
+                Error::Interrupted { .. } => RolloutVerdict::Interrupted,
+                e if e.nothing_changed() => RolloutVerdict::Refused,
+                Error::Conflict { .. } => RolloutVerdict::Refused,
+                _ => RolloutVerdict::Failed,
+            };
+            result.state = match e.root() {
+                Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
+                    last_state.clone()
+                }
+                Error::OperationFailed { final_state, .. } => final_state.clone(),
+                _ => None,
+            };
+            result.message = e.to_string();
+            result.error_kind = Some(e.kind().to_string());
+            result.elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            result
+        };
+        let started = match self.migrate_provider(request).await {
+            Ok(s) => s,
+            Err(e) => return fail(result, &e),
+        };
+        result.from = Some(started.from.clone());
+        // The control plane may take a moment to show a migration it just accepted.
+        let mut options = wait.clone();
+        options.not_found_grace = options
+            .not_found_grace
+            .max(Duration::from_secs(30).min(options.timeout));
+        let followed = self
+            .wait_for_migration(&id, &options, control, |event| {
+                emit(BatchEvent::State {
+                    workspace_id: id.clone(),
+                    event,
+                })
+            })
+            .await;
+        match followed {
+            Ok(report) => {
+                result.verdict = RolloutVerdict::Completed;
+                result.state = report.state().map(|s| s.to_string());
+                result.message = report.message.clone();
+                result.elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+                result
+            }
+            Err(e) => fail(result, &e),
+        }
     }
 }

@@ -12,11 +12,11 @@ mod many;
 mod operations;
 mod ops;
 pub use many::{
-    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationStarts, MigrationVerdict,
-    StartResult, worst_exit_code,
+    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationRollout, MigrationStarts,
+    MigrationVerdict, RolloutMigration, RolloutVerdict, StartResult, worst_exit_code,
 };
 mod routes;
-pub use operations::FollowOperation;
+pub use operations::{FollowOperation, RolloutOperation};
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
     WaitOptions,

@@ -18,7 +18,11 @@ use axum::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Clock, Shared, SimFaults, coder_error, json_response, lock, take_flaky};
+use super::{Clock, Shared, coder_error, json_response, lock, take_flaky};
+
+#[path = "seed.rs"]
+mod seed;
+pub(crate) use seed::{bulk_name, seed};
 
 /// Seconds (at speed 1) a job waits in the queue.
 const PENDING_SECS: f64 = 1.0;
@@ -28,8 +32,8 @@ const START_SECS: f64 = 6.0;
 const STOP_SECS: f64 = 4.0;
 /// Seconds (at speed 1) a cancel takes.
 const CANCEL_SECS: f64 = 1.0;
-/// Seconds (at speed 1) an agent takes to be ready after its start build ended.
-const AGENT_READY_SECS: f64 = 1.0;
+/// Seconds (at speed 1) an agent waits to connect before its status turns `timeout`.
+const AGENT_CONNECT_TIMEOUT_SECS: f64 = 120.0;
 /// How much longer every build of a slow workspace takes.
 const SLOW_FACTOR: f64 = 10.0;
 
@@ -49,6 +53,23 @@ struct Template {
     display_name: &'static str,
     active_version_id: Uuid,
     require_active_version: bool,
+    /// Seconds (at speed 1) its agents' startup scripts run after the start build ended.
+    agent_ready_secs: f64,
+}
+
+/// What a version's agent does once its start build has succeeded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AgentScript {
+    /// Connects; its startup script runs for the template's `agent_ready_secs`; ready.
+    Ready,
+    /// Connects with no startup script: ready at once.
+    NoScript,
+    /// Connects; its startup script fails: `start_error`.
+    StartError,
+    /// Never connects: `connecting`, then `timeout` after the connection timeout.
+    NeverConnects,
+    /// Like `Ready`, this many times slower.
+    Slow(f64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +103,10 @@ struct Version {
     import: Import,
     /// A start on this version fails with this job error.
     start_fails: Option<&'static str>,
+    /// What its agent does after a successful start.
+    agent: AgentScript,
+    /// Its workspaces run an external agent (Coder's `has_external_agent`).
+    external_agent: bool,
     params: Vec<Param>,
 }
 
@@ -382,6 +407,28 @@ impl CoderWorld {
             .map(|w| w.id)
     }
 
+    pub(crate) fn build_history(&self, owner: &str, name: &str) -> Vec<(String, String)> {
+        let Some(id) = self.workspace_id(owner, name) else {
+            return Vec::new();
+        };
+        let ws = self.workspaces.iter().find(|w| w.id == id);
+        ws.map(|w| {
+            w.builds
+                .iter()
+                .filter_map(|b| self.builds.get(b))
+                .map(|b| {
+                    (
+                        b.transition.to_string(),
+                        self.version(b.version_id)
+                            .map(|v| v.name.to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
     pub(crate) fn version_id(&self, template: &str, version: &str) -> Option<Uuid> {
         let t = self.templates.iter().find(|t| t.name == template)?;
         self.versions
@@ -646,14 +693,17 @@ impl CoderWorld {
             "initiator_name": b.initiator,
             "job": job,
             "resources": resources,
-            "has_external_agent": false,
+            "has_external_agent": self.version(b.version_id).is_some_and(|v| v.external_agent),
             "created_at": clock.stamp(b.created),
             "updated_at": clock.stamp(p.updated),
         })
     }
 
-    /// A start build's resource and its agent `main`: connecting/created while the build
-    /// runs, connected/starting when it ends, ready [`AGENT_READY_SECS`] later. A stop (or a
+    /// A start build's resource and its agent `main`: `connecting`/`created` while the build
+    /// runs; when it ends, what the version's [`AgentScript`] says: `connected`/`starting`,
+    /// then `ready` after the template's `agent_ready_secs` (at once without a startup script,
+    /// `start_error` when the script fails), or `connecting` until the connection timeout and
+    /// then `timeout`. Every duration is scaled by the workspace's slowness. A stop (or a
     /// failed start) has no agent.
     fn resources_json(&self, b: &Build, clock: &Clock, now: f64) -> Value {
         if b.transition != "start" {
@@ -666,33 +716,65 @@ impl CoderWorld {
         let resource_id =
             Uuid::from_u128(b.id.as_u128() ^ 0x0000_0000_0000_0000_0000_0000_00a1_0001);
         let agent_id = Uuid::from_u128(b.id.as_u128() ^ 0x0000_0000_0000_0000_0000_0000_00a1_0002);
+        let version = self.version(b.version_id);
+        let script = version.map_or(AgentScript::Ready, |v| v.agent);
+        let script_secs = version
+            .and_then(|v| self.template(v.template_id))
+            .map_or(1.0, |t| t.agent_ready_secs)
+            * b.factor;
         let ended = p.completed.filter(|_| p.job == "succeeded");
-        let ready_at = ended.map(|t| t + AGENT_READY_SECS * b.factor);
-        let (status, lifecycle) = match (ended, ready_at) {
-            (Some(_), Some(r)) if now >= r => ("connected", "ready"),
-            (Some(_), _) => ("connected", "starting"),
-            _ => ("connecting", "created"),
+        let connected_at = ended.filter(|_| script != AgentScript::NeverConnects);
+        // When the startup script ends (ready or start_error).
+        let script_end = connected_at.map(|t| {
+            t + match script {
+                AgentScript::NoScript => 0.0,
+                AgentScript::Slow(f) => script_secs * f,
+                _ => script_secs,
+            }
+        });
+        let timed_out_at = ended
+            .filter(|_| script == AgentScript::NeverConnects)
+            .map(|t| t + AGENT_CONNECT_TIMEOUT_SECS * b.factor);
+        let script_over = script_end.is_some_and(|r| now >= r);
+        let (status, lifecycle, health) = match (connected_at, timed_out_at) {
+            (Some(_), _) if script_over && script == AgentScript::StartError => {
+                ("connected", "start_error", json!({ "healthy": true }))
+            }
+            (Some(_), _) if script_over => ("connected", "ready", json!({ "healthy": true })),
+            (Some(_), _) => ("connected", "starting", json!({ "healthy": true })),
+            (None, Some(t)) if now >= t => (
+                "timeout",
+                "created",
+                json!({ "healthy": false, "reason": "agent is taking too long to connect" }),
+            ),
+            _ => (
+                "connecting",
+                "created",
+                json!({ "healthy": false, "reason": "agent has not yet connected" }),
+            ),
         };
+        let ready_at = script_end.filter(|_| script != AgentScript::StartError);
+        let changed_at = [connected_at, script_end, timed_out_at]
+            .into_iter()
+            .flatten()
+            .filter(|t| now >= *t)
+            .fold(b.created, f64::max);
         let mut agent = json!({
             "id": agent_id,
             "name": "main",
             "resource_id": resource_id,
             "status": status,
             "lifecycle_state": lifecycle,
-            "health": if lifecycle == "ready" {
-                json!({ "healthy": true })
-            } else {
-                json!({ "healthy": false, "reason": "agent is not ready yet" })
-            },
-            "connection_timeout_seconds": 120,
+            "health": health,
+            "connection_timeout_seconds": AGENT_CONNECT_TIMEOUT_SECS as i64,
             "troubleshooting_url": "https://coder.com/docs/admin/templates/troubleshooting",
             "version": "v2.36.1",
             "operating_system": "linux",
             "architecture": "amd64",
             "created_at": clock.stamp(b.created),
-            "updated_at": clock.stamp(ready_at.filter(|r| now >= *r).or(ended).unwrap_or(b.created)),
+            "updated_at": clock.stamp(changed_at),
         });
-        if let Some(t) = ended {
+        if let Some(t) = connected_at {
             agent["first_connected_at"] = json!(clock.stamp(t));
             agent["last_connected_at"] = json!(clock.stamp(t));
             agent["started_at"] = json!(clock.stamp(t));
@@ -737,407 +819,6 @@ impl CoderWorld {
 
     fn status_of(&self, ws: &Workspace, now: f64) -> &'static str {
         self.latest(ws).map_or("pending", |b| b.phase(now).status)
-    }
-}
-
-/// The name of bulk workspace `i` (1-based): `bulk-0001`; more digits past 9999.
-pub(crate) fn bulk_name(i: usize) -> String {
-    format!("bulk-{i:04}")
-}
-
-fn id(n: u128) -> Uuid {
-    // Deterministic ids: 5133xxxx-…: easy to spot in logs.
-    Uuid::from_u128(0x5133_0000_0000_4000_8000_0000_0000_0000 | n)
-}
-
-fn p(
-    name: &'static str,
-    kind: &'static str,
-    mutable: bool,
-    default: &'static str,
-    description: &'static str,
-) -> Param {
-    Param {
-        name,
-        display_name: name,
-        description,
-        kind,
-        mutable,
-        required: false,
-        default,
-        options: &[],
-        min: None,
-        max: None,
-        increasing: false,
-    }
-}
-
-pub(crate) fn seed(
-    clock: &Clock,
-    faults: &SimFaults,
-    bulk: usize,
-    settings: CoderSettings,
-) -> CoderWorld {
-    let alice = User {
-        id: id(0x100),
-        username: "alice",
-        name: "Alice Example",
-    };
-    let bob = User {
-        id: id(0x101),
-        username: "bob",
-        name: "Bob Example",
-    };
-
-    let region = Param {
-        options: &["us-east", "eu-west", "ap-south"],
-        ..p(
-            "region",
-            "string",
-            false,
-            "us-east",
-            "Where the workspace runs. Cannot be changed later.",
-        )
-    };
-    let cpu = Param {
-        min: Some(1),
-        max: Some(16),
-        ..p("cpu", "number", true, "2", "CPU cores.")
-    };
-    let dotfiles = p(
-        "dotfiles_uri",
-        "string",
-        true,
-        "",
-        "A dotfiles repository to install.",
-    );
-    let disk = Param {
-        min: Some(10),
-        max: Some(500),
-        increasing: true,
-        ..p(
-            "disk_gb",
-            "number",
-            true,
-            "20",
-            "Home disk size in GB; can only grow.",
-        )
-    };
-    let gpu = Param {
-        options: &["t4", "a100"],
-        ..p("gpu_type", "string", true, "t4", "The GPU model.")
-    };
-    let namespace = p(
-        "namespace",
-        "string",
-        false,
-        "dev",
-        "The Kubernetes namespace. Cannot be changed later.",
-    );
-
-    let (docker, k8s, ml) = (id(0x200), id(0x201), id(0x202));
-    let v = |n: u128,
-             template_id: Uuid,
-             name: &'static str,
-             message: &'static str,
-             params: Vec<Param>| Version {
-        id: id(n),
-        template_id,
-        name,
-        message,
-        archived: false,
-        import: Import::Done,
-        start_fails: None,
-        params,
-    };
-    let versions = vec![
-        Version {
-            archived: true,
-            ..v(
-                0x300,
-                docker,
-                "v0-archived",
-                "first draft (archived)",
-                vec![region.clone()],
-            )
-        },
-        v(
-            0x301,
-            docker,
-            "v1",
-            "initial release",
-            vec![region.clone(), cpu.clone()],
-        ),
-        v(
-            0x302,
-            docker,
-            "v2",
-            "add dotfiles",
-            vec![region.clone(), cpu.clone(), dotfiles.clone()],
-        ),
-        v(
-            0x303,
-            docker,
-            "v3",
-            "add a growable home disk",
-            vec![region.clone(), cpu.clone(), dotfiles.clone(), disk.clone()],
-        ),
-        Version {
-            import: Import::Running,
-            ..v(
-                0x304,
-                docker,
-                "v4-importing",
-                "still importing",
-                vec![region.clone(), cpu.clone()],
-            )
-        },
-        v(
-            0x310,
-            k8s,
-            "2024-06",
-            "June hardening",
-            vec![namespace.clone()],
-        ),
-        v(
-            0x311,
-            k8s,
-            "2024-09",
-            "September hardening",
-            vec![namespace.clone()],
-        ),
-        v(0x320, ml, "v1", "CUDA 12.2", vec![gpu.clone()]),
-        Version {
-            start_fails: Some(
-                "creating container: image \"ghcr.io/acme/ml:cuda-13-broken\" not found: \
-                 manifest unknown",
-            ),
-            ..v(
-                0x321,
-                ml,
-                "broken-start",
-                "CUDA 13 (its image is missing: every start fails)",
-                vec![gpu.clone()],
-            )
-        },
-    ];
-    let templates = vec![
-        Template {
-            id: docker,
-            name: "docker-dev",
-            display_name: "Docker Dev",
-            active_version_id: id(0x303),
-            require_active_version: false,
-        },
-        Template {
-            id: k8s,
-            name: "k8s-secure",
-            display_name: "Kubernetes (secure)",
-            active_version_id: id(0x311),
-            require_active_version: true,
-        },
-        Template {
-            id: ml,
-            name: "gpu-ml",
-            display_name: "GPU ML",
-            active_version_id: id(0x321),
-            require_active_version: false,
-        },
-    ];
-
-    type Row = (
-        u128,
-        &'static str,
-        Uuid,
-        Uuid,
-        u128,
-        &'static str,
-        &'static [(&'static str, &'static str)],
-    );
-    let rows: [Row; 9] = [
-        (
-            0x400,
-            "dev",
-            alice.id,
-            docker,
-            0x302,
-            "start",
-            &[
-                ("region", "eu-west"),
-                ("cpu", "4"),
-                ("dotfiles_uri", "https://github.com/alice/dotfiles"),
-            ],
-        ),
-        (
-            0x401,
-            "api-server",
-            alice.id,
-            docker,
-            0x301,
-            "stop",
-            &[("region", "us-east"), ("cpu", "2")],
-        ),
-        (
-            0x402,
-            "current",
-            alice.id,
-            docker,
-            0x303,
-            "start",
-            &[
-                ("region", "us-east"),
-                ("cpu", "2"),
-                ("dotfiles_uri", ""),
-                ("disk_gb", "40"),
-            ],
-        ),
-        (
-            0x403,
-            "secure-shell",
-            alice.id,
-            k8s,
-            0x310,
-            "start",
-            &[("namespace", "alice")],
-        ),
-        (
-            0x404,
-            "ml-notebook",
-            alice.id,
-            ml,
-            0x320,
-            "start",
-            &[("gpu_type", "a100")],
-        ),
-        (
-            0x405,
-            "slow-box",
-            alice.id,
-            docker,
-            0x302,
-            "start",
-            &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")],
-        ),
-        (
-            0x406,
-            "flaky",
-            alice.id,
-            docker,
-            0x302,
-            "start",
-            &[("region", "us-east"), ("cpu", "2"), ("dotfiles_uri", "")],
-        ),
-        (
-            0x410,
-            "dev",
-            bob.id,
-            docker,
-            0x302,
-            "start",
-            &[("region", "ap-south"), ("cpu", "8"), ("dotfiles_uri", "")],
-        ),
-        (
-            0x411,
-            "data-pipeline",
-            bob.id,
-            docker,
-            0x303,
-            "stop",
-            &[
-                ("region", "eu-west"),
-                ("cpu", "4"),
-                ("dotfiles_uri", ""),
-                ("disk_gb", "100"),
-            ],
-        ),
-    ];
-    let mut workspaces = Vec::new();
-    let mut builds = HashMap::new();
-    let mut seq = 0;
-    for (n, name, owner, template_id, version, transition, params) in rows {
-        seq += 1;
-        let build = Build {
-            id: id(0x1000 + n),
-            job_id: id(0x2000 + n),
-            seq,
-            number: 7,
-            workspace_id: id(n),
-            version_id: id(version),
-            transition,
-            initiator: if owner == alice.id { "alice" } else { "bob" },
-            // A day ago in real time, whatever the speed: long finished.
-            created: -86_400.0 * clock.speed,
-            factor: 1.0,
-            fails: None,
-            canceled: None,
-            on_success: None,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        workspaces.push(Workspace {
-            id: id(n),
-            name: name.to_string(),
-            owner,
-            template_id,
-            slow: name == "slow-box",
-            flaky_left: if name == "flaky" {
-                faults.flaky_gets
-            } else {
-                0
-            },
-            builds: vec![build.id],
-        });
-        builds.insert(build.id, build);
-    }
-    // Bulk workspaces for fleet-scale runs: alice/bulk-0001…, docker-dev v2, running, outdated.
-    for i in 1..=bulk {
-        seq += 1;
-        let n = 0x10_0000 + i as u128;
-        let build = Build {
-            id: id(0x20_0000 + i as u128),
-            job_id: id(0x30_0000 + i as u128),
-            seq,
-            number: 1,
-            workspace_id: id(n),
-            version_id: id(0x302),
-            transition: "start",
-            initiator: "alice",
-            created: -86_400.0 * clock.speed,
-            factor: 1.0,
-            fails: None,
-            canceled: None,
-            on_success: None,
-            params: vec![
-                ("region".into(), "us-east".into()),
-                ("cpu".into(), "2".into()),
-                ("dotfiles_uri".into(), String::new()),
-            ],
-        };
-        workspaces.push(Workspace {
-            id: id(n),
-            name: bulk_name(i),
-            owner: alice.id,
-            template_id: docker,
-            slow: false,
-            flaky_left: 0,
-            builds: vec![build.id],
-        });
-        builds.insert(build.id, build);
-    }
-    CoderWorld {
-        users: vec![alice, bob],
-        templates,
-        versions,
-        workspaces,
-        builds,
-        next_seq: seq,
-        on_success: crate::coder::ServerFeatures::from_version(&settings.version).on_success,
-        version: settings.version,
-        can_pin: settings.can_pin,
-        pending_chains: Vec::new(),
-        ws_drop_after: settings.ws_drop_after,
     }
 }
 

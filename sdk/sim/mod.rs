@@ -31,8 +31,11 @@
 //!   previous build's; a start the checks refuse is never created and the workspace stays
 //!   stopped. An older version ignores `on_success` and only stops.
 //! - Coder start builds carry one resource with one agent `main`: `connecting`/`created`
-//!   while the build runs, `connected` and `starting` when it ends, `ready` 1 s later
-//!   (scaled by the speed and the workspace's slowness).
+//!   while the build runs, `connected` and `starting` when it ends, `ready` after the
+//!   template's startup-script time (1 s; `web`: 3 s), scaled by the speed and the
+//!   workspace's slowness. The `web` template's versions break the agent on purpose (see
+//!   [`SEED_TABLE`]): `start_error`, never connecting (`timeout` after 120 s), 20x slower,
+//!   no startup script (ready at once), `has_external_agent`.
 //! - Coder: a `stop` of a workspace that is already stopped answers 400 (validation on
 //!   `transition`); a `start` with an older version on a template that requires the active
 //!   version answers 403 "cannot use non-active version"; a `start` without a version builds
@@ -123,10 +126,14 @@ Molecule workspaces (id: provider, instance id — behaviour):
 A migration takes ~16.5 min at speed 1: snapshotting 3m, snapshotted 30s, provisioning_target 7m,
 target_healthy 2m, retiring_source 4m → completed (the workspace then runs on the target).
 
-Coder (you are `me` = alice; another owner: bob). Templates and versions:
+Coder (you are `me` = alice; other owners: bob, carol). Templates and versions:
   docker-dev   v0-archived (archived) · v1 · v2 · v3 (active) · v4-importing (406: never imported)
   k8s-secure   2024-06 · 2024-09 (active)         require_active_version: older versions get 403
   gpu-ml       v1 · broken-start (active)         a start on broken-start fails (job error + logs)
+  web          v1 (active) · v2 · v3-start-error · v4-never-connects · v5-slow-ready ·
+               v6-no-script · v7-external         builds always succeed; the agents differ:
+               v3 startup script fails (start_error) · v4 never connects (timeout after 120s) ·
+               v5 ready after 60s · v6 ready when connected · v7 has_external_agent
 Workspaces (owner/name: template version, status):
   alice/dev           docker-dev v2, running   outdated; params region=eu-west cpu=4 dotfiles_uri
   alice/api-server    docker-dev v1, stopped   outdated
@@ -137,10 +144,12 @@ Workspaces (owner/name: template version, status):
   alice/flaky         docker-dev v2, running   its first N reads answer 503 (--flaky-gets)
   bob/dev             docker-dev v2, running   outdated
   bob/data-pipeline   docker-dev v3, stopped   up to date
+  carol/web-01…08     web v1, running          up to date (a rollout fleet)
   alice/bulk-0001…    docker-dev v2, running   outdated; only with --bulk-workspaces N
                                                (and ws-bulk-0001… on aws for Molecule)
 A build takes ~7 s (start) or ~5 s (stop) at speed 1: pending 1s, then starting/stopping with
-logs, then running/stopped. Parameters: region (immutable), cpu (1-16), dotfiles_uri, disk_gb
+logs, then running/stopped. Agents then connect and run their startup script: ready 1 s later
+(web: 3 s). Parameters: region (immutable), cpu (1-16), dotfiles_uri, disk_gb
 (v3: 10-500, increasing only), gpu_type (t4|a100), namespace (immutable).";
 
 /// What the simulator does wrong on purpose, beyond the seeded workspaces that fail.
@@ -490,6 +499,15 @@ impl RunningSim {
     /// unknown.
     pub fn set_coder_active_version(&self, template: &str, version: &str) -> bool {
         lock(&self.state.coder).set_active_version(template, version)
+    }
+
+    /// The builds of a seeded Coder workspace (`owner/name`), oldest first, as
+    /// `(transition, version name)`: what a test checks to see whether a rollout touched it.
+    pub fn coder_build_history(&self, owner_and_name: &str) -> Vec<(String, String)> {
+        let Some((owner, name)) = owner_and_name.split_once('/') else {
+            return Vec::new();
+        };
+        lock(&self.state.coder).build_history(owner, name)
     }
 
     /// Stops serving and waits for the server to finish.

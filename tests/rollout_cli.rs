@@ -1,0 +1,430 @@
+//! Rollouts with health gates through the built `fleet` binary against the simulator (in this
+//! process, so its build history can be read): a canary on a broken version halts with nothing
+//! beyond the canary touched, `--max-failures` stops new starts, a re-run resumes, readiness is
+//! waited for (and its bound honoured at a slow speed), external agents are not waited for.
+
+use std::time::Duration;
+
+use fleet::{
+    coder::{CoderClient, WorkspaceTransition, build_request},
+    sim::{RunningSim, SimOptions, Simulator},
+};
+use serde_json::Value;
+
+async fn sim(speed: f64) -> RunningSim {
+    Simulator::start(SimOptions {
+        speed,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+async fn fleet(sim: &RunningSim, args: &[&str]) -> Run {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
+    cmd.args(args)
+        .env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20");
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("fleet ends within 90 s")
+        .expect("fleet runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn verdicts(report: &Value) -> Vec<(String, String)> {
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["workspace"].as_str().unwrap_or("").to_string(),
+                r["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn web(n: usize) -> String {
+    format!("carol/web-{n:02}")
+}
+
+/// The seeded history of a web workspace: one start on v1.
+fn untouched() -> Vec<(String, String)> {
+    pairs(&[("start", "v1")])
+}
+
+fn version(sim: &RunningSim, name: &str) -> String {
+    sim.coder_version_id("web", name)
+        .expect("seeded version")
+        .to_string()
+}
+
+fn result_of<'a>(report: &'a Value, workspace: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["workspace"] == workspace)
+        .unwrap_or_else(|| panic!("{workspace} in {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_on_a_broken_version_halts_with_nothing_beyond_the_canary_touched() {
+    let sim = sim(100.0).await;
+    let broken = version(&sim, "v3-start-error");
+    let names: Vec<String> = (1..=6).map(web).collect();
+    let mut args: Vec<&str> = vec!["coder", "update"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend([
+        "--template-version",
+        &broken,
+        "--canary",
+        "1",
+        "--parallel",
+        "3",
+        "-o",
+        "json",
+    ]);
+    let run = fleet(&sim, &args).await;
+    assert_eq!(run.code, 1, "an unhealthy canary → exit 1\n{}", run.stderr);
+    let report = run.json();
+    let mut expected = vec![(web(1), "unhealthy".to_string())];
+    expected.extend((2..=6).map(|n| (web(n), "not_attempted".to_string())));
+    assert_eq!(verdicts(&report), expected);
+    let canary = result_of(&report, &web(1));
+    let message = canary["message"].as_str().unwrap();
+    assert!(
+        message.contains("agent main") && message.contains("start_error"),
+        "the reason names the agent and its state: {message}"
+    );
+    assert_eq!(canary["ready"]["readiness"], "unhealthy");
+    assert_eq!(canary["ready"]["agents"][0]["problem"], "start_error");
+    assert!(canary["stop_ms"].as_u64().is_some() && canary["start_ms"].as_u64().is_some());
+    assert_eq!(report["halt"]["reason"], "canary_failed");
+    assert_eq!(
+        report["halt"]["not_attempted"],
+        serde_json::json!(names[1..].to_vec())
+    );
+    let resume = report["resume_command"].as_str().expect("a resume command");
+    assert!(
+        resume.starts_with("fleet coder update carol/web-01 ")
+            && resume.contains(&format!("--template-version {broken}"))
+            && resume.contains("--canary 1"),
+        "{resume}"
+    );
+    // The canary was stopped and started on the broken version; nobody else was touched.
+    assert_eq!(
+        sim.coder_build_history(&web(1)),
+        pairs(&[("start", "v1"), ("stop", "v1"), ("start", "v3-start-error")])
+    );
+    for n in 2..=6 {
+        assert_eq!(sim.coder_build_history(&web(n)), untouched(), "{}", web(n));
+    }
+
+    // The table says the same, and colours nothing when stdout is not a terminal.
+    let mut args: Vec<&str> = vec!["coder", "update", "carol/web-01", "carol/web-02"];
+    args.extend(["--template-version", &broken, "--canary", "1"]);
+    let run = fleet(&sim, &args).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        !run.stdout.contains('\x1b'),
+        "no colour codes: {}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("VERDICT"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("carol/web-01") && l.contains("unhealthy")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("carol/web-02") && l.contains("not attempted")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Rollout halted"), "{}", run.stdout);
+    assert!(run.stdout.contains("To resume"), "{}", run.stdout);
+    assert_eq!(sim.coder_build_history(&web(2)), untouched());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_failures_two_on_a_mixed_fleet_stops_at_two() {
+    let sim = sim(100.0).await;
+    // carol's web template now points at the broken version; docker-dev stays good.
+    assert!(sim.set_coder_active_version("web", "v3-start-error"));
+    let api_server = sim.coder_workspace_id("alice/api-server").unwrap();
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "alice/dev",
+            "carol/web-01",
+            "alice/current",
+            "carol/web-02",
+            "carol/web-03",
+            "alice/api-server",
+            "carol/web-04",
+            "--parallel",
+            "1",
+            "--max-failures",
+            "2",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(
+        verdicts(&report),
+        pairs(&[
+            ("alice/dev", "updated"),
+            ("carol/web-01", "unhealthy"),
+            ("alice/current", "already_current"),
+            ("carol/web-02", "unhealthy"),
+            ("carol/web-03", "not_attempted"),
+            ("alice/api-server", "not_attempted"),
+            ("carol/web-04", "not_attempted"),
+        ])
+    );
+    assert_eq!(report["halt"]["reason"], "max_failures");
+    assert_eq!(report["halt"]["failures"], 2);
+    let dev = result_of(&report, "alice/dev");
+    assert_eq!(dev["ready"]["readiness"], "ready");
+    assert!(dev["ready_ms"].as_u64().is_some(), "{dev}");
+    assert_eq!(sim.coder_build_history("carol/web-03"), untouched());
+    assert_eq!(sim.coder_build_history("carol/web-04"), untouched());
+    assert_eq!(
+        sim.count_requests("POST", &format!("/api/v2/workspaces/{api_server}/builds")),
+        0,
+        "a workspace not attempted gets no build"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_resumes_skipping_current_healthy_workspaces_and_starting_a_left_stopped_one() {
+    let sim = sim(100.0).await;
+    let good = version(&sim, "v2");
+    let first: Vec<String> = (1..=4).map(web).collect();
+    let mut args: Vec<&str> = vec!["coder", "update"];
+    args.extend(first.iter().map(String::as_str));
+    args.extend(["--template-version", &good, "--canary", "1", "-o", "json"]);
+    let run = fleet(&sim, &args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(verdicts(&run.json()).iter().all(|(_, v)| v == "updated"));
+
+    // carol/web-05 is left stopped (as an interrupted run would leave it).
+    let coder = CoderClient::new(&sim.coder_config()).unwrap();
+    let id = sim.coder_workspace_id(&web(5)).unwrap();
+    coder
+        .api()
+        .create_workspace_build(&id, &build_request(WorkspaceTransition::Stop))
+        .await
+        .expect("the stop is accepted");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let all: Vec<String> = (1..=6).map(web).collect();
+    let mut args: Vec<&str> = vec!["coder", "update"];
+    args.extend(all.iter().map(String::as_str));
+    args.extend(["--template-version", &good, "--canary", "1", "-o", "json"]);
+    let run = fleet(&sim, &args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    let mut expected: Vec<(String, String)> = (1..=4)
+        .map(|n| (web(n), "already_current".to_string()))
+        .collect();
+    expected.push((web(5), "updated".into()));
+    expected.push((web(6), "updated".into()));
+    assert_eq!(verdicts(&report), expected);
+    for n in 1..=4 {
+        assert_eq!(
+            sim.coder_build_history(&web(n)),
+            pairs(&[("start", "v1"), ("stop", "v1"), ("start", "v2")]),
+            "{} was skipped",
+            web(n)
+        );
+    }
+    assert_eq!(
+        sim.coder_build_history(&web(5)),
+        pairs(&[("start", "v1"), ("stop", "v1"), ("start", "v2")]),
+        "the stopped one is only started"
+    );
+    assert_eq!(result_of(&report, &web(5))["stop_ms"], Value::Null);
+    assert!(report.get("halt").is_none(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_not_waited_for() {
+    // At speed 10 a stop takes 0.5 s, a start 0.7 s; v5-slow-ready's agent needs 6 s more.
+    let sim = sim(10.0).await;
+    let slow = version(&sim, "v5-slow-ready");
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "carol/web-07",
+            "--template-version",
+            &slow,
+            "--ready-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "not ready in time → exit 1\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("not ready within 1s")
+            && run.stderr.contains("agent main: connected/starting"),
+        "{}",
+        run.stderr
+    );
+    // The same without waiting: updated.
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "carol/web-08",
+            "--template-version",
+            &slow,
+            "--no-wait-ready",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["action"], "updated");
+    // An external agent is not waited for, and the output says so.
+    let external = version(&sim, "v7-external");
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "carol/web-06",
+            "--template-version",
+            &external,
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("external agent") && run.stdout.contains("not waited for"),
+        "{}",
+        run.stdout
+    );
+    // An agent without a startup script is ready once it connects.
+    let no_script = version(&sim, "v6-no-script");
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "carol/web-05",
+            "carol/web-04",
+            "--template-version",
+            &no_script,
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(
+        result_of(&report, "carol/web-05")["ready"]["readiness"],
+        "ready"
+    );
+}
+
+/// `fleet ARGS` under a pseudo-terminal (tests/pty/ctrl_c.py, no key pressed): what the
+/// terminal showed, and the exit code.
+fn under_pty(no_color: bool, args: &[&str]) -> (i64, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/ctrl_c.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script)
+        .args(["0", "-", "--", env!("CARGO_BIN_EXE_fleet")])
+        .args(args)
+        .env_remove("CODER_URL")
+        .env_remove("CODER_SESSION_TOKEN")
+        .env_remove("NO_COLOR");
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("python3 runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    (
+        v["code"].as_i64().unwrap_or(-1),
+        v["output"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn on_a_terminal_only_the_verdict_word_is_coloured_and_no_color_turns_it_off() {
+    // The simulator's ids are fixed: web v3-start-error.
+    let args = [
+        "--sim",
+        "--sim-speed",
+        "100",
+        "coder",
+        "update",
+        "carol/web-01",
+        "carol/web-02",
+        "--template-version",
+        "51330000-0000-4000-8000-000000000332",
+        "--canary",
+        "1",
+    ];
+    let (code, output) = under_pty(false, &args);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("\x1b[31munhealthy\x1b[0m"), "{output:?}");
+    assert!(
+        output.contains("\x1b[33mnot attempted\x1b[0m"),
+        "{output:?}"
+    );
+    // The server's words (the reason) are never inside a colour.
+    let row = output
+        .lines()
+        .find(|l| l.starts_with("carol/web-01") && l.contains("unhealthy"))
+        .expect("a row for the canary");
+    assert_eq!(row.matches("\x1b[").count(), 2, "{row:?}");
+    let (code, output) = under_pty(true, &args);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        !output.contains("\x1b[31m") && !output.contains("\x1b[33m"),
+        "{output:?}"
+    );
+    assert!(output.contains("unhealthy"), "{output}");
+}

@@ -1,0 +1,154 @@
+//! `fleet molecule migrate-provider` as a rollout through the built binary against the
+//! simulator: the same engine as Coder's. A canary migration that ends `failed` starts nothing
+//! else; `--max-failures 1` stops new starts after the first failure; completed ones count.
+
+use std::time::Duration;
+
+use fleet::sim::{RunningSim, SimOptions, Simulator};
+use serde_json::Value;
+
+async fn sim() -> RunningSim {
+    Simulator::start(SimOptions {
+        speed: 2000.0,
+        bulk_workspaces: 3,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts")
+}
+
+async fn fleet(sim: &RunningSim, args: &[&str]) -> (i32, Value, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
+    cmd.args(args)
+        .env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20")
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("fleet ends within a minute")
+        .expect("fleet runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {stdout}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+fn posted(sim: &RunningSim, workspace: &str) -> usize {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method.eq_ignore_ascii_case("POST") && r.path.contains(workspace))
+        .count()
+}
+
+fn verdicts(report: &Value) -> Vec<(String, String)> {
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["workspace_id"].as_str().unwrap().to_string(),
+                r["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_starts() {
+    let sim = sim().await;
+    let (code, report, stderr) = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-fails-migration",
+            "ws-aws-demo",
+            "ws-bulk-0001",
+            "--to",
+            "gcp",
+            "--from",
+            "aws",
+            "--confirm",
+            "--wait",
+            "--canary",
+            "1",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        verdicts(&report),
+        pairs(&[
+            ("ws-fails-migration", "failed"),
+            ("ws-aws-demo", "not_attempted"),
+            ("ws-bulk-0001", "not_attempted"),
+        ])
+    );
+    assert_eq!(report["results"][0]["state"], "failed");
+    assert_eq!(report["halt"]["reason"], "canary_failed");
+    assert_eq!(posted(&sim, "ws-fails-migration"), 1);
+    assert_eq!(posted(&sim, "ws-aws-demo"), 0, "nothing beyond the canary");
+    assert_eq!(posted(&sim, "ws-bulk-0001"), 0);
+    let resume = report["resume_command"].as_str().expect("resume command");
+    assert!(
+        resume.contains("ws-fails-migration ws-aws-demo ws-bulk-0001")
+            && resume.contains("--canary 1"),
+        "{resume}"
+    );
+
+    // A good canary lets the rest go; one failure with --max-failures 1 starts no more.
+    let (code, report, stderr) = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-aws-demo",
+            "ws-bulk-0002",
+            "ws-fails-migration",
+            "ws-bulk-0003",
+            "--to",
+            "hetzner",
+            "--from",
+            "aws",
+            "--confirm",
+            "--wait",
+            "--canary",
+            "1",
+            "--max-failures",
+            "1",
+            "--parallel",
+            "1",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        verdicts(&report),
+        pairs(&[
+            ("ws-aws-demo", "completed"),
+            ("ws-bulk-0002", "completed"),
+            ("ws-fails-migration", "failed"),
+            ("ws-bulk-0003", "not_attempted"),
+        ])
+    );
+    assert_eq!(report["halt"]["reason"], "max_failures");
+    assert_eq!(posted(&sim, "ws-bulk-0003"), 0);
+    let resume = report["resume_command"].as_str().unwrap();
+    assert!(
+        resume.contains("migrate-provider ws-fails-migration ws-bulk-0003 "),
+        "only the ones not completed: {resume}"
+    );
+}
