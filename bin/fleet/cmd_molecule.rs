@@ -86,6 +86,8 @@ Examples:
   fleet molecule migration-status ws-1 ws-2 ws-3 --wait";
 
 /// `fleet molecule` subcommands.
+// Parsed once per run: the size of the arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum MoleculeCmd {
     /// Start migrating a workspace's compute provider (aws, hetzner, gcp); optionally follow it.
