@@ -60,6 +60,7 @@ mod error;
 pub mod http;
 pub mod molecule;
 pub mod operation;
+pub mod poll;
 pub mod sim;
 pub mod text;
 

@@ -260,10 +260,7 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
             Some(op) => op,
             None => {
                 let mut options = WaitOptions::default();
-                if let Some(interval) = self.poll_override() {
-                    options.initial_interval = options.initial_interval.min(interval);
-                    options.max_interval = interval;
-                }
+                options.poll = options.poll.with_interval_cap(self.poll_override());
                 let op = client.start_follow_migration(workspace_id.clone(), options);
                 self.register(&op);
                 op
