@@ -15,6 +15,8 @@ mod redact;
 mod safe_text;
 #[path = "fleet_mcp/server.rs"]
 mod server;
+#[path = "fleet_mcp/task_tools.rs"]
+mod task_tools;
 
 use clap::Parser;
 use fleet::{CoderConfig, MoleculeConfig};
