@@ -61,6 +61,7 @@ pub mod http;
 pub mod molecule;
 pub mod operation;
 pub mod poll;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod text;
 
