@@ -133,7 +133,7 @@ async fn detect(args: &[String]) -> Res<()> {
     }
     let mut wait = WaitOptions::default();
     if let Some(ms) = molecule_poll_max {
-        wait.max_interval = Duration::from_millis(ms);
+        wait.poll.max = Duration::from_millis(ms);
     }
 
     let coder = futures::future::join_all((0..coder_n).map(|i| {
@@ -177,7 +177,7 @@ async fn detect(args: &[String]) -> Res<()> {
         "{}",
         json!({
             "bench": "detect_molecule",
-            "poll": {"initial_ms": wait.initial_interval.as_millis() as u64, "max_ms": wait.max_interval.as_millis() as u64},
+            "poll": {"initial_ms": wait.poll.initial.as_millis() as u64, "max_ms": wait.poll.max.as_millis() as u64},
             "latency_ms": summary(lat),
             "gets_per_wait": summary(gets),
         })

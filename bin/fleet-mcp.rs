@@ -15,6 +15,8 @@ mod redact;
 mod safe_text;
 #[path = "fleet_mcp/server.rs"]
 mod server;
+#[path = "fleet_mcp/task_tools.rs"]
+mod task_tools;
 
 use clap::Parser;
 use fleet::{CoderConfig, MoleculeConfig};
@@ -95,7 +97,7 @@ struct Args {
     /// With --sim: which CP-admin route layouts the simulator serves (cp-admin, api-v1, both,
     /// none).
     #[arg(long, default_value = "both", value_name = "LAYOUT", requires = "sim", value_parser = parse_layout)]
-    sim_cp_admin_layout: fleet::sim::CpAdminLayout,
+    sim_cp_admin_layout: SimLayout,
     /// On exit (stdin closed, SIGTERM, Ctrl-C) with operations in flight: how long to wait for
     /// them to finish gracefully (every stop→start already begun is completed) before leaving
     /// the rest as it is and logging what was left.
@@ -134,9 +136,26 @@ fn parse_origin(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-fn parse_layout(s: &str) -> Result<fleet::sim::CpAdminLayout, String> {
+#[cfg(feature = "sim")]
+type SimLayout = fleet::sim::CpAdminLayout;
+#[cfg(not(feature = "sim"))]
+type SimLayout = String;
+
+#[cfg(feature = "sim")]
+fn parse_layout(s: &str) -> Result<SimLayout, String> {
     fleet::sim::CpAdminLayout::parse(s).map_err(|e| e.to_string())
 }
+
+#[cfg(not(feature = "sim"))]
+fn parse_layout(s: &str) -> Result<SimLayout, String> {
+    Ok(s.to_string())
+}
+
+/// Why --sim is refused by a build without the simulator, and how to get one.
+#[cfg(not(feature = "sim"))]
+const NO_SIM: &str = "this fleet-mcp was built without the simulator (the cargo feature `sim`, \
+on by default): rebuild it with default features (`cargo build`, `cargo install fleet`) or with \
+`--features sim`, or point it at real control planes";
 
 fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
@@ -286,8 +305,17 @@ fn main() {
         let mut coder = CoderConfig::from_env();
         coder.http.insecure_http = args.insecure_http;
         // --sim: the simulator lives as long as the server does.
+        #[cfg(feature = "sim")]
         let mut _sim = None;
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut poll = None;
+        #[cfg(not(feature = "sim"))]
+        if args.sim {
+            let _ = (&args.sim_speed, &args.sim_cp_admin_layout);
+            eprintln!("fleet-mcp: error: {NO_SIM}");
+            return 2;
+        }
+        #[cfg(feature = "sim")]
         if args.sim {
             if !(args.sim_speed.is_finite() && args.sim_speed > 0.0) {
                 eprintln!("fleet-mcp: error: --sim-speed must be a positive number");

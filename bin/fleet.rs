@@ -8,7 +8,11 @@ mod cli;
 mod cmd_coder;
 #[path = "fleet/cmd_molecule.rs"]
 mod cmd_molecule;
+#[cfg(feature = "sim")]
 #[path = "fleet/cmd_sim.rs"]
+mod cmd_sim;
+#[cfg(not(feature = "sim"))]
+#[path = "fleet/cmd_no_sim.rs"]
 mod cmd_sim;
 #[path = "fleet/out.rs"]
 mod out;
@@ -134,6 +138,12 @@ fn main() {
     std::process::exit(code);
 }
 
+#[cfg(not(feature = "sim"))]
+async fn start_sim(_global: &mut GlobalOpts) -> fleet::Result<()> {
+    Err(cmd_sim::no_sim())
+}
+
+#[cfg(feature = "sim")]
 async fn start_sim(global: &mut GlobalOpts) -> fleet::Result<fleet::sim::RunningSim> {
     let sim = fleet::sim::Simulator::start(fleet::sim::SimOptions {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -60,7 +60,9 @@ mod error;
 pub mod http;
 pub mod molecule;
 pub mod operation;
+pub mod poll;
 pub mod rollout;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod text;
 

@@ -47,8 +47,11 @@ fn client(cp: &MockServer, tenant: Option<&MockServer>) -> MoleculeClient {
 fn fast_wait(timeout: Duration) -> WaitOptions {
     WaitOptions {
         timeout,
-        initial_interval: Duration::from_millis(5),
-        max_interval: Duration::from_millis(20),
+        poll: fleet::poll::PollOptions::backoff(
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+            2.0,
+        ),
         not_found_grace: Duration::ZERO,
     }
 }
@@ -676,8 +679,11 @@ async fn wait_backs_off_gradually() {
         .await;
     let options = WaitOptions {
         timeout: Duration::from_millis(700),
-        initial_interval: Duration::from_millis(20),
-        max_interval: Duration::from_millis(160),
+        poll: fleet::poll::PollOptions::backoff(
+            Duration::from_millis(20),
+            Duration::from_millis(160),
+            2.0,
+        ),
         not_found_grace: Duration::ZERO,
     };
     let _ = client(&cp, None)

@@ -70,8 +70,11 @@ fn request() -> MigrateRequest {
 fn fast_wait(timeout: Duration) -> WaitOptions {
     WaitOptions {
         timeout,
-        initial_interval: Duration::from_millis(5),
-        max_interval: Duration::from_millis(20),
+        poll: fleet::poll::PollOptions::backoff(
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+            2.0,
+        ),
         not_found_grace: Duration::ZERO,
     }
 }

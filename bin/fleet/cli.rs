@@ -208,6 +208,7 @@ pub enum SimCpAdminLayout {
     None,
 }
 
+#[cfg(feature = "sim")]
 impl From<SimCpAdminLayout> for fleet::sim::CpAdminLayout {
     fn from(l: SimCpAdminLayout) -> Self {
         match l {

@@ -307,20 +307,16 @@ fn parse_uuid(s: &str) -> Result<Uuid, String> {
 
 impl WaitArgs {
     fn options(&self, force: bool, global: &GlobalOpts) -> UpdateOptions {
-        let (initial, max) = match global.poll_override() {
-            Some(interval) => (self.poll_initial.min(interval), interval),
-            None => (self.poll_initial, self.poll_max.max(self.poll_initial)),
-        };
         UpdateOptions {
             force,
             stop_timeout: self.stop_timeout,
             start_timeout: self.start_timeout,
             poll: PollOptions {
-                initial,
-                max,
-                near_end: PollOptions::default().near_end.min(max),
+                initial: self.poll_initial,
+                max: self.poll_max.max(self.poll_initial),
                 ..PollOptions::default()
-            },
+            }
+            .with_interval_cap(global.poll_override()),
             ..UpdateOptions::default()
         }
     }

@@ -205,10 +205,7 @@ fn wait_options(timeout: Duration, global: &GlobalOpts) -> WaitOptions {
         timeout,
         ..WaitOptions::default()
     };
-    if let Some(interval) = global.poll_override() {
-        options.initial_interval = options.initial_interval.min(interval);
-        options.max_interval = interval;
-    }
+    options.poll = options.poll.with_interval_cap(global.poll_override());
     options
 }
 

@@ -456,14 +456,10 @@ impl FleetServer {
         }))
     }
 
-    /// The default deadlines, with polling tuned when something overrides it (the simulator).
+    /// The default deadlines, with the poller paced when something sets it (the simulator).
     fn update_options(&self) -> UpdateOptions {
         let mut options = UpdateOptions::default();
-        if let Some(interval) = self.poll_override() {
-            options.poll.initial = options.poll.initial.min(interval);
-            options.poll.max = interval;
-            options.poll.near_end = options.poll.near_end.min(interval);
-        }
+        options.poll = options.poll.with_interval_cap(self.poll_override());
         options
     }
 }

@@ -271,10 +271,7 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         let wait = wait_for(p.wait_seconds)?;
         let client = self.molecule()?;
         let mut options = WaitOptions::default();
-        if let Some(interval) = self.poll_override() {
-            options.initial_interval = options.initial_interval.min(interval);
-            options.max_interval = interval;
-        }
+        options.poll = options.poll.with_interval_cap(self.poll_override());
         let op = client.start_migrate_rollout(requests, options, rollout);
         self.register(&op);
         let mut n = 0.0;
@@ -354,10 +351,7 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
             Some(op) => op,
             None => {
                 let mut options = WaitOptions::default();
-                if let Some(interval) = self.poll_override() {
-                    options.initial_interval = options.initial_interval.min(interval);
-                    options.max_interval = interval;
-                }
+                options.poll = options.poll.with_interval_cap(self.poll_override());
                 let op = client.start_follow_migration(workspace_id.clone(), options);
                 self.register(&op);
                 op
@@ -386,53 +380,87 @@ follow for get_operation). Cancelling stops the wait only; the migration goes on
             .watch_until(Some(wait), context.ct.cancelled(), &mut show)
             .await;
         progress.flush().await;
-        let waited_seconds = started.elapsed().as_secs_f64();
-        let snapshot = op.snapshot();
-        let operation_id = snapshot.id.clone();
-        let operation_state = snapshot.state;
-        let answer = |outcome, message, status| {
-            Ok(Json(WaitResult {
-                outcome,
-                message,
-                waited_seconds,
-                status,
-                operation_id: operation_id.clone(),
-                operation_state,
-            }))
-        };
         if latest.is_none() && result.is_none() {
             // Joined a follow under way: its latest state.
             latest = client.migration_status(&workspace_id).await.ok();
         }
-        match result {
-            None => answer(
-                WaitOutcome::StillRunning,
-                format!(
-                    "the migration of workspace {workspace_id} is still running ({}); it continues on the server \
-                     and fleet-mcp keeps following it: call wait_for_workspace_migration again, or get_operation \
-                     {{\"operation_id\": \"{operation_id}\"}}",
-                    snapshot
-                        .latest_step
-                        .as_deref()
-                        .unwrap_or("no state seen yet")
-                ),
-                latest,
+        wait_answer(
+            &op,
+            &workspace_id,
+            result,
+            latest,
+            started.elapsed().as_secs_f64(),
+        )
+        .map(Json)
+    }
+}
+
+/// What wait_for_workspace_migration answers: the outcome once the follow `op` ended
+/// (`result`), else where the migration stands (`latest`).
+fn wait_answer(
+    op: &FollowOperation,
+    workspace_id: &str,
+    result: Option<fleet::Result<MigrationReport>>,
+    latest: Option<MigrationReport>,
+    waited_seconds: f64,
+) -> Result<WaitResult, String> {
+    let snapshot = op.snapshot();
+    let operation_id = snapshot.id.clone();
+    let answer = |outcome, message, status| {
+        Ok(WaitResult {
+            outcome,
+            message,
+            waited_seconds,
+            status,
+            operation_id: operation_id.clone(),
+            operation_state: snapshot.state,
+        })
+    };
+    match result {
+        None => answer(
+            WaitOutcome::StillRunning,
+            format!(
+                "the migration of workspace {workspace_id} is still running ({}); it continues on the server \
+                 and fleet-mcp keeps following it: call wait_for_workspace_migration again, or get_operation \
+                 {{\"operation_id\": \"{operation_id}\"}}",
+                snapshot
+                    .latest_step
+                    .as_deref()
+                    .unwrap_or("no state seen yet")
             ),
-            Some(Ok(report)) if !report.migrated => answer(
-                WaitOutcome::NeverMigrated,
-                report.message.clone(),
-                Some(report),
-            ),
-            Some(Ok(report)) => {
-                answer(WaitOutcome::Completed, report.message.clone(), Some(report))
-            }
-            Some(Err(Error::OperationFailed { message, .. })) => {
-                answer(WaitOutcome::EndedInFailure, message, latest)
-            }
-            Some(Err(Error::Timeout { message, .. })) => {
-                answer(WaitOutcome::StillRunning, message, latest)
-            }
-            Some(Err(e)) => Err(tool_error(e)),
+            latest,
+        ),
+        Some(Ok(report)) if !report.migrated => answer(
+            WaitOutcome::NeverMigrated,
+            report.message.clone(),
+            Some(report),
+        ),
+        Some(Ok(report)) => answer(WaitOutcome::Completed, report.message.clone(), Some(report)),
+        Some(Err(Error::OperationFailed { message, .. })) => {
+            answer(WaitOutcome::EndedInFailure, message, latest)
         }
+        Some(Err(Error::Timeout { message, .. })) => {
+            answer(WaitOutcome::StillRunning, message, latest)
+        }
+        Some(Err(e)) => Err(tool_error(e)),
+    }
+}
+
+impl FleetServer {
+    /// The answer of wait_for_workspace_migration once the follow `op` has ended (for the
+    /// task that ran it).
+    pub(crate) fn migration_answer(
+        &self,
+        op: &dyn fleet::operation::AnyOperation,
+    ) -> Result<rmcp::model::CallToolResult, String> {
+        let Some(follow) = op.as_any().downcast_ref::<FollowOperation>() else {
+            return Err(format!("operation {} is not a migration follow", op.id()));
+        };
+        let workspace_id = follow.targets().first().cloned().unwrap_or_default();
+        // Its end state is in the outcome (a report, or the error that says what it means).
+        let latest = None;
+        let waited = op.snapshot().elapsed_ms as f64 / 1000.0;
+        let answer = wait_answer(follow, &workspace_id, follow.try_outcome(), latest, waited)?;
+        crate::task_tools::structured(serde_json::to_value(answer).unwrap_or_default())
     }
 }

@@ -59,7 +59,7 @@ pub struct LongAnswer<T> {
     pub outcome: Option<T>,
 }
 
-fn follow_text(id: &str) -> String {
+pub(crate) fn follow_text(id: &str) -> String {
     format!(
         "the operation goes on in fleet-mcp: call get_operation {{\"operation_id\": \"{id}\", \
          \"wait_seconds\": {DEFAULT_WAIT_SECONDS}}} until done is true (cancel_operation stops it \

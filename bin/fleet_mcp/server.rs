@@ -8,9 +8,10 @@ use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, tool::ToolCallContext},
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-        Implementation, JsonObject, ProgressNotificationParam, ProgressToken, ServerCapabilities,
-        ServerConfig, Tool,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+        ErrorCode, GetTaskParams, GetTaskResult, Implementation, JsonObject,
+        ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig, Tool,
+        UpdateTaskParams,
     },
     service::RequestContext,
     tool_handler,
@@ -38,7 +39,9 @@ Long tools (update_agent, restart_agent, update_agents, wait_for_workspace_migra
 wait_seconds (default 25) and then answer: with the outcome when done, else with operation_id and the latest \
 step; the operation goes on, follow it with get_operation (list_operations lists them, cancel_operation \
 cancels one gracefully). They send progress notifications when the request carries a progress token. \
-Cancelling a request only stops the waiting: a workspace being stopped is always started again.";
+Cancelling a request only stops the waiting: a workspace being stopped is always started again. \
+Clients that declare the tasks extension (io.modelcontextprotocol/tasks) get a task for each long tool \
+instead: its id is the operation_id; tasks/get follows it to the tool's result, tasks/cancel cancels it gracefully.";
 
 impl FleetServer {
     /// Builds the server from whatever is configured. A control plane that is not configured
@@ -213,7 +216,11 @@ impl ServerHandler for FleetServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let result = self.call_tool_checked(request, context).await;
+        let result = if crate::task_tools::runs_as_task(&request, &context) {
+            self.call_as_task(request, context).await
+        } else {
+            self.call_tool_checked(request, context).await
+        };
         match result {
             Ok(CallToolResponse::Complete(r)) => Ok(CallToolResponse::Complete(self.redacted(r))),
             other => other,
@@ -224,15 +231,48 @@ impl ServerHandler for FleetServer {
         let mut implementation = Implementation::from_build_env();
         implementation.name = "fleet-mcp".into();
         implementation.version = env!("CARGO_PKG_VERSION").into();
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(implementation)
-            .with_instructions(INSTRUCTIONS)
+        // The tasks extension: long tools run as tasks for clients that declare it.
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
+        .with_server_info(implementation)
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    /// `tasks/get`: a task is a long tool's operation (see task_tools).
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.get_task_of(&request.task_id).map(GetTaskResult::new)
+    }
+
+    /// `tasks/update`: fleet's tasks never ask for input; responses are ignored.
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.get_task_of(&request.task_id).map(|_| ())
+    }
+
+    /// `tasks/cancel`: a graceful cancel of the task's operation.
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.cancel_task_of(&request.task_id).await
     }
 }
 
 impl FleetServer {
     /// Calls the tool; arguments that do not fit its schema become a tool error naming them.
-    async fn call_tool_checked(
+    pub(crate) async fn call_tool_checked(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
@@ -265,7 +305,7 @@ impl FleetServer {
 
     /// The result with every configured token replaced by `<redacted>` (the transport redacts
     /// every message again; this keeps a result clean whatever carries it).
-    fn redacted(&self, result: CallToolResult) -> CallToolResult {
+    pub(crate) fn redacted(&self, result: CallToolResult) -> CallToolResult {
         crate::safe_text::with_redactor(|r| r.redact_serde(result)).unwrap_or_else(|| {
             CallToolResult::error(vec![ContentBlock::text(
                 "the result held a token and was withheld",

@@ -3,102 +3,23 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::{CoderClient, JobStatus, WorkspaceStatus, types};
 use super::{model::*, plan::*, run::*};
-use crate::{Error, Result, operation::Control};
+use crate::{
+    Error, Result,
+    operation::Control,
+    poll::{Polled, Poller},
+};
 
-/// How often a build is checked while fleet waits for it.
-///
-/// Soon after the build is created, then backing off (×`factor`) up to `max`. When the
-/// template says how long its builds take ([`ExpectedDuration`], from Coder's
-/// `build_time_stats`), fleet also checks every `near_end` around the time the build should
-/// end — from a second before its median to a second after its 95th percentile, at most
-/// `near_end_window` long — so completion is noticed within about `near_end`, for a few
-/// dozen more reads per build instead of a fast poll all along.
-#[derive(Debug, Clone)]
-pub struct PollOptions {
-    /// The first check after a build is created (or found in progress).
-    pub initial: Duration,
-    /// The longest interval between checks.
-    pub max: Duration,
-    /// How much the interval grows after each check (≥ 1).
-    pub factor: f64,
-    /// The interval around the expected end of a build.
-    pub near_end: Duration,
-    /// The longest stretch checked every `near_end`.
-    pub near_end_window: Duration,
-}
-
-impl Default for PollOptions {
-    fn default() -> Self {
-        PollOptions {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-            factor: 1.5,
-            near_end: Duration::from_millis(100),
-            near_end_window: Duration::from_secs(12),
-        }
-    }
-}
-
-impl PollOptions {
-    fn next(&self, current: Duration) -> Duration {
-        current.mul_f64(self.factor.max(1.0)).min(self.max)
-    }
-
-    /// The pause before the next check, `elapsed` after the build was created, when the
-    /// backoff has reached `current`; and the backoff to carry on with.
-    pub fn pause(
-        &self,
-        current: Duration,
-        elapsed: Duration,
-        expected: Option<&ExpectedDuration>,
-    ) -> (Duration, Duration) {
-        let near_end = self.near_end.max(Duration::from_millis(10));
-        if let Some(e) = expected {
-            let lead = Duration::from_secs(1);
-            let from = e.p50.saturating_sub(lead);
-            let until = (e.p95.max(e.p50) + lead).min(from + self.near_end_window);
-            if elapsed >= from && elapsed < until {
-                return (near_end, near_end);
-            }
-            if elapsed < from && elapsed + current > from {
-                // Wake up when the window opens rather than sleep through it.
-                return ((from - elapsed).max(Duration::from_millis(1)), current);
-            }
-        }
-        (current, self.next(current))
-    }
-}
+pub use crate::poll::{ExpectedDuration, PollOptions};
 
 /// Until when, and how, a build is read while fleet waits for it.
 pub(super) struct Until<'a> {
     pub(super) deadline: Instant,
     pub(super) poll: &'a PollOptions,
     pub(super) expected: Option<&'a ExpectedDuration>,
-}
-
-/// How long a template's builds of one kind take (Coder's `build_time_stats`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct ExpectedDuration {
-    /// The median.
-    #[serde(serialize_with = "as_millis")]
-    #[schemars(with = "u64")]
-    pub p50: Duration,
-    /// The 95th percentile.
-    #[serde(serialize_with = "as_millis")]
-    #[schemars(with = "u64")]
-    pub p95: Duration,
-}
-
-pub(super) fn as_millis<S: serde::Serializer>(
-    d: &Duration,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl ExpectedDuration {
@@ -246,8 +167,9 @@ impl CoderClient {
         }
     }
 
-    /// Polls a build until it ends, the deadline passes or the caller cancels: first soon after
-    /// it was created, then backing off up to `poll.max`. Reads are retried by the HTTP layer.
+    /// Polls a build until it ends, the deadline passes or the caller cancels, with the one
+    /// poller of both planes ([`crate::poll`]): first soon after it was created, then backing
+    /// off; transient read failures do not end the wait.
     pub(super) async fn wait_for_build(
         &self,
         build: &types::WorkspaceBuild,
@@ -259,49 +181,35 @@ impl CoderClient {
     ) -> Result<WaitEnd> {
         // A graceful cancel ends only a wait during which fleet has changed nothing; a stop
         // under way is followed by its start, a start by its end. An abort ends any wait.
-        let stop_waiting = async {
-            if graceful_ends_it {
-                control.cancelled().await
-            } else {
-                control.aborted().await
-            }
-        };
-        tokio::pin!(stop_waiting);
         let Until {
             deadline,
             poll,
             expected,
         } = until;
-        let began = Instant::now();
         let Some(id) = build.id else {
             return Err(no_id());
         };
         let id_text = id.to_string();
+        let mut poller = Poller::new(poll, deadline, control)
+            .expecting(expected.copied())
+            .stop_on_abort_only(!graceful_ends_it);
         let mut last: Option<types::WorkspaceBuild> = None;
         let mut seen: Option<(Option<WorkspaceStatus>, Option<JobStatus>)> = None;
-        let mut interval = poll.initial;
         loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(WaitEnd::TimedOut(last, began.elapsed()));
-            }
-            let (pause, next) = poll.pause(interval, began.elapsed(), expected);
-            interval = next;
-            let sleep = pause.min(deadline - now);
-            tokio::select! {
-                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
-                _ = tokio::time::sleep(sleep) => {}
-            }
-            if Instant::now() >= deadline {
-                return Ok(WaitEnd::TimedOut(last, began.elapsed()));
-            }
-            let read = tokio::select! {
-                _ = &mut stop_waiting => return Ok(WaitEnd::Cancelled(last)),
-                r = self.api().get_workspace_build(&id_text) => r,
+            let read = poller
+                .next(|| async {
+                    self.api()
+                        .get_workspace_build(&id_text)
+                        .await
+                        .map(|b| b.into_inner())
+                        .map_err(|e| self.error(format!("reading the {step} build {id}"), e))
+                })
+                .await?;
+            let b = match read {
+                Polled::Read(b) => b,
+                Polled::TimedOut => return Ok(WaitEnd::TimedOut(last, poller.elapsed())),
+                Polled::Cancelled => return Ok(WaitEnd::Cancelled(last)),
             };
-            let b = read
-                .map_err(|e| self.error(format!("reading the {step} build {id}"), e))?
-                .into_inner();
             let key = (
                 b.status.clone(),
                 b.job.as_ref().and_then(|j| j.status.clone()),
@@ -313,7 +221,7 @@ impl CoderClient {
                     status: key.0.clone(),
                     job_status: key.1.clone(),
                     queue_position: b.job.as_ref().and_then(|j| j.queue_position),
-                    elapsed_ms: ms(began.elapsed()),
+                    elapsed_ms: ms(poller.elapsed()),
                 });
                 seen = Some(key);
             }
@@ -323,7 +231,7 @@ impl CoderClient {
                         step,
                         build_id: b.id,
                         status: b.status.clone(),
-                        elapsed_ms: ms(began.elapsed()),
+                        elapsed_ms: ms(poller.elapsed()),
                     });
                 }
                 return Ok(WaitEnd::Done(b));

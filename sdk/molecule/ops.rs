@@ -15,7 +15,11 @@ use super::{
     CP_ADMIN_PREFIX_SETTING, Migration, MigrationState, MoleculeClient, Provider, cp_api,
     routes::{StatusAnswer, has_cp_error_body},
 };
-use crate::{Error, ReadBack, Result, operation::Control};
+use crate::{
+    Error, ReadBack, Result,
+    operation::Control,
+    poll::{PollOptions, Polled, Poller},
+};
 
 /// The number of steps on the forward path (`snapshotting` … `completed`).
 pub const TOTAL_STEPS: u32 = MigrationState::PATH.len() as u32;
@@ -387,10 +391,9 @@ impl MigrationEvent {
 pub struct WaitOptions {
     /// Give up (with [`Error::Timeout`]) after this long. The migration goes on.
     pub timeout: Duration,
-    /// The first pause between two reads; it doubles up to `max_interval`.
-    pub initial_interval: Duration,
-    /// The longest pause between two reads.
-    pub max_interval: Duration,
+    /// When to read the status (the one poller of both planes, [`crate::poll`]): its
+    /// backoff, its interval cap and how long transient read failures are tolerated.
+    pub poll: PollOptions,
     /// For this long after waiting starts, a 404 ("never migrated") means the migration was
     /// just started and is not visible yet: keep polling. Zero answers "never migrated" at once.
     pub not_found_grace: Duration,
@@ -401,8 +404,7 @@ impl Default for WaitOptions {
     fn default() -> Self {
         WaitOptions {
             timeout: Duration::from_secs(30 * 60),
-            initial_interval: Duration::from_millis(250),
-            max_interval: Duration::from_secs(5),
+            poll: PollOptions::backoff(Duration::from_millis(250), Duration::from_secs(5), 2.0),
             not_found_grace: Duration::ZERO,
         }
     }
@@ -760,9 +762,10 @@ impl MoleculeClient {
 
     /// Follows a workspace's migration until the control plane says it ended (`terminal`).
     ///
-    /// Each state is reported once through `on_event`. Polls soon, then backs off (see
-    /// [`WaitOptions`]). Reads that fail for a passing reason (429, 502/503/504, transport:
-    /// already retried by the HTTP layer) do not end the wait; other errors do.
+    /// Each state is reported once through `on_event`. Reads at once, then backs off (see
+    /// [`WaitOptions`]), with the one poller of both planes ([`crate::poll`]): reads that fail
+    /// for a transient reason (transport, 429, 500, 502/503/504) do not end the wait, unless
+    /// they keep failing for the poller's `failing_limit`; other errors do.
     ///
     /// - `completed` → `Ok(report)`; never migrated (404 past `not_found_grace`) → `Ok` with
     ///   `migrated: false`.
@@ -778,82 +781,51 @@ impl MoleculeClient {
         mut on_event: impl FnMut(MigrationEvent) + Send,
     ) -> Result<MigrationReport> {
         let control: Control = cancel.into();
-        let cancel = &control;
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
-        let started = Instant::now();
-        let deadline = started + options.timeout;
-        let mut interval = options.initial_interval;
+        let deadline = Instant::now() + options.timeout;
+        let mut poller = Poller::new(&options.poll, deadline, &control).read_at_once();
         let mut last_state: Option<MigrationState> = None;
-        let mut last_problem: Option<String> = None;
         loop {
-            let read = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(interrupted(workspace_id, last_state.as_ref())),
-                r = tokio::time::timeout_at(deadline.into(), self.migration_status(workspace_id)) => r,
+            let report = match poller.next(|| self.migration_status(workspace_id)).await? {
+                Polled::Read(report) => report,
+                Polled::TimedOut => {
+                    return Err(timed_out(
+                        workspace_id,
+                        poller.elapsed(),
+                        last_state.as_ref(),
+                        poller.last_problem(),
+                    ));
+                }
+                Polled::Cancelled => return Err(interrupted(workspace_id, last_state.as_ref())),
             };
-            let Ok(read) = read else {
-                return Err(timed_out(
-                    workspace_id,
-                    started.elapsed(),
-                    last_state.as_ref(),
-                    last_problem.as_deref(),
-                ));
-            };
-            match read {
-                Ok(report) if !report.migrated => {
-                    if started.elapsed() >= options.not_found_grace {
-                        return Ok(report);
-                    }
-                    last_problem = Some("the control plane does not show the migration yet".into());
+            if !report.migrated {
+                if poller.elapsed() >= options.not_found_grace {
+                    return Ok(report);
                 }
-                Ok(report) => {
-                    last_problem = None;
-                    let state = report
-                        .state()
-                        .cloned()
-                        .unwrap_or(MigrationState::Other(String::new()));
-                    if last_state.as_ref() != Some(&state) {
-                        last_state = Some(state.clone());
-                        let detail = report.migration.as_ref().and_then(|m| m.detail.clone());
-                        on_event(MigrationEvent {
-                            step: state.step(),
-                            total_steps: TOTAL_STEPS,
-                            detail,
-                            terminal: report.terminal,
-                            elapsed: started.elapsed(),
-                            state: state.clone(),
-                            report: report.clone(),
-                        });
-                    }
-                    if report.terminal {
-                        return end_state(workspace_id, report, &state);
-                    }
-                }
-                Err(e) if passing(&e) => {
-                    tracing::warn!(workspace_id, error = %e, "reading the migration failed; still waiting");
-                    last_problem = Some(e.to_string());
-                }
-                Err(e) => return Err(e),
+                poller.note_problem("the control plane does not show the migration yet");
+                continue;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(timed_out(
-                    workspace_id,
-                    started.elapsed(),
-                    last_state.as_ref(),
-                    last_problem.as_deref(),
-                ));
+            let state = report
+                .state()
+                .cloned()
+                .unwrap_or(MigrationState::Other(String::new()));
+            if last_state.as_ref() != Some(&state) {
+                last_state = Some(state.clone());
+                let detail = report.migration.as_ref().and_then(|m| m.detail.clone());
+                on_event(MigrationEvent {
+                    step: state.step(),
+                    total_steps: TOTAL_STEPS,
+                    detail,
+                    terminal: report.terminal,
+                    elapsed: poller.elapsed(),
+                    state: state.clone(),
+                    report: report.clone(),
+                });
             }
-            let pause = interval.min(deadline - now);
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(interrupted(workspace_id, last_state.as_ref())),
-                _ = tokio::time::sleep(pause) => {}
+            if report.terminal {
+                return end_state(workspace_id, report, &state);
             }
-            interval = interval
-                .saturating_mul(2)
-                .min(options.max_interval.max(options.initial_interval));
         }
     }
 }
@@ -874,15 +846,6 @@ fn clear_refusal(e: &progenitor_client::Error<cp_api::types::ErrorBody>) -> bool
             _ => false,
         },
         P::CommunicationError(e) => e.is_connect(),
-        _ => false,
-    }
-}
-
-/// Errors that do not end a wait: the next read may well succeed.
-fn passing(e: &Error) -> bool {
-    match e {
-        Error::Transport(_) => true,
-        Error::Api { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
         _ => false,
     }
 }

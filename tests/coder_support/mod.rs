@@ -93,6 +93,7 @@ pub fn fast_options() -> fleet::coder::UpdateOptions {
             factor: 1.5,
             near_end: Duration::from_millis(5),
             near_end_window: Duration::from_secs(1),
+            ..fleet::coder::PollOptions::default()
         },
         max_conflicts: 3,
         ..fleet::coder::UpdateOptions::default()
