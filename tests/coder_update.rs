@@ -108,6 +108,7 @@ fn kinds(events: &Events) -> Vec<String> {
                 )
             }
             CoderEvent::BuildSucceeded { step, .. } => format!("done:{step}"),
+            CoderEvent::FellBack { .. } => "fell_back".into(),
         })
         .collect()
 }

@@ -688,6 +688,12 @@ async fn ctrl_c_during_coder_stop_and_start_waits_exits_130_and_cancels_nothing(
             .await
         };
         get("/api/v2/users/alice/workspace/dev".into(), running_on(V1)).await;
+        // A server older than on_success: the client-driven stop → start, which fleet ends.
+        get(
+            "/api/v2/buildinfo".into(),
+            json!({"version": "v2.35.0+abc"}),
+        )
+        .await;
         get(format!("/api/v2/templates/{TEMPLATE}"), template()).await;
         get(format!("/api/v2/templateversions/{V2}"), json!({"id": V2, "name": "v2", "template_id": TEMPLATE, "job": {"status": "succeeded"}})).await;
         get(

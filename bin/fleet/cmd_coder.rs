@@ -147,6 +147,16 @@ pub struct WaitArgs {
     /// Longest interval between checks of a build.
     #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "2s", hide = true)]
     poll_max: Duration,
+
+    /// Stop, wait, start and wait from fleet, even on Coder ≥ 2.36 (where by default the stop
+    /// carries on_success and Coder starts the workspace itself).
+    #[arg(long)]
+    client_driven: bool,
+
+    /// On the server-side path: how long to wait after the stop for the start build Coder
+    /// creates before fleet starts the workspace itself.
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "30s", hide = true)]
+    follow_up_bound: Duration,
 }
 
 /// How many at once, and dry runs: shared by update and restart.
@@ -283,6 +293,8 @@ impl WaitArgs {
                 near_end: PollOptions::default().near_end.min(max),
                 ..PollOptions::default()
             },
+            client_driven: self.client_driven,
+            follow_up_bound: self.follow_up_bound,
             ..UpdateOptions::default()
         }
     }
@@ -532,6 +544,20 @@ fn print_dry_run(d: &DryRun) {
     ));
     if d.builds.is_empty() {
         out::line("  builds:  none");
+    } else {
+        out::line(format!(
+            "  path:    {} ({})",
+            d.plan.path, d.plan.path_reason
+        ));
+        if let Some(s) = &d.plan.server_side_start {
+            out::line(format!(
+                "           the stop build carries on_success: Coder starts it {}",
+                match s.template_version_id {
+                    Some(v) => format!("on {v} (pinned)"),
+                    None => "on the template's active version at that time".into(),
+                }
+            ));
+        }
     }
     for (i, b) in d.builds.iter().enumerate() {
         out::line(format!(
@@ -803,6 +829,10 @@ fn print_outcome(o: &UpdateOutcome, format: OutputFormat) {
                     opt(&b.status)
                 ));
             }
+            out::line(format!("  path: {} ({})", o.path, o.path_reason));
+            if let Some(f) = &o.fallback {
+                out::line(format!("  fell back: {}", f.describe()));
+            }
             out::line(format!("  took {:.1}s", o.elapsed_ms as f64 / 1000.0));
         }
     }
@@ -935,7 +965,9 @@ impl Progress {
                 Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
                 None => out::err(e.describe()),
             },
-            CoderEvent::Planned { .. } | CoderEvent::UpToDate { .. } => {
+            CoderEvent::Planned { .. }
+            | CoderEvent::UpToDate { .. }
+            | CoderEvent::FellBack { .. } => {
                 self.finish();
                 out::err(e.describe());
             }

@@ -44,6 +44,7 @@ pub use model::{
     UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
+pub use model::{Fallback, RunPath};
 pub use params::{
     ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
     parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
@@ -278,6 +279,8 @@ pub struct CoderClient {
     token: Secret,
     /// The HTTP settings the client was built with (the WebSockets use the same).
     http: crate::HttpOptions,
+    /// What the server supports, read once (`GET /buildinfo`) and shared by the clones.
+    features: std::sync::Arc<tokio::sync::OnceCell<ServerFeatures>>,
 }
 
 impl std::fmt::Debug for CoderClient {
@@ -317,6 +320,7 @@ impl CoderClient {
             secrets: vec![token.clone()],
             token: token.clone(),
             http: config.http.clone(),
+            features: Default::default(),
         })
     }
 

@@ -13,6 +13,7 @@ use super::{
 };
 use super::{model::*, run::*, wait::*};
 use crate::{Error, Result, operation::Control};
+use futures::FutureExt;
 
 /// `name (uuid)`, the UUID alone, or "unknown".
 pub(super) fn version_label(name: Option<&str>, id: Option<Uuid>) -> String {
@@ -59,6 +60,13 @@ pub struct UpdatePlan {
     pub restart: bool,
     /// The parameter values the start build sends, each with where it came from.
     pub parameters: Vec<ResolvedParameter>,
+    /// Which way the run goes from stopped to started.
+    pub path: RunPath,
+    /// Why that path, in a sentence (the server's version, `client_driven`, a start alone).
+    pub path_reason: String,
+    /// On the server-side path: the start the stop build asks the server to create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_side_start: Option<super::ServerSideStart>,
     /// How long the template's stop builds take, when Coder says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_stop: Option<ExpectedDuration>,
@@ -341,13 +349,16 @@ impl CoderClient {
             || nothing_changed_interrupt(r),
         )
         .await?;
-        let plan = UpdatePlan {
+        let mut plan = UpdatePlan {
             workspace: ws,
             target_version_id,
             target_version: TemplateVersionInfo::from(&checked.version),
             target_is_active_version,
             restart,
             parameters: checked.parameters,
+            path: RunPath::ClientDriven,
+            path_reason: String::new(),
+            server_side_start: None,
             expected_stop: checked
                 .template
                 .as_ref()
@@ -357,7 +368,41 @@ impl CoderClient {
                 .as_ref()
                 .and_then(|t| ExpectedDuration::from_template(t, "start")),
         };
+        let stop_planned = plan.builds(options.force).is_ok_and(|b| b.len() == 2);
+        let (path, reason) = if options.client_driven {
+            (
+                RunPath::ClientDriven,
+                "the client-driven path was asked for".to_string(),
+            )
+        } else if !stop_planned {
+            (
+                RunPath::ClientDriven,
+                "no stop is needed, so there is nothing for the server to chain".to_string(),
+            )
+        } else {
+            let features = cancellable(cancel, self.features_once().map(Ok), || {
+                nothing_changed_interrupt(r)
+            })
+            .await?;
+            if features.on_success {
+                (RunPath::ServerSide, features.on_success_reason)
+            } else {
+                (RunPath::ClientDriven, features.on_success_reason)
+            }
+        };
+        plan.path = path;
+        plan.path_reason = reason;
+        if path == RunPath::ServerSide {
+            let start = super::ServerSideStart::for_plan(&plan);
+            plan.path_reason = format!(
+                "{}; the version is {}",
+                plan.path_reason, start.version_reason
+            );
+            plan.server_side_start = Some(start);
+        }
         on_event(CoderEvent::Planned {
+            path: plan.path,
+            path_reason: plan.path_reason.clone(),
             workspace: full_name(&plan.workspace),
             status: latest.status.clone(),
             current_version_id: current_version,
