@@ -109,6 +109,8 @@ fn kinds(events: &Events) -> Vec<String> {
             }
             CoderEvent::BuildSucceeded { step, .. } => format!("done:{step}"),
             CoderEvent::FellBack { .. } => "fell_back".into(),
+            CoderEvent::BuildLog { .. } => "log".into(),
+            CoderEvent::LogsUnavailable { .. } => "logs_unavailable".into(),
         })
         .collect()
 }

@@ -153,6 +153,15 @@ pub struct WaitArgs {
     #[arg(long)]
     client_driven: bool,
 
+    /// Show each build's log live, under the progress display (default: on a terminal, with
+    /// text output).
+    #[arg(long, overrides_with = "no_logs")]
+    logs: bool,
+
+    /// Do not show the build logs live (a failed build still ends with its log tail).
+    #[arg(long, overrides_with = "logs")]
+    no_logs: bool,
+
     /// On the server-side path: how long to wait after the stop for the start build Coder
     /// creates before fleet starts the workspace itself.
     #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "30s", hide = true)]
@@ -278,6 +287,17 @@ fn parse_uuid(s: &str) -> Result<Uuid, String> {
 }
 
 impl WaitArgs {
+    /// Whether build logs are shown: the flags, else on a terminal with text output.
+    fn show_logs(&self, format: OutputFormat) -> bool {
+        if self.logs {
+            true
+        } else if self.no_logs {
+            false
+        } else {
+            format == OutputFormat::Text && cli::stderr_is_terminal()
+        }
+    }
+
     fn options(&self, force: bool, global: &GlobalOpts) -> UpdateOptions {
         let (initial, max) = match global.poll_override() {
             Some(interval) => (self.poll_initial.min(interval), interval),
@@ -317,13 +337,23 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
             let operation = Operation::Update {
                 template_version: args.template_version,
             };
-            return run_selection(&client, selection, operation, options, &args.batch, format)
-                .await;
+            let logs = args.wait.show_logs(format);
+            return run_selection(
+                &client,
+                selection,
+                operation,
+                options,
+                &args.batch,
+                format,
+                logs,
+            )
+            .await;
         }
         CoderCmd::Restart(args) => {
             let mut options = args.wait.options(true, global);
             args.params.apply(&mut options)?;
             let selection = Selection::Named(args.workspaces.clone());
+            let logs = args.wait.show_logs(format);
             return run_selection(
                 &client,
                 selection,
@@ -331,6 +361,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 options,
                 &args.batch,
                 format,
+                logs,
             )
             .await;
         }
@@ -383,6 +414,7 @@ async fn run_selection(
     options: UpdateOptions,
     batch: &BatchArgs,
     format: OutputFormat,
+    logs: bool,
 ) -> fleet::Result<i32> {
     let single = match &selection {
         Selection::Named(refs) if refs.len() == 1 => refs.first().cloned(),
@@ -393,7 +425,7 @@ async fn run_selection(
             Operation::Update { template_version } => (template_version, false),
             Operation::Restart => (None, true),
         };
-        let mut progress = Progress::new(format);
+        let mut progress = Progress::new(format, logs);
         if batch.dry_run {
             // Reads only: Ctrl-C simply stops.
             let (cancel, _guard) = cancel_on_ctrl_c();
@@ -426,7 +458,7 @@ async fn run_selection(
         update: options,
         dry_run: batch.dry_run,
     };
-    let mut progress = BatchProgress::new(format);
+    let mut progress = BatchProgress::new(format, logs);
     let op = client.start_update_many(selection, fleet_options);
     let report = follow(&op, |e| progress.event(e)).await;
     progress.finish();
@@ -679,7 +711,9 @@ fn print_report(r: &FleetReport) {
 /// otherwise; nothing with `-o json`.
 enum BatchProgress {
     Quiet,
-    Lines,
+    Lines {
+        logs: bool,
+    },
     Bars {
         multi: MultiProgress,
         total: Option<ProgressBar>,
@@ -692,8 +726,9 @@ enum BatchProgress {
 const KEEP_LINES_UP_TO: usize = 24;
 
 impl BatchProgress {
-    fn new(format: OutputFormat) -> Self {
+    fn new(format: OutputFormat, logs: bool) -> Self {
         match format {
+            OutputFormat::Json if logs => BatchProgress::Lines { logs },
             OutputFormat::Json => BatchProgress::Quiet,
             OutputFormat::Text if cli::stderr_is_terminal() => BatchProgress::Bars {
                 multi: MultiProgress::with_draw_target(out::progress_target()),
@@ -701,15 +736,19 @@ impl BatchProgress {
                 bars: Vec::new(),
                 keep: true,
             },
-            OutputFormat::Text => BatchProgress::Lines,
+            OutputFormat::Text => BatchProgress::Lines { logs },
         }
     }
 
     fn event(&mut self, e: FleetEvent) {
         match self {
             BatchProgress::Quiet => {}
-            BatchProgress::Lines => match &e {
+            BatchProgress::Lines { logs } => match &e {
                 FleetEvent::Began { .. } => {}
+                FleetEvent::Step {
+                    step: CoderEvent::BuildLog { .. },
+                    ..
+                } if !*logs => {}
                 _ => out::err(e.describe()),
             },
             BatchProgress::Bars {
@@ -914,6 +953,8 @@ fn print_list(list: &[WorkspaceInfo], outdated: bool) {
 struct Progress {
     mode: Mode,
     bar: Option<ProgressBar>,
+    /// Show build log lines.
+    logs: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -924,16 +965,32 @@ enum Mode {
 }
 
 impl Progress {
-    fn new(format: OutputFormat) -> Self {
+    fn new(format: OutputFormat, logs: bool) -> Self {
         let mode = match format {
             OutputFormat::Json => Mode::Quiet,
             OutputFormat::Text if cli::stderr_is_terminal() => Mode::Bars,
             OutputFormat::Text => Mode::Lines,
         };
-        Progress { mode, bar: None }
+        Progress {
+            mode,
+            bar: None,
+            logs,
+        }
     }
 
     fn event(&mut self, e: CoderEvent) {
+        if let CoderEvent::BuildLog { output, .. } = &e {
+            if !self.logs {
+                return;
+            }
+            // The server's words: escaped like all output (out::err / out::shown).
+            let line = format!("  | {output}");
+            match &self.bar {
+                Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
+                _ => out::err(line),
+            }
+            return;
+        }
         match self.mode {
             Mode::Quiet => {}
             Mode::Lines => out::err(e.describe()),
@@ -965,8 +1022,10 @@ impl Progress {
                 Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
                 None => out::err(e.describe()),
             },
+            CoderEvent::BuildLog { .. } => {}
             CoderEvent::Planned { .. }
             | CoderEvent::UpToDate { .. }
+            | CoderEvent::LogsUnavailable { .. }
             | CoderEvent::FellBack { .. } => {
                 self.finish();
                 out::err(e.describe());

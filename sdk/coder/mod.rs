@@ -18,6 +18,7 @@ mod logs;
 mod model;
 mod operations;
 mod plan;
+mod push;
 mod run;
 mod server_features;
 mod server_side;

@@ -277,6 +277,9 @@ pub struct UpdateOptions {
     /// On the server-side path: how long fleet waits, after the stop succeeded, for the start
     /// build the server creates before it starts the workspace itself.
     pub follow_up_bound: Duration,
+    /// Notice a build's end by push (its live log stream, which also gives
+    /// [`CoderEvent::BuildLog`]s), with slow polling as a safety net; false: poll only.
+    pub push: bool,
 }
 
 /// The default deadline of a stop build.
@@ -296,6 +299,7 @@ impl Default for UpdateOptions {
             parameters_file: BTreeMap::new(),
             client_driven: false,
             follow_up_bound: super::DEFAULT_FOLLOW_UP_BOUND,
+            push: true,
         }
     }
 }
@@ -424,6 +428,29 @@ pub enum CoderEvent {
         /// Why that path, in a sentence.
         path_reason: String,
     },
+    /// One line of a build's log, as the server wrote it (live, in order, each once).
+    BuildLog {
+        /// Which build.
+        step: Step,
+        /// The build's ID.
+        build_id: Option<Uuid>,
+        /// The line's id (increasing).
+        log_id: Option<i64>,
+        /// Its level.
+        level: Option<super::LogLevel>,
+        /// The stage it belongs to ("Planning infrastructure", …).
+        stage: Option<String>,
+        /// The text (the server's words: escape before showing).
+        output: String,
+    },
+    /// The live log stream of a build could not be opened or kept dropping: fleet notices the
+    /// build's end by polling instead (no state is lost).
+    LogsUnavailable {
+        /// Which build.
+        step: Step,
+        /// Why.
+        reason: String,
+    },
     /// The server-side path could not be kept: fleet goes on client-driven.
     FellBack {
         /// Why.
@@ -530,6 +557,10 @@ impl CoderEvent {
                 },
             ),
             CoderEvent::FellBack { fallback } => fallback.describe(),
+            CoderEvent::BuildLog { step, output, .. } => format!("{step} build log: {output}"),
+            CoderEvent::LogsUnavailable { step, reason } => format!(
+                "the live log of the {step} build is not available ({reason}); polling instead"
+            ),
             CoderEvent::WaitingForBuildInProgress {
                 build_id,
                 transition,

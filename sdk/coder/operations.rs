@@ -35,7 +35,10 @@ fn phase_of(event: &CoderEvent) -> Option<&'static str> {
             Step::Start => "running",
             Step::InProgress => "waiting_for_another_build",
         },
-        CoderEvent::BuildStatus { .. } | CoderEvent::FellBack { .. } => return None,
+        CoderEvent::BuildStatus { .. }
+        | CoderEvent::FellBack { .. }
+        | CoderEvent::BuildLog { .. }
+        | CoderEvent::LogsUnavailable { .. } => return None,
     })
 }
 

@@ -52,6 +52,8 @@ struct Runner<'a> {
     /// True once a stop carrying `on_success` exists: the server starts the workspace after
     /// it, so a stop left behind is not "left stopped".
     server_starts_it: bool,
+    /// Follow builds by push (their log streams), polling as a safety net.
+    push: bool,
 }
 
 impl Runner<'_> {
@@ -156,6 +158,9 @@ impl CoderClient {
             known_build: plan.workspace.latest_build.as_ref().and_then(|b| b.id),
             builds: Vec::new(),
             server_starts_it: false,
+            // Only where the server answered buildinfo: a server (or a stand-in) that does not
+            // is polled as before.
+            push: options.push && !self.features_once().await.version_text.is_empty(),
         };
         // The start the server is asked to create, while that path holds.
         let mut server_side = plan.server_side_start.clone();
@@ -461,7 +466,7 @@ impl CoderClient {
                 .to_string(),
         };
         let end = self
-            .wait_for_build(
+            .wait_for_build_pushed(
                 &build,
                 step,
                 Until {
@@ -471,6 +476,7 @@ impl CoderClient {
                 },
                 run.control,
                 false,
+                run.push,
                 on_event,
             )
             .await?;
