@@ -313,3 +313,159 @@ async fn fleet_mcp_reports_the_path_and_client_driven_forces_the_old_one() {
     }
     client.cancel().await.ok();
 }
+
+/// The log lines of a build, as a GET (not followed) answers them.
+async fn log_lines(sim: &RunningSim, build: &str) -> Vec<String> {
+    client(sim)
+        .api()
+        .get_workspace_build_logs(build, None, None, None)
+        .await
+        .expect("the logs read")
+        .into_inner()
+        .into_iter()
+        .filter_map(|l| l.output)
+        .filter(|o| !o.trim().is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_show_live_in_order_without_duplicates_across_dropped_sockets_at_a_slow_speed() {
+    // Every socket is cut after 3 messages: the stream reconnects with after= each time.
+    let sim = Simulator::start(SimOptions {
+        speed: 2.0,
+        ws_drop_after: Some(3),
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let out = fleet(
+        &sim,
+        &["coder", "restart", "alice/dev", "--logs", "-o", "json"],
+    )
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["path"], "server-side", "{v}");
+    let mut expected = Vec::new();
+    for b in v["builds"].as_array().unwrap() {
+        expected.extend(log_lines(&sim, b["id"].as_str().unwrap()).await);
+    }
+    assert!(expected.len() > 6, "{expected:?}");
+    let shown: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  | "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(shown, expected, "every line once, in order:\n{stderr}");
+    // --no-logs: none shown.
+    let out = fleet(&sim, &["coder", "restart", "alice/dev", "--no-logs"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("  | "), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_end_is_noticed_by_push_with_few_reads() {
+    use fleet::coder::UpdateOptions;
+    let sim = sim("v2.36.1+sim", 5.0, true).await;
+    let c = client(&sim);
+    let ws = sim.coder_workspace_id("bob/dev").unwrap();
+    let reads = |sim: &RunningSim| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.starts_with("/api/v2/workspacebuilds/"))
+            .filter(|r| !r.path.ends_with("/logs") && !r.path.ends_with("/parameters"))
+            .count()
+    };
+    let mut events = Vec::new();
+    let outcome = c
+        .update_workspace(
+            &fleet::coder::WorkspaceRef::parse("bob/dev").unwrap(),
+            None,
+            &UpdateOptions::default(),
+            &tokio_util::sync::CancellationToken::new(),
+            |e| events.push(e),
+        )
+        .await
+        .expect("updated");
+    assert_eq!(outcome.builds.len(), 2);
+    let logs = events
+        .iter()
+        .filter(|e| matches!(e, fleet::coder::CoderEvent::BuildLog { .. }))
+        .count();
+    assert!(logs > 6, "log lines arrive as events: {logs}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, fleet::coder::CoderEvent::LogsUnavailable { .. })),
+        "the streams held"
+    );
+    // Default polling reads a build ~10 times in the ~2.5 s the two builds take at speed 5;
+    // by push each end costs one confirming read, plus the slow safety net.
+    let n = reads(&sim);
+    assert!(n <= 6, "{n} build reads for 2 builds");
+    let _ = ws;
+}
+
+#[derive(Clone, Default)]
+struct ProgressClient {
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl rmcp::ClientHandler for ProgressClient {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        if let Some(m) = params.message {
+            self.messages.lock().unwrap().push(m);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_progress_carries_the_build_log_lines() {
+    use rmcp::{
+        ServiceExt,
+        model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject},
+        transport::TokioChildProcess,
+    };
+    let sim = sim("v2.36.1+sim", 10.0, true).await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear().env("CODER_URL", sim.coder_url()).env(
+        "CODER_SESSION_TOKEN",
+        sim.tokens().coder_session_token.expose(),
+    );
+    let handler = ProgressClient::default();
+    let client = handler
+        .clone()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let args = serde_json::json!({"agent_name": "alice/dev", "wait_seconds": 50});
+    let mut params = CallToolRequestParams::new("restart_agent")
+        .with_arguments(args.as_object().unwrap().clone());
+    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::Number(1),
+    )));
+    let r = client.call_tool(params).await.expect("answered");
+    let out = r.structured_content.expect("structured output");
+    assert_eq!(out["done"], true, "{out}");
+    let messages = handler.messages.lock().unwrap().clone();
+    let logs: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.contains("build log: "))
+        .collect();
+    assert!(
+        logs.iter().any(|m| m.contains("Apply complete!")),
+        "{messages:#?}"
+    );
+    client.cancel().await.ok();
+}

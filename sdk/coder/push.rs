@@ -18,6 +18,9 @@ use crate::{Result, operation::Control};
 /// How many times a dropped log stream is re-opened before fleet polls instead.
 const LOG_RECONNECTS: u32 = 3;
 
+/// How long the last log lines may take once polling saw the build's end.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The polling pace while the log stream is open: a safety net, not the way the end is seen.
 fn safety_net(poll: &PollOptions) -> PollOptions {
     PollOptions {
@@ -112,9 +115,17 @@ impl CoderClient {
                 graceful_ends_it,
                 &mut poll_events,
             );
+            tokio::pin!(pushed);
             tokio::select! {
-                r = polled => return r,
-                p = pushed => match p {
+                r = polled => {
+                    // The safety net saw the end first: the stream closes right after the
+                    // job, give it a moment to deliver the last lines.
+                    if matches!(r, Ok(WaitEnd::Done(_))) {
+                        let _ = tokio::time::timeout(DRAIN, &mut pushed).await;
+                    }
+                    return r;
+                }
+                p = &mut pushed => match p {
                     Pushed::Ended(b) => {
                         emit(CoderEvent::BuildStatus {
                             step,
