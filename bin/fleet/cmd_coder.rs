@@ -860,6 +860,9 @@ fn print_outcome(o: &UpdateOutcome, format: OutputFormat) {
         OutputFormat::Json => out::json(o),
         OutputFormat::Text => {
             out::line(&o.message);
+            if o.action == fleet::coder::UpdateAction::UpToDate {
+                out::line("  (pass --force to stop and start it anyway)");
+            }
             for b in &o.builds {
                 out::line(format!(
                     "  build #{} {}: {}",

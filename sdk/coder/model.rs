@@ -583,7 +583,7 @@ impl CoderEvent {
                 template_version_id,
             } => {
                 format!(
-                    "already running version {template_version_id}: nothing to do (use force to restart anyway)"
+                    "already running version {template_version_id}: nothing to do"
                 )
             }
             CoderEvent::BuildCreated {

@@ -256,20 +256,28 @@ impl CoderClient {
             {
                 WaitEnd::Done(_) => {}
                 WaitEnd::TimedOut(last, waited) => {
-                    return Err(Error::Timeout {
-                        message: format!(
-                            "a {} build already in progress on {r} did not end within {}; nothing was changed. \
-                             Try again later, or check it with `fleet coder show {r}`",
-                            build
-                                .transition
-                                .as_ref()
-                                .map(|t| t.to_string())
-                                .unwrap_or_default(),
-                            humantime::format_duration(round(waited))
-                        ),
-                        waited,
-                        last_state: last.as_ref().map(status_of),
-                    });
+                    // The build is someone else's and goes on: a fact the faces word.
+                    return Err(Error::left(
+                        Error::Timeout {
+                            message: format!(
+                                "a {} build already in progress on {r} did not end within {}; nothing was \
+                                 changed by fleet. Try again once it has ended",
+                                build
+                                    .transition
+                                    .as_ref()
+                                    .map(|t| t.to_string())
+                                    .unwrap_or_default(),
+                                humantime::format_duration(round(waited))
+                            ),
+                            waited,
+                            last_state: last.as_ref().map(status_of),
+                        },
+                        crate::operation::Aftermath::StillRunning {
+                            follow: crate::operation::FollowStep::CoderWorkspace {
+                                workspace: full_name(&ws),
+                            },
+                        },
+                    ));
                 }
                 WaitEnd::Cancelled(_) => return Err(nothing_changed_interrupt(r)),
             }
@@ -295,7 +303,7 @@ impl CoderClient {
             let template_id = ws.template_id.ok_or_else(|| Error::Api {
                 status: 200,
                 message: format!(
-                    "Coder did not say which template {r} uses; pass --template-version"
+                    "Coder did not say which template {r} uses; name the template version to run"
                 ),
                 validations: vec![],
             })?;

@@ -135,7 +135,7 @@ impl CoderClient {
             return Ok(UpdateOutcome {
                 action: UpdateAction::UpToDate,
                 message: format!(
-                    "{name} already runs version {}: nothing to do (pass --force to stop and start it anyway)",
+                    "{name} already runs version {}: nothing to do",
                     plan.target_label()
                 ),
                 workspace: WorkspaceInfo::from(&plan.workspace),
