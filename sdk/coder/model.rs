@@ -582,9 +582,7 @@ impl CoderEvent {
             CoderEvent::UpToDate {
                 template_version_id,
             } => {
-                format!(
-                    "already running version {template_version_id}: nothing to do"
-                )
+                format!("already running version {template_version_id}: nothing to do")
             }
             CoderEvent::BuildCreated {
                 step,
