@@ -403,7 +403,7 @@ impl CoderClient {
         if path == RunPath::ServerSide {
             let start = super::ServerSideStart::for_plan(&plan);
             plan.path_reason = format!(
-                "{}; the version is {}",
+                "{}; on_success version: {}",
                 plan.path_reason, start.version_reason
             );
             plan.server_side_start = Some(start);
