@@ -136,10 +136,11 @@ async fn detect(args: &[String]) -> Res<()> {
         wait.poll.max = Duration::from_millis(ms);
     }
 
+    let coder_push: bool = opt(args, "--coder-push", 0usize)? == 1;
     let coder = futures::future::join_all((0..coder_n).map(|i| {
         // Builds of 5 to 10 s (start) and 3.6 to 7 s (stop): real time, what Coder takes.
         let speed = spread(i, coder_n, 0.7, 1.4);
-        detect_coder(speed, poll.clone())
+        detect_coder(speed, poll.clone(), coder_push)
     }));
     let molecule = futures::future::join_all((0..molecule_n).map(|i| {
         // Migrations of 25 to 50 s: long past the point where polling reaches its cap, like
@@ -160,7 +161,7 @@ async fn detect(args: &[String]) -> Res<()> {
     println!(
         "{}",
         json!({
-            "bench": "detect_coder",
+            "bench": if coder_push { "detect_coder_push" } else { "detect_coder" },
             "poll": {"initial_ms": poll.initial.as_millis() as u64, "max_ms": poll.max.as_millis() as u64, "factor": poll.factor},
             "latency_ms": summary(lat),
             "gets_per_wait": summary(gets),
@@ -185,9 +186,9 @@ async fn detect(args: &[String]) -> Res<()> {
     Ok(())
 }
 
-/// One update (stop + start) of a bulk workspace: per build, (detection delay in ms, GETs of
-/// that build).
-async fn detect_coder(speed: f64, poll: PollOptions) -> Res<Vec<(f64, usize)>> {
+/// One update (stop + start) of a bulk workspace: per build, (detection delay in ms, requests
+/// for that build: its GETs, plus with `push` the log stream's WebSocket opens).
+async fn detect_coder(speed: f64, poll: PollOptions, push: bool) -> Res<Vec<(f64, usize)>> {
     let sim = Simulator::start(SimOptions {
         speed,
         bulk_workspaces: 1,
@@ -198,6 +199,7 @@ async fn detect_coder(speed: f64, poll: PollOptions) -> Res<Vec<(f64, usize)>> {
     let target = WorkspaceRef::parse(&format!("alice/{}", bulk_coder_workspace(1)))?;
     let options = UpdateOptions {
         poll,
+        push,
         ..UpdateOptions::default()
     };
     let mut seen: Vec<(Step, uuid::Uuid, DateTime<Utc>)> = Vec::new();
@@ -215,7 +217,8 @@ async fn detect_coder(speed: f64, poll: PollOptions) -> Res<Vec<(f64, usize)>> {
         .await?;
     let mut out = Vec::new();
     for (_step, id, noticed) in seen {
-        let gets = sim.count_requests("GET", &format!("/api/v2/workspacebuilds/{id}"));
+        let gets = sim.count_requests("GET", &format!("/api/v2/workspacebuilds/{id}"))
+            + sim.count_requests("GET", &format!("/api/v2/workspacebuilds/{id}/logs"));
         let build = client
             .api()
             .get_workspace_build(&id.to_string())

@@ -67,6 +67,8 @@ python3 bench/mcp_bench.py "$FLEET_MCP" --starts 30 --calls 1000 >"$OUT/mcp.json
 # 3. completion detection ------------------------------------------------------------------------
 log "completion detection with default polling ($DETECT_CODER Coder updates, $DETECT_MOLECULE migrations)"
 "$BENCH_EXE" detect --coder "$DETECT_CODER" --molecule "$DETECT_MOLECULE" >"$OUT/detect.jsonl"
+log "completion detection by push: the build's log stream ($DETECT_CODER Coder updates)"
+"$BENCH_EXE" detect --coder "$DETECT_CODER" --molecule 0 --coder-push 1 | grep detect_coder_push >>"$OUT/detect.jsonl"
 
 # A simulator in its own process, so that the measured process holds only the client.
 start_sim() { # speed bulk

@@ -109,6 +109,9 @@ fn kinds(events: &Events) -> Vec<String> {
             }
             CoderEvent::BuildSucceeded { step, .. } => format!("done:{step}"),
             CoderEvent::Readiness(_) => "readiness".into(),
+            CoderEvent::FellBack { .. } => "fell_back".into(),
+            CoderEvent::BuildLog { .. } => "log".into(),
+            CoderEvent::LogsUnavailable { .. } => "logs_unavailable".into(),
         })
         .collect()
 }

@@ -54,16 +54,48 @@ fn one_ctrl_c_during_the_stop_finishes_the_update_and_the_workspace_runs() {
 
 #[test]
 fn two_ctrl_c_leave_the_workspace_stopped_exit_130_and_say_how_to_finish() {
+    // Client-driven: nobody but fleet would start it again.
     let (code, output) = under_pty(
         2,
         "stop build",
-        &["--sim", "--sim-speed", "1", "coder", "update", "alice/dev"],
+        &[
+            "--sim",
+            "--sim-speed",
+            "1",
+            "coder",
+            "update",
+            "alice/dev",
+            "--client-driven",
+        ],
     );
     assert_eq!(code, 130, "{output}");
     assert!(output.contains("leaving everything as it is"), "{output}");
     assert!(output.contains("left stopped"), "{output}");
     assert!(
         output.contains("fleet coder update alice/dev --template-version"),
+        "{output}"
+    );
+}
+
+#[test]
+fn two_ctrl_c_during_a_server_side_stop_exit_130_and_say_the_server_starts_it() {
+    // Server-side (the simulator reports Coder v2.36.1): the stop carries on_success, so
+    // leaving it as it is still ends with the workspace started by Coder.
+    let (code, output) = under_pty(
+        2,
+        "stop build",
+        &["--sim", "--sim-speed", "1", "coder", "update", "alice/dev"],
+    );
+    assert_eq!(code, 130, "{output}");
+    assert!(output.contains("server-side"), "{output}");
+    assert!(output.contains("leaving everything as it is"), "{output}");
+    assert!(
+        output.contains("the server starts it again once the stop has ended"),
+        "{output}"
+    );
+    assert!(!output.contains("left stopped"), "{output}");
+    assert!(
+        output.contains("Follow it with `fleet coder show alice/dev`"),
         "{output}"
     );
 }

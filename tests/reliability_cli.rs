@@ -688,6 +688,12 @@ async fn ctrl_c_during_coder_stop_and_start_waits_exits_130_and_cancels_nothing(
             .await
         };
         get("/api/v2/users/alice/workspace/dev".into(), running_on(V1)).await;
+        // A server older than on_success: the client-driven stop → start, which fleet ends.
+        get(
+            "/api/v2/buildinfo".into(),
+            json!({"version": "v2.35.0+abc"}),
+        )
+        .await;
         get(format!("/api/v2/templates/{TEMPLATE}"), template()).await;
         get(format!("/api/v2/templateversions/{V2}"), json!({"id": V2, "name": "v2", "template_id": TEMPLATE, "job": {"status": "succeeded"}})).await;
         get(
@@ -736,6 +742,14 @@ async fn ctrl_c_during_coder_stop_and_start_waits_exits_130_and_cancels_nothing(
             build(START_BUILD, 9, "start", "starting", "running", V2, None),
         )
         .await;
+        // The live log stream (a WebSocket httpmock cannot serve): refused, so fleet polls.
+        let logs = server
+            .mock_async(|when, then| {
+                when.method(GET).path_includes("/logs");
+                then.status(404)
+                    .json_body(json!({"message": "no WebSocket here"}));
+            })
+            .await;
         // Registered last: counts anything else (a cancel, a stray POST).
         let other = server
             .mock_async(|_when, then| {
@@ -788,6 +802,10 @@ async fn ctrl_c_during_coder_stop_and_start_waits_exits_130_and_cancels_nothing(
             other.calls_async().await,
             0,
             "{which}: nothing cancelled, nothing else sent"
+        );
+        assert!(
+            logs.calls_async().await >= 1,
+            "{which}: the log stream was tried"
         );
     }
 }

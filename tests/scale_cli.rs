@@ -19,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 async fn sim(speed: f64) -> RunningSim {
     Simulator::start(SimOptions {
         speed,
+        // A Coder older than on_success: the client-driven stop → start, whose two POSTs per
+        // workspace and left-stopped verdicts these batch tests count (the server-side path
+        // has its own tests in coder_server_side_cli.rs).
+        coder_version: "v2.35.0".into(),
         ..SimOptions::default()
     })
     .await

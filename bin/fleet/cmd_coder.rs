@@ -168,6 +168,25 @@ pub struct WaitArgs {
     /// Do not wait for the agents after the start (a built workspace counts as updated).
     #[arg(long, conflicts_with = "ready_timeout")]
     no_wait_ready: bool,
+
+    /// Stop, wait, start and wait from fleet, even on Coder ≥ 2.36 (where by default the stop
+    /// carries on_success and Coder starts the workspace itself).
+    #[arg(long)]
+    client_driven: bool,
+
+    /// Show each build's log live, under the progress display (default: on a terminal, with
+    /// text output).
+    #[arg(long, overrides_with = "no_logs")]
+    logs: bool,
+
+    /// Do not show the build logs live (a failed build still ends with its log tail).
+    #[arg(long, overrides_with = "logs")]
+    no_logs: bool,
+
+    /// On the server-side path: how long to wait after the stop for the start build Coder
+    /// creates before fleet starts the workspace itself.
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "30s", hide = true)]
+    follow_up_bound: Duration,
 }
 
 /// How many at once, and dry runs: shared by update and restart.
@@ -306,6 +325,17 @@ fn parse_uuid(s: &str) -> Result<Uuid, String> {
 }
 
 impl WaitArgs {
+    /// Whether build logs are shown: the flags, else on a terminal with text output.
+    fn show_logs(&self, format: OutputFormat) -> bool {
+        if self.logs {
+            true
+        } else if self.no_logs {
+            false
+        } else {
+            format == OutputFormat::Text && cli::stderr_is_terminal()
+        }
+    }
+
     fn options(&self, force: bool, global: &GlobalOpts) -> UpdateOptions {
         UpdateOptions {
             force,
@@ -317,6 +347,8 @@ impl WaitArgs {
                 ..PollOptions::default()
             }
             .with_interval_cap(global.poll_override()),
+            client_driven: self.client_driven,
+            follow_up_bound: self.follow_up_bound,
             ..UpdateOptions::default()
         }
     }
@@ -357,6 +389,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 batch: &args.batch,
                 parameters: &args.params.parameter,
             };
+            let logs = args.wait.show_logs(format);
             return run_selection(
                 &client,
                 selection,
@@ -366,6 +399,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 &args.batch,
                 format,
                 &resume,
+                logs,
             )
             .await;
         }
@@ -383,6 +417,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 batch: &args.batch,
                 parameters: &args.params.parameter,
             };
+            let logs = args.wait.show_logs(format);
             return run_selection(
                 &client,
                 selection,
@@ -392,6 +427,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 &args.batch,
                 format,
                 &resume,
+                logs,
             )
             .await;
         }
@@ -447,6 +483,7 @@ async fn run_selection(
     batch: &BatchArgs,
     format: OutputFormat,
     resume: &Resume<'_>,
+    logs: bool,
 ) -> fleet::Result<i32> {
     let single = match &selection {
         Selection::Named(refs) if refs.len() == 1 => refs.first().cloned(),
@@ -457,7 +494,7 @@ async fn run_selection(
             Operation::Update { template_version } => (template_version, false),
             Operation::Restart => (None, true),
         };
-        let mut progress = Progress::new(format);
+        let mut progress = Progress::new(format, logs);
         if batch.dry_run {
             // Reads only: Ctrl-C simply stops.
             let (cancel, _guard) = cancel_on_ctrl_c();
@@ -493,7 +530,7 @@ async fn run_selection(
         max_failures: batch.max_failures,
         ready,
     };
-    let mut progress = BatchProgress::new(format);
+    let mut progress = BatchProgress::new(format, logs);
     let op = client.start_update_many(selection, fleet_options);
     let report = follow(&op, |e| progress.event(e)).await;
     progress.finish();
@@ -615,6 +652,20 @@ fn print_dry_run(d: &DryRun) {
     ));
     if d.builds.is_empty() {
         out::line("  builds:  none");
+    } else {
+        out::line(format!(
+            "  path:    {} ({})",
+            d.plan.path, d.plan.path_reason
+        ));
+        if let Some(s) = &d.plan.server_side_start {
+            out::line(format!(
+                "           the stop build carries on_success: Coder starts it {}",
+                match s.template_version_id {
+                    Some(v) => format!("on {v} (pinned)"),
+                    None => "on the template's active version at that time".into(),
+                }
+            ));
+        }
     }
     for (i, b) in d.builds.iter().enumerate() {
         out::line(format!(
@@ -696,6 +747,9 @@ impl Resume<'_> {
         }
         if let Some(k) = self.batch.max_failures {
             words.extend(["--max-failures".into(), k.to_string()]);
+        }
+        if self.wait.client_driven {
+            words.push("--client-driven".into());
         }
         if self.wait.no_wait_ready {
             words.push("--no-wait-ready".into());
@@ -850,7 +904,9 @@ fn print_report(r: &FleetReport, resume: Option<&str>) {
 /// otherwise; nothing with `-o json`.
 enum BatchProgress {
     Quiet,
-    Lines,
+    Lines {
+        logs: bool,
+    },
     Bars {
         multi: MultiProgress,
         total: Option<ProgressBar>,
@@ -863,8 +919,9 @@ enum BatchProgress {
 const KEEP_LINES_UP_TO: usize = 24;
 
 impl BatchProgress {
-    fn new(format: OutputFormat) -> Self {
+    fn new(format: OutputFormat, logs: bool) -> Self {
         match format {
+            OutputFormat::Json if logs => BatchProgress::Lines { logs },
             OutputFormat::Json => BatchProgress::Quiet,
             OutputFormat::Text if cli::stderr_is_terminal() => BatchProgress::Bars {
                 multi: MultiProgress::with_draw_target(out::progress_target()),
@@ -872,15 +929,19 @@ impl BatchProgress {
                 bars: Vec::new(),
                 keep: true,
             },
-            OutputFormat::Text => BatchProgress::Lines,
+            OutputFormat::Text => BatchProgress::Lines { logs },
         }
     }
 
     fn event(&mut self, e: FleetEvent) {
         match self {
             BatchProgress::Quiet => {}
-            BatchProgress::Lines => match &e {
+            BatchProgress::Lines { logs } => match &e {
                 FleetEvent::Began { .. } => {}
+                FleetEvent::Step {
+                    step: CoderEvent::BuildLog { .. },
+                    ..
+                } if !*logs => {}
                 _ => out::err(e.describe()),
             },
             BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
@@ -996,6 +1057,9 @@ fn print_outcome(o: &UpdateOutcome, format: OutputFormat) {
         OutputFormat::Json => out::json(o),
         OutputFormat::Text => {
             out::line(&o.message);
+            if o.action == fleet::coder::UpdateAction::UpToDate {
+                out::line("  (pass --force to stop and start it anyway)");
+            }
             for b in &o.builds {
                 out::line(format!(
                     "  build #{} {}: {}",
@@ -1003,6 +1067,10 @@ fn print_outcome(o: &UpdateOutcome, format: OutputFormat) {
                     opt(&b.transition),
                     opt(&b.status)
                 ));
+            }
+            out::line(format!("  path: {} ({})", o.path, o.path_reason));
+            if let Some(f) = &o.fallback {
+                out::line(format!("  fell back: {}", f.describe()));
             }
             out::line(format!("  took {:.1}s", o.elapsed_ms as f64 / 1000.0));
         }
@@ -1085,6 +1153,8 @@ fn print_list(list: &[WorkspaceInfo], outdated: bool) {
 struct Progress {
     mode: Mode,
     bar: Option<ProgressBar>,
+    /// Show build log lines.
+    logs: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -1095,16 +1165,32 @@ enum Mode {
 }
 
 impl Progress {
-    fn new(format: OutputFormat) -> Self {
+    fn new(format: OutputFormat, logs: bool) -> Self {
         let mode = match format {
             OutputFormat::Json => Mode::Quiet,
             OutputFormat::Text if cli::stderr_is_terminal() => Mode::Bars,
             OutputFormat::Text => Mode::Lines,
         };
-        Progress { mode, bar: None }
+        Progress {
+            mode,
+            bar: None,
+            logs,
+        }
     }
 
     fn event(&mut self, e: CoderEvent) {
+        if let CoderEvent::BuildLog { output, .. } = &e {
+            if !self.logs {
+                return;
+            }
+            // The server's words: escaped like all output (out::err / out::shown).
+            let line = format!("  | {output}");
+            match &self.bar {
+                Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
+                _ => out::err(line),
+            }
+            return;
+        }
         match self.mode {
             Mode::Quiet => {}
             Mode::Lines => out::err(e.describe()),
@@ -1136,7 +1222,11 @@ impl Progress {
                 Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
                 None => out::err(e.describe()),
             },
-            CoderEvent::Planned { .. } | CoderEvent::UpToDate { .. } => {
+            CoderEvent::BuildLog { .. } => {}
+            CoderEvent::Planned { .. }
+            | CoderEvent::UpToDate { .. }
+            | CoderEvent::LogsUnavailable { .. }
+            | CoderEvent::FellBack { .. } => {
                 self.finish();
                 out::err(e.describe());
             }

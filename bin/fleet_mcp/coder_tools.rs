@@ -47,6 +47,10 @@ pub struct UpdateAgentParams {
     /// operation_id and the latest step, the operation goes on, and get_operation follows it.
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    /// true: never let Coder chain the start (on_success, Coder ≥ 2.36); fleet stops, waits and
+    /// starts itself. Default false: server-side where Coder supports it.
+    #[serde(default)]
+    pub client_driven: Option<bool>,
 }
 
 /// `update_agents` input.
@@ -102,6 +106,10 @@ pub struct UpdateAgentsParams {
     /// operation_id and the latest step, the operation goes on, and get_operation follows it.
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    /// true: never let Coder chain the start (on_success, Coder ≥ 2.36); fleet stops, waits and
+    /// starts itself. Default false: server-side where Coder supports it.
+    #[serde(default)]
+    pub client_driven: Option<bool>,
 }
 
 /// `restart_agent` input.
@@ -127,6 +135,10 @@ pub struct RestartAgentParams {
     /// operation_id and the latest step, the operation goes on, and get_operation follows it.
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    /// true: never let Coder chain the start (on_success, Coder ≥ 2.36); fleet stops, waits and
+    /// starts itself. Default false: server-side where Coder supports it.
+    #[serde(default)]
+    pub client_driven: Option<bool>,
 }
 
 /// The caller's parameter values; invalid input is a tool error (nothing sent).
@@ -208,7 +220,9 @@ fails, that never connects or is not ready within ready_timeout_seconds (default
 the agent, its state and health reason; an external agent is not waited for. Takes \
 minutes: waits at most wait_seconds (default 25) and then answers with the outcome, or with operation_id and the \
 latest step while it goes on (follow it with get_operation). Sends progress notifications. Cancelling the request only \
-stops the waiting: a stopped workspace is always started again (cancel_operation cancels gracefully).",
+stops the waiting: a stopped workspace is always started again (cancel_operation cancels gracefully). On Coder \
+≥ 2.36 the stop carries on_success and Coder starts the workspace itself (path \"server-side\" in the outcome; \
+client_driven=true forces the old stop-then-start path); the outcome says which path ran and why.",
         annotations(
             title = "Update a Coder workspace to a template version",
             read_only_hint = false,
@@ -234,6 +248,7 @@ stops the waiting: a stopped workspace is always started again (cancel_operation
         let options = UpdateOptions {
             force: p.force.unwrap_or(false),
             parameters: given_parameters(p.parameters.as_ref())?,
+            client_driven: p.client_driven.unwrap_or(false),
             ..self.update_options()
         };
         let wait = wait_for(p.wait_seconds)?;
@@ -307,6 +322,7 @@ it, cancel_operation starts no more workspaces and finishes the in-flight ones).
             update: UpdateOptions {
                 force: p.force.unwrap_or(false),
                 parameters: given_parameters(p.parameters.as_ref())?,
+                client_driven: p.client_driven.unwrap_or(false),
                 ..self.update_options()
             },
             dry_run: p.dry_run.unwrap_or(false),
@@ -327,7 +343,8 @@ it, cancel_operation starts no more workspaces and finishes the in-flight ones).
 start with the same parameter values (or those given in `parameters` {name: value}), wait until it runs. The same \
 pre-flight checks as update_agent refuse, before anything is stopped, what Coder would refuse at start. Takes \
 minutes: waits at most wait_seconds (default 25), then answers with the outcome or with operation_id (follow it with \
-get_operation); sends progress notifications.",
+get_operation); sends progress notifications. On Coder ≥ 2.36 Coder starts it again itself (on_success; the \
+version is pinned when it is not the active one); client_driven=true forces stop-then-start from fleet.",
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -344,6 +361,7 @@ get_operation); sends progress notifications.",
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let options = UpdateOptions {
             parameters: given_parameters(p.parameters.as_ref())?,
+            client_driven: p.client_driven.unwrap_or(false),
             ..self.update_options()
         };
         let client = self.coder()?;

@@ -18,6 +18,7 @@ mod logs;
 mod model;
 mod operations;
 mod plan;
+mod push;
 mod ready;
 mod run;
 mod server_features;
@@ -49,6 +50,7 @@ pub use model::{
     UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
+pub use model::{Fallback, RunPath};
 pub use params::{
     ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
     parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
@@ -283,6 +285,8 @@ pub struct CoderClient {
     token: Secret,
     /// The HTTP settings the client was built with (the WebSockets use the same).
     http: crate::HttpOptions,
+    /// What the server supports, read once (`GET /buildinfo`) and shared by the clones.
+    features: std::sync::Arc<tokio::sync::OnceCell<ServerFeatures>>,
 }
 
 impl std::fmt::Debug for CoderClient {
@@ -322,6 +326,7 @@ impl CoderClient {
             secrets: vec![token.clone()],
             token: token.clone(),
             http: config.http.clone(),
+            features: Default::default(),
         })
     }
 

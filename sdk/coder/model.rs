@@ -271,6 +271,15 @@ pub struct UpdateOptions {
     pub parameters: BTreeMap<String, String>,
     /// Parameter values read from a parameters file (`--parameters-file`).
     pub parameters_file: BTreeMap<String, String>,
+    /// Never let the server chain the start (`on_success`), even on Coder ≥ 2.36: stop, wait,
+    /// start, wait from the client.
+    pub client_driven: bool,
+    /// On the server-side path: how long fleet waits, after the stop succeeded, for the start
+    /// build the server creates before it starts the workspace itself.
+    pub follow_up_bound: Duration,
+    /// Notice a build's end by push (its live log stream, which also gives
+    /// [`CoderEvent::BuildLog`]s), with slow polling as a safety net; false: poll only.
+    pub push: bool,
 }
 
 /// The default deadline of a stop build.
@@ -288,6 +297,84 @@ impl Default for UpdateOptions {
             max_conflicts: 3,
             parameters: BTreeMap::new(),
             parameters_file: BTreeMap::new(),
+            client_driven: false,
+            follow_up_bound: super::DEFAULT_FOLLOW_UP_BOUND,
+            push: true,
+        }
+    }
+}
+
+/// Which way a run goes from stopped to started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunPath {
+    /// One stop build carrying `on_success`: the server starts the workspace itself (Coder ≥
+    /// 2.36), so no client going away can leave it stopped.
+    ServerSide,
+    /// fleet stops, waits, starts and waits.
+    ClientDriven,
+}
+
+impl std::fmt::Display for RunPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunPath::ServerSide => "server-side",
+            RunPath::ClientDriven => "client-driven",
+        })
+    }
+}
+
+/// Why a run planned server-side went on client-driven.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum Fallback {
+    /// Coder refused to pin the version of the follow-up start (403: the session lacks
+    /// template-update permission). Nothing was created; fleet stopped and started it.
+    PinRefused {
+        /// The server's words.
+        message: String,
+    },
+    /// The stop succeeded but no start build appeared within the bound (a child refused at
+    /// creation is never created): fleet started the workspace itself.
+    NoFollowUp {
+        /// How long fleet looked, in milliseconds.
+        waited_ms: u64,
+    },
+    /// Another build became the latest one after the stop (someone else acted): fleet went on
+    /// from what it found.
+    Superseded {
+        /// That build.
+        build_id: Option<Uuid>,
+        /// Its transition.
+        transition: Option<WorkspaceTransition>,
+        /// Its status.
+        status: Option<WorkspaceStatus>,
+    },
+}
+
+impl Fallback {
+    /// One sentence for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Fallback::PinRefused { message } => format!(
+                "Coder refused to pin the version of the start it would chain ({message}); going on \
+                 client-driven: stop, then start from fleet"
+            ),
+            Fallback::NoFollowUp { waited_ms } => format!(
+                "the stop succeeded but Coder created no start build within {:.1}s; fleet starts the \
+                 workspace itself",
+                *waited_ms as f64 / 1000.0
+            ),
+            Fallback::Superseded {
+                transition, status, ..
+            } => format!(
+                "after the stop another build became the latest one ({} {}); fleet goes on from there",
+                transition
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                status.as_ref().map(|s| s.to_string()).unwrap_or_default()
+            ),
         }
     }
 }
@@ -336,6 +423,38 @@ pub enum CoderEvent {
         current_version: String,
         /// The version it will run, as people read it.
         target_version: String,
+        /// Which way it goes from stopped to started.
+        path: RunPath,
+        /// Why that path, in a sentence.
+        path_reason: String,
+    },
+    /// One line of a build's log, as the server wrote it (live, in order, each once).
+    BuildLog {
+        /// Which build.
+        step: Step,
+        /// The build's ID.
+        build_id: Option<Uuid>,
+        /// The line's id (increasing).
+        log_id: Option<i64>,
+        /// Its level.
+        level: Option<super::LogLevel>,
+        /// The stage it belongs to ("Planning infrastructure", …).
+        stage: Option<String>,
+        /// The text (the server's words: escape before showing).
+        output: String,
+    },
+    /// The live log stream of a build could not be opened or kept dropping: fleet notices the
+    /// build's end by polling instead (no state is lost).
+    LogsUnavailable {
+        /// Which build.
+        step: Step,
+        /// Why.
+        reason: String,
+    },
+    /// The server-side path could not be kept: fleet goes on client-driven.
+    FellBack {
+        /// Why.
+        fallback: Fallback,
     },
     /// A build is already in progress; fleet waits for it first.
     WaitingForBuildInProgress {
@@ -368,6 +487,8 @@ pub enum CoderEvent {
         build_number: Option<i64>,
         /// The version it builds.
         template_version_id: Option<Uuid>,
+        /// True when the server created it (the start chained by `on_success`), not fleet.
+        by_server: bool,
     },
     /// A build POST failed (a server error, a reset, a timeout), but reading the workspace
     /// again found the build: fleet follows it (it never POSTs twice).
@@ -425,15 +546,22 @@ impl CoderEvent {
                 parameters_carried,
                 current_version,
                 target_version,
+                path,
+                path_reason,
                 ..
             } => format!(
-                "{workspace} is {} on version {current_version}; target version {target_version}{}; {parameters_carried} parameter value(s) carried over",
+                "{workspace} is {} on version {current_version}; target version {target_version}{}; {parameters_carried} parameter value(s) carried over; {path} ({path_reason})",
                 s(status),
                 if *target_is_active_version {
                     " (the template's active version)"
                 } else {
                     ""
                 },
+            ),
+            CoderEvent::FellBack { fallback } => fallback.describe(),
+            CoderEvent::BuildLog { step, output, .. } => format!("{step} build log: {output}"),
+            CoderEvent::LogsUnavailable { step, reason } => format!(
+                "the live log of the {step} build is not available ({reason}); polling instead"
             ),
             CoderEvent::WaitingForBuildInProgress {
                 build_id,
@@ -456,19 +584,23 @@ impl CoderEvent {
             CoderEvent::UpToDate {
                 template_version_id,
             } => {
-                format!(
-                    "already running version {template_version_id}: nothing to do (use force to restart anyway)"
-                )
+                format!("already running version {template_version_id}: nothing to do")
             }
             CoderEvent::BuildCreated {
                 step,
                 build_id,
                 build_number,
+                by_server,
                 ..
             } => format!(
-                "{step} build{} created{}",
+                "{step} build{} created{}{}",
                 build_number.map(|n| format!(" #{n}")).unwrap_or_default(),
-                build_id.map(|b| format!(" ({b})")).unwrap_or_default()
+                build_id.map(|b| format!(" ({b})")).unwrap_or_default(),
+                if *by_server {
+                    " by the server (on_success)"
+                } else {
+                    ""
+                }
             ),
             CoderEvent::BuildFoundAfterError {
                 step,
@@ -542,8 +674,15 @@ pub struct UpdateOutcome {
     pub previous_version_id: Option<Uuid>,
     /// The version it runs now.
     pub template_version_id: Uuid,
-    /// The builds fleet created, in order.
+    /// The builds of the run, in order (a start the server chained included).
     pub builds: Vec<BuildInfo>,
+    /// Which way it went from stopped to started (after a fallback: client-driven).
+    pub path: RunPath,
+    /// Why that path was planned, in a sentence.
+    pub path_reason: String,
+    /// Why a run planned server-side went on client-driven, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
     /// Milliseconds from the first request to the end.
     pub elapsed_ms: u64,
 }

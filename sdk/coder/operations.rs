@@ -40,9 +40,11 @@ fn phase_of(event: &CoderEvent) -> Option<&'static str> {
             Step::InProgress => "waiting_for_another_build",
         },
         CoderEvent::Readiness(ReadyEvent::Waiting { .. }) => "waiting_for_agents",
-        CoderEvent::BuildStatus { .. } | CoderEvent::Readiness(ReadyEvent::Ended { .. }) => {
-            return None;
-        }
+        CoderEvent::BuildStatus { .. }
+        | CoderEvent::Readiness(ReadyEvent::Ended { .. })
+        | CoderEvent::FellBack { .. }
+        | CoderEvent::BuildLog { .. }
+        | CoderEvent::LogsUnavailable { .. } => return None,
     })
 }
 

@@ -13,6 +13,7 @@ use super::{
 };
 use super::{model::*, run::*, wait::*};
 use crate::{Error, Result, operation::Control};
+use futures::FutureExt;
 
 /// `name (uuid)`, the UUID alone, or "unknown".
 pub(super) fn version_label(name: Option<&str>, id: Option<Uuid>) -> String {
@@ -59,6 +60,13 @@ pub struct UpdatePlan {
     pub restart: bool,
     /// The parameter values the start build sends, each with where it came from.
     pub parameters: Vec<ResolvedParameter>,
+    /// Which way the run goes from stopped to started.
+    pub path: RunPath,
+    /// Why that path, in a sentence (the server's version, `client_driven`, a start alone).
+    pub path_reason: String,
+    /// On the server-side path: the start the stop build asks the server to create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_side_start: Option<super::ServerSideStart>,
     /// How long the template's stop builds take, when Coder says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_stop: Option<ExpectedDuration>,
@@ -248,20 +256,28 @@ impl CoderClient {
             {
                 WaitEnd::Done(_) => {}
                 WaitEnd::TimedOut(last, waited) => {
-                    return Err(Error::Timeout {
-                        message: format!(
-                            "a {} build already in progress on {r} did not end within {}; nothing was changed. \
-                             Try again later, or check it with `fleet coder show {r}`",
-                            build
-                                .transition
-                                .as_ref()
-                                .map(|t| t.to_string())
-                                .unwrap_or_default(),
-                            humantime::format_duration(round(waited))
-                        ),
-                        waited,
-                        last_state: last.as_ref().map(status_of),
-                    });
+                    // The build is someone else's and goes on: a fact the faces word.
+                    return Err(Error::left(
+                        Error::Timeout {
+                            message: format!(
+                                "a {} build already in progress on {r} did not end within {}; nothing was \
+                                 changed by fleet. Try again once it has ended",
+                                build
+                                    .transition
+                                    .as_ref()
+                                    .map(|t| t.to_string())
+                                    .unwrap_or_default(),
+                                humantime::format_duration(round(waited))
+                            ),
+                            waited,
+                            last_state: last.as_ref().map(status_of),
+                        },
+                        crate::operation::Aftermath::StillRunning {
+                            follow: crate::operation::FollowStep::CoderWorkspace {
+                                workspace: full_name(&ws),
+                            },
+                        },
+                    ));
                 }
                 WaitEnd::Cancelled(_) => return Err(nothing_changed_interrupt(r)),
             }
@@ -287,7 +303,7 @@ impl CoderClient {
             let template_id = ws.template_id.ok_or_else(|| Error::Api {
                 status: 200,
                 message: format!(
-                    "Coder did not say which template {r} uses; pass --template-version"
+                    "Coder did not say which template {r} uses; name the template version to run"
                 ),
                 validations: vec![],
             })?;
@@ -341,13 +357,16 @@ impl CoderClient {
             || nothing_changed_interrupt(r),
         )
         .await?;
-        let plan = UpdatePlan {
+        let mut plan = UpdatePlan {
             workspace: ws,
             target_version_id,
             target_version: TemplateVersionInfo::from(&checked.version),
             target_is_active_version,
             restart,
             parameters: checked.parameters,
+            path: RunPath::ClientDriven,
+            path_reason: String::new(),
+            server_side_start: None,
             expected_stop: checked
                 .template
                 .as_ref()
@@ -357,7 +376,41 @@ impl CoderClient {
                 .as_ref()
                 .and_then(|t| ExpectedDuration::from_template(t, "start")),
         };
+        let stop_planned = plan.builds(options.force).is_ok_and(|b| b.len() == 2);
+        let (path, reason) = if options.client_driven {
+            (
+                RunPath::ClientDriven,
+                "the client-driven path was asked for".to_string(),
+            )
+        } else if !stop_planned {
+            (
+                RunPath::ClientDriven,
+                "no stop is needed, so there is nothing for the server to chain".to_string(),
+            )
+        } else {
+            let features = cancellable(cancel, self.features_once().map(Ok), || {
+                nothing_changed_interrupt(r)
+            })
+            .await?;
+            if features.on_success {
+                (RunPath::ServerSide, features.on_success_reason)
+            } else {
+                (RunPath::ClientDriven, features.on_success_reason)
+            }
+        };
+        plan.path = path;
+        plan.path_reason = reason;
+        if path == RunPath::ServerSide {
+            let start = super::ServerSideStart::for_plan(&plan);
+            plan.path_reason = format!(
+                "{}; on_success version: {}",
+                plan.path_reason, start.version_reason
+            );
+            plan.server_side_start = Some(start);
+        }
         on_event(CoderEvent::Planned {
+            path: plan.path,
+            path_reason: plan.path_reason.clone(),
             workspace: full_name(&plan.workspace),
             status: latest.status.clone(),
             current_version_id: current_version,

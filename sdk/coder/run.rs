@@ -1,11 +1,13 @@
-//! Running a plan: the stop → wait → start → wait sequence of `update_workspace` and
-//! `restart_workspace`, including what an ambiguous build POST left behind.
+//! Running a plan: its builds walked by one build runner ([`CoderClient::run_plan`]), on the
+//! server-side path (one stop carrying `on_success`, the server starts the workspace) or the
+//! client-driven one (stop, wait, start, wait), including what an ambiguous build POST left
+//! behind.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{CoderClient, WorkspaceStatus, WorkspaceTransition, types};
+use super::{CoderClient, FollowUp, WorkspaceStatus, WorkspaceTransition, types};
 use super::{model::*, plan::*, wait::*};
 use crate::{Error, Result, operation::Control};
 
@@ -22,13 +24,58 @@ pub(super) enum AfterFailedPost {
     Unknown(Error),
 }
 
+/// Where posting one build of the plan ended.
+enum Posted {
+    /// The build to follow: created by the POST, found after an ambiguous answer, or (for the
+    /// start) another client's start on the target version found after a 409.
+    Build(Box<types::WorkspaceBuild>),
+    /// A 409 was waited out and the workspace is already where the build would bring it (a
+    /// stop found the workspace stopped): nothing to create.
+    NotNeeded,
+    /// Coder refused to pin the version of the `on_success` start (403): nothing was created.
+    PinRefused(String),
+}
+
+/// What the runner knows while it walks a plan's builds.
+struct Runner<'a> {
+    plan: &'a UpdatePlan,
+    options: &'a UpdateOptions,
+    control: &'a Control,
+    name: String,
+    ws_id: Uuid,
+    /// 409s waited out so far.
+    conflicts: u32,
+    /// The latest build known: a build with another id after a failed POST is a new one.
+    known_build: Option<Uuid>,
+    /// The builds followed to their end, in order.
+    builds: Vec<BuildInfo>,
+    /// True once a stop carrying `on_success` exists: the server starts the workspace after
+    /// it, so a stop left behind is not "left stopped".
+    server_starts_it: bool,
+    /// Follow builds by push (their log streams), polling as a safety net.
+    push: bool,
+}
+
+impl Runner<'_> {
+    /// What an interrupted or timed-out build leaves: a stop (client-driven) leaves the
+    /// workspace stopped; a start, or a stop the server follows with its start, goes on.
+    fn left_by(&self, step: Step) -> crate::operation::Aftermath {
+        if step == Step::Stop && !self.server_starts_it {
+            self.plan.left_stopped()
+        } else {
+            self.plan.still_running()
+        }
+    }
+}
+
 impl CoderClient {
     /// Updates a workspace to `template_version` (or the template's active version): waits for
     /// a build in progress, stops the workspace if it runs, then starts it on the target version
     /// with the previous build's parameter values, and waits until it runs.
     ///
-    /// Running on the target version already: nothing is done (unless `options.force`).
-    /// A stop that fails is never followed by a start.
+    /// On Coder ≥ 2.36 the stop carries `on_success` and the server starts the workspace
+    /// itself (see [`UpdatePlan::path`]). Running on the target version already: nothing is
+    /// done (unless `options.force`). A stop that fails is never followed by a start.
     pub async fn update_workspace(
         &self,
         r: &WorkspaceRef,
@@ -64,7 +111,11 @@ impl CoderClient {
             .await
     }
 
-    /// Carries out a plan: stop (when needed), wait, start on the target version, wait.
+    /// Carries out a plan: its builds ([`UpdatePlan::builds`]) walked in order by one build
+    /// runner. On the server-side path the stop carries `on_success` and the start is the one
+    /// the server creates; when Coder refuses to pin the version (403) or creates no start
+    /// within [`UpdateOptions::follow_up_bound`], fleet goes on client-driven and says why
+    /// ([`CoderEvent::FellBack`], [`UpdateOutcome::fallback`]).
     pub async fn run_plan(
         &self,
         plan: &UpdatePlan,
@@ -74,8 +125,6 @@ impl CoderClient {
         started: Instant,
     ) -> Result<UpdateOutcome> {
         let control: Control = cancel.into();
-        let cancel = &control;
-        let ws_id = plan.workspace_id()?;
         let name = full_name(&plan.workspace);
         let previous_version_id = plan.current_version();
         let planned = plan.builds(options.force)?;
@@ -86,74 +135,269 @@ impl CoderClient {
             return Ok(UpdateOutcome {
                 action: UpdateAction::UpToDate,
                 message: format!(
-                    "{name} already runs version {}: nothing to do (pass --force to stop and start it anyway)",
+                    "{name} already runs version {}: nothing to do",
                     plan.target_label()
                 ),
                 workspace: WorkspaceInfo::from(&plan.workspace),
                 previous_version_id,
                 template_version_id: plan.target_version_id,
                 builds: vec![],
+                path: plan.path,
+                path_reason: plan.path_reason.clone(),
+                fallback: None,
                 elapsed_ms: ms(started.elapsed()),
             });
         }
+        let mut run = Runner {
+            plan,
+            options,
+            control: &control,
+            ws_id: plan.workspace_id()?,
+            name: name.clone(),
+            conflicts: 0,
+            known_build: plan.workspace.latest_build.as_ref().and_then(|b| b.id),
+            builds: Vec::new(),
+            server_starts_it: false,
+            // Only where the server answered buildinfo: a server (or a stand-in) that does not
+            // is polled as before.
+            push: options.push && !self.features_once().await.version_text.is_empty(),
+        };
+        // The start the server is asked to create, while that path holds.
+        let mut server_side = plan.server_side_start.clone();
+        let mut fallback = None;
+        let mut parent = None;
+        let mut child = None;
+        for build in &planned {
+            let step = match build.transition {
+                WorkspaceTransition::Stop => Step::Stop,
+                _ => Step::Start,
+            };
+            if step == Step::Start {
+                if let (Some(_), Some(parent)) = (&server_side, &parent) {
+                    match self.find_server_start(&mut run, parent, on_event).await? {
+                        Ok(b) => child = Some(b),
+                        Err(why) => {
+                            on_event(CoderEvent::FellBack {
+                                fallback: why.clone(),
+                            });
+                            fallback = Some(why);
+                            server_side = None;
+                        }
+                    }
+                }
+            }
+            let to_follow = match child.take() {
+                Some(b) => b,
+                None => {
+                    let body = match (step, &server_side) {
+                        (Step::Stop, Some(s)) => s.stop_request(),
+                        (Step::Stop, None) => super::build_request(WorkspaceTransition::Stop),
+                        _ => types::CreateWorkspaceBuildRequest {
+                            rich_parameter_values: plan.build_parameters(),
+                            template_version_id: Some(plan.target_version_id),
+                            ..super::build_request(WorkspaceTransition::Start)
+                        },
+                    };
+                    let mut posted = self.post_build(&mut run, step, &body, on_event).await?;
+                    if let Posted::PinRefused(message) = posted {
+                        // Nothing was created: the same stop without on_success, client-driven.
+                        let why = Fallback::PinRefused { message };
+                        on_event(CoderEvent::FellBack {
+                            fallback: why.clone(),
+                        });
+                        fallback = Some(why);
+                        server_side = None;
+                        let body = super::build_request(WorkspaceTransition::Stop);
+                        posted = self.post_build(&mut run, step, &body, on_event).await?;
+                    }
+                    match posted {
+                        Posted::Build(b) => *b,
+                        Posted::NotNeeded => {
+                            // Stopped by another build: the server was asked nothing.
+                            server_side = None;
+                            continue;
+                        }
+                        Posted::PinRefused(message) => {
+                            return Err(Error::Unauthorized {
+                                status: 403,
+                                message,
+                            });
+                        }
+                    }
+                }
+            };
+            run.server_starts_it = step == Step::Stop && server_side.is_some();
+            let done = self
+                .follow_build(&mut run, step, to_follow, on_event)
+                .await?;
+            if step == Step::Stop {
+                parent = Some(done);
+            } else {
+                child = Some(done);
+            }
+        }
+        let done = child.ok_or_else(|| Error::Api {
+            status: 200,
+            message: format!("the plan of {name} ended without a start build"),
+            validations: vec![],
+        })?;
+        let used_version = done.template_version_id.unwrap_or(plan.target_version_id);
+        let mut ws = plan.workspace.clone();
+        ws.latest_build = Some(done);
+        ws.outdated = ws.template_active_version_id.map(|a| a != used_version);
+        let action = if plan.restart {
+            UpdateAction::Restarted
+        } else if planned.len() == 1 {
+            UpdateAction::Started
+        } else {
+            UpdateAction::Updated
+        };
+        let used_label = if used_version == plan.target_version_id {
+            plan.target_label()
+        } else {
+            super::plan::version_label(
+                ws.latest_build
+                    .as_ref()
+                    .and_then(|b| b.template_version_name.as_deref()),
+                Some(used_version),
+            )
+        };
+        let message = match action {
+            UpdateAction::Restarted => format!("{name} restarted on version {used_label}"),
+            UpdateAction::Started => format!("{name} was stopped; started on version {used_label}"),
+            _ => format!(
+                "{name} updated from version {} to {used_label} and running",
+                plan.current_label(),
+            ),
+        };
+        let path = if server_side.is_some() {
+            RunPath::ServerSide
+        } else {
+            RunPath::ClientDriven
+        };
+        Ok(UpdateOutcome {
+            action,
+            message,
+            workspace: WorkspaceInfo::from(&ws),
+            previous_version_id,
+            template_version_id: used_version,
+            builds: run.builds,
+            path,
+            path_reason: plan.path_reason.clone(),
+            fallback,
+            elapsed_ms: ms(started.elapsed()),
+        })
+    }
 
-        let mut builds = Vec::new();
-        let mut conflicts = 0u32;
-        // A start alone: the workspace is stopped already.
-        let mut stopped = planned.len() == 1;
-        // The latest build known: a build with another id after a failed POST is a new one.
-        let mut known_build = plan.workspace.latest_build.as_ref().and_then(|b| b.id);
-
-        // ---- stop ---------------------------------------------------------------------------
-        while !stopped {
-            // Nothing is changed yet: any cancel (graceful or abort) ends it here.
-            if cancel.is_cancelled() {
+    /// Creates one build of the plan (one POST, never repeated blindly): a 409 is waited out
+    /// (up to `max_conflicts`); an answer that does not say whether the build exists is
+    /// followed by a read of the workspace, never by a second POST.
+    async fn post_build(
+        &self,
+        run: &mut Runner<'_>,
+        step: Step,
+        body: &types::CreateWorkspaceBuildRequest,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<Posted> {
+        let (plan, name) = (run.plan, run.name.clone());
+        let after_stop = step == Step::Start;
+        let pinned_follow_up = body
+            .on_success
+            .as_ref()
+            .is_some_and(|s| s.template_version_id.is_some());
+        loop {
+            if step == Step::Stop && run.control.is_cancelled() {
+                // Nothing is changed yet: any cancel (graceful or abort) ends it here.
                 return Err(nothing_changed_interrupt(&name));
             }
-            let body = types::CreateWorkspaceBuildRequest {
-                dry_run: None,
-                rich_parameter_values: vec![],
-                template_version_id: None,
-                transition: WorkspaceTransition::Stop,
-                ..super::build_request(WorkspaceTransition::Stop)
+            if step == Step::Start && run.control.is_aborted() {
+                // A graceful cancel does not end it here: a stop is always followed by its start.
+                return Err(Error::left(
+                    Error::Interrupted {
+                        message: format!(
+                            "interrupted: {name} is left stopped (nothing was started)"
+                        ),
+                        last_state: Some("stopped".into()),
+                    },
+                    plan.left_stopped(),
+                ));
+            }
+            let error = match self.api().create_workspace_build(&run.ws_id, body).await {
+                Ok(b) => {
+                    let b = b.into_inner();
+                    emit_created(on_event, step, &b, false);
+                    return Ok(Posted::Build(Box::new(b)));
+                }
+                Err(e) => self.error(format!("creating the {step} build of {name}"), e),
             };
-            let build = match self.api().create_workspace_build(&ws_id, &body).await {
-                Ok(b) => b.into_inner(),
-                Err(e) => match self.error(format!("creating the stop build of {name}"), e) {
-                    Error::Conflict { message, .. } => {
-                        conflicts += 1;
-                        let ws = self
-                            .wait_out_conflict(
-                                plan,
-                                Step::Stop,
-                                &message,
-                                conflicts,
-                                options,
-                                cancel,
-                                on_event,
-                                false,
-                            )
-                            .await?;
-                        known_build = ws.latest_build.as_ref().and_then(|b| b.id);
-                        let s = ws.latest_build.as_ref().and_then(|b| b.status.clone());
-                        stopped = s == Some(WorkspaceStatus::Stopped);
-                        continue;
+            match error {
+                Error::Unauthorized {
+                    status: 403,
+                    message,
+                } if pinned_follow_up => return Ok(Posted::PinRefused(message)),
+                Error::Conflict { message, .. } => {
+                    run.conflicts += 1;
+                    let ws = self
+                        .wait_out_conflict(
+                            plan,
+                            step,
+                            &message,
+                            run.conflicts,
+                            run.options,
+                            run.control,
+                            on_event,
+                            after_stop,
+                        )
+                        .await?;
+                    let b = ws.latest_build.clone().unwrap_or_default();
+                    run.known_build = b.id.or(run.known_build);
+                    match step {
+                        Step::Stop if b.status == Some(WorkspaceStatus::Stopped) => {
+                            return Ok(Posted::NotNeeded);
+                        }
+                        Step::Start
+                            if b.status == Some(WorkspaceStatus::Running)
+                                && b.template_version_id == Some(plan.target_version_id) =>
+                        {
+                            // Someone else started it on the target version meanwhile.
+                            emit_created(on_event, step, &b, false);
+                            return Ok(Posted::Build(Box::new(b)));
+                        }
+                        Step::Start if b.status != Some(WorkspaceStatus::Stopped) => {
+                            return Err(Error::Conflict {
+                                message: format!(
+                                    "{message}. Another build changed {name} while fleet was updating it; it is now {}",
+                                    status_of(&b)
+                                ),
+                                current_state: Some(status_of(&b)),
+                            });
+                        }
+                        _ => continue,
                     }
-                    other if definite_refusal(&other) => return Err(other),
-                    // The answer does not say whether the build exists: read, never re-POST.
-                    other => match self
-                        .look_after_failed_post(&ws_id, known_build, WorkspaceTransition::Stop)
+                }
+                other if definite_refusal(&other) => {
+                    return Err(match step {
+                        Step::Start => left_stopped(other, &name, plan),
+                        _ => other,
+                    });
+                }
+                // The answer does not say whether the build exists: read, never re-POST.
+                other => {
+                    let transition = body.transition.clone();
+                    match self
+                        .look_after_failed_post(&run.ws_id, run.known_build, transition)
                         .await
                     {
                         AfterFailedPost::Created(b) => {
                             on_event(CoderEvent::BuildFoundAfterError {
-                                step: Step::Stop,
+                                step,
                                 build_id: b.id,
                                 error: other.to_string(),
                             });
-                            *b
+                            emit_created(on_event, step, &b, false);
+                            return Ok(Posted::Build(b));
                         }
-                        AfterFailedPost::NotCreated(ws) => {
+                        AfterFailedPost::NotCreated(ws) if step == Step::Stop => {
                             return Err(append(
                                 other,
                                 &format!(
@@ -165,278 +409,171 @@ impl CoderClient {
                                 ),
                             ));
                         }
-                        AfterFailedPost::Unknown(read) => {
-                            return Err(Error::left(
-                                append(
-                                    other,
-                                    &format!(
-                                        "fleet could not tell whether the stop build was created (reading {name} again \
-                                         failed: {read}); if {name} is stopping or stopped, finish the job"
-                                    ),
-                                ),
-                                plan.left_stopped(),
-                            ));
-                        }
-                    },
-                },
-            };
-            on_event(CoderEvent::BuildCreated {
-                step: Step::Stop,
-                build_id: build.id,
-                build_number: build.build_number,
-                template_version_id: build.template_version_id,
-            });
-            let deadline = Instant::now() + options.stop_timeout;
-            let end = self
-                .wait_for_build(
-                    &build,
-                    Step::Stop,
-                    Until {
-                        deadline,
-                        poll: &options.poll,
-                        expected: plan.expected_stop.as_ref(),
-                    },
-                    cancel,
-                    false,
-                    on_event,
-                )
-                .await?;
-            let done = match end {
-                WaitEnd::Done(b) => b,
-                WaitEnd::TimedOut(last, waited) => {
-                    return Err(Error::left(
-                        Error::Timeout {
-                            message: format!(
-                                "the stop build of {name} did not end within {} (last status: {}). The workspace is \
-                                 being stopped and will be left stopped: nothing was started (finishing the job \
-                                 waits for the stop first)",
-                                humantime::format_duration(round(waited)),
-                                last.as_ref()
-                                    .map(status_of)
-                                    .unwrap_or_else(|| "unknown".into()),
-                            ),
-                            waited,
-                            last_state: last.as_ref().map(status_of),
-                        },
-                        plan.left_stopped(),
-                    ));
-                }
-                WaitEnd::Cancelled(last) => {
-                    return Err(Error::left(
-                        Error::Interrupted {
-                            message: format!(
-                                "interrupted while {name} was stopping (status: {}). The stop build goes on and the \
-                                 workspace will be left stopped: nothing was started",
-                                last.as_ref()
-                                    .map(status_of)
-                                    .unwrap_or_else(|| "unknown".into()),
-                            ),
-                            last_state: last.as_ref().map(status_of),
-                        },
-                        plan.left_stopped(),
-                    ));
-                }
-            };
-            builds.push(BuildInfo::from(&done));
-            if build_failed(&done) || done.status != Some(WorkspaceStatus::Stopped) {
-                return Err(self.failed_build_error(&done, Step::Stop, plan).await);
-            }
-            known_build = done.id.or(known_build);
-            stopped = true;
-        }
-
-        // ---- start --------------------------------------------------------------------------
-        // A graceful cancel does not end it here: a stop is always followed by its start.
-        let mut started_build = None;
-        while started_build.is_none() {
-            if cancel.is_aborted() {
-                return Err(Error::left(
-                    Error::Interrupted {
-                        message: format!(
-                            "interrupted: {name} is left stopped (nothing was started)"
-                        ),
-                        last_state: Some("stopped".into()),
-                    },
-                    plan.left_stopped(),
-                ));
-            }
-            let body = types::CreateWorkspaceBuildRequest {
-                dry_run: None,
-                rich_parameter_values: plan.build_parameters(),
-                template_version_id: Some(plan.target_version_id),
-                transition: WorkspaceTransition::Start,
-                ..super::build_request(WorkspaceTransition::Start)
-            };
-            match self.api().create_workspace_build(&ws_id, &body).await {
-                Ok(b) => started_build = Some(b.into_inner()),
-                Err(e) => match self.error(format!("creating the start build of {name}"), e) {
-                    Error::Conflict { message, .. } => {
-                        conflicts += 1;
-                        let ws = self
-                            .wait_out_conflict(
-                                plan,
-                                Step::Start,
-                                &message,
-                                conflicts,
-                                options,
-                                cancel,
-                                on_event,
-                                true,
-                            )
-                            .await?;
-                        let b = ws.latest_build.clone().unwrap_or_default();
-                        known_build = b.id.or(known_build);
-                        if b.status == Some(WorkspaceStatus::Running)
-                            && b.template_version_id == Some(plan.target_version_id)
-                        {
-                            // Someone else started it on the target version meanwhile.
-                            started_build = Some(b);
-                        } else if b.status != Some(WorkspaceStatus::Stopped) {
-                            return Err(Error::Conflict {
-                                message: format!(
-                                    "{message}. Another build changed {name} while fleet was updating it; it is now {}. \
-                                     Check it with `fleet coder show {name}`",
-                                    status_of(&b)
-                                ),
-                                current_state: Some(status_of(&b)),
-                            });
-                        }
-                        continue;
-                    }
-                    other if definite_refusal(&other) => {
-                        return Err(left_stopped(other, &name, plan));
-                    }
-                    // The answer does not say whether the build exists: read, never re-POST.
-                    other => match self
-                        .look_after_failed_post(&ws_id, known_build, WorkspaceTransition::Start)
-                        .await
-                    {
-                        AfterFailedPost::Created(b) => {
-                            on_event(CoderEvent::BuildFoundAfterError {
-                                step: Step::Start,
-                                build_id: b.id,
-                                error: other.to_string(),
-                            });
-                            started_build = Some(*b);
-                            continue;
-                        }
                         AfterFailedPost::NotCreated(_) => {
                             return Err(left_stopped(other, &name, plan));
                         }
                         AfterFailedPost::Unknown(read) => {
-                            return Err(Error::left(
-                                append(
-                                    other,
-                                    &format!(
-                                        "The start build may or may not have been created (reading {name} again failed: \
-                                         {read}); {name} may be left stopped: check it, and finish the job if it is stopped"
-                                    ),
+                            let said = match step {
+                                Step::Stop => format!(
+                                    "fleet could not tell whether the stop build was created (reading {name} again \
+                                     failed: {read}); if {name} is stopping or stopped, finish the job"
                                 ),
-                                plan.left_stopped(),
-                            ));
+                                _ => format!(
+                                    "The start build may or may not have been created (reading {name} again failed: \
+                                     {read}); {name} may be left stopped: check it, and finish the job if it is stopped"
+                                ),
+                            };
+                            return Err(Error::left(append(other, &said), plan.left_stopped()));
                         }
-                    },
-                },
+                    }
+                }
             }
         }
-        let build = started_build.expect("set above");
-        on_event(CoderEvent::BuildCreated {
-            step: Step::Start,
-            build_id: build.id,
-            build_number: build.build_number,
-            template_version_id: build.template_version_id,
-        });
-        let deadline = Instant::now() + options.start_timeout;
-        let done = match self
-            .wait_for_build(
+    }
+
+    /// Follows one build to its end: it must end in the status its transition aims at
+    /// (stopped, running), else the job error and the log tail end the run.
+    async fn follow_build(
+        &self,
+        run: &mut Runner<'_>,
+        step: Step,
+        build: types::WorkspaceBuild,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<types::WorkspaceBuild> {
+        let (plan, name) = (run.plan, run.name.clone());
+        let (timeout, expected, aim) = match step {
+            Step::Stop => (
+                run.options.stop_timeout,
+                plan.expected_stop.as_ref(),
+                WorkspaceStatus::Stopped,
+            ),
+            _ => (
+                run.options.start_timeout,
+                plan.expected_start.as_ref(),
+                WorkspaceStatus::Running,
+            ),
+        };
+        let what_goes_on = match step {
+            Step::Stop if run.server_starts_it => {
+                "the server starts it again once the stop has ended (on_success)".to_string()
+            }
+            Step::Stop => {
+                "the workspace will be left stopped: nothing was started (finishing the job waits \
+                 for the stop first)"
+                    .to_string()
+            }
+            _ => "it may still finish: follow the workspace; if the start failed, finish the job"
+                .to_string(),
+        };
+        let end = self
+            .wait_for_build_pushed(
                 &build,
-                Step::Start,
+                step,
                 Until {
-                    deadline,
-                    poll: &options.poll,
-                    expected: plan.expected_start.as_ref(),
+                    deadline: Instant::now() + timeout,
+                    poll: &run.options.poll,
+                    expected,
                 },
-                cancel,
+                run.control,
                 false,
+                run.push,
                 on_event,
             )
-            .await?
-        {
+            .await?;
+        let last_status = |last: &Option<types::WorkspaceBuild>| {
+            last.as_ref()
+                .map(status_of)
+                .unwrap_or_else(|| "unknown".into())
+        };
+        let done = match end {
             WaitEnd::Done(b) => b,
             WaitEnd::TimedOut(last, waited) => {
                 return Err(Error::left(
                     Error::Timeout {
                         message: format!(
-                            "the start build of {name} did not end within {} (last status: {}). It may still \
-                             finish: follow the workspace; if the start failed, finish the job",
+                            "the {step} build of {name} did not end within {} (last status: {}). The build goes on \
+                             on the server; {what_goes_on}",
                             humantime::format_duration(round(waited)),
-                            last.as_ref()
-                                .map(status_of)
-                                .unwrap_or_else(|| "unknown".into()),
+                            last_status(&last),
                         ),
                         waited,
                         last_state: last.as_ref().map(status_of),
                     },
-                    plan.still_running(),
+                    run.left_by(step),
                 ));
             }
             WaitEnd::Cancelled(last) => {
                 return Err(Error::left(
                     Error::Interrupted {
                         message: format!(
-                            "interrupted while {name} was starting (status: {}). The start build goes on on the \
-                             server",
-                            last.as_ref()
-                                .map(status_of)
-                                .unwrap_or_else(|| "unknown".into()),
+                            "interrupted while the {step} build of {name} ran (status: {}). The build goes on on \
+                             the server; {what_goes_on}",
+                            last_status(&last),
                         ),
                         last_state: last.as_ref().map(status_of),
                     },
-                    plan.still_running(),
+                    run.left_by(step),
                 ));
             }
         };
-        builds.push(BuildInfo::from(&done));
-        if build_failed(&done) || done.status != Some(WorkspaceStatus::Running) {
-            return Err(self.failed_build_error(&done, Step::Start, plan).await);
+        run.builds.push(BuildInfo::from(&done));
+        if build_failed(&done) || done.status.as_ref() != Some(&aim) {
+            return Err(self.failed_build_error(&done, step, plan).await);
         }
-        let mut ws = plan.workspace.clone();
-        ws.latest_build = Some(done);
-        if !plan.restart {
-            ws.outdated = ws
-                .template_active_version_id
-                .map(|a| a != plan.target_version_id);
-        }
-        let action = if plan.restart {
-            UpdateAction::Restarted
-        } else if planned.len() == 1 {
-            UpdateAction::Started
-        } else {
-            UpdateAction::Updated
+        run.known_build = done.id.or(run.known_build);
+        Ok(done)
+    }
+
+    /// After a stop carrying `on_success` succeeded: the start build the server created, or
+    /// why fleet has to start the workspace itself.
+    async fn find_server_start(
+        &self,
+        run: &mut Runner<'_>,
+        parent: &types::WorkspaceBuild,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<std::result::Result<types::WorkspaceBuild, Fallback>> {
+        let bound = run.options.follow_up_bound;
+        let interval = run.options.poll.max.min(Duration::from_millis(500));
+        let never = tokio_util::sync::CancellationToken::new();
+        let found = tokio::select! {
+            // A graceful cancel does not stop the look: the stop is followed by its start.
+            _ = run.control.aborted() => FollowUp::Cancelled,
+            f = self.find_follow_up_build(
+                &run.ws_id,
+                parent,
+                bound,
+                interval,
+                &never,
+            ) => f?,
         };
-        let message = match action {
-            UpdateAction::Restarted => {
-                format!("{name} restarted on version {}", plan.target_label())
+        match found {
+            FollowUp::Found(b) => {
+                emit_created(on_event, Step::Start, &b, true);
+                Ok(Ok(*b))
             }
-            UpdateAction::Started => format!(
-                "{name} was stopped; started on version {}",
-                plan.target_label()
-            ),
-            _ => format!(
-                "{name} updated from version {} to {} and running",
-                plan.current_label(),
-                plan.target_label()
-            ),
-        };
-        Ok(UpdateOutcome {
-            action,
-            message,
-            workspace: WorkspaceInfo::from(&ws),
-            previous_version_id,
-            template_version_id: plan.target_version_id,
-            builds,
-            elapsed_ms: ms(started.elapsed()),
-        })
+            FollowUp::NotCreated { waited, .. } => Ok(Err(Fallback::NoFollowUp {
+                waited_ms: ms(waited),
+            })),
+            FollowUp::Superseded(b) => {
+                run.known_build = b.id.or(run.known_build);
+                Ok(Err(Fallback::Superseded {
+                    build_id: b.id,
+                    transition: b.transition.clone(),
+                    status: b.status.clone(),
+                }))
+            }
+            FollowUp::Cancelled => Err(Error::left(
+                Error::Interrupted {
+                    message: format!(
+                        "interrupted after {} was stopped, while fleet looked for the start build the server \
+                         creates (on_success); the server starts it on its own",
+                        run.name
+                    ),
+                    last_state: Some("stopped".into()),
+                },
+                run.plan.still_running(),
+            )),
+        }
     }
 
     /// After a build POST that failed (a status other than 409, a reset, a timeout): reads the
@@ -537,4 +674,20 @@ pub(super) fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
         other => append(other, &tail),
     };
     Error::left(e, plan.left_stopped())
+}
+
+/// Says a build exists: created by fleet, found after an error, or created by the server.
+fn emit_created(
+    on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    step: Step,
+    b: &types::WorkspaceBuild,
+    by_server: bool,
+) {
+    on_event(CoderEvent::BuildCreated {
+        step,
+        build_id: b.id,
+        build_number: b.build_number,
+        template_version_id: b.template_version_id,
+        by_server,
+    });
 }

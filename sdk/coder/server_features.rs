@@ -158,6 +158,29 @@ impl CoderClient {
         ))
     }
 
+    /// What the server supports, read once per client (and its clones): a `buildinfo` that
+    /// cannot be read supports nothing new, and says why.
+    pub async fn features_once(&self) -> ServerFeatures {
+        self.features
+            .get_or_init(|| async {
+                match self.server_features().await {
+                    Ok(f) => f,
+                    Err(e) => ServerFeatures {
+                        version_text: String::new(),
+                        version: None,
+                        on_success: false,
+                        on_success_reason: format!(
+                            "the Coder version could not be read ({e}); on_success needs v{}.{}.{}, so \
+                             fleet stops and starts the workspace itself",
+                            ON_SUCCESS_SINCE.0, ON_SUCCESS_SINCE.1, ON_SUCCESS_SINCE.2
+                        ),
+                    },
+                }
+            })
+            .await
+            .clone()
+    }
+
     /// The server's version, when it reports one that parses.
     pub async fn server_version(&self) -> Result<Option<ServerVersion>> {
         Ok(self.server_features().await?.version)
