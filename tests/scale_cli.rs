@@ -754,3 +754,36 @@ async fn two_ctrl_c_exit_130_and_say_each_in_flight_workspace_state() {
         "nothing started after Ctrl-C"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_plans_from_the_workspaces_its_selection_read_without_reading_each_again() {
+    let sim = sim(100.0).await;
+    sim.clear_requests();
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "--all-outdated",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let names: Vec<String> = verdicts(&run.json()).into_iter().map(|(w, _)| w).collect();
+    assert!(names.len() >= 5, "{names:?}");
+    assert!(
+        sim.count_requests("GET", "/api/v2/workspaces") >= 1,
+        "the selection lists the workspaces"
+    );
+    for name in &names {
+        let id = sim.coder_workspace_id(name).expect("a seeded workspace");
+        assert_eq!(
+            sim.count_requests("GET", &format!("/api/v2/workspaces/{id}")),
+            0,
+            "{name} was read by the listing and planned from that read"
+        );
+    }
+}

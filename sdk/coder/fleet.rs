@@ -539,7 +539,14 @@ pub struct FleetReport {
 struct Target {
     label: String,
     workspace: Result<types::Workspace>,
+    /// When `workspace` was read.
+    read_at: Instant,
 }
+
+/// How old a workspace read by the selection may be and still be planned from. The first
+/// workspaces of a batch begin at once and reuse the read (no second GET each); one that begins
+/// later in a long rollout is read again, since its state may have changed since the listing.
+const REUSE_READ_FOR: Duration = Duration::from_secs(30);
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -556,6 +563,7 @@ impl CoderClient {
                         Target {
                             label: r.to_string(),
                             workspace: self.resolve_workspace(&r).await,
+                            read_at: Instant::now(),
                         }
                     })
                     .buffered(parallel)
@@ -583,6 +591,7 @@ impl CoderClient {
                     .map(|w| Target {
                         label: workspace_label(&w),
                         workspace: Ok(w),
+                        read_at: Instant::now(),
                     })
                     .collect()
             }
@@ -836,8 +845,19 @@ impl CoderClient {
             Operation::Restart => (None, true),
         };
         let r = WorkspaceRef::Id(id);
-        let plan = match self
-            .plan_update(
+        let planned = if target.read_at.elapsed() <= REUSE_READ_FOR {
+            self.plan_resolved(
+                &r,
+                ws,
+                template_version,
+                restart,
+                &options.update,
+                cancel,
+                &mut on_step,
+            )
+            .await
+        } else {
+            self.plan_update(
                 &r,
                 template_version,
                 restart,
@@ -846,7 +866,8 @@ impl CoderClient {
                 &mut on_step,
             )
             .await
-        {
+        };
+        let plan = match planned {
             Ok(plan) => plan,
             Err(e) => return failed(result, &e, None, began),
         };

@@ -227,11 +227,35 @@ impl CoderClient {
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdatePlan> {
         let control: Control = cancel.into();
-        let cancel = &control;
-        let mut ws = cancellable(cancel, self.resolve_workspace(r), || {
+        let ws = cancellable(&control, self.resolve_workspace(r), || {
             nothing_changed_interrupt(r)
         })
         .await?;
+        self.plan_resolved(
+            r,
+            ws,
+            template_version,
+            restart,
+            options,
+            &control,
+            on_event,
+        )
+        .await
+    }
+
+    /// [`CoderClient::plan_update`] for a workspace already read (`ws`, as `r` named it): the
+    /// batch plans with the workspace its selection just read instead of reading it again.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn plan_resolved(
+        &self,
+        r: &WorkspaceRef,
+        mut ws: types::Workspace,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: &UpdateOptions,
+        cancel: &Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<UpdatePlan> {
         if let Some(build) = ws.latest_build.clone().filter(|b| !build_ended(b)) {
             on_event(CoderEvent::WaitingForBuildInProgress {
                 build_id: build.id,
