@@ -10,7 +10,8 @@ use rmcp::{
     RoleClient, ServiceExt,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
-        ClientCapabilities, ClientConfig, GetTaskParams, Implementation, TaskPayload, TaskStatus,
+        ClientCapabilities, ClientConfig, GetTaskParams, Implementation, RequestMetaObject,
+        TaskPayload, TaskStatus,
     },
     service::RunningService,
     transport::TokioChildProcess,
@@ -36,6 +37,16 @@ fn with_tasks() -> ClientConfig {
 
 fn params(name: &str, args: Value) -> CallToolRequestParams {
     CallToolRequestParams::new(name.to_string()).with_arguments(args.as_object().unwrap().clone())
+}
+
+/// A call whose own capabilities (`_meta`) declare the tasks extension, as a client of the
+/// extension's revision (2026-07-28) signals it per request.
+fn task_params(name: &str, args: Value) -> CallToolRequestParams {
+    let mut meta = RequestMetaObject::default();
+    meta.set_client_capabilities(ClientCapabilities::builder().enable_tasks().build());
+    let mut p = params(name, args);
+    p.meta = Some(meta);
+    p
 }
 
 async fn tool(
@@ -88,7 +99,7 @@ async fn task_of(
 ) -> String {
     let began = Instant::now();
     let response = client
-        .call_tool_once(params(name, args))
+        .call_tool_once(task_params(name, args))
         .await
         .expect("tools/call");
     let CallToolResponse::Task(created) = response else {
@@ -226,7 +237,7 @@ async fn long_tools_run_as_tasks_backed_by_their_operations() {
 
     // Bad input: no task, the usual tool error (nothing started).
     let response = client
-        .call_tool_once(params(
+        .call_tool_once(task_params(
             "update_agent",
             json!({"agent_name": "no such/one/x"}),
         ))
@@ -268,5 +279,27 @@ async fn a_client_without_the_extension_gets_the_usual_answers() {
     )
     .await;
     assert_eq!(op["state"], "succeeded", "{op}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_made_only_at_initialize_gets_the_usual_answers() {
+    // As MCP Inspector 2.12 does: the extension in the initialize capabilities, and a
+    // tools/call without per-request capabilities. It cannot read a task answer, so it gets
+    // the tool's own answer.
+    let client = connect(with_tasks()).await;
+    let response = client
+        .call_tool_once(params(
+            "restart_agent",
+            json!({"agent_name": "alice/dev", "wait_seconds": 60}),
+        ))
+        .await
+        .expect("tools/call");
+    let CallToolResponse::Complete(r) = response else {
+        panic!("expected the usual answer, got {response:?}")
+    };
+    assert_ne!(r.is_error, Some(true), "{:?}", r.content);
+    let s = r.structured_content.expect("structured");
+    assert_eq!(s["done"], true, "{s}");
     client.cancel().await.ok();
 }

@@ -40,10 +40,17 @@ pub const TASK_TOOLS: [&str; 4] = [
 /// How often a client is asked to poll `tasks/get`.
 const POLL_INTERVAL_MS: u64 = 2_000;
 
-/// True when this call runs as a task: a long tool, and a client that declared the extension.
+/// True when this call runs as a task: a long tool, and a request whose own capabilities
+/// (`_meta`, as the extension's revision 2026-07-28 signals it) declare the extension.
+///
+/// A declaration made only at `initialize` does not count: MCP Inspector 2.12 declares the
+/// extension there but cannot read a task answer ("declares an output schema but returned no
+/// structured content"), so a session-level declaration keeps the usual answers, which every
+/// client understands (they answer within `wait_seconds` and name the operation to follow).
 pub fn runs_as_task(request: &CallToolRequestParams, ctx: &RequestContext<RoleServer>) -> bool {
     TASK_TOOLS.contains(&request.name.as_ref())
         && ctx
+            .meta
             .client_capabilities()
             .is_some_and(|caps| caps.supports_tasks())
 }
