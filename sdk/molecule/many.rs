@@ -112,12 +112,12 @@ pub fn worst_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
 }
 
 fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
-    let (verdict, exit_code) = match e {
+    let (verdict, exit_code) = match e.root() {
         Error::Timeout { .. } => (MigrationVerdict::TimedOut, 3),
         Error::Interrupted { .. } => (MigrationVerdict::Interrupted, 130),
         _ => (MigrationVerdict::Failed, 1),
     };
-    let state = match e {
+    let state = match e.root() {
         Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
             last_state.clone()
         }
