@@ -878,10 +878,9 @@ fn end_state(
         .unwrap_or_default();
     let meaning = match state.meaning() {
         Some(m) => format!(": {m}."),
-        None => format!(
-            ", an end state this version of fleet does not know: check the workspace before \
-             trying again (`fleet molecule migration-status {workspace_id}`)."
-        ),
+        None => ", an end state this version of fleet does not know: check the workspace's \
+                 migration status before trying again."
+            .to_string(),
     };
     Err(Error::OperationFailed {
         message: format!(
