@@ -268,6 +268,37 @@ pub enum Aftermath {
     Unknown,
 }
 
+/// How bad an ending is, from best to worst: ok, refused (nothing was changed), failed,
+/// timed out (something may still be running, look again), interrupted. A batch ends as its
+/// worst workspace (its maximum). The same on both planes; the faces map it to their words
+/// (the CLI to exit codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Done, or nothing to do.
+    Ok,
+    /// Refused before anything was changed (a pre-flight check, invalid input).
+    Refused,
+    /// Failed, or left stopped.
+    Failed,
+    /// A deadline passed.
+    TimedOut,
+    /// Interrupted.
+    Interrupted,
+}
+
+impl Severity {
+    /// How bad ending in `e` is.
+    pub fn of(e: &crate::Error) -> Severity {
+        match e.root() {
+            crate::Error::Timeout { .. } => Severity::TimedOut,
+            crate::Error::Interrupted { .. } => Severity::Interrupted,
+            e if e.nothing_changed() => Severity::Refused,
+            _ => Severity::Failed,
+        }
+    }
+}
+
 /// The operation that finishes a job left half-way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "operation", rename_all = "snake_case")]

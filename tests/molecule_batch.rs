@@ -65,7 +65,9 @@ async fn several_are_started_once_each_and_followed_one_refused_does_not_stop_th
         ],
     )
     .await;
-    assert_eq!(code, 1, "one was not started: {stdout}\n{stderr}");
+    // One refused by the pre-flight check (a migration already running) exits 2, as it would
+    // on its own: one exit-code taxonomy for single and batch runs.
+    assert_eq!(code, 2, "one was refused: {stdout}\n{stderr}");
     let v: Value = serde_json::from_str(&stdout).expect("one JSON document");
     let starts = v["starts"]["results"].as_array().expect("starts");
     let by_id = |id: &str| starts.iter().find(|r| r["workspace_id"] == id).expect(id);
@@ -75,7 +77,9 @@ async fn several_are_started_once_each_and_followed_one_refused_does_not_stop_th
     let followed = v["status"]["results"].as_array().expect("followed");
     assert_eq!(followed.len(), 2, "{v}");
     assert!(followed.iter().all(|r| r["verdict"] == "completed"), "{v}");
-    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["exit_code"], 2);
+    assert_eq!(v["starts"]["exit_code"], 2, "{v}");
+    assert_eq!(v["status"]["exit_code"], 0, "{v}");
     // One POST per started migration; the refused one was never POSTed.
     let mut sent = posts(&sim);
     sent.sort();

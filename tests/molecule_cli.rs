@@ -414,6 +414,16 @@ fn timeout_exits_3_with_the_last_state() {
             .unwrap()
             .contains("continues on the server")
     );
+    // The SDK says the migration still runs; the CLI words it as the command that follows it.
+    assert_eq!(
+        v["error"]["follow_command"],
+        "fleet molecule migration-status ws-1 --wait"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Follow it with `fleet molecule migration-status ws-1 --wait`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -311,7 +311,13 @@ async fn start_404_is_not_found() {
 async fn start_409_says_a_migration_is_running_and_carries_its_state() {
     let (err, gets) =
         start_with_error(409, json!({"error": "migration already in progress"})).await;
-    match &err {
+    assert_eq!(
+        err.aftermath(),
+        Some(&still_migrating("ws-1")),
+        "the migration already running is a fact to follow: {err:?}"
+    );
+    assert_no_command_line(&err);
+    match err.root() {
         Error::Conflict {
             message,
             current_state,
@@ -323,10 +329,6 @@ async fn start_409_says_a_migration_is_running_and_carries_its_state() {
             assert!(message.contains("already running"), "{message}");
             assert!(
                 message.contains("provisioning_target (step 3 of 6)"),
-                "{message}"
-            );
-            assert!(
-                message.contains("migration-status ws-1 --wait"),
                 "{message}"
             );
             assert_eq!(current_state.as_deref(), Some("provisioning_target"));
@@ -646,7 +648,11 @@ async fn wait_times_out_with_the_last_state() {
         .await
         .expect_err("timeout");
     let took = started.elapsed();
-    match &err {
+    // The SDK states the fact (the migration still runs: follow it); the faces word it.
+    assert_eq!(err.kind(), "timeout");
+    assert_eq!(err.aftermath(), Some(&still_migrating("ws-1")), "{err:?}");
+    assert_no_command_line(&err);
+    match err.root() {
         Error::Timeout {
             message,
             waited,
@@ -713,17 +719,15 @@ async fn wait_can_be_cancelled_and_says_the_migration_goes_on() {
         .wait_for_migration("ws-1", &fast_wait(Duration::from_secs(30)), &cancel, |_| {})
         .await
         .expect_err("interrupted");
-    match err {
+    assert_eq!(err.aftermath(), Some(&still_migrating("ws-1")), "{err:?}");
+    assert_no_command_line(&err);
+    match err.root() {
         Error::Interrupted {
             message,
             last_state,
         } => {
             assert_eq!(last_state.as_deref(), Some("retiring_source"));
             assert!(message.contains("continues on the server"), "{message}");
-            assert!(
-                message.contains("migration-status ws-1 --wait"),
-                "{message}"
-            );
         }
         other => panic!("{other:?}"),
     }
@@ -911,4 +915,27 @@ async fn tenant_errors_keep_the_servers_words() {
     );
     assert!(!msg.contains(ORG_KEY));
     any.assert_calls_async(0).await;
+}
+
+/// The typed aftermath of a migration that still runs on the server.
+fn still_migrating(workspace_id: &str) -> fleet::operation::Aftermath {
+    fleet::operation::Aftermath::StillRunning {
+        follow: fleet::operation::FollowStep::Migration {
+            workspace_id: workspace_id.to_string(),
+        },
+    }
+}
+
+/// The SDK's words carry no face's words: no command line, no MCP tool call.
+fn assert_no_command_line(err: &Error) {
+    let text = err.to_string();
+    for face in [
+        "fleet molecule",
+        "migration-status",
+        "--wait",
+        "MCP",
+        "wait_for_workspace_migration",
+    ] {
+        assert!(!text.contains(face), "{face:?} in the SDK error: {text}");
+    }
 }

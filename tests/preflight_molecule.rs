@@ -76,8 +76,11 @@ async fn tenant_says(tenant: &MockServer, code: u16, provider: &str) {
 }
 
 fn refused(r: fleet::Result<fleet::molecule::StartedMigration>) -> String {
-    match r {
-        Err(Error::Refused(m)) => m,
+    match &r {
+        Err(e) => match e.root() {
+            Error::Refused(m) => m.clone(),
+            other => panic!("expected a refusal, got {other:?}"),
+        },
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -129,16 +132,29 @@ async fn a_migration_already_running_is_reported_with_its_state_instead_of_posti
     let cp = MockServer::start_async().await;
     status(&cp, 200, "provisioning_target", false).await;
     let post = posts(&cp).await;
-    let m = refused(
-        client(&cp, None)
-            .migrate_provider(&request(Some(Provider::Aws)))
-            .await,
-    );
+    let r = client(&cp, None)
+        .migrate_provider(&request(Some(Provider::Aws)))
+        .await;
+    // The SDK states what to follow; the faces word it (a command line, a tool call).
+    let left = r.as_ref().err().and_then(|e| e.aftermath()).cloned();
+    let m = refused(r);
     assert!(
         m.contains("already running") && m.contains("provisioning_target"),
         "{m}"
     );
-    assert!(m.contains("fleet molecule"), "says how to follow it: {m}");
+    assert_eq!(
+        left,
+        Some(fleet::operation::Aftermath::StillRunning {
+            follow: fleet::operation::FollowStep::Migration {
+                workspace_id: "ws-1".into()
+            }
+        }),
+        "says what to follow: {m}"
+    );
+    assert!(
+        !m.contains("fleet molecule"),
+        "no command line in the SDK: {m}"
+    );
     post.assert_calls_async(0).await;
 }
 

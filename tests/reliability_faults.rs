@@ -419,7 +419,7 @@ async fn connection_refused_is_a_clear_transport_error_quickly() {
         )
         .await
         .expect_err("times out");
-    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(matches!(e.root(), Error::Timeout { .. }), "{e:?}");
     assert!(
         e.to_string().contains("cannot connect"),
         "the last problem is said: {e}"
@@ -543,7 +543,7 @@ async fn a_server_that_dies_mid_wait_ends_the_wait_at_its_deadline_with_the_last
         )
         .await
         .expect_err("times out");
-    let Error::Timeout { last_state, .. } = &e else {
+    let Error::Timeout { last_state, .. } = e.root() else {
         panic!("{e:?}")
     };
     assert_eq!(last_state.as_deref(), Some("retiring_source"), "{e}");
@@ -700,7 +700,7 @@ async fn unknown_states_and_extra_fields_are_kept_not_failures() {
         .await
         .expect_err("refused while one runs");
     assert!(
-        matches!(e, Error::Refused(_)) && e.to_string().contains("defragmenting"),
+        matches!(e.root(), Error::Refused(_)) && e.to_string().contains("defragmenting"),
         "{e}"
     );
     assert_eq!(post.calls_async().await, 0);

@@ -578,9 +578,20 @@ async fn a_timeout_outranks_a_failure_in_the_exit_code() {
     let batch = run.json();
     assert_eq!(batch["results"][0]["verdict"], "timed_out");
     assert_eq!(batch["results"][1]["verdict"], "completed");
-    assert_eq!(fleet::molecule::worst_exit_code([0, 1, 3, 1]), 3);
-    assert_eq!(fleet::molecule::worst_exit_code([1, 130, 3]), 130);
-    assert_eq!(fleet::molecule::worst_exit_code([0, 1]), 1);
+    assert_eq!(batch["results"][0]["exit_code"], 3, "{batch}");
+    assert_eq!(batch["results"][1]["exit_code"], 0, "{batch}");
+    assert_eq!(batch["exit_code"], 3, "{batch}");
+    // The SDK orders the typed endings; the CLI maps the worst to its exit code.
+    use fleet::operation::Severity::*;
+    assert_eq!(
+        [Ok, Failed, TimedOut, Failed].into_iter().max(),
+        Some(TimedOut)
+    );
+    assert_eq!(
+        [Failed, Interrupted, TimedOut].into_iter().max(),
+        Some(Interrupted)
+    );
+    assert_eq!([Ok, Refused, Failed].into_iter().max(), Some(Failed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

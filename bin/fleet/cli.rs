@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum, parser::ValueSource};
-use fleet::{CoderConfig, Error, HttpOptions, MoleculeConfig, Secret};
+use fleet::{CoderConfig, Error, HttpOptions, MoleculeConfig, Secret, operation::Severity};
 
 use crate::out;
 
@@ -360,26 +360,33 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The exit code for an error (see DESIGN.md).
-pub fn exit_code(e: &Error) -> i32 {
-    match e.root() {
-        Error::InvalidInput(_) | Error::Refused(_) | Error::NotConfigured { .. } => 2,
-        Error::Timeout { .. } => 3,
-        Error::Interrupted { .. } => 130,
-        _ => 1,
+/// The exit code of a typed ending, the one mapping of single and batch runs on both planes
+/// (see DESIGN.md and `--help`): 0 ok · 2 refused before anything was changed (pre-flight,
+/// invalid input, not configured) · 1 failed · 3 timed out · 130 interrupted. A batch exits
+/// with its worst ending's code (130 > 3 > 1 > 2 > 0).
+pub fn code(severity: Severity) -> i32 {
+    match severity {
+        Severity::Ok => 0,
+        Severity::Refused => 2,
+        Severity::Failed => 1,
+        Severity::TimedOut => 3,
+        Severity::Interrupted => 130,
     }
 }
 
-/// The exit code of a batch: its worst workspace's (130 > 3 > 1 > 2 > 0; see DESIGN.md). A
-/// batch that only refused (pre-flight, invalid input) exits 2, as one workspace would.
-pub fn batch_exit_code(report: &fleet::coder::FleetReport) -> i32 {
-    match report.worst {
-        fleet::coder::Severity::Ok => 0,
-        fleet::coder::Severity::Refused => 2,
-        fleet::coder::Severity::Failed => 1,
-        fleet::coder::Severity::TimedOut => 3,
-        fleet::coder::Severity::Interrupted => 130,
+/// The exit code for an error.
+pub fn exit_code(e: &Error) -> i32 {
+    match e.root() {
+        // A start without a clear answer is a failure even when reading back found nothing
+        // started: `--help` promises 1 either way.
+        Error::Unconfirmed { .. } => 1,
+        _ => code(Severity::of(e)),
     }
+}
+
+/// The exit code of a Coder batch: its worst workspace's.
+pub fn batch_exit_code(report: &fleet::coder::FleetReport) -> i32 {
+    code(report.worst)
 }
 
 /// The command line that finishes a job left half-way.

@@ -7,8 +7,9 @@ use fleet::{
     Error, ReadBack,
     molecule::{
         BatchEvent, MigrateRequest, MigrationBatch, MigrationEvent, MigrationPlan, MigrationReport,
-        MoleculeClient, Provider, RouteChoice, StartedMigration, WaitOptions,
+        MigrationStarts, MoleculeClient, Provider, RouteChoice, StartedMigration, WaitOptions,
     },
+    operation::Severity,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,8 @@ Several workspaces: name several ids. Every request is checked first; then the m
 started one after another (each POST once; one refused does not stop the others), and with
 --wait followed concurrently, ending in a table. --from-instance-id names one source instance,
 so it takes one workspace. Without --confirm, fleet asks you to type how many workspaces to
-migrate. The exit code is the worst workspace's (130 > 3 > 1 > 0).
+migrate. The exit code is the worst workspace's (130 > 3 > 1 > 2 > 0): one refused by the
+pre-flight checks exits 2 in a batch as on its own.
 
 A rollout: with --wait, --canary N migrates the first N first and starts the rest only once
 all N reached completed; --max-failures K starts no more once K ended failed or rolled_back
@@ -393,12 +395,17 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
         None
     };
     watcher.abort();
-    let code = fleet::molecule::worst_exit_code([
-        starts.exit_code,
-        batch.as_ref().map_or(0, |b| b.exit_code),
-    ]);
+    let code = cli::code(
+        starts
+            .worst
+            .max(batch.as_ref().map_or(Severity::Ok, |b| b.worst)),
+    );
     if json {
-        out::json(&serde_json::json!({ "starts": starts, "status": batch, "exit_code": code }));
+        out::json(&serde_json::json!({
+            "starts": starts_json(&starts),
+            "status": batch.as_ref().map(batch_json),
+            "exit_code": code,
+        }));
     } else {
         if let Some(b) = &batch {
             print_batch(b);
@@ -451,8 +458,8 @@ async fn migrate_rollout(
     watcher.abort();
     let report = result?;
     let resume = report.halt.as_ref().map(|_| resume_command(args, &report));
-    let code = if report.all_completed() {
-        0
+    let code = cli::code(if report.all_completed() {
+        Severity::Ok
     } else if report.results.iter().all(|r| {
         matches!(
             r.verdict,
@@ -460,12 +467,12 @@ async fn migrate_rollout(
                 | fleet::molecule::RolloutVerdict::NotAttempted
         )
     }) {
-        2
+        Severity::Refused
     } else if control.is_cancelled() {
-        130
+        Severity::Interrupted
     } else {
-        1
-    };
+        Severity::Failed
+    });
     if global.output == OutputFormat::Json {
         let mut v = serde_json::to_value(&report).unwrap_or_default();
         if let Some(r) = &resume {
@@ -649,10 +656,29 @@ async fn migration_status_many(args: StatusArgs, global: &GlobalOpts) -> fleet::
     display.finish();
     let batch = batch?;
     match global.output {
-        OutputFormat::Json => out::json(&batch),
+        OutputFormat::Json => out::json(&batch_json(&batch)),
         OutputFormat::Text => print_batch(&batch),
     }
-    Ok(batch.exit_code)
+    Ok(cli::code(batch.worst))
+}
+
+/// The starts of a batch as JSON, with the exit code their worst ending has on its own.
+fn starts_json(starts: &MigrationStarts) -> serde_json::Value {
+    let mut v = serde_json::to_value(starts).unwrap_or_default();
+    v["exit_code"] = cli::code(starts.worst).into();
+    v
+}
+
+/// A batch as JSON, with the exit codes (the batch's and each workspace's on its own).
+fn batch_json(batch: &MigrationBatch) -> serde_json::Value {
+    let mut v = serde_json::to_value(batch).unwrap_or_default();
+    v["exit_code"] = cli::code(batch.worst).into();
+    if let Some(rows) = v["results"].as_array_mut() {
+        for (row, r) in rows.iter_mut().zip(&batch.results) {
+            row["exit_code"] = cli::code(r.verdict.severity()).into();
+        }
+    }
+    v
 }
 
 fn print_batch(b: &MigrationBatch) {

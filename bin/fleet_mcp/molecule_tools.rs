@@ -436,13 +436,17 @@ fn wait_answer(
             Some(report),
         ),
         Some(Ok(report)) => answer(WaitOutcome::Completed, report.message.clone(), Some(report)),
-        Some(Err(Error::OperationFailed { message, .. })) => {
-            answer(WaitOutcome::EndedInFailure, message, latest)
-        }
-        Some(Err(Error::Timeout { message, .. })) => {
-            answer(WaitOutcome::StillRunning, message, latest)
-        }
-        Some(Err(e)) => Err(tool_error(e)),
+        Some(Err(e)) => match e.root() {
+            Error::OperationFailed { message, .. } => {
+                answer(WaitOutcome::EndedInFailure, message.clone(), latest)
+            }
+            Error::Timeout { message, .. } => answer(
+                WaitOutcome::StillRunning,
+                format!("{message}.{}", crate::server::next_call(&e)),
+                latest,
+            ),
+            _ => Err(tool_error(e)),
+        },
     }
 }
 

@@ -112,8 +112,21 @@ impl FleetServer {
 /// The text of a tool error: the kind, then the library's message (the server's words), then
 /// the tool call that finishes or follows what it left behind.
 pub fn tool_error(e: fleet::Error) -> String {
+    let next = next_call(&e);
+    let message = e.to_string();
+    let stop = if next.is_empty() || message.ends_with('.') {
+        ""
+    } else {
+        "."
+    };
+    format!("{}: {message}{stop}{next}", e.kind())
+}
+
+/// The tool call that finishes or follows what an error left behind (` To finish the job,
+/// call …`, ` Follow it with …`), or nothing.
+pub fn next_call(e: &fleet::Error) -> String {
     use fleet::operation::{Aftermath, FinishStep, FollowStep};
-    let next = match e.aftermath() {
+    match e.aftermath() {
         Some(Aftermath::LeftStopped { finish }) => {
             let (tool, args) = match finish {
                 FinishStep::Update {
@@ -147,8 +160,7 @@ pub fn tool_error(e: fleet::Error) -> String {
             ),
         },
         _ => String::new(),
-    };
-    format!("{}: {e}{next}", e.kind())
+    }
 }
 
 /// Sends progress notifications in order, when the client asked for them (sent a token).

@@ -355,35 +355,7 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// How bad an ending is, from best to worst: ok, refused (nothing was changed), failed,
-/// timed out (something may still be running, look again), interrupted. A batch ends as its
-/// worst workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Done, or nothing to do.
-    Ok,
-    /// Refused before anything was changed (a pre-flight check, invalid input).
-    Refused,
-    /// Failed, or left stopped.
-    Failed,
-    /// A deadline passed.
-    TimedOut,
-    /// Interrupted.
-    Interrupted,
-}
-
-impl Severity {
-    /// How bad ending in `e` is.
-    pub fn of(e: &Error) -> Severity {
-        match e.root() {
-            Error::Timeout { .. } => Severity::TimedOut,
-            Error::Interrupted { .. } => Severity::Interrupted,
-            e if e.nothing_changed() => Severity::Refused,
-            _ => Severity::Failed,
-        }
-    }
-}
+pub use crate::operation::Severity;
 
 /// How one workspace of a batch ended.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

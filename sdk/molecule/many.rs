@@ -16,7 +16,7 @@ use super::{
     CpAdminRoute, FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient,
     Provider, StartedMigration, WaitOptions, ops::check_workspace_id,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, operation::Severity};
 
 /// How one workspace's migration ended (or was read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -43,9 +43,6 @@ pub struct MigrationResult {
     pub workspace_id: String,
     /// How it ended.
     pub verdict: MigrationVerdict,
-    /// The exit code this ending has on its own (0 ok · 1 failed · 3 timed out ·
-    /// 130 interrupted).
-    pub exit_code: i32,
     /// One sentence for people.
     pub message: String,
     /// The last state seen, when any.
@@ -66,11 +63,11 @@ pub struct MigrationBatch {
     pub waited: bool,
     /// One result per workspace, in the order given (duplicates removed).
     pub results: Vec<MigrationResult>,
-    /// The worst exit code: interrupted 130 > timed out 3 > failed 1 > ok 0.
+    /// How bad the worst ending is: interrupted > timed out > failed > ok.
     ///
     /// A timeout outranks a failure: a migration still running has no outcome yet, so a script
     /// must look again; the failures are listed in `results` either way.
-    pub exit_code: i32,
+    pub worst: Severity,
     /// Milliseconds from the first request to the end.
     pub elapsed_ms: u64,
 }
@@ -96,28 +93,27 @@ pub enum BatchEvent {
     },
 }
 
-fn rank(code: i32) -> u8 {
-    match code {
-        0 => 0,
-        1 => 1,
-        3 => 2,
-        130 => 3,
-        _ => 1,
+impl MigrationVerdict {
+    /// How bad this ending is (the one taxonomy of both planes).
+    pub fn severity(self) -> Severity {
+        match self {
+            MigrationVerdict::Read
+            | MigrationVerdict::Completed
+            | MigrationVerdict::NeverMigrated => Severity::Ok,
+            MigrationVerdict::Failed => Severity::Failed,
+            MigrationVerdict::TimedOut => Severity::TimedOut,
+            MigrationVerdict::Interrupted => Severity::Interrupted,
+        }
     }
 }
 
-/// The worst of exit codes: 130 > 3 > 1 > 0.
-pub fn worst_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
-    codes.into_iter().max_by_key(|c| rank(*c)).unwrap_or(0)
-}
-
 fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
-    let (verdict, exit_code) = match e {
-        Error::Timeout { .. } => (MigrationVerdict::TimedOut, 3),
-        Error::Interrupted { .. } => (MigrationVerdict::Interrupted, 130),
-        _ => (MigrationVerdict::Failed, 1),
+    let verdict = match e.root() {
+        Error::Timeout { .. } => MigrationVerdict::TimedOut,
+        Error::Interrupted { .. } => MigrationVerdict::Interrupted,
+        _ => MigrationVerdict::Failed,
     };
-    let state = match e {
+    let state = match e.root() {
         Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
             last_state.clone()
         }
@@ -127,7 +123,6 @@ fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
     MigrationResult {
         workspace_id: workspace_id.to_string(),
         verdict,
-        exit_code,
         message: e.to_string(),
         state,
         report: None,
@@ -146,7 +141,6 @@ fn report_result(report: MigrationReport, waited: bool) -> MigrationResult {
     MigrationResult {
         workspace_id: report.workspace_id.clone(),
         verdict,
-        exit_code: 0,
         message: report.message.clone(),
         state: report.state().map(|s| s.to_string()),
         report: Some(report),
@@ -240,7 +234,11 @@ impl MoleculeClient {
         let results: Vec<MigrationResult> = results.into_iter().map(|(_, r)| r).collect();
         Ok(MigrationBatch {
             waited: wait.is_some(),
-            exit_code: worst_exit_code(results.iter().map(|r| r.exit_code)),
+            worst: results
+                .iter()
+                .map(|r| r.verdict.severity())
+                .max()
+                .unwrap_or(Severity::Ok),
             results,
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
@@ -364,9 +362,10 @@ pub struct StartResult {
 pub struct MigrationStarts {
     /// One result per workspace, in the order given.
     pub results: Vec<StartResult>,
-    /// 0 when every migration was started, 130 when interrupted, 1 otherwise (some other
-    /// workspaces may have been started, so not "nothing changed").
-    pub exit_code: i32,
+    /// How bad the worst start went: ok when every migration was started; interrupted when
+    /// some were not started because of a cancel; else the worst error's
+    /// ([`Severity::of`]: refused by a pre-flight check, or failed).
+    pub worst: Severity,
 }
 
 impl MigrationStarts {
@@ -407,11 +406,11 @@ impl MoleculeClient {
             }
         }
         let mut results = Vec::with_capacity(requests.len());
-        let mut exit_code = 0;
+        let mut worst = Severity::Ok;
         for r in requests {
             let workspace_id = r.workspace_id.trim().to_string();
             if cancel.is_cancelled() {
-                exit_code = worst_exit_code([exit_code, 130]);
+                worst = worst.max(Severity::Interrupted);
                 results.push(StartResult {
                     workspace_id,
                     started: None,
@@ -430,7 +429,7 @@ impl MoleculeClient {
                     read_back: None,
                 }),
                 Err(e) => {
-                    exit_code = worst_exit_code([exit_code, 1]);
+                    worst = worst.max(Severity::of(&e));
                     results.push(StartResult {
                         workspace_id,
                         started: None,
@@ -444,7 +443,7 @@ impl MoleculeClient {
                 }
             }
         }
-        Ok(MigrationStarts { results, exit_code })
+        Ok(MigrationStarts { results, worst })
     }
 }
 
@@ -597,7 +596,6 @@ impl MoleculeClient {
                             RolloutVerdict::Interrupted => MigrationVerdict::Interrupted,
                             _ => MigrationVerdict::Failed,
                         },
-                        exit_code: 0,
                         message: result.message.clone(),
                         state: result.state.clone(),
                         report: None,

@@ -13,7 +13,7 @@ mod operations;
 mod ops;
 pub use many::{
     BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationRollout, MigrationStarts,
-    MigrationVerdict, RolloutMigration, RolloutVerdict, StartResult, worst_exit_code,
+    MigrationVerdict, RolloutMigration, RolloutVerdict, StartResult,
 };
 mod routes;
 pub use operations::{FollowOperation, RolloutOperation};

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     Error, ReadBack, Result,
-    operation::Control,
+    operation::{Aftermath, Control, FollowStep},
     poll::{PollOptions, Polled, Poller},
 };
 
@@ -410,9 +410,16 @@ impl Default for WaitOptions {
     }
 }
 
-fn follow_hint(workspace_id: &str) -> String {
-    format!(
-        "follow it with `fleet molecule migration-status {workspace_id} --wait` (MCP: wait_for_workspace_migration)"
+/// `error`, with the fact that the migration of `workspace_id` still runs on the server
+/// (the faces say how to follow it: a command line, a tool call).
+fn still_migrating(workspace_id: &str, error: Error) -> Error {
+    Error::left(
+        error,
+        Aftermath::StillRunning {
+            follow: FollowStep::Migration {
+                workspace_id: workspace_id.to_string(),
+            },
+        },
     )
 }
 
@@ -626,14 +633,16 @@ impl MoleculeClient {
             Ok(_) => (None, String::new()),
             Err(e) => (None, format!(" (its state could not be read: {e})")),
         };
-        Error::Conflict {
-            message: format!(
-                "{server_message}. A migration of workspace {workspace_id} is already running: \
-                 one migration per workspace at a time, nothing new was started.{seen} {}",
-                follow_hint(workspace_id)
-            ),
-            current_state: current,
-        }
+        still_migrating(
+            workspace_id,
+            Error::Conflict {
+                message: format!(
+                    "{server_message}. A migration of workspace {workspace_id} is already running: \
+                     one migration per workspace at a time, nothing new was started.{seen}"
+                ),
+                current_state: current,
+            },
+        )
     }
 
     /// Pre-flight: a migration already running (its status is not terminal) is reported with
@@ -683,11 +692,13 @@ impl MoleculeClient {
             }
         };
         if report.migrated && !report.terminal {
-            return Err(Error::Refused(format!(
-                "fleet refused to start a migration of workspace {workspace_id}: one is already running ({}); one migration per workspace at a time, so nothing was changed (no migration was started). {}",
-                report.message,
-                follow_hint(workspace_id)
-            )));
+            return Err(still_migrating(
+                workspace_id,
+                Error::Refused(format!(
+                    "fleet refused to start a migration of workspace {workspace_id}: one is already running ({}); one migration per workspace at a time, so nothing was changed (no migration was started)",
+                    report.message,
+                )),
+            ));
         }
         Ok(Some(report))
     }
@@ -867,10 +878,9 @@ fn end_state(
         .unwrap_or_default();
     let meaning = match state.meaning() {
         Some(m) => format!(": {m}."),
-        None => format!(
-            ", an end state this version of fleet does not know: check the workspace before \
-             trying again (`fleet molecule migration-status {workspace_id}`)."
-        ),
+        None => ", an end state this version of fleet does not know: check the workspace's \
+                 migration status before trying again."
+            .to_string(),
     };
     Err(Error::OperationFailed {
         message: format!(
@@ -893,16 +903,18 @@ fn timed_out(
     let problem = problem
         .map(|p| format!(" (last read: {p})"))
         .unwrap_or_default();
-    Error::Timeout {
-        message: format!(
-            "stopped waiting for the migration of workspace {workspace_id} after {}: {seen}{problem}. \
-             The migration continues on the server; {}",
-            short(waited),
-            follow_hint(workspace_id)
-        ),
-        waited,
-        last_state: last.map(|s| s.to_string()),
-    }
+    still_migrating(
+        workspace_id,
+        Error::Timeout {
+            message: format!(
+                "stopped waiting for the migration of workspace {workspace_id} after {}: \
+                 {seen}{problem}. The migration continues on the server",
+                short(waited),
+            ),
+            waited,
+            last_state: last.map(|s| s.to_string()),
+        },
+    )
 }
 
 fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
@@ -910,12 +922,14 @@ fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
         Some(s) => format!(" (last state: {})", describe_state(s, s.step())),
         None => String::new(),
     };
-    Error::Interrupted {
-        message: format!(
-            "stopped following the migration of workspace {workspace_id}{seen}. The migration \
-             continues on the server; {}",
-            follow_hint(workspace_id)
-        ),
-        last_state: last.map(|s| s.to_string()),
-    }
+    still_migrating(
+        workspace_id,
+        Error::Interrupted {
+            message: format!(
+                "stopped following the migration of workspace {workspace_id}{seen}. The \
+                 migration continues on the server"
+            ),
+            last_state: last.map(|s| s.to_string()),
+        },
+    )
 }
