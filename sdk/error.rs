@@ -20,18 +20,12 @@ pub enum Error {
     Refused(String),
 
     /// A control plane is not configured.
-    #[error(
-        "{plane} is not configured: set {}{}",
-        vars.join(" and "),
-        if let Some(flag) = flag { format!(" (or pass {flag})") } else { String::new() }
-    )]
+    #[error("{plane} is not configured: set {}", vars.join(" and "))]
     NotConfigured {
         /// Which control plane ("Molecule CP admin API", "Coder", …).
         plane: &'static str,
-        /// The environment variables to set.
+        /// The environment variables to set (each face says how else it takes them).
         vars: &'static [&'static str],
-        /// The flag that does the same, if any.
-        flag: Option<&'static str>,
     },
 
     /// The server refused the credentials (401) or the permission (403).
@@ -127,6 +121,111 @@ pub enum Error {
         /// What is left.
         aftermath: crate::operation::Aftermath,
     },
+
+    /// `error`, with what the caller can do about it: which input to give, change or leave
+    /// out, what to read to find the right value. Facts, not words: the CLI renders them as
+    /// flags and commands, fleet-mcp as tool arguments and tool calls. The message of `error`
+    /// stands on its own without them.
+    #[error("{error}")]
+    Advised {
+        /// What went wrong (never another `Advised` or a `Left`).
+        error: Box<Error>,
+        /// What the caller can do, in order of preference (any one of them is enough).
+        remedies: Vec<Remedy>,
+    },
+}
+
+/// What a caller can do about a refusal or invalid input ([`Error::Advised`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(tag = "remedy", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Give this input (or, when `value` is set, give it this value).
+    Give {
+        /// The input.
+        input: Input,
+        /// The value to give, when fleet knows it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+    },
+    /// Give exactly one of these inputs.
+    GiveOneOf {
+        /// The inputs.
+        inputs: Vec<Input>,
+    },
+    /// Leave this input out.
+    LeaveOut {
+        /// The input.
+        input: Input,
+    },
+    /// Update this Coder workspace to its template's active version instead.
+    UpdateToActive {
+        /// `owner/name`.
+        workspace: String,
+    },
+    /// Set this configuration variable (the environment both `fleet` and `fleet-mcp` read).
+    Configure {
+        /// The variable, e.g. `MOLECULE_CP_ADMIN_PREFIX`.
+        variable: String,
+        /// The values it takes, when there are few.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        values: Option<String>,
+    },
+    /// Read this: it shows the values to give.
+    Look {
+        /// What to read.
+        at: Look,
+    },
+}
+
+/// An input of an operation, by meaning; each face names it its own way (a flag, a tool
+/// argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Input {
+    /// The explicit confirmation a migration needs.
+    Confirm,
+    /// The source provider of a migration.
+    From,
+    /// The source instance id of a migration.
+    FromInstanceId,
+    /// Environment variables for a migrated workspace (`NAME` → value).
+    Env,
+    /// The Coder template version to build.
+    TemplateVersion,
+    /// Coder workspace parameter values (`NAME` → value).
+    Parameters,
+    /// Coder workspaces by name.
+    Workspaces,
+    /// Every outdated Coder workspace.
+    AllOutdated,
+    /// The Coder workspaces of one template.
+    Template,
+    /// Every owner's workspaces, not only the caller's.
+    AllOwners,
+    /// How many workspaces run at once.
+    Parallel,
+}
+
+/// Something to read that shows the values to give.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(tag = "what", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Look {
+    /// The Coder workspaces the token can see.
+    Workspaces,
+    /// One Coder workspace: the versions it runs and its template's active version. `None`
+    /// when the workspace is not known (any workspace of the template shows them).
+    Workspace {
+        /// `owner/name`, when known.
+        workspace: Option<String>,
+    },
+    /// One Coder template version: its import job.
+    TemplateVersion {
+        /// The version's ID.
+        id: uuid::Uuid,
+    },
 }
 
 /// What fleet found when it read the state back after a request that changes state got no
@@ -163,11 +262,30 @@ impl Error {
         }
     }
 
-    /// The error itself, without what it left behind.
+    /// `error`, with what the caller can do about it.
+    pub fn advised(error: Error, remedies: Vec<Remedy>) -> Error {
+        if remedies.is_empty() {
+            return error;
+        }
+        Error::Advised {
+            error: Box::new(error.root().clone()),
+            remedies,
+        }
+    }
+
+    /// The error itself, without what it left behind or what can be done about it.
     pub fn root(&self) -> &Error {
         match self {
-            Error::Left { error, .. } => error.root(),
+            Error::Left { error, .. } | Error::Advised { error, .. } => error.root(),
             other => other,
+        }
+    }
+
+    /// What the caller can do about the error, when it says (empty otherwise).
+    pub fn remedies(&self) -> &[Remedy] {
+        match self {
+            Error::Advised { remedies, .. } => remedies,
+            _ => &[],
         }
     }
 
@@ -194,7 +312,9 @@ impl Error {
             Error::Interrupted { .. } => "interrupted",
             Error::Unconfirmed { .. } => "unconfirmed",
             Error::OperationFailed { .. } => "operation_failed",
+            // root() looks through these two.
             Error::Left { .. } => "left",
+            Error::Advised { .. } => "advised",
         }
     }
 

@@ -67,4 +67,4 @@ pub mod sim;
 pub mod text;
 
 pub use config::{CoderConfig, HttpOptions, MoleculeConfig, Secret};
-pub use error::{Error, FieldProblem, ReadBack, Result};
+pub use error::{Error, FieldProblem, Input, Look, ReadBack, Remedy, Result};

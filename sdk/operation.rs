@@ -293,6 +293,9 @@ impl Severity {
         match e.root() {
             crate::Error::Timeout { .. } => Severity::TimedOut,
             crate::Error::Interrupted { .. } => Severity::Interrupted,
+            // The control plane did not confirm a start: a failure even when reading back
+            // found nothing started (it was not refused before sending).
+            crate::Error::Unconfirmed { .. } => Severity::Failed,
             e if e.nothing_changed() => Severity::Refused,
             _ => Severity::Failed,
         }

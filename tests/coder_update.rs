@@ -946,11 +946,18 @@ async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
         )
         .await
         .expect_err("not found");
-    let Error::NotFound { message } = &err else {
+    let Error::NotFound { message } = err.root() else {
         panic!("{err:?}")
     };
     assert!(message.contains("no workspace nope"), "{message}");
-    assert!(message.contains("fleet coder list"), "{message}");
+    // The SDK says what to read as a fact; the faces name their command or tool.
+    assert!(!message.contains("fleet coder"), "{message}");
+    assert_eq!(
+        err.remedies(),
+        [fleet::Remedy::Look {
+            at: fleet::Look::Workspaces
+        }]
+    );
     search.assert_calls_async(1).await;
     any.assert_calls_async(0).await;
 }
@@ -1280,10 +1287,10 @@ fn workspace_references_parse_before_anything_is_sent() {
             "{bad:?}"
         );
     }
-    assert!(matches!(
-        fleet::coder::parse_template_version_id("v2"),
-        Err(Error::InvalidInput(_))
-    ));
+    // The error carries what to read for a valid ID (a remedy); its kind is invalid input.
+    let e = fleet::coder::parse_template_version_id("v2").unwrap_err();
+    assert!(matches!(e.root(), Error::InvalidInput(_)), "{e:?}");
+    assert!(!e.remedies().is_empty(), "{e:?}");
 }
 
 // ---- a build POST with an ambiguous answer: read again, never POST twice (issue 11 item 4) ----

@@ -127,7 +127,7 @@ async fn every_validation_rule_sends_nothing() {
         ),
         (
             request(Some(Provider::Hetzner), Provider::Aws),
-            "--from-instance-id",
+            "needs the source instance id",
         ),
         (
             MigrateRequest {
@@ -141,7 +141,7 @@ async fn every_validation_rule_sends_nothing() {
                 confirm: false,
                 ..request(Some(Provider::Aws), Provider::Hetzner)
             },
-            "confirm must be true",
+            "needs explicit confirmation",
         ),
         // Even when `from` would be looked up, an unconfirmed request reads nothing either.
         (
@@ -154,10 +154,16 @@ async fn every_validation_rule_sends_nothing() {
     ];
     for (req, expected) in cases {
         match c.migrate_provider(&req).await {
-            Err(Error::InvalidInput(msg)) => {
+            Err(e) if matches!(e.root(), Error::InvalidInput(_)) => {
+                let msg = e.to_string();
                 assert!(
                     msg.contains(expected),
                     "{msg:?} should contain {expected:?}"
+                );
+                // Facts only: the flag or tool argument to give is a remedy each face words.
+                assert!(
+                    !msg.contains("--") && !msg.contains("MCP") && !msg.contains("fleet molecule"),
+                    "{msg}"
                 );
                 assert!(
                     msg.contains("nothing was sent") || msg.contains("Nothing was sent"),
@@ -842,8 +848,15 @@ async fn looked_up_from_is_checked_before_the_post() {
             .await
             .expect_err("needs an instance id");
     assert!(
-        matches!(&err, Error::Refused(m) if m.contains("--from-instance-id") && m.contains("runs on hetzner")),
+        matches!(err.root(), Error::Refused(m) if m.contains("needs the source instance id") && m.contains("runs on hetzner")),
         "{err:?}"
+    );
+    assert_eq!(
+        err.remedies(),
+        [fleet::Remedy::Give {
+            input: fleet::Input::FromInstanceId,
+            value: None
+        }]
     );
     // Looked up the target itself.
     let err = start_with_tenant_answer(json!({"compute": {"provider": "aws"}}), "aws", None)
@@ -858,8 +871,15 @@ async fn looked_up_from_is_checked_before_the_post() {
         .await
         .expect_err("no provider");
     assert!(
-        matches!(&err, Error::Refused(m) if m.contains("pass --from")),
+        matches!(err.root(), Error::Refused(m) if m.contains("reports no provider")),
         "{err:?}"
+    );
+    assert_eq!(
+        err.remedies(),
+        [fleet::Remedy::Give {
+            input: fleet::Input::From,
+            value: None
+        }]
     );
     // A provider fleet does not know.
     let err = start_with_tenant_answer(json!({"provider": "azure"}), "aws", None)
@@ -879,13 +899,19 @@ async fn without_a_tenant_api_the_error_says_pass_from() {
         .migrate_provider(&request(None, Provider::Hetzner))
         .await
         .expect_err("not configured");
-    assert!(matches!(err, Error::NotConfigured { .. }), "{err:?}");
+    assert!(matches!(err.root(), Error::NotConfigured { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("--from")
-            && msg.contains("MOLECULE_API_URL")
-            && msg.contains("MOLECULE_ORG_API_KEY"),
+        msg.contains("MOLECULE_API_URL") && msg.contains("MOLECULE_ORG_API_KEY"),
         "{msg}"
+    );
+    // Or give the source provider: a remedy, worded by each face.
+    assert_eq!(
+        err.remedies(),
+        [fleet::Remedy::Give {
+            input: fleet::Input::From,
+            value: None
+        }]
     );
     any.assert_calls_async(0).await;
 }

@@ -279,3 +279,56 @@ async fn mcp_names_the_tool_to_follow_with() {
     post.assert_calls_async(1).await;
     client.cancel().await.ok();
 }
+
+/// One exit-code taxonomy for single and batch runs: a start the control plane did not confirm
+/// exits 1 on its own (above) and so inside a batch, even when reading back found nothing
+/// started (it was sent, not refused before sending, which would be 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_batch_an_unconfirmed_start_exits_1_as_it_does_alone() {
+    let server = MockServer::start_async().await;
+    status_then(&server, None).await;
+    let post = post_500(&server).await;
+    const OTHER: &str = "/cp/admin/workspaces/ws-2/migrate-provider";
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path(OTHER);
+            then.status(404).json_body(json!({"error": "no migration"}));
+        })
+        .await;
+    let other_post = server
+        .mock_async(|when, then| {
+            when.method(POST).path(OTHER);
+            then.status(202).json_body(json!({
+                "status": "migration_started", "workspace_id": "ws-2", "from": "aws", "to": "hetzner"
+            }));
+        })
+        .await;
+    let out = fleet(
+        &server.base_url(),
+        &[
+            "-o",
+            "json",
+            "molecule",
+            "migrate-provider",
+            "ws-1",
+            "ws-2",
+            "--to",
+            "hetzner",
+            "--from",
+            "aws",
+            "--confirm",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["exit_code"], 1, "{v}");
+    assert_eq!(v["starts"]["worst"], "failed", "{v}");
+    let results = v["starts"]["results"].as_array().expect("results");
+    let ws1 = results
+        .iter()
+        .find(|r| r["workspace_id"] == "ws-1")
+        .expect("ws-1");
+    assert_eq!(ws1["read_back"], "nothing_started", "{v}");
+    post.assert_calls_async(1).await;
+    other_post.assert_calls_async(1).await;
+}

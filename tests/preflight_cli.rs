@@ -183,7 +183,9 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--from aws") && err.contains("runs on gcp"),
+        err.contains("given is aws")
+            && err.contains("runs on gcp")
+            && err.contains("To go on, pass --from gcp, or leave --from out."),
         "{err}"
     );
     let out = fleet(

@@ -117,8 +117,8 @@ async fn refused(given: &[(&str, &str)], version: Value, rich_params: Value) -> 
     let posts = any_post(&server).await;
     let err = update(&server, None, &opts(given)).await.unwrap_err();
     posts.assert_calls_async(0).await;
-    match err {
-        Error::Refused(m) => m,
+    match err.root() {
+        Error::Refused(m) => m.clone(),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -212,7 +212,7 @@ async fn a_missing_target_version_is_refused() {
         .unwrap_err();
     posts.assert_calls_async(0).await;
     assert!(
-        matches!(&err, Error::Refused(m) if m.contains("does not exist") && m.contains(missing)),
+        matches!(err.root(), Error::Refused(m) if m.contains("does not exist") && m.contains(missing)),
         "{err:?}"
     );
 }
@@ -242,8 +242,14 @@ async fn require_active_version_refuses_an_explicit_older_version() {
     let err = update(&server, Some(V1), &opts(&[])).await.unwrap_err();
     posts.assert_calls_async(0).await;
     assert!(
-        matches!(&err, Error::Refused(m) if m.contains("requires its active version") && m.contains(V2)),
+        matches!(err.root(), Error::Refused(m) if m.contains("requires its active version") && m.contains(V2)),
         "{err:?}"
+    );
+    assert_eq!(
+        err.remedies(),
+        [fleet::Remedy::UpdateToActive {
+            workspace: "alice/dev".into()
+        }]
     );
     assert_eq!(fleet_exit_kind(&err), "refused");
 }

@@ -99,7 +99,10 @@ async fn a_from_that_disagrees_with_the_tenant_is_refused_naming_both() {
             .migrate_provider(&request(Some(Provider::Aws)))
             .await,
     );
-    assert!(m.contains("--from aws") && m.contains("runs on gcp"), "{m}");
+    assert!(
+        m.contains("source provider given is aws") && m.contains("runs on gcp"),
+        "{m}"
+    );
     assert!(m.contains("nothing was changed"), "{m}");
     post.assert_calls_async(0).await;
 }

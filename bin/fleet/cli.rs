@@ -376,12 +376,7 @@ pub fn code(severity: Severity) -> i32 {
 
 /// The exit code for an error.
 pub fn exit_code(e: &Error) -> i32 {
-    match e.root() {
-        // A start without a clear answer is a failure even when reading back found nothing
-        // started: `--help` promises 1 either way.
-        Error::Unconfirmed { .. } => 1,
-        _ => code(Severity::of(e)),
-    }
+    code(Severity::of(e))
 }
 
 /// The exit code of a Coder batch: its worst workspace's.
@@ -433,6 +428,131 @@ pub fn follow_command(step: &fleet::operation::FollowStep) -> String {
     }
 }
 
+/// The flag (or argument) of `fleet` that gives an input.
+fn flag(input: fleet::Input) -> &'static str {
+    use fleet::Input;
+    match input {
+        Input::Confirm => "--confirm",
+        Input::From => "--from <aws|hetzner|gcp>",
+        Input::FromInstanceId => "--from-instance-id <ID>",
+        Input::Env => "--env NAME=VALUE",
+        Input::TemplateVersion => "--template-version ID",
+        Input::Parameters => "--parameter NAME=VALUE (or --parameters-file FILE)",
+        Input::Workspaces => "workspace names",
+        Input::AllOutdated => "--all-outdated",
+        Input::Template => "--template NAME",
+        Input::AllOwners => "--all-owners",
+        Input::Parallel => "--parallel N",
+        _ => "the missing input (see --help)",
+    }
+}
+
+/// The flag of `fleet` that does what a configuration variable does.
+fn config_flag(variable: &str) -> Option<&'static str> {
+    Some(match variable {
+        "MOLECULE_CP_URL" | "CP_API_URL" => "--molecule-cp-url URL",
+        "MOLECULE_CP_ADMIN_PREFIX" => "--cp-admin-prefix PREFIX",
+        "CP_ADMIN_API_TOKEN" => "--cp-admin-token-file PATH",
+        "MOLECULE_API_URL" => "--molecule-api-url URL",
+        "MOLECULE_ORG_API_KEY" => "--molecule-org-api-key-file PATH",
+        "CODER_URL" => "--coder-url URL",
+        "CODER_SESSION_TOKEN" => "--coder-session-token-file PATH",
+        _ => return None,
+    })
+}
+
+/// One remedy as a clause of a sentence, in `fleet`'s words (flags and commands).
+fn remedy_clause(remedy: &fleet::Remedy) -> String {
+    use fleet::{Input, Look, Remedy};
+    match remedy {
+        Remedy::Give {
+            input: Input::Confirm,
+            ..
+        } => "pass --confirm once you mean it".into(),
+        Remedy::Give { input, value } => match value {
+            // `--flag VALUE`: the flag's own placeholder is replaced by the value.
+            Some(v) => format!(
+                "pass {} {}",
+                flag(*input).split(' ').next().unwrap_or_default(),
+                shell_word(v)
+            ),
+            None => format!("pass {}", flag(*input)),
+        },
+        Remedy::GiveOneOf { inputs } => {
+            let names: Vec<&str> = inputs.iter().map(|i| flag(*i)).collect();
+            format!("give exactly one of: {}", names.join(", "))
+        }
+        Remedy::LeaveOut { input } => format!(
+            "leave {} out",
+            flag(*input).split(' ').next().unwrap_or_default()
+        ),
+        Remedy::Configure { variable, values } => {
+            let mut clause = format!("set {variable}");
+            if let Some(flag) = config_flag(variable) {
+                clause.push_str(&format!(" or pass {flag}"));
+            }
+            if let Some(values) = values {
+                clause.push_str(&format!(" ({values})"));
+            }
+            clause
+        }
+        Remedy::UpdateToActive { workspace } => format!(
+            "update it to the active version instead: `fleet coder update {}`",
+            shell_word(workspace)
+        ),
+        Remedy::Look { at } => match at {
+            Look::Workspaces => "run `fleet coder list` to see the workspaces".into(),
+            Look::Workspace { workspace } => format!(
+                "run `fleet coder show {}` to see the versions it runs and its template's \
+                 active version",
+                workspace
+                    .as_deref()
+                    .map(shell_word)
+                    .unwrap_or_else(|| "WORKSPACE".into())
+            ),
+            Look::TemplateVersion { id } => {
+                format!("run `fleet coder template-version {id}` to see its import job")
+            }
+            _ => "see --help".into(),
+        },
+        _ => "see --help".into(),
+    }
+}
+
+/// What the caller can do about an error, as one sentence in `fleet`'s words (`To go on,
+/// pass --confirm once you mean it.`), or `None` when the error does not say.
+pub fn advice(remedies: &[fleet::Remedy]) -> Option<String> {
+    if remedies.is_empty() {
+        return None;
+    }
+    let clauses: Vec<String> = remedies.iter().map(remedy_clause).collect();
+    Some(format!("To go on, {}.", clauses.join(", or ")))
+}
+
+/// A message followed by the advice of its remedies, when there are any.
+pub fn advised(message: &str, remedies: &[fleet::Remedy]) -> String {
+    match advice(remedies) {
+        Some(advice) => {
+            let stop = if message.ends_with('.') { "" } else { "." };
+            format!("{message}{stop} {advice}")
+        }
+        None => message.to_string(),
+    }
+}
+
+/// An error's message in `fleet`'s words: the library's message (with the flags that stand
+/// for the variables a missing configuration names), then what to do about it.
+pub fn message(e: &Error) -> String {
+    let mut text = e.to_string();
+    if let Error::NotConfigured { vars, .. } = e.root() {
+        let flags: Vec<&str> = vars.iter().filter_map(|v| config_flag(v)).collect();
+        if !flags.is_empty() {
+            text.push_str(&format!(" (or pass {})", flags.join(" and ")));
+        }
+    }
+    advised(&text, e.remedies())
+}
+
 /// A word as a POSIX shell reads it: as it is when safe, else single-quoted.
 pub fn shell_word(s: &str) -> String {
     if !s.is_empty()
@@ -451,12 +571,15 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
     if format == OutputFormat::Json {
         let mut body = serde_json::json!({
             "kind": e.kind(),
-            "message": e.to_string(),
+            "message": message(e),
             "exit_code": code,
             "nothing_changed": e.nothing_changed(),
         });
         if let Some(status) = e.status() {
             body["status"] = status.into();
+        }
+        if !e.remedies().is_empty() {
+            body["remedies"] = serde_json::json!(e.remedies());
         }
         match aftermath_line(e) {
             Some(AftermathLine::Finish(c)) => body["finish_command"] = c.into(),
@@ -488,7 +611,7 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
         }
         out::json(&serde_json::json!({ "error": body }));
     }
-    out::err(format!("error: {e}"));
+    out::err(format!("error: {}", message(e)));
     match aftermath_line(e) {
         Some(AftermathLine::Finish(c)) => out::err(format!("To finish the job, run `{c}`")),
         Some(AftermathLine::Follow(c)) => out::err(format!("Follow it with `{c}`")),

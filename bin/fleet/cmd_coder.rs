@@ -306,7 +306,7 @@ impl ParamArgs {
 }
 
 fn parse_assignment(s: &str) -> Result<(String, String), String> {
-    fleet::coder::parse_parameter_assignment(s).map_err(|e| e.to_string())
+    fleet::coder::parse_parameter_assignment(s).map_err(|e| crate::cli::message(&e))
 }
 
 fn parse_workspace(s: &str) -> Result<WorkspaceRef, String> {
@@ -321,7 +321,7 @@ fn parse_parallel(s: &str) -> Result<usize, String> {
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, String> {
-    fleet::coder::parse_template_version_id(s).map_err(|e| e.to_string())
+    fleet::coder::parse_template_version_id(s).map_err(|e| crate::cli::message(&e))
 }
 
 impl WaitArgs {
@@ -839,7 +839,12 @@ fn print_report(r: &FleetReport, resume: Option<&str>) {
             Verdict::NotAttempted => {}
             _ => {
                 out::line("");
-                out::line(format!("{}: {} — {}", w.workspace, w.verdict, w.message));
+                out::line(format!(
+                    "{}: {} — {}",
+                    w.workspace,
+                    w.verdict,
+                    crate::cli::advised(&w.message, &w.remedies)
+                ));
                 match &w.aftermath {
                     Aftermath::LeftStopped { finish } => {
                         out::line(format!("  to finish: {}", cli::finish_command(finish)));

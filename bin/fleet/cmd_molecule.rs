@@ -371,7 +371,11 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
                 .read_back
                 .map(|found| format!(". {}", next_step(found, &r.workspace_id)))
                 .unwrap_or_default();
-            out::err(format!("[{}] {}{next}", r.workspace_id, r.message));
+            out::err(format!(
+                "[{}] {}{next}",
+                r.workspace_id,
+                crate::cli::advised(&r.message, &r.remedies)
+            ));
         }
     }
     let started = starts.started_ids();
@@ -725,7 +729,11 @@ fn print_batch(b: &MigrationBatch) {
     }
     out::line("");
     for r in &b.results {
-        out::line(format!("{}: {}", r.workspace_id, r.message));
+        out::line(format!(
+            "{}: {}",
+            r.workspace_id,
+            crate::cli::advised(&r.message, &r.remedies)
+        ));
     }
 }
 

@@ -72,8 +72,8 @@ impl FleetServer {
         .flatten()
         .for_each(crate::safe_text::never_print);
         FleetServer {
-            molecule: Arc::new(MoleculeClient::new(molecule).map_err(|e| e.to_string())),
-            coder: Arc::new(CoderClient::new(coder).map_err(|e| e.to_string())),
+            molecule: Arc::new(MoleculeClient::new(molecule).map_err(|e| message(&e))),
+            coder: Arc::new(CoderClient::new(coder).map_err(|e| message(&e))),
             tool_router,
             poll_override: fleet::config::poll_interval_from_env(),
             registry: Arc::new(fleet::operation::Registry::default()),
@@ -109,11 +109,109 @@ impl FleetServer {
     }
 }
 
-/// The text of a tool error: the kind, then the library's message (the server's words), then
-/// the tool call that finishes or follows what it left behind.
+/// The tool argument that gives an input.
+fn argument(input: fleet::Input) -> &'static str {
+    use fleet::Input;
+    match input {
+        Input::Confirm => "confirm: true",
+        Input::From => "from (aws, hetzner or gcp)",
+        Input::FromInstanceId => "from_instance_id",
+        Input::Env => "env {\"NAME\": \"VALUE\"}",
+        Input::TemplateVersion => "template_version_id",
+        Input::Parameters => "parameters {\"NAME\": \"VALUE\"}",
+        Input::Workspaces => "agent_names",
+        Input::AllOutdated => "all_outdated: true",
+        Input::Template => "template",
+        Input::AllOwners => "all_owners",
+        Input::Parallel => "parallel",
+        _ => "the missing argument (see the tool's input schema)",
+    }
+}
+
+/// The bare name of an input's tool argument.
+fn argument_name(input: fleet::Input) -> &'static str {
+    let full = argument(input);
+    full.split([' ', ':']).next().unwrap_or(full)
+}
+
+/// One remedy as a clause of a sentence, in fleet-mcp's words (tool arguments, tool calls).
+fn remedy_clause(remedy: &fleet::Remedy) -> String {
+    use fleet::{Input, Look, Remedy};
+    match remedy {
+        Remedy::Give {
+            input: Input::Confirm,
+            ..
+        } => "call again with confirm: true once you mean it".into(),
+        Remedy::Give { input, value } => match value {
+            Some(v) => format!(
+                "call again with {}",
+                serde_json::json!({ argument_name(*input): v })
+            ),
+            None => format!("call again with {}", argument(*input)),
+        },
+        Remedy::GiveOneOf { inputs } => {
+            let names: Vec<&str> = inputs.iter().map(|i| argument(*i)).collect();
+            format!("give exactly one of: {}", names.join(", "))
+        }
+        Remedy::LeaveOut { input } => {
+            format!("call again without {}", argument_name(*input))
+        }
+        Remedy::UpdateToActive { workspace } => format!(
+            "update it to the active version instead: call update_agent {}",
+            serde_json::json!({ "agent_name": workspace })
+        ),
+        Remedy::Configure { variable, values } => format!(
+            "set {variable} in fleet-mcp's environment{} and start it again",
+            values
+                .as_deref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default()
+        ),
+        Remedy::Look { at } => match at {
+            Look::Workspaces => "call list_agents to see the workspaces".into(),
+            Look::Workspace { workspace } => format!(
+                "call show_agent {} to see the versions it runs and its template's active version",
+                match workspace {
+                    Some(w) => serde_json::json!({ "agent_name": w }).to_string(),
+                    None => "on a workspace of the template".into(),
+                }
+            ),
+            Look::TemplateVersion { id } => format!(
+                "call get_template_version {} to see its import job",
+                serde_json::json!({ "template_version_id": id })
+            ),
+            _ => "see the tools' descriptions".into(),
+        },
+        _ => "see the tools' descriptions".into(),
+    }
+}
+
+/// What the caller can do about an error, as one sentence in fleet-mcp's words, or `None`.
+pub fn advice(remedies: &[fleet::Remedy]) -> Option<String> {
+    if remedies.is_empty() {
+        return None;
+    }
+    let clauses: Vec<String> = remedies.iter().map(remedy_clause).collect();
+    Some(format!("To go on, {}.", clauses.join(", or ")))
+}
+
+/// An error's message in fleet-mcp's words: the library's message, then what to do about it.
+pub fn message(e: &fleet::Error) -> String {
+    let text = e.to_string();
+    match advice(e.remedies()) {
+        Some(advice) => {
+            let stop = if text.ends_with('.') { "" } else { "." };
+            format!("{text}{stop} {advice}")
+        }
+        None => text,
+    }
+}
+
+/// The text of a tool error: the kind, then the library's message (the server's words) and
+/// what to do about it, then the tool call that finishes or follows what it left behind.
 pub fn tool_error(e: fleet::Error) -> String {
     let next = next_call(&e);
-    let message = e.to_string();
+    let message = message(&e);
     let stop = if next.is_empty() || message.ends_with('.') {
         ""
     } else {

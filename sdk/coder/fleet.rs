@@ -27,7 +27,7 @@ use super::{
     UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
 };
 use crate::{
-    Error, Result,
+    Error, Input, Remedy, Result,
     operation::{Aftermath, Control, FollowStep},
     rollout::{self, Halt, HaltReason, Judgement, RolloutOptions},
 };
@@ -71,21 +71,30 @@ impl Selection {
             + usize::from(all_outdated)
             + usize::from(template.is_some());
         if given != 1 {
-            return Err(Error::InvalidInput(
-                "give exactly one of: workspace names, all outdated workspaces (--all-outdated, \
-                 MCP all_outdated=true), or a template (--template NAME, MCP template); nothing \
-                 was sent"
-                    .into(),
+            return Err(Error::advised(
+                Error::InvalidInput(
+                    "the workspaces are chosen one way: by name, all outdated workspaces, or a \
+                     template's workspaces; nothing was sent"
+                        .into(),
+                ),
+                vec![Remedy::GiveOneOf {
+                    inputs: vec![Input::Workspaces, Input::AllOutdated, Input::Template],
+                }],
             ));
         }
         let selection = match (all_outdated, template) {
             (true, _) => Selection::AllOutdated { all_owners },
             (false, Some(name)) => Selection::Template { name, all_owners },
             (false, None) if all_owners => {
-                return Err(Error::InvalidInput(
-                    "all owners (--all-owners, MCP all_owners) goes with all outdated workspaces \
-                     or a template, not with names; nothing was sent"
-                        .into(),
+                return Err(Error::advised(
+                    Error::InvalidInput(
+                        "all owners goes with all outdated workspaces or a template, not with \
+                         names; nothing was sent"
+                            .into(),
+                    ),
+                    vec![Remedy::LeaveOut {
+                        input: Input::AllOwners,
+                    }],
                 ));
             }
             (false, None) => Selection::Named(named),
@@ -97,10 +106,11 @@ impl Selection {
     /// Checks what needs no server. [`Error::InvalidInput`] (nothing sent) otherwise.
     pub fn check(&self) -> Result<()> {
         match self {
-            Selection::Named(refs) if refs.is_empty() => Err(Error::InvalidInput(
-                "no workspace given: name one or more workspaces, or use --all-outdated or \
-                 --template NAME"
-                    .into(),
+            Selection::Named(refs) if refs.is_empty() => Err(Error::advised(
+                Error::InvalidInput("no workspace given; nothing was sent".into()),
+                vec![Remedy::GiveOneOf {
+                    inputs: vec![Input::Workspaces, Input::AllOutdated, Input::Template],
+                }],
             )),
             Selection::Template { name, .. } => {
                 let ok = !name.trim().is_empty()
@@ -188,11 +198,16 @@ impl FleetOptions {
     /// Checks the options. [`Error::InvalidInput`] (nothing sent) otherwise.
     pub fn check(&self) -> Result<()> {
         if self.parallel == 0 || self.parallel > MAX_PARALLEL {
-            return Err(Error::InvalidInput(format!(
-                "parallel {} is out of range (--parallel, MCP parallel): give 1 to {MAX_PARALLEL}; \
-                 nothing was sent",
-                self.parallel
-            )));
+            return Err(Error::advised(
+                Error::InvalidInput(format!(
+                    "parallel {} is out of range: it must be 1 to {MAX_PARALLEL}; nothing was sent",
+                    self.parallel
+                )),
+                vec![Remedy::Give {
+                    input: Input::Parallel,
+                    value: None,
+                }],
+            ));
         }
         self.rollout().check()
     }
@@ -373,6 +388,9 @@ pub struct WorkspaceResult {
     /// The error's kind when it failed (as in `fleet::Error::kind`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// What the caller can do about the error, when it says (a face renders it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remedies: Vec<crate::Remedy>,
     /// What is left: nothing changed, finished, left stopped (with the step that finishes
     /// the job), or still running (with what to follow).
     pub aftermath: Aftermath,
@@ -719,6 +737,7 @@ impl CoderClient {
             severity: Severity::Failed,
             message: String::new(),
             error_kind: None,
+            remedies: Vec::new(),
             aftermath: Aftermath::NothingChanged,
             from_version_id: target
                 .workspace
@@ -903,6 +922,7 @@ impl CoderClient {
                             result.severity = Severity::Failed;
                             result.verdict = Verdict::Failed;
                             result.error_kind = Some(e.kind().to_string());
+                            result.remedies = e.remedies().to_vec();
                             result.aftermath = Aftermath::Unknown;
                             result.message = format!(
                                 "{}; but its agents could not be read: {e}",
@@ -985,6 +1005,7 @@ fn not_attempted(target: Target, why: HaltReason) -> WorkspaceResult {
         severity,
         message,
         error_kind: None,
+        remedies: Vec::new(),
         aftermath: Aftermath::NothingChanged,
         from_version_id: latest.and_then(|b| b.template_version_id),
         from_version_name: latest.and_then(|b| b.template_version_name.clone()),
@@ -1023,6 +1044,7 @@ fn failed(
     };
     result.message = e.to_string();
     result.error_kind = Some(e.kind().to_string());
+    result.remedies = e.remedies().to_vec();
     result.aftermath = match (e.aftermath(), left_stopped) {
         (Some(a), _) => a.clone(),
         (None, Some(finish)) => Aftermath::LeftStopped { finish },

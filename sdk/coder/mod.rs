@@ -303,7 +303,6 @@ impl CoderClient {
         let not_configured = Error::NotConfigured {
             plane: "Coder",
             vars: CODER_VARS,
-            flag: None,
         };
         let (Some(url), Some(token)) = (
             &config.url,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::wait::*;
 use super::{CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition, types};
-use crate::{Error, Result};
+use crate::{Error, Look, Remedy, Result};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace references
@@ -93,10 +93,15 @@ impl std::str::FromStr for WorkspaceRef {
 /// Parses a template version ID; [`Error::InvalidInput`] (nothing sent) when it is not a UUID.
 pub fn parse_template_version_id(text: &str) -> Result<Uuid> {
     Uuid::parse_str(text.trim()).map_err(|_| {
-        Error::InvalidInput(format!(
-            "{text:?} is not a template version ID: it must be a UUID like \
-             0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30 (`fleet coder show WORKSPACE` shows the current one)"
-        ))
+        Error::advised(
+            Error::InvalidInput(format!(
+                "{text:?} is not a template version ID: it must be a UUID like \
+                 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
+            )),
+            vec![Remedy::Look {
+                at: Look::Workspace { workspace: None },
+            }],
+        )
     })
 }
 
@@ -707,15 +712,24 @@ impl CoderClient {
                 .await
                 .map(|r| r.into_inner())
                 .map_err(|e| match self.error(format!("reading workspace {id}"), e) {
-                    Error::NotFound { .. } => Error::NotFound {
-                        message: format!(
-                            "no workspace with ID {id} (or the token cannot see it); `fleet coder list` shows the workspaces"
-                        ),
-                    },
+                    Error::NotFound { .. } => Error::advised(
+                        Error::NotFound {
+                            message: format!(
+                                "no workspace with ID {id} (or the token cannot see it)"
+                            ),
+                        },
+                        vec![Remedy::Look {
+                            at: Look::Workspaces,
+                        }],
+                    ),
                     other => other,
                 }),
             WorkspaceRef::OwnerName { owner, name } => {
-                match self.api().get_workspace_metadata_by_user_and_workspace_name(owner, name).await {
+                match self
+                    .api()
+                    .get_workspace_metadata_by_user_and_workspace_name(owner, name)
+                    .await
+                {
                     Ok(ws) => return Ok(ws.into_inner()),
                     Err(e) => match self.error(format!("reading workspace {r}"), e) {
                         Error::NotFound { .. } => {}
@@ -733,25 +747,44 @@ impl CoderClient {
                 let matches: Vec<types::Workspace> = list
                     .workspaces
                     .into_iter()
-                    .filter(|w| w.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                    .filter(|w| {
+                        w.name
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    })
                     .filter(|w| {
                         owner == "me"
-                            || w.owner_name.as_deref().is_none_or(|o| o.eq_ignore_ascii_case(owner))
+                            || w.owner_name
+                                .as_deref()
+                                .is_none_or(|o| o.eq_ignore_ascii_case(owner))
                     })
                     .collect();
                 match matches.len() {
                     1 => Ok(matches.into_iter().next().expect("one match")),
-                    0 => Err(Error::NotFound {
-                        message: format!(
-                            "no workspace {r} (names are matched ignoring case{}); `fleet coder list` shows the workspaces",
-                            if owner == "me" { "; a bare name means one of your own, write owner/name for another user's" } else { "" }
-                        ),
-                    }),
+                    0 => Err(Error::advised(
+                        Error::NotFound {
+                            message: format!(
+                                "no workspace {r} (names are matched ignoring case{})",
+                                if owner == "me" {
+                                    "; a bare name means one of your own, write owner/name for another user's"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        },
+                        vec![Remedy::Look {
+                            at: Look::Workspaces,
+                        }],
+                    )),
                     _ => Err(Error::Refused(format!(
                         "{r} matches several workspaces ignoring case: {}; name one by its ID",
                         matches
                             .iter()
-                            .map(|w| format!("{} ({})", full_name(w), w.id.map(|i| i.to_string()).unwrap_or_default()))
+                            .map(|w| format!(
+                                "{} ({})",
+                                full_name(w),
+                                w.id.map(|i| i.to_string()).unwrap_or_default()
+                            ))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ))),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{MonotonicOrder, ParameterType, types};
-use crate::{Error, Result};
+use crate::{Error, Input, Remedy, Result};
 
 /// Where a resolved parameter value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -91,7 +91,7 @@ pub fn parse_parameter_assignment(text: &str) -> Result<(String, String)> {
             Ok((name.trim().to_string(), value.to_string()))
         }
         _ => Err(Error::InvalidInput(format!(
-            "{text:?} is not a parameter assignment: write NAME=VALUE, e.g. --parameter cpu=8; nothing was sent"
+            "{text:?} is not a parameter assignment: write NAME=VALUE, e.g. cpu=8; nothing was sent"
         ))),
     }
 }
@@ -495,10 +495,15 @@ pub(crate) fn refusal(
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join("; ");
-    Error::Refused(format!(
-        "fleet refused to {action} {workspace} on template version {version}: Coder would refuse the \
-         start build's parameters, so nothing was stopped or started (no build was created). {list}. \
-         Give the right values with --parameter NAME=VALUE or --parameters-file FILE (MCP: parameters) \
-         and run the command again"
-    ))
+    Error::advised(
+        Error::Refused(format!(
+            "fleet refused to {action} {workspace} on template version {version}: Coder would refuse \
+             the start build's parameters, so nothing was stopped or started (no build was created). \
+             {list}"
+        )),
+        vec![Remedy::Give {
+            input: Input::Parameters,
+            value: None,
+        }],
+    )
 }

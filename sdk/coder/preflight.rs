@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{CoderClient, JobStatus, params, types};
-use crate::{Error, Result};
+use crate::{Error, Input, Look, Remedy, Result};
 
 /// What the pre-flight read and decided.
 pub(crate) struct Checked {
@@ -53,11 +53,17 @@ impl CoderClient {
             Err(e) => {
                 return Err(
                     match self.error(format!("reading template version {target}"), e) {
-                        Error::NotFound { .. } => Error::Refused(format!(
-                            "fleet refused to {action} {name}: template version {target} does not exist (or the \
-                             token cannot see it); {nothing}. `fleet coder show {name}` shows the versions it runs \
-                             and its template's active version"
-                        )),
+                        Error::NotFound { .. } => Error::advised(
+                            Error::Refused(format!(
+                                "fleet refused to {action} {name}: template version {target} does not exist (or \
+                                 the token cannot see it); {nothing}"
+                            )),
+                            vec![Remedy::Look {
+                                at: Look::Workspace {
+                                    workspace: Some(name.to_string()),
+                                },
+                            }],
+                        ),
                         other => other,
                     },
                 );
@@ -78,15 +84,28 @@ impl CoderClient {
             }
         }
         if version.archived == Some(true) {
-            let hint = if restart {
-                format!("update it to the active version instead: `fleet coder update {name}`")
-            } else {
-                "pick another version, or leave the version out to use the template's active version".into()
-            };
-            return Err(Error::Refused(format!(
+            let refusal = Error::Refused(format!(
                 "fleet refused to {action} {name}: template version {label} is archived and Coder refuses \
-                 builds on archived versions; {nothing}. To go on, {hint}"
-            )));
+                 builds on archived versions; {nothing}"
+            ));
+            return Err(Error::advised(
+                refusal,
+                if restart {
+                    vec![Remedy::UpdateToActive {
+                        workspace: name.to_string(),
+                    }]
+                } else {
+                    vec![
+                        Remedy::Give {
+                            input: Input::TemplateVersion,
+                            value: None,
+                        },
+                        Remedy::LeaveOut {
+                            input: Input::TemplateVersion,
+                        },
+                    ]
+                },
+            ));
         }
         if let Some(job) = version.job.as_ref().and_then(|j| j.status.clone()) {
             let job_error = version
@@ -99,12 +118,16 @@ impl CoderClient {
             match job {
                 JobStatus::Succeeded => {}
                 JobStatus::Pending | JobStatus::Running => {
-                    return Err(Error::Refused(format!(
-                        "fleet refused to {action} {name}: template version {label} is still importing (its \
-                         import job is {job}) and Coder would refuse the start build (406); {nothing}. Wait \
-                         until the import succeeded (`fleet coder template-version {target}`), then run the \
-                         command again"
-                    )));
+                    return Err(Error::advised(
+                        Error::Refused(format!(
+                            "fleet refused to {action} {name}: template version {label} is still importing \
+                             (its import job is {job}) and Coder would refuse the start build (406); {nothing}. \
+                             Wait until the import succeeded, then try again"
+                        )),
+                        vec![Remedy::Look {
+                            at: Look::TemplateVersion { id: target },
+                        }],
+                    ));
                 }
                 other => {
                     return Err(Error::Refused(format!(
@@ -139,17 +162,24 @@ impl CoderClient {
                         "template {tname} requires its active version ({active}) for every start, and Coder \
                          would refuse a start on {label} (403)"
                     );
-                    return Err(Error::Refused(if restart || !explicit_version {
-                        format!(
-                            "fleet refused to restart {name}: it runs {label}, but {why}; {nothing}. Update it to \
-                             the active version instead: `fleet coder update {name}`"
+                    let to_active = Remedy::UpdateToActive {
+                        workspace: name.to_string(),
+                    };
+                    return Err(if restart || !explicit_version {
+                        Error::advised(
+                            Error::Refused(format!(
+                                "fleet refused to restart {name}: it runs {label}, but {why}; {nothing}"
+                            )),
+                            vec![to_active],
                         )
                     } else {
-                        format!(
-                            "fleet refused to update {name} to {label}: {why}; {nothing}. Leave \
-                             --template-version out to update to the active version: `fleet coder update {name}`"
+                        Error::advised(
+                            Error::Refused(format!(
+                                "fleet refused to update {name} to {label}: {why}; {nothing}"
+                            )),
+                            vec![to_active],
                         )
-                    }));
+                    });
                 }
             }
         }

@@ -54,6 +54,9 @@ pub struct MigrationResult {
     /// The error's kind when it did not end well.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// What the caller can do about the error, when it says (a face renders it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remedies: Vec<crate::Remedy>,
 }
 
 /// The result of [`MoleculeClient::migration_status_many`].
@@ -127,6 +130,7 @@ fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
         state,
         report: None,
         error_kind: Some(e.kind().to_string()),
+        remedies: e.remedies().to_vec(),
     }
 }
 
@@ -145,6 +149,7 @@ fn report_result(report: MigrationReport, waited: bool) -> MigrationResult {
         state: report.state().map(|s| s.to_string()),
         report: Some(report),
         error_kind: None,
+        remedies: Vec::new(),
     }
 }
 
@@ -270,8 +275,8 @@ impl MoleculeClient {
             Some(b) => format!("would NOT start: {b}"),
             None => format!(
                 "would migrate workspace {workspace_id} from {from}{} to {}{}: POST \
-                 {}/workspaces/{workspace_id}/migrate-provider, then (with --wait) follow it to \
-                 its end (15–20 minutes)",
+                 {}/workspaces/{workspace_id}/migrate-provider, then (when asked to wait) follow \
+                 it to its end (15–20 minutes)",
                 match from_source {
                     FromSource::Given => "",
                     FromSource::LookedUp => " (read from the tenant API)",
@@ -350,6 +355,9 @@ pub struct StartResult {
     /// The error's kind (as `fleet::Error::kind`), when it was not started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// What the caller can do about the error, when it says (a face renders it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remedies: Vec<crate::Remedy>,
     /// When the POST got no clear answer: what reading the migration back found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_back: Option<crate::ReadBack>,
@@ -415,6 +423,7 @@ impl MoleculeClient {
                     workspace_id,
                     started: None,
                     error_kind: Some("interrupted".into()),
+                    remedies: Vec::new(),
                     read_back: None,
                     message: "not started: interrupted before its turn".into(),
                 });
@@ -426,6 +435,7 @@ impl MoleculeClient {
                     workspace_id,
                     started: Some(started),
                     error_kind: None,
+                    remedies: Vec::new(),
                     read_back: None,
                 }),
                 Err(e) => {
@@ -434,6 +444,7 @@ impl MoleculeClient {
                         workspace_id,
                         started: None,
                         error_kind: Some(e.kind().to_string()),
+                        remedies: e.remedies().to_vec(),
                         read_back: match &e {
                             Error::Unconfirmed { found, .. } => Some(*found),
                             _ => None,
@@ -504,6 +515,9 @@ pub struct RolloutMigration {
     /// The error's kind when it did not end well.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// What the caller can do about the error, when it says (a face renders it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remedies: Vec<crate::Remedy>,
     /// Milliseconds this workspace took.
     pub elapsed_ms: u64,
 }
@@ -600,6 +614,7 @@ impl MoleculeClient {
                         state: result.state.clone(),
                         report: None,
                         error_kind: result.error_kind.clone(),
+                        remedies: result.remedies.clone(),
                     },
                 });
                 result
@@ -621,6 +636,7 @@ impl MoleculeClient {
                 state: None,
                 message: format!("not started: the rollout halted ({why}); nothing was sent"),
                 error_kind: None,
+                remedies: Vec::new(),
                 elapsed_ms: 0,
             },
         )
@@ -649,6 +665,7 @@ impl MoleculeClient {
             state: None,
             message: String::new(),
             error_kind: None,
+            remedies: Vec::new(),
             elapsed_ms: 0,
         };
         let fail = |mut result: RolloutMigration, e: &Error| {
@@ -668,6 +685,7 @@ impl MoleculeClient {
             };
             result.message = e.to_string();
             result.error_kind = Some(e.kind().to_string());
+            result.remedies = e.remedies().to_vec();
             result.elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
             result
         };

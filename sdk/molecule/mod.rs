@@ -137,9 +137,13 @@ pub const CP_ADMIN_PREFIX: &str = "/cp/admin";
 /// has no route (a 404 that is not the control plane's error body).
 pub const API_V1_ADMIN_PREFIX: &str = "/api/v1/admin";
 
-/// The ways to pick the CP-admin route layout, for messages.
-pub const CP_ADMIN_PREFIX_SETTING: &str =
-    "--cp-admin-prefix or MOLECULE_CP_ADMIN_PREFIX (/cp/admin or /api/v1/admin)";
+/// What picks the CP-admin route layout: the remedy of an error about the layout.
+pub fn pick_cp_admin_layout() -> crate::Remedy {
+    crate::Remedy::Configure {
+        variable: "MOLECULE_CP_ADMIN_PREFIX".into(),
+        values: Some(format!("{CP_ADMIN_PREFIX} or {API_V1_ADMIN_PREFIX}")),
+    }
+}
 
 /// How the CP-admin route layout in use was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
@@ -209,10 +213,12 @@ pub const CP_VARS: &[&str] = &["CP_ADMIN_API_TOKEN"];
 fn normalize_prefix(prefix: &str) -> Result<String> {
     let trimmed = prefix.trim().trim_matches('/');
     let bad = |why: &str| {
-        Error::InvalidInput(format!(
-            "the CP-admin prefix {prefix:?} {why}: write a path like /cp/admin or /api/v1/admin \
-             ({CP_ADMIN_PREFIX_SETTING})"
-        ))
+        Error::advised(
+            Error::InvalidInput(format!(
+                "the CP-admin prefix {prefix:?} {why}: write a path like /cp/admin or /api/v1/admin"
+            )),
+            vec![pick_cp_admin_layout()],
+        )
     };
     if trimmed.is_empty() {
         return Ok(String::new());
@@ -242,7 +248,6 @@ impl MoleculeClient {
             .ok_or(Error::NotConfigured {
                 plane: "the Molecule CP admin API",
                 vars: CP_VARS,
-                flag: Some("--cp-admin-token-file"),
             })?;
         let cp_url =
             http::check_base_url("MOLECULE_CP_URL", &config.cp_url, config.http.insecure_http)?;

@@ -12,11 +12,11 @@ use std::{
 use progenitor_client::ClientInfo;
 
 use super::{
-    CP_ADMIN_PREFIX_SETTING, Migration, MigrationState, MoleculeClient, Provider, cp_api,
+    Migration, MigrationState, MoleculeClient, Provider, cp_api, pick_cp_admin_layout,
     routes::{StatusAnswer, has_cp_error_body},
 };
 use crate::{
-    Error, ReadBack, Result,
+    Error, Input, ReadBack, Remedy, Result,
     operation::{Aftermath, Control, FollowStep},
     poll::{PollOptions, Polled, Poller},
 };
@@ -92,14 +92,19 @@ impl MigrateRequest {
     pub fn validate(&self) -> Result<()> {
         self.check()?;
         if !self.confirm {
-            return Err(Error::InvalidInput(format!(
-                "confirm must be true to migrate workspace {}: a migration snapshots the \
-                 workspace, provisions it on {}, cuts over and retires the source (it mutates \
-                 two clouds and takes 15–20 minutes). Nothing was sent. Pass --confirm (MCP: \
-                 confirm=true) once you mean it",
-                self.workspace_id.trim(),
-                self.to
-            )));
+            return Err(Error::advised(
+                Error::InvalidInput(format!(
+                    "a migration of workspace {} needs explicit confirmation: it snapshots the \
+                     workspace, provisions it on {}, cuts over and retires the source (it \
+                     mutates two clouds and takes 15–20 minutes). Nothing was sent",
+                    self.workspace_id.trim(),
+                    self.to
+                )),
+                vec![Remedy::Give {
+                    input: Input::Confirm,
+                    value: None,
+                }],
+            ));
         }
         Ok(())
     }
@@ -169,11 +174,16 @@ fn check_env(name: &str, value: &str) -> Result<()> {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(Error::InvalidInput(format!(
-            "env name {name:?} is not an environment variable name: use letters, digits and '_', \
-             not starting with a digit (--env NAME=VALUE; MCP: env {{\"NAME\": \"VALUE\"}}); \
-             nothing was sent"
-        )));
+        return Err(Error::advised(
+            Error::InvalidInput(format!(
+                "env name {name:?} is not an environment variable name: use letters, digits and \
+                 '_', not starting with a digit; nothing was sent"
+            )),
+            vec![Remedy::Give {
+                input: Input::Env,
+                value: None,
+            }],
+        ));
     }
     if value.contains('\0') {
         return Err(Error::InvalidInput(format!(
@@ -208,11 +218,16 @@ fn check_source(
         )));
     }
     if *from != Provider::Aws && instance_id.is_none() {
-        return Err(Error::InvalidInput(format!(
-            "the source provider is {from}{how}: the control plane needs the source instance \
-             id for a {from} source. Pass --from-instance-id <ID> (MCP: from_instance_id); \
-             nothing was sent"
-        )));
+        return Err(Error::advised(
+            Error::InvalidInput(format!(
+                "the source provider is {from}{how}: the control plane needs the source instance \
+                 id for a {from} source; nothing was sent"
+            )),
+            vec![Remedy::Give {
+                input: Input::FromInstanceId,
+                value: None,
+            }],
+        ));
     }
     Ok(())
 }
@@ -450,12 +465,15 @@ impl MoleculeClient {
         let before = self.refuse_if_migrating(workspace_id).await?;
         let (from, from_source) = self.resolve_source(request).await?;
         let cp = self.cp_for_post().ok_or_else(|| {
-            Error::Refused(format!(
-                "fleet refused to start a migration of workspace {workspace_id}: no GET has \
-                 confirmed the control plane's CP-admin route yet, and fleet never sends a POST \
-                 to a route it guessed; nothing was changed (no migration was started). Try \
-                 again, or pick the layout with {CP_ADMIN_PREFIX_SETTING}"
-            ))
+            Error::advised(
+                Error::Refused(format!(
+                    "fleet refused to start a migration of workspace {workspace_id}: no GET has \
+                     confirmed the control plane's CP-admin route yet, and fleet never sends a \
+                     POST to a route it guessed; nothing was changed (no migration was started). \
+                     Try again, or pick the layout"
+                )),
+                vec![pick_cp_admin_layout()],
+            )
         })?;
         let id: cp_api::types::MigrateProviderId = workspace_id
             .parse()
@@ -591,10 +609,19 @@ impl MoleculeClient {
                 if self.tenant().is_some() {
                     if let Some(reported) = self.tenant_provider(workspace_id).await? {
                         if reported != *from {
-                            return Err(Error::Refused(format!(
-                                "fleet refused to migrate workspace {workspace_id}: you gave --from {from} (MCP: from), but the tenant API says it runs on {reported}; nothing was changed (no migration was started). Check the workspace, then pass --from {reported} or leave --from out to use what the tenant API reports",
-                                reported = reported.as_str()
-                            )));
+                            return Err(Error::advised(
+                                Error::Refused(format!(
+                                    "fleet refused to migrate workspace {workspace_id}: the source provider given is {from}, but the tenant API says it runs on {reported}; nothing was changed (no migration was started). Check the workspace",
+                                    reported = reported.as_str()
+                                )),
+                                vec![
+                                    Remedy::Give {
+                                        input: Input::From,
+                                        value: Some(reported.as_str().to_string()),
+                                    },
+                                    Remedy::LeaveOut { input: Input::From },
+                                ],
+                            ));
                         }
                     }
                 }
@@ -613,10 +640,12 @@ impl MoleculeClient {
                     )));
                 }
                 check_source(&from, &request.to, request.instance_id(), &how).map_err(|e| {
-                    Error::Refused(
+                    // A read was sent, so this is a refusal; what to do about it stays.
+                    let refusal = Error::Refused(
                         e.to_string()
                             .replace("nothing was sent", "nothing was changed"),
-                    )
+                    );
+                    Error::advised(refusal, e.remedies().to_vec())
                 })?;
                 (from, FromSource::LookedUp)
             }
@@ -657,20 +686,23 @@ impl MoleculeClient {
     async fn refuse_if_migrating(&self, workspace_id: &str) -> Result<Option<MigrationReport>> {
         let report = match self.migration_status(workspace_id).await {
             Ok(r) => r,
-            Err(
-                e @ (Error::Unauthorized { .. }
-                | Error::NotConfigured { .. }
-                | Error::InvalidInput(_)
-                | Error::Api { status: 404, .. }),
-            ) => return Err(e),
+            Err(e)
+                if matches!(
+                    e.root(),
+                    Error::Unauthorized { .. }
+                        | Error::NotConfigured { .. }
+                        | Error::InvalidInput(_)
+                        | Error::Api { status: 404, .. }
+                ) =>
+            {
+                return Err(e);
+            }
             Err(e) if self.cp_for_post().is_none() => {
                 // The read's own error (its kind and exit code), saying what was not done.
-                let note = format!(
-                    "; this read is what confirms the control plane's CP-admin route, and fleet \
-                     never sends a POST to a route it guessed, so no migration was started. Try \
-                     again, or pick the layout with {CP_ADMIN_PREFIX_SETTING}"
-                );
-                return Err(match e {
+                let note = "; this read is what confirms the control plane's CP-admin route, and \
+                            fleet never sends a POST to a route it guessed, so no migration was \
+                            started. Try again, or pick the layout";
+                let noted = match e {
                     Error::Transport(m) => Error::Transport(format!("{m}{note}")),
                     Error::Api {
                         status,
@@ -684,7 +716,8 @@ impl MoleculeClient {
                     other => Error::Refused(format!(
                         "fleet refused to start a migration of workspace {workspace_id}: {other}{note}"
                     )),
-                });
+                };
+                return Err(Error::advised(noted, vec![pick_cp_admin_layout()]));
             }
             Err(e) => {
                 tracing::warn!(workspace_id, error = %e, "pre-flight: the migration status could not be read; going on");
@@ -708,11 +741,18 @@ impl MoleculeClient {
     async fn tenant_provider(&self, workspace_id: &str) -> Result<Option<Provider>> {
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
-        let tenant = self.tenant().ok_or(Error::NotConfigured {
-            plane: "the Molecule tenant API (needed to look up the workspace's current provider \
-                    when `from` is not given)",
-            vars: &["MOLECULE_API_URL", "MOLECULE_ORG_API_KEY"],
-            flag: Some("--from <aws|hetzner|gcp>"),
+        let tenant = self.tenant().ok_or_else(|| {
+            Error::advised(
+                Error::NotConfigured {
+                    plane: "the Molecule tenant API (needed to look up the workspace's current \
+                            provider when the source provider is not given)",
+                    vars: &["MOLECULE_API_URL", "MOLECULE_ORG_API_KEY"],
+                },
+                vec![Remedy::Give {
+                    input: Input::From,
+                    value: None,
+                }],
+            )
         })?;
         let id: super::tenant_api::types::GetWorkspaceId = workspace_id
             .parse()
@@ -749,11 +789,16 @@ impl MoleculeClient {
         let workspace_id = workspace_id.trim();
         match self.tenant_provider(workspace_id).await? {
             Some(p) => Ok(p),
-            None => Err(Error::Refused(format!(
-                "the tenant API reports no provider for workspace {workspace_id} (none at \
-                 compute.provider, provider or compute_provider): pass --from <aws|hetzner|gcp> \
-                 (MCP: from); nothing was changed"
-            ))),
+            None => Err(Error::advised(
+                Error::Refused(format!(
+                    "the tenant API reports no provider for workspace {workspace_id} (none at \
+                     compute.provider, provider or compute_provider); nothing was changed"
+                )),
+                vec![Remedy::Give {
+                    input: Input::From,
+                    value: None,
+                }],
+            )),
         }
     }
 

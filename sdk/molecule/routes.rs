@@ -9,8 +9,9 @@
 use progenitor_client::ClientInfo;
 
 use super::{
-    CP_ADMIN_PREFIX_SETTING, MoleculeClient,
+    MoleculeClient,
     cp_api::{self, types::ErrorBody},
+    pick_cp_admin_layout,
 };
 use crate::{Error, Result, http::REWRITTEN_BODY_HEADER};
 
@@ -169,7 +170,7 @@ impl MoleculeClient {
                 "the Molecule control plane serves neither CP-admin route layout: {tried} both \
                  answered 404 without the control plane's error body (no such route). fleet \
                  sends nothing that changes state to a route no GET confirmed. Check \
-                 MOLECULE_CP_URL, or pick the layout with {CP_ADMIN_PREFIX_SETTING}"
+                 MOLECULE_CP_URL, or pick the layout"
             )
         } else {
             let how = if self.configured {
@@ -180,14 +181,16 @@ impl MoleculeClient {
             format!(
                 "the Molecule control plane has no route at {tried}: it answered 404 without \
                  the control plane's error body (no such route). Check MOLECULE_CP_URL and {how} \
-                 ({CP_ADMIN_PREFIX_SETTING}; left unset, fleet tries /cp/admin, then \
-                 /api/v1/admin)"
+                 (left unset, fleet tries /cp/admin, then /api/v1/admin)"
             )
         };
-        Error::Api {
-            status: 404,
-            message,
-            validations: vec![],
-        }
+        Error::advised(
+            Error::Api {
+                status: 404,
+                message,
+                validations: vec![],
+            },
+            vec![pick_cp_admin_layout()],
+        )
     }
 }

@@ -1,0 +1,297 @@
+//! The SDK says what a caller can do about a refusal as a fact (a typed remedy: give this
+//! input, leave it out, update to the active version, read this); each face words it. Through
+//! the built `fleet` and `fleet-mcp` against the simulator: the same refusal reads as flags and
+//! commands in the CLI and as tool arguments and tool calls in MCP, neither face shows the
+//! other's words, and nothing reached the simulator that changes state.
+
+use std::process::{Command, Output, Stdio};
+
+use fleet::sim::{RunningSim, SimOptions, Simulator};
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::{CallToolRequestParams, CallToolResult},
+    service::RunningService,
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+
+async fn sim() -> RunningSim {
+    Simulator::start(SimOptions {
+        speed: 2000.0,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleet runs")
+}
+
+async fn mcp(sim: &RunningSim) -> RunningService<RoleClient, ()> {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20");
+    ().serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .expect("fleet-mcp serves")
+}
+
+async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> String {
+    let params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().expect("object").clone());
+    let r: CallToolResult = client.call_tool(params).await.expect("the call answers");
+    assert_eq!(r.is_error, Some(true), "{tool} {args}: {r:?}");
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// No CLI words in an MCP answer.
+fn assert_mcp_words(text: &str) {
+    for cli in [" --", "`fleet ", "fleet coder", "fleet molecule"] {
+        assert!(
+            !text.contains(cli),
+            "MCP text shows the CLI's {cli:?}: {text}"
+        );
+    }
+}
+
+/// No MCP words in CLI output.
+fn assert_cli_words(text: &str) {
+    for mcp in [
+        "MCP",
+        "call again",
+        "update_agent",
+        "list_agents",
+        "show_agent",
+    ] {
+        assert!(!text.contains(mcp), "CLI text shows MCP's {mcp:?}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
+    let sim = sim().await;
+    let v = |t: &str, n: &str| sim.coder_version_id(t, n).unwrap().to_string();
+    let (archived, importing) = (
+        v("docker-dev", "v0-archived"),
+        v("docker-dev", "v4-importing"),
+    );
+    let client = mcp(&sim).await;
+
+    // (CLI args, CLI advice, MCP tool, MCP args, MCP advice)
+    let cases: Vec<(Vec<&str>, String, &str, Value, String)> = vec![
+        (
+            vec![
+                "coder",
+                "update",
+                "alice/dev",
+                "--template-version",
+                &archived,
+            ],
+            "To go on, pass --template-version ID, or leave --template-version out.".into(),
+            "update_agent",
+            json!({"agent_name": "alice/dev", "template_version_id": archived}),
+            "To go on, call again with template_version_id, or call again without \
+             template_version_id."
+                .into(),
+        ),
+        (
+            vec!["coder", "restart", "alice/secure-shell"],
+            "To go on, update it to the active version instead: `fleet coder update \
+             alice/secure-shell`."
+                .into(),
+            "restart_agent",
+            json!({"agent_name": "alice/secure-shell"}),
+            "To go on, update it to the active version instead: call update_agent \
+             {\"agent_name\":\"alice/secure-shell\"}."
+                .into(),
+        ),
+        (
+            vec![
+                "coder",
+                "update",
+                "alice/dev",
+                "--template-version",
+                &importing,
+            ],
+            format!(
+                "To go on, run `fleet coder template-version {importing}` to see its import job."
+            ),
+            "update_agent",
+            json!({"agent_name": "alice/dev", "template_version_id": importing}),
+            format!(
+                "To go on, call get_template_version {{\"template_version_id\":\"{importing}\"}} \
+                 to see its import job."
+            ),
+        ),
+        (
+            vec!["coder", "update", "alice/nope"],
+            "To go on, run `fleet coder list` to see the workspaces.".into(),
+            "update_agent",
+            json!({"agent_name": "alice/nope"}),
+            "To go on, call list_agents to see the workspaces.".into(),
+        ),
+        (
+            vec!["coder", "update", "alice/dev", "--parameter", "cpu=32"],
+            "To go on, pass --parameter NAME=VALUE (or --parameters-file FILE).".into(),
+            "update_agent",
+            json!({"agent_name": "alice/dev", "parameters": {"cpu": 32}}),
+            "To go on, call again with parameters {\"NAME\": \"VALUE\"}.".into(),
+        ),
+        (
+            vec![
+                "molecule",
+                "migrate-provider",
+                "ws-aws-demo",
+                "--to",
+                "hetzner",
+            ],
+            // The CLI asks at a terminal and refuses on its own without one.
+            "Nothing was sent. Add --confirm".into(),
+            "migrate_workspace_provider",
+            json!({"workspace_id": "ws-aws-demo", "to": "hetzner"}),
+            "To go on, call again with confirm: true once you mean it.".into(),
+        ),
+        (
+            vec![
+                "molecule",
+                "migrate-provider",
+                "ws-gcp-demo",
+                "--from",
+                "gcp",
+                "--to",
+                "aws",
+                "--confirm",
+            ],
+            "To go on, pass --from-instance-id <ID>.".into(),
+            "migrate_workspace_provider",
+            json!({"workspace_id": "ws-gcp-demo", "from": "gcp", "to": "aws", "confirm": true}),
+            "To go on, call again with from_instance_id.".into(),
+        ),
+        (
+            vec![
+                "molecule",
+                "migrate-provider",
+                "ws-gcp-demo",
+                "--from",
+                "aws",
+                "--to",
+                "hetzner",
+                "--confirm",
+            ],
+            "To go on, pass --from gcp, or leave --from out.".into(),
+            "migrate_workspace_provider",
+            json!({"workspace_id": "ws-gcp-demo", "from": "aws", "to": "hetzner", "confirm": true}),
+            "To go on, call again with {\"from\":\"gcp\"}, or call again without from.".into(),
+        ),
+    ];
+    for (args, cli_advice, tool, tool_args, mcp_advice) in cases {
+        let out = fleet(&sim, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // A refusal or invalid input exits 2; a workspace that does not exist exits 1.
+        let expected = if args.contains(&"alice/nope") { 1 } else { 2 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {err}");
+        assert!(
+            err.contains(&cli_advice),
+            "{args:?}: {cli_advice:?} missing: {err}"
+        );
+        assert_cli_words(&err);
+
+        let text = call(&client, tool, tool_args.clone()).await;
+        assert!(
+            text.contains(&mcp_advice),
+            "{tool} {tool_args}: {mcp_advice:?} missing: {text}"
+        );
+        assert_mcp_words(&text);
+    }
+    client.cancel().await.ok();
+
+    // Nothing that changes state reached the simulator.
+    let posts: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(posts.is_empty(), "{posts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_output_carries_the_remedies_as_facts_beside_the_worded_message() {
+    let sim = sim().await;
+    let out = fleet(
+        &sim,
+        &[
+            "-o",
+            "json",
+            "molecule",
+            "migrate-provider",
+            "ws-gcp-demo",
+            "--from",
+            "aws",
+            "--to",
+            "hetzner",
+            "--confirm",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["error"]["kind"], "refused", "{v}");
+    assert_eq!(
+        v["error"]["remedies"],
+        json!([
+            {"remedy": "give", "input": "from", "value": "gcp"},
+            {"remedy": "leave_out", "input": "from"}
+        ]),
+        "{v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.ends_with("To go on, pass --from gcp, or leave --from out."),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_configuration_names_the_variables_and_in_the_cli_its_flags() {
+    // No Molecule configuration at all: the CLI adds the flag that stands for the variable;
+    // fleet-mcp (configured from its environment only) names the variable alone.
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .env_clear()
+        .env("MOLECULE_CP_URL", "http://127.0.0.1:9")
+        .args(["molecule", "migration-status", "ws-1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleet runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("set CP_ADMIN_API_TOKEN (or pass --cp-admin-token-file PATH)"),
+        "{err}"
+    );
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear().env("MOLECULE_CP_URL", "http://127.0.0.1:9");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let text = call(
+        &client,
+        "get_workspace_migration_status",
+        json!({"workspace_id": "ws-1"}),
+    )
+    .await;
+    assert!(text.contains("set CP_ADMIN_API_TOKEN"), "{text}");
+    assert_mcp_words(&text);
+    client.cancel().await.ok();
+}
