@@ -620,39 +620,7 @@ pub(super) fn definite_refusal(e: &Error) -> bool {
 
 /// The error with one more sentence: what fleet found out, and what to do.
 pub(super) fn append(e: Error, text: &str) -> Error {
-    let join = |m: String| {
-        let m = m.trim_end().trim_end_matches('.').to_string();
-        format!("{m}. {text}")
-    };
-    match e {
-        Error::Api {
-            status,
-            message,
-            validations,
-        } => Error::Api {
-            status,
-            message: join(message),
-            validations,
-        },
-        Error::Transport(message) => Error::Transport(join(message)),
-        Error::NotFound { message } => Error::NotFound {
-            message: join(message),
-        },
-        Error::Unauthorized { status, message } => Error::Unauthorized {
-            status,
-            message: join(message),
-        },
-        Error::Timeout {
-            message,
-            waited,
-            last_state,
-        } => Error::Timeout {
-            message: join(message),
-            waited,
-            last_state,
-        },
-        other => other,
-    }
+    e.map_message(|m| format!("{}. {text}", m.trim_end().trim_end_matches('.')))
 }
 
 /// The start build could not be created after the stop succeeded: say so.
@@ -662,15 +630,7 @@ pub(super) fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
          once the cause is fixed"
     );
     let e = match e {
-        Error::Api {
-            status,
-            message,
-            validations,
-        } => Error::Api {
-            status,
-            message: format!("{message}\n{tail}"),
-            validations,
-        },
+        e @ Error::Api { .. } => e.map_message(|m| format!("{m}\n{tail}")),
         other => append(other, &tail),
     };
     Error::left(e, plan.left_stopped())

@@ -671,16 +671,9 @@ impl MoleculeClient {
                      again, or pick the layout with {CP_ADMIN_PREFIX_SETTING}"
                 );
                 return Err(match e {
-                    Error::Transport(m) => Error::Transport(format!("{m}{note}")),
-                    Error::Api {
-                        status,
-                        message,
-                        validations,
-                    } => Error::Api {
-                        status,
-                        message: format!("{message}{note}"),
-                        validations,
-                    },
+                    e @ (Error::Transport(_) | Error::Api { .. }) => {
+                        e.map_message(|m| format!("{m}{note}"))
+                    }
                     other => Error::Refused(format!(
                         "fleet refused to start a migration of workspace {workspace_id}: {other}{note}"
                     )),
