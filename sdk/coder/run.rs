@@ -84,13 +84,16 @@ impl CoderClient {
         cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
-        let control: Control = cancel.into();
-        let started = Instant::now();
-        let plan = self
-            .plan_update(r, template_version, false, options, &control, &mut on_event)
-            .await?;
-        self.run_plan(&plan, options, &control, &mut on_event, started)
-            .await
+        let restart = false;
+        self.plan_and_run(
+            r,
+            template_version,
+            restart,
+            options,
+            cancel.into(),
+            &mut on_event,
+        )
+        .await
     }
 
     /// Restarts a workspace: stops it (if it runs), then starts it on the same version with the
@@ -102,12 +105,27 @@ impl CoderClient {
         cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
-        let control: Control = cancel.into();
+        let restart = true;
+        self.plan_and_run(r, None, restart, options, cancel.into(), &mut on_event)
+            .await
+    }
+
+    /// [`CoderClient::plan_update`], then [`CoderClient::run_plan`]: an update, or with
+    /// `restart` a restart on the current version.
+    async fn plan_and_run(
+        &self,
+        r: &WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: &UpdateOptions,
+        control: Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<UpdateOutcome> {
         let started = Instant::now();
         let plan = self
-            .plan_update(r, None, true, options, &control, &mut on_event)
+            .plan_update(r, template_version, restart, options, &control, on_event)
             .await?;
-        self.run_plan(&plan, options, &control, &mut on_event, started)
+        self.run_plan(&plan, options, &control, on_event, started)
             .await
     }
 
