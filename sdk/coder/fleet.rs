@@ -627,12 +627,8 @@ impl CoderClient {
         selection.check()?;
         options.check()?;
         let started = Instant::now();
-        let on_event = Mutex::new(on_event);
-        let emit = |e: FleetEvent| {
-            if let Ok(mut f) = on_event.lock() {
-                f(e)
-            }
-        };
+        let sink = &rollout::BatchSink::new(on_event);
+        let emit = |e: FleetEvent| sink.emit(e);
         let targets = tokio::select! {
             _ = cancel.cancelled() => return Err(Error::Interrupted {
                 message: "interrupted while selecting the workspaces; nothing was changed".into(),
@@ -644,9 +640,7 @@ impl CoderClient {
         emit(FleetEvent::Selected {
             workspaces: targets.iter().map(|t| t.label.clone()).collect(),
         });
-        let done = Mutex::new(0usize);
         let emit = &emit;
-        let done = &done;
         let run = rollout::run(
             targets,
             &options.rollout(),
@@ -654,14 +648,9 @@ impl CoderClient {
             |t: &Target| t.label.clone(),
             |index, target| async move {
                 let result = self.run_one(index, target, options, cancel, emit).await;
-                let n = {
-                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                    *d += 1;
-                    *d
-                };
                 emit(FleetEvent::Finished {
                     index,
-                    done: n,
+                    done: sink.one_done(),
                     total,
                     result: Box::new(result.clone()),
                 });

@@ -4,7 +4,6 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -177,15 +176,8 @@ impl MoleculeClient {
             .collect();
         let started = Instant::now();
         let total = ids.len();
-        let on_event = Mutex::new(on_event);
-        let emit = |e: BatchEvent| {
-            if let Ok(mut f) = on_event.lock() {
-                f(e)
-            }
-        };
-        let emit = &emit;
-        let done = Mutex::new(0usize);
-        let done = &done;
+        let sink = &crate::rollout::BatchSink::new(on_event);
+        let emit = &|e: BatchEvent| sink.emit(e);
         let mut results: Vec<(usize, MigrationResult)> =
             futures::stream::iter(ids.into_iter().enumerate())
                 .map(|(index, id)| async move {
@@ -215,13 +207,8 @@ impl MoleculeClient {
                             }
                         }
                     };
-                    let n = {
-                        let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                        *d += 1;
-                        *d
-                    };
                     emit(BatchEvent::Finished {
-                        done: n,
+                        done: sink.one_done(),
                         total,
                         result: result.clone(),
                     });
@@ -564,15 +551,8 @@ impl MoleculeClient {
         }
         let started = Instant::now();
         let total = requests.len();
-        let on_event = Mutex::new(on_event);
-        let emit = |e: BatchEvent| {
-            if let Ok(mut f) = on_event.lock() {
-                f(e)
-            }
-        };
-        let emit = &emit;
-        let done = Mutex::new(0usize);
-        let done = &done;
+        let sink = &crate::rollout::BatchSink::new(on_event);
+        let emit = &|e: BatchEvent| sink.emit(e);
         let run = crate::rollout::run(
             requests.iter().collect(),
             rollout,
@@ -580,13 +560,8 @@ impl MoleculeClient {
             |r: &&MigrateRequest| r.workspace_id.trim().to_string(),
             |_, r: &MigrateRequest| async move {
                 let result = self.migrate_and_follow(r, wait, control, emit).await;
-                let n = {
-                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                    *d += 1;
-                    *d
-                };
                 emit(BatchEvent::Finished {
-                    done: n,
+                    done: sink.one_done(),
                     total,
                     result: MigrationResult {
                         workspace_id: result.workspace_id.clone(),
