@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     Error, Result,
-    operation::{Aftermath, Control, FollowStep},
+    operation::{Aftermath, Control, FollowStep, ms},
     rollout::{self, Halt, HaltReason, Judgement, RolloutOptions},
 };
 
@@ -519,10 +519,6 @@ struct Target {
 /// workspaces of a batch begin at once and reuse the read (no second GET each); one that begins
 /// later in a long rollout is read again, since its state may have changed since the listing.
 const REUSE_READ_FOR: Duration = Duration::from_secs(30);
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 impl CoderClient {
     /// The workspaces a selection names, resolved (reads only). A name that cannot be resolved

@@ -15,7 +15,10 @@ use super::{
     CpAdminRoute, FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient,
     Provider, StartedMigration, WaitOptions, ops::check_workspace_id,
 };
-use crate::{Error, Result, operation::Severity};
+use crate::{
+    Error, Result,
+    operation::{Severity, ms},
+};
 
 /// How one workspace's migration ended (or was read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -106,24 +109,28 @@ impl MigrationVerdict {
     }
 }
 
+/// The migration state an error says it saw last (a timeout, an interruption) or ended in.
+fn error_state(e: &Error) -> Option<String> {
+    match e.root() {
+        Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
+            last_state.clone()
+        }
+        Error::OperationFailed { final_state, .. } => final_state.clone(),
+        _ => None,
+    }
+}
+
 fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
     let verdict = match e.root() {
         Error::Timeout { .. } => MigrationVerdict::TimedOut,
         Error::Interrupted { .. } => MigrationVerdict::Interrupted,
         _ => MigrationVerdict::Failed,
     };
-    let state = match e.root() {
-        Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
-            last_state.clone()
-        }
-        Error::OperationFailed { final_state, .. } => final_state.clone(),
-        _ => None,
-    };
     MigrationResult {
         workspace_id: workspace_id.to_string(),
         verdict,
         message: e.to_string(),
-        state,
+        state: error_state(e),
         report: None,
         error_kind: Some(e.kind().to_string()),
     }
@@ -227,7 +234,7 @@ impl MoleculeClient {
                 .max()
                 .unwrap_or(Severity::Ok),
             results,
-            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: ms(started.elapsed()),
         })
     }
 
@@ -603,7 +610,7 @@ impl MoleculeClient {
         Ok(MigrationRollout {
             results: run.results,
             halt: run.halt,
-            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: ms(started.elapsed()),
         })
     }
 
@@ -634,16 +641,10 @@ impl MoleculeClient {
                 Error::Conflict { .. } => RolloutVerdict::Refused,
                 _ => RolloutVerdict::Failed,
             };
-            result.state = match e.root() {
-                Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
-                    last_state.clone()
-                }
-                Error::OperationFailed { final_state, .. } => final_state.clone(),
-                _ => None,
-            };
+            result.state = error_state(e);
             result.message = e.to_string();
             result.error_kind = Some(e.kind().to_string());
-            result.elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            result.elapsed_ms = ms(began.elapsed());
             result
         };
         let started = match self.migrate_provider(request).await {
@@ -669,7 +670,7 @@ impl MoleculeClient {
                 result.verdict = RolloutVerdict::Completed;
                 result.state = report.state().map(|s| s.to_string());
                 result.message = report.message.clone();
-                result.elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+                result.elapsed_ms = ms(began.elapsed());
                 result
             }
             Err(e) => fail(result, &e),
