@@ -52,8 +52,8 @@ pub(super) enum OthersBuild {
     Ended,
     /// It still ran at the deadline: the timeout.
     TimedOut(Error),
-    /// The caller cancelled; the build seen last.
-    Cancelled(Option<types::WorkspaceBuild>),
+    /// The caller cancelled; the state seen last.
+    Cancelled(Option<String>),
 }
 
 pub(super) fn status_of(b: &types::WorkspaceBuild) -> String {
@@ -160,9 +160,9 @@ impl CoderClient {
         match waited {
             OthersBuild::Ended => self.read_workspace(&ws_id).await,
             OthersBuild::TimedOut(e) => Err(with_left(e)),
-            OthersBuild::Cancelled(last) => Err(with_left(Error::Interrupted {
+            OthersBuild::Cancelled(last_state) => Err(with_left(Error::Interrupted {
                 message: format!("interrupted while waiting for another build of {name}.{left}"),
-                last_state: last.as_ref().map(status_of),
+                last_state,
             })),
         }
     }
@@ -170,7 +170,7 @@ impl CoderClient {
     /// Waits up to `timeout` for a build fleet did not create to end: one found in progress
     /// before planning, or the one behind a 409. A build still running then is an
     /// [`Error::Timeout`] ("`what` did not end within …`then`") for the caller to say what
-    /// is left; a cancel hands back the build seen last.
+    /// is left; a cancel hands back the state seen last.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn wait_for_someone_elses_build(
         &self,
@@ -208,7 +208,7 @@ impl CoderClient {
                 waited,
                 last_state: last.as_ref().map(status_of),
             }),
-            WaitEnd::Cancelled(last) => OthersBuild::Cancelled(last),
+            WaitEnd::Cancelled(last) => OthersBuild::Cancelled(last.as_ref().map(status_of)),
         })
     }
 
