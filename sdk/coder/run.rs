@@ -84,11 +84,10 @@ impl CoderClient {
         cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
-        let restart = false;
         self.plan_and_run(
             r,
             template_version,
-            restart,
+            false,
             options,
             cancel.into(),
             &mut on_event,
@@ -105,8 +104,7 @@ impl CoderClient {
         cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
-        let restart = true;
-        self.plan_and_run(r, None, restart, options, cancel.into(), &mut on_event)
+        self.plan_and_run(r, None, true, options, cancel.into(), &mut on_event)
             .await
     }
 
