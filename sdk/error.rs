@@ -359,7 +359,134 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The same error with its message replaced by `f(message)` (to add what fleet found out,
+    /// or what to do). [`Error::Left`] and [`Error::Advised`] map the message of the error they
+    /// hold and keep what was left behind, or what to do. [`Error::NotConfigured`] has no message of its own (its text is made
+    /// from its fields): it comes back unchanged and `f` is not called.
+    pub fn map_message(mut self, f: impl FnOnce(String) -> String) -> Error {
+        if let Some(message) = self.message_mut() {
+            *message = f(std::mem::take(message));
+        }
+        self
+    }
+
+    /// The message [`Error::map_message`] maps.
+    fn message_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Error::InvalidInput(message)
+            | Error::Refused(message)
+            | Error::Transport(message)
+            | Error::Unauthorized { message, .. }
+            | Error::NotFound { message, .. }
+            | Error::Conflict { message, .. }
+            | Error::Api { message, .. }
+            | Error::Timeout { message, .. }
+            | Error::Interrupted { message, .. }
+            | Error::Unconfirmed { message, .. }
+            | Error::OperationFailed { message, .. } => Some(message),
+            Error::Left { error, .. } | Error::Advised { error, .. } => error.message_mut(),
+            Error::NotConfigured { .. } => None,
+        }
+    }
 }
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_message_changes_only_the_message() {
+        let add = |m: String| format!("{m}; more");
+        let e = Error::Api {
+            status: 502,
+            message: "bad gateway".into(),
+            validations: vec![FieldProblem {
+                field: "f".into(),
+                detail: "d".into(),
+            }],
+        }
+        .map_message(add);
+        let Error::Api {
+            status,
+            message,
+            validations,
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!((*status, message.as_str()), (502, "bad gateway; more"));
+        assert_eq!(validations.len(), 1);
+        assert_eq!(
+            Error::Transport("reset".into())
+                .map_message(add)
+                .to_string(),
+            "reset; more"
+        );
+        let timeout = Error::Timeout {
+            message: "waited".into(),
+            waited: Duration::from_secs(3),
+            last_state: Some("running".into()),
+        }
+        .map_message(add);
+        assert!(matches!(
+            &timeout,
+            Error::Timeout { message, waited, last_state }
+                if message == "waited; more"
+                    && *waited == Duration::from_secs(3)
+                    && last_state.as_deref() == Some("running")
+        ));
+    }
+
+    #[test]
+    fn map_message_of_left_maps_the_inner_error_and_keeps_the_aftermath() {
+        let left = Error::left(
+            Error::NotFound {
+                message: "gone".into(),
+            },
+            crate::operation::Aftermath::Unknown,
+        );
+        let mapped = left.map_message(|m| format!("{m}; more"));
+        assert_eq!(mapped.to_string(), "gone; more");
+        assert_eq!(mapped.kind(), "not_found");
+        assert_eq!(
+            mapped.aftermath(),
+            Some(&crate::operation::Aftermath::Unknown)
+        );
+    }
+
+    #[test]
+    fn map_message_keeps_the_remedies_of_an_advised_error() {
+        let e = Error::advised(
+            Error::InvalidInput("no workspace given".into()),
+            vec![Remedy::Give {
+                input: Input::Workspaces,
+                value: None,
+            }],
+        );
+        let mapped = e.map_message(|m| format!("{m}; nothing was sent"));
+        assert_eq!(mapped.to_string(), "no workspace given; nothing was sent");
+        assert!(matches!(mapped.root(), Error::InvalidInput(_)));
+        assert_eq!(mapped.remedies().len(), 1);
+    }
+
+    #[test]
+    fn an_advice_without_remedies_is_the_error_itself() {
+        let e = Error::advised(Error::Refused("no".into()), vec![]);
+        assert!(matches!(e, Error::Refused(_)), "{e:?}");
+    }
+
+    #[test]
+    fn map_message_leaves_not_configured_alone() {
+        let e = Error::NotConfigured {
+            plane: "Coder",
+            vars: &["CODER_URL"],
+        };
+        let before = e.to_string();
+        let after = e.map_message(|_| unreachable!("NotConfigured has no message"));
+        assert_eq!(after.to_string(), before);
+    }
+}

@@ -399,7 +399,8 @@ impl<Ev: OperationEvent, T> EventSink<Ev, T> {
     }
 }
 
-fn ms(d: Duration) -> u64 {
+/// Milliseconds, for the `elapsed_ms` of reports (saturating).
+pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

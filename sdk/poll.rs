@@ -327,19 +327,7 @@ fn kept_failing(e: Error, for_how_long: Duration) -> Error {
         " (status reads kept failing for {}; fleet stopped waiting)",
         humantime::format_duration(Duration::from_secs(for_how_long.as_secs()))
     );
-    match e {
-        Error::Transport(m) => Error::Transport(format!("{m}{note}")),
-        Error::Api {
-            status,
-            message,
-            validations,
-        } => Error::Api {
-            status,
-            message: format!("{message}{note}"),
-            validations,
-        },
-        other => other,
-    }
+    e.map_message(|m| format!("{m}{note}"))
 }
 
 #[cfg(test)]

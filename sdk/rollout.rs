@@ -193,6 +193,37 @@ where
     }
 }
 
+/// The caller's `on_event` shared by the targets of a batch running at once (behind a lock),
+/// and how many of them have ended.
+pub(crate) struct BatchSink<F> {
+    on_event: std::sync::Mutex<F>,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl<F> BatchSink<F> {
+    pub(crate) fn new(on_event: F) -> Self {
+        BatchSink {
+            on_event: std::sync::Mutex::new(on_event),
+            done: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Hands `event` to the caller's `on_event`.
+    pub(crate) fn emit<E>(&self, event: E)
+    where
+        F: FnMut(E),
+    {
+        if let Ok(mut f) = self.on_event.lock() {
+            f(event)
+        }
+    }
+
+    /// Counts one more target ended: how many have, this one included.
+    pub(crate) fn one_done(&self) -> usize {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

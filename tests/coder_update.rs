@@ -834,6 +834,165 @@ async fn a_409_with_no_active_build_is_reported_and_nothing_is_started() {
 }
 
 #[tokio::test]
+async fn a_build_in_progress_that_outlasts_the_deadline_is_still_running_and_nothing_is_sent() {
+    let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
+    // Someone else's start build is still running when fleet arrives, and stays so.
+    let starting = build(OTHER_BUILD, 7, "start", "starting", "running", V1, None);
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        workspace(starting.clone()),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
+        200,
+        starting,
+    )
+    .await;
+    let any_stop = any_post(&server, "stop").await;
+    let any_start = any_post(&server, "start").await;
+    let mut options = fast_options();
+    options.stop_timeout = Duration::from_millis(200);
+    options.start_timeout = Duration::from_millis(300);
+
+    let began = Instant::now();
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &options,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("deadline");
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    let Error::Timeout {
+        message,
+        last_state,
+        ..
+    } = err.root()
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.starts_with("a start build already in progress on alice/dev did not end within "),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("; nothing was changed by fleet. Try again once it has ended"),
+        "{message}"
+    );
+    assert_eq!(last_state.as_deref(), Some("starting"));
+    // The build is someone else's and goes on: follow the workspace.
+    assert_eq!(
+        err.aftermath(),
+        Some(&fleet::operation::Aftermath::StillRunning {
+            follow: fleet::operation::FollowStep::CoderWorkspace {
+                workspace: "alice/dev".into()
+            }
+        })
+    );
+    any_stop.assert_calls_async(0).await;
+    any_start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn a_409_whose_active_build_outlasts_the_deadline_says_nothing_was_changed() {
+    let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
+    get(
+        &server,
+        "/api/v2/users/alice/workspace/dev",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    let refused = post_build(
+        &server,
+        stop_body(),
+        409,
+        json!({"message": "A workspace build is already active."}),
+    )
+    .await;
+    // Someone else's stop build is active and does not end within the stop timeout.
+    let stopping = build(OTHER_BUILD, 8, "stop", "stopping", "running", V1, None);
+    get(
+        &server,
+        &format!("/api/v2/workspaces/{WS}"),
+        200,
+        workspace(stopping.clone()),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
+        200,
+        stopping,
+    )
+    .await;
+    let any_start = any_post(&server, "start").await;
+    let mut options = fast_options();
+    options.stop_timeout = Duration::from_millis(300);
+
+    let (events, on_event) = recorder();
+    let err = client(&server.base_url())
+        .update_workspace(
+            &alice_dev(),
+            None,
+            &options,
+            &CancellationToken::new(),
+            on_event,
+        )
+        .await
+        .expect_err("deadline");
+    let Error::Timeout {
+        message,
+        last_state,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.starts_with(
+            "another build of alice/dev that blocked the stop build did not end within "
+        ),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(". Nothing was changed by fleet."),
+        "{message}"
+    );
+    assert_eq!(last_state.as_deref(), Some("stopping"));
+    assert!(kinds(&events).contains(&"conflict:stop".to_string()));
+    refused.assert_calls_async(1).await; // a POST is never retried blindly
+    any_start.assert_calls_async(0).await;
+}
+
+#[tokio::test]
 async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;

@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     Error, Input, Remedy, Result,
-    operation::{Aftermath, Control, FollowStep},
+    operation::{Aftermath, Control, FollowStep, ms},
     rollout::{self, Halt, HaltReason, Judgement, RolloutOptions},
 };
 
@@ -538,10 +538,6 @@ struct Target {
 /// later in a long rollout is read again, since its state may have changed since the listing.
 const REUSE_READ_FOR: Duration = Duration::from_secs(30);
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl CoderClient {
     /// The workspaces a selection names, resolved (reads only). A name that cannot be resolved
     /// stays in the list with its error; a workspace named twice is kept once.
@@ -645,12 +641,8 @@ impl CoderClient {
         selection.check()?;
         options.check()?;
         let started = Instant::now();
-        let on_event = Mutex::new(on_event);
-        let emit = |e: FleetEvent| {
-            if let Ok(mut f) = on_event.lock() {
-                f(e)
-            }
-        };
+        let sink = &rollout::BatchSink::new(on_event);
+        let emit = |e: FleetEvent| sink.emit(e);
         let targets = tokio::select! {
             _ = cancel.cancelled() => return Err(Error::Interrupted {
                 message: "interrupted while selecting the workspaces; nothing was changed".into(),
@@ -662,9 +654,7 @@ impl CoderClient {
         emit(FleetEvent::Selected {
             workspaces: targets.iter().map(|t| t.label.clone()).collect(),
         });
-        let done = Mutex::new(0usize);
         let emit = &emit;
-        let done = &done;
         let run = rollout::run(
             targets,
             &options.rollout(),
@@ -672,14 +662,9 @@ impl CoderClient {
             |t: &Target| t.label.clone(),
             |index, target| async move {
                 let result = self.run_one(index, target, options, cancel, emit).await;
-                let n = {
-                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                    *d += 1;
-                    *d
-                };
                 emit(FleetEvent::Finished {
                     index,
-                    done: n,
+                    done: sink.one_done(),
                     total,
                     result: Box::new(result.clone()),
                 });

@@ -860,9 +860,7 @@ impl CoderClient {
     }
 }
 
-pub(super) fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+pub(super) use crate::operation::ms;
 
 pub(super) fn round(d: Duration) -> Duration {
     Duration::from_millis(ms(d))

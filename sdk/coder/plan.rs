@@ -1,8 +1,6 @@
 //! Planning an update or restart: the workspace, the target version, the parameters and
 //! the builds to run, read without changing anything.
 
-use std::time::Instant;
-
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -262,40 +260,28 @@ impl CoderClient {
                 transition: build.transition.clone(),
                 status: build.status.clone(),
             });
-            let deadline = Instant::now() + options.stop_timeout.max(options.start_timeout);
-            match self
-                .wait_for_build(
+            let transition = build.transition.as_ref().map(|t| t.to_string());
+            let waited = self
+                .wait_for_someone_elses_build(
                     &build,
-                    Step::InProgress,
-                    Until {
-                        deadline,
-                        poll: &options.poll,
-                        expected: None,
-                    },
+                    &format!(
+                        "a {} build already in progress on {r}",
+                        transition.unwrap_or_default()
+                    ),
+                    "; nothing was changed by fleet. Try again once it has ended",
+                    options.stop_timeout.max(options.start_timeout),
+                    options,
                     cancel,
                     true,
                     on_event,
                 )
-                .await?
-            {
-                WaitEnd::Done(_) => {}
-                WaitEnd::TimedOut(last, waited) => {
-                    // The build is someone else's and goes on: a fact the faces word.
+                .await?;
+            match waited {
+                OthersBuild::Ended => {}
+                // The build is someone else's and goes on: a fact the faces word.
+                OthersBuild::TimedOut(e) => {
                     return Err(Error::left(
-                        Error::Timeout {
-                            message: format!(
-                                "a {} build already in progress on {r} did not end within {}; nothing was \
-                                 changed by fleet. Try again once it has ended",
-                                build
-                                    .transition
-                                    .as_ref()
-                                    .map(|t| t.to_string())
-                                    .unwrap_or_default(),
-                                humantime::format_duration(round(waited))
-                            ),
-                            waited,
-                            last_state: last.as_ref().map(status_of),
-                        },
+                        e,
                         crate::operation::Aftermath::StillRunning {
                             follow: crate::operation::FollowStep::CoderWorkspace {
                                 workspace: full_name(&ws),
@@ -303,7 +289,7 @@ impl CoderClient {
                         },
                     ));
                 }
-                WaitEnd::Cancelled(_) => return Err(nothing_changed_interrupt(r)),
+                OthersBuild::Cancelled(_) => return Err(nothing_changed_interrupt(r)),
             }
             let id = ws.id.ok_or_else(no_id)?;
             ws = cancellable(cancel, self.read_workspace(&id), || {

@@ -24,7 +24,10 @@ use super::{
     AgentLifecycle, AgentStatus, CoderClient, PollOptions, WorkspaceStatus, WorkspaceTransition,
     types,
 };
-use crate::{Result, operation::Control};
+use crate::{
+    Result,
+    operation::{Control, ms},
+};
 
 /// How long fleet waits for a started workspace's agents unless told otherwise.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -290,10 +293,6 @@ fn assess(build: &types::WorkspaceBuild, agents: &mut [AgentReadiness]) -> Asses
     } else {
         Assessment::Pending
     }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl CoderClient {

@@ -84,13 +84,15 @@ impl CoderClient {
         cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
-        let control: Control = cancel.into();
-        let started = Instant::now();
-        let plan = self
-            .plan_update(r, template_version, false, options, &control, &mut on_event)
-            .await?;
-        self.run_plan(&plan, options, &control, &mut on_event, started)
-            .await
+        self.plan_and_run(
+            r,
+            template_version,
+            false,
+            options,
+            cancel.into(),
+            &mut on_event,
+        )
+        .await
     }
 
     /// Restarts a workspace: stops it (if it runs), then starts it on the same version with the
@@ -102,12 +104,26 @@ impl CoderClient {
         cancel: impl Into<Control>,
         mut on_event: impl FnMut(CoderEvent) + Send,
     ) -> Result<UpdateOutcome> {
-        let control: Control = cancel.into();
+        self.plan_and_run(r, None, true, options, cancel.into(), &mut on_event)
+            .await
+    }
+
+    /// [`CoderClient::plan_update`], then [`CoderClient::run_plan`]: an update, or with
+    /// `restart` a restart on the current version.
+    async fn plan_and_run(
+        &self,
+        r: &WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: &UpdateOptions,
+        control: Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<UpdateOutcome> {
         let started = Instant::now();
         let plan = self
-            .plan_update(r, None, true, options, &control, &mut on_event)
+            .plan_update(r, template_version, restart, options, &control, on_event)
             .await?;
-        self.run_plan(&plan, options, &control, &mut on_event, started)
+        self.run_plan(&plan, options, &control, on_event, started)
             .await
     }
 
@@ -620,39 +636,7 @@ pub(super) fn definite_refusal(e: &Error) -> bool {
 
 /// The error with one more sentence: what fleet found out, and what to do.
 pub(super) fn append(e: Error, text: &str) -> Error {
-    let join = |m: String| {
-        let m = m.trim_end().trim_end_matches('.').to_string();
-        format!("{m}. {text}")
-    };
-    match e {
-        Error::Api {
-            status,
-            message,
-            validations,
-        } => Error::Api {
-            status,
-            message: join(message),
-            validations,
-        },
-        Error::Transport(message) => Error::Transport(join(message)),
-        Error::NotFound { message } => Error::NotFound {
-            message: join(message),
-        },
-        Error::Unauthorized { status, message } => Error::Unauthorized {
-            status,
-            message: join(message),
-        },
-        Error::Timeout {
-            message,
-            waited,
-            last_state,
-        } => Error::Timeout {
-            message: join(message),
-            waited,
-            last_state,
-        },
-        other => other,
-    }
+    e.map_message(|m| format!("{}. {text}", m.trim_end().trim_end_matches('.')))
 }
 
 /// The start build could not be created after the stop succeeded: say so.
@@ -662,15 +646,7 @@ pub(super) fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
          once the cause is fixed"
     );
     let e = match e {
-        Error::Api {
-            status,
-            message,
-            validations,
-        } => Error::Api {
-            status,
-            message: format!("{message}\n{tail}"),
-            validations,
-        },
+        e @ Error::Api { .. } => e.map_message(|m| format!("{m}\n{tail}")),
         other => append(other, &tail),
     };
     Error::left(e, plan.left_stopped())

@@ -222,12 +222,7 @@ impl CoderClient {
     ) -> Result<FollowUp> {
         let started = Instant::now();
         loop {
-            let ws = self
-                .api()
-                .get_workspace_metadata_by_id(workspace_id)
-                .await
-                .map_err(|e| self.error(format!("reading workspace {workspace_id}"), e))?
-                .into_inner();
+            let ws = self.read_workspace(workspace_id).await?;
             let latest = ws.latest_build;
             if let Some(b) = &latest {
                 if is_follow_up_of(parent, b) {

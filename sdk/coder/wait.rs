@@ -46,6 +46,16 @@ pub(super) enum WaitEnd {
     Cancelled(Option<types::WorkspaceBuild>),
 }
 
+/// Where waiting for a build fleet did not create ended.
+pub(super) enum OthersBuild {
+    /// It ended.
+    Ended,
+    /// It still ran at the deadline: the timeout.
+    TimedOut(Error),
+    /// The caller cancelled; the state seen last.
+    Cancelled(Option<String>),
+}
+
 pub(super) fn status_of(b: &types::WorkspaceBuild) -> String {
     b.status
         .as_ref()
@@ -129,42 +139,77 @@ impl CoderClient {
             step,
             message: message.to_string(),
         });
-        let deadline = Instant::now()
-            + if after_stop {
-                options.start_timeout
-            } else {
-                options.stop_timeout
-            };
-        match self
-            .wait_for_build(
+        let timeout = if after_stop {
+            options.start_timeout
+        } else {
+            options.stop_timeout
+        };
+        let waited = self
+            .wait_for_someone_elses_build(
                 &build,
-                Step::InProgress,
-                Until {
-                    deadline,
-                    poll: &options.poll,
-                    expected: None,
-                },
+                &format!("another build of {name} that blocked the {step} build"),
+                &format!(".{left}"),
+                timeout,
+                options,
                 cancel,
                 // Before the stop nothing was changed: a graceful cancel may end the wait.
                 !after_stop,
                 on_event,
             )
-            .await?
-        {
-            WaitEnd::Done(_) => self.read_workspace(&ws_id).await,
-            WaitEnd::TimedOut(last, waited) => Err(with_left(Error::Timeout {
+            .await?;
+        match waited {
+            OthersBuild::Ended => self.read_workspace(&ws_id).await,
+            OthersBuild::TimedOut(e) => Err(with_left(e)),
+            OthersBuild::Cancelled(last_state) => Err(with_left(Error::Interrupted {
+                message: format!("interrupted while waiting for another build of {name}.{left}"),
+                last_state,
+            })),
+        }
+    }
+
+    /// Waits up to `timeout` for a build fleet did not create to end: one found in progress
+    /// before planning, or the one behind a 409. A build still running then is an
+    /// [`Error::Timeout`] ("`what` did not end within …`then`") for the caller to say what
+    /// is left; a cancel hands back the state seen last.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn wait_for_someone_elses_build(
+        &self,
+        build: &types::WorkspaceBuild,
+        what: &str,
+        then: &str,
+        timeout: Duration,
+        options: &UpdateOptions,
+        control: &Control,
+        graceful_ends_it: bool,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<OthersBuild> {
+        let until = Until {
+            deadline: Instant::now() + timeout,
+            poll: &options.poll,
+            expected: None,
+        };
+        let end = self
+            .wait_for_build(
+                build,
+                Step::InProgress,
+                until,
+                control,
+                graceful_ends_it,
+                on_event,
+            )
+            .await?;
+        Ok(match end {
+            WaitEnd::Done(_) => OthersBuild::Ended,
+            WaitEnd::TimedOut(last, waited) => OthersBuild::TimedOut(Error::Timeout {
                 message: format!(
-                    "another build of {name} that blocked the {step} build did not end within {}.{left}",
+                    "{what} did not end within {}{then}",
                     humantime::format_duration(round(waited))
                 ),
                 waited,
                 last_state: last.as_ref().map(status_of),
-            })),
-            WaitEnd::Cancelled(last) => Err(with_left(Error::Interrupted {
-                message: format!("interrupted while waiting for another build of {name}.{left}"),
-                last_state: last.as_ref().map(status_of),
-            })),
-        }
+            }),
+            WaitEnd::Cancelled(last) => OthersBuild::Cancelled(last.as_ref().map(status_of)),
+        })
     }
 
     /// Polls a build until it ends, the deadline passes or the caller cancels, with the one

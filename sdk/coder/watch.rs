@@ -239,12 +239,7 @@ impl CoderClient {
                 return Ok(end);
             }
             end.polled += 1;
-            let ws = self
-                .api()
-                .get_workspace_metadata_by_id(workspace_id)
-                .await
-                .map_err(|e| self.error(format!("reading workspace {workspace_id}"), e))?
-                .into_inner();
+            let ws = self.read_workspace(workspace_id).await?;
             seen(&ws, &mut end, &mut on_note);
             if done(&ws) {
                 end.workspace = Some(Box::new(ws));

@@ -4,7 +4,6 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -16,7 +15,10 @@ use super::{
     CpAdminRoute, FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient,
     Provider, StartedMigration, WaitOptions, ops::check_workspace_id,
 };
-use crate::{Error, Result, operation::Severity};
+use crate::{
+    Error, Result,
+    operation::{Severity, ms},
+};
 
 /// How one workspace's migration ended (or was read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -110,24 +112,28 @@ impl MigrationVerdict {
     }
 }
 
+/// The migration state an error says it saw last (a timeout, an interruption) or ended in.
+fn error_state(e: &Error) -> Option<String> {
+    match e.root() {
+        Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
+            last_state.clone()
+        }
+        Error::OperationFailed { final_state, .. } => final_state.clone(),
+        _ => None,
+    }
+}
+
 fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
     let verdict = match e.root() {
         Error::Timeout { .. } => MigrationVerdict::TimedOut,
         Error::Interrupted { .. } => MigrationVerdict::Interrupted,
         _ => MigrationVerdict::Failed,
     };
-    let state = match e.root() {
-        Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
-            last_state.clone()
-        }
-        Error::OperationFailed { final_state, .. } => final_state.clone(),
-        _ => None,
-    };
     MigrationResult {
         workspace_id: workspace_id.to_string(),
         verdict,
         message: e.to_string(),
-        state,
+        state: error_state(e),
         report: None,
         error_kind: Some(e.kind().to_string()),
         remedies: e.remedies().to_vec(),
@@ -182,15 +188,8 @@ impl MoleculeClient {
             .collect();
         let started = Instant::now();
         let total = ids.len();
-        let on_event = Mutex::new(on_event);
-        let emit = |e: BatchEvent| {
-            if let Ok(mut f) = on_event.lock() {
-                f(e)
-            }
-        };
-        let emit = &emit;
-        let done = Mutex::new(0usize);
-        let done = &done;
+        let sink = &crate::rollout::BatchSink::new(on_event);
+        let emit = &|e: BatchEvent| sink.emit(e);
         let mut results: Vec<(usize, MigrationResult)> =
             futures::stream::iter(ids.into_iter().enumerate())
                 .map(|(index, id)| async move {
@@ -220,13 +219,8 @@ impl MoleculeClient {
                             }
                         }
                     };
-                    let n = {
-                        let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                        *d += 1;
-                        *d
-                    };
                     emit(BatchEvent::Finished {
-                        done: n,
+                        done: sink.one_done(),
                         total,
                         result: result.clone(),
                     });
@@ -245,7 +239,7 @@ impl MoleculeClient {
                 .max()
                 .unwrap_or(Severity::Ok),
             results,
-            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: ms(started.elapsed()),
         })
     }
 
@@ -578,15 +572,8 @@ impl MoleculeClient {
         }
         let started = Instant::now();
         let total = requests.len();
-        let on_event = Mutex::new(on_event);
-        let emit = |e: BatchEvent| {
-            if let Ok(mut f) = on_event.lock() {
-                f(e)
-            }
-        };
-        let emit = &emit;
-        let done = Mutex::new(0usize);
-        let done = &done;
+        let sink = &crate::rollout::BatchSink::new(on_event);
+        let emit = &|e: BatchEvent| sink.emit(e);
         let run = crate::rollout::run(
             requests.iter().collect(),
             rollout,
@@ -594,13 +581,8 @@ impl MoleculeClient {
             |r: &&MigrateRequest| r.workspace_id.trim().to_string(),
             |_, r: &MigrateRequest| async move {
                 let result = self.migrate_and_follow(r, wait, control, emit).await;
-                let n = {
-                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                    *d += 1;
-                    *d
-                };
                 emit(BatchEvent::Finished {
-                    done: n,
+                    done: sink.one_done(),
                     total,
                     result: MigrationResult {
                         workspace_id: result.workspace_id.clone(),
@@ -644,7 +626,7 @@ impl MoleculeClient {
         Ok(MigrationRollout {
             results: run.results,
             halt: run.halt,
-            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: ms(started.elapsed()),
         })
     }
 
@@ -672,21 +654,17 @@ impl MoleculeClient {
             result.verdict = match e.root() {
                 Error::Timeout { .. } => RolloutVerdict::TimedOut,
                 Error::Interrupted { .. } => RolloutVerdict::Interrupted,
+                // Sent without a clear answer: not a refusal, whatever reading back found.
+                Error::Unconfirmed { .. } => RolloutVerdict::Failed,
                 e if e.nothing_changed() => RolloutVerdict::Refused,
                 Error::Conflict { .. } => RolloutVerdict::Refused,
                 _ => RolloutVerdict::Failed,
             };
-            result.state = match e.root() {
-                Error::Timeout { last_state, .. } | Error::Interrupted { last_state, .. } => {
-                    last_state.clone()
-                }
-                Error::OperationFailed { final_state, .. } => final_state.clone(),
-                _ => None,
-            };
+            result.state = error_state(e);
             result.message = e.to_string();
             result.error_kind = Some(e.kind().to_string());
             result.remedies = e.remedies().to_vec();
-            result.elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            result.elapsed_ms = ms(began.elapsed());
             result
         };
         let started = match self.migrate_provider(request).await {
@@ -712,7 +690,7 @@ impl MoleculeClient {
                 result.verdict = RolloutVerdict::Completed;
                 result.state = report.state().map(|s| s.to_string());
                 result.message = report.message.clone();
-                result.elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+                result.elapsed_ms = ms(began.elapsed());
                 result
             }
             Err(e) => fail(result, &e),

@@ -703,16 +703,9 @@ impl MoleculeClient {
                             fleet never sends a POST to a route it guessed, so no migration was \
                             started. Try again, or pick the layout";
                 let noted = match e {
-                    Error::Transport(m) => Error::Transport(format!("{m}{note}")),
-                    Error::Api {
-                        status,
-                        message,
-                        validations,
-                    } => Error::Api {
-                        status,
-                        message: format!("{message}{note}"),
-                        validations,
-                    },
+                    e @ (Error::Transport(_) | Error::Api { .. }) => {
+                        e.map_message(|m| format!("{m}{note}"))
+                    }
                     other => Error::Refused(format!(
                         "fleet refused to start a migration of workspace {workspace_id}: {other}{note}"
                     )),

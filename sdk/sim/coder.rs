@@ -1447,6 +1447,29 @@ async fn build_logs(
 /// How often a simulated WebSocket looks for news (real time).
 const WS_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Sends one JSON frame and counts it. False when the socket is gone, or when `drop_after`
+/// frames were sent already: then the stream is cut without a close frame (a simulated
+/// network fault).
+async fn send_frame(
+    socket: &mut WebSocket,
+    frame: &Value,
+    sent: &mut u32,
+    drop_after: Option<u32>,
+) -> bool {
+    if drop_after.is_some_and(|n| *sent >= n) {
+        return false;
+    }
+    if socket
+        .send(Message::Text(frame.to_string().into()))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    *sent += 1;
+    true
+}
+
 async fn stream_logs(
     mut socket: WebSocket,
     state: Shared,
@@ -1468,18 +1491,10 @@ async fn stream_logs(
             )
         };
         for line in lines {
-            if drop_after.is_some_and(|n| sent >= n) {
-                return; // cut without a close frame (a simulated network fault)
-            }
-            after = line["id"].as_i64().or(after);
-            if socket
-                .send(Message::Text(line.to_string().into()))
-                .await
-                .is_err()
-            {
+            if !send_frame(&mut socket, &line, &mut sent, drop_after).await {
                 return;
             }
-            sent += 1;
+            after = line["id"].as_i64().or(after);
         }
         if ended {
             let _ = socket
@@ -1546,17 +1561,9 @@ async fn stream_workspace(mut socket: WebSocket, state: Shared, id: Uuid, drop_a
             last_ping = std::time::Instant::now();
         }
         for m in messages {
-            if drop_after.is_some_and(|n| sent >= n) {
-                return; // cut without a close frame (a simulated network fault)
-            }
-            if socket
-                .send(Message::Text(m.to_string().into()))
-                .await
-                .is_err()
-            {
+            if !send_frame(&mut socket, &m, &mut sent, drop_after).await {
                 return;
             }
-            sent += 1;
         }
         tokio::select! {
             _ = tokio::time::sleep(WS_TICK) => {}
