@@ -1,6 +1,8 @@
 //! `fleet-mcp`: the MCP server of fleet, for AI agents (stdio).
 #![forbid(unsafe_code)]
 
+#[path = "shared/advice.rs"]
+mod advice;
 #[path = "fleet_mcp/coder_tools.rs"]
 mod coder_tools;
 #[path = "fleet_mcp/http.rs"]

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "shared/advice.rs"]
+mod advice;
 #[path = "fleet/cli.rs"]
 mod cli;
 #[path = "fleet/cmd_coder.rs"]

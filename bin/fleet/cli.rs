@@ -519,25 +519,10 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
     }
 }
 
-/// What the caller can do about an error, as one sentence in `fleet`'s words (`To go on,
-/// pass --confirm once you mean it.`), or `None` when the error does not say.
-pub fn advice(remedies: &[fleet::Remedy]) -> Option<String> {
-    if remedies.is_empty() {
-        return None;
-    }
-    let clauses: Vec<String> = remedies.iter().map(remedy_clause).collect();
-    Some(format!("To go on, {}.", clauses.join(", or ")))
-}
-
-/// A message followed by the advice of its remedies, when there are any.
+/// A message followed by what to do about it in `fleet`'s words (`To go on, pass --confirm
+/// once you mean it.`), when the remedies say.
 pub fn advised(message: &str, remedies: &[fleet::Remedy]) -> String {
-    match advice(remedies) {
-        Some(advice) => {
-            let stop = if message.ends_with('.') { "" } else { "." };
-            format!("{message}{stop} {advice}")
-        }
-        None => message.to_string(),
-    }
+    crate::advice::advised(message, remedies, remedy_clause)
 }
 
 /// An error's message in `fleet`'s words: the library's message (with the flags that stand

@@ -186,25 +186,9 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
     }
 }
 
-/// What the caller can do about an error, as one sentence in fleet-mcp's words, or `None`.
-pub fn advice(remedies: &[fleet::Remedy]) -> Option<String> {
-    if remedies.is_empty() {
-        return None;
-    }
-    let clauses: Vec<String> = remedies.iter().map(remedy_clause).collect();
-    Some(format!("To go on, {}.", clauses.join(", or ")))
-}
-
 /// An error's message in fleet-mcp's words: the library's message, then what to do about it.
 pub fn message(e: &fleet::Error) -> String {
-    let text = e.to_string();
-    match advice(e.remedies()) {
-        Some(advice) => {
-            let stop = if text.ends_with('.') { "" } else { "." };
-            format!("{text}{stop} {advice}")
-        }
-        None => text,
-    }
+    crate::advice::advised(&e.to_string(), e.remedies(), remedy_clause)
 }
 
 /// The text of a tool error: the kind, then the library's message (the server's words) and
