@@ -196,6 +196,13 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
             json!({"workspace_id": "ws-gcp-demo", "from": "aws", "to": "hetzner", "confirm": true}),
             "To go on, call again with {\"from\":\"gcp\"}, or call again without from.".into(),
         ),
+        (
+            vec!["coder", "update", "alice/dev", "--all-owners"],
+            "To go on, leave --all-owners out.".into(),
+            "update_agents",
+            json!({"agent_names": ["alice/dev"], "all_owners": true}),
+            "To go on, call again without all_owners.".into(),
+        ),
     ];
     for (args, cli_advice, tool, tool_args, mcp_advice) in cases {
         let out = fleet(&sim, &args);
@@ -216,6 +223,13 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
         );
         assert_mcp_words(&text);
     }
+    // A batch with no selection (the CLI's parser already requires one).
+    let text = call(&client, "update_agents", json!({})).await;
+    assert!(
+        text.contains("To go on, give exactly one of: agent_names, all_outdated: true, template."),
+        "{text}"
+    );
+    assert_mcp_words(&text);
     client.cancel().await.ok();
 
     // Nothing that changes state reached the simulator.
