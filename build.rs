@@ -78,9 +78,10 @@ fn generate(spec_path: &str, out: &Path, replacements: &[(&str, &str)]) -> Resul
     }
     let mut settings = GenerationSettings::new();
     settings.with_interface(InterfaceStyle::Positional);
-    // Every client carries the retry policy its `exec` hook (sdk/http.rs) applies to reads.
+    // Every client carries what its `exec` hook (sdk/http.rs) needs: the retry policy for
+    // reads and the bound on requests in flight.
     settings.with_inner_type(
-        "crate::http::RetryPolicy"
+        "crate::http::Calls"
             .parse::<proc_macro2::TokenStream>()
             .expect("a type path"),
     );

@@ -76,6 +76,11 @@ pub struct HttpOptions {
     pub insecure_http: bool,
     /// How GETs are retried.
     pub retry: crate::http::RetryPolicy,
+    /// The most requests one API's client has in flight at once (each HTTP/1.1 request holds
+    /// a connection of its own); further requests wait for one to end. Bounds the connections
+    /// and their buffers however many waits share the client and however slowly the server
+    /// answers. At least 1.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpOptions {
@@ -85,6 +90,7 @@ impl Default for HttpOptions {
             request_timeout: Duration::from_secs(30),
             insecure_http: false,
             retry: crate::http::RetryPolicy::default(),
+            max_in_flight: crate::http::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP layer every generated client shares: the configured `reqwest::Client`, the URL
 //! rules, the retry policy for reads, and the mapping of progenitor errors to [`Error`].
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use reqwest::{
     Method, StatusCode, Url,
@@ -42,6 +42,30 @@ impl RetryPolicy {
             .initial_backoff
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         retry_after.unwrap_or(exp).min(self.max_backoff)
+    }
+}
+
+/// The default of [`HttpOptions::max_in_flight`]: twice the most workspaces a batch runs at
+/// once, so that a batch never waits for it; a few MiB of connections at most.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+
+/// What every generated client carries for its `exec` hook ([`execute`]): how reads are
+/// retried, and the bound on requests in flight ([`HttpOptions::max_in_flight`]), shared by
+/// the clones of it (give one to every generated client over the same `reqwest::Client`).
+#[derive(Debug, Clone)]
+pub struct Calls {
+    /// How GETs are retried.
+    pub retry: RetryPolicy,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Calls {
+    /// The retry policy and the bound of `http`.
+    pub fn new(http: &HttpOptions) -> Self {
+        Calls {
+            retry: http.retry.clone(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(http.max_in_flight.max(1))),
+        }
     }
 }
 
@@ -121,7 +145,9 @@ pub fn build_client(
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(http.connect_timeout)
-        .timeout(http.request_timeout);
+        .timeout(http.request_timeout)
+        // No more idle connections kept than requests can be in flight.
+        .pool_max_idle_per_host(http.max_in_flight.max(1));
     if is_loopback(&base) {
         builder = builder.no_proxy();
     }
@@ -225,7 +251,9 @@ pub fn same_origin_redirect(from: &Url, location: &str) -> std::result::Result<U
 
 /// Sends a request. A GET is retried with backoff on 429 (honouring `Retry-After`),
 /// 502/503/504 and transport errors (after a timeout at most [`MAX_TIMEOUT_RETRIES`] times);
-/// any other method is sent exactly once.
+/// any other method is sent exactly once. At most [`HttpOptions::max_in_flight`] requests of
+/// one client are in flight at once; the others wait their turn (counted in the time after
+/// which fleet says it is waiting).
 ///
 /// Every answer body is read here, bounded: a successful one up to [`MAX_ANSWER_BYTES`]
 /// (beyond that the body reads as an [`AnswerTooLarge`] error), an error one up to
@@ -238,9 +266,10 @@ pub fn same_origin_redirect(from: &Url, location: &str) -> std::result::Result<U
 /// text, so that the status and the server's words survive the typed decoding.
 pub async fn execute(
     client: &reqwest::Client,
-    policy: &RetryPolicy,
+    calls: &Calls,
     request: reqwest::Request,
 ) -> reqwest::Result<reqwest::Response> {
+    let policy = &calls.retry;
     let method = request.method().clone();
     let path = request.url().path().to_string();
     let host = host_of(request.url());
@@ -258,7 +287,12 @@ pub async fn execute(
         let url = this.url().clone();
         let started = std::time::Instant::now();
         let result = notice_if_slow(
-            send_bounded(client, this, &host),
+            async {
+                // A permit per attempt, never held across a backoff; the semaphore is never
+                // closed.
+                let _permit = calls.in_flight.acquire().await.ok();
+                send_bounded(client, this, &host).await
+            },
             &method,
             &host,
             &mut said_waiting,
@@ -531,7 +565,7 @@ async fn normalize_error_body(resp: reqwest::Response) -> reqwest::Result<reqwes
 /// Routes a generated client's requests through [`execute`] (reads retried, writes sent once).
 macro_rules! retrying_client {
     ($client:ty) => {
-        impl progenitor_client::ClientHooks<$crate::http::RetryPolicy> for $client {
+        impl progenitor_client::ClientHooks<$crate::http::Calls> for $client {
             async fn exec(
                 &self,
                 request: reqwest::Request,

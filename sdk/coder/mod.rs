@@ -317,7 +317,7 @@ impl CoderClient {
         let api = api::Client::new_with_client(
             &format!("{url}/api/v2"),
             client,
-            config.http.retry.clone(),
+            http::Calls::new(&config.http),
         );
         Ok(CoderClient {
             api,

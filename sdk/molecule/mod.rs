@@ -256,13 +256,15 @@ impl MoleculeClient {
             None => vec![CP_ADMIN_PREFIX.to_string(), API_V1_ADMIN_PREFIX.to_string()],
         };
         let cp_http = http::build_client(&cp_url, Some(http::bearer(&token)), &config.http)?;
+        // Both layouts' clients share one connection pool, so one bound.
+        let cp_calls = http::Calls::new(&config.http);
         let routes: Vec<CpRoute> = prefixes
             .into_iter()
             .map(|prefix| CpRoute {
                 client: cp_api::Client::new_with_client(
                     &format!("{cp_url}{prefix}"),
                     cp_http.clone(),
-                    config.http.retry.clone(),
+                    cp_calls.clone(),
                 ),
                 prefix,
             })
@@ -276,7 +278,7 @@ impl MoleculeClient {
                 Some(tenant_api::Client::new_with_client(
                     &url,
                     client,
-                    config.http.retry.clone(),
+                    http::Calls::new(&config.http),
                 ))
             }
             _ => None,
