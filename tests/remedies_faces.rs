@@ -309,3 +309,47 @@ async fn a_missing_configuration_names_the_variables_and_in_the_cli_its_flags() 
     assert_mcp_words(&text);
     client.cancel().await.ok();
 }
+
+/// An operation followed with get_operation ends in the same words as the tool would have
+/// answered: the error's message, what to do about it, in tool calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_operation_words_an_ended_operation_s_error_like_the_tool() {
+    let sim = sim().await;
+    let client = mcp(&sim).await;
+    let params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
+        json!({"agent_name": "alice/secure-shell", "wait_seconds": 0})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let r = client.call_tool(params).await.expect("answers");
+    assert_ne!(
+        r.is_error,
+        Some(true),
+        "wait_seconds 0 answers at once: {r:?}"
+    );
+    let started = r.structured_content.clone().expect("structured");
+    let id = started["operation_id"]
+        .as_str()
+        .expect("an operation id")
+        .to_string();
+    let params = CallToolRequestParams::new("get_operation".to_string()).with_arguments(
+        json!({"operation_id": id, "wait_seconds": 20})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let r = client.call_tool(params).await.expect("answers");
+    let v = r.structured_content.clone().expect("structured");
+    assert_eq!(v["error"]["kind"], "refused", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.ends_with(
+            "To go on, update it to the active version instead: call update_agent \
+             {\"agent_name\":\"alice/secure-shell\"}."
+        ),
+        "{message}"
+    );
+    assert_mcp_words(message);
+    client.cancel().await.ok();
+}

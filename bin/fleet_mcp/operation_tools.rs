@@ -179,7 +179,7 @@ fn report(op: &dyn AnyOperation) -> OperationReport {
             None,
             Some(OperationError {
                 kind: e.kind().to_string(),
-                message: e.to_string(),
+                message: crate::server::error_text(&e),
             }),
         ),
         None => (None, None),

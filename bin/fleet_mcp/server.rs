@@ -191,17 +191,22 @@ pub fn message(e: &fleet::Error) -> String {
     crate::advice::advised(&e.to_string(), e.remedies(), remedy_clause)
 }
 
-/// The text of a tool error: the kind, then the library's message (the server's words) and
-/// what to do about it, then the tool call that finishes or follows what it left behind.
+/// The text of a tool error: the kind, then [`error_text`].
 pub fn tool_error(e: fleet::Error) -> String {
-    let next = next_call(&e);
-    let message = message(&e);
+    format!("{}: {}", e.kind(), error_text(&e))
+}
+
+/// An error in fleet-mcp's words: the library's message (the server's words) and what to do
+/// about it, then the tool call that finishes or follows what it left behind.
+pub fn error_text(e: &fleet::Error) -> String {
+    let next = next_call(e);
+    let message = message(e);
     let stop = if next.is_empty() || message.ends_with('.') {
         ""
     } else {
         "."
     };
-    format!("{}: {message}{stop}{next}", e.kind())
+    format!("{message}{stop}{next}")
 }
 
 /// The tool call that finishes or follows what an error left behind (` To finish the job,
