@@ -447,6 +447,12 @@ fn flag(input: fleet::Input) -> &'static str {
     }
 }
 
+/// The bare flag of an input, without its placeholder (`--from`).
+fn flag_name(input: fleet::Input) -> &'static str {
+    let full = flag(input);
+    full.split(' ').next().unwrap_or(full)
+}
+
 /// The flag of `fleet` that does what a configuration variable does.
 fn config_flag(variable: &str) -> Option<&'static str> {
     Some(match variable {
@@ -471,21 +477,14 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
         } => "pass --confirm once you mean it".into(),
         Remedy::Give { input, value } => match value {
             // `--flag VALUE`: the flag's own placeholder is replaced by the value.
-            Some(v) => format!(
-                "pass {} {}",
-                flag(*input).split(' ').next().unwrap_or_default(),
-                shell_word(v)
-            ),
+            Some(v) => format!("pass {} {}", flag_name(*input), shell_word(v)),
             None => format!("pass {}", flag(*input)),
         },
         Remedy::GiveOneOf { inputs } => {
             let names: Vec<&str> = inputs.iter().map(|i| flag(*i)).collect();
             format!("give exactly one of: {}", names.join(", "))
         }
-        Remedy::LeaveOut { input } => format!(
-            "leave {} out",
-            flag(*input).split(' ').next().unwrap_or_default()
-        ),
+        Remedy::LeaveOut { input } => format!("leave {} out", flag_name(*input)),
         Remedy::Configure { variable, values } => {
             let mut clause = format!("set {variable}");
             if let Some(flag) = config_flag(variable) {
@@ -536,6 +535,22 @@ pub fn message(e: &Error) -> String {
         }
     }
     advised(&text, e.remedies())
+}
+
+/// Prints why a rollout halted and what it did not attempt, then the command that resumes
+/// it (`resumes` says what a re-run does), on either plane.
+pub fn print_halt(halt: &fleet::rollout::Halt, resumes: &str, resume: Option<&str>) {
+    out::line("");
+    out::line(format!(
+        "Rollout halted: {} ({} failure(s)); {} workspace(s) not attempted: {}",
+        halt.reason,
+        halt.failures,
+        halt.not_attempted.len(),
+        halt.not_attempted.join(", ")
+    ));
+    if let Some(command) = resume {
+        out::line(format!("To resume ({resumes}), run `{command}`"));
+    }
 }
 
 /// A word as a POSIX shell reads it: as it is when safe, else single-quoted.

@@ -865,19 +865,11 @@ fn print_report(r: &FleetReport, resume: Option<&str>) {
         }
     }
     if let Some(halt) = &r.halt {
-        out::line("");
-        out::line(format!(
-            "Rollout halted: {} ({} failure(s)); {} workspace(s) not attempted: {}",
-            halt.reason,
-            halt.failures,
-            halt.not_attempted.len(),
-            halt.not_attempted.join(", ")
-        ));
-        if let Some(command) = resume {
-            out::line(format!(
-                "To resume (workspaces already current and healthy are skipped), run `{command}`"
-            ));
-        }
+        crate::cli::print_halt(
+            halt,
+            "workspaces already current and healthy are skipped",
+            resume,
+        );
     }
     out::line("");
     out::line(format!(

@@ -520,19 +520,11 @@ async fn migrate_rollout(
         );
     }
     if let Some(halt) = &report.halt {
-        out::line("");
-        out::line(format!(
-            "Rollout halted: {} ({} failure(s)); {} workspace(s) not attempted: {}",
-            halt.reason,
-            halt.failures,
-            halt.not_attempted.len(),
-            halt.not_attempted.join(", ")
-        ));
-        if let Some(r) = &resume {
-            out::line(format!(
-                "To resume (the workspaces not completed, after fixing the cause), run `{r}`"
-            ));
-        }
+        crate::cli::print_halt(
+            halt,
+            "the workspaces not completed, after fixing the cause",
+            resume.as_deref(),
+        );
     }
     Ok(code)
 }
