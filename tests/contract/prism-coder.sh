@@ -103,7 +103,7 @@ check "restart"               "0 1 2 3" -- coder restart alice/dev \
 # template), so the CLI's updates above stop before any build. The stop and start requests
 # fleet builds are sent by the SDK's real run_plan, with plans made from Prism's answers; the
 # server-side restart (a stop carrying on_success) and GET /buildinfo by the SDK's blocks.
-if (cd "$root" && cargo test --quiet --locked --test contract_prism -- --ignored --nocapture --test-threads 1) \
+if (cd "$root" && cargo test --quiet --locked --test contract contract_prism -- --ignored --nocapture --test-threads 1) \
     >"$work/sdk.out" 2>&1; then
   echo "ok   run_plan against Prism ($(grep -o 'ended: .*' "$work/sdk.out" || true))" >&2
 else

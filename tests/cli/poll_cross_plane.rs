@@ -3,8 +3,7 @@
 //! again (transport, 429, 500, 502, 503, 504) or the end of the wait (anything else). Through
 //! the built binary against httpmock.
 
-#[path = "coder_support/mod.rs"]
-mod support;
+use crate::support::coder as support;
 
 use std::process::{Command, Stdio};
 

@@ -7,8 +7,7 @@
 //! specification lists it); arguments that are not an object cannot be parsed as a tools/call
 //! request at all, so rmcp answers "Invalid request"; a line that is not JSON is ignored.
 
-#[path = "reliability_support/mod.rs"]
-mod support;
+use crate::support::reliability as support;
 
 use std::{
     collections::HashMap,

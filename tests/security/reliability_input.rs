@@ -2,8 +2,7 @@
 //! exits 2 with a single `error:` line and sends nothing (a catch-all mock counts requests).
 //! Also the transport rules: https by default, http:// only to loopback unless --insecure-http.
 
-#[path = "reliability_support/mod.rs"]
-mod support;
+use crate::support::reliability as support;
 
 use httpmock::MockServer;
 use support::*;

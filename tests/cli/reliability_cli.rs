@@ -3,10 +3,8 @@
 //! works and warns. Ctrl-C during each kind of wait exits 130, says what was left behind and
 //! never cancels the remote operation.
 
-#[path = "coder_support/mod.rs"]
-mod coder;
-#[path = "reliability_support/mod.rs"]
-mod support;
+use crate::support::coder;
+use crate::support::reliability as support;
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,7 @@
 //! bodies (on_success present or absent, the version pinned or left out), the 403 fallback and
 //! the fallback when Coder creates no start build.
 
-#[path = "coder_support/mod.rs"]
-mod support;
+use crate::support::coder as support;
 
 use std::{
     sync::{Arc, Mutex},

@@ -1,7 +1,6 @@
 //! The built `fleet` binary: `fleet coder …` output, exit codes and the requests it sends.
 
-#[path = "coder_support/mod.rs"]
-mod support;
+use crate::support::coder as support;
 
 use std::{
     process::{Command, Output, Stdio},

@@ -4,8 +4,7 @@
 //! or is tolerated as designed; GETs are retried with bounded backoff (attempts counted);
 //! every POST is sent exactly once (counted).
 
-#[path = "coder_support/mod.rs"]
-mod coder;
+use crate::support::coder;
 
 use std::{
     sync::{

@@ -1,8 +1,7 @@
 //! The built `fleet-mcp` driven by a real MCP client (rmcp over child-process stdio):
 //! the coder tools, their annotations and output schemas, progress notifications, errors.
 
-#[path = "coder_support/mod.rs"]
-mod support;
+use crate::support::coder as support;
 
 use std::{
     sync::{Arc, Mutex},

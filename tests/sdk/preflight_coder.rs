@@ -1,8 +1,7 @@
 //! Coder pre-flight against httpmock: every refusal is `Error::Refused` and sends no build;
 //! the start build sends exactly the resolved values; precedence given > file > previous > default.
 
-#[path = "coder_support/mod.rs"]
-mod support;
+use crate::support::coder as support;
 
 use std::collections::BTreeMap;
 

@@ -6,8 +6,7 @@
 //! show that text with its control characters escaped visibly, in text, JSON and log lines; the
 //! built `fleet-mcp` must send no token in any message, progress notifications included.
 
-#[path = "coder_support/mod.rs"]
-mod support;
+use crate::support::coder as support;
 
 use std::{
     process::{Command, Output, Stdio},

@@ -1,7 +1,6 @@
 //! SDK: the update and restart sequences against httpmock (order, bodies, errors, deadlines).
 
-#[path = "coder_support/mod.rs"]
-mod support;
+use crate::support::coder as support;
 
 use std::{
     sync::{Arc, Mutex},
