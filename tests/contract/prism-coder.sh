@@ -42,6 +42,9 @@ fi
 [ -x "$FLEET_BIN" ] || { echo "prism-coder: no fleet binary at $FLEET_BIN" >&2; exit 1; }
 
 # ---- Prism ------------------------------------------------------------------------------
+if [ -z "${PRISM_DIR:-}" ] && [ -x "${FLEET_CI_NPM:-/nonexistent}/prism/node_modules/.bin/prism" ]; then
+  PRISM_DIR="$FLEET_CI_NPM/prism"
+fi
 if [ -z "${PRISM_DIR:-}" ]; then
   PRISM_DIR="$work/prism"
   mkdir -p "$PRISM_DIR"

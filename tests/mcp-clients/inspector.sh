@@ -7,9 +7,12 @@ bin="$(pwd)/${CARGO_TARGET_DIR:-target}/debug/fleet-mcp"
 [ -x "$bin" ] || cargo build --locked --bin fleet-mcp
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-(cd "$dir" && npm install --silent --no-audit --no-fund '@modelcontextprotocol/inspector@2' >/dev/null 2>&1) \
-  || (cd "$dir" && npm install --no-audit --no-fund '@modelcontextprotocol/inspector@2')
-inspector="$dir/node_modules/.bin/mcp-inspector"
+inspector="${FLEET_CI_NPM:-/nonexistent}/inspector/node_modules/.bin/mcp-inspector"
+if [ ! -x "$inspector" ]; then
+  (cd "$dir" && npm install --silent --no-audit --no-fund '@modelcontextprotocol/inspector@2' >/dev/null 2>&1) \
+    || (cd "$dir" && npm install --no-audit --no-fund '@modelcontextprotocol/inspector@2')
+  inspector="$dir/node_modules/.bin/mcp-inspector"
+fi
 
 call() { timeout 120 "$inspector" --cli "$@" -- "$bin" --sim --sim-speed 300 2>/dev/null; }
 
