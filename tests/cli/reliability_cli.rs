@@ -280,21 +280,29 @@ async fn no_token_ever_printed_on_errors_that_echo_it() {
 async fn no_token_ever_printed_on_transport_errors_invalid_input_or_missing_config() {
     let base = format!("http://127.0.0.1:{}", closed_port());
     let env = env_for(&base);
-    for args in commands() {
-        let run = check_no_leak("transport error", &args, &env);
-        // A failed read is exit 1; a wait that never sees a state ends at its deadline: 3.
-        // (A migrate that must look up its source fails before it starts: 1.)
-        let expected: &[i32] = if args.contains(&"--wait") {
-            &[1, 3]
-        } else {
-            &[1]
-        };
-        assert!(
-            expected.contains(&run.code),
-            "{args:?} with nothing listening: {}",
-            run.show()
-        );
-    }
+    // Each command retries its reads against the closed port for seconds: run them side by
+    // side (each check is its own process), the assertions are per command as before.
+    std::thread::scope(|scope| {
+        for args in commands() {
+            let env = &env;
+            scope.spawn(move || {
+                let run = check_no_leak("transport error", &args, env);
+                // A failed read is exit 1; a wait that never sees a state ends at its
+                // deadline: 3. (A migrate that must look up its source fails before it
+                // starts: 1.)
+                let expected: &[i32] = if args.contains(&"--wait") {
+                    &[1, 3]
+                } else {
+                    &[1]
+                };
+                assert!(
+                    expected.contains(&run.code),
+                    "{args:?} with nothing listening: {}",
+                    run.show()
+                );
+            });
+        }
+    });
     // Invalid input.
     for args in [
         vec![
