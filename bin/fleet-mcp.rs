@@ -56,7 +56,8 @@ struct Args {
     http_token_file: Option<std::path::PathBuf>,
 
     /// A host name HTTP clients reach the server by (repeatable; checked against the Host header).
-    #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+    #[arg(long = "allowed-host", value_name = "HOST", requires = "http",
+          value_parser = http::parse_allowed_host)]
     allowed_hosts: Vec<String>,
 
     /// A browser origin allowed to call the server (repeatable; e.g. https://app.example:443).

@@ -16,6 +16,8 @@ mod cmd_sim;
 #[cfg(not(feature = "sim"))]
 #[path = "fleet/cmd_no_sim.rs"]
 mod cmd_sim;
+#[path = "fleet/command.rs"]
+mod command;
 #[path = "fleet/out.rs"]
 mod out;
 #[path = "shared/safe_text.rs"]

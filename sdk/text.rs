@@ -17,12 +17,13 @@ use crate::Secret;
 pub const REDACTED: &str = "<redacted>";
 
 /// True for a character that can control a terminal or reorder displayed text: C0 controls
-/// except tab and newline, DEL, C1 controls (U+0080–U+009F), and the bidi controls (U+061C,
-/// U+200E, U+200F, U+202A–U+202E, U+2066–U+2069).
+/// except tab and newline, DEL, C1 controls (U+0080–U+009F), the bidi controls (U+061C,
+/// U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), and the Unicode line and paragraph
+/// separators (U+2028, U+2029), which some terminals and viewers break a line at.
 pub fn is_unsafe_char(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
-        | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` with every [unsafe character](is_unsafe_char) written as a visible escape: `\x1b` for
@@ -45,6 +46,16 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `text` made to stay on one line: like [`escape_controls`], and a newline written as `\n`
+/// too. For server text shown inside one line of fleet's own (a report row, a log line, a
+/// name in a sentence), where a line break would start a line that looks like fleet's.
+pub fn escape_one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains('\n') {
+        return escape_controls(text);
+    }
+    Cow::Owned(escape_controls(text).replace('\n', "\\n"))
 }
 
 /// Replaces configured tokens with [`REDACTED`] in text and in JSON values. A token is looked
@@ -171,6 +182,20 @@ mod tests {
         );
         assert!(!shown.chars().any(is_unsafe_char));
         assert!(matches!(escape_controls("plain é ü 🙂"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn one_line_escapes_every_line_break_visibly() {
+        let spoof = "building\nalice/dev restarted on version v9\r\u{2028}x\u{2029}y\u{85}z\tend";
+        let shown = escape_one_line(spoof);
+        assert_eq!(
+            shown,
+            "building\\nalice/dev restarted on version v9\\r\\u{2028}x\\u{2029}y\\u{85}z\tend"
+        );
+        assert_eq!(shown.lines().count(), 1);
+        assert!(matches!(escape_one_line("plain é"), Cow::Borrowed(_)));
+        // Text that may span lines keeps its newlines but not the Unicode separators.
+        assert_eq!(escape_controls("a\nb\u{2028}c"), "a\nb\\u{2028}c");
     }
 
     #[test]

@@ -5,7 +5,11 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, ValueEnum, parser::ValueSource};
 use fleet::{CoderConfig, Error, HttpOptions, MoleculeConfig, Secret, operation::Severity};
 
-use crate::out;
+use crate::{
+    command::{CommandLine, NameKind, Printed},
+    out,
+};
+use fleet::text::escape_one_line;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -385,47 +389,56 @@ pub fn batch_exit_code(report: &fleet::coder::FleetReport) -> i32 {
 }
 
 /// The command line that finishes a job left half-way.
-pub fn finish_command(step: &fleet::operation::FinishStep) -> String {
+pub fn finish_command(step: &fleet::operation::FinishStep) -> Printed {
     use fleet::operation::FinishStep;
-    let given = |parameters: &std::collections::BTreeMap<String, String>| -> String {
-        parameters
-            .iter()
-            .map(|(k, v)| format!(" --parameter {}", shell_word(&format!("{k}={v}"))))
-            .collect()
-    };
-    match step {
+    let (mut c, workspace, parameters) = match step {
         FinishStep::Update {
             workspace,
             template_version_id,
             parameters,
-        } => format!(
-            "fleet coder update {} --template-version {template_version_id}{}",
-            shell_word(workspace),
-            given(parameters)
-        ),
+        } => {
+            let mut c = CommandLine::new(&["coder", "update"]);
+            c.option("--template-version", &template_version_id.to_string());
+            (c, workspace, parameters)
+        }
         FinishStep::Restart {
             workspace,
             parameters,
-        } => format!(
-            "fleet coder restart {}{}",
-            shell_word(workspace),
-            given(parameters)
+        } => (
+            CommandLine::new(&["coder", "restart"]),
+            workspace,
+            parameters,
         ),
+    };
+    for (k, v) in parameters {
+        c.option("--parameter", &format!("{k}={v}"));
     }
+    c.needs_names()
+        .name(workspace, NameKind::CoderWorkspace)
+        .build()
 }
 
 /// The command line that follows something still running.
-pub fn follow_command(step: &fleet::operation::FollowStep) -> String {
+pub fn follow_command(step: &fleet::operation::FollowStep) -> Printed {
     use fleet::operation::FollowStep;
     match step {
-        FollowStep::CoderWorkspace { workspace } => {
-            format!("fleet coder show {}", shell_word(workspace))
-        }
-        FollowStep::Migration { workspace_id } => format!(
-            "fleet molecule migration-status {} --wait",
-            shell_word(workspace_id)
-        ),
+        FollowStep::CoderWorkspace { workspace } => CommandLine::new(&["coder", "show"])
+            .needs_names()
+            .name(workspace, NameKind::CoderWorkspace)
+            .build(),
+        FollowStep::Migration { workspace_id } => migration_status_command(workspace_id, true),
     }
+}
+
+/// `fleet molecule migration-status [--wait] -- ID`.
+pub fn migration_status_command(workspace_id: &str, wait: bool) -> Printed {
+    let mut c = CommandLine::new(&["molecule", "migration-status"]);
+    if wait {
+        c.flag("--wait");
+    }
+    c.needs_names()
+        .name(workspace_id, NameKind::MoleculeWorkspace)
+        .build()
 }
 
 /// The flag (or argument) of `fleet` that gives an input.
@@ -477,7 +490,10 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
         } => "pass --confirm once you mean it".into(),
         Remedy::Give { input, value } => match value {
             // `--flag VALUE`: the flag's own placeholder is replaced by the value.
-            Some(v) => format!("pass {} {}", flag_name(*input), shell_word(v)),
+            Some(v) => match crate::command::option_words(flag_name(*input), v) {
+                Ok(words) => format!("pass {words}"),
+                Err(_) => format!("pass {}", flag(*input)),
+            },
             None => format!("pass {}", flag(*input)),
         },
         Remedy::GiveOneOf { inputs } => {
@@ -496,25 +512,50 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
             clause
         }
         Remedy::UpdateToActive { workspace } => format!(
-            "update it to the active version instead: `fleet coder update {}`",
-            shell_word(workspace)
+            "update it to the active version instead: {}",
+            command_for(&["coder", "update"], Some(workspace))
         ),
         Remedy::Look { at } => match at {
-            Look::Workspaces => "run `fleet coder list` to see the workspaces".into(),
-            Look::Workspace { workspace } => format!(
-                "run `fleet coder show {}` to see the versions it runs and its template's \
-                 active version",
-                workspace
-                    .as_deref()
-                    .map(shell_word)
-                    .unwrap_or_else(|| "WORKSPACE".into())
+            Look::Workspaces => format!(
+                "run {} to see the workspaces",
+                command_for(&["coder", "list"], None)
             ),
-            Look::TemplateVersion { id } => {
-                format!("run `fleet coder template-version {id}` to see its import job")
-            }
+            Look::Workspace { workspace } => format!(
+                "run {} to see the versions it runs and its template's active version",
+                command_for(&["coder", "show"], Some(workspace.as_deref().unwrap_or("")))
+            ),
+            Look::TemplateVersion { id } => format!(
+                "run {} to see its import job",
+                command_for(&["coder", "template-version"], Some(&id.to_string()))
+            ),
             _ => "see --help".into(),
         },
         _ => "see --help".into(),
+    }
+}
+
+/// A command inside advice, in backquotes: `fleet SUBCOMMAND -- NAME` with a name fleet
+/// accepts, else with the placeholder `WORKSPACE` and the reason the name is left out.
+fn command_for(subcommand: &[&'static str], name: Option<&str>) -> String {
+    let Some(name) = name else {
+        return format!(
+            "`{}`",
+            CommandLine::new(subcommand)
+                .build()
+                .command
+                .unwrap_or_default()
+        );
+    };
+    let printed = CommandLine::new(subcommand)
+        .name(name, NameKind::CoderWorkspace)
+        .build();
+    let command = printed.command.clone().unwrap_or_default();
+    if name.is_empty() {
+        return format!("`{command} -- WORKSPACE`");
+    }
+    match printed.left_out.is_empty() {
+        true => format!("`{command}`"),
+        false => format!("`{command} -- WORKSPACE` ({})", printed.left_out_text()),
     }
 }
 
@@ -539,29 +580,21 @@ pub fn message(e: &Error) -> String {
 
 /// Prints why a rollout halted and what it did not attempt, then the command that resumes
 /// it (`resumes` says what a re-run does), on either plane.
-pub fn print_halt(halt: &fleet::rollout::Halt, resumes: &str, resume: Option<&str>) {
+pub fn print_halt(halt: &fleet::rollout::Halt, resumes: &str, resume: Option<&Printed>) {
     out::line("");
     out::line(format!(
         "Rollout halted: {} ({} failure(s)); {} workspace(s) not attempted: {}",
         halt.reason,
         halt.failures,
         halt.not_attempted.len(),
-        halt.not_attempted.join(", ")
+        halt.not_attempted
+            .iter()
+            .map(|n| escape_one_line(n))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     if let Some(command) = resume {
-        out::line(format!("To resume ({resumes}), run `{command}`"));
-    }
-}
-
-/// A word as a POSIX shell reads it: as it is when safe, else single-quoted.
-pub fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+        out::line(command.sentence(&format!("to resume ({resumes})")));
     }
 }
 
@@ -582,8 +615,8 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
             body["remedies"] = serde_json::json!(e.remedies());
         }
         match aftermath_line(e) {
-            Some(AftermathLine::Finish(c)) => body["finish_command"] = c.into(),
-            Some(AftermathLine::Follow(c)) => body["follow_command"] = c.into(),
+            Some(AftermathLine::Finish(c)) => c.put_json(&mut body, "finish_command"),
+            Some(AftermathLine::Follow(c)) => c.put_json(&mut body, "follow_command"),
             None => {}
         }
         match e.root() {
@@ -613,16 +646,16 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
     }
     out::err(format!("error: {}", message(e)));
     match aftermath_line(e) {
-        Some(AftermathLine::Finish(c)) => out::err(format!("To finish the job, run `{c}`")),
-        Some(AftermathLine::Follow(c)) => out::err(format!("Follow it with `{c}`")),
+        Some(AftermathLine::Finish(c)) => out::err(c.sentence("to finish the job")),
+        Some(AftermathLine::Follow(c)) => out::err(c.sentence("to follow it")),
         None => {}
     }
     code
 }
 
 enum AftermathLine {
-    Finish(String),
-    Follow(String),
+    Finish(Printed),
+    Follow(Printed),
 }
 
 /// The command that finishes or follows what an error left behind, when it says.

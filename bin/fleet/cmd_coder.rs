@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Subcommand};
+use fleet::text::escape_one_line;
 use fleet::{
     coder::{
         CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
+    command::{CommandLine, NameKind, Printed},
     out,
 };
 
@@ -537,8 +539,8 @@ async fn run_selection(
     let report = report?;
     let resume = report.halt.as_ref().map(|h| resume.command_line(h));
     match format {
-        OutputFormat::Json => out::json(&with_commands(&report, resume.as_deref())),
-        OutputFormat::Text => print_report(&report, resume.as_deref()),
+        OutputFormat::Json => out::json(&with_commands(&report, resume.as_ref())),
+        OutputFormat::Text => print_report(&report, resume.as_ref()),
     }
     Ok(cli::batch_exit_code(&report))
 }
@@ -604,19 +606,19 @@ async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev,
 
 /// The report as JSON, each result left half-way with the command line that finishes it
 /// (`finish_command`) or follows it (`follow_command`).
-fn with_commands(report: &FleetReport, resume: Option<&str>) -> serde_json::Value {
+fn with_commands(report: &FleetReport, resume: Option<&Printed>) -> serde_json::Value {
     let mut v = serde_json::to_value(report).unwrap_or_default();
     if let Some(resume) = resume {
-        v["resume_command"] = resume.into();
+        resume.put_json(&mut v, "resume_command");
     }
     if let Some(results) = v["results"].as_array_mut() {
         for (json, r) in results.iter_mut().zip(&report.results) {
             match &r.aftermath {
                 Aftermath::LeftStopped { finish } => {
-                    json["finish_command"] = cli::finish_command(finish).into();
+                    cli::finish_command(finish).put_json(json, "finish_command");
                 }
                 Aftermath::StillRunning { follow } => {
-                    json["follow_command"] = cli::follow_command(follow).into();
+                    cli::follow_command(follow).put_json(json, "follow_command");
                 }
                 _ => {}
             }
@@ -710,60 +712,63 @@ impl Resume<'_> {
     /// The command that resumes: the same command again (an update skips the workspaces that
     /// are already current and healthy and starts one left stopped); a restart, on the
     /// workspaces not attempted only.
-    fn command_line(&self, halt: &fleet::rollout::Halt) -> String {
-        let mut words: Vec<String> = vec!["fleet".into(), "coder".into(), self.command.into()];
+    fn command_line(&self, halt: &fleet::rollout::Halt) -> Printed {
+        let mut c = CommandLine::new(&["coder", self.command]);
         match &self.selection {
             Selection::Named(_) if self.command == "restart" => {
-                words.extend(halt.not_attempted.iter().cloned())
+                c.needs_names().names(
+                    halt.not_attempted.iter().map(String::as_str),
+                    NameKind::CoderWorkspace,
+                );
             }
-            Selection::Named(refs) => words.extend(refs.iter().map(|r| r.to_string())),
+            Selection::Named(refs) => {
+                for r in refs {
+                    c.name(&r.to_string(), NameKind::CoderWorkspace);
+                }
+            }
             Selection::AllOutdated { all_owners } => {
-                words.push("--all-outdated".into());
+                c.flag("--all-outdated");
                 if *all_owners {
-                    words.push("--all-owners".into());
+                    c.flag("--all-owners");
                 }
             }
             Selection::Template { name, all_owners } => {
-                words.extend(["--template".into(), name.trim().to_string()]);
+                c.option("--template", name.trim());
                 if *all_owners {
-                    words.push("--all-owners".into());
+                    c.flag("--all-owners");
                 }
             }
         }
         if let Some(v) = self.template_version {
-            words.extend(["--template-version".into(), v.to_string()]);
+            c.option("--template-version", &v.to_string());
         }
         if self.force {
-            words.push("--force".into());
+            c.flag("--force");
         }
         for (k, v) in self.parameters {
-            words.extend(["--parameter".into(), format!("{k}={v}")]);
+            c.option("--parameter", &format!("{k}={v}"));
         }
         if self.batch.parallel != DEFAULT_PARALLEL {
-            words.extend(["--parallel".into(), self.batch.parallel.to_string()]);
+            c.option("--parallel", &self.batch.parallel.to_string());
         }
         if self.batch.canary > 0 {
-            words.extend(["--canary".into(), self.batch.canary.to_string()]);
+            c.option("--canary", &self.batch.canary.to_string());
         }
         if let Some(k) = self.batch.max_failures {
-            words.extend(["--max-failures".into(), k.to_string()]);
+            c.option("--max-failures", &k.to_string());
         }
         if self.wait.client_driven {
-            words.push("--client-driven".into());
+            c.flag("--client-driven");
         }
         if self.wait.no_wait_ready {
-            words.push("--no-wait-ready".into());
+            c.flag("--no-wait-ready");
         } else if self.wait.ready_timeout != fleet::coder::DEFAULT_READY_TIMEOUT {
-            words.extend([
-                "--ready-timeout".into(),
-                humantime::format_duration(self.wait.ready_timeout).to_string(),
-            ]);
+            c.option(
+                "--ready-timeout",
+                &humantime::format_duration(self.wait.ready_timeout).to_string(),
+            );
         }
-        words
-            .iter()
-            .map(|w| cli::shell_word(w))
-            .collect::<Vec<_>>()
-            .join(" ")
+        c.build()
     }
 }
 
@@ -783,11 +788,17 @@ fn secs(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
 }
 
-fn print_report(r: &FleetReport, resume: Option<&str>) {
-    let width = r
+fn print_report(r: &FleetReport, resume: Option<&Printed>) {
+    // A row is one line: the server's names and versions are shown with any line break
+    // escaped, and the columns are as wide as what is shown.
+    let names: Vec<String> = r
         .results
         .iter()
-        .map(|w| w.workspace.len())
+        .map(|w| escape_one_line(&w.workspace).into_owned())
+        .collect();
+    let width = names
+        .iter()
+        .map(|n| n.chars().count())
         .max()
         .unwrap_or(9)
         .max(9);
@@ -795,7 +806,7 @@ fn print_report(r: &FleetReport, resume: Option<&str>) {
         "{:<width$}  {:<15}  {:<28}  {:>7}  {:>7}  {:>7}  {:>7}",
         "WORKSPACE", "VERDICT", "VERSION", "STOP", "START", "READY", "TOTAL"
     ));
-    for w in &r.results {
+    for (w, name) in r.results.iter().zip(&names) {
         let to = w
             .to_version_name
             .clone()
@@ -808,13 +819,13 @@ fn print_report(r: &FleetReport, resume: Option<&str>) {
         };
         let total = (w.verdict != Verdict::NotAttempted).then_some(w.elapsed_ms);
         out::row_with_verdict(
-            &format!("{:<width$}  ", w.workspace),
+            &format!("{name:<width$}  "),
             &w.verdict.to_string(),
             15,
             tone(w.verdict),
             &format!(
                 "  {:<28}  {:>7}  {:>7}  {:>7}  {:>7}",
-                version,
+                escape_one_line(&version),
                 secs(w.stop_ms),
                 secs(w.start_ms),
                 secs(w.ready_ms),
@@ -833,7 +844,11 @@ fn print_report(r: &FleetReport, resume: Option<&str>) {
             Verdict::Updated | Verdict::Restarted | Verdict::AlreadyCurrent => {
                 if let Some(ready) = w.ready.as_ref().filter(|r| r.has_external_agent) {
                     out::line("");
-                    out::line(format!("{}: {}", w.workspace, ready.reason));
+                    out::line(format!(
+                        "{}: {}",
+                        escape_one_line(&w.workspace),
+                        ready.reason
+                    ));
                 }
             }
             Verdict::NotAttempted => {}
@@ -841,16 +856,22 @@ fn print_report(r: &FleetReport, resume: Option<&str>) {
                 out::line("");
                 out::line(format!(
                     "{}: {} — {}",
-                    w.workspace,
+                    escape_one_line(&w.workspace),
                     w.verdict,
                     crate::cli::advised(&w.message, &w.remedies)
                 ));
                 match &w.aftermath {
                     Aftermath::LeftStopped { finish } => {
-                        out::line(format!("  to finish: {}", cli::finish_command(finish)));
+                        out::line(format!(
+                            "  {}",
+                            cli::finish_command(finish).sentence("to finish it")
+                        ));
                     }
                     Aftermath::StillRunning { follow } => {
-                        out::line(format!("  to follow: {}", cli::follow_command(follow)));
+                        out::line(format!(
+                            "  {}",
+                            cli::follow_command(follow).sentence("to follow it")
+                        ));
                     }
                     _ => {}
                 }
@@ -939,10 +960,13 @@ impl BatchProgress {
                     step: CoderEvent::BuildLog { .. },
                     ..
                 } if !*logs => {}
-                _ => out::err(e.describe()),
+                // A workspace's result may span lines (a build's error and log tail); every
+                // other event is one line, whatever the server's names and log lines hold.
+                FleetEvent::Finished { .. } => out::err(e.describe()),
+                _ => out::err(escape_one_line(&e.describe())),
             },
             BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
-                let _ = multi.println(out::shown(&e.describe()));
+                let _ = multi.println(out::shown(&escape_one_line(&e.describe())));
             }
             BatchProgress::Bars {
                 multi,
@@ -974,7 +998,7 @@ impl BatchProgress {
                         Some(t) => multi.insert_before(t, bar),
                         None => multi.add(bar),
                     };
-                    bar.set_prefix(out::shown(workspace));
+                    bar.set_prefix(out::shown(&escape_one_line(workspace)));
                     bar.set_message("reading");
                     bar.enable_steady_tick(Duration::from_millis(120));
                     if let Some(slot) = bars.get_mut(*index) {
@@ -983,7 +1007,7 @@ impl BatchProgress {
                 }
                 FleetEvent::Step { index, step, .. } => {
                     if let Some(Some(bar)) = bars.get(*index) {
-                        bar.set_message(out::shown(&step.describe()));
+                        bar.set_message(out::shown(&escape_one_line(&step.describe())));
                     }
                 }
                 FleetEvent::Finished {
@@ -992,13 +1016,19 @@ impl BatchProgress {
                     result,
                     ..
                 } => {
-                    let line = format!("{}: {}", result.verdict, first_line(&result.message));
+                    let line = format!(
+                        "{}: {}",
+                        result.verdict,
+                        escape_one_line(first_line(&result.message))
+                    );
                     match bars.get_mut(*index).and_then(Option::take) {
                         Some(bar) if *keep => bar.finish_with_message(out::shown(&line)),
                         Some(bar) => bar.finish_and_clear(),
                         None if *keep => {
-                            let _ =
-                                multi.println(out::shown(&format!("{} {line}", result.workspace)));
+                            let _ = multi.println(out::shown(&format!(
+                                "{} {line}",
+                                escape_one_line(&result.workspace)
+                            )));
                         }
                         None => {}
                     }
@@ -1006,7 +1036,8 @@ impl BatchProgress {
                         t.set_position(*done as u64);
                         t.set_message(out::shown(&format!(
                             "last: {} {}",
-                            result.workspace, result.verdict
+                            escape_one_line(&result.workspace),
+                            result.verdict
                         )));
                     }
                 }
@@ -1116,9 +1147,13 @@ fn print_list(list: &[WorkspaceInfo], outdated: bool) {
         });
         return;
     }
-    let width = list
+    let names: Vec<String> = list
         .iter()
-        .map(|w| w.full_name.len())
+        .map(|w| escape_one_line(&w.full_name).into_owned())
+        .collect();
+    let width = names
+        .iter()
+        .map(|n| n.chars().count())
         .max()
         .unwrap_or(9)
         .max(9);
@@ -1126,21 +1161,23 @@ fn print_list(list: &[WorkspaceInfo], outdated: bool) {
         "{:<width$}  {:<10}  {:<20}  {:<8}  VERSION",
         "WORKSPACE", "STATUS", "TEMPLATE", "OUTDATED"
     ));
-    for w in list {
+    for (w, name) in list.iter().zip(&names) {
         out::line(format!(
             "{:<width$}  {:<10}  {:<20}  {:<8}  {}",
-            w.full_name,
+            name,
             opt(&w.status),
-            opt(&w.template_name),
+            escape_one_line(&opt(&w.template_name)),
             match w.outdated {
                 Some(true) => "yes",
                 Some(false) => "no",
                 None => "-",
             },
-            w.template_version_name
-                .clone()
-                .or_else(|| w.template_version_id.map(|v| v.to_string()))
-                .unwrap_or_else(|| "-".into()),
+            escape_one_line(
+                &w.template_version_name
+                    .clone()
+                    .or_else(|| w.template_version_id.map(|v| v.to_string()))
+                    .unwrap_or_else(|| "-".into())
+            ),
         ));
     }
 }
@@ -1180,8 +1217,9 @@ impl Progress {
             if !self.logs {
                 return;
             }
-            // The server's words: escaped like all output (out::err / out::shown).
-            let line = format!("  | {output}");
+            // The server's words, on one line: a line break in them is escaped too, so that
+            // no log line can start a line that looks like fleet's own.
+            let line = format!("  | {}", escape_one_line(output));
             match &self.bar {
                 Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
                 _ => out::err(line),

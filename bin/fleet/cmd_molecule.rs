@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
+    command::{CommandLine, NameKind, Printed},
     out,
 };
 
@@ -249,11 +250,11 @@ fn request_for(workspace_id: &str, args: &MigrateArgs) -> fleet::Result<MigrateR
 fn next_step(found: ReadBack, workspace_id: &str) -> String {
     match found {
         ReadBack::UnderWay => {
-            format!("Follow it: fleet molecule migration-status {workspace_id} --wait")
+            cli::migration_status_command(workspace_id, true).sentence("to follow it")
         }
         ReadBack::NothingStarted => "Run the same command again to start it.".into(),
         ReadBack::AlreadyEnded | ReadBack::Unknown => {
-            format!("Check it: fleet molecule migration-status {workspace_id}")
+            cli::migration_status_command(workspace_id, false).sentence("to check it")
         }
     }
 }
@@ -291,10 +292,9 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
             out::json(&started);
         } else {
             out::line(started_text(&started));
-            out::line(format!(
-                "Follow it: fleet molecule migration-status {} --wait",
-                started.workspace_id
-            ));
+            out::line(
+                cli::migration_status_command(&started.workspace_id, true).sentence("to follow it"),
+            );
         }
         return Ok(0);
     }
@@ -414,10 +414,17 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
         if let Some(b) = &batch {
             print_batch(b);
         } else if !started.is_empty() {
-            out::line(format!(
-                "Follow them: fleet molecule migration-status {} --wait",
-                started.join(" ")
-            ));
+            out::line(
+                CommandLine::new(&["molecule", "migration-status"])
+                    .flag("--wait")
+                    .needs_names()
+                    .names(
+                        started.iter().map(String::as_str),
+                        NameKind::MoleculeWorkspace,
+                    )
+                    .build()
+                    .sentence("to follow them"),
+            );
         }
         let refused = starts.results.len() - started.len();
         if refused > 0 {
@@ -462,6 +469,7 @@ async fn migrate_rollout(
     watcher.abort();
     let report = result?;
     let resume = report.halt.as_ref().map(|_| resume_command(args, &report));
+    let resume = resume.as_ref();
     let code = cli::code(if report.all_completed() {
         Severity::Ok
     } else if report.results.iter().all(|r| {
@@ -479,8 +487,8 @@ async fn migrate_rollout(
     });
     if global.output == OutputFormat::Json {
         let mut v = serde_json::to_value(&report).unwrap_or_default();
-        if let Some(r) = &resume {
-            v["resume_command"] = r.clone().into();
+        if let Some(r) = resume {
+            r.put_json(&mut v, "resume_command");
         }
         v["exit_code"] = code.into();
         out::json(&v);
@@ -523,7 +531,7 @@ async fn migrate_rollout(
         crate::cli::print_halt(
             halt,
             "the workspaces not completed, after fixing the cause",
-            resume.as_deref(),
+            resume,
         );
     }
     Ok(code)
@@ -531,32 +539,29 @@ async fn migrate_rollout(
 
 /// The command that resumes a halted migration rollout: the workspaces not completed (a
 /// completed one runs on the target already), with the same options.
-fn resume_command(args: &MigrateArgs, report: &fleet::molecule::MigrationRollout) -> String {
-    let mut words: Vec<String> = vec!["fleet".into(), "molecule".into(), "migrate-provider".into()];
-    words.extend(
+fn resume_command(args: &MigrateArgs, report: &fleet::molecule::MigrationRollout) -> Printed {
+    let mut c = CommandLine::new(&["molecule", "migrate-provider"]);
+    c.option("--to", &args.to);
+    if let Some(f) = &args.from {
+        c.option("--from", f);
+    }
+    c.flag("--confirm").flag("--wait");
+    if let Some(n) = args.canary {
+        c.option("--canary", &n.to_string());
+    }
+    if let Some(k) = args.max_failures {
+        c.option("--max-failures", &k.to_string());
+    }
+    c.option("--parallel", &args.parallel.to_string());
+    c.needs_names().names(
         report
             .results
             .iter()
             .filter(|r| r.verdict != fleet::molecule::RolloutVerdict::Completed)
-            .map(|r| r.workspace_id.clone()),
+            .map(|r| r.workspace_id.as_str()),
+        NameKind::MoleculeWorkspace,
     );
-    words.extend(["--to".into(), args.to.clone()]);
-    if let Some(f) = &args.from {
-        words.extend(["--from".into(), f.clone()]);
-    }
-    words.extend(["--confirm".into(), "--wait".into()]);
-    if let Some(n) = args.canary {
-        words.extend(["--canary".into(), n.to_string()]);
-    }
-    if let Some(k) = args.max_failures {
-        words.extend(["--max-failures".into(), k.to_string()]);
-    }
-    words.extend(["--parallel".into(), args.parallel.to_string()]);
-    words
-        .iter()
-        .map(|w| cli::shell_word(w))
-        .collect::<Vec<_>>()
-        .join(" ")
+    c.build()
 }
 
 /// One line typed by the person at the terminal.
@@ -771,7 +776,9 @@ fn print_plan(p: &MigrationPlan) {
     ));
     out::line(format!("  now:      {}", p.current.message));
     if p.blocked.is_none() {
-        let mut flags = String::new();
+        let mut c = CommandLine::new(&["molecule", "migrate-provider"]);
+        c.option("--to", &p.to.to_string())
+            .option("--from", &p.from.to_string());
         for (flag, value) in [
             ("--from-instance-id", &p.from_instance_id),
             ("--org-id", &p.org_id),
@@ -779,16 +786,16 @@ fn print_plan(p: &MigrationPlan) {
             ("--image", &p.image),
         ] {
             if let Some(v) = value {
-                flags.push_str(&format!(" {flag} {v}"));
+                c.option(flag, v);
             }
         }
         for (name, value) in &p.env {
-            flags.push_str(&format!(" --env {name}={value}"));
+            c.option("--env", &format!("{name}={value}"));
         }
-        out::line(format!(
-            "  to start it: fleet molecule migrate-provider {} --to {} --from {}{flags} --confirm",
-            p.workspace_id, p.to, p.from
-        ));
+        c.flag("--confirm")
+            .needs_names()
+            .name(&p.workspace_id, NameKind::MoleculeWorkspace);
+        out::line(format!("  {}", c.build().sentence("to start it")));
     }
 }
 

@@ -497,7 +497,7 @@ async fn require_bearer(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return (
@@ -511,6 +511,77 @@ async fn require_bearer(
     next.run(request).await
 }
 
+/// The token of an `Authorization` value in the Bearer scheme. The scheme's name is
+/// case-insensitive (RFC 9110 §11.1: `bearer`, `BEARER` are `Bearer`), and one or more spaces
+/// separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// Checks a host given with `--allowed-host`: what a client puts in the `Host` header, a DNS
+/// name or an IP address, with a port or without (`mcp.example.com`, `mcp.example.com:8443`,
+/// `10.0.0.5`, `[::1]:8931`). A scheme, a path, a wildcard, an empty name or a leading dot
+/// would match no Host header at all, so they are refused at start.
+pub fn parse_allowed_host(s: &str) -> Result<String, String> {
+    const LOOKS_LIKE: &str = "give the host name clients reach the server by, as in their Host \
+         header: a DNS name or an IP address, with an optional port (mcp.example.com, \
+         mcp.example.com:8443, 10.0.0.5, [::1]:8931); no scheme, path, wildcard or leading dot";
+    let host = s.trim();
+    let refuse = |why: &str| Err(format!("{s:?} is not a host name: {why}; {LOOKS_LIKE}"));
+    if host.is_empty() {
+        return refuse("it is empty");
+    }
+    if host.contains("://") || host.contains('/') {
+        return refuse("it has a scheme or a path");
+    }
+    if host.contains('*') {
+        return refuse("wildcards are not supported");
+    }
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(host.to_string());
+    }
+    // `[v6]` or `[v6]:port`
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((addr, after)) = rest.split_once(']') else {
+            return refuse("an IPv6 address in brackets lacks its ']'");
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return refuse("the part in brackets is not an IPv6 address");
+        }
+        return match after {
+            "" => Ok(host.to_string()),
+            p if p.strip_prefix(':').is_some_and(valid_port) => Ok(host.to_string()),
+            _ => refuse("what follows the brackets is not :PORT"),
+        };
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if valid_port(port) => name,
+        Some(_) => return refuse("what follows ':' is not a port (1-65535)"),
+        None => host,
+    };
+    if name.starts_with('.') {
+        return refuse("it starts with a dot");
+    }
+    let labels_ok = name.trim_end_matches('.').split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    if !labels_ok || name.len() > 253 {
+        return refuse("it is not a DNS name (labels of letters, digits and '-', joined by dots)");
+    }
+    Ok(host.to_string())
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -520,7 +591,51 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::origins_of_hosts;
+    use super::{bearer_token, origins_of_hosts, parse_allowed_host};
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k"] {
+            assert_eq!(bearer_token(v), Some("t0k"), "{v}");
+        }
+        for v in ["Basic t0k", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_are_host_names_or_addresses() {
+        for ok in [
+            "localhost",
+            "mcp.example.com",
+            "mcp.example.com:8443",
+            "10.0.0.5",
+            "10.0.0.5:80",
+            "::1",
+            "[::1]",
+            "[::1]:8931",
+        ] {
+            assert_eq!(parse_allowed_host(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "*",
+            "",
+            "  ",
+            "http://evil.example",
+            ".example",
+            "*.example",
+            "evil.example/path",
+            "evil.example:0",
+            "evil.example:http",
+            "-evil.example",
+            "evil..example",
+            "[::1",
+            "[nope]",
+        ] {
+            let e = parse_allowed_host(bad).unwrap_err();
+            assert!(e.contains("mcp.example.com:8443"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn origins_follow_the_allowed_hosts() {

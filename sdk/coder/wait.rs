@@ -321,7 +321,9 @@ impl CoderClient {
                             "\nLast lines of the build log:\n{}",
                             lines[skip..]
                                 .iter()
-                                .map(|l| format!("  | {l}"))
+                                // One log line, one line: a line break inside
+                                // it is shown escaped, never as a line of its own.
+                                .map(|l| format!("  | {}", crate::text::escape_one_line(l)))
                                 .collect::<Vec<_>>()
                                 .join("\n")
                         )

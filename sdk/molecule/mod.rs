@@ -19,7 +19,7 @@ mod routes;
 pub use operations::{FollowOperation, RolloutOperation};
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
-    WaitOptions,
+    WaitOptions, check_workspace_id,
 };
 
 use crate::{

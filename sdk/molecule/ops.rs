@@ -123,7 +123,9 @@ impl MigrateRequest {
     }
 }
 
-pub(super) fn check_workspace_id(id: &str) -> Result<()> {
+/// Checks a workspace id before it goes into a URL: not empty, not a dot segment, no `/`, `\`,
+/// `%` or control character. [`Error::InvalidInput`] (nothing sent) otherwise.
+pub fn check_workspace_id(id: &str) -> Result<()> {
     let id = id.trim();
     if id.is_empty() {
         return Err(Error::InvalidInput(

@@ -118,6 +118,8 @@ struct Workspace {
     template_id: Uuid,
     slow: bool,
     flaky_left: u32,
+    /// Its owner's name is left out of its JSON (as a careless or hostile server may do).
+    owner_hidden: bool,
     /// Build ids, oldest first; never empty.
     builds: Vec<Uuid>,
 }
@@ -435,6 +437,26 @@ impl CoderWorld {
             .iter()
             .find(|v| v.template_id == t.id && v.name == version)
             .map(|v| v.id)
+    }
+
+    pub(crate) fn rename_workspace(
+        &mut self,
+        owner: &str,
+        name: &str,
+        new_name: &str,
+        hide_owner: bool,
+    ) -> bool {
+        let Some(id) = self.workspace_id(owner, name) else {
+            return false;
+        };
+        match self.workspaces.iter_mut().find(|w| w.id == id) {
+            Some(w) => {
+                w.name = new_name.to_string();
+                w.owner_hidden = hide_owner;
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn set_active_version(&mut self, template: &str, version: &str) -> bool {
@@ -803,7 +825,7 @@ impl CoderWorld {
             "id": ws.id,
             "name": ws.name,
             "owner_id": ws.owner,
-            "owner_name": self.user(ws.owner).map(|u| u.username),
+            "owner_name": self.user(ws.owner).filter(|_| !ws.owner_hidden).map(|u| u.username),
             "organization_id": ORG_ID,
             "template_id": ws.template_id,
             "template_name": template.map(|t| t.name),

@@ -501,6 +501,22 @@ impl RunningSim {
         lock(&self.state.coder).set_active_version(template, version)
     }
 
+    /// Gives a seeded Coder workspace (`owner/name`) another name, taken as it is (no check:
+    /// what a hostile or careless server could answer); with `hide_owner`, its owner's name is
+    /// left out of its JSON from then on, so that clients know it by the bare name. Find it by
+    /// its id afterwards. False when it is unknown.
+    pub fn rename_coder_workspace(
+        &self,
+        owner_and_name: &str,
+        new_name: &str,
+        hide_owner: bool,
+    ) -> bool {
+        let Some((owner, name)) = owner_and_name.split_once('/') else {
+            return false;
+        };
+        lock(&self.state.coder).rename_workspace(owner, name, new_name, hide_owner)
+    }
+
     /// The builds of a seeded Coder workspace (`owner/name`), oldest first, as
     /// `(transition, version name)`: what a test checks to see whether a rollout touched it.
     pub fn coder_build_history(&self, owner_and_name: &str) -> Vec<(String, String)> {

@@ -424,6 +424,7 @@ pub(crate) fn seed(
                 .collect(),
         };
         workspaces.push(Workspace {
+            owner_hidden: false,
             id: id(n),
             name: name.to_string(),
             owner,
@@ -461,6 +462,7 @@ pub(crate) fn seed(
             params: vec![("region".into(), "eu-west".into())],
         };
         workspaces.push(Workspace {
+            owner_hidden: false,
             id: id(n),
             name: format!("web-{i:02}"),
             owner: carol.id,
@@ -496,6 +498,7 @@ pub(crate) fn seed(
             ],
         };
         workspaces.push(Workspace {
+            owner_hidden: false,
             id: id(n),
             name: bulk_name(i),
             owner: alice.id,

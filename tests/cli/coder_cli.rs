@@ -319,7 +319,7 @@ async fn a_stop_past_its_deadline_exits_3_and_says_how_to_finish() {
     assert!(stderr.contains("left stopped"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "fleet coder update alice/dev --template-version {V2}"
+            "fleet coder update --template-version {V2} -- alice/dev"
         )),
         "{stderr}"
     );
@@ -398,7 +398,7 @@ async fn two_ctrl_c_exit_130_and_say_what_state_was_left() {
     assert!(stderr.contains("left stopped"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "fleet coder update alice/dev --template-version {V2}"
+            "fleet coder update --template-version {V2} -- alice/dev"
         )),
         "{stderr}"
     );

@@ -72,7 +72,8 @@ fn two_ctrl_c_leave_the_workspace_stopped_exit_130_and_say_how_to_finish() {
     assert!(output.contains("leaving everything as it is"), "{output}");
     assert!(output.contains("left stopped"), "{output}");
     assert!(
-        output.contains("fleet coder update alice/dev --template-version"),
+        output.contains("fleet coder update --template-version")
+            && output.contains(" -- alice/dev`"),
         "{output}"
     );
 }
@@ -95,7 +96,7 @@ fn two_ctrl_c_during_a_server_side_stop_exit_130_and_say_the_server_starts_it() 
     );
     assert!(!output.contains("left stopped"), "{output}");
     assert!(
-        output.contains("Follow it with `fleet coder show alice/dev`"),
+        output.contains("To follow it, run `fleet coder show -- alice/dev`"),
         "{output}"
     );
 }

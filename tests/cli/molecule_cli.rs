@@ -224,7 +224,10 @@ fn migrate_with_confirm_prints_what_started() {
         stdout.contains("Migration of workspace ws-1 from aws to hetzner started"),
         "{stdout}"
     );
-    assert!(stdout.contains("migration-status ws-1 --wait"), "{stdout}");
+    assert!(
+        stdout.contains("migration-status --wait -- ws-1"),
+        "{stdout}"
+    );
 
     let out = run(
         &server,
@@ -417,11 +420,11 @@ fn timeout_exits_3_with_the_last_state() {
     // The SDK says the migration still runs; the CLI words it as the command that follows it.
     assert_eq!(
         v["error"]["follow_command"],
-        "fleet molecule migration-status ws-1 --wait"
+        "fleet molecule migration-status --wait -- ws-1"
     );
     let err = text(&out.stderr);
     assert!(
-        err.contains("Follow it with `fleet molecule migration-status ws-1 --wait`"),
+        err.contains("To follow it, run `fleet molecule migration-status --wait -- ws-1`"),
         "{err}"
     );
 }
@@ -588,7 +591,7 @@ fn ctrl_c_exits_130_and_says_the_migration_goes_on() {
         "{err}"
     );
     assert!(
-        err.contains("fleet molecule migration-status ws-1 --wait"),
+        err.contains("fleet molecule migration-status --wait -- ws-1"),
         "{err}"
     );
 }
@@ -606,4 +609,48 @@ fn help_has_examples() {
         );
         assert!(help.contains("Exit codes"), "{help}");
     }
+}
+
+#[test]
+fn a_follow_command_never_carries_a_workspace_id_the_server_chose_that_fleet_would_refuse() {
+    // The control plane answers the start with another workspace id: an option that would
+    // send the admin token to another server if a shell passed it to fleet.
+    let server = MockServer::start();
+    never_migrated_mock(&server);
+    server.mock(|when, then| {
+        when.method(POST).path(MIGRATE_PATH);
+        then.status(202).json_body(json!({
+            "status": "migration_started",
+            "workspace_id": "--molecule-cp-url=http://127.0.0.1:18999",
+            "from": "aws", "to": "hetzner"
+        }));
+    });
+    let out = run(
+        &server,
+        &[
+            "molecule",
+            "migrate-provider",
+            "--to",
+            "hetzner",
+            "--from",
+            "aws",
+            "--confirm",
+            "--",
+            "ws-1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let follow = stdout
+        .lines()
+        .find(|l| l.contains("to follow it"))
+        .unwrap_or_else(|| panic!("a line about following it: {stdout}"));
+    assert!(
+        follow.starts_with(
+            "No command is shown to follow it: left out of the command: \
+             \"--molecule-cp-url=http://127.0.0.1:18999\" (it starts with '-'"
+        ),
+        "{follow}"
+    );
+    assert!(!follow.contains('`'), "no command to paste: {follow}");
 }

@@ -104,7 +104,8 @@ async fn a_500_while_the_migration_runs_says_it_may_have_started_and_how_to_foll
         stderr.contains("internal error (db timeout)")
             && stderr.contains("may have started")
             && stderr.contains("snapshotting")
-            && stderr.contains("Follow it: fleet molecule migration-status ws-1 --wait"),
+            && stderr
+                .contains("To follow it, run `fleet molecule migration-status --wait -- ws-1`"),
         "{stderr}"
     );
     assert!(!stderr.contains(TOKEN));
@@ -226,7 +227,8 @@ async fn a_reset_post_is_read_back_never_resent() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         stderr.contains("may have started")
-            && stderr.contains("Follow it: fleet molecule migration-status ws-1 --wait"),
+            && stderr
+                .contains("To follow it, run `fleet molecule migration-status --wait -- ws-1`"),
         "{stderr}"
     );
     let log = log.lock().unwrap().clone();

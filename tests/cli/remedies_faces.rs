@@ -109,7 +109,7 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
         ),
         (
             vec!["coder", "restart", "alice/secure-shell"],
-            "To go on, update it to the active version instead: `fleet coder update \
+            "To go on, update it to the active version instead: `fleet coder update -- \
              alice/secure-shell`."
                 .into(),
             "restart_agent",
@@ -127,7 +127,8 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
                 &importing,
             ],
             format!(
-                "To go on, run `fleet coder template-version {importing}` to see its import job."
+                "To go on, run `fleet coder template-version -- {importing}` to see its import \
+                 job."
             ),
             "update_agent",
             json!({"agent_name": "alice/dev", "template_version_id": importing}),

@@ -133,9 +133,10 @@ async fn a_canary_on_a_broken_version_halts_with_nothing_beyond_the_canary_touch
     );
     let resume = report["resume_command"].as_str().expect("a resume command");
     assert!(
-        resume.starts_with("fleet coder update carol/web-01 ")
+        resume.starts_with("fleet coder update --template-version ")
             && resume.contains(&format!("--template-version {broken}"))
-            && resume.contains("--canary 1"),
+            && resume.contains("--canary 1")
+            && resume.contains(" -- carol/web-01 carol/web-02 "),
         "{resume}"
     );
     // The canary was stopped and started on the broken version; nobody else was touched.
@@ -427,4 +428,181 @@ fn on_a_terminal_only_the_verdict_word_is_coloured_and_no_color_turns_it_off() {
         "{output:?}"
     );
     assert!(output.contains("unhealthy"), "{output}");
+}
+
+/// Runs `command` (a line fleet printed) in a POSIX shell whose only `fleet` is a stand-in that
+/// records its argv; returns the argv after `fleet`.
+fn argv_of_printed(command: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("argv");
+    let stand_in = dir.path().join("fleet");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\nprintf '%s\\0' \"$@\" > '{}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env_clear()
+        .env("PATH", dir.path())
+        .status()
+        .expect("sh runs");
+    assert!(status.success(), "{command}");
+    let bytes = std::fs::read(&record).expect("the stand-in ran");
+    bytes
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// The names after `--` of a printed command's argv, checked: the words before `--` are
+/// exactly fleet's own (`before`: subcommands, flags and their values), none holds a server's
+/// name, and no name after `--` starts with `-`.
+fn names_after_double_dash(argv: &[String], before: &[&str], server_names: &[&str]) -> Vec<String> {
+    let dash = argv
+        .iter()
+        .position(|w| w == "--")
+        .unwrap_or_else(|| panic!("no `--` in {argv:?}"));
+    assert_eq!(argv[..dash], *before, "{argv:?}");
+    for w in &argv[..dash] {
+        assert!(
+            !server_names.iter().any(|n| w.contains(n)),
+            "a server-chosen word before `--`: {w:?} in {argv:?}"
+        );
+    }
+    let names = argv[dash + 1..].to_vec();
+    assert!(names.iter().all(|n| !n.starts_with('-')), "{argv:?}");
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_command_puts_server_names_after_double_dash_and_leaves_out_hostile_ones() {
+    let sim = sim(100.0).await;
+    let broken = version(&sim, "v3-start-error");
+    // carol/web-01 runs the version whose agents fail: restarting it is an unhealthy canary.
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "update",
+            "carol/web-01",
+            "--template-version",
+            &broken,
+            "--no-wait-ready",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let ids: Vec<String> = (2..=4)
+        .map(|n| sim.coder_workspace_id(&web(n)).unwrap().to_string())
+        .collect();
+    // The server renames two of the workspaces not attempted, and leaves their owner out, so
+    // that it reports them by these bare names: one an option that would send the session
+    // token to another server, one with a line break that forges a line of fleet's own.
+    const OPTION: &str = "--coder-url=http://127.0.0.1:18999";
+    const SPOOF: &str = "web-04\nalice/dev restarted on version v9";
+    assert!(sim.rename_coder_workspace(&web(3), OPTION, true));
+    assert!(sim.rename_coder_workspace(&web(4), SPOOF, true));
+    let hostile = [OPTION, SPOOF];
+
+    let mut args = vec!["coder", "restart", "--canary", "1", "--max-failures", "1"];
+    args.push("carol/web-01");
+    args.extend(ids.iter().map(String::as_str));
+    let mut json_args = args.clone();
+    json_args.extend(["-o", "json"]);
+    let run = fleet(&sim, &json_args).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(
+        report["halt"]["not_attempted"],
+        serde_json::json!([web(2), OPTION, SPOOF]),
+        "{report}"
+    );
+    let resume = report["resume_command"].as_str().expect("a resume command");
+    let argv = argv_of_printed(resume);
+    let flags_first = ["coder", "restart", "--canary", "1", "--max-failures", "1"];
+    assert_eq!(
+        names_after_double_dash(&argv, &flags_first, &hostile),
+        [web(2)],
+        "{resume}"
+    );
+    let left_out = report["resume_command_left_out"]
+        .as_array()
+        .expect("what was left out");
+    let words: Vec<&str> = left_out.iter().filter_map(|l| l["word"].as_str()).collect();
+    assert_eq!(words, hostile, "{report}");
+    assert!(
+        left_out[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("starts with '-'"),
+        "{report}"
+    );
+    assert!(
+        left_out[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("line break"),
+        "{report}"
+    );
+
+    // The printed argv is one the real fleet takes: flags first, `--`, then the name (with
+    // --dry-run added among the flags, so that nothing changes).
+    let mut dry = argv.clone();
+    let dash = dry.iter().position(|w| w == "--").unwrap();
+    dry.insert(dash, "--dry-run".into());
+    dry.splice(dash..dash, ["-o".to_string(), "json".to_string()]);
+    let dry_args: Vec<&str> = dry.iter().map(String::as_str).collect();
+    let planned = fleet(&sim, &dry_args).await;
+    assert_eq!(planned.code, 0, "{dry:?}: {}", planned.stderr);
+    let plan = planned.json();
+    assert_eq!(plan["workspace"], web(2), "{dry:?}: {plan}");
+    assert_eq!(plan["builds"].as_array().map(Vec::len), Some(2), "{plan}");
+    assert_eq!(sim.coder_build_history(&web(2)), untouched());
+
+    // The same in text: the resume line is one line, its command takes the names after `--`,
+    // and it says what it left out and why; no line of the report is forged.
+    let run = fleet(&sim, &args).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("To resume"))
+        .unwrap_or_else(|| panic!("a resume line: {}", run.stdout));
+    let command = line.split('`').nth(1).expect("the command in backquotes");
+    let argv = argv_of_printed(command);
+    assert_eq!(
+        names_after_double_dash(&argv, &flags_first, &hostile),
+        [web(2)],
+        "{line}"
+    );
+    assert!(
+        line.contains("left out of the command")
+            && line.contains("\"--coder-url=http://127.0.0.1:18999\" (it starts with '-'")
+            && line.contains("\"web-04\\nalice/dev restarted on version v9\" (it holds"),
+        "{line}"
+    );
+    assert!(
+        !run.stdout
+            .lines()
+            .any(|l| l.starts_with("alice/dev restarted")),
+        "a server's line break started a line:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.lines().any(
+            |l| l.starts_with("web-04\\nalice/dev restarted on version v9  ")
+                && l.contains("not attempted")
+        ),
+        "the row stays one line:\n{}",
+        run.stdout
+    );
+    sim.shutdown().await;
 }

@@ -102,7 +102,7 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
     assert_eq!(posted(&sim, "ws-bulk-0001"), 0);
     let resume = report["resume_command"].as_str().expect("resume command");
     assert!(
-        resume.contains("ws-fails-migration ws-aws-demo ws-bulk-0001")
+        resume.ends_with(" -- ws-fails-migration ws-aws-demo ws-bulk-0001")
             && resume.contains("--canary 1"),
         "{resume}"
     );
@@ -148,7 +148,34 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
     assert_eq!(posted(&sim, "ws-bulk-0003"), 0);
     let resume = report["resume_command"].as_str().unwrap();
     assert!(
-        resume.contains("migrate-provider ws-fails-migration ws-bulk-0003 "),
+        resume.contains("migrate-provider --to ")
+            && resume.ends_with(" -- ws-fails-migration ws-bulk-0003"),
         "only the ones not completed: {resume}"
+    );
+    // The real fleet takes the printed argv (flags, `--`, the ids): with --dry-run put among
+    // the flags (instead of --wait, which a dry run refuses) it plans exactly those two and
+    // changes nothing.
+    let mut argv: Vec<&str> = resume
+        .split(' ')
+        .skip(1)
+        .filter(|w| *w != "--wait")
+        .collect();
+    let dash = argv.iter().position(|w| *w == "--").expect("a `--`");
+    argv.splice(dash..dash, ["--dry-run", "-o", "json"]);
+    let before = sim.requests().len();
+    let (code, plans, stderr) = fleet(&sim, &argv).await;
+    assert_eq!(code, 0, "{argv:?}: {stderr}");
+    let planned: Vec<&str> = plans
+        .as_array()
+        .expect("one plan per workspace")
+        .iter()
+        .filter_map(|p| p["workspace_id"].as_str())
+        .collect();
+    assert_eq!(planned, ["ws-fails-migration", "ws-bulk-0003"], "{plans}");
+    assert!(
+        sim.requests()[before..]
+            .iter()
+            .all(|r| r.method.eq_ignore_ascii_case("GET")),
+        "a dry run only reads"
     );
 }

@@ -756,7 +756,11 @@ async fn two_ctrl_c_exit_130_and_say_each_in_flight_workspace_state() {
         slow_box["finish_command"]
             .as_str()
             .unwrap()
-            .starts_with("fleet coder update alice/slow-box"),
+            .starts_with("fleet coder update --template-version ")
+            && slow_box["finish_command"]
+                .as_str()
+                .unwrap()
+                .ends_with(" -- alice/slow-box"),
         "{slow_box}"
     );
     assert_eq!(

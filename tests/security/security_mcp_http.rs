@@ -384,3 +384,65 @@ async fn ctrl_c_is_not_held_up_by_half_open_connections() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A token file in a fresh directory (the directory is kept with it).
+fn token_file(token: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_accepted_in_any_case_and_a_wrong_token_is_not() {
+    let (_dir, path) = token_file("s3cret-http-token");
+    let server = start(&["--http-token-file", &path]).await;
+    let status = |auth: &'static str| {
+        let request = mcp_post(&server, INITIALIZE).header("authorization", auth);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // RFC 9110 §11.1: the scheme is case-insensitive.
+    for auth in [
+        "Bearer s3cret-http-token",
+        "bearer s3cret-http-token",
+        "BEARER s3cret-http-token",
+    ] {
+        assert_eq!(status(auth).await, 200, "{auth}");
+    }
+    for auth in [
+        "bearer wrong-token",
+        "Basic s3cret-http-token",
+        "s3cret-http-token",
+        "bearers3cret-http-token",
+    ] {
+        assert_eq!(status(auth).await, 401, "{auth}");
+    }
+    let none = mcp_post(&server, INITIALIZE).send().await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_host_that_would_match_nothing_is_refused_at_start() {
+    for host in ["*", "", "http://evil.example", ".example"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
+            .args(["--sim", "--http", "127.0.0.1:0", "--allowed-host", host])
+            .stdin(Stdio::null())
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .expect("fleet-mcp refuses at once")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{host:?}: {stderr}");
+        assert!(
+            stderr.contains("is not a host name")
+                && stderr.contains("mcp.example.com:8443")
+                && !stderr.contains("serving MCP"),
+            "{host:?}: {stderr}"
+        );
+    }
+    // A host name as clients send it is accepted, and the server serves.
+    let server = start(&["--allowed-host", "mcp.example.com:8443"]).await;
+    initialize_ok(&server, None).await;
+}
