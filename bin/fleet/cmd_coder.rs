@@ -938,7 +938,9 @@ impl BatchProgress {
                 FleetEvent::Step {
                     step: CoderEvent::BuildLog { .. },
                     ..
-                } if !*logs => {}
+                }
+                | FleetEvent::LogLinesDropped { .. }
+                    if !*logs => {}
                 _ => out::err(e.describe()),
             },
             BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
@@ -1010,7 +1012,8 @@ impl BatchProgress {
                         )));
                     }
                 }
-                FleetEvent::Halted { .. } => {}
+                // The bars show the latest step of each workspace: nothing was lost there.
+                FleetEvent::LogLinesDropped { .. } | FleetEvent::Halted { .. } => {}
             },
         }
     }
@@ -1182,9 +1185,12 @@ impl Progress {
             }
             // The server's words: escaped like all output (out::err / out::shown).
             let line = format!("  | {output}");
-            match &self.bar {
-                Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
-                _ => out::err(line),
+            self.print_log(line);
+            return;
+        }
+        if let CoderEvent::LogLinesDropped { .. } = &e {
+            if self.logs {
+                self.print_log(format!("  | … {}", e.describe()));
             }
             return;
         }
@@ -1192,6 +1198,16 @@ impl Progress {
             Mode::Quiet => {}
             Mode::Lines => out::err(e.describe()),
             Mode::Bars => self.draw(e),
+        }
+    }
+
+    /// Prints one log line above the spinner (or alone). It is written before the next event
+    /// is read: while the terminal is slow, the operation's event buffer (bounded in bytes)
+    /// drops the oldest lines and says how many.
+    fn print_log(&self, line: String) {
+        match &self.bar {
+            Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
+            _ => out::err(line),
         }
     }
 
@@ -1219,7 +1235,7 @@ impl Progress {
                 Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
                 None => out::err(e.describe()),
             },
-            CoderEvent::BuildLog { .. } => {}
+            CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. } => {}
             CoderEvent::Planned { .. }
             | CoderEvent::UpToDate { .. }
             | CoderEvent::LogsUnavailable { .. }
