@@ -25,7 +25,11 @@ use std::{
 };
 
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{
+    Notify,
+    broadcast::error::{RecvError, TryRecvError},
+    watch,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
@@ -229,6 +233,16 @@ pub trait OperationEvent: Clone + Send + Sync + 'static {
     fn describe(&self) -> String;
     /// Moves the per-workspace entries along (may add entries).
     fn apply(&self, workspaces: &mut Vec<TargetStatus>);
+    /// True for intermediate progress a slow reader may lose first (a build log line): when
+    /// an operation's event buffer is full, such events are dropped before any other.
+    fn is_log_line(&self) -> bool {
+        false
+    }
+    /// The event that tells a reader that `count` events (mostly log lines) were dropped
+    /// because it fell behind, when this kind of event can say so.
+    fn dropped(_count: u64) -> Option<Self> {
+        None
+    }
 }
 
 /// The result of an operation: whether it ended well and how each workspace ended.
@@ -350,9 +364,9 @@ struct Shared<Ev, T> {
     targets: Vec<String>,
     control: Control,
     started: Instant,
-    events: broadcast::Sender<Ev>,
+    events: Arc<EventLog<Ev>>,
     /// Subscribed before the task started: the first caller of `events()` gets every event.
-    first_events: Mutex<Option<broadcast::Receiver<Ev>>>,
+    first_events: Mutex<Option<EventReceiver<Ev>>>,
     snapshot: watch::Sender<OperationSnapshot>,
     outcome: watch::Sender<Option<Result<T>>>,
 }
@@ -389,13 +403,15 @@ impl<Ev: OperationEvent, T> EventSink<Ev, T> {
     /// Records the event in the snapshot and sends it to every subscriber.
     pub fn emit(&self, event: Ev) {
         let line = event.describe();
+        // What the event holds, about: its own size and its text (a log line's output).
+        let bytes = std::mem::size_of::<Ev>() + line.len();
         self.shared.snapshot.send_modify(|s| {
             event.apply(&mut s.workspaces);
             s.latest_step = Some(line);
             s.events += 1;
             s.elapsed_ms = ms(self.shared.started.elapsed());
         });
-        let _ = self.shared.events.send(event);
+        self.shared.events.push(event, bytes);
     }
 }
 
@@ -418,7 +434,8 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
         Fut: Future<Output = Result<T>> + Send + 'static,
     {
         let id = new_id();
-        let (events, first_events) = broadcast::channel(1024);
+        let events = EventLog::new(EVENT_BUFFER_BYTES, EVENT_BUFFER_EVENTS);
+        let first_events = EventLog::subscribe_from_start(&events);
         let workspaces = targets
             .iter()
             .map(|t| TargetStatus {
@@ -490,6 +507,7 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
                 s.elapsed_ms = ms(task_shared.started.elapsed());
             });
             task_shared.outcome.send_replace(Some(result));
+            task_shared.events.close();
         });
         Operation { shared }
     }
@@ -524,16 +542,18 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
     }
 
     /// Its events: the first call gets every event since the start, later calls those from
-    /// now on. A subscriber that falls more than 1,024 events behind misses the oldest (the
-    /// snapshot still has the latest).
-    pub fn events(&self) -> broadcast::Receiver<Ev> {
+    /// now on. The events not yet read by every subscriber are held up to
+    /// [`EVENT_BUFFER_BYTES`] (and [`EVENT_BUFFER_EVENTS`]): a subscriber that falls further
+    /// behind loses the oldest log lines first, then the oldest other events, and is told how
+    /// many it lost (`RecvError::Lagged`). The snapshot and the outcome are never lost.
+    pub fn events(&self) -> EventReceiver<Ev> {
         let first = self
             .shared
             .first_events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        first.unwrap_or_else(|| self.shared.events.subscribe())
+        first.unwrap_or_else(|| EventLog::subscribe(&self.shared.events))
     }
 
     /// Graceful cancel: start nothing new; every stop already under way is followed by its
@@ -590,13 +610,14 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
 
     /// Hands every event to `on_event` until the operation ends (its outcome), `limit` passes
     /// or `stop` resolves (`None`: it goes on). Stopping to watch never stops the operation.
+    /// When `on_event` is slower than the events come, the oldest log lines are dropped and
+    /// `on_event` gets [`OperationEvent::dropped`] with how many.
     pub async fn watch_until(
         &self,
         limit: Option<Duration>,
         stop: impl Future<Output = ()>,
         mut on_event: impl FnMut(Ev),
     ) -> Option<Result<T>> {
-        use tokio::sync::broadcast::error::RecvError;
         let mut events = self.events();
         let deadline = async {
             match limit {
@@ -613,15 +634,254 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
                 _ = &mut deadline => break None,
                 e = events.recv() => match e {
                     Ok(e) => on_event(e),
-                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        if let Some(e) = Ev::dropped(n) {
+                            on_event(e);
+                        }
+                    }
                     Err(RecvError::Closed) => break Some(self.outcome().await),
                 },
             }
         };
-        while let Ok(e) = events.try_recv() {
-            on_event(e);
+        loop {
+            match events.try_recv() {
+                Ok(e) => on_event(e),
+                Err(TryRecvError::Lagged(n)) => {
+                    if let Some(e) = Ev::dropped(n) {
+                        on_event(e);
+                    }
+                }
+                Err(_) => break,
+            }
         }
         result
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The event buffer: bounded in bytes
+// ---------------------------------------------------------------------------------------------
+
+/// The most bytes of events an operation holds for subscribers that have not read them yet
+/// (each event counted as its size plus its one-line description, which holds a log line's
+/// text). With log lines cut to [`crate::coder::LOG_LINE_MAX_BYTES`], that is at least 64 of
+/// the longest lines.
+pub const EVENT_BUFFER_BYTES: usize = 256 << 10;
+
+/// The most events an operation holds for subscribers that have not read them yet.
+pub const EVENT_BUFFER_EVENTS: usize = 1024;
+
+struct Buffered<Ev> {
+    seq: u64,
+    bytes: usize,
+    log_line: bool,
+    event: Ev,
+}
+
+struct LogState<Ev> {
+    /// Events not yet read by every subscriber, in order (`seq` increasing, with gaps where
+    /// events were dropped).
+    buf: VecDeque<Buffered<Ev>>,
+    /// The `seq` of the next event.
+    next_seq: u64,
+    /// The bytes held in `buf`.
+    bytes: usize,
+    /// Where each subscriber reads next, by subscriber id.
+    cursors: Vec<(u64, u64)>,
+    next_reader: u64,
+    closed: bool,
+}
+
+/// An operation's events for its subscribers: a queue bounded in bytes and in count. Nothing
+/// is held when nobody subscribes; what every subscriber has read is freed at once.
+struct EventLog<Ev> {
+    state: Mutex<LogState<Ev>>,
+    notify: Notify,
+    max_bytes: usize,
+    max_events: usize,
+}
+
+impl<Ev> EventLog<Ev> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState<Ev>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_waiters();
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        let mut st = self.lock();
+        st.cursors.retain(|(r, _)| *r != id);
+        let oldest = st.cursors.iter().map(|(_, n)| *n).min().unwrap_or(u64::MAX);
+        while st.buf.front().is_some_and(|b| b.seq < oldest) {
+            if let Some(b) = st.buf.pop_front() {
+                st.bytes -= b.bytes;
+            }
+        }
+        if st.cursors.is_empty() {
+            st.buf = VecDeque::new();
+        }
+    }
+}
+
+impl<Ev: OperationEvent> EventLog<Ev> {
+    fn new(max_bytes: usize, max_events: usize) -> Arc<Self> {
+        Arc::new(EventLog {
+            state: Mutex::new(LogState {
+                buf: VecDeque::new(),
+                next_seq: 0,
+                bytes: 0,
+                cursors: Vec::new(),
+                next_reader: 0,
+                closed: false,
+            }),
+            notify: Notify::new(),
+            max_bytes,
+            max_events,
+        })
+    }
+
+    fn reader_at(log: &Arc<Self>, from: impl FnOnce(&LogState<Ev>) -> u64) -> EventReceiver<Ev> {
+        let mut st = log.lock();
+        let id = st.next_reader;
+        st.next_reader += 1;
+        let next = from(&st);
+        st.cursors.push((id, next));
+        EventReceiver {
+            log: log.clone(),
+            id,
+            next,
+        }
+    }
+
+    /// A subscriber that reads from the first event (made before any was sent).
+    fn subscribe_from_start(log: &Arc<Self>) -> EventReceiver<Ev> {
+        Self::reader_at(log, |_| 0)
+    }
+
+    /// A subscriber that reads the events sent from now on.
+    fn subscribe(log: &Arc<Self>) -> EventReceiver<Ev> {
+        Self::reader_at(log, |st| st.next_seq)
+    }
+
+    fn push(&self, event: Ev, bytes: usize) {
+        {
+            let mut st = self.lock();
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            if st.cursors.is_empty() {
+                return; // nobody reads: nothing to hold
+            }
+            st.bytes += bytes;
+            let log_line = event.is_log_line();
+            st.buf.push_back(Buffered {
+                seq,
+                bytes,
+                log_line,
+                event,
+            });
+            while st.buf.len() > 1
+                && (st.bytes > self.max_bytes || st.buf.len() > self.max_events)
+            {
+                // The oldest log line goes first; the newest event always stays.
+                let last = st.buf.len() - 1;
+                let i = st
+                    .buf
+                    .iter()
+                    .take(last)
+                    .position(|b| b.log_line)
+                    .unwrap_or(0);
+                if let Some(b) = st.buf.remove(i) {
+                    st.bytes -= b.bytes;
+                }
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// The next event for subscriber `id` reading at `*next`.
+    fn take(&self, id: u64, next: &mut u64) -> Option<Result<Ev, TryRecvError>> {
+        let mut st = self.lock();
+        let i = st.buf.partition_point(|b| b.seq < *next);
+        let found = st.buf.get(i).map(|b| (b.seq, b.event.clone()));
+        let result = match found {
+            Some((seq, _)) if seq > *next => {
+                let lost = seq - *next;
+                *next = seq;
+                Some(Err(TryRecvError::Lagged(lost)))
+            }
+            Some((seq, event)) => {
+                *next = seq + 1;
+                Some(Ok(event))
+            }
+            None if *next < st.next_seq => {
+                let lost = st.next_seq - *next;
+                *next = st.next_seq;
+                Some(Err(TryRecvError::Lagged(lost)))
+            }
+            None if st.closed => Some(Err(TryRecvError::Closed)),
+            None => None,
+        };
+        if let Some(c) = st.cursors.iter_mut().find(|(r, _)| *r == id) {
+            c.1 = *next;
+        }
+        // Free what every subscriber has read.
+        let oldest = st.cursors.iter().map(|(_, n)| *n).min().unwrap_or(u64::MAX);
+        while st.buf.front().is_some_and(|b| b.seq < oldest) {
+            if let Some(b) = st.buf.pop_front() {
+                st.bytes -= b.bytes;
+            }
+        }
+        result
+    }
+}
+
+/// A subscriber to an operation's events ([`Operation::events`]). Dropping it frees what only
+/// it had left to read.
+pub struct EventReceiver<Ev> {
+    log: Arc<EventLog<Ev>>,
+    id: u64,
+    next: u64,
+}
+
+impl<Ev> std::fmt::Debug for EventReceiver<Ev> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventReceiver")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Ev: OperationEvent> EventReceiver<Ev> {
+    /// The next event; `Lagged(n)` when `n` events were dropped before it (this subscriber
+    /// fell behind), `Closed` once the operation has ended and every event was read.
+    pub async fn recv(&mut self) -> Result<Ev, RecvError> {
+        loop {
+            let notified = self.log.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.log.take(self.id, &mut self.next) {
+                Some(Ok(e)) => return Ok(e),
+                Some(Err(TryRecvError::Lagged(n))) => return Err(RecvError::Lagged(n)),
+                Some(Err(_)) => return Err(RecvError::Closed),
+                None => notified.await,
+            }
+        }
+    }
+
+    /// The next event if there is one now (`Empty` otherwise).
+    pub fn try_recv(&mut self) -> Result<Ev, TryRecvError> {
+        self.log
+            .take(self.id, &mut self.next)
+            .unwrap_or(Err(TryRecvError::Empty))
+    }
+}
+
+impl<Ev> Drop for EventReceiver<Ev> {
+    fn drop(&mut self) {
+        self.log.unsubscribe(self.id);
     }
 }
 

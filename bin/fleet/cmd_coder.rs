@@ -959,7 +959,9 @@ impl BatchProgress {
                 FleetEvent::Step {
                     step: CoderEvent::BuildLog { .. },
                     ..
-                } if !*logs => {}
+                }
+                | FleetEvent::LogLinesDropped { .. }
+                    if !*logs => {}
                 // A workspace's result may span lines (a build's error and log tail); every
                 // other event is one line, whatever the server's names and log lines hold.
                 FleetEvent::Finished { .. } => out::err(e.describe()),
@@ -1041,7 +1043,8 @@ impl BatchProgress {
                         )));
                     }
                 }
-                FleetEvent::Halted { .. } => {}
+                // The bars show the latest step of each workspace: nothing was lost there.
+                FleetEvent::LogLinesDropped { .. } | FleetEvent::Halted { .. } => {}
             },
         }
     }
@@ -1220,9 +1223,12 @@ impl Progress {
             // The server's words, on one line: a line break in them is escaped too, so that
             // no log line can start a line that looks like fleet's own.
             let line = format!("  | {}", escape_one_line(output));
-            match &self.bar {
-                Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
-                _ => out::err(line),
+            self.print_log(line);
+            return;
+        }
+        if let CoderEvent::LogLinesDropped { .. } = &e {
+            if self.logs {
+                self.print_log(format!("  | … {}", e.describe()));
             }
             return;
         }
@@ -1230,6 +1236,16 @@ impl Progress {
             Mode::Quiet => {}
             Mode::Lines => out::err(e.describe()),
             Mode::Bars => self.draw(e),
+        }
+    }
+
+    /// Prints one log line above the spinner (or alone). It is written before the next event
+    /// is read: while the terminal is slow, the operation's event buffer (bounded in bytes)
+    /// drops the oldest lines and says how many.
+    fn print_log(&self, line: String) {
+        match &self.bar {
+            Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
+            _ => out::err(line),
         }
     }
 
@@ -1257,7 +1273,7 @@ impl Progress {
                 Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
                 None => out::err(e.describe()),
             },
-            CoderEvent::BuildLog { .. } => {}
+            CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. } => {}
             CoderEvent::Planned { .. }
             | CoderEvent::UpToDate { .. }
             | CoderEvent::LogsUnavailable { .. }

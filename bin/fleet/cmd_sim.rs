@@ -70,6 +70,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "N")]
     pub ws_drop_after: Option<u32>,
 
+    /// A hostile build log: while a build runs, its live log also sends lines of N bytes,
+    /// as fast as the client reads them.
+    #[arg(long, value_name = "N")]
+    pub log_flood_bytes: Option<usize>,
+
     /// Listen on an address that is not loopback. The simulator's tokens are public: anyone
     /// who can reach it can use it.
     #[arg(long)]
@@ -114,6 +119,7 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
         coder_version: coder_version_text(&args.coder_version),
         coder_can_pin_versions: !args.coder_no_template_update,
         ws_drop_after: args.ws_drop_after,
+        log_flood_bytes: args.log_flood_bytes,
         cp_admin_layout: args.cp_admin_layout.into(),
     })
     .await?;

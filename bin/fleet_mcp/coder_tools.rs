@@ -175,10 +175,19 @@ pub struct TemplateVersionParams {
 }
 
 fn forward() -> impl FnMut(&Progress, &fleet::coder::CoderEvent) + Send {
+    use fleet::coder::CoderEvent;
     let mut n = 0.0;
     move |progress, event| {
         n += 1.0;
-        progress.send(n, None, event.describe());
+        // Log lines are coalesced (the latest, at most a few a second); steps all go out.
+        if matches!(
+            event,
+            CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. }
+        ) {
+            progress.send_line(n, None, event.describe());
+        } else {
+            progress.send(n, None, event.describe());
+        }
     }
 }
 
@@ -186,6 +195,7 @@ fn forward() -> impl FnMut(&Progress, &fleet::coder::CoderEvent) + Send {
 /// that grows with each step, so that it always increases), `total` is their count, the
 /// message is the latest step of one workspace.
 fn forward_batch() -> impl FnMut(&Progress, &FleetEvent) + Send {
+    use fleet::coder::CoderEvent;
     let mut total = None;
     let mut done = 0usize;
     let mut steps = 0u32;
@@ -199,7 +209,18 @@ fn forward_batch() -> impl FnMut(&Progress, &FleetEvent) + Send {
             _ => steps += 1,
         }
         let fraction = f64::from(steps) / (f64::from(steps) + 1.0);
-        progress.send(done as f64 + fraction, total, event.describe());
+        // Log lines are coalesced (the latest, at most a few a second); steps all go out.
+        if matches!(
+            event,
+            FleetEvent::Step {
+                step: CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. },
+                ..
+            } | FleetEvent::LogLinesDropped { .. }
+        ) {
+            progress.send_line(done as f64 + fraction, total, event.describe());
+        } else {
+            progress.send(done as f64 + fraction, total, event.describe());
+        }
     }
 }
 

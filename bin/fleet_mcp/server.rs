@@ -17,7 +17,6 @@ use rmcp::{
     tool_handler,
 };
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 /// The server. Cheap to clone: the clients are shared.
 #[derive(Clone)]
@@ -250,9 +249,90 @@ pub fn next_call(e: &fleet::Error) -> String {
     }
 }
 
+/// The least time between two progress notifications of one call that carry a log line: at
+/// most 4 a second, each with the latest line (the ones in between are coalesced, never
+/// queued).
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The most steps (a build created, a status change: a handful per build) waiting to be
+/// sent; past it the oldest waiting step is dropped.
+const MAX_PENDING_STEPS: usize = 32;
+
+/// One notification: progress, total, message.
+type Note = (f64, Option<f64>, String);
+
+/// What waits to be sent, and whether the call has answered.
+#[derive(Default)]
+struct Pending {
+    steps: std::collections::VecDeque<Note>,
+    line: Option<Note>,
+    closed: bool,
+}
+
+/// What the caller and the forwarder share: a few steps and one line, never a growing queue.
+#[derive(Default)]
+struct Slot {
+    pending: std::sync::Mutex<Pending>,
+    changed: tokio::sync::Notify,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_waiters();
+    }
+
+    /// The next notification to send, waiting for one; None once the call has answered and
+    /// everything was sent. A line waits out [`PROGRESS_INTERVAL`] after the previous line,
+    /// unless the call has answered.
+    async fn next(&self, line_at: tokio::time::Instant) -> Option<(Note, bool)> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let wait_line = {
+                let mut p = self.lock();
+                if let Some(step) = p.steps.pop_front() {
+                    // A step is newer than a line queued before it: that line is stale.
+                    if p.line.as_ref().is_some_and(|l| l.0 < step.0) {
+                        p.line = None;
+                    }
+                    return Some((step, false));
+                }
+                match p.line.take() {
+                    Some(line) if p.closed || tokio::time::Instant::now() >= line_at => {
+                        return Some((line, true));
+                    }
+                    Some(line) => {
+                        p.line = Some(line);
+                        true
+                    }
+                    None if p.closed => return None,
+                    None => false,
+                }
+            };
+            if wait_line {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(line_at) => {}
+                    _ = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
 /// Sends progress notifications in order, when the client asked for them (sent a token).
+/// Steps go out as they come; log lines at most one per [`PROGRESS_INTERVAL`], each the
+/// latest. Only a few steps and one line wait to be sent, so a client (or a transport) slower
+/// than a flood of log lines costs a few messages of memory, not a queue.
 pub struct Progress {
-    tx: Option<mpsc::UnboundedSender<(f64, Option<f64>, String)>>,
+    slot: Option<Arc<Slot>>,
     forwarder: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -261,44 +341,78 @@ impl Progress {
     pub fn new(peer: Peer<RoleServer>, token: Option<ProgressToken>) -> Self {
         let Some(token) = token else {
             return Progress {
-                tx: None,
+                slot: None,
                 forwarder: None,
             };
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<(f64, Option<f64>, String)>();
+        let slot = Arc::new(Slot::default());
+        let shared = slot.clone();
         let forwarder = tokio::spawn(async move {
-            while let Some((progress, total, message)) = rx.recv().await {
+            let mut line_at = tokio::time::Instant::now();
+            while let Some(((progress, total, message), line)) = shared.next(line_at).await {
+                if line {
+                    line_at = tokio::time::Instant::now() + PROGRESS_INTERVAL;
+                }
                 let mut param =
                     ProgressNotificationParam::new(token.clone(), progress).with_message(message);
                 if let Some(total) = total {
                     param = param.with_total(total);
                 }
                 if peer.notify_progress(param).await.is_err() {
-                    break;
+                    return;
                 }
             }
         });
         Progress {
-            tx: Some(tx),
+            slot: Some(slot),
             forwarder: Some(forwarder),
         }
     }
 
-    /// Sends what is still queued, so that every notification goes out before the tool's
-    /// result (a client ignores progress for a request it has answered). Gives up after 5 s
-    /// if the client does not read.
+    /// Sends what still waits, so that it goes out before the tool's result (a client ignores
+    /// progress for a request it has answered). Gives up after 5 s if the client does not
+    /// read.
     pub async fn flush(mut self) {
-        self.tx = None;
+        if let Some(slot) = self.slot.take() {
+            slot.close();
+        }
         if let Some(forwarder) = self.forwarder.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forwarder).await;
         }
     }
 
-    /// Queues one notification. `progress` must increase from one call to the next.
+    /// Queues one step (a build created, a state change). `progress` must increase from one
+    /// call to the next.
     pub fn send(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
-        if let Some(tx) = &self.tx {
+        if let Some(slot) = &self.slot {
             let message = crate::safe_text::redacted(&message.into()).into_owned();
-            let _ = tx.send((progress, total, message));
+            {
+                let mut p = slot.lock();
+                if p.steps.len() >= MAX_PENDING_STEPS {
+                    p.steps.pop_front();
+                }
+                p.steps.push_back((progress, total, message));
+            }
+            slot.changed.notify_waiters();
+        }
+    }
+
+    /// Sets the latest log line (it replaces a line not sent yet: lines are coalesced).
+    /// `progress` must increase from one call to the next.
+    pub fn send_line(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
+        if let Some(slot) = &self.slot {
+            let message = crate::safe_text::redacted(&message.into()).into_owned();
+            slot.lock().line = Some((progress, total, message));
+            slot.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        // A call dropped on the way (never flushed): send what waits, then stop.
+        if let Some(slot) = self.slot.take() {
+            slot.close();
         }
     }
 }

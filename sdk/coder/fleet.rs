@@ -457,6 +457,12 @@ pub enum FleetEvent {
         /// How it ended.
         result: Box<WorkspaceResult>,
     },
+    /// The reader fell behind the events: this many of them (log lines first) were dropped
+    /// and not given to it. No workspace's state is affected.
+    LogLinesDropped {
+        /// How many events were dropped.
+        count: u64,
+    },
     /// The rollout started no more workspaces (those in flight finished).
     Halted {
         /// Why, and the workspaces not attempted.
@@ -488,6 +494,9 @@ impl FleetEvent {
                 "[{}] {} ({done}/{total} done): {}",
                 result.workspace, result.verdict, result.message
             ),
+            FleetEvent::LogLinesDropped { count } => {
+                format!("{count} log line(s) dropped: they came faster than they were read")
+            }
             FleetEvent::Halted { halt } => format!(
                 "rollout halted ({}, {} failure(s)): {} workspace(s) not attempted: {}",
                 halt.reason,

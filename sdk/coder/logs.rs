@@ -17,6 +17,36 @@ use super::{
 };
 use crate::{Error, Result};
 
+/// The most bytes of one build log line (its text, and its stage) fleet keeps: a longer one is
+/// cut where it is decoded, before it becomes an event, is stored or sent anywhere, and says
+/// how many bytes were cut. A hostile or broken server may send lines of megabytes.
+pub const LOG_LINE_MAX_BYTES: usize = 4 << 10;
+
+/// `text` cut to [`LOG_LINE_MAX_BYTES`] (at a character boundary), ending with a marker that
+/// says how many bytes were cut; as it is when it fits. The result never holds the memory of
+/// the long text.
+pub fn cut_log_line(text: String) -> String {
+    cut_to(text, LOG_LINE_MAX_BYTES)
+}
+
+/// The most bytes of a line's level or source that is not one Coder lists.
+const LOG_WORD_MAX_BYTES: usize = 64;
+
+fn cut_to(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    let mut kept = String::with_capacity(end + 48);
+    kept.push_str(&text[..end]);
+    kept.push_str(&format!(" … [{cut} more bytes cut]"));
+    kept
+}
+
 /// How [`BuildLogs`] follows a build.
 #[derive(Debug, Clone)]
 pub struct LogFollowOptions {
@@ -125,8 +155,16 @@ impl BuildLogs {
                 continue;
             };
             match read_json::<types::ProvisionerJobLog>(socket).await {
-                Read::Message(line) => {
+                Read::Message(mut line) => {
                     self.failures = 0;
+                    line.output = line.output.map(cut_log_line);
+                    line.stage = line.stage.map(cut_log_line);
+                    if let Some(super::LogLevel::Other(word)) = &mut line.log_level {
+                        *word = cut_to(std::mem::take(word), LOG_WORD_MAX_BYTES);
+                    }
+                    if let Some(super::LogSource::Other(word)) = &mut line.log_source {
+                        *word = cut_to(std::mem::take(word), LOG_WORD_MAX_BYTES);
+                    }
                     if let (Some(id), Some(last)) = (line.id, self.last_id) {
                         if id <= last {
                             continue; // given already (a server resent it after a reconnect)

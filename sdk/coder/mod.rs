@@ -30,7 +30,7 @@ pub use fleet::{
     DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
     Selection, Severity, Verdict, WorkspaceResult,
 };
-pub use logs::{BuildLogs, LogFollowOptions};
+pub use logs::{BuildLogs, LOG_LINE_MAX_BYTES, LogFollowOptions, cut_log_line};
 pub use operations::{BatchOperation, UpdateOperation};
 pub use ready::{
     AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, Readiness, ReadyEvent, ReadyOptions,

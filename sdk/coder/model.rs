@@ -448,6 +448,12 @@ pub enum CoderEvent {
         /// The text (the server's words: escape before showing).
         output: String,
     },
+    /// The reader fell behind the events: this many of them (log lines first) were dropped
+    /// and not given to it. The operation's state is not affected.
+    LogLinesDropped {
+        /// How many events were dropped.
+        count: u64,
+    },
     /// The live log stream of a build could not be opened or kept dropping: fleet notices the
     /// build's end by polling instead (no state is lost).
     LogsUnavailable {
@@ -565,6 +571,9 @@ impl CoderEvent {
             ),
             CoderEvent::FellBack { fallback } => fallback.describe(),
             CoderEvent::BuildLog { step, output, .. } => format!("{step} build log: {output}"),
+            CoderEvent::LogLinesDropped { count } => {
+                format!("{count} log line(s) dropped: they came faster than they were read")
+            }
             CoderEvent::LogsUnavailable { step, reason } => format!(
                 "the live log of the {step} build is not available ({reason}); polling instead"
             ),

@@ -44,6 +44,7 @@ fn phase_of(event: &CoderEvent) -> Option<&'static str> {
         | CoderEvent::Readiness(ReadyEvent::Ended { .. })
         | CoderEvent::FellBack { .. }
         | CoderEvent::BuildLog { .. }
+        | CoderEvent::LogLinesDropped { .. }
         | CoderEvent::LogsUnavailable { .. } => return None,
     })
 }
@@ -58,6 +59,14 @@ fn snake<T: serde::Serialize>(v: &T) -> String {
 impl OperationEvent for CoderEvent {
     fn describe(&self) -> String {
         CoderEvent::describe(self)
+    }
+
+    fn is_log_line(&self) -> bool {
+        matches!(self, CoderEvent::BuildLog { .. })
+    }
+
+    fn dropped(count: u64) -> Option<Self> {
+        Some(CoderEvent::LogLinesDropped { count })
     }
 
     fn apply(&self, workspaces: &mut Vec<TargetStatus>) {
@@ -87,6 +96,20 @@ impl OperationOutput for UpdateOutcome {
 impl OperationEvent for FleetEvent {
     fn describe(&self) -> String {
         FleetEvent::describe(self)
+    }
+
+    fn is_log_line(&self) -> bool {
+        matches!(
+            self,
+            FleetEvent::Step {
+                step: CoderEvent::BuildLog { .. },
+                ..
+            }
+        )
+    }
+
+    fn dropped(count: u64) -> Option<Self> {
+        Some(FleetEvent::LogLinesDropped { count })
     }
 
     fn apply(&self, workspaces: &mut Vec<TargetStatus>) {
@@ -122,6 +145,7 @@ impl OperationEvent for FleetEvent {
                     w.message = Some(result.message.clone());
                 }
             }
+            FleetEvent::LogLinesDropped { .. } => {}
             FleetEvent::Halted { halt } => {
                 for w in workspaces
                     .iter_mut()

@@ -312,6 +312,7 @@ impl CoderClient {
                         .into_iter()
                         .filter_map(|l| l.output)
                         .filter(|o| !o.trim().is_empty())
+                        .map(super::cut_log_line)
                         .collect();
                     let skip = lines.len().saturating_sub(LOG_LINES_SHOWN);
                     if lines.is_empty() {

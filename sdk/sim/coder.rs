@@ -386,6 +386,8 @@ pub(crate) struct CoderWorld {
     pending_chains: Vec<Uuid>,
     /// Every WebSocket is cut (no close frame) after this many messages.
     pub(crate) ws_drop_after: Option<u32>,
+    /// While a build runs, its log stream also sends lines of this many bytes, flat out.
+    pub(crate) log_flood_bytes: Option<usize>,
 }
 
 /// How the simulated Coder deployment behaves (from [`super::SimOptions`]).
@@ -393,6 +395,7 @@ pub(crate) struct CoderSettings {
     pub(crate) version: String,
     pub(crate) can_pin: bool,
     pub(crate) ws_drop_after: Option<u32>,
+    pub(crate) log_flood_bytes: Option<usize>,
 }
 
 /// `me` is alice.
@@ -1450,9 +1453,11 @@ async fn build_logs(
             );
         };
         let drop_after = world.ws_drop_after;
+        let flood = world.log_flood_bytes.map(flood_frame);
         drop(world);
-        return upgrade
-            .on_upgrade(move |socket| stream_logs(socket, state, b.id, after, drop_after));
+        return upgrade.on_upgrade(move |socket| {
+            stream_logs(socket, state, b.id, after, drop_after, flood)
+        });
     }
     json_response(
         StatusCode::OK,
@@ -1492,12 +1497,26 @@ async fn send_frame(
     true
 }
 
+/// One line of a flooding build log (`--log-flood-bytes`): `bytes` of text, no id (so that
+/// the build's own lines still come in order).
+fn flood_frame(bytes: usize) -> axum::extract::ws::Utf8Bytes {
+    json!({
+        "log_level": "info",
+        "log_source": "provisioner",
+        "stage": "Flooding",
+        "output": "x".repeat(bytes.max(1)),
+    })
+    .to_string()
+    .into()
+}
+
 async fn stream_logs(
     mut socket: WebSocket,
     state: Shared,
     build_id: Uuid,
     mut after: Option<i64>,
     drop_after: Option<u32>,
+    flood: Option<axum::extract::ws::Utf8Bytes>,
 ) {
     let mut sent = 0u32;
     loop {
@@ -1527,7 +1546,19 @@ async fn stream_logs(
                 .await;
             return;
         }
-        tokio::time::sleep(WS_TICK).await;
+        match &flood {
+            // Until the next look: flood lines as fast as the client takes them.
+            Some(frame) => {
+                let until = tokio::time::Instant::now() + WS_TICK;
+                while tokio::time::Instant::now() < until {
+                    // Never cut a send short: a frame written halfway breaks the stream.
+                    if socket.send(Message::Text(frame.clone())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            None => tokio::time::sleep(WS_TICK).await,
+        }
     }
 }
 

@@ -240,6 +240,10 @@ pub struct SimOptions {
     /// Cut every WebSocket (build logs, watch-ws) after this many messages, without a close
     /// frame, to exercise reconnects and fallbacks. Default `None`.
     pub ws_drop_after: Option<u32>,
+    /// A hostile build log: while a build runs, its live log stream also sends lines of this
+    /// many bytes, as fast as the client reads them (to measure what a client holds).
+    /// Default `None`.
+    pub log_flood_bytes: Option<usize>,
     /// The CP-admin route layouts served. Default both.
     pub cp_admin_layout: CpAdminLayout,
 }
@@ -257,6 +261,7 @@ impl Default for SimOptions {
             coder_version: DEFAULT_CODER_VERSION.to_string(),
             coder_can_pin_versions: true,
             ws_drop_after: None,
+            log_flood_bytes: None,
             cp_admin_layout: CpAdminLayout::default(),
         }
     }
@@ -336,6 +341,7 @@ impl Simulator {
                     version: options.coder_version.clone(),
                     can_pin: options.coder_can_pin_versions,
                     ws_drop_after: options.ws_drop_after,
+                    log_flood_bytes: options.log_flood_bytes,
                 },
             )),
             log: Mutex::new(Vec::new()),

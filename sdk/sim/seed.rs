@@ -521,5 +521,6 @@ pub(crate) fn seed(
         can_pin: settings.can_pin,
         pending_chains: Vec::new(),
         ws_drop_after: settings.ws_drop_after,
+        log_flood_bytes: settings.log_flood_bytes,
     }
 }

@@ -224,3 +224,136 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
     assert_eq!(sim.requests().len(), 0, "nothing sent");
     client.cancel().await.ok();
 }
+
+// ---- hostile build logs: fleet-mcp's memory stays bounded, progress is coalesced -------------
+
+/// fleet-mcp against `sim`, and its process id (to read its peak memory).
+async fn connect_measured(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client, u32) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20");
+    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
+    let pid = transport.id().expect("a process id");
+    let handler = Client::default();
+    let running = handler
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP handshake");
+    (running, handler, pid)
+}
+
+/// The peak resident memory of process `pid` so far (VmHWM), in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// restart_agent alice/dev with a progress token, waiting for the outcome: the answer, how
+/// long it took, and the progress notifications it sent.
+async fn restart_with_progress(
+    client: &RunningService<RoleClient, Client>,
+    handler: &Client,
+) -> (CallToolResult, f64, Vec<ProgressNotificationParam>) {
+    let mut params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
+        json!({"agent_name": "dev", "wait_seconds": 60})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::Number(21),
+    )));
+    let began = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(90), client.call_tool(params))
+        .await
+        .expect("answered")
+        .expect("the call is answered");
+    let seconds = began.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let progress = handler.progress.lock().unwrap().clone();
+    (result, seconds, progress)
+}
+
+/// Log-line notifications: at most 4 a second (one every 250 ms), plus a little slack for the
+/// first and the last.
+fn assert_coalesced(progress: &[ProgressNotificationParam], seconds: f64) {
+    let lines = progress
+        .iter()
+        .filter(|p| {
+            p.message
+                .as_deref()
+                .is_some_and(|m| m.contains("build log:") || m.contains("dropped"))
+        })
+        .count();
+    assert!(lines > 0, "the latest lines are sent");
+    let most = (seconds * 4.0).ceil() as usize + 4;
+    assert!(lines <= most, "{lines} log notifications in {seconds:.1} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_mcp_with_a_progress_token_and_4_mib_log_lines_stays_small() {
+    let sim = Simulator::start(SimOptions {
+        speed: 2.0,
+        log_flood_bytes: Some(fleet::coder::WS_MAX_MESSAGE_BYTES - 512),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, handler, pid) = connect_measured(&sim).await;
+    let (result, seconds, progress) = restart_with_progress(&client, &handler).await;
+    let peak = peak_kib(pid);
+    eprintln!(
+        "fleet-mcp, 4 MiB lines, progress token: peak {peak} KiB, {} notifications in {seconds:.1} s",
+        progress.len()
+    );
+    assert_eq!(result.is_error, Some(false), "{}", text_of(&result));
+    let answer = result.structured_content.as_ref().expect("structured");
+    assert_eq!(answer["done"], true, "it ends with the build: {answer}");
+    assert_eq!(answer["operation_state"], "succeeded");
+    assert!(seconds < 30.0, "{seconds} s");
+    assert!(peak <= 128 * 1024, "peak {peak} KiB");
+    assert_coalesced(&progress, seconds);
+    assert!(
+        progress
+            .iter()
+            .filter_map(|p| p.message.as_deref())
+            .any(|m| m.contains("more bytes cut]") && m.len() < 8 << 10),
+        "a line is sent cut, saying so"
+    );
+    client.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_mcp_under_a_flood_of_small_log_lines_for_half_a_minute_stays_small() {
+    // A restart of alice/dev takes ~27 s at speed 0.45: 150-byte lines flat out all along.
+    let sim = Simulator::start(SimOptions {
+        speed: 0.45,
+        log_flood_bytes: Some(150),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, handler, pid) = connect_measured(&sim).await;
+    let (result, seconds, progress) = restart_with_progress(&client, &handler).await;
+    let peak = peak_kib(pid);
+    eprintln!(
+        "fleet-mcp, 150-byte flood: peak {peak} KiB, {} notifications in {seconds:.1} s",
+        progress.len()
+    );
+    assert_eq!(result.is_error, Some(false), "{}", text_of(&result));
+    let answer = result.structured_content.as_ref().expect("structured");
+    assert_eq!(answer["done"], true, "it ends with the build: {answer}");
+    assert!(seconds >= 20.0, "the flood lasted {seconds} s");
+    assert!(peak <= 128 * 1024, "peak {peak} KiB");
+    assert_coalesced(&progress, seconds);
+    client.cancel().await.ok();
+}

@@ -342,3 +342,119 @@ async fn a_message_over_the_cap_ends_the_stream_with_an_error() {
     let err = got.expect("an item").expect_err("too big");
     assert!(err.to_string().contains("dropped"), "{err}");
 }
+
+// ---- hostile build logs: memory stays bounded in bytes ---------------------------------------
+
+/// A simulator whose build logs also flood lines of `line_bytes` while a build runs.
+async fn flooding_sim(speed: f64, line_bytes: usize) -> RunningSim {
+    Simulator::start(SimOptions {
+        speed,
+        log_flood_bytes: Some(line_bytes),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts")
+}
+
+/// What tests/pty/measure.py saw of one run of `fleet ARGS` under a pseudo-terminal read at
+/// `rate` bytes a second (0: as fast as it comes).
+struct Measured {
+    code: i64,
+    peak_kib: u64,
+    seconds: f64,
+    cut: u64,
+    dropped: Vec<u64>,
+    tail: String,
+}
+
+async fn fleet_on_a_terminal(sim: &RunningSim, rate: u64, args: &[&str]) -> Measured {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/measure.py");
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(script)
+        .arg(rate.to_string())
+        .args(["--", env!("CARGO_BIN_EXE_fleet")])
+        .args(args)
+        .env_remove("CODER_CONFIG_DIR")
+        .env_remove("FLEET_CONTEXT")
+        .envs(sim.env_vars());
+    let out = cmd.output().await.expect("python3 runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "one JSON line ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    Measured {
+        code: v["code"].as_i64().unwrap_or(-1),
+        peak_kib: v["peak_kib"].as_u64().unwrap_or(u64::MAX),
+        seconds: v["seconds"].as_f64().unwrap_or(f64::MAX),
+        cut: v["cut"].as_u64().unwrap_or(0),
+        dropped: v["dropped"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|n| n.as_u64()).collect())
+            .unwrap_or_default(),
+        tail: v["tail"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// The longest log line a server can send inside fleet's WebSocket message cap.
+const HUGE_LINE: usize = fleet::coder::WS_MAX_MESSAGE_BYTES - 512;
+
+/// The issue's target: peak RSS at most 128 MB.
+const PEAK_KIB_LIMIT: u64 = 128 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_a_terminal_with_4_mib_log_lines_stays_small_and_ends_with_the_build() {
+    // A restart takes ~6 s at speed 2; every line the server sends in between is 4 MiB.
+    let sim = flooding_sim(2.0, HUGE_LINE).await;
+    let run = fleet_on_a_terminal(&sim, 0, &["coder", "restart", "alice/dev", "--logs"]).await;
+    eprintln!(
+        "4 MiB lines, terminal read at full speed: peak {} KiB in {:.1} s, {} cut lines shown",
+        run.peak_kib, run.seconds, run.cut
+    );
+    assert_eq!(run.code, 0, "{}", run.tail);
+    assert!(run.tail.contains("alice/dev restarted"), "{}", run.tail);
+    assert!(run.cut > 0, "the long lines are shown cut, saying so");
+    assert!(run.peak_kib <= PEAK_KIB_LIMIT, "peak {} KiB", run.peak_kib);
+    assert!(run.seconds < 30.0, "it ends with the build: {} s", run.seconds);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_4_mib_log_lines_on_a_slow_terminal_stays_small() {
+    // The terminal is read at 1 MiB/s (a slow SSH session): fleet blocks on its writes.
+    let sim = flooding_sim(2.0, HUGE_LINE).await;
+    let run =
+        fleet_on_a_terminal(&sim, 1 << 20, &["coder", "restart", "alice/dev", "--logs"]).await;
+    eprintln!(
+        "4 MiB lines, terminal read at 1 MiB/s: peak {} KiB in {:.1} s, {} cut lines shown",
+        run.peak_kib, run.seconds, run.cut
+    );
+    assert_eq!(run.code, 0, "{}", run.tail);
+    assert!(run.tail.contains("alice/dev restarted"), "{}", run.tail);
+    assert!(run.cut > 0);
+    assert!(run.peak_kib <= PEAK_KIB_LIMIT, "peak {} KiB", run.peak_kib);
+    assert!(run.seconds < 30.0, "it ends with the build: {} s", run.seconds);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_terminal_loses_log_lines_and_is_told_how_many_never_the_outcome() {
+    // Small lines, faster than a terminal read at 256 KiB/s can show them.
+    let sim = flooding_sim(2.0, 150).await;
+    let run =
+        fleet_on_a_terminal(&sim, 256 << 10, &["coder", "restart", "alice/dev", "--logs"]).await;
+    let lost: u64 = run.dropped.iter().sum();
+    eprintln!(
+        "150-byte lines, terminal read at 256 KiB/s: peak {} KiB in {:.1} s, {} notes of {lost} \
+         dropped lines",
+        run.peak_kib,
+        run.seconds,
+        run.dropped.len()
+    );
+    assert_eq!(run.code, 0, "{}", run.tail);
+    assert!(run.tail.contains("alice/dev restarted"), "{}", run.tail);
+    assert!(run.tail.contains("took"), "the whole outcome: {}", run.tail);
+    assert!(!run.dropped.is_empty() && lost > 0, "told what was dropped");
+    assert!(run.peak_kib <= PEAK_KIB_LIMIT, "peak {} KiB", run.peak_kib);
+    assert!(run.seconds < 30.0, "it ends with the build: {} s", run.seconds);
+}
