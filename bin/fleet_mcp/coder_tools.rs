@@ -20,6 +20,7 @@ use crate::{
 
 /// `update_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAgentParams {
     /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
     /// (names match ignoring case).
@@ -55,6 +56,7 @@ pub struct UpdateAgentParams {
 
 /// `update_agents` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAgentsParams {
     /// The workspaces: UUIDs, `owner/name`, or bare names of the token's own user. Give these,
     /// or all_outdated, or template (exactly one of the three).
@@ -114,6 +116,7 @@ pub struct UpdateAgentsParams {
 
 /// `restart_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RestartAgentParams {
     /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
     /// (names match ignoring case).
@@ -153,6 +156,7 @@ fn given_parameters(
 
 /// `show_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AgentParams {
     /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
     /// (names match ignoring case).
@@ -161,6 +165,7 @@ pub struct AgentParams {
 
 /// `list_agents` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListAgentsParams {
     /// Only workspaces that are not on their template's active version.
     #[serde(default)]
@@ -169,6 +174,7 @@ pub struct ListAgentsParams {
 
 /// `get_template_version` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TemplateVersionParams {
     /// The template version's UUID.
     pub template_version_id: String,

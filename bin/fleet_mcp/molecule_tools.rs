@@ -46,6 +46,7 @@ impl From<ProviderArg> for Provider {
 
 /// Input of `migrate_workspace_provider`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MigrateParams {
     /// The workspace id.
     pub workspace_id: String,
@@ -76,6 +77,7 @@ pub struct MigrateParams {
 
 /// Input of `migrate_workspaces`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MigrateManyParams {
     /// The workspace ids (each migrated once; a workspace named twice is refused).
     pub workspace_ids: Vec<String>,
@@ -108,6 +110,7 @@ pub struct MigrateManyParams {
 
 /// Input of the tools that take only a workspace.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WorkspaceParams {
     /// The workspace id.
     pub workspace_id: String,
@@ -115,6 +118,7 @@ pub struct WorkspaceParams {
 
 /// Input of `wait_for_workspace_migration`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WaitParams {
     /// The workspace id.
     pub workspace_id: String,

@@ -125,6 +125,7 @@ impl FleetServer {
 
 /// `get_operation` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GetOperationParams {
     /// The operation's id (operation_id in a long tool's answer).
     pub operation_id: String,
@@ -135,6 +136,7 @@ pub struct GetOperationParams {
 
 /// `cancel_operation` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CancelOperationParams {
     /// The operation's id.
     pub operation_id: String,
@@ -142,6 +144,7 @@ pub struct CancelOperationParams {
 
 /// `list_operations` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListOperationsParams {}
 
 /// An operation's error, once it ended in one.

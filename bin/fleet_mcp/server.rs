@@ -378,6 +378,14 @@ impl FleetServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let tool = self.tool_router.get(&request.name).cloned();
         let arguments = request.arguments.clone();
+        // A closed argument list: an argument the tool does not know (a guess, a typo) is
+        // refused before the tool runs, so nothing is read or sent.
+        if let Some(refusal) = tool
+            .as_ref()
+            .and_then(|t| unknown_arguments(t, arguments.as_ref()))
+        {
+            return Ok(refusal.into());
+        }
         let tcc = ToolCallContext::new(self, request, context);
         let result = self.tool_router.call(tcc).await;
         let Some(tool) = tool else { return result };
@@ -431,6 +439,114 @@ fn bad_arguments(
          tool's input schema",
         tool.name
     ))])
+}
+
+/// The tool error for arguments `tool` does not take (None when every one is known): each
+/// unknown name, the closest valid one, and the valid ones.
+fn unknown_arguments(tool: &Tool, arguments: Option<&JsonObject>) -> Option<CallToolResult> {
+    let valid: Vec<&str> = tool
+        .input_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let unknown: Vec<&str> = arguments?
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !valid.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = unknown
+        .iter()
+        .take(8)
+        .map(|k| {
+            let shown = describe_name(k);
+            match closest(k, &valid) {
+                Some(c) => format!("`{shown}` (did you mean `{c}`?)"),
+                None => format!("`{shown}`"),
+            }
+        })
+        .collect();
+    let more = match unknown.len().saturating_sub(named.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let valid_list = if valid.is_empty() {
+        "none: call it with {}".to_string()
+    } else {
+        valid.join(", ")
+    };
+    Some(CallToolResult::error(vec![ContentBlock::text(format!(
+        "invalid_input: {} does not take the argument{} {}{more}; nothing was read or sent. Its \
+         arguments: {valid_list}",
+        tool.name,
+        if unknown.len() == 1 { "" } else { "s" },
+        named.join(", "),
+    ))]))
+}
+
+/// An argument name as given, cut short and with control characters escaped (a hostile
+/// name must not fill the answer or forge lines).
+fn describe_name(name: &str) -> String {
+    let mut shown: String = name.chars().take(60).flat_map(char::escape_default).collect();
+    if name.chars().count() > 60 {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The valid name closest to `given`: the same once case and `_`/`-` are ignored, else one
+/// that contains it or is contained in it, else the nearest by edit distance (when near).
+fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let g = norm(given);
+    if g.is_empty() || g.chars().count() > 200 {
+        return None;
+    }
+    if let Some(v) = valid.iter().find(|v| norm(v) == g) {
+        return Some(v);
+    }
+    let containing = valid
+        .iter()
+        .filter(|v| {
+            let n = norm(v);
+            n.len() >= 3 && g.len() >= 3 && (n.contains(&g) || g.contains(&n))
+        })
+        .min_by_key(|v| norm(v).len().abs_diff(g.len()));
+    if let Some(v) = containing {
+        return Some(v);
+    }
+    valid
+        .iter()
+        .map(|v| (edit_distance(&g, &norm(v)), *v))
+        .filter(|(d, v)| *d <= 2.max(v.len().min(g.len()) / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (row[j] + 1)
+                .min(here + 1)
+                .min(previous + usize::from(ca != *cb));
+            previous = here;
+        }
+    }
+    row[b.len()]
 }
 
 /// The first argument that does not fit the schema, said in words naming it in backticks.
