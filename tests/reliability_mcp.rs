@@ -759,7 +759,11 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
         .await;
     let tools = mcp.answer_to(&json!("list")).await["result"]["tools"].clone();
     let tools = tools.as_array().expect("tools/list answered").clone();
-    assert_eq!(tools.len(), 13, "every tool is listed with both planes configured");
+    assert_eq!(
+        tools.len(),
+        13,
+        "every tool is listed with both planes configured"
+    );
     let mut id = 0;
     for tool in &tools {
         let name = tool["name"].as_str().unwrap();
@@ -771,7 +775,10 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
             .unwrap_or_default();
         // A guessed name next to valid arguments, then a typo of a real one.
         let guesses: Vec<(&str, Option<&str>)> = {
-            let mut g = vec![("dry_run_please", valid.contains(&"dry_run").then_some("dry_run"))];
+            let mut g = vec![(
+                "dry_run_please",
+                valid.contains(&"dry_run").then_some("dry_run"),
+            )];
             if valid.contains(&"agent_name") {
                 g.push(("agent", Some("agent_name")));
             }
@@ -786,9 +793,16 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
             args[guess] = json!(true);
             mcp.send(&call(id, name, args.clone())).await;
             let answer = mcp.answer_to(&json!(id)).await;
-            assert_eq!(answer["result"]["isError"], json!(true), "{name} {args}: {answer}");
+            assert_eq!(
+                answer["result"]["isError"],
+                json!(true),
+                "{name} {args}: {answer}"
+            );
             let text = answer["result"]["content"][0]["text"].as_str().unwrap();
-            assert!(text.contains(&format!("`{guess}`")), "names the argument: {text}");
+            assert!(
+                text.contains(&format!("`{guess}`")),
+                "names the argument: {text}"
+            );
             assert!(text.contains("nothing was read or sent"), "{text}");
             for v in &valid {
                 assert!(text.contains(v), "lists the valid argument {v}: {text}");
@@ -800,8 +814,16 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
     }
     // A wrong type is refused by name, never coerced.
     for (name, args, arg) in [
-        ("update_agent", json!({"agent_name": "alice/dev", "force": "true"}), "force"),
-        ("update_agent", json!({"agent_name": "alice/dev", "wait_seconds": "5"}), "wait_seconds"),
+        (
+            "update_agent",
+            json!({"agent_name": "alice/dev", "force": "true"}),
+            "force",
+        ),
+        (
+            "update_agent",
+            json!({"agent_name": "alice/dev", "wait_seconds": "5"}),
+            "wait_seconds",
+        ),
         ("list_agents", json!({"outdated": 1}), "outdated"),
     ] {
         id += 1;
@@ -818,7 +840,8 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
     );
     // The same server does send for a valid call (the catch-all would have seen any request).
     id += 1;
-    mcp.send(&call(id, "show_agent", valid_args("show_agent"))).await;
+    mcp.send(&call(id, "show_agent", valid_args("show_agent")))
+        .await;
     let answer = mcp.answer_to(&json!(id)).await;
     assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
     assert!(catch_all.calls_async().await >= 1);

@@ -3,18 +3,18 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, FleetEvent, FleetOptions, FleetReport, Operation,
-    ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo,
-    WorkspaceList, WorkspaceRef, parse_template_version_id,
+    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, FleetReport,
+    Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome,
+    WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
     tool_router,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    operation_tools::{LongAnswer, wait_for},
+    operation_tools::{DEFAULT_WAIT_SECONDS, LongAnswer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
 
@@ -52,6 +52,9 @@ pub struct UpdateAgentParams {
     /// starts itself. Default false: server-side where Coder supports it.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// true: only plan (reads only, nothing changed) and answer the plan.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// `update_agents` input.
@@ -142,6 +145,30 @@ pub struct RestartAgentParams {
     /// starts itself. Default false: server-side where Coder supports it.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// true: only plan (reads only, nothing changed) and answer the plan.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+/// What update_agent and restart_agent answer: the plan on a dry run, else the run (its
+/// outcome, or the operation to follow).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AgentAnswer {
+    /// dry_run: what would be done, found with reads only (nothing was changed, no operation
+    /// was started): the builds in order, the path and why, each parameter value and its source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+    /// The run, when it was not a dry run.
+    #[serde(flatten)]
+    pub run: Option<LongAnswer<UpdateOutcome>>,
+}
+
+/// The answer of a run (not a dry run).
+fn ran(Json(run): Json<LongAnswer<UpdateOutcome>>) -> Json<AgentAnswer> {
+    Json(AgentAnswer {
+        dry_run: None,
+        run: Some(run),
+    })
 }
 
 /// The caller's parameter values; invalid input is a tool error (nothing sent).
@@ -241,7 +268,7 @@ client_driven=true forces the old stop-then-start path); the outcome says which 
         &self,
         Parameters(p): Parameters<UpdateAgentParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<UpdateOutcome>>, String> {
+    ) -> Result<Json<AgentAnswer>, String> {
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let version = p
             .template_version_id
@@ -259,9 +286,14 @@ client_driven=true forces the old stop-then-start path); the outcome says which 
         };
         let wait = wait_for(p.wait_seconds)?;
         let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        if p.dry_run.unwrap_or(false) {
+            return self
+                .plan_only(&workspace, version, false, &options, wait, &ctx)
+                .await;
+        }
         let op = client.start_update_ready(workspace, version, options, ready);
         self.register(&op);
-        self.answer_within(op, wait, &ctx, forward()).await
+        self.answer_within(op, wait, &ctx, forward()).await.map(ran)
     }
 
     #[tool(
@@ -363,7 +395,7 @@ version is pinned when it is not the active one); client_driven=true forces stop
         &self,
         Parameters(p): Parameters<RestartAgentParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<UpdateOutcome>>, String> {
+    ) -> Result<Json<AgentAnswer>, String> {
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let options = UpdateOptions {
             parameters: given_parameters(p.parameters.as_ref())?,
@@ -373,9 +405,14 @@ version is pinned when it is not the active one); client_driven=true forces stop
         let client = self.coder()?;
         let wait = wait_for(p.wait_seconds)?;
         let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        if p.dry_run.unwrap_or(false) {
+            return self
+                .plan_only(&workspace, None, true, &options, wait, &ctx)
+                .await;
+        }
         let op = client.start_restart_ready(workspace, options, ready);
         self.register(&op);
-        self.answer_within(op, wait, &ctx, forward()).await
+        self.answer_within(op, wait, &ctx, forward()).await.map(ran)
     }
 
     #[tool(
@@ -454,6 +491,55 @@ succeeded), archived.",
 }
 
 impl FleetServer {
+    /// A dry run of update_agent or restart_agent: the SDK's plan (the CLI's `--dry-run`),
+    /// reads only. It waits for a build already in progress, at most `wait` (the default
+    /// wait when 0); past that, or when the request is cancelled, it answers a tool error and
+    /// nothing is left behind.
+    async fn plan_only(
+        &self,
+        workspace: &WorkspaceRef,
+        version: Option<uuid::Uuid>,
+        restart: bool,
+        options: &UpdateOptions,
+        wait: std::time::Duration,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Json<AgentAnswer>, String> {
+        let client = self.coder()?;
+        let limit = if wait.is_zero() {
+            std::time::Duration::from_secs(DEFAULT_WAIT_SECONDS)
+        } else {
+            wait
+        };
+        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
+        let mut to_progress = forward();
+        let mut on_event = |e| to_progress(&progress, &e);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let planned = tokio::select! {
+            plan = client.dry_run(workspace, version, restart, options, &cancel, &mut on_event) => {
+                Some(plan)
+            }
+            _ = tokio::time::sleep(limit) => None,
+            _ = ctx.ct.cancelled() => None,
+        };
+        progress.flush().await;
+        match planned {
+            Some(plan) => Ok(Json(AgentAnswer {
+                dry_run: Some(plan.map_err(tool_error)?),
+                run: None,
+            })),
+            None => Err(tool_error(fleet::Error::Timeout {
+                message: format!(
+                    "the dry run did not finish within {} s (it waits for a build already in \
+                     progress on the workspace); nothing was changed. Call show_agent to see \
+                     the build, or call again with a longer wait_seconds",
+                    limit.as_secs()
+                ),
+                waited: limit,
+                last_state: None,
+            })),
+        }
+    }
+
     /// How the agents are waited for after a start: `None` with wait_ready=false.
     fn ready_options(
         &self,

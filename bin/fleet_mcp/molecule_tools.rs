@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use fleet::{
     Error, ReadBack,
-    molecule::{MigrateRequest, MigrationReport, Provider, StartedMigration, WaitOptions},
+    molecule::{
+        MigrateRequest, MigrationPlan, MigrationReport, Provider, StartedMigration, WaitOptions,
+    },
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -73,6 +75,9 @@ pub struct MigrateParams {
     /// Optional: the image for the target.
     #[serde(default)]
     pub image: Option<String>,
+    /// true: only plan (reads only; confirm not needed, nothing is started even with it).
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// Input of `migrate_workspaces`.
@@ -106,6 +111,32 @@ pub struct MigrateManyParams {
     /// get_operation follows the rollout.
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    /// true: only plan each migration (reads only; confirm not needed, nothing is started).
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+/// What migrate_workspace_provider answers: the plan on a dry run, else what the control
+/// plane answered.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct MigrateAnswer {
+    /// dry_run: what would be sent, found with reads only (nothing was started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<MigrationPlan>,
+    /// The migration started, when it was not a dry run.
+    #[serde(flatten)]
+    pub started: Option<StartedMigration>,
+}
+
+/// What migrate_workspaces answers: the plans on a dry run, else the rollout.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct RolloutAnswer {
+    /// dry_run: each migration's plan, found with reads only (nothing was started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<Vec<MigrationPlan>>,
+    /// The rollout, when it was not a dry run.
+    #[serde(flatten)]
+    pub run: Option<LongAnswer<MigrationRollout>>,
 }
 
 /// Input of the tools that take only a workspace.
@@ -205,7 +236,8 @@ send it again: it reads the migration back and says whether one is running.",
     async fn migrate_workspace_provider(
         &self,
         Parameters(p): Parameters<MigrateParams>,
-    ) -> Result<Json<StartedMigration>, String> {
+    ) -> Result<Json<MigrateAnswer>, String> {
+        let dry_run = p.dry_run.unwrap_or(false);
         let request = MigrateRequest {
             from: p.from.map(Into::into),
             from_instance_id: p.from_instance_id,
@@ -216,6 +248,15 @@ send it again: it reads the migration back and says whether one is running.",
             image: p.image,
             ..MigrateRequest::new(p.workspace_id, p.to.into())
         };
+        if dry_run {
+            // The CLI's --dry-run: reads only, confirm not needed, never a POST.
+            let client = self.molecule()?;
+            let plan = client.plan_migration(&request).await.map_err(tool_error)?;
+            return Ok(Json(MigrateAnswer {
+                dry_run: Some(plan),
+                started: None,
+            }));
+        }
         // Input and confirmation are checked before the configuration: a model learns what
         // is wrong with its call even on an unconfigured server. Nothing is sent.
         request.validate().map_err(tool_error)?;
@@ -223,7 +264,12 @@ send it again: it reads the migration back and says whether one is running.",
         client
             .migrate_provider(&request)
             .await
-            .map(Json)
+            .map(|started| {
+                Json(MigrateAnswer {
+                    dry_run: None,
+                    started: Some(started),
+                })
+            })
             .map_err(|e| tool_error(with_next_call(e, request.workspace_id.trim())))
     }
 
@@ -248,7 +294,8 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         &self,
         Parameters(p): Parameters<MigrateManyParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<MigrationRollout>>, String> {
+    ) -> Result<Json<RolloutAnswer>, String> {
+        let dry_run = p.dry_run.unwrap_or(false);
         let requests: Vec<MigrateRequest> = p
             .workspace_ids
             .iter()
@@ -264,7 +311,11 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
             )));
         }
         for r in &requests {
-            r.validate().map_err(tool_error)?;
+            if dry_run {
+                r.check().map_err(tool_error)?;
+            } else {
+                r.validate().map_err(tool_error)?;
+            }
         }
         let rollout = fleet::rollout::RolloutOptions {
             parallel: p.parallel.unwrap_or(4).clamp(1, 64) as usize,
@@ -274,6 +325,17 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         rollout.check().map_err(tool_error)?;
         let wait = wait_for(p.wait_seconds)?;
         let client = self.molecule()?;
+        if dry_run {
+            // The CLI's --dry-run: each plan in turn, reads only, never a POST.
+            let mut plans = Vec::with_capacity(requests.len());
+            for r in &requests {
+                plans.push(client.plan_migration(r).await.map_err(tool_error)?);
+            }
+            return Ok(Json(RolloutAnswer {
+                dry_run: Some(plans),
+                run: None,
+            }));
+        }
         let mut options = WaitOptions::default();
         options.poll = options.poll.with_interval_cap(self.poll_override());
         let op = client.start_migrate_rollout(requests, options, rollout);
@@ -284,6 +346,12 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
             progress.send(n, None, fleet::operation::OperationEvent::describe(event));
         })
         .await
+        .map(|Json(run)| {
+            Json(RolloutAnswer {
+                dry_run: None,
+                run: Some(run),
+            })
+        })
     }
 
     #[tool(

@@ -490,7 +490,11 @@ fn unknown_arguments(tool: &Tool, arguments: Option<&JsonObject>) -> Option<Call
 /// An argument name as given, cut short and with control characters escaped (a hostile
 /// name must not fill the answer or forge lines).
 fn describe_name(name: &str) -> String {
-    let mut shown: String = name.chars().take(60).flat_map(char::escape_default).collect();
+    let mut shown: String = name
+        .chars()
+        .take(60)
+        .flat_map(char::escape_default)
+        .collect();
     if name.chars().count() > 60 {
         shown.push('…');
     }
