@@ -846,3 +846,89 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
     assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
     assert!(catch_all.calls_async().await >= 1);
 }
+
+/// The python that can count tokens (tiktoken and bpe-openai importable), or None when this
+/// machine has none: then the test is skipped with a message, except under CI (CI=true) or
+/// with FLEET_TEST_PYTHON set (as .ci/run sets it), where it fails.
+fn token_counter() -> Option<(String, std::path::PathBuf)> {
+    let python = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/count_tokens.py");
+    let importable = std::process::Command::new(&python)
+        .args(["-c", "import tiktoken, bpe_openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if importable && script.is_file() {
+        return Some((python, script));
+    }
+    let why = format!(
+        "cannot count tokens: {} (set FLEET_TEST_PYTHON to a python with `pip install tiktoken \
+         bpe-openai`; the counter is {})",
+        if importable {
+            "the counter script is missing".to_string()
+        } else {
+            format!("{python} cannot import tiktoken and bpe_openai")
+        },
+        script.display()
+    );
+    // Under CI, or when told which python to use, a missing counter is a failure.
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true")
+            && std::env::var_os("FLEET_TEST_PYTHON").is_none(),
+        "{why}"
+    );
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_definitions_cost_a_model_at_most_2500_tokens() {
+    let Some((python, script)) = token_counter() else {
+        return;
+    };
+    let server = MockServer::start_async().await;
+    let mut mcp = start(&server.base_url()).await;
+    mcp.send(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}).to_string())
+        .await;
+    let tools = mcp.answer_to(&json!("list")).await["result"]["tools"].clone();
+    let tools = tools.as_array().expect("tools/list answered");
+    assert_eq!(tools.len(), 13, "every tool is counted");
+    // What a host shows its model: name, description, input schema.
+    let visible: Vec<Value> = tools
+        .iter()
+        .map(|t| json!({"name": t["name"], "description": t["description"], "inputSchema": t["inputSchema"]}))
+        .collect();
+    let text = Value::Array(visible.clone()).to_string();
+    assert!(!text.contains("\"$schema\""), "no $schema: {text}");
+    assert!(
+        !text.contains("\"default\":null"),
+        "no default: null: {text}"
+    );
+    let mut child = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import json, sys; sys.path.insert(0, sys.argv[1]); import count_tokens as c; \
+             print(sum(c.count(t) for t in json.load(sys.stdin)))",
+        )
+        .arg(script.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "count_tokens.py failed");
+    let tokens: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eprintln!(
+        "tools/list: {} tools, {tokens} model-visible tokens (name + description + inputSchema)",
+        tools.len()
+    );
+    assert!(
+        tokens <= 2_500,
+        "{tokens} model-visible tokens, at most 2,500"
+    );
+}

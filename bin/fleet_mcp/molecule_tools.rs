@@ -52,30 +52,30 @@ impl From<ProviderArg> for Provider {
 pub struct MigrateParams {
     /// The workspace id.
     pub workspace_id: String,
-    /// The target provider.
+    /// Target provider.
     pub to: ProviderArg,
-    /// The source provider. Omit it to read the workspace's current provider from the tenant API.
+    /// Source provider (default: the current one).
     #[serde(default)]
     pub from: Option<ProviderArg>,
-    /// Must be true: a migration mutates two clouds. Ask the user before setting it.
+    /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
-    /// The source instance id; required when the source is hetzner or gcp.
+    /// Required when the source is hetzner or gcp.
     #[serde(default)]
     pub from_instance_id: Option<String>,
-    /// Optional: the workspace's organization id, sent as org_id.
+    /// Organization id.
     #[serde(default)]
     pub org_id: Option<String>,
-    /// Optional: the runtime for the target.
+    /// Target runtime.
     #[serde(default)]
     pub runtime: Option<String>,
-    /// Optional: environment variables for the target, name → value.
+    /// Target env {name: value}.
     #[serde(default)]
     pub env: Option<std::collections::BTreeMap<String, String>>,
-    /// Optional: the image for the target.
+    /// Target image.
     #[serde(default)]
     pub image: Option<String>,
-    /// true: only plan (reads only; confirm not needed, nothing is started even with it).
+    /// Only the plan; nothing started.
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -84,34 +84,29 @@ pub struct MigrateParams {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateManyParams {
-    /// The workspace ids (each migrated once; a workspace named twice is refused).
+    /// Workspace ids.
     pub workspace_ids: Vec<String>,
-    /// The target provider.
+    /// Target provider.
     pub to: ProviderArg,
-    /// The source provider of every workspace. Omit it to read each one's current provider
-    /// from the tenant API. Sources other than aws need a per-workspace instance id: use
-    /// migrate_workspace_provider for those.
+    /// Source of all (default: each one's current).
     #[serde(default)]
     pub from: Option<ProviderArg>,
-    /// Must be true: migrations mutate two clouds each. Ask the user before setting it.
+    /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
-    /// Migrate this many workspaces first; start the rest only once all of them reached
-    /// completed.
+    /// Migrate this many first; go on once all completed.
     #[serde(default)]
     pub canary: Option<u32>,
-    /// Once this many migrations ended failed or rolled_back (or timed out), start no more.
+    /// Start no more after this many failures.
     #[serde(default)]
     pub max_failures: Option<u32>,
-    /// How many migrations run at once (1 to 64; default 4).
+    /// 1-64, default 4.
     #[serde(default)]
     pub parallel: Option<u32>,
-    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
-    /// 300). Migrations take 15–20 minutes each: the answer then carries operation_id, and
-    /// get_operation follows the rollout.
+    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// true: only plan each migration (reads only; confirm not needed, nothing is started).
+    /// Only the plans; nothing started.
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -153,12 +148,10 @@ pub struct WorkspaceParams {
 pub struct WaitParams {
     /// The workspace id.
     pub workspace_id: String,
-    /// Seconds to wait before answering (default 25, 0 answers at once, at most 300). A
-    /// migration takes 15–20 minutes: while it goes on the answer is still_running with an
-    /// operation_id; call again (or get_operation) to keep following it.
+    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// Older name of wait_seconds (1 to 3600), for hosts that wait longer. wait_seconds wins.
+    /// Older name of wait_seconds (1-3600).
     #[serde(default)]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: Option<u64>,
@@ -218,13 +211,7 @@ const MAX_WAIT: u64 = 3600;
 #[tool_router(router = molecule_router, vis = "pub(crate)")]
 impl FleetServer {
     #[tool(
-        description = "Start migrating a Molecule workspace's compute provider across clouds (aws, hetzner, gcp). \
-A migration snapshots the workspace on its source cloud, provisions it on the target, waits until it is healthy, \
-cuts over and retires the source: it mutates two clouds and takes 15-20 minutes; one migration per workspace at a time. \
-Requires confirm=true: ask the user first. `from` defaults to the workspace's current provider (read from the tenant API); \
-from_instance_id is required when the source is hetzner or gcp. org_id, runtime, env and image are sent only when given. \
-Returns at once; follow with wait_for_workspace_migration. If the control plane gives no clear answer, the tool does not \
-send it again: it reads the migration back and says whether one is running.",
+        description = "Start migrating one Molecule workspace to another cloud (snapshot, provision, cut over, retire the source; 15-20 min). Destructive: needs confirm=true (ask the user first). dry_run=true: the plan only, no confirm needed. Answers at once; follow with wait_for_workspace_migration.",
         annotations(
             title = "Migrate workspace provider",
             read_only_hint = false,
@@ -274,14 +261,7 @@ send it again: it reads the migration back and says whether one is running.",
     }
 
     #[tool(
-        description = "Migrate several Molecule workspaces' compute provider as a rollout: each migration is \
-started (its pre-flight, one POST, never sent twice) and followed to its end, at most `parallel` at once. canary=N \
-migrates the first N first and starts the rest only once all N reached completed; max_failures=K starts no more once \
-K ended failed or rolled_back (or timed out). Requires confirm=true: ask the user first. Returns one verdict per \
-workspace (completed, failed, refused, timed_out, interrupted, not_attempted) and `halt` (why it stopped, the \
-workspaces not attempted); calling again with the workspaces not completed resumes. Takes 15-20 minutes per \
-migration: waits at most wait_seconds (default 25), then answers with the result or with operation_id (get_operation \
-follows it; cancel_operation starts no more migrations, the ones started go on).",
+        description = "Migrate several Molecule workspaces to another cloud as a rollout, `parallel` at once. Destructive: needs confirm=true (ask the user first). canary=N goes on once the first N completed; max_failures=K starts no more after K failures; calling again resumes. dry_run=true: each plan only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Migrate several workspaces (rollout)",
             read_only_hint = false,
@@ -355,9 +335,7 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
     }
 
     #[tool(
-        description = "Read a Molecule workspace's latest compute-provider migration: state (snapshotting → snapshotted → \
-provisioning_target → target_healthy → retiring_source → completed; or failed / rolled_back), step k of n, detail, \
-whether it has ended, and what an end state means. A workspace never migrated answers migrated=false.",
+        description = "Read a Molecule workspace's latest migration: state, step k of n, detail, whether it ended and what that means (migrated=false: never migrated).",
         annotations(
             title = "Get workspace migration status",
             read_only_hint = true,
@@ -379,11 +357,7 @@ whether it has ended, and what an end state means. A workspace never migrated an
     }
 
     #[tool(
-        description = "Follow a Molecule workspace's compute-provider migration: waits at most wait_seconds (default 25, \
-at most 300) for it to end, then answers. Sends a progress notification on each state change when the request has a \
-progress token. Returns the final or latest status with an outcome: completed, ended_in_failure (with what it means \
-for the user), never_migrated, or still_running (call again: fleet-mcp keeps following it, operation_id names the \
-follow for get_operation). Cancelling stops the wait only; the migration goes on.",
+        description = "Follow a Molecule workspace's migration until it ends or wait_seconds pass, then answer its status: completed, ended_in_failure, never_migrated or still_running (call again). Cancelling stops only the wait.",
         annotations(
             title = "Wait for workspace migration",
             read_only_hint = true,

@@ -48,7 +48,7 @@ impl FleetServer {
     /// keeps its tools listed; calling them answers a tool error naming the variables to set.
     pub fn new(molecule: &MoleculeConfig, coder: &CoderConfig, read_only: bool) -> Self {
         let mut tool_router =
-            Self::molecule_router() + Self::coder_router() + Self::operation_router();
+            lean(Self::molecule_router() + Self::coder_router() + Self::operation_router());
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -106,6 +106,91 @@ impl FleetServer {
     /// The Coder client, or the tool error that says how to configure it.
     pub fn coder(&self) -> Result<&CoderClient, String> {
         self.coder.as_ref().as_ref().map_err(Clone::clone)
+    }
+}
+
+/// The router with every input schema made lean for a model's context: no `$schema`, no
+/// `default: null`, an optional argument typed as its value (leaving it out is how it is not
+/// given), `$ref`s inlined, no integer `format`. What the schema accepts does not widen.
+fn lean(router: ToolRouter<FleetServer>) -> ToolRouter<FleetServer> {
+    let mut leaned = ToolRouter::new();
+    for mut route in router {
+        let mut schema = Value::Object(route.attr.input_schema.as_ref().clone());
+        let defs = schema
+            .as_object_mut()
+            .and_then(|o| o.remove("$defs"))
+            .unwrap_or(Value::Null);
+        lean_schema(&mut schema, &defs, 0);
+        if let Value::Object(o) = schema {
+            route.attr.input_schema = Arc::new(o);
+        }
+        leaned.add_route(route);
+    }
+    leaned
+}
+
+fn lean_schema(schema: &mut Value, defs: &Value, depth: u32) {
+    let Value::Object(o) = schema else { return };
+    o.remove("$schema");
+    if o.get("default") == Some(&Value::Null) {
+        o.remove("default");
+    }
+    // A map of any values: `true` is what leaving it out says.
+    if o.get("additionalProperties") == Some(&Value::Bool(true)) {
+        o.remove("additionalProperties");
+    }
+    if matches!(
+        o.get("format").and_then(Value::as_str),
+        Some("uint" | "uint8" | "uint16" | "uint32" | "uint64" | "int32" | "int64" | "double")
+    ) {
+        o.remove("format");
+    }
+    // ["boolean", "null"] → "boolean".
+    if let Some(Value::Array(types)) = o.get("type") {
+        let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        if kept.len() == 1 {
+            o.insert("type".into(), kept[0].clone());
+        }
+    }
+    // anyOf [X, {type: null}] → X (beside this property's own description).
+    if let Some(Value::Array(any)) = o.get("anyOf") {
+        let kept: Vec<Value> = any
+            .iter()
+            .filter(|a| a.get("type") != Some(&Value::String("null".into())))
+            .cloned()
+            .collect();
+        if kept.len() == 1 {
+            o.remove("anyOf");
+            if let Value::Object(inner) = &kept[0] {
+                for (k, v) in inner {
+                    o.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    if depth < 16 {
+        if let Some(name) = o
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+        {
+            if let Some(Value::Object(def)) = defs.get(name) {
+                o.remove("$ref");
+                for (k, v) in def {
+                    // The property's own description wins over the type's.
+                    o.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        for v in o.values_mut() {
+            match v {
+                Value::Object(_) => lean_schema(v, defs, depth + 1),
+                Value::Array(items) => items
+                    .iter_mut()
+                    .for_each(|i| lean_schema(i, defs, depth + 1)),
+                _ => {}
+            }
+        }
     }
 }
 
