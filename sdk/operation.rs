@@ -782,8 +782,7 @@ impl<Ev: OperationEvent> EventLog<Ev> {
                 log_line,
                 event,
             });
-            while st.buf.len() > 1
-                && (st.bytes > self.max_bytes || st.buf.len() > self.max_events)
+            while st.buf.len() > 1 && (st.bytes > self.max_bytes || st.buf.len() > self.max_events)
             {
                 // The oldest log line goes first; the newest event always stays.
                 let last = st.buf.len() - 1;

@@ -3,142 +3,149 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, FleetEvent, FleetOptions, FleetReport, Operation,
-    ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo,
-    WorkspaceList, WorkspaceRef, parse_template_version_id,
+    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, FleetReport,
+    Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome,
+    WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
     tool_router,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    operation_tools::{LongAnswer, wait_for},
+    operation_tools::{DEFAULT_WAIT_SECONDS, LongAnswer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
 
 /// `update_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAgentParams {
-    /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
-    /// (names match ignoring case).
+    /// UUID, owner/name, or your own workspace's name.
     pub agent_name: String,
-    /// The template version to run (a UUID). Leave out for the template's active version.
+    /// Version UUID (default: the active one).
     #[serde(default)]
     pub template_version_id: Option<String>,
-    /// Stop and start even when the workspace already runs the target version.
+    /// Restart even if already on the target.
     #[serde(default)]
     pub force: Option<bool>,
-    /// Template parameter values for the start build, {name: value} (strings; numbers,
-    /// booleans and lists of strings are accepted too). They win over the previous build's
-    /// values, which win over the defaults.
+    /// Template parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// After the start, wait until every agent is connected and ready (default true); a
-    /// workspace whose agents fail or are not ready in time is reported unhealthy.
+    /// Wait for the agents to be ready (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
-    /// How long the agents may take to be ready after the start, in seconds (default 600).
+    /// Default 600.
     #[serde(default)]
     pub ready_timeout_seconds: Option<u64>,
-    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
-    /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
-    /// operation_id and the latest step, the operation goes on, and get_operation follows it.
+    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// true: never let Coder chain the start (on_success, Coder ≥ 2.36); fleet stops, waits and
-    /// starts itself. Default false: server-side where Coder supports it.
+    /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Only the plan; nothing changed.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// `update_agents` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAgentsParams {
-    /// The workspaces: UUIDs, `owner/name`, or bare names of the token's own user. Give these,
-    /// or all_outdated, or template (exactly one of the three).
+    /// UUIDs, owner/name, or your own workspaces' names.
     #[serde(default)]
     pub agent_names: Option<Vec<String>>,
-    /// Every outdated workspace of the token's user (with all_owners: every one it can see).
+    /// All your outdated workspaces.
     #[serde(default)]
     pub all_outdated: Option<bool>,
-    /// The outdated workspaces of this template (by name).
+    /// This template's outdated workspaces.
     #[serde(default)]
     pub template: Option<String>,
-    /// With all_outdated or template: every owner's workspaces, not only the token's user's.
+    /// Everyone's, not only yours.
     #[serde(default)]
     pub all_owners: Option<bool>,
-    /// The template version to run (a UUID). Leave out for each template's active version.
+    /// Version UUID (default: the active one).
     #[serde(default)]
     pub template_version_id: Option<String>,
-    /// How many workspaces are updated at once (1 to 64; default 4).
+    /// 1-64, default 4.
     #[serde(default)]
     pub parallel: Option<u32>,
-    /// Stop and start even when a workspace already runs the target version.
+    /// Restart even those already on the target.
     #[serde(default)]
     pub force: Option<bool>,
-    /// Only plan: do every read and return each workspace's plan; create no build.
-    #[serde(default)]
-    pub dry_run: Option<bool>,
-    /// Update this many workspaces first (a canary) and go on only if all of them end
-    /// healthy; the rest are then not_attempted.
+    /// Update this many first; go on only if all end healthy.
     #[serde(default)]
     pub canary: Option<u32>,
-    /// Once this many workspaces have failed or are unhealthy, start no more (those in flight
-    /// finish); the rest are not_attempted. Calling update_agents again with the same
-    /// arguments resumes: workspaces already current and healthy are skipped.
+    /// Start no more after this many failures.
     #[serde(default)]
     pub max_failures: Option<u32>,
-    /// Template parameter values for every start build, {name: value}; they win over each
-    /// workspace's previous values, which win over the defaults.
+    /// Template parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// After the start, wait until every agent is connected and ready (default true); a
-    /// workspace whose agents fail or are not ready in time is reported unhealthy.
+    /// Wait for the agents to be ready (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
-    /// How long the agents may take to be ready after the start, in seconds (default 600).
+    /// Default 600.
     #[serde(default)]
     pub ready_timeout_seconds: Option<u64>,
-    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
-    /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
-    /// operation_id and the latest step, the operation goes on, and get_operation follows it.
+    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// true: never let Coder chain the start (on_success, Coder ≥ 2.36); fleet stops, waits and
-    /// starts itself. Default false: server-side where Coder supports it.
+    /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Only the plan; nothing changed.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// `restart_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RestartAgentParams {
-    /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
-    /// (names match ignoring case).
+    /// UUID, owner/name, or your own workspace's name.
     pub agent_name: String,
-    /// Template parameter values for the start build, {name: value} (strings; numbers,
-    /// booleans and lists of strings are accepted too). They win over the previous build's
-    /// values, which win over the defaults.
+    /// Template parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// After the start, wait until every agent is connected and ready (default true); a
-    /// workspace whose agents fail or are not ready in time is reported unhealthy.
+    /// Wait for the agents to be ready (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
-    /// How long the agents may take to be ready after the start, in seconds (default 600).
+    /// Default 600.
     #[serde(default)]
     pub ready_timeout_seconds: Option<u64>,
-    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
-    /// 300). A stop→start takes minutes: when it is not done by then, the answer carries
-    /// operation_id and the latest step, the operation goes on, and get_operation follows it.
+    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// true: never let Coder chain the start (on_success, Coder ≥ 2.36); fleet stops, waits and
-    /// starts itself. Default false: server-side where Coder supports it.
+    /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Only the plan; nothing changed.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+/// What update_agent and restart_agent answer: the plan on a dry run, else the run (its
+/// outcome, or the operation to follow).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AgentAnswer {
+    /// dry_run: what would be done, found with reads only (nothing was changed, no operation
+    /// was started): the builds in order, the path and why, each parameter value and its source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+    /// The run, when it was not a dry run.
+    #[serde(flatten)]
+    pub run: Option<LongAnswer<UpdateOutcome>>,
+}
+
+/// The answer of a run (not a dry run).
+fn ran(Json(run): Json<LongAnswer<UpdateOutcome>>) -> Json<AgentAnswer> {
+    Json(AgentAnswer {
+        dry_run: None,
+        run: Some(run),
+    })
 }
 
 /// The caller's parameter values; invalid input is a tool error (nothing sent).
@@ -153,22 +160,24 @@ fn given_parameters(
 
 /// `show_agent` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AgentParams {
-    /// The workspace: its UUID, `owner/name`, or a bare name of the token's own user
-    /// (names match ignoring case).
+    /// UUID, owner/name, or your own workspace's name.
     pub agent_name: String,
 }
 
 /// `list_agents` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListAgentsParams {
-    /// Only workspaces that are not on their template's active version.
+    /// Only the outdated ones.
     #[serde(default)]
     pub outdated: Option<bool>,
 }
 
 /// `get_template_version` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TemplateVersionParams {
     /// The template version's UUID.
     pub template_version_id: String,
@@ -228,22 +237,7 @@ fn forward_batch() -> impl FnMut(&Progress, &FleetEvent) + Send {
 impl FleetServer {
     #[tool(
         name = "update_agent",
-        description = "Update a Coder workspace (agent) to a template version and restart it: waits for a build in \
-progress, stops the workspace, waits until it is stopped, starts it on the target version, and waits until it runs. \
-Target: template_version_id, or the template's active version when left out. Parameter values: `parameters` \
-{name: value}, else the previous build's value (not for ephemeral parameters), else the default. Before anything \
-is stopped, fleet refuses (tool error, nothing changed) a version that does not exist, belongs to another template, \
-is archived or still importing, a non-active version when the template requires the active one, an unknown \
-parameter name, and a value Coder would refuse (type, options, min/max, regex, monotonic, immutable). If the workspace already runs the target version nothing is done (pass force=true to restart anyway). A failed \
-stop is never followed by a start; a failed build returns the job's error and the last lines of its log. After the \
-start it waits until every agent is connected and ready (wait_ready=false skips it): an agent whose startup script \
-fails, that never connects or is not ready within ready_timeout_seconds (default 600) makes it a tool error naming \
-the agent, its state and health reason; an external agent is not waited for. Takes \
-minutes: waits at most wait_seconds (default 25) and then answers with the outcome, or with operation_id and the \
-latest step while it goes on (follow it with get_operation). Sends progress notifications. Cancelling the request only \
-stops the waiting: a stopped workspace is always started again (cancel_operation cancels gracefully). On Coder \
-≥ 2.36 the stop carries on_success and Coder starts the workspace itself (path \"server-side\" in the outcome; \
-client_driven=true forces the old stop-then-start path); the outcome says which path ran and why.",
+        description = "Update one Coder workspace to a template version (default: the active one) and restart it. Destructive (stops it); a bad version or parameter value is refused before anything stops. dry_run=true: the plan only. Answers within wait_seconds with the outcome, else an operation_id for get_operation.",
         annotations(
             title = "Update a Coder workspace to a template version",
             read_only_hint = false,
@@ -256,7 +250,7 @@ client_driven=true forces the old stop-then-start path); the outcome says which 
         &self,
         Parameters(p): Parameters<UpdateAgentParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<UpdateOutcome>>, String> {
+    ) -> Result<Json<AgentAnswer>, String> {
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let version = p
             .template_version_id
@@ -274,31 +268,19 @@ client_driven=true forces the old stop-then-start path); the outcome says which 
         };
         let wait = wait_for(p.wait_seconds)?;
         let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        if p.dry_run.unwrap_or(false) {
+            return self
+                .plan_only(&workspace, version, false, &options, wait, &ctx)
+                .await;
+        }
         let op = client.start_update_ready(workspace, version, options, ready);
         self.register(&op);
-        self.answer_within(op, wait, &ctx, forward()).await
+        self.answer_within(op, wait, &ctx, forward()).await.map(ran)
     }
 
     #[tool(
         name = "update_agents",
-        description = "Update many Coder workspaces (agents) to their template's active version (or \
-template_version_id), several at once. Select them with agent_names (a list), all_outdated=true (the token's user's \
-outdated workspaces; all_owners=true for everyone's) or template (that template's outdated workspaces) — exactly one. \
-At most `parallel` (default 4, max 64) are in flight; each one goes stop → start on its own (a failed stop never \
-goes on to the start) and one failing does not stop the others. Returns one verdict per workspace: updated, \
-already_current, refused (nothing changed), failed (with the reason), unhealthy (built, but an agent failed its \
-startup script, never connected, reports itself unhealthy or was not ready within ready_timeout_seconds; the \
-reason names the agent, its state and its health reason), left_stopped (aftermath.finish names the update_agent or \
-restart_agent call that finishes it), timed_out, interrupted, not_started, not_attempted (the rollout halted first). \
-After each start fleet waits for the agents (wait_ready=false skips it; workspaces with an external agent are not \
-waited for and the result says so). Rollout controls: canary=N updates N workspaces first and goes on only if all end \
-healthy; max_failures=K starts no more once K failed or are unhealthy; `halt` then says why and lists the workspaces \
-not attempted, and calling update_agents again with the same arguments resumes (current, healthy workspaces are \
-skipped; one left stopped is started). \
-dry_run=true only reads and returns each plan (which builds, which version, which parameter values). Progress \
-notifications: progress = workspaces done, total = count, message = the latest step of one workspace. Waits at most \
-wait_seconds (default 25), then answers with the report, or with operation_id while it goes on (get_operation follows \
-it, cancel_operation starts no more workspaces and finishes the in-flight ones).",
+        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. A verdict per workspace. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. dry_run=true: each plan only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Update many Coder workspaces",
             read_only_hint = false,
@@ -360,12 +342,7 @@ it, cancel_operation starts no more workspaces and finishes the in-flight ones).
 
     #[tool(
         name = "restart_agent",
-        description = "Restart a Coder workspace (agent) on the template version it runs: stop, wait until stopped, \
-start with the same parameter values (or those given in `parameters` {name: value}), wait until it runs. The same \
-pre-flight checks as update_agent refuse, before anything is stopped, what Coder would refuse at start. Takes \
-minutes: waits at most wait_seconds (default 25), then answers with the outcome or with operation_id (follow it with \
-get_operation); sends progress notifications. On Coder ≥ 2.36 Coder starts it again itself (on_success; the \
-version is pinned when it is not the active one); client_driven=true forces stop-then-start from fleet.",
+        description = "Restart one Coder workspace on the version it runs. Destructive (stops it). dry_run=true: the plan only. Answers within wait_seconds with the outcome, else an operation_id for get_operation.",
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -378,7 +355,7 @@ version is pinned when it is not the active one); client_driven=true forces stop
         &self,
         Parameters(p): Parameters<RestartAgentParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<UpdateOutcome>>, String> {
+    ) -> Result<Json<AgentAnswer>, String> {
         let workspace = WorkspaceRef::parse(&p.agent_name).map_err(tool_error)?;
         let options = UpdateOptions {
             parameters: given_parameters(p.parameters.as_ref())?,
@@ -388,15 +365,19 @@ version is pinned when it is not the active one); client_driven=true forces stop
         let client = self.coder()?;
         let wait = wait_for(p.wait_seconds)?;
         let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        if p.dry_run.unwrap_or(false) {
+            return self
+                .plan_only(&workspace, None, true, &options, wait, &ctx)
+                .await;
+        }
         let op = client.start_restart_ready(workspace, options, ready);
         self.register(&op);
-        self.answer_within(op, wait, &ctx, forward()).await
+        self.answer_within(op, wait, &ctx, forward()).await.map(ran)
     }
 
     #[tool(
         name = "list_agents",
-        description = "List the Coder workspaces (agents) the token can see, with status, template, version and \
-whether each is outdated (not on its template's active version). outdated=true lists only those.",
+        description = "List the Coder workspaces the token can see: status, template, version, outdated (not on the template's active version).",
         annotations(
             title = "List Coder workspaces",
             read_only_hint = true,
@@ -419,8 +400,7 @@ whether each is outdated (not on its template's active version). outdated=true l
 
     #[tool(
         name = "show_agent",
-        description = "Show one Coder workspace (agent): status, template, the version it runs, the template's \
-active version, whether it is outdated, and its latest build.",
+        description = "Show one Coder workspace: status, template, the version it runs and the active one, outdated, latest build.",
         annotations(
             title = "Show a Coder workspace",
             read_only_hint = true,
@@ -444,8 +424,7 @@ active version, whether it is outdated, and its latest build.",
 
     #[tool(
         name = "get_template_version",
-        description = "Show a Coder template version by UUID: name, template, import job status (usable once it \
-succeeded), archived.",
+        description = "Show a Coder template version by UUID: name, template, import job status (usable once succeeded), archived.",
         annotations(
             title = "Show a Coder template version",
             read_only_hint = true,
@@ -469,6 +448,55 @@ succeeded), archived.",
 }
 
 impl FleetServer {
+    /// A dry run of update_agent or restart_agent: the SDK's plan (the CLI's `--dry-run`),
+    /// reads only. It waits for a build already in progress, at most `wait` (the default
+    /// wait when 0); past that, or when the request is cancelled, it answers a tool error and
+    /// nothing is left behind.
+    async fn plan_only(
+        &self,
+        workspace: &WorkspaceRef,
+        version: Option<uuid::Uuid>,
+        restart: bool,
+        options: &UpdateOptions,
+        wait: std::time::Duration,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Json<AgentAnswer>, String> {
+        let client = self.coder()?;
+        let limit = if wait.is_zero() {
+            std::time::Duration::from_secs(DEFAULT_WAIT_SECONDS)
+        } else {
+            wait
+        };
+        let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
+        let mut to_progress = forward();
+        let mut on_event = |e| to_progress(&progress, &e);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let planned = tokio::select! {
+            plan = client.dry_run(workspace, version, restart, options, &cancel, &mut on_event) => {
+                Some(plan)
+            }
+            _ = tokio::time::sleep(limit) => None,
+            _ = ctx.ct.cancelled() => None,
+        };
+        progress.flush().await;
+        match planned {
+            Some(plan) => Ok(Json(AgentAnswer {
+                dry_run: Some(plan.map_err(tool_error)?),
+                run: None,
+            })),
+            None => Err(tool_error(fleet::Error::Timeout {
+                message: format!(
+                    "the dry run did not finish within {} s (it waits for a build already in \
+                     progress on the workspace); nothing was changed. Call show_agent to see \
+                     the build, or call again with a longer wait_seconds",
+                    limit.as_secs()
+                ),
+                waited: limit,
+                last_state: None,
+            })),
+        }
+    }
+
     /// How the agents are waited for after a start: `None` with wait_ready=false.
     fn ready_options(
         &self,

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use fleet::{
     Error, ReadBack,
-    molecule::{MigrateRequest, MigrationReport, Provider, StartedMigration, WaitOptions},
+    molecule::{
+        MigrateRequest, MigrationPlan, MigrationReport, Provider, StartedMigration, WaitOptions,
+    },
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -46,68 +48,95 @@ impl From<ProviderArg> for Provider {
 
 /// Input of `migrate_workspace_provider`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MigrateParams {
     /// The workspace id.
     pub workspace_id: String,
-    /// The target provider.
+    /// Target provider.
     pub to: ProviderArg,
-    /// The source provider. Omit it to read the workspace's current provider from the tenant API.
+    /// Source provider (default: the current one).
     #[serde(default)]
     pub from: Option<ProviderArg>,
-    /// Must be true: a migration mutates two clouds. Ask the user before setting it.
+    /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
-    /// The source instance id; required when the source is hetzner or gcp.
+    /// Required when the source is hetzner or gcp.
     #[serde(default)]
     pub from_instance_id: Option<String>,
-    /// Optional: the workspace's organization id, sent as org_id.
+    /// Organization id.
     #[serde(default)]
     pub org_id: Option<String>,
-    /// Optional: the runtime for the target.
+    /// Target runtime.
     #[serde(default)]
     pub runtime: Option<String>,
-    /// Optional: environment variables for the target, name → value.
+    /// Target env {name: value}.
     #[serde(default)]
     pub env: Option<std::collections::BTreeMap<String, String>>,
-    /// Optional: the image for the target.
+    /// Target image.
     #[serde(default)]
     pub image: Option<String>,
+    /// Only the plan; nothing started.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// Input of `migrate_workspaces`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MigrateManyParams {
-    /// The workspace ids (each migrated once; a workspace named twice is refused).
+    /// Workspace ids.
     pub workspace_ids: Vec<String>,
-    /// The target provider.
+    /// Target provider.
     pub to: ProviderArg,
-    /// The source provider of every workspace. Omit it to read each one's current provider
-    /// from the tenant API. Sources other than aws need a per-workspace instance id: use
-    /// migrate_workspace_provider for those.
+    /// Source of all (default: each one's current).
     #[serde(default)]
     pub from: Option<ProviderArg>,
-    /// Must be true: migrations mutate two clouds each. Ask the user before setting it.
+    /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
-    /// Migrate this many workspaces first; start the rest only once all of them reached
-    /// completed.
+    /// Migrate this many first; go on once all completed.
     #[serde(default)]
     pub canary: Option<u32>,
-    /// Once this many migrations ended failed or rolled_back (or timed out), start no more.
+    /// Start no more after this many failures.
     #[serde(default)]
     pub max_failures: Option<u32>,
-    /// How many migrations run at once (1 to 64; default 4).
+    /// 1-64, default 4.
     #[serde(default)]
     pub parallel: Option<u32>,
-    /// Seconds to wait for the outcome before answering (default 25, 0 answers at once, at most
-    /// 300). Migrations take 15–20 minutes each: the answer then carries operation_id, and
-    /// get_operation follows the rollout.
+    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    /// Only the plans; nothing started.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+/// What migrate_workspace_provider answers: the plan on a dry run, else what the control
+/// plane answered.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct MigrateAnswer {
+    /// dry_run: what would be sent, found with reads only (nothing was started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<MigrationPlan>,
+    /// The migration started, when it was not a dry run.
+    #[serde(flatten)]
+    pub started: Option<StartedMigration>,
+}
+
+/// What migrate_workspaces answers: the plans on a dry run, else the rollout.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct RolloutAnswer {
+    /// dry_run: each migration's plan, found with reads only (nothing was started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<Vec<MigrationPlan>>,
+    /// The rollout, when it was not a dry run.
+    #[serde(flatten)]
+    pub run: Option<LongAnswer<MigrationRollout>>,
 }
 
 /// Input of the tools that take only a workspace.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WorkspaceParams {
     /// The workspace id.
     pub workspace_id: String,
@@ -115,15 +144,14 @@ pub struct WorkspaceParams {
 
 /// Input of `wait_for_workspace_migration`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WaitParams {
     /// The workspace id.
     pub workspace_id: String,
-    /// Seconds to wait before answering (default 25, 0 answers at once, at most 300). A
-    /// migration takes 15–20 minutes: while it goes on the answer is still_running with an
-    /// operation_id; call again (or get_operation) to keep following it.
+    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// Older name of wait_seconds (1 to 3600), for hosts that wait longer. wait_seconds wins.
+    /// Older name of wait_seconds (1-3600).
     #[serde(default)]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: Option<u64>,
@@ -183,13 +211,7 @@ const MAX_WAIT: u64 = 3600;
 #[tool_router(router = molecule_router, vis = "pub(crate)")]
 impl FleetServer {
     #[tool(
-        description = "Start migrating a Molecule workspace's compute provider across clouds (aws, hetzner, gcp). \
-A migration snapshots the workspace on its source cloud, provisions it on the target, waits until it is healthy, \
-cuts over and retires the source: it mutates two clouds and takes 15-20 minutes; one migration per workspace at a time. \
-Requires confirm=true: ask the user first. `from` defaults to the workspace's current provider (read from the tenant API); \
-from_instance_id is required when the source is hetzner or gcp. org_id, runtime, env and image are sent only when given. \
-Returns at once; follow with wait_for_workspace_migration. If the control plane gives no clear answer, the tool does not \
-send it again: it reads the migration back and says whether one is running.",
+        description = "Start migrating one Molecule workspace to another cloud (snapshot, provision, cut over, retire the source; 15-20 min). Destructive: needs confirm=true (ask the user first). dry_run=true: the plan only, no confirm needed. Answers at once; follow with wait_for_workspace_migration.",
         annotations(
             title = "Migrate workspace provider",
             read_only_hint = false,
@@ -201,7 +223,8 @@ send it again: it reads the migration back and says whether one is running.",
     async fn migrate_workspace_provider(
         &self,
         Parameters(p): Parameters<MigrateParams>,
-    ) -> Result<Json<StartedMigration>, String> {
+    ) -> Result<Json<MigrateAnswer>, String> {
+        let dry_run = p.dry_run.unwrap_or(false);
         let request = MigrateRequest {
             from: p.from.map(Into::into),
             from_instance_id: p.from_instance_id,
@@ -212,6 +235,15 @@ send it again: it reads the migration back and says whether one is running.",
             image: p.image,
             ..MigrateRequest::new(p.workspace_id, p.to.into())
         };
+        if dry_run {
+            // The CLI's --dry-run: reads only, confirm not needed, never a POST.
+            let client = self.molecule()?;
+            let plan = client.plan_migration(&request).await.map_err(tool_error)?;
+            return Ok(Json(MigrateAnswer {
+                dry_run: Some(plan),
+                started: None,
+            }));
+        }
         // Input and confirmation are checked before the configuration: a model learns what
         // is wrong with its call even on an unconfigured server. Nothing is sent.
         request.validate().map_err(tool_error)?;
@@ -219,19 +251,17 @@ send it again: it reads the migration back and says whether one is running.",
         client
             .migrate_provider(&request)
             .await
-            .map(Json)
+            .map(|started| {
+                Json(MigrateAnswer {
+                    dry_run: None,
+                    started: Some(started),
+                })
+            })
             .map_err(|e| tool_error(with_next_call(e, request.workspace_id.trim())))
     }
 
     #[tool(
-        description = "Migrate several Molecule workspaces' compute provider as a rollout: each migration is \
-started (its pre-flight, one POST, never sent twice) and followed to its end, at most `parallel` at once. canary=N \
-migrates the first N first and starts the rest only once all N reached completed; max_failures=K starts no more once \
-K ended failed or rolled_back (or timed out). Requires confirm=true: ask the user first. Returns one verdict per \
-workspace (completed, failed, refused, timed_out, interrupted, not_attempted) and `halt` (why it stopped, the \
-workspaces not attempted); calling again with the workspaces not completed resumes. Takes 15-20 minutes per \
-migration: waits at most wait_seconds (default 25), then answers with the result or with operation_id (get_operation \
-follows it; cancel_operation starts no more migrations, the ones started go on).",
+        description = "Migrate several Molecule workspaces to another cloud as a rollout, `parallel` at once. Destructive: needs confirm=true (ask the user first). canary=N goes on once the first N completed; max_failures=K starts no more after K failures; calling again resumes. dry_run=true: each plan only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Migrate several workspaces (rollout)",
             read_only_hint = false,
@@ -244,7 +274,8 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         &self,
         Parameters(p): Parameters<MigrateManyParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<MigrationRollout>>, String> {
+    ) -> Result<Json<RolloutAnswer>, String> {
+        let dry_run = p.dry_run.unwrap_or(false);
         let requests: Vec<MigrateRequest> = p
             .workspace_ids
             .iter()
@@ -260,7 +291,11 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
             )));
         }
         for r in &requests {
-            r.validate().map_err(tool_error)?;
+            if dry_run {
+                r.check().map_err(tool_error)?;
+            } else {
+                r.validate().map_err(tool_error)?;
+            }
         }
         let rollout = fleet::rollout::RolloutOptions {
             parallel: p.parallel.unwrap_or(4).clamp(1, 64) as usize,
@@ -270,6 +305,17 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         rollout.check().map_err(tool_error)?;
         let wait = wait_for(p.wait_seconds)?;
         let client = self.molecule()?;
+        if dry_run {
+            // The CLI's --dry-run: each plan in turn, reads only, never a POST.
+            let mut plans = Vec::with_capacity(requests.len());
+            for r in &requests {
+                plans.push(client.plan_migration(r).await.map_err(tool_error)?);
+            }
+            return Ok(Json(RolloutAnswer {
+                dry_run: Some(plans),
+                run: None,
+            }));
+        }
         let mut options = WaitOptions::default();
         options.poll = options.poll.with_interval_cap(self.poll_override());
         let op = client.start_migrate_rollout(requests, options, rollout);
@@ -280,12 +326,16 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
             progress.send(n, None, fleet::operation::OperationEvent::describe(event));
         })
         .await
+        .map(|Json(run)| {
+            Json(RolloutAnswer {
+                dry_run: None,
+                run: Some(run),
+            })
+        })
     }
 
     #[tool(
-        description = "Read a Molecule workspace's latest compute-provider migration: state (snapshotting → snapshotted → \
-provisioning_target → target_healthy → retiring_source → completed; or failed / rolled_back), step k of n, detail, \
-whether it has ended, and what an end state means. A workspace never migrated answers migrated=false.",
+        description = "Read a Molecule workspace's latest migration: state, step k of n, detail, whether it ended and what that means (migrated=false: never migrated).",
         annotations(
             title = "Get workspace migration status",
             read_only_hint = true,
@@ -307,11 +357,7 @@ whether it has ended, and what an end state means. A workspace never migrated an
     }
 
     #[tool(
-        description = "Follow a Molecule workspace's compute-provider migration: waits at most wait_seconds (default 25, \
-at most 300) for it to end, then answers. Sends a progress notification on each state change when the request has a \
-progress token. Returns the final or latest status with an outcome: completed, ended_in_failure (with what it means \
-for the user), never_migrated, or still_running (call again: fleet-mcp keeps following it, operation_id names the \
-follow for get_operation). Cancelling stops the wait only; the migration goes on.",
+        description = "Follow a Molecule workspace's migration until it ends or wait_seconds pass, then answer its status: completed, ended_in_failure, never_migrated or still_running (call again). Cancelling stops only the wait.",
         annotations(
             title = "Wait for workspace migration",
             read_only_hint = true,

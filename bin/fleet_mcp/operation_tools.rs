@@ -125,16 +125,18 @@ impl FleetServer {
 
 /// `get_operation` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GetOperationParams {
-    /// The operation's id (operation_id in a long tool's answer).
+    /// From a long tool's answer.
     pub operation_id: String,
-    /// Wait at most this many seconds for it to end (default 0: answer at once; at most 300).
+    /// Wait for its end first (default 0, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
 }
 
 /// `cancel_operation` input.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CancelOperationParams {
     /// The operation's id.
     pub operation_id: String,
@@ -142,6 +144,7 @@ pub struct CancelOperationParams {
 
 /// `list_operations` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListOperationsParams {}
 
 /// An operation's error, once it ended in one.
@@ -206,10 +209,7 @@ pub struct OperationList {
 impl FleetServer {
     #[tool(
         name = "get_operation",
-        description = "Where a long operation (update_agent, restart_agent, update_agents, \
-wait_for_workspace_migration) stands: state (running, cancelling, succeeded, failed, timed_out, cancelled, aborted), \
-its latest step, one entry per workspace (phase; verdict once it ended), and once done its outcome (or error). \
-wait_seconds (default 0, at most 300) waits that long for it to end first, sending progress notifications.",
+        description = "Where a long operation stands (operation_id from update_agent, restart_agent, update_agents, migrate_workspaces or wait_for_workspace_migration): state, latest step, each workspace, and once done its outcome or error. wait_seconds waits for the end first.",
         annotations(
             title = "Get a long operation",
             read_only_hint = true,
@@ -257,10 +257,7 @@ wait_seconds (default 0, at most 300) waits that long for it to end first, sendi
 
     #[tool(
         name = "cancel_operation",
-        description = "Cancel a long operation gracefully: it starts nothing new (no further workspace of a batch, \
-no stop not yet sent), and every workspace already stopped or stopping is started again and followed to its end, so \
-nothing is left stopped. Following a migration simply ends (the migration itself goes on on the control plane). \
-Answers at once with the operation's state (cancelling until done); follow it with get_operation.",
+        description = "Cancel a long operation gracefully: nothing new starts and a workspace already stopped is started again (migrations already started go on). Follow it with get_operation.",
         annotations(
             title = "Cancel a long operation",
             read_only_hint = false,
@@ -282,8 +279,7 @@ Answers at once with the operation's state (cancelling until done); follow it wi
 
     #[tool(
         name = "list_operations",
-        description = "List the long operations of this fleet-mcp: the running ones and those that ended in the last \
-hour, each with id, kind, targets, state and latest step.",
+        description = "List this server's long operations (running, or ended in the last hour): id, kind, state, latest step.",
         annotations(
             title = "List long operations",
             read_only_hint = true,

@@ -47,7 +47,7 @@ impl FleetServer {
     /// keeps its tools listed; calling them answers a tool error naming the variables to set.
     pub fn new(molecule: &MoleculeConfig, coder: &CoderConfig, read_only: bool) -> Self {
         let mut tool_router =
-            Self::molecule_router() + Self::coder_router() + Self::operation_router();
+            lean(Self::molecule_router() + Self::coder_router() + Self::operation_router());
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -105,6 +105,91 @@ impl FleetServer {
     /// The Coder client, or the tool error that says how to configure it.
     pub fn coder(&self) -> Result<&CoderClient, String> {
         self.coder.as_ref().as_ref().map_err(Clone::clone)
+    }
+}
+
+/// The router with every input schema made lean for a model's context: no `$schema`, no
+/// `default: null`, an optional argument typed as its value (leaving it out is how it is not
+/// given), `$ref`s inlined, no integer `format`. What the schema accepts does not widen.
+fn lean(router: ToolRouter<FleetServer>) -> ToolRouter<FleetServer> {
+    let mut leaned = ToolRouter::new();
+    for mut route in router {
+        let mut schema = Value::Object(route.attr.input_schema.as_ref().clone());
+        let defs = schema
+            .as_object_mut()
+            .and_then(|o| o.remove("$defs"))
+            .unwrap_or(Value::Null);
+        lean_schema(&mut schema, &defs, 0);
+        if let Value::Object(o) = schema {
+            route.attr.input_schema = Arc::new(o);
+        }
+        leaned.add_route(route);
+    }
+    leaned
+}
+
+fn lean_schema(schema: &mut Value, defs: &Value, depth: u32) {
+    let Value::Object(o) = schema else { return };
+    o.remove("$schema");
+    if o.get("default") == Some(&Value::Null) {
+        o.remove("default");
+    }
+    // A map of any values: `true` is what leaving it out says.
+    if o.get("additionalProperties") == Some(&Value::Bool(true)) {
+        o.remove("additionalProperties");
+    }
+    if matches!(
+        o.get("format").and_then(Value::as_str),
+        Some("uint" | "uint8" | "uint16" | "uint32" | "uint64" | "int32" | "int64" | "double")
+    ) {
+        o.remove("format");
+    }
+    // ["boolean", "null"] → "boolean".
+    if let Some(Value::Array(types)) = o.get("type") {
+        let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        if kept.len() == 1 {
+            o.insert("type".into(), kept[0].clone());
+        }
+    }
+    // anyOf [X, {type: null}] → X (beside this property's own description).
+    if let Some(Value::Array(any)) = o.get("anyOf") {
+        let kept: Vec<Value> = any
+            .iter()
+            .filter(|a| a.get("type") != Some(&Value::String("null".into())))
+            .cloned()
+            .collect();
+        if kept.len() == 1 {
+            o.remove("anyOf");
+            if let Value::Object(inner) = &kept[0] {
+                for (k, v) in inner {
+                    o.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    if depth < 16 {
+        if let Some(name) = o
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+        {
+            if let Some(Value::Object(def)) = defs.get(name) {
+                o.remove("$ref");
+                for (k, v) in def {
+                    // The property's own description wins over the type's.
+                    o.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        for v in o.values_mut() {
+            match v {
+                Value::Object(_) => lean_schema(v, defs, depth + 1),
+                Value::Array(items) => items
+                    .iter_mut()
+                    .for_each(|i| lean_schema(i, defs, depth + 1)),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -492,6 +577,14 @@ impl FleetServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let tool = self.tool_router.get(&request.name).cloned();
         let arguments = request.arguments.clone();
+        // A closed argument list: an argument the tool does not know (a guess, a typo) is
+        // refused before the tool runs, so nothing is read or sent.
+        if let Some(refusal) = tool
+            .as_ref()
+            .and_then(|t| unknown_arguments(t, arguments.as_ref()))
+        {
+            return Ok(refusal.into());
+        }
         let tcc = ToolCallContext::new(self, request, context);
         let result = self.tool_router.call(tcc).await;
         let Some(tool) = tool else { return result };
@@ -545,6 +638,118 @@ fn bad_arguments(
          tool's input schema",
         tool.name
     ))])
+}
+
+/// The tool error for arguments `tool` does not take (None when every one is known): each
+/// unknown name, the closest valid one, and the valid ones.
+fn unknown_arguments(tool: &Tool, arguments: Option<&JsonObject>) -> Option<CallToolResult> {
+    let valid: Vec<&str> = tool
+        .input_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let unknown: Vec<&str> = arguments?
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !valid.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = unknown
+        .iter()
+        .take(8)
+        .map(|k| {
+            let shown = describe_name(k);
+            match closest(k, &valid) {
+                Some(c) => format!("`{shown}` (did you mean `{c}`?)"),
+                None => format!("`{shown}`"),
+            }
+        })
+        .collect();
+    let more = match unknown.len().saturating_sub(named.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let valid_list = if valid.is_empty() {
+        "none: call it with {}".to_string()
+    } else {
+        valid.join(", ")
+    };
+    Some(CallToolResult::error(vec![ContentBlock::text(format!(
+        "invalid_input: {} does not take the argument{} {}{more}; nothing was read or sent. Its \
+         arguments: {valid_list}",
+        tool.name,
+        if unknown.len() == 1 { "" } else { "s" },
+        named.join(", "),
+    ))]))
+}
+
+/// An argument name as given, cut short and with control characters escaped (a hostile
+/// name must not fill the answer or forge lines).
+fn describe_name(name: &str) -> String {
+    let mut shown: String = name
+        .chars()
+        .take(60)
+        .flat_map(char::escape_default)
+        .collect();
+    if name.chars().count() > 60 {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The valid name closest to `given`: the same once case and `_`/`-` are ignored, else one
+/// that contains it or is contained in it, else the nearest by edit distance (when near).
+fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let g = norm(given);
+    if g.is_empty() || g.chars().count() > 200 {
+        return None;
+    }
+    if let Some(v) = valid.iter().find(|v| norm(v) == g) {
+        return Some(v);
+    }
+    let containing = valid
+        .iter()
+        .filter(|v| {
+            let n = norm(v);
+            n.len() >= 3 && g.len() >= 3 && (n.contains(&g) || g.contains(&n))
+        })
+        .min_by_key(|v| norm(v).len().abs_diff(g.len()));
+    if let Some(v) = containing {
+        return Some(v);
+    }
+    valid
+        .iter()
+        .map(|v| (edit_distance(&g, &norm(v)), *v))
+        .filter(|(d, v)| *d <= 2.max(v.len().min(g.len()) / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (row[j] + 1)
+                .min(here + 1)
+                .min(previous + usize::from(ca != *cb));
+            previous = here;
+        }
+    }
+    row[b.len()]
 }
 
 /// The first argument that does not fit the schema, said in words naming it in backticks.

@@ -580,3 +580,82 @@ async fn a_long_tool_answers_within_wait_seconds_and_cancel_operation_is_gracefu
     stop.assert_calls_async(1).await;
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn update_agent_dry_run_reads_and_stops_nothing() {
+    let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
+    get(
+        &server,
+        "/api/v2/users/me/workspace/dev-box",
+        200,
+        running_on(V1),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    let mut changes = Vec::new();
+    for method in [
+        POST,
+        httpmock::Method::PATCH,
+        httpmock::Method::PUT,
+        httpmock::Method::DELETE,
+    ] {
+        changes.push(
+            server
+                .mock_async(move |when, then| {
+                    when.method(method);
+                    then.status(500)
+                        .json_body(json!({"message": "a dry run sent a change"}));
+                })
+                .await,
+        );
+    }
+    let (client, _) = connect(&server, &[]).await;
+    // The call of issue 20, which used to run a real stop → start.
+    for (tool, args) in [
+        (
+            "update_agent",
+            json!({"agent_name": "dev-box", "dry_run": true}),
+        ),
+        (
+            "update_agent",
+            json!({"agent_name": "dev-box", "template_version_id": V2, "dry_run": true}),
+        ),
+        (
+            "restart_agent",
+            json!({"agent_name": "dev-box", "dry_run": true}),
+        ),
+    ] {
+        let r = call(&client, tool, args.clone(), false).await;
+        assert_ne!(r.is_error, Some(true), "{tool} {args}: {}", text_of(&r));
+        let out = r.structured_content.clone().expect("structured output");
+        let plan = &out["dry_run"];
+        assert!(
+            plan["summary"]
+                .as_str()
+                .unwrap()
+                .contains("would be stopped, then started"),
+            "{out}"
+        );
+        assert_eq!(plan["builds"][0]["transition"], "stop", "{out}");
+        assert_eq!(plan["builds"][1]["transition"], "start", "{out}");
+        assert!(out.get("operation_id").is_none(), "no operation: {out}");
+    }
+    for m in &changes {
+        m.assert_calls_async(0).await;
+    }
+    client.cancel().await.unwrap();
+}

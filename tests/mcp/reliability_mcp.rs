@@ -695,3 +695,239 @@ async fn fleet_mcp_never_returns_or_logs_a_token() {
         }
     }
 }
+
+/// Valid arguments for each tool: without a closed argument list, each call would go on to
+/// read or change something.
+fn valid_args(tool: &str) -> Value {
+    match tool {
+        "update_agent" | "restart_agent" | "show_agent" => json!({"agent_name": "alice/dev"}),
+        "update_agents" => json!({"agent_names": ["alice/dev"]}),
+        "list_agents" | "list_operations" => json!({}),
+        "get_template_version" => {
+            json!({"template_version_id": "7b2a1c44-0d5e-4c1a-9f3e-2b8d6a1e9c01"})
+        }
+        "migrate_workspace_provider" => {
+            json!({"workspace_id": "ws-1", "to": "hetzner", "from": "aws", "confirm": true})
+        }
+        "migrate_workspaces" => {
+            json!({"workspace_ids": ["ws-1"], "to": "hetzner", "from": "aws", "confirm": true})
+        }
+        "get_workspace_migration_status" | "wait_for_workspace_migration" => {
+            json!({"workspace_id": "ws-1"})
+        }
+        "get_operation" | "cancel_operation" => json!({"operation_id": "op-1"}),
+        other => panic!("a new tool {other}: give it valid arguments in valid_args"),
+    }
+}
+
+/// Every object in a schema that lists properties is closed (`additionalProperties: false`);
+/// maps (no `properties`) are the tool's own free-form values (template parameters, env).
+fn assert_closed(schema: &Value, at: &str) {
+    match schema {
+        Value::Object(o) => {
+            if o.contains_key("properties") {
+                assert_eq!(
+                    o.get("additionalProperties"),
+                    Some(&json!(false)),
+                    "{at} is closed: {schema}"
+                );
+            }
+            for (k, v) in o {
+                assert_closed(v, &format!("{at}.{k}"));
+            }
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| assert_closed(v, &format!("{at}[{i}]"))),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything() {
+    let server = MockServer::start_async().await;
+    let catch_all = server
+        .mock_async(|_when, then| {
+            then.status(500)
+                .json_body(json!({"message": "no request was expected"}));
+        })
+        .await;
+    let mut mcp = start(&server.base_url()).await;
+    mcp.send(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}).to_string())
+        .await;
+    let tools = mcp.answer_to(&json!("list")).await["result"]["tools"].clone();
+    let tools = tools.as_array().expect("tools/list answered").clone();
+    assert_eq!(
+        tools.len(),
+        13,
+        "every tool is listed with both planes configured"
+    );
+    let mut id = 0;
+    for tool in &tools {
+        let name = tool["name"].as_str().unwrap();
+        let schema = &tool["inputSchema"];
+        assert_closed(schema, name);
+        let valid: Vec<&str> = schema["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        // A guessed name next to valid arguments, then a typo of a real one.
+        let guesses: Vec<(&str, Option<&str>)> = {
+            let mut g = vec![(
+                "dry_run_please",
+                valid.contains(&"dry_run").then_some("dry_run"),
+            )];
+            if valid.contains(&"agent_name") {
+                g.push(("agent", Some("agent_name")));
+            }
+            if valid.contains(&"workspace_id") {
+                g.push(("workspaceId", Some("workspace_id")));
+            }
+            g
+        };
+        for (guess, suggestion) in guesses {
+            id += 1;
+            let mut args = valid_args(name);
+            args[guess] = json!(true);
+            mcp.send(&call(id, name, args.clone())).await;
+            let answer = mcp.answer_to(&json!(id)).await;
+            assert_eq!(
+                answer["result"]["isError"],
+                json!(true),
+                "{name} {args}: {answer}"
+            );
+            let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+            assert!(
+                text.contains(&format!("`{guess}`")),
+                "names the argument: {text}"
+            );
+            assert!(text.contains("nothing was read or sent"), "{text}");
+            for v in &valid {
+                assert!(text.contains(v), "lists the valid argument {v}: {text}");
+            }
+            if let Some(s) = suggestion {
+                assert!(text.contains(&format!("did you mean `{s}`")), "{text}");
+            }
+        }
+    }
+    // A wrong type is refused by name, never coerced.
+    for (name, args, arg) in [
+        (
+            "update_agent",
+            json!({"agent_name": "alice/dev", "force": "true"}),
+            "force",
+        ),
+        (
+            "update_agent",
+            json!({"agent_name": "alice/dev", "wait_seconds": "5"}),
+            "wait_seconds",
+        ),
+        ("list_agents", json!({"outdated": 1}), "outdated"),
+    ] {
+        id += 1;
+        mcp.send(&call(id, name, args.clone())).await;
+        let answer = mcp.answer_to(&json!(id)).await;
+        assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(&format!("`{arg}`")), "{args}: {text}");
+    }
+    assert_eq!(
+        catch_all.calls_async().await,
+        0,
+        "a refused call sent a request"
+    );
+    // The same server does send for a valid call (the catch-all would have seen any request).
+    id += 1;
+    mcp.send(&call(id, "show_agent", valid_args("show_agent")))
+        .await;
+    let answer = mcp.answer_to(&json!(id)).await;
+    assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
+    assert!(catch_all.calls_async().await >= 1);
+}
+
+/// The python that can count tokens (tiktoken and bpe-openai importable), or None when this
+/// machine has none: then the test is skipped with a message, except under CI (CI=true) or
+/// with FLEET_TEST_PYTHON set (as .ci/run sets it), where it fails.
+fn token_counter() -> Option<(String, std::path::PathBuf)> {
+    let python = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/count_tokens.py");
+    let importable = std::process::Command::new(&python)
+        .args(["-c", "import tiktoken, bpe_openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if importable && script.is_file() {
+        return Some((python, script));
+    }
+    let why = format!(
+        "cannot count tokens: {} (set FLEET_TEST_PYTHON to a python with `pip install tiktoken \
+         bpe-openai`; the counter is {})",
+        if importable {
+            "the counter script is missing".to_string()
+        } else {
+            format!("{python} cannot import tiktoken and bpe_openai")
+        },
+        script.display()
+    );
+    // Under CI, or when told which python to use, a missing counter is a failure.
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true")
+            && std::env::var_os("FLEET_TEST_PYTHON").is_none(),
+        "{why}"
+    );
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_definitions_cost_a_model_at_most_2500_tokens() {
+    let Some((python, script)) = token_counter() else {
+        return;
+    };
+    let server = MockServer::start_async().await;
+    let mut mcp = start(&server.base_url()).await;
+    mcp.send(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}).to_string())
+        .await;
+    let tools = mcp.answer_to(&json!("list")).await["result"]["tools"].clone();
+    let tools = tools.as_array().expect("tools/list answered");
+    assert_eq!(tools.len(), 13, "every tool is counted");
+    // What a host shows its model: name, description, input schema.
+    let visible: Vec<Value> = tools
+        .iter()
+        .map(|t| json!({"name": t["name"], "description": t["description"], "inputSchema": t["inputSchema"]}))
+        .collect();
+    let text = Value::Array(visible.clone()).to_string();
+    assert!(!text.contains("\"$schema\""), "no $schema: {text}");
+    assert!(
+        !text.contains("\"default\":null"),
+        "no default: null: {text}"
+    );
+    let mut child = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import json, sys; sys.path.insert(0, sys.argv[1]); import count_tokens as c; \
+             print(sum(c.count(t) for t in json.load(sys.stdin)))",
+        )
+        .arg(script.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "count_tokens.py failed");
+    let tokens: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eprintln!(
+        "tools/list: {} tools, {tokens} model-visible tokens (name + description + inputSchema)",
+        tools.len()
+    );
+    assert!(
+        tokens <= 2_500,
+        "{tokens} model-visible tokens, at most 2,500"
+    );
+}

@@ -357,3 +357,125 @@ async fn fleet_mcp_under_a_flood_of_small_log_lines_for_half_a_minute_stays_smal
     assert_coalesced(&progress, seconds);
     client.cancel().await.ok();
 }
+
+/// Calls any tool (no progress token).
+async fn call_tool(
+    client: &RunningService<RoleClient, Client>,
+    tool: &str,
+    args: Value,
+) -> CallToolResult {
+    let params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().unwrap().clone());
+    tokio::time::timeout(Duration::from_secs(60), client.call_tool(params))
+        .await
+        .expect("answered within a minute")
+        .expect("the call is answered")
+}
+
+/// The requests that change state (anything but GET), as "METHOD path".
+fn changes(sim: &RunningSim) -> Vec<String> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| !r.method.eq_ignore_ascii_case("GET"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
+    let sim = Simulator::start(SimOptions {
+        speed: 100.0,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _) = connect(&sim).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let destructive: Vec<String> = tools
+        .iter()
+        .filter(|t| t.annotations.as_ref().and_then(|a| a.destructive_hint) == Some(true))
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(destructive.len(), 5, "{destructive:?}");
+    for name in &destructive {
+        let tool = tools.iter().find(|t| &t.name == name).unwrap();
+        assert!(
+            tool.input_schema["properties"].get("dry_run").is_some(),
+            "{name} takes dry_run"
+        );
+    }
+    let before = sim.coder_build_history("alice/dev");
+    sim.clear_requests();
+    // confirm: true next to dry_run: a dry run still starts nothing.
+    let calls = [
+        (
+            "update_agent",
+            json!({"agent_name": "alice/dev", "dry_run": true}),
+        ),
+        (
+            "restart_agent",
+            json!({"agent_name": "alice/dev", "dry_run": true}),
+        ),
+        (
+            "update_agents",
+            json!({"agent_names": ["alice/dev", "alice/api-server"], "dry_run": true}),
+        ),
+        (
+            "migrate_workspace_provider",
+            json!({"workspace_id": "ws-aws-demo", "to": "gcp", "confirm": true, "dry_run": true}),
+        ),
+        (
+            "migrate_workspace_provider",
+            json!({"workspace_id": "ws-aws-demo", "to": "hetzner", "dry_run": true}),
+        ),
+        (
+            "migrate_workspaces",
+            json!({"workspace_ids": ["ws-aws-demo", "ws-migrating"], "from": "aws", "to": "hetzner", "confirm": true, "dry_run": true}),
+        ),
+    ];
+    for (tool, args) in calls {
+        let r = call_tool(&client, tool, args.clone()).await;
+        assert_ne!(r.is_error, Some(true), "{tool} {args}: {}", text_of(&r));
+        let answer = r.structured_content.clone().expect("structured content");
+        let plan = match tool {
+            "update_agents" => answer["results"][0]["dry_run"].clone(),
+            "migrate_workspaces" => answer["dry_run"][1].clone(),
+            _ => answer["dry_run"].clone(),
+        };
+        assert!(
+            plan["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("would")),
+            "{tool} answers the plan: {answer}"
+        );
+        match tool {
+            "update_agent" | "restart_agent" | "update_agents" => {
+                // The path and each value's source, as the CLI's --dry-run shows them.
+                assert!(plan["plan"]["path"].is_string(), "{plan}");
+                assert!(
+                    plan["plan"]["parameters"][0]["source"].is_string(),
+                    "{plan}"
+                );
+                assert_eq!(plan["builds"][0]["transition"], json!("stop"), "{plan}");
+            }
+            _ => {
+                assert!(plan["from_source"].is_string(), "{plan}");
+                assert!(plan["route"]["base_url"].is_string(), "{plan}");
+            }
+        }
+        assert!(answer.get("operation_id").is_none() || tool == "update_agents");
+        assert_eq!(changes(&sim), Vec::<String>::new(), "{tool} sent a change");
+    }
+    assert!(!sim.requests().is_empty(), "the dry runs read");
+    assert_eq!(sim.coder_build_history("alice/dev"), before);
+    // A dry run on a migration tool needs no confirm, and a real call still does.
+    let r = call_tool(
+        &client,
+        "migrate_workspace_provider",
+        json!({"workspace_id": "ws-aws-demo", "to": "gcp"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    assert!(text_of(&r).contains("confirm"), "{}", text_of(&r));
+    assert_eq!(changes(&sim), Vec::<String>::new());
+}

@@ -111,6 +111,7 @@ fn kinds(events: &Events) -> Vec<String> {
             CoderEvent::FellBack { .. } => "fell_back".into(),
             CoderEvent::BuildLog { .. } => "log".into(),
             CoderEvent::LogsUnavailable { .. } => "logs_unavailable".into(),
+            CoderEvent::LogLinesDropped { .. } => "log_lines_dropped".into(),
         })
         .collect()
 }
