@@ -270,6 +270,9 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         rollout.check().map_err(tool_error)?;
         let wait = wait_for(p.wait_seconds)?;
         let client = self.molecule()?;
+        for r in &requests {
+            client.check_request(r).map_err(tool_error)?;
+        }
         let mut options = WaitOptions::default();
         options.poll = options.poll.with_interval_cap(self.poll_override());
         let op = client.start_migrate_rollout(requests, options, rollout);
