@@ -207,7 +207,7 @@ impl FleetServer {
     #[tool(
         name = "get_operation",
         description = "Where a long operation (update_agent, restart_agent, update_agents, \
-wait_for_workspace_migration) stands: state (running, cancelling, succeeded, failed, timed_out, cancelled, aborted), \
+wait_for_workspace_migration, migrate_workspaces) stands: state (running, cancelling, succeeded, failed, timed_out, cancelled, aborted), \
 its latest step, one entry per workspace (phase; verdict once it ended), and once done its outcome (or error). \
 wait_seconds (default 0, at most 300) waits that long for it to end first, sending progress notifications.",
         annotations(
