@@ -44,6 +44,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The workspace named does not exist (or the credentials cannot see it), found out before
+    /// anything was changed: the same answer on both planes, whoever asks.
+    #[error("{message}")]
+    UnknownWorkspace {
+        /// What fleet looked for and what the control plane said; ends with the suggestion,
+        /// when there is one.
+        message: String,
+        /// The closest name (by edit distance) among those fleet could list, when one is close.
+        did_you_mean: Option<String>,
+    },
+
     /// The server answered 409: something is already in progress.
     #[error("{message}")]
     Conflict {
@@ -208,6 +219,23 @@ pub enum Input {
     Parallel,
 }
 
+impl Input {
+    /// Every input, for a face to check that it can name each one.
+    pub const ALL: &'static [Input] = &[
+        Input::Confirm,
+        Input::From,
+        Input::FromInstanceId,
+        Input::Env,
+        Input::TemplateVersion,
+        Input::Parameters,
+        Input::Workspaces,
+        Input::AllOutdated,
+        Input::Template,
+        Input::AllOwners,
+        Input::Parallel,
+    ];
+}
+
 /// Something to read that shows the values to give.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(tag = "what", rename_all = "snake_case")]
@@ -304,7 +332,7 @@ impl Error {
             Error::Refused(_) => "refused",
             Error::NotConfigured { .. } => "not_configured",
             Error::Unauthorized { .. } => "unauthorized",
-            Error::NotFound { .. } => "not_found",
+            Error::NotFound { .. } | Error::UnknownWorkspace { .. } => "not_found",
             Error::Conflict { .. } => "conflict",
             Error::Api { .. } => "api_error",
             Error::Transport(_) => "transport",
@@ -326,6 +354,7 @@ impl Error {
             Error::InvalidInput(_)
                 | Error::Refused(_)
                 | Error::NotConfigured { .. }
+                | Error::UnknownWorkspace { .. }
                 | Error::Unconfirmed {
                     found: ReadBack::NothingStarted,
                     ..
@@ -350,11 +379,37 @@ impl Error {
         }
     }
 
+    /// An unknown workspace: `message`, then "did you mean X?" when one of `names` is close to
+    /// `typed` (see [`crate::text::closest`]).
+    pub fn unknown_workspace<'a>(
+        message: String,
+        typed: &str,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Error {
+        let did_you_mean = crate::text::closest(typed, names);
+        let message = match &did_you_mean {
+            Some(name) => format!("{message}; did you mean {name}?"),
+            None => message,
+        };
+        Error::UnknownWorkspace {
+            message,
+            did_you_mean,
+        }
+    }
+
+    /// The name an [`Error::UnknownWorkspace`] suggests, when it does.
+    pub fn did_you_mean(&self) -> Option<&str> {
+        match self.root() {
+            Error::UnknownWorkspace { did_you_mean, .. } => did_you_mean.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The HTTP status the server answered, when the error came from one.
     pub fn status(&self) -> Option<u16> {
         match self.root() {
             Error::Unauthorized { status, .. } | Error::Api { status, .. } => Some(*status),
-            Error::NotFound { .. } => Some(404),
+            Error::NotFound { .. } | Error::UnknownWorkspace { .. } => Some(404),
             Error::Conflict { .. } => Some(409),
             _ => None,
         }
@@ -379,6 +434,7 @@ impl Error {
             | Error::Transport(message)
             | Error::Unauthorized { message, .. }
             | Error::NotFound { message, .. }
+            | Error::UnknownWorkspace { message, .. }
             | Error::Conflict { message, .. }
             | Error::Api { message, .. }
             | Error::Timeout { message, .. }
@@ -477,6 +533,28 @@ mod tests {
     fn an_advice_without_remedies_is_the_error_itself() {
         let e = Error::advised(Error::Refused("no".into()), vec![]);
         assert!(matches!(e, Error::Refused(_)), "{e:?}");
+    }
+
+    #[test]
+    fn every_input_is_in_all() {
+        // A new input must be added to Input::ALL (the faces' tests go over it): this match
+        // stops compiling until it is handled here.
+        for input in Input::ALL {
+            match input {
+                Input::Confirm
+                | Input::From
+                | Input::FromInstanceId
+                | Input::Env
+                | Input::TemplateVersion
+                | Input::Parameters
+                | Input::Workspaces
+                | Input::AllOutdated
+                | Input::Template
+                | Input::AllOwners
+                | Input::Parallel => {}
+            }
+        }
+        assert_eq!(Input::ALL.len(), 11);
     }
 
     #[test]

@@ -242,3 +242,50 @@ mod tests {
         assert!(r.redact_serde(Kind::Token).is_none());
     }
 }
+
+/// The name among `names` closest to `typed` by edit distance (Damerau–Levenshtein, ignoring
+/// case), when it is close enough to be a typo: at most a third of the longer of the two
+/// (at least 1, at most 3) edits away. `None` when `typed` is itself one of the names or none
+/// is close. Ties go to the first name given.
+pub fn closest<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let typed = typed.trim().to_lowercase();
+    if typed.is_empty() {
+        return None;
+    }
+    let mut best: Option<(usize, &str)> = None;
+    for name in names {
+        let lower = name.to_lowercase();
+        if lower == typed {
+            return None;
+        }
+        let longest = lower.chars().count().max(typed.chars().count());
+        let bound = (longest / 3).clamp(1, 3);
+        let d = strsim::damerau_levenshtein(&typed, &lower);
+        if d <= bound && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, name));
+        }
+    }
+    best.map(|(_, name)| name.to_string())
+}
+
+#[cfg(test)]
+mod closest_tests {
+    use super::closest;
+
+    #[test]
+    fn a_typo_is_matched_and_a_stranger_is_not() {
+        let names = ["ws-aws-demo", "ws-gcp-demo", "ws-hetzner-demo"];
+        assert_eq!(
+            closest("ws-aws-dmeo", names).as_deref(),
+            Some("ws-aws-demo")
+        );
+        assert_eq!(closest("WS-GCP-DEM", names).as_deref(), Some("ws-gcp-demo"));
+        assert_eq!(closest("ws-aws-demo", names), None);
+        assert_eq!(closest("zz", names), None);
+        assert_eq!(
+            closest("alice/dve", ["alice/dev", "bob/dev"]).as_deref(),
+            Some("alice/dev")
+        );
+        assert_eq!(closest("", names), None);
+    }
+}

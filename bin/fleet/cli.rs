@@ -447,7 +447,7 @@ fn flag(input: fleet::Input) -> &'static str {
     match input {
         Input::Confirm => "--confirm",
         Input::From => "--from <aws|hetzner|gcp>",
-        Input::FromInstanceId => "--from-instance-id <ID>",
+        Input::FromInstanceId => "--from-instance-id <ID> (one workspace per command)",
         Input::Env => "--env NAME=VALUE",
         Input::TemplateVersion => "--template-version ID",
         Input::Parameters => "--parameter NAME=VALUE (or --parameters-file FILE)",
@@ -613,6 +613,9 @@ pub fn report_error(e: &Error, format: OutputFormat) -> i32 {
         }
         if !e.remedies().is_empty() {
             body["remedies"] = serde_json::json!(e.remedies());
+        }
+        if let Some(name) = e.did_you_mean() {
+            body["did_you_mean"] = name.into();
         }
         match aftermath_line(e) {
             Some(AftermathLine::Finish(c)) => c.put_json(&mut body, "finish_command"),

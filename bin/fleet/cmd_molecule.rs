@@ -276,7 +276,8 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
             OutputFormat::Json => out::json(&plan),
             OutputFormat::Text => print_plan(&plan),
         }
-        return Ok(0);
+        // As the real run would: 2 when the control plane would refuse it now.
+        return Ok(plan_code(&plan));
     }
     let mut request = request;
     if !request.confirm {
@@ -332,6 +333,11 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     }
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
+    // What depends on the configuration too (without the tenant API: --from, and the
+    // instance id of a source that is not aws), for every workspace before any request.
+    for r in &requests {
+        client.check_request(r)?;
+    }
     if args.dry_run {
         let mut plans = Vec::with_capacity(requests.len());
         for r in &requests {
@@ -341,7 +347,7 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
             OutputFormat::Json => out::json(&plans),
             OutputFormat::Text => plans.iter().for_each(print_plan),
         }
-        return Ok(0);
+        return Ok(plans.iter().map(plan_code).max().unwrap_or(0));
     }
     if !args.confirm {
         confirm_many_interactively(&requests).await?;
@@ -476,6 +482,7 @@ async fn migrate_rollout(
         matches!(
             r.verdict,
             fleet::molecule::RolloutVerdict::Refused
+                | fleet::molecule::RolloutVerdict::NotFound
                 | fleet::molecule::RolloutVerdict::NotAttempted
         )
     }) {
@@ -734,6 +741,16 @@ fn print_batch(b: &MigrationBatch) {
     }
 }
 
+/// The exit code of a dry run: the one the real run would have before sending anything (2
+/// when the control plane would refuse it now, else 0).
+fn plan_code(p: &MigrationPlan) -> i32 {
+    cli::code(if p.blocked.is_some() {
+        Severity::Refused
+    } else {
+        Severity::Ok
+    })
+}
+
 fn print_plan(p: &MigrationPlan) {
     out::line(format!(
         "Dry run (nothing was sent that changes anything): {}",
@@ -749,7 +766,14 @@ fn print_plan(p: &MigrationPlan) {
     ));
     out::line(format!("  to:       {}", p.to));
     if let Some(i) = &p.from_instance_id {
-        out::line(format!("  instance: {i}"));
+        out::line(format!(
+            "  instance: {i}{}",
+            match p.from_instance_id_source {
+                Some(fleet::molecule::FromSource::LookedUp) =>
+                    " (read from the tenant API: compute.instance_id)",
+                _ => "",
+            }
+        ));
     }
     for (name, value) in [
         ("org_id:  ", &p.org_id),
@@ -906,9 +930,22 @@ fn state_line(event: &MigrationEvent) -> String {
 }
 
 fn started_text(s: &StartedMigration) -> String {
-    let how = match s.from_source {
-        fleet::molecule::FromSource::Given => "",
-        fleet::molecule::FromSource::LookedUp => " (source read from the tenant API)",
+    use fleet::molecule::FromSource::{Given, LookedUp};
+    let how = match (
+        s.from_source,
+        &s.from_instance_id,
+        s.from_instance_id_source,
+    ) {
+        (LookedUp, Some(i), Some(LookedUp)) => {
+            format!(" (source and instance {i} read from the tenant API)")
+        }
+        (LookedUp, Some(i), _) => format!(" (source read from the tenant API; instance {i})"),
+        (LookedUp, None, _) => " (source read from the tenant API)".to_string(),
+        (Given, Some(i), Some(LookedUp)) => {
+            format!(" (instance {i} read from the tenant API)")
+        }
+        (Given, Some(i), _) => format!(" (instance {i})"),
+        (Given, None, _) => String::new(),
     };
     let note = s
         .note

@@ -106,6 +106,7 @@ pub async fn serve(
     let token = Arc::new(access.token);
     let app = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(session_closed))
         .layer(middleware::from_fn_with_state(sessions, sessions_full))
         .layer(middleware::from_fn_with_state(token, require_bearer))
         .route("/health", get(health));
@@ -473,6 +474,17 @@ async fn sessions_full(
             format!("{}\n", SessionLimitError::Full(sessions.max)),
         )
             .into_response();
+    }
+    response
+}
+
+/// rmcp answers a session's `DELETE` with 202; the session is closed by then, and clients
+/// (the Python `mcp` package) expect 200 or 204 and log a failure otherwise: answer 204.
+async fn session_closed(request: Request, next: Next) -> Response {
+    let delete = request.method() == Method::DELETE;
+    let response = next.run(request).await;
+    if delete && response.status() == StatusCode::ACCEPTED {
+        return StatusCode::NO_CONTENT.into_response();
     }
     response
 }

@@ -316,6 +316,9 @@ impl FleetServer {
                 run: None,
             }));
         }
+        for r in &requests {
+            client.check_request(r).map_err(tool_error)?;
+        }
         let mut options = WaitOptions::default();
         options.poll = options.poll.with_interval_cap(self.poll_override());
         let op = client.start_migrate_rollout(requests, options, rollout);

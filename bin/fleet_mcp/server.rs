@@ -27,6 +27,8 @@ pub struct FleetServer {
     poll_override: Option<std::time::Duration>,
     /// The long operations started by tool calls (they outlive the calls).
     registry: Arc<fleet::operation::Registry>,
+    /// Every tool's input properties, read once (remedies name only arguments a tool has).
+    tool_properties: Arc<std::sync::OnceLock<Arc<Vec<(String, Vec<String>)>>>>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -76,6 +78,7 @@ impl FleetServer {
             tool_router,
             poll_override: fleet::config::poll_interval_from_env(),
             registry: Arc::new(fleet::operation::Registry::default()),
+            tool_properties: Arc::default(),
         }
     }
 
@@ -218,10 +221,104 @@ fn argument_name(input: fleet::Input) -> &'static str {
     full.split([' ', ':']).next().unwrap_or(full)
 }
 
-/// One remedy as a clause of a sentence, in fleet-mcp's words (tool arguments, tool calls).
+/// The input properties of every tool, and the tool being called: a remedy names only an
+/// argument that tool has (see [`remedy_clause`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ToolInputs {
+    /// The tool being called.
+    tool: String,
+    /// Every tool's name and input properties.
+    all: Arc<Vec<(String, Vec<String>)>>,
+}
+
+impl ToolInputs {
+    fn properties_of(&self, tool: &str) -> &[String] {
+        self.all
+            .iter()
+            .find(|(name, _)| name == tool)
+            .map(|(_, p)| p.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// `None` when the tool being called has the argument; else how to give it anyway.
+    fn missing(&self, argument: &str) -> Option<String> {
+        if self.properties_of(&self.tool).iter().any(|p| p == argument) {
+            return None;
+        }
+        let others: Vec<&str> = self
+            .all
+            .iter()
+            .filter(|(_, props)| props.iter().any(|p| p == argument))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        Some(if others.is_empty() {
+            format!("{} has no {argument} argument", self.tool)
+        } else {
+            format!(
+                "{} has no {argument} argument: call {} with {argument} (one workspace each)",
+                self.tool,
+                others.join(" or ")
+            )
+        })
+    }
+}
+
+tokio::task_local! {
+    /// The tool whose call is being answered, set around each call.
+    static TOOL_INPUTS: ToolInputs;
+}
+
+/// The tool being called, when a call is being answered.
+fn current_tool() -> Option<ToolInputs> {
+    TOOL_INPUTS.try_with(Clone::clone).ok()
+}
+
+/// Every tool's name and input properties.
+fn tool_properties(tools: &[Tool]) -> Vec<(String, Vec<String>)> {
+    tools
+        .iter()
+        .map(|t| {
+            let props = t
+                .input_schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            (t.name.to_string(), props)
+        })
+        .collect()
+}
+
+/// One remedy as a clause of a sentence, in fleet-mcp's words (tool arguments, tool calls),
+/// for the tool being called (when a call is being answered): an input that tool does not
+/// take is said so, with the tools that take it.
 fn remedy_clause(remedy: &fleet::Remedy) -> String {
+    remedy_clause_for(remedy, current_tool().as_ref())
+}
+
+fn remedy_clause_for(remedy: &fleet::Remedy, tool: Option<&ToolInputs>) -> String {
     use fleet::{Input, Look, Remedy};
+    let missing = |input: &Input| tool.and_then(|t| t.missing(argument_name(*input)));
     match remedy {
+        Remedy::Give { input, .. } | Remedy::LeaveOut { input } if missing(input).is_some() => {
+            missing(input).unwrap_or_default()
+        }
+        Remedy::GiveOneOf { inputs } if inputs.iter().any(|i| missing(i).is_some()) => {
+            let (have, lack): (Vec<&Input>, Vec<&Input>) =
+                inputs.iter().partition(|i| missing(i).is_none());
+            let mut clause = String::new();
+            if !have.is_empty() {
+                let names: Vec<&str> = have.iter().map(|i| argument(**i)).collect();
+                clause.push_str(&format!("give exactly one of: {}", names.join(", ")));
+            }
+            for i in lack {
+                if !clause.is_empty() {
+                    clause.push_str("; ");
+                }
+                clause.push_str(&missing(i).unwrap_or_default());
+            }
+            clause
+        }
         Remedy::Give {
             input: Input::Confirm,
             ..
@@ -585,8 +682,15 @@ impl FleetServer {
         {
             return Ok(refusal.into());
         }
+        let inputs = ToolInputs {
+            tool: request.name.to_string(),
+            all: self
+                .tool_properties
+                .get_or_init(|| Arc::new(tool_properties(&self.tool_router.list_all())))
+                .clone(),
+        };
         let tcc = ToolCallContext::new(self, request, context);
-        let result = self.tool_router.call(tcc).await;
+        let result = TOOL_INPUTS.scope(inputs, self.tool_router.call(tcc)).await;
         let Some(tool) = tool else { return result };
         match result {
             Err(e) if e.code == ErrorCode::INVALID_PARAMS && e.message.starts_with(BAD_ARGS) => {
@@ -885,4 +989,78 @@ fn describe(v: &Value) -> String {
         shown.push('…');
     }
     format!("{kind} {shown}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 27: every remedy rendered for a tool names an argument that tool's input schema
+    /// has, or says it has none and which tools do; over every typed input and every tool.
+    #[test]
+    fn every_remedy_names_an_argument_of_the_tool_it_is_rendered_for() {
+        let server = FleetServer::new(&MoleculeConfig::default(), &CoderConfig::default(), false);
+        let tools = server.tool_router.list_all();
+        assert!(tools.len() >= 10, "{} tools", tools.len());
+        let all = Arc::new(tool_properties(&tools));
+        let mut checked = 0;
+        for (tool, props) in all.iter() {
+            let inputs = ToolInputs {
+                tool: tool.clone(),
+                all: all.clone(),
+            };
+            for input in fleet::Input::ALL {
+                let name = argument_name(*input);
+                for remedy in [
+                    fleet::Remedy::Give {
+                        input: *input,
+                        value: None,
+                    },
+                    fleet::Remedy::Give {
+                        input: *input,
+                        value: Some("v".into()),
+                    },
+                    fleet::Remedy::LeaveOut { input: *input },
+                    fleet::Remedy::GiveOneOf {
+                        inputs: vec![*input],
+                    },
+                ] {
+                    let clause = remedy_clause_for(&remedy, Some(&inputs));
+                    let has = props.iter().any(|p| p == name);
+                    if has {
+                        assert!(clause.contains(name), "{tool} {remedy:?}: {clause}");
+                        assert!(!clause.contains("has no"), "{tool} {remedy:?}: {clause}");
+                    } else {
+                        assert!(
+                            clause.contains(&format!("{tool} has no {name} argument")),
+                            "{tool} lacks {name}, yet: {clause}"
+                        );
+                        assert!(
+                            !clause.contains("call again with")
+                                || !clause.contains(&format!("call again with {name}")),
+                            "{tool} {remedy:?}: {clause}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, tools.len() * fleet::Input::ALL.len() * 4);
+        // The case of the issue: migrate_workspaces takes no from_instance_id.
+        let inputs = ToolInputs {
+            tool: "migrate_workspaces".into(),
+            all,
+        };
+        let clause = remedy_clause_for(
+            &fleet::Remedy::Give {
+                input: fleet::Input::FromInstanceId,
+                value: None,
+            },
+            Some(&inputs),
+        );
+        assert!(
+            clause.contains("call migrate_workspace_provider with from_instance_id"),
+            "{clause}"
+        );
+    }
 }

@@ -12,6 +12,10 @@ pub fn advised(
         return message.to_string();
     }
     let clauses: Vec<String> = remedies.iter().map(clause).collect();
-    let stop = if message.ends_with('.') { "" } else { "." };
+    let stop = if message.ends_with(['.', '?']) {
+        ""
+    } else {
+        "."
+    };
     format!("{message}{stop} To go on, {}.", clauses.join(", or "))
 }

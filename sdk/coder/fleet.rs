@@ -341,6 +341,8 @@ pub enum Verdict {
     NotAttempted,
     /// A pre-flight check refused it (or its input was invalid): nothing was changed.
     Refused,
+    /// No such workspace (or the token cannot see it): nothing was changed.
+    NotFound,
     /// fleet stopped it and did not start it: `aftermath.finish` finishes the job.
     LeftStopped,
     /// A deadline passed; a build may still be running.
@@ -362,6 +364,7 @@ impl std::fmt::Display for Verdict {
             Verdict::Unhealthy => "unhealthy",
             Verdict::NotAttempted => "not attempted",
             Verdict::Refused => "refused",
+            Verdict::NotFound => "not found",
             Verdict::LeftStopped => "left stopped",
             Verdict::TimedOut => "timed out",
             Verdict::Interrupted => "interrupted",
@@ -1033,6 +1036,9 @@ fn failed(
         (true, _) => Verdict::LeftStopped,
         (false, Severity::TimedOut) => Verdict::TimedOut,
         (false, Severity::Interrupted) => Verdict::Interrupted,
+        (false, Severity::Refused) if matches!(e.root(), Error::UnknownWorkspace { .. }) => {
+            Verdict::NotFound
+        }
         (false, Severity::Refused) => Verdict::Refused,
         _ => Verdict::Failed,
     };

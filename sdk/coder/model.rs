@@ -721,11 +721,14 @@ impl CoderClient {
                 .await
                 .map(|r| r.into_inner())
                 .map_err(|e| match self.error(format!("reading workspace {id}"), e) {
+                    // An ID has no near miss worth suggesting.
                     Error::NotFound { .. } => Error::advised(
-                        Error::NotFound {
+                        Error::UnknownWorkspace {
                             message: format!(
-                                "no workspace with ID {id} (or the token cannot see it)"
+                                "no workspace with ID {id} (or the token cannot see it); nothing \
+                                 was changed"
                             ),
+                            did_you_mean: None,
                         },
                         vec![Remedy::Look {
                             at: Look::Workspaces,
@@ -770,21 +773,31 @@ impl CoderClient {
                     .collect();
                 match matches.len() {
                     1 => Ok(matches.into_iter().next().expect("one match")),
-                    0 => Err(Error::advised(
-                        Error::NotFound {
-                            message: format!(
-                                "no workspace {r} (names are matched ignoring case{})",
-                                if owner == "me" {
-                                    "; a bare name means one of your own, write owner/name for another user's"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        },
-                        vec![Remedy::Look {
-                            at: Look::Workspaces,
-                        }],
-                    )),
+                    0 => {
+                        let message = format!(
+                            "no workspace {r} (names are matched ignoring case{}); nothing was changed",
+                            if owner == "me" {
+                                "; a bare name means one of your own, write owner/name for another user's"
+                            } else {
+                                ""
+                            }
+                        );
+                        let suggestion = self.closest_workspace(owner, name).await;
+                        let did_you_mean = suggestion.clone();
+                        let message = match &suggestion {
+                            Some(s) => format!("{message}; did you mean {s}?"),
+                            None => message,
+                        };
+                        Err(Error::advised(
+                            Error::UnknownWorkspace {
+                                message,
+                                did_you_mean,
+                            },
+                            vec![Remedy::Look {
+                                at: Look::Workspaces,
+                            }],
+                        ))
+                    }
                     _ => Err(Error::Refused(format!(
                         "{r} matches several workspaces ignoring case: {}; name one by its ID",
                         matches
@@ -800,6 +813,38 @@ impl CoderClient {
                 }
             }
         }
+    }
+
+    /// The workspace (`owner/name`) closest to a name that matched none, by edit distance
+    /// (see [`crate::text::closest`]): among the owner's workspaces first, then among all
+    /// those the token can see (one page each). Best effort: `None` when nothing is close or
+    /// the list cannot be read.
+    async fn closest_workspace(&self, owner: &str, name: &str) -> Option<String> {
+        const PAGE: i64 = 100;
+        let owners = self
+            .api()
+            .list_workspaces(Some(PAGE), None, Some(&format!("owner:{owner}")))
+            .await
+            .map(|l| l.into_inner().workspaces)
+            .unwrap_or_default();
+        let names = owners.iter().filter_map(|w| w.name.as_deref());
+        if let Some(near) = crate::text::closest(name, names) {
+            return owners
+                .iter()
+                .find(|w| w.name.as_deref() == Some(near.as_str()))
+                .map(full_name);
+        }
+        if owner == "me" {
+            return None;
+        }
+        let all = self
+            .api()
+            .list_workspaces(Some(PAGE), None, None)
+            .await
+            .map(|l| l.into_inner().workspaces)
+            .unwrap_or_default();
+        let full: Vec<String> = all.iter().map(full_name).collect();
+        crate::text::closest(&format!("{owner}/{name}"), full.iter().map(String::as_str))
     }
 
     /// Shows one workspace.

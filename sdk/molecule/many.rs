@@ -30,6 +30,8 @@ pub enum MigrationVerdict {
     Completed,
     /// Never migrated (the control plane has no migration for it).
     NeverMigrated,
+    /// No such workspace (the control plane or the tenant API does not know it).
+    NotFound,
     /// Ended `failed`, `rolled_back` or an unknown end state; or the read failed.
     Failed,
     /// Still running when the deadline passed (it goes on on the server).
@@ -105,6 +107,7 @@ impl MigrationVerdict {
             MigrationVerdict::Read
             | MigrationVerdict::Completed
             | MigrationVerdict::NeverMigrated => Severity::Ok,
+            MigrationVerdict::NotFound => Severity::Refused,
             MigrationVerdict::Failed => Severity::Failed,
             MigrationVerdict::TimedOut => Severity::TimedOut,
             MigrationVerdict::Interrupted => Severity::Interrupted,
@@ -127,6 +130,7 @@ fn error_result(workspace_id: &str, e: &Error) -> MigrationResult {
     let verdict = match e.root() {
         Error::Timeout { .. } => MigrationVerdict::TimedOut,
         Error::Interrupted { .. } => MigrationVerdict::Interrupted,
+        Error::UnknownWorkspace { .. } => MigrationVerdict::NotFound,
         _ => MigrationVerdict::Failed,
     };
     MigrationResult {
@@ -250,8 +254,15 @@ impl MoleculeClient {
     pub async fn plan_migration(&self, request: &MigrateRequest) -> Result<MigrationPlan> {
         request.check()?;
         let workspace_id = request.workspace_id.trim().to_string();
-        let (from, from_source) = self.resolve_source(request).await?;
-        let current = self.migration_status(&workspace_id).await?;
+        self.check_without_tenant(request)?;
+        let super::ops::Source {
+            from,
+            from_source,
+            instance_id: instance,
+            instance_source,
+        } = self.resolve_source(request).await?;
+        // resolve_source read the tenant API (when configured): the workspace exists there.
+        let current = self.read_migration(&workspace_id, false).await?;
         let blocked = (current.migrated && !current.terminal).then(|| {
             format!(
                 "a migration of workspace {workspace_id} is already in progress ({}): the \
@@ -262,7 +273,6 @@ impl MoleculeClient {
                     .unwrap_or_else(|| "unknown state".into())
             )
         });
-        let instance = request.instance_id().map(str::to_string);
         let route = self.cp_admin_route();
         let (org_id, runtime, image) = request.optional_fields();
         let summary = match &blocked {
@@ -278,7 +288,13 @@ impl MoleculeClient {
                 request.to,
                 instance
                     .as_deref()
-                    .map(|i| format!(" (source instance {i})"))
+                    .map(|i| format!(
+                        " (source instance {i}{})",
+                        match instance_source {
+                            Some(FromSource::LookedUp) => ", read from the tenant API",
+                            _ => "",
+                        }
+                    ))
                     .unwrap_or_default(),
                 route.base_url
             ),
@@ -289,6 +305,7 @@ impl MoleculeClient {
             from_source,
             to: request.to.clone(),
             from_instance_id: instance,
+            from_instance_id_source: instance_source,
             org_id,
             runtime,
             env: request.env.clone(),
@@ -315,6 +332,10 @@ pub struct MigrationPlan {
     /// The source instance id that would be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_instance_id: Option<String>,
+    /// Whether `from_instance_id` was given or read from the tenant API
+    /// (`compute.instance_id`), when one would be sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_instance_id_source: Option<FromSource>,
     /// The organization that would be sent (`org_id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org_id: Option<String>,
@@ -468,6 +489,9 @@ pub enum RolloutVerdict {
     /// A pre-flight check refused it (a migration already running, invalid input): nothing
     /// was changed.
     Refused,
+    /// No such workspace (the control plane or the tenant API does not know it): nothing was
+    /// changed.
+    NotFound,
     /// Still running when the deadline passed (it goes on on the control plane).
     TimedOut,
     /// Interrupted while following (it goes on on the control plane).
@@ -482,6 +506,7 @@ impl std::fmt::Display for RolloutVerdict {
             RolloutVerdict::Completed => "completed",
             RolloutVerdict::Failed => "failed",
             RolloutVerdict::Refused => "refused",
+            RolloutVerdict::NotFound => "not found",
             RolloutVerdict::TimedOut => "timed out",
             RolloutVerdict::Interrupted => "interrupted",
             RolloutVerdict::NotAttempted => "not attempted",
@@ -590,6 +615,7 @@ impl MoleculeClient {
                             RolloutVerdict::Completed => MigrationVerdict::Completed,
                             RolloutVerdict::TimedOut => MigrationVerdict::TimedOut,
                             RolloutVerdict::Interrupted => MigrationVerdict::Interrupted,
+                            RolloutVerdict::NotFound => MigrationVerdict::NotFound,
                             _ => MigrationVerdict::Failed,
                         },
                         message: result.message.clone(),
@@ -656,6 +682,7 @@ impl MoleculeClient {
                 Error::Interrupted { .. } => RolloutVerdict::Interrupted,
                 // Sent without a clear answer: not a refusal, whatever reading back found.
                 Error::Unconfirmed { .. } => RolloutVerdict::Failed,
+                Error::UnknownWorkspace { .. } => RolloutVerdict::NotFound,
                 e if e.nothing_changed() => RolloutVerdict::Refused,
                 Error::Conflict { .. } => RolloutVerdict::Refused,
                 _ => RolloutVerdict::Failed,

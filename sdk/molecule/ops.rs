@@ -71,7 +71,23 @@ impl MigrateRequest {
         check_known("to", &self.to)?;
         if let Some(from) = &self.from {
             check_known("from", from)?;
-            check_source(from, &self.to, self.instance_id(), "")?;
+            // The source instance id of a source that is not aws may still come from the
+            // tenant API: that rule is checked by the client, which knows whether it can.
+            check_differs(from, &self.to, "")?;
+        }
+        if self
+            .from_instance_id
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            return Err(Error::InvalidInput(
+                "the source instance id is empty: leave it out (fleet reads it from the tenant \
+                 API when it needs one) or give one; nothing was sent"
+                    .into(),
+            ));
+        }
+        if let Some(i) = &self.from_instance_id {
+            check_text("the source instance id", i)?;
         }
         for (field, value) in [
             ("org_id", &self.org_id),
@@ -206,6 +222,17 @@ fn check_known(field: &str, provider: &Provider) -> Result<()> {
     Ok(())
 }
 
+/// A migration moves a workspace to another provider.
+fn check_differs(from: &Provider, to: &Provider, how: &str) -> Result<()> {
+    if from == to {
+        return Err(Error::InvalidInput(format!(
+            "from and to are both {to}{how}: a migration moves a workspace to another \
+             provider; nothing was sent"
+        )));
+    }
+    Ok(())
+}
+
 /// The rules tying the source to the target. `how` says where `from` came from, for messages.
 fn check_source(
     from: &Provider,
@@ -213,17 +240,13 @@ fn check_source(
     instance_id: Option<&str>,
     how: &str,
 ) -> Result<()> {
-    if from == to {
-        return Err(Error::InvalidInput(format!(
-            "from and to are both {to}{how}: a migration moves a workspace to another \
-             provider; nothing was sent"
-        )));
-    }
+    check_differs(from, to, how)?;
     if *from != Provider::Aws && instance_id.is_none() {
         return Err(Error::advised(
             Error::InvalidInput(format!(
                 "the source provider is {from}{how}: the control plane needs the source instance \
-                 id for a {from} source; nothing was sent"
+                 id for a {from} source, and fleet could not read it from the tenant API \
+                 (compute.instance_id); nothing was sent"
             )),
             vec![Remedy::Give {
                 input: Input::FromInstanceId,
@@ -232,6 +255,39 @@ fn check_source(
         ));
     }
     Ok(())
+}
+
+/// What the tenant API reports about a workspace.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TenantFacts {
+    /// `compute.provider` (older servers: `provider`, `compute_provider`).
+    pub(super) provider: Option<Provider>,
+    /// `compute.instance_id`.
+    pub(super) instance_id: Option<String>,
+}
+
+/// The source of a migration, resolved: the provider and the source instance id, and where
+/// each came from.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    pub(super) from: Provider,
+    pub(super) from_source: FromSource,
+    pub(super) instance_id: Option<String>,
+    pub(super) instance_source: Option<FromSource>,
+}
+
+/// The tenant API answered for the workspace but named no provider.
+fn no_provider_reported(workspace_id: &str) -> Error {
+    Error::advised(
+        Error::Refused(format!(
+            "the tenant API reports no provider for workspace {workspace_id} (none at \
+             compute.provider, provider or compute_provider); nothing was changed"
+        )),
+        vec![Remedy::Give {
+            input: Input::From,
+            value: None,
+        }],
+    )
 }
 
 /// Whether `from` was given by the caller or read from the tenant API.
@@ -255,9 +311,17 @@ pub struct StartedMigration {
     pub from_source: FromSource,
     /// The target provider.
     pub to: Provider,
+    /// The source instance id sent (`from_instance_id`), when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_instance_id: Option<String>,
+    /// Whether `from_instance_id` was given or read from the tenant API
+    /// (`compute.instance_id`), when one was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_instance_id_source: Option<FromSource>,
     /// The control plane's status word (`migration_started`).
     pub status: String,
-    /// A note from the control plane, if any.
+    /// A note from the control plane, if any, without what it says about polling the
+    /// migration-status endpoint (fleet follows a migration itself: each face says how).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -458,14 +522,16 @@ impl MoleculeClient {
     pub async fn migrate_provider(&self, request: &MigrateRequest) -> Result<StartedMigration> {
         request.validate()?;
         let workspace_id = request.workspace_id.trim();
-        if request.from.is_none() && self.tenant().is_none() {
-            // Not configured: said before any request.
-            self.current_provider(workspace_id).await?;
-        }
+        self.check_without_tenant(request)?;
         // Pre-flight, first: a migration in progress also explains a provider in flux. It
         // also finds the CP-admin route layout the POST goes to.
         let before = self.refuse_if_migrating(workspace_id).await?;
-        let (from, from_source) = self.resolve_source(request).await?;
+        let Source {
+            from,
+            from_source,
+            instance_id,
+            instance_source,
+        } = self.resolve_source(request).await?;
         let cp = self.cp_for_post().ok_or_else(|| {
             Error::advised(
                 Error::Refused(format!(
@@ -489,7 +555,7 @@ impl MoleculeClient {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             from: from.clone(),
-            from_instance_id: request.instance_id().map(str::to_string),
+            from_instance_id: instance_id.clone(),
             image,
             org_id,
             runtime,
@@ -508,22 +574,54 @@ impl MoleculeClient {
                     from: started.from,
                     from_source,
                     to: started.to,
+                    from_instance_id: instance_id,
+                    from_instance_id_source: instance_source,
                     status: started.status,
-                    note: started.note,
+                    note: started.note.as_deref().and_then(without_polling_advice),
                 })
             }
             Err(e) => {
                 let clear = clear_refusal(&e);
+                let unknown = super::routes::is_unknown_workspace(&e);
                 match self.cp_error(action, e) {
                     Error::Conflict { message, .. } => {
                         Err(self.conflict(workspace_id, message).await)
                     }
+                    Error::NotFound { message } if unknown => Err(self
+                        .unknown_workspace(
+                            workspace_id,
+                            format!(
+                                "no workspace {workspace_id}: the control plane does not know it ({message}); nothing was changed (no migration was started)"
+                            ),
+                        )
+                        .await),
                     other if clear => Err(other),
                     // No clear answer: the control plane may have started it. Never send it
                     // again; read the migration back and say what is true.
                     other => Err(self.read_back(workspace_id, other, before.as_ref()).await),
                 }
             }
+        }
+    }
+
+    /// Every rule that needs no request ([`MigrateRequest::validate`], and what depends on
+    /// what is configured: without the tenant API, `from` must be given, and so must the
+    /// instance id of a source that is not aws). Sends nothing.
+    pub fn check_request(&self, request: &MigrateRequest) -> Result<()> {
+        request.validate()?;
+        self.check_without_tenant(request)
+    }
+
+    /// The rules that need no request but do depend on what is configured: without the
+    /// tenant API, `from` must be given, and so must the instance id of a source that is not
+    /// aws. Sends nothing.
+    pub(super) fn check_without_tenant(&self, request: &MigrateRequest) -> Result<()> {
+        if self.tenant().is_some() {
+            return Ok(());
+        }
+        match &request.from {
+            None => Err(self.no_tenant_for_from()),
+            Some(from) => check_source(from, &request.to, request.instance_id(), ""),
         }
     }
 
@@ -596,43 +694,46 @@ impl MoleculeClient {
         }
     }
 
-    /// The source provider of a request: as given, or read from the tenant API and checked
-    /// against the target (reads only). Shared by [`MoleculeClient::migrate_provider`] and the
-    /// dry run.
-    pub(super) async fn resolve_source(
-        &self,
-        request: &MigrateRequest,
-    ) -> Result<(Provider, FromSource)> {
+    /// The source of a request: the provider and the source instance id, as given or read
+    /// from the tenant API, checked against the target (reads only). Shared by
+    /// [`MoleculeClient::migrate_provider`] and the dry run.
+    pub(super) async fn resolve_source(&self, request: &MigrateRequest) -> Result<Source> {
         let workspace_id = request.workspace_id.trim();
-        Ok(match &request.from {
+        // When the tenant API is configured it is read once: the workspace must exist there,
+        // and it knows the provider and the instance.
+        let facts = match self.tenant() {
+            Some(_) => Some(self.tenant_facts(workspace_id).await?),
+            None => None,
+        };
+        let (from, from_source) = match &request.from {
             Some(from) => {
-                // Pre-flight: when the tenant API is configured, the workspace must exist
-                // there and run on the provider the caller says it runs on.
-                if self.tenant().is_some() {
-                    if let Some(reported) = self.tenant_provider(workspace_id).await? {
-                        if reported != *from {
-                            return Err(Error::advised(
-                                Error::Refused(format!(
-                                    "fleet refused to migrate workspace {workspace_id}: the source provider given is {from}, but the tenant API says it runs on {reported}; nothing was changed (no migration was started). Check the workspace",
-                                    reported = reported.as_str()
-                                )),
-                                vec![
-                                    Remedy::Give {
-                                        input: Input::From,
-                                        value: Some(reported.as_str().to_string()),
-                                    },
-                                    Remedy::LeaveOut { input: Input::From },
-                                ],
-                            ));
-                        }
+                // Pre-flight: the workspace must run on the provider the caller says it runs on.
+                if let Some(reported) = facts.as_ref().and_then(|f| f.provider.clone()) {
+                    if reported != *from {
+                        return Err(Error::advised(
+                            Error::Refused(format!(
+                                "fleet refused to migrate workspace {workspace_id}: the source provider given is {from}, but the tenant API says it runs on {reported}; nothing was changed (no migration was started). Check the workspace",
+                                reported = reported.as_str()
+                            )),
+                            vec![
+                                Remedy::Give {
+                                    input: Input::From,
+                                    value: Some(reported.as_str().to_string()),
+                                },
+                                Remedy::LeaveOut { input: Input::From },
+                            ],
+                        ));
                     }
                 }
                 (from.clone(), FromSource::Given)
             }
             None => {
-                let from = self.current_provider(workspace_id).await?;
-                let how =
-                    format!(" (read from the tenant API: workspace {workspace_id} runs on {from})");
+                let Some(facts) = &facts else {
+                    return Err(self.no_tenant_for_from());
+                };
+                let Some(from) = facts.provider.clone() else {
+                    return Err(no_provider_reported(workspace_id));
+                };
                 if from.is_unknown() {
                     return Err(Error::Refused(format!(
                         "the tenant API says workspace {workspace_id} runs on {:?}, which is not \
@@ -641,17 +742,63 @@ impl MoleculeClient {
                         Provider::KNOWN.join(", ")
                     )));
                 }
-                check_source(&from, &request.to, request.instance_id(), &how).map_err(|e| {
-                    // A read was sent, so this is a refusal; what to do about it stays.
-                    let refusal = Error::Refused(
-                        e.to_string()
-                            .replace("nothing was sent", "nothing was changed"),
-                    );
-                    Error::advised(refusal, e.remedies().to_vec())
-                })?;
                 (from, FromSource::LookedUp)
             }
+        };
+        let (instance_id, instance_source) = match request.instance_id() {
+            Some(given) => (Some(given.to_string()), Some(FromSource::Given)),
+            // aws needs none (the control plane finds the instance from its tags).
+            None if from == Provider::Aws => (None, None),
+            None => match facts.as_ref().and_then(|f| f.instance_id.clone()) {
+                Some(read) => (Some(read), Some(FromSource::LookedUp)),
+                None => (None, None),
+            },
+        };
+        let how = match (from_source, &instance_source) {
+            (FromSource::LookedUp, _) => {
+                format!(" (read from the tenant API: workspace {workspace_id} runs on {from})")
+            }
+            (FromSource::Given, _) if facts.is_some() => {
+                " (the tenant API reports no compute.instance_id for it)".to_string()
+            }
+            _ => String::new(),
+        };
+        check_source(&from, &request.to, instance_id.as_deref(), &how).map_err(|e| {
+            // A read was sent, so this is a refusal; what to do about it stays.
+            let refusal = Error::Refused(
+                e.to_string()
+                    .replace("nothing was sent", "nothing was changed"),
+            );
+            Error::advised(refusal, e.remedies().to_vec())
+        })?;
+        if let Some(FromSource::LookedUp) = instance_source {
+            tracing::info!(
+                workspace_id,
+                from_instance_id = instance_id.as_deref().unwrap_or_default(),
+                "the source instance id was read from the tenant API (compute.instance_id)"
+            );
+        }
+        Ok(Source {
+            from,
+            from_source,
+            instance_id,
+            instance_source,
         })
+    }
+
+    /// The error for a request that needs the tenant API when it is not configured.
+    fn no_tenant_for_from(&self) -> Error {
+        Error::advised(
+            Error::NotConfigured {
+                plane: "the Molecule tenant API (needed to look up the workspace's current \
+                        provider when the source provider is not given)",
+                vars: &["MOLECULE_API_URL", "MOLECULE_ORG_API_KEY"],
+            },
+            vec![Remedy::Give {
+                input: Input::From,
+                value: None,
+            }],
+        )
     }
 
     /// A 409 on start: say a migration is already running and read its state.
@@ -686,13 +833,16 @@ impl MoleculeClient {
     /// prefix this read is also what confirms the route layout: then a failed read, a refused
     /// credential or a layout that has no route ends the start here (no POST).
     async fn refuse_if_migrating(&self, workspace_id: &str) -> Result<Option<MigrationReport>> {
-        let report = match self.migration_status(workspace_id).await {
+        // The tenant API (when configured) is read next by resolve_source: it confirms the
+        // workspace exists.
+        let report = match self.read_migration(workspace_id, false).await {
             Ok(r) => r,
             Err(e)
                 if matches!(
                     e.root(),
                     Error::Unauthorized { .. }
                         | Error::NotConfigured { .. }
+                        | Error::UnknownWorkspace { .. }
                         | Error::InvalidInput(_)
                         | Error::Api { status: 404, .. }
                 ) =>
@@ -731,24 +881,12 @@ impl MoleculeClient {
         Ok(Some(report))
     }
 
-    /// The provider the tenant API reports for a workspace (`None` when it reports none).
-    /// A workspace the tenant API does not know is refused (nothing was changed).
-    async fn tenant_provider(&self, workspace_id: &str) -> Result<Option<Provider>> {
+    /// What the tenant API reports about a workspace. A workspace the tenant API does not
+    /// know is [`Error::UnknownWorkspace`] (nothing was changed).
+    pub(super) async fn tenant_facts(&self, workspace_id: &str) -> Result<TenantFacts> {
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
-        let tenant = self.tenant().ok_or_else(|| {
-            Error::advised(
-                Error::NotConfigured {
-                    plane: "the Molecule tenant API (needed to look up the workspace's current \
-                            provider when the source provider is not given)",
-                    vars: &["MOLECULE_API_URL", "MOLECULE_ORG_API_KEY"],
-                },
-                vec![Remedy::Give {
-                    input: Input::From,
-                    value: None,
-                }],
-            )
-        })?;
+        let tenant = self.tenant().ok_or_else(|| self.no_tenant_for_from())?;
         let id: super::tenant_api::types::GetWorkspaceId = workspace_id
             .parse()
             .map_err(|e| Error::InvalidInput(format!("workspace id {workspace_id:?}: {e}")))?;
@@ -756,44 +894,102 @@ impl MoleculeClient {
             Ok(ws) => ws.into_inner(),
             Err(e) => {
                 return Err(
-                    match self.tenant_error(
-                        format!("looking up the provider of workspace {workspace_id}"),
-                        e,
-                    ) {
-                        Error::NotFound { message } => Error::Refused(format!(
-                            "fleet refused to migrate workspace {workspace_id}: the tenant API does not know it ({message}); nothing was changed (no migration was started). Check the workspace id (the tenant API and the control plane must be the same organization)"
-                        )),
+                    match self.tenant_error(format!("looking up workspace {workspace_id}"), e) {
+                        Error::NotFound { message } => {
+                            self.unknown_workspace(
+                                workspace_id,
+                                format!(
+                                    "no workspace {workspace_id}: the tenant API does not know it ({message}); nothing was changed. Check the workspace id (the tenant API and the control plane must be the same organization)"
+                                ),
+                            )
+                            .await
+                        }
                         other => other,
                     },
                 );
             }
         };
-        Ok(ws
-            .compute
-            .as_ref()
-            .and_then(|c| c.provider.clone())
-            .or(ws.provider)
-            .or(ws.compute_provider)
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .map(Provider::from))
+        let text = |v: Option<String>| {
+            v.map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty() && !p.chars().any(char::is_control))
+        };
+        let compute = ws.compute.unwrap_or_default();
+        Ok(TenantFacts {
+            provider: text(compute.provider)
+                .or(text(ws.provider))
+                .or(text(ws.compute_provider))
+                .map(Provider::from),
+            instance_id: text(compute.instance_id),
+        })
     }
 
     /// The provider the tenant API reports for a workspace.
     pub async fn current_provider(&self, workspace_id: &str) -> Result<Provider> {
         let workspace_id = workspace_id.trim();
-        match self.tenant_provider(workspace_id).await? {
+        match self.tenant_facts(workspace_id).await?.provider {
             Some(p) => Ok(p),
-            None => Err(Error::advised(
-                Error::Refused(format!(
-                    "the tenant API reports no provider for workspace {workspace_id} (none at \
-                     compute.provider, provider or compute_provider); nothing was changed"
-                )),
-                vec![Remedy::Give {
-                    input: Input::From,
-                    value: None,
-                }],
-            )),
+            None => Err(no_provider_reported(workspace_id)),
+        }
+    }
+
+    /// [`Error::UnknownWorkspace`] for `workspace_id`, with the closest id the tenant API
+    /// lists when one is close. The contract has no list on the CP admin API: without the
+    /// tenant API configured (or when its list cannot be read) there is no suggestion.
+    pub(super) async fn unknown_workspace(&self, workspace_id: &str, message: String) -> Error {
+        let ids = self.tenant_workspace_ids().await;
+        Error::unknown_workspace(message, workspace_id, ids.iter().map(String::as_str))
+    }
+
+    /// The workspace ids the tenant API lists (`GET /workspaces`, optional in the contract):
+    /// empty when it is not configured or the list cannot be read. Its size is bounded by the
+    /// HTTP layer's cap on a body.
+    async fn tenant_workspace_ids(&self) -> Vec<String> {
+        let Some(tenant) = self.tenant() else {
+            return Vec::new();
+        };
+        match tenant.list_workspaces().await {
+            Ok(list) => list.into_inner().into_iter().filter_map(|w| w.id).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "the tenant API's workspace list could not be read: no suggestion");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Where the tenant API is configured, confirms that a workspace the control plane says
+    /// was never migrated exists. Only the tenant API's own 404 (its JSON error body) counts;
+    /// any other failure leaves the answer as it is.
+    async fn confirm_exists(&self, workspace_id: &str) -> Result<()> {
+        let Some(tenant) = self.tenant() else {
+            return Ok(());
+        };
+        let Ok(id) = workspace_id.parse::<super::tenant_api::types::GetWorkspaceId>() else {
+            return Ok(());
+        };
+        match tenant.get_workspace(&id).await {
+            Ok(_) => Ok(()),
+            Err(progenitor_client::Error::ErrorResponse(rv))
+                if rv.status().as_u16() == 404
+                    && rv
+                        .headers()
+                        .get(crate::http::REWRITTEN_BODY_HEADER)
+                        .is_none()
+                    && rv.error.as_deref().is_some_and(|e| !e.trim().is_empty()) =>
+            {
+                let said = crate::http::server_words(rv.error.as_deref(), rv.detail.as_deref());
+                Err(self
+                    .unknown_workspace(
+                        workspace_id,
+                        format!(
+                            "no workspace {workspace_id}: the control plane has no migration for it and the tenant API does not know it ({said}); nothing was changed"
+                        ),
+                    )
+                    .await)
+            }
+            Err(e) => {
+                tracing::debug!(workspace_id, error = %e, "the tenant API could not confirm the workspace; keeping the control plane's answer");
+                Ok(())
+            }
         }
     }
 
@@ -801,12 +997,35 @@ impl MoleculeClient {
     /// answer "never migrated", not an error. On the first read the CP-admin route layout is
     /// found (see [`MoleculeClient::cp_admin_route`]).
     pub async fn migration_status(&self, workspace_id: &str) -> Result<MigrationReport> {
+        self.read_migration(workspace_id, true).await
+    }
+
+    /// [`MoleculeClient::migration_status`]; `confirm` asks the tenant API whether a workspace
+    /// never migrated exists (left out where the caller reads the tenant API anyway).
+    pub(super) async fn read_migration(
+        &self,
+        workspace_id: &str,
+        confirm: bool,
+    ) -> Result<MigrationReport> {
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
         Ok(match self.read_status(workspace_id).await? {
             StatusAnswer::Status(status) => MigrationReport::from_status(workspace_id, status),
             StatusAnswer::NeverMigrated(message) => {
+                if confirm {
+                    self.confirm_exists(workspace_id).await?;
+                }
                 MigrationReport::never_migrated(workspace_id, &message)
+            }
+            StatusAnswer::UnknownWorkspace(message) => {
+                return Err(self
+                    .unknown_workspace(
+                        workspace_id,
+                        format!(
+                            "no workspace {workspace_id}: the control plane does not know it ({message}); nothing was changed"
+                        ),
+                    )
+                    .await);
             }
         })
     }
@@ -879,6 +1098,25 @@ impl MoleculeClient {
             }
         }
     }
+}
+
+/// The control plane's note without its clauses (split at `;` or `. `) about polling the
+/// migration status (`poll GET …/migration-status`): a caller of fleet follows a migration
+/// with fleet, not with raw GETs. `None` when nothing else is left.
+fn without_polling_advice(note: &str) -> Option<String> {
+    let note = note.replace(". ", ";");
+    let kept: Vec<&str> = note
+        .split(';')
+        .map(|c| c.trim().trim_end_matches('.'))
+        .filter(|c| !c.is_empty())
+        .filter(|c| {
+            let c = c.to_lowercase();
+            !(c.contains("poll")
+                || c.contains("migration-status")
+                || c.contains("migrate-provider"))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 /// True when an answer to the migration POST says for sure that nothing was started: one of
@@ -972,4 +1210,26 @@ fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
             last_state: last.map(|s| s.to_string()),
         },
     )
+}
+
+#[cfg(test)]
+mod note_tests {
+    use super::without_polling_advice;
+
+    #[test]
+    fn the_advice_to_poll_is_left_out_and_the_rest_kept() {
+        assert_eq!(
+            without_polling_advice("a migration takes 15-20 minutes; poll GET …/migration-status")
+                .as_deref(),
+            Some("a migration takes 15-20 minutes")
+        );
+        assert_eq!(
+            without_polling_advice("Poll GET /cp/admin/workspaces/x/migrate-provider"),
+            None
+        );
+        assert_eq!(
+            without_polling_advice("quota is low on hetzner").as_deref(),
+            Some("quota is low on hetzner")
+        );
+    }
 }

@@ -21,6 +21,32 @@ pub(super) enum StatusAnswer {
     Status(cp_api::types::MigrationStatus),
     /// The control plane's own 404: the workspace was never migrated. Its words.
     NeverMigrated(String),
+    /// The control plane's own 404 saying the workspace does not exist. Its words.
+    UnknownWorkspace(String),
+}
+
+/// True when the control plane's error words say the workspace itself does not exist
+/// ("workspace not found"), as opposed to "no migration" for a workspace that exists: the
+/// contract answers 404 for both.
+pub(super) fn says_unknown_workspace(error: &str) -> bool {
+    let e = error.to_lowercase();
+    [
+        "workspace not found",
+        "unknown workspace",
+        "no such workspace",
+        "workspace does not exist",
+    ]
+    .iter()
+    .any(|p| e.contains(p))
+}
+
+/// True when an error answer is the control plane's own 404 saying the workspace does not
+/// exist.
+pub(super) fn is_unknown_workspace(e: &progenitor_client::Error<ErrorBody>) -> bool {
+    matches!(e, progenitor_client::Error::ErrorResponse(rv)
+        if rv.status().as_u16() == 404
+            && has_cp_error_body(rv)
+            && rv.error.as_deref().is_some_and(says_unknown_workspace))
 }
 
 /// What one answer says about the route it came from.
@@ -126,10 +152,14 @@ impl MoleculeClient {
                 RouteEvidence::Served => self.confirm(i, &no_route),
                 RouteEvidence::Unknown => {}
             }
+            let unknown = is_unknown_workspace(&err);
             return match self.cp_error(
                 format!("reading the migration of workspace {workspace_id}"),
                 err,
             ) {
+                Error::NotFound { message } if unknown => {
+                    Ok(StatusAnswer::UnknownWorkspace(message))
+                }
                 Error::NotFound { message } => Ok(StatusAnswer::NeverMigrated(message)),
                 other => Err(other),
             };

@@ -366,7 +366,9 @@ pub(crate) fn routes(layout: CpAdminLayout) -> Router<Shared> {
                 get(migration_status),
             );
     }
-    router.route("/tenant/workspaces/{id}", get(tenant_workspace))
+    router
+        .route("/tenant/workspaces", get(tenant_workspaces))
+        .route("/tenant/workspaces/{id}", get(tenant_workspace))
 }
 
 fn bad_request(error: &str, detail: &str) -> Response {
@@ -503,6 +505,30 @@ async fn migration_status(State(state): State<Shared>, Path(id): Path<String>) -
     }
 }
 
+/// The tenant API's workspace list (`GET /tenant/workspaces`): id, name, status, provider.
+async fn tenant_workspaces(State(state): State<Shared>) -> Response {
+    let now = state.clock.now();
+    let world = lock(&state.molecule);
+    let rows: Vec<Value> = world
+        .workspaces
+        .values()
+        .map(|ws| tenant_json(ws, now))
+        .collect();
+    json_response(StatusCode::OK, Value::Array(rows))
+}
+
+/// A workspace as the tenant API shows it.
+fn tenant_json(ws: &MoleculeWorkspace, now: f64) -> Value {
+    let (provider, instance) = ws.current(now);
+    let migrating = ws.migration.as_ref().is_some_and(|r| !r.at(now).terminal);
+    json!({
+        "id": ws.id,
+        "name": ws.name,
+        "status": if migrating { "migrating" } else { "running" },
+        "compute": { "provider": provider, "instance_id": instance },
+    })
+}
+
 async fn tenant_workspace(State(state): State<Shared>, Path(id): Path<String>) -> Response {
     let now = state.clock.now();
     let mut world = lock(&state.molecule);
@@ -512,15 +538,5 @@ async fn tenant_workspace(State(state): State<Shared>, Path(id): Path<String>) -
     if take_flaky(&mut ws.flaky_left) {
         return flaky_503();
     }
-    let (provider, instance) = ws.current(now);
-    let migrating = ws.migration.as_ref().is_some_and(|r| !r.at(now).terminal);
-    json_response(
-        StatusCode::OK,
-        json!({
-            "id": ws.id,
-            "name": ws.name,
-            "status": if migrating { "migrating" } else { "running" },
-            "compute": { "provider": provider, "instance_id": instance },
-        }),
-    )
+    json_response(StatusCode::OK, tenant_json(ws, now))
 }

@@ -481,3 +481,62 @@ fn help_has_examples() {
         assert!(text.contains(needle), "{needle}: {text}");
     }
 }
+
+/// The built `fleet` against its own simulator (`--sim`): alice/dev, alice/current, …
+fn sim_run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .env_clear()
+        .env("FLEET_POLL_INTERVAL_MS", "10")
+        .args(["--sim", "--sim-speed", "2000"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("fleet runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn no_such_workspace_exits_2_nothing_changed_with_a_suggestion_alone_or_in_a_batch() {
+    // Issue 27 item 3: the same rule as Molecule's (was exit 1, nothing_changed false, and
+    // `failed` in a batch).
+    let (code, stdout, stderr) = sim_run(&["-o", "json", "coder", "update", "alice/dve"]);
+    assert_eq!(code, 2, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["error"]["kind"], "not_found");
+    assert_eq!(v["error"]["nothing_changed"], true);
+    assert_eq!(v["error"]["did_you_mean"], "alice/dev");
+    assert!(
+        stderr.contains("did you mean alice/dev? To go on, run `fleet coder list`"),
+        "{stderr}"
+    );
+    // A mistyped owner: the closest among every workspace the token can see.
+    let (code, _, stderr) = sim_run(&["coder", "show", "alcie/dev"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("did you mean alice/dev?"), "{stderr}");
+    // Nothing close: no suggestion, same exit code.
+    let (code, _, stderr) = sim_run(&["coder", "update", "alice/zzzzzzzz"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains("did you mean"), "{stderr}");
+    // In a batch: its own verdict, and the batch exits 2 (the other is already current).
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "update",
+        "alice/current",
+        "alice/dve",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    let verdicts: Vec<&str> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["verdict"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(verdicts, ["already_current", "not_found"], "{stdout}");
+}

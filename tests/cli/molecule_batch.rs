@@ -110,7 +110,8 @@ async fn a_dry_run_of_several_plans_each_and_sends_no_post() {
         ],
     )
     .await;
-    assert_eq!(code, 0, "{stderr}");
+    // Issue 27: a dry run exits as the real run would: ws-migrating would be refused (2).
+    assert_eq!(code, 2, "{stderr}");
     let plans: Value = serde_json::from_str(&stdout).expect("JSON");
     let plans = plans.as_array().expect("one plan per workspace");
     assert_eq!(plans.len(), 2);

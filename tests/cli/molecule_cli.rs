@@ -654,3 +654,175 @@ fn a_follow_command_never_carries_a_workspace_id_the_server_chose_that_fleet_wou
     );
     assert!(!follow.contains('`'), "no command to paste: {follow}");
 }
+
+/// The built `fleet` against its own simulator (`--sim`): both Molecule APIs, the tenant API
+/// included, seeded with ws-aws-demo, ws-gcp-demo, ws-migrating, …
+fn sim_run(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
+    cmd.env_clear()
+        .env("FLEET_POLL_INTERVAL_MS", "10")
+        .arg("--sim")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleet runs")
+}
+
+#[test]
+fn a_mistyped_workspace_id_is_an_error_with_a_suggestion_not_never_migrated() {
+    // Issue 27 item 1: the control plane's 404 "workspace not found" is not its 404 "no
+    // migration": an unknown id exits 2 (nothing changed) and suggests the closest id.
+    let out = sim_run(&["molecule", "migration-status", "ws-aws-dmeo"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(err.contains("did you mean ws-aws-demo?"), "{err}");
+    assert!(!err.contains("never been migrated"), "{err}");
+
+    let out = sim_run(&["-o", "json", "molecule", "migration-status", "ws-aws-dmeo"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["error"]["kind"], "not_found");
+    assert_eq!(v["error"]["nothing_changed"], true);
+    assert_eq!(v["error"]["did_you_mean"], "ws-aws-demo");
+
+    // A start for the same typo: refused the same way, nothing started.
+    let out = sim_run(&[
+        "molecule",
+        "migrate-provider",
+        "ws-aws-dmeo",
+        "--to",
+        "gcp",
+        "--confirm",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("did you mean ws-aws-demo?"));
+
+    // In a batch, its own verdict and exit 2; the real workspace is read as before.
+    let out = sim_run(&[
+        "-o",
+        "json",
+        "molecule",
+        "migration-status",
+        "ws-aws-demo",
+        "ws-aws-dmeo",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["results"][0]["verdict"], "never_migrated");
+    assert_eq!(v["results"][1]["verdict"], "not_found");
+
+    // A workspace that exists and was never migrated is still the answer, exit 0.
+    let out = sim_run(&["molecule", "migration-status", "ws-aws-demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("never been migrated"));
+}
+
+#[test]
+fn a_migration_away_from_gcp_reads_the_instance_id_from_the_tenant_api() {
+    // Issue 27 item 2: the tenant API's compute.instance_id is the from_instance_id, and the
+    // output says where it came from.
+    let out = sim_run(&[
+        "--log-level",
+        "info",
+        "molecule",
+        "migrate-provider",
+        "ws-gcp-demo",
+        "--to",
+        "aws",
+        "--dry-run",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("instance: gce-7730118842 (read from the tenant API"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("read from the tenant API (compute.instance_id)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = sim_run(&[
+        "-o",
+        "json",
+        "molecule",
+        "migrate-provider",
+        "ws-gcp-demo",
+        "--to",
+        "aws",
+        "--confirm",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["from_instance_id"], "gce-7730118842");
+    assert_eq!(v["from_instance_id_source"], "looked_up");
+
+    // A rollout away from gcp and hetzner: each workspace its own instance id.
+    let out = sim_run(&[
+        "--sim-speed",
+        "2000",
+        "-o",
+        "json",
+        "molecule",
+        "migrate-provider",
+        "ws-gcp-demo",
+        "ws-hetzner-demo",
+        "--to",
+        "aws",
+        "--confirm",
+        "--wait",
+        "--max-failures",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    for row in v["results"].as_array().expect("results") {
+        assert_eq!(row["verdict"], "completed", "{row}");
+    }
+}
+
+#[test]
+fn a_dry_run_exits_as_the_real_run_would() {
+    // Issue 27 item 4: a dry run the control plane would refuse (a migration in progress:
+    // 409) exits 2 like the real run's pre-flight refusal; one it would accept exits 0.
+    let out = sim_run(&[
+        "molecule",
+        "migrate-provider",
+        "ws-migrating",
+        "--to",
+        "gcp",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("would NOT start"));
+    let real = sim_run(&[
+        "molecule",
+        "migrate-provider",
+        "ws-migrating",
+        "--to",
+        "gcp",
+        "--confirm",
+    ]);
+    assert_eq!(real.status.code(), Some(2), "{}", text(&real.stderr));
+    let out = sim_run(&[
+        "molecule",
+        "migrate-provider",
+        "ws-aws-demo",
+        "ws-migrating",
+        "--to",
+        "gcp",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = sim_run(&[
+        "molecule",
+        "migrate-provider",
+        "ws-aws-demo",
+        "--to",
+        "gcp",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -171,22 +171,6 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
                 "migrate-provider",
                 "ws-gcp-demo",
                 "--from",
-                "gcp",
-                "--to",
-                "aws",
-                "--confirm",
-            ],
-            "To go on, pass --from-instance-id <ID>.".into(),
-            "migrate_workspace_provider",
-            json!({"workspace_id": "ws-gcp-demo", "from": "gcp", "to": "aws", "confirm": true}),
-            "To go on, call again with from_instance_id.".into(),
-        ),
-        (
-            vec![
-                "molecule",
-                "migrate-provider",
-                "ws-gcp-demo",
-                "--from",
                 "aws",
                 "--to",
                 "hetzner",
@@ -208,9 +192,8 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
     for (args, cli_advice, tool, tool_args, mcp_advice) in cases {
         let out = fleet(&sim, &args);
         let err = String::from_utf8_lossy(&out.stderr);
-        // A refusal or invalid input exits 2; a workspace that does not exist exits 1.
-        let expected = if args.contains(&"alice/nope") { 1 } else { 2 };
-        assert_eq!(out.status.code(), Some(expected), "{args:?}: {err}");
+        // A refusal, invalid input or a workspace that does not exist (issue 27: was 1) exits 2.
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
             err.contains(&cli_advice),
             "{args:?}: {cli_advice:?} missing: {err}"
@@ -352,5 +335,76 @@ async fn get_operation_words_an_ended_operation_s_error_like_the_tool() {
         "{message}"
     );
     assert_mcp_words(message);
+    client.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_s_words() {
+    // Issue 27: with the tenant API configured, the instance id is read from it (no remedy);
+    // without it, each face names its own input, and a tool without that input says which
+    // tool has it.
+    let sim = sim().await;
+    let no_tenant: Vec<(String, String)> = sim
+        .env_vars()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| k != "MOLECULE_API_URL" && k != "MOLECULE_ORG_API_KEY")
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .env_clear()
+        .envs(no_tenant.iter().cloned())
+        .args([
+            "molecule",
+            "migrate-provider",
+            "ws-gcp-demo",
+            "--from",
+            "gcp",
+            "--to",
+            "aws",
+            "--confirm",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleet runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("To go on, pass --from-instance-id <ID> (one workspace per command)."),
+        "{err}"
+    );
+    assert_cli_words(&err);
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear().envs(no_tenant.iter().cloned());
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.expect("serves");
+    let text = call(
+        &client,
+        "migrate_workspace_provider",
+        json!({"workspace_id": "ws-gcp-demo", "from": "gcp", "to": "aws", "confirm": true}),
+    )
+    .await;
+    assert!(
+        text.contains("To go on, call again with from_instance_id."),
+        "{text}"
+    );
+    assert_mcp_words(&text);
+    // migrate_workspaces has no from_instance_id: its answer must not ask for one.
+    let r: CallToolResult = client
+        .call_tool(
+            CallToolRequestParams::new("migrate_workspaces").with_arguments(
+                json!({"workspace_ids": ["ws-gcp-demo"], "from": "gcp", "to": "aws", "confirm": true})
+                    .as_object()
+                    .expect("object")
+                    .clone(),
+            ),
+        )
+        .await
+        .expect("answers");
+    let text = serde_json::to_string(&r).expect("json");
+    assert!(
+        !text.contains("call again with from_instance_id"),
+        "migrate_workspaces has no such argument: {text}"
+    );
+    assert!(text.contains("migrate_workspace_provider"), "{text}");
     client.cancel().await.ok();
 }

@@ -659,3 +659,44 @@ async fn update_agent_dry_run_reads_and_stops_nothing() {
     }
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict() {
+    // Issue 27 item 3, the MCP face: fleet-mcp serving its own simulator.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("FLEET_POLL_INTERVAL_MS", "10")
+        .args(["--sim", "--sim-speed", "2000"]);
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "alice/dve"}),
+        false,
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let text = text_of(&r);
+    assert!(text.contains("not_found: no workspace alice/dve"), "{text}");
+    assert!(text.contains("did you mean alice/dev?"), "{text}");
+    assert!(text.contains("call list_agents"), "{text}");
+    let r = call(
+        &client,
+        "update_agents",
+        json!({"agent_names": ["alice/current", "alice/dve"], "dry_run": true}),
+        false,
+    )
+    .await;
+    let v = r.structured_content.clone().expect("structured");
+    let verdicts: Vec<&str> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["verdict"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(verdicts, ["already_current", "not_found"], "{v}");
+    client.cancel().await.ok();
+}

@@ -582,3 +582,69 @@ async fn cancelling_the_wait_detaches_and_cancel_operation_ends_the_follow() {
     assert_eq!(v["state"], "cancelled", "{v}");
     client.cancel().await.ok();
 }
+
+/// fleet-mcp serving its own simulator (`--sim`): both Molecule APIs, the tenant API included.
+async fn connect_sim() -> RunningService<RoleClient, Collector> {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("FLEET_POLL_INTERVAL_MS", "10")
+        .arg("--sim");
+    Collector::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake")
+}
+
+#[tokio::test]
+async fn an_unknown_workspace_is_a_tool_error_with_a_suggestion_and_no_poll_advice() {
+    // Issue 27 items 1 and 10.
+    let client = connect_sim().await;
+    let r = call(
+        &client,
+        "get_workspace_migration_status",
+        json!({"workspace_id": "ws-aws-dmeo"}),
+    )
+    .await;
+    let text = error_text(&r);
+    assert!(text.starts_with("not_found: "), "{text}");
+    assert!(text.contains("did you mean ws-aws-demo?"), "{text}");
+    // A workspace that exists and was never migrated is still an answer.
+    let v = structured(
+        &call(
+            &client,
+            "get_workspace_migration_status",
+            json!({"workspace_id": "ws-aws-demo"}),
+        )
+        .await,
+    );
+    assert_eq!(v["migrated"], false);
+    // The start's answer does not tell the model to poll the control plane's GET; the
+    // source instance id of a gcp workspace is read from the tenant API.
+    let r = call(
+        &client,
+        "migrate_workspace_provider",
+        json!({"workspace_id": "ws-gcp-demo", "to": "aws", "confirm": true}),
+    )
+    .await;
+    let v = structured(&r);
+    assert_eq!(v["from_instance_id_source"], "looked_up", "{v}");
+    let all = serde_json::to_string(&r).unwrap();
+    assert!(!all.to_lowercase().contains("poll"), "{all}");
+    // get_operation names every kind of long operation.
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let get_operation = tools
+        .iter()
+        .find(|t| t.name == "get_operation")
+        .expect("get_operation");
+    let description = get_operation.description.as_deref().unwrap_or_default();
+    for kind in [
+        "update_agent",
+        "restart_agent",
+        "update_agents",
+        "wait_for_workspace_migration",
+        "migrate_workspaces",
+    ] {
+        assert!(description.contains(kind), "{kind}: {description}");
+    }
+    client.cancel().await.ok();
+}

@@ -1105,10 +1105,14 @@ async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
         )
         .await
         .expect_err("not found");
-    let Error::NotFound { message } = err.root() else {
+    // Issue 27: the one answer for "no such workspace" on both planes (was NotFound, which
+    // did not say that nothing was changed).
+    let Error::UnknownWorkspace { message, .. } = err.root() else {
         panic!("{err:?}")
     };
     assert!(message.contains("no workspace nope"), "{message}");
+    assert_eq!(err.kind(), "not_found");
+    assert!(err.nothing_changed());
     // The SDK says what to read as a fact; the faces name their command or tool.
     assert!(!message.contains("fleet coder"), "{message}");
     assert_eq!(

@@ -126,10 +126,6 @@ async fn every_validation_rule_sends_nothing() {
             "from and to are both gcp",
         ),
         (
-            request(Some(Provider::Hetzner), Provider::Aws),
-            "needs the source instance id",
-        ),
-        (
             MigrateRequest {
                 from_instance_id: Some("  ".into()),
                 ..request(Some(Provider::Gcp), Provider::Aws)
@@ -173,6 +169,17 @@ async fn every_validation_rule_sends_nothing() {
             other => panic!("{req:?}: expected InvalidInput, got {other:?}"),
         }
     }
+    // A source that is not aws needs its instance id: without the tenant API (which knows
+    // it, see from_instance_id_is_read_from_the_tenant_api) it must be given.
+    let without_tenant = client(&cp, None);
+    let err = without_tenant
+        .migrate_provider(&request(Some(Provider::Hetzner), Provider::Aws))
+        .await
+        .expect_err("needs an instance id");
+    assert!(
+        matches!(err.root(), Error::InvalidInput(m) if m.contains("needs the source instance id") && m.contains("nothing was sent")),
+        "{err:?}"
+    );
     any_cp.assert_calls_async(0).await;
     any_tenant.assert_calls_async(0).await;
 }
@@ -303,14 +310,114 @@ async fn start_401_names_the_token_variable_and_never_the_token() {
 }
 
 #[tokio::test]
-async fn start_404_is_not_found() {
+async fn start_404_is_an_unknown_workspace_and_nothing_changed() {
+    // Issue 27: the contract's 404 "workspace not found" is the same answer as an unknown id
+    // anywhere else (kind not_found, nothing changed), no longer a plain failure.
     let (err, _) = start_with_error(404, json!({"error": "workspace not found"})).await;
     match &err {
-        Error::NotFound { message } => {
+        Error::UnknownWorkspace { message, .. } => {
             assert!(message.contains("workspace not found"), "{message}")
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(err.kind(), "not_found");
+    assert!(err.nothing_changed());
+}
+
+#[tokio::test]
+async fn the_two_404s_of_the_status_read_are_told_apart_by_the_error_body() {
+    let cp = MockServer::start_async().await;
+    let tenant = MockServer::start_async().await;
+    cp.mock_async(|when, then| {
+        when.method(GET)
+            .path("/cp/admin/workspaces/ws-dmeo/migrate-provider");
+        then.status(404)
+            .json_body(json!({"error": "workspace not found", "detail": "no workspace ws-dmeo"}));
+    })
+    .await;
+    cp.mock_async(|when, then| {
+        when.method(GET)
+            .path("/cp/admin/workspaces/ws-gone/migrate-provider");
+        then.status(404).json_body(json!({"error": "no migration"}));
+    })
+    .await;
+    tenant
+        .mock_async(|when, then| {
+            when.method(GET).path("/workspaces");
+            then.status(200)
+                .json_body(json!([{"id": "ws-demo"}, {"id": "ws-other"}]));
+        })
+        .await;
+    tenant
+        .mock_async(|when, then| {
+            when.method(GET).path("/workspaces/ws-gone");
+            then.status(404)
+                .json_body(json!({"error": "workspace not found"}));
+        })
+        .await;
+    let c = client(&cp, Some(&tenant));
+    // The control plane says the workspace does not exist: an error, with a suggestion.
+    let err = c.migration_status("ws-dmeo").await.expect_err("unknown");
+    assert_eq!(err.kind(), "not_found");
+    assert!(err.nothing_changed());
+    assert_eq!(err.did_you_mean(), Some("ws-demo"));
+    assert!(err.to_string().ends_with("did you mean ws-demo?"), "{err}");
+    // "No migration", but the tenant API does not know the workspace either: unknown.
+    let err = c.migration_status("ws-gone").await.expect_err("unknown");
+    assert!(
+        matches!(err.root(), Error::UnknownWorkspace { .. }),
+        "{err:?}"
+    );
+    // Without the tenant API, "no migration" stays the answer "never migrated".
+    let report = client(&cp, None)
+        .migration_status("ws-gone")
+        .await
+        .expect("never migrated");
+    assert!(!report.migrated);
+}
+
+#[tokio::test]
+async fn from_instance_id_is_read_from_the_tenant_api_when_not_given() {
+    let cp = MockServer::start_async().await;
+    never_migrated(&cp).await;
+    let tenant = MockServer::start_async().await;
+    tenant
+        .mock_async(|when, then| {
+            when.method(GET).path("/workspaces/ws-1");
+            then.status(200).json_body(
+                json!({"id": "ws-1", "compute": {"provider": "gcp", "instance_id": "gce-42"}}),
+            );
+        })
+        .await;
+    let post = cp
+        .mock_async(|when, then| {
+            when.method(POST).path(MIGRATE_PATH).json_body(
+                json!({"from": "gcp", "to": "aws", "confirm": true, "from_instance_id": "gce-42"}),
+            );
+            then.status(202).json_body(json!({
+                "status": "migration_started", "workspace_id": "ws-1", "from": "gcp", "to": "aws"
+            }));
+        })
+        .await;
+    let any = catch_all(&cp).await;
+    let c = client(&cp, Some(&tenant));
+    let started = c
+        .migrate_provider(&request(None, Provider::Aws))
+        .await
+        .expect("started with the instance id read");
+    assert_eq!(started.from_instance_id.as_deref(), Some("gce-42"));
+    assert_eq!(started.from_instance_id_source, Some(FromSource::LookedUp));
+    let v = serde_json::to_value(&started).unwrap();
+    assert_eq!(v["from_instance_id_source"], "looked_up");
+    // The dry run says the same, and sends no POST.
+    let plan = c
+        .plan_migration(&request(Some(Provider::Gcp), Provider::Aws))
+        .await
+        .expect("plan");
+    assert_eq!(plan.from_instance_id.as_deref(), Some("gce-42"));
+    assert_eq!(plan.from_instance_id_source, Some(FromSource::LookedUp));
+    post.assert_calls_async(1).await;
+    any.assert_calls_async(0).await;
 }
 
 #[tokio::test]

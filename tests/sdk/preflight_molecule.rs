@@ -109,6 +109,8 @@ async fn a_from_that_disagrees_with_the_tenant_is_refused_naming_both() {
 
 #[tokio::test]
 async fn a_workspace_the_tenant_does_not_know_is_refused() {
+    // Issue 27: the one answer for "no such workspace" (was a plain refusal): kind
+    // not_found, nothing changed, no POST.
     for from in [Some(Provider::Aws), None] {
         let (cp, tenant) = (
             MockServer::start_async().await,
@@ -117,15 +119,19 @@ async fn a_workspace_the_tenant_does_not_know_is_refused() {
         status(&cp, 404, "", false).await;
         tenant_says(&tenant, 404, "").await;
         let post = posts(&cp).await;
-        let m = refused(
-            client(&cp, Some(&tenant))
-                .migrate_provider(&request(from.clone()))
-                .await,
-        );
+        let r = client(&cp, Some(&tenant))
+            .migrate_provider(&request(from.clone()))
+            .await;
+        let Err(e) = &r else { panic!("{r:?}") };
+        let Error::UnknownWorkspace { message: m, .. } = e.root() else {
+            panic!("expected an unknown workspace, got {e:?}")
+        };
         assert!(
             m.contains("does not know it") && m.contains("ws-1"),
             "{from:?}: {m}"
         );
+        assert_eq!(e.kind(), "not_found");
+        assert!(e.nothing_changed());
         post.assert_calls_async(0).await;
     }
 }

@@ -292,7 +292,12 @@ async fn sessions_are_capped_and_a_closed_one_makes_room() {
         .send()
         .await
         .unwrap();
-    assert!(closed.status().is_success(), "DELETE: {}", closed.status());
+    // Issue 27: 200 or 204, as the Python `mcp` client expects (rmcp's own answer is 202).
+    assert!(
+        matches!(closed.status().as_u16(), 200 | 204),
+        "DELETE: {}",
+        closed.status()
+    );
     initialize_ok(&server, None).await;
 }
 
