@@ -295,11 +295,11 @@ impl ParamArgs {
     fn apply(&self, options: &mut UpdateOptions) -> fleet::Result<()> {
         if let Some(path) = &self.parameters_file {
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                fleet::Error::InvalidInput(format!(
-                    "cannot read the parameters file {origin}: {e}; nothing was sent"
-                ))
-            })?;
+            let text = fleet::files::read_input_file(
+                path,
+                "the parameters file",
+                fleet::files::PARAMETERS_FILE_MAX_BYTES,
+            )?;
             options.parameters_file = fleet::coder::parse_parameters_file(&text, &origin)?;
         }
         options.parameters = self.parameter.iter().cloned().collect();
