@@ -1106,17 +1106,19 @@ fn print_outcome(o: &UpdateOutcome, format: OutputFormat) {
 }
 
 fn print_workspace(ws: &WorkspaceInfo) {
-    out::line(format!("workspace:       {}", ws.full_name));
+    // One field a line: the server's names are shown with any line break escaped.
+    let one = |v: String| escape_one_line(&v).into_owned();
+    out::line(format!("workspace:       {}", one(ws.full_name.clone())));
     out::line(format!("id:              {}", opt(&ws.id)));
     out::line(format!("status:          {}", opt(&ws.status)));
     out::line(format!(
         "template:        {} ({})",
-        opt(&ws.template_name),
+        one(opt(&ws.template_name)),
         opt(&ws.template_id)
     ));
     out::line(format!(
         "version:         {} ({})",
-        opt(&ws.template_version_name),
+        one(opt(&ws.template_version_name)),
         opt(&ws.template_version_id)
     ));
     out::line(format!(
