@@ -748,7 +748,9 @@ async fn file_inputs_are_read_with_bounds_and_refused_before_anything_is_sent() 
     .unwrap();
 
     let no = |var: &'static str| vec![(var, String::new())];
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, String)>, &str)> = vec![
+    // (name, arguments, environment overrides ("" removes), what stderr says)
+    type FileCase<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<FileCase> = vec![
         (
             "Coder token from /dev/zero",
             vec![
