@@ -588,7 +588,7 @@ async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev,
     } else {
         said.push_str(&format!(
             "finishing the in-flight stop→start of {}; ",
-            in_flight.join(", ")
+            escape_one_line(&in_flight.join(", "))
         ));
     }
     said.push_str(if in_flight.len() > 1 {
@@ -962,7 +962,17 @@ impl BatchProgress {
                 } if !*logs => {}
                 // A workspace's result may span lines (a build's error and log tail); every
                 // other event is one line, whatever the server's names and log lines hold.
-                FleetEvent::Finished { .. } => out::err(e.describe()),
+                FleetEvent::Finished {
+                    done,
+                    total,
+                    result,
+                    ..
+                } => out::err(format!(
+                    "[{}] {} ({done}/{total}): {}",
+                    escape_one_line(&result.workspace),
+                    result.verdict,
+                    result.message
+                )),
                 _ => out::err(escape_one_line(&e.describe())),
             },
             BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
@@ -1230,7 +1240,7 @@ impl Progress {
         }
         match self.mode {
             Mode::Quiet => {}
-            Mode::Lines => out::err(e.describe()),
+            Mode::Lines => out::err(one_line(&e.describe())),
             Mode::Bars => self.draw(e),
         }
     }
@@ -1242,22 +1252,22 @@ impl Progress {
                 self.finish();
                 self.bar = Some(spinner(format!("{}", StepLabel(*step))));
                 if let Some(bar) = &self.bar {
-                    bar.set_message(out::shown(&e.describe()));
+                    bar.set_message(one_line(&e.describe()));
                 }
             }
             CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
                 self.finish();
                 let bar = spinner("waiting".into());
-                bar.set_message(out::shown(&e.describe()));
+                bar.set_message(one_line(&e.describe()));
                 self.bar = Some(bar);
             }
             CoderEvent::BuildStatus { .. } => match &self.bar {
-                Some(bar) => bar.set_message(out::shown(&e.describe())),
-                None => out::err(e.describe()),
+                Some(bar) => bar.set_message(one_line(&e.describe())),
+                None => out::err(one_line(&e.describe())),
             },
             CoderEvent::BuildSucceeded { .. } => match self.bar.take() {
-                Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
-                None => out::err(e.describe()),
+                Some(bar) => bar.finish_with_message(one_line(&e.describe())),
+                None => out::err(one_line(&e.describe())),
             },
             CoderEvent::BuildLog { .. } => {}
             CoderEvent::Planned { .. }
@@ -1265,21 +1275,21 @@ impl Progress {
             | CoderEvent::LogsUnavailable { .. }
             | CoderEvent::FellBack { .. } => {
                 self.finish();
-                out::err(e.describe());
+                out::err(one_line(&e.describe()));
             }
             CoderEvent::Readiness(fleet::coder::ReadyEvent::Waiting { .. }) => match &self.bar {
-                Some(bar) if bar.prefix() == "ready" => bar.set_message(out::shown(&e.describe())),
+                Some(bar) if bar.prefix() == "ready" => bar.set_message(one_line(&e.describe())),
                 _ => {
                     self.finish();
                     let bar = spinner("ready".into());
-                    bar.set_message(out::shown(&e.describe()));
+                    bar.set_message(one_line(&e.describe()));
                     self.bar = Some(bar);
                 }
             },
             CoderEvent::Readiness(fleet::coder::ReadyEvent::Ended { .. }) => {
                 match self.bar.take() {
-                    Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
-                    None => out::err(e.describe()),
+                    Some(bar) => bar.finish_with_message(one_line(&e.describe())),
+                    None => out::err(one_line(&e.describe())),
                 }
             }
         }
@@ -1290,6 +1300,12 @@ impl Progress {
             bar.abandon();
         }
     }
+}
+
+/// A progress line as drawn: one line whatever the server's words in it hold, redacted and
+/// escaped.
+fn one_line(text: &str) -> String {
+    out::shown(&escape_one_line(text))
 }
 
 struct StepLabel(Step);
