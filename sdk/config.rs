@@ -17,14 +17,15 @@ impl Secret {
         Secret(value.into().trim().to_string())
     }
 
-    /// Reads a token from a file (first line, trimmed).
+    /// Reads a token from a file (first line, trimmed), at most
+    /// [`TOKEN_FILE_MAX_BYTES`](crate::files::TOKEN_FILE_MAX_BYTES) within a few seconds (see
+    /// [`crate::files`]).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::InvalidInput(format!(
-                "cannot read the token file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let text = crate::files::read_input_file(
+            path,
+            "the token file",
+            crate::files::TOKEN_FILE_MAX_BYTES,
+        )?;
         let secret = Secret::new(text.lines().next().unwrap_or_default());
         if secret.is_empty() {
             return Err(Error::InvalidInput(format!(

@@ -57,6 +57,7 @@ mod open_enum;
 pub mod coder;
 pub mod config;
 mod error;
+pub mod files;
 pub mod http;
 pub mod molecule;
 pub mod operation;

@@ -295,11 +295,11 @@ impl ParamArgs {
     fn apply(&self, options: &mut UpdateOptions) -> fleet::Result<()> {
         if let Some(path) = &self.parameters_file {
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                fleet::Error::InvalidInput(format!(
-                    "cannot read the parameters file {origin}: {e}; nothing was sent"
-                ))
-            })?;
+            let text = fleet::files::read_input_file(
+                path,
+                "the parameters file",
+                fleet::files::PARAMETERS_FILE_MAX_BYTES,
+            )?;
             options.parameters_file = fleet::coder::parse_parameters_file(&text, &origin)?;
         }
         options.parameters = self.parameter.iter().cloned().collect();
@@ -588,7 +588,7 @@ async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev,
     } else {
         said.push_str(&format!(
             "finishing the in-flight stop→start of {}; ",
-            in_flight.join(", ")
+            escape_one_line(&in_flight.join(", "))
         ));
     }
     said.push_str(if in_flight.len() > 1 {
@@ -964,7 +964,17 @@ impl BatchProgress {
                     if !*logs => {}
                 // A workspace's result may span lines (a build's error and log tail); every
                 // other event is one line, whatever the server's names and log lines hold.
-                FleetEvent::Finished { .. } => out::err(e.describe()),
+                FleetEvent::Finished {
+                    done,
+                    total,
+                    result,
+                    ..
+                } => out::err(format!(
+                    "[{}] {} ({done}/{total}): {}",
+                    escape_one_line(&result.workspace),
+                    result.verdict,
+                    result.message
+                )),
                 _ => out::err(escape_one_line(&e.describe())),
             },
             BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
@@ -1109,17 +1119,19 @@ fn print_outcome(o: &UpdateOutcome, format: OutputFormat) {
 }
 
 fn print_workspace(ws: &WorkspaceInfo) {
-    out::line(format!("workspace:       {}", ws.full_name));
+    // One field a line: the server's names are shown with any line break escaped.
+    let one = |v: String| escape_one_line(&v).into_owned();
+    out::line(format!("workspace:       {}", one(ws.full_name.clone())));
     out::line(format!("id:              {}", opt(&ws.id)));
     out::line(format!("status:          {}", opt(&ws.status)));
     out::line(format!(
         "template:        {} ({})",
-        opt(&ws.template_name),
+        one(opt(&ws.template_name)),
         opt(&ws.template_id)
     ));
     out::line(format!(
         "version:         {} ({})",
-        opt(&ws.template_version_name),
+        one(opt(&ws.template_version_name)),
         opt(&ws.template_version_id)
     ));
     out::line(format!(
@@ -1234,7 +1246,7 @@ impl Progress {
         }
         match self.mode {
             Mode::Quiet => {}
-            Mode::Lines => out::err(e.describe()),
+            Mode::Lines => out::err(one_line(&e.describe())),
             Mode::Bars => self.draw(e),
         }
     }
@@ -1256,22 +1268,22 @@ impl Progress {
                 self.finish();
                 self.bar = Some(spinner(format!("{}", StepLabel(*step))));
                 if let Some(bar) = &self.bar {
-                    bar.set_message(out::shown(&e.describe()));
+                    bar.set_message(one_line(&e.describe()));
                 }
             }
             CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
                 self.finish();
                 let bar = spinner("waiting".into());
-                bar.set_message(out::shown(&e.describe()));
+                bar.set_message(one_line(&e.describe()));
                 self.bar = Some(bar);
             }
             CoderEvent::BuildStatus { .. } => match &self.bar {
-                Some(bar) => bar.set_message(out::shown(&e.describe())),
-                None => out::err(e.describe()),
+                Some(bar) => bar.set_message(one_line(&e.describe())),
+                None => out::err(one_line(&e.describe())),
             },
             CoderEvent::BuildSucceeded { .. } => match self.bar.take() {
-                Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
-                None => out::err(e.describe()),
+                Some(bar) => bar.finish_with_message(one_line(&e.describe())),
+                None => out::err(one_line(&e.describe())),
             },
             CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. } => {}
             CoderEvent::Planned { .. }
@@ -1279,21 +1291,21 @@ impl Progress {
             | CoderEvent::LogsUnavailable { .. }
             | CoderEvent::FellBack { .. } => {
                 self.finish();
-                out::err(e.describe());
+                out::err(one_line(&e.describe()));
             }
             CoderEvent::Readiness(fleet::coder::ReadyEvent::Waiting { .. }) => match &self.bar {
-                Some(bar) if bar.prefix() == "ready" => bar.set_message(out::shown(&e.describe())),
+                Some(bar) if bar.prefix() == "ready" => bar.set_message(one_line(&e.describe())),
                 _ => {
                     self.finish();
                     let bar = spinner("ready".into());
-                    bar.set_message(out::shown(&e.describe()));
+                    bar.set_message(one_line(&e.describe()));
                     self.bar = Some(bar);
                 }
             },
             CoderEvent::Readiness(fleet::coder::ReadyEvent::Ended { .. }) => {
                 match self.bar.take() {
-                    Some(bar) => bar.finish_with_message(out::shown(&e.describe())),
-                    None => out::err(e.describe()),
+                    Some(bar) => bar.finish_with_message(one_line(&e.describe())),
+                    None => out::err(one_line(&e.describe())),
                 }
             }
         }
@@ -1304,6 +1316,12 @@ impl Progress {
             bar.abandon();
         }
     }
+}
+
+/// A progress line as drawn: one line whatever the server's words in it hold, redacted and
+/// escaped.
+fn one_line(text: &str) -> String {
+    out::shown(&escape_one_line(text))
 }
 
 struct StepLabel(Step);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use fleet::text::escape_one_line;
 use fleet::{
     Error, ReadBack,
     molecule::{
@@ -925,8 +926,14 @@ impl BatchDisplay {
     }
 }
 
+/// One progress line: the control plane's words (its state, detail) with any line break
+/// escaped, so that they cannot start a line of their own.
 fn state_line(event: &MigrationEvent) -> String {
-    format!("[{:>5}s] {}", event.elapsed.as_secs(), event.describe())
+    format!(
+        "[{:>5}s] {}",
+        event.elapsed.as_secs(),
+        escape_one_line(&event.describe())
+    )
 }
 
 fn started_text(s: &StartedMigration) -> String {
@@ -950,7 +957,7 @@ fn started_text(s: &StartedMigration) -> String {
     let note = s
         .note
         .as_deref()
-        .map(|n| format!(" Note: {n}"))
+        .map(|n| format!(" Note: {}", escape_one_line(n)))
         .unwrap_or_default();
     format!(
         "Migration of workspace {} from {}{how} to {} started ({}).{note}",
@@ -1045,7 +1052,7 @@ impl Display {
                 if let Some(step) = event.step {
                     bar.set_position(u64::from(step));
                 }
-                bar.set_message(out::shown(&event.state_text()));
+                bar.set_message(out::shown(&escape_one_line(&event.state_text())));
             }
             Display::Lines => out::err(state_line(event)),
             Display::Quiet => {}
@@ -1067,14 +1074,19 @@ fn print_report(report: &MigrationReport) {
         ));
         return;
     }
-    out::line(capitalize(&report.message));
+    // One sentence: the control plane's detail in it is shown with any line break escaped.
+    out::line(escape_one_line(&capitalize(&report.message)));
     if let Some(m) = &report.migration {
         for (key, value) in &m.extra {
             let value = match value {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            out::line(format!("  {key}: {value}"));
+            out::line(format!(
+                "  {}: {}",
+                escape_one_line(key),
+                escape_one_line(&value)
+            ));
         }
     }
 }

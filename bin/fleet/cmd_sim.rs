@@ -10,6 +10,7 @@ use fleet::{
 
 use crate::{
     cli::{GlobalOpts, OutputFormat, SimCpAdminLayout},
+    command::{CommandLine, NameKind},
     out,
 };
 
@@ -164,8 +165,19 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
         let exports: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out::line(format!("export {}", exports.join(" ")));
         out::line("");
-        out::line("Then try: fleet molecule migrate-provider ws-aws-demo --to hetzner --wait");
-        out::line("          fleet coder update alice/dev   (see `fleet sim --help` for the seed)");
+        let migrate = CommandLine::new(&["molecule", "migrate-provider"])
+            .option("--to", "hetzner")
+            .flag("--wait")
+            .name("ws-aws-demo", NameKind::MoleculeWorkspace)
+            .build();
+        let update = CommandLine::new(&["coder", "update"])
+            .name("alice/dev", NameKind::CoderWorkspace)
+            .build();
+        out::line(format!("Then try: {}", migrate.command.unwrap_or_default()));
+        out::line(format!(
+            "          {}   (see `fleet sim --help` for the seed)",
+            update.command.unwrap_or_default()
+        ));
     }
     if tokio::signal::ctrl_c().await.is_err() {
         out::err("warning: cannot listen for Ctrl-C; stop the simulator by ending the process");

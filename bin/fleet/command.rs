@@ -263,3 +263,69 @@ pub fn shell_word(s: &str) -> String {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_come_first_then_double_dash_then_names_fleet_accepts() {
+        let mut c = CommandLine::new(&["coder", "restart"]);
+        c.option("--parallel", "2")
+            .option("--parameter", "-x=1")
+            .option("--parameter", "motd=a\nb")
+            .flag("--force")
+            .needs_names()
+            .names(
+                [
+                    "carol/web-01",
+                    "--coder-url=http://x",
+                    "a b",
+                    "-rf",
+                    "ok.name",
+                ],
+                NameKind::CoderWorkspace,
+            );
+        let p = c.build();
+        assert_eq!(
+            p.command.as_deref(),
+            Some(
+                "fleet coder restart --parallel 2 --parameter=-x=1 --force -- carol/web-01 ok.name"
+            )
+        );
+        let left: Vec<&str> = p.left_out.iter().map(|l| l.word.as_str()).collect();
+        assert_eq!(
+            left,
+            [
+                "--parameter motd=a\nb",
+                "--coder-url=http://x",
+                "a b",
+                "-rf"
+            ]
+        );
+        assert!(
+            p.sentence("to resume")
+                .starts_with("To resume, run `fleet coder restart")
+        );
+        assert!(p.left_out_text().contains("\"--parameter motd=a\\nb\""));
+    }
+
+    #[test]
+    fn without_a_name_it_needs_no_command_is_printed() {
+        let p = CommandLine::new(&["molecule", "migration-status"])
+            .flag("--wait")
+            .needs_names()
+            .name("ws/../x", NameKind::MoleculeWorkspace)
+            .build();
+        assert_eq!(p.command, None);
+        assert!(
+            p.sentence("to follow it").starts_with(
+                "No command is shown to follow it: left out of the command: \"ws/../x\""
+            ),
+            "{}",
+            p.sentence("to follow it")
+        );
+        let listed = CommandLine::new(&["coder", "list"]).build();
+        assert_eq!(listed.command.as_deref(), Some("fleet coder list"));
+    }
+}

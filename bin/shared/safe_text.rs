@@ -69,7 +69,16 @@ impl Drop for LogWriter {
             return;
         }
         let text = String::from_utf8_lossy(&self.0);
+        // One event, one line: a line break inside it (a server's log line, an error body) is
+        // shown escaped, never as a line of its own.
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        let shown = safe(body);
+        let shown = shown.replace('\n', "\\n");
         let mut e = io::stderr().lock();
-        let _ = e.write_all(safe(&text).as_bytes());
+        let _ = e.write_all(shown.as_bytes());
+        let _ = e.write_all(end.as_bytes());
     }
 }

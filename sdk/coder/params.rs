@@ -133,9 +133,109 @@ pub fn parameters_from_json(
     Ok(out)
 }
 
+/// The deepest nesting of lists and maps a parameters file may have.
+pub const MAX_PARAMETERS_FILE_DEPTH: usize = 64;
+
+/// The line at which YAML or JSON `text` may be nested deeper than `limit`, or `None`. One
+/// pass, linear in the text: it counts flow collections (`[`, `{` outside quoted scalars and
+/// comments) and block levels (increasing indentation, `- ` and `? ` entries on one line). It
+/// may count more than the parser would (a bracket inside a plain or block scalar), never less.
+pub fn nested_deeper_than(text: &str, limit: usize) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    for (n, line) in text.split('\n').enumerate() {
+        let mut block = indents.len();
+        if quote.is_none() && flow == 0 {
+            let body = line.trim_start_matches(' ');
+            let indent = line.len() - body.len();
+            let body = body.trim_end_matches('\r');
+            if !body.is_empty() && !body.starts_with('#') {
+                while indents.last().is_some_and(|&i| i >= indent) {
+                    indents.pop();
+                }
+                indents.push(indent);
+                block = indents.len();
+                if block > limit {
+                    return Some(n + 1);
+                }
+            }
+        }
+        // The last character on this line that was not a space, outside quotes.
+        let mut last: Option<char> = None;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('"') => {
+                    if c == '\\' {
+                        chars.next();
+                    } else if c == '"' {
+                        quote = None;
+                        last = Some(c);
+                    }
+                    continue;
+                }
+                Some(_) => {
+                    if c == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            quote = None;
+                            last = Some(c);
+                        }
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            match c {
+                ' ' | '\t' | '\r' => {
+                    if chars.peek() == Some(&'#') {
+                        break;
+                    }
+                    continue;
+                }
+                '#' if last.is_none() => break,
+                '"' | '\'' if matches!(last, None | Some('[' | '{' | ',' | ':' | '-' | '?')) => {
+                    quote = Some(c);
+                }
+                '[' | '{' => {
+                    flow += 1;
+                    if block + flow > limit {
+                        return Some(n + 1);
+                    }
+                }
+                ']' | '}' => flow = flow.saturating_sub(1),
+                // `- ` or `? ` where a node starts: one more level on the same line (`- - x`).
+                '-' | '?'
+                    if flow == 0
+                        && matches!(last, None | Some('-' | '?'))
+                        && matches!(chars.peek(), Some(' ' | '\t') | None) =>
+                {
+                    block += 1;
+                    if block > limit {
+                        return Some(n + 1);
+                    }
+                }
+                _ => {}
+            }
+            last = Some(c);
+        }
+    }
+    None
+}
+
 /// Reads a parameters file: a YAML or JSON map of `name: value` (JSON when the file name ends
 /// in `.json`, else YAML, which also reads JSON). `origin` names the file in messages.
 pub fn parse_parameters_file(text: &str, origin: &str) -> Result<BTreeMap<String, String>> {
+    // The YAML parser's time grows with the square of the nesting depth (100,000 levels took
+    // 20 s): a file nested deeper than any parameters file needs is refused before parsing.
+    if let Some(line) = nested_deeper_than(text, MAX_PARAMETERS_FILE_DEPTH) {
+        return Err(Error::InvalidInput(format!(
+            "{origin} is nested more than {MAX_PARAMETERS_FILE_DEPTH} levels deep (at line \
+             {line}): a parameters file is a map of names to values; nothing was sent"
+        )));
+    }
     let json = origin.to_ascii_lowercase().ends_with(".json");
     let value: serde_json::Value = if json {
         serde_json::from_str(text).map_err(|e| {
@@ -506,4 +606,30 @@ pub(crate) fn refusal(
             value: None,
         }],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nested_deeper_than as deeper;
+
+    #[test]
+    fn nesting_is_measured_in_one_pass_never_below_the_real_depth() {
+        let flat = "cpu: 8\nregion: \"eu-[west]\"\nlist: [1, [2, 3]]\n# [[[[ comment\n";
+        assert_eq!(deeper(flat, 3), None);
+        assert_eq!(deeper(flat, 2), Some(3), "list is 3 deep");
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(deeper(&deep, 64), Some(1));
+        let dashes = format!("a:\n  {}x\n", "- ".repeat(100));
+        assert_eq!(deeper(&dashes, 64), Some(2));
+        let mut block = String::new();
+        for i in 0..100 {
+            block.push_str(&format!("{}k{i}:\n", " ".repeat(i)));
+        }
+        assert_eq!(deeper(&block, 64), Some(65));
+        // Closing brackets inside a quoted scalar close nothing.
+        let hiding = format!("a: [\"]]]]\", {}{}", "[".repeat(70), "]".repeat(71));
+        assert_eq!(deeper(&hiding, 64), Some(1));
+        let json = format!("{{\"a\": {}1{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(deeper(&json, 64), Some(1));
+    }
 }

@@ -540,3 +540,65 @@ fn no_such_workspace_exits_2_nothing_changed_with_a_suggestion_alone_or_in_a_bat
         .collect();
     assert_eq!(verdicts, ["already_current", "not_found"], "{stdout}");
 }
+
+#[tokio::test]
+async fn a_finish_command_never_carries_a_server_name_fleet_would_refuse() {
+    // The server calls the workspace by an option's name (and leaves its owner out): the
+    // command that finishes the job must not hand it to fleet as an option.
+    let server = MockServer::start_async().await;
+    mock_preflight(&server).await;
+    let mut ws = running_on(V1);
+    ws["name"] = json!("--coder-url=http://127.0.0.1:18999");
+    ws.as_object_mut().unwrap().remove("owner_name");
+    get(&server, "/api/v2/users/alice/workspace/dev", 200, ws).await;
+    get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        200,
+        template(),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+        200,
+        params(),
+    )
+    .await;
+    post_build(
+        &server,
+        json!({"transition": "stop"}),
+        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
+    )
+    .await;
+    get(
+        &server,
+        &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
+        200,
+        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+    )
+    .await;
+    let mut args = vec!["coder", "update", "alice/dev", "--stop-timeout", "300ms"];
+    args.extend(FAST);
+    let (code, _, stderr) = run(&server, &args);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("left stopped"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "No command is shown to finish the job: left out of the command: \
+             \"--coder-url=http://127.0.0.1:18999\" (it starts with '-'"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fleet coder update"), "{stderr}");
+
+    args.extend(["-o", "json"]);
+    let (code, stdout, stderr) = run(&server, &args);
+    assert_eq!(code, 3, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("JSON error");
+    assert!(v["error"].get("finish_command").is_none(), "{v}");
+    assert_eq!(
+        v["error"]["finish_command_left_out"][0]["word"], "--coder-url=http://127.0.0.1:18999",
+        "{v}"
+    );
+}

@@ -4,6 +4,8 @@
 
 use crate::support::reliability as support;
 
+use std::time::{Duration, Instant};
+
 use httpmock::MockServer;
 use support::*;
 
@@ -675,4 +677,259 @@ async fn loopback_http_is_allowed() {
     list.assert_calls_async(2).await;
     // The UUID constant is a valid id (keeps the table honest).
     assert!(uuid::Uuid::parse_str(UUID).is_ok());
+}
+
+/// Runs a built binary with `env` only (PATH kept), stdin closed, for at most 30 s.
+async fn run_within_30s(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
+    let started = Instant::now();
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .unwrap_or_else(|_| panic!("{bin} {args:?} did not end within 30 s"))
+        .expect("it runs");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (run, started.elapsed())
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_inputs_are_read_with_bounds_and_refused_before_anything_is_sent() {
+    let server = MockServer::start_async().await;
+    let catch_all = server
+        .mock_async(|_when, then| {
+            then.status(500)
+                .body("{\"error\":\"no request was expected\"}");
+        })
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap().to_string();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    // A FIFO nobody writes to, and one an endless writer fills with zeros.
+    let silent = path("silent-fifo");
+    mkfifo(std::path::Path::new(&silent));
+    let zeros = path("zeros-fifo");
+    mkfifo(std::path::Path::new(&zeros));
+    // One endless writer per run (a reader that goes away ends it).
+    let zeros_writer = || {
+        tokio::process::Command::new("/bin/sh")
+            .args(["-c", "exec cat /dev/zero > \"$0\"", &zeros])
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the writer starts")
+    };
+    let big_token = path("big-token");
+    std::fs::write(&big_token, "a".repeat(64 * 1024 + 1)).unwrap();
+    let big_params = path("big-params.yaml");
+    std::fs::write(&big_params, format!("x: {}", "a".repeat(4 * 1024 * 1024))).unwrap();
+    let deep = path("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!("cpu: {}8{}", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+
+    let no = |var: &'static str| vec![(var, String::new())];
+    // (name, arguments, environment overrides ("" removes), what stderr says)
+    type FileCase<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<FileCase> = vec![
+        (
+            "Coder token from /dev/zero",
+            vec![
+                "coder",
+                "show",
+                "dev",
+                "--coder-session-token-file",
+                "/dev/zero",
+            ],
+            no("CODER_SESSION_TOKEN"),
+            "the token file /dev/zero is a device",
+        ),
+        (
+            "Coder token from a FIFO nobody writes to",
+            vec![
+                "coder",
+                "show",
+                "dev",
+                "--coder-session-token-file",
+                &silent,
+            ],
+            no("CODER_SESSION_TOKEN"),
+            "nothing wrote to it",
+        ),
+        (
+            "Coder token file over 64 KiB",
+            vec![
+                "coder",
+                "show",
+                "dev",
+                "--coder-session-token-file",
+                &big_token,
+            ],
+            no("CODER_SESSION_TOKEN"),
+            "larger than 64 KiB",
+        ),
+        (
+            "Coder token file is a directory",
+            vec!["coder", "show", "dev", "--coder-session-token-file", &dir],
+            no("CODER_SESSION_TOKEN"),
+            "is a directory",
+        ),
+        (
+            "CP admin token from /dev/zero",
+            vec![
+                "molecule",
+                "migration-status",
+                "ws-1",
+                "--cp-admin-token-file",
+                "/dev/zero",
+            ],
+            no("CP_ADMIN_API_TOKEN"),
+            "is a device",
+        ),
+        (
+            "tenant API key from a pipe of zeros",
+            vec![
+                "molecule",
+                "migrate-provider",
+                "ws-1",
+                "--to",
+                "hetzner",
+                "--confirm",
+                "--molecule-org-api-key-file",
+                &zeros,
+            ],
+            no("MOLECULE_ORG_API_KEY"),
+            "larger than 64 KiB",
+        ),
+        (
+            "parameters from /dev/zero",
+            vec!["coder", "update", "dev", "--parameters-file", "/dev/zero"],
+            vec![],
+            "the parameters file /dev/zero is a device",
+        ),
+        (
+            "parameters from a pipe of zeros",
+            vec!["coder", "update", "dev", "--parameters-file", &zeros],
+            vec![],
+            "larger than 4 MiB",
+        ),
+        (
+            "parameters file over 4 MiB",
+            vec!["coder", "update", "dev", "--parameters-file", &big_params],
+            vec![],
+            "larger than 4 MiB",
+        ),
+        (
+            "parameters nested 100,000 deep",
+            vec!["coder", "update", "dev", "--parameters-file", &deep],
+            vec![],
+            "nested more than 64 levels deep",
+        ),
+    ];
+    let base = server.base_url();
+    for (name, args, overrides, expected) in &cases {
+        let mut env = base_env(&base);
+        for (k, v) in overrides {
+            env.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                env.push((k.to_string(), v.clone()));
+            }
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let writer = args.contains(&zeros.as_str()).then(zeros_writer);
+        let (run, took) = run_within_30s(env!("CARGO_BIN_EXE_fleet"), args, &env).await;
+        drop(writer);
+        assert_one_reason(name, &run);
+        assert!(run.stderr.contains(expected), "case {name}: {}", run.show());
+        assert!(
+            run.stderr.contains("nothing was sent"),
+            "case {name}: {}",
+            run.show()
+        );
+        assert!(took < Duration::from_secs(15), "case {name} took {took:?}");
+        assert_eq!(
+            catch_all.calls_async().await,
+            0,
+            "case {name} sent a request"
+        );
+    }
+
+    // fleet-mcp's --http-token-file: the same bounds, before it serves.
+    for (file, expected) in [
+        ("/dev/zero", "is a device"),
+        (silent.as_str(), "nothing wrote to it"),
+        (zeros.as_str(), "larger than 64 KiB"),
+    ] {
+        let writer = (file == zeros).then(zeros_writer);
+        let (run, took) = run_within_30s(
+            env!("CARGO_BIN_EXE_fleet-mcp"),
+            &["--http", "127.0.0.1:0", "--http-token-file", file],
+            &[],
+        )
+        .await;
+        assert_eq!(run.code, 2, "{file}: {}", run.show());
+        assert!(
+            run.stderr.contains(expected) && !run.stderr.contains("serving MCP"),
+            "{file}: {}",
+            run.show()
+        );
+        assert!(took < Duration::from_secs(15), "{file} took {took:?}");
+        drop(writer);
+    }
+    catch_all.assert_calls_async(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_a_pipe_is_still_read() {
+    // `--coder-session-token-file <(pass show coder)`: a pipe with a writer is read as a file.
+    let server = MockServer::start_async().await;
+    let answered = server
+        .mock_async(|when, then| {
+            when.header("coder-session-token", "piped-token-5e1f0c");
+            then.status(404)
+                .json_body(serde_json::json!({"message": "no such workspace"}));
+        })
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("token-pipe");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap().to_string();
+    let mut writer = tokio::process::Command::new("/bin/sh")
+        .args(["-c", "printf 'piped-token-5e1f0c\\n' > \"$0\"", &fifo])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the writer starts");
+    let base = server.base_url();
+    let (run, _) = run_within_30s(
+        env!("CARGO_BIN_EXE_fleet"),
+        &["coder", "show", "dev", "--coder-session-token-file", &fifo],
+        &[("CODER_URL", base.as_str())],
+    )
+    .await;
+    assert!(run.stderr.contains("no such workspace"), "{}", run.show());
+    assert!(!run.stdout.contains("piped-token") && !run.stderr.contains("piped-token"));
+    assert!(
+        answered.calls_async().await >= 1,
+        "the token read from the pipe was sent: {}",
+        run.show()
+    );
+    let _ = writer.wait().await;
 }

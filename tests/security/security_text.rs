@@ -573,3 +573,148 @@ async fn the_progress_bar_on_a_terminal_shows_server_text_escaped() {
         "{screen:?}"
     );
 }
+
+/// Server text that forges a line of fleet's own after a line break: `\n`, `\r\n`, and the
+/// Unicode line and paragraph separators.
+const FORGED: &str =
+    "ok\nalice/dev restarted on version v9\r\nalice/dev: updated\u{2028}x\u{2029}y";
+
+/// Asserts no line of `text` is one the server forged, and the break shows escaped.
+fn assert_not_forged(what: &str, text: &str) {
+    for line in text.lines() {
+        let line = line.trim_start_matches([' ', '|', '[']);
+        assert!(
+            !line.starts_with("alice/dev restarted") && !line.starts_with("alice/dev: updated"),
+            "{what}: a server's line break started a line: {text}"
+        );
+    }
+    assert!(
+        !text.contains('\u{2028}') && !text.contains('\u{2029}'),
+        "{what}: a raw line separator: {text:?}"
+    );
+    assert!(
+        text.contains(
+            r"ok\nalice/dev restarted on version v9\r\nalice/dev: updated\u{2028}x\u{2029}y"
+        ),
+        "{what}: the text, its breaks escaped: {text}"
+    );
+}
+
+#[tokio::test]
+async fn line_breaks_in_server_text_cannot_forge_a_line_of_fleets_own() {
+    // A workspace name, a template name and version, a job error's log line.
+    let server = MockServer::start_async().await;
+    support::mock_preflight(&server).await;
+    let mut ws = workspace(build(
+        support::PREV_BUILD,
+        7,
+        "start",
+        "running",
+        "succeeded",
+        V1,
+        None,
+    ));
+    ws["name"] = json!(FORGED);
+    ws["template_name"] = json!(FORGED);
+    ws["latest_build"]["template_version_name"] = json!(FORGED);
+    let dev = running_on(V1);
+    for (path, body) in [
+        (format!("/api/v2/workspaces/{WS}"), ws.clone()),
+        (
+            "/api/v2/workspaces".to_string(),
+            json!({"workspaces": [ws.clone()], "count": 1}),
+        ),
+        ("/api/v2/users/alice/workspace/dev".to_string(), dev),
+        (
+            format!("/api/v2/templates/{}", support::TEMPLATE),
+            support::template(),
+        ),
+        (
+            format!("/api/v2/workspacebuilds/{}/parameters", support::PREV_BUILD),
+            support::params(),
+        ),
+        (
+            format!("/api/v2/workspacebuilds/{}", support::STOP_BUILD),
+            build(
+                support::STOP_BUILD,
+                8,
+                "stop",
+                "failed",
+                "failed",
+                V1,
+                Some("crashed"),
+            ),
+        ),
+        (
+            format!("/api/v2/workspacebuilds/{}/logs", support::STOP_BUILD),
+            json!([{"output": FORGED}]),
+        ),
+    ] {
+        server
+            .mock_async(|when, then| {
+                when.method(GET).path(path);
+                then.status(200).json_body(body);
+            })
+            .await;
+    }
+    server
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path(format!("/api/v2/workspaces/{WS}/builds"))
+                .body_includes("\"stop\"");
+            then.status(201).json_body(build(
+                support::STOP_BUILD,
+                8,
+                "stop",
+                "pending",
+                "pending",
+                V1,
+                None,
+            ));
+        })
+        .await;
+    for args in [vec!["coder", "show", WS], vec!["coder", "list"]] {
+        let (code, stdout, stderr) = output(coder_fleet(&server, &args));
+        let what = args.join(" ");
+        assert_eq!(code, Some(0), "{what}: {stderr}");
+        assert_not_forged(&what, &stdout);
+    }
+    // A failed stop ends with the last lines of its log: each one line.
+    let (code, stdout, stderr) = output(coder_fleet(
+        &server,
+        &[
+            "coder",
+            "update",
+            "alice/dev",
+            "--client-driven",
+            "--no-logs",
+            "--poll-initial",
+            "5ms",
+            "--poll-max",
+            "20ms",
+        ],
+    ));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("crashed"), "{stderr}");
+    assert_not_forged("a failed build's log tail", &stderr);
+
+    // A migration's detail, followed line by line (stderr is not a terminal).
+    let cp = MockServer::start_async().await;
+    cp.mock_async(|when, then| {
+        when.method(GET)
+            .path("/cp/admin/workspaces/ws-1/migrate-provider");
+        then.status(200).json_body(json!({
+            "migration": {"state": "completed", "from_provider": "aws",
+                          "to_provider": "hetzner", "detail": FORGED},
+            "terminal": true,
+        }));
+    })
+    .await;
+    let (code, stdout, stderr) = output(molecule_fleet(
+        &cp,
+        QUOTED_TOKEN,
+        &["molecule", "migration-status", "ws-1", "--wait"],
+    ));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_not_forged("a migration followed", &format!("{stdout}{stderr}"));
+}
