@@ -114,37 +114,44 @@ fn instructions(toolsets: Toolsets, read_only: bool) -> String {
              each value and its source) and changes nothing.\n",
         );
     }
-    let long = match (read_only, toolsets.coder, toolsets.molecule) {
-        (_, false, false) => None,
-        (true, _, false) => None,
-        (true, _, true) => Some(("wait_for_workspace_migration waits", "answers")),
-        (false, _, _) => Some((
-            "Long tools (update_agent, restart_agent, update_agents, migrate_workspaces, \
-             wait_for_workspace_migration) wait",
-            "answer",
-        )),
-    };
-    if let Some((long, answer)) = long {
+    let mut long: Vec<&str> = Vec::new();
+    if toolsets.coder && !read_only {
+        long.extend(["update_agent", "restart_agent", "update_agents"]);
+    }
+    if toolsets.molecule {
+        if !read_only {
+            long.push("migrate_workspaces");
+        }
+        long.push("wait_for_workspace_migration");
+    }
+    let stops = toolsets.coder && !read_only;
+    if !long.is_empty() {
         let follow = match (toolsets.operations, read_only) {
             (false, _) => "",
             (true, true) => ": follow it with get_operation (list_operations lists them)",
             (true, false) => {
                 ": follow it with get_operation (list_operations lists them; cancel_operation \
-                 cancels one gracefully: nothing new starts, a stopped workspace is started again)"
+                 cancels one gracefully: nothing new starts)"
             }
         };
         text.push_str(&format!(
-            "{long} at most wait_seconds (default 25) and then {answer}: with the outcome when \
-             done, else with operation_id and the latest step; the operation goes on{follow}. \
-             Progress notifications are sent when the request carries a progress token. \
-             Cancelling a request only stops the waiting{}. Clients that declare the tasks \
-             extension (io.modelcontextprotocol/tasks) get a task instead: its id is the \
-             operation_id.\n",
-            if read_only {
-                ""
-            } else {
+            "Long tools ({}) wait at most wait_seconds (default 25) and then answer: with the \
+             outcome when done, else with operation_id and the latest step; the operation goes \
+             on{follow}. Progress notifications are sent when the request carries a progress \
+             token. Cancelling a request only stops the waiting{}. Clients that declare the \
+             tasks extension (io.modelcontextprotocol/tasks) get a task from {} instead: its id \
+             is the operation_id.\n",
+            long.join(", "),
+            if stops {
                 ": a workspace being stopped is always started again"
+            } else {
+                ""
             },
+            long.iter()
+                .filter(|t| crate::task_tools::TASK_TOOLS.contains(t))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
         ));
     }
     text.push_str(
