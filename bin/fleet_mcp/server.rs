@@ -762,7 +762,7 @@ fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
     valid
         .iter()
         .map(|v| (edit_distance(&g, &norm(v)), *v))
-        .filter(|(d, v)| *d <= 2.max(v.len().min(g.len()) / 3))
+        .filter(|(d, v)| *d <= 2.max(v.len().max(g.len()) / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
 }
