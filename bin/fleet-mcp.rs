@@ -26,9 +26,9 @@ use rmcp::ServiceExt;
 
 /// The MCP server of fleet: Molecule provider migrations and Coder workspace updates as tools
 /// for AI agents. Speaks MCP over stdio. Configured from the environment (MOLECULE_CP_URL,
-/// CP_ADMIN_API_TOKEN, MOLECULE_API_URL, MOLECULE_ORG_API_KEY, CODER_URL, CODER_SESSION_TOKEN);
-/// a control plane left unconfigured keeps its tools listed, and they answer with an error
-/// naming the variables to set.
+/// CP_ADMIN_API_TOKEN, MOLECULE_API_URL, MOLECULE_ORG_API_KEY, CODER_URL, CODER_SESSION_TOKEN).
+/// It lists the tools of the control planes configured (see --toolsets); with nothing
+/// configured it lists them all, and they answer with an error naming the variables to set.
 ///
 /// With --http ADDR it serves the streamable HTTP transport at http://ADDR/mcp instead, plus
 /// GET /health. A bearer token (--http-token-file, or FLEET_MCP_HTTP_TOKEN) is required unless
@@ -42,6 +42,13 @@ struct Args {
     /// List and allow only read-only tools.
     #[arg(long)]
     read_only: bool,
+
+    /// The toolsets to list, comma-separated: coder, molecule, operations (or all). Default: the
+    /// toolsets of the control planes configured, plus operations; all of them under --sim or
+    /// when nothing is configured.
+    #[arg(long, env = "FLEET_MCP_TOOLSETS", value_name = "LIST", value_delimiter = ',',
+          value_parser = parse_toolset)]
+    toolsets: Vec<String>,
 
     /// Allow http:// to a host that is not loopback (tokens would cross the network in clear).
     #[arg(long)]
@@ -118,6 +125,40 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("a duration must be longer than zero".into()),
         Err(e) => Err(format!("{e}; write a duration like 5s, 500ms or 10m")),
+    }
+}
+
+/// Checks a toolset name given with --toolsets.
+fn parse_toolset(s: &str) -> Result<String, String> {
+    let name = s.trim().to_ascii_lowercase();
+    if name == "all" || server::Toolsets::NAMES.contains(&name.as_str()) {
+        return Ok(name);
+    }
+    Err(format!(
+        "unknown toolset {s:?}: the toolsets are {} (or all), e.g. --toolsets coder,operations",
+        server::Toolsets::NAMES.join(", ")
+    ))
+}
+
+/// The toolsets listed: those asked for; else those of the control planes configured (any of
+/// their variables set) plus operations; all of them under --sim or when nothing is configured,
+/// so that the tools' errors still teach the setup.
+fn toolsets(args: &Args, molecule: &MoleculeConfig, coder: &CoderConfig) -> server::Toolsets {
+    if !args.toolsets.is_empty() {
+        return server::Toolsets::from_names(args.toolsets.iter().map(String::as_str));
+    }
+    let molecule_set = MoleculeConfig::cp_url_from_env().is_some()
+        || molecule.cp_admin_token.is_some()
+        || molecule.api_url.is_some()
+        || molecule.org_api_key.is_some();
+    let coder_set = coder.url.is_some() || coder.session_token.is_some();
+    if args.sim || !(molecule_set || coder_set) {
+        return server::Toolsets::ALL;
+    }
+    server::Toolsets {
+        coder: coder_set,
+        molecule: molecule_set,
+        operations: true,
     }
 }
 
@@ -307,6 +348,7 @@ fn main() {
         molecule.http.insecure_http = args.insecure_http;
         let mut coder = CoderConfig::from_env();
         coder.http.insecure_http = args.insecure_http;
+        let toolsets = toolsets(&args, &molecule, &coder);
         // --sim: the simulator lives as long as the server does.
         #[cfg(feature = "sim")]
         let mut _sim = None;
@@ -348,8 +390,8 @@ fn main() {
                 }
             }
         }
-        let server =
-            server::FleetServer::new(&molecule, &coder, args.read_only).with_poll_override(poll);
+        let server = server::FleetServer::new(&molecule, &coder, args.read_only, toolsets)
+            .with_poll_override(poll);
         if let Some(addr) = args.http {
             return serve_http(server, addr, &args).await;
         }

@@ -306,11 +306,20 @@ impl FleetServer {
         let wait = wait_for(p.wait_seconds)?;
         let client = self.molecule()?;
         if dry_run {
-            // The CLI's --dry-run: each plan in turn, reads only, never a POST.
-            let mut plans = Vec::with_capacity(requests.len());
-            for r in &requests {
-                plans.push(client.plan_migration(r).await.map_err(tool_error)?);
-            }
+            // The CLI's --dry-run: each plan (reads only, never a POST), `parallel` at once,
+            // in the order given.
+            use futures::StreamExt;
+            let plans = futures::stream::iter(requests.clone())
+                .map(|r| {
+                    let client = client.clone();
+                    async move { client.plan_migration(&r).await }
+                })
+                .buffered(rollout.parallel)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<fleet::Result<Vec<_>>>()
+                .map_err(tool_error)?;
             return Ok(Json(RolloutAnswer {
                 dry_run: Some(plans),
                 run: None,

@@ -24,6 +24,8 @@ pub struct FleetServer {
     molecule: Arc<Result<MoleculeClient, String>>,
     coder: Arc<Result<CoderClient, String>>,
     tool_router: ToolRouter<FleetServer>,
+    /// What the tools listed are for, and which toolsets are off.
+    instructions: Arc<str>,
     poll_override: Option<std::time::Duration>,
     /// The long operations started by tool calls (they outlive the calls).
     registry: Arc<fleet::operation::Registry>,
@@ -31,25 +33,169 @@ pub struct FleetServer {
     tool_properties: Arc<std::sync::OnceLock<Arc<Vec<(String, Vec<String>)>>>>,
 }
 
-const INSTRUCTIONS: &str = "\
-fleet operates cloud workspaces on two control planes.
-Molecule: migrate a workspace's compute provider across clouds (aws, hetzner, gcp) and follow the \
-migration; a migration mutates two clouds and needs confirm=true. Check the status first.
-Coder: update a workspace (agent) to a template version and restart it; list and show workspaces.
-Long tools (update_agent, restart_agent, update_agents, wait_for_workspace_migration) wait at most \
-wait_seconds (default 25) and then answer: with the outcome when done, else with operation_id and the latest \
-step; the operation goes on, follow it with get_operation (list_operations lists them, cancel_operation \
-cancels one gracefully). They send progress notifications when the request carries a progress token. \
-Cancelling a request only stops the waiting: a workspace being stopped is always started again. \
-Clients that declare the tasks extension (io.modelcontextprotocol/tasks) get a task for each long tool \
-instead: its id is the operation_id; tasks/get follows it to the tool's result, tasks/cancel cancels it gracefully.";
+/// Groups of tools an operator lists or leaves out (`--toolsets`, GitHub's convention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Toolsets {
+    /// Coder workspaces: update, restart, list, show, template versions.
+    pub coder: bool,
+    /// Molecule provider migrations.
+    pub molecule: bool,
+    /// Following long operations: get, cancel, list.
+    pub operations: bool,
+}
+
+impl Toolsets {
+    /// Every toolset.
+    pub const ALL: Toolsets = Toolsets {
+        coder: true,
+        molecule: true,
+        operations: true,
+    };
+    /// The names `--toolsets` takes (beside `all`).
+    pub const NAMES: [&'static str; 3] = ["coder", "molecule", "operations"];
+
+    /// The toolsets named (each one of [`Toolsets::NAMES`] or `all`; checked by the caller).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Toolsets {
+        let mut t = Toolsets {
+            coder: false,
+            molecule: false,
+            operations: false,
+        };
+        for name in names {
+            match name {
+                "coder" => t.coder = true,
+                "molecule" => t.molecule = true,
+                "operations" => t.operations = true,
+                _ => t = Toolsets::ALL,
+            }
+        }
+        t
+    }
+
+    /// The names of the toolsets left out.
+    fn off(&self) -> Vec<&'static str> {
+        [
+            (self.coder, "coder"),
+            (self.molecule, "molecule"),
+            (self.operations, "operations"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| !on)
+        .map(|(_, name)| name)
+        .collect()
+    }
+}
+
+/// The server's instructions: what the listed tools are for (in --read-only mode, only the
+/// ones that read), how long tools answer, and which toolsets are off and how to turn them on.
+fn instructions(toolsets: Toolsets, read_only: bool) -> String {
+    let mut text = String::from("fleet operates cloud workspaces on two control planes.\n");
+    if toolsets.coder {
+        text.push_str(if read_only {
+            "Coder: list_agents, show_agent and get_template_version read workspaces (agents).\n"
+        } else {
+            "Coder: list_agents, show_agent and get_template_version read workspaces (agents); \
+             update_agent, restart_agent and update_agents stop and start them (destructive).\n"
+        });
+    }
+    if toolsets.molecule {
+        text.push_str(if read_only {
+            "Molecule: get_workspace_migration_status reads a workspace's compute-provider \
+             migration, wait_for_workspace_migration follows it.\n"
+        } else {
+            "Molecule: migrate_workspace_provider and migrate_workspaces move workspaces across \
+             clouds (aws, hetzner, gcp); a migration mutates two clouds and needs confirm=true: \
+             ask the user first. get_workspace_migration_status reads one, \
+             wait_for_workspace_migration follows it.\n"
+        });
+    }
+    if !read_only && (toolsets.coder || toolsets.molecule) {
+        text.push_str(
+            "Every destructive tool takes dry_run=true: it answers the plan (the reads, the path, \
+             each value and its source) and changes nothing.\n",
+        );
+    }
+    let mut long: Vec<&str> = Vec::new();
+    if toolsets.coder && !read_only {
+        long.extend(["update_agent", "restart_agent", "update_agents"]);
+    }
+    if toolsets.molecule {
+        if !read_only {
+            long.push("migrate_workspaces");
+        }
+        long.push("wait_for_workspace_migration");
+    }
+    let stops = toolsets.coder && !read_only;
+    if !long.is_empty() {
+        let follow = match (toolsets.operations, read_only) {
+            (false, _) => "",
+            (true, true) => ": follow it with get_operation (list_operations lists them)",
+            (true, false) => {
+                ": follow it with get_operation (list_operations lists them; cancel_operation \
+                 cancels one gracefully: nothing new starts)"
+            }
+        };
+        text.push_str(&format!(
+            "Long tools ({}) wait at most wait_seconds (default 25) and then answer: with the \
+             outcome when done, else with operation_id and the latest step; the operation goes \
+             on{follow}. Progress notifications are sent when the request carries a progress \
+             token. Cancelling a request only stops the waiting{}. Clients that declare the \
+             tasks extension (io.modelcontextprotocol/tasks) get a task from {} instead: its id \
+             is the operation_id.\n",
+            long.join(", "),
+            if stops {
+                ": a workspace being stopped is always started again"
+            } else {
+                ""
+            },
+            long.iter()
+                .filter(|t| crate::task_tools::TASK_TOOLS.contains(t))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    text.push_str(
+        "Arguments are closed: an argument a tool does not list is refused by name, and nothing \
+         is sent.\n",
+    );
+    if read_only {
+        text.push_str("Read-only mode: only the tools that read are listed.\n");
+    }
+    let off = toolsets.off();
+    if !off.is_empty() {
+        text.push_str(&format!(
+            "Toolsets off: {}. To turn them on, start fleet-mcp with --toolsets {} (or set \
+             FLEET_MCP_TOOLSETS); by default a control plane's toolset is on once its variables \
+             are set.\n",
+            off.join(", "),
+            Toolsets::NAMES.join(",")
+        ));
+    }
+    text
+}
 
 impl FleetServer {
-    /// Builds the server from whatever is configured. A control plane that is not configured
-    /// keeps its tools listed; calling them answers a tool error naming the variables to set.
-    pub fn new(molecule: &MoleculeConfig, coder: &CoderConfig, read_only: bool) -> Self {
-        let mut tool_router =
-            lean(Self::molecule_router() + Self::coder_router() + Self::operation_router());
+    /// Builds the server from whatever is configured, listing the tools of `toolsets`. A
+    /// control plane that is not configured but listed keeps its tools; calling them answers a
+    /// tool error naming the variables to set.
+    pub fn new(
+        molecule: &MoleculeConfig,
+        coder: &CoderConfig,
+        read_only: bool,
+        toolsets: Toolsets,
+    ) -> Self {
+        let mut tool_router = ToolRouter::new();
+        if toolsets.molecule {
+            tool_router += Self::molecule_router();
+        }
+        if toolsets.coder {
+            tool_router += Self::coder_router();
+        }
+        if toolsets.operations {
+            tool_router += Self::operation_router();
+        }
+        let mut tool_router = lean(tool_router);
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -76,6 +222,7 @@ impl FleetServer {
             molecule: Arc::new(MoleculeClient::new(molecule).map_err(|e| message(&e))),
             coder: Arc::new(CoderClient::new(coder).map_err(|e| message(&e))),
             tool_router,
+            instructions: Arc::from(instructions(toolsets, read_only)),
             poll_override: fleet::config::poll_interval_from_env(),
             registry: Arc::new(fleet::operation::Registry::default()),
             tool_properties: Arc::default(),
@@ -634,7 +781,7 @@ impl ServerHandler for FleetServer {
                 .build(),
         )
         .with_server_info(implementation)
-        .with_instructions(INSTRUCTIONS)
+        .with_instructions(self.instructions.to_string())
     }
 
     /// `tasks/get`: a task is a long tool's operation (see task_tools).
@@ -833,7 +980,7 @@ fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
     valid
         .iter()
         .map(|v| (edit_distance(&g, &norm(v)), *v))
-        .filter(|(d, v)| *d <= 2.max(v.len().min(g.len()) / 3))
+        .filter(|(d, v)| *d <= 2.max(v.len().max(g.len()) / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
 }

@@ -83,6 +83,27 @@ async def stdio_session():
             to_enum = tools["migrate_workspace_provider"].inputSchema
             check("hetzner" in json.dumps(to_enum), "the provider enum is in the input schema")
 
+            # Closed argument lists: a guessed argument is refused by name on every tool, and
+            # nothing runs (alice/dev is still outdated below).
+            for name, tool in tools.items():
+                check(tool.inputSchema.get("additionalProperties") is False, f"{name}: closed input schema")
+                msg = error_text(await session.call_tool(name, {"dry_run_please": True}))
+                check("`dry_run_please`" in msg, f"{name} names the unknown argument: {msg}")
+                for arg in tool.inputSchema.get("properties", {}):
+                    check(arg in msg, f"{name} lists its argument {arg}: {msg}")
+            msg = error_text(await session.call_tool("update_agent", {"agent_name": "alice/dev", "dry_run_please": True}))
+            check("did you mean `dry_run`" in msg, f"the closest name is suggested: {msg}")
+            # dry_run answers the plan and stops nothing.
+            plan = structured(await session.call_tool("update_agent", {"agent_name": "alice/dev", "dry_run": True}))
+            check("would be stopped" in plan["dry_run"]["summary"], f"update_agent dry run: {plan}")
+            plan = structured(await session.call_tool(
+                "migrate_workspace_provider", {"workspace_id": "ws-aws-demo", "to": "gcp", "confirm": True, "dry_run": True}))
+            check(plan["dry_run"]["from"] == "aws" and "status" not in plan, f"a migration dry run starts nothing: {plan}")
+            ws = structured(await session.call_tool("show_agent", {"agent_name": "alice/dev"}))
+            check(ws["outdated"] is True and ws["status"] == "running", f"the dry runs changed nothing: {ws}")
+            s = structured(await session.call_tool("get_workspace_migration_status", {"workspace_id": "ws-aws-demo"}))
+            check(s.get("migrated") is False, f"no migration was started: {s}")
+
             # Molecule: status, refusal without confirm, a whole migration with progress.
             s = structured(await session.call_tool("get_workspace_migration_status", {"workspace_id": "ws-migrated"}))
             check(s.get("migrated") is True, f"ws-migrated was migrated: {s}")

@@ -700,3 +700,124 @@ async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict
     assert_eq!(verdicts, ["already_current", "not_found"], "{v}");
     client.cancel().await.ok();
 }
+
+async fn tool_names(client: &RunningService<RoleClient, Client>) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn instructions(client: &RunningService<RoleClient, Client>) -> String {
+    client
+        .peer_info()
+        .and_then(|i| i.instructions.clone())
+        .unwrap_or_default()
+}
+
+const CODER_TOOLS: [&str; 6] = [
+    "get_template_version",
+    "list_agents",
+    "restart_agent",
+    "show_agent",
+    "update_agent",
+    "update_agents",
+];
+const OPERATION_TOOLS: [&str; 3] = ["cancel_operation", "get_operation", "list_operations"];
+const WRITE_TOOLS: [&str; 6] = [
+    "update_agent",
+    "restart_agent",
+    "update_agents",
+    "migrate_workspace_provider",
+    "migrate_workspaces",
+    "cancel_operation",
+];
+
+#[tokio::test]
+async fn toolsets_follow_the_configuration_and_the_flags() {
+    let server = MockServer::start_async().await;
+    // Only Coder is configured: the coder and operations toolsets, no molecule tools.
+    let (client, _) = connect(&server, &[]).await;
+    let mut want: Vec<&str> = CODER_TOOLS
+        .iter()
+        .chain(&OPERATION_TOOLS)
+        .copied()
+        .collect();
+    want.sort();
+    assert_eq!(tool_names(&client).await, want);
+    let text = instructions(&client);
+    assert!(text.contains("Toolsets off: molecule."), "{text}");
+    assert!(
+        text.contains("--toolsets coder,molecule,operations"),
+        "{text}"
+    );
+    assert!(text.contains("FLEET_MCP_TOOLSETS"), "{text}");
+    assert!(!text.contains("migrate_workspace_provider"), "{text}");
+    client.cancel().await.unwrap();
+
+    // --toolsets picks them (the flag wins over the configuration).
+    let (client, _) = connect(&server, &["--toolsets", "operations"]).await;
+    assert_eq!(tool_names(&client).await, OPERATION_TOOLS);
+    let text = instructions(&client);
+    assert!(text.contains("Toolsets off: coder, molecule."), "{text}");
+    client.cancel().await.unwrap();
+    let (client, _) = connect(&server, &["--toolsets", "molecule,operations"]).await;
+    let names = tool_names(&client).await;
+    assert!(
+        names.contains(&"migrate_workspaces".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"list_agents".to_string()), "{names:?}");
+    client.cancel().await.unwrap();
+
+    // --read-only: only tools that read, and the instructions describe no write tool.
+    let (client, _) = connect(&server, &["--read-only", "--toolsets", "all"]).await;
+    let names = tool_names(&client).await;
+    let text = instructions(&client);
+    for w in WRITE_TOOLS {
+        assert!(!names.contains(&w.to_string()), "{w} listed: {names:?}");
+        assert!(!text.contains(w), "the instructions name {w}: {text}");
+    }
+    assert!(
+        !text.contains("dry_run") && !text.contains("confirm"),
+        "{text}"
+    );
+    assert!(text.contains("Read-only mode"), "{text}");
+    assert!(names.contains(&"wait_for_workspace_migration".to_string()));
+    client.cancel().await.unwrap();
+
+    // Nothing configured: every tool, so that each error teaches the setup.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear();
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .expect("MCP handshake");
+    assert_eq!(tool_names(&client).await.len(), 13);
+    assert!(!instructions(&client).contains("Toolsets off"));
+    client.cancel().await.unwrap();
+
+    // An unknown toolset is refused at start (exit 2), naming the valid ones.
+    for (flag, env) in [(Some("coder,nope"), None), (None, Some("operation"))] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+        cmd.env_clear().env("CODER_URL", server.base_url());
+        if let Some(f) = flag {
+            cmd.args(["--toolsets", f]);
+        }
+        if let Some(e) = env {
+            cmd.env("FLEET_MCP_TOOLSETS", e);
+        }
+        let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("unknown toolset") && stderr.contains("coder, molecule, operations"),
+            "{stderr}"
+        );
+    }
+}

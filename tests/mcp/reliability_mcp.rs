@@ -744,6 +744,44 @@ fn assert_closed(schema: &Value, at: &str) {
     }
 }
 
+/// fleet-mcp with both control planes at `base`, driven by rmcp's client (a real MCP client).
+async fn rmcp_client(base: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::ServiceExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("MOLECULE_CP_URL", base)
+        .env("CP_ADMIN_API_TOKEN", CP_MARKER)
+        .env("MOLECULE_API_URL", base)
+        .env("MOLECULE_ORG_API_KEY", ORG_MARKER)
+        .env("CODER_URL", base)
+        .env("CODER_SESSION_TOKEN", CODER_MARKER)
+        .env("FLEET_POLL_INTERVAL_MS", "10");
+    ().serve(rmcp::transport::TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake")
+}
+
+/// A tool call through rmcp's client: (isError, the text).
+async fn rmcp_call(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    name: &str,
+    args: &Value,
+) -> (bool, String) {
+    let params = rmcp::model::CallToolRequestParams::new(name.to_string())
+        .with_arguments(args.as_object().unwrap().clone());
+    let r = client
+        .call_tool(params)
+        .await
+        .expect("the call is answered");
+    let text = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (r.is_error == Some(true), text)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything() {
     let server = MockServer::start_async().await;
@@ -753,51 +791,40 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
                 .json_body(json!({"message": "no request was expected"}));
         })
         .await;
-    let mut mcp = start(&server.base_url()).await;
-    mcp.send(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}).to_string())
-        .await;
-    let tools = mcp.answer_to(&json!("list")).await["result"]["tools"].clone();
-    let tools = tools.as_array().expect("tools/list answered").clone();
+    let client = rmcp_client(&server.base_url()).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
     assert_eq!(
         tools.len(),
         13,
         "every tool is listed with both planes configured"
     );
-    let mut id = 0;
     for tool in &tools {
-        let name = tool["name"].as_str().unwrap();
-        let schema = &tool["inputSchema"];
-        assert_closed(schema, name);
+        let name = tool.name.as_ref();
+        let schema = Value::Object((*tool.input_schema).clone());
+        assert_closed(&schema, name);
         let valid: Vec<&str> = schema["properties"]
             .as_object()
             .map(|p| p.keys().map(String::as_str).collect())
             .unwrap_or_default();
-        // A guessed name next to valid arguments, then a typo of a real one.
-        let guesses: Vec<(&str, Option<&str>)> = {
-            let mut g = vec![(
-                "dry_run_please",
-                valid.contains(&"dry_run").then_some("dry_run"),
-            )];
-            if valid.contains(&"agent_name") {
-                g.push(("agent", Some("agent_name")));
-            }
-            if valid.contains(&"workspace_id") {
-                g.push(("workspaceId", Some("workspace_id")));
-            }
-            g
-        };
+        // A guessed name next to valid arguments, then near misses of real ones.
+        let mut guesses = vec![(
+            "dry_run_please",
+            valid.contains(&"dry_run").then_some("dry_run"),
+        )];
+        if valid.contains(&"agent_name") {
+            guesses.push(("agent", Some("agent_name")));
+        }
+        if valid.contains(&"workspace_id") {
+            guesses.push(("workspaceId", Some("workspace_id")));
+        }
+        if valid.contains(&"wait_seconds") {
+            guesses.push(("wait_secs", Some("wait_seconds")));
+        }
         for (guess, suggestion) in guesses {
-            id += 1;
             let mut args = valid_args(name);
             args[guess] = json!(true);
-            mcp.send(&call(id, name, args.clone())).await;
-            let answer = mcp.answer_to(&json!(id)).await;
-            assert_eq!(
-                answer["result"]["isError"],
-                json!(true),
-                "{name} {args}: {answer}"
-            );
-            let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+            let (is_error, text) = rmcp_call(&client, name, &args).await;
+            assert!(is_error, "{name} {args}: {text}");
             assert!(
                 text.contains(&format!("`{guess}`")),
                 "names the argument: {text}"
@@ -820,16 +847,23 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
         ),
         (
             "update_agent",
+            json!({"agent_name": "alice/dev", "dry_run": "true"}),
+            "dry_run",
+        ),
+        (
+            "update_agent",
             json!({"agent_name": "alice/dev", "wait_seconds": "5"}),
             "wait_seconds",
         ),
+        (
+            "migrate_workspace_provider",
+            json!({"workspace_id": "ws-1", "to": "gcp", "confirm": 1}),
+            "confirm",
+        ),
         ("list_agents", json!({"outdated": 1}), "outdated"),
     ] {
-        id += 1;
-        mcp.send(&call(id, name, args.clone())).await;
-        let answer = mcp.answer_to(&json!(id)).await;
-        assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
-        let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+        let (is_error, text) = rmcp_call(&client, name, &args).await;
+        assert!(is_error, "{args}: {text}");
         assert!(text.contains(&format!("`{arg}`")), "{args}: {text}");
     }
     assert_eq!(
@@ -838,12 +872,10 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
         "a refused call sent a request"
     );
     // The same server does send for a valid call (the catch-all would have seen any request).
-    id += 1;
-    mcp.send(&call(id, "show_agent", valid_args("show_agent")))
-        .await;
-    let answer = mcp.answer_to(&json!(id)).await;
-    assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
+    let (is_error, _) = rmcp_call(&client, "show_agent", &valid_args("show_agent")).await;
+    assert!(is_error);
     assert!(catch_all.calls_async().await >= 1);
+    client.cancel().await.ok();
 }
 
 /// The python that can count tokens (tiktoken and bpe-openai importable), or None when this
