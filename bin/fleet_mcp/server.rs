@@ -1146,7 +1146,12 @@ mod tests {
     /// has, or says it has none and which tools do; over every typed input and every tool.
     #[test]
     fn every_remedy_names_an_argument_of_the_tool_it_is_rendered_for() {
-        let server = FleetServer::new(&MoleculeConfig::default(), &CoderConfig::default(), false);
+        let server = FleetServer::new(
+            &MoleculeConfig::default(),
+            &CoderConfig::default(),
+            false,
+            Toolsets::ALL,
+        );
         let tools = server.tool_router.list_all();
         assert!(tools.len() >= 10, "{} tools", tools.len());
         let all = Arc::new(tool_properties(&tools));
