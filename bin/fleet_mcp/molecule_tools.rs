@@ -57,7 +57,7 @@ pub struct MigrateParams {
     /// Must be true: a migration mutates two clouds. Ask the user before setting it.
     #[serde(default)]
     pub confirm: Option<bool>,
-    /// The source instance id; required when the source is hetzner or gcp.
+    /// The source instance id of a hetzner or gcp source; default: read from the tenant API.
     #[serde(default)]
     pub from_instance_id: Option<String>,
     /// Optional: the workspace's organization id, sent as org_id.
@@ -187,7 +187,7 @@ impl FleetServer {
 A migration snapshots the workspace on its source cloud, provisions it on the target, waits until it is healthy, \
 cuts over and retires the source: it mutates two clouds and takes 15-20 minutes; one migration per workspace at a time. \
 Requires confirm=true: ask the user first. `from` defaults to the workspace's current provider (read from the tenant API); \
-from_instance_id is required when the source is hetzner or gcp. org_id, runtime, env and image are sent only when given. \
+from_instance_id (a hetzner or gcp source) is read from the tenant API when not given. org_id, runtime, env and image are sent only when given. \
 Returns at once; follow with wait_for_workspace_migration. If the control plane gives no clear answer, the tool does not \
 send it again: it reads the migration back and says whether one is running.",
         annotations(
