@@ -29,7 +29,7 @@ pub struct FleetServer {
     /// The long operations started by tool calls (they outlive the calls).
     registry: Arc<fleet::operation::Registry>,
     /// Every tool's input properties, read once (remedies name only arguments a tool has).
-    tool_properties: Arc<std::sync::OnceLock<Arc<Vec<(String, Vec<String>)>>>>,
+    tool_properties: Arc<std::sync::OnceLock<Arc<ToolProperties>>>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -144,8 +144,11 @@ pub(crate) struct ToolInputs {
     /// The tool being called.
     tool: String,
     /// Every tool's name and input properties.
-    all: Arc<Vec<(String, Vec<String>)>>,
+    all: Arc<ToolProperties>,
 }
+
+/// Every tool's name and the names of its input properties.
+type ToolProperties = Vec<(String, Vec<String>)>;
 
 impl ToolInputs {
     fn properties_of(&self, tool: &str) -> &[String] {
@@ -190,7 +193,7 @@ fn current_tool() -> Option<ToolInputs> {
 }
 
 /// Every tool's name and input properties.
-fn tool_properties(tools: &[Tool]) -> Vec<(String, Vec<String>)> {
+fn tool_properties(tools: &[Tool]) -> ToolProperties {
     tools
         .iter()
         .map(|t| {
