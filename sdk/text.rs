@@ -248,17 +248,29 @@ mod tests {
 /// (at least 1, at most 3) edits away. `None` when `typed` is itself one of the names or none
 /// is close. Ties go to the first name given.
 pub fn closest<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    // The edit distance costs length × length in time and memory: a name whose length
+    // differs by more than the largest bound (3) cannot be close, and is never measured (a
+    // server's list may hold very long strings); neither is a very long typed name.
+    const MAX_LEN: usize = 256;
     let typed = typed.trim().to_lowercase();
-    if typed.is_empty() {
+    let typed_len = typed.chars().count();
+    if typed.is_empty() || typed_len > MAX_LEN {
         return None;
     }
     let mut best: Option<(usize, &str)> = None;
     for name in names {
+        if name.len() > 4 * (MAX_LEN + 3) {
+            continue;
+        }
         let lower = name.to_lowercase();
         if lower == typed {
             return None;
         }
-        let longest = lower.chars().count().max(typed.chars().count());
+        let name_len = lower.chars().count();
+        if name_len.abs_diff(typed_len) > 3 {
+            continue;
+        }
+        let longest = name_len.max(typed_len);
         let bound = (longest / 3).clamp(1, 3);
         let d = strsim::damerau_levenshtein(&typed, &lower);
         if d <= bound && best.is_none_or(|(b, _)| d < b) {
@@ -287,5 +299,11 @@ mod closest_tests {
             Some("alice/dev")
         );
         assert_eq!(closest("", names), None);
+        // A very long name from a server is skipped, not measured.
+        let long = "w".repeat(1 << 20);
+        assert_eq!(
+            closest("ws-aws-dmeo", [long.as_str(), "ws-aws-demo"]).as_deref(),
+            Some("ws-aws-demo")
+        );
     }
 }

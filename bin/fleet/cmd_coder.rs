@@ -123,12 +123,28 @@ pub enum CoderCmd {
         workspace: WorkspaceRef,
     },
 
-    /// List the workspaces the token can see.
-    #[command(after_help = "Examples:\n  fleet coder list\n  fleet coder list --outdated -o json")]
+    /// List your workspaces (or one owner's, or every owner's), as `update` selects them.
+    #[command(
+        after_help = "Like `update --all-outdated`, it covers your own workspaces unless told \
+otherwise, and says how many every owner has.\n\nExamples:\n  fleet coder list\n  fleet coder list \
+--outdated --all-owners -o json\n  fleet coder list --owner bob --template docker-dev"
+    )]
     List {
         /// Only workspaces that are not on their template's active version.
         #[arg(long)]
         outdated: bool,
+
+        /// Every owner's workspaces the token can see, not only yours.
+        #[arg(long, conflicts_with = "owner")]
+        all_owners: bool,
+
+        /// One owner's workspaces (`me`: yours, the default).
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+
+        /// One template's workspaces (by name).
+        #[arg(long, value_name = "NAME")]
+        template: Option<String>,
     },
 
     /// Show a template version: name, template, import status, archived.
@@ -440,11 +456,27 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 OutputFormat::Text => print_workspace(&ws),
             }
         }
-        CoderCmd::List { outdated } => {
-            let list = client.list_workspaces(outdated).await?;
+        CoderCmd::List {
+            outdated,
+            all_owners,
+            owner,
+            template,
+        } => {
+            let filter = fleet::coder::ListFilter {
+                owner,
+                all_owners,
+                template,
+                outdated_only: outdated,
+            };
+            let list = client.list_workspaces_in(&filter).await?;
             match format {
                 OutputFormat::Json => out::json(&list),
-                OutputFormat::Text => print_list(&list.workspaces, outdated),
+                OutputFormat::Text => {
+                    print_list(&list.workspaces, outdated);
+                    if let Some(scope) = &list.scope {
+                        out::err(scope_line(scope));
+                    }
+                }
             }
         }
         CoderCmd::TemplateVersion { id } => {
@@ -916,6 +948,9 @@ fn print_report(r: &FleetReport, resume: Option<&Printed>) {
             _ => "",
         }
     ));
+    if let Some(scope) = &r.scope {
+        out::line(format!("Selected {}.", scope_line(scope)));
+    }
 }
 
 /// Draws a batch: on a terminal one line per workspace plus a total; plain lines on stderr
@@ -1150,6 +1185,30 @@ fn print_workspace(ws: &WorkspaceInfo) {
         if let Some(e) = &b.job_error {
             out::line(format!("build error:     {e}"));
         }
+    }
+}
+
+/// Whose workspaces a list or a selection covered, in `fleet`'s words: "6 of your outdated
+/// workspaces; 7 with --all-owners".
+fn scope_line(scope: &fleet::coder::ListScope) -> String {
+    let what = format!(
+        "{}workspace{}{}",
+        if scope.outdated_only { "outdated " } else { "" },
+        if scope.count == 1 { "" } else { "s" },
+        scope
+            .template
+            .as_deref()
+            .map(|t| format!(" of template {t}"))
+            .unwrap_or_default()
+    );
+    let whose = match scope.owner.as_deref() {
+        Some("me") => format!("{} of your {what}", scope.count),
+        Some(owner) => format!("{} of {owner}'s {what}", scope.count),
+        None => format!("{} {what} of every owner", scope.count),
+    };
+    match scope.all_owners_count {
+        Some(all) if scope.owner.is_some() => format!("{whose}; {all} with --all-owners"),
+        _ => whose,
     }
 }
 

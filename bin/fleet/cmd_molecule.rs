@@ -28,7 +28,10 @@ waits until it is healthy, cuts over and retires the source. It mutates two clou
 
 Without --confirm, fleet asks you to type the workspace id (on a terminal) or refuses with
 exit code 2, having sent nothing. Without --from, the current provider is read from the
-tenant API (MOLECULE_API_URL, MOLECULE_ORG_API_KEY).
+tenant API (MOLECULE_API_URL, MOLECULE_ORG_API_KEY); so is the source instance id a migration
+away from hetzner or gcp needs, without --from-instance-id (the output says where each came
+from). A workspace id the control plane or the tenant API does not know exits 2, with the
+closest id the tenant API lists.
 
 --dry-run does every read the migration needs (the source provider from the tenant API when
 --from is not given, the workspace's current migration) and prints the plan: from where to
@@ -38,7 +41,7 @@ where, and whether the control plane would refuse it now. It sends no POST, so i
 Several workspaces: name several ids. Every request is checked first; then the migrations are
 started one after another (each POST once; one refused does not stop the others), and with
 --wait followed concurrently, ending in a table. --from-instance-id names one source instance,
-so it takes one workspace. Without --confirm, fleet asks you to type how many workspaces to
+so it takes one workspace (each workspace's own is read from the tenant API). Without --confirm, fleet asks you to type how many workspaces to
 migrate. The exit code is the worst workspace's (130 > 3 > 1 > 2 > 0): one refused by the
 pre-flight checks exits 2 in a batch as on its own.
 
@@ -59,8 +62,8 @@ not send it again: it reads the migration back and says whether one is running n
 to follow it) or that nothing was started; exit code 1 either way.
 
 Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, the start is
-unconfirmed, or the migration failed / rolled back · 2 invalid input or not confirmed (nothing
-sent) · 3 timed out waiting (the migration goes on) · 130 interrupted (the migration goes on)
+unconfirmed, or the migration failed / rolled back · 2 invalid input, not confirmed, unknown
+workspace or refused by a pre-flight check, also for --dry-run (nothing changed) · 3 timed out waiting (the migration goes on) · 130 interrupted (the migration goes on)
 
 Examples:
   fleet molecule migrate-provider ws-123 --to hetzner --from aws --confirm
@@ -76,12 +79,14 @@ and rolled_back (the target was torn down; the workspace points at the source ag
 
 Several workspace ids are read (or, with --wait, followed) concurrently; each ends in a
 verdict and a summary table follows. The exit code is the worst workspace's, in this order:
-130 interrupted > 3 timed out > 1 failed > 0 ok. A timeout outranks a failure because a
-migration still running has no outcome yet: a script must look again (the failures are in
+130 interrupted > 3 timed out > 1 failed > 2 not found > 0 ok. A timeout outranks a failure
+because a migration still running has no outcome yet: a script must look again (the failures are in
 the table either way).
 
 Exit codes: 0 read (or, with --wait, completed; also when never migrated) · 1 the API refused,
-or with --wait the migration failed / rolled back · 3 timed out waiting · 130 interrupted
+or with --wait the migration failed / rolled back · 2 no such workspace (the control plane's
+\"workspace not found\", or a workspace the tenant API does not know) · 3 timed out waiting ·
+130 interrupted
 
 Examples:
   fleet molecule migration-status ws-123
@@ -118,7 +123,7 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "P", value_parser = ["aws", "hetzner", "gcp"])]
     from: Option<String>,
 
-    /// The source instance id (required when the source is hetzner or gcp).
+    /// The source instance id of a hetzner or gcp source (default: read from the tenant API).
     #[arg(long, value_name = "ID")]
     from_instance_id: Option<String>,
 

@@ -60,7 +60,7 @@ pub struct MigrateParams {
     /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
-    /// Required when the source is hetzner or gcp.
+    /// Hetzner/gcp source's instance id (default: from the tenant API).
     #[serde(default)]
     pub from_instance_id: Option<String>,
     /// Organization id.
@@ -211,7 +211,7 @@ const MAX_WAIT: u64 = 3600;
 #[tool_router(router = molecule_router, vis = "pub(crate)")]
 impl FleetServer {
     #[tool(
-        description = "Start migrating one Molecule workspace to another cloud (snapshot, provision, cut over, retire the source; 15-20 min). Destructive: needs confirm=true (ask the user first). dry_run=true: the plan only, no confirm needed. Answers at once; follow with wait_for_workspace_migration.",
+        description = "Start migrating one Molecule workspace to another cloud (snapshot, provision, cut over, retire the source; 15-20 min). Destructive: needs confirm=true (ask the user first). dry_run=true: the plan only, no confirm needed. Source and its instance id default to the tenant API's. Answers at once; follow with wait_for_workspace_migration.",
         annotations(
             title = "Migrate workspace provider",
             read_only_hint = false,

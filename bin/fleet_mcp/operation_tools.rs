@@ -182,7 +182,7 @@ fn report(op: &dyn AnyOperation) -> OperationReport {
             None,
             Some(OperationError {
                 kind: e.kind().to_string(),
-                message: crate::server::error_text(&e),
+                message: crate::server::error_text_as(crate::server::tool_of(op.kind()), &e),
             }),
         ),
         None => (None, None),

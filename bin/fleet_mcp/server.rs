@@ -30,7 +30,7 @@ pub struct FleetServer {
     /// The long operations started by tool calls (they outlive the calls).
     registry: Arc<fleet::operation::Registry>,
     /// Every tool's input properties, read once (remedies name only arguments a tool has).
-    tool_properties: Arc<std::sync::OnceLock<Arc<Vec<(String, Vec<String>)>>>>,
+    tool_properties: Arc<std::sync::OnceLock<Arc<ToolProperties>>>,
 }
 
 /// Groups of tools an operator lists or leaves out (`--toolsets`, GitHub's convention).
@@ -375,8 +375,11 @@ pub(crate) struct ToolInputs {
     /// The tool being called.
     tool: String,
     /// Every tool's name and input properties.
-    all: Arc<Vec<(String, Vec<String>)>>,
+    all: Arc<ToolProperties>,
 }
+
+/// Every tool's name and the names of its input properties.
+type ToolProperties = Vec<(String, Vec<String>)>;
 
 impl ToolInputs {
     fn properties_of(&self, tool: &str) -> &[String] {
@@ -420,8 +423,36 @@ fn current_tool() -> Option<ToolInputs> {
     TOOL_INPUTS.try_with(Clone::clone).ok()
 }
 
+/// The tool whose answer an operation of `kind` is (get_operation and the tasks words an
+/// ended operation's error as that tool would).
+pub(crate) fn tool_of(kind: fleet::operation::OperationKind) -> &'static str {
+    use fleet::operation::OperationKind as K;
+    match kind {
+        K::Update => "update_agent",
+        K::Restart => "restart_agent",
+        K::BatchUpdate => "update_agents",
+        K::FollowMigration => "wait_for_workspace_migration",
+        K::MigrationRollout => "migrate_workspaces",
+    }
+}
+
+/// [`error_text`] as `tool` would word it (its arguments), while another tool's call (or no
+/// call) is being answered.
+pub(crate) fn error_text_as(tool: &str, e: &fleet::Error) -> String {
+    match current_tool() {
+        Some(current) => TOOL_INPUTS.sync_scope(
+            ToolInputs {
+                tool: tool.to_string(),
+                all: current.all,
+            },
+            || error_text(e),
+        ),
+        None => error_text(e),
+    }
+}
+
 /// Every tool's name and input properties.
-fn tool_properties(tools: &[Tool]) -> Vec<(String, Vec<String>)> {
+fn tool_properties(tools: &[Tool]) -> ToolProperties {
     tools
         .iter()
         .map(|t| {

@@ -131,6 +131,24 @@ impl Selection {
         }
     }
 
+    /// The listing a selection by query stands for (`None` for named workspaces).
+    pub fn filter(&self) -> Option<super::ListFilter> {
+        match self {
+            Selection::Named(_) => None,
+            Selection::AllOutdated { all_owners } => Some(super::ListFilter {
+                all_owners: *all_owners,
+                outdated_only: true,
+                ..Default::default()
+            }),
+            Selection::Template { name, all_owners } => Some(super::ListFilter {
+                all_owners: *all_owners,
+                template: Some(name.trim().to_string()),
+                outdated_only: true,
+                ..Default::default()
+            }),
+        }
+    }
+
     fn query(&self) -> Option<String> {
         let owner = |all: bool| if all { "" } else { "owner:me " };
         match self {
@@ -529,6 +547,10 @@ pub struct FleetReport {
     /// Why the rollout started no more workspaces, and which it did not attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halt: Option<Halt>,
+    /// For a selection by query (all outdated, a template): whose workspaces it covered and
+    /// how many every owner has in the same scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<super::ListScope>,
     /// The canary size it ran with.
     pub canary: usize,
     /// The failure budget it ran with.
@@ -612,7 +634,7 @@ impl CoderClient {
     }
 
     /// Every workspace matching a Coder search query, all pages.
-    async fn search_workspaces(&self, q: &str) -> Result<Vec<types::Workspace>> {
+    pub(super) async fn search_workspaces(&self, q: &str) -> Result<Vec<types::Workspace>> {
         const PAGE: i64 = 100;
         const MAX_PAGES: i64 = 1000;
         let mut all = Vec::new();
@@ -663,6 +685,10 @@ impl CoderClient {
             t = self.select(selection, options.parallel) => t?,
         };
         let total = targets.len();
+        let scope = match selection.filter() {
+            Some(filter) => Some(self.scope_of(&filter, total).await),
+            None => None,
+        };
         emit(FleetEvent::Selected {
             workspaces: targets.iter().map(|t| t.label.clone()).collect(),
         });
@@ -711,6 +737,7 @@ impl CoderClient {
                 .unwrap_or(Severity::Ok),
             results,
             halt: run.halt,
+            scope,
             canary: options.canary,
             max_failures: options.max_failures,
             elapsed_ms: ms(started.elapsed()),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::wait::*;
 use super::{CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition, types};
-use crate::{Error, Look, Remedy, Result};
+use crate::{Error, Input, Look, Remedy, Result};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace references
@@ -708,6 +708,110 @@ pub struct WorkspaceList {
     pub count: usize,
     /// The workspaces.
     pub workspaces: Vec<WorkspaceInfo>,
+    /// Which workspaces the list covers, and how many every owner has in the same scope
+    /// (see [`CoderClient::list_workspaces_in`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ListScope>,
+}
+
+/// Which workspaces a listing (or a selection of `update`) covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// One owner's workspaces (`me`: the token's user; `None` with `all_owners` false: `me`).
+    pub owner: Option<String>,
+    /// Every owner's workspaces the token can see.
+    pub all_owners: bool,
+    /// One template's workspaces (by name, ignoring case).
+    pub template: Option<String>,
+    /// Only the workspaces not on their template's active version.
+    pub outdated_only: bool,
+}
+
+impl ListFilter {
+    /// Checks what needs no server. [`Error::InvalidInput`] (nothing sent) otherwise.
+    pub fn check(&self) -> Result<()> {
+        if self.all_owners && self.owner.is_some() {
+            return Err(Error::advised(
+                Error::InvalidInput("one owner or all owners, not both; nothing was sent".into()),
+                vec![Remedy::LeaveOut {
+                    input: Input::AllOwners,
+                }],
+            ));
+        }
+        for (what, value) in [("owner", &self.owner), ("template", &self.template)] {
+            if let Some(v) = value {
+                let v = v.trim();
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                {
+                    return Err(Error::InvalidInput(format!(
+                        "{v:?} is not a{} {what} name: letters, digits, '-', '_' or '.'; nothing \
+                         was sent",
+                        if what == "owner" { "n" } else { "" }
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The owner the listing covers: `me`, a name, or `None` for every owner.
+    pub fn owner(&self) -> Option<String> {
+        match (&self.owner, self.all_owners) {
+            (_, true) => None,
+            (Some(o), false) => Some(o.trim().to_string()),
+            (None, false) => Some("me".into()),
+        }
+    }
+
+    /// Coder's search query for it.
+    pub(crate) fn query(&self, owner: Option<&str>) -> String {
+        let mut terms = Vec::new();
+        if let Some(o) = owner {
+            terms.push(format!("owner:{o}"));
+        }
+        if let Some(t) = &self.template {
+            terms.push(format!("template:{}", t.trim()));
+        }
+        if self.outdated_only {
+            terms.push("outdated:true".into());
+        }
+        terms.join(" ")
+    }
+
+    /// True when a workspace is in the scope (the server filters too; this keeps the meaning
+    /// if one does not).
+    pub(crate) fn keeps(&self, w: &types::Workspace) -> bool {
+        (!self.outdated_only || w.outdated == Some(true))
+            && self.template.as_deref().is_none_or(|t| {
+                w.template_name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(t.trim()))
+            })
+    }
+}
+
+/// Which workspaces a listing or a selection covered, and how many every owner has in the
+/// same scope: a list of one's own outdated workspaces and a rollout over every owner's do
+/// not disagree in silence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ListScope {
+    /// Whose workspaces: `me` (the token's user), an owner's name; `None`: every owner's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The template, when limited to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Only outdated workspaces.
+    pub outdated_only: bool,
+    /// How many are in the scope.
+    pub count: usize,
+    /// How many every owner has in the same scope, when the scope is one owner's and the
+    /// server said (`count` of the same search without the owner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_owners_count: Option<usize>,
 }
 
 impl CoderClient {
@@ -880,7 +984,53 @@ impl CoderClient {
         Ok(WorkspaceList {
             count: workspaces.len(),
             workspaces,
+            scope: None,
         })
+    }
+
+    /// Lists the workspaces a filter covers (by default the token's user's own, as
+    /// `update --all-outdated` selects them), and says the scope: with one owner's, how many
+    /// every owner has in the same scope.
+    pub async fn list_workspaces_in(&self, filter: &ListFilter) -> Result<WorkspaceList> {
+        filter.check()?;
+        let owner = filter.owner();
+        let found = self
+            .search_workspaces(&filter.query(owner.as_deref()))
+            .await?;
+        let workspaces: Vec<WorkspaceInfo> = found
+            .iter()
+            .filter(|w| filter.keeps(w))
+            .map(WorkspaceInfo::from)
+            .collect();
+        let scope = self.scope_of(filter, workspaces.len()).await;
+        Ok(WorkspaceList {
+            count: workspaces.len(),
+            workspaces,
+            scope: Some(scope),
+        })
+    }
+
+    /// The scope of a listing or selection of `count` workspaces; for one owner's, how many
+    /// every owner has (one more search, one row, its `count`; left out when it fails).
+    pub(crate) async fn scope_of(&self, filter: &ListFilter, count: usize) -> ListScope {
+        let owner = filter.owner();
+        let all_owners_count = match &owner {
+            None => None,
+            Some(_) => self
+                .api()
+                .list_workspaces(Some(1), None, Some(&filter.query(None)))
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().count)
+                .and_then(|c| usize::try_from(c).ok()),
+        };
+        ListScope {
+            owner,
+            template: filter.template.as_ref().map(|t| t.trim().to_string()),
+            outdated_only: filter.outdated_only,
+            count,
+            all_owners_count,
+        }
     }
 
     /// Reads a template version.

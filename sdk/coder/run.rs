@@ -629,7 +629,10 @@ pub(super) fn nothing_changed_interrupt(what: &impl std::fmt::Display) -> Error 
 pub(super) fn definite_refusal(e: &Error) -> bool {
     match e {
         Error::Api { status, .. } => (400..500).contains(status) && !matches!(status, 408 | 429),
-        Error::Unauthorized { .. } | Error::NotFound { .. } | Error::InvalidInput(_) => true,
+        Error::Unauthorized { .. }
+        | Error::NotFound { .. }
+        | Error::UnknownWorkspace { .. }
+        | Error::InvalidInput(_) => true,
         _ => false,
     }
 }

@@ -234,19 +234,20 @@ fn check_differs(from: &Provider, to: &Provider, how: &str) -> Result<()> {
 }
 
 /// The rules tying the source to the target. `how` says where `from` came from, for messages.
+/// `why` says why fleet has no instance id (what it read, or that it could not read it).
 fn check_source(
     from: &Provider,
     to: &Provider,
     instance_id: Option<&str>,
     how: &str,
+    why: &str,
 ) -> Result<()> {
     check_differs(from, to, how)?;
     if *from != Provider::Aws && instance_id.is_none() {
         return Err(Error::advised(
             Error::InvalidInput(format!(
                 "the source provider is {from}{how}: the control plane needs the source instance \
-                 id for a {from} source, and fleet could not read it from the tenant API \
-                 (compute.instance_id); nothing was sent"
+                 id for a {from} source, and {why}; nothing was sent"
             )),
             vec![Remedy::Give {
                 input: Input::FromInstanceId,
@@ -621,7 +622,13 @@ impl MoleculeClient {
         }
         match &request.from {
             None => Err(self.no_tenant_for_from()),
-            Some(from) => check_source(from, &request.to, request.instance_id(), ""),
+            Some(from) => check_source(
+                from,
+                &request.to,
+                request.instance_id(),
+                "",
+                "the tenant API, which reports it, is not configured",
+            ),
         }
     }
 
@@ -754,16 +761,18 @@ impl MoleculeClient {
                 None => (None, None),
             },
         };
-        let how = match (from_source, &instance_source) {
-            (FromSource::LookedUp, _) => {
+        let how = match from_source {
+            FromSource::LookedUp => {
                 format!(" (read from the tenant API: workspace {workspace_id} runs on {from})")
             }
-            (FromSource::Given, _) if facts.is_some() => {
-                " (the tenant API reports no compute.instance_id for it)".to_string()
-            }
-            _ => String::new(),
+            FromSource::Given => String::new(),
         };
-        check_source(&from, &request.to, instance_id.as_deref(), &how).map_err(|e| {
+        let why = if facts.is_some() {
+            "the tenant API reports none for the workspace (no compute.instance_id)"
+        } else {
+            "the tenant API, which reports it, is not configured"
+        };
+        check_source(&from, &request.to, instance_id.as_deref(), &how, why).map_err(|e| {
             // A read was sent, so this is a refusal; what to do about it stays.
             let refusal = Error::Refused(
                 e.to_string()

@@ -602,3 +602,58 @@ async fn a_finish_command_never_carries_a_server_name_fleet_would_refuse() {
         "{v}"
     );
 }
+
+#[test]
+fn list_and_update_say_their_scope_and_list_takes_the_same_selection() {
+    // Issue 27 item 6: `coder list --outdated` showed 7 (bob's included) while
+    // `update --all-outdated` planned 6 (yours), and neither said so.
+    let (code, stdout, stderr) = sim_run(&["coder", "list", "--outdated"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("6 of your outdated workspaces; 7 with --all-owners"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("bob/"), "{stdout}");
+    let (code, stdout, stderr) = sim_run(&["coder", "list", "--outdated", "--all-owners"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("bob/dev"), "{stdout}");
+    assert!(
+        stderr.contains("7 outdated workspaces of every owner"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = sim_run(&["coder", "update", "--all-outdated", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Selected 6 of your outdated workspaces; 7 with --all-owners."),
+        "{stdout}"
+    );
+    // --owner and --template, as JSON with the scope as facts.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "list",
+        "--owner",
+        "bob",
+        "--template",
+        "docker-dev",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    let names: Vec<&str> = v["workspaces"]
+        .as_array()
+        .expect("workspaces")
+        .iter()
+        .map(|w| w["full_name"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("bob/")),
+        "{names:?}"
+    );
+    assert_eq!(v["scope"]["owner"], "bob");
+    assert_eq!(v["scope"]["template"], "docker-dev");
+    assert_eq!(v["scope"]["count"], names.len());
+    // One owner or all, not both: exit 2, nothing sent.
+    let (code, _, stderr) = sim_run(&["coder", "list", "--owner", "bob", "--all-owners"]);
+    assert_eq!(code, 2, "{stderr}");
+}

@@ -239,7 +239,9 @@ fn molecule_commands_end_to_end() {
 fn coder_commands_end_to_end() {
     let sim = start_sim("400");
 
-    let out = sim.fleet(&["coder", "list"]);
+    // Issue 27: `coder list` covers your own workspaces like `update`; --all-owners every
+    // owner's (it listed every owner's by default).
+    let out = sim.fleet(&["coder", "list", "--all-owners"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -312,9 +314,9 @@ fn coder_commands_end_to_end() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.to_lowercase().contains("fail"), "{stderr}");
 
-    // Unknown workspace: exit 1 (not found), one clear line.
+    // Unknown workspace: exit 2 (not found, nothing changed; issue 27: was 1), one clear line.
     let out = sim.fleet(&["coder", "show", "alice/no-such-thing"]);
-    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
 }
 
 #[test]

@@ -436,7 +436,8 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
         ],
     )
     .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Issue 27: exits as the real run would (its pre-flight refuses: 2; was 0).
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stdout.contains("would NOT start"), "{}", run.stdout);
     assert!(sim.count_requests("GET", "/tenant/workspaces/ws-migrating") >= 1);
     assert_eq!(

@@ -176,8 +176,11 @@ fn bad_args(rng: &mut Rng, tool: &str) -> serde_json::Map<String, Value> {
                     a.insert("from_instance_id".into(), json!("1"));
                 }
                 7 => {
+                    // Issue 27: without an instance id the tenant API is asked for one (a
+                    // read); a blank one is invalid before any request.
                     a.insert("from".into(), json!("gcp"));
                     a.insert("to".into(), json!("aws"));
+                    a.insert("from_instance_id".into(), json!(rng.pick(&["", " ", "\t"])));
                 }
                 _ => {
                     a.insert(

@@ -184,8 +184,11 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
             "missing confirm, from looked up",
             &["molecule", "migrate-provider", "ws-1", "--to", "gcp"],
         ),
+        // Issue 27: a hetzner or gcp source without an instance id is no longer bad input
+        // where the tenant API is configured (it gives compute.instance_id); a blank one or
+        // one with a control character still is.
         case(
-            "hetzner source without instance id",
+            "hetzner source with a blank instance id",
             &[
                 "molecule",
                 "migrate-provider",
@@ -194,11 +197,13 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
                 "aws",
                 "--from",
                 "hetzner",
+                "--from-instance-id",
+                "\t",
                 "--confirm",
             ],
         ),
         case(
-            "gcp source without instance id",
+            "gcp source with a control character in the instance id",
             &[
                 "molecule",
                 "migrate-provider",
@@ -207,6 +212,8 @@ async fn every_bad_input_exits_2_with_one_reason_and_sends_nothing() {
                 "hetzner",
                 "--from",
                 "gcp",
+                "--from-instance-id",
+                "gce-1\u{7}",
                 "--confirm",
             ],
         ),
@@ -674,7 +681,8 @@ async fn loopback_http_is_allowed() {
         );
         assert_eq!(run.code, 0, "{host}: {}", run.show());
     }
-    list.assert_calls_async(2).await;
+    // Two requests per `coder list` (issue 27): the list, and the count of every owner's.
+    list.assert_calls_async(4).await;
     // The UUID constant is a valid id (keeps the table honest).
     assert!(uuid::Uuid::parse_str(UUID).is_ok());
 }
