@@ -1237,6 +1237,7 @@ impl Progress {
             },
             CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. } => {}
             CoderEvent::Planned { .. }
+            | CoderEvent::QueuedForBuild { .. }
             | CoderEvent::UpToDate { .. }
             | CoderEvent::LogsUnavailable { .. }
             | CoderEvent::FellBack { .. } => {

@@ -274,8 +274,9 @@ client_driven=true forces the old stop-then-start path); the outcome says which 
         };
         let wait = wait_for(p.wait_seconds)?;
         let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        let slot = self.reserve_operation()?;
         let op = client.start_update_ready(workspace, version, options, ready);
-        self.register(&op);
+        self.register(slot, &op);
         self.answer_within(op, wait, &ctx, forward()).await
     }
 
@@ -353,8 +354,9 @@ it, cancel_operation starts no more workspaces and finishes the in-flight ones).
         };
         let wait = wait_for(p.wait_seconds)?;
         options.check().map_err(tool_error)?;
+        let slot = self.reserve_operation()?;
         let op = client.start_update_many(selection, options);
-        self.register(&op);
+        self.register(slot, &op);
         self.answer_within(op, wait, &ctx, forward_batch()).await
     }
 
@@ -388,8 +390,9 @@ version is pinned when it is not the active one); client_driven=true forces stop
         let client = self.coder()?;
         let wait = wait_for(p.wait_seconds)?;
         let ready = self.ready_options(p.wait_ready, p.ready_timeout_seconds)?;
+        let slot = self.reserve_operation()?;
         let op = client.start_restart_ready(workspace, options, ready);
-        self.register(&op);
+        self.register(slot, &op);
         self.answer_within(op, wait, &ctx, forward()).await
     }
 

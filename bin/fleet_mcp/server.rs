@@ -25,8 +25,12 @@ pub struct FleetServer {
     coder: Arc<Result<CoderClient, String>>,
     tool_router: ToolRouter<FleetServer>,
     poll_override: Option<std::time::Duration>,
-    /// The long operations started by tool calls (they outlive the calls).
+    /// The long operations started by tool calls (they outlive the calls), shared by every
+    /// session.
     registry: Arc<fleet::operation::Registry>,
+    /// The session this server answers (over HTTP each session gets its own clone): the
+    /// owner of the operations it starts.
+    session: Arc<str>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -76,7 +80,34 @@ impl FleetServer {
             tool_router,
             poll_override: fleet::config::poll_interval_from_env(),
             registry: Arc::new(fleet::operation::Registry::default()),
+            session: new_session(),
         }
+    }
+
+    /// The server with these limits on operations and builds (fleet-mcp's flags).
+    pub fn with_limits(mut self, limits: &fleet::operation::OperationLimits) -> Self {
+        self.registry = Arc::new(fleet::operation::Registry::with_limits(limits));
+        self.coder = Arc::new(
+            self.coder
+                .as_ref()
+                .clone()
+                .map(|c| c.with_build_limit(limits.max_in_flight_builds)),
+        );
+        self
+    }
+
+    /// A clone for a new session (same clients and operations, its own owner id): it lists
+    /// only the operations it started.
+    pub fn for_new_session(&self) -> Self {
+        FleetServer {
+            session: new_session(),
+            ..self.clone()
+        }
+    }
+
+    /// The session this server answers.
+    pub fn session(&self) -> &str {
+        &self.session
     }
 
     /// The long operations started by tool calls.
@@ -106,6 +137,10 @@ impl FleetServer {
     pub fn coder(&self) -> Result<&CoderClient, String> {
         self.coder.as_ref().as_ref().map_err(Clone::clone)
     }
+}
+
+fn new_session() -> Arc<str> {
+    uuid::Uuid::new_v4().simple().to_string().into()
 }
 
 /// The tool argument that gives an input.
