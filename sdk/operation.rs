@@ -784,8 +784,7 @@ impl<Ev: OperationEvent> EventLog<Ev> {
                 log_line,
                 event,
             });
-            while st.buf.len() > 1
-                && (st.bytes > self.max_bytes || st.buf.len() > self.max_events)
+            while st.buf.len() > 1 && (st.bytes > self.max_bytes || st.buf.len() > self.max_events)
             {
                 // The oldest log line goes first; the newest event always stays.
                 let last = st.buf.len() - 1;
@@ -1094,7 +1093,12 @@ impl Registry {
     }
 
     /// Adds an operation started with `reservation`, belonging to `owner` (a session).
-    pub fn insert_reserved(&self, reservation: Reservation, owner: &str, op: Arc<dyn AnyOperation>) {
+    pub fn insert_reserved(
+        &self,
+        reservation: Reservation,
+        owner: &str,
+        op: Arc<dyn AnyOperation>,
+    ) {
         self.push(op, owner.to_string());
         drop(reservation);
     }

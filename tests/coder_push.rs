@@ -417,7 +417,11 @@ async fn restart_on_a_terminal_with_4_mib_log_lines_stays_small_and_ends_with_th
     assert!(run.tail.contains("alice/dev restarted"), "{}", run.tail);
     assert!(run.cut > 0, "the long lines are shown cut, saying so");
     assert!(run.peak_kib <= PEAK_KIB_LIMIT, "peak {} KiB", run.peak_kib);
-    assert!(run.seconds < 30.0, "it ends with the build: {} s", run.seconds);
+    assert!(
+        run.seconds < 30.0,
+        "it ends with the build: {} s",
+        run.seconds
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,15 +438,23 @@ async fn restart_with_4_mib_log_lines_on_a_slow_terminal_stays_small() {
     assert!(run.tail.contains("alice/dev restarted"), "{}", run.tail);
     assert!(run.cut > 0);
     assert!(run.peak_kib <= PEAK_KIB_LIMIT, "peak {} KiB", run.peak_kib);
-    assert!(run.seconds < 30.0, "it ends with the build: {} s", run.seconds);
+    assert!(
+        run.seconds < 30.0,
+        "it ends with the build: {} s",
+        run.seconds
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_terminal_loses_log_lines_and_is_told_how_many_never_the_outcome() {
     // Small lines, faster than a terminal read at 256 KiB/s can show them.
     let sim = flooding_sim(2.0, 150).await;
-    let run =
-        fleet_on_a_terminal(&sim, 256 << 10, &["coder", "restart", "alice/dev", "--logs"]).await;
+    let run = fleet_on_a_terminal(
+        &sim,
+        256 << 10,
+        &["coder", "restart", "alice/dev", "--logs"],
+    )
+    .await;
     let lost: u64 = run.dropped.iter().sum();
     eprintln!(
         "150-byte lines, terminal read at 256 KiB/s: peak {} KiB in {:.1} s, {} notes of {lost} \
@@ -456,5 +468,9 @@ async fn a_slow_terminal_loses_log_lines_and_is_told_how_many_never_the_outcome(
     assert!(run.tail.contains("took"), "the whole outcome: {}", run.tail);
     assert!(!run.dropped.is_empty() && lost > 0, "told what was dropped");
     assert!(run.peak_kib <= PEAK_KIB_LIMIT, "peak {} KiB", run.peak_kib);
-    assert!(run.seconds < 30.0, "it ends with the build: {} s", run.seconds);
+    assert!(
+        run.seconds < 30.0,
+        "it ends with the build: {} s",
+        run.seconds
+    );
 }

@@ -464,7 +464,10 @@ async fn three_hundred_concurrent_restarts_keep_at_most_64_builds_in_flight_the_
     assert!(all_done, "every restart ended");
     assert!(most <= 64, "{most} builds were active at once");
     assert!(most >= 32, "the restarts ran side by side ({most} at most)");
-    assert!(queued_seen > 0, "the work beyond the limit showed as queued");
+    assert!(
+        queued_seen > 0,
+        "the work beyond the limit showed as queued"
+    );
     assert!(peak <= 128 * 1024, "peak {peak} KiB");
     client.cancel().await.ok();
 }
@@ -491,7 +494,10 @@ async fn beyond_max_operations_a_new_operation_is_refused_and_nothing_is_started
     let r = restart_now(&peer, "bulk-0004").await;
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
     let text = text_of(&r);
-    assert!(text.contains("3 operations have not finished yet"), "{text}");
+    assert!(
+        text.contains("3 operations have not finished yet"),
+        "{text}"
+    );
     assert!(text.contains("nothing was started"), "{text}");
     assert!(text.contains("list_operations"), "{text}");
     let touched = |sim: &RunningSim| {

@@ -410,9 +410,7 @@ fn operation_ids(body: &str) -> Vec<String> {
     let mut ids: Vec<String> = body
         .match_indices("op-")
         .map(|(i, _)| &body[i + 3..])
-        .filter(|rest| {
-            rest.len() >= 32 && rest[..32].bytes().all(|b| b.is_ascii_hexdigit())
-        })
+        .filter(|rest| rest.len() >= 32 && rest[..32].bytes().all(|b| b.is_ascii_hexdigit()))
         .map(|rest| format!("op-{}", &rest[..32]))
         .collect();
     ids.sort();
@@ -437,7 +435,11 @@ async fn a_second_session_cannot_list_the_first_ones_operations_but_follows_one_
     .await;
     assert_eq!(status, 200, "{body}");
     let ids = operation_ids(&body);
-    assert_eq!(ids.len(), 1, "one operation id, 32 hex digits (128 bits): {body}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "one operation id, 32 hex digits (128 bits): {body}"
+    );
     let id = &ids[0];
 
     // Its own session lists it; the other does not.

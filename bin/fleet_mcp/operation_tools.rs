@@ -249,7 +249,8 @@ wait_seconds (default 0, at most 300) waits that long for it to end first, sendi
                     if s.latest_step != last {
                         n += 1.0;
                         if let Some(step) = &s.latest_step {
-                            progress.send(n, None, step.clone());
+                            // The latest step (often a log line): coalesced, a few a second.
+                            progress.send_line(n, None, step.clone());
                         }
                         last = s.latest_step.clone();
                     }

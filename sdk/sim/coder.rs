@@ -1448,9 +1448,8 @@ async fn build_logs(
         let drop_after = world.ws_drop_after;
         let flood = world.log_flood_bytes.map(flood_frame);
         drop(world);
-        return upgrade.on_upgrade(move |socket| {
-            stream_logs(socket, state, b.id, after, drop_after, flood)
-        });
+        return upgrade
+            .on_upgrade(move |socket| stream_logs(socket, state, b.id, after, drop_after, flood));
     }
     json_response(
         StatusCode::OK,
