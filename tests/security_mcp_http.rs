@@ -444,7 +444,7 @@ async fn a_second_session_cannot_list_the_first_ones_operations_but_follows_one_
 
     // Its own session lists it; the other does not.
     let (_, mine) = call_tool(&server, &a, "list_operations", serde_json::json!({})).await;
-    assert_eq!(operation_ids(&mine), [id.clone()], "{mine}");
+    assert_eq!(operation_ids(&mine), vec![id.to_string()], "{mine}");
     let (_, theirs) = call_tool(&server, &b, "list_operations", serde_json::json!({})).await;
     assert!(operation_ids(&theirs).is_empty(), "{theirs}");
     assert!(theirs.contains(r#"\"count\":0"#), "{theirs}");
