@@ -293,20 +293,22 @@ async fn restart_with_progress(
     (result, seconds, progress)
 }
 
-/// Log-line notifications: at most 4 a second (one every 250 ms), plus a little slack for the
-/// first and the last.
+/// Log-line notifications: at most 4 a second (one every 250 ms), plus the line just before
+/// each step, plus a little slack for the first and the last.
 fn assert_coalesced(progress: &[ProgressNotificationParam], seconds: f64) {
-    let lines = progress
-        .iter()
-        .filter(|p| {
-            p.message
-                .as_deref()
-                .is_some_and(|m| m.contains("build log:") || m.contains("dropped"))
-        })
-        .count();
+    let is_line = |p: &&ProgressNotificationParam| {
+        p.message
+            .as_deref()
+            .is_some_and(|m| m.contains("build log:") || m.contains("dropped"))
+    };
+    let lines = progress.iter().filter(is_line).count();
+    let steps = progress.len() - lines;
     assert!(lines > 0, "the latest lines are sent");
-    let most = (seconds * 4.0).ceil() as usize + 4;
-    assert!(lines <= most, "{lines} log notifications in {seconds:.1} s");
+    let most = (seconds * 4.0).ceil() as usize + steps + 4;
+    assert!(
+        lines <= most,
+        "{lines} log notifications and {steps} steps in {seconds:.1} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

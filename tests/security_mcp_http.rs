@@ -449,6 +449,22 @@ async fn a_second_session_cannot_list_the_first_ones_operations_but_follows_one_
     assert!(operation_ids(&theirs).is_empty(), "{theirs}");
     assert!(theirs.contains(r#"\"count\":0"#), "{theirs}");
 
+    // tasks/list does not exist in this protocol revision (rmcp 3.9 routes tasks/get, update
+    // and cancel only): it shows the other session nothing either.
+    let tasks = mcp_post(
+        &server,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tasks/list","params":{}}"#,
+    )
+    .header("mcp-session-id", &b)
+    .header("mcp-protocol-version", "2025-06-18")
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(operation_ids(&tasks).is_empty(), "{tasks}");
+
     // The exact id works from any session (a host that reconnected follows what it started).
     let (_, got) = call_tool(
         &server,

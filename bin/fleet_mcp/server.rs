@@ -331,12 +331,13 @@ impl Slot {
             changed.as_mut().enable();
             let wait_line = {
                 let mut p = self.lock();
-                if let Some(step) = p.steps.pop_front() {
-                    // A step is newer than a line queued before it: that line is stale.
-                    if p.line.as_ref().is_some_and(|l| l.0 < step.0) {
-                        p.line = None;
+                if let Some(step_at) = p.steps.front().map(|s| s.0) {
+                    // The line just before a step goes out first (the last line of a build
+                    // says how it ended), then the step.
+                    if let Some(line) = p.line.take_if(|l| l.0 < step_at) {
+                        return Some((line, false));
                     }
-                    return Some((step, false));
+                    return p.steps.pop_front().map(|step| (step, false));
                 }
                 match p.line.take() {
                     Some(line) if p.closed || tokio::time::Instant::now() >= line_at => {
@@ -363,8 +364,8 @@ impl Slot {
 }
 
 /// Sends progress notifications in order, when the client asked for them (sent a token).
-/// Steps go out as they come; log lines at most one per [`PROGRESS_INTERVAL`], each the
-/// latest. Only a few steps and one line wait to be sent, so a client (or a transport) slower
+/// Steps go out as they come, each after the latest log line before it; other log lines at
+/// most one per [`PROGRESS_INTERVAL`], each the latest. Only a few steps and one line wait to be sent, so a client (or a transport) slower
 /// than a flood of log lines costs a few messages of memory, not a queue.
 pub struct Progress {
     slot: Option<Arc<Slot>>,
