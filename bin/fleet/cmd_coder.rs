@@ -903,6 +903,7 @@ enum BatchProgress {
     Quiet,
     Lines {
         logs: bool,
+        dropped: DropNotes,
     },
     Bars {
         multi: MultiProgress,
@@ -918,7 +919,10 @@ const KEEP_LINES_UP_TO: usize = 24;
 impl BatchProgress {
     fn new(format: OutputFormat, logs: bool) -> Self {
         match format {
-            OutputFormat::Json if logs => BatchProgress::Lines { logs },
+            OutputFormat::Json if logs => BatchProgress::Lines {
+                logs,
+                dropped: DropNotes::default(),
+            },
             OutputFormat::Json => BatchProgress::Quiet,
             OutputFormat::Text if cli::stderr_is_terminal() => BatchProgress::Bars {
                 multi: MultiProgress::with_draw_target(out::progress_target()),
@@ -926,14 +930,17 @@ impl BatchProgress {
                 bars: Vec::new(),
                 keep: true,
             },
-            OutputFormat::Text => BatchProgress::Lines { logs },
+            OutputFormat::Text => BatchProgress::Lines {
+                logs,
+                dropped: DropNotes::default(),
+            },
         }
     }
 
     fn event(&mut self, e: FleetEvent) {
         match self {
             BatchProgress::Quiet => {}
-            BatchProgress::Lines { logs } => match &e {
+            BatchProgress::Lines { logs, dropped } => match &e {
                 FleetEvent::Began { .. } => {}
                 FleetEvent::Step {
                     step: CoderEvent::BuildLog { .. },
@@ -941,7 +948,19 @@ impl BatchProgress {
                 }
                 | FleetEvent::LogLinesDropped { .. }
                     if !*logs => {}
-                _ => out::err(e.describe()),
+                FleetEvent::LogLinesDropped { count } => {
+                    dropped.add(*count);
+                    if let Some(note) = dropped.take(false) {
+                        out::err(note);
+                    }
+                }
+                _ => {
+                    let log_line = fleet::operation::OperationEvent::is_log_line(&e);
+                    if let Some(note) = dropped.take(!log_line) {
+                        out::err(note);
+                    }
+                    out::err(e.describe());
+                }
             },
             BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
                 let _ = multi.println(out::shown(&e.describe()));
@@ -1019,6 +1038,11 @@ impl BatchProgress {
     }
 
     fn finish(&mut self) {
+        if let BatchProgress::Lines { dropped, .. } = self {
+            if let Some(note) = dropped.take(true) {
+                out::err(note);
+            }
+        }
         if let BatchProgress::Bars { total, bars, .. } = self {
             for bar in bars.iter_mut().filter_map(Option::take) {
                 bar.abandon();
@@ -1155,6 +1179,33 @@ struct Progress {
     bar: Option<ProgressBar>,
     /// Show build log lines.
     logs: bool,
+    dropped: DropNotes,
+}
+
+/// Log lines dropped because the terminal was slower than the log: said at most once a second
+/// (with how many since the last note), and before anything else is shown.
+#[derive(Default)]
+struct DropNotes {
+    pending: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl DropNotes {
+    /// Counts `count` more dropped lines.
+    fn add(&mut self, count: u64) {
+        self.pending += count;
+    }
+
+    /// The note to show now, if any: when `now_anyway`, or a second after the last one.
+    fn take(&mut self, now_anyway: bool) -> Option<String> {
+        let due = now_anyway || self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if self.pending == 0 || !due {
+            return None;
+        }
+        self.last = Some(std::time::Instant::now());
+        let count = std::mem::take(&mut self.pending);
+        Some(format!("  | … {}", CoderEvent::LogLinesDropped { count }.describe()))
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -1175,6 +1226,7 @@ impl Progress {
             mode,
             bar: None,
             logs,
+            dropped: DropNotes::default(),
         }
     }
 
@@ -1183,16 +1235,25 @@ impl Progress {
             if !self.logs {
                 return;
             }
+            if let Some(note) = self.dropped.take(false) {
+                self.print_log(note);
+            }
             // The server's words: escaped like all output (out::err / out::shown).
             let line = format!("  | {output}");
             self.print_log(line);
             return;
         }
-        if let CoderEvent::LogLinesDropped { .. } = &e {
+        if let CoderEvent::LogLinesDropped { count } = &e {
             if self.logs {
-                self.print_log(format!("  | … {}", e.describe()));
+                self.dropped.add(*count);
+                if let Some(note) = self.dropped.take(false) {
+                    self.print_log(note);
+                }
             }
             return;
+        }
+        if let Some(note) = self.dropped.take(true) {
+            self.print_log(note);
         }
         match self.mode {
             Mode::Quiet => {}
@@ -1263,6 +1324,9 @@ impl Progress {
     }
 
     fn finish(&mut self) {
+        if let Some(note) = self.dropped.take(true) {
+            self.print_log(note);
+        }
         if let Some(bar) = self.bar.take() {
             bar.abandon();
         }
