@@ -523,3 +523,75 @@ async fn beyond_max_operations_a_new_operation_is_refused_and_nothing_is_started
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     client.cancel().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_restart_shows_as_queued_and_cancelling_it_changes_nothing() {
+    let sim = Simulator::start(SimOptions {
+        speed: 2.0,
+        bulk_workspaces: 2,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _handler, _pid) =
+        connect_measured_with(&sim, &["--max-in-flight-builds", "1"], 50).await;
+    let peer = client.peer().clone();
+    let first = restart_now(&peer, "bulk-0001").await;
+    let first = first.structured_content.unwrap()["operation_id"].clone();
+    // Let the first take the only place (planned, then its stop build).
+    let began = Instant::now();
+    while sim.coder_build_history("alice/bulk-0001").len() < 2
+        && began.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = restart_now(&peer, "bulk-0002").await;
+    let second = second.structured_content.unwrap()["operation_id"].clone();
+    let mut phase = Value::Null;
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(10) {
+        let report = tool(&client, "get_operation", json!({"operation_id": second})).await;
+        phase = report["workspaces"][0]["phase"].clone();
+        if phase == "queued" {
+            assert!(
+                report["latest_step"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the most builds allowed at once (1) are in flight"),
+                "{report}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(phase, "queued", "the second waits its turn");
+    let before = sim.coder_build_history("alice/bulk-0002").len();
+    let cancelled = tool(&client, "cancel_operation", json!({"operation_id": second})).await;
+    let report = tool(
+        &client,
+        "get_operation",
+        json!({"operation_id": second, "wait_seconds": 10}),
+    )
+    .await;
+    assert_eq!(report["state"], "cancelled", "{cancelled} {report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before anything was changed"),
+        "{report}"
+    );
+    let report = tool(
+        &client,
+        "get_operation",
+        json!({"operation_id": first, "wait_seconds": 30}),
+    )
+    .await;
+    assert_eq!(report["state"], "succeeded", "{report}");
+    assert_eq!(
+        sim.coder_build_history("alice/bulk-0002").len(),
+        before,
+        "no build for the cancelled one"
+    );
+    client.cancel().await.ok();
+}

@@ -1198,13 +1198,19 @@ impl DropNotes {
 
     /// The note to show now, if any: when `now_anyway`, or a second after the last one.
     fn take(&mut self, now_anyway: bool) -> Option<String> {
-        let due = now_anyway || self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        let due = now_anyway
+            || self
+                .last
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if self.pending == 0 || !due {
             return None;
         }
         self.last = Some(std::time::Instant::now());
         let count = std::mem::take(&mut self.pending);
-        Some(format!("  | … {}", CoderEvent::LogLinesDropped { count }.describe()))
+        Some(format!(
+            "  | … {}",
+            CoderEvent::LogLinesDropped { count }.describe()
+        ))
     }
 }
 

@@ -578,8 +578,8 @@ impl CoderEvent {
             CoderEvent::FellBack { fallback } => fallback.describe(),
             CoderEvent::BuildLog { step, output, .. } => format!("{step} build log: {output}"),
             CoderEvent::QueuedForBuild { limit } => format!(
-                "queued: {limit} builds are in flight, the most allowed at once; it starts when \
-                 one ends"
+                "queued: the most builds allowed at once ({limit}) are in flight; it starts \
+                 when one ends"
             ),
             CoderEvent::LogLinesDropped { count } => {
                 format!("{count} log line(s) dropped: they came faster than they were read")
