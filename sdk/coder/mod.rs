@@ -354,16 +354,6 @@ impl CoderClient {
         self
     }
 
-    /// Builds in flight now, and the limit, when limited.
-    pub fn builds_in_flight(&self) -> Option<(usize, usize)> {
-        self.build_slots.as_ref().map(|s| {
-            (
-                s.limit.saturating_sub(s.semaphore.available_permits()),
-                s.limit,
-            )
-        })
-    }
-
     /// Waits for a place among the builds in flight (none needed when not limited); says so
     /// while it waits. Cancelled while waiting: nothing was changed.
     pub(crate) async fn build_slot(
