@@ -114,6 +114,18 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10m", env = "FLEET_MCP_SHUTDOWN_GRACE", value_parser = parse_grace)]
     shutdown_grace: std::time::Duration,
 
+    /// Builds in flight at once across every operation (a workspace's stop→start holds one
+    /// place from its first build to its end); the others wait their turn, shown as queued.
+    #[arg(long, default_value_t = fleet::operation::OperationLimits::default().max_in_flight_builds as u64,
+          value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_in_flight_builds: u64,
+
+    /// Operations that have not finished, at most; a long tool called beyond answers a tool
+    /// error and starts nothing.
+    #[arg(long, default_value_t = fleet::operation::OperationLimits::default().max_operations as u64,
+          value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_operations: u64,
+
     /// Log level for diagnostics on stderr (stdout carries the protocol).
     #[arg(long, default_value = "warn", env = "FLEET_LOG_LEVEL")]
     log_level: String,
@@ -390,8 +402,14 @@ fn main() {
                 }
             }
         }
+        let limits = fleet::operation::OperationLimits {
+            max_in_flight_builds: args.max_in_flight_builds as usize,
+            max_operations: args.max_operations as usize,
+            ..fleet::operation::OperationLimits::default()
+        };
         let server = server::FleetServer::new(&molecule, &coder, args.read_only, toolsets)
-            .with_poll_override(poll);
+            .with_poll_override(poll)
+            .with_limits(&limits);
         if let Some(addr) = args.http {
             return serve_http(server, addr, &args).await;
         }

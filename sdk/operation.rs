@@ -420,9 +420,11 @@ pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A new operation id: `op-` and a UUIDv4's 32 hex digits (122 random bits). Knowing the id
+/// is what lets a caller read or cancel the operation (see [`Registry`]), so it cannot be
+/// guessed.
 fn new_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("op-{}", &id[..12])
+    format!("op-{}", uuid::Uuid::new_v4().simple())
 }
 
 impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
@@ -900,6 +902,8 @@ pub trait AnyOperation: Send + Sync {
     fn targets(&self) -> &[String];
     /// Where it stands now.
     fn snapshot(&self) -> OperationSnapshot;
+    /// True once it has ended.
+    fn is_done(&self) -> bool;
     /// A watch of its snapshot.
     fn watch(&self) -> watch::Receiver<OperationSnapshot>;
     /// The outcome once it ended: the result as JSON, or the error.
@@ -925,6 +929,9 @@ impl<Ev: OperationEvent, T: OperationOutput + Serialize> AnyOperation for Operat
     }
     fn snapshot(&self) -> OperationSnapshot {
         Operation::snapshot(self)
+    }
+    fn is_done(&self) -> bool {
+        Operation::is_done(self)
     }
     fn watch(&self) -> watch::Receiver<OperationSnapshot> {
         Operation::watch(self)
@@ -957,19 +964,72 @@ pub async fn wait_until_done(op: &dyn AnyOperation, limit: Duration) -> bool {
     tokio::time::timeout(limit, done).await.is_ok()
 }
 
-/// An operation held by a [`Registry`], with when it was seen finished.
-type Entry = (Arc<dyn AnyOperation>, Option<Instant>);
+/// The limits of a server that runs operations for its callers (fleet-mcp): one place for
+/// their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationLimits {
+    /// Operations that have not finished, at most: a new one beyond is refused
+    /// ([`Registry::reserve`]). Default 256.
+    pub max_operations: usize,
+    /// Builds in flight at once across every operation (a workspace's stop→start holds one
+    /// from its first build to its end); the others wait their turn, shown as `queued`.
+    /// Default 64.
+    pub max_in_flight_builds: usize,
+    /// How long a finished operation is kept (to read its outcome). Default one hour.
+    pub keep_finished: Duration,
+    /// Finished operations kept at most (the oldest go first). Default 200.
+    pub max_finished: usize,
+}
 
-/// Operations by id: every running one, and finished ones for a while.
+impl Default for OperationLimits {
+    fn default() -> Self {
+        OperationLimits {
+            max_operations: 256,
+            max_in_flight_builds: 64,
+            keep_finished: Duration::from_secs(60 * 60),
+            max_finished: 200,
+        }
+    }
+}
+
+/// An operation held by a [`Registry`]: who started it, and when it was seen finished.
+struct Entry {
+    op: Arc<dyn AnyOperation>,
+    /// The caller (a session) it belongs to.
+    owner: String,
+    finished: Option<Instant>,
+}
+
+/// A place for one more unfinished operation in a [`Registry`], taken before the operation is
+/// started ([`Registry::reserve`]) and used by [`Registry::insert_reserved`]; dropping it
+/// unused gives the place back.
+#[derive(Debug)]
+pub struct Reservation {
+    reserved: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.reserved
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Operations by id: every running one, and finished ones for a while (the memory of one is
+/// freed when it is pruned). Each belongs to the caller that started it: [`Registry::list_of`]
+/// shows a caller its own; [`Registry::get`] finds any by its exact id, which is a capability
+/// (122 random bits).
 pub struct Registry {
     entries: Mutex<VecDeque<Entry>>,
     keep_finished: Duration,
     max_finished: usize,
+    max_unfinished: usize,
+    reserved: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry::new(Duration::from_secs(60 * 60), 200)
+        Registry::with_limits(&OperationLimits::default())
     }
 }
 
@@ -980,12 +1040,25 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Keeps a finished operation for `keep_finished`, and at most `max_finished` of them.
+    /// Keeps a finished operation for `keep_finished`, and at most `max_finished` of them;
+    /// unfinished ones are not limited.
     pub fn new(keep_finished: Duration, max_finished: usize) -> Self {
-        Registry {
-            entries: Mutex::new(VecDeque::new()),
+        Registry::with_limits(&OperationLimits {
             keep_finished,
             max_finished,
+            max_operations: usize::MAX,
+            ..OperationLimits::default()
+        })
+    }
+
+    /// A registry with these limits (see [`OperationLimits`]).
+    pub fn with_limits(limits: &OperationLimits) -> Self {
+        Registry {
+            entries: Mutex::new(VecDeque::new()),
+            keep_finished: limits.keep_finished,
+            max_finished: limits.max_finished,
+            max_unfinished: limits.max_operations,
+            reserved: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -993,37 +1066,77 @@ impl Registry {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an operation.
-    pub fn insert(&self, op: Arc<dyn AnyOperation>) {
+    /// Takes a place for one more unfinished operation, before starting it; refused (nothing
+    /// started) when `max_operations` have not finished yet.
+    pub fn reserve(&self) -> Result<Reservation> {
+        use std::sync::atomic::Ordering;
         let mut entries = self.lock();
         Self::prune(&mut entries, self.keep_finished, self.max_finished);
-        entries.push_back((op, None));
+        let unfinished = entries.iter().filter(|e| e.finished.is_none()).count();
+        // Taken under the lock: concurrent callers cannot both take the last place.
+        let reserved = self.reserved.load(Ordering::SeqCst);
+        if unfinished + reserved >= self.max_unfinished {
+            return Err(Error::Refused(format!(
+                "{unfinished} operations have not finished yet, the most this server runs at                  once ({}); nothing was started: call again once some have ended, or cancel one",
+                self.max_unfinished
+            )));
+        }
+        self.reserved.fetch_add(1, Ordering::SeqCst);
+        Ok(Reservation {
+            reserved: self.reserved.clone(),
+        })
+    }
+
+    /// Adds an operation (belonging to nobody in particular), without a reservation.
+    pub fn insert(&self, op: Arc<dyn AnyOperation>) {
+        self.push(op, String::new());
+    }
+
+    /// Adds an operation started with `reservation`, belonging to `owner` (a session).
+    pub fn insert_reserved(
+        &self,
+        reservation: Reservation,
+        owner: &str,
+        op: Arc<dyn AnyOperation>,
+    ) {
+        self.push(op, owner.to_string());
+        drop(reservation);
+    }
+
+    fn push(&self, op: Arc<dyn AnyOperation>, owner: String) {
+        let mut entries = self.lock();
+        Self::prune(&mut entries, self.keep_finished, self.max_finished);
+        entries.push_back(Entry {
+            op,
+            owner,
+            finished: None,
+        });
     }
 
     fn prune(entries: &mut VecDeque<Entry>, keep: Duration, max: usize) {
         let now = Instant::now();
-        for (op, finished) in entries.iter_mut() {
-            if finished.is_none() && op.snapshot().done {
-                *finished = Some(now);
+        for e in entries.iter_mut() {
+            if e.finished.is_none() && e.op.is_done() {
+                e.finished = Some(now);
             }
         }
-        entries.retain(|(_, f)| f.is_none_or(|at| now.duration_since(at) < keep));
-        let mut finished = entries.iter().filter(|(_, f)| f.is_some()).count();
+        entries.retain(|e| e.finished.is_none_or(|at| now.duration_since(at) < keep));
+        let mut finished = entries.iter().filter(|e| e.finished.is_some()).count();
         while finished > max {
-            if let Some(i) = entries.iter().position(|(_, f)| f.is_some()) {
+            if let Some(i) = entries.iter().position(|e| e.finished.is_some()) {
                 entries.remove(i);
             }
             finished -= 1;
         }
     }
 
-    /// The operation with this id.
+    /// The operation with this exact id, whoever started it.
     pub fn get(&self, id: &str) -> Option<Arc<dyn AnyOperation>> {
         let id = id.trim();
         self.lock()
             .iter()
-            .find(|(op, _)| op.id() == id)
-            .map(|(op, _)| op.clone())
+            .find(|e| e.op.id() == id)
+            .map(|e| e.op.clone())
     }
 
     /// A running operation of this kind on exactly these targets (to follow it instead of
@@ -1035,23 +1148,52 @@ impl Registry {
     ) -> Option<Arc<dyn AnyOperation>> {
         self.lock()
             .iter()
-            .find(|(op, _)| op.kind() == kind && op.targets() == targets && !op.snapshot().done)
-            .map(|(op, _)| op.clone())
+            .find(|e| e.op.kind() == kind && e.op.targets() == targets && !e.op.is_done())
+            .map(|e| e.op.clone())
+    }
+
+    /// A running operation of `owner`'s, of this kind on exactly these targets.
+    pub fn running_of(
+        &self,
+        owner: &str,
+        kind: OperationKind,
+        targets: &[String],
+    ) -> Option<Arc<dyn AnyOperation>> {
+        self.lock()
+            .iter()
+            .find(|e| {
+                e.owner == owner
+                    && e.op.kind() == kind
+                    && e.op.targets() == targets
+                    && !e.op.is_done()
+            })
+            .map(|e| e.op.clone())
     }
 
     /// Every operation held, oldest first.
     pub fn list(&self) -> Vec<Arc<dyn AnyOperation>> {
         let mut entries = self.lock();
         Self::prune(&mut entries, self.keep_finished, self.max_finished);
-        entries.iter().map(|(op, _)| op.clone()).collect()
+        entries.iter().map(|e| e.op.clone()).collect()
+    }
+
+    /// The operations `owner` started, oldest first.
+    pub fn list_of(&self, owner: &str) -> Vec<Arc<dyn AnyOperation>> {
+        let mut entries = self.lock();
+        Self::prune(&mut entries, self.keep_finished, self.max_finished);
+        entries
+            .iter()
+            .filter(|e| e.owner == owner)
+            .map(|e| e.op.clone())
+            .collect()
     }
 
     /// The operations still running.
     pub fn in_flight(&self) -> Vec<Arc<dyn AnyOperation>> {
         self.lock()
             .iter()
-            .filter(|(op, _)| !op.snapshot().done)
-            .map(|(op, _)| op.clone())
+            .filter(|e| !e.op.is_done())
+            .map(|e| e.op.clone())
             .collect()
     }
 

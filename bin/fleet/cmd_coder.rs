@@ -959,6 +959,7 @@ enum BatchProgress {
     Quiet,
     Lines {
         logs: bool,
+        dropped: DropNotes,
     },
     Bars {
         multi: MultiProgress,
@@ -974,7 +975,10 @@ const KEEP_LINES_UP_TO: usize = 24;
 impl BatchProgress {
     fn new(format: OutputFormat, logs: bool) -> Self {
         match format {
-            OutputFormat::Json if logs => BatchProgress::Lines { logs },
+            OutputFormat::Json if logs => BatchProgress::Lines {
+                logs,
+                dropped: DropNotes::default(),
+            },
             OutputFormat::Json => BatchProgress::Quiet,
             OutputFormat::Text if cli::stderr_is_terminal() => BatchProgress::Bars {
                 multi: MultiProgress::with_draw_target(out::progress_target()),
@@ -982,14 +986,17 @@ impl BatchProgress {
                 bars: Vec::new(),
                 keep: true,
             },
-            OutputFormat::Text => BatchProgress::Lines { logs },
+            OutputFormat::Text => BatchProgress::Lines {
+                logs,
+                dropped: DropNotes::default(),
+            },
         }
     }
 
     fn event(&mut self, e: FleetEvent) {
         match self {
             BatchProgress::Quiet => {}
-            BatchProgress::Lines { logs } => match &e {
+            BatchProgress::Lines { logs, dropped } => match &e {
                 FleetEvent::Began { .. } => {}
                 FleetEvent::Step {
                     step: CoderEvent::BuildLog { .. },
@@ -997,6 +1004,12 @@ impl BatchProgress {
                 }
                 | FleetEvent::LogLinesDropped { .. }
                     if !*logs => {}
+                FleetEvent::LogLinesDropped { count } => {
+                    dropped.add(*count);
+                    if let Some(note) = dropped.take(false) {
+                        out::err(note);
+                    }
+                }
                 // A workspace's result may span lines (a build's error and log tail); every
                 // other event is one line, whatever the server's names and log lines hold.
                 FleetEvent::Finished {
@@ -1004,13 +1017,24 @@ impl BatchProgress {
                     total,
                     result,
                     ..
-                } => out::err(format!(
-                    "[{}] {} ({done}/{total}): {}",
-                    escape_one_line(&result.workspace),
-                    result.verdict,
-                    result.message
-                )),
-                _ => out::err(escape_one_line(&e.describe())),
+                } => {
+                    if let Some(note) = dropped.take(true) {
+                        out::err(note);
+                    }
+                    out::err(format!(
+                        "[{}] {} ({done}/{total}): {}",
+                        escape_one_line(&result.workspace),
+                        result.verdict,
+                        result.message
+                    ))
+                }
+                _ => {
+                    let log_line = fleet::operation::OperationEvent::is_log_line(&e);
+                    if let Some(note) = dropped.take(!log_line) {
+                        out::err(note);
+                    }
+                    out::err(escape_one_line(&e.describe()));
+                }
             },
             BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
                 let _ = multi.println(out::shown(&escape_one_line(&e.describe())));
@@ -1095,6 +1119,11 @@ impl BatchProgress {
     }
 
     fn finish(&mut self) {
+        if let BatchProgress::Lines { dropped, .. } = self {
+            if let Some(note) = dropped.take(true) {
+                out::err(note);
+            }
+        }
         if let BatchProgress::Bars { total, bars, .. } = self {
             for bar in bars.iter_mut().filter_map(Option::take) {
                 bar.abandon();
@@ -1263,6 +1292,39 @@ struct Progress {
     bar: Option<ProgressBar>,
     /// Show build log lines.
     logs: bool,
+    dropped: DropNotes,
+}
+
+/// Log lines dropped because the terminal was slower than the log: said at most once a second
+/// (with how many since the last note), and before anything else is shown.
+#[derive(Default)]
+struct DropNotes {
+    pending: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl DropNotes {
+    /// Counts `count` more dropped lines.
+    fn add(&mut self, count: u64) {
+        self.pending += count;
+    }
+
+    /// The note to show now, if any: when `now_anyway`, or a second after the last one.
+    fn take(&mut self, now_anyway: bool) -> Option<String> {
+        let due = now_anyway
+            || self
+                .last
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if self.pending == 0 || !due {
+            return None;
+        }
+        self.last = Some(std::time::Instant::now());
+        let count = std::mem::take(&mut self.pending);
+        Some(format!(
+            "  | … {}",
+            CoderEvent::LogLinesDropped { count }.describe()
+        ))
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -1283,6 +1345,7 @@ impl Progress {
             mode,
             bar: None,
             logs,
+            dropped: DropNotes::default(),
         }
     }
 
@@ -1291,17 +1354,26 @@ impl Progress {
             if !self.logs {
                 return;
             }
+            if let Some(note) = self.dropped.take(false) {
+                self.print_log(note);
+            }
             // The server's words, on one line: a line break in them is escaped too, so that
             // no log line can start a line that looks like fleet's own.
             let line = format!("  | {}", escape_one_line(output));
             self.print_log(line);
             return;
         }
-        if let CoderEvent::LogLinesDropped { .. } = &e {
+        if let CoderEvent::LogLinesDropped { count } = &e {
             if self.logs {
-                self.print_log(format!("  | … {}", e.describe()));
+                self.dropped.add(*count);
+                if let Some(note) = self.dropped.take(false) {
+                    self.print_log(note);
+                }
             }
             return;
+        }
+        if let Some(note) = self.dropped.take(true) {
+            self.print_log(note);
         }
         match self.mode {
             Mode::Quiet => {}
@@ -1346,6 +1418,7 @@ impl Progress {
             },
             CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. } => {}
             CoderEvent::Planned { .. }
+            | CoderEvent::QueuedForBuild { .. }
             | CoderEvent::UpToDate { .. }
             | CoderEvent::LogsUnavailable { .. }
             | CoderEvent::FellBack { .. } => {
@@ -1371,6 +1444,9 @@ impl Progress {
     }
 
     fn finish(&mut self) {
+        if let Some(note) = self.dropped.take(true) {
+            self.print_log(note);
+        }
         if let Some(bar) = self.bar.take() {
             bar.abandon();
         }

@@ -273,8 +273,9 @@ impl FleetServer {
                 .plan_only(&workspace, version, false, &options, wait, &ctx)
                 .await;
         }
+        let slot = self.reserve_operation()?;
         let op = client.start_update_ready(workspace, version, options, ready);
-        self.register(&op);
+        self.register(slot, &op);
         self.answer_within(op, wait, &ctx, forward()).await.map(ran)
     }
 
@@ -335,8 +336,9 @@ impl FleetServer {
         };
         let wait = wait_for(p.wait_seconds)?;
         options.check().map_err(tool_error)?;
+        let slot = self.reserve_operation()?;
         let op = client.start_update_many(selection, options);
-        self.register(&op);
+        self.register(slot, &op);
         self.answer_within(op, wait, &ctx, forward_batch()).await
     }
 
@@ -370,8 +372,9 @@ impl FleetServer {
                 .plan_only(&workspace, None, true, &options, wait, &ctx)
                 .await;
         }
+        let slot = self.reserve_operation()?;
         let op = client.start_restart_ready(workspace, options, ready);
-        self.register(&op);
+        self.register(slot, &op);
         self.answer_within(op, wait, &ctx, forward()).await.map(ran)
     }
 

@@ -98,7 +98,8 @@ pub async fn serve(
         limits.session_idle,
     ));
     let mcp = StreamableHttpService::new(
-        move || Ok(server.clone()),
+        // Each session its own server clone: it owns the operations it starts.
+        move || Ok(server.for_new_session()),
         // Every session's outgoing messages are redacted (see redact.rs).
         Arc::new(RedactingSessions(sessions.clone())),
         config,

@@ -330,8 +330,9 @@ impl FleetServer {
         }
         let mut options = WaitOptions::default();
         options.poll = options.poll.with_interval_cap(self.poll_override());
+        let slot = self.reserve_operation()?;
         let op = client.start_migrate_rollout(requests, options, rollout);
-        self.register(&op);
+        self.register(slot, &op);
         let mut n = 0.0;
         self.answer_within(op, wait, &context, move |progress, event: &BatchEvent| {
             n += 1.0;
@@ -403,15 +404,16 @@ impl FleetServer {
         // Follow the running follow of this workspace, if there is one; else start one.
         let running = self
             .registry()
-            .running(OperationKind::FollowMigration, &targets)
+            .running_of(self.session(), OperationKind::FollowMigration, &targets)
             .and_then(|op| op.as_any().downcast_ref::<FollowOperation>().cloned());
         let op = match running {
             Some(op) => op,
             None => {
                 let mut options = WaitOptions::default();
                 options.poll = options.poll.with_interval_cap(self.poll_override());
+                let slot = self.reserve_operation()?;
                 let op = client.start_follow_migration(workspace_id.clone(), options);
-                self.register(&op);
+                self.register(slot, &op);
                 op
             }
         };

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use fleet::operation::{
     AnyOperation, Operation, OperationEvent, OperationOutput, OperationSnapshot, OperationState,
-    TargetStatus, wait_until_done,
+    Reservation, TargetStatus, wait_until_done,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -113,13 +113,26 @@ impl FleetServer {
         }
     }
 
-    /// Registers an operation so that get_operation can find it.
-    pub fn register<Ev, T>(&self, op: &Operation<Ev, T>)
+    /// A place for one more unfinished operation, taken before starting it; a tool error
+    /// (nothing started) when `--max-operations` have not finished.
+    pub fn reserve_operation(&self) -> Result<Reservation, String> {
+        self.registry().reserve().map_err(|e| {
+            format!(
+                "{} (list_operations shows this session's; cancel_operation cancels one)",
+                tool_error(e)
+            )
+        })
+    }
+
+    /// Registers an operation started with `slot`, as this session's, so that get_operation
+    /// can find it.
+    pub fn register<Ev, T>(&self, slot: Reservation, op: &Operation<Ev, T>)
     where
         Ev: OperationEvent,
         T: OperationOutput + Serialize,
     {
-        self.registry().insert(Arc::new(op.clone()));
+        self.registry()
+            .insert_reserved(slot, self.session(), Arc::new(op.clone()));
     }
 }
 
@@ -236,7 +249,8 @@ impl FleetServer {
                     if s.latest_step != last {
                         n += 1.0;
                         if let Some(step) = &s.latest_step {
-                            progress.send(n, None, step.clone());
+                            // The latest step (often a log line): coalesced, a few a second.
+                            progress.send_line(n, None, step.clone());
                         }
                         last = s.latest_step.clone();
                     }
@@ -279,7 +293,7 @@ impl FleetServer {
 
     #[tool(
         name = "list_operations",
-        description = "List this server's long operations (running, or ended in the last hour): id, kind, state, latest step.",
+        description = "List the long operations this session started (running, or ended in the last hour): id, kind, state, latest step.",
         annotations(
             title = "List long operations",
             read_only_hint = true,
@@ -294,7 +308,7 @@ impl FleetServer {
     ) -> Result<Json<OperationList>, String> {
         let operations: Vec<OperationSnapshot> = self
             .registry()
-            .list()
+            .list_of(self.session())
             .iter()
             .map(|op| op.snapshot())
             .collect();
@@ -311,7 +325,7 @@ impl FleetServer {
             tool_error(fleet::Error::NotFound {
                 message: format!(
                     "no operation {:?} in this fleet-mcp (finished operations are kept for an hour; \
-                     a restarted fleet-mcp forgets them): list_operations shows the ones it has",
+                     a restarted fleet-mcp forgets them): list_operations shows the ones this session started",
                     id.trim()
                 ),
             })

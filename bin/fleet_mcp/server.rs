@@ -27,10 +27,14 @@ pub struct FleetServer {
     /// What the tools listed are for, and which toolsets are off.
     instructions: Arc<str>,
     poll_override: Option<std::time::Duration>,
-    /// The long operations started by tool calls (they outlive the calls).
+    /// The long operations started by tool calls (they outlive the calls), shared by every
+    /// session.
     registry: Arc<fleet::operation::Registry>,
     /// Every tool's input properties, read once (remedies name only arguments a tool has).
     tool_properties: Arc<std::sync::OnceLock<Arc<ToolProperties>>>,
+    /// The session this server answers (over HTTP each session gets its own clone): the
+    /// owner of the operations it starts.
+    session: Arc<str>,
 }
 
 /// Groups of tools an operator lists or leaves out (`--toolsets`, GitHub's convention).
@@ -226,7 +230,34 @@ impl FleetServer {
             poll_override: fleet::config::poll_interval_from_env(),
             registry: Arc::new(fleet::operation::Registry::default()),
             tool_properties: Arc::default(),
+            session: new_session(),
         }
+    }
+
+    /// The server with these limits on operations and builds (fleet-mcp's flags).
+    pub fn with_limits(mut self, limits: &fleet::operation::OperationLimits) -> Self {
+        self.registry = Arc::new(fleet::operation::Registry::with_limits(limits));
+        self.coder = Arc::new(
+            self.coder
+                .as_ref()
+                .clone()
+                .map(|c| c.with_build_limit(limits.max_in_flight_builds)),
+        );
+        self
+    }
+
+    /// A clone for a new session (same clients and operations, its own owner id): it lists
+    /// only the operations it started.
+    pub fn for_new_session(&self) -> Self {
+        FleetServer {
+            session: new_session(),
+            ..self.clone()
+        }
+    }
+
+    /// The session this server answers.
+    pub fn session(&self) -> &str {
+        &self.session
     }
 
     /// The long operations started by tool calls.
@@ -341,6 +372,10 @@ fn lean_schema(schema: &mut Value, defs: &Value, depth: u32) {
             }
         }
     }
+}
+
+fn new_session() -> Arc<str> {
+    uuid::Uuid::new_v4().simple().to_string().into()
 }
 
 /// The tool argument that gives an input.
@@ -656,12 +691,13 @@ impl Slot {
             changed.as_mut().enable();
             let wait_line = {
                 let mut p = self.lock();
-                if let Some(step) = p.steps.pop_front() {
-                    // A step is newer than a line queued before it: that line is stale.
-                    if p.line.as_ref().is_some_and(|l| l.0 < step.0) {
-                        p.line = None;
+                if let Some(step_at) = p.steps.front().map(|s| s.0) {
+                    // The line just before a step goes out first (the last line of a build
+                    // says how it ended), then the step.
+                    if let Some(line) = p.line.take_if(|l| l.0 < step_at) {
+                        return Some((line, false));
                     }
-                    return Some((step, false));
+                    return p.steps.pop_front().map(|step| (step, false));
                 }
                 match p.line.take() {
                     Some(line) if p.closed || tokio::time::Instant::now() >= line_at => {
@@ -688,8 +724,8 @@ impl Slot {
 }
 
 /// Sends progress notifications in order, when the client asked for them (sent a token).
-/// Steps go out as they come; log lines at most one per [`PROGRESS_INTERVAL`], each the
-/// latest. Only a few steps and one line wait to be sent, so a client (or a transport) slower
+/// Steps go out as they come, each after the latest log line before it; other log lines at
+/// most one per [`PROGRESS_INTERVAL`], each the latest. Only a few steps and one line wait to be sent, so a client (or a transport) slower
 /// than a flood of log lines costs a few messages of memory, not a queue.
 pub struct Progress {
     slot: Option<Arc<Slot>>,

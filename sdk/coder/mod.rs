@@ -287,6 +287,16 @@ pub struct CoderClient {
     http: crate::HttpOptions,
     /// What the server supports, read once (`GET /buildinfo`) and shared by the clones.
     features: std::sync::Arc<tokio::sync::OnceCell<ServerFeatures>>,
+    /// Builds in flight at once across every clone, when limited
+    /// ([`CoderClient::with_build_limit`]).
+    build_slots: Option<BuildSlots>,
+}
+
+/// The builds a client (and its clones) may have in flight at once.
+#[derive(Debug, Clone)]
+struct BuildSlots {
+    semaphore: std::sync::Arc<tokio::sync::Semaphore>,
+    limit: usize,
 }
 
 impl std::fmt::Debug for CoderClient {
@@ -326,7 +336,43 @@ impl CoderClient {
             token: token.clone(),
             http: config.http.clone(),
             features: Default::default(),
+            build_slots: None,
         })
+    }
+
+    /// Lets at most `limit` workspaces of this client and its clones have builds in flight at
+    /// once (a workspace's stop→start holds one place from its first build to its end); the
+    /// others wait their turn after planning, saying so ([`CoderEvent::QueuedForBuild`]).
+    /// A server running operations for many callers sets it (see
+    /// [`crate::operation::OperationLimits`]).
+    pub fn with_build_limit(mut self, limit: usize) -> Self {
+        let limit = limit.max(1);
+        self.build_slots = Some(BuildSlots {
+            semaphore: std::sync::Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+        });
+        self
+    }
+
+    /// Waits for a place among the builds in flight (none needed when not limited); says so
+    /// while it waits. Cancelled while waiting: nothing was changed.
+    pub(crate) async fn build_slot(
+        &self,
+        what: &str,
+        control: &crate::operation::Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        let Some(slots) = &self.build_slots else {
+            return Ok(None);
+        };
+        if let Ok(permit) = slots.semaphore.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        on_event(CoderEvent::QueuedForBuild { limit: slots.limit });
+        tokio::select! {
+            permit = slots.semaphore.clone().acquire_owned() => Ok(permit.ok()),
+            _ = control.cancelled() => Err(run::nothing_changed_interrupt(&what)),
+        }
     }
 
     /// The generated client.

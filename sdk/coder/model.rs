@@ -448,6 +448,12 @@ pub enum CoderEvent {
         /// The text (the server's words: escape before showing).
         output: String,
     },
+    /// The server runs as many builds at once as it allows (`limit`): this workspace waits
+    /// its turn, nothing changed yet.
+    QueuedForBuild {
+        /// Builds in flight at once, at most.
+        limit: usize,
+    },
     /// The reader fell behind the events: this many of them (log lines first) were dropped
     /// and not given to it. The operation's state is not affected.
     LogLinesDropped {
@@ -571,6 +577,10 @@ impl CoderEvent {
             ),
             CoderEvent::FellBack { fallback } => fallback.describe(),
             CoderEvent::BuildLog { step, output, .. } => format!("{step} build log: {output}"),
+            CoderEvent::QueuedForBuild { limit } => format!(
+                "queued: the most builds allowed at once ({limit}) are in flight; it starts \
+                 when one ends"
+            ),
             CoderEvent::LogLinesDropped { count } => {
                 format!("{count} log line(s) dropped: they came faster than they were read")
             }

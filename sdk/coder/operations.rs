@@ -27,6 +27,7 @@ fn phase_of(event: &CoderEvent) -> Option<&'static str> {
             "waiting_for_another_build"
         }
         CoderEvent::UpToDate { .. } => "up_to_date",
+        CoderEvent::QueuedForBuild { .. } => "queued",
         CoderEvent::BuildCreated { step, .. } | CoderEvent::BuildFoundAfterError { step, .. } => {
             match step {
                 Step::Stop => "stopping",

@@ -164,6 +164,8 @@ impl CoderClient {
                 elapsed_ms: ms(started.elapsed()),
             });
         }
+        // A place among the builds in flight, held until this sequence ends.
+        let _slot = self.build_slot(&name, &control, on_event).await?;
         let mut run = Runner {
             plan,
             options,

@@ -388,6 +388,8 @@ pub(crate) struct CoderWorld {
     pub(crate) ws_drop_after: Option<u32>,
     /// While a build runs, its log stream also sends lines of this many bytes, flat out.
     pub(crate) log_flood_bytes: Option<usize>,
+    /// The most builds that were active (pending or running) at once.
+    pub(crate) max_active_builds: usize,
 }
 
 /// How the simulated Coder deployment behaves (from [`super::SimOptions`]).
@@ -501,6 +503,17 @@ impl CoderWorld {
         ws.builds.last().and_then(|id| self.builds.get(id))
     }
 
+    /// Counts the builds active at `at` (a build was just created then) into the high-water
+    /// mark.
+    fn note_active_builds(&mut self, at: f64) {
+        let active = self
+            .builds
+            .values()
+            .filter(|b| b.created <= at && b.is_active(at))
+            .count();
+        self.max_active_builds = self.max_active_builds.max(active);
+    }
+
     fn next_seq(&mut self) -> i64 {
         self.next_seq += 1;
         self.next_seq
@@ -552,6 +565,7 @@ impl CoderWorld {
                         w.builds.push(child.id);
                     }
                     self.builds.insert(child.id, child);
+                    self.note_active_builds(at);
                 }
                 Err(refused) => {
                     tracing::info!(
@@ -1262,6 +1276,7 @@ async fn create_build(
     let answer = world.build_json(&build, &state.clock, now);
     world.workspaces[wi].builds.push(build.id);
     world.builds.insert(build.id, build);
+    world.note_active_builds(now);
     json_response(StatusCode::CREATED, answer)
 }
 

@@ -532,6 +532,11 @@ impl RunningSim {
         lock(&self.state.coder).build_history(owner, name)
     }
 
+    /// The most Coder builds that were active (pending or running) at once so far.
+    pub fn coder_max_active_builds(&self) -> usize {
+        lock(&self.state.coder).max_active_builds
+    }
+
     /// Stops serving and waits for the server to finish.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();

@@ -522,5 +522,6 @@ pub(crate) fn seed(
         pending_chains: Vec::new(),
         ws_drop_after: settings.ws_drop_after,
         log_flood_bytes: settings.log_flood_bytes,
+        max_active_builds: 0,
     }
 }

@@ -229,10 +229,20 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
 
 /// fleet-mcp against `sim`, and its process id (to read its peak memory).
 async fn connect_measured(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client, u32) {
+    connect_measured_with(sim, &[], 20).await
+}
+
+/// fleet-mcp `args` against `sim`, polling at most every `poll_ms`, and its process id.
+async fn connect_measured_with(
+    sim: &RunningSim,
+    args: &[&str],
+    poll_ms: u64,
+) -> (RunningService<RoleClient, Client>, Client, u32) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
+    cmd.args(args)
+        .env_clear()
         .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
+        .env("FLEET_POLL_INTERVAL_MS", poll_ms.to_string());
     let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
     let pid = transport.id().expect("a process id");
     let handler = Client::default();
@@ -283,20 +293,22 @@ async fn restart_with_progress(
     (result, seconds, progress)
 }
 
-/// Log-line notifications: at most 4 a second (one every 250 ms), plus a little slack for the
-/// first and the last.
+/// Log-line notifications: at most 4 a second (one every 250 ms), plus the line just before
+/// each step, plus a little slack for the first and the last.
 fn assert_coalesced(progress: &[ProgressNotificationParam], seconds: f64) {
-    let lines = progress
-        .iter()
-        .filter(|p| {
-            p.message
-                .as_deref()
-                .is_some_and(|m| m.contains("build log:") || m.contains("dropped"))
-        })
-        .count();
+    let is_line = |p: &&ProgressNotificationParam| {
+        p.message
+            .as_deref()
+            .is_some_and(|m| m.contains("build log:") || m.contains("dropped"))
+    };
+    let lines = progress.iter().filter(is_line).count();
+    let steps = progress.len() - lines;
     assert!(lines > 0, "the latest lines are sent");
-    let most = (seconds * 4.0).ceil() as usize + 4;
-    assert!(lines <= most, "{lines} log notifications in {seconds:.1} s");
+    let most = (seconds * 4.0).ceil() as usize + steps + 4;
+    assert!(
+        lines <= most,
+        "{lines} log notifications and {steps} steps in {seconds:.1} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,4 +490,230 @@ async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
     assert!(text_of(&r).contains("confirm"), "{}", text_of(&r));
     assert_eq!(changes(&sim), Vec::<String>::new());
+}
+
+// ---- caps: builds in flight across all operations, unfinished operations --------------------
+
+/// `restart_agent NAME` with wait_seconds 0: it answers at once with its operation.
+async fn restart_now(peer: &rmcp::Peer<RoleClient>, name: &str) -> CallToolResult {
+    let params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
+        json!({"agent_name": name, "wait_seconds": 0})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    tokio::time::timeout(Duration::from_secs(60), peer.call_tool(params))
+        .await
+        .expect("answered within a minute")
+        .expect("the call is answered")
+}
+
+async fn tool(client: &RunningService<RoleClient, Client>, name: &str, args: Value) -> Value {
+    let params = CallToolRequestParams::new(name.to_string())
+        .with_arguments(args.as_object().unwrap().clone());
+    let r = client.call_tool(params).await.expect("answered");
+    assert_ne!(r.is_error, Some(true), "{name}: {}", text_of(&r));
+    r.structured_content.expect("structured")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_concurrent_restarts_keep_at_most_64_builds_in_flight_the_rest_queued() {
+    let sim = Simulator::start(SimOptions {
+        speed: 10.0,
+        bulk_workspaces: 300,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _handler, pid) =
+        connect_measured_with(&sim, &["--max-operations", "1000"], 200).await;
+    let began = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 1..=300 {
+        let peer = client.peer().clone();
+        calls.spawn(async move { restart_now(&peer, &format!("bulk-{i:04}")).await });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = calls.join_next().await {
+        let r = r.expect("the call task");
+        assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+        let answer = r.structured_content.expect("structured");
+        ids.push(answer["operation_id"].as_str().unwrap().to_string());
+    }
+    let started = began.elapsed();
+    assert_eq!(ids.len(), 300);
+
+    // While they run: the work beyond the limit waits, shown as queued. (Finished ones are
+    // pruned beyond the 200 kept: what the list holds is this session's, all done at the end.)
+    let mut queued_seen = 0;
+    let mut all_done = false;
+    while began.elapsed() < Duration::from_secs(90) {
+        let list = tool(&client, "list_operations", json!({})).await;
+        let ops = list["operations"].as_array().unwrap();
+        assert!(
+            ops.iter()
+                .all(|o| ids.iter().any(|id| o["id"] == id.as_str())),
+            "only this session's operations"
+        );
+        let queued = ops
+            .iter()
+            .filter(|o| o["workspaces"][0]["phase"] == "queued")
+            .count();
+        queued_seen = queued_seen.max(queued);
+        if ops.iter().all(|o| o["done"] == true) {
+            let states: Vec<&Value> = ops.iter().map(|o| &o["state"]).collect();
+            assert!(states.iter().all(|s| *s == "succeeded"), "{states:?}");
+            all_done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The simulator's view: every workspace was stopped and started again.
+    for i in 1..=300 {
+        let history = sim.coder_build_history(&format!("alice/bulk-{i:04}"));
+        let transitions: Vec<&str> = history.iter().map(|(t, _)| t.as_str()).collect();
+        assert!(
+            transitions.ends_with(&["stop", "start"]),
+            "bulk-{i:04}: {transitions:?}"
+        );
+    }
+    let peak = peak_kib(pid);
+    let most = sim.coder_max_active_builds();
+    eprintln!(
+        "300 concurrent restarts: answered in {:.1} s, done in {:.1} s, at most {most} builds \
+         active at once, at most {queued_seen} queued at a look, fleet-mcp peak {peak} KiB",
+        started.as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
+    assert!(all_done, "every restart ended");
+    assert!(most <= 64, "{most} builds were active at once");
+    assert!(most >= 32, "the restarts ran side by side ({most} at most)");
+    assert!(
+        queued_seen > 0,
+        "the work beyond the limit showed as queued"
+    );
+    assert!(peak <= 128 * 1024, "peak {peak} KiB");
+    client.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_operations_a_new_operation_is_refused_and_nothing_is_started() {
+    let sim = Simulator::start(SimOptions {
+        speed: 5.0,
+        bulk_workspaces: 4,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _handler, _pid) =
+        connect_measured_with(&sim, &["--max-operations", "3"], 50).await;
+    let peer = client.peer().clone();
+    let mut ids = Vec::new();
+    for name in ["bulk-0001", "bulk-0002", "bulk-0003"] {
+        let r = restart_now(&peer, name).await;
+        assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+        ids.push(r.structured_content.unwrap()["operation_id"].clone());
+    }
+    let fourth = sim.coder_workspace_id("alice/bulk-0004").unwrap();
+    let r = restart_now(&peer, "bulk-0004").await;
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    let text = text_of(&r);
+    assert!(
+        text.contains("3 operations have not finished yet"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was started"), "{text}");
+    assert!(text.contains("list_operations"), "{text}");
+    let touched = |sim: &RunningSim| {
+        sim.requests()
+            .iter()
+            .any(|q| q.path.contains(&fourth.to_string()) && q.method == "POST")
+    };
+    assert!(!touched(&sim), "nothing was sent for the refused one");
+
+    // Once they have ended, there is room again.
+    for id in &ids {
+        let report = tool(
+            &client,
+            "get_operation",
+            json!({"operation_id": id, "wait_seconds": 60}),
+        )
+        .await;
+        assert_eq!(report["done"], true, "{report}");
+    }
+    let r = restart_now(&peer, "bulk-0004").await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    client.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_restart_shows_as_queued_and_cancelling_it_changes_nothing() {
+    let sim = Simulator::start(SimOptions {
+        speed: 2.0,
+        bulk_workspaces: 2,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _handler, _pid) =
+        connect_measured_with(&sim, &["--max-in-flight-builds", "1"], 50).await;
+    let peer = client.peer().clone();
+    let first = restart_now(&peer, "bulk-0001").await;
+    let first = first.structured_content.unwrap()["operation_id"].clone();
+    // Let the first take the only place (planned, then its stop build).
+    let began = Instant::now();
+    while sim.coder_build_history("alice/bulk-0001").len() < 2
+        && began.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = restart_now(&peer, "bulk-0002").await;
+    let second = second.structured_content.unwrap()["operation_id"].clone();
+    let mut phase = Value::Null;
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(10) {
+        let report = tool(&client, "get_operation", json!({"operation_id": second})).await;
+        phase = report["workspaces"][0]["phase"].clone();
+        if phase == "queued" {
+            assert!(
+                report["latest_step"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the most builds allowed at once (1) are in flight"),
+                "{report}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(phase, "queued", "the second waits its turn");
+    let before = sim.coder_build_history("alice/bulk-0002").len();
+    let cancelled = tool(&client, "cancel_operation", json!({"operation_id": second})).await;
+    let report = tool(
+        &client,
+        "get_operation",
+        json!({"operation_id": second, "wait_seconds": 10}),
+    )
+    .await;
+    assert_eq!(report["state"], "cancelled", "{cancelled} {report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before anything was changed"),
+        "{report}"
+    );
+    let report = tool(
+        &client,
+        "get_operation",
+        json!({"operation_id": first, "wait_seconds": 30}),
+    )
+    .await;
+    assert_eq!(report["state"], "succeeded", "{report}");
+    assert_eq!(
+        sim.coder_build_history("alice/bulk-0002").len(),
+        before,
+        "no build for the cancelled one"
+    );
+    client.cancel().await.ok();
 }

@@ -111,7 +111,8 @@ fn kinds(events: &Events) -> Vec<String> {
             CoderEvent::FellBack { .. } => "fell_back".into(),
             CoderEvent::BuildLog { .. } => "log".into(),
             CoderEvent::LogsUnavailable { .. } => "logs_unavailable".into(),
-            CoderEvent::LogLinesDropped { .. } => "log_lines_dropped".into(),
+            CoderEvent::QueuedForBuild { .. } => "queued".into(),
+            CoderEvent::LogLinesDropped { .. } => "dropped".into(),
         })
         .collect()
 }
@@ -1841,4 +1842,94 @@ async fn a_graceful_cancel_before_the_stop_changes_nothing_and_an_abort_leaves_i
     );
     stop.assert_calls_async(1).await;
     any_start.assert_calls_async(0).await;
+}
+
+// ---- an operation's events are bounded in bytes ---------------------------------------------
+
+/// A stand-in event: a 4 KiB log line, or a step.
+#[derive(Debug, Clone, PartialEq)]
+enum Ev {
+    Line(u32),
+    Step(u32),
+    Dropped(u64),
+}
+
+impl fleet::operation::OperationEvent for Ev {
+    fn describe(&self) -> String {
+        match self {
+            // As long as the longest line fleet keeps.
+            Ev::Line(i) => format!("{i:05}{}", "x".repeat(fleet::coder::LOG_LINE_MAX_BYTES)),
+            Ev::Step(i) => format!("step {i}"),
+            Ev::Dropped(n) => format!("{n} dropped"),
+        }
+    }
+    fn apply(&self, _: &mut Vec<fleet::operation::TargetStatus>) {}
+    fn is_log_line(&self) -> bool {
+        matches!(self, Ev::Line(_))
+    }
+    fn dropped(count: u64) -> Option<Self> {
+        Some(Ev::Dropped(count))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Done;
+
+impl fleet::operation::OperationOutput for Done {}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_loses_the_oldest_log_lines_is_told_how_many_and_keeps_the_steps()
+ {
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let op = fleet::operation::Operation::<Ev, Done>::spawn(
+        fleet::operation::OperationKind::Restart,
+        vec!["alice/dev".into()],
+        |_control, sink| async move {
+            sink.emit(Ev::Step(1));
+            for i in 0..10_000 {
+                sink.emit(Ev::Line(i));
+            }
+            sink.emit(Ev::Step(2));
+            let _ = wait.await;
+            Ok(Done)
+        },
+    );
+    // The first reader reads from the start, but only once 40 MB of lines were sent.
+    let mut events = op.events();
+    let began = Instant::now();
+    while op.snapshot().events < 10_002 && began.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut seen = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(e) => seen.push(e),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                seen.push(Ev::Dropped(n))
+            }
+            Err(_) => break,
+        }
+    }
+    let lines = seen.iter().filter(|e| matches!(e, Ev::Line(_))).count() as u64;
+    let dropped: u64 = seen
+        .iter()
+        .map(|e| if let Ev::Dropped(n) = e { *n } else { 0 })
+        .sum();
+    assert_eq!(seen.first(), Some(&Ev::Step(1)), "steps are kept");
+    assert_eq!(seen.last(), Some(&Ev::Step(2)), "the newest event is kept");
+    assert_eq!(
+        lines + dropped,
+        10_000,
+        "every line is given or counted as dropped"
+    );
+    // 256 KiB held at most: about 60 of the 4 KiB lines, the newest.
+    assert!((16..=64).contains(&lines), "{lines} lines held");
+    assert!(seen.contains(&Ev::Line(9_999)));
+    let _ = go.send(());
+    op.outcome().await.expect("it ends");
+    // The end: the reader is told the stream is over.
+    assert!(matches!(
+        events.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Closed)
+    ));
 }

@@ -451,3 +451,120 @@ async fn an_allowed_host_that_would_match_nothing_is_refused_at_start() {
     let server = start(&["--allowed-host", "mcp.example.com:8443"]).await;
     initialize_ok(&server, None).await;
 }
+
+/// `tools/call NAME ARGS` in a session: the HTTP status and the body.
+async fn call_tool(
+    server: &Server,
+    session: &str,
+    name: &str,
+    arguments: serde_json::Value,
+) -> (u16, String) {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}
+    });
+    let response = mcp_post(server, &body.to_string())
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// The operation ids (`op-` and 32 hex digits) in a body.
+fn operation_ids(body: &str) -> Vec<String> {
+    let mut ids: Vec<String> = body
+        .match_indices("op-")
+        .map(|(i, _)| &body[i + 3..])
+        .filter(|rest| rest.len() >= 32 && rest[..32].bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|rest| format!("op-{}", &rest[..32]))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_cannot_list_the_first_ones_operations_but_follows_one_by_its_exact_id() {
+    // Speed 1: a restart takes ~15 s, still running while the sessions look at it.
+    let server = start(&["--sim-speed", "1"]).await;
+    let a = initialize_ok(&server, None).await;
+    let b = initialize_ok(&server, None).await;
+    assert_ne!(a, b);
+
+    let (status, body) = call_tool(
+        &server,
+        &a,
+        "restart_agent",
+        serde_json::json!({"agent_name": "dev", "wait_seconds": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids = operation_ids(&body);
+    assert_eq!(
+        ids.len(),
+        1,
+        "one operation id, 32 hex digits (128 bits): {body}"
+    );
+    let id = &ids[0];
+
+    // Its own session lists it; the other does not.
+    let (_, mine) = call_tool(&server, &a, "list_operations", serde_json::json!({})).await;
+    assert_eq!(operation_ids(&mine), vec![id.to_string()], "{mine}");
+    let (_, theirs) = call_tool(&server, &b, "list_operations", serde_json::json!({})).await;
+    assert!(operation_ids(&theirs).is_empty(), "{theirs}");
+    assert!(theirs.contains(r#"\"count\":0"#), "{theirs}");
+
+    // tasks/list does not exist in this protocol revision (rmcp 3.9 routes tasks/get, update
+    // and cancel only): it shows the other session nothing either.
+    let tasks = mcp_post(
+        &server,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tasks/list","params":{}}"#,
+    )
+    .header("mcp-session-id", &b)
+    .header("mcp-protocol-version", "2025-06-18")
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(operation_ids(&tasks).is_empty(), "{tasks}");
+
+    // The exact id works from any session (a host that reconnected follows what it started).
+    let (_, got) = call_tool(
+        &server,
+        &b,
+        "get_operation",
+        serde_json::json!({"operation_id": id}),
+    )
+    .await;
+    assert!(got.contains(r#"\"kind\":\"restart\""#), "{got}");
+    assert!(!got.contains(r#""isError":true"#), "{got}");
+    let (_, cancelled) = call_tool(
+        &server,
+        &b,
+        "cancel_operation",
+        serde_json::json!({"operation_id": id}),
+    )
+    .await;
+    assert!(
+        cancelled.contains(r#"\"state\":\"cancelling\""#)
+            || cancelled.contains(r#"\"state\":\"cancelled\""#),
+        "{cancelled}"
+    );
+    // A guessed id finds nothing.
+    let (_, guessed) = call_tool(
+        &server,
+        &b,
+        "get_operation",
+        serde_json::json!({"operation_id": format!(
+            "{}{}",
+            &id[..id.len() - 1],
+            if id.ends_with('0') { '1' } else { '0' }
+        )}),
+    )
+    .await;
+    assert!(guessed.contains(r#""isError":true"#), "{guessed}");
+}
