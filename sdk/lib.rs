@@ -56,6 +56,7 @@ mod open_enum;
 
 pub mod coder;
 pub mod config;
+pub mod context;
 mod error;
 pub mod http;
 pub mod molecule;
