@@ -10,6 +10,8 @@ mod cli;
 mod cmd_coder;
 #[path = "fleet/cmd_context.rs"]
 mod cmd_context;
+#[path = "fleet/cmd_doctor.rs"]
+mod cmd_doctor;
 #[path = "fleet/cmd_molecule.rs"]
 mod cmd_molecule;
 #[cfg(feature = "sim")]
@@ -18,6 +20,8 @@ mod cmd_sim;
 #[cfg(not(feature = "sim"))]
 #[path = "fleet/cmd_no_sim.rs"]
 mod cmd_sim;
+#[path = "shared/config_text.rs"]
+mod config_text;
 #[path = "fleet/out.rs"]
 mod out;
 #[path = "shared/safe_text.rs"]
@@ -75,6 +79,11 @@ enum Command {
     #[command(subcommand)]
     Context(cmd_context::ContextCmd),
 
+    /// Check each configured control plane (the context in use, or the environment): it
+    /// answers, TLS verifies, the token is accepted and whose it is. Only reads. Exit 0 when
+    /// every configured plane works, 1 when one does not, 2 when nothing is configured.
+    Doctor(cmd_doctor::DoctorArgs),
+
     /// Serve a simulator of both control planes in memory (seeded workspaces, faults on demand).
     Sim(cmd_sim::SimArgs),
 
@@ -126,7 +135,12 @@ fn main() {
         let mut cli = cli;
         // The config file and the context in use are read before anything is sent: an unknown
         // context or a malformed file stops here.
-        if !cli.global.sim && matches!(cli.command, Command::Molecule(_) | Command::Coder(_)) {
+        if !cli.global.sim
+            && matches!(
+                cli.command,
+                Command::Molecule(_) | Command::Coder(_) | Command::Doctor(_)
+            )
+        {
             if let Err(e) = cli.global.resolve() {
                 return cli::report_error(&e, format);
             }
@@ -144,6 +158,7 @@ fn main() {
             Command::Molecule(cmd) => cmd_molecule::run(cmd, &cli.global).await,
             Command::Coder(cmd) => cmd_coder::run(cmd, &cli.global).await,
             Command::Context(cmd) => cmd_context::run(cmd, &cli.global),
+            Command::Doctor(args) => cmd_doctor::run(args, &cli.global).await,
             Command::Sim(args) => cmd_sim::run(args, &cli.global).await,
             Command::Completions { .. } => Ok(0),
         };

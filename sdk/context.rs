@@ -108,12 +108,17 @@ impl Context {
             if let Some(u) = &c.url {
                 check_url(u).or_else(|e| bad(format!("the Coder URL: {e}")))?;
             }
-            let sources = [c.session_token_file.is_some(), c.session_token_env.is_some()]
-                .into_iter()
-                .filter(|b| *b)
-                .count();
+            let sources = [
+                c.session_token_file.is_some(),
+                c.session_token_env.is_some(),
+            ]
+            .into_iter()
+            .filter(|b| *b)
+            .count();
             if sources > 1 {
-                return bad("the Coder session token comes from a file or a variable, not both".into());
+                return bad(
+                    "the Coder session token comes from a file or a variable, not both".into(),
+                );
             }
             if let Some(v) = &c.session_token_env {
                 check_var_name(v).or_else(|e| bad(e))?;
@@ -129,7 +134,10 @@ impl Context {
             if m.org_api_key_file.is_some() && m.org_api_key_env.is_some() {
                 return bad("the tenant API key comes from a file or a variable, not both".into());
             }
-            for v in [&m.cp_admin_token_env, &m.org_api_key_env].into_iter().flatten() {
+            for v in [&m.cp_admin_token_env, &m.org_api_key_env]
+                .into_iter()
+                .flatten()
+            {
                 check_var_name(v).or_else(|e| bad(e))?;
             }
         }
@@ -410,9 +418,9 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
         ))
     })?;
     for (name, context) in &parsed.contexts {
-        context.validate(name).map_err(|e| {
-            Error::InvalidInput(format!("the config file {}: {e}", path.display()))
-        })?;
+        context
+            .validate(name)
+            .map_err(|e| Error::InvalidInput(format!("the config file {}: {e}", path.display())))?;
     }
     Ok(parsed)
 }
@@ -486,10 +494,7 @@ impl Resolver {
         let wanted = match (&given.context, env(CONTEXT_VAR)) {
             (Some(n), _) if !n.trim().is_empty() => Some((n.trim().to_string(), ChosenBy::Given)),
             (_, Some(n)) => Some((n.trim().to_string(), ChosenBy::Env)),
-            _ => file
-                .current_context
-                .clone()
-                .map(|n| (n, ChosenBy::Current)),
+            _ => file.current_context.clone().map(|n| (n, ChosenBy::Current)),
         };
         let chosen = match wanted {
             None => None,
@@ -536,7 +541,10 @@ impl Resolver {
             .and_then(|c| c.context.coder.as_ref().map(|cc| (c.name.clone(), cc)));
         let login_dir = coder_config_dir();
         let login_wanted = ctx.as_ref().is_some_and(|(_, c)| c.login);
-        let login_ctx = ctx.as_ref().filter(|(_, c)| c.login).map(|(n, _)| n.clone());
+        let login_ctx = ctx
+            .as_ref()
+            .filter(|(_, c)| c.login)
+            .map(|(n, _)| n.clone());
         // The URL: given, environment, context, coder login.
         let mut url = if let Some(u) = nonempty(&self.given.coder_url) {
             Some(Setting {
@@ -561,7 +569,9 @@ impl Resolver {
         } else {
             None
         };
-        let login_url = login_dir.as_ref().and_then(|d| read_login_url(&d.join("url")));
+        let login_url = login_dir
+            .as_ref()
+            .and_then(|d| read_login_url(&d.join("url")));
         if url.is_none() {
             if let (Some(d), Some(u)) = (&login_dir, &login_url) {
                 url = Some(Setting {
@@ -842,10 +852,13 @@ fn given_token(
             source: Source::GivenFile { path: path.clone() },
         }));
     }
-    Ok(value.clone().filter(|s| !s.is_empty()).map(|value| TokenSetting {
-        value,
-        source: Source::Given,
-    }))
+    Ok(value
+        .clone()
+        .filter(|s| !s.is_empty())
+        .map(|value| TokenSetting {
+            value,
+            source: Source::Given,
+        }))
 }
 
 fn context_token(

@@ -57,6 +57,7 @@ mod open_enum;
 pub mod coder;
 pub mod config;
 pub mod context;
+pub mod doctor;
 mod error;
 pub mod http;
 pub mod molecule;

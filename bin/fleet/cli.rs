@@ -5,10 +5,11 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, ValueEnum, parser::ValueSource};
 use fleet::{
     CoderConfig, Error, HttpOptions, MoleculeConfig, Secret,
-    context::{CoderSettings, Given, MoleculeSettings, Resolver, Source, TokenSetting, Warning},
+    context::{CoderSettings, Given, MoleculeSettings, Resolver, Warning},
     operation::Severity,
 };
 
+pub use crate::config_text::{shell_word, source_text, token_text, warning_text};
 use crate::out;
 
 /// How results are printed.
@@ -360,11 +361,7 @@ impl GlobalOpts {
     /// library, which reads the environment itself and says so).
     pub fn given(&self) -> Given {
         let pick = |id: &str, v: &Option<String>| {
-            if self.given_here(id) {
-                v.clone()
-            } else {
-                None
-            }
+            if self.given_here(id) { v.clone() } else { None }
         };
         let secret = |id: &str, v: &Option<String>| pick(id, v).map(Secret::new);
         Given {
@@ -408,10 +405,17 @@ impl GlobalOpts {
                 }
                 print_warnings(&settings.warnings);
                 if let Some(u) = &settings.url {
-                    tracing::info!("Coder URL {} from {}", u.value, source_text(&u.source, "--coder-url"));
+                    tracing::info!(
+                        "Coder URL {} from {}",
+                        u.value,
+                        source_text(&u.source, "--coder-url")
+                    );
                 }
                 if let Some(t) = &settings.session_token {
-                    tracing::info!("Coder session token {}", token_text(t, "--coder-session-token"));
+                    tracing::info!(
+                        "Coder session token {}",
+                        token_text(t, "--coder-session-token")
+                    );
                 }
                 Ok(settings)
             })
@@ -423,7 +427,10 @@ impl GlobalOpts {
         self.molecule_settings
             .get_or_init(|| {
                 let settings = self.resolver()?.molecule()?;
-                for t in [&settings.cp_admin_token, &settings.org_api_key].into_iter().flatten() {
+                for t in [&settings.cp_admin_token, &settings.org_api_key]
+                    .into_iter()
+                    .flatten()
+                {
                     out::never_print(&t.value);
                 }
                 print_warnings(&settings.warnings);
@@ -479,56 +486,6 @@ pub fn print_warnings(warnings: &[Warning]) {
     for w in warnings {
         out::err(format!("warning: {}", warning_text(w)));
     }
-}
-
-/// A warning in words.
-pub fn warning_text(w: &Warning) -> String {
-    match w {
-        Warning::ReadableByOthers { path, mode } => {
-            let p = shell_word(&path.display().to_string());
-            format!(
-                "the token file {} can be read by other users (mode {mode:04o}): run `chmod 600 {p}`",
-                path.display()
-            )
-        }
-        Warning::CoderLoginOtherUrl { login_url, url } => format!(
-            "`coder login` stored a session for {login_url}, not for {url}: it is not sent there"
-        ),
-        _ => "see `fleet context show`".into(),
-    }
-}
-
-/// Where a value came from, in `fleet`'s words (`flag` is the option that gives it).
-pub fn source_text(source: &Source, flag: &str) -> String {
-    match source {
-        Source::Given => flag.to_string(),
-        Source::GivenFile { path } => format!("{flag}-file {}", path.display()),
-        Source::Env { var } => format!("${var}"),
-        Source::Context { context } => format!("context {context}"),
-        Source::ContextFile { context, path } => {
-            format!("file {} (context {context})", path.display())
-        }
-        Source::ContextEnv { context, var } => format!("${var} (context {context})"),
-        Source::CoderLogin { path, context } => format!(
-            "coder login ({}){}",
-            path.display(),
-            context
-                .as_ref()
-                .map(|c| format!(", context {c}"))
-                .unwrap_or_default()
-        ),
-        Source::Default => "the default".to_string(),
-        _ => "elsewhere".to_string(),
-    }
-}
-
-/// A token's source and fingerprint (never the token).
-pub fn token_text(t: &TokenSetting, flag: &str) -> String {
-    format!(
-        "from {} (sha256 {}…)",
-        source_text(&t.source, flag),
-        fleet::context::fingerprint(&t.value)
-    )
 }
 
 /// Parses a duration like `90s`, `20m`, `1h30m`.
@@ -731,18 +688,6 @@ pub fn print_halt(halt: &fleet::rollout::Halt, resumes: &str, resume: Option<&st
     ));
     if let Some(command) = resume {
         out::line(format!("To resume ({resumes}), run `{command}`"));
-    }
-}
-
-/// A word as a POSIX shell reads it: as it is when safe, else single-quoted.
-pub fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -206,9 +206,15 @@ fn add(args: AddArgs, global: &GlobalOpts, path: &Path) -> fleet::Result<i32> {
     // Token files are checked now, so that a typo shows at once (and a loose mode warns).
     let mut warnings = Vec::new();
     for f in [
-        ctx.coder.as_ref().and_then(|c| c.session_token_file.as_ref()),
-        ctx.molecule.as_ref().and_then(|m| m.cp_admin_token_file.as_ref()),
-        ctx.molecule.as_ref().and_then(|m| m.org_api_key_file.as_ref()),
+        ctx.coder
+            .as_ref()
+            .and_then(|c| c.session_token_file.as_ref()),
+        ctx.molecule
+            .as_ref()
+            .and_then(|m| m.cp_admin_token_file.as_ref()),
+        ctx.molecule
+            .as_ref()
+            .and_then(|m| m.org_api_key_file.as_ref()),
     ]
     .into_iter()
     .flatten()
@@ -243,7 +249,11 @@ fn add(args: AddArgs, global: &GlobalOpts, path: &Path) -> fleet::Result<i32> {
             if replaced { "Replaced" } else { "Saved" },
             args.name,
             path.display(),
-            if current { " (the current context)" } else { "" }
+            if current {
+                " (the current context)"
+            } else {
+                ""
+            }
         ),
         &args.name,
     );
@@ -273,7 +283,9 @@ fn list(global: &GlobalOpts, path: &Path) -> fleet::Result<i32> {
         if let Some(c) = &ctx.coder {
             planes.push(format!(
                 "coder {}",
-                c.url.as_deref().unwrap_or(if c.login { "(coder login)" } else { "-" })
+                c.url
+                    .as_deref()
+                    .unwrap_or(if c.login { "(coder login)" } else { "-" })
             ));
         }
         if let Some(m) = &ctx.molecule {
@@ -282,7 +294,11 @@ fn list(global: &GlobalOpts, path: &Path) -> fleet::Result<i32> {
                 m.cp_url.as_deref().unwrap_or(context_default_cp())
             ));
         }
-        let mark = if current == Some(name.as_str()) { "*" } else { " " };
+        let mark = if current == Some(name.as_str()) {
+            "*"
+        } else {
+            " "
+        };
         out::line(format!("{mark} {name}  {}", planes.join("  ")));
     }
     Ok(0)
@@ -311,88 +327,8 @@ fn show(name: Option<String>, global: &GlobalOpts) -> fleet::Result<i32> {
     }
     cli::print_warnings(&coder.warnings);
     cli::print_warnings(&molecule.warnings);
-    for line in describe(&resolver, &coder, &molecule) {
+    for line in crate::config_text::describe(&resolver, &coder, &molecule) {
         out::line(line);
     }
     Ok(0)
-}
-
-/// The lines that say which context is in use and where each value came from (shared with
-/// `fleet doctor`).
-pub fn describe(
-    resolver: &Resolver,
-    coder: &context::CoderSettings,
-    molecule: &context::MoleculeSettings,
-) -> Vec<String> {
-    let mut lines = Vec::new();
-    let file = resolver
-        .path()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(none: HOME is not set)".into());
-    match resolver.chosen() {
-        Some(c) => lines.push(format!(
-            "Context: {} ({}) from {file}",
-            c.name,
-            match c.by {
-                context::ChosenBy::Given => "--context",
-                context::ChosenBy::Env => "$FLEET_CONTEXT",
-                _ => "current context",
-            }
-        )),
-        None => lines.push(format!("Context: none (config file {file})")),
-    }
-    lines.push("Coder".into());
-    match &coder.url {
-        Some(u) => lines.push(format!(
-            "  URL            {}  (from {})",
-            u.value,
-            cli::source_text(&u.source, "--coder-url")
-        )),
-        None => lines.push("  URL            not set".into()),
-    }
-    match &coder.session_token {
-        Some(t) => lines.push(format!(
-            "  session token  {}",
-            cli::token_text(t, "--coder-session-token")
-        )),
-        None => lines.push("  session token  not set".into()),
-    }
-    if let Some(d) = &coder.login_dir {
-        lines.push(format!("  coder login    {}", d.display()));
-    }
-    lines.push("Molecule".into());
-    lines.push(format!(
-        "  CP admin URL   {}  (from {})",
-        molecule.cp_url.value,
-        cli::source_text(&molecule.cp_url.source, "--molecule-cp-url")
-    ));
-    if let Some(p) = &molecule.cp_admin_prefix {
-        lines.push(format!(
-            "  route prefix   {}  (from {})",
-            p.value,
-            cli::source_text(&p.source, "--cp-admin-prefix")
-        ));
-    }
-    match &molecule.cp_admin_token {
-        Some(t) => lines.push(format!(
-            "  CP admin token {}",
-            cli::token_text(t, "--cp-admin-token")
-        )),
-        None => lines.push("  CP admin token not set".into()),
-    }
-    match &molecule.api_url {
-        Some(u) => lines.push(format!(
-            "  tenant URL     {}  (from {})",
-            u.value,
-            cli::source_text(&u.source, "--molecule-api-url")
-        )),
-        None => lines.push("  tenant URL     not set".into()),
-    }
-    if let Some(t) = &molecule.org_api_key {
-        lines.push(format!(
-            "  tenant API key {}",
-            cli::token_text(t, "--molecule-org-api-key")
-        ));
-    }
-    lines
 }
