@@ -169,7 +169,8 @@ async fn coder_login_session_is_never_sent_to_another_url() {
     let any = other
         .mock_async(|when, then| {
             when.any_request();
-            then.status(401).json_body(serde_json::json!({"message": "no"}));
+            then.status(401)
+                .json_body(serde_json::json!({"message": "no"}));
         })
         .await;
     let home = Home::new();
@@ -187,7 +188,11 @@ async fn coder_login_session_is_never_sent_to_another_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn precedence_is_flags_then_environment_then_context_then_coder_login() {
     let home = Home::new();
-    home.coder_login(&home.coder_dir(), "http://127.0.0.1:1", "login-session-1234");
+    home.coder_login(
+        &home.coder_dir(),
+        "http://127.0.0.1:1",
+        "login-session-1234",
+    );
     let tokens = home.token_file("ctx-token", "context-token-5678\n");
     let added = home.run(
         &[
@@ -267,7 +272,10 @@ async fn contexts_are_added_used_by_flag_env_and_use_and_removed() {
     }
     // The file: mode 0600, no token, only where tokens come from.
     let text = std::fs::read_to_string(home.config_file()).unwrap();
-    assert!(!text.contains(CODER_SESSION_TOKEN) && !text.contains(secret), "{text}");
+    assert!(
+        !text.contains(CODER_SESSION_TOKEN) && !text.contains(secret),
+        "{text}"
+    );
     assert!(text.contains(&token.display().to_string()), "{text}");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(home.config_file())
@@ -326,7 +334,11 @@ async fn a_context_refuses_a_token_and_names_variables_instead() {
         &[],
     );
     assert_eq!(refused.code, 2, "{}", refused.show());
-    assert!(refused.stderr.contains("never holds a token"), "{}", refused.show());
+    assert!(
+        refused.stderr.contains("never holds a token"),
+        "{}",
+        refused.show()
+    );
     assert!(!home.config_file().exists());
 
     let run = home.run(
@@ -342,7 +354,10 @@ async fn a_context_refuses_a_token_and_names_variables_instead() {
         &[],
     );
     assert_eq!(run.code, 0, "{}", run.show());
-    let ok = home.run(&["coder", "list"], &[("MY_CODER_TOKEN", CODER_SESSION_TOKEN)]);
+    let ok = home.run(
+        &["coder", "list"],
+        &[("MY_CODER_TOKEN", CODER_SESSION_TOKEN)],
+    );
     assert!(lists_alice_dev(&ok), "{}", ok.show());
     let unset = home.run(&["coder", "list"], &[]);
     assert_eq!(unset.code, 2, "{}", unset.show());
@@ -434,7 +449,9 @@ async fn a_malformed_config_file_names_its_line_and_nothing_is_sent() {
         assert_eq!(run.code, 2, "{}", run.show());
         assert!(
             run.stderr.contains(&format!("line {line}"))
-                && run.stderr.contains(&home.config_file().display().to_string()),
+                && run
+                    .stderr
+                    .contains(&home.config_file().display().to_string()),
             "{}",
             run.show()
         );
@@ -496,7 +513,10 @@ async fn doctor_says_what_works_and_what_to_do() {
     add("works", &coder_token, &cp_token);
     add("refused", &wrong, &cp_token);
     add("cp-refused", &coder_token, &wrong);
-    for (name, key) in [("tenant-ok", ORG_API_KEY), ("tenant-refused", "a-refused-key-000")] {
+    for (name, key) in [
+        ("tenant-ok", ORG_API_KEY),
+        ("tenant-refused", "a-refused-key-000"),
+    ] {
         let file = home.token_file(name, key);
         let run = home.run(
             &[
@@ -521,9 +541,21 @@ async fn doctor_says_what_works_and_what_to_do() {
     let run = home.run(&["--context", "works", "doctor"], &[]);
     assert_eq!(run.code, 0, "{}", run.show());
     assert!(run.stdout.contains("Coder: works"), "{}", run.show());
-    assert!(run.stdout.contains("alice"), "who the token is: {}", run.show());
-    assert!(run.stdout.contains("/cp/admin"), "the layout: {}", run.show());
-    assert!(run.stdout.contains("context works"), "sources: {}", run.show());
+    assert!(
+        run.stdout.contains("alice"),
+        "who the token is: {}",
+        run.show()
+    );
+    assert!(
+        run.stdout.contains("/cp/admin"),
+        "the layout: {}",
+        run.show()
+    );
+    assert!(
+        run.stdout.contains("context works"),
+        "sources: {}",
+        run.show()
+    );
     let json = home.json(&["--context", "works", "doctor", "-o", "json"], &[]);
     assert_eq!(json["ok"], true, "{json}");
     assert_eq!(json["coder"]["report"]["identity"]["username"], "alice");
@@ -532,27 +564,39 @@ async fn doctor_says_what_works_and_what_to_do() {
 
     let run = home.run(&["--context", "refused", "doctor"], &[]);
     assert_eq!(run.code, 1, "{}", run.show());
-    assert!(run.stdout.contains("token was refused (401)"), "{}", run.show());
+    assert!(
+        run.stdout.contains("token was refused (401)"),
+        "{}",
+        run.show()
+    );
     assert!(run.stdout.contains("Molecule: works"), "{}", run.show());
     let run = home.run(&["--context", "cp-refused", "doctor", "-o", "json"], &[]);
     assert_eq!(run.code, 1, "{}", run.show());
     let json: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
-        json["molecule"]["report"]["checks"][0]["problem"]["problem"],
-        "token_refused",
+        json["molecule"]["report"]["checks"][0]["problem"]["problem"], "token_refused",
         "{json}"
     );
     // The tenant API: a made-up workspace's "not found" proves the key; a refused key fails.
     let run = home.run(&["--context", "tenant-ok", "doctor"], &[]);
     assert_eq!(run.code, 0, "{}", run.show());
-    assert!(run.stdout.contains("Coder: not configured"), "{}", run.show());
-    let run = home.run(&["--context", "tenant-refused", "doctor", "-o", "json"], &[]);
+    assert!(
+        run.stdout.contains("Coder: not configured"),
+        "{}",
+        run.show()
+    );
+    let run = home.run(
+        &["--context", "tenant-refused", "doctor", "-o", "json"],
+        &[],
+    );
     assert_eq!(run.code, 1, "{}", run.show());
     let json: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(json["molecule"]["report"]["checks"][1]["name"], "tenant", "{json}");
     assert_eq!(
-        json["molecule"]["report"]["checks"][1]["problem"]["problem"],
-        "token_refused",
+        json["molecule"]["report"]["checks"][1]["name"], "tenant",
+        "{json}"
+    );
+    assert_eq!(
+        json["molecule"]["report"]["checks"][1]["problem"]["problem"], "token_refused",
         "{json}"
     );
     // doctor only reads.
@@ -588,7 +632,8 @@ async fn doctor_names_a_hanging_server_within_its_bound() {
     let took = started.elapsed();
     assert_eq!(run.code, 1, "{}", run.show());
     assert!(
-        run.stdout.contains(&format!("{url} did not answer within 1s")),
+        run.stdout
+            .contains(&format!("{url} did not answer within 1s")),
         "{}",
         run.show()
     );
@@ -601,7 +646,11 @@ fn doctor_with_nothing_configured_exits_2() {
     let home = Home::new();
     let run = home.run(&["doctor"], &[]);
     assert_eq!(run.code, 2, "{}", run.show());
-    assert!(run.stdout.contains("Nothing is configured"), "{}", run.show());
+    assert!(
+        run.stdout.contains("Nothing is configured"),
+        "{}",
+        run.show()
+    );
     assert!(run.stdout.contains("coder login"), "{}", run.show());
 }
 
@@ -625,7 +674,10 @@ fn fleet_sim_prints_the_context_add_command_that_saves_it() {
             break v;
         }
     };
-    let command = printed["context_add"].as_str().expect("context_add").to_string();
+    let command = printed["context_add"]
+        .as_str()
+        .expect("context_add")
+        .to_string();
     let words: Vec<&str> = command.split_whitespace().collect();
     assert_eq!(&words[..4], ["fleet", "context", "add", "sim"], "{command}");
     // Run it as printed, then use the context with the exported token variables.

@@ -55,18 +55,14 @@ fn fleet_mcp(home: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process
 }
 
 async fn list_agents(cmd: tokio::process::Command) -> Value {
-    let client = ()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client =
+        ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+            .await
+            .expect("MCP handshake");
     let r = client
         .call_tool(
-            CallToolRequestParams::new("list_agents").with_arguments(
-                json!({})
-                    .as_object()
-                    .expect("an object")
-                    .clone(),
-            ),
+            CallToolRequestParams::new("list_agents")
+                .with_arguments(json!({}).as_object().expect("an object").clone()),
         )
         .await
         .expect("answered");
@@ -101,7 +97,10 @@ async fn fleet_mcp_refuses_an_unknown_context_at_start() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains("broken, sim"), "lists the contexts: {stderr}");
+        assert!(
+            stderr.contains("broken, sim"),
+            "lists the contexts: {stderr}"
+        );
     }
     assert!(sim.requests().is_empty());
 }
@@ -124,7 +123,10 @@ async fn fleet_mcp_check_runs_the_doctors_checks_and_exits() {
     };
     let (code, stdout, stderr) = run(vec!["--check", "--context", "sim"]).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("Coder: works") && stdout.contains("alice"), "{stdout}");
+    assert!(
+        stdout.contains("Coder: works") && stdout.contains("alice"),
+        "{stdout}"
+    );
     assert!(!stdout.contains(CODER_SESSION_TOKEN), "{stdout}");
     let (code, stdout, stderr) = run(vec!["--check"]).await;
     assert_eq!(code, Some(2), "nothing configured: {stdout}{stderr}");
