@@ -121,7 +121,7 @@ impl Context {
                 );
             }
             if let Some(v) = &c.session_token_env {
-                check_var_name(v).or_else(|e| bad(e))?;
+                check_var_name(v).or_else(&bad)?;
             }
         }
         if let Some(m) = &self.molecule {
@@ -138,7 +138,7 @@ impl Context {
                 .into_iter()
                 .flatten()
             {
-                check_var_name(v).or_else(|e| bad(e))?;
+                check_var_name(v).or_else(&bad)?;
             }
         }
         Ok(())
@@ -404,7 +404,10 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
     let parsed: ConfigFile = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            .map(|s| {
+                let before = &text.as_bytes()[..s.start.min(text.len())];
+                before.iter().filter(|b| **b == b'\n').count() + 1
+            });
         Error::InvalidInput(format!(
             "the config file {}{} is malformed: {}{}",
             path.display(),
