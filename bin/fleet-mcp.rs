@@ -302,6 +302,71 @@ async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, arg
     }
 }
 
+/// The configurations from the environment, the context in use and what `coder login` stored
+/// (an unknown context or a malformed config file stops here, before any request); with
+/// --check, the doctor's checks instead, and their exit code.
+async fn configure(
+    args: &Args,
+    http: fleet::HttpOptions,
+) -> Result<(MoleculeConfig, CoderConfig), i32> {
+    // The environment, the context in use, what `coder login` stored: an unknown context
+    // or a malformed config file stops here, before any request.
+    let settings = fleet::context::Resolver::new(fleet::context::Given {
+        context: args.context.clone(),
+        ..Default::default()
+    })
+    .and_then(|r| Ok((r.clone(), r.coder()?, r.molecule()?)));
+    let (resolver, coder_settings, molecule_settings) = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fleet-mcp: error: {}", safe_text::safe(&e.to_string()));
+            return Err(2);
+        }
+    };
+    for t in [
+        &coder_settings.session_token,
+        &molecule_settings.cp_admin_token,
+        &molecule_settings.org_api_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        safe_text::never_print(&t.value);
+    }
+    for w in coder_settings
+        .warnings
+        .iter()
+        .chain(&molecule_settings.warnings)
+    {
+        eprintln!("fleet-mcp: warning: {}", config_text::warning_text(w));
+    }
+    if args.check {
+        let options = fleet::doctor::DoctorOptions {
+            http: http.clone(),
+            ..Default::default()
+        };
+        let findings = config_text::examine(coder_settings, molecule_settings, &options).await;
+        let mut lines = config_text::describe(
+            &resolver,
+            &findings.coder_settings,
+            &findings.molecule_settings,
+        );
+        lines.push(String::new());
+        lines.extend(config_text::report_lines(&findings));
+        for line in lines {
+            println!("{}", safe_text::safe(&line));
+        }
+        return Err(findings.exit_code());
+    }
+    for line in config_text::describe(&resolver, &coder_settings, &molecule_settings) {
+        tracing::info!("{line}");
+    }
+    Ok((
+        molecule_settings.config(http.clone()),
+        coder_settings.config(http),
+    ))
+}
+
 fn main() {
     let args = Args::parse();
     let _ = tracing_subscriber::fmt()
@@ -323,57 +388,25 @@ fn main() {
             insecure_http: args.insecure_http,
             ..fleet::HttpOptions::default()
         };
-        // The environment, the context in use, what `coder login` stored: an unknown context
-        // or a malformed config file stops here, before any request.
-        let settings = fleet::context::Resolver::new(fleet::context::Given {
-            context: args.context.clone(),
-            ..Default::default()
-        })
-        .and_then(|r| Ok((r.clone(), r.coder()?, r.molecule()?)));
-        let (resolver, coder_settings, molecule_settings) = match settings {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("fleet-mcp: error: {}", safe_text::safe(&e.to_string()));
-                return 2;
+        // --sim serves the simulator whatever the user's own configuration says.
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
+        let (mut molecule, mut coder) = if args.sim {
+            (
+                MoleculeConfig {
+                    http: http.clone(),
+                    ..MoleculeConfig::from_env()
+                },
+                CoderConfig {
+                    http: http.clone(),
+                    ..CoderConfig::from_env()
+                },
+            )
+        } else {
+            match configure(&args, http.clone()).await {
+                Ok(configs) => configs,
+                Err(code) => return code,
             }
         };
-        for t in [
-            &coder_settings.session_token,
-            &molecule_settings.cp_admin_token,
-            &molecule_settings.org_api_key,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            safe_text::never_print(&t.value);
-        }
-        for w in coder_settings
-            .warnings
-            .iter()
-            .chain(&molecule_settings.warnings)
-        {
-            eprintln!("fleet-mcp: warning: {}", config_text::warning_text(w));
-        }
-        if args.check {
-            let options = fleet::doctor::DoctorOptions {
-                http: http.clone(),
-                ..Default::default()
-            };
-            let findings = config_text::examine(coder_settings, molecule_settings, &options).await;
-            let mut lines = config_text::describe(
-                &resolver,
-                &findings.coder_settings,
-                &findings.molecule_settings,
-            );
-            lines.push(String::new());
-            lines.extend(config_text::report_lines(&findings));
-            for line in lines {
-                println!("{}", safe_text::safe(&line));
-            }
-            return findings.exit_code();
-        }
-        let mut molecule: MoleculeConfig = molecule_settings.config(http.clone());
-        let mut coder: CoderConfig = coder_settings.config(http);
         // --sim: the simulator lives as long as the server does.
         #[cfg(feature = "sim")]
         let mut _sim = None;

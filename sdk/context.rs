@@ -402,12 +402,10 @@ pub fn load(path: &Path) -> Result<ConfigFile> {
         )));
     }
     let parsed: ConfigFile = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| {
-                let before = &text.as_bytes()[..s.start.min(text.len())];
-                before.iter().filter(|b| **b == b'\n').count() + 1
-            });
+        let line = e.span().map(|s| {
+            let before = &text.as_bytes()[..s.start.min(text.len())];
+            before.iter().filter(|b| **b == b'\n').count() + 1
+        });
         Error::InvalidInput(format!(
             "the config file {}{} is malformed: {}{}",
             path.display(),
