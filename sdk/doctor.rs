@@ -191,10 +191,12 @@ async fn bounded<T>(
     }
 }
 
+/// The check's bound ends a request that hangs: the request's own timeout is set just past
+/// it, so that a hanging server is named once instead of retried at the bound.
 fn http(options: &DoctorOptions) -> HttpOptions {
     HttpOptions {
         connect_timeout: options.http.connect_timeout.min(options.check_timeout),
-        request_timeout: options.http.request_timeout.min(options.check_timeout),
+        request_timeout: options.check_timeout + Duration::from_secs(1),
         ..options.http.clone()
     }
 }

@@ -235,6 +235,19 @@ fn add(args: AddArgs, global: &GlobalOpts, path: &Path) -> fleet::Result<i32> {
         }
     }
     cli::print_warnings(&warnings);
+    if args.coder_login {
+        match context::coder_config_dir() {
+            Some(dir) if dir.join("session").is_file() => {}
+            Some(dir) => out::err(format!(
+                "warning: {} holds no `coder login` session yet: run `coder login URL` before using this context",
+                dir.display()
+            )),
+            None => out::err(
+                "warning: Coder's config directory is unknown (no HOME, no CODER_CONFIG_DIR): \
+                 this context finds no `coder login` session here",
+            ),
+        }
+    }
     let mut file = context::load(path)?;
     let replaced = file.contexts.insert(args.name.clone(), ctx).is_some();
     if args.make_current || file.current_context.is_none() && file.contexts.len() == 1 {

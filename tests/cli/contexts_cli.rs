@@ -697,3 +697,28 @@ fn fleet_sim_prints_the_context_add_command_that_saves_it() {
     assert_eq!(doctor.code, 0, "{}", doctor.show());
     assert!(doctor.stdout.contains("context sim"), "{}", doctor.show());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coder_login_context_uses_what_coder_login_stored() {
+    let sim = sim().await;
+    let home = Home::new();
+    let added = home.run(&["context", "add", "mine", "--coder-login"], &[]);
+    assert_eq!(added.code, 0, "{}", added.show());
+    assert!(
+        added.stderr.contains("run `coder login URL`"),
+        "{}",
+        added.show()
+    );
+    let before = home.run(&["coder", "list"], &[]);
+    assert_eq!(before.code, 2, "{}", before.show());
+    assert!(before.stderr.contains("coder login"), "{}", before.show());
+    home.coder_login(&home.coder_dir(), &sim.coder_url(), CODER_SESSION_TOKEN);
+    let run = home.run(&["coder", "list"], &[]);
+    assert!(lists_alice_dev(&run), "{}", run.show());
+    let show = home.json(&["context", "show", "-o", "json"], &[]);
+    assert_eq!(
+        show["coder"]["url"]["source"]["from"], "coder_login",
+        "{show}"
+    );
+    assert_eq!(show["coder"]["url"]["source"]["context"], "mine", "{show}");
+}
