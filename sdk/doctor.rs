@@ -192,11 +192,42 @@ async fn bounded<T>(
 }
 
 /// The check's bound ends a request that hangs: the request's own timeout is set just past
-/// it, so that a hanging server is named once instead of retried at the bound.
+/// it, so that a hanging server is named once instead of retried at the bound. Reads are
+/// retried once at most.
+/// An https URL whose request failed before any answer while its port accepts TCP: the TLS
+/// handshake (certificate, or not TLS at all) is what failed, not the network.
+async fn refine(url: &str, problem: Problem, bound: Duration) -> Problem {
+    if problem != Problem::Unreachable {
+        return problem;
+    }
+    let Ok(parsed) = url::Url::parse(url) else {
+        return problem;
+    };
+    if parsed.scheme() != "https" {
+        return problem;
+    }
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return problem;
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    match tokio::time::timeout(bound, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        Ok(Ok(_)) => Problem::Tls,
+        _ => problem,
+    }
+}
+
 fn http(options: &DoctorOptions) -> HttpOptions {
     HttpOptions {
         connect_timeout: options.http.connect_timeout.min(options.check_timeout),
         request_timeout: options.check_timeout + Duration::from_secs(1),
+        // One retry for a blip; a diagnosis reports what it sees rather than waiting it out.
+        retry: crate::http::RetryPolicy {
+            max_retries: options.http.retry.max_retries.min(1),
+            ..options.http.retry.clone()
+        },
         ..options.http.clone()
     }
 }
@@ -267,6 +298,7 @@ pub async fn check_coder(settings: &CoderSettings, options: &DoctorOptions) -> C
             ));
         }
         Err((detail, p)) => {
+            let p = refine(client.url(), p, options.check_timeout).await;
             report
                 .checks
                 .push(Check::failed("server", Some(client.url()), detail, p));
@@ -364,6 +396,7 @@ pub async fn check_molecule(
                         ));
                     }
                     Err((detail, p)) => {
+                        let p = refine(&cp_url, p, options.check_timeout).await;
                         report
                             .checks
                             .push(Check::failed("cp_admin", Some(&cp_url), detail, p))
@@ -409,7 +442,7 @@ async fn check_tenant(
             Check::ok("tenant", Some(api_url), "answers and accepted the key")
         }
         Ok(Err(e)) => {
-            let p = problem_of(&e);
+            let p = refine(api_url, problem_of(&e), options.check_timeout).await;
             Check::failed("tenant", Some(api_url), e.to_string(), p)
         }
         Err(_) => Check::failed(

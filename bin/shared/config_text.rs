@@ -294,7 +294,9 @@ pub fn advice(
                 url_source(c, coder, molecule, flag)
             ),
             Some(Problem::Tls) => format!(
-                "the TLS certificate of {url} did not verify: check the URL and the machine's CA certificates"
+                "the TLS handshake with {url} failed (its certificate did not verify, or it does \
+                 not speak TLS there): check the URL (https or http, the port) and the \
+                 machine's CA certificates"
             ),
             Some(Problem::NotConfigured { missing }) => match missing.as_str() {
                 "session_token" => "no session token: run `coder login`, set CODER_SESSION_TOKEN, or pass --coder-session-token-file PATH (or save it in a context)".into(),

@@ -641,6 +641,37 @@ async fn doctor_names_a_hanging_server_within_its_bound() {
     assert!(!held.lock().unwrap().is_empty(), "it was reached");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_tells_a_failed_tls_handshake_from_an_unreachable_server() {
+    // A plain-HTTP server reached as https: the port answers, the handshake fails.
+    let plain = MockServer::start_async().await;
+    let tls_url = plain.base_url().replacen("http://", "https://", 1);
+    let closed = format!(
+        "https://127.0.0.1:{}",
+        crate::support::reliability::closed_port()
+    );
+    let home = Home::new();
+    for (url, problem, words) in [
+        (&tls_url, "tls", "TLS handshake"),
+        (&closed, "unreachable", "could not be reached"),
+    ] {
+        let run = home.run(
+            &["doctor", "-o", "json", "--timeout", "5s"],
+            &[("CODER_URL", url), ("CODER_SESSION_TOKEN", "tok-123456")],
+        );
+        assert_eq!(run.code, 1, "{}", run.show());
+        let json: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(
+            json["coder"]["report"]["checks"][0]["problem"]["problem"], problem,
+            "{json}"
+        );
+        assert!(
+            json["coder"]["advice"][0].as_str().unwrap().contains(words),
+            "{json}"
+        );
+    }
+}
+
 #[test]
 fn doctor_with_nothing_configured_exits_2() {
     let home = Home::new();
