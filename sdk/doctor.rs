@@ -134,6 +134,19 @@ pub struct CoderReport {
     /// Who the token is, when accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<CoderIdentity>,
+    /// Whether `watch-ws` (the WebSocket fleet follows workspaces by) opens, when a workspace
+    /// the token sees could be tried. Without it fleet polls, so this never fails the plane.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websockets: Option<WebSockets>,
+}
+
+/// What the WebSocket check found.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebSockets {
+    /// True when the upgrade succeeded.
+    pub available: bool,
+    /// The workspace tried, or why none was, or why the upgrade failed.
+    pub detail: String,
 }
 
 /// The Molecule plane's report.
@@ -242,6 +255,7 @@ pub async fn check_coder(settings: &CoderSettings, options: &DoctorOptions) -> C
         version: None,
         on_success: None,
         identity: None,
+        websockets: None,
     };
     if !report.configured {
         return report;
@@ -341,7 +355,51 @@ pub async fn check_coder(settings: &CoderSettings, options: &DoctorOptions) -> C
         }
     }
     report.ok = report.checks.iter().all(|c| c.ok);
+    if report.ok {
+        report.websockets = Some(check_websockets(&client, options.check_timeout).await);
+    }
     report
+}
+
+/// Opens `watch-ws` of one workspace the token sees (a read; closed at once).
+async fn check_websockets(client: &CoderClient, bound: Duration) -> WebSockets {
+    let first = async {
+        client
+            .api()
+            .list_workspaces(Some(1), Some(0), None)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|e| client.error("listing one workspace", e))
+    };
+    let workspace = match bounded(bound, first).await {
+        Ok(list) => list.workspaces.into_iter().next(),
+        Err((detail, _)) => {
+            return WebSockets {
+                available: false,
+                detail: format!("not tried: {detail}"),
+            };
+        }
+    };
+    let Some(id) = workspace.as_ref().and_then(|w| w.id) else {
+        return WebSockets {
+            available: false,
+            detail: "not tried: the token sees no workspace".into(),
+        };
+    };
+    let name = workspace
+        .as_ref()
+        .and_then(|w| w.name.clone())
+        .unwrap_or_else(|| id.to_string());
+    match bounded(bound, client.watch_workspace(&id)).await {
+        Ok(_watch) => WebSockets {
+            available: true,
+            detail: format!("watch-ws opened (workspace {name})"),
+        },
+        Err((detail, _)) => WebSockets {
+            available: false,
+            detail: format!("watch-ws did not open ({detail}); fleet polls instead"),
+        },
+    }
 }
 
 /// Checks Molecule: the CP admin API answers and accepts the token (a status read of a

@@ -193,30 +193,43 @@ pub async fn examine(
 /// The verdict lines: each plane, each check, what to do.
 pub fn report_lines(f: &Findings) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut plane =
-        |name: &str, configured: bool, ok: bool, checks: &[Check], advice: Vec<String>| {
-            if !configured {
-                lines.push(format!("{name}: not configured"));
-                return;
-            }
-            lines.push(format!("{name}: {}", if ok { "works" } else { "FAILED" }));
-            for c in checks {
-                lines.push(format!(
-                    "  {:<9}{}  {}",
-                    c.name,
-                    if c.ok { "ok    " } else { "FAILED" },
-                    c.detail
-                ));
-            }
-            for a in advice {
-                lines.push(format!("  → {a}"));
-            }
-        };
+    let mut plane = |name: &str,
+                     configured: bool,
+                     ok: bool,
+                     checks: &[Check],
+                     extra: Option<String>,
+                     advice: Vec<String>| {
+        if !configured {
+            lines.push(format!("{name}: not configured"));
+            return;
+        }
+        lines.push(format!("{name}: {}", if ok { "works" } else { "FAILED" }));
+        for c in checks {
+            lines.push(format!(
+                "  {:<9}{}  {}",
+                c.name,
+                if c.ok { "ok    " } else { "FAILED" },
+                c.detail
+            ));
+        }
+        lines.extend(extra);
+        for a in advice {
+            lines.push(format!("  → {a}"));
+        }
+    };
     plane(
         "Coder",
         f.coder.configured,
         f.coder.ok,
         &f.coder.checks,
+        f.coder.websockets.as_ref().map(|w| {
+            format!(
+                "  {:<9}{}  {}",
+                "websocket",
+                if w.available { "ok    " } else { "no    " },
+                w.detail
+            )
+        }),
         advice(&f.coder.checks, &f.coder_settings, None),
     );
     plane(
@@ -224,6 +237,7 @@ pub fn report_lines(f: &Findings) -> Vec<String> {
         f.molecule.configured,
         f.molecule.ok,
         &f.molecule.checks,
+        None,
         advice(
             &f.molecule.checks,
             &f.coder_settings,

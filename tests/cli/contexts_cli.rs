@@ -560,6 +560,10 @@ async fn doctor_says_what_works_and_what_to_do() {
     assert_eq!(json["ok"], true, "{json}");
     assert_eq!(json["coder"]["report"]["identity"]["username"], "alice");
     assert_eq!(json["coder"]["report"]["on_success"], true);
+    assert_eq!(
+        json["coder"]["report"]["websockets"]["available"], true,
+        "{json}"
+    );
     assert_eq!(json["molecule"]["report"]["cp_admin_prefix"], "/cp/admin");
 
     let run = home.run(&["--context", "refused", "doctor"], &[]);
