@@ -315,6 +315,8 @@ async fn configure(
         context: args.context.clone(),
         ..Default::default()
     })
+    // --check shows a token it cannot get as a failed check, like `fleet doctor`.
+    .map(|r| if args.check { r.lenient() } else { r })
     .and_then(|r| Ok((r.clone(), r.coder()?, r.molecule()?)));
     let (resolver, coder_settings, molecule_settings) = match settings {
         Ok(s) => s,

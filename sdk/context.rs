@@ -288,6 +288,11 @@ pub enum Warning {
         /// The URL in use.
         url: String,
     },
+    /// A token that could not be got (a lenient [`Resolver`] only): why.
+    Unresolved {
+        /// Why.
+        message: String,
+    },
 }
 
 /// What the caller gave directly (the CLI: command-line options); each wins over the rest.
@@ -480,6 +485,7 @@ pub struct Resolver {
     path: Option<PathBuf>,
     file: ConfigFile,
     chosen: Option<Chosen>,
+    lenient: bool,
 }
 
 impl Resolver {
@@ -515,7 +521,32 @@ impl Resolver {
             path,
             file,
             chosen,
+            lenient: false,
         })
+    }
+
+    /// A resolver that reports a token it cannot get (a file that cannot be read, a variable
+    /// that is not set, no `coder login` session) as [`Warning::Unresolved`] and leaves the
+    /// token unset, instead of failing: for showing and checking a configuration.
+    pub fn lenient(mut self) -> Self {
+        self.lenient = true;
+        self
+    }
+
+    fn soften(
+        &self,
+        r: Result<Option<TokenSetting>>,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Option<TokenSetting>> {
+        match r {
+            Err(e) if self.lenient => {
+                warnings.push(Warning::Unresolved {
+                    message: e.to_string(),
+                });
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// The config file's location.
@@ -585,54 +616,59 @@ impl Resolver {
             }
         }
         // The token: given, environment, context, coder login (only for its own URL).
-        let token = if let Some(t) = given_token(
-            &self.given.coder_session_token,
-            &self.given.coder_session_token_file,
-            &mut warnings,
-        )? {
-            Some(t)
-        } else if let Some(t) = env("CODER_SESSION_TOKEN") {
-            Some(TokenSetting {
-                value: Secret::new(t),
-                source: Source::Env {
-                    var: "CODER_SESSION_TOKEN".into(),
-                },
-            })
-        } else if let Some(t) = match &ctx {
-            Some((name, c)) => context_token(
-                name,
-                "the Coder session token",
-                &c.session_token_file,
-                &c.session_token_env,
-                &mut warnings,
-            )?,
-            None => None,
-        } {
-            Some(t)
-        } else {
-            let session = login_dir.as_ref().map(|d| d.join("session"));
-            match (&session, &login_url, &url) {
-                (Some(path), Some(lu), Some(u)) if path.exists() => {
-                    if same_url(lu, &u.value) {
-                        check_mode(path, &mut warnings);
-                        Some(TokenSetting {
-                            value: Secret::from_file(path)?,
-                            source: Source::CoderLogin {
-                                path: path.clone(),
-                                context: login_ctx.clone(),
-                            },
-                        })
-                    } else {
-                        warnings.push(Warning::CoderLoginOtherUrl {
-                            login_url: lu.clone(),
-                            url: u.value.clone(),
-                        });
-                        None
+        let resolved = (|| -> Result<Option<TokenSetting>> {
+            Ok(
+                if let Some(t) = given_token(
+                    &self.given.coder_session_token,
+                    &self.given.coder_session_token_file,
+                    &mut warnings,
+                )? {
+                    Some(t)
+                } else if let Some(t) = env("CODER_SESSION_TOKEN") {
+                    Some(TokenSetting {
+                        value: Secret::new(t),
+                        source: Source::Env {
+                            var: "CODER_SESSION_TOKEN".into(),
+                        },
+                    })
+                } else if let Some(t) = match &ctx {
+                    Some((name, c)) => context_token(
+                        name,
+                        "the Coder session token",
+                        &c.session_token_file,
+                        &c.session_token_env,
+                        &mut warnings,
+                    )?,
+                    None => None,
+                } {
+                    Some(t)
+                } else {
+                    let session = login_dir.as_ref().map(|d| d.join("session"));
+                    match (&session, &login_url, &url) {
+                        (Some(path), Some(lu), Some(u)) if path.exists() => {
+                            if same_url(lu, &u.value) {
+                                check_mode(path, &mut warnings);
+                                Some(TokenSetting {
+                                    value: Secret::from_file(path)?,
+                                    source: Source::CoderLogin {
+                                        path: path.clone(),
+                                        context: login_ctx.clone(),
+                                    },
+                                })
+                            } else {
+                                warnings.push(Warning::CoderLoginOtherUrl {
+                                    login_url: lu.clone(),
+                                    url: u.value.clone(),
+                                });
+                                None
+                            }
+                        }
+                        _ => None,
                     }
-                }
-                _ => None,
-            }
-        };
+                },
+            )
+        })();
+        let token = self.soften(resolved, &mut warnings)?;
         let other_url = warnings
             .iter()
             .any(|w| matches!(w, Warning::CoderLoginOtherUrl { .. }));
@@ -641,10 +677,11 @@ impl Resolver {
                 .as_ref()
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "Coder's config directory".into());
-            return Err(Error::InvalidInput(format!(
+            let e = Error::InvalidInput(format!(
                 "the context {:?} uses what `coder login` stored, but {dir} holds no session: run `coder login`",
                 login_ctx.unwrap_or_default()
-            )));
+            ));
+            self.soften(Err(e), &mut warnings)?;
         }
         Ok(CoderSettings {
             url,
@@ -708,14 +745,15 @@ impl Resolver {
             &["MOLECULE_API_URL"],
             ctx.as_ref().map(|(n, m)| (n, &m.api_url)),
         );
-        let mut token = |given: &Option<Secret>,
-                         given_file: &Option<PathBuf>,
-                         var: &str,
-                         what: &str,
-                         file: fn(&MoleculeContext) -> &Option<PathBuf>,
-                         env_of: fn(&MoleculeContext) -> &Option<String>|
+        let token = |given: &Option<Secret>,
+                     given_file: &Option<PathBuf>,
+                     var: &str,
+                     what: &str,
+                     file: fn(&MoleculeContext) -> &Option<PathBuf>,
+                     env_of: fn(&MoleculeContext) -> &Option<String>,
+                     warnings: &mut Vec<Warning>|
          -> Result<Option<TokenSetting>> {
-            if let Some(t) = given_token(given, given_file, &mut warnings)? {
+            if let Some(t) = given_token(given, given_file, warnings)? {
                 return Ok(Some(t));
             }
             if let Some(t) = env(var) {
@@ -725,7 +763,7 @@ impl Resolver {
                 }));
             }
             match &ctx {
-                Some((name, m)) => context_token(name, what, file(m), env_of(m), &mut warnings),
+                Some((name, m)) => context_token(name, what, file(m), env_of(m), warnings),
                 None => Ok(None),
             }
         };
@@ -736,7 +774,9 @@ impl Resolver {
             "the CP admin token",
             |m| &m.cp_admin_token_file,
             |m| &m.cp_admin_token_env,
-        )?;
+            &mut warnings,
+        );
+        let cp_admin_token = self.soften(cp_admin_token, &mut warnings)?;
         let org_api_key = token(
             &self.given.org_api_key,
             &self.given.org_api_key_file,
@@ -744,7 +784,9 @@ impl Resolver {
             "the tenant API key",
             |m| &m.org_api_key_file,
             |m| &m.org_api_key_env,
-        )?;
+            &mut warnings,
+        );
+        let org_api_key = self.soften(org_api_key, &mut warnings)?;
         Ok(MoleculeSettings {
             cp_url,
             cp_admin_prefix,

@@ -326,7 +326,7 @@ fn show(name: Option<String>, global: &GlobalOpts) -> fleet::Result<i32> {
     if name.is_some() {
         given.context = name;
     }
-    let resolver = Resolver::new(given)?;
+    let resolver = Resolver::new(given)?.lenient();
     let coder = resolver.coder()?;
     let molecule = resolver.molecule()?;
     if global.output == OutputFormat::Json {

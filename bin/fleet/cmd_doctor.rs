@@ -32,8 +32,22 @@ pub async fn run(args: DoctorArgs, global: &GlobalOpts) -> fleet::Result<i32> {
         .resolver
         .clone()
         .ok_or_else(|| Error::InvalidInput("the configuration was not read".into()))?;
-    let coder_settings = global.coder_settings()?;
-    let molecule_settings = global.molecule_settings()?;
+    // A token that cannot be got is a failed check here, not an error.
+    let resolver = resolver.lenient();
+    let coder_settings = resolver.coder()?;
+    let molecule_settings = resolver.molecule()?;
+    for t in [
+        &coder_settings.session_token,
+        &molecule_settings.cp_admin_token,
+        &molecule_settings.org_api_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out::never_print(&t.value);
+    }
+    cli::print_warnings(&coder_settings.warnings);
+    cli::print_warnings(&molecule_settings.warnings);
     let options = DoctorOptions {
         check_timeout: args.timeout,
         http: fleet::HttpOptions {

@@ -29,6 +29,7 @@ pub fn warning_text(w: &Warning) -> String {
                 path.display()
             )
         }
+        Warning::Unresolved { message } => message.clone(),
         Warning::CoderLoginOtherUrl { login_url, url } => format!(
             "`coder login` stored a session for {login_url}, not for {url}: it is not sent there"
         ),

@@ -362,6 +362,17 @@ async fn a_context_refuses_a_token_and_names_variables_instead() {
     let unset = home.run(&["coder", "list"], &[]);
     assert_eq!(unset.code, 2, "{}", unset.show());
     assert!(unset.stderr.contains("MY_CODER_TOKEN"), "{}", unset.show());
+    // Showing and checking the context say so instead of failing.
+    let show = home.run(&["context", "show"], &[]);
+    assert_eq!(show.code, 0, "{}", show.show());
+    assert!(show.stderr.contains("MY_CODER_TOKEN"), "{}", show.show());
+    let doctor = home.run(&["doctor"], &[]);
+    assert_eq!(doctor.code, 1, "{}", doctor.show());
+    assert!(
+        doctor.stderr.contains("MY_CODER_TOKEN"),
+        "{}",
+        doctor.show()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,7 +130,13 @@ async fn fleet_mcp_check_runs_the_doctors_checks_and_exits() {
     assert!(!stdout.contains(CODER_SESSION_TOKEN), "{stdout}");
     let (code, stdout, stderr) = run(vec!["--check"]).await;
     assert_eq!(code, Some(2), "nothing configured: {stdout}{stderr}");
-    let (code, _, stderr) = run(vec!["--check", "--context", "broken"]).await;
+    // A token that cannot be got: --check reports it and fails the plane (exit 1); serving
+    // refuses to start (exit 2).
+    let (code, stdout, stderr) = run(vec!["--check", "--context", "broken"]).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("UNSET_TOKEN_VAR"), "{stderr}");
+    assert!(stdout.contains("no session token"), "{stdout}");
+    let (code, _, stderr) = run(vec!["--context", "broken"]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("UNSET_TOKEN_VAR"), "{stderr}");
 }
