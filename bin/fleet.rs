@@ -79,9 +79,13 @@ enum Command {
     #[command(subcommand)]
     Context(cmd_context::ContextCmd),
 
-    /// Check each configured control plane (the context in use, or the environment): it
-    /// answers, TLS verifies, the token is accepted and whose it is. Only reads. Exit 0 when
-    /// every configured plane works, 1 when one does not, 2 when nothing is configured.
+    /// Check each configured control plane: it answers, TLS verifies, the token is accepted.
+    ///
+    /// For the context in use, or the environment: Coder's version, on_success and watch-ws,
+    /// whose the token is (username, roles); Molecule's CP admin API and route layout, and
+    /// the tenant API when configured; where each value came from. Only reads; each check is
+    /// bounded by --timeout. Exit 0 when every configured plane works, 1 when one does not,
+    /// 2 when nothing is configured.
     Doctor(cmd_doctor::DoctorArgs),
 
     /// Serve a simulator of both control planes in memory (seeded workspaces, faults on demand).
