@@ -5,6 +5,9 @@
 mod advice;
 #[path = "fleet_mcp/coder_tools.rs"]
 mod coder_tools;
+#[path = "shared/config_text.rs"]
+#[allow(dead_code)]
+mod config_text;
 #[path = "fleet_mcp/http.rs"]
 mod http;
 #[path = "fleet_mcp/molecule_tools.rs"]
@@ -25,10 +28,14 @@ use fleet::{CoderConfig, MoleculeConfig};
 use rmcp::ServiceExt;
 
 /// The MCP server of fleet: Molecule provider migrations and Coder workspace updates as tools
-/// for AI agents. Speaks MCP over stdio. Configured from the environment (MOLECULE_CP_URL,
-/// CP_ADMIN_API_TOKEN, MOLECULE_API_URL, MOLECULE_ORG_API_KEY, CODER_URL, CODER_SESSION_TOKEN).
-/// It lists the tools of the control planes configured (see --toolsets); with nothing
-/// configured it lists them all, and they answer with an error naming the variables to set.
+/// for AI agents. Speaks MCP over stdio. Configured like `fleet`: the environment
+/// (MOLECULE_CP_URL, CP_ADMIN_API_TOKEN, MOLECULE_API_URL, MOLECULE_ORG_API_KEY, CODER_URL,
+/// CODER_SESSION_TOKEN), then a context (--context, FLEET_CONTEXT, the current context of
+/// `fleet context`), then what `coder login` stored. It lists the tools of the control planes
+/// configured (see --toolsets); with nothing configured it lists them all, and they answer
+/// with an error naming the variables to set.
+/// `fleet-mcp --check` runs `fleet doctor`'s checks and exits, to try a host configuration
+/// from a terminal.
 ///
 /// With --http ADDR it serves the streamable HTTP transport at http://ADDR/mcp instead, plus
 /// GET /health. A bearer token (--http-token-file, or FLEET_MCP_HTTP_TOKEN) is required unless
@@ -53,6 +60,17 @@ struct Args {
     /// Allow http:// to a host that is not loopback (tokens would cross the network in clear).
     #[arg(long)]
     insecure_http: bool,
+
+    /// Use this context of fleet's config file (`fleet context list`) [env: FLEET_CONTEXT;
+    /// default: the current context]. Tokens stay out of the host's configuration.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+
+    /// Check each configured control plane like `fleet doctor` (it answers, the token is
+    /// accepted, whose it is), print what works and exit: 0 all work, 1 one does not, 2
+    /// nothing is configured.
+    #[arg(long, conflicts_with_all = ["http", "sim"])]
+    check: bool,
 
     /// Serve MCP over streamable HTTP at this address (e.g. 127.0.0.1:8080) instead of stdio.
     #[arg(long, value_name = "ADDR")]
@@ -339,6 +357,73 @@ async fn serve_http(server: server::FleetServer, addr: std::net::SocketAddr, arg
     }
 }
 
+/// The configurations from the environment, the context in use and what `coder login` stored
+/// (an unknown context or a malformed config file stops here, before any request); with
+/// --check, the doctor's checks instead, and their exit code.
+async fn configure(
+    args: &Args,
+    http: fleet::HttpOptions,
+) -> Result<(MoleculeConfig, CoderConfig), i32> {
+    // The environment, the context in use, what `coder login` stored: an unknown context
+    // or a malformed config file stops here, before any request.
+    let settings = fleet::context::Resolver::new(fleet::context::Given {
+        context: args.context.clone(),
+        ..Default::default()
+    })
+    // --check shows a token it cannot get as a failed check, like `fleet doctor`.
+    .map(|r| if args.check { r.lenient() } else { r })
+    .and_then(|r| Ok((r.clone(), r.coder()?, r.molecule()?)));
+    let (resolver, coder_settings, molecule_settings) = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fleet-mcp: error: {}", safe_text::safe(&e.to_string()));
+            return Err(2);
+        }
+    };
+    for t in [
+        &coder_settings.session_token,
+        &molecule_settings.cp_admin_token,
+        &molecule_settings.org_api_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        safe_text::never_print(&t.value);
+    }
+    for w in coder_settings
+        .warnings
+        .iter()
+        .chain(&molecule_settings.warnings)
+    {
+        eprintln!("fleet-mcp: warning: {}", config_text::warning_text(w));
+    }
+    if args.check {
+        let options = fleet::doctor::DoctorOptions {
+            http: http.clone(),
+            ..Default::default()
+        };
+        let findings = config_text::examine(coder_settings, molecule_settings, &options).await;
+        let mut lines = config_text::describe(
+            &resolver,
+            &findings.coder_settings,
+            &findings.molecule_settings,
+        );
+        lines.push(String::new());
+        lines.extend(config_text::report_lines(&findings));
+        for line in lines {
+            println!("{}", safe_text::safe(&line));
+        }
+        return Err(findings.exit_code());
+    }
+    for line in config_text::describe(&resolver, &coder_settings, &molecule_settings) {
+        tracing::info!("{line}");
+    }
+    Ok((
+        molecule_settings.config(http.clone()),
+        coder_settings.config(http),
+    ))
+}
+
 fn main() {
     let args = Args::parse();
     let _ = tracing_subscriber::fmt()
@@ -356,10 +441,29 @@ fn main() {
         .build()
         .expect("the async runtime starts");
     let code = runtime.block_on(async move {
-        let mut molecule = MoleculeConfig::from_env();
-        molecule.http.insecure_http = args.insecure_http;
-        let mut coder = CoderConfig::from_env();
-        coder.http.insecure_http = args.insecure_http;
+        let http = fleet::HttpOptions {
+            insecure_http: args.insecure_http,
+            ..fleet::HttpOptions::default()
+        };
+        // --sim serves the simulator whatever the user's own configuration says.
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
+        let (mut molecule, mut coder) = if args.sim {
+            (
+                MoleculeConfig {
+                    http: http.clone(),
+                    ..MoleculeConfig::from_env()
+                },
+                CoderConfig {
+                    http: http.clone(),
+                    ..CoderConfig::from_env()
+                },
+            )
+        } else {
+            match configure(&args, http.clone()).await {
+                Ok(configs) => configs,
+                Err(code) => return code,
+            }
+        };
         let toolsets = toolsets(&args, &molecule, &coder);
         // --sim: the simulator lives as long as the server does.
         #[cfg(feature = "sim")]

@@ -8,6 +8,10 @@ mod advice;
 mod cli;
 #[path = "fleet/cmd_coder.rs"]
 mod cmd_coder;
+#[path = "fleet/cmd_context.rs"]
+mod cmd_context;
+#[path = "fleet/cmd_doctor.rs"]
+mod cmd_doctor;
 #[path = "fleet/cmd_molecule.rs"]
 mod cmd_molecule;
 #[cfg(feature = "sim")]
@@ -18,6 +22,8 @@ mod cmd_sim;
 mod cmd_sim;
 #[path = "fleet/command.rs"]
 mod command;
+#[path = "shared/config_text.rs"]
+mod config_text;
 #[path = "fleet/out.rs"]
 mod out;
 #[path = "shared/safe_text.rs"]
@@ -28,7 +34,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli::{GlobalOpts, LogLevel};
 
 const AFTER_HELP: &str = "\
-Configuration (flags override the environment):
+Configuration (flags, then the environment, then the context in use, then `coder login`):
+  fleet context add NAME …, fleet context use NAME, --context NAME or FLEET_CONTEXT;
+  FLEET_CONFIG  the config file (default $XDG_CONFIG_HOME/fleet/config.toml)
   MOLECULE_CP_URL       CP admin API base URL (default https://api.moleculesai.app)
   CP_ADMIN_API_TOKEN    CP admin API token
   MOLECULE_API_URL      tenant API base URL (to look up a workspace's provider)
@@ -69,6 +77,19 @@ enum Command {
     #[command(subcommand)]
     Coder(cmd_coder::CoderCmd),
 
+    /// Named contexts: where each control plane is and where its tokens come from.
+    #[command(subcommand)]
+    Context(cmd_context::ContextCmd),
+
+    /// Check each configured control plane: it answers, TLS verifies, the token is accepted.
+    ///
+    /// For the context in use, or the environment: Coder's version, on_success and watch-ws,
+    /// whose the token is (username, roles); Molecule's CP admin API and route layout, and
+    /// the tenant API when configured; where each value came from. Only reads; each check is
+    /// bounded by --timeout. Exit 0 when every configured plane works, 1 when one does not,
+    /// 2 when nothing is configured.
+    Doctor(cmd_doctor::DoctorArgs),
+
     /// Serve a simulator of both control planes in memory (seeded workspaces, faults on demand).
     Sim(cmd_sim::SimArgs),
 
@@ -83,10 +104,11 @@ enum Command {
 
 fn main() {
     let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    cli.global.note_command_line(&matches);
     init_logging(cli.global.log_level);
     cli::warn_tokens_on_command_line(&matches);
     // `fleet sim` talks to no control plane and prints its own public test tokens, which the
@@ -117,6 +139,18 @@ fn main() {
     let format = cli.global.output;
     let code = runtime.block_on(async move {
         let mut cli = cli;
+        // The config file and the context in use are read before anything is sent: an unknown
+        // context or a malformed file stops here.
+        if !cli.global.sim
+            && matches!(
+                cli.command,
+                Command::Molecule(_) | Command::Coder(_) | Command::Doctor(_)
+            )
+        {
+            if let Err(e) = cli.global.resolve() {
+                return cli::report_error(&e, format);
+            }
+        }
         // --sim: the simulator runs in this process for as long as the command does.
         let _sim = if cli.global.sim && !matches!(cli.command, Command::Sim(_)) {
             match start_sim(&mut cli.global).await {
@@ -129,6 +163,8 @@ fn main() {
         let result = match cli.command {
             Command::Molecule(cmd) => cmd_molecule::run(cmd, &cli.global).await,
             Command::Coder(cmd) => cmd_coder::run(cmd, &cli.global).await,
+            Command::Context(cmd) => cmd_context::run(cmd, &cli.global),
+            Command::Doctor(args) => cmd_doctor::run(args, &cli.global).await,
             Command::Sim(args) => cmd_sim::run(args, &cli.global).await,
             Command::Completions { .. } => Ok(0),
         };

@@ -56,6 +56,8 @@ mod open_enum;
 
 pub mod coder;
 pub mod config;
+pub mod context;
+pub mod doctor;
 mod error;
 pub mod files;
 pub mod http;

@@ -3,8 +3,13 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum, parser::ValueSource};
-use fleet::{CoderConfig, Error, HttpOptions, MoleculeConfig, Secret, operation::Severity};
+use fleet::{
+    CoderConfig, Error, HttpOptions, MoleculeConfig, Secret,
+    context::{CoderSettings, Given, MoleculeSettings, Resolver, Warning},
+    operation::Severity,
+};
 
+pub use crate::config_text::{shell_word, source_text, token_text, warning_text};
 use crate::{
     command::{CommandLine, NameKind, Printed},
     out,
@@ -154,6 +159,11 @@ pub struct GlobalOpts {
     )]
     pub coder_session_token_file: Option<PathBuf>,
 
+    /// Use this context of the config file (`fleet context list`) [env: FLEET_CONTEXT; default:
+    /// the config file's current context].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
     /// Allow http:// to a host that is not loopback (tokens would cross the network in clear).
     #[arg(long, global = true)]
     pub insecure_http: bool,
@@ -197,6 +207,47 @@ pub struct GlobalOpts {
     /// Set by --sim: the longest pause between two status reads, scaled to the simulator's speed.
     #[arg(skip)]
     pub sim_poll: Option<Duration>,
+
+    /// The ids of the options given on the command line (the rest came from the environment
+    /// or their defaults).
+    #[arg(skip)]
+    pub command_line: Vec<&'static str>,
+
+    /// The config file and the context in use, read once (see [`GlobalOpts::resolve`]).
+    #[arg(skip)]
+    pub resolver: Option<Resolver>,
+
+    #[arg(skip)]
+    coder_settings: std::sync::OnceLock<Result<CoderSettings, Error>>,
+
+    #[arg(skip)]
+    molecule_settings: std::sync::OnceLock<Result<MoleculeSettings, Error>>,
+}
+
+/// The ids of the global options that configure a control plane or pick a context.
+const CONFIG_IDS: [&str; 11] = [
+    "context",
+    "coder_url",
+    "coder_session_token",
+    "coder_session_token_file",
+    "molecule_cp_url",
+    "cp_admin_prefix",
+    "cp_admin_token",
+    "cp_admin_token_file",
+    "molecule_api_url",
+    "molecule_org_api_key",
+    "molecule_org_api_key_file",
+];
+
+/// True when the option `id` was given on the command line (in any subcommand).
+fn on_command_line(m: &clap::ArgMatches, id: &str) -> bool {
+    if let Ok(Some(_)) = m.try_get_raw(id) {
+        if m.value_source(id) == Some(ValueSource::CommandLine) {
+            return true;
+        }
+    }
+    m.subcommand()
+        .is_some_and(|(_, sub)| on_command_line(sub, id))
 }
 
 /// The CP-admin route layouts a simulator serves.
@@ -276,17 +327,6 @@ impl GlobalOpts {
         }
     }
 
-    fn secret(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<Secret>, Error> {
-        let secret = match file {
-            Some(path) => Some(Secret::from_file(path)?),
-            None => value.as_ref().map(Secret::new).filter(|s| !s.is_empty()),
-        };
-        if let Some(s) = &secret {
-            out::never_print(s);
-        }
-        Ok(secret)
-    }
-
     /// Registers every token given by flag or environment with the output, so that none is
     /// ever printed, whichever control plane echoes it (tokens from files are registered when
     /// they are read).
@@ -309,48 +349,146 @@ impl GlobalOpts {
         fleet::config::poll_interval_from_env().or(self.sim_poll)
     }
 
-    /// The Molecule configuration from flags, falling back to the environment.
-    pub fn molecule_config(&self) -> Result<MoleculeConfig, Error> {
-        let prefix = self
-            .cp_admin_prefix
+    /// Notes which configuration options came from the command line.
+    pub fn note_command_line(&mut self, matches: &clap::ArgMatches) {
+        self.command_line = CONFIG_IDS
+            .into_iter()
+            .filter(|id| on_command_line(matches, id))
+            .collect();
+    }
+
+    fn given_here(&self, id: &str) -> bool {
+        self.command_line.contains(&id)
+    }
+
+    /// What the command line gave (values clap took from the environment are left to the
+    /// library, which reads the environment itself and says so).
+    pub fn given(&self) -> Given {
+        let pick = |id: &str, v: &Option<String>| {
+            if self.given_here(id) { v.clone() } else { None }
+        };
+        let secret = |id: &str, v: &Option<String>| pick(id, v).map(Secret::new);
+        Given {
+            context: self.context.clone(),
+            coder_url: pick("coder_url", &self.coder_url),
+            coder_session_token: secret("coder_session_token", &self.coder_session_token),
+            coder_session_token_file: self.coder_session_token_file.clone(),
+            molecule_cp_url: pick("molecule_cp_url", &self.molecule_cp_url),
+            cp_admin_prefix: pick("cp_admin_prefix", &self.cp_admin_prefix),
+            cp_admin_token: secret("cp_admin_token", &self.cp_admin_token),
+            cp_admin_token_file: self.cp_admin_token_file.clone(),
+            molecule_api_url: pick("molecule_api_url", &self.molecule_api_url),
+            org_api_key: secret("molecule_org_api_key", &self.molecule_org_api_key),
+            org_api_key_file: self.molecule_org_api_key_file.clone(),
+        }
+    }
+
+    /// Reads the config file and picks the context, once: an unknown context or a malformed
+    /// file is refused here, before any request.
+    pub fn resolve(&mut self) -> Result<&Resolver, Error> {
+        if self.resolver.is_none() {
+            self.resolver = Some(Resolver::new(self.given())?);
+        }
+        Ok(self.resolver.as_ref().expect("just set"))
+    }
+
+    fn resolver(&self) -> Result<Resolver, Error> {
+        match &self.resolver {
+            Some(r) => Ok(r.clone()),
+            None => Resolver::new(self.given()),
+        }
+    }
+
+    /// Coder's settings with their sources (resolved once; warnings printed once).
+    pub fn coder_settings(&self) -> Result<CoderSettings, Error> {
+        self.coder_settings
+            .get_or_init(|| {
+                let settings = self.resolver()?.coder()?;
+                if let Some(t) = &settings.session_token {
+                    out::never_print(&t.value);
+                }
+                print_warnings(&settings.warnings);
+                if let Some(u) = &settings.url {
+                    tracing::info!(
+                        "Coder URL {} from {}",
+                        u.value,
+                        source_text(&u.source, "--coder-url")
+                    );
+                }
+                if let Some(t) = &settings.session_token {
+                    tracing::info!(
+                        "Coder session token {}",
+                        token_text(t, "--coder-session-token")
+                    );
+                }
+                Ok(settings)
+            })
             .clone()
-            .filter(|s| !s.trim().is_empty());
+    }
+
+    /// Molecule's settings with their sources (resolved once; warnings printed once).
+    pub fn molecule_settings(&self) -> Result<MoleculeSettings, Error> {
+        self.molecule_settings
+            .get_or_init(|| {
+                let settings = self.resolver()?.molecule()?;
+                for t in [&settings.cp_admin_token, &settings.org_api_key]
+                    .into_iter()
+                    .flatten()
+                {
+                    out::never_print(&t.value);
+                }
+                print_warnings(&settings.warnings);
+                tracing::info!(
+                    "Molecule CP URL {} from {}",
+                    settings.cp_url.value,
+                    source_text(&settings.cp_url.source, "--molecule-cp-url")
+                );
+                if let Some(t) = &settings.cp_admin_token {
+                    tracing::info!("CP admin token {}", token_text(t, "--cp-admin-token"));
+                }
+                if let Some(u) = &settings.api_url {
+                    tracing::info!(
+                        "Molecule tenant API URL {} from {}",
+                        u.value,
+                        source_text(&u.source, "--molecule-api-url")
+                    );
+                }
+                if let Some(t) = &settings.org_api_key {
+                    tracing::info!("tenant API key {}", token_text(t, "--molecule-org-api-key"));
+                }
+                Ok(settings)
+            })
+            .clone()
+    }
+
+    /// The Molecule configuration: flags, environment, the context in use.
+    pub fn molecule_config(&self) -> Result<MoleculeConfig, Error> {
         if let Some((molecule, _)) = &self.sim_configs {
+            let prefix = self
+                .cp_admin_prefix
+                .clone()
+                .filter(|s| !s.trim().is_empty());
             return Ok(MoleculeConfig {
                 cp_admin_prefix: prefix,
                 ..molecule.clone()
             });
         }
-        let defaults = MoleculeConfig::default();
-        Ok(MoleculeConfig {
-            // The flag, MOLECULE_CP_URL, then CP_API_URL (the management server's name).
-            cp_url: self
-                .molecule_cp_url
-                .clone()
-                .filter(|s| !s.trim().is_empty())
-                .or_else(MoleculeConfig::cp_url_from_env)
-                .unwrap_or(defaults.cp_url),
-            cp_admin_prefix: prefix,
-            cp_admin_token: Self::secret(&self.cp_admin_token, &self.cp_admin_token_file)?,
-            api_url: self
-                .molecule_api_url
-                .clone()
-                .filter(|s| !s.trim().is_empty()),
-            org_api_key: Self::secret(&self.molecule_org_api_key, &self.molecule_org_api_key_file)?,
-            http: self.http(),
-        })
+        Ok(self.molecule_settings()?.config(self.http()))
     }
 
-    /// The Coder configuration from flags, falling back to the environment.
+    /// The Coder configuration: flags, environment, the context in use, `coder login`.
     pub fn coder_config(&self) -> Result<CoderConfig, Error> {
         if let Some((_, coder)) = &self.sim_configs {
             return Ok(coder.clone());
         }
-        Ok(CoderConfig {
-            url: self.coder_url.clone().filter(|s| !s.trim().is_empty()),
-            session_token: Self::secret(&self.coder_session_token, &self.coder_session_token_file)?,
-            http: self.http(),
-        })
+        Ok(self.coder_settings()?.config(self.http()))
+    }
+}
+
+/// Prints what the user should know about the configuration (nothing stops).
+pub fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        out::err(format!("warning: {}", warning_text(w)));
     }
 }
 

@@ -92,6 +92,19 @@ fn coder_version_text(given: &str) -> String {
     }
 }
 
+/// The one `fleet context add sim …` that saves the simulator as a context: its URLs, and the
+/// variables its tokens are exported in (a context never holds a token).
+fn context_add_command(sim: &fleet::sim::RunningSim) -> String {
+    format!(
+        "fleet context add sim --coder-url {} --coder-session-token-env CODER_SESSION_TOKEN \
+         --molecule-cp-url {} --cp-admin-token-env CP_ADMIN_API_TOKEN --molecule-api-url {} \
+         --molecule-org-api-key-env MOLECULE_ORG_API_KEY",
+        crate::cli::shell_word(&sim.coder_url()),
+        crate::cli::shell_word(&sim.cp_url()),
+        crate::cli::shell_word(&sim.tenant_url()),
+    )
+}
+
 /// Serves until Ctrl-C; returns the exit code.
 pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
     if !args.listen.ip().is_loopback() {
@@ -132,6 +145,7 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
             .map(|(k, v)| (k.to_string(), v.clone().into()))
             .collect();
         out::json(&serde_json::json!({
+            "context_add": context_add_command(&sim),
             "listening": sim.base_url(),
             "speed": sim.speed(),
             "cp_url": sim.cp_url(),
@@ -164,6 +178,9 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
         out::line("Point fleet at it (these are the simulator's own test tokens):");
         let exports: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out::line(format!("export {}", exports.join(" ")));
+        out::line("");
+        out::line("Or save it as a context (the tokens stay in the variables above):");
+        out::line(context_add_command(&sim));
         out::line("");
         let migrate = CommandLine::new(&["molecule", "migrate-provider"])
             .option("--to", "hetzner")

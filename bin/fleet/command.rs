@@ -9,6 +9,7 @@
 //! fleet's own parser would refuse (or that starts with `-`, or holds whitespace or a control
 //! character) is not printed as a word at all: it is left out, and the output says so and why.
 
+use crate::config_text::shell_word;
 use fleet::text::{escape_one_line, is_unsafe_char};
 
 /// What a positional name stands for: which of fleet's parsers must accept it.
@@ -249,18 +250,6 @@ fn capitalized(s: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
-    }
-}
-
-/// A word as a POSIX shell reads it: as it is when safe, else single-quoted.
-pub fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.=/:,@+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

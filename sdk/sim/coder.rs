@@ -951,6 +951,7 @@ async fn get_user(State(state): State<Shared>, Path(user): Path<String>) -> Resp
                 "email": format!("{}@example.com", u.username),
                 "created_at": state.clock.stamp(-90.0 * 86_400.0 * state.clock.speed),
                 "status": "active",
+                "roles": [{"name": "member", "display_name": "Member"}],
             }),
         ),
     }

@@ -80,7 +80,10 @@ const CONFIG_VARS: [&str; 6] = [
 impl Sim {
     fn fleet(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-        for var in CONFIG_VARS {
+        for var in CONFIG_VARS
+            .into_iter()
+            .chain(crate::support::USER_CONFIG_VARS)
+        {
             cmd.env_remove(var);
         }
         cmd.envs(&self.env)

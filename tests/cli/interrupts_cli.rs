@@ -9,7 +9,11 @@ use serde_json::Value;
 /// Runs `fleet ARGS` under a pty, presses Ctrl-C `presses` times once `wait_for` shows.
 fn under_pty(presses: u32, wait_for: &str, args: &[&str]) -> (i64, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/ctrl_c.py");
-    let out = Command::new("python3")
+    let mut cmd = Command::new("python3");
+    for var in crate::support::USER_CONFIG_VARS {
+        cmd.env_remove(var);
+    }
+    let out = cmd
         .arg(script)
         .arg(presses.to_string())
         .arg(wait_for)

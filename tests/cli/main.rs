@@ -8,6 +8,7 @@ mod support;
 
 mod coder_cli;
 mod coder_server_side_cli;
+mod contexts_cli;
 mod e2e_sim;
 mod interrupts_cli;
 mod molecule_batch;

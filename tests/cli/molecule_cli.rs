@@ -24,6 +24,9 @@ fn fleet(server: &MockServer) -> Command {
     ] {
         cmd.env_remove(var);
     }
+    for var in crate::support::USER_CONFIG_VARS {
+        cmd.env_remove(var);
+    }
     cmd.env("MOLECULE_CP_URL", server.base_url())
         .env("CP_ADMIN_API_TOKEN", CP_TOKEN)
         .env("FLEET_POLL_INTERVAL_MS", "10")

@@ -7,6 +7,7 @@
 mod support;
 
 mod coder_mcp;
+mod contexts_mcp;
 mod mcp_tasks;
 mod molecule_mcp;
 mod reliability_mcp;

@@ -51,6 +51,9 @@ async fn connect(
     ] {
         cmd.env_remove(var);
     }
+    for var in crate::support::USER_CONFIG_VARS {
+        cmd.env_remove(var);
+    }
     cmd.env("MOLECULE_CP_URL", server.base_url())
         .env("FLEET_POLL_INTERVAL_MS", "10");
     if configured {
@@ -157,6 +160,9 @@ async fn tools_have_enums_output_schemas_and_annotations() {
 async fn read_only_mode_hides_the_migration_tool() {
     let server = MockServer::start_async().await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    for var in crate::support::USER_CONFIG_VARS {
+        cmd.env_remove(var);
+    }
     cmd.env_remove("FLEET_LOG_LEVEL")
         .arg("--read-only")
         .env("MOLECULE_CP_URL", server.base_url())

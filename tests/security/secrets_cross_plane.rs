@@ -28,7 +28,7 @@ async fn echoing_cp() -> MockServer {
 #[tokio::test]
 async fn fleet_never_prints_another_planes_token() {
     let server = echoing_cp().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+    let out = crate::support::no_user_config(Command::new(env!("CARGO_BIN_EXE_fleet")))
         .args([
             "--log-level",
             "trace",
@@ -64,7 +64,7 @@ async fn fleet_never_prints_another_planes_token() {
 #[tokio::test]
 async fn fleet_mcp_never_returns_another_planes_token() {
     let server = echoing_cp().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
+    let mut child = crate::support::no_user_config(Command::new(env!("CARGO_BIN_EXE_fleet-mcp")))
         .env("MOLECULE_CP_URL", server.base_url())
         .env("CP_ADMIN_API_TOKEN", "cp-token")
         .env("CODER_SESSION_TOKEN", CODER_MARKER)
