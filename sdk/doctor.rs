@@ -438,12 +438,15 @@ pub async fn check_molecule(
                     .push(Check::failed("cp_admin", Some(&cp_url), e.to_string(), p));
             }
             Ok(client) => {
-                match bounded(
-                    options.check_timeout,
-                    client.migration_status(PROBE_WORKSPACE),
-                )
-                .await
-                {
+                let probe = async {
+                    match client.migration_status(PROBE_WORKSPACE).await {
+                        // The control plane's own "no such workspace": it answered, on this
+                        // route, and took the token.
+                        Err(e) if matches!(e.root(), Error::UnknownWorkspace { .. }) => Ok(()),
+                        other => other.map(|_| ()),
+                    }
+                };
+                match bounded(options.check_timeout, probe).await {
                     Ok(_) => {
                         let route = client.cp_admin_route();
                         report.cp_admin_prefix = Some(route.prefix.clone());
@@ -496,7 +499,12 @@ async fn check_tenant(
     {
         // A made-up workspace: "not found" (or no provider) means the key was accepted.
         Ok(Ok(_)) => Check::ok("tenant", Some(api_url), "answers and accepted the key"),
-        Ok(Err(e)) if matches!(e.root(), Error::NotFound { .. } | Error::Refused(_)) => {
+        Ok(Err(e))
+            if matches!(
+                e.root(),
+                Error::NotFound { .. } | Error::UnknownWorkspace { .. } | Error::Refused(_)
+            ) =>
+        {
             Check::ok("tenant", Some(api_url), "answers and accepted the key")
         }
         Ok(Err(e)) => {

@@ -207,7 +207,7 @@ pub fn report_lines(f: &Findings) -> Vec<String> {
         lines.push(format!("{name}: {}", if ok { "works" } else { "FAILED" }));
         for c in checks {
             lines.push(format!(
-                "  {:<9}{}  {}",
+                "  {:<10}{}  {}",
                 c.name,
                 if c.ok { "ok    " } else { "FAILED" },
                 c.detail
@@ -225,7 +225,7 @@ pub fn report_lines(f: &Findings) -> Vec<String> {
         &f.coder.checks,
         f.coder.websockets.as_ref().map(|w| {
             format!(
-                "  {:<9}{}  {}",
+                "  {:<10}{}  {}",
                 "websocket",
                 if w.available { "ok    " } else { "no    " },
                 w.detail
