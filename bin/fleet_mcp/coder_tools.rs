@@ -3,9 +3,9 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, FleetEvent, FleetOptions, FleetReport, Operation,
-    ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceInfo,
-    WorkspaceList, WorkspaceRef, parse_template_version_id,
+    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, FleetEvent, FleetOptions, Operation, ReadyOptions,
+    Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceFilter, WorkspaceInfo,
+    WorkspaceRef, parse_template_version_id,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -14,7 +14,8 @@ use rmcp::{
 use serde::Deserialize;
 
 use crate::{
-    operation_tools::{LongAnswer, wait_for},
+    answers::{self, AgentPage, BatchOutcome, Detail},
+    operation_tools::{LongAnswer, batch_answer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
 
@@ -162,9 +163,30 @@ pub struct AgentParams {
 /// `list_agents` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ListAgentsParams {
-    /// Only workspaces that are not on their template's active version.
+    /// true: only workspaces not on their template's active version (false: only current ones).
     #[serde(default)]
     pub outdated: Option<bool>,
+    /// Only this status of the latest build (running, stopped, failed, …).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only this template (by name).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Only this owner (a username, or me).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Only names starting with this (ignoring case).
+    #[serde(default)]
+    pub name_prefix: Option<String>,
+    /// Workspaces per page (default 50, at most 200).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// next_cursor of the previous page (same filters).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// "full": every field of each workspace (ids, latest build); default "compact".
+    #[serde(default)]
+    pub detail: Option<Detail>,
 }
 
 /// `get_template_version` input.
@@ -290,7 +312,7 @@ it, cancel_operation starts no more workspaces and finishes the in-flight ones).
         &self,
         Parameters(p): Parameters<UpdateAgentsParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<FleetReport>>, String> {
+    ) -> Result<Json<LongAnswer<BatchOutcome>>, String> {
         let names = p
             .agent_names
             .iter()
@@ -334,7 +356,8 @@ it, cancel_operation starts no more workspaces and finishes the in-flight ones).
         options.check().map_err(tool_error)?;
         let op = client.start_update_many(selection, options);
         self.register(&op);
-        self.answer_within(op, wait, &ctx, forward_batch()).await
+        let Json(answer) = self.answer_within(op, wait, &ctx, forward_batch()).await?;
+        Ok(Json(answer.map_outcome(batch_answer)))
     }
 
     #[tool(
@@ -374,8 +397,11 @@ version is pinned when it is not the active one); client_driven=true forces stop
 
     #[tool(
         name = "list_agents",
-        description = "List the Coder workspaces (agents) the token can see, with status, template, version and \
-whether each is outdated (not on its template's active version). outdated=true lists only those.",
+        description = "List the Coder workspaces (agents) the token can see, sorted by owner/name, one page at a \
+time: full_name, status, template, version and whether each is outdated (not on its template's active version). \
+Filters: outdated, status, template, owner, name_prefix. limit (default 50, at most 200); pass next_cursor as cursor \
+for the next page (every workspace comes exactly once, even while states change). detail=\"full\" or show_agent \
+gives whole records.",
         annotations(
             title = "List Coder workspaces",
             read_only_hint = true,
@@ -387,13 +413,34 @@ whether each is outdated (not on its template's active version). outdated=true l
     async fn list_agents(
         &self,
         Parameters(p): Parameters<ListAgentsParams>,
-    ) -> Result<Json<WorkspaceList>, String> {
+    ) -> Result<Json<AgentPage>, String> {
+        let limit = answers::page_limit(p.limit)?;
+        let detail = p.detail.unwrap_or_default();
+        let outdated = p.outdated.map(|o| o.to_string());
+        let scope = answers::agent_scope([
+            outdated.as_deref(),
+            p.status.as_deref(),
+            p.template.as_deref(),
+            p.owner.as_deref(),
+            p.name_prefix.as_deref(),
+            Some(if detail == Detail::Full { "full" } else { "" }),
+        ]);
+        let scope: Vec<&str> = scope.iter().map(String::as_str).collect();
+        // A malformed cursor is refused before anything is sent.
+        answers::agent_page(Vec::new(), &scope, limit, p.cursor.as_deref(), detail)?;
+        let filter = WorkspaceFilter {
+            outdated: p.outdated,
+            status: p.status.clone(),
+            template: p.template.clone(),
+            owner: p.owner.clone(),
+            name_prefix: p.name_prefix.clone(),
+        };
         let client = self.coder()?;
-        client
-            .list_workspaces(p.outdated.unwrap_or(false))
+        let list = client
+            .list_workspaces_matching(&filter)
             .await
-            .map(Json)
-            .map_err(tool_error)
+            .map_err(tool_error)?;
+        answers::agent_page(list.workspaces, &scope, limit, p.cursor.as_deref(), detail).map(Json)
     }
 
     #[tool(

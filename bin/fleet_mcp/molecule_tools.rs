@@ -12,12 +12,13 @@ use rmcp::{
 };
 
 use fleet::{
-    molecule::{BatchEvent, FollowOperation, MigrationEvent, MigrationRollout},
+    molecule::{BatchEvent, FollowOperation, MigrationEvent},
     operation::{OperationKind, OperationState},
 };
 
 use crate::{
-    operation_tools::{LongAnswer, wait_for},
+    answers::BatchOutcome,
+    operation_tools::{LongAnswer, batch_answer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
 
@@ -244,7 +245,7 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         &self,
         Parameters(p): Parameters<MigrateManyParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<MigrationRollout>>, String> {
+    ) -> Result<Json<LongAnswer<BatchOutcome>>, String> {
         let requests: Vec<MigrateRequest> = p
             .workspace_ids
             .iter()
@@ -275,11 +276,13 @@ follows it; cancel_operation starts no more migrations, the ones started go on).
         let op = client.start_migrate_rollout(requests, options, rollout);
         self.register(&op);
         let mut n = 0.0;
-        self.answer_within(op, wait, &context, move |progress, event: &BatchEvent| {
-            n += 1.0;
-            progress.send(n, None, fleet::operation::OperationEvent::describe(event));
-        })
-        .await
+        let Json(answer) = self
+            .answer_within(op, wait, &context, move |progress, event: &BatchEvent| {
+                n += 1.0;
+                progress.send(n, None, fleet::operation::OperationEvent::describe(event));
+            })
+            .await?;
+        Ok(Json(answer.map_outcome(batch_answer)))
     }
 
     #[tool(

@@ -49,6 +49,12 @@ impl FleetServer {
     pub fn new(molecule: &MoleculeConfig, coder: &CoderConfig, read_only: bool) -> Self {
         let mut tool_router =
             Self::molecule_router() + Self::coder_router() + Self::operation_router();
+        // Output schemas keep their types, not the prose (hosts do not show them to a model).
+        for route in tool_router.map.values_mut() {
+            if let Some(schema) = route.attr.output_schema.as_mut() {
+                crate::answers::lean_schema(Arc::make_mut(schema));
+            }
+        }
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -321,7 +327,10 @@ impl ServerHandler for FleetServer {
             self.call_tool_checked(request, context).await
         };
         match result {
-            Ok(CallToolResponse::Complete(r)) => Ok(CallToolResponse::Complete(self.redacted(r))),
+            // Every answer within the bound of an agent's context (see answers.rs).
+            Ok(CallToolResponse::Complete(r)) => Ok(CallToolResponse::Complete(
+                crate::answers::guard(self.redacted(r)),
+            )),
             other => other,
         }
     }
