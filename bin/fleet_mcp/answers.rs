@@ -522,23 +522,33 @@ fn counts(workspaces: &[TargetStatus]) -> BTreeMap<String, usize> {
     counts
 }
 
-/// The halt of a rollout, compact: the names not attempted are counted (their rows say it).
+/// The halt of a rollout, compact: the first names not attempted, and how many there are.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HaltSummary {
     pub reason: String,
     pub failures: usize,
-    pub not_attempted: usize,
+    /// The first ones (their rows say not_attempted).
+    pub not_attempted: Vec<String>,
+    pub not_attempted_count: usize,
 }
 
 fn halt_summary(outcome: &Value) -> Option<HaltSummary> {
     let h = outcome.get("halt")?;
+    let names: Vec<&Value> = h
+        .get("not_attempted")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     Some(HaltSummary {
         reason: text(h, "reason").unwrap_or_default(),
         failures: h.get("failures").and_then(Value::as_u64).unwrap_or(0) as usize,
-        not_attempted: h
-            .get("not_attempted")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len),
+        not_attempted: names
+            .iter()
+            .take(TARGETS_SHOWN)
+            .filter_map(|n| n.as_str())
+            .map(|n| clip(n, NAME_CHARS))
+            .collect(),
+        not_attempted_count: names.len(),
     })
 }
 
