@@ -63,15 +63,34 @@ class Mcp:
         self.proc.wait(timeout=60)
 
 
+def walk(mcp):
+    """Every workspace through list_agents' pages (limit 200): time, pages, each seen once?"""
+    t0 = time.perf_counter()
+    seen, cursor, pages = [], None, 0
+    while True:
+        args = {"limit": 200}
+        if cursor:
+            args["cursor"] = cursor
+        s = mcp.call("list_agents", args)["structuredContent"]
+        seen += [w["full_name"] for w in s["workspaces"]]
+        pages += 1
+        cursor = s.get("next_cursor")
+        if not cursor:
+            break
+    return {"seconds": round(time.perf_counter() - t0, 3), "pages": pages,
+            "seen": len(seen), "distinct": len(set(seen))}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("fleet")
     ap.add_argument("fleet_mcp")
     ap.add_argument("--workspaces", type=int, default=1500)
+    ap.add_argument("--walk-only", action="store_true", help="only the paged list_agents walk")
     ap.add_argument("--counter", default=os.path.join(os.path.dirname(__file__), "..", "..",
                                                        "shared", "tools", "count_tokens.py"))
     a = ap.parse_args()
-    count = load_counter(a.counter)
+    count = None if a.walk_only else load_counter(a.counter)
     sim = subprocess.Popen([a.fleet, "-o", "json", "sim", "--listen", "127.0.0.1:0", "--speed", "60",
                             "--bulk-workspaces", str(a.workspaces)],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -92,6 +111,11 @@ def main():
         tools, size = mcp.request("tools/list")
         visible = [{"name": t["name"], "description": t.get("description", ""),
                     "inputSchema": t.get("inputSchema")} for t in tools["tools"]]
+        if a.walk_only:
+            out["list_agents_walk"] = walk(mcp)
+            mcp.close()
+            print(json.dumps(out))
+            return
         out["tools_list_bytes"] = size
         out["definitions_tokens"] = count(visible)
 
@@ -103,20 +127,7 @@ def main():
             return result.get("structuredContent") or {}
 
         measure("list_agents", mcp.call("list_agents", {}))
-        t0 = time.perf_counter()
-        seen, cursor, pages = [], None, 0
-        while True:
-            args = {"limit": 200}
-            if cursor:
-                args["cursor"] = cursor
-            s = mcp.call("list_agents", args)["structuredContent"]
-            seen += [w["full_name"] for w in s["workspaces"]]
-            pages += 1
-            cursor = s.get("next_cursor")
-            if not cursor:
-                break
-        out["list_agents_walk"] = {"seconds": round(time.perf_counter() - t0, 3), "pages": pages,
-                                   "seen": len(seen), "distinct": len(set(seen))}
+        out["list_agents_walk"] = walk(mcp)
         plan = measure("update_agents_dry_run", mcp.call(
             "update_agents", {"all_outdated": True, "all_owners": True, "dry_run": True,
                               "wait_seconds": 120}))

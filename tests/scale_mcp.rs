@@ -551,3 +551,94 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
     );
     answer(&client, "cancel_operation", json!({"operation_id": id})).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_records_are_cut_to_the_bound_and_say_so() {
+    // A Coder whose workspaces carry huge names in hard-to-tokenize scripts and huge errors.
+    let server = httpmock::MockServer::start_async().await;
+    let cjk: String = (0..2_000)
+        .map(|i| char::from_u32(0x4e00 + (i * 7919) % 20_000).unwrap())
+        .collect();
+    let astral: String = (0..1_000)
+        .map(|i| char::from_u32(0x1_0000 + (i * 104_729) % 0xf_0000).unwrap_or('x'))
+        .collect();
+    let printable: String = (0..3_000)
+        .map(|i| char::from(b'!' + ((i * 37) % 94) as u8))
+        .collect();
+    let error: String = printable.repeat(2);
+    let workspace = |i: usize| {
+        json!({
+            "id": format!("00000000-0000-4000-8000-{i:012}"),
+            "name": format!("{printable}{i}"),
+            "owner_name": cjk,
+            "template_name": astral,
+            "template_active_version_id": "11111111-1111-4111-8111-111111111111",
+            "outdated": true,
+            "latest_build": {
+                "id": format!("22222222-2222-4222-8222-{i:012}"),
+                "build_number": 1,
+                "transition": "start",
+                "status": "failed",
+                "job": {"status": "failed", "error": error},
+                "template_version_id": "33333333-3333-4333-8333-333333333333",
+                "template_version_name": cjk,
+            },
+        })
+    };
+    let all: Vec<Value> = (0..150).map(workspace).collect();
+    server
+        .mock_async(|when, then| {
+            when.method("GET").path("/api/v2/workspaces");
+            then.status(200)
+                .json_body(json!({"workspaces": all, "count": 150}));
+        })
+        .await;
+    let one = workspace(7);
+    server
+        .mock_async(|when, then| {
+            when.method("GET")
+                .path("/api/v2/workspaces/00000000-0000-4000-8000-000000000007");
+            then.status(200).json_body(one);
+        })
+        .await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("CODER_URL", server.base_url())
+        .env("CODER_SESSION_TOKEN", "hostile-test-token");
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let mut answers = Vec::new();
+    for (name, args) in [
+        ("list_agents", json!({})),
+        ("list_agents", json!({"limit": 200, "detail": "full"})),
+        (
+            "show_agent",
+            json!({"agent_name": "00000000-0000-4000-8000-000000000007"}),
+        ),
+    ] {
+        let r = answer(&client, name, args).await;
+        assert_ne!(r.is_error, Some(true), "{name}: {}", text_of(&r));
+        let s = r.structured_content.clone().expect("structured");
+        answers.push((name, s));
+    }
+    // Each says what was cut and how to go on.
+    for (name, s) in &answers {
+        let text = s.to_string();
+        assert!(
+            s.get("truncated").is_some() || text.contains('…'),
+            "{name}: a cut answer says so: {}",
+            &text[..text.len().min(400)]
+        );
+    }
+    assert!(answers[0].1["next_cursor"].is_string(), "the list goes on");
+    let texts: Vec<String> = answers.iter().map(|(_, s)| s.to_string()).collect();
+    let Some(counts) = count_tokens(&texts) else {
+        return;
+    };
+    for ((name, _), n) in answers.iter().zip(counts) {
+        eprintln!("hostile {name}: {n} tokens");
+        assert!(n <= MAX_ANSWER_TOKENS, "{name}: {n} tokens");
+    }
+}

@@ -283,7 +283,8 @@ pub fn agent_page(
             Detail::Full => AgentEntry::Full(Box::new(w.clone())),
         };
         let cost = tokens_of(&entry) + 1;
-        if used + cost > BUDGET - 200 {
+        // The first row always comes (the last guard shortens one too large).
+        if used + cost > BUDGET - 200 && !page.is_empty() {
             cut = true;
             more = true;
             break;
@@ -302,13 +303,6 @@ pub fn agent_page(
             page.len()
         )
     });
-    if page.is_empty() && cut {
-        return Err(
-            "invalid_input: one workspace's record is too large for an answer; use detail \
-             \"compact\" or show_agent"
-                .into(),
-        );
-    }
     Ok(AgentPage {
         count,
         workspaces: page,
@@ -495,11 +489,9 @@ fn page_rows<T: Serialize>(
             break;
         }
         let cost = tokens_of(&row) + 1;
+        // The first row always comes (the last guard shortens one too large), so that a
+        // cursor always moves on.
         if used + cost > budget && !rows.is_empty() {
-            cut = true;
-            break;
-        }
-        if used + cost > budget {
             cut = true;
             break;
         }

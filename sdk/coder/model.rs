@@ -920,7 +920,7 @@ impl CoderClient {
                 })
         };
         let first = page(0).await?;
-        let total = first.count.unwrap_or(0).max(0);
+        let mut total = first.count.unwrap_or(0).max(0);
         let mut last_full = first.workspaces.len() as i64 >= PAGE;
         let mut all = first.workspaces;
         let pages = ((total + PAGE - 1) / PAGE).clamp(1, MAX_PAGES);
@@ -934,18 +934,20 @@ impl CoderClient {
             next = pages;
             for r in rest {
                 last_full = r.workspaces.len() as i64 >= PAGE;
+                total = total.max(r.count.unwrap_or(0));
                 all.extend(r.workspaces);
             }
         }
         // The fleet grew while it was listed: the rest, one page after another.
-        while last_full && next < MAX_PAGES {
+        while last_full && (all.len() as i64) < total && next < MAX_PAGES {
             let r = page(next).await?;
             next += 1;
             last_full = r.workspaces.len() as i64 >= PAGE;
+            total = total.max(r.count.unwrap_or(0));
             all.extend(r.workspaces);
         }
         let mut seen = std::collections::HashSet::new();
-        all.retain(|w| w.id.is_none_or(|id| seen.insert(id)));
+        all.retain(|w| w.id.is_none_or(|id| seen.insert((id, full_name(w)))));
         Ok(all)
     }
 
