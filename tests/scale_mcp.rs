@@ -310,10 +310,22 @@ async fn answer(
         .expect("the call is answered")
 }
 
-async fn connect_speed(
-    sim: &RunningSim,
-) -> (RunningService<RoleClient, Client>, Client) {
-    connect(sim).await
+/// fleet-mcp against `sim`, every list_agents page listed afresh (no reuse of the latest
+/// listing), so that states change between the pages of a walk.
+async fn connect_fresh(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20")
+        .env("FLEET_MCP_LIST_REUSE_MS", "0");
+    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
+    let handler = Client::default();
+    let running = handler
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP handshake");
+    (running, handler)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +337,7 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
     })
     .await
     .expect("the simulator starts");
-    let (client, _) = connect_speed(&sim).await;
+    let (client, _) = connect(&sim).await;
     let mut answers: Vec<(String, CallToolResult)> = Vec::new();
     let mut ask = async |label: &str, name: &str, args: Value| {
         let r = answer(&client, name, args).await;
@@ -473,7 +485,7 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
     })
     .await
     .expect("the simulator starts");
-    let (client, _) = connect_speed(&sim).await;
+    let (client, _) = connect_fresh(&sim).await;
     let expected = answer(&client, "list_agents", json!({"limit": 1})).await;
     let total = expected.structured_content.unwrap()["count"].as_u64().unwrap() as usize;
     assert!(total >= 2_000);

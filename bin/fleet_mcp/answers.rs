@@ -248,10 +248,15 @@ fn sort_key(full_name: &str) -> (String, String) {
     (full_name.to_lowercase(), full_name.to_string())
 }
 
-/// One page of `workspaces` (any order), after the cursor, sorted by owner/name. `scope` is
-/// the fingerprint of the filters the cursor must have been given for.
+/// Sorts a listing by owner/name, the key list_agents' cursor is keyed on.
+pub fn sort_listing(workspaces: &mut [WorkspaceInfo]) {
+    workspaces.sort_by_cached_key(|w| sort_key(&w.full_name));
+}
+
+/// One page of `workspaces` (sorted by [`sort_listing`]) after the cursor. `filters` are what
+/// the cursor must have been given for.
 pub fn agent_page(
-    mut workspaces: Vec<WorkspaceInfo>,
+    workspaces: &[WorkspaceInfo],
     filters: &[&str],
     limit: usize,
     cursor: Option<&str>,
@@ -263,11 +268,12 @@ pub fn agent_page(
         .map(|c| read_cursor("a1", c, scope))
         .transpose()?;
     let count = workspaces.len();
-    workspaces.sort_by_cached_key(|w| sort_key(&w.full_name));
     let after_key = after.as_deref().map(sort_key);
-    let rest = workspaces
-        .into_iter()
-        .filter(|w| after_key.as_ref().is_none_or(|k| &sort_key(&w.full_name) > k));
+    // Sorted by owner/name (listings are sorted once, when listed).
+    let from = after_key.as_ref().map_or(0, |k| {
+        workspaces.partition_point(|w| &sort_key(&w.full_name) <= k)
+    });
+    let rest = workspaces[from..].iter();
     let mut page = Vec::new();
     let mut used = 60;
     let mut cut = false;
@@ -279,7 +285,7 @@ pub fn agent_page(
             break;
         }
         let entry = match detail {
-            Detail::Compact => AgentEntry::Compact(AgentRow::from(&w)),
+            Detail::Compact => AgentEntry::Compact(AgentRow::from(w)),
             Detail::Full => AgentEntry::Full(Box::new(w.clone())),
         };
         let cost = tokens_of(&entry) + 1;
@@ -317,6 +323,78 @@ pub fn agent_scope(parts: [Option<&str>; 6]) -> Vec<String> {
         .iter()
         .map(|p| p.map(str::to_lowercase).unwrap_or_default())
         .collect()
+}
+
+/// The listing behind list_agents' pages. A first page (no cursor) always lists afresh; a page
+/// that follows within [`ListingCache::DEFAULT_REUSE`] (FLEET_MCP_LIST_REUSE_MS) of that listing,
+/// with the same filters, pages through it instead of listing the whole fleet again, so a walk
+/// through 5,000 workspaces costs one listing. Exactly-once does not depend on it: the cursor
+/// is keyed on owner/name, and a page listed afresh goes on after the same key. Held only
+/// while it is at most [`ListingCache::MAX_BYTES`] (estimated).
+pub struct ListingCache {
+    reuse: std::time::Duration,
+    latest: std::sync::Mutex<Option<Listing>>,
+}
+
+struct Listing {
+    scope: Vec<String>,
+    at: std::time::Instant,
+    workspaces: std::sync::Arc<Vec<WorkspaceInfo>>,
+}
+
+impl ListingCache {
+    /// How long a listing serves the pages that follow it.
+    pub const DEFAULT_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
+    /// The largest listing kept, in estimated bytes.
+    pub const MAX_BYTES: usize = 16 << 20;
+
+    /// The reuse window from FLEET_MCP_LIST_REUSE_MS (0: every page lists afresh).
+    pub fn from_env() -> Self {
+        let reuse = std::env::var("FLEET_MCP_LIST_REUSE_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Self::DEFAULT_REUSE, std::time::Duration::from_millis);
+        ListingCache {
+            reuse,
+            latest: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The listing for a page after the first, when a recent one with these filters is held.
+    pub fn recent(&self, scope: &[String]) -> Option<std::sync::Arc<Vec<WorkspaceInfo>>> {
+        let latest = self.latest.lock().ok()?;
+        let l = latest.as_ref()?;
+        (l.scope == scope && l.at.elapsed() <= self.reuse).then(|| l.workspaces.clone())
+    }
+
+    /// Keeps `workspaces` (listed just now with these filters) when small enough.
+    pub fn keep(&self, scope: Vec<String>, workspaces: std::sync::Arc<Vec<WorkspaceInfo>>) {
+        if self.reuse.is_zero() {
+            return;
+        }
+        let bytes: usize = workspaces.iter().map(approx_bytes).sum();
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = (bytes <= Self::MAX_BYTES).then(|| Listing {
+                scope,
+                at: std::time::Instant::now(),
+                workspaces,
+            });
+        }
+    }
+}
+
+/// About the heap a workspace record holds.
+fn approx_bytes(w: &WorkspaceInfo) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let build = w.latest_build.as_ref().map_or(0, |b| {
+        200 + text(&b.job_error) + text(&b.template_version_name) + text(&b.created_at)
+    });
+    400 + w.full_name.len()
+        + text(&w.name)
+        + text(&w.owner_name)
+        + text(&w.template_name)
+        + text(&w.template_version_name)
+        + build
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -427,20 +427,33 @@ gives whole records.",
         ]);
         let scope: Vec<&str> = scope.iter().map(String::as_str).collect();
         // A malformed cursor is refused before anything is sent.
-        answers::agent_page(Vec::new(), &scope, limit, p.cursor.as_deref(), detail)?;
-        let filter = WorkspaceFilter {
-            outdated: p.outdated,
-            status: p.status.clone(),
-            template: p.template.clone(),
-            owner: p.owner.clone(),
-            name_prefix: p.name_prefix.clone(),
+        answers::agent_page(&[], &scope, limit, p.cursor.as_deref(), detail)?;
+        let key: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+        let cursor = p.cursor.as_deref().filter(|c| !c.trim().is_empty());
+        let recent = cursor.and_then(|_| self.listing().recent(&key));
+        let workspaces = match recent {
+            Some(w) => w,
+            None => {
+                let filter = WorkspaceFilter {
+                    outdated: p.outdated,
+                    status: p.status.clone(),
+                    template: p.template.clone(),
+                    owner: p.owner.clone(),
+                    name_prefix: p.name_prefix.clone(),
+                };
+                let client = self.coder()?;
+                let mut list = client
+                    .list_workspaces_matching(&filter)
+                    .await
+                    .map_err(tool_error)?
+                    .workspaces;
+                answers::sort_listing(&mut list);
+                let list = std::sync::Arc::new(list);
+                self.listing().keep(key, list.clone());
+                list
+            }
         };
-        let client = self.coder()?;
-        let list = client
-            .list_workspaces_matching(&filter)
-            .await
-            .map_err(tool_error)?;
-        answers::agent_page(list.workspaces, &scope, limit, p.cursor.as_deref(), detail).map(Json)
+        answers::agent_page(&workspaces, &scope, limit, cursor, detail).map(Json)
     }
 
     #[tool(

@@ -28,6 +28,8 @@ pub struct FleetServer {
     poll_override: Option<std::time::Duration>,
     /// The long operations started by tool calls (they outlive the calls).
     registry: Arc<fleet::operation::Registry>,
+    /// The latest listing of list_agents, reused by the pages that follow it for a moment.
+    listing: Arc<crate::answers::ListingCache>,
 }
 
 const INSTRUCTIONS: &str = "\
@@ -83,12 +85,18 @@ impl FleetServer {
             tool_router,
             poll_override: fleet::config::poll_interval_from_env(),
             registry: Arc::new(fleet::operation::Registry::default()),
+            listing: Arc::new(crate::answers::ListingCache::from_env()),
         }
     }
 
     /// The long operations started by tool calls.
     pub fn registry(&self) -> &fleet::operation::Registry {
         &self.registry
+    }
+
+    /// The latest listing of list_agents (see [`crate::answers::ListingCache`]).
+    pub fn listing(&self) -> &crate::answers::ListingCache {
+        &self.listing
     }
 
     /// Sets the longest pause between two status reads (the simulator scales it to its speed).
