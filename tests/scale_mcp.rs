@@ -205,8 +205,7 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
     .await;
     let full = full.structured_content.expect("structured");
     assert_eq!(
-        full["results"][0]["dry_run"]["builds"][0]["transition"],
-        "stop",
+        full["results"][0]["dry_run"]["builds"][0]["transition"], "stop",
         "{full}"
     );
     assert!(
@@ -353,7 +352,12 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
         !s.to_string().contains("template_active_version_id"),
         "compact rows carry no UUIDs: {s}"
     );
-    ask("list_agents limit 200", "list_agents", json!({"limit": 200})).await;
+    ask(
+        "list_agents limit 200",
+        "list_agents",
+        json!({"limit": 200}),
+    )
+    .await;
     let full = ask(
         "list_agents full",
         "list_agents",
@@ -369,7 +373,12 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
         json!({"outdated": true, "owner": "alice", "name_prefix": "bulk-1", "status": "running"}),
     )
     .await;
-    ask("show_agent", "show_agent", json!({"agent_name": "alice/bulk-0001"})).await;
+    ask(
+        "show_agent",
+        "show_agent",
+        json!({"agent_name": "alice/bulk-0001"}),
+    )
+    .await;
     let plan = ask(
         "update_agents dry run",
         "update_agents",
@@ -379,10 +388,18 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
     let plan = plan.structured_content.expect("structured");
     assert_eq!(plan["done"], true, "the plan is done: {plan}");
     assert!(plan["total"].as_u64().unwrap() >= 2_000, "{plan}");
-    assert!(plan["counts"]["would_change"].as_u64().unwrap() >= 2_000, "{plan}");
+    assert!(
+        plan["counts"]["would_change"].as_u64().unwrap() >= 2_000,
+        "{plan}"
+    );
     assert!(plan["next_cursor"].is_string(), "{plan}");
     let id = plan["operation_id"].as_str().unwrap().to_string();
-    let page = ask("get_operation of the plan", "get_operation", json!({"operation_id": id})).await;
+    let page = ask(
+        "get_operation of the plan",
+        "get_operation",
+        json!({"operation_id": id}),
+    )
+    .await;
     let cursor = page.structured_content.as_ref().unwrap()["next_cursor"].clone();
     assert!(cursor.is_string(), "{:?}", page.structured_content);
     ask(
@@ -487,7 +504,9 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
     .expect("the simulator starts");
     let (client, _) = connect_fresh(&sim).await;
     let expected = answer(&client, "list_agents", json!({"limit": 1})).await;
-    let total = expected.structured_content.unwrap()["count"].as_u64().unwrap() as usize;
+    let total = expected.structured_content.unwrap()["count"]
+        .as_u64()
+        .unwrap() as usize;
     assert!(total >= 2_000);
     let run = answer(
         &client,
@@ -505,7 +524,9 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
             .as_object()
             .unwrap()
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "waiting" | "planning" | "stopping" | "starting"))
+            .filter(|(k, _)| {
+                !matches!(k.as_str(), "waiting" | "planning" | "stopping" | "starting")
+            })
             .map(|(_, v)| v.as_u64().unwrap())
             .sum()
     };
@@ -552,9 +573,18 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
     let first = answer(&client, "list_agents", json!({"limit": 5})).await;
     let c = first.structured_content.unwrap()["next_cursor"].clone();
     sim.clear_requests();
-    let refused = answer(&client, "list_agents", json!({"cursor": c, "outdated": true})).await;
+    let refused = answer(
+        &client,
+        "list_agents",
+        json!({"cursor": c, "outdated": true}),
+    )
+    .await;
     assert_eq!(refused.is_error, Some(true));
-    assert!(text_of(&refused).contains("cursor"), "{}", text_of(&refused));
+    assert!(
+        text_of(&refused).contains("cursor"),
+        "{}",
+        text_of(&refused)
+    );
     assert!(
         sim.requests()
             .iter()

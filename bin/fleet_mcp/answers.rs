@@ -49,18 +49,111 @@ pub enum Detail {
 
 /// Words the answers repeat (field names, states, verdicts): one token each in o200k.
 const KNOWN_WORDS: &[&str] = &[
-    "full", "name", "status", "running", "stopped", "stopping", "starting", "pending", "failed",
-    "canceled", "canceling", "deleted", "deleting", "template", "version", "outdated", "true",
-    "false", "null", "target", "phase", "verdict", "message", "from", "to", "next", "done",
-    "waiting", "planning", "following", "updated", "restarted", "already", "current", "would",
-    "change", "unhealthy", "not", "attempted", "refused", "left", "timed", "out", "interrupted",
-    "started", "workspace", "workspaces", "count", "counts", "cursor", "id", "kind", "state",
-    "update", "restart", "batch", "operation", "operations", "targets", "latest", "step",
-    "events", "at", "elapsed", "ms", "succeeded", "cancelled", "cancelling", "aborted",
-    "results", "attention", "truncated", "total", "dry", "run", "worst", "ok", "canary", "max",
-    "failures", "halt", "completed", "rolled", "back", "call", "get", "with", "the", "and", "of",
-    "a", "an", "is", "in", "on", "for", "it", "more", "rows", "page", "docker", "dev", "user",
-    "owner", "ws",
+    "full",
+    "name",
+    "status",
+    "running",
+    "stopped",
+    "stopping",
+    "starting",
+    "pending",
+    "failed",
+    "canceled",
+    "canceling",
+    "deleted",
+    "deleting",
+    "template",
+    "version",
+    "outdated",
+    "true",
+    "false",
+    "null",
+    "target",
+    "phase",
+    "verdict",
+    "message",
+    "from",
+    "to",
+    "next",
+    "done",
+    "waiting",
+    "planning",
+    "following",
+    "updated",
+    "restarted",
+    "already",
+    "current",
+    "would",
+    "change",
+    "unhealthy",
+    "not",
+    "attempted",
+    "refused",
+    "left",
+    "timed",
+    "out",
+    "interrupted",
+    "started",
+    "workspace",
+    "workspaces",
+    "count",
+    "counts",
+    "cursor",
+    "id",
+    "kind",
+    "state",
+    "update",
+    "restart",
+    "batch",
+    "operation",
+    "operations",
+    "targets",
+    "latest",
+    "step",
+    "events",
+    "at",
+    "elapsed",
+    "ms",
+    "succeeded",
+    "cancelled",
+    "cancelling",
+    "aborted",
+    "results",
+    "attention",
+    "truncated",
+    "total",
+    "dry",
+    "run",
+    "worst",
+    "ok",
+    "canary",
+    "max",
+    "failures",
+    "halt",
+    "completed",
+    "rolled",
+    "back",
+    "call",
+    "get",
+    "with",
+    "the",
+    "and",
+    "of",
+    "a",
+    "an",
+    "is",
+    "in",
+    "on",
+    "for",
+    "it",
+    "more",
+    "rows",
+    "page",
+    "docker",
+    "dev",
+    "user",
+    "owner",
+    "ws",
 ];
 
 /// An upper bound of the o200k tokens of `text` (see the module's note).
@@ -95,11 +188,7 @@ pub fn estimate_tokens(text: &str) -> usize {
             continue;
         }
         flush_digits(&mut digits, &mut total);
-        total += if c.is_ascii() {
-            75
-        } else {
-            100 * c.len_utf8()
-        };
+        total += if c.is_ascii() { 75 } else { 100 * c.len_utf8() };
     }
     flush_letters(&mut letters, &mut total);
     flush_digits(&mut digits, &mut total);
@@ -217,7 +306,10 @@ impl From<&WorkspaceInfo> for AgentRow {
             full_name: clip(&w.full_name, NAME_CHARS),
             status: w.status.clone(),
             template: w.template_name.as_deref().map(|t| clip(t, NAME_CHARS)),
-            version: w.template_version_name.as_deref().map(|t| clip(t, NAME_CHARS)),
+            version: w
+                .template_version_name
+                .as_deref()
+                .map(|t| clip(t, NAME_CHARS)),
             outdated: w.outdated,
         }
     }
@@ -540,7 +632,11 @@ fn row_scope(operation_id: &str, detail: Detail) -> u32 {
 }
 
 /// Where paging starts, from a row cursor of this operation.
-pub fn row_start(operation_id: &str, cursor: Option<&str>, detail: Detail) -> Result<usize, String> {
+pub fn row_start(
+    operation_id: &str,
+    cursor: Option<&str>,
+    detail: Detail,
+) -> Result<usize, String> {
     match cursor.filter(|c| !c.trim().is_empty()) {
         None => Ok(0),
         Some(c) => read_cursor("r1", c, row_scope(operation_id, detail))?
@@ -577,8 +673,8 @@ fn page_rows<T: Serialize>(
         rows.push(row);
     }
     let end = start + rows.len();
-    let next = (end < total)
-        .then(|| make_cursor("r1", &end.to_string(), row_scope(operation_id, detail)));
+    let next =
+        (end < total).then(|| make_cursor("r1", &end.to_string(), row_scope(operation_id, detail)));
     (rows, next, cut)
 }
 
@@ -1021,7 +1117,9 @@ fn lean(o: &mut JsonObject) {
         a.iter()
             .map(|v| {
                 let v = v.as_object()?;
-                let plain = v.keys().all(|k| matches!(k.as_str(), "const" | "type" | "description"))
+                let plain = v
+                    .keys()
+                    .all(|k| matches!(k.as_str(), "const" | "type" | "description"))
                     && v.get("type").and_then(Value::as_str) == Some("string");
                 plain.then(|| v.get("const").cloned()).flatten()
             })

@@ -879,9 +879,14 @@ impl CoderClient {
 
     /// Lists the workspaces the token can see that match `filter` (Coder filters on its side;
     /// the name prefix is checked here), in Coder's order.
-    pub async fn list_workspaces_matching(&self, filter: &WorkspaceFilter) -> Result<WorkspaceList> {
+    pub async fn list_workspaces_matching(
+        &self,
+        filter: &WorkspaceFilter,
+    ) -> Result<WorkspaceList> {
         let q = filter.query()?;
-        let all = self.all_workspaces(q.as_deref(), "listing workspaces").await?;
+        let all = self
+            .all_workspaces(q.as_deref(), "listing workspaces")
+            .await?;
         let workspaces: Vec<WorkspaceInfo> = all
             .iter()
             .filter(|w| filter.admits(w))

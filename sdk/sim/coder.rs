@@ -820,7 +820,8 @@ impl CoderWorld {
     /// True when the workspace's latest build is not on its template's active version.
     fn outdated_of(&self, ws: &Workspace) -> bool {
         let active = self.template(ws.template_id).map(|t| t.active_version_id);
-        self.latest(ws).is_some_and(|b| Some(b.version_id) != active)
+        self.latest(ws)
+            .is_some_and(|b| Some(b.version_id) != active)
     }
 
     fn status_of(&self, ws: &Workspace, now: f64) -> &'static str {
