@@ -218,7 +218,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    if text.len() % 2 != 0 {
         return None;
     }
     (0..text.len())
@@ -1072,11 +1072,9 @@ pub fn guard(mut result: CallToolResult) -> CallToolResult {
 
 fn shorten(v: &mut Value, max_chars: usize, max_items: usize, cut: &mut usize) {
     match v {
-        Value::String(s) => {
-            if s.chars().count() > max_chars {
-                *s = clip(s, max_chars);
-                *cut += 1;
-            }
+        Value::String(s) if s.chars().count() > max_chars => {
+            *s = clip(s, max_chars);
+            *cut += 1;
         }
         Value::Array(a) => {
             if a.len() > max_items {
