@@ -32,14 +32,14 @@ const MESSAGE_CHARS: usize = 300;
 /// The longest name in a row, in characters.
 const NAME_CHARS: usize = 120;
 
-/// How much of a record a list gives.
+// How much of a record a list gives: the fields an agent acts on (compact), or every field
+// (full). Plain comments: the arguments' own descriptions say it, once.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Detail {
-    /// The fields an agent acts on.
     #[default]
     Compact,
-    /// Every field (ids, latest build, the full per-workspace result).
     Full,
 }
 

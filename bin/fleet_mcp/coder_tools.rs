@@ -163,7 +163,7 @@ pub struct AgentParams {
 /// `list_agents` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ListAgentsParams {
-    /// true: only workspaces not on their template's active version (false: only current ones).
+    /// true: only outdated workspaces; false: only current ones.
     #[serde(default)]
     pub outdated: Option<bool>,
     /// Only this status of the latest build (running, stopped, failed, …).
