@@ -286,17 +286,19 @@ client_driven=true forces the old stop-then-start path); the outcome says which 
 template_version_id), several at once. Select them with agent_names (a list), all_outdated=true (the token's user's \
 outdated workspaces; all_owners=true for everyone's) or template (that template's outdated workspaces) — exactly one. \
 At most `parallel` (default 4, max 64) are in flight; each one goes stop → start on its own (a failed stop never \
-goes on to the start) and one failing does not stop the others. Returns one verdict per workspace: updated, \
+goes on to the start) and one failing does not stop the others. Answers counts by verdict, the workspaces that \
+need attention, then one page of results (get_operation pages the rest). Verdicts: updated, \
 already_current, refused (nothing changed), failed (with the reason), unhealthy (built, but an agent failed its \
 startup script, never connected, reports itself unhealthy or was not ready within ready_timeout_seconds; the \
-reason names the agent, its state and its health reason), left_stopped (aftermath.finish names the update_agent or \
+reason names the agent, its state and its health reason), left_stopped (its row's next names the update_agent or \
 restart_agent call that finishes it), timed_out, interrupted, not_started, not_attempted (the rollout halted first). \
 After each start fleet waits for the agents (wait_ready=false skips it; workspaces with an external agent are not \
 waited for and the result says so). Rollout controls: canary=N updates N workspaces first and goes on only if all end \
-healthy; max_failures=K starts no more once K failed or are unhealthy; `halt` then says why and lists the workspaces \
+healthy; max_failures=K starts no more once K failed or are unhealthy; `halt` then says why and counts the workspaces \
 not attempted, and calling update_agents again with the same arguments resumes (current, healthy workspaces are \
 skipped; one left stopped is started). \
-dry_run=true only reads and returns each plan (which builds, which version, which parameter values). Progress \
+dry_run=true only reads and plans each workspace (get_operation detail=\"full\" shows the plans: which builds, \
+which version, which parameter values). Progress \
 notifications: progress = workspaces done, total = count, message = the latest step of one workspace. Waits at most \
 wait_seconds (default 25), then answers with the report, or with operation_id while it goes on (get_operation follows \
 it, cancel_operation starts no more workspaces and finishes the in-flight ones).",

@@ -228,9 +228,9 @@ send it again: it reads the migration back and says whether one is running.",
         description = "Migrate several Molecule workspaces' compute provider as a rollout: each migration is \
 started (its pre-flight, one POST, never sent twice) and followed to its end, at most `parallel` at once. canary=N \
 migrates the first N first and starts the rest only once all N reached completed; max_failures=K starts no more once \
-K ended failed or rolled_back (or timed out). Requires confirm=true: ask the user first. Returns one verdict per \
-workspace (completed, failed, refused, timed_out, interrupted, not_attempted) and `halt` (why it stopped, the \
-workspaces not attempted); calling again with the workspaces not completed resumes. Takes 15-20 minutes per \
+K ended failed or rolled_back (or timed out). Requires confirm=true: ask the user first. Answers counts by \
+verdict (completed, failed, refused, timed_out, interrupted, not_attempted), the ones that need attention, one page \
+of results (get_operation pages the rest) and `halt` (why it stopped, the first workspaces not attempted); calling again with the workspaces not completed resumes. Takes 15-20 minutes per \
 migration: waits at most wait_seconds (default 25), then answers with the result or with operation_id (get_operation \
 follows it; cancel_operation starts no more migrations, the ones started go on).",
         annotations(
