@@ -591,20 +591,37 @@ fn next_of(result: &Value) -> Option<String> {
     }
 }
 
+/// True for the verdicts whose row says all in its verdict and versions: their message (which
+/// repeats them, with the versions' UUIDs) is left out of a compact row.
+fn self_explained(verdict: &str) -> bool {
+    matches!(
+        verdict,
+        "updated"
+            | "restarted"
+            | "already_current"
+            | "would_change"
+            | "completed"
+            | "not_attempted"
+    )
+}
+
 fn result_row(r: &Value) -> ResultRow {
     let workspace = text(r, "workspace")
         .or_else(|| text(r, "workspace_id"))
         .unwrap_or_default();
+    let verdict = text(r, "verdict").unwrap_or_default();
     ResultRow {
         workspace: clip(&workspace, NAME_CHARS),
-        verdict: text(r, "verdict").unwrap_or_default(),
+        message: (!self_explained(&verdict))
+            .then(|| text(r, "message").map(|m| clip(&m, MESSAGE_CHARS)))
+            .flatten(),
+        verdict,
         from: text(r, "from_version_name")
             .or_else(|| text(r, "from"))
             .map(|s| clip(&s, NAME_CHARS)),
         to: text(r, "to_version_name")
             .or_else(|| text(r, "to"))
             .map(|s| clip(&s, NAME_CHARS)),
-        message: text(r, "message").map(|m| clip(&m, MESSAGE_CHARS)),
         next: next_of(r).map(|n| clip(&n, 2 * MESSAGE_CHARS)),
     }
 }
@@ -617,11 +634,14 @@ fn operation_row(t: &TargetStatus, result: Option<&Value>) -> OperationRow {
         verdict: t.verdict.clone(),
         from: r.as_ref().and_then(|r| r.from.clone()),
         to: r.as_ref().and_then(|r| r.to.clone()),
-        message: t
-            .message
-            .as_deref()
-            .map(|m| clip(m, MESSAGE_CHARS))
-            .or_else(|| r.as_ref().and_then(|r| r.message.clone())),
+        message: match t.verdict.as_deref() {
+            Some(v) if self_explained(v) => None,
+            Some(_) => r
+                .as_ref()
+                .and_then(|r| r.message.clone())
+                .or_else(|| t.message.as_deref().map(|m| clip(m, MESSAGE_CHARS))),
+            None => t.message.as_deref().map(|m| clip(m, MESSAGE_CHARS)),
+        },
         next: r.and_then(|r| r.next),
     }
 }
