@@ -104,6 +104,38 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
     let schema =
         serde_json::to_value(tool.output_schema.as_ref().expect("an output schema")).unwrap();
     assert!(schema.to_string().contains("verdict"), "{schema}");
+    // Output schemas keep their types without prose: no descriptions (the tool's description
+    // says what the fields mean), no $schema on every schema, no default: null.
+    let mut output_bytes = 0;
+    for t in &tools {
+        let schema =
+            serde_json::to_value(t.output_schema.as_ref().expect("an output schema")).unwrap();
+        let text = schema.to_string();
+        output_bytes += text.len();
+        assert!(!text.contains("\"$schema\""), "{}: {text}", t.name);
+        assert!(!text.contains("\"default\":null"), "{}: {text}", t.name);
+        fn has_prose(v: &Value) -> bool {
+            match v {
+                Value::Object(o) => o.iter().any(|(k, v)| {
+                    (k == "description" || k == "title") && v.is_string()
+                        || if k == "properties" {
+                            v.as_object().is_some_and(|p| p.values().any(has_prose))
+                        } else {
+                            has_prose(v)
+                        }
+                }),
+                Value::Array(a) => a.iter().any(has_prose),
+                _ => false,
+            }
+        }
+        assert!(!has_prose(&schema), "{}: {text}", t.name);
+        assert!(text.contains("\"type\""), "{}: types stay: {text}", t.name);
+    }
+    // 78 KB with the prose; 22 KB without.
+    assert!(
+        output_bytes < 25_000,
+        "output schemas: {output_bytes} bytes"
+    );
 
     let result = call(
         &client,
