@@ -53,49 +53,33 @@ const KNOWN_WORDS: &[&str] = &[
     "name",
     "status",
     "running",
-    "stopped",
-    "stopping",
     "starting",
     "pending",
     "failed",
-    "canceled",
-    "canceling",
     "deleted",
-    "deleting",
     "template",
     "version",
-    "outdated",
     "true",
     "false",
     "null",
     "target",
     "phase",
-    "verdict",
     "message",
     "from",
     "to",
     "next",
     "done",
-    "waiting",
     "planning",
-    "following",
     "updated",
-    "restarted",
     "already",
     "current",
     "would",
     "change",
-    "unhealthy",
     "not",
-    "attempted",
-    "refused",
     "left",
-    "timed",
     "out",
-    "interrupted",
     "started",
     "workspace",
-    "workspaces",
     "count",
     "counts",
     "cursor",
@@ -114,21 +98,13 @@ const KNOWN_WORDS: &[&str] = &[
     "at",
     "elapsed",
     "ms",
-    "succeeded",
-    "cancelled",
-    "cancelling",
-    "aborted",
     "results",
     "attention",
-    "truncated",
     "total",
     "dry",
     "run",
-    "worst",
     "ok",
-    "canary",
     "max",
-    "failures",
     "halt",
     "completed",
     "rolled",
@@ -156,42 +132,59 @@ const KNOWN_WORDS: &[&str] = &[
     "ws",
 ];
 
-/// An upper bound of the o200k tokens of `text` (see the module's note).
+/// An upper bound of the o200k tokens of `text` (see the module's note), by runs: a run of
+/// digits is a token per three; a run of letters one token if it is a known word, else one for
+/// its first letter and 0.72 for each other (random mixed case measures 0.68); a run of other
+/// ASCII characters one for the first (alone between letters or digits, as `-` in a UUID, it
+/// is a token of its own) and 0.6 for each other; any other character one per UTF-8 byte.
+/// Checked against the counter in this module's tests.
 pub fn estimate_tokens(text: &str) -> usize {
+    #[derive(PartialEq)]
+    enum Run {
+        None,
+        Letters,
+        Digits,
+        Other,
+    }
     // In hundredths of a token.
     let mut total = 0usize;
-    let mut letters = String::new();
-    let mut digits = 0usize;
-    let flush_letters = |letters: &mut String, total: &mut usize| {
-        if !letters.is_empty() {
-            let known = letters.len() <= 12
-                && KNOWN_WORDS
-                    .iter()
-                    .any(|w| w.eq_ignore_ascii_case(letters.as_str()));
-            *total += if known { 100 } else { letters.len() * 75 };
-            letters.clear();
+    let mut run = Run::None;
+    let mut start = 0usize;
+    let mut len = 0usize;
+    let end_run = |run: &Run, word: &str, len: usize, total: &mut usize| match run {
+        Run::Letters => {
+            *total += if len <= 12 && KNOWN_WORDS.contains(&word) {
+                100
+            } else {
+                100 + (len - 1) * 72
+            }
         }
+        Run::Digits => *total += len.div_ceil(3) * 100,
+        Run::Other => *total += 100 + (len - 1) * 60,
+        Run::None => {}
     };
-    let flush_digits = |digits: &mut usize, total: &mut usize| {
-        *total += digits.div_ceil(3) * 100;
-        *digits = 0;
-    };
-    for c in text.chars() {
-        if c.is_ascii_alphabetic() {
-            flush_digits(&mut digits, &mut total);
-            letters.push(c);
+    for (i, c) in text.char_indices() {
+        let kind = if c.is_ascii_alphabetic() {
+            Run::Letters
+        } else if c.is_ascii_digit() {
+            Run::Digits
+        } else if c.is_ascii() {
+            Run::Other
+        } else {
+            end_run(&run, &text[start..i], len, &mut total);
+            run = Run::None;
+            total += 100 * c.len_utf8();
             continue;
+        };
+        if kind != run {
+            end_run(&run, &text[start..i], len, &mut total);
+            run = kind;
+            start = i;
+            len = 0;
         }
-        flush_letters(&mut letters, &mut total);
-        if c.is_ascii_digit() {
-            digits += 1;
-            continue;
-        }
-        flush_digits(&mut digits, &mut total);
-        total += if c.is_ascii() { 75 } else { 100 * c.len_utf8() };
+        len += 1;
     }
-    flush_letters(&mut letters, &mut total);
-    flush_digits(&mut digits, &mut total);
+    end_run(&run, &text[start..], len, &mut total);
     total.div_ceil(100)
 }
 
@@ -700,10 +693,33 @@ fn page_rows<T: Serialize>(
 
 /// Counts by verdict (or by phase, for workspaces not done), sorted by name.
 fn counts(workspaces: &[TargetStatus]) -> BTreeMap<String, usize> {
+    bounded_counts(
+        workspaces
+            .iter()
+            .map(|w| w.verdict.as_deref().unwrap_or(&w.phase)),
+    )
+}
+
+/// The most distinct keys a count map shows; the rest are summed under "other".
+const COUNT_KEYS: usize = 24;
+
+/// Counts of `keys`: at most [`COUNT_KEYS`] (the largest; a control plane may invent states),
+/// each key clipped.
+fn bounded_counts<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut all: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in keys {
+        *all.entry(k).or_insert(0) += 1;
+    }
+    let mut by_size: Vec<(&str, usize)> = all.into_iter().collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1));
     let mut counts = BTreeMap::new();
-    for w in workspaces {
-        let key = w.verdict.clone().unwrap_or_else(|| w.phase.clone());
-        *counts.entry(key).or_insert(0) += 1;
+    for (i, (k, n)) in by_size.into_iter().enumerate() {
+        let key = if i < COUNT_KEYS {
+            clip(k, 40)
+        } else {
+            "other".to_string()
+        };
+        *counts.entry(key).or_insert(0) += n;
     }
     counts
 }
@@ -784,12 +800,11 @@ pub fn batch_outcome(
         }
     }
     figures.entry("total").or_insert(results.len().into());
-    let mut counts = BTreeMap::new();
-    for r in &results {
-        *counts
-            .entry(text(r, "verdict").unwrap_or_default())
-            .or_insert(0) += 1;
-    }
+    let verdicts: Vec<String> = results
+        .iter()
+        .map(|r| text(r, "verdict").unwrap_or_default())
+        .collect();
+    let counts = bounded_counts(verdicts.iter().map(String::as_str));
     let attention_all: Vec<ResultRow> = results
         .iter()
         .filter(|r| needs_attention(&text(r, "verdict").unwrap_or_default()))
@@ -1090,6 +1105,9 @@ pub fn guard(mut result: CallToolResult) -> CallToolResult {
     result
 }
 
+/// The most keys the guard leaves in a JSON object it has to cut.
+const MAP_KEYS: usize = 64;
+
 fn shorten(v: &mut Value, max_chars: usize, max_items: usize, cut: &mut usize) {
     match v {
         Value::String(s) if s.chars().count() > max_chars => {
@@ -1104,9 +1122,16 @@ fn shorten(v: &mut Value, max_chars: usize, max_items: usize, cut: &mut usize) {
             a.iter_mut()
                 .for_each(|x| shorten(x, max_chars, max_items, cut));
         }
-        Value::Object(o) => o
-            .values_mut()
-            .for_each(|x| shorten(x, max_chars, max_items, cut)),
+        Value::Object(o) => {
+            // A map of data (parameters, unknown fields a server added), never a struct of
+            // fleet's: those have far fewer fields.
+            if max_items < usize::MAX && o.len() > MAP_KEYS {
+                *o = std::mem::take(o).into_iter().take(MAP_KEYS).collect();
+                *cut += 1;
+            }
+            o.values_mut()
+                .for_each(|x| shorten(x, max_chars, max_items, cut))
+        }
         _ => {}
     }
 }
@@ -1171,5 +1196,104 @@ fn lean_map(o: &mut JsonObject, names: bool) {
         }
     } else {
         lean(o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The estimate stays above what the shared counter (o200k) says of the hard cases; the
+    /// counts were taken with `shared/tools/count_tokens.py` on these exact strings.
+    #[test]
+    fn the_estimate_is_an_upper_bound_of_the_counter() {
+        let uuids: Vec<String> = (0u64..50)
+            .map(|i| {
+                format!(
+                    "{i:08x}-1a2b-4c3d-8e9f-{:012x}",
+                    (i * 7919) % 1_000_000_000_000
+                )
+            })
+            .collect();
+        let printable: String = (0u32..2000)
+            .map(|i| char::from_u32(33 + (i * 37) % 94).unwrap())
+            .collect();
+        let cjk: String = (0u32..1000)
+            .map(|i| char::from_u32(0x4e00 + (i * 7919) % 20_000).unwrap())
+            .collect();
+        let astral: String = (0u32..500)
+            .map(|i| char::from_u32(0x1_0000 + (i * 104_729) % 0xf_0000).unwrap())
+            .collect();
+        let rows: Vec<String> = (0..50)
+            .map(|i| {
+                format!(
+                    "{{\"full_name\":\"alice/bulk-{i:04}\",\"status\":\"running\",\"template\":\
+                     \"docker-dev\",\"version\":\"v2\",\"outdated\":true}}"
+                )
+            })
+            .collect();
+        let row = format!("[{}]", rows.join(","));
+        for (name, text, counted) in [
+            ("uuids", uuids.join(" "), 1247),
+            ("printable", printable, 1510),
+            ("cjk", cjk, 1922),
+            ("astral", astral, 1967),
+            ("compact rows", row, 1452),
+        ] {
+            let estimate = estimate_tokens(&text);
+            assert!(
+                estimate >= counted,
+                "{name}: estimate {estimate} < {counted}"
+            );
+            // Not so loose that pages become tiny: within 2.5 times the count.
+            assert!(
+                estimate * 10 <= counted * 25,
+                "{name}: estimate {estimate} vs {counted}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_show_at_most_24_keys_and_sum_the_rest() {
+        let states: Vec<String> = (0..100).map(|i| format!("state-{i}")).collect();
+        let mut keys: Vec<&str> = states.iter().map(String::as_str).collect();
+        keys.extend(["failed"; 10]);
+        let counts = bounded_counts(keys.into_iter());
+        assert!(counts.len() <= COUNT_KEYS + 1, "{counts:?}");
+        assert_eq!(counts["failed"], 10);
+        assert_eq!(counts.values().sum::<usize>(), 110);
+        assert!(counts["other"] > 0);
+    }
+
+    #[test]
+    fn the_guard_cuts_texts_lists_and_maps_and_says_so() {
+        let huge: serde_json::Map<String, Value> = (0..5_000)
+            .map(|i| (format!("param-{i}"), Value::String("x".repeat(50))))
+            .collect();
+        let value = serde_json::json!({
+            "message": "y".repeat(100_000),
+            "rows": (0..10_000).map(|i| format!("alice/ws-{i}")).collect::<Vec<_>>(),
+            "parameters": huge,
+        });
+        let result = guard(CallToolResult::structured(value));
+        let structured = result.structured_content.as_ref().unwrap();
+        let text = structured.to_string();
+        assert!(
+            estimate_tokens(&text) <= BUDGET,
+            "{}",
+            estimate_tokens(&text)
+        );
+        assert!(structured["truncated"].is_string(), "{text:.300}");
+        let block = result.content[0].as_text().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&block.text).unwrap(),
+            *structured
+        );
+        // An error text is cut too.
+        let error = guard(CallToolResult::error(vec![ContentBlock::text(
+            "z!".repeat(50_000),
+        )]));
+        let t = &error.content[0].as_text().unwrap().text;
+        assert!(estimate_tokens(t) <= BUDGET && t.contains("cut to stay within"));
     }
 }
