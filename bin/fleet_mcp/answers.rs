@@ -711,7 +711,7 @@ fn bounded_counts<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<String, u
         *all.entry(k).or_insert(0) += 1;
     }
     let mut by_size: Vec<(&str, usize)> = all.into_iter().collect();
-    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    by_size.sort_by_key(|e| std::cmp::Reverse(e.1));
     let mut counts = BTreeMap::new();
     for (i, (k, n)) in by_size.into_iter().enumerate() {
         let key = if i < COUNT_KEYS {
