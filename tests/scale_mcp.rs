@@ -480,7 +480,35 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
         json!({"agent_name": "alice/no-such-workspace"}),
     )
     .await;
-    ask("list_operations after", "list_operations", json!({})).await;
+    let listed = ask("list_operations after", "list_operations", json!({})).await;
+    // list_operations pages too: one operation a page, each once.
+    let count = listed.structured_content.unwrap()["count"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(count >= 3, "{count}");
+    let mut ids = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let mut args = json!({"limit": 1});
+        if !cursor.is_null() {
+            args["cursor"] = cursor.clone();
+        }
+        let page = answer(&client, "list_operations", args).await;
+        let page = page.structured_content.expect("structured");
+        let ops = page["operations"].as_array().unwrap();
+        assert_eq!(ops.len(), 1, "{page}");
+        assert!(
+            ops[0].get("workspaces").is_none(),
+            "one line, no rows: {page}"
+        );
+        ids.push(ops[0]["id"].as_str().unwrap().to_string());
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (count, count), "{ids:?}");
 
     let mut texts = Vec::new();
     for (_, r) in &answers {

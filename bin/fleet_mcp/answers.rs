@@ -1002,6 +1002,47 @@ pub struct OperationLine {
     pub elapsed_ms: u64,
 }
 
+/// One page of list_operations' lines (oldest first) after the cursor, as many as `limit` and
+/// the budget allow: (lines, next_cursor). The cursor is keyed on the last operation shown (its
+/// id, then its start time if it has expired since), not on an offset.
+pub fn operation_lines(
+    lines: Vec<OperationLine>,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<(Vec<OperationLine>, Option<String>), String> {
+    let scope = fingerprint(&["operations"]);
+    let after = cursor
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| read_cursor("o1", c, scope))
+        .transpose()?;
+    let start = match after.as_deref().and_then(|a| a.split_once(' ')) {
+        None => 0,
+        Some((started_at, id)) => match lines.iter().position(|l| l.id == id) {
+            Some(i) => i + 1,
+            None => lines
+                .iter()
+                .position(|l| l.started_at.as_str() > started_at)
+                .unwrap_or(lines.len()),
+        },
+    };
+    let total = lines.len();
+    let mut used = 100;
+    let mut page = Vec::new();
+    for line in lines.into_iter().skip(start) {
+        let cost = tokens_of(&line) + 1;
+        if page.len() == limit || (used + cost > BUDGET && !page.is_empty()) {
+            break;
+        }
+        used += cost;
+        page.push(line);
+    }
+    let next = (start + page.len() < total)
+        .then(|| page.last())
+        .flatten()
+        .map(|l| make_cursor("o1", &format!("{} {}", l.started_at, l.id), scope));
+    Ok((page, next))
+}
+
 /// The first targets an operation line or report names.
 pub const TARGETS_SHOWN: usize = 5;
 

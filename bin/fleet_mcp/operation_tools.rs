@@ -200,7 +200,14 @@ pub struct CancelOperationParams {
 
 /// `list_operations` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-pub struct ListOperationsParams {}
+pub struct ListOperationsParams {
+    /// Operations per page (default 50, at most 200).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// next_cursor of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
 
 /// An operation's error, once it ended in one.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -349,9 +356,13 @@ fn report(op: &dyn AnyOperation, paging: &Paging) -> OperationReport {
 /// `list_operations` output: one line per operation, never its per-workspace rows.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OperationList {
+    /// All of them (every page).
     pub count: usize,
-    /// Running ones and those that ended in the last hour, oldest first.
+    /// Running ones and those that ended in the last hour, oldest first: one page.
     pub operations: Vec<OperationLine>,
+    /// Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[tool_router(router = operation_router, vis = "pub(crate)")]
@@ -444,7 +455,8 @@ Answers at once with the operation's state (cancelling until done); follow it wi
     #[tool(
         name = "list_operations",
         description = "List the long operations of this fleet-mcp: the running ones and those that ended in the last \
-hour, one line each: id, kind, state, counts by verdict or phase, the first targets, latest step.",
+hour, one line each: id, kind, state, counts by verdict or phase, the first targets, latest step. limit \
+(default 50, at most 200) and cursor (next_cursor of the previous page) page through them.",
         annotations(
             title = "List long operations",
             read_only_hint = true,
@@ -455,17 +467,22 @@ hour, one line each: id, kind, state, counts by verdict or phase, the first targ
     )]
     async fn list_operations(
         &self,
-        Parameters(_): Parameters<ListOperationsParams>,
+        Parameters(p): Parameters<ListOperationsParams>,
     ) -> Result<Json<OperationList>, String> {
-        let operations: Vec<OperationLine> = self
+        let limit = answers::page_limit(p.limit)?;
+        let lines: Vec<OperationLine> = self
             .registry()
             .list()
             .iter()
             .map(|op| OperationLine::from(&op.snapshot()))
             .collect();
+        let count = lines.len();
+        let (operations, next_cursor) =
+            answers::operation_lines(lines, limit, p.cursor.as_deref())?;
         Ok(Json(OperationList {
-            count: operations.len(),
+            count,
             operations,
+            next_cursor,
         }))
     }
 }
