@@ -6,7 +6,9 @@
 #
 # Knobs: BENCH_UPDATE_N (500), BENCH_PARALLEL ("10 50"), BENCH_SPEED (6: a build takes ~1 s),
 # BENCH_READY_MODES ("0 1": each update run without and with the wait for the agents),
-# BENCH_WAITS (10000), BENCH_DETECT ("24 24": coder updates, migrations), BENCH_RUNS (300).
+# BENCH_WAITS (10000), BENCH_DETECT ("24 24": coder updates, migrations), BENCH_RUNS (300),
+# BENCH_LIST_N (5000: fleet coder list, list_agents walk), BENCH_ANSWERS_N (1500: token figures),
+# BENCH_PYTHON (a python with tiktoken + bpe-openai, for the token figures).
 # Needs: cargo, python3, hyperfine (apt-get install hyperfine; else a Python loop is used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,6 +110,29 @@ log "$WAITS concurrent migration waits in one process"
 start_sim 60 "$WAITS"
 python3 bench/peak_rss.py -- "$BENCH_EXE" waits --count "$WAITS" >"$OUT/waits.json"
 stop_sim
+
+# 6. listing at fleet scale, and what the answers cost an agent ------------------------------------
+LIST_N="${BENCH_LIST_N:-5000}"
+log "fleet coder list over $LIST_N simulated workspaces (5 runs)"
+start_sim 60 "$LIST_N"
+python3 - "$FLEET" "$LIST_N" >"$OUT/list.json" <<'EOF'
+import json, subprocess, sys, time
+exe, n = sys.argv[1], int(sys.argv[2])
+times, lines = [], 0
+for _ in range(5):
+    t0 = time.perf_counter()
+    out = subprocess.run([exe, "coder", "list"], capture_output=True, check=True).stdout
+    times.append(time.perf_counter() - t0)
+    lines = out.count(b"\n")
+json.dump({"bench": "coder_list", "workspaces": n, "times_s": times, "lines": lines}, sys.stdout)
+EOF
+stop_sim
+# Token counts need tiktoken and bpe-openai: BENCH_PYTHON names a venv's python that has them.
+ANSWERS_N="${BENCH_ANSWERS_N:-1500}"
+log "fleet-mcp answers at $ANSWERS_N workspaces (tokens), list_agents walk over $LIST_N"
+"${BENCH_PYTHON:-python3}" bench/mcp_answers.py "$FLEET" "$FLEET_MCP" --workspaces "$ANSWERS_N" \
+  --counter ../shared/tools/count_tokens.py >"$OUT/answers.json" || log "answers: skipped (see above)"
+python3 bench/mcp_answers.py "$FLEET" "$FLEET_MCP" --workspaces "$LIST_N" --walk-only >"$OUT/walk.json"
 
 python3 bench/table.py "$OUT" "$SPEED"
 log "raw results: $OUT"

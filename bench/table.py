@@ -114,6 +114,33 @@ def main():
                      f"≈{per:.1f} kB per wait); {r['ok']:,} completed in {r['wall_s']:.1f} s",
                      ""))
 
+    for r in load(f"{d}/list.json"):
+        med = pct(r["times_s"], 50)
+        rows.append((f"`fleet coder list` over {r['workspaces']:,} simulated workspaces ({len(r['times_s'])} runs)",
+                     f"median {med:.2f} s, max {max(r['times_s']):.2f} s ({r['lines']:,} lines)",
+                     f"<= 2 s: {'met' if med <= 2 else 'MISSED'}"))
+    for r in load(f"{d}/walk.json"):
+        w = r["list_agents_walk"]
+        rows.append((f"`list_agents` paged walk over {r['workspaces']:,} workspaces (limit 200)",
+                     f"{w['seconds']:.2f} s, {w['pages']} pages, {w['seen']:,} seen, {w['distinct']:,} distinct",
+                     f"<= 2 s: {'met' if w['seconds'] <= 2 else 'MISSED'}"))
+    for r in load(f"{d}/answers.json"):
+        rows.append(("`tools/list` answer; model-visible definitions (name, description, inputSchema)",
+                     f"{r['tools_list_bytes'] / 1024:.1f} KB; {r['definitions_tokens']:,} tokens",
+                     "<= 40 KB; <= 2,500 tokens"))
+        for key, label in [("list_agents", "`list_agents` (first page)"),
+                           ("update_agents_dry_run", "`update_agents` dry run, all outdated"),
+                           ("get_operation_of_plan", "`get_operation` of that plan"),
+                           ("update_agents_at_wait_seconds", "`update_agents` real run, answered at `wait_seconds`"),
+                           ("cancel_operation", "`cancel_operation` of that run"),
+                           ("list_operations", "`list_operations` after the runs")]:
+            a = r.get(key)
+            if a:
+                worst = max(a["text_tokens"], a["structured_tokens"])
+                rows.append((f"{label}, {r['workspaces']:,} workspaces (o200k tokens: text / structured)",
+                             f"{a['text_tokens']:,} / {a['structured_tokens']:,}",
+                             f"<= 5,000: {'met' if worst <= 5000 else 'MISSED'}"))
+
     print()
     print(f"fleet benchmarks — {machine.get('cores', '?')} cores, release build "
           f"(fleet {machine.get('binary_kb', 0) // 1024} MB, fleet-mcp {machine.get('mcp_binary_kb', 0) // 1024} MB)")

@@ -3,6 +3,8 @@
 
 #[path = "shared/advice.rs"]
 mod advice;
+#[path = "fleet_mcp/answers.rs"]
+mod answers;
 #[path = "fleet_mcp/coder_tools.rs"]
 mod coder_tools;
 #[path = "shared/config_text.rs"]

@@ -3,9 +3,9 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, FleetReport,
-    Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome,
-    WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
+    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, Operation,
+    ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceFilter,
+    WorkspaceInfo, WorkspaceRef, parse_template_version_id,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -14,7 +14,8 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    operation_tools::{DEFAULT_WAIT_SECONDS, LongAnswer, wait_for},
+    answers::{self, AgentPage, BatchOutcome, Detail},
+    operation_tools::{DEFAULT_WAIT_SECONDS, LongAnswer, batch_answer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
 
@@ -170,9 +171,30 @@ pub struct AgentParams {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListAgentsParams {
-    /// Only the outdated ones.
+    /// true: only outdated; false: only current.
     #[serde(default)]
     pub outdated: Option<bool>,
+    /// Only this status of the latest build (running, stopped, failed, …).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only this template (by name).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Only this owner (a username, or me).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Only names starting with this (ignoring case).
+    #[serde(default)]
+    pub name_prefix: Option<String>,
+    /// Workspaces per page (default 50, at most 200).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// next_cursor of the previous page (same filters).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// "full": every field of each workspace (ids, latest build); default "compact".
+    #[serde(default)]
+    pub detail: Option<Detail>,
 }
 
 /// `get_template_version` input.
@@ -281,7 +303,7 @@ impl FleetServer {
 
     #[tool(
         name = "update_agents",
-        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. A verdict per workspace. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. dry_run=true: each plan only. Answers within wait_seconds, else an operation_id for get_operation.",
+        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. A verdict per workspace. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. Answers counts by verdict, the workspaces needing attention and a page of rows (get_operation pages the rest; detail=\"full\" shows dry_run plans). dry_run=true: plans only. Answers within wait_seconds, else an operation_id.",
         annotations(
             title = "Update many Coder workspaces",
             read_only_hint = false,
@@ -294,7 +316,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<UpdateAgentsParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<LongAnswer<FleetReport>>, String> {
+    ) -> Result<Json<LongAnswer<BatchOutcome>>, String> {
         let names = p
             .agent_names
             .iter()
@@ -339,7 +361,8 @@ impl FleetServer {
         let slot = self.reserve_operation()?;
         let op = client.start_update_many(selection, options);
         self.register(slot, &op);
-        self.answer_within(op, wait, &ctx, forward_batch()).await
+        let Json(answer) = self.answer_within(op, wait, &ctx, forward_batch()).await?;
+        Ok(Json(answer.map_outcome(batch_answer)))
     }
 
     #[tool(
@@ -380,7 +403,7 @@ impl FleetServer {
 
     #[tool(
         name = "list_agents",
-        description = "List the Coder workspaces the token can see: status, template, version, outdated (not on the template's active version).",
+        description = "List Coder workspaces, sorted by owner/name, a page at a time: full_name, status, template, version, outdated. Filters: outdated, status, template, owner, name_prefix. limit (default 50, max 200); pass next_cursor as cursor. detail=\"full\" or show_agent: whole records.",
         annotations(
             title = "List Coder workspaces",
             read_only_hint = true,
@@ -392,13 +415,47 @@ impl FleetServer {
     async fn list_agents(
         &self,
         Parameters(p): Parameters<ListAgentsParams>,
-    ) -> Result<Json<WorkspaceList>, String> {
-        let client = self.coder()?;
-        client
-            .list_workspaces(p.outdated.unwrap_or(false))
-            .await
-            .map(Json)
-            .map_err(tool_error)
+    ) -> Result<Json<AgentPage>, String> {
+        let limit = answers::page_limit(p.limit)?;
+        let detail = p.detail.unwrap_or_default();
+        let outdated = p.outdated.map(|o| o.to_string());
+        let scope = answers::agent_scope([
+            outdated.as_deref(),
+            p.status.as_deref(),
+            p.template.as_deref(),
+            p.owner.as_deref(),
+            p.name_prefix.as_deref(),
+            Some(if detail == Detail::Full { "full" } else { "" }),
+        ]);
+        let scope: Vec<&str> = scope.iter().map(String::as_str).collect();
+        // A malformed cursor is refused before anything is sent.
+        answers::agent_page(&[], &scope, limit, p.cursor.as_deref(), detail)?;
+        let key: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+        let cursor = p.cursor.as_deref().filter(|c| !c.trim().is_empty());
+        let recent = cursor.and_then(|_| self.listing().recent(&key));
+        let workspaces = match recent {
+            Some(w) => w,
+            None => {
+                let filter = WorkspaceFilter {
+                    outdated: p.outdated,
+                    status: p.status.clone(),
+                    template: p.template.clone(),
+                    owner: p.owner.clone(),
+                    name_prefix: p.name_prefix.clone(),
+                };
+                let client = self.coder()?;
+                let mut list = client
+                    .list_workspaces_matching(&filter)
+                    .await
+                    .map_err(tool_error)?
+                    .workspaces;
+                answers::sort_listing(&mut list);
+                let list = std::sync::Arc::new(list);
+                self.listing().keep(key, list.clone());
+                list
+            }
+        };
+        answers::agent_page(&workspaces, &scope, limit, cursor, detail).map(Json)
     }
 
     #[tool(

@@ -14,12 +14,13 @@ use rmcp::{
 };
 
 use fleet::{
-    molecule::{BatchEvent, FollowOperation, MigrationEvent, MigrationRollout},
+    molecule::{BatchEvent, FollowOperation, MigrationEvent},
     operation::{OperationKind, OperationState},
 };
 
 use crate::{
-    operation_tools::{LongAnswer, wait_for},
+    answers::BatchOutcome,
+    operation_tools::{LongAnswer, batch_answer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
 
@@ -131,7 +132,7 @@ pub struct RolloutAnswer {
     pub dry_run: Option<Vec<MigrationPlan>>,
     /// The rollout, when it was not a dry run.
     #[serde(flatten)]
-    pub run: Option<LongAnswer<MigrationRollout>>,
+    pub run: Option<LongAnswer<BatchOutcome>>,
 }
 
 /// Input of the tools that take only a workspace.
@@ -261,7 +262,7 @@ impl FleetServer {
     }
 
     #[tool(
-        description = "Migrate several Molecule workspaces to another cloud as a rollout, `parallel` at once. Destructive: needs confirm=true (ask the user first). canary=N goes on once the first N completed; max_failures=K starts no more after K failures; calling again resumes. dry_run=true: each plan only. Answers within wait_seconds, else an operation_id for get_operation.",
+        description = "Migrate several Molecule workspaces to another cloud as a rollout, `parallel` at once. Destructive: needs confirm=true (ask the user first). canary=N goes on once the first N completed; max_failures=K starts no more after K failures; calling again resumes. dry_run=true: each plan only. Answers counts, the workspaces needing attention and a page of rows (get_operation pages the rest) within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Migrate several workspaces (rollout)",
             read_only_hint = false,
@@ -334,17 +335,16 @@ impl FleetServer {
         let op = client.start_migrate_rollout(requests, options, rollout);
         self.register(slot, &op);
         let mut n = 0.0;
-        self.answer_within(op, wait, &context, move |progress, event: &BatchEvent| {
-            n += 1.0;
-            progress.send(n, None, fleet::operation::OperationEvent::describe(event));
-        })
-        .await
-        .map(|Json(run)| {
-            Json(RolloutAnswer {
-                dry_run: None,
-                run: Some(run),
+        let Json(answer) = self
+            .answer_within(op, wait, &context, move |progress, event: &BatchEvent| {
+                n += 1.0;
+                progress.send(n, None, fleet::operation::OperationEvent::describe(event));
             })
-        })
+            .await?;
+        Ok(Json(RolloutAnswer {
+            dry_run: None,
+            run: Some(answer.map_outcome(batch_answer)),
+        }))
     }
 
     #[tool(

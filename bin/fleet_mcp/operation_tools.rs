@@ -7,15 +7,17 @@
 use std::{sync::Arc, time::Duration};
 
 use fleet::operation::{
-    AnyOperation, Operation, OperationEvent, OperationOutput, OperationSnapshot, OperationState,
-    Reservation, TargetStatus, wait_until_done,
+    AnyOperation, Operation, OperationEvent, OperationKind, OperationOutput, OperationSnapshot,
+    OperationState, Reservation, wait_until_done,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
     tool_router,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::answers::{self, BatchOutcome, Detail, OperationLine, RowsPage};
 use crate::server::{FleetServer, Progress, tool_error};
 
 /// How long a long tool waits unless told: well under the 60 s most hosts allow a call.
@@ -38,25 +40,64 @@ pub fn wait_for(seconds: Option<u64>) -> Result<Duration, String> {
 /// What a long tool answers: the outcome once the operation ended, else where it stands.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LongAnswer<T> {
-    /// The operation's id: follow it with get_operation, cancel it with cancel_operation.
+    /// Follow it with get_operation, cancel it with cancel_operation.
     pub operation_id: String,
-    /// Where the operation stands (succeeded, failed, … once done; running or cancelling
-    /// while it goes on).
     pub operation_state: OperationState,
     /// True when the operation has ended and the outcome's fields are present.
     pub done: bool,
-    /// While it goes on: its latest step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_step: Option<String>,
-    /// While it goes on: where each workspace stands.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workspaces: Option<Vec<TargetStatus>>,
-    /// While it goes on: how to follow it.
+    /// While it goes on: counts, the workspaces that need attention, one page of them.
+    #[serde(flatten)]
+    pub progress: Option<RowsPage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
     /// The outcome's fields, once done.
     #[serde(flatten)]
     pub outcome: Option<T>,
+}
+
+impl<T> LongAnswer<T> {
+    /// The same answer with its outcome shaped by `f` (given the operation id).
+    pub fn map_outcome<U>(self, f: impl FnOnce(&str, T) -> U) -> LongAnswer<U> {
+        let outcome = self.outcome.map(|t| f(&self.operation_id, t));
+        LongAnswer {
+            operation_id: self.operation_id,
+            operation_state: self.operation_state,
+            done: self.done,
+            latest_step: self.latest_step,
+            progress: self.progress,
+            follow: self.follow,
+            truncated: self.truncated,
+            outcome,
+        }
+    }
+}
+
+/// A batch report (update_agents, migrate_workspaces) as an answer: figures, counts, the
+/// results that need attention, the first page of results.
+pub fn batch_answer<T: Serialize>(operation_id: &str, report: T) -> BatchOutcome {
+    let value = serde_json::to_value(&report).unwrap_or(Value::Null);
+    answers::batch_outcome(
+        operation_id,
+        &value,
+        0,
+        answers::DEFAULT_LIMIT as usize,
+        answers::budget() - 400,
+    )
+}
+
+/// Where an operation that goes on stands, compact.
+fn progress_of(snapshot: &OperationSnapshot) -> (RowsPage, Option<String>) {
+    answers::rows_page(
+        snapshot,
+        None,
+        0,
+        answers::DEFAULT_LIMIT as usize,
+        answers::budget() - 600,
+    )
 }
 
 pub(crate) fn follow_text(id: &str) -> String {
@@ -96,20 +137,28 @@ impl FleetServer {
                 operation_state: snapshot.state,
                 done: true,
                 latest_step: None,
-                workspaces: None,
+                progress: None,
                 follow: None,
+                truncated: None,
                 outcome: Some(t),
             })),
             Some(Err(e)) => Err(format!("{} (operation {})", tool_error(e), op.id())),
-            None => Ok(Json(LongAnswer {
-                operation_id: op.id().to_string(),
-                operation_state: snapshot.state,
-                done: false,
-                latest_step: snapshot.latest_step.clone(),
-                workspaces: Some(snapshot.workspaces.clone()),
-                follow: Some(follow_text(op.id())),
-                outcome: None,
-            })),
+            None => {
+                let (rows, truncated) = progress_of(&snapshot);
+                Ok(Json(LongAnswer {
+                    operation_id: op.id().to_string(),
+                    operation_state: snapshot.state,
+                    done: false,
+                    latest_step: snapshot
+                        .latest_step
+                        .as_deref()
+                        .map(|s| answers::clip(s, 300)),
+                    progress: Some(rows),
+                    follow: Some(follow_text(op.id())),
+                    truncated,
+                    outcome: None,
+                }))
+            }
         }
     }
 
@@ -145,6 +194,15 @@ pub struct GetOperationParams {
     /// Wait for its end first (default 0, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
+    /// Workspaces per page (default 50, at most 200).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// next_cursor of the previous answer: the next page of workspaces (or results).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// "full": each workspace's whole result (dry-run plans, builds, timings) in `results`.
+    #[serde(default)]
+    pub detail: Option<Detail>,
 }
 
 /// `cancel_operation` input.
@@ -158,36 +216,72 @@ pub struct CancelOperationParams {
 /// `list_operations` input.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ListOperationsParams {}
+pub struct ListOperationsParams {
+    /// Operations per page (default 50, at most 200).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// next_cursor of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
 
 /// An operation's error, once it ended in one.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OperationError {
-    /// The error's kind (invalid_input, timeout, interrupted, operation_failed, …).
+    /// invalid_input, timeout, interrupted, operation_failed, …
     pub kind: String,
-    /// What happened, what is left, and what to do.
     pub message: String,
 }
 
-/// Where an operation stands, with its outcome once it ended.
+/// Where an operation stands: a summary first, then one page of its workspaces.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OperationReport {
-    /// The snapshot: id, kind, targets, state, latest step, one entry per workspace.
-    #[serde(flatten)]
-    pub snapshot: OperationSnapshot,
-    /// The outcome (the same fields the long tool answers when done), once it ended well
-    /// or with per-workspace verdicts.
+    pub id: String,
+    pub kind: OperationKind,
+    pub state: OperationState,
+    pub done: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<serde_json::Value>,
-    /// The error, when it ended in one.
+    pub latest_step: Option<String>,
+    pub events: u64,
+    pub started_at: String,
+    pub elapsed_ms: u64,
+    pub target_count: usize,
+    /// The first few targets.
+    pub targets: Vec<String>,
+    #[serde(flatten)]
+    pub rows: RowsPage,
+    /// Once done: the outcome (a batch's figures; the whole outcome of one workspace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Value>,
+    /// With detail "full": one page of the whole per-workspace results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<OperationError>,
-    /// While it goes on: how to follow it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
 }
 
-fn report(op: &dyn AnyOperation) -> OperationReport {
+/// How a report pages: where it starts, how many rows, which detail.
+struct Paging {
+    start: usize,
+    limit: usize,
+    detail: Detail,
+}
+
+impl Paging {
+    fn first() -> Self {
+        Paging {
+            start: 0,
+            limit: answers::DEFAULT_LIMIT as usize,
+            detail: Detail::Compact,
+        }
+    }
+}
+
+fn report(op: &dyn AnyOperation, paging: &Paging) -> OperationReport {
     let snapshot = op.snapshot();
     let (outcome, error) = match op.outcome_json() {
         Some(Ok(v)) => (Some(v), None),
@@ -195,34 +289,106 @@ fn report(op: &dyn AnyOperation) -> OperationReport {
             None,
             Some(OperationError {
                 kind: e.kind().to_string(),
-                message: crate::server::error_text_as(crate::server::tool_of(op.kind()), &e),
+                message: answers::clip(
+                    &crate::server::error_text_as(crate::server::tool_of(op.kind()), &e),
+                    1_500,
+                ),
             }),
         ),
         None => (None, None),
     };
     let follow = (!snapshot.done).then(|| follow_text(&snapshot.id));
+    let batch = answers::is_batch(snapshot.kind);
+    let mut budget = answers::budget() - 500;
+    // A batch's outcome: its figures (its rows are the workspaces below).
+    let shown_outcome = outcome.as_ref().map(|o| {
+        if batch {
+            let mut v = serde_json::to_value(answers::batch_outcome(&snapshot.id, o, 0, 0, 400))
+                .unwrap_or(Value::Null);
+            if let Some(m) = v.as_object_mut() {
+                for k in ["results", "attention", "next_cursor", "truncated", "counts"] {
+                    m.remove(k);
+                }
+            }
+            v
+        } else {
+            o.clone()
+        }
+    });
+    budget = budget.saturating_sub(answers::cost(&shown_outcome) + answers::cost(&error));
+    let mut notes = Vec::new();
+    let (rows, results) = match (paging.detail, &outcome) {
+        (Detail::Full, Some(o)) if batch => {
+            let (results, next, cut) =
+                answers::full_results(&snapshot.id, o, paging.start, paging.limit, budget);
+            if cut {
+                notes.push(format!(
+                    "the page of results was cut at {} to stay within {} tokens",
+                    results.len(),
+                    answers::MAX_ANSWER_TOKENS
+                ));
+            }
+            let (mut rows, _) = answers::rows_page(&snapshot, Some(o), 0, 0, 300);
+            rows.next_cursor = next;
+            (rows, Some(results))
+        }
+        _ => {
+            let (rows, note) = answers::rows_page(
+                &snapshot,
+                outcome.as_ref(),
+                paging.start,
+                paging.limit,
+                budget,
+            );
+            notes.extend(note);
+            (rows, None)
+        }
+    };
     OperationReport {
-        snapshot,
-        outcome,
+        id: snapshot.id.clone(),
+        kind: snapshot.kind,
+        state: snapshot.state,
+        done: snapshot.done,
+        latest_step: snapshot
+            .latest_step
+            .as_deref()
+            .map(|s| answers::clip(s, 300)),
+        events: snapshot.events,
+        started_at: snapshot.started_at.clone(),
+        elapsed_ms: snapshot.elapsed_ms,
+        target_count: snapshot.targets.len(),
+        targets: snapshot
+            .targets
+            .iter()
+            .take(answers::TARGETS_SHOWN)
+            .map(|t| answers::clip(t, 120))
+            .collect(),
+        rows,
+        outcome: shown_outcome,
+        results,
         error,
         follow,
+        truncated: (!notes.is_empty()).then(|| notes.join("; ")),
     }
 }
 
-/// `list_operations` output.
+/// `list_operations` output: one line per operation, never its per-workspace rows.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OperationList {
-    /// How many are listed.
+    /// All of them (every page).
     pub count: usize,
-    /// The operations (running ones, and those that ended in the last hour), oldest first.
-    pub operations: Vec<OperationSnapshot>,
+    /// Running ones and those that ended in the last hour, oldest first: one page.
+    pub operations: Vec<OperationLine>,
+    /// Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[tool_router(router = operation_router, vis = "pub(crate)")]
 impl FleetServer {
     #[tool(
         name = "get_operation",
-        description = "Where a long operation stands (operation_id from update_agent, restart_agent, update_agents, migrate_workspaces or wait_for_workspace_migration): state, latest step, each workspace, and once done its outcome or error. wait_seconds waits for the end first.",
+        description = "Where a long operation stands (operation_id from update_agent, restart_agent, update_agents, migrate_workspaces or wait_for_workspace_migration): state, latest step, counts, the workspaces needing attention, a page of workspaces (cursor, limit), and once done its outcome or error. detail=\"full\" pages whole results (plans, builds). wait_seconds waits for the end first.",
         annotations(
             title = "Get a long operation",
             read_only_hint = true,
@@ -238,6 +404,8 @@ impl FleetServer {
     ) -> Result<Json<OperationReport>, String> {
         let wait = wait_for(Some(p.wait_seconds.unwrap_or(0)))?;
         let op = self.operation(&p.operation_id)?;
+        answers::page_limit(p.limit)?;
+        answers::row_start(op.id(), p.cursor.as_deref(), p.detail.unwrap_or_default())?;
         if !wait.is_zero() {
             let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
             let mut watch = op.watch();
@@ -266,7 +434,12 @@ impl FleetServer {
             }
             progress.flush().await;
         }
-        Ok(Json(report(op.as_ref())))
+        let paging = Paging {
+            start: answers::row_start(op.id(), p.cursor.as_deref(), p.detail.unwrap_or_default())?,
+            limit: answers::page_limit(p.limit)?,
+            detail: p.detail.unwrap_or_default(),
+        };
+        Ok(Json(report(op.as_ref(), &paging)))
     }
 
     #[tool(
@@ -288,12 +461,12 @@ impl FleetServer {
         op.cancel();
         // Let an operation that only needed the word end before answering.
         wait_until_done(op.as_ref(), Duration::from_millis(200)).await;
-        Ok(Json(report(op.as_ref())))
+        Ok(Json(report(op.as_ref(), &Paging::first())))
     }
 
     #[tool(
         name = "list_operations",
-        description = "List the long operations this session started (running, or ended in the last hour): id, kind, state, latest step.",
+        description = "List the long operations this session started (running, or ended in the last hour), one line each with counts; limit and cursor page.",
         annotations(
             title = "List long operations",
             read_only_hint = true,
@@ -304,17 +477,22 @@ impl FleetServer {
     )]
     async fn list_operations(
         &self,
-        Parameters(_): Parameters<ListOperationsParams>,
+        Parameters(p): Parameters<ListOperationsParams>,
     ) -> Result<Json<OperationList>, String> {
-        let operations: Vec<OperationSnapshot> = self
+        let limit = answers::page_limit(p.limit)?;
+        let lines: Vec<OperationLine> = self
             .registry()
             .list_of(self.session())
             .iter()
-            .map(|op| op.snapshot())
+            .map(|op| OperationLine::from(&op.snapshot()))
             .collect();
+        let count = lines.len();
+        let (operations, next_cursor) =
+            answers::operation_lines(lines, limit, p.cursor.as_deref())?;
         Ok(Json(OperationList {
-            count: operations.len(),
+            count,
             operations,
+            next_cursor,
         }))
     }
 }

@@ -35,6 +35,8 @@ pub struct FleetServer {
     /// The session this server answers (over HTTP each session gets its own clone): the
     /// owner of the operations it starts.
     session: Arc<str>,
+    /// The latest listing of list_agents, reused by the pages that follow it for a moment.
+    listing: Arc<crate::answers::ListingCache>,
 }
 
 /// Groups of tools an operator lists or leaves out (`--toolsets`, GitHub's convention).
@@ -200,6 +202,12 @@ impl FleetServer {
             tool_router += Self::operation_router();
         }
         let mut tool_router = lean(tool_router);
+        // Output schemas keep their types, not the prose (hosts do not show them to a model).
+        for route in tool_router.map.values_mut() {
+            if let Some(schema) = route.attr.output_schema.as_mut() {
+                crate::answers::lean_schema(Arc::make_mut(schema));
+            }
+        }
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -231,6 +239,7 @@ impl FleetServer {
             registry: Arc::new(fleet::operation::Registry::default()),
             tool_properties: Arc::default(),
             session: new_session(),
+            listing: Arc::new(crate::answers::ListingCache::from_env()),
         }
     }
 
@@ -263,6 +272,11 @@ impl FleetServer {
     /// The long operations started by tool calls.
     pub fn registry(&self) -> &fleet::operation::Registry {
         &self.registry
+    }
+
+    /// The latest listing of list_agents (see [`crate::answers::ListingCache`]).
+    pub fn listing(&self) -> &crate::answers::ListingCache {
+        &self.listing
     }
 
     /// Sets the longest pause between two status reads (the simulator scales it to its speed).
@@ -831,7 +845,10 @@ impl ServerHandler for FleetServer {
             self.call_tool_checked(request, context).await
         };
         match result {
-            Ok(CallToolResponse::Complete(r)) => Ok(CallToolResponse::Complete(self.redacted(r))),
+            // Every answer within the bound of an agent's context (see answers.rs).
+            Ok(CallToolResponse::Complete(r)) => Ok(CallToolResponse::Complete(
+                crate::answers::guard(self.redacted(r)),
+            )),
             other => other,
         }
     }

@@ -26,7 +26,7 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use crate::operation_tools::{LongAnswer, follow_text};
+use crate::operation_tools::{LongAnswer, batch_answer, follow_text};
 use crate::server::{FleetServer, tool_error};
 
 /// The tools that run as tasks when the client opts in.
@@ -156,13 +156,20 @@ impl FleetServer {
             OperationKind::FollowMigration => self.migration_answer(op),
             _ => match op.outcome_json() {
                 Some(Ok(outcome)) => {
+                    let outcome = if crate::answers::is_batch(snapshot.kind) {
+                        serde_json::to_value(batch_answer(&snapshot.id, outcome))
+                            .unwrap_or(Value::Null)
+                    } else {
+                        outcome
+                    };
                     let answer = LongAnswer {
                         operation_id: snapshot.id.clone(),
                         operation_state: snapshot.state,
                         done: true,
                         latest_step: None,
-                        workspaces: None,
+                        progress: None,
                         follow: None,
+                        truncated: None,
                         outcome: Some(outcome),
                     };
                     structured(serde_json::to_value(&answer).unwrap_or(Value::Null))
@@ -179,7 +186,7 @@ impl FleetServer {
             Ok(r) => r,
             Err(text) => CallToolResult::error(vec![ContentBlock::text(text)]),
         };
-        match serde_json::to_value(self.redacted(result)) {
+        match serde_json::to_value(crate::answers::guard(self.redacted(result))) {
             Ok(Value::Object(o)) => o,
             _ => JsonObject::new(),
         }

@@ -635,23 +635,7 @@ impl CoderClient {
 
     /// Every workspace matching a Coder search query, all pages.
     pub(super) async fn search_workspaces(&self, q: &str) -> Result<Vec<types::Workspace>> {
-        const PAGE: i64 = 100;
-        const MAX_PAGES: i64 = 1000;
-        let mut all = Vec::new();
-        for page in 0..MAX_PAGES {
-            let resp = self
-                .api()
-                .list_workspaces(Some(PAGE), Some(page * PAGE), Some(q))
-                .await
-                .map_err(|e| self.error(format!("listing workspaces ({q})"), e))?
-                .into_inner();
-            let got = resp.workspaces.len() as i64;
-            all.extend(resp.workspaces);
-            if got < PAGE || (all.len() as i64) >= resp.count.unwrap_or(0) {
-                break;
-            }
-        }
-        Ok(all)
+        self.all_workspaces(Some(q), "listing workspaces").await
     }
 
     /// Updates (or restarts) many workspaces, at most `options.parallel` at once; each

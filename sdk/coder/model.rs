@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -824,6 +825,74 @@ pub struct ListScope {
     pub all_owners_count: Option<usize>,
 }
 
+/// How many pages of a listing are fetched at once, after the first.
+pub const PAGES_AT_ONCE: usize = 16;
+
+/// Which workspaces a listing keeps (every one by default). Coder applies the filters; the
+/// name prefix is checked by fleet (Coder matches names partially).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspaceFilter {
+    /// Only outdated (true) or only current (false) workspaces.
+    pub outdated: Option<bool>,
+    /// Only workspaces whose latest build has this status (running, stopped, failed, …).
+    pub status: Option<String>,
+    /// Only workspaces of this template (by name).
+    pub template: Option<String>,
+    /// Only workspaces of this owner (a username, or `me`).
+    pub owner: Option<String>,
+    /// Only workspaces whose name starts with this (ignoring case).
+    pub name_prefix: Option<String>,
+}
+
+impl WorkspaceFilter {
+    /// The Coder search query, or invalid input (nothing sent) for a value Coder's search
+    /// syntax cannot carry.
+    pub fn query(&self) -> Result<Option<String>> {
+        let mut terms = Vec::new();
+        let mut term = |key: &str, value: &Option<String>| -> Result<()> {
+            let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
+                return Ok(());
+            };
+            if v.len() > 256
+                || v.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ':' | '"'))
+            {
+                return Err(Error::InvalidInput(format!(
+                    "the {key} filter {:?} holds a space, a colon, a quote or a control \
+                     character (or is longer than 256 bytes); give a plain name. Nothing was sent",
+                    v.chars().take(60).collect::<String>()
+                )));
+            }
+            terms.push(format!("{key}:{v}"));
+            Ok(())
+        };
+        term("owner", &self.owner)?;
+        term("template", &self.template)?;
+        term("status", &self.status)?;
+        term("name", &self.name_prefix)?;
+        if let Some(o) = self.outdated {
+            terms.push(format!("outdated:{o}"));
+        }
+        Ok((!terms.is_empty()).then(|| terms.join(" ")))
+    }
+
+    /// True when `w` passes the filters Coder cannot apply exactly (the name prefix, and
+    /// `outdated` again, since a server may ignore it).
+    pub fn admits(&self, w: &types::Workspace) -> bool {
+        let prefix_ok = match self.name_prefix.as_deref().map(str::trim) {
+            Some(p) if !p.is_empty() => w.name.as_deref().is_some_and(|n| {
+                n.get(..p.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(p))
+            }),
+            _ => true,
+        };
+        let outdated_ok = self
+            .outdated
+            .is_none_or(|o| w.outdated.unwrap_or(false) == o);
+        prefix_ok && outdated_ok
+    }
+}
+
 impl CoderClient {
     /// Finds a workspace: by ID, or by `owner/name` (exact lookup first, then a search that
     /// matches the name ignoring case).
@@ -969,26 +1038,26 @@ impl CoderClient {
     /// Lists the workspaces the token can see; with `outdated_only`, those not on their
     /// template's active version.
     pub async fn list_workspaces(&self, outdated_only: bool) -> Result<WorkspaceList> {
-        const PAGE: i64 = 100;
-        const MAX_PAGES: i64 = 100;
-        let mut workspaces = Vec::new();
-        for page in 0..MAX_PAGES {
-            let resp = self
-                .api()
-                .list_workspaces(Some(PAGE), Some(page * PAGE), None)
-                .await
-                .map_err(|e| self.error("listing workspaces", e))?
-                .into_inner();
-            let got = resp.workspaces.len() as i64;
-            workspaces.extend(resp.workspaces);
-            let total = resp.count.unwrap_or(0);
-            if got < PAGE || (workspaces.len() as i64) >= total {
-                break;
-            }
-        }
-        let workspaces: Vec<WorkspaceInfo> = workspaces
+        let filter = WorkspaceFilter {
+            outdated: outdated_only.then_some(true),
+            ..WorkspaceFilter::default()
+        };
+        self.list_workspaces_matching(&filter).await
+    }
+
+    /// Lists the workspaces the token can see that match `filter` (Coder filters on its side;
+    /// the name prefix is checked here), in Coder's order.
+    pub async fn list_workspaces_matching(
+        &self,
+        filter: &WorkspaceFilter,
+    ) -> Result<WorkspaceList> {
+        let q = filter.query()?;
+        let all = self
+            .all_workspaces(q.as_deref(), "listing workspaces")
+            .await?;
+        let workspaces: Vec<WorkspaceInfo> = all
             .iter()
-            .filter(|w| !outdated_only || w.outdated == Some(true))
+            .filter(|w| filter.admits(w))
             .map(WorkspaceInfo::from)
             .collect();
         Ok(WorkspaceList {
@@ -1041,6 +1110,64 @@ impl CoderClient {
             count,
             all_owners_count,
         }
+    }
+
+    /// Every workspace matching the Coder search query `q` (every one without), all pages. The
+    /// first page tells how many there are; the others are then fetched concurrently (at most
+    /// [`PAGES_AT_ONCE`], within the client's bound on requests in flight). A workspace seen
+    /// twice (it moved in Coder's order between two pages) is kept once.
+    pub(super) async fn all_workspaces(
+        &self,
+        q: Option<&str>,
+        what: &str,
+    ) -> Result<Vec<types::Workspace>> {
+        const PAGE: i64 = 100;
+        const MAX_PAGES: i64 = 1000;
+        let page = |n: i64| async move {
+            self.api()
+                .list_workspaces(Some(PAGE), Some(n * PAGE), q)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|e| {
+                    self.error(
+                        match q {
+                            Some(q) => format!("{what} ({q})"),
+                            None => what.to_string(),
+                        },
+                        e,
+                    )
+                })
+        };
+        let first = page(0).await?;
+        let mut total = first.count.unwrap_or(0).max(0);
+        let mut last_full = first.workspaces.len() as i64 >= PAGE;
+        let mut all = first.workspaces;
+        let pages = ((total + PAGE - 1) / PAGE).clamp(1, MAX_PAGES);
+        let mut next = 1;
+        if last_full && pages > 1 {
+            let rest: Vec<types::WorkspacesResponse> = futures::stream::iter(1..pages)
+                .map(page)
+                .buffered(PAGES_AT_ONCE)
+                .try_collect()
+                .await?;
+            next = pages;
+            for r in rest {
+                last_full = r.workspaces.len() as i64 >= PAGE;
+                total = total.max(r.count.unwrap_or(0));
+                all.extend(r.workspaces);
+            }
+        }
+        // The fleet grew while it was listed: the rest, one page after another.
+        while last_full && (all.len() as i64) < total && next < MAX_PAGES {
+            let r = page(next).await?;
+            next += 1;
+            last_full = r.workspaces.len() as i64 >= PAGE;
+            total = total.max(r.count.unwrap_or(0));
+            all.extend(r.workspaces);
+        }
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|w| w.id.is_none_or(|id| seen.insert((id, full_name(w)))));
+        Ok(all)
     }
 
     /// Reads a template version.

@@ -163,7 +163,8 @@ async fn migrate_workspaces_runs_the_same_engine_a_failed_canary_starts_no_other
         .iter()
         .map(|r| {
             (
-                r["workspace_id"].as_str().unwrap(),
+                // Compact rows name the workspace the same way on both planes.
+                r["workspace"].as_str().unwrap(),
                 r["verdict"].as_str().unwrap(),
             )
         })

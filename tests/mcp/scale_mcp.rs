@@ -104,6 +104,38 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
     let schema =
         serde_json::to_value(tool.output_schema.as_ref().expect("an output schema")).unwrap();
     assert!(schema.to_string().contains("verdict"), "{schema}");
+    // Output schemas keep their types without prose: no descriptions (the tool's description
+    // says what the fields mean), no $schema on every schema, no default: null.
+    let mut output_bytes = 0;
+    for t in &tools {
+        let schema =
+            serde_json::to_value(t.output_schema.as_ref().expect("an output schema")).unwrap();
+        let text = schema.to_string();
+        output_bytes += text.len();
+        assert!(!text.contains("\"$schema\""), "{}: {text}", t.name);
+        assert!(!text.contains("\"default\":null"), "{}: {text}", t.name);
+        fn has_prose(v: &Value) -> bool {
+            match v {
+                Value::Object(o) => o.iter().any(|(k, v)| {
+                    (k == "description" || k == "title") && v.is_string()
+                        || if k == "properties" {
+                            v.as_object().is_some_and(|p| p.values().any(has_prose))
+                        } else {
+                            has_prose(v)
+                        }
+                }),
+                Value::Array(a) => a.iter().any(has_prose),
+                _ => false,
+            }
+        }
+        assert!(!has_prose(&schema), "{}: {text}", t.name);
+        assert!(text.contains("\"type\""), "{}: types stay: {text}", t.name);
+    }
+    // 78 KB with the prose; 22 KB without.
+    assert!(
+        output_bytes < 25_000,
+        "output schemas: {output_bytes} bytes"
+    );
 
     let result = call(
         &client,
@@ -194,10 +226,19 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
         ["alice/secure-shell", "alice/slow-box", "alice/flaky"]
     );
     assert!(v.iter().all(|(_, v)| v == "would_change"), "{v:?}");
+    // The answer is compact; the plans themselves are behind get_operation's detail "full".
     let report = result.structured_content.as_ref().unwrap();
+    assert!(report["results"][0].get("dry_run").is_none(), "{report}");
+    let full = answer(
+        &client,
+        "get_operation",
+        json!({"operation_id": report["operation_id"], "detail": "full"}),
+    )
+    .await;
+    let full = full.structured_content.expect("structured");
     assert_eq!(
-        report["results"][0]["dry_run"]["builds"][0]["transition"],
-        "stop"
+        full["results"][0]["dry_run"]["builds"][0]["transition"], "stop",
+        "{full}"
     );
     assert!(
         sim.requests().iter().all(|r| r.method == "GET"),
@@ -716,4 +757,475 @@ async fn a_queued_restart_shows_as_queued_and_cancelling_it_changes_nothing() {
         "no build for the cancelled one"
     );
     client.cancel().await.ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers at fleet scale: every answer within an agent's context, lists that page exactly once
+// ---------------------------------------------------------------------------------------------
+
+/// The bound of every tool result (its text and its structuredContent each), in o200k tokens.
+const MAX_ANSWER_TOKENS: usize = 5_000;
+
+/// o200k token counts of `texts`, by the shared counter (`shared/tools/count_tokens.py`) run
+/// with FLEET_TEST_PYTHON (else python3). None when its modules are missing, outside CI; under
+/// CI=true a missing counter fails the test.
+fn count_tokens(texts: &[String]) -> Option<Vec<usize>> {
+    let counter = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/tools/count_tokens.py")
+        .canonicalize()
+        .ok();
+    let python = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let script = "import json, sys\n\
+        sys.path.insert(0, sys.argv[1])\n\
+        import count_tokens\n\
+        print(json.dumps([count_tokens.count(t) for t in json.load(sys.stdin)]))\n";
+    let run = counter.as_ref().and_then(|c| {
+        let mut child = std::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(c.parent().unwrap())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(serde_json::to_string(texts).unwrap().as_bytes())
+            .ok()?;
+        child.wait_with_output().ok()
+    });
+    match run {
+        Some(out) if out.status.success() => {
+            Some(serde_json::from_slice(&out.stdout).expect("the counter prints a JSON list"))
+        }
+        other => {
+            let why = match (&counter, other) {
+                (None, _) => "shared/tools/count_tokens.py is missing".to_string(),
+                (_, None) => format!("{python} does not run"),
+                (_, Some(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
+            assert!(
+                !ci,
+                "the token counter must run under CI (pip install tiktoken bpe-openai; \
+                 FLEET_TEST_PYTHON names the venv's python): {why}"
+            );
+            eprintln!("SKIPPED token counts: {why}");
+            None
+        }
+    }
+}
+
+/// A tool call through the MCP client; errors are answers here too.
+async fn answer(
+    client: &RunningService<RoleClient, Client>,
+    name: &str,
+    args: Value,
+) -> CallToolResult {
+    let params = CallToolRequestParams::new(name.to_string())
+        .with_arguments(args.as_object().unwrap().clone());
+    tokio::time::timeout(Duration::from_secs(180), client.call_tool(params))
+        .await
+        .expect("answered within three minutes")
+        .expect("the call is answered")
+}
+
+/// fleet-mcp against `sim`, every list_agents page listed afresh (no reuse of the latest
+/// listing), so that states change between the pages of a walk.
+async fn connect_fresh(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", "20")
+        .env("FLEET_MCP_LIST_REUSE_MS", "0");
+    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
+    let handler = Client::default();
+    let running = handler
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP handshake");
+    (running, handler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
+    let sim = Simulator::start(SimOptions {
+        speed: 200.0,
+        bulk_workspaces: 2_000,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _) = connect(&sim).await;
+    let mut answers: Vec<(String, CallToolResult)> = Vec::new();
+    let mut ask = async |label: &str, name: &str, args: Value| {
+        let r = answer(&client, name, args).await;
+        answers.push((label.to_string(), r.clone()));
+        r
+    };
+    let first = ask("list_agents", "list_agents", json!({})).await;
+    let s = first.structured_content.clone().expect("structured");
+    assert!(s["count"].as_u64().unwrap() >= 2_000, "{s}");
+    assert_eq!(s["workspaces"].as_array().unwrap().len(), 50, "{s}");
+    assert!(s["next_cursor"].is_string(), "{s}");
+    assert!(
+        !s.to_string().contains("template_active_version_id"),
+        "compact rows carry no UUIDs: {s}"
+    );
+    ask(
+        "list_agents limit 200",
+        "list_agents",
+        json!({"limit": 200}),
+    )
+    .await;
+    let full = ask(
+        "list_agents full",
+        "list_agents",
+        json!({"limit": 200, "detail": "full"}),
+    )
+    .await;
+    let full = full.structured_content.expect("structured");
+    assert!(full["truncated"].is_string(), "a full page is cut: {full}");
+    assert!(full["workspaces"][0]["latest_build"].is_object(), "{full}");
+    ask(
+        "list_agents filtered",
+        "list_agents",
+        json!({"outdated": true, "owner": "alice", "name_prefix": "bulk-1", "status": "running"}),
+    )
+    .await;
+    ask(
+        "show_agent",
+        "show_agent",
+        json!({"agent_name": "alice/bulk-0001"}),
+    )
+    .await;
+    let plan = ask(
+        "update_agents dry run",
+        "update_agents",
+        json!({"all_outdated": true, "all_owners": true, "dry_run": true, "wait_seconds": 170}),
+    )
+    .await;
+    let plan = plan.structured_content.expect("structured");
+    assert_eq!(plan["done"], true, "the plan is done: {plan}");
+    assert!(plan["total"].as_u64().unwrap() >= 2_000, "{plan}");
+    assert!(
+        plan["counts"]["would_change"].as_u64().unwrap() >= 2_000,
+        "{plan}"
+    );
+    assert!(plan["next_cursor"].is_string(), "{plan}");
+    let id = plan["operation_id"].as_str().unwrap().to_string();
+    let page = ask(
+        "get_operation of the plan",
+        "get_operation",
+        json!({"operation_id": id}),
+    )
+    .await;
+    let cursor = page.structured_content.as_ref().unwrap()["next_cursor"].clone();
+    assert!(cursor.is_string(), "{:?}", page.structured_content);
+    ask(
+        "get_operation page 2",
+        "get_operation",
+        json!({"operation_id": id, "cursor": cursor, "limit": 200}),
+    )
+    .await;
+    ask(
+        "get_operation detail full",
+        "get_operation",
+        json!({"operation_id": id, "detail": "full", "limit": 200}),
+    )
+    .await;
+    let run = ask(
+        "update_agents at wait_seconds",
+        "update_agents",
+        json!({"all_outdated": true, "all_owners": true, "parallel": 32, "wait_seconds": 2}),
+    )
+    .await;
+    let run = run.structured_content.expect("structured");
+    let run_id = run["operation_id"].as_str().unwrap().to_string();
+    ask(
+        "get_operation of the run",
+        "get_operation",
+        json!({"operation_id": run_id}),
+    )
+    .await;
+    ask(
+        "cancel_operation",
+        "cancel_operation",
+        json!({"operation_id": run_id}),
+    )
+    .await;
+    ask("list_operations", "list_operations", json!({})).await;
+    let ids: Vec<String> = (1..=300).map(|i| format!("ws-bulk-{i:04}")).collect();
+    ask(
+        "migrate_workspaces",
+        "migrate_workspaces",
+        json!({"workspace_ids": ids, "to": "hetzner", "confirm": true, "parallel": 64, "wait_seconds": 2}),
+    )
+    .await;
+    ask(
+        "a refused call",
+        "update_agent",
+        json!({"agent_name": "alice/no-such-workspace"}),
+    )
+    .await;
+    let listed = ask("list_operations after", "list_operations", json!({})).await;
+    // list_operations pages too: one operation a page, each once.
+    let count = listed.structured_content.unwrap()["count"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(count >= 3, "{count}");
+    let mut ids = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let mut args = json!({"limit": 1});
+        if !cursor.is_null() {
+            args["cursor"] = cursor.clone();
+        }
+        let page = answer(&client, "list_operations", args).await;
+        let page = page.structured_content.expect("structured");
+        let ops = page["operations"].as_array().unwrap();
+        assert_eq!(ops.len(), 1, "{page}");
+        assert!(
+            ops[0].get("workspaces").is_none(),
+            "one line, no rows: {page}"
+        );
+        ids.push(ops[0]["id"].as_str().unwrap().to_string());
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (count, count), "{ids:?}");
+
+    let mut texts = Vec::new();
+    for (_, r) in &answers {
+        let text: String = r
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect();
+        texts.push(text);
+        texts.push(
+            r.structured_content
+                .as_ref()
+                .map(|s| serde_json::to_string(s).unwrap())
+                .unwrap_or_default(),
+        );
+    }
+    let Some(counts) = count_tokens(&texts) else {
+        return;
+    };
+    let mut report = Vec::new();
+    for (i, (label, _)) in answers.iter().enumerate() {
+        let (t, s) = (counts[2 * i], counts[2 * i + 1]);
+        report.push(format!("{label}: text {t}, structured {s}"));
+    }
+    eprintln!("{}", report.join("\n"));
+    for (i, (label, r)) in answers.iter().enumerate() {
+        let (t, s) = (counts[2 * i], counts[2 * i + 1]);
+        assert!(
+            t <= MAX_ANSWER_TOKENS && s <= MAX_ANSWER_TOKENS,
+            "{label}: text {t} tokens, structuredContent {s} tokens (bound {MAX_ANSWER_TOKENS})"
+        );
+        assert!(t > 0, "{label}: an answer has a text block");
+        if let Some(structured) = &r.structured_content {
+            // The text block carries the same compact answer.
+            let text = texts[2 * i].as_str();
+            assert_eq!(
+                serde_json::from_str::<Value>(text).ok().as_ref(),
+                Some(structured),
+                "{label}: the text block is the structured answer"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_states() {
+    let sim = Simulator::start(SimOptions {
+        speed: 100.0,
+        bulk_workspaces: 2_000,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _) = connect_fresh(&sim).await;
+    let expected = answer(&client, "list_agents", json!({"limit": 1})).await;
+    let total = expected.structured_content.unwrap()["count"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(total >= 2_000);
+    let run = answer(
+        &client,
+        "update_agents",
+        json!({"all_outdated": true, "all_owners": true, "parallel": 32, "wait_seconds": 1}),
+    )
+    .await;
+    let run = run.structured_content.expect("structured");
+    assert_eq!(run["done"], false, "the rollout goes on: {run}");
+    let id = run["operation_id"].as_str().unwrap().to_string();
+    // The operation's events only grow: more of them after the walk means it moved on.
+    let events = async |client: &RunningService<RoleClient, Client>| -> u64 {
+        let op = answer(client, "get_operation", json!({"operation_id": id})).await;
+        op.structured_content.unwrap()["events"].as_u64().unwrap()
+    };
+    let before = events(&client).await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut statuses = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut args = json!({"limit": 100});
+        if let Some(c) = &cursor {
+            args["cursor"] = json!(c);
+        }
+        let page = answer(&client, "list_agents", args).await;
+        assert_ne!(page.is_error, Some(true), "{}", text_of(&page));
+        let page = page.structured_content.unwrap();
+        for w in page["workspaces"].as_array().unwrap() {
+            seen.push(w["full_name"].as_str().unwrap().to_string());
+            statuses.insert(w["status"].as_str().unwrap_or("").to_string());
+        }
+        pages += 1;
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+        // Give the rollout time to move workspaces between pages.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = events(&client).await;
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len(), "a workspace was listed twice");
+    assert_eq!(seen.len(), total, "every workspace once ({pages} pages)");
+    let keys: Vec<String> = seen.iter().map(|s| s.to_lowercase()).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted by owner/name");
+    assert!(
+        after > before,
+        "the rollout went on during the walk ({before} -> {after} events)"
+    );
+    assert!(
+        statuses.len() > 1,
+        "the walk saw workspaces in several states: {statuses:?}"
+    );
+    // A cursor for other filters is refused, nothing sent.
+    let first = answer(&client, "list_agents", json!({"limit": 5})).await;
+    let c = first.structured_content.unwrap()["next_cursor"].clone();
+    sim.clear_requests();
+    let refused = answer(
+        &client,
+        "list_agents",
+        json!({"cursor": c, "outdated": true}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text_of(&refused).contains("cursor"),
+        "{}",
+        text_of(&refused)
+    );
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| r.path.trim_end_matches('/') != "/api/v2/workspaces"),
+        "nothing listed for a refused cursor"
+    );
+    answer(&client, "cancel_operation", json!({"operation_id": id})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_records_are_cut_to_the_bound_and_say_so() {
+    // A Coder whose workspaces carry huge names in hard-to-tokenize scripts and huge errors.
+    let server = httpmock::MockServer::start_async().await;
+    let cjk: String = (0..2_000)
+        .map(|i| char::from_u32(0x4e00 + (i * 7919) % 20_000).unwrap())
+        .collect();
+    let astral: String = (0..1_000)
+        .map(|i| char::from_u32(0x1_0000 + (i * 104_729) % 0xf_0000).unwrap_or('x'))
+        .collect();
+    let printable: String = (0..3_000)
+        .map(|i| char::from(b'!' + ((i * 37) % 94) as u8))
+        .collect();
+    let error: String = printable.repeat(2);
+    let workspace = |i: usize| {
+        json!({
+            "id": format!("00000000-0000-4000-8000-{i:012}"),
+            "name": format!("{printable}{i}"),
+            "owner_name": cjk,
+            "template_name": astral,
+            "template_active_version_id": "11111111-1111-4111-8111-111111111111",
+            "outdated": true,
+            "latest_build": {
+                "id": format!("22222222-2222-4222-8222-{i:012}"),
+                "build_number": 1,
+                "transition": "start",
+                "status": "failed",
+                "job": {"status": "failed", "error": error},
+                "template_version_id": "33333333-3333-4333-8333-333333333333",
+                "template_version_name": cjk,
+            },
+        })
+    };
+    let all: Vec<Value> = (0..150).map(workspace).collect();
+    server
+        .mock_async(|when, then| {
+            when.method("GET").path("/api/v2/workspaces");
+            then.status(200)
+                .json_body(json!({"workspaces": all, "count": 150}));
+        })
+        .await;
+    let one = workspace(7);
+    server
+        .mock_async(|when, then| {
+            when.method("GET")
+                .path("/api/v2/workspaces/00000000-0000-4000-8000-000000000007");
+            then.status(200).json_body(one);
+        })
+        .await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("CODER_URL", server.base_url())
+        .env("CODER_SESSION_TOKEN", "hostile-test-token");
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let mut answers = Vec::new();
+    for (name, args) in [
+        ("list_agents", json!({})),
+        ("list_agents", json!({"limit": 200, "detail": "full"})),
+        (
+            "show_agent",
+            json!({"agent_name": "00000000-0000-4000-8000-000000000007"}),
+        ),
+    ] {
+        let r = answer(&client, name, args).await;
+        assert_ne!(r.is_error, Some(true), "{name}: {}", text_of(&r));
+        let s = r.structured_content.clone().expect("structured");
+        answers.push((name, s));
+    }
+    // Each says what was cut and how to go on.
+    for (name, s) in &answers {
+        let text = s.to_string();
+        assert!(
+            s.get("truncated").is_some() || text.contains('…'),
+            "{name}: a cut answer says so: {}",
+            &text[..text.len().min(400)]
+        );
+    }
+    assert!(answers[0].1["next_cursor"].is_string(), "the list goes on");
+    let texts: Vec<String> = answers.iter().map(|(_, s)| s.to_string()).collect();
+    let Some(counts) = count_tokens(&texts) else {
+        return;
+    };
+    for ((name, _), n) in answers.iter().zip(counts) {
+        eprintln!("hostile {name}: {n} tokens");
+        assert!(n <= MAX_ANSWER_TOKENS, "{name}: {n} tokens");
+    }
 }
