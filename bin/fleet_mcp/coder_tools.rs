@@ -135,6 +135,9 @@ pub struct AgentAnswer {
     /// dry_run: what would be done, found with reads only (nothing was changed, no operation
     /// was started): the builds in order, the path and why, each parameter value and its source.
     #[serde(skip_serializing_if = "Option::is_none")]
+    // Typed in Rust; in the output schema an object (its fields are the CLI's --dry-run plan):
+    // the full schema of a plan tripled the size of the tool list.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub dry_run: Option<DryRun>,
     /// The run, when it was not a dry run.
     #[serde(flatten)]

@@ -118,6 +118,9 @@ pub struct MigrateManyParams {
 pub struct MigrateAnswer {
     /// dry_run: what would be sent, found with reads only (nothing was started).
     #[serde(skip_serializing_if = "Option::is_none")]
+    // Typed in Rust; in the output schema an object (its fields are the CLI's --dry-run plan):
+    // the full schema of a plan tripled the size of the tool list.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub dry_run: Option<MigrationPlan>,
     /// The migration started, when it was not a dry run.
     #[serde(flatten)]
@@ -129,6 +132,9 @@ pub struct MigrateAnswer {
 pub struct RolloutAnswer {
     /// dry_run: each migration's plan, found with reads only (nothing was started).
     #[serde(skip_serializing_if = "Option::is_none")]
+    // Typed in Rust; in the output schema an object (its fields are the CLI's --dry-run plan):
+    // the full schema of a plan tripled the size of the tool list.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub dry_run: Option<Vec<MigrationPlan>>,
     /// The rollout, when it was not a dry run.
     #[serde(flatten)]

@@ -491,7 +491,19 @@ async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
         assert_ne!(r.is_error, Some(true), "{tool} {args}: {}", text_of(&r));
         let answer = r.structured_content.clone().expect("structured content");
         let plan = match tool {
-            "update_agents" => answer["results"][0]["dry_run"].clone(),
+            // A batch answers compact rows; its plans are behind get_operation detail=full.
+            "update_agents" => {
+                assert_eq!(answer["dry_run"], json!(true), "{answer}");
+                assert_eq!(answer["counts"]["would_change"], json!(2), "{answer}");
+                let full = call_tool(
+                    &client,
+                    "get_operation",
+                    json!({"operation_id": answer["operation_id"], "detail": "full"}),
+                )
+                .await;
+                let full = full.structured_content.expect("structured content");
+                full["results"][0]["dry_run"].clone()
+            }
             "migrate_workspaces" => answer["dry_run"][1].clone(),
             _ => answer["dry_run"].clone(),
         };
@@ -589,8 +601,21 @@ async fn three_hundred_concurrent_restarts_keep_at_most_64_builds_in_flight_the_
     let mut queued_seen = 0;
     let mut all_done = false;
     while began.elapsed() < Duration::from_secs(90) {
-        let list = tool(&client, "list_operations", json!({})).await;
-        let ops = list["operations"].as_array().unwrap();
+        // Every page of this session's operations (one line each, with counts by phase).
+        let mut ops: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut args = json!({"limit": 200});
+            if let Some(c) = &cursor {
+                args["cursor"] = json!(c);
+            }
+            let list = tool(&client, "list_operations", args).await;
+            ops.extend(list["operations"].as_array().unwrap().iter().cloned());
+            match list["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
         assert!(
             ops.iter()
                 .all(|o| ids.iter().any(|id| o["id"] == id.as_str())),
@@ -598,7 +623,7 @@ async fn three_hundred_concurrent_restarts_keep_at_most_64_builds_in_flight_the_
         );
         let queued = ops
             .iter()
-            .filter(|o| o["workspaces"][0]["phase"] == "queued")
+            .filter(|o| o["counts"]["queued"].as_u64().unwrap_or(0) > 0)
             .count();
         queued_seen = queued_seen.max(queued);
         if ops.iter().all(|o| o["done"] == true) {
