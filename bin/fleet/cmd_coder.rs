@@ -1271,7 +1271,9 @@ impl Progress {
                     bar.set_message(one_line(&e.describe()));
                 }
             }
-            CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
+            CoderEvent::WaitingForBuildInProgress { .. }
+            | CoderEvent::Conflict { .. }
+            | CoderEvent::WaitingForIdle { .. } => {
                 self.finish();
                 let bar = spinner("waiting".into());
                 bar.set_message(one_line(&e.describe()));

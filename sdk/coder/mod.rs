@@ -13,6 +13,7 @@ pub mod api {
 
 pub use api::types;
 
+mod busy;
 mod fleet;
 mod logs;
 mod model;
@@ -26,6 +27,9 @@ mod server_side;
 mod wait;
 mod watch;
 mod ws;
+pub use busy::{
+    AppStatusState, BusyReason, BusyRules, DEFAULT_IDLE_FOR, NullUuid, busy_reason,
+};
 pub use fleet::{
     DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
     Selection, Severity, Verdict, WorkspaceResult,
@@ -287,6 +291,8 @@ pub struct CoderClient {
     http: crate::HttpOptions,
     /// What the server supports, read once (`GET /buildinfo`) and shared by the clones.
     features: std::sync::Arc<tokio::sync::OnceCell<ServerFeatures>>,
+    /// The caller's user id, read once (`GET /users/me`) when a busy check needs it.
+    me: std::sync::Arc<tokio::sync::OnceCell<uuid::Uuid>>,
 }
 
 impl std::fmt::Debug for CoderClient {
@@ -326,6 +332,7 @@ impl CoderClient {
             token: token.clone(),
             http: config.http.clone(),
             features: Default::default(),
+            me: Default::default(),
         })
     }
 
