@@ -421,7 +421,10 @@ mod tests {
             r.as_ref().map(ToString::to_string).as_deref(),
             Some("in use (last used 2 min ago by bob)")
         );
-        assert_eq!(busy_reason(&ws(me, Some(5)), Some(me), &rules, Utc::now()), None);
+        assert_eq!(
+            busy_reason(&ws(me, Some(5)), Some(me), &rules, Utc::now()),
+            None
+        );
         assert_eq!(
             busy_reason(&ws(bob, Some(31 * 60)), Some(me), &rules, Utc::now()),
             None
@@ -430,7 +433,10 @@ mod tests {
             include_busy: true,
             ..BusyRules::default()
         };
-        assert_eq!(busy_reason(&ws(bob, Some(5)), Some(me), &include, Utc::now()), None);
+        assert_eq!(
+            busy_reason(&ws(bob, Some(5)), Some(me), &include, Utc::now()),
+            None
+        );
     }
 
     #[test]

@@ -694,10 +694,8 @@ impl CoderClient {
                 Err(_) => false,
             });
         }
-        let (idle, busy): (Vec<_>, Vec<_>) = targets
-            .into_iter()
-            .zip(busy)
-            .partition(|(_, busy)| !*busy);
+        let (idle, busy): (Vec<_>, Vec<_>) =
+            targets.into_iter().zip(busy).partition(|(_, busy)| !*busy);
         let targets: Vec<Target> = idle.into_iter().chain(busy).map(|(t, _)| t).collect();
         let total = targets.len();
         emit(FleetEvent::Selected {
@@ -906,13 +904,7 @@ impl CoderClient {
                     result.verdict = Verdict::Skipped;
                     result.severity = Severity::Ok;
                     result.skipped = Some(reason.clone());
-                    result.message = if options.dry_run {
-                        format!("would be skipped: {reason}; nothing was changed")
-                    } else {
-                        format!(
-                            "skipped: {reason}{waited}; nothing was changed, a re-run picks it up"
-                        )
-                    };
+                    result.message = format!("{reason}{waited}; nothing was changed");
                     result.error_kind = Some(e.kind().to_string());
                     result.remedies = e.remedies().to_vec();
                     result.aftermath = Aftermath::NothingChanged;

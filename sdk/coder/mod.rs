@@ -27,9 +27,7 @@ mod server_side;
 mod wait;
 mod watch;
 mod ws;
-pub use busy::{
-    AppStatusState, BusyReason, BusyRules, DEFAULT_IDLE_FOR, NullUuid, busy_reason,
-};
+pub use busy::{AppStatusState, BusyReason, BusyRules, DEFAULT_IDLE_FOR, NullUuid, busy_reason};
 pub use fleet::{
     DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
     Selection, Severity, Verdict, WorkspaceResult,
