@@ -3,7 +3,7 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, FleetReport,
+    BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, FleetReport,
     Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome,
     WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
@@ -30,7 +30,7 @@ pub struct UpdateAgentParams {
     /// Restart even if already on the target.
     #[serde(default)]
     pub force: Option<bool>,
-    /// Template parameter values {name: value} (default: the previous build's).
+    /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
     /// Wait for the agents to be ready (default true).
@@ -45,6 +45,18 @@ pub struct UpdateAgentParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Busy if used by others within (default 1800).
+    #[serde(default)]
+    pub idle_for_seconds: Option<u64>,
+    /// Update busy ones anyway.
+    #[serde(default)]
+    pub include_busy: Option<bool>,
+    /// Update prebuilt ones too.
+    #[serde(default)]
+    pub include_prebuilds: Option<bool>,
+    /// Wait this long for busy ones to go idle.
+    #[serde(default)]
+    pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -81,7 +93,7 @@ pub struct UpdateAgentsParams {
     /// Start no more after this many failures.
     #[serde(default)]
     pub max_failures: Option<u32>,
-    /// Template parameter values {name: value} (default: the previous build's).
+    /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
     /// Wait for the agents to be ready (default true).
@@ -96,6 +108,18 @@ pub struct UpdateAgentsParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Busy if used by others within (default 1800).
+    #[serde(default)]
+    pub idle_for_seconds: Option<u64>,
+    /// Update busy ones anyway.
+    #[serde(default)]
+    pub include_busy: Option<bool>,
+    /// Update prebuilt ones too.
+    #[serde(default)]
+    pub include_prebuilds: Option<bool>,
+    /// Wait this long for busy ones to go idle.
+    #[serde(default)]
+    pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -107,7 +131,7 @@ pub struct UpdateAgentsParams {
 pub struct RestartAgentParams {
     /// UUID, owner/name, or your own workspace's name.
     pub agent_name: String,
-    /// Template parameter values {name: value} (default: the previous build's).
+    /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
     /// Wait for the agents to be ready (default true).
@@ -122,6 +146,18 @@ pub struct RestartAgentParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Busy if used by others within (default 1800).
+    #[serde(default)]
+    pub idle_for_seconds: Option<u64>,
+    /// Update busy ones anyway.
+    #[serde(default)]
+    pub include_busy: Option<bool>,
+    /// Update prebuilt ones too.
+    #[serde(default)]
+    pub include_prebuilds: Option<bool>,
+    /// Wait this long for busy ones to go idle.
+    #[serde(default)]
+    pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -149,6 +185,25 @@ fn ran(Json(run): Json<LongAnswer<UpdateOutcome>>) -> Json<AgentAnswer> {
 }
 
 /// The caller's parameter values; invalid input is a tool error (nothing sent).
+/// The busy rules from a tool's four arguments.
+fn busy_rules(
+    idle_for_seconds: Option<u64>,
+    include_busy: Option<bool>,
+    include_prebuilds: Option<bool>,
+    wait_for_idle_seconds: Option<u64>,
+) -> BusyRules {
+    BusyRules {
+        idle_for: idle_for_seconds
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(fleet::coder::DEFAULT_IDLE_FOR),
+        include_busy: include_busy.unwrap_or(false),
+        include_prebuilds: include_prebuilds.unwrap_or(false),
+        wait_for_idle: wait_for_idle_seconds
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs),
+    }
+}
+
 fn given_parameters(
     p: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<std::collections::BTreeMap<String, String>, String> {
@@ -237,7 +292,7 @@ fn forward_batch() -> impl FnMut(&Progress, &FleetEvent) + Send {
 impl FleetServer {
     #[tool(
         name = "update_agent",
-        description = "Update one Coder workspace to a template version (default: the active one) and restart it. Destructive (stops it); a bad version or parameter value is refused before anything stops. dry_run=true: the plan only. Answers within wait_seconds with the outcome, else an operation_id for get_operation.",
+        description = "Update one Coder workspace to a template version (default: the active one) and restart it. Destructive; bad input is refused before anything stops; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Update a Coder workspace to a template version",
             read_only_hint = false,
@@ -264,6 +319,12 @@ impl FleetServer {
             force: p.force.unwrap_or(false),
             parameters: given_parameters(p.parameters.as_ref())?,
             client_driven: p.client_driven.unwrap_or(false),
+            busy: busy_rules(
+                p.idle_for_seconds,
+                p.include_busy,
+                p.include_prebuilds,
+                p.wait_for_idle_seconds,
+            ),
             ..self.update_options()
         };
         let wait = wait_for(p.wait_seconds)?;
@@ -280,7 +341,7 @@ impl FleetServer {
 
     #[tool(
         name = "update_agents",
-        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. A verdict per workspace. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. dry_run=true: each plan only. Answers within wait_seconds, else an operation_id for get_operation.",
+        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. A verdict per workspace; busy ones skipped. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. dry_run=true: plans only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Update many Coder workspaces",
             read_only_hint = false,
@@ -326,6 +387,12 @@ impl FleetServer {
                 force: p.force.unwrap_or(false),
                 parameters: given_parameters(p.parameters.as_ref())?,
                 client_driven: p.client_driven.unwrap_or(false),
+                busy: busy_rules(
+                    p.idle_for_seconds,
+                    p.include_busy,
+                    p.include_prebuilds,
+                    p.wait_for_idle_seconds,
+                ),
                 ..self.update_options()
             },
             dry_run: p.dry_run.unwrap_or(false),
@@ -342,7 +409,7 @@ impl FleetServer {
 
     #[tool(
         name = "restart_agent",
-        description = "Restart one Coder workspace on the version it runs. Destructive (stops it). dry_run=true: the plan only. Answers within wait_seconds with the outcome, else an operation_id for get_operation.",
+        description = "Restart one Coder workspace on the version it runs. Destructive; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -360,6 +427,12 @@ impl FleetServer {
         let options = UpdateOptions {
             parameters: given_parameters(p.parameters.as_ref())?,
             client_driven: p.client_driven.unwrap_or(false),
+            busy: busy_rules(
+                p.idle_for_seconds,
+                p.include_busy,
+                p.include_prebuilds,
+                p.wait_for_idle_seconds,
+            ),
             ..self.update_options()
         };
         let client = self.coder()?;
@@ -377,7 +450,7 @@ impl FleetServer {
 
     #[tool(
         name = "list_agents",
-        description = "List the Coder workspaces the token can see: status, template, version, outdated (not on the template's active version).",
+        description = "List the Coder workspaces the token can see: status, template, version, outdated.",
         annotations(
             title = "List Coder workspaces",
             read_only_hint = true,
@@ -400,7 +473,7 @@ impl FleetServer {
 
     #[tool(
         name = "show_agent",
-        description = "Show one Coder workspace: status, template, the version it runs and the active one, outdated, latest build.",
+        description = "Show one Coder workspace: status, template, its version and the active one, latest build.",
         annotations(
             title = "Show a Coder workspace",
             read_only_hint = true,
