@@ -3,9 +3,9 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, FleetReport,
-    Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome,
-    WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
+    BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions,
+    FleetReport, Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions,
+    UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
