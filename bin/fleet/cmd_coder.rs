@@ -67,11 +67,17 @@ healthy; --max-failures K starts no more once K failed or are unhealthy (those i
 finish). The summary lists the workspaces not attempted and the command that resumes: a
 re-run skips the workspaces already current and healthy and starts one left stopped.
 
+Someone at work: a workspace of someone else's used within --idle-for (default 30m; Coder's
+last_used_at), one with an AI task working (latest_app_status), a prebuilt or a dormant one
+is skipped with its reason (a batch still exits 0; one named workspace exits 2).
+--include-busy updates them anyway (prebuilt ones need --include-prebuilds); --wait-for-idle
+DURATION waits for them to become idle. The resume command covers the skipped ones.
+
 --dry-run does every read the update needs (workspace, target version, previous parameter
 values) and prints the plan — which builds in which order, which version, which parameter
 values — without creating any build.
 
-Exit codes: 0 updated or already up to date · 1 a build failed, a workspace is unhealthy or
+Exit codes: 0 updated, already up to date or (in a batch) skipped · 1 a build failed, a workspace is unhealthy or
 Coder refused (any workspace) · 2 invalid input, not configured, or refused by the pre-flight
 checks (nothing changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
 state is said)
@@ -86,7 +92,8 @@ Examples:
   fleet coder update dev api-server bob/dev --parallel 2
   fleet coder update --all-outdated --dry-run     # what would change, nothing is
   fleet coder update --template docker-dev --all-owners --parallel 8
-  fleet coder update --template web --all-owners --canary 2 --max-failures 3 --parallel 10";
+  fleet coder update --template web --all-owners --canary 2 --max-failures 3 --parallel 10
+  fleet coder update --template team-dev --all-owners --wait-for-idle 15m";
 
 const RESTART_HELP: &str = "\
 Stops the workspace (if it runs), waits, starts it again on the same template version with
