@@ -18,6 +18,9 @@ use rmcp::{
 };
 use serde_json::Value;
 
+/// Each tool's name and its input properties.
+type ToolProperties = Arc<Vec<(String, Vec<String>)>>;
+
 /// The server. Cheap to clone: the clients are shared.
 #[derive(Clone)]
 pub struct FleetServer {
@@ -30,7 +33,7 @@ pub struct FleetServer {
     /// The long operations started by tool calls (they outlive the calls).
     registry: Arc<fleet::operation::Registry>,
     /// Every tool's input properties, read once (remedies name only arguments a tool has).
-    tool_properties: Arc<std::sync::OnceLock<Arc<Vec<(String, Vec<String>)>>>>,
+    tool_properties: Arc<std::sync::OnceLock<ToolProperties>>,
 }
 
 /// Groups of tools an operator lists or leaves out (`--toolsets`, GitHub's convention).
