@@ -33,7 +33,7 @@ pub struct UpdateAgentParams {
     /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for the agents to be ready (default true).
+    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
     /// Default 600.
@@ -45,7 +45,7 @@ pub struct UpdateAgentParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
-    /// Busy if used by others within (default 1800).
+    /// Busy if others used it within (default 1800).
     #[serde(default)]
     pub idle_for_seconds: Option<u64>,
     /// Update busy ones anyway.
@@ -54,7 +54,7 @@ pub struct UpdateAgentParams {
     /// Update prebuilt ones too.
     #[serde(default)]
     pub include_prebuilds: Option<bool>,
-    /// Wait this long for busy ones to go idle.
+    /// Wait this long for busy ones to idle.
     #[serde(default)]
     pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
@@ -96,7 +96,7 @@ pub struct UpdateAgentsParams {
     /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for the agents to be ready (default true).
+    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
     /// Default 600.
@@ -108,7 +108,7 @@ pub struct UpdateAgentsParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
-    /// Busy if used by others within (default 1800).
+    /// Busy if others used it within (default 1800).
     #[serde(default)]
     pub idle_for_seconds: Option<u64>,
     /// Update busy ones anyway.
@@ -117,7 +117,7 @@ pub struct UpdateAgentsParams {
     /// Update prebuilt ones too.
     #[serde(default)]
     pub include_prebuilds: Option<bool>,
-    /// Wait this long for busy ones to go idle.
+    /// Wait this long for busy ones to idle.
     #[serde(default)]
     pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
@@ -134,7 +134,7 @@ pub struct RestartAgentParams {
     /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for the agents to be ready (default true).
+    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
     /// Default 600.
@@ -146,7 +146,7 @@ pub struct RestartAgentParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
-    /// Busy if used by others within (default 1800).
+    /// Busy if others used it within (default 1800).
     #[serde(default)]
     pub idle_for_seconds: Option<u64>,
     /// Update busy ones anyway.
@@ -155,7 +155,7 @@ pub struct RestartAgentParams {
     /// Update prebuilt ones too.
     #[serde(default)]
     pub include_prebuilds: Option<bool>,
-    /// Wait this long for busy ones to go idle.
+    /// Wait this long for busy ones to idle.
     #[serde(default)]
     pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
