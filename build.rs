@@ -36,6 +36,8 @@ const SPECS: &[Spec] = &[
             ("ProvisionerJobStatus", "crate::coder::JobStatus"),
             ("JobErrorCode", "crate::coder::JobErrorCode"),
             ("BuildReason", "crate::coder::BuildReason"),
+            ("WorkspaceAppStatusState", "crate::coder::AppStatusState"),
+            ("NullUuid", "crate::coder::NullUuid"),
             ("WorkspaceAgentStatus", "crate::coder::AgentStatus"),
             ("WorkspaceAgentLifecycle", "crate::coder::AgentLifecycle"),
             ("ServerSentEventType", "crate::coder::ServerSentEventType"),

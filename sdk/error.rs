@@ -133,6 +133,18 @@ pub enum Error {
         aftermath: crate::operation::Aftermath,
     },
 
+    /// fleet left the workspace alone: someone (or an AI task) is at work in it, or it is a
+    /// prebuilt or dormant workspace. Reads only were sent; nothing was changed.
+    #[error("{workspace} skipped: {reason}{waited}; nothing was changed")]
+    Busy {
+        /// `owner/name`.
+        workspace: String,
+        /// Why.
+        reason: crate::coder::BusyReason,
+        /// " after waiting 5m for it to become idle", when fleet waited.
+        waited: String,
+    },
+
     /// `error`, with what the caller can do about it: which input to give, change or leave
     /// out, what to read to find the right value. Facts, not words: the CLI renders them as
     /// flags and commands, fleet-mcp as tool arguments and tool calls. The message of `error`
@@ -217,6 +229,12 @@ pub enum Input {
     AllOwners,
     /// How many workspaces run at once.
     Parallel,
+    /// Update workspaces in use (someone's recent activity, an AI task working, dormant).
+    IncludeBusy,
+    /// Update prebuilt workspaces.
+    IncludePrebuilds,
+    /// Wait up to a duration for busy workspaces to become idle.
+    WaitForIdle,
 }
 
 impl Input {
@@ -233,6 +251,9 @@ impl Input {
         Input::Template,
         Input::AllOwners,
         Input::Parallel,
+        Input::IncludeBusy,
+        Input::IncludePrebuilds,
+        Input::WaitForIdle,
     ];
 }
 
@@ -330,6 +351,7 @@ impl Error {
         match self.root() {
             Error::InvalidInput(_) => "invalid_input",
             Error::Refused(_) => "refused",
+            Error::Busy { .. } => "skipped",
             Error::NotConfigured { .. } => "not_configured",
             Error::Unauthorized { .. } => "unauthorized",
             Error::NotFound { .. } | Error::UnknownWorkspace { .. } => "not_found",
@@ -353,6 +375,7 @@ impl Error {
             self.root(),
             Error::InvalidInput(_)
                 | Error::Refused(_)
+                | Error::Busy { .. }
                 | Error::NotConfigured { .. }
                 | Error::UnknownWorkspace { .. }
                 | Error::Unconfirmed {
@@ -442,7 +465,7 @@ impl Error {
             | Error::Unconfirmed { message, .. }
             | Error::OperationFailed { message, .. } => Some(message),
             Error::Left { error, .. } | Error::Advised { error, .. } => error.message_mut(),
-            Error::NotConfigured { .. } => None,
+            Error::NotConfigured { .. } | Error::Busy { .. } => None,
         }
     }
 }
@@ -551,10 +574,13 @@ mod tests {
                 | Input::AllOutdated
                 | Input::Template
                 | Input::AllOwners
-                | Input::Parallel => {}
+                | Input::Parallel
+                | Input::IncludeBusy
+                | Input::IncludePrebuilds
+                | Input::WaitForIdle => {}
             }
         }
-        assert_eq!(Input::ALL.len(), 11);
+        assert_eq!(Input::ALL.len(), 14);
     }
 
     #[test]

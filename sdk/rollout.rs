@@ -70,6 +70,9 @@ pub enum Judgement {
     /// Neither (interrupted, refused before anything was changed): fails a canary, does not
     /// count against the budget.
     Neutral,
+    /// Left alone on purpose (someone is at work in it): neither fails a canary nor counts
+    /// against the budget.
+    Skipped,
 }
 
 /// Why a rollout started no more targets.
@@ -173,6 +176,7 @@ where
                 canary_failed |= index < canary;
             }
             Judgement::Neutral => canary_failed |= index < canary,
+            Judgement::Skipped => {}
         }
         slots[index] = Some(result);
     }

@@ -594,6 +594,9 @@ fn flag(input: fleet::Input) -> &'static str {
         Input::Template => "--template NAME",
         Input::AllOwners => "--all-owners",
         Input::Parallel => "--parallel N",
+        Input::IncludeBusy => "--include-busy",
+        Input::IncludePrebuilds => "--include-prebuilds",
+        Input::WaitForIdle => "--wait-for-idle DURATION",
         _ => "the missing input (see --help)",
     }
 }

@@ -67,11 +67,17 @@ healthy; --max-failures K starts no more once K failed or are unhealthy (those i
 finish). The summary lists the workspaces not attempted and the command that resumes: a
 re-run skips the workspaces already current and healthy and starts one left stopped.
 
+Someone at work: a workspace of someone else's used within --idle-for (default 30m; Coder's
+last_used_at), one with an AI task working (latest_app_status), a prebuilt or a dormant one
+is skipped with its reason (a batch still exits 0; one named workspace exits 2).
+--include-busy updates them anyway (prebuilt ones need --include-prebuilds); --wait-for-idle
+DURATION waits for them to become idle. The resume command covers the skipped ones.
+
 --dry-run does every read the update needs (workspace, target version, previous parameter
 values) and prints the plan — which builds in which order, which version, which parameter
 values — without creating any build.
 
-Exit codes: 0 updated or already up to date · 1 a build failed, a workspace is unhealthy or
+Exit codes: 0 updated, already up to date or (in a batch) skipped · 1 a build failed, a workspace is unhealthy or
 Coder refused (any workspace) · 2 invalid input, not configured, or refused by the pre-flight
 checks (nothing changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
 state is said)
@@ -86,7 +92,8 @@ Examples:
   fleet coder update dev api-server bob/dev --parallel 2
   fleet coder update --all-outdated --dry-run     # what would change, nothing is
   fleet coder update --template docker-dev --all-owners --parallel 8
-  fleet coder update --template web --all-owners --canary 2 --max-failures 3 --parallel 10";
+  fleet coder update --template web --all-owners --canary 2 --max-failures 3 --parallel 10
+  fleet coder update --template team-dev --all-owners --wait-for-idle 15m";
 
 const RESTART_HELP: &str = "\
 Stops the workspace (if it runs), waits, starts it again on the same template version with
@@ -230,6 +237,61 @@ pub struct BatchArgs {
     max_failures: Option<usize>,
 }
 
+/// Who is at work: shared by update and restart.
+#[derive(Debug, Args)]
+pub struct BusyArgs {
+    /// Someone else's workspace used within this long is in use and left alone (Coder's
+    /// last_used_at, from SSH, apps and port forwards, about a minute late).
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "30m")]
+    idle_for: Duration,
+
+    /// Update workspaces in use, with an AI task working, or dormant anyway.
+    #[arg(long)]
+    include_busy: bool,
+
+    /// Update prebuilt workspaces too (Coder's reconciler otherwise updates them).
+    #[arg(long)]
+    include_prebuilds: bool,
+
+    /// Wait up to DURATION (from when fleet gets to it) for a workspace in use or with an AI
+    /// task working to become idle, then update it; still busy then: skipped.
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, conflicts_with = "include_busy")]
+    wait_for_idle: Option<Duration>,
+}
+
+impl BusyArgs {
+    fn rules(&self) -> fleet::coder::BusyRules {
+        fleet::coder::BusyRules {
+            idle_for: self.idle_for,
+            include_busy: self.include_busy,
+            include_prebuilds: self.include_prebuilds,
+            wait_for_idle: self.wait_for_idle,
+        }
+    }
+
+    /// The flags that reproduce these rules, for a printed command.
+    fn put(&self, c: &mut CommandLine) {
+        if self.idle_for != fleet::coder::DEFAULT_IDLE_FOR {
+            c.option(
+                "--idle-for",
+                &humantime::format_duration(self.idle_for).to_string(),
+            );
+        }
+        if self.include_busy {
+            c.flag("--include-busy");
+        }
+        if self.include_prebuilds {
+            c.flag("--include-prebuilds");
+        }
+        if let Some(w) = self.wait_for_idle {
+            c.option(
+                "--wait-for-idle",
+                &humantime::format_duration(w).to_string(),
+            );
+        }
+    }
+}
+
 fn parse_max_failures(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
@@ -269,6 +331,9 @@ pub struct UpdateArgs {
     batch: BatchArgs,
 
     #[command(flatten)]
+    busy: BusyArgs,
+
+    #[command(flatten)]
     params: ParamArgs,
 
     #[command(flatten)]
@@ -284,6 +349,9 @@ pub struct RestartArgs {
 
     #[command(flatten)]
     batch: BatchArgs,
+
+    #[command(flatten)]
+    busy: BusyArgs,
 
     #[command(flatten)]
     params: ParamArgs,
@@ -387,6 +455,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
     match cmd {
         CoderCmd::Update(args) => {
             let mut options = args.wait.options(args.force, global);
+            options.busy = args.busy.rules();
             args.params.apply(&mut options)?;
             let selection = Selection::choose(
                 args.workspaces.clone(),
@@ -405,6 +474,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 force: args.force,
                 wait: &args.wait,
                 batch: &args.batch,
+                busy: &args.busy,
                 parameters: &args.params.parameter,
             };
             let logs = args.wait.show_logs(format);
@@ -423,6 +493,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
         }
         CoderCmd::Restart(args) => {
             let mut options = args.wait.options(true, global);
+            options.busy = args.busy.rules();
             args.params.apply(&mut options)?;
             let selection = Selection::Named(args.workspaces.clone());
             let ready = args.wait.ready(&options);
@@ -433,6 +504,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 force: false,
                 wait: &args.wait,
                 batch: &args.batch,
+                busy: &args.busy,
                 parameters: &args.params.parameter,
             };
             let logs = args.wait.show_logs(format);
@@ -569,7 +641,9 @@ async fn run_selection(
     let report = follow(&op, |e| progress.event(e)).await;
     progress.finish();
     let report = report?;
-    let resume = report.halt.as_ref().map(|h| resume.command_line(h));
+    // A halted rollout, or workspaces left alone, are resumed by the command it prints.
+    let resume =
+        (report.halt.is_some() || report.skipped > 0).then(|| resume.command_line(&report));
     match format {
         OutputFormat::Json => out::json(&with_commands(&report, resume.as_ref())),
         OutputFormat::Text => print_report(&report, resume.as_ref()),
@@ -737,19 +811,26 @@ struct Resume<'a> {
     force: bool,
     wait: &'a WaitArgs,
     batch: &'a BatchArgs,
+    busy: &'a BusyArgs,
     parameters: &'a [(String, String)],
 }
 
 impl Resume<'_> {
     /// The command that resumes: the same command again (an update skips the workspaces that
     /// are already current and healthy and starts one left stopped); a restart, on the
-    /// workspaces not attempted only.
-    fn command_line(&self, halt: &fleet::rollout::Halt) -> Printed {
+    /// workspaces not attempted and those skipped only.
+    fn command_line(&self, report: &FleetReport) -> Printed {
         let mut c = CommandLine::new(&["coder", self.command]);
         match &self.selection {
             Selection::Named(_) if self.command == "restart" => {
+                let not_attempted = report.halt.iter().flat_map(|h| &h.not_attempted);
+                let skipped = report
+                    .results
+                    .iter()
+                    .filter(|r| r.verdict == Verdict::Skipped)
+                    .map(|r| &r.workspace);
                 c.needs_names().names(
-                    halt.not_attempted.iter().map(String::as_str),
+                    not_attempted.chain(skipped).map(String::as_str),
                     NameKind::CoderWorkspace,
                 );
             }
@@ -789,6 +870,7 @@ impl Resume<'_> {
         if let Some(k) = self.batch.max_failures {
             c.option("--max-failures", &k.to_string());
         }
+        self.busy.put(&mut c);
         if self.wait.client_driven {
             c.flag("--client-driven");
         }
@@ -814,6 +896,28 @@ fn tone(v: Verdict) -> out::Tone {
         }
         _ => out::Tone::Neutral,
     }
+}
+
+/// "2 in use, 1 with an AI task working, …": why the skipped workspaces were left alone.
+fn skipped_why(r: &FleetReport) -> String {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for reason in r.results.iter().filter_map(|w| w.skipped.as_ref()) {
+        let why = match reason {
+            fleet::coder::BusyReason::InUse { .. } => "in use by someone else",
+            fleet::coder::BusyReason::TaskWorking { .. } => "with an AI task working",
+            fleet::coder::BusyReason::Prebuild => "prebuilt",
+            fleet::coder::BusyReason::Dormant { .. } => "dormant",
+        };
+        match counts.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((why, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(why, n)| format!("{n} {why}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn secs(ms: Option<u64>) -> String {
@@ -923,6 +1027,18 @@ fn print_report(r: &FleetReport, resume: Option<&Printed>) {
             "workspaces already current and healthy are skipped",
             resume,
         );
+    }
+    if r.skipped > 0 {
+        out::line("");
+        out::line(format!(
+            "{} workspace(s) {}skipped, left alone: {}.",
+            r.skipped,
+            if r.dry_run { "would be " } else { "" },
+            skipped_why(r)
+        ));
+        if let (Some(command), None) = (resume, &r.halt) {
+            out::line(command.sentence("to pick them up later"));
+        }
     }
     out::line("");
     out::line(format!(
@@ -1402,7 +1518,9 @@ impl Progress {
                     bar.set_message(one_line(&e.describe()));
                 }
             }
-            CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
+            CoderEvent::WaitingForBuildInProgress { .. }
+            | CoderEvent::Conflict { .. }
+            | CoderEvent::WaitingForIdle { .. } => {
                 self.finish();
                 let bar = spinner("waiting".into());
                 bar.set_message(one_line(&e.describe()));

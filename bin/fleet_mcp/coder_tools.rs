@@ -3,9 +3,9 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions, Operation,
-    ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome, WorkspaceFilter,
-    WorkspaceInfo, WorkspaceRef, parse_template_version_id,
+    BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions,
+    Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome,
+    WorkspaceFilter, WorkspaceInfo, WorkspaceRef, parse_template_version_id,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -31,10 +31,10 @@ pub struct UpdateAgentParams {
     /// Restart even if already on the target.
     #[serde(default)]
     pub force: Option<bool>,
-    /// Template parameter values {name: value} (default: the previous build's).
+    /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for the agents to be ready (default true).
+    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
     /// Default 600.
@@ -46,6 +46,18 @@ pub struct UpdateAgentParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Busy if others used it within (default 1800).
+    #[serde(default)]
+    pub idle_for_seconds: Option<u64>,
+    /// Update busy ones anyway.
+    #[serde(default)]
+    pub include_busy: Option<bool>,
+    /// Update prebuilt ones too.
+    #[serde(default)]
+    pub include_prebuilds: Option<bool>,
+    /// Wait this long for busy ones to idle.
+    #[serde(default)]
+    pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -82,10 +94,10 @@ pub struct UpdateAgentsParams {
     /// Start no more after this many failures.
     #[serde(default)]
     pub max_failures: Option<u32>,
-    /// Template parameter values {name: value} (default: the previous build's).
+    /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for the agents to be ready (default true).
+    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
     /// Default 600.
@@ -97,6 +109,18 @@ pub struct UpdateAgentsParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Busy if others used it within (default 1800).
+    #[serde(default)]
+    pub idle_for_seconds: Option<u64>,
+    /// Update busy ones anyway.
+    #[serde(default)]
+    pub include_busy: Option<bool>,
+    /// Update prebuilt ones too.
+    #[serde(default)]
+    pub include_prebuilds: Option<bool>,
+    /// Wait this long for busy ones to idle.
+    #[serde(default)]
+    pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -108,10 +132,10 @@ pub struct UpdateAgentsParams {
 pub struct RestartAgentParams {
     /// UUID, owner/name, or your own workspace's name.
     pub agent_name: String,
-    /// Template parameter values {name: value} (default: the previous build's).
+    /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for the agents to be ready (default true).
+    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
     /// Default 600.
@@ -123,6 +147,18 @@ pub struct RestartAgentParams {
     /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
+    /// Busy if others used it within (default 1800).
+    #[serde(default)]
+    pub idle_for_seconds: Option<u64>,
+    /// Update busy ones anyway.
+    #[serde(default)]
+    pub include_busy: Option<bool>,
+    /// Update prebuilt ones too.
+    #[serde(default)]
+    pub include_prebuilds: Option<bool>,
+    /// Wait this long for busy ones to idle.
+    #[serde(default)]
+    pub wait_for_idle_seconds: Option<u64>,
     /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -153,6 +189,25 @@ fn ran(Json(run): Json<LongAnswer<UpdateOutcome>>) -> Json<AgentAnswer> {
 }
 
 /// The caller's parameter values; invalid input is a tool error (nothing sent).
+/// The busy rules from a tool's four arguments.
+fn busy_rules(
+    idle_for_seconds: Option<u64>,
+    include_busy: Option<bool>,
+    include_prebuilds: Option<bool>,
+    wait_for_idle_seconds: Option<u64>,
+) -> BusyRules {
+    BusyRules {
+        idle_for: idle_for_seconds
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(fleet::coder::DEFAULT_IDLE_FOR),
+        include_busy: include_busy.unwrap_or(false),
+        include_prebuilds: include_prebuilds.unwrap_or(false),
+        wait_for_idle: wait_for_idle_seconds
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs),
+    }
+}
+
 fn given_parameters(
     p: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<std::collections::BTreeMap<String, String>, String> {
@@ -262,7 +317,7 @@ fn forward_batch() -> impl FnMut(&Progress, &FleetEvent) + Send {
 impl FleetServer {
     #[tool(
         name = "update_agent",
-        description = "Update one Coder workspace to a template version (default: the active one) and restart it. Destructive (stops it); a bad version or parameter value is refused before anything stops. dry_run=true: the plan only. Answers within wait_seconds with the outcome, else an operation_id for get_operation.",
+        description = "Update one Coder workspace to a template version (default: the active one) and restart it. Destructive; bad input is refused before anything stops; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Update a Coder workspace to a template version",
             read_only_hint = false,
@@ -289,6 +344,12 @@ impl FleetServer {
             force: p.force.unwrap_or(false),
             parameters: given_parameters(p.parameters.as_ref())?,
             client_driven: p.client_driven.unwrap_or(false),
+            busy: busy_rules(
+                p.idle_for_seconds,
+                p.include_busy,
+                p.include_prebuilds,
+                p.wait_for_idle_seconds,
+            ),
             ..self.update_options()
         };
         let wait = wait_for(p.wait_seconds)?;
@@ -306,7 +367,7 @@ impl FleetServer {
 
     #[tool(
         name = "update_agents",
-        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. A verdict per workspace. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. Answers counts by verdict, the workspaces needing attention and a page of rows (get_operation pages the rest; detail=\"full\" shows dry_run plans). dry_run=true: plans only. Answers within wait_seconds, else an operation_id.",
+        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. Busy ones are skipped. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. Answers counts by verdict, the rows needing attention and a page of rows (get_operation pages the rest; detail=\"full\": plans). dry_run=true: plans only. Answers within wait_seconds, else an operation_id.",
         annotations(
             title = "Update many Coder workspaces",
             read_only_hint = false,
@@ -352,6 +413,12 @@ impl FleetServer {
                 force: p.force.unwrap_or(false),
                 parameters: given_parameters(p.parameters.as_ref())?,
                 client_driven: p.client_driven.unwrap_or(false),
+                busy: busy_rules(
+                    p.idle_for_seconds,
+                    p.include_busy,
+                    p.include_prebuilds,
+                    p.wait_for_idle_seconds,
+                ),
                 ..self.update_options()
             },
             dry_run: p.dry_run.unwrap_or(false),
@@ -370,7 +437,7 @@ impl FleetServer {
 
     #[tool(
         name = "restart_agent",
-        description = "Restart one Coder workspace on the version it runs. Destructive (stops it). dry_run=true: the plan only. Answers within wait_seconds with the outcome, else an operation_id for get_operation.",
+        description = "Restart one Coder workspace on the version it runs. Destructive; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id for get_operation.",
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -388,6 +455,12 @@ impl FleetServer {
         let options = UpdateOptions {
             parameters: given_parameters(p.parameters.as_ref())?,
             client_driven: p.client_driven.unwrap_or(false),
+            busy: busy_rules(
+                p.idle_for_seconds,
+                p.include_busy,
+                p.include_prebuilds,
+                p.wait_for_idle_seconds,
+            ),
             ..self.update_options()
         };
         let client = self.coder()?;
@@ -463,7 +536,7 @@ impl FleetServer {
 
     #[tool(
         name = "show_agent",
-        description = "Show one Coder workspace: status, template, the version it runs and the active one, outdated, latest build.",
+        description = "Show one Coder workspace: status, template, its version and the active one, latest build.",
         annotations(
             title = "Show a Coder workspace",
             read_only_hint = true,

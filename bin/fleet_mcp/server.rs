@@ -407,6 +407,9 @@ fn argument(input: fleet::Input) -> &'static str {
         Input::Template => "template",
         Input::AllOwners => "all_owners",
         Input::Parallel => "parallel",
+        Input::IncludeBusy => "include_busy: true",
+        Input::IncludePrebuilds => "include_prebuilds: true",
+        Input::WaitForIdle => "wait_for_idle_seconds",
         _ => "the missing argument (see the tool's input schema)",
     }
 }

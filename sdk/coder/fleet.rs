@@ -294,6 +294,10 @@ impl CoderClient {
         cancel: impl Into<Control>,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<DryRun> {
+        // A dry run never waits for anyone to become idle: it says who would be skipped.
+        let mut options = options.clone();
+        options.busy.wait_for_idle = None;
+        let options = &options;
         let plan = self
             .plan_update(r, template_version, restart, options, cancel, on_event)
             .await?;
@@ -369,6 +373,9 @@ pub enum Verdict {
     Interrupted,
     /// Not started at all (interrupted before fleet got to it): nothing was changed.
     NotStarted,
+    /// Left alone: someone (or an AI task) is at work in it, or it is prebuilt or dormant
+    /// (`skipped` says which). Nothing was changed; neither a failure nor "not attempted".
+    Skipped,
 }
 
 impl std::fmt::Display for Verdict {
@@ -387,6 +394,7 @@ impl std::fmt::Display for Verdict {
             Verdict::TimedOut => "timed out",
             Verdict::Interrupted => "interrupted",
             Verdict::NotStarted => "not started",
+            Verdict::Skipped => "skipped",
         })
     }
 }
@@ -409,6 +417,9 @@ pub struct WorkspaceResult {
     /// The error's kind when it failed (as in `fleet::Error::kind`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// Why it was left alone, when it was ([`Verdict::Skipped`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<super::BusyReason>,
     /// What the caller can do about the error, when it says (a face renders it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remedies: Vec<crate::Remedy>,
@@ -538,8 +549,10 @@ pub struct FleetReport {
     pub total: usize,
     /// How many ended well (updated, restarted, already current, or planned).
     pub succeeded: usize,
-    /// How many did not.
+    /// How many did not (neither succeeded nor skipped).
     pub failed: usize,
+    /// How many were left alone because someone is at work in them (or prebuilt, dormant).
+    pub skipped: usize,
     /// The worst ending (its exit code is the command's).
     pub worst: Severity,
     /// One result per workspace, in selection order.
@@ -658,6 +671,15 @@ impl CoderClient {
         let cancel = &control;
         selection.check()?;
         options.check()?;
+        // A dry run never waits for anyone: it says who would be skipped.
+        let mut planned_options;
+        let options = if options.dry_run {
+            planned_options = options.clone();
+            planned_options.update.busy.wait_for_idle = None;
+            &planned_options
+        } else {
+            options
+        };
         let started = Instant::now();
         let sink = &rollout::BatchSink::new(on_event);
         let emit = |e: FleetEvent| sink.emit(e);
@@ -668,6 +690,19 @@ impl CoderClient {
             }),
             t = self.select(selection, options.parallel) => t?,
         };
+        // Workspaces someone is at work in go last: the others are not held up by them (and
+        // with a wait for idle, they have had the longest to become idle when fleet gets to
+        // them). Their own check (and wait) is made when fleet gets to each.
+        let mut busy = Vec::with_capacity(targets.len());
+        for t in &targets {
+            busy.push(match &t.workspace {
+                Ok(w) => self.busy_reason(w, &options.update.busy).await.is_some(),
+                Err(_) => false,
+            });
+        }
+        let (idle, busy): (Vec<_>, Vec<_>) =
+            targets.into_iter().zip(busy).partition(|(_, busy)| !*busy);
+        let targets: Vec<Target> = idle.into_iter().chain(busy).map(|(t, _)| t).collect();
         let total = targets.len();
         let scope = match selection.filter() {
             Some(filter) => Some(self.scope_of(&filter, total).await),
@@ -693,6 +728,7 @@ impl CoderClient {
                 result
             },
             |r: &WorkspaceResult| match (r.verdict, r.severity) {
+                (Verdict::Skipped, _) => Judgement::Skipped,
                 (_, Severity::Ok) => Judgement::Ok,
                 (Verdict::Interrupted | Verdict::NotStarted, _) => Judgement::Neutral,
                 (_, Severity::Refused) => Judgement::Neutral,
@@ -705,15 +741,20 @@ impl CoderClient {
             emit(FleetEvent::Halted { halt: halt.clone() });
         }
         let results = run.results;
+        let skipped = results
+            .iter()
+            .filter(|r| r.verdict == Verdict::Skipped)
+            .count();
         let succeeded = results
             .iter()
-            .filter(|r| r.severity == Severity::Ok)
+            .filter(|r| r.severity == Severity::Ok && r.verdict != Verdict::Skipped)
             .count();
         Ok(FleetReport {
             dry_run: options.dry_run,
             total,
             succeeded,
-            failed: total - succeeded,
+            failed: total - succeeded - skipped,
+            skipped,
             worst: results
                 .iter()
                 .map(|r| r.severity)
@@ -745,6 +786,7 @@ impl CoderClient {
             severity: Severity::Failed,
             message: String::new(),
             error_kind: None,
+            skipped: None,
             remedies: Vec::new(),
             aftermath: Aftermath::NothingChanged,
             from_version_id: target
@@ -868,7 +910,20 @@ impl CoderClient {
         };
         let plan = match planned {
             Ok(plan) => plan,
-            Err(e) => return failed(result, &e, None, began),
+            Err(e) => match e.root() {
+                Error::Busy { reason, waited, .. } => {
+                    result.verdict = Verdict::Skipped;
+                    result.severity = Severity::Ok;
+                    result.skipped = Some(reason.clone());
+                    result.message = format!("{reason}{waited}; nothing was changed");
+                    result.error_kind = Some(e.kind().to_string());
+                    result.remedies = e.remedies().to_vec();
+                    result.aftermath = Aftermath::NothingChanged;
+                    result.elapsed_ms = ms(began.elapsed());
+                    return result;
+                }
+                _ => return failed(result, &e, None, began),
+            },
         };
         result.to_version_id = Some(plan.target_version_id);
         if options.dry_run {
@@ -1013,6 +1068,7 @@ fn not_attempted(target: Target, why: HaltReason) -> WorkspaceResult {
         severity,
         message,
         error_kind: None,
+        skipped: None,
         remedies: Vec::new(),
         aftermath: Aftermath::NothingChanged,
         from_version_id: latest.and_then(|b| b.template_version_id),

@@ -13,6 +13,7 @@ pub mod api {
 
 pub use api::types;
 
+mod busy;
 mod fleet;
 mod logs;
 mod model;
@@ -26,6 +27,7 @@ mod server_side;
 mod wait;
 mod watch;
 mod ws;
+pub use busy::{AppStatusState, BusyReason, BusyRules, DEFAULT_IDLE_FOR, NullUuid, busy_reason};
 pub use fleet::{
     DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
     Selection, Severity, Verdict, WorkspaceResult,
@@ -290,6 +292,8 @@ pub struct CoderClient {
     /// Builds in flight at once across every clone, when limited
     /// ([`CoderClient::with_build_limit`]).
     build_slots: Option<BuildSlots>,
+    /// The caller's user id, read once (`GET /users/me`) when a busy check needs it.
+    me: std::sync::Arc<tokio::sync::OnceCell<uuid::Uuid>>,
 }
 
 /// The builds a client (and its clones) may have in flight at once.
@@ -337,6 +341,7 @@ impl CoderClient {
             http: config.http.clone(),
             features: Default::default(),
             build_slots: None,
+            me: Default::default(),
         })
     }
 

@@ -286,6 +286,9 @@ pub struct UpdateOptions {
     /// Notice a build's end by push (its live log stream, which also gives
     /// [`CoderEvent::BuildLog`]s), with slow polling as a safety net; false: poll only.
     pub push: bool,
+    /// When a workspace counts as in use and is left alone (someone else's recent activity,
+    /// an AI task working, prebuilt, dormant), and whether to wait for it.
+    pub busy: super::BusyRules,
 }
 
 /// The default deadline of a stop build.
@@ -306,6 +309,7 @@ impl Default for UpdateOptions {
             client_driven: false,
             follow_up_bound: super::DEFAULT_FOLLOW_UP_BOUND,
             push: true,
+            busy: super::BusyRules::default(),
         }
     }
 }
@@ -474,6 +478,13 @@ pub enum CoderEvent {
         /// Why.
         fallback: Fallback,
     },
+    /// Someone (or an AI task) is at work in the workspace; fleet waits for it to be idle.
+    WaitingForIdle {
+        /// Why it is busy now.
+        reason: super::BusyReason,
+        /// How long fleet waits at most, in milliseconds.
+        wait_ms: u64,
+    },
     /// A build is already in progress; fleet waits for it first.
     WaitingForBuildInProgress {
         /// Its ID.
@@ -587,6 +598,10 @@ impl CoderEvent {
             }
             CoderEvent::LogsUnavailable { step, reason } => format!(
                 "the live log of the {step} build is not available ({reason}); polling instead"
+            ),
+            CoderEvent::WaitingForIdle { reason, wait_ms } => format!(
+                "{reason}: waiting up to {:.0}s for it to become idle",
+                *wait_ms as f64 / 1000.0
             ),
             CoderEvent::WaitingForBuildInProgress {
                 build_id,

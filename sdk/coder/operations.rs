@@ -26,6 +26,7 @@ fn phase_of(event: &CoderEvent) -> Option<&'static str> {
         CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
             "waiting_for_another_build"
         }
+        CoderEvent::WaitingForIdle { .. } => "waiting_for_idle",
         CoderEvent::UpToDate { .. } => "up_to_date",
         CoderEvent::QueuedForBuild { .. } => "queued",
         CoderEvent::BuildCreated { step, .. } | CoderEvent::BuildFoundAfterError { step, .. } => {

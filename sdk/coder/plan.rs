@@ -254,6 +254,12 @@ impl CoderClient {
         cancel: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdatePlan> {
+        // Someone at work in it, a prebuilt or a dormant workspace: left alone (or waited for)
+        // before anything else is read.
+        let label = r.to_string();
+        ws = self
+            .leave_alone_if_busy(ws, &label, &options.busy, &options.poll, cancel, on_event)
+            .await?;
         if let Some(build) = ws.latest_build.clone().filter(|b| !build_ended(b)) {
             on_event(CoderEvent::WaitingForBuildInProgress {
                 build_id: build.id,

@@ -122,6 +122,33 @@ struct Workspace {
     owner_hidden: bool,
     /// Build ids, oldest first; never empty.
     builds: Vec<Uuid>,
+    /// Who is at work in it (`last_used_at`, an AI task, prebuilt, dormant).
+    at_work: AtWork,
+}
+
+/// What Coder reports about the activity in a workspace.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AtWork {
+    /// Its activity: last used at this simulated time (in the past), or in use until then
+    /// (`last_used_at` is now until that time, then stays there); `None`: never used.
+    pub(crate) used: Option<Used>,
+    /// `latest_app_status`: (state, message).
+    pub(crate) app_status: Option<(&'static str, &'static str)>,
+    /// `task_id`.
+    pub(crate) task_id: Option<Uuid>,
+    /// `is_prebuild`.
+    pub(crate) prebuild: bool,
+    /// `dormant_at` (simulated time).
+    pub(crate) dormant_at: Option<f64>,
+}
+
+/// A workspace's activity over simulated time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Used {
+    /// Last used at this simulated time.
+    At(f64),
+    /// In use until this simulated time (infinite: always).
+    Until(f64),
 }
 
 #[derive(Debug, Clone)]
@@ -851,6 +878,20 @@ impl CoderWorld {
             "template_require_active_version": template.is_some_and(|t| t.require_active_version),
             "outdated": outdated,
             "latest_build": latest.map(|b| self.build_json(b, clock, now)),
+            "last_used_at": ws.at_work.used.map(|u| clock.stamp(match u {
+                Used::At(t) => t,
+                Used::Until(t) => now.min(t),
+            })),
+            "latest_app_status": ws.at_work.app_status.map(|(state, message)| json!({
+                "id": Uuid::from_u128(ws.id.as_u128() ^ 0xA9),
+                "state": state,
+                "message": message,
+                "workspace_id": ws.id,
+                "created_at": clock.stamp(now - 60.0),
+            })),
+            "task_id": ws.at_work.task_id,
+            "is_prebuild": ws.at_work.prebuild,
+            "dormant_at": ws.at_work.dormant_at.map(|t| clock.stamp(t)),
             "created_at": clock.stamp(-30.0 * 86_400.0 * clock.speed),
             "updated_at": clock.stamp(latest.map_or(0.0, |b| b.phase(now).updated)),
         })

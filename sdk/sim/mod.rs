@@ -126,7 +126,8 @@ Molecule workspaces (id: provider, instance id — behaviour):
 A migration takes ~16.5 min at speed 1: snapshotting 3m, snapshotted 30s, provisioning_target 7m,
 target_healthy 2m, retiring_source 4m → completed (the workspace then runs on the target).
 
-Coder (you are `me` = alice; other owners: bob, carol). Templates and versions:
+Coder (you are `me` = alice, GET /api/v2/users/me; other owners: bob, carol, and Coder's
+`prebuilds` system user). Templates and versions:
   docker-dev   v0-archived (archived) · v1 · v2 · v3 (active) · v4-importing (406: never imported)
   k8s-secure   2024-06 · 2024-09 (active)         require_active_version: older versions get 403
   gpu-ml       v1 · broken-start (active)         a start on broken-start fails (job error + logs)
@@ -134,6 +135,7 @@ Coder (you are `me` = alice; other owners: bob, carol). Templates and versions:
                v6-no-script · v7-external         builds always succeed; the agents differ:
                v3 startup script fails (start_error) · v4 never connects (timeout after 120s) ·
                v5 ready after 60s · v6 ready when connected · v7 has_external_agent
+  team-dev     v1 · v2 (active)                   workspaces someone is at work in (below)
 Workspaces (owner/name: template version, status):
   alice/dev           docker-dev v2, running   outdated; params region=eu-west cpu=4 dotfiles_uri
   alice/api-server    docker-dev v1, stopped   outdated
@@ -145,6 +147,16 @@ Workspaces (owner/name: template version, status):
   bob/dev             docker-dev v2, running   outdated
   bob/data-pipeline   docker-dev v3, stopped   up to date
   carol/web-01…08     web v1, running          up to date (a rollout fleet)
+Someone at work (team-dev v1, running, outdated; fleet leaves them alone unless told
+otherwise; last_used_at follows the activity):
+  bob/typing          in use: last_used_at is now until 600 simulated s (10 min), then stops
+  bob/pairing         in use all the time (never goes idle)
+  bob/ai-task         an AI task working: latest_app_status working \"Refactoring the billing
+                      module\", task_id set; last used a day ago
+  bob/idle-box        last used 2 days ago: idle, updated
+  bob/asleep          dormant (dormant_at set)
+  prebuilds/prebuilt-01  a prebuilt workspace (is_prebuild)
+  alice/notes         team-dev v2 (up to date), yours, in use all the time (yours: not busy)
   alice/bulk-0001…    docker-dev v2, running   outdated; only with --bulk-workspaces N
                                                (and ws-bulk-0001… on aws for Molecule)
 A build takes ~7 s (start) or ~5 s (stop) at speed 1: pending 1s, then starting/stopping with

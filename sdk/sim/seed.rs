@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{
-    AgentScript, Build, CoderSettings, CoderWorld, Import, Param, Template, User, Version,
-    Workspace,
+    AgentScript, AtWork, Build, CoderSettings, CoderWorld, Import, Param, Template, Used, User,
+    Version, Workspace,
 };
 use crate::sim::{Clock, SimFaults};
 
@@ -46,6 +46,12 @@ fn p(
 
 /// How many web workspaces carol has (carol/web-01 …).
 const WEB_FLEET: usize = 8;
+
+/// Simulated seconds bob/typing is typing for (10 minutes), then it goes quiet.
+pub(crate) const TYPING_FOR_SIM_SECS: f64 = 600.0;
+
+/// Coder's prebuilds system user.
+const PREBUILDS_USER: Uuid = Uuid::from_u128(0xc42fdf75_3097_471c_8c33_fb52454d81c0);
 
 pub(crate) fn seed(
     clock: &Clock,
@@ -115,7 +121,12 @@ pub(crate) fn seed(
         "The Kubernetes namespace. Cannot be changed later.",
     );
 
-    let (docker, k8s, ml, web) = (id(0x200), id(0x201), id(0x202), id(0x203));
+    let (docker, k8s, ml, web, team) = (id(0x200), id(0x201), id(0x202), id(0x203), id(0x204));
+    let prebuilds = User {
+        id: PREBUILDS_USER,
+        username: "prebuilds",
+        name: "Prebuilds",
+    };
     let v = |n: u128,
              template_id: Uuid,
              name: &'static str,
@@ -255,7 +266,25 @@ pub(crate) fn seed(
             )
         },
     ];
+    let mut versions = versions;
+    versions.push(v(0x340, team, "v1", "team image", vec![region.clone()]));
+    versions.push(v(
+        0x341,
+        team,
+        "v2",
+        "team image, newer",
+        vec![region.clone()],
+    ));
     let templates = vec![
+        // Workspaces someone is at work in: fleet leaves them alone by default.
+        Template {
+            id: team,
+            name: "team-dev",
+            display_name: "Team Dev",
+            active_version_id: id(0x341),
+            require_active_version: false,
+            agent_ready_secs: 1.0,
+        },
         Template {
             id: docker,
             name: "docker-dev",
@@ -436,6 +465,7 @@ pub(crate) fn seed(
                 0
             },
             builds: vec![build.id],
+            at_work: AtWork::default(),
         });
         builds.insert(build.id, build);
     }
@@ -470,6 +500,7 @@ pub(crate) fn seed(
             slow: false,
             flaky_left: 0,
             builds: vec![build.id],
+            at_work: AtWork::default(),
         });
         builds.insert(build.id, build);
     }
@@ -506,11 +537,120 @@ pub(crate) fn seed(
             slow: false,
             flaky_left: 0,
             builds: vec![build.id],
+            at_work: AtWork::default(),
+        });
+        builds.insert(build.id, build);
+    }
+    // Someone at work: team-dev workspaces with activity, an AI task, prebuilt, dormant.
+    let day = 86_400.0 * clock.speed;
+    let at_work: [(u128, &str, Uuid, u128, AtWork); 7] = [
+        (
+            0x600,
+            "typing",
+            bob.id,
+            0x340,
+            AtWork {
+                used: Some(Used::Until(TYPING_FOR_SIM_SECS)),
+                ..AtWork::default()
+            },
+        ),
+        (
+            0x601,
+            "pairing",
+            bob.id,
+            0x340,
+            AtWork {
+                used: Some(Used::Until(f64::INFINITY)),
+                ..AtWork::default()
+            },
+        ),
+        (
+            0x602,
+            "ai-task",
+            bob.id,
+            0x340,
+            AtWork {
+                used: Some(Used::At(-day)),
+                app_status: Some(("working", "Refactoring the billing module")),
+                task_id: Some(id(0x6020)),
+                ..AtWork::default()
+            },
+        ),
+        (
+            0x603,
+            "idle-box",
+            bob.id,
+            0x340,
+            AtWork {
+                used: Some(Used::At(-2.0 * day)),
+                ..AtWork::default()
+            },
+        ),
+        (
+            0x604,
+            "asleep",
+            bob.id,
+            0x340,
+            AtWork {
+                used: Some(Used::At(-40.0 * day)),
+                dormant_at: Some(-3.0 * day),
+                ..AtWork::default()
+            },
+        ),
+        (
+            0x605,
+            "prebuilt-01",
+            prebuilds.id,
+            0x340,
+            AtWork {
+                prebuild: true,
+                ..AtWork::default()
+            },
+        ),
+        (
+            0x606,
+            "notes",
+            alice.id,
+            0x341,
+            AtWork {
+                used: Some(Used::Until(f64::INFINITY)),
+                ..AtWork::default()
+            },
+        ),
+    ];
+    for (n, name, owner, version, at_work) in at_work {
+        seq += 1;
+        let build = Build {
+            id: id(0x1000 + n),
+            job_id: id(0x2000 + n),
+            seq,
+            number: 2,
+            workspace_id: id(n),
+            version_id: id(version),
+            transition: "start",
+            initiator: "bob",
+            created: -day,
+            factor: 1.0,
+            fails: None,
+            canceled: None,
+            on_success: None,
+            params: vec![("region".into(), "eu-west".into())],
+        };
+        workspaces.push(Workspace {
+            owner_hidden: false,
+            id: id(n),
+            name: name.to_string(),
+            owner,
+            template_id: team,
+            slow: false,
+            flaky_left: 0,
+            builds: vec![build.id],
+            at_work,
         });
         builds.insert(build.id, build);
     }
     CoderWorld {
-        users: vec![alice, bob, carol],
+        users: vec![alice, bob, carol, prebuilds],
         templates,
         versions,
         workspaces,

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod busy_cli;
 mod coder_cli;
 mod coder_server_side_cli;
 mod contexts_cli;

@@ -50,7 +50,11 @@ fn ref_name(schema: &Value) -> Option<String> {
     })?;
     let r = r.as_str()?;
     let name = r.rsplit('/').next()?;
-    Some(name.trim_start_matches("codersdk.").to_string())
+    Some(
+        name.trim_start_matches("codersdk.")
+            .trim_start_matches("uuid.")
+            .to_string(),
+    )
 }
 
 fn our_schema<'a>(s: &'a Specs, name: &str) -> &'a Value {
@@ -58,6 +62,10 @@ fn our_schema<'a>(s: &'a Specs, name: &str) -> &'a Value {
 }
 
 fn their_schema<'a>(s: &'a Specs, name: &str) -> &'a Value {
+    // Coder's `uuid.NullUUID` is the one schema outside `codersdk`.
+    if name == "NullUUID" {
+        return &s.theirs["definitions"]["uuid.NullUUID"];
+    }
     &s.theirs["definitions"][format!("codersdk.{name}")]
 }
 

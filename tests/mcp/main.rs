@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod busy_mcp;
 mod coder_mcp;
 mod contexts_mcp;
 mod mcp_tasks;

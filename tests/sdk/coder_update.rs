@@ -96,6 +96,7 @@ fn kinds(events: &Events) -> Vec<String> {
         .map(|e| match e {
             CoderEvent::Planned { .. } => "planned".to_string(),
             CoderEvent::WaitingForBuildInProgress { .. } => "waiting_in_progress".into(),
+            CoderEvent::WaitingForIdle { .. } => "waiting_for_idle".into(),
             CoderEvent::Conflict { step, .. } => format!("conflict:{step}"),
             CoderEvent::UpToDate { .. } => "up_to_date".into(),
             CoderEvent::BuildCreated { step, .. } => format!("created:{step}"),

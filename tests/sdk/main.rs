@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod busy_sdk;
 mod coder_poll;
 mod coder_push;
 mod coder_server_side;

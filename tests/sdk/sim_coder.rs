@@ -156,7 +156,8 @@ async fn reads_users_workspaces_templates_versions_and_parameters() {
         .await
         .expect("list")
         .into_inner();
-    assert_eq!(mine.count, Some(7));
+    // 7, and alice/notes (team-dev, the workspaces someone is at work in).
+    assert_eq!(mine.count, Some(8));
     assert!(
         mine.workspaces
             .iter()
@@ -179,7 +180,8 @@ async fn reads_users_workspaces_templates_versions_and_parameters() {
         .expect("list")
         .into_inner();
     assert!(outdated.workspaces.iter().all(|w| w.outdated == Some(true)));
-    assert_eq!(outdated.count, Some(7));
+    // 7, and the 6 outdated team-dev workspaces someone may be at work in.
+    assert_eq!(outdated.count, Some(13));
     let ml = api
         .list_workspaces(None, None, Some("template:gpu-ml"))
         .await
@@ -191,8 +193,9 @@ async fn reads_users_workspaces_templates_versions_and_parameters() {
         .await
         .expect("list")
         .into_inner();
-    // 9 seeded workspaces plus carol's 8 web workspaces (the rollout fleet).
-    assert_eq!((page.count, page.workspaces.len()), (Some(17), 2));
+    // 9 seeded workspaces plus carol's 8 web workspaces (the rollout fleet) and the 7
+    // team-dev workspaces someone may be at work in.
+    assert_eq!((page.count, page.workspaces.len()), (Some(24), 2));
     let (code, err) = error_of(
         api.list_workspaces(None, None, Some("colour:blue"))
             .await
