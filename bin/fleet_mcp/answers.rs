@@ -521,6 +521,9 @@ pub struct ResultRow {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// Why a skipped workspace was left alone: in_use, task_working, prebuild, dormant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// Verdicts (and states) that need someone to look.
@@ -616,6 +619,11 @@ fn result_row(r: &Value) -> ResultRow {
             .or_else(|| text(r, "to"))
             .map(|s| clip(&s, NAME_CHARS)),
         next: next_of(r).map(|n| clip(&n, 2 * MESSAGE_CHARS)),
+        skipped: r
+            .get("skipped")
+            .and_then(|s| s.get("kind"))
+            .and_then(Value::as_str)
+            .map(|k| clip(k, NAME_CHARS)),
     }
 }
 

@@ -34,31 +34,22 @@ pub struct UpdateAgentParams {
     /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
-    /// Default 600.
     #[serde(default)]
     pub ready_timeout_seconds: Option<u64>,
-    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
-    /// Busy if others used it within (default 1800).
     #[serde(default)]
     pub idle_for_seconds: Option<u64>,
-    /// Update busy ones anyway.
     #[serde(default)]
     pub include_busy: Option<bool>,
-    /// Update prebuilt ones too.
     #[serde(default)]
     pub include_prebuilds: Option<bool>,
-    /// Wait this long for busy ones to idle.
     #[serde(default)]
     pub wait_for_idle_seconds: Option<u64>,
-    /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -82,46 +73,34 @@ pub struct UpdateAgentsParams {
     /// Version UUID (default: the active one).
     #[serde(default)]
     pub template_version_id: Option<String>,
-    /// 1-64, default 4.
     #[serde(default)]
     pub parallel: Option<u32>,
     /// Restart even those already on the target.
     #[serde(default)]
     pub force: Option<bool>,
-    /// Update this many first; go on only if all end healthy.
     #[serde(default)]
     pub canary: Option<u32>,
-    /// Start no more after this many failures.
     #[serde(default)]
     pub max_failures: Option<u32>,
     /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
-    /// Default 600.
     #[serde(default)]
     pub ready_timeout_seconds: Option<u64>,
-    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
-    /// Busy if others used it within (default 1800).
     #[serde(default)]
     pub idle_for_seconds: Option<u64>,
-    /// Update busy ones anyway.
     #[serde(default)]
     pub include_busy: Option<bool>,
-    /// Update prebuilt ones too.
     #[serde(default)]
     pub include_prebuilds: Option<bool>,
-    /// Wait this long for busy ones to idle.
     #[serde(default)]
     pub wait_for_idle_seconds: Option<u64>,
-    /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -135,31 +114,22 @@ pub struct RestartAgentParams {
     /// Parameter values {name: value} (default: the previous build's).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Wait for ready agents (default true).
     #[serde(default)]
     pub wait_ready: Option<bool>,
-    /// Default 600.
     #[serde(default)]
     pub ready_timeout_seconds: Option<u64>,
-    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// true: never Coder's on_success.
     #[serde(default)]
     pub client_driven: Option<bool>,
-    /// Busy if others used it within (default 1800).
     #[serde(default)]
     pub idle_for_seconds: Option<u64>,
-    /// Update busy ones anyway.
     #[serde(default)]
     pub include_busy: Option<bool>,
-    /// Update prebuilt ones too.
     #[serde(default)]
     pub include_prebuilds: Option<bool>,
-    /// Wait this long for busy ones to idle.
     #[serde(default)]
     pub wait_for_idle_seconds: Option<u64>,
-    /// Only the plan; nothing changed.
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -229,7 +199,6 @@ pub struct AgentParams {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListAgentsParams {
-    /// true: only outdated; false: only current.
     #[serde(default)]
     pub outdated: Option<bool>,
     /// Only this status of the latest build (running, stopped, failed, …).
@@ -241,16 +210,12 @@ pub struct ListAgentsParams {
     /// Only this owner (a username, or me).
     #[serde(default)]
     pub owner: Option<String>,
-    /// Only names starting with this (ignoring case).
     #[serde(default)]
     pub name_prefix: Option<String>,
-    /// Workspaces per page (default 50, at most 200).
     #[serde(default)]
     pub limit: Option<u32>,
-    /// next_cursor of the previous page (same filters).
     #[serde(default)]
     pub cursor: Option<String>,
-    /// "full": every field of each workspace (ids, latest build); default "compact".
     #[serde(default)]
     pub detail: Option<Detail>,
 }

@@ -51,9 +51,7 @@ impl From<ProviderArg> for Provider {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateParams {
-    /// The workspace id.
     pub workspace_id: String,
-    /// Target provider.
     pub to: ProviderArg,
     /// Source provider (default: the current one).
     #[serde(default)]
@@ -64,19 +62,15 @@ pub struct MigrateParams {
     /// Hetzner/gcp source's instance id (default: from the tenant API).
     #[serde(default)]
     pub from_instance_id: Option<String>,
-    /// Organization id.
     #[serde(default)]
     pub org_id: Option<String>,
-    /// Target runtime.
     #[serde(default)]
     pub runtime: Option<String>,
     /// Target env {name: value}.
     #[serde(default)]
     pub env: Option<std::collections::BTreeMap<String, String>>,
-    /// Target image.
     #[serde(default)]
     pub image: Option<String>,
-    /// Only the plan; nothing started.
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -85,9 +79,7 @@ pub struct MigrateParams {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateManyParams {
-    /// Workspace ids.
     pub workspace_ids: Vec<String>,
-    /// Target provider.
     pub to: ProviderArg,
     /// Source of all (default: each one's current).
     #[serde(default)]
@@ -95,19 +87,14 @@ pub struct MigrateManyParams {
     /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
-    /// Migrate this many first; go on once all completed.
     #[serde(default)]
     pub canary: Option<u32>,
-    /// Start no more after this many failures.
     #[serde(default)]
     pub max_failures: Option<u32>,
-    /// 1-64, default 4.
     #[serde(default)]
     pub parallel: Option<u32>,
-    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// Only the plans; nothing started.
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -145,7 +132,6 @@ pub struct RolloutAnswer {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceParams {
-    /// The workspace id.
     pub workspace_id: String,
 }
 
@@ -153,9 +139,7 @@ pub struct WorkspaceParams {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitParams {
-    /// The workspace id.
     pub workspace_id: String,
-    /// Max wait before answering (default 25, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
     /// Older name of wait_seconds (1-3600).

@@ -189,18 +189,13 @@ impl FleetServer {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetOperationParams {
-    /// From a long tool's answer.
     pub operation_id: String,
-    /// Wait for its end first (default 0, max 300).
     #[serde(default)]
     pub wait_seconds: Option<u64>,
-    /// Workspaces per page (default 50, at most 200).
     #[serde(default)]
     pub limit: Option<u32>,
-    /// next_cursor of the previous answer: the next page of workspaces (or results).
     #[serde(default)]
     pub cursor: Option<String>,
-    /// "full": each workspace's whole result (dry-run plans, builds, timings) in `results`.
     #[serde(default)]
     pub detail: Option<Detail>,
 }
@@ -209,7 +204,6 @@ pub struct GetOperationParams {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelOperationParams {
-    /// The operation's id.
     pub operation_id: String,
 }
 
@@ -217,10 +211,8 @@ pub struct CancelOperationParams {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListOperationsParams {
-    /// Operations per page (default 50, at most 200).
     #[serde(default)]
     pub limit: Option<u32>,
-    /// next_cursor of the previous page.
     #[serde(default)]
     pub cursor: Option<String>,
 }

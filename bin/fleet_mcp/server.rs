@@ -161,6 +161,31 @@ fn instructions(toolsets: Toolsets, read_only: bool) -> String {
                 .join(", "),
         ));
     }
+    // What the shared arguments mean, said once here rather than in every input schema.
+    text.push_str(
+        "Shared arguments: wait_seconds is how long a call waits before answering (default 25; \
+         get_operation 0; at most 300). Lists page: limit (default 50, at most 200), cursor = \
+         the previous answer's next_cursor; detail=\"full\" gives whole records instead of \
+         compact rows. Ids: workspace_id(s) are Molecule workspace ids, operation_id comes from \
+         a long tool's answer.\n",
+    );
+    if !read_only && (toolsets.coder || toolsets.molecule) {
+        text.push_str(
+            "Rollouts (update_agents, migrate_workspaces): parallel workspaces at once (1-64, \
+             default 4); canary=N runs N first and starts the rest only if all end healthy \
+             (completed, for migrations); max_failures=K starts no more after K failures.\n",
+        );
+    }
+    if !read_only && toolsets.coder {
+        text.push_str(
+            "Coder starts wait for the agents to be ready (wait_ready, default true; \
+             ready_timeout_seconds, default 600). Workspaces someone is at work in are skipped \
+             with the reason: used by someone else within idle_for_seconds (default 1800), an AI \
+             task working, a prebuild, dormant. include_busy (include_prebuilds for prebuilds) \
+             updates them anyway; wait_for_idle_seconds waits that long for them. \
+             client_driven=true: fleet stops and starts itself instead of Coder's on_success.\n",
+        );
+    }
     text.push_str(
         "Arguments are closed: an argument a tool does not list is refused by name, and nothing \
          is sent.\n",

@@ -605,12 +605,13 @@ async fn a_finish_command_never_carries_a_server_name_fleet_would_refuse() {
 
 #[test]
 fn list_and_update_say_their_scope_and_list_takes_the_same_selection() {
-    // Issue 27 item 6: `coder list --outdated` showed 7 (bob's included) while
-    // `update --all-outdated` planned 6 (yours), and neither said so.
+    // Issue 27 item 6: `coder list --outdated` showed every owner's (bob's included) while
+    // `update --all-outdated` planned 6 (yours), and neither said so. (13 with every owner's
+    // since the seed holds the team-dev workspaces of issue 25.)
     let (code, stdout, stderr) = sim_run(&["coder", "list", "--outdated"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("6 of your outdated workspaces; 7 with --all-owners"),
+        stderr.contains("6 of your outdated workspaces; 13 with --all-owners"),
         "{stderr}"
     );
     assert!(!stdout.contains("bob/"), "{stdout}");
@@ -618,13 +619,13 @@ fn list_and_update_say_their_scope_and_list_takes_the_same_selection() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("bob/dev"), "{stdout}");
     assert!(
-        stderr.contains("7 outdated workspaces of every owner"),
+        stderr.contains("13 outdated workspaces of every owner"),
         "{stderr}"
     );
     let (code, stdout, stderr) = sim_run(&["coder", "update", "--all-outdated", "--dry-run"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("Selected 6 of your outdated workspaces; 7 with --all-owners."),
+        stdout.contains("Selected 6 of your outdated workspaces; 13 with --all-owners."),
         "{stdout}"
     );
     // --owner and --template, as JSON with the scope as facts.
