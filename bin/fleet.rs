@@ -24,6 +24,8 @@ mod cmd_sim;
 mod command;
 #[path = "shared/config_text.rs"]
 mod config_text;
+#[path = "fleet/follow.rs"]
+mod follow;
 #[path = "fleet/out.rs"]
 mod out;
 #[path = "shared/safe_text.rs"]

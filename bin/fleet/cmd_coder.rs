@@ -12,17 +12,15 @@ use fleet::{
         MAX_PARALLEL, Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
         UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
-    operation::{
-        Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,
-    },
+    operation::Aftermath,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
     command::{CommandLine, NameKind, Printed},
+    follow::{Render, follow},
     out,
 };
 
@@ -530,15 +528,8 @@ async fn run_selection(
         };
         let mut progress = Progress::new(format, logs);
         if batch.dry_run {
-            // Reads only: Ctrl-C simply stops.
-            let (cancel, _guard) = cancel_on_ctrl_c();
-            let plan = client
-                .dry_run(&workspace, version, restart, &options, &cancel, &mut |e| {
-                    progress.event(e)
-                })
-                .await;
-            progress.finish();
-            let plan = plan?;
+            let op = client.start_dry_run(workspace, version, restart, options);
+            let plan = follow(&op, &mut progress).await?;
             match format {
                 OutputFormat::Json => out::json(&plan),
                 OutputFormat::Text => print_dry_run(&plan),
@@ -550,8 +541,7 @@ async fn run_selection(
         } else {
             client.start_update_ready(workspace, version, options, ready)
         };
-        let outcome = follow(&op, |e| progress.event(e)).await;
-        progress.finish();
+        let outcome = follow(&op, &mut progress).await;
         print_outcome(&outcome?, format);
         return Ok(0);
     }
@@ -566,74 +556,13 @@ async fn run_selection(
     };
     let mut progress = BatchProgress::new(format, logs);
     let op = client.start_update_many(selection, fleet_options);
-    let report = follow(&op, |e| progress.event(e)).await;
-    progress.finish();
-    let report = report?;
+    let report = follow(&op, &mut progress).await?;
     let resume = report.halt.as_ref().map(|h| resume.command_line(h));
     match format {
         OutputFormat::Json => out::json(&with_commands(&report, resume.as_ref())),
         OutputFormat::Text => print_report(&report, resume.as_ref()),
     }
     Ok(cli::batch_exit_code(&report))
-}
-
-/// Draws an operation's events until it ends, and turns Ctrl-C into its cancel (first) and
-/// its abort (second).
-async fn follow<Ev, T>(op: &SdkOperation<Ev, T>, mut on_event: impl FnMut(Ev)) -> fleet::Result<T>
-where
-    Ev: OperationEvent,
-    T: OperationOutput,
-{
-    let interrupts = tokio::spawn(interrupts(op.clone()));
-    let result = match op
-        .watch_until(None, std::future::pending(), &mut on_event)
-        .await
-    {
-        Some(result) => result,
-        None => op.outcome().await,
-    };
-    interrupts.abort();
-    result
-}
-
-/// Terraform's convention: the first Ctrl-C cancels gracefully and says what is finished;
-/// the second leaves everything as it is.
-async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev, T>) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    let snapshot = op.snapshot();
-    let in_flight: Vec<String> = snapshot
-        .workspaces
-        .iter()
-        .filter(|w| matches!(w.phase.as_str(), "stopping" | "stopped" | "starting"))
-        .map(|w| w.target.clone())
-        .collect();
-    op.cancel();
-    let batch = op.kind() == OperationKind::BatchUpdate;
-    let mut said = String::from("Interrupt received: ");
-    if batch {
-        said.push_str("starting no more workspaces; ");
-    }
-    if in_flight.is_empty() {
-        said.push_str("nothing is stopped yet, so nothing will be; ");
-    } else {
-        said.push_str(&format!(
-            "finishing the in-flight stop→start of {}; ",
-            escape_one_line(&in_flight.join(", "))
-        ));
-    }
-    said.push_str(if in_flight.len() > 1 {
-        "Ctrl-C again to leave them as they are"
-    } else {
-        "Ctrl-C again to leave it as it is"
-    });
-    out::err(said);
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    out::err("Second interrupt: leaving everything as it is now");
-    op.abort();
 }
 
 /// The report as JSON, each result left half-way with the command line that finishes it
@@ -972,6 +901,15 @@ enum BatchProgress {
 /// Above this many workspaces, a finished workspace's line is cleared (the total stays).
 const KEEP_LINES_UP_TO: usize = 24;
 
+impl Render<FleetEvent> for BatchProgress {
+    fn event(&mut self, e: FleetEvent) {
+        BatchProgress::event(self, e)
+    }
+    fn finish(&mut self) {
+        BatchProgress::finish(self)
+    }
+}
+
 impl BatchProgress {
     fn new(format: OutputFormat, logs: bool) -> Self {
         match format {
@@ -1137,18 +1075,6 @@ impl BatchProgress {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-/// A cancellation token cancelled by Ctrl-C; the guard stops listening when dropped.
-fn cancel_on_ctrl_c() -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c.cancel();
-        }
-    });
-    (cancel, task)
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
@@ -1332,6 +1258,15 @@ enum Mode {
     Quiet,
     Lines,
     Bars,
+}
+
+impl Render<CoderEvent> for Progress {
+    fn event(&mut self, e: CoderEvent) {
+        Progress::event(self, e)
+    }
+    fn finish(&mut self) {
+        Progress::finish(self)
+    }
 }
 
 impl Progress {

@@ -8,16 +8,16 @@ use fleet::{
     Error, ReadBack,
     molecule::{
         BatchEvent, MigrateRequest, MigrationBatch, MigrationEvent, MigrationPlan, MigrationReport,
-        MigrationStarts, MoleculeClient, Provider, RouteChoice, StartedMigration, WaitOptions,
+        MigrationRunEvent, MigrationStarts, MoleculeClient, Provider, RouteChoice,
+        StartedMigration, WaitOptions,
     },
-    operation::Severity,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
     command::{CommandLine, NameKind, Printed},
+    follow::{Render, follow},
     out,
 };
 
@@ -289,12 +289,13 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
     if !request.confirm {
         request.confirm = confirm_interactively(&request).await?;
     }
-    let started = client
-        .migrate_provider(&request)
-        .await
-        .map_err(|e| e.with_next_step(|found| next_step(found, &request.workspace_id)))?;
     let json = global.output == OutputFormat::Json;
     if !args.wait {
+        // One POST, never retried: nothing to follow.
+        let started = client
+            .migrate_provider(&request)
+            .await
+            .map_err(|e| e.with_next_step(|found| next_step(found, &request.workspace_id)))?;
         if json {
             out::json(&started);
         } else {
@@ -305,17 +306,16 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
         }
         return Ok(0);
     }
-    if !json {
-        out::err(started_text(&started));
-    }
-    let mut options = wait_options(args.timeout, global);
-    // The control plane may take a moment to show a migration it just accepted.
-    options.not_found_grace = Duration::from_secs(30).min(args.timeout);
-    let report = follow(&client, &started.workspace_id, &options, global.output).await?;
+    let workspace_id = request.workspace_id.clone();
+    let op = client.start_migration(request, wait_options(args.timeout, global));
+    let mut display = Display::new(global.output);
+    let run = follow(&op, &mut display)
+        .await
+        .map_err(|e| e.with_next_step(|found| next_step(found, &workspace_id)))?;
     if json {
-        out::json(&serde_json::json!({ "migration_started": started, "status": report }));
+        out::json(&run);
     } else {
-        print_report(&report);
+        print_report(&run.status);
     }
     Ok(0)
 }
@@ -361,61 +361,15 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     if args.canary.is_some() || args.max_failures.is_some() {
         return migrate_rollout(&client, &requests, &args, global).await;
     }
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
-    let starts = client.migrate_many(&requests, &cancel).await;
-    let starts = match starts {
-        Ok(s) => s,
-        Err(e) => {
-            watcher.abort();
-            return Err(e);
-        }
-    };
+    let wait = args.wait.then(|| wait_options(args.timeout, global));
+    let op = client.start_migrate_many(requests.clone(), wait, MAX_CONCURRENT_STATUS);
+    let mut display = BatchDisplay::new(global.output, requests.len(), args.wait);
+    let run = follow(&op, &mut display).await?;
     let json = global.output == OutputFormat::Json;
-    if !json {
-        for r in &starts.results {
-            let next = r
-                .read_back
-                .map(|found| format!(". {}", next_step(found, &r.workspace_id)))
-                .unwrap_or_default();
-            out::err(format!(
-                "[{}] {}{next}",
-                r.workspace_id,
-                crate::cli::advised(&r.message, &r.remedies)
-            ));
-        }
-    }
+    let starts = run.starts;
     let started = starts.started_ids();
-    let batch = if args.wait && !started.is_empty() && !cancel.is_cancelled() {
-        let mut options = wait_options(args.timeout, global);
-        // The control plane may take a moment to show a migration it just accepted.
-        options.not_found_grace = Duration::from_secs(30).min(args.timeout);
-        let mut display = BatchDisplay::new(global.output, started.len(), true);
-        let batch = client
-            .migration_status_many(
-                &started,
-                Some(&options),
-                MAX_CONCURRENT_STATUS,
-                &cancel,
-                |e| display.show(e),
-            )
-            .await;
-        display.finish();
-        Some(batch?)
-    } else {
-        None
-    };
-    watcher.abort();
-    let code = cli::code(
-        starts
-            .worst
-            .max(batch.as_ref().map_or(Severity::Ok, |b| b.worst)),
-    );
+    let batch = run.status;
+    let code = cli::code(run.worst);
     if json {
         out::json(&serde_json::json!({
             "starts": starts_json(&starts),
@@ -459,45 +413,19 @@ async fn migrate_rollout(
     args: &MigrateArgs,
     global: &GlobalOpts,
 ) -> fleet::Result<i32> {
-    let control = fleet::operation::Control::new();
-    let on_ctrl_c = control.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            out::err("Interrupt received: starting no more migrations (those started go on)");
-            on_ctrl_c.cancel();
-        }
-    });
     let rollout = fleet::rollout::RolloutOptions {
         parallel: args.parallel,
         canary: args.canary.unwrap_or(0),
         max_failures: args.max_failures,
     };
     let options = wait_options(args.timeout, global);
+    let op = client.start_migrate_rollout(requests.to_vec(), options, rollout);
     let mut display = BatchDisplay::new(global.output, requests.len(), true);
-    let result = client
-        .migrate_rollout(requests, &options, &rollout, &control, |e| display.show(e))
-        .await;
-    display.finish();
-    watcher.abort();
+    let result = follow(&op, &mut display).await;
     let report = result?;
     let resume = report.halt.as_ref().map(|_| resume_command(args, &report));
     let resume = resume.as_ref();
-    let code = cli::code(if report.all_completed() {
-        Severity::Ok
-    } else if report.results.iter().all(|r| {
-        matches!(
-            r.verdict,
-            fleet::molecule::RolloutVerdict::Refused
-                | fleet::molecule::RolloutVerdict::NotFound
-                | fleet::molecule::RolloutVerdict::NotAttempted
-        )
-    }) {
-        Severity::Refused
-    } else if control.is_cancelled() {
-        Severity::Interrupted
-    } else {
-        Severity::Failed
-    });
+    let code = cli::code(report.worst);
     if global.output == OutputFormat::Json {
         let mut v = serde_json::to_value(&report).unwrap_or_default();
         if let Some(r) = resume {
@@ -623,13 +551,8 @@ async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Resul
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
     let report = if args.wait {
-        follow(
-            &client,
-            &workspace_id,
-            &wait_options(args.timeout, global),
-            global.output,
-        )
-        .await?
+        let op = client.start_follow_migration(workspace_id, wait_options(args.timeout, global));
+        follow(&op, &mut Display::new(global.output)).await?
     } else {
         client.migration_status(&workspace_id).await?
     };
@@ -649,25 +572,13 @@ async fn migration_status_many(args: StatusArgs, global: &GlobalOpts) -> fleet::
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
     let options = wait_options(args.timeout, global);
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
+    let op = client.start_follow_many(
+        args.workspace_ids.clone(),
+        args.wait.then_some(options),
+        MAX_CONCURRENT_STATUS,
+    );
     let mut display = BatchDisplay::new(global.output, args.workspace_ids.len(), args.wait);
-    let batch = client
-        .migration_status_many(
-            &args.workspace_ids,
-            args.wait.then_some(&options),
-            MAX_CONCURRENT_STATUS,
-            &cancel,
-            |e| display.show(e),
-        )
-        .await;
-    watcher.abort();
-    display.finish();
+    let batch = follow(&op, &mut display).await;
     let batch = batch?;
     match global.output {
         OutputFormat::Json => out::json(&batch_json(&batch)),
@@ -750,6 +661,7 @@ fn print_batch(b: &MigrationBatch) {
 /// The exit code of a dry run: the one the real run would have before sending anything (2
 /// when the control plane would refuse it now, else 0).
 fn plan_code(p: &MigrationPlan) -> i32 {
+    use fleet::operation::Severity;
     cli::code(if p.blocked.is_some() {
         Severity::Refused
     } else {
@@ -867,6 +779,16 @@ impl BatchDisplay {
     fn show(&mut self, e: BatchEvent) {
         match (self, e) {
             (BatchDisplay::Quiet, _) => {}
+            (BatchDisplay::Lines, BatchEvent::Started { result }) => {
+                out::err(start_line(&result));
+            }
+            (BatchDisplay::Bars { total, multi, .. }, BatchEvent::Started { result }) => {
+                if result.started.is_none() {
+                    // Not started: nothing of it to follow.
+                    total.set_length(total.length().unwrap_or(1).saturating_sub(1));
+                }
+                let _ = multi.println(out::shown(&start_line(&result)));
+            }
             (
                 BatchDisplay::Lines,
                 BatchEvent::State {
@@ -921,7 +843,7 @@ impl BatchDisplay {
         }
     }
 
-    fn finish(&mut self) {
+    fn end(&mut self) {
         if let BatchDisplay::Bars { total, bars, .. } = self {
             for (_, bar) in bars.drain() {
                 bar.abandon();
@@ -929,6 +851,29 @@ impl BatchDisplay {
             total.finish();
         }
     }
+}
+
+impl Render<BatchEvent> for BatchDisplay {
+    fn event(&mut self, e: BatchEvent) {
+        self.show(e)
+    }
+    fn finish(&mut self) {
+        self.end()
+    }
+}
+
+/// How the start of one migration of a batch went, in one line (and what to do next when its
+/// answer was unclear).
+fn start_line(r: &fleet::molecule::StartResult) -> String {
+    let next = r
+        .read_back
+        .map(|found| format!(". {}", next_step(found, &r.workspace_id)))
+        .unwrap_or_default();
+    format!(
+        "[{}] {}{next}",
+        r.workspace_id,
+        crate::cli::advised(&r.message, &r.remedies)
+    )
 }
 
 /// One progress line: the control plane's words (its state, detail) with any line break
@@ -999,29 +944,6 @@ async fn confirm_interactively(request: &MigrateRequest) -> fleet::Result<bool> 
     Ok(true)
 }
 
-/// Waits for the migration, drawing progress on stderr, and handling Ctrl-C.
-async fn follow(
-    client: &MoleculeClient,
-    workspace_id: &str,
-    options: &WaitOptions,
-    format: OutputFormat,
-) -> fleet::Result<MigrationReport> {
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
-    let mut display = Display::new(format);
-    let result = client
-        .wait_for_migration(workspace_id, options, &cancel, |event| display.show(&event))
-        .await;
-    watcher.abort();
-    display.finish();
-    result
-}
-
 /// How progress is drawn: a bar on a terminal, lines otherwise, nothing with `-o json`.
 enum Display {
     Bar(ProgressBar),
@@ -1064,10 +986,35 @@ impl Display {
         }
     }
 
-    fn finish(&self) {
+    fn end(&self) {
         if let Display::Bar(bar) = self {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Render<MigrationEvent> for Display {
+    fn event(&mut self, e: MigrationEvent) {
+        self.show(&e)
+    }
+    fn finish(&mut self) {
+        self.end()
+    }
+}
+
+impl Render<MigrationRunEvent> for Display {
+    fn event(&mut self, e: MigrationRunEvent) {
+        match e {
+            MigrationRunEvent::Started(started) => match self {
+                Display::Bar(bar) => bar.suspend(|| out::err(started_text(&started))),
+                Display::Lines => out::err(started_text(&started)),
+                Display::Quiet => {}
+            },
+            MigrationRunEvent::State(e) => self.show(&e),
+        }
+    }
+    fn finish(&mut self) {
+        self.end()
     }
 }
 

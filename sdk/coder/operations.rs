@@ -5,42 +5,48 @@
 use uuid::Uuid;
 
 use super::{
-    CoderClient, CoderEvent, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
-    ReadyOptions, Selection, Severity, Step, UpdateAction, UpdateOptions, UpdateOutcome,
-    WorkspaceRef,
+    CoderClient, CoderEvent, DryRun, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
+    ReadyOptions, ReadyReport, Selection, Severity, Step, UpdateAction, UpdateOptions,
+    UpdateOutcome, WorkspaceRef,
 };
 use crate::{
     Error, Result,
-    operation::{Control, Operation, OperationEvent, OperationKind, OperationOutput, TargetStatus},
+    operation::{
+        Control, Operation, OperationEvent, OperationKind, OperationOutput, Phase, TargetStatus,
+    },
 };
 
 /// A running update or restart of one workspace.
 pub type UpdateOperation = Operation<CoderEvent, UpdateOutcome>;
 /// A running batch update (or restart) of several workspaces.
 pub type BatchOperation = Operation<FleetEvent, FleetReport>;
+/// A running dry run (plan) of an update or restart of one workspace.
+pub type DryRunOperation = Operation<CoderEvent, DryRun>;
+/// A running wait for a workspace's agents.
+pub type ReadyOperation = Operation<ReadyEvent, ReadyReport>;
 
 /// Where one workspace's sequence is after `event`, when the event moves it.
-fn phase_of(event: &CoderEvent) -> Option<&'static str> {
+fn phase_of(event: &CoderEvent) -> Option<Phase> {
     Some(match event {
-        CoderEvent::Planned { .. } => "planned",
+        CoderEvent::Planned { .. } => Phase::Planned,
         CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
-            "waiting_for_another_build"
+            Phase::WaitingForAnotherBuild
         }
-        CoderEvent::UpToDate { .. } => "up_to_date",
-        CoderEvent::QueuedForBuild { .. } => "queued",
+        CoderEvent::UpToDate { .. } => Phase::UpToDate,
+        CoderEvent::QueuedForBuild { .. } => Phase::Queued,
         CoderEvent::BuildCreated { step, .. } | CoderEvent::BuildFoundAfterError { step, .. } => {
             match step {
-                Step::Stop => "stopping",
-                Step::Start => "starting",
-                Step::InProgress => "waiting_for_another_build",
+                Step::Stop => Phase::Stopping,
+                Step::Start => Phase::Starting,
+                Step::InProgress => Phase::WaitingForAnotherBuild,
             }
         }
         CoderEvent::BuildSucceeded { step, .. } => match step {
-            Step::Stop => "stopped",
-            Step::Start => "running",
-            Step::InProgress => "waiting_for_another_build",
+            Step::Stop => Phase::Stopped,
+            Step::Start => Phase::Running,
+            Step::InProgress => Phase::WaitingForAnotherBuild,
         },
-        CoderEvent::Readiness(ReadyEvent::Waiting { .. }) => "waiting_for_agents",
+        CoderEvent::Readiness(ReadyEvent::Waiting { .. }) => Phase::WaitingForAgents,
         CoderEvent::BuildStatus { .. }
         | CoderEvent::Readiness(ReadyEvent::Ended { .. })
         | CoderEvent::FellBack { .. }
@@ -76,7 +82,7 @@ impl OperationEvent for CoderEvent {
                 w.target = workspace.clone();
             }
             if let Some(phase) = phase_of(self) {
-                w.phase = phase.into();
+                w.phase = phase;
             }
             w.message = Some(CoderEvent::describe(self));
         }
@@ -87,7 +93,7 @@ impl OperationOutput for UpdateOutcome {
     fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
         if let Some(w) = workspaces.first_mut() {
             w.target = self.workspace.full_name.clone();
-            w.phase = "done".into();
+            w.phase = Phase::Done;
             w.verdict = Some(snake(&self.action));
             w.message = Some(self.message.clone());
         }
@@ -120,7 +126,7 @@ impl OperationEvent for FleetEvent {
                     .iter()
                     .map(|n| TargetStatus {
                         target: n.clone(),
-                        phase: "queued".into(),
+                        phase: Phase::Queued,
                         verdict: None,
                         message: None,
                     })
@@ -128,20 +134,20 @@ impl OperationEvent for FleetEvent {
             }
             FleetEvent::Began { index, .. } => {
                 if let Some(w) = workspaces.get_mut(*index) {
-                    w.phase = "planning".into();
+                    w.phase = Phase::Planning;
                 }
             }
             FleetEvent::Step { index, step, .. } => {
                 if let Some(w) = workspaces.get_mut(*index) {
                     if let Some(phase) = phase_of(step) {
-                        w.phase = phase.into();
+                        w.phase = phase;
                     }
                     w.message = Some(step.describe());
                 }
             }
             FleetEvent::Finished { index, result, .. } => {
                 if let Some(w) = workspaces.get_mut(*index) {
-                    w.phase = "done".into();
+                    w.phase = Phase::Done;
                     w.verdict = Some(snake(&result.verdict));
                     w.message = Some(result.message.clone());
                 }
@@ -152,7 +158,7 @@ impl OperationEvent for FleetEvent {
                     .iter_mut()
                     .filter(|w| halt.not_attempted.contains(&w.target))
                 {
-                    w.phase = "done".into();
+                    w.phase = Phase::Done;
                     w.verdict = Some("not_attempted".into());
                     w.message = Some(format!(
                         "not attempted: the rollout halted ({})",
@@ -175,11 +181,51 @@ impl OperationOutput for FleetReport {
             .iter()
             .map(|r| TargetStatus {
                 target: r.workspace.clone(),
-                phase: "done".into(),
+                phase: Phase::Done,
                 verdict: Some(snake(&r.verdict)),
                 message: Some(r.message.clone()),
             })
             .collect();
+    }
+}
+
+impl OperationOutput for DryRun {
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            w.target = self.workspace.clone();
+            w.phase = Phase::Done;
+            w.verdict = Some("planned".into());
+            w.message = Some(self.summary.clone());
+        }
+    }
+}
+
+impl OperationEvent for ReadyEvent {
+    fn describe(&self) -> String {
+        ReadyEvent::describe(self)
+    }
+
+    fn apply(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            if matches!(self, ReadyEvent::Waiting { .. }) {
+                w.phase = Phase::WaitingForAgents;
+            }
+            w.message = Some(ReadyEvent::describe(self));
+        }
+    }
+}
+
+impl OperationOutput for ReadyReport {
+    fn ended_well(&self) -> bool {
+        self.readiness != Readiness::Unhealthy
+    }
+
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            w.phase = Phase::Done;
+            w.verdict = Some(snake(&self.readiness));
+            w.message = Some(self.reason.clone());
+        }
     }
 }
 
@@ -312,6 +358,56 @@ impl CoderClient {
                 Ok(outcome)
             }
         }
+    }
+
+    /// Plans an update (or with `restart`, a restart) of one workspace as an operation and
+    /// returns its handle at once: it says what it would do, changing nothing (GETs only).
+    /// A cancel (graceful or not) stops it at once.
+    pub fn start_dry_run(
+        &self,
+        workspace: WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: UpdateOptions,
+    ) -> DryRunOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::DryRun,
+            vec![workspace.to_string()],
+            move |control, sink| async move {
+                client
+                    .dry_run(
+                        &workspace,
+                        template_version,
+                        restart,
+                        &options,
+                        &control,
+                        &mut |e| sink.emit(e),
+                    )
+                    .await
+            },
+        )
+    }
+
+    /// Waits for the agents of start build `build_id` as an operation (see
+    /// [`ReadyOptions`]) and returns its handle at once; `target` names the workspace in the
+    /// snapshot. Waiting changes nothing: a cancel ends it at once, `interrupted`.
+    pub fn start_wait_until_ready(
+        &self,
+        target: String,
+        build_id: Uuid,
+        options: ReadyOptions,
+    ) -> ReadyOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::Readiness,
+            vec![target],
+            move |control, sink| async move {
+                client
+                    .wait_until_ready(&build_id, &options, &control, &mut |e| sink.emit(e))
+                    .await
+            },
+        )
     }
 
     /// Starts [`CoderClient::update_many`] as an operation and returns its handle at once.

@@ -494,7 +494,7 @@ impl Default for WaitOptions {
 
 /// `error`, with the fact that the migration of `workspace_id` still runs on the server
 /// (the faces say how to follow it: a command line, a tool call).
-fn still_migrating(workspace_id: &str, error: Error) -> Error {
+pub(crate) fn still_migrating(workspace_id: &str, error: Error) -> Error {
     Error::left(
         error,
         Aftermath::StillRunning {
@@ -1204,7 +1204,7 @@ fn timed_out(
     )
 }
 
-fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
+pub(crate) fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
     let seen = match last {
         Some(s) => format!(" (last state: {})", describe_state(s, s.step())),
         None => String::new(),
