@@ -448,8 +448,26 @@ impl MoleculeClient {
                     message: "not started: interrupted before its turn".into(),
                 }
             } else {
-                match self.migrate_provider(r).await {
-                    Ok(started) => StartResult {
+                let answered = tokio::select! {
+                    biased;
+                    r = self.migrate_provider(r) => Some(r),
+                    _ = cancel.aborted() => None,
+                };
+                match answered {
+                    None => {
+                        worst = worst.max(Severity::Interrupted);
+                        StartResult {
+                            workspace_id,
+                            started: None,
+                            error_kind: Some("interrupted".into()),
+                            remedies: Vec::new(),
+                            read_back: Some(crate::ReadBack::Unknown),
+                            message: "left before the control plane answered its start: the \
+                                      migration may have started"
+                                .into(),
+                        }
+                    }
+                    Some(Ok(started)) => StartResult {
                         message: format!(
                             "migration from {} to {} started",
                             started.from, started.to
@@ -460,7 +478,7 @@ impl MoleculeClient {
                         remedies: Vec::new(),
                         read_back: None,
                     },
-                    Err(e) => {
+                    Some(Err(e)) => {
                         worst = worst.max(Severity::of(&e));
                         StartResult {
                             workspace_id,
@@ -516,9 +534,13 @@ impl MoleculeClient {
             }
             _ => None,
         };
-        let worst = starts
+        let mut worst = starts
             .worst
             .max(status.as_ref().map_or(Severity::Ok, |b| b.worst));
+        if wait.is_some() && control.is_cancelled() {
+            // Asked to follow, and interrupted before the end: as a Coder batch.
+            worst = worst.max(Severity::Interrupted);
+        }
         Ok(MigrationBatchRun {
             starts,
             status,
