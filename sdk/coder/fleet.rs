@@ -285,13 +285,13 @@ impl CoderClient {
     /// Plans an update (or with `restart`, a restart) and says what it would do, changing
     /// nothing: resolves the workspace, waits for a build already in progress, reads the target
     /// version (and its name) and the previous build's parameter values. Sends GETs only.
-    pub async fn dry_run(
+    pub(crate) async fn dry_run(
         &self,
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
+        cancel: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<DryRun> {
         let plan = self
@@ -663,15 +663,13 @@ impl CoderClient {
     /// nothing sent) or the listing of a selection failing. Otherwise every workspace ends in
     /// a [`WorkspaceResult`]; cancelling ends the ones in flight as their sequences say (the
     /// message tells the state left) and starts no others.
-    pub async fn update_many(
+    pub(crate) async fn update_many(
         &self,
         selection: &Selection,
         options: &FleetOptions,
-        cancel: impl Into<Control>,
-        on_event: impl FnMut(FleetEvent) + Send,
+        cancel: &Control,
+        on_event: &mut (dyn FnMut(FleetEvent) + Send),
     ) -> Result<FleetReport> {
-        let control: Control = cancel.into();
-        let cancel = &control;
         selection.check()?;
         options.check()?;
         let started = Instant::now();

@@ -279,9 +279,10 @@ impl CoderClient {
             OperationKind::Update,
             vec![workspace.to_string()],
             move |control, sink| async move {
-                let emit = |e| sink.emit(e);
                 let outcome = client
-                    .update_workspace(&workspace, template_version, &options, &control, emit)
+                    .update_workspace(&workspace, template_version, &options, &control, &mut |e| {
+                        sink.emit(e)
+                    })
                     .await?;
                 client
                     .then_ready(outcome, ready.as_ref(), &control, &mut |e| sink.emit(e))
@@ -313,7 +314,7 @@ impl CoderClient {
             vec![workspace.to_string()],
             move |control, sink| async move {
                 let outcome = client
-                    .restart_workspace(&workspace, &options, &control, |e| sink.emit(e))
+                    .restart_workspace(&workspace, &options, &control, &mut |e| sink.emit(e))
                     .await?;
                 client
                     .then_ready(outcome, ready.as_ref(), &control, &mut |e| sink.emit(e))
@@ -418,7 +419,7 @@ impl CoderClient {
             selection_targets(&selection),
             move |control, sink| async move {
                 client
-                    .update_many(&selection, &options, &control, |e| sink.emit(e))
+                    .update_many(&selection, &options, &control, &mut |e| sink.emit(e))
                     .await
             },
         )

@@ -302,7 +302,7 @@ impl CoderClient {
     /// `GET /workspacebuilds/{id}`, backing off as `options.poll` says. A cancel (graceful or not) ends the wait at once with
     /// [`Readiness::Interrupted`]: waiting changes nothing, so there is nothing to finish.
     /// Fails only when the workspace cannot be read.
-    pub async fn wait_until_ready(
+    pub(crate) async fn wait_until_ready(
         &self,
         build_id: &Uuid,
         options: &ReadyOptions,

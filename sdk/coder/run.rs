@@ -76,35 +76,35 @@ impl CoderClient {
     /// On Coder ≥ 2.36 the stop carries `on_success` and the server starts the workspace
     /// itself (see [`UpdatePlan::path`]). Running on the target version already: nothing is
     /// done (unless `options.force`). A stop that fails is never followed by a start.
-    pub async fn update_workspace(
+    pub(crate) async fn update_workspace(
         &self,
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
-        mut on_event: impl FnMut(CoderEvent) + Send,
+        control: &Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdateOutcome> {
         self.plan_and_run(
             r,
             template_version,
             false,
             options,
-            cancel.into(),
-            &mut on_event,
+            control.clone(),
+            on_event,
         )
         .await
     }
 
     /// Restarts a workspace: stops it (if it runs), then starts it on the same version with the
     /// same parameter values, and waits until it runs.
-    pub async fn restart_workspace(
+    pub(crate) async fn restart_workspace(
         &self,
         r: &WorkspaceRef,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
-        mut on_event: impl FnMut(CoderEvent) + Send,
+        control: &Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdateOutcome> {
-        self.plan_and_run(r, None, true, options, cancel.into(), &mut on_event)
+        self.plan_and_run(r, None, true, options, control.clone(), on_event)
             .await
     }
 

@@ -214,7 +214,7 @@ impl MoleculeClient {
                         },
                         Some(options) => {
                             let r = self
-                                .wait_for_migration(&id, options, cancel, |event| {
+                                .wait_for_migration(&id, options, cancel, &mut |event| {
                                     emit(BatchEvent::State {
                                         workspace_id: id.clone(),
                                         event,
@@ -818,7 +818,7 @@ impl MoleculeClient {
             .not_found_grace
             .max(Duration::from_secs(30).min(options.timeout));
         let followed = self
-            .wait_for_migration(&id, &options, control, |event| {
+            .wait_for_migration(&id, &options, control, &mut |event| {
                 emit(BatchEvent::State {
                     workspace_id: id.clone(),
                     event,

@@ -289,7 +289,7 @@ impl MoleculeClient {
                 // The control plane may take a moment to show a migration it just accepted.
                 options.not_found_grace = std::time::Duration::from_secs(30).min(options.timeout);
                 let status = client
-                    .wait_for_migration(&started.workspace_id, &options, &control, |e| {
+                    .wait_for_migration(&started.workspace_id, &options, &control, &mut |e| {
                         sink.emit(MigrationRunEvent::State(e))
                     })
                     .await?;
@@ -379,7 +379,7 @@ impl MoleculeClient {
             vec![workspace_id.trim().to_string()],
             move |control, sink| async move {
                 client
-                    .wait_for_migration(&workspace_id, &options, &control, |e| sink.emit(e))
+                    .wait_for_migration(&workspace_id, &options, &control, &mut |e| sink.emit(e))
                     .await
             },
         )

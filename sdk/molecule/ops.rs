@@ -1052,14 +1052,14 @@ impl MoleculeClient {
     ///   saying what the end state means for the user.
     /// - past the deadline → [`Error::Timeout`] with the last state; cancelled →
     ///   [`Error::Interrupted`]. In both cases the migration goes on on the server.
-    pub async fn wait_for_migration(
+    pub(crate) async fn wait_for_migration(
         &self,
         workspace_id: &str,
         options: &WaitOptions,
-        cancel: impl Into<Control>,
-        mut on_event: impl FnMut(MigrationEvent) + Send,
+        control: &Control,
+        on_event: &mut (dyn FnMut(MigrationEvent) + Send),
     ) -> Result<MigrationReport> {
-        let control: Control = cancel.into();
+        let control = control.clone();
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
         let deadline = Instant::now() + options.timeout;

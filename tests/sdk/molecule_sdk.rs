@@ -2,6 +2,7 @@
 //! every error status, polling sequences, timeout, cancellation, never migrated, and the
 //! tenant lookup of `from`.
 
+use crate::support::handle::MoleculeViaHandle;
 use std::time::Duration;
 
 use fleet::{
@@ -519,7 +520,7 @@ async fn status_never_migrated_is_an_answer() {
     assert_eq!(v["workspace_id"], "ws-1");
 
     let waited = c
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(5)),
             &CancellationToken::new(),
@@ -606,7 +607,7 @@ async fn wait_reports_every_state_once_through_to_completed() {
     let c = client(&cp, None);
     let mut events: Vec<MigrationEvent> = Vec::new();
     let report = c
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(20)),
             &CancellationToken::new(),
@@ -677,7 +678,7 @@ async fn wait_failed_and_rolled_back_say_what_they_mean() {
         .await;
         let mut states = Vec::new();
         let err = client(&cp, None)
-            .wait_for_migration(
+            .wait_for_migration_via_handle(
                 "ws-1",
                 &fast_wait(Duration::from_secs(10)),
                 &CancellationToken::new(),
@@ -719,7 +720,7 @@ async fn wait_trusts_terminal_from_the_server() {
     )
     .await;
     let err = client(&cp, None)
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(10)),
             &CancellationToken::new(),
@@ -752,7 +753,7 @@ async fn wait_times_out_with_the_last_state() {
     let started = std::time::Instant::now();
     let mut events = 0;
     let err = client(&cp, None)
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_millis(300)),
             &CancellationToken::new(),
@@ -806,7 +807,7 @@ async fn wait_backs_off_gradually() {
         not_found_grace: Duration::ZERO,
     };
     let _ = client(&cp, None)
-        .wait_for_migration("ws-1", &options, &CancellationToken::new(), |_| {})
+        .wait_for_migration_via_handle("ws-1", &options, &CancellationToken::new(), |_| {})
         .await;
     // 20+40+80+160+160+160 ≈ 620 ms: about 7 reads; fixed 20 ms polling would make ~30.
     let calls = get.calls_async().await;
@@ -829,7 +830,7 @@ async fn wait_can_be_cancelled_and_says_the_migration_goes_on() {
         trigger.cancel();
     });
     let err = client(&cp, None)
-        .wait_for_migration("ws-1", &fast_wait(Duration::from_secs(30)), &cancel, |_| {})
+        .wait_for_migration_via_handle("ws-1", &fast_wait(Duration::from_secs(30)), &cancel, |_| {})
         .await
         .expect_err("interrupted");
     assert_eq!(err.aftermath(), Some(&still_migrating("ws-1")), "{err:?}");
@@ -856,7 +857,7 @@ async fn wait_stops_on_auth_errors() {
         })
         .await;
     let err = client(&cp, None)
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(10)),
             &CancellationToken::new(),

@@ -2,6 +2,7 @@
 //! the start build sends exactly the resolved values; precedence given > file > previous > default.
 
 use crate::support::coder as support;
+use crate::support::handle::CoderViaHandle;
 
 use std::collections::BTreeMap;
 
@@ -99,7 +100,7 @@ async fn update(
     options: &UpdateOptions,
 ) -> fleet::Result<fleet::coder::UpdateOutcome> {
     client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &WorkspaceRef::parse("alice/dev").unwrap(),
             version.map(|v| Uuid::parse_str(v).unwrap()),
             options,
