@@ -1,7 +1,7 @@
 //! Fleet-scale Coder operations: update (or restart) many workspaces at once, and plan an
 //! update without changing anything (`--dry-run`).
 //!
-//! [`CoderClient::update_many`] selects the targets ([`Selection`]), runs each workspace's own
+//! [`CoderClient::start_update_many`] selects the targets ([`Selection`]), runs each workspace's own
 //! stop → start sequence ([`CoderClient::plan_update`] then [`CoderClient::run_plan`]) with at
 //! most [`FleetOptions::parallel`] workspaces in flight, reports every step as a
 //! [`FleetEvent`] tagged with its workspace, and ends each workspace in a [`Verdict`]. A
@@ -177,7 +177,7 @@ pub enum Operation {
     Restart,
 }
 
-/// Options of [`CoderClient::update_many`].
+/// Options of [`CoderClient::start_update_many`].
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
     /// Update or restart.
@@ -442,7 +442,7 @@ pub struct WorkspaceResult {
     pub elapsed_ms: u64,
 }
 
-/// What happens during [`CoderClient::update_many`].
+/// What happens during [`CoderClient::start_update_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum FleetEvent {
@@ -529,7 +529,7 @@ impl FleetEvent {
     }
 }
 
-/// The result of [`CoderClient::update_many`].
+/// The result of [`CoderClient::start_update_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FleetReport {
     /// True on a dry run (nothing was changed).
@@ -655,7 +655,7 @@ impl CoderClient {
     }
 
     /// Updates (or restarts) many workspaces, at most `options.parallel` at once; each
-    /// workspace's own sequence is the one of [`CoderClient::update_workspace`] (stop, wait,
+    /// workspace's own sequence is the one of [`CoderClient::start_update`] (stop, wait,
     /// start, wait; a failed stop never goes on to the start). One workspace failing does not
     /// stop the others. With `options.dry_run` only reads are sent.
     ///

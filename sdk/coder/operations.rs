@@ -1,6 +1,7 @@
-//! Updates, restarts and batch updates started as [`Operation`]s: each runs on its own task
-//! and returns a handle at once (see [`crate::operation`]). The `async fn`s
-//! ([`CoderClient::update_workspace`], …) stay for callers that simply await.
+//! Updates, restarts, batch updates, dry runs and readiness waits started as [`Operation`]s:
+//! each runs on its own task and returns a handle at once (see [`crate::operation`]); a
+//! caller that simply awaits calls [`Operation::outcome`]. The functions behind them are
+//! private to the crate.
 
 use uuid::Uuid;
 
@@ -247,9 +248,17 @@ fn selection_targets(selection: &Selection) -> Vec<String> {
 }
 
 impl CoderClient {
-    /// Starts [`CoderClient::update_workspace`] as an operation and returns its handle at once;
-    /// after the start it waits for the agents with the default bound (see
-    /// [`CoderClient::start_update_ready`]). Must be called inside a Tokio runtime.
+    /// Updates a workspace to `template_version` (or the template's active version), as an
+    /// operation, and returns its handle at once: waits for a build in progress, stops the
+    /// workspace if it runs, then starts it on the target version with the previous build's
+    /// parameter values, and waits until it runs; then it waits for the agents with the
+    /// default bound (see [`CoderClient::start_update_ready`]). Must be called inside a Tokio
+    /// runtime.
+    ///
+    /// On Coder ≥ 2.36 the stop carries `on_success` and the server starts the workspace
+    /// itself (see [`super::UpdatePlan::path`]). Running on the target version already:
+    /// nothing is done (unless `options.force`). A stop that fails is never followed by a
+    /// start.
     pub fn start_update(
         &self,
         workspace: WorkspaceRef,
@@ -291,8 +300,9 @@ impl CoderClient {
         )
     }
 
-    /// Starts [`CoderClient::restart_workspace`] as an operation and returns its handle at once;
-    /// it waits for the agents with the default bound.
+    /// Restarts a workspace as an operation and returns its handle at once: stops it (if it
+    /// runs), then starts it on the same version with the same parameter values, waits until
+    /// it runs, then for the agents with the default bound.
     pub fn start_restart(
         &self,
         workspace: WorkspaceRef,
@@ -411,7 +421,16 @@ impl CoderClient {
         )
     }
 
-    /// Starts [`CoderClient::update_many`] as an operation and returns its handle at once.
+    /// Updates (or restarts) many workspaces as an operation and returns its handle at once:
+    /// at most `options.parallel` at once; each workspace's own sequence is the one of
+    /// [`CoderClient::start_update`]. One workspace failing does not stop the others. With
+    /// `options.dry_run` only reads are sent.
+    ///
+    /// Fails as a whole only before anything is changed: invalid input
+    /// ([`Error::InvalidInput`], nothing sent) or the listing of a selection failing.
+    /// Otherwise every workspace ends in a [`super::WorkspaceResult`]; cancelling ends the ones
+    /// in flight as their sequences say (the message tells the state left) and starts no
+    /// others; the report's `worst` is the severity a face maps to its words.
     pub fn start_update_many(&self, selection: Selection, options: FleetOptions) -> BatchOperation {
         let client = self.clone();
         Operation::spawn(

@@ -1,5 +1,5 @@
 //! Several Molecule workspaces at once: read (or follow) the migrations of many workspaces
-//! concurrently ([`MoleculeClient::migration_status_many`]), and plan a migration without
+//! concurrently ([`MoleculeClient::start_follow_many`]), and plan a migration without
 //! starting it ([`MoleculeClient::plan_migration`], the dry run: reads only, no POST).
 
 use std::{
@@ -39,7 +39,7 @@ pub enum MigrationVerdict {
     Interrupted,
 }
 
-/// One workspace of [`MoleculeClient::migration_status_many`].
+/// One workspace of [`MoleculeClient::start_follow_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationResult {
     /// The workspace.
@@ -62,7 +62,7 @@ pub struct MigrationResult {
     pub remedies: Vec<crate::Remedy>,
 }
 
-/// The result of [`MoleculeClient::migration_status_many`].
+/// The result of [`MoleculeClient::start_follow_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationBatch {
     /// True when fleet waited for every migration to end.
@@ -78,7 +78,7 @@ pub struct MigrationBatch {
     pub elapsed_ms: u64,
 }
 
-/// A step of [`MoleculeClient::migration_status_many`], tagged with its workspace.
+/// A step of [`MoleculeClient::start_follow_many`], tagged with its workspace.
 #[derive(Debug, Clone)]
 pub enum BatchEvent {
     /// A migration's state changed.
@@ -603,7 +603,7 @@ impl std::fmt::Display for RolloutVerdict {
     }
 }
 
-/// One workspace of [`MoleculeClient::migrate_rollout`].
+/// One workspace of [`MoleculeClient::start_migrate_rollout`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RolloutMigration {
     /// The workspace.
@@ -630,7 +630,7 @@ pub struct RolloutMigration {
     pub elapsed_ms: u64,
 }
 
-/// The result of [`MoleculeClient::migrate_rollout`].
+/// The result of [`MoleculeClient::start_migrate_rollout`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationRollout {
     /// One result per workspace, in the order given.

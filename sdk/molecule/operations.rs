@@ -222,9 +222,14 @@ impl OperationOutput for MigrationReport {
 }
 
 impl MoleculeClient {
-    /// Starts [`MoleculeClient::migrate_rollout`] as an operation and returns its handle at
-    /// once. Cancelling it starts no more migrations; the ones started go on on the control
-    /// plane.
+    /// Migrates several workspaces under the rollout controls of [`crate::rollout`], as an
+    /// operation, and returns its handle at once: at most `rollout.parallel` at once, each one
+    /// started (its pre-flight, one POST, never retried) and followed to its end; with a
+    /// canary, the first migrations must reach `completed` before any other starts; a
+    /// migration ending `failed` or `rolled_back` counts against `rollout.max_failures`.
+    /// Every request is checked first (nothing is sent otherwise). Cancelling it starts no
+    /// more migrations and stops following; the ones started go on on the control plane.
+    /// The outcome's `worst` is the severity a face maps to its words.
     pub fn start_migrate_rollout(
         &self,
         requests: Vec<MigrateRequest>,
@@ -247,7 +252,7 @@ impl MoleculeClient {
     }
 
     /// Starts a migration ([`MoleculeClient::migrate_provider`]: its pre-flight, one POST,
-    /// never retried) and follows it to its end ([`MoleculeClient::wait_for_migration`]), as
+    /// never retried) and follows it to its end ([`MoleculeClient::start_follow_migration`]), as
     /// one operation; returns its handle at once.
     ///
     /// A graceful cancel lets a POST under way get its answer, then stops (following, or
@@ -365,9 +370,16 @@ impl MoleculeClient {
         )
     }
 
-    /// Starts [`MoleculeClient::wait_for_migration`] as an operation and returns its handle at
-    /// once. Cancelling it (gracefully or not) stops following; the migration goes on on the
-    /// control plane.
+    /// Follows a workspace's migration until the control plane says it ended (`terminal`), as
+    /// an operation, and returns its handle at once. Each state is one event.
+    ///
+    /// - `completed` → the report; never migrated (404 past `not_found_grace`) → a report
+    ///   with `migrated: false`.
+    /// - `failed`, `rolled_back` (or an unknown end state) → [`crate::Error::OperationFailed`],
+    ///   saying what the end state means for the user.
+    /// - past the deadline → [`crate::Error::Timeout`] with the last state; cancelled
+    ///   (gracefully or not) → [`crate::Error::Interrupted`]. In both cases the migration goes
+    ///   on on the control plane.
     pub fn start_follow_migration(
         &self,
         workspace_id: String,

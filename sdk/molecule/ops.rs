@@ -1,6 +1,6 @@
 //! Provider migrations: start one ([`MoleculeClient::migrate_provider`]), read the latest
 //! ([`MoleculeClient::migration_status`]) and follow one to its end
-//! ([`MoleculeClient::wait_for_migration`]).
+//! ([`MoleculeClient::start_follow_migration`]).
 //!
 //! Every rule lives here once; the CLI and the MCP server only render what comes back.
 
@@ -468,7 +468,7 @@ impl MigrationEvent {
     }
 }
 
-/// How [`MoleculeClient::wait_for_migration`] polls.
+/// How [`MoleculeClient::start_follow_migration`] polls.
 #[derive(Debug, Clone)]
 pub struct WaitOptions {
     /// Give up (with [`Error::Timeout`]) after this long. The migration goes on.
