@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{
     CoderClient, CoderEvent, DryRun, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
     ReadyOptions, ReadyReport, Selection, Severity, Step, UpdateAction, UpdateOptions,
-    UpdateOutcome, WorkspaceRef,
+    UpdateOutcome, UpdatePlan, WorkspaceRef,
 };
 use crate::{
     Error, Result,
@@ -23,6 +23,8 @@ pub type UpdateOperation = Operation<CoderEvent, UpdateOutcome>;
 pub type BatchOperation = Operation<FleetEvent, FleetReport>;
 /// A running dry run (plan) of an update or restart of one workspace.
 pub type DryRunOperation = Operation<CoderEvent, DryRun>;
+/// A running plan of an update or restart of one workspace (reads only).
+pub type PlanOperation = Operation<CoderEvent, UpdatePlan>;
 /// A running wait for a workspace's agents.
 pub type ReadyOperation = Operation<ReadyEvent, ReadyReport>;
 
@@ -197,6 +199,15 @@ impl OperationOutput for DryRun {
             w.phase = Phase::Done;
             w.verdict = Some("planned".into());
             w.message = Some(self.summary.clone());
+        }
+    }
+}
+
+impl OperationOutput for UpdatePlan {
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            w.phase = Phase::Done;
+            w.verdict = Some("planned".into());
         }
     }
 }
@@ -394,6 +405,67 @@ impl CoderClient {
                         &options,
                         &control,
                         &mut |e| sink.emit(e),
+                    )
+                    .await
+            },
+        )
+    }
+
+    /// Reads everything an update (or, with `restart`, a restart) needs, changing nothing, as
+    /// an operation, and returns its handle at once: the workspace (waiting first for a build
+    /// in progress), the target version (the given one, the template's active version, or for
+    /// a restart the current one) and the previous build's parameter values. The plan can be
+    /// looked at, then carried out with [`CoderClient::start_run_plan`].
+    pub fn start_plan_update(
+        &self,
+        workspace: WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: UpdateOptions,
+    ) -> PlanOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::DryRun,
+            vec![workspace.to_string()],
+            move |control, sink| async move {
+                client
+                    .plan_update(
+                        &workspace,
+                        template_version,
+                        restart,
+                        &options,
+                        &control,
+                        &mut |e| sink.emit(e),
+                    )
+                    .await
+            },
+        )
+    }
+
+    /// Carries out a plan ([`CoderClient::start_plan_update`]) as an operation and returns its
+    /// handle at once: its builds ([`UpdatePlan::builds`]) walked in order by one build
+    /// runner. On the server-side path the stop carries `on_success` and the start is the one
+    /// the server creates; when Coder refuses to pin the version (403) or creates no start
+    /// within [`UpdateOptions::follow_up_bound`], fleet goes on client-driven and says why
+    /// ([`CoderEvent::FellBack`], [`UpdateOutcome::fallback`]). Does not wait for the agents.
+    pub fn start_run_plan(&self, plan: UpdatePlan, options: UpdateOptions) -> UpdateOperation {
+        let client = self.clone();
+        let kind = if plan.restart {
+            OperationKind::Restart
+        } else {
+            OperationKind::Update
+        };
+        Operation::spawn(
+            kind,
+            vec![super::model::full_name(&plan.workspace)],
+            move |control, sink| async move {
+                client
+                    .run_plan(
+                        &plan,
+                        &options,
+                        &control,
+                        &mut |e| sink.emit(e),
+                        std::time::Instant::now(),
                     )
                     .await
             },

@@ -215,16 +215,16 @@ impl CoderClient {
     /// the workspace (waiting first for a build in progress), the target version (the given
     /// one, the template's active version, or for a restart the current one) and the previous
     /// build's parameter values.
-    pub async fn plan_update(
+    pub(crate) async fn plan_update(
         &self,
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
+        control: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdatePlan> {
-        let control: Control = cancel.into();
+        let control = control.clone();
         let ws = cancellable(&control, self.resolve_workspace(r), || {
             nothing_changed_interrupt(r)
         })

@@ -132,15 +132,15 @@ impl CoderClient {
     /// the server creates; when Coder refuses to pin the version (403) or creates no start
     /// within [`UpdateOptions::follow_up_bound`], fleet goes on client-driven and says why
     /// ([`CoderEvent::FellBack`], [`UpdateOutcome::fallback`]).
-    pub async fn run_plan(
+    pub(crate) async fn run_plan(
         &self,
         plan: &UpdatePlan,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
+        control: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
         started: Instant,
     ) -> Result<UpdateOutcome> {
-        let control: Control = cancel.into();
+        let control = control.clone();
         let name = full_name(&plan.workspace);
         let previous_version_id = plan.current_version();
         let planned = plan.builds(options.force)?;
