@@ -2,13 +2,13 @@
 //! update without changing anything (`--dry-run`).
 //!
 //! [`CoderClient::start_update_many`] selects the targets ([`Selection`]), runs each workspace's own
-//! stop → start sequence ([`CoderClient::plan_update`] then [`CoderClient::run_plan`]) with at
+//! stop → start sequence ([`CoderClient::start_plan_update`] then [`CoderClient::start_run_plan`]) with at
 //! most [`FleetOptions::parallel`] workspaces in flight, reports every step as a
 //! [`FleetEvent`] tagged with its workspace, and ends each workspace in a [`Verdict`]. A
 //! workspace named twice (by name and by ID, say) is updated once: two builds never run at
 //! once on one workspace.
 //!
-//! [`CoderClient::dry_run`] does every read an update needs and returns a [`DryRun`]: the
+//! [`CoderClient::start_dry_run`] does every read an update needs and returns a [`DryRun`]: the
 //! builds that would be created, in order, with the target version and the parameter values.
 //! It never sends a POST or a PATCH.
 
@@ -274,7 +274,7 @@ impl DryRun {
     }
 }
 
-/// The builds [`CoderClient::run_plan`] would create for `plan`, in order, or the refusal it
+/// The builds [`CoderClient::start_run_plan`] would create for `plan`, in order, or the refusal it
 /// would answer. Mirrors `run_plan`'s decisions: deleted or unknown status → refused; running
 /// on the target (an update without force) → nothing; stopped → start only; else stop, start.
 fn workspace_label(w: &types::Workspace) -> String {

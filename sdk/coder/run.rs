@@ -1,4 +1,4 @@
-//! Running a plan: its builds walked by one build runner ([`CoderClient::run_plan`]), on the
+//! Running a plan: its builds walked by one build runner ([`CoderClient::start_run_plan`]), on the
 //! server-side path (one stop carrying `on_success`, the server starts the workspace) or the
 //! client-driven one (stop, wait, start, wait), including what an ambiguous build POST left
 //! behind.
@@ -108,7 +108,7 @@ impl CoderClient {
             .await
     }
 
-    /// [`CoderClient::plan_update`], then [`CoderClient::run_plan`]: an update, or with
+    /// [`CoderClient::start_plan_update`], then [`CoderClient::start_run_plan`]: an update, or with
     /// `restart` a restart on the current version.
     async fn plan_and_run(
         &self,
