@@ -28,6 +28,8 @@ mod config_text;
 mod follow;
 #[path = "fleet/out.rs"]
 mod out;
+#[path = "fleet/render.rs"]
+mod render;
 #[path = "shared/safe_text.rs"]
 mod safe_text;
 

@@ -12,13 +12,13 @@ use fleet::{
         StartedMigration, WaitOptions,
     },
 };
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
     command::{CommandLine, NameKind, Printed},
-    follow::{Render, follow},
+    follow::follow,
     out,
+    render::{ManyEvent, ManyShown, ManyTargets, OneTarget, Shown, TargetEvent},
 };
 
 const MIGRATE_HELP: &str = "\
@@ -308,7 +308,7 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
     }
     let workspace_id = request.workspace_id.clone();
     let op = client.start_migration(request, wait_options(args.timeout, global));
-    let mut display = Display::new(global.output);
+    let mut display = migration_display(global.output);
     let run = follow(&op, &mut display)
         .await
         .map_err(|e| e.with_next_step(|found| next_step(found, &workspace_id)))?;
@@ -363,7 +363,7 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     }
     let wait = args.wait.then(|| wait_options(args.timeout, global));
     let op = client.start_migrate_many(requests.clone(), wait, MAX_CONCURRENT_STATUS);
-    let mut display = BatchDisplay::new(global.output, requests.len(), args.wait);
+    let mut display = batch_display(global.output, requests.len(), args.wait);
     let run = follow(&op, &mut display).await?;
     let json = global.output == OutputFormat::Json;
     let starts = run.starts;
@@ -420,7 +420,7 @@ async fn migrate_rollout(
     };
     let options = wait_options(args.timeout, global);
     let op = client.start_migrate_rollout(requests.to_vec(), options, rollout);
-    let mut display = BatchDisplay::new(global.output, requests.len(), true);
+    let mut display = batch_display(global.output, requests.len(), true);
     let result = follow(&op, &mut display).await;
     let report = result?;
     let resume = report.halt.as_ref().map(|_| resume_command(args, &report));
@@ -552,7 +552,7 @@ async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Resul
     let client = MoleculeClient::new(&config)?;
     let report = if args.wait {
         let op = client.start_follow_migration(workspace_id, wait_options(args.timeout, global));
-        follow(&op, &mut Display::new(global.output)).await?
+        follow(&op, &mut migration_display(global.output)).await?
     } else {
         client.migration_status(&workspace_id).await?
     };
@@ -577,7 +577,7 @@ async fn migration_status_many(args: StatusArgs, global: &GlobalOpts) -> fleet::
         args.wait.then_some(options),
         MAX_CONCURRENT_STATUS,
     );
-    let mut display = BatchDisplay::new(global.output, args.workspace_ids.len(), args.wait);
+    let mut display = batch_display(global.output, args.workspace_ids.len(), args.wait);
     let batch = follow(&op, &mut display).await;
     let batch = batch?;
     match global.output {
@@ -741,125 +741,59 @@ fn print_plan(p: &MigrationPlan) {
     }
 }
 
-/// Draws several migrations: on a terminal one line per workspace plus a total; plain lines
-/// otherwise; nothing with `-o json`.
-enum BatchDisplay {
-    Quiet,
-    Lines,
-    Bars {
-        total: ProgressBar,
-        bars: std::collections::HashMap<String, ProgressBar>,
-        multi: MultiProgress,
-    },
-}
-
-impl BatchDisplay {
-    fn new(format: OutputFormat, count: usize, wait: bool) -> Self {
-        if format == OutputFormat::Json {
-            return BatchDisplay::Quiet;
-        }
-        if !cli::stderr_is_terminal() || !wait {
-            return BatchDisplay::Lines;
-        }
-        let multi = MultiProgress::with_draw_target(out::progress_target());
-        let total = multi.add(ProgressBar::new(count as u64));
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} total [{bar:24}] {pos}/{len} ended ({elapsed}) {wide_msg}",
-        ) {
-            total.set_style(style.progress_chars("=> "));
-        }
-        total.enable_steady_tick(Duration::from_millis(200));
-        BatchDisplay::Bars {
-            total,
-            bars: Default::default(),
-            multi,
+impl ManyEvent for BatchEvent {
+    fn shown(&self) -> ManyShown {
+        match self {
+            BatchEvent::Started { result } => ManyShown::Note {
+                one_fewer: result.started.is_none(),
+            },
+            BatchEvent::State { workspace_id, .. } => ManyShown::Step {
+                key: workspace_id.clone(),
+                label: workspace_id.clone(),
+            },
+            BatchEvent::Finished { done, result, .. } => ManyShown::Finished {
+                key: result.workspace_id.clone(),
+                label: result.workspace_id.clone(),
+                done: *done,
+                last: None,
+            },
         }
     }
 
-    fn show(&mut self, e: BatchEvent) {
-        match (self, e) {
-            (BatchDisplay::Quiet, _) => {}
-            (BatchDisplay::Lines, BatchEvent::Started { result }) => {
-                out::err(start_line(&result));
-            }
-            (BatchDisplay::Bars { total, multi, .. }, BatchEvent::Started { result }) => {
-                if result.started.is_none() {
-                    // Not started: nothing of it to follow.
-                    total.set_length(total.length().unwrap_or(1).saturating_sub(1));
-                }
-                let _ = multi.println(out::shown(&start_line(&result)));
-            }
-            (
-                BatchDisplay::Lines,
-                BatchEvent::State {
-                    workspace_id,
-                    event,
-                },
-            ) => {
-                out::err(format!("[{workspace_id}] {}", state_line(&event)));
-            }
-            (
-                BatchDisplay::Lines,
-                BatchEvent::Finished {
-                    done,
-                    total,
-                    result,
-                },
-            ) => {
-                out::err(format!(
-                    "[{}] ended ({done}/{total}): {}",
-                    result.workspace_id,
-                    result.message.lines().next().unwrap_or("")
-                ));
-            }
-            (
-                BatchDisplay::Bars { total, bars, multi },
-                BatchEvent::State {
-                    workspace_id,
-                    event,
-                },
-            ) => {
-                let bar = bars.entry(workspace_id.clone()).or_insert_with(|| {
-                    let bar = multi.insert_before(total, ProgressBar::new_spinner());
-                    if let Ok(style) =
-                        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
-                    {
-                        bar.set_style(style);
-                    }
-                    bar.set_prefix(out::shown(&workspace_id));
-                    bar.enable_steady_tick(Duration::from_millis(200));
-                    bar
-                });
-                bar.set_message(out::shown(&state_line(&event)));
-            }
-            (BatchDisplay::Bars { total, bars, .. }, BatchEvent::Finished { done, result, .. }) => {
-                if let Some(bar) = bars.remove(&result.workspace_id) {
-                    bar.finish_with_message(out::shown(
-                        result.message.lines().next().unwrap_or(""),
-                    ));
-                }
-                total.set_position(done as u64);
+    fn text(&self) -> String {
+        match self {
+            BatchEvent::Started { result } => start_line(result),
+            BatchEvent::State { event, .. } => state_line(event),
+            BatchEvent::Finished { result, .. } => {
+                escape_one_line(result.message.lines().next().unwrap_or("")).into_owned()
             }
         }
     }
 
-    fn end(&mut self) {
-        if let BatchDisplay::Bars { total, bars, .. } = self {
-            for (_, bar) in bars.drain() {
-                bar.abandon();
-            }
-            total.finish();
-        }
+    fn line(&self) -> Option<String> {
+        Some(match self {
+            BatchEvent::Started { result } => start_line(result),
+            BatchEvent::State {
+                workspace_id,
+                event,
+            } => format!("[{workspace_id}] {}", state_line(event)),
+            BatchEvent::Finished {
+                done,
+                total,
+                result,
+            } => format!(
+                "[{}] ended ({done}/{total}): {}",
+                result.workspace_id,
+                result.message.lines().next().unwrap_or("")
+            ),
+        })
     }
 }
 
-impl Render<BatchEvent> for BatchDisplay {
-    fn event(&mut self, e: BatchEvent) {
-        self.show(e)
-    }
-    fn finish(&mut self) {
-        self.end()
-    }
+/// Several migrations' renderer: with `wait`, bars on a terminal (one line per workspace and
+/// a total of `count`); else lines.
+fn batch_display(format: OutputFormat, count: usize, wait: bool) -> ManyTargets {
+    ManyTargets::new(format, false, wait).with_total(count)
 }
 
 /// How the start of one migration of a batch went, in one line (and what to do next when its
@@ -944,78 +878,50 @@ async fn confirm_interactively(request: &MigrateRequest) -> fleet::Result<bool> 
     Ok(true)
 }
 
-/// How progress is drawn: a bar on a terminal, lines otherwise, nothing with `-o json`.
-enum Display {
-    Bar(ProgressBar),
-    Lines,
-    Quiet,
-}
-
-impl Display {
-    fn new(format: OutputFormat) -> Self {
-        if format == OutputFormat::Json {
-            return Display::Quiet;
+impl TargetEvent for MigrationEvent {
+    fn shown(&self) -> Shown {
+        Shown::Steps {
+            step: self.step,
+            of: self.total_steps,
         }
-        if !cli::stderr_is_terminal() {
-            return Display::Lines;
-        }
-        let bar = ProgressBar::with_draw_target(
-            Some(u64::from(fleet::molecule::TOTAL_STEPS)),
-            out::progress_target(),
-        );
-        let style =
-            ProgressStyle::with_template("{spinner} [{bar:24}] step {pos}/{len} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message("waiting for the first status");
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Display::Bar(bar)
     }
 
-    fn show(&mut self, event: &MigrationEvent) {
+    fn text(&self) -> String {
+        out::shown(&escape_one_line(&self.state_text()))
+    }
+
+    fn line(&self) -> String {
+        state_line(self)
+    }
+}
+
+impl TargetEvent for MigrationRunEvent {
+    fn shown(&self) -> Shown {
         match self {
-            Display::Bar(bar) => {
-                if let Some(step) = event.step {
-                    bar.set_position(u64::from(step));
-                }
-                bar.set_message(out::shown(&escape_one_line(&event.state_text())));
-            }
-            Display::Lines => out::err(state_line(event)),
-            Display::Quiet => {}
+            MigrationRunEvent::Started(_) => Shown::Above,
+            MigrationRunEvent::State(e) => e.shown(),
         }
     }
 
-    fn end(&self) {
-        if let Display::Bar(bar) = self {
-            bar.finish_and_clear();
+    fn text(&self) -> String {
+        match self {
+            MigrationRunEvent::Started(s) => started_text(s),
+            MigrationRunEvent::State(e) => e.text(),
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            MigrationRunEvent::Started(s) => started_text(s),
+            MigrationRunEvent::State(e) => e.line(),
         }
     }
 }
 
-impl Render<MigrationEvent> for Display {
-    fn event(&mut self, e: MigrationEvent) {
-        self.show(&e)
-    }
-    fn finish(&mut self) {
-        self.end()
-    }
-}
-
-impl Render<MigrationRunEvent> for Display {
-    fn event(&mut self, e: MigrationRunEvent) {
-        match e {
-            MigrationRunEvent::Started(started) => match self {
-                Display::Bar(bar) => bar.suspend(|| out::err(started_text(&started))),
-                Display::Lines => out::err(started_text(&started)),
-                Display::Quiet => {}
-            },
-            MigrationRunEvent::State(e) => self.show(&e),
-        }
-    }
-    fn finish(&mut self) {
-        self.end()
-    }
+/// One target's renderer for a migration: a bar of its steps on a terminal.
+fn migration_display(format: OutputFormat) -> OneTarget {
+    OneTarget::new(format, false)
+        .with_steps(fleet::molecule::TOTAL_STEPS, "waiting for the first status")
 }
 
 fn print_report(report: &MigrationReport) {
