@@ -502,9 +502,10 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
 }
 
 /// One workspace keeps the single-workspace output; several (or a selection) go through the
-/// batch; --dry-run prints the plan. Updates run as SDK operations: the first Ctrl-C cancels
-/// gracefully (nothing new starts, a stop under way is followed by its start), the second
-/// leaves everything as it is (exit 130, with what is left and how to finish it).
+/// batch; --dry-run prints the plan. Each runs as an SDK operation followed by
+/// [`crate::follow::follow`]: the first Ctrl-C cancels gracefully (nothing new starts, a stop
+/// under way is followed by its start), the second leaves everything as it is (exit 130, with
+/// what is left and how to finish it).
 #[allow(clippy::too_many_arguments)]
 async fn run_selection(
     client: &CoderClient,

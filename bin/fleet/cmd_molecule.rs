@@ -61,6 +61,10 @@ If the control plane gives no clear answer to the POST (a 5xx, a reset, a timeou
 not send it again: it reads the migration back and says whether one is running now (and how
 to follow it) or that nothing was started; exit code 1 either way.
 
+Ctrl-C (as for Coder): the first lets a start under way get its answer, starts no more and
+stops following (the migrations go on; fleet prints how to follow them); the second leaves at
+once, saying which start may have begun (exit 130).
+
 Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, the start is
 unconfirmed, or the migration failed / rolled back · 2 invalid input, not confirmed, unknown
 workspace or refused by a pre-flight check, also for --dry-run (nothing changed) · 3 timed out waiting (the migration goes on) · 130 interrupted (the migration goes on)
@@ -406,7 +410,8 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
 
 /// Several migrations under the rollout controls (--canary, --max-failures, --parallel): each
 /// started and followed to its end; a table (or JSON) with one row per workspace, the halt
-/// and the command that resumes. Ctrl-C starts no more (the ones followed go on).
+/// and the command that resumes. Ctrl-C: crate::follow's policy (starts no more; the ones
+/// followed go on).
 async fn migrate_rollout(
     client: &MoleculeClient,
     requests: &[MigrateRequest],
