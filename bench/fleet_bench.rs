@@ -28,7 +28,6 @@ use fleet::{
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -203,18 +202,19 @@ async fn detect_coder(speed: f64, poll: PollOptions, push: bool) -> Res<Vec<(f64
         ..UpdateOptions::default()
     };
     let mut seen: Vec<(Step, uuid::Uuid, DateTime<Utc>)> = Vec::new();
-    client
-        .update_workspace(&target, None, &options, &CancellationToken::new(), |ev| {
-            if let CoderEvent::BuildSucceeded {
-                step,
-                build_id: Some(id),
-                ..
-            } = ev
-            {
-                seen.push((step, id, Utc::now()));
-            }
-        })
-        .await?;
+    let op = client.start_update_ready(target.clone(), None, options.clone(), None);
+    op.watch_until(None, std::future::pending(), |ev| {
+        if let CoderEvent::BuildSucceeded {
+            step,
+            build_id: Some(id),
+            ..
+        } = ev
+        {
+            seen.push((step, id, Utc::now()));
+        }
+    })
+    .await;
+    op.outcome().await?;
     let mut out = Vec::new();
     for (_step, id, noticed) in seen {
         let gets = sim.count_requests("GET", &format!("/api/v2/workspacebuilds/{id}"))
@@ -255,7 +255,8 @@ async fn detect_molecule(speed: f64, wait: WaitOptions) -> Res<(f64, usize)> {
         })
         .await?;
     let report = client
-        .wait_for_migration(&id, &wait, &CancellationToken::new(), |_| {})
+        .start_follow_migration(id.clone(), wait.clone())
+        .outcome()
         .await?;
     let noticed = Utc::now();
     let ended = report
@@ -288,18 +289,17 @@ async fn update(args: &[String]) -> Res<()> {
         http: HttpOptions::default(),
     };
     let client = CoderClient::new(&config)?;
-    let cancel = CancellationToken::new();
     let options = UpdateOptions::default();
     let began = Instant::now();
     let results: Vec<bool> = futures::stream::iter(1..=n)
         .map(|i| {
             let client = &client;
-            let cancel = &cancel;
             let options = &options;
             async move {
                 let target = WorkspaceRef::parse(&format!("alice/{}", bulk_coder_workspace(i)))?;
                 client
-                    .update_workspace(&target, None, options, cancel, |_| {})
+                    .start_update_ready(target, None, options.clone(), None)
+                    .outcome()
                     .await
                     .map_err(|e| {
                         eprintln!("fleet-bench: {}: {e}", bulk_coder_workspace(i));
@@ -367,21 +367,11 @@ async fn waits(args: &[String]) -> Res<()> {
     let (_, hwm_started) = memory_kb();
 
     let began = Instant::now();
-    let cancel = CancellationToken::new();
     let tasks: Vec<_> = (1..=n)
         .map(|i| {
-            let client = client.clone();
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                client
-                    .wait_for_migration(
-                        &bulk_molecule_workspace(i),
-                        &WaitOptions::default(),
-                        &cancel,
-                        |_| {},
-                    )
-                    .await
-            })
+            let op =
+                client.start_follow_migration(bulk_molecule_workspace(i), WaitOptions::default());
+            tokio::spawn(async move { op.outcome().await })
         })
         .collect();
     // Sample the resident set while every wait is in flight.

@@ -24,8 +24,12 @@ mod cmd_sim;
 mod command;
 #[path = "shared/config_text.rs"]
 mod config_text;
+#[path = "fleet/follow.rs"]
+mod follow;
 #[path = "fleet/out.rs"]
 mod out;
+#[path = "fleet/render.rs"]
+mod render;
 #[path = "shared/safe_text.rs"]
 mod safe_text;
 

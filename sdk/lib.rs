@@ -14,37 +14,41 @@
 //! use fleet::{
 //!     coder::{CoderClient, UpdateOptions, WorkspaceRef},
 //!     molecule::{MigrateRequest, MoleculeClient, Provider, WaitOptions},
+//!     operation::OperationEvent,
 //!     sim::{SimOptions, Simulator},
 //! };
-//! use tokio_util::sync::CancellationToken;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> fleet::Result<()> {
 //! // The built-in simulator stands in for the real control planes here; for real ones use
 //! // `MoleculeConfig::from_env()` and `CoderConfig::from_env()`.
 //! let sim = Simulator::start(SimOptions { speed: 2000.0, ..SimOptions::default() }).await?;
-//! let cancel = CancellationToken::new();
 //!
-//! // Molecule: migrate a workspace to Hetzner (its current provider is looked up) and follow it.
+//! // Every long operation starts as an `Operation` handle (see `fleet::operation`): an id, a
+//! // snapshot, typed events, `cancel()` (graceful) and `abort()`, and the outcome. Dropping
+//! // the handle never stops the operation.
+//!
+//! // Molecule: migrate a workspace to Hetzner (its current provider is looked up) and follow
+//! // it, as one operation, printing its events.
 //! let molecule = MoleculeClient::new(&sim.molecule_config())?;
 //! let mut request = MigrateRequest::new("ws-aws-demo", Provider::Hetzner);
 //! request.confirm = true; // a migration mutates two clouds
-//! molecule.migrate_provider(&request).await?;
-//! let report = molecule
-//!     .wait_for_migration("ws-aws-demo", &WaitOptions::default(), &cancel, |event| {
-//!         println!("{}", event.state);
-//!     })
-//!     .await?;
-//! assert!(report.terminal);
+//! let op = molecule.start_migration(request, WaitOptions::default());
+//! let mut events = op.events();
+//! while let Ok(event) = events.recv().await {
+//!     println!("{}", event.describe());
+//! }
+//! let run = op.outcome().await?;
+//! assert!(run.status.terminal);
 //!
-//! // Coder: update alice's `dev` workspace to its template's active version and restart it.
+//! // Coder: update alice's `dev` workspace to its template's active version, restart it and
+//! // wait for its agents. A caller that only wants the result awaits the outcome (as a plain
+//! // `async fn`).
 //! let coder = CoderClient::new(&sim.coder_config())?;
 //! let workspace = WorkspaceRef::parse("alice/dev")?;
-//! let outcome = coder
-//!     .update_workspace(&workspace, None, &UpdateOptions::default(), &cancel, |event| {
-//!         println!("{}", event.describe());
-//!     })
-//!     .await?;
+//! let op = coder.start_update(workspace, None, UpdateOptions::default());
+//! println!("{} {}", op.id(), op.snapshot().state);
+//! let outcome = op.outcome().await?;
 //! println!("{outcome:?}");
 //! # Ok(())
 //! # }

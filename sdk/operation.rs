@@ -127,8 +127,17 @@ pub enum OperationKind {
     BatchUpdate,
     /// Follow a Molecule migration.
     FollowMigration,
-    /// Migrate several Molecule workspaces as a rollout (canary, failure budget).
+    /// Start a Molecule migration and follow it.
+    Migrate,
+    /// Migrate several Molecule workspaces as a rollout (canary, failure budget), or start
+    /// several migrations and follow them.
     MigrationRollout,
+    /// Plan an update or a restart of one Coder workspace (reads only: a dry run).
+    DryRun,
+    /// Wait until a Coder workspace's agents are ready.
+    Readiness,
+    /// Read or follow the migrations of several Molecule workspaces.
+    FollowMigrations,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -138,7 +147,11 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Restart => "restart",
             OperationKind::BatchUpdate => "batch update",
             OperationKind::FollowMigration => "follow migration",
+            OperationKind::Migrate => "migrate",
             OperationKind::MigrationRollout => "migration rollout",
+            OperationKind::DryRun => "dry run",
+            OperationKind::Readiness => "readiness",
+            OperationKind::FollowMigrations => "follow migrations",
         })
     }
 }
@@ -189,15 +202,90 @@ impl std::fmt::Display for OperationState {
 pub struct TargetStatus {
     /// The workspace.
     pub target: String,
-    /// What it is doing now: `waiting`, `planning`, `stopping`, `starting`, `following`, or
-    /// `done` once it ended.
-    pub phase: String,
+    /// What it is doing now (`done` once it ended).
+    #[schemars(with = "String")]
+    pub phase: Phase,
     /// How it ended (its verdict), once it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
     /// Its latest step, or how it ended, in one sentence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// What one target of an operation is doing now. Serialized as one snake_case word
+/// (`waiting`, `queued`, `stopping`, …; a migration's own state as the control plane names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Not begun.
+    Waiting,
+    /// Waiting its turn (a batch, or a cap on builds in flight).
+    Queued,
+    /// Being planned (reads only).
+    Planning,
+    /// Planned; nothing sent yet.
+    Planned,
+    /// Waiting for a build someone else started.
+    WaitingForAnotherBuild,
+    /// Someone is at work in it: waiting for it to be idle.
+    WaitingForIdle,
+    /// Already current: nothing to do.
+    UpToDate,
+    /// Its stop build runs.
+    Stopping,
+    /// Stopped, its start not yet created.
+    Stopped,
+    /// Its start build runs.
+    Starting,
+    /// Started; the agents not yet checked.
+    Running,
+    /// Waiting for its agents to be ready.
+    WaitingForAgents,
+    /// A migration in this state, in the control plane's word (kept as it said: a newer
+    /// control plane may add states).
+    Migration(String),
+    /// Ended (its verdict says how).
+    Done,
+}
+
+impl Phase {
+    /// The phase as one snake_case word.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Queued => "queued",
+            Phase::Planning => "planning",
+            Phase::Planned => "planned",
+            Phase::WaitingForAnotherBuild => "waiting_for_another_build",
+            Phase::WaitingForIdle => "waiting_for_idle",
+            Phase::UpToDate => "up_to_date",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::WaitingForAgents => "waiting_for_agents",
+            Phase::Migration(state) => state,
+            Phase::Done => "done",
+        }
+    }
+
+    /// True between a stop build's creation and its start's end: a graceful cancel finishes
+    /// this stop→start rather than leave the workspace stopped.
+    pub fn is_mid_restart(&self) -> bool {
+        matches!(self, Phase::Stopping | Phase::Stopped | Phase::Starting)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Phase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// A snapshot of an operation.
@@ -442,7 +530,7 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
             .iter()
             .map(|t| TargetStatus {
                 target: t.clone(),
-                phase: "waiting".into(),
+                phase: Phase::Waiting,
                 verdict: None,
                 message: None,
             })
@@ -498,7 +586,7 @@ impl<Ev: OperationEvent, T: OperationOutput> Operation<Ev, T> {
                     Ok(t) => t.finish(&mut s.workspaces),
                     Err(e) => {
                         for w in s.workspaces.iter_mut().filter(|w| w.verdict.is_none()) {
-                            w.phase = "done".into();
+                            w.phase = Phase::Done;
                             w.verdict = Some(e.kind().to_string());
                             w.message = Some(e.to_string());
                         }

@@ -12,18 +12,16 @@ use fleet::{
         MAX_PARALLEL, Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
         UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
-    operation::{
-        Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,
-    },
+    operation::Aftermath,
 };
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
     command::{CommandLine, NameKind, Printed},
+    follow::follow,
     out,
+    render::{ManyEvent, ManyShown, ManyTargets, OneTarget, Shown, TargetEvent},
 };
 
 const UPDATE_HELP: &str = "\
@@ -576,9 +574,10 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
 }
 
 /// One workspace keeps the single-workspace output; several (or a selection) go through the
-/// batch; --dry-run prints the plan. Updates run as SDK operations: the first Ctrl-C cancels
-/// gracefully (nothing new starts, a stop under way is followed by its start), the second
-/// leaves everything as it is (exit 130, with what is left and how to finish it).
+/// batch; --dry-run prints the plan. Each runs as an SDK operation followed by
+/// [`crate::follow::follow`]: the first Ctrl-C cancels gracefully (nothing new starts, a stop
+/// under way is followed by its start), the second leaves everything as it is (exit 130, with
+/// what is left and how to finish it).
 #[allow(clippy::too_many_arguments)]
 async fn run_selection(
     client: &CoderClient,
@@ -600,17 +599,10 @@ async fn run_selection(
             Operation::Update { template_version } => (template_version, false),
             Operation::Restart => (None, true),
         };
-        let mut progress = Progress::new(format, logs);
+        let mut progress = OneTarget::new(format, logs);
         if batch.dry_run {
-            // Reads only: Ctrl-C simply stops.
-            let (cancel, _guard) = cancel_on_ctrl_c();
-            let plan = client
-                .dry_run(&workspace, version, restart, &options, &cancel, &mut |e| {
-                    progress.event(e)
-                })
-                .await;
-            progress.finish();
-            let plan = plan?;
+            let op = client.start_dry_run(workspace, version, restart, options);
+            let plan = follow(&op, &mut progress).await?;
             match format {
                 OutputFormat::Json => out::json(&plan),
                 OutputFormat::Text => print_dry_run(&plan),
@@ -622,8 +614,7 @@ async fn run_selection(
         } else {
             client.start_update_ready(workspace, version, options, ready)
         };
-        let outcome = follow(&op, |e| progress.event(e)).await;
-        progress.finish();
+        let outcome = follow(&op, &mut progress).await;
         print_outcome(&outcome?, format);
         return Ok(0);
     }
@@ -636,11 +627,9 @@ async fn run_selection(
         max_failures: batch.max_failures,
         ready,
     };
-    let mut progress = BatchProgress::new(format, logs);
+    let mut progress = ManyTargets::new(format, logs, true);
     let op = client.start_update_many(selection, fleet_options);
-    let report = follow(&op, |e| progress.event(e)).await;
-    progress.finish();
-    let report = report?;
+    let report = follow(&op, &mut progress).await?;
     // A halted rollout, or workspaces left alone, are resumed by the command it prints.
     let resume =
         (report.halt.is_some() || report.skipped > 0).then(|| resume.command_line(&report));
@@ -649,65 +638,6 @@ async fn run_selection(
         OutputFormat::Text => print_report(&report, resume.as_ref()),
     }
     Ok(cli::batch_exit_code(&report))
-}
-
-/// Draws an operation's events until it ends, and turns Ctrl-C into its cancel (first) and
-/// its abort (second).
-async fn follow<Ev, T>(op: &SdkOperation<Ev, T>, mut on_event: impl FnMut(Ev)) -> fleet::Result<T>
-where
-    Ev: OperationEvent,
-    T: OperationOutput,
-{
-    let interrupts = tokio::spawn(interrupts(op.clone()));
-    let result = match op
-        .watch_until(None, std::future::pending(), &mut on_event)
-        .await
-    {
-        Some(result) => result,
-        None => op.outcome().await,
-    };
-    interrupts.abort();
-    result
-}
-
-/// Terraform's convention: the first Ctrl-C cancels gracefully and says what is finished;
-/// the second leaves everything as it is.
-async fn interrupts<Ev: OperationEvent, T: OperationOutput>(op: SdkOperation<Ev, T>) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    let snapshot = op.snapshot();
-    let in_flight: Vec<String> = snapshot
-        .workspaces
-        .iter()
-        .filter(|w| matches!(w.phase.as_str(), "stopping" | "stopped" | "starting"))
-        .map(|w| w.target.clone())
-        .collect();
-    op.cancel();
-    let batch = op.kind() == OperationKind::BatchUpdate;
-    let mut said = String::from("Interrupt received: ");
-    if batch {
-        said.push_str("starting no more workspaces; ");
-    }
-    if in_flight.is_empty() {
-        said.push_str("nothing is stopped yet, so nothing will be; ");
-    } else {
-        said.push_str(&format!(
-            "finishing the in-flight stop→start of {}; ",
-            escape_one_line(&in_flight.join(", "))
-        ));
-    }
-    said.push_str(if in_flight.len() > 1 {
-        "Ctrl-C again to leave them as they are"
-    } else {
-        "Ctrl-C again to leave it as it is"
-    });
-    out::err(said);
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    out::err("Second interrupt: leaving everything as it is now");
-    op.abort();
 }
 
 /// The report as JSON, each result left half-way with the command line that finishes it
@@ -1069,202 +999,8 @@ fn print_report(r: &FleetReport, resume: Option<&Printed>) {
     }
 }
 
-/// Draws a batch: on a terminal one line per workspace plus a total; plain lines on stderr
-/// otherwise; nothing with `-o json`.
-enum BatchProgress {
-    Quiet,
-    Lines {
-        logs: bool,
-        dropped: DropNotes,
-    },
-    Bars {
-        multi: MultiProgress,
-        total: Option<ProgressBar>,
-        bars: Vec<Option<ProgressBar>>,
-        keep: bool,
-    },
-}
-
-/// Above this many workspaces, a finished workspace's line is cleared (the total stays).
-const KEEP_LINES_UP_TO: usize = 24;
-
-impl BatchProgress {
-    fn new(format: OutputFormat, logs: bool) -> Self {
-        match format {
-            OutputFormat::Json if logs => BatchProgress::Lines {
-                logs,
-                dropped: DropNotes::default(),
-            },
-            OutputFormat::Json => BatchProgress::Quiet,
-            OutputFormat::Text if cli::stderr_is_terminal() => BatchProgress::Bars {
-                multi: MultiProgress::with_draw_target(out::progress_target()),
-                total: None,
-                bars: Vec::new(),
-                keep: true,
-            },
-            OutputFormat::Text => BatchProgress::Lines {
-                logs,
-                dropped: DropNotes::default(),
-            },
-        }
-    }
-
-    fn event(&mut self, e: FleetEvent) {
-        match self {
-            BatchProgress::Quiet => {}
-            BatchProgress::Lines { logs, dropped } => match &e {
-                FleetEvent::Began { .. } => {}
-                FleetEvent::Step {
-                    step: CoderEvent::BuildLog { .. },
-                    ..
-                }
-                | FleetEvent::LogLinesDropped { .. }
-                    if !*logs => {}
-                FleetEvent::LogLinesDropped { count } => {
-                    dropped.add(*count);
-                    if let Some(note) = dropped.take(false) {
-                        out::err(note);
-                    }
-                }
-                // A workspace's result may span lines (a build's error and log tail); every
-                // other event is one line, whatever the server's names and log lines hold.
-                FleetEvent::Finished {
-                    done,
-                    total,
-                    result,
-                    ..
-                } => {
-                    if let Some(note) = dropped.take(true) {
-                        out::err(note);
-                    }
-                    out::err(format!(
-                        "[{}] {} ({done}/{total}): {}",
-                        escape_one_line(&result.workspace),
-                        result.verdict,
-                        result.message
-                    ))
-                }
-                _ => {
-                    let log_line = fleet::operation::OperationEvent::is_log_line(&e);
-                    if let Some(note) = dropped.take(!log_line) {
-                        out::err(note);
-                    }
-                    out::err(escape_one_line(&e.describe()));
-                }
-            },
-            BatchProgress::Bars { multi, .. } if matches!(e, FleetEvent::Halted { .. }) => {
-                let _ = multi.println(out::shown(&escape_one_line(&e.describe())));
-            }
-            BatchProgress::Bars {
-                multi,
-                total,
-                bars,
-                keep,
-            } => match &e {
-                FleetEvent::Selected { workspaces } => {
-                    *keep = workspaces.len() <= KEEP_LINES_UP_TO;
-                    bars.resize(workspaces.len(), None);
-                    let bar = multi.add(ProgressBar::new(workspaces.len() as u64));
-                    if let Ok(style) = ProgressStyle::with_template(
-                        "{spinner} {prefix:>7} [{bar:24}] {pos}/{len} done ({elapsed}) {wide_msg}",
-                    ) {
-                        bar.set_style(style.progress_chars("=> "));
-                    }
-                    bar.set_prefix("total");
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    *total = Some(bar);
-                }
-                FleetEvent::Began { index, workspace } => {
-                    let bar = ProgressBar::new_spinner();
-                    if let Ok(style) =
-                        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
-                    {
-                        bar.set_style(style);
-                    }
-                    let bar = match total {
-                        Some(t) => multi.insert_before(t, bar),
-                        None => multi.add(bar),
-                    };
-                    bar.set_prefix(out::shown(&escape_one_line(workspace)));
-                    bar.set_message("reading");
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    if let Some(slot) = bars.get_mut(*index) {
-                        *slot = Some(bar);
-                    }
-                }
-                FleetEvent::Step { index, step, .. } => {
-                    if let Some(Some(bar)) = bars.get(*index) {
-                        bar.set_message(out::shown(&escape_one_line(&step.describe())));
-                    }
-                }
-                FleetEvent::Finished {
-                    index,
-                    done,
-                    result,
-                    ..
-                } => {
-                    let line = format!(
-                        "{}: {}",
-                        result.verdict,
-                        escape_one_line(first_line(&result.message))
-                    );
-                    match bars.get_mut(*index).and_then(Option::take) {
-                        Some(bar) if *keep => bar.finish_with_message(out::shown(&line)),
-                        Some(bar) => bar.finish_and_clear(),
-                        None if *keep => {
-                            let _ = multi.println(out::shown(&format!(
-                                "{} {line}",
-                                escape_one_line(&result.workspace)
-                            )));
-                        }
-                        None => {}
-                    }
-                    if let Some(t) = total {
-                        t.set_position(*done as u64);
-                        t.set_message(out::shown(&format!(
-                            "last: {} {}",
-                            escape_one_line(&result.workspace),
-                            result.verdict
-                        )));
-                    }
-                }
-                // The bars show the latest step of each workspace: nothing was lost there.
-                FleetEvent::LogLinesDropped { .. } | FleetEvent::Halted { .. } => {}
-            },
-        }
-    }
-
-    fn finish(&mut self) {
-        if let BatchProgress::Lines { dropped, .. } = self {
-            if let Some(note) = dropped.take(true) {
-                out::err(note);
-            }
-        }
-        if let BatchProgress::Bars { total, bars, .. } = self {
-            for bar in bars.iter_mut().filter_map(Option::take) {
-                bar.abandon();
-            }
-            if let Some(t) = total.take() {
-                t.finish();
-            }
-        }
-    }
-}
-
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-/// A cancellation token cancelled by Ctrl-C; the guard stops listening when dropped.
-fn cancel_on_ctrl_c() -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c.cancel();
-        }
-    });
-    (cancel, task)
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
@@ -1401,201 +1137,119 @@ fn print_list(list: &[WorkspaceInfo], outdated: bool) {
     }
 }
 
-/// Draws the events: a spinner per build on a terminal, plain lines on stderr otherwise,
-/// nothing with `-o json`.
-struct Progress {
-    mode: Mode,
-    bar: Option<ProgressBar>,
-    /// Show build log lines.
-    logs: bool,
-    dropped: DropNotes,
-}
-
-/// Log lines dropped because the terminal was slower than the log: said at most once a second
-/// (with how many since the last note), and before anything else is shown.
-#[derive(Default)]
-struct DropNotes {
-    pending: u64,
-    last: Option<std::time::Instant>,
-}
-
-impl DropNotes {
-    /// Counts `count` more dropped lines.
-    fn add(&mut self, count: u64) {
-        self.pending += count;
-    }
-
-    /// The note to show now, if any: when `now_anyway`, or a second after the last one.
-    fn take(&mut self, now_anyway: bool) -> Option<String> {
-        let due = now_anyway
-            || self
-                .last
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-        if self.pending == 0 || !due {
-            return None;
-        }
-        self.last = Some(std::time::Instant::now());
-        let count = std::mem::take(&mut self.pending);
-        Some(format!(
-            "  | … {}",
-            CoderEvent::LogLinesDropped { count }.describe()
-        ))
-    }
-}
-
-#[derive(PartialEq, Eq)]
-enum Mode {
-    Quiet,
-    Lines,
-    Bars,
-}
-
-impl Progress {
-    fn new(format: OutputFormat, logs: bool) -> Self {
-        let mode = match format {
-            OutputFormat::Json => Mode::Quiet,
-            OutputFormat::Text if cli::stderr_is_terminal() => Mode::Bars,
-            OutputFormat::Text => Mode::Lines,
-        };
-        Progress {
-            mode,
-            bar: None,
-            logs,
-            dropped: DropNotes::default(),
-        }
-    }
-
-    fn event(&mut self, e: CoderEvent) {
-        if let CoderEvent::BuildLog { output, .. } = &e {
-            if !self.logs {
-                return;
-            }
-            if let Some(note) = self.dropped.take(false) {
-                self.print_log(note);
-            }
-            // The server's words, on one line: a line break in them is escaped too, so that
-            // no log line can start a line that looks like fleet's own.
-            let line = format!("  | {}", escape_one_line(output));
-            self.print_log(line);
-            return;
-        }
-        if let CoderEvent::LogLinesDropped { count } = &e {
-            if self.logs {
-                self.dropped.add(*count);
-                if let Some(note) = self.dropped.take(false) {
-                    self.print_log(note);
-                }
-            }
-            return;
-        }
-        if let Some(note) = self.dropped.take(true) {
-            self.print_log(note);
-        }
-        match self.mode {
-            Mode::Quiet => {}
-            Mode::Lines => out::err(one_line(&e.describe())),
-            Mode::Bars => self.draw(e),
-        }
-    }
-
-    /// Prints one log line above the spinner (or alone). It is written before the next event
-    /// is read: while the terminal is slow, the operation's event buffer (bounded in bytes)
-    /// drops the oldest lines and says how many.
-    fn print_log(&self, line: String) {
-        match &self.bar {
-            Some(bar) if self.mode == Mode::Bars => bar.println(out::shown(&line)),
-            _ => out::err(line),
-        }
-    }
-
-    fn draw(&mut self, e: CoderEvent) {
-        match &e {
-            CoderEvent::BuildCreated { step, .. }
-            | CoderEvent::BuildFoundAfterError { step, .. } => {
-                self.finish();
-                self.bar = Some(spinner(format!("{}", StepLabel(*step))));
-                if let Some(bar) = &self.bar {
-                    bar.set_message(one_line(&e.describe()));
-                }
-            }
-            CoderEvent::WaitingForBuildInProgress { .. }
-            | CoderEvent::Conflict { .. }
-            | CoderEvent::WaitingForIdle { .. } => {
-                self.finish();
-                let bar = spinner("waiting".into());
-                bar.set_message(one_line(&e.describe()));
-                self.bar = Some(bar);
-            }
-            CoderEvent::BuildStatus { .. } => match &self.bar {
-                Some(bar) => bar.set_message(one_line(&e.describe())),
-                None => out::err(one_line(&e.describe())),
-            },
-            CoderEvent::BuildSucceeded { .. } => match self.bar.take() {
-                Some(bar) => bar.finish_with_message(one_line(&e.describe())),
-                None => out::err(one_line(&e.describe())),
-            },
-            CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. } => {}
-            CoderEvent::Planned { .. }
-            | CoderEvent::QueuedForBuild { .. }
-            | CoderEvent::UpToDate { .. }
-            | CoderEvent::LogsUnavailable { .. }
-            | CoderEvent::FellBack { .. } => {
-                self.finish();
-                out::err(one_line(&e.describe()));
-            }
-            CoderEvent::Readiness(fleet::coder::ReadyEvent::Waiting { .. }) => match &self.bar {
-                Some(bar) if bar.prefix() == "ready" => bar.set_message(one_line(&e.describe())),
-                _ => {
-                    self.finish();
-                    let bar = spinner("ready".into());
-                    bar.set_message(one_line(&e.describe()));
-                    self.bar = Some(bar);
-                }
-            },
-            CoderEvent::Readiness(fleet::coder::ReadyEvent::Ended { .. }) => {
-                match self.bar.take() {
-                    Some(bar) => bar.finish_with_message(one_line(&e.describe())),
-                    None => out::err(one_line(&e.describe())),
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(note) = self.dropped.take(true) {
-            self.print_log(note);
-        }
-        if let Some(bar) = self.bar.take() {
-            bar.abandon();
-        }
-    }
-}
-
 /// A progress line as drawn: one line whatever the server's words in it hold, redacted and
 /// escaped.
 fn one_line(text: &str) -> String {
     out::shown(&escape_one_line(text))
 }
 
-struct StepLabel(Step);
+impl TargetEvent for CoderEvent {
+    fn shown(&self) -> Shown {
+        match self {
+            CoderEvent::BuildLog { output, .. } => Shown::Log(output.clone()),
+            CoderEvent::LogLinesDropped { count } => Shown::Dropped(*count),
+            CoderEvent::BuildCreated { step, .. }
+            | CoderEvent::BuildFoundAfterError { step, .. } => Shown::Begin {
+                label: match step {
+                    Step::Stop => "stop",
+                    Step::Start => "start",
+                    Step::InProgress => "waiting",
+                },
+                again: false,
+            },
+            CoderEvent::WaitingForBuildInProgress { .. }
+            | CoderEvent::Conflict { .. }
+            | CoderEvent::WaitingForIdle { .. } => Shown::Begin {
+                label: "waiting",
+                again: false,
+            },
+            CoderEvent::BuildStatus { .. } => Shown::Update,
+            CoderEvent::BuildSucceeded { .. }
+            | CoderEvent::Readiness(fleet::coder::ReadyEvent::Ended { .. }) => Shown::End,
+            CoderEvent::Planned { .. }
+            | CoderEvent::QueuedForBuild { .. }
+            | CoderEvent::UpToDate { .. }
+            | CoderEvent::LogsUnavailable { .. }
+            | CoderEvent::FellBack { .. } => Shown::Line,
+            CoderEvent::Readiness(fleet::coder::ReadyEvent::Waiting { .. }) => Shown::Begin {
+                label: "ready",
+                again: true,
+            },
+        }
+    }
 
-impl std::fmt::Display for StepLabel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0 {
-            Step::Stop => "stop",
-            Step::Start => "start",
-            Step::InProgress => "waiting",
-        })
+    fn text(&self) -> String {
+        one_line(&self.describe())
     }
 }
 
-fn spinner(prefix: String) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, out::progress_target());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix:>7} [{elapsed}] {wide_msg}")
-    {
-        bar.set_style(style);
+impl ManyEvent for FleetEvent {
+    fn shown(&self) -> ManyShown {
+        match self {
+            FleetEvent::Selected { workspaces } => ManyShown::Total(workspaces.len()),
+            FleetEvent::Began { index, workspace } => ManyShown::Begin {
+                key: index.to_string(),
+                label: workspace.clone(),
+            },
+            FleetEvent::Step {
+                step: CoderEvent::BuildLog { .. },
+                ..
+            } => ManyShown::Log,
+            FleetEvent::Step {
+                index, workspace, ..
+            } => ManyShown::Step {
+                key: index.to_string(),
+                label: workspace.clone(),
+            },
+            FleetEvent::Finished {
+                index,
+                done,
+                result,
+                ..
+            } => ManyShown::Finished {
+                key: index.to_string(),
+                label: result.workspace.clone(),
+                done: *done,
+                last: Some(format!(
+                    "last: {} {}",
+                    escape_one_line(&result.workspace),
+                    result.verdict
+                )),
+            },
+            FleetEvent::LogLinesDropped { count } => ManyShown::Dropped(*count),
+            FleetEvent::Halted { .. } => ManyShown::Note { one_fewer: false },
+        }
     }
-    bar.set_prefix(prefix);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
+
+    fn text(&self) -> String {
+        match self {
+            FleetEvent::Step { step, .. } => escape_one_line(&step.describe()).into_owned(),
+            FleetEvent::Finished { result, .. } => format!(
+                "{}: {}",
+                result.verdict,
+                escape_one_line(first_line(&result.message))
+            ),
+            _ => escape_one_line(&self.describe()).into_owned(),
+        }
+    }
+
+    fn line(&self) -> Option<String> {
+        match self {
+            FleetEvent::Began { .. } => None,
+            // A workspace's result may span lines (a build's error and log tail); every other
+            // event is one line, whatever the server's names and log lines hold.
+            FleetEvent::Finished {
+                done,
+                total,
+                result,
+                ..
+            } => Some(format!(
+                "[{}] {} ({done}/{total}): {}",
+                escape_one_line(&result.workspace),
+                result.verdict,
+                result.message
+            )),
+            _ => Some(escape_one_line(&self.describe()).into_owned()),
+        }
+    }
 }

@@ -8,17 +8,17 @@ use fleet::{
     Error, ReadBack,
     molecule::{
         BatchEvent, MigrateRequest, MigrationBatch, MigrationEvent, MigrationPlan, MigrationReport,
-        MigrationStarts, MoleculeClient, Provider, RouteChoice, StartedMigration, WaitOptions,
+        MigrationRunEvent, MigrationStarts, MoleculeClient, Provider, RouteChoice,
+        StartedMigration, WaitOptions,
     },
-    operation::Severity,
 };
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
     command::{CommandLine, NameKind, Printed},
+    follow::follow,
     out,
+    render::{ManyEvent, ManyShown, ManyTargets, OneTarget, Shown, TargetEvent},
 };
 
 const MIGRATE_HELP: &str = "\
@@ -60,6 +60,10 @@ to a route no GET confirmed). --dry-run and --log-level info say which is used.
 If the control plane gives no clear answer to the POST (a 5xx, a reset, a timeout), fleet does
 not send it again: it reads the migration back and says whether one is running now (and how
 to follow it) or that nothing was started; exit code 1 either way.
+
+Ctrl-C (as for Coder): the first lets a start under way get its answer, starts no more and
+stops following (the migrations go on; fleet prints how to follow them); the second leaves at
+once, saying which start may have begun (exit 130).
 
 Exit codes: 0 started (or, with --wait, completed) · 1 the control plane refused, the start is
 unconfirmed, or the migration failed / rolled back · 2 invalid input, not confirmed, unknown
@@ -289,12 +293,13 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
     if !request.confirm {
         request.confirm = confirm_interactively(&request).await?;
     }
-    let started = client
-        .migrate_provider(&request)
-        .await
-        .map_err(|e| e.with_next_step(|found| next_step(found, &request.workspace_id)))?;
     let json = global.output == OutputFormat::Json;
     if !args.wait {
+        // One POST, never retried: nothing to follow.
+        let started = client
+            .migrate_provider(&request)
+            .await
+            .map_err(|e| e.with_next_step(|found| next_step(found, &request.workspace_id)))?;
         if json {
             out::json(&started);
         } else {
@@ -305,17 +310,16 @@ async fn migrate_provider(args: MigrateArgs, global: &GlobalOpts) -> fleet::Resu
         }
         return Ok(0);
     }
-    if !json {
-        out::err(started_text(&started));
-    }
-    let mut options = wait_options(args.timeout, global);
-    // The control plane may take a moment to show a migration it just accepted.
-    options.not_found_grace = Duration::from_secs(30).min(args.timeout);
-    let report = follow(&client, &started.workspace_id, &options, global.output).await?;
+    let workspace_id = request.workspace_id.clone();
+    let op = client.start_migration(request, wait_options(args.timeout, global));
+    let mut display = migration_display(global.output);
+    let run = follow(&op, &mut display)
+        .await
+        .map_err(|e| e.with_next_step(|found| next_step(found, &workspace_id)))?;
     if json {
-        out::json(&serde_json::json!({ "migration_started": started, "status": report }));
+        out::json(&run);
     } else {
-        print_report(&report);
+        print_report(&run.status);
     }
     Ok(0)
 }
@@ -361,61 +365,15 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     if args.canary.is_some() || args.max_failures.is_some() {
         return migrate_rollout(&client, &requests, &args, global).await;
     }
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
-    let starts = client.migrate_many(&requests, &cancel).await;
-    let starts = match starts {
-        Ok(s) => s,
-        Err(e) => {
-            watcher.abort();
-            return Err(e);
-        }
-    };
+    let wait = args.wait.then(|| wait_options(args.timeout, global));
+    let op = client.start_migrate_many(requests.clone(), wait, MAX_CONCURRENT_STATUS);
+    let mut display = batch_display(global.output, requests.len(), args.wait);
+    let run = follow(&op, &mut display).await?;
     let json = global.output == OutputFormat::Json;
-    if !json {
-        for r in &starts.results {
-            let next = r
-                .read_back
-                .map(|found| format!(". {}", next_step(found, &r.workspace_id)))
-                .unwrap_or_default();
-            out::err(format!(
-                "[{}] {}{next}",
-                r.workspace_id,
-                crate::cli::advised(&r.message, &r.remedies)
-            ));
-        }
-    }
+    let starts = run.starts;
     let started = starts.started_ids();
-    let batch = if args.wait && !started.is_empty() && !cancel.is_cancelled() {
-        let mut options = wait_options(args.timeout, global);
-        // The control plane may take a moment to show a migration it just accepted.
-        options.not_found_grace = Duration::from_secs(30).min(args.timeout);
-        let mut display = BatchDisplay::new(global.output, started.len(), true);
-        let batch = client
-            .migration_status_many(
-                &started,
-                Some(&options),
-                MAX_CONCURRENT_STATUS,
-                &cancel,
-                |e| display.show(e),
-            )
-            .await;
-        display.finish();
-        Some(batch?)
-    } else {
-        None
-    };
-    watcher.abort();
-    let code = cli::code(
-        starts
-            .worst
-            .max(batch.as_ref().map_or(Severity::Ok, |b| b.worst)),
-    );
+    let batch = run.status;
+    let code = cli::code(run.worst);
     if json {
         out::json(&serde_json::json!({
             "starts": starts_json(&starts),
@@ -452,52 +410,27 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
 
 /// Several migrations under the rollout controls (--canary, --max-failures, --parallel): each
 /// started and followed to its end; a table (or JSON) with one row per workspace, the halt
-/// and the command that resumes. Ctrl-C starts no more (the ones followed go on).
+/// and the command that resumes. Ctrl-C: crate::follow's policy (starts no more; the ones
+/// followed go on).
 async fn migrate_rollout(
     client: &MoleculeClient,
     requests: &[MigrateRequest],
     args: &MigrateArgs,
     global: &GlobalOpts,
 ) -> fleet::Result<i32> {
-    let control = fleet::operation::Control::new();
-    let on_ctrl_c = control.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            out::err("Interrupt received: starting no more migrations (those started go on)");
-            on_ctrl_c.cancel();
-        }
-    });
     let rollout = fleet::rollout::RolloutOptions {
         parallel: args.parallel,
         canary: args.canary.unwrap_or(0),
         max_failures: args.max_failures,
     };
     let options = wait_options(args.timeout, global);
-    let mut display = BatchDisplay::new(global.output, requests.len(), true);
-    let result = client
-        .migrate_rollout(requests, &options, &rollout, &control, |e| display.show(e))
-        .await;
-    display.finish();
-    watcher.abort();
+    let op = client.start_migrate_rollout(requests.to_vec(), options, rollout);
+    let mut display = batch_display(global.output, requests.len(), true);
+    let result = follow(&op, &mut display).await;
     let report = result?;
     let resume = report.halt.as_ref().map(|_| resume_command(args, &report));
     let resume = resume.as_ref();
-    let code = cli::code(if report.all_completed() {
-        Severity::Ok
-    } else if report.results.iter().all(|r| {
-        matches!(
-            r.verdict,
-            fleet::molecule::RolloutVerdict::Refused
-                | fleet::molecule::RolloutVerdict::NotFound
-                | fleet::molecule::RolloutVerdict::NotAttempted
-        )
-    }) {
-        Severity::Refused
-    } else if control.is_cancelled() {
-        Severity::Interrupted
-    } else {
-        Severity::Failed
-    });
+    let code = cli::code(report.worst);
     if global.output == OutputFormat::Json {
         let mut v = serde_json::to_value(&report).unwrap_or_default();
         if let Some(r) = resume {
@@ -623,13 +556,8 @@ async fn migration_status(args: StatusArgs, global: &GlobalOpts) -> fleet::Resul
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
     let report = if args.wait {
-        follow(
-            &client,
-            &workspace_id,
-            &wait_options(args.timeout, global),
-            global.output,
-        )
-        .await?
+        let op = client.start_follow_migration(workspace_id, wait_options(args.timeout, global));
+        follow(&op, &mut migration_display(global.output)).await?
     } else {
         client.migration_status(&workspace_id).await?
     };
@@ -649,25 +577,13 @@ async fn migration_status_many(args: StatusArgs, global: &GlobalOpts) -> fleet::
     let config = global.molecule_config()?;
     let client = MoleculeClient::new(&config)?;
     let options = wait_options(args.timeout, global);
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
-    let mut display = BatchDisplay::new(global.output, args.workspace_ids.len(), args.wait);
-    let batch = client
-        .migration_status_many(
-            &args.workspace_ids,
-            args.wait.then_some(&options),
-            MAX_CONCURRENT_STATUS,
-            &cancel,
-            |e| display.show(e),
-        )
-        .await;
-    watcher.abort();
-    display.finish();
+    let op = client.start_follow_many(
+        args.workspace_ids.clone(),
+        args.wait.then_some(options),
+        MAX_CONCURRENT_STATUS,
+    );
+    let mut display = batch_display(global.output, args.workspace_ids.len(), args.wait);
+    let batch = follow(&op, &mut display).await;
     let batch = batch?;
     match global.output {
         OutputFormat::Json => out::json(&batch_json(&batch)),
@@ -750,6 +666,7 @@ fn print_batch(b: &MigrationBatch) {
 /// The exit code of a dry run: the one the real run would have before sending anything (2
 /// when the control plane would refuse it now, else 0).
 fn plan_code(p: &MigrationPlan) -> i32 {
+    use fleet::operation::Severity;
     cli::code(if p.blocked.is_some() {
         Severity::Refused
     } else {
@@ -829,106 +746,73 @@ fn print_plan(p: &MigrationPlan) {
     }
 }
 
-/// Draws several migrations: on a terminal one line per workspace plus a total; plain lines
-/// otherwise; nothing with `-o json`.
-enum BatchDisplay {
-    Quiet,
-    Lines,
-    Bars {
-        total: ProgressBar,
-        bars: std::collections::HashMap<String, ProgressBar>,
-        multi: MultiProgress,
-    },
+impl ManyEvent for BatchEvent {
+    fn shown(&self) -> ManyShown {
+        match self {
+            BatchEvent::Started { result } => ManyShown::Note {
+                one_fewer: result.started.is_none(),
+            },
+            BatchEvent::State { workspace_id, .. } => ManyShown::Step {
+                key: workspace_id.clone(),
+                label: workspace_id.clone(),
+            },
+            BatchEvent::Finished { done, result, .. } => ManyShown::Finished {
+                key: result.workspace_id.clone(),
+                label: result.workspace_id.clone(),
+                done: *done,
+                last: None,
+            },
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            BatchEvent::Started { result } => start_line(result),
+            BatchEvent::State { event, .. } => state_line(event),
+            BatchEvent::Finished { result, .. } => {
+                escape_one_line(result.message.lines().next().unwrap_or("")).into_owned()
+            }
+        }
+    }
+
+    fn line(&self) -> Option<String> {
+        Some(match self {
+            BatchEvent::Started { result } => start_line(result),
+            BatchEvent::State {
+                workspace_id,
+                event,
+            } => format!("[{workspace_id}] {}", state_line(event)),
+            BatchEvent::Finished {
+                done,
+                total,
+                result,
+            } => format!(
+                "[{}] ended ({done}/{total}): {}",
+                result.workspace_id,
+                result.message.lines().next().unwrap_or("")
+            ),
+        })
+    }
 }
 
-impl BatchDisplay {
-    fn new(format: OutputFormat, count: usize, wait: bool) -> Self {
-        if format == OutputFormat::Json {
-            return BatchDisplay::Quiet;
-        }
-        if !cli::stderr_is_terminal() || !wait {
-            return BatchDisplay::Lines;
-        }
-        let multi = MultiProgress::with_draw_target(out::progress_target());
-        let total = multi.add(ProgressBar::new(count as u64));
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} total [{bar:24}] {pos}/{len} ended ({elapsed}) {wide_msg}",
-        ) {
-            total.set_style(style.progress_chars("=> "));
-        }
-        total.enable_steady_tick(Duration::from_millis(200));
-        BatchDisplay::Bars {
-            total,
-            bars: Default::default(),
-            multi,
-        }
-    }
+/// Several migrations' renderer: with `wait`, bars on a terminal (one line per workspace and
+/// a total of `count`); else lines.
+fn batch_display(format: OutputFormat, count: usize, wait: bool) -> ManyTargets {
+    ManyTargets::new(format, false, wait).with_total(count)
+}
 
-    fn show(&mut self, e: BatchEvent) {
-        match (self, e) {
-            (BatchDisplay::Quiet, _) => {}
-            (
-                BatchDisplay::Lines,
-                BatchEvent::State {
-                    workspace_id,
-                    event,
-                },
-            ) => {
-                out::err(format!("[{workspace_id}] {}", state_line(&event)));
-            }
-            (
-                BatchDisplay::Lines,
-                BatchEvent::Finished {
-                    done,
-                    total,
-                    result,
-                },
-            ) => {
-                out::err(format!(
-                    "[{}] ended ({done}/{total}): {}",
-                    result.workspace_id,
-                    result.message.lines().next().unwrap_or("")
-                ));
-            }
-            (
-                BatchDisplay::Bars { total, bars, multi },
-                BatchEvent::State {
-                    workspace_id,
-                    event,
-                },
-            ) => {
-                let bar = bars.entry(workspace_id.clone()).or_insert_with(|| {
-                    let bar = multi.insert_before(total, ProgressBar::new_spinner());
-                    if let Ok(style) =
-                        ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
-                    {
-                        bar.set_style(style);
-                    }
-                    bar.set_prefix(out::shown(&workspace_id));
-                    bar.enable_steady_tick(Duration::from_millis(200));
-                    bar
-                });
-                bar.set_message(out::shown(&state_line(&event)));
-            }
-            (BatchDisplay::Bars { total, bars, .. }, BatchEvent::Finished { done, result, .. }) => {
-                if let Some(bar) = bars.remove(&result.workspace_id) {
-                    bar.finish_with_message(out::shown(
-                        result.message.lines().next().unwrap_or(""),
-                    ));
-                }
-                total.set_position(done as u64);
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if let BatchDisplay::Bars { total, bars, .. } = self {
-            for (_, bar) in bars.drain() {
-                bar.abandon();
-            }
-            total.finish();
-        }
-    }
+/// How the start of one migration of a batch went, in one line (and what to do next when its
+/// answer was unclear).
+fn start_line(r: &fleet::molecule::StartResult) -> String {
+    let next = r
+        .read_back
+        .map(|found| format!(". {}", next_step(found, &r.workspace_id)))
+        .unwrap_or_default();
+    format!(
+        "[{}] {}{next}",
+        r.workspace_id,
+        crate::cli::advised(&r.message, &r.remedies)
+    )
 }
 
 /// One progress line: the control plane's words (its state, detail) with any line break
@@ -999,76 +883,50 @@ async fn confirm_interactively(request: &MigrateRequest) -> fleet::Result<bool> 
     Ok(true)
 }
 
-/// Waits for the migration, drawing progress on stderr, and handling Ctrl-C.
-async fn follow(
-    client: &MoleculeClient,
-    workspace_id: &str,
-    options: &WaitOptions,
-    format: OutputFormat,
-) -> fleet::Result<MigrationReport> {
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
+impl TargetEvent for MigrationEvent {
+    fn shown(&self) -> Shown {
+        Shown::Steps {
+            step: self.step,
+            of: self.total_steps,
         }
-    });
-    let mut display = Display::new(format);
-    let result = client
-        .wait_for_migration(workspace_id, options, &cancel, |event| display.show(&event))
-        .await;
-    watcher.abort();
-    display.finish();
-    result
-}
-
-/// How progress is drawn: a bar on a terminal, lines otherwise, nothing with `-o json`.
-enum Display {
-    Bar(ProgressBar),
-    Lines,
-    Quiet,
-}
-
-impl Display {
-    fn new(format: OutputFormat) -> Self {
-        if format == OutputFormat::Json {
-            return Display::Quiet;
-        }
-        if !cli::stderr_is_terminal() {
-            return Display::Lines;
-        }
-        let bar = ProgressBar::with_draw_target(
-            Some(u64::from(fleet::molecule::TOTAL_STEPS)),
-            out::progress_target(),
-        );
-        let style =
-            ProgressStyle::with_template("{spinner} [{bar:24}] step {pos}/{len} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message("waiting for the first status");
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Display::Bar(bar)
     }
 
-    fn show(&mut self, event: &MigrationEvent) {
+    fn text(&self) -> String {
+        out::shown(&escape_one_line(&self.state_text()))
+    }
+
+    fn line(&self) -> String {
+        state_line(self)
+    }
+}
+
+impl TargetEvent for MigrationRunEvent {
+    fn shown(&self) -> Shown {
         match self {
-            Display::Bar(bar) => {
-                if let Some(step) = event.step {
-                    bar.set_position(u64::from(step));
-                }
-                bar.set_message(out::shown(&escape_one_line(&event.state_text())));
-            }
-            Display::Lines => out::err(state_line(event)),
-            Display::Quiet => {}
+            MigrationRunEvent::Started(_) => Shown::Above,
+            MigrationRunEvent::State(e) => e.shown(),
         }
     }
 
-    fn finish(&self) {
-        if let Display::Bar(bar) = self {
-            bar.finish_and_clear();
+    fn text(&self) -> String {
+        match self {
+            MigrationRunEvent::Started(s) => started_text(s),
+            MigrationRunEvent::State(e) => e.text(),
         }
     }
+
+    fn line(&self) -> String {
+        match self {
+            MigrationRunEvent::Started(s) => started_text(s),
+            MigrationRunEvent::State(e) => e.line(),
+        }
+    }
+}
+
+/// One target's renderer for a migration: a bar of its steps on a terminal.
+fn migration_display(format: OutputFormat) -> OneTarget {
+    OneTarget::new(format, false)
+        .with_steps(fleet::molecule::TOTAL_STEPS, "waiting for the first status")
 }
 
 fn print_report(report: &MigrationReport) {

@@ -631,7 +631,7 @@ fn operation_row(t: &TargetStatus, result: Option<&Value>) -> OperationRow {
     let r = result.map(result_row);
     OperationRow {
         target: clip(&t.target, NAME_CHARS),
-        phase: t.phase.clone(),
+        phase: t.phase.as_str().to_string(),
         verdict: t.verdict.clone(),
         from: r.as_ref().and_then(|r| r.from.clone()),
         to: r.as_ref().and_then(|r| r.to.clone()),
@@ -704,7 +704,7 @@ fn counts(workspaces: &[TargetStatus]) -> BTreeMap<String, usize> {
     bounded_counts(
         workspaces
             .iter()
-            .map(|w| w.verdict.as_deref().unwrap_or(&w.phase)),
+            .map(|w| w.verdict.as_deref().unwrap_or(w.phase.as_str())),
     )
 }
 

@@ -570,15 +570,16 @@ impl FleetServer {
         };
         let progress = Progress::new(ctx.peer.clone(), ctx.meta.get_progress_token());
         let mut to_progress = forward();
-        let mut on_event = |e| to_progress(&progress, &e);
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let planned = tokio::select! {
-            plan = client.dry_run(workspace, version, restart, options, &cancel, &mut on_event) => {
-                Some(plan)
-            }
-            _ = tokio::time::sleep(limit) => None,
-            _ = ctx.ct.cancelled() => None,
-        };
+        let op = client.start_dry_run(workspace.clone(), version, restart, options.clone());
+        let planned = op
+            .watch_until(Some(limit), ctx.ct.cancelled(), |e| {
+                to_progress(&progress, &e)
+            })
+            .await;
+        if planned.is_none() {
+            // Reads only: nothing is left behind.
+            op.abort();
+        }
         progress.flush().await;
         match planned {
             Some(plan) => Ok(Json(AgentAnswer {

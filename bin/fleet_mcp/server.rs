@@ -510,6 +510,10 @@ pub(crate) fn tool_of(kind: fleet::operation::OperationKind) -> &'static str {
         K::BatchUpdate => "update_agents",
         K::FollowMigration => "wait_for_workspace_migration",
         K::MigrationRollout => "migrate_workspaces",
+        // Not started by a tool of fleet-mcp today; the nearest tool's words.
+        K::Migrate => "migrate_workspace_provider",
+        K::FollowMigrations => "wait_for_workspace_migration",
+        K::DryRun | K::Readiness => "update_agent",
     }
 }
 

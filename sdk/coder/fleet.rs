@@ -1,14 +1,14 @@
 //! Fleet-scale Coder operations: update (or restart) many workspaces at once, and plan an
 //! update without changing anything (`--dry-run`).
 //!
-//! [`CoderClient::update_many`] selects the targets ([`Selection`]), runs each workspace's own
-//! stop → start sequence ([`CoderClient::plan_update`] then [`CoderClient::run_plan`]) with at
+//! [`CoderClient::start_update_many`] selects the targets ([`Selection`]), runs each workspace's own
+//! stop → start sequence ([`CoderClient::start_plan_update`] then [`CoderClient::start_run_plan`]) with at
 //! most [`FleetOptions::parallel`] workspaces in flight, reports every step as a
 //! [`FleetEvent`] tagged with its workspace, and ends each workspace in a [`Verdict`]. A
 //! workspace named twice (by name and by ID, say) is updated once: two builds never run at
 //! once on one workspace.
 //!
-//! [`CoderClient::dry_run`] does every read an update needs and returns a [`DryRun`]: the
+//! [`CoderClient::start_dry_run`] does every read an update needs and returns a [`DryRun`]: the
 //! builds that would be created, in order, with the target version and the parameter values.
 //! It never sends a POST or a PATCH.
 
@@ -177,7 +177,7 @@ pub enum Operation {
     Restart,
 }
 
-/// Options of [`CoderClient::update_many`].
+/// Options of [`CoderClient::start_update_many`].
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
     /// Update or restart.
@@ -274,7 +274,7 @@ impl DryRun {
     }
 }
 
-/// The builds [`CoderClient::run_plan`] would create for `plan`, in order, or the refusal it
+/// The builds [`CoderClient::start_run_plan`] would create for `plan`, in order, or the refusal it
 /// would answer. Mirrors `run_plan`'s decisions: deleted or unknown status → refused; running
 /// on the target (an update without force) → nothing; stopped → start only; else stop, start.
 fn workspace_label(w: &types::Workspace) -> String {
@@ -285,13 +285,13 @@ impl CoderClient {
     /// Plans an update (or with `restart`, a restart) and says what it would do, changing
     /// nothing: resolves the workspace, waits for a build already in progress, reads the target
     /// version (and its name) and the previous build's parameter values. Sends GETs only.
-    pub async fn dry_run(
+    pub(crate) async fn dry_run(
         &self,
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
+        cancel: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<DryRun> {
         // A dry run never waits for anyone to become idle: it says who would be skipped.
@@ -453,7 +453,7 @@ pub struct WorkspaceResult {
     pub elapsed_ms: u64,
 }
 
-/// What happens during [`CoderClient::update_many`].
+/// What happens during [`CoderClient::start_update_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum FleetEvent {
@@ -540,7 +540,7 @@ impl FleetEvent {
     }
 }
 
-/// The result of [`CoderClient::update_many`].
+/// The result of [`CoderClient::start_update_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FleetReport {
     /// True on a dry run (nothing was changed).
@@ -652,7 +652,7 @@ impl CoderClient {
     }
 
     /// Updates (or restarts) many workspaces, at most `options.parallel` at once; each
-    /// workspace's own sequence is the one of [`CoderClient::update_workspace`] (stop, wait,
+    /// workspace's own sequence is the one of [`CoderClient::start_update`] (stop, wait,
     /// start, wait; a failed stop never goes on to the start). One workspace failing does not
     /// stop the others. With `options.dry_run` only reads are sent.
     ///
@@ -660,15 +660,13 @@ impl CoderClient {
     /// nothing sent) or the listing of a selection failing. Otherwise every workspace ends in
     /// a [`WorkspaceResult`]; cancelling ends the ones in flight as their sequences say (the
     /// message tells the state left) and starts no others.
-    pub async fn update_many(
+    pub(crate) async fn update_many(
         &self,
         selection: &Selection,
         options: &FleetOptions,
-        cancel: impl Into<Control>,
-        on_event: impl FnMut(FleetEvent) + Send,
+        cancel: &Control,
+        on_event: &mut (dyn FnMut(FleetEvent) + Send),
     ) -> Result<FleetReport> {
-        let control: Control = cancel.into();
-        let cancel = &control;
         selection.check()?;
         options.check()?;
         // A dry run never waits for anyone: it says who would be skipped.

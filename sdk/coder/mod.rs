@@ -33,7 +33,9 @@ pub use fleet::{
     Selection, Severity, Verdict, WorkspaceResult,
 };
 pub use logs::{BuildLogs, LOG_LINE_MAX_BYTES, LogFollowOptions, cut_log_line};
-pub use operations::{BatchOperation, UpdateOperation};
+pub use operations::{
+    BatchOperation, DryRunOperation, PlanOperation, ReadyOperation, UpdateOperation,
+};
 pub use ready::{
     AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, Readiness, ReadyEvent, ReadyOptions,
     ReadyReport,

@@ -259,7 +259,7 @@ pub(super) fn full_name(w: &types::Workspace) -> String {
 // Options, events, outcomes
 // ---------------------------------------------------------------------------------------------
 
-/// Options of [`CoderClient::update_workspace`] and [`CoderClient::restart_workspace`].
+/// Options of [`CoderClient::start_update`] and [`CoderClient::start_restart`].
 #[derive(Debug, Clone)]
 pub struct UpdateOptions {
     /// Stop and start even when the workspace already runs the target version.
@@ -701,7 +701,7 @@ pub enum UpdateAction {
     UpToDate,
 }
 
-/// The result of [`CoderClient::update_workspace`] / [`CoderClient::restart_workspace`].
+/// The result of [`CoderClient::start_update`] / [`CoderClient::start_restart`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UpdateOutcome {
     /// What was done.

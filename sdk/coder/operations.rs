@@ -1,47 +1,56 @@
-//! Updates, restarts and batch updates started as [`Operation`]s: each runs on its own task
-//! and returns a handle at once (see [`crate::operation`]). The `async fn`s
-//! ([`CoderClient::update_workspace`], …) stay for callers that simply await.
+//! Updates, restarts, batch updates, dry runs and readiness waits started as [`Operation`]s:
+//! each runs on its own task and returns a handle at once (see [`crate::operation`]); a
+//! caller that simply awaits calls [`Operation::outcome`]. The functions behind them are
+//! private to the crate.
 
 use uuid::Uuid;
 
 use super::{
-    CoderClient, CoderEvent, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
-    ReadyOptions, Selection, Severity, Step, UpdateAction, UpdateOptions, UpdateOutcome,
-    WorkspaceRef,
+    CoderClient, CoderEvent, DryRun, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
+    ReadyOptions, ReadyReport, Selection, Severity, Step, UpdateAction, UpdateOptions,
+    UpdateOutcome, UpdatePlan, WorkspaceRef,
 };
 use crate::{
     Error, Result,
-    operation::{Control, Operation, OperationEvent, OperationKind, OperationOutput, TargetStatus},
+    operation::{
+        Control, Operation, OperationEvent, OperationKind, OperationOutput, Phase, TargetStatus,
+    },
 };
 
 /// A running update or restart of one workspace.
 pub type UpdateOperation = Operation<CoderEvent, UpdateOutcome>;
 /// A running batch update (or restart) of several workspaces.
 pub type BatchOperation = Operation<FleetEvent, FleetReport>;
+/// A running dry run (plan) of an update or restart of one workspace.
+pub type DryRunOperation = Operation<CoderEvent, DryRun>;
+/// A running plan of an update or restart of one workspace (reads only).
+pub type PlanOperation = Operation<CoderEvent, UpdatePlan>;
+/// A running wait for a workspace's agents.
+pub type ReadyOperation = Operation<ReadyEvent, ReadyReport>;
 
 /// Where one workspace's sequence is after `event`, when the event moves it.
-fn phase_of(event: &CoderEvent) -> Option<&'static str> {
+fn phase_of(event: &CoderEvent) -> Option<Phase> {
     Some(match event {
-        CoderEvent::Planned { .. } => "planned",
+        CoderEvent::Planned { .. } => Phase::Planned,
         CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {
-            "waiting_for_another_build"
+            Phase::WaitingForAnotherBuild
         }
-        CoderEvent::WaitingForIdle { .. } => "waiting_for_idle",
-        CoderEvent::UpToDate { .. } => "up_to_date",
-        CoderEvent::QueuedForBuild { .. } => "queued",
+        CoderEvent::WaitingForIdle { .. } => Phase::WaitingForIdle,
+        CoderEvent::UpToDate { .. } => Phase::UpToDate,
+        CoderEvent::QueuedForBuild { .. } => Phase::Queued,
         CoderEvent::BuildCreated { step, .. } | CoderEvent::BuildFoundAfterError { step, .. } => {
             match step {
-                Step::Stop => "stopping",
-                Step::Start => "starting",
-                Step::InProgress => "waiting_for_another_build",
+                Step::Stop => Phase::Stopping,
+                Step::Start => Phase::Starting,
+                Step::InProgress => Phase::WaitingForAnotherBuild,
             }
         }
         CoderEvent::BuildSucceeded { step, .. } => match step {
-            Step::Stop => "stopped",
-            Step::Start => "running",
-            Step::InProgress => "waiting_for_another_build",
+            Step::Stop => Phase::Stopped,
+            Step::Start => Phase::Running,
+            Step::InProgress => Phase::WaitingForAnotherBuild,
         },
-        CoderEvent::Readiness(ReadyEvent::Waiting { .. }) => "waiting_for_agents",
+        CoderEvent::Readiness(ReadyEvent::Waiting { .. }) => Phase::WaitingForAgents,
         CoderEvent::BuildStatus { .. }
         | CoderEvent::Readiness(ReadyEvent::Ended { .. })
         | CoderEvent::FellBack { .. }
@@ -77,7 +86,7 @@ impl OperationEvent for CoderEvent {
                 w.target = workspace.clone();
             }
             if let Some(phase) = phase_of(self) {
-                w.phase = phase.into();
+                w.phase = phase;
             }
             w.message = Some(CoderEvent::describe(self));
         }
@@ -88,7 +97,7 @@ impl OperationOutput for UpdateOutcome {
     fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
         if let Some(w) = workspaces.first_mut() {
             w.target = self.workspace.full_name.clone();
-            w.phase = "done".into();
+            w.phase = Phase::Done;
             w.verdict = Some(snake(&self.action));
             w.message = Some(self.message.clone());
         }
@@ -121,7 +130,7 @@ impl OperationEvent for FleetEvent {
                     .iter()
                     .map(|n| TargetStatus {
                         target: n.clone(),
-                        phase: "queued".into(),
+                        phase: Phase::Queued,
                         verdict: None,
                         message: None,
                     })
@@ -129,20 +138,20 @@ impl OperationEvent for FleetEvent {
             }
             FleetEvent::Began { index, .. } => {
                 if let Some(w) = workspaces.get_mut(*index) {
-                    w.phase = "planning".into();
+                    w.phase = Phase::Planning;
                 }
             }
             FleetEvent::Step { index, step, .. } => {
                 if let Some(w) = workspaces.get_mut(*index) {
                     if let Some(phase) = phase_of(step) {
-                        w.phase = phase.into();
+                        w.phase = phase;
                     }
                     w.message = Some(step.describe());
                 }
             }
             FleetEvent::Finished { index, result, .. } => {
                 if let Some(w) = workspaces.get_mut(*index) {
-                    w.phase = "done".into();
+                    w.phase = Phase::Done;
                     w.verdict = Some(snake(&result.verdict));
                     w.message = Some(result.message.clone());
                 }
@@ -153,7 +162,7 @@ impl OperationEvent for FleetEvent {
                     .iter_mut()
                     .filter(|w| halt.not_attempted.contains(&w.target))
                 {
-                    w.phase = "done".into();
+                    w.phase = Phase::Done;
                     w.verdict = Some("not_attempted".into());
                     w.message = Some(format!(
                         "not attempted: the rollout halted ({})",
@@ -176,11 +185,60 @@ impl OperationOutput for FleetReport {
             .iter()
             .map(|r| TargetStatus {
                 target: r.workspace.clone(),
-                phase: "done".into(),
+                phase: Phase::Done,
                 verdict: Some(snake(&r.verdict)),
                 message: Some(r.message.clone()),
             })
             .collect();
+    }
+}
+
+impl OperationOutput for DryRun {
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            w.target = self.workspace.clone();
+            w.phase = Phase::Done;
+            w.verdict = Some("planned".into());
+            w.message = Some(self.summary.clone());
+        }
+    }
+}
+
+impl OperationOutput for UpdatePlan {
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            w.phase = Phase::Done;
+            w.verdict = Some("planned".into());
+        }
+    }
+}
+
+impl OperationEvent for ReadyEvent {
+    fn describe(&self) -> String {
+        ReadyEvent::describe(self)
+    }
+
+    fn apply(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            if matches!(self, ReadyEvent::Waiting { .. }) {
+                w.phase = Phase::WaitingForAgents;
+            }
+            w.message = Some(ReadyEvent::describe(self));
+        }
+    }
+}
+
+impl OperationOutput for ReadyReport {
+    fn ended_well(&self) -> bool {
+        self.readiness != Readiness::Unhealthy
+    }
+
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        if let Some(w) = workspaces.first_mut() {
+            w.phase = Phase::Done;
+            w.verdict = Some(snake(&self.readiness));
+            w.message = Some(self.reason.clone());
+        }
     }
 }
 
@@ -202,9 +260,17 @@ fn selection_targets(selection: &Selection) -> Vec<String> {
 }
 
 impl CoderClient {
-    /// Starts [`CoderClient::update_workspace`] as an operation and returns its handle at once;
-    /// after the start it waits for the agents with the default bound (see
-    /// [`CoderClient::start_update_ready`]). Must be called inside a Tokio runtime.
+    /// Updates a workspace to `template_version` (or the template's active version), as an
+    /// operation, and returns its handle at once: waits for a build in progress, stops the
+    /// workspace if it runs, then starts it on the target version with the previous build's
+    /// parameter values, and waits until it runs; then it waits for the agents with the
+    /// default bound (see [`CoderClient::start_update_ready`]). Must be called inside a Tokio
+    /// runtime.
+    ///
+    /// On Coder ≥ 2.36 the stop carries `on_success` and the server starts the workspace
+    /// itself (see [`super::UpdatePlan::path`]). Running on the target version already:
+    /// nothing is done (unless `options.force`). A stop that fails is never followed by a
+    /// start.
     pub fn start_update(
         &self,
         workspace: WorkspaceRef,
@@ -234,9 +300,10 @@ impl CoderClient {
             OperationKind::Update,
             vec![workspace.to_string()],
             move |control, sink| async move {
-                let emit = |e| sink.emit(e);
                 let outcome = client
-                    .update_workspace(&workspace, template_version, &options, &control, emit)
+                    .update_workspace(&workspace, template_version, &options, &control, &mut |e| {
+                        sink.emit(e)
+                    })
                     .await?;
                 client
                     .then_ready(outcome, ready.as_ref(), &control, &mut |e| sink.emit(e))
@@ -245,8 +312,9 @@ impl CoderClient {
         )
     }
 
-    /// Starts [`CoderClient::restart_workspace`] as an operation and returns its handle at once;
-    /// it waits for the agents with the default bound.
+    /// Restarts a workspace as an operation and returns its handle at once: stops it (if it
+    /// runs), then starts it on the same version with the same parameter values, waits until
+    /// it runs, then for the agents with the default bound.
     pub fn start_restart(
         &self,
         workspace: WorkspaceRef,
@@ -268,7 +336,7 @@ impl CoderClient {
             vec![workspace.to_string()],
             move |control, sink| async move {
                 let outcome = client
-                    .restart_workspace(&workspace, &options, &control, |e| sink.emit(e))
+                    .restart_workspace(&workspace, &options, &control, &mut |e| sink.emit(e))
                     .await?;
                 client
                     .then_ready(outcome, ready.as_ref(), &control, &mut |e| sink.emit(e))
@@ -315,7 +383,127 @@ impl CoderClient {
         }
     }
 
-    /// Starts [`CoderClient::update_many`] as an operation and returns its handle at once.
+    /// Plans an update (or with `restart`, a restart) of one workspace as an operation and
+    /// returns its handle at once: it says what it would do, changing nothing (GETs only).
+    /// A cancel (graceful or not) stops it at once.
+    pub fn start_dry_run(
+        &self,
+        workspace: WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: UpdateOptions,
+    ) -> DryRunOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::DryRun,
+            vec![workspace.to_string()],
+            move |control, sink| async move {
+                client
+                    .dry_run(
+                        &workspace,
+                        template_version,
+                        restart,
+                        &options,
+                        &control,
+                        &mut |e| sink.emit(e),
+                    )
+                    .await
+            },
+        )
+    }
+
+    /// Reads everything an update (or, with `restart`, a restart) needs, changing nothing, as
+    /// an operation, and returns its handle at once: the workspace (waiting first for a build
+    /// in progress), the target version (the given one, the template's active version, or for
+    /// a restart the current one) and the previous build's parameter values. The plan can be
+    /// looked at, then carried out with [`CoderClient::start_run_plan`].
+    pub fn start_plan_update(
+        &self,
+        workspace: WorkspaceRef,
+        template_version: Option<Uuid>,
+        restart: bool,
+        options: UpdateOptions,
+    ) -> PlanOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::DryRun,
+            vec![workspace.to_string()],
+            move |control, sink| async move {
+                client
+                    .plan_update(
+                        &workspace,
+                        template_version,
+                        restart,
+                        &options,
+                        &control,
+                        &mut |e| sink.emit(e),
+                    )
+                    .await
+            },
+        )
+    }
+
+    /// Carries out a plan ([`CoderClient::start_plan_update`]) as an operation and returns its
+    /// handle at once: its builds ([`UpdatePlan::builds`]) walked in order by one build
+    /// runner. On the server-side path the stop carries `on_success` and the start is the one
+    /// the server creates; when Coder refuses to pin the version (403) or creates no start
+    /// within [`UpdateOptions::follow_up_bound`], fleet goes on client-driven and says why
+    /// ([`CoderEvent::FellBack`], [`UpdateOutcome::fallback`]). Does not wait for the agents.
+    pub fn start_run_plan(&self, plan: UpdatePlan, options: UpdateOptions) -> UpdateOperation {
+        let client = self.clone();
+        let kind = if plan.restart {
+            OperationKind::Restart
+        } else {
+            OperationKind::Update
+        };
+        Operation::spawn(
+            kind,
+            vec![super::model::full_name(&plan.workspace)],
+            move |control, sink| async move {
+                client
+                    .run_plan(
+                        &plan,
+                        &options,
+                        &control,
+                        &mut |e| sink.emit(e),
+                        std::time::Instant::now(),
+                    )
+                    .await
+            },
+        )
+    }
+
+    /// Waits for the agents of start build `build_id` as an operation (see
+    /// [`ReadyOptions`]) and returns its handle at once; `target` names the workspace in the
+    /// snapshot. Waiting changes nothing: a cancel ends it at once, `interrupted`.
+    pub fn start_wait_until_ready(
+        &self,
+        target: String,
+        build_id: Uuid,
+        options: ReadyOptions,
+    ) -> ReadyOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::Readiness,
+            vec![target],
+            move |control, sink| async move {
+                client
+                    .wait_until_ready(&build_id, &options, &control, &mut |e| sink.emit(e))
+                    .await
+            },
+        )
+    }
+
+    /// Updates (or restarts) many workspaces as an operation and returns its handle at once:
+    /// at most `options.parallel` at once; each workspace's own sequence is the one of
+    /// [`CoderClient::start_update`]. One workspace failing does not stop the others. With
+    /// `options.dry_run` only reads are sent.
+    ///
+    /// Fails as a whole only before anything is changed: invalid input
+    /// ([`Error::InvalidInput`], nothing sent) or the listing of a selection failing.
+    /// Otherwise every workspace ends in a [`super::WorkspaceResult`]; cancelling ends the ones
+    /// in flight as their sequences say (the message tells the state left) and starts no
+    /// others; the report's `worst` is the severity a face maps to its words.
     pub fn start_update_many(&self, selection: Selection, options: FleetOptions) -> BatchOperation {
         let client = self.clone();
         Operation::spawn(
@@ -323,7 +511,7 @@ impl CoderClient {
             selection_targets(&selection),
             move |control, sink| async move {
                 client
-                    .update_many(&selection, &options, &control, |e| sink.emit(e))
+                    .update_many(&selection, &options, &control, &mut |e| sink.emit(e))
                     .await
             },
         )

@@ -37,9 +37,9 @@ pub struct PlannedBuild {
 
 /// A planned update or restart: everything read before anything is changed.
 ///
-/// [`CoderClient::plan_update`] only reads, and it runs the pre-flight checks (target version
+/// [`CoderClient::start_plan_update`] only reads, and it runs the pre-flight checks (target version
 /// usable, `require_active_version`, parameter values): a plan exists only when Coder is
-/// expected to accept both builds. [`CoderClient::run_plan`] sends exactly
+/// expected to accept both builds. [`CoderClient::start_run_plan`] sends exactly
 /// [`UpdatePlan::parameters`]. Serialized (e.g. for a dry run), the workspace is shown as a
 /// [`WorkspaceInfo`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -98,7 +98,7 @@ impl UpdatePlan {
         )
     }
 
-    /// The builds this plan needs, in order — the one rule both [`CoderClient::run_plan`] and a
+    /// The builds this plan needs, in order — the one rule both [`CoderClient::start_run_plan`] and a
     /// dry run follow: none when the workspace already runs the target version (and neither
     /// `restart` nor `force` asks for more); a start alone when it is stopped; otherwise a stop,
     /// then a start. A deleted workspace, or one in a state fleet does not know, is refused.
@@ -215,16 +215,16 @@ impl CoderClient {
     /// the workspace (waiting first for a build in progress), the target version (the given
     /// one, the template's active version, or for a restart the current one) and the previous
     /// build's parameter values.
-    pub async fn plan_update(
+    pub(crate) async fn plan_update(
         &self,
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         restart: bool,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
+        control: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdatePlan> {
-        let control: Control = cancel.into();
+        let control = control.clone();
         let ws = cancellable(&control, self.resolve_workspace(r), || {
             nothing_changed_interrupt(r)
         })
@@ -241,7 +241,7 @@ impl CoderClient {
         .await
     }
 
-    /// [`CoderClient::plan_update`] for a workspace already read (`ws`, as `r` named it): the
+    /// [`CoderClient::start_plan_update`] for a workspace already read (`ws`, as `r` named it): the
     /// batch plans with the workspace its selection just read instead of reading it again.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn plan_resolved(

@@ -1,7 +1,7 @@
 //! Ready, not only built: after a start build succeeds, wait until the workspace works.
 //!
 //! A start build that succeeds does not prove the workspace works: its agent may never
-//! connect, or its startup script may fail. [`CoderClient::wait_until_ready`] reads the start
+//! connect, or its startup script may fail. [`CoderClient::start_wait_until_ready`] reads the start
 //! build (`GET /workspacebuilds/{id}`, the same `resources[].agents[]` as the workspace's
 //! `latest_build`) until every agent is `connected` with
 //! `lifecycle_state` `ready` (and not `health.healthy = false`), or one of them shows it never
@@ -32,7 +32,7 @@ use crate::{
 /// How long fleet waits for a started workspace's agents unless told otherwise.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
-/// How [`CoderClient::wait_until_ready`] waits.
+/// How [`CoderClient::start_wait_until_ready`] waits.
 #[derive(Debug, Clone)]
 pub struct ReadyOptions {
     /// The bound: past it, the workspace counts as unhealthy.
@@ -302,7 +302,7 @@ impl CoderClient {
     /// `GET /workspacebuilds/{id}`, backing off as `options.poll` says. A cancel (graceful or not) ends the wait at once with
     /// [`Readiness::Interrupted`]: waiting changes nothing, so there is nothing to finish.
     /// Fails only when the workspace cannot be read.
-    pub async fn wait_until_ready(
+    pub(crate) async fn wait_until_ready(
         &self,
         build_id: &Uuid,
         options: &ReadyOptions,

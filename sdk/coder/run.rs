@@ -1,4 +1,4 @@
-//! Running a plan: its builds walked by one build runner ([`CoderClient::run_plan`]), on the
+//! Running a plan: its builds walked by one build runner ([`CoderClient::start_run_plan`]), on the
 //! server-side path (one stop carrying `on_success`, the server starts the workspace) or the
 //! client-driven one (stop, wait, start, wait), including what an ambiguous build POST left
 //! behind.
@@ -76,39 +76,39 @@ impl CoderClient {
     /// On Coder ≥ 2.36 the stop carries `on_success` and the server starts the workspace
     /// itself (see [`UpdatePlan::path`]). Running on the target version already: nothing is
     /// done (unless `options.force`). A stop that fails is never followed by a start.
-    pub async fn update_workspace(
+    pub(crate) async fn update_workspace(
         &self,
         r: &WorkspaceRef,
         template_version: Option<Uuid>,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
-        mut on_event: impl FnMut(CoderEvent) + Send,
+        control: &Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdateOutcome> {
         self.plan_and_run(
             r,
             template_version,
             false,
             options,
-            cancel.into(),
-            &mut on_event,
+            control.clone(),
+            on_event,
         )
         .await
     }
 
     /// Restarts a workspace: stops it (if it runs), then starts it on the same version with the
     /// same parameter values, and waits until it runs.
-    pub async fn restart_workspace(
+    pub(crate) async fn restart_workspace(
         &self,
         r: &WorkspaceRef,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
-        mut on_event: impl FnMut(CoderEvent) + Send,
+        control: &Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<UpdateOutcome> {
-        self.plan_and_run(r, None, true, options, cancel.into(), &mut on_event)
+        self.plan_and_run(r, None, true, options, control.clone(), on_event)
             .await
     }
 
-    /// [`CoderClient::plan_update`], then [`CoderClient::run_plan`]: an update, or with
+    /// [`CoderClient::start_plan_update`], then [`CoderClient::start_run_plan`]: an update, or with
     /// `restart` a restart on the current version.
     async fn plan_and_run(
         &self,
@@ -132,15 +132,15 @@ impl CoderClient {
     /// the server creates; when Coder refuses to pin the version (403) or creates no start
     /// within [`UpdateOptions::follow_up_bound`], fleet goes on client-driven and says why
     /// ([`CoderEvent::FellBack`], [`UpdateOutcome::fallback`]).
-    pub async fn run_plan(
+    pub(crate) async fn run_plan(
         &self,
         plan: &UpdatePlan,
         options: &UpdateOptions,
-        cancel: impl Into<Control>,
+        control: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
         started: Instant,
     ) -> Result<UpdateOutcome> {
-        let control: Control = cancel.into();
+        let control = control.clone();
         let name = full_name(&plan.workspace);
         let previous_version_id = plan.current_version();
         let planned = plan.builds(options.force)?;

@@ -1,5 +1,5 @@
 //! Several Molecule workspaces at once: read (or follow) the migrations of many workspaces
-//! concurrently ([`MoleculeClient::migration_status_many`]), and plan a migration without
+//! concurrently ([`MoleculeClient::start_follow_many`]), and plan a migration without
 //! starting it ([`MoleculeClient::plan_migration`], the dry run: reads only, no POST).
 
 use std::{
@@ -9,7 +9,6 @@ use std::{
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use super::{
     CpAdminRoute, FromSource, MigrateRequest, MigrationEvent, MigrationReport, MoleculeClient,
@@ -17,7 +16,7 @@ use super::{
 };
 use crate::{
     Error, Result,
-    operation::{Severity, ms},
+    operation::{Control, Severity, ms},
 };
 
 /// How one workspace's migration ended (or was read).
@@ -40,7 +39,7 @@ pub enum MigrationVerdict {
     Interrupted,
 }
 
-/// One workspace of [`MoleculeClient::migration_status_many`].
+/// One workspace of [`MoleculeClient::start_follow_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationResult {
     /// The workspace.
@@ -63,7 +62,7 @@ pub struct MigrationResult {
     pub remedies: Vec<crate::Remedy>,
 }
 
-/// The result of [`MoleculeClient::migration_status_many`].
+/// The result of [`MoleculeClient::start_follow_many`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationBatch {
     /// True when fleet waited for every migration to end.
@@ -79,7 +78,7 @@ pub struct MigrationBatch {
     pub elapsed_ms: u64,
 }
 
-/// A step of [`MoleculeClient::migration_status_many`], tagged with its workspace.
+/// A step of [`MoleculeClient::start_follow_many`], tagged with its workspace.
 #[derive(Debug, Clone)]
 pub enum BatchEvent {
     /// A migration's state changed.
@@ -88,6 +87,11 @@ pub enum BatchEvent {
         workspace_id: String,
         /// What changed.
         event: MigrationEvent,
+    },
+    /// A migration of a batch was started (or refused) by [`MoleculeClient::start_migrate_many`].
+    Started {
+        /// How its start went.
+        result: StartResult,
     },
     /// A workspace ended.
     Finished {
@@ -168,13 +172,13 @@ impl MoleculeClient {
     /// to their ends concurrently (at most `concurrency` at once; every id is checked before
     /// any request). Duplicate ids are read once. Each workspace ends in a [`MigrationResult`];
     /// the batch's exit code is the worst.
-    pub async fn migration_status_many(
+    pub(crate) async fn migration_status_many(
         &self,
         workspace_ids: &[String],
         wait: Option<&WaitOptions>,
         concurrency: usize,
-        cancel: &CancellationToken,
-        on_event: impl FnMut(BatchEvent) + Send,
+        cancel: &Control,
+        on_event: &mut (dyn FnMut(BatchEvent) + Send),
     ) -> Result<MigrationBatch> {
         if workspace_ids.is_empty() {
             return Err(Error::InvalidInput(
@@ -210,7 +214,7 @@ impl MoleculeClient {
                         },
                         Some(options) => {
                             let r = self
-                                .wait_for_migration(&id, options, cancel, |event| {
+                                .wait_for_migration(&id, options, cancel, &mut |event| {
                                     emit(BatchEvent::State {
                                         workspace_id: id.clone(),
                                         event,
@@ -407,10 +411,11 @@ impl MoleculeClient {
     /// input, a workspace named twice: nothing is sent); then each goes through
     /// [`MoleculeClient::migrate_provider`] — its pre-flight, one POST, never retried. One that
     /// is refused or fails does not stop the others; cancelling starts no more.
-    pub async fn migrate_many(
+    pub(crate) async fn migrate_many(
         &self,
         requests: &[MigrateRequest],
-        cancel: &CancellationToken,
+        cancel: &Control,
+        on_event: &mut (dyn FnMut(BatchEvent) + Send),
     ) -> Result<MigrationStarts> {
         if requests.is_empty() {
             return Err(Error::InvalidInput(
@@ -428,49 +433,133 @@ impl MoleculeClient {
                 )));
             }
         }
-        let mut results = Vec::with_capacity(requests.len());
+        let mut results: Vec<StartResult> = Vec::with_capacity(requests.len());
         let mut worst = Severity::Ok;
         for r in requests {
             let workspace_id = r.workspace_id.trim().to_string();
-            if cancel.is_cancelled() {
+            let result = if cancel.is_cancelled() {
                 worst = worst.max(Severity::Interrupted);
-                results.push(StartResult {
+                StartResult {
                     workspace_id,
                     started: None,
                     error_kind: Some("interrupted".into()),
                     remedies: Vec::new(),
                     read_back: None,
                     message: "not started: interrupted before its turn".into(),
-                });
-                continue;
-            }
-            match self.migrate_provider(r).await {
-                Ok(started) => results.push(StartResult {
-                    message: format!("migration from {} to {} started", started.from, started.to),
-                    workspace_id,
-                    started: Some(started),
-                    error_kind: None,
-                    remedies: Vec::new(),
-                    read_back: None,
-                }),
-                Err(e) => {
-                    worst = worst.max(Severity::of(&e));
-                    results.push(StartResult {
-                        workspace_id,
-                        started: None,
-                        error_kind: Some(e.kind().to_string()),
-                        remedies: e.remedies().to_vec(),
-                        read_back: match &e {
-                            Error::Unconfirmed { found, .. } => Some(*found),
-                            _ => None,
-                        },
-                        message: e.to_string(),
-                    });
                 }
-            }
+            } else {
+                let answered = tokio::select! {
+                    biased;
+                    r = self.migrate_provider(r) => Some(r),
+                    _ = cancel.aborted() => None,
+                };
+                match answered {
+                    None => {
+                        worst = worst.max(Severity::Interrupted);
+                        StartResult {
+                            workspace_id,
+                            started: None,
+                            error_kind: Some("interrupted".into()),
+                            remedies: Vec::new(),
+                            read_back: Some(crate::ReadBack::Unknown),
+                            message: "left before the control plane answered its start: the \
+                                      migration may have started"
+                                .into(),
+                        }
+                    }
+                    Some(Ok(started)) => StartResult {
+                        message: format!(
+                            "migration from {} to {} started",
+                            started.from, started.to
+                        ),
+                        workspace_id,
+                        started: Some(started),
+                        error_kind: None,
+                        remedies: Vec::new(),
+                        read_back: None,
+                    },
+                    Some(Err(e)) => {
+                        worst = worst.max(Severity::of(&e));
+                        StartResult {
+                            workspace_id,
+                            started: None,
+                            error_kind: Some(e.kind().to_string()),
+                            remedies: e.remedies().to_vec(),
+                            read_back: match &e {
+                                Error::Unconfirmed { found, .. } => Some(*found),
+                                _ => None,
+                            },
+                            message: e.to_string(),
+                        }
+                    }
+                }
+            };
+            on_event(BatchEvent::Started {
+                result: result.clone(),
+            });
+            results.push(result);
         }
         Ok(MigrationStarts { results, worst })
     }
+
+    /// Starts several migrations one after another ([`MoleculeClient::migrate_many`]'s
+    /// rules), then with `wait` follows the ones started to their ends, at most `concurrency`
+    /// at once: the CLI's "start all, then follow" as one run. A cancel (graceful or not)
+    /// starts no more and stops following; the migrations started go on on the control plane.
+    pub(crate) async fn migrate_many_and_follow(
+        &self,
+        requests: &[MigrateRequest],
+        wait: Option<&WaitOptions>,
+        concurrency: usize,
+        control: &Control,
+        on_event: &mut (dyn FnMut(BatchEvent) + Send),
+    ) -> Result<MigrationBatchRun> {
+        let starts = self.migrate_many(requests, control, on_event).await?;
+        let started = starts.started_ids();
+        let status = match wait {
+            Some(options) if !started.is_empty() && !control.is_cancelled() => {
+                let mut options = options.clone();
+                // The control plane may take a moment to show a migration it just accepted.
+                options.not_found_grace = Duration::from_secs(30).min(options.timeout);
+                Some(
+                    self.migration_status_many(
+                        &started,
+                        Some(&options),
+                        concurrency,
+                        control,
+                        on_event,
+                    )
+                    .await?,
+                )
+            }
+            _ => None,
+        };
+        let mut worst = starts
+            .worst
+            .max(status.as_ref().map_or(Severity::Ok, |b| b.worst));
+        if wait.is_some() && control.is_cancelled() {
+            // Asked to follow, and interrupted before the end: as a Coder batch.
+            worst = worst.max(Severity::Interrupted);
+        }
+        Ok(MigrationBatchRun {
+            starts,
+            status,
+            worst,
+        })
+    }
+}
+
+/// How starting several migrations and following them went
+/// ([`MoleculeClient::start_migrate_many`]).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MigrationBatchRun {
+    /// How each start went.
+    pub starts: MigrationStarts,
+    /// How the migrations started were followed; `None` when not asked to wait, when none was
+    /// started, or when it was cancelled before following.
+    pub status: Option<MigrationBatch>,
+    /// The worse of the starts' and the follow's worst.
+    pub worst: Severity,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,7 +603,7 @@ impl std::fmt::Display for RolloutVerdict {
     }
 }
 
-/// One workspace of [`MoleculeClient::migrate_rollout`].
+/// One workspace of [`MoleculeClient::start_migrate_rollout`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RolloutMigration {
     /// The workspace.
@@ -541,7 +630,7 @@ pub struct RolloutMigration {
     pub elapsed_ms: u64,
 }
 
-/// The result of [`MoleculeClient::migrate_rollout`].
+/// The result of [`MoleculeClient::start_migrate_rollout`].
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationRollout {
     /// One result per workspace, in the order given.
@@ -549,6 +638,11 @@ pub struct MigrationRollout {
     /// Why the rollout started no more migrations, and which it did not attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halt: Option<crate::rollout::Halt>,
+    /// How bad it ended, the fact a face maps to its words (the CLI to its exit code), as a
+    /// Coder batch's `worst`: ok when every migration completed; refused when none was
+    /// changed (each refused, not found or not attempted); interrupted when it was cancelled;
+    /// failed otherwise.
+    pub worst: Severity,
     /// Milliseconds from the first request to the end.
     pub elapsed_ms: u64,
 }
@@ -569,13 +663,13 @@ impl MoleculeClient {
     /// before any other starts; a migration ending `failed` or `rolled_back` counts against
     /// `rollout.max_failures`. Cancelling starts no more (the ones followed go on on the
     /// control plane). Every request is checked first (nothing is sent otherwise).
-    pub async fn migrate_rollout(
+    pub(crate) async fn migrate_rollout(
         &self,
         requests: &[MigrateRequest],
         wait: &WaitOptions,
         rollout: &crate::rollout::RolloutOptions,
-        control: &crate::operation::Control,
-        on_event: impl FnMut(BatchEvent) + Send,
+        control: &Control,
+        on_event: &mut (dyn FnMut(BatchEvent) + Send),
     ) -> Result<MigrationRollout> {
         use crate::rollout::{HaltReason, Judgement};
         if requests.is_empty() {
@@ -649,9 +743,28 @@ impl MoleculeClient {
             },
         )
         .await;
+        let worst = if run
+            .results
+            .iter()
+            .all(|r| r.verdict == RolloutVerdict::Completed)
+        {
+            Severity::Ok
+        } else if run.results.iter().all(|r| {
+            matches!(
+                r.verdict,
+                RolloutVerdict::Refused | RolloutVerdict::NotFound | RolloutVerdict::NotAttempted
+            )
+        }) {
+            Severity::Refused
+        } else if control.is_cancelled() {
+            Severity::Interrupted
+        } else {
+            Severity::Failed
+        };
         Ok(MigrationRollout {
             results: run.results,
             halt: run.halt,
+            worst,
             elapsed_ms: ms(started.elapsed()),
         })
     }
@@ -705,7 +818,7 @@ impl MoleculeClient {
             .not_found_grace
             .max(Duration::from_secs(30).min(options.timeout));
         let followed = self
-            .wait_for_migration(&id, &options, control, |event| {
+            .wait_for_migration(&id, &options, control, &mut |event| {
                 emit(BatchEvent::State {
                     workspace_id: id.clone(),
                     event,

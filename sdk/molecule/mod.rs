@@ -12,11 +12,15 @@ mod many;
 mod operations;
 mod ops;
 pub use many::{
-    BatchEvent, MigrationBatch, MigrationPlan, MigrationResult, MigrationRollout, MigrationStarts,
-    MigrationVerdict, RolloutMigration, RolloutVerdict, StartResult,
+    BatchEvent, MigrationBatch, MigrationBatchRun, MigrationPlan, MigrationResult,
+    MigrationRollout, MigrationStarts, MigrationVerdict, RolloutMigration, RolloutVerdict,
+    StartResult,
 };
 mod routes;
-pub use operations::{FollowOperation, RolloutOperation};
+pub use operations::{
+    BatchRunOperation, FollowManyOperation, FollowOperation, MigrationRun, MigrationRunEvent,
+    MigrationRunOperation, RolloutOperation,
+};
 pub use ops::{
     FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
     WaitOptions, check_workspace_id,

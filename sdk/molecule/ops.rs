@@ -1,6 +1,6 @@
 //! Provider migrations: start one ([`MoleculeClient::migrate_provider`]), read the latest
 //! ([`MoleculeClient::migration_status`]) and follow one to its end
-//! ([`MoleculeClient::wait_for_migration`]).
+//! ([`MoleculeClient::start_follow_migration`]).
 //!
 //! Every rule lives here once; the CLI and the MCP server only render what comes back.
 
@@ -468,7 +468,7 @@ impl MigrationEvent {
     }
 }
 
-/// How [`MoleculeClient::wait_for_migration`] polls.
+/// How [`MoleculeClient::start_follow_migration`] polls.
 #[derive(Debug, Clone)]
 pub struct WaitOptions {
     /// Give up (with [`Error::Timeout`]) after this long. The migration goes on.
@@ -494,7 +494,7 @@ impl Default for WaitOptions {
 
 /// `error`, with the fact that the migration of `workspace_id` still runs on the server
 /// (the faces say how to follow it: a command line, a tool call).
-fn still_migrating(workspace_id: &str, error: Error) -> Error {
+pub(crate) fn still_migrating(workspace_id: &str, error: Error) -> Error {
     Error::left(
         error,
         Aftermath::StillRunning {
@@ -1052,14 +1052,14 @@ impl MoleculeClient {
     ///   saying what the end state means for the user.
     /// - past the deadline → [`Error::Timeout`] with the last state; cancelled →
     ///   [`Error::Interrupted`]. In both cases the migration goes on on the server.
-    pub async fn wait_for_migration(
+    pub(crate) async fn wait_for_migration(
         &self,
         workspace_id: &str,
         options: &WaitOptions,
-        cancel: impl Into<Control>,
-        mut on_event: impl FnMut(MigrationEvent) + Send,
+        control: &Control,
+        on_event: &mut (dyn FnMut(MigrationEvent) + Send),
     ) -> Result<MigrationReport> {
-        let control: Control = cancel.into();
+        let control = control.clone();
         check_workspace_id(workspace_id)?;
         let workspace_id = workspace_id.trim();
         let deadline = Instant::now() + options.timeout;
@@ -1204,7 +1204,7 @@ fn timed_out(
     )
 }
 
-fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
+pub(crate) fn interrupted(workspace_id: &str, last: Option<&MigrationState>) -> Error {
     let seen = match last {
         Some(s) => format!(" (last state: {})", describe_state(s, s.step())),
         None => String::new(),

@@ -2,6 +2,7 @@
 //! `fleet-mcp` against the simulator at both versions: which path runs and why, the POSTs
 //! sent, the 403 fallback, a killed client, and the dry run.
 
+use crate::support::handle::CoderViaHandle;
 use std::{
     process::Stdio,
     time::{Duration, Instant},
@@ -385,7 +386,7 @@ async fn a_build_end_is_noticed_by_push_with_few_reads() {
     };
     let mut events = Vec::new();
     let outcome = c
-        .update_workspace(
+        .update_via_handle(
             &fleet::coder::WorkspaceRef::parse("bob/dev").unwrap(),
             None,
             &UpdateOptions::default(),

@@ -8,11 +8,25 @@ use serde_json::Value;
 
 /// Runs `fleet ARGS` under a pty, presses Ctrl-C `presses` times once `wait_for` shows.
 fn under_pty(presses: u32, wait_for: &str, args: &[&str]) -> (i64, String) {
+    under_pty_with(presses, wait_for, args, &[])
+}
+
+/// [`under_pty`] with these environment variables set for fleet.
+fn under_pty_with(
+    presses: u32,
+    wait_for: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (i64, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/ctrl_c.py");
     let mut cmd = Command::new("python3");
     for var in crate::support::USER_CONFIG_VARS {
         cmd.env_remove(var);
     }
+    for var in ["MOLECULE_API_URL", "MOLECULE_ORG_API_KEY", "FLEET_OUTPUT"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let out = cmd
         .arg(script)
         .arg(presses.to_string())
@@ -132,4 +146,188 @@ fn one_ctrl_c_in_a_batch_starts_no_more_workspaces() {
     assert!(table.contains("updated"), "{output}");
     assert!(table.contains("not started"), "{output}");
     assert_eq!(code, 130, "{output}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Molecule: the same policy. A migration's in-flight work is its start (one POST, never
+// retried): the first Ctrl-C lets it get its answer, then follows no more (the control plane
+// goes on) and says how to follow; the second leaves at once, saying it may have started.
+// ---------------------------------------------------------------------------------------------
+
+const CP_TOKEN: &str = "cp-pty-secret-123";
+
+fn molecule_env(server: &httpmock::MockServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("MOLECULE_CP_URL", server.base_url()),
+        ("CP_ADMIN_API_TOKEN", CP_TOKEN.to_string()),
+        ("FLEET_POLL_INTERVAL_MS", "10".to_string()),
+    ]
+}
+
+/// Workspace `id` was never migrated (the pre-flight read), and its start is answered 202
+/// after `delay`.
+fn slow_start<'a>(
+    server: &'a httpmock::MockServer,
+    id: &str,
+    delay: std::time::Duration,
+) -> httpmock::Mock<'a> {
+    use httpmock::Method::{GET, POST};
+    let path = format!("/cp/admin/workspaces/{id}/migrate-provider");
+    server.mock(|when, then| {
+        when.method(GET).path(path.clone());
+        then.status(404)
+            .json_body(serde_json::json!({"error": "no migration"}));
+    });
+    server.mock(|when, then| {
+        when.method(POST).path(path);
+        then.status(202).delay(delay).json_body(serde_json::json!({
+            "status": "migration_started", "workspace_id": id, "from": "aws", "to": "hetzner"
+        }));
+    })
+}
+
+const MIGRATE: [&str; 7] = [
+    "molecule",
+    "migrate-provider",
+    "--to",
+    "hetzner",
+    "--from",
+    "aws",
+    "--confirm",
+];
+
+#[test]
+fn one_ctrl_c_during_a_migration_start_lets_it_be_answered_then_follows_no_more() {
+    let server = httpmock::MockServer::start();
+    let post = slow_start(&server, "ws-1", std::time::Duration::from_secs(2));
+    let mut args = MIGRATE.to_vec();
+    args.extend(["--wait", "ws-1"]);
+    let (code, output) = under_pty_with(
+        1,
+        "waiting for the first status",
+        &args,
+        &molecule_env(&server),
+    );
+    assert!(
+        output.contains("Interrupt received: letting the start under way get its answer"),
+        "{output}"
+    );
+    // The POST under way got its answer; nothing was left half-known.
+    assert_eq!(post.calls(), 1, "{output}");
+    assert!(
+        output.contains("Migration of workspace ws-1 from aws to hetzner started"),
+        "{output}"
+    );
+    assert!(output.contains("continues on the server"), "{output}");
+    assert!(
+        output.contains("fleet molecule migration-status --wait -- ws-1"),
+        "{output}"
+    );
+    assert_eq!(code, 130, "{output}");
+}
+
+#[test]
+fn two_ctrl_c_during_a_migration_start_leave_at_once_and_say_it_may_have_started() {
+    let server = httpmock::MockServer::start();
+    let post = slow_start(&server, "ws-1", std::time::Duration::from_secs(10));
+    let mut args = MIGRATE.to_vec();
+    args.extend(["--wait", "ws-1"]);
+    let began = std::time::Instant::now();
+    let (code, output) = under_pty_with(
+        2,
+        "waiting for the first status",
+        &args,
+        &molecule_env(&server),
+    );
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(9),
+        "left before the answer: {output}"
+    );
+    assert_eq!(code, 130, "{output}");
+    assert!(
+        output.contains("Second interrupt: leaving everything as it is now"),
+        "{output}"
+    );
+    assert!(output.contains("may have started"), "{output}");
+    assert!(!output.contains("hetzner started"), "{output}");
+    assert!(
+        output.contains("fleet molecule migration-status --wait -- ws-1"),
+        "{output}"
+    );
+    // Sent once, never again.
+    assert_eq!(post.calls(), 1, "{output}");
+}
+
+#[test]
+fn one_ctrl_c_in_a_molecule_batch_starts_no_more_lets_the_start_under_way_end_and_exits_130() {
+    let server = httpmock::MockServer::start();
+    let first = slow_start(&server, "ws-1", std::time::Duration::ZERO);
+    let second = slow_start(&server, "ws-2", std::time::Duration::from_secs(2));
+    let third = slow_start(&server, "ws-3", std::time::Duration::ZERO);
+    let mut args = MIGRATE.to_vec();
+    args.extend(["--wait", "ws-1", "ws-2", "ws-3"]);
+    let (code, output) = under_pty_with(
+        1,
+        "[ws-1] migration from aws to hetzner started",
+        &args,
+        &molecule_env(&server),
+    );
+    assert!(
+        output.contains("Interrupt received: starting no more migrations"),
+        "{output}"
+    );
+    assert_eq!((first.calls(), second.calls()), (1, 1), "{output}");
+    assert!(
+        output.contains("[ws-2] migration from aws to hetzner started"),
+        "{output}"
+    );
+    // Nothing new starts once interrupted.
+    assert_eq!(third.calls(), 0, "{output}");
+    assert!(
+        output.contains("[ws-3] not started: interrupted before its turn"),
+        "{output}"
+    );
+    assert!(
+        output.contains("fleet molecule migration-status --wait -- ws-1 ws-2"),
+        "{output}"
+    );
+    assert_eq!(code, 130, "{output}");
+}
+
+#[test]
+fn two_ctrl_c_in_a_molecule_batch_leave_the_start_under_way_and_say_how_to_check_it() {
+    let server = httpmock::MockServer::start();
+    let first = slow_start(&server, "ws-1", std::time::Duration::ZERO);
+    let second = slow_start(&server, "ws-2", std::time::Duration::from_secs(10));
+    let mut args = MIGRATE.to_vec();
+    args.extend(["--wait", "ws-1", "ws-2"]);
+    let began = std::time::Instant::now();
+    let (code, output) = under_pty_with(
+        2,
+        "[ws-1] migration from aws to hetzner started",
+        &args,
+        &molecule_env(&server),
+    );
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(9),
+        "left before the answer: {output}"
+    );
+    assert_eq!(code, 130, "{output}");
+    assert!(
+        output.contains("Second interrupt: leaving everything as it is now"),
+        "{output}"
+    );
+    assert!(
+        output.contains("[ws-2] left before the control plane answered its start"),
+        "{output}"
+    );
+    assert!(
+        output.contains("fleet molecule migration-status -- ws-2"),
+        "{output}"
+    );
+    assert!(
+        output.contains("fleet molecule migration-status --wait -- ws-1"),
+        "{output}"
+    );
+    assert_eq!((first.calls(), second.calls()), (1, 1), "{output}");
 }

@@ -3,6 +3,7 @@
 //! `--all-outdated`, `--template`, dry runs that send no POST/PATCH, migration-status over
 //! several workspaces with `--wait`, exit codes, Ctrl-C.
 
+use crate::support::handle::CoderViaHandle;
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -623,7 +624,7 @@ async fn the_sdk_keeps_at_most_parallel_workspaces_in_flight_and_never_one_twice
     let state = Arc::new(Mutex::new((0usize, 0usize, Vec::<String>::new())));
     let s = state.clone();
     let report = coder
-        .update_many(
+        .update_many_via_handle(
             &Selection::Named(refs),
             &options,
             &CancellationToken::new(),

@@ -7,7 +7,7 @@
 //! is made from Prism's answers directly and carried out by the real `run_plan`, so that the
 //! stop and start requests fleet builds reach Prism's validator.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fleet::{
     CoderConfig, HttpOptions, Secret,
@@ -85,22 +85,16 @@ async fn the_build_requests_fleet_sends_pass_prism() {
             expected_start: None,
             workspace: ws,
         };
-        let result = client
-            .run_plan(
-                &plan,
-                &options,
-                &CancellationToken::new(),
-                &mut |e| {
-                    if let CoderEvent::BuildCreated {
-                        step: Step::Start, ..
-                    } = e
-                    {
-                        starts_sent += 1;
-                    }
-                },
-                Instant::now(),
-            )
-            .await;
+        let op = client.start_run_plan(plan, options.clone());
+        let result = crate::support::handle::drive(&op, &CancellationToken::new(), |e| {
+            if let CoderEvent::BuildCreated {
+                step: Step::Start, ..
+            } = e
+            {
+                starts_sent += 1;
+            }
+        })
+        .await;
         // Random answers walk random paths; what matters is that no answer failed to parse and
         // Prism accepted every request (the script reads its log).
         if let Err(e) = &result {

@@ -75,14 +75,10 @@ fn ws_with(fields: Value) -> Value {
 
 async fn update(server: &MockServer, options: &UpdateOptions) -> fleet::Result<()> {
     let client = client(&server.base_url());
+    // The SDK's one public way: start the operation, await its outcome.
     client
-        .update_workspace(
-            &WorkspaceRef::parse(WS).unwrap(),
-            None,
-            options,
-            tokio_util::sync::CancellationToken::new(),
-            |_| {},
-        )
+        .start_update(WorkspaceRef::parse(WS).unwrap(), None, options.clone())
+        .outcome()
         .await
         .map(|_| ())
 }

@@ -35,16 +35,15 @@ fn client(sim: &RunningSim) -> CoderClient {
 }
 
 async fn plan(c: &CoderClient, name: &str, version: Option<Uuid>, restart: bool) -> UpdatePlan {
-    c.plan_update(
-        &WorkspaceRef::parse(name).expect("a reference"),
+    let op = c.start_plan_update(
+        WorkspaceRef::parse(name).expect("a reference"),
         version,
         restart,
-        &UpdateOptions::default(),
-        &CancellationToken::new(),
-        &mut |_| {},
-    )
-    .await
-    .expect("a plan")
+        UpdateOptions::default(),
+    );
+    crate::support::handle::drive(&op, &CancellationToken::new(), |_| {})
+        .await
+        .expect("a plan")
 }
 
 async fn read(c: &CoderClient, id: &Uuid) -> types::Workspace {

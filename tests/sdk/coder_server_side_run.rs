@@ -3,6 +3,7 @@
 //! the fallback when Coder creates no start build.
 
 use crate::support::coder as support;
+use crate::support::handle::CoderViaHandle;
 
 use std::{
     sync::{Arc, Mutex},
@@ -147,7 +148,7 @@ async fn on_2_36_an_update_to_the_active_version_sends_one_stop_with_on_success_
     .await;
     let (events, on_event) = recorder();
     let outcome = support::client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &dev(),
             None,
             &options(),
@@ -219,7 +220,7 @@ async fn a_restart_off_the_active_version_pins_it_and_a_403_falls_back_to_client
     .await;
     let (events, on_event) = recorder();
     let outcome = support::client(&server.base_url())
-        .restart_workspace(&dev(), &options(), &CancellationToken::new(), on_event)
+        .restart_via_handle(&dev(), &options(), &CancellationToken::new(), on_event)
         .await
         .expect("the restart succeeds client-driven");
     pinned.assert_calls_async(1).await;
@@ -285,7 +286,7 @@ async fn no_start_build_within_the_bound_and_fleet_starts_it_itself_and_says_why
     )
     .await;
     let outcome = support::client(&server.base_url())
-        .update_workspace(&dev(), None, &options(), &CancellationToken::new(), |_| {})
+        .update_via_handle(&dev(), None, &options(), &CancellationToken::new(), |_| {})
         .await
         .expect("fleet starts it itself");
     start.assert_calls_async(1).await;
@@ -334,7 +335,7 @@ async fn an_older_server_gets_a_plain_stop_and_no_on_success() {
         )
         .await;
         let outcome = support::client(&server.base_url())
-            .update_workspace(&dev(), None, &options(), &CancellationToken::new(), |_| {})
+            .update_via_handle(&dev(), None, &options(), &CancellationToken::new(), |_| {})
             .await
             .expect("the update succeeds");
         with_on_success.assert_calls_async(0).await;

@@ -1,6 +1,7 @@
 //! SDK: the update and restart sequences against httpmock (order, bodies, errors, deadlines).
 
 use crate::support::coder as support;
+use crate::support::handle::CoderViaHandle;
 
 use std::{
     sync::{Arc, Mutex},
@@ -222,7 +223,7 @@ async fn update_stops_waits_then_starts_on_the_active_version_with_the_previous_
 
     let (events, on_event) = recorder();
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -307,7 +308,7 @@ async fn update_to_an_explicit_version_does_not_read_the_template() {
     let (stop, start) = stop_and_start(&server, V1).await;
 
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             Some(Uuid::parse_str(V1).unwrap()),
             &fast_options(),
@@ -353,7 +354,7 @@ async fn already_running_the_target_does_nothing_unless_forced() {
 
     let (events, on_event) = recorder();
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -376,7 +377,7 @@ async fn already_running_the_target_does_nothing_unless_forced() {
     let mut options = fast_options();
     options.force = true;
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &options,
@@ -448,7 +449,7 @@ async fn a_build_in_progress_is_waited_for_first() {
 
     let (events, on_event) = recorder();
     client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -533,7 +534,7 @@ async fn a_failed_stop_is_never_followed_by_a_start() {
     let any_start = any_post(&server, "start").await;
 
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -637,7 +638,7 @@ async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
     .await;
 
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -746,7 +747,7 @@ async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
 
     let (events, on_event) = recorder();
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -809,7 +810,7 @@ async fn a_409_with_no_active_build_is_reported_and_nothing_is_started() {
     let any_start = any_post(&server, "start").await;
 
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -863,7 +864,7 @@ async fn a_build_in_progress_that_outlasts_the_deadline_is_still_running_and_not
 
     let began = Instant::now();
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &options,
@@ -961,7 +962,7 @@ async fn a_409_whose_active_build_outlasts_the_deadline_says_nothing_was_changed
 
     let (events, on_event) = recorder();
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &options,
@@ -1042,7 +1043,7 @@ async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped(
     .await;
 
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -1098,7 +1099,7 @@ async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
         })
         .await;
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &WorkspaceRef::parse("nope").unwrap(),
             None,
             &fast_options(),
@@ -1204,7 +1205,7 @@ async fn a_deadline_between_stop_and_start_says_left_stopped_and_how_to_finish()
 
     let began = Instant::now();
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &options,
@@ -1275,7 +1276,7 @@ async fn interrupted_after_the_stop_says_left_stopped_and_how_to_finish() {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let err = client(&server.base_url())
-        .update_workspace(&alice_dev(), None, &fast_options(), &cancel, move |e| {
+        .update_via_handle(&alice_dev(), None, &fast_options(), &cancel, move |e| {
             if matches!(
                 e,
                 CoderEvent::BuildCreated {
@@ -1323,7 +1324,7 @@ async fn restart_stops_then_starts_on_the_same_version() {
     .await;
     let (stop, start) = stop_and_start(&server, V1).await;
     let out = client(&server.base_url())
-        .restart_workspace(
+        .restart_via_handle(
             &alice_dev(),
             &fast_options(),
             &CancellationToken::new(),
@@ -1368,7 +1369,7 @@ async fn a_stopped_workspace_is_only_started() {
     .await;
     let (stop, start) = stop_and_start(&server, V2).await;
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &WorkspaceRef::parse("dev").unwrap(),
             None,
             &fast_options(),
@@ -1412,7 +1413,7 @@ async fn completion_is_noticed_quickly_with_default_polling() {
     stop_and_start(&server, V2).await;
     let began = Instant::now();
     client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fleet::coder::UpdateOptions::default(),
@@ -1549,7 +1550,7 @@ async fn a_stop_post_answered_500_whose_build_exists_is_followed_and_the_update_
 
     let (events, on_event) = recorder();
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -1587,7 +1588,7 @@ async fn a_stop_post_answered_500_without_a_build_says_nothing_was_changed() {
     .await;
     let any_start = any_post(&server, "start").await;
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -1668,7 +1669,7 @@ async fn a_start_post_answered_500_whose_build_exists_is_followed_not_called_lef
     .await;
     let (events, on_event) = recorder();
     let out = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),
@@ -1730,7 +1731,7 @@ async fn a_start_post_answered_503_without_a_build_says_left_stopped_and_how_to_
     )
     .await;
     let err = client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &alice_dev(),
             None,
             &fast_options(),

@@ -2,6 +2,7 @@
 //! every error status, polling sequences, timeout, cancellation, never migrated, and the
 //! tenant lookup of `from`.
 
+use crate::support::handle::MoleculeViaHandle;
 use std::time::Duration;
 
 use fleet::{
@@ -519,7 +520,7 @@ async fn status_never_migrated_is_an_answer() {
     assert_eq!(v["workspace_id"], "ws-1");
 
     let waited = c
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(5)),
             &CancellationToken::new(),
@@ -606,7 +607,7 @@ async fn wait_reports_every_state_once_through_to_completed() {
     let c = client(&cp, None);
     let mut events: Vec<MigrationEvent> = Vec::new();
     let report = c
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(20)),
             &CancellationToken::new(),
@@ -677,7 +678,7 @@ async fn wait_failed_and_rolled_back_say_what_they_mean() {
         .await;
         let mut states = Vec::new();
         let err = client(&cp, None)
-            .wait_for_migration(
+            .wait_for_migration_via_handle(
                 "ws-1",
                 &fast_wait(Duration::from_secs(10)),
                 &CancellationToken::new(),
@@ -719,7 +720,7 @@ async fn wait_trusts_terminal_from_the_server() {
     )
     .await;
     let err = client(&cp, None)
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(10)),
             &CancellationToken::new(),
@@ -752,7 +753,7 @@ async fn wait_times_out_with_the_last_state() {
     let started = std::time::Instant::now();
     let mut events = 0;
     let err = client(&cp, None)
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_millis(300)),
             &CancellationToken::new(),
@@ -806,7 +807,7 @@ async fn wait_backs_off_gradually() {
         not_found_grace: Duration::ZERO,
     };
     let _ = client(&cp, None)
-        .wait_for_migration("ws-1", &options, &CancellationToken::new(), |_| {})
+        .wait_for_migration_via_handle("ws-1", &options, &CancellationToken::new(), |_| {})
         .await;
     // 20+40+80+160+160+160 ≈ 620 ms: about 7 reads; fixed 20 ms polling would make ~30.
     let calls = get.calls_async().await;
@@ -829,7 +830,7 @@ async fn wait_can_be_cancelled_and_says_the_migration_goes_on() {
         trigger.cancel();
     });
     let err = client(&cp, None)
-        .wait_for_migration("ws-1", &fast_wait(Duration::from_secs(30)), &cancel, |_| {})
+        .wait_for_migration_via_handle("ws-1", &fast_wait(Duration::from_secs(30)), &cancel, |_| {})
         .await
         .expect_err("interrupted");
     assert_eq!(err.aftermath(), Some(&still_migrating("ws-1")), "{err:?}");
@@ -856,7 +857,7 @@ async fn wait_stops_on_auth_errors() {
         })
         .await;
     let err = client(&cp, None)
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(10)),
             &CancellationToken::new(),
@@ -1071,4 +1072,115 @@ fn assert_no_command_line(err: &Error) {
     ] {
         assert!(!text.contains(face), "{face:?} in the SDK error: {text}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several migrations started, then followed, as one operation (the handle)
+// ---------------------------------------------------------------------------------------------
+
+/// Starts of ws-1, ws-2 (answered after `second_delay`) and ws-3, each never migrated before.
+async fn three_starts(server: &MockServer, second_delay: Duration) -> [httpmock::Mock<'_>; 3] {
+    never_migrated(server).await;
+    let mut mocks = Vec::new();
+    for (id, delay) in [
+        ("ws-1", Duration::ZERO),
+        ("ws-2", second_delay),
+        ("ws-3", Duration::ZERO),
+    ] {
+        mocks.push(
+            server
+                .mock_async(|when, then| {
+                    when.method(POST)
+                        .path(format!("/cp/admin/workspaces/{id}/migrate-provider"));
+                    then.status(202).delay(delay).json_body(json!({
+                        "status": "migration_started", "workspace_id": id, "from": "aws",
+                        "to": "hetzner"
+                    }));
+                })
+                .await,
+        );
+    }
+    let [a, b, c]: [httpmock::Mock<'_>; 3] = mocks.try_into().ok().expect("three mocks");
+    [a, b, c]
+}
+
+fn three_requests() -> Vec<MigrateRequest> {
+    ["ws-1", "ws-2", "ws-3"]
+        .into_iter()
+        .map(|id| MigrateRequest {
+            from: Some(Provider::Aws),
+            confirm: true,
+            ..MigrateRequest::new(id, Provider::Hetzner)
+        })
+        .collect()
+}
+
+/// Runs the batch, calling `stop` on the operation once ws-1's start is reported; returns the
+/// workspaces each `Started` event named, in order, and the outcome.
+async fn batch_stopped_after_the_first_start(
+    server: &MockServer,
+    stop: fn(&fleet::molecule::BatchRunOperation),
+) -> (
+    Vec<String>,
+    fleet::Result<fleet::molecule::MigrationBatchRun>,
+) {
+    let op = client(server, None).start_migrate_many(
+        three_requests(),
+        Some(fast_wait(Duration::from_secs(5))),
+        4,
+    );
+    let mut started = Vec::new();
+    let outcome = op
+        .watch_until(None, std::future::pending(), |e| {
+            if let fleet::molecule::BatchEvent::Started { result } = e {
+                if started.is_empty() {
+                    stop(&op);
+                }
+                started.push(result.workspace_id);
+            }
+        })
+        .await
+        .expect("it ends");
+    (started, outcome)
+}
+
+#[tokio::test]
+async fn a_graceful_cancel_of_a_batch_lets_the_start_under_way_be_answered_and_starts_no_more() {
+    let server = MockServer::start_async().await;
+    let [first, second, third] = three_starts(&server, Duration::from_millis(300)).await;
+    let (started, outcome) = batch_stopped_after_the_first_start(&server, |op| op.cancel()).await;
+    let run = outcome.expect("a batch ends in results");
+    assert_eq!(started, ["ws-1", "ws-2", "ws-3"], "one event per start");
+    let r = &run.starts.results;
+    assert!(r[0].started.is_some() && r[1].started.is_some(), "{r:?}");
+    assert_eq!(r[2].error_kind.as_deref(), Some("interrupted"), "{r:?}");
+    assert!(r[2].message.contains("not started"), "{r:?}");
+    // Interrupted: not followed, and the severity says so.
+    assert!(run.status.is_none());
+    assert_eq!(run.worst, fleet::operation::Severity::Interrupted);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn an_abort_of_a_batch_leaves_the_start_under_way_and_says_it_may_have_started() {
+    let server = MockServer::start_async().await;
+    let [first, second, third] = three_starts(&server, Duration::from_secs(5)).await;
+    let began = std::time::Instant::now();
+    let (started, outcome) = batch_stopped_after_the_first_start(&server, |op| op.abort()).await;
+    assert!(began.elapsed() < Duration::from_secs(4), "it left at once");
+    let run = outcome.expect("a batch ends in results");
+    assert_eq!(started, ["ws-1", "ws-2", "ws-3"]);
+    let r = &run.starts.results;
+    assert!(r[0].started.is_some(), "{r:?}");
+    assert!(r[1].started.is_none(), "{r:?}");
+    assert!(r[1].message.contains("may have started"), "{r:?}");
+    assert_eq!(r[1].read_back, Some(fleet::ReadBack::Unknown), "{r:?}");
+    assert_eq!(run.worst, fleet::operation::Severity::Interrupted);
+    first.assert_calls_async(1).await;
+    // Left during its pre-flight reads or its POST: sent at most once, never again; the
+    // third never.
+    assert!(second.calls_async().await <= 1);
+    third.assert_calls_async(0).await;
 }

@@ -2,6 +2,7 @@
 //! the start build sends exactly the resolved values; precedence given > file > previous > default.
 
 use crate::support::coder as support;
+use crate::support::handle::CoderViaHandle;
 
 use std::collections::BTreeMap;
 
@@ -99,7 +100,7 @@ async fn update(
     options: &UpdateOptions,
 ) -> fleet::Result<fleet::coder::UpdateOutcome> {
     client(&server.base_url())
-        .update_workspace(
+        .update_via_handle(
             &WorkspaceRef::parse("alice/dev").unwrap(),
             version.map(|v| Uuid::parse_str(v).unwrap()),
             options,
@@ -323,15 +324,13 @@ async fn the_plan_says_where_each_value_came_from_and_serializes() {
     let posts = any_post(&server).await;
     let mut o = opts(&[("cpu", "8")]);
     o.parameters_file = BTreeMap::from([("hostname".to_string(), "web-1".to_string())]);
-    let plan = client(&server.base_url())
-        .plan_update(
-            &WorkspaceRef::parse("alice/dev").unwrap(),
-            None,
-            false,
-            &o,
-            &CancellationToken::new(),
-            &mut |_| {},
-        )
+    let op = client(&server.base_url()).start_plan_update(
+        WorkspaceRef::parse("alice/dev").unwrap(),
+        None,
+        false,
+        o,
+    );
+    let plan = crate::support::handle::drive(&op, &CancellationToken::new(), |_| {})
         .await
         .expect("plan");
     posts.assert_calls_async(0).await;

@@ -5,6 +5,7 @@
 //! every POST is sent exactly once (counted).
 
 use crate::support::coder;
+use crate::support::handle::{CoderViaHandle, MoleculeViaHandle};
 
 use std::{
     sync::{
@@ -410,7 +411,7 @@ async fn connection_refused_is_a_clear_transport_error_quickly() {
     // A wait on a dead server ends at its deadline with the reason, not a hang.
     let began = Instant::now();
     let e = client
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_millis(500)),
             &CancellationToken::new(),
@@ -503,7 +504,7 @@ async fn connections_reset_in_the_middle_of_a_wait_are_survived() {
     let client = molecule(&base, http(Duration::from_secs(2)));
     let mut seen = Vec::new();
     let report = client
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_secs(10)),
             &CancellationToken::new(),
@@ -534,7 +535,7 @@ async fn a_server_that_dies_mid_wait_ends_the_wait_at_its_deadline_with_the_last
     let client = molecule(&base, http(Duration::from_secs(2)));
     let began = Instant::now();
     let e = client
-        .wait_for_migration(
+        .wait_for_migration_via_handle(
             "ws-1",
             &fast_wait(Duration::from_millis(600)),
             &CancellationToken::new(),
@@ -806,7 +807,7 @@ async fn coder_build_posts_go_once_whatever_the_fault() {
         let c = coder::client(&server.base_url());
         let r = fleet::coder::WorkspaceRef::parse(WS).unwrap();
         let e = c
-            .update_workspace(&r, None, &fast_options(), &CancellationToken::new(), |_| {})
+            .update_via_handle(&r, None, &fast_options(), &CancellationToken::new(), |_| {})
             .await
             .expect_err("the stop is refused");
         assert!(e.to_string().contains(body), "{status}: {e}");

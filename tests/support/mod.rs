@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod coder;
+pub mod handle;
 pub mod reliability;
 
 /// The variables through which `fleet` and `fleet-mcp` find a user's own configuration (the
