@@ -164,6 +164,16 @@ pub enum Remedy {
         /// The inputs.
         inputs: Vec<Input>,
     },
+    /// Give this input a value from `min` to `max` (both included). For an input that is a
+    /// duration ([`Input::is_seconds`]), in seconds.
+    GiveWithin {
+        /// The input.
+        input: Input,
+        /// The least value it takes.
+        min: u64,
+        /// The greatest value it takes.
+        max: u64,
+    },
     /// Leave this input out.
     LeaveOut {
         /// The input.
@@ -217,6 +227,14 @@ pub enum Input {
     AllOwners,
     /// How many workspaces run at once.
     Parallel,
+    /// How many workspaces go first, before the rest (a canary).
+    Canary,
+    /// After how many failures a rollout starts no more.
+    MaxFailures,
+    /// How long a started Coder workspace's agents may take to be ready (a duration).
+    ReadyTimeout,
+    /// How long a caller waits for a long operation before it answers (a duration).
+    Wait,
 }
 
 impl Input {
@@ -233,7 +251,42 @@ impl Input {
         Input::Template,
         Input::AllOwners,
         Input::Parallel,
+        Input::Canary,
+        Input::MaxFailures,
+        Input::ReadyTimeout,
+        Input::Wait,
     ];
+
+    /// True when the input is a duration: its [`Remedy::GiveWithin`] bounds are seconds.
+    pub fn is_seconds(self) -> bool {
+        matches!(self, Input::ReadyTimeout | Input::Wait)
+    }
+
+    /// The input in words both faces share ("parallel", "ready timeout"), for messages.
+    pub fn words(self) -> &'static str {
+        match self {
+            Input::Confirm => "confirm",
+            Input::From => "from",
+            Input::FromInstanceId => "from instance id",
+            Input::Env => "env",
+            Input::TemplateVersion => "template version",
+            Input::Parameters => "parameters",
+            Input::Workspaces => "workspaces",
+            Input::AllOutdated => "all outdated",
+            Input::Template => "template",
+            Input::AllOwners => "all owners",
+            Input::Parallel => "parallel",
+            Input::Canary => "canary",
+            Input::MaxFailures => "max failures",
+            Input::ReadyTimeout => "ready timeout",
+            Input::Wait => "wait",
+        }
+    }
+}
+
+/// Whole seconds in words (`90s` → `1m 30s`), as both faces' messages say a duration.
+fn seconds_words(seconds: u64) -> String {
+    humantime::format_duration(Duration::from_secs(seconds)).to_string()
 }
 
 /// Something to read that shows the values to give.
@@ -288,6 +341,26 @@ impl Error {
             error: Box::new(error.root().clone()),
             aftermath,
         }
+    }
+
+    /// `input` was given `given`, outside `min ..= max` (seconds for a duration): invalid
+    /// input (nothing sent), with the remedy that names the range. One wording for every
+    /// input and both faces; each face renders the remedy in its own names.
+    pub fn out_of_range(input: Input, given: u64, min: u64, max: u64) -> Error {
+        let say = |v: u64| match input.is_seconds() {
+            true => seconds_words(v),
+            false => v.to_string(),
+        };
+        Error::advised(
+            Error::InvalidInput(format!(
+                "{} {} is out of range: it must be {} to {}; nothing was sent",
+                input.words(),
+                say(given),
+                say(min),
+                say(max)
+            )),
+            vec![Remedy::GiveWithin { input, min, max }],
+        )
     }
 
     /// `error`, with what the caller can do about it.
@@ -551,10 +624,14 @@ mod tests {
                 | Input::AllOutdated
                 | Input::Template
                 | Input::AllOwners
-                | Input::Parallel => {}
+                | Input::Parallel
+                | Input::Canary
+                | Input::MaxFailures
+                | Input::ReadyTimeout
+                | Input::Wait => {}
             }
         }
-        assert_eq!(Input::ALL.len(), 11);
+        assert_eq!(Input::ALL.len(), 15);
     }
 
     #[test]

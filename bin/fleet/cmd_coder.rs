@@ -9,12 +9,13 @@ use fleet::text::escape_one_line;
 use fleet::{
     coder::{
         CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-        MAX_PARALLEL, Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
+        Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
         UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
     operation::{
         Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,
     },
+    rollout::RolloutOptions,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -180,7 +181,7 @@ pub struct WaitArgs {
 
     /// After the start: how long the agents may take to be connected and ready; past it the
     /// workspace counts as unhealthy.
-    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "10m")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ready_timeout, default_value = "10m")]
     ready_timeout: Duration,
 
     /// Do not wait for the agents after the start (a built workspace counts as updated).
@@ -221,7 +222,7 @@ pub struct BatchArgs {
 
     /// With several workspaces: update the first N first, and go on only if all N end
     /// healthy.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_canary)]
     canary: usize,
 
     /// With several workspaces: once K have failed or are unhealthy, start no more (those in
@@ -231,10 +232,16 @@ pub struct BatchArgs {
 }
 
 fn parse_max_failures(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{s:?} is not a number of at least 1")),
-    }
+    cli::parse_count(s, RolloutOptions::check_max_failures)
+}
+
+fn parse_canary(s: &str) -> Result<usize, String> {
+    cli::parse_count(s, RolloutOptions::check_canary)
+}
+
+fn parse_ready_timeout(s: &str) -> Result<Duration, String> {
+    let d = cli::parse_duration(s)?;
+    ReadyOptions::check_timeout(d).map_err(|e| cli::message(&e))
 }
 
 /// `fleet coder update`.
@@ -332,10 +339,7 @@ fn parse_workspace(s: &str) -> Result<WorkspaceRef, String> {
 }
 
 fn parse_parallel(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_PARALLEL).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a number from 1 to {MAX_PARALLEL}")),
-    }
+    cli::parse_count(s, RolloutOptions::check_parallel)
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, String> {

@@ -33,8 +33,8 @@ pub use fleet::{
 pub use logs::{BuildLogs, LOG_LINE_MAX_BYTES, LogFollowOptions, cut_log_line};
 pub use operations::{BatchOperation, UpdateOperation};
 pub use ready::{
-    AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, Readiness, ReadyEvent, ReadyOptions,
-    ReadyReport,
+    AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, READY_TIMEOUT_RANGE, Readiness,
+    ReadyEvent, ReadyOptions, ReadyReport,
 };
 pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
 pub use server_side::{

@@ -233,6 +233,8 @@ impl CoderClient {
             OperationKind::Update,
             vec![workspace.to_string()],
             move |control, sink| async move {
+                // The bound is checked before anything is sent.
+                ready.as_ref().map(ReadyOptions::check).transpose()?;
                 let emit = |e| sink.emit(e);
                 let outcome = client
                     .update_workspace(&workspace, template_version, &options, &control, emit)
@@ -266,6 +268,7 @@ impl CoderClient {
             OperationKind::Restart,
             vec![workspace.to_string()],
             move |control, sink| async move {
+                ready.as_ref().map(ReadyOptions::check).transpose()?;
                 let outcome = client
                     .restart_workspace(&workspace, &options, &control, |e| sink.emit(e))
                     .await?;

@@ -31,6 +31,9 @@ use crate::{
 
 /// How long fleet waits for a started workspace's agents unless told otherwise.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The ready timeouts fleet takes: at least a second, at most a day.
+pub const READY_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60);
 
 /// How [`CoderClient::wait_until_ready`] waits.
 #[derive(Debug, Clone)]
@@ -47,6 +50,18 @@ impl Default for ReadyOptions {
             timeout: DEFAULT_READY_TIMEOUT,
             poll: PollOptions::default(),
         }
+    }
+}
+
+impl ReadyOptions {
+    /// A ready timeout, when it is in [`READY_TIMEOUT_RANGE`] (whole seconds count).
+    pub fn check_timeout(timeout: Duration) -> Result<Duration> {
+        crate::rollout::within_duration(crate::Input::ReadyTimeout, timeout, &READY_TIMEOUT_RANGE)
+    }
+
+    /// Checks the timeout against [`READY_TIMEOUT_RANGE`].
+    pub fn check(&self) -> Result<()> {
+        Self::check_timeout(self.timeout).map(|_| ())
     }
 }
 
