@@ -380,6 +380,7 @@ impl WaitArgs {
         (!self.no_wait_ready).then(|| ReadyOptions {
             timeout: self.ready_timeout,
             poll: update.poll.clone(),
+            push: update.push,
         })
     }
 }

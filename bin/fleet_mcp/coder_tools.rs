@@ -517,6 +517,7 @@ impl FleetServer {
         Ok(Some(ReadyOptions {
             timeout,
             poll: self.update_options().poll,
+            ..ReadyOptions::default()
         }))
     }
 

@@ -928,8 +928,12 @@ impl CoderClient {
                     None => None,
                 };
                 if let (Some(ready), Some(build_id)) = (&options.ready, build_id) {
+                    let ready = ReadyOptions {
+                        push: ready.push && options.update.push,
+                        ..ready.clone()
+                    };
                     let waited = self
-                        .wait_until_ready(&build_id, ready, cancel, &mut |e| {
+                        .wait_until_ready_of(plan.workspace.id, &build_id, &ready, cancel, &mut |e| {
                             on_step(CoderEvent::Readiness(e))
                         })
                         .await;
