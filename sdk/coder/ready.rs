@@ -57,11 +57,11 @@ impl Default for ReadyOptions {
     }
 }
 
-/// While pushes come: the first safety-net read of the build after this long without one
-/// that settles the wait, then every [`PUSH_SAFETY_MAX`].
-const PUSH_SAFETY_FIRST: Duration = Duration::from_secs(4);
+/// While pushes come: the first safety-net read of the build after this long, then every
+/// [`PUSH_SAFETY_MAX`] (the pace of the build log streams' safety net, `push.rs`).
+const PUSH_SAFETY_FIRST: Duration = Duration::from_secs(10);
 /// The longest pause between two safety-net reads while pushes come.
-const PUSH_SAFETY_MAX: Duration = Duration::from_secs(10);
+const PUSH_SAFETY_MAX: Duration = Duration::from_secs(30);
 
 impl ReadyOptions {
     /// A ready timeout, when it is in [`READY_TIMEOUT_RANGE`] (whole seconds count).
@@ -342,8 +342,8 @@ impl CoderClient {
     /// [`CoderClient::wait_until_ready`] for a start build of workspace `workspace_id`, when
     /// the caller knows it. With `options.push`, the agents' lifecycle and connection arrive
     /// with each update `watch-ws` pushes (its first message is the workspace as it is: no
-    /// read comes first); a read of the build by its id is the safety net (after 4 s without
-    /// an answer, then every 10 s) and, when the socket cannot open, drops or shows a newer
+    /// read comes first); a read of the build by its id is the safety net (after 10 s, then
+    /// every 30 s at most) and, when the socket cannot open, drops or shows a newer
     /// build, the fallback: polling as `options.poll` says, reading at once, so no state is
     /// lost between the last push and the first read. Without `workspace_id` the first read
     /// of the build gives it.
