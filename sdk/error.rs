@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::outcome::{Aftermath, Severity};
+
 /// What went wrong, in terms a caller can act on.
 ///
 /// The CLI maps each variant to an exit code, the MCP server to a tool error. No variant
@@ -130,7 +132,7 @@ pub enum Error {
         /// What went wrong (never another `Left`).
         error: Box<Error>,
         /// What is left.
-        aftermath: crate::operation::Aftermath,
+        aftermath: Aftermath,
     },
 
     /// `error`, with what the caller can do about it: which input to give, change or leave
@@ -192,6 +194,9 @@ pub enum Remedy {
         #[serde(skip_serializing_if = "Option::is_none")]
         values: Option<String>,
     },
+    /// Allow `http://` to a host that is not loopback (tokens then cross the network in
+    /// clear: [`crate::HttpOptions::insecure_http`]), when that is really meant.
+    AllowInsecureHttp,
     /// Read this: it shows the values to give.
     Look {
         /// What to read.
@@ -336,7 +341,7 @@ pub struct FieldProblem {
 
 impl Error {
     /// `error`, with what it left behind.
-    pub fn left(error: Error, aftermath: crate::operation::Aftermath) -> Error {
+    pub fn left(error: Error, aftermath: Aftermath) -> Error {
         Error::Left {
             error: Box::new(error.root().clone()),
             aftermath,
@@ -391,7 +396,7 @@ impl Error {
     }
 
     /// What the failed operation left behind, when it says.
-    pub fn aftermath(&self) -> Option<&crate::operation::Aftermath> {
+    pub fn aftermath(&self) -> Option<&Aftermath> {
         match self {
             Error::Left { aftermath, .. } => Some(aftermath),
             _ => None,
@@ -520,6 +525,22 @@ impl Error {
     }
 }
 
+// Here rather than in `outcome.rs`, so that `outcome.rs` stays a floor below this module.
+impl Severity {
+    /// How bad ending in `e` is.
+    pub fn of(e: &Error) -> Severity {
+        match e.root() {
+            Error::Timeout { .. } => Severity::TimedOut,
+            Error::Interrupted { .. } => Severity::Interrupted,
+            // The control plane did not confirm a start: a failure even when reading back
+            // found nothing started (it was not refused before sending).
+            Error::Unconfirmed { .. } => Severity::Failed,
+            e if e.nothing_changed() => Severity::Refused,
+            _ => Severity::Failed,
+        }
+    }
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -576,14 +597,14 @@ mod tests {
             Error::NotFound {
                 message: "gone".into(),
             },
-            crate::operation::Aftermath::Unknown,
+            Aftermath::Unknown,
         );
         let mapped = left.map_message(|m| format!("{m}; more"));
         assert_eq!(mapped.to_string(), "gone; more");
         assert_eq!(mapped.kind(), "not_found");
         assert_eq!(
             mapped.aftermath(),
-            Some(&crate::operation::Aftermath::Unknown)
+            Some(&Aftermath::Unknown)
         );
     }
 

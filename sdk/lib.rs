@@ -63,6 +63,7 @@ pub mod files;
 pub mod http;
 pub mod molecule;
 pub mod operation;
+pub mod outcome;
 pub mod poll;
 pub mod rollout;
 #[cfg(feature = "sim")]

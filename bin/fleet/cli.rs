@@ -652,6 +652,7 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
             format!("give exactly one of: {}", names.join(", "))
         }
         Remedy::LeaveOut { input } => format!("leave {} out", flag_name(*input)),
+        Remedy::AllowInsecureHttp => "pass --insecure-http if you really mean it".into(),
         Remedy::GiveWithin { input, min, max } => {
             let say = |v: u64| match input.is_seconds() {
                 true => humantime::format_duration(std::time::Duration::from_secs(v)).to_string(),

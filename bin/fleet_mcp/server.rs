@@ -558,6 +558,9 @@ fn remedy_clause_for(remedy: &fleet::Remedy, tool: Option<&ToolInputs>) -> Strin
         Remedy::LeaveOut { input } => {
             format!("call again without {}", argument_name(*input))
         }
+        Remedy::AllowInsecureHttp => {
+            "start fleet-mcp with --insecure-http if you really mean it".into()
+        }
         // Seconds for a duration: the tool arguments say `_seconds`.
         Remedy::GiveWithin { input, min, max } => {
             format!(
