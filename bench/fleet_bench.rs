@@ -167,7 +167,13 @@ async fn detect(args: &[String]) -> Res<()> {
             .map(|((push, ready), i)| {
                 let speed = spread(i, updates_n, 0.7, 1.4);
                 let poll = poll.clone();
-                async move { (push, ready, requests_per_update(speed, poll, push, ready).await) }
+                async move {
+                    (
+                        push,
+                        ready,
+                        requests_per_update(speed, poll, push, ready).await,
+                    )
+                }
             }),
     );
     let (coder, molecule, per_update) = tokio::join!(coder, molecule, per_update);

@@ -602,10 +602,7 @@ mod tests {
         let mapped = left.map_message(|m| format!("{m}; more"));
         assert_eq!(mapped.to_string(), "gone; more");
         assert_eq!(mapped.kind(), "not_found");
-        assert_eq!(
-            mapped.aftermath(),
-            Some(&Aftermath::Unknown)
-        );
+        assert_eq!(mapped.aftermath(), Some(&Aftermath::Unknown));
     }
 
     #[test]

@@ -658,7 +658,12 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
                 true => humantime::format_duration(std::time::Duration::from_secs(v)).to_string(),
                 false => v.to_string(),
             };
-            format!("pass {} from {} to {}", flag_name(*input), say(*min), say(*max))
+            format!(
+                "pass {} from {} to {}",
+                flag_name(*input),
+                say(*min),
+                say(*max)
+            )
         }
         Remedy::Configure { variable, values } => {
             let mut clause = format!("set {variable}");

@@ -9,8 +9,8 @@ use fleet::text::escape_one_line;
 use fleet::{
     coder::{
         CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-        Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
-        UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
+        Operation, PollOptions, ReadyOptions, Selection, Severity, Step, UpdateOptions,
+        UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
     operation::{
         Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,

@@ -197,9 +197,7 @@ impl MigrateArgs {
     /// The rollout controls given; the one default for the rest.
     fn rollout(&self) -> RolloutOptions {
         RolloutOptions {
-            parallel: self
-                .parallel
-                .unwrap_or(RolloutOptions::DEFAULT_PARALLEL),
+            parallel: self.parallel.unwrap_or(RolloutOptions::DEFAULT_PARALLEL),
             canary: self.canary.unwrap_or(0),
             max_failures: self.max_failures,
         }

@@ -933,9 +933,13 @@ impl CoderClient {
                         ..ready.clone()
                     };
                     let waited = self
-                        .wait_until_ready_of(plan.workspace.id, &build_id, &ready, cancel, &mut |e| {
-                            on_step(CoderEvent::Readiness(e))
-                        })
+                        .wait_until_ready_of(
+                            plan.workspace.id,
+                            &build_id,
+                            &ready,
+                            cancel,
+                            &mut |e| on_step(CoderEvent::Readiness(e)),
+                        )
                         .await;
                     match waited {
                         Ok(report) => judge_readiness(&mut result, report),

@@ -419,7 +419,15 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
     let same_words = "parallel 500 is out of range: it must be 1 to 64; nothing was sent";
     // The CLI: exit 2, the flag and its range.
     for args in [
-        vec!["coder", "update", "--parallel", "500", "--", "dev", "api-server"],
+        vec![
+            "coder",
+            "update",
+            "--parallel",
+            "500",
+            "--",
+            "dev",
+            "api-server",
+        ],
         vec![
             "molecule",
             "migrate-provider",

@@ -510,14 +510,24 @@ async fn readiness_is_noticed_by_push_in_at_most_6_requests() {
     // first and its readiness arrives by a later push.
     let s = sim_with(4.0, None).await;
     let (message, waiting, log) = update_with_readiness(&s).await;
-    assert!(message.contains("ready: 1 agent(s) connected and ready"), "{message}");
-    assert!(waiting >= 1, "the agent was seen not ready first: {message}");
+    assert!(
+        message.contains("ready: 1 agent(s) connected and ready"),
+        "{message}"
+    );
+    assert!(
+        waiting >= 1,
+        "the agent was seen not ready first: {message}"
+    );
     let watch = log
         .iter()
         .position(|(_, p)| p.ends_with("/watch-ws"))
         .unwrap_or_else(|| panic!("readiness followed watch-ws: {log:?}"));
     // After the watch opened, no read at all: the agents came with the pushes.
-    assert_eq!(log.len(), watch + 1, "no request after the watch opened: {log:?}");
+    assert_eq!(
+        log.len(),
+        watch + 1,
+        "no request after the watch opened: {log:?}"
+    );
     // Both builds (2 log streams + 3 reads) and readiness (1 watch): 6, from 12 by polling.
     assert!(log.len() <= 6, "{} requests: {log:?}", log.len());
 }
@@ -528,17 +538,28 @@ async fn readiness_falls_back_to_polling_when_the_watch_drops() {
     // (not ready yet), then drops; readiness reads the build by its id from then on.
     let s = sim_with(4.0, Some(1)).await;
     let (message, waiting, log) = update_with_readiness(&s).await;
-    assert!(message.contains("ready: 1 agent(s) connected and ready"), "{message}");
-    assert!(waiting >= 1, "the agent was seen not ready first: {message}");
+    assert!(
+        message.contains("ready: 1 agent(s) connected and ready"),
+        "{message}"
+    );
+    assert!(
+        waiting >= 1,
+        "the agent was seen not ready first: {message}"
+    );
     let watch = log
         .iter()
         .position(|(_, p)| p.ends_with("/watch-ws"))
         .unwrap_or_else(|| panic!("the watch was tried: {log:?}"));
     let reads_after = log[watch + 1..]
         .iter()
-        .filter(|(m, p)| m == "GET" && p.starts_with("/api/v2/workspacebuilds/") && !p.ends_with("/logs"))
+        .filter(|(m, p)| {
+            m == "GET" && p.starts_with("/api/v2/workspacebuilds/") && !p.ends_with("/logs")
+        })
         .count();
-    assert!(reads_after >= 1, "polled by the build's id after the drop: {log:?}");
+    assert!(
+        reads_after >= 1,
+        "polled by the build's id after the drop: {log:?}"
+    );
     assert_eq!(
         log.iter().filter(|(_, p)| p.ends_with("/watch-ws")).count(),
         1,
