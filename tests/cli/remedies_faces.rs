@@ -507,3 +507,43 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
         sim.requests()
     );
 }
+
+/// http:// to a host that is not loopback is refused before anything is sent; the SDK states
+/// the remedy (allow insecure http) and each face words it: the CLI as its flag, fleet-mcp as
+/// the flag it is started with.
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_off_loopback_is_refused_with_each_face_s_way_to_allow_it() {
+    // A name under .invalid never resolves: nothing could be sent even if the check failed.
+    let url = "http://coder.invalid";
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .env_clear()
+        .env("CODER_URL", url)
+        .env("CODER_SESSION_TOKEN", "t")
+        .args(["coder", "list"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleet runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tokens would cross the network in clear")
+            && err.contains("To go on, pass --insecure-http if you really mean it."),
+        "{err}"
+    );
+    assert_cli_words(&err);
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("CODER_URL", url)
+        .env("CODER_SESSION_TOKEN", "t");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let text = call(&client, "list_agents", json!({})).await;
+    assert!(
+        text.contains("tokens would cross the network in clear")
+            && text
+                .contains("To go on, start fleet-mcp with --insecure-http if you really mean it."),
+        "{text}"
+    );
+    assert!(!text.contains("pass --"), "{text}");
+    client.cancel().await.ok();
+}
