@@ -5,7 +5,7 @@
 //!     Completion detection with the SDK's default polling options against in-process
 //!     simulators: the delay from the instant the simulator makes a build / migration terminal
 //!     (its `job.completed_at` / `updated_at`) to the SDK noticing it, and GETs per wait.
-//!     `--updates N` (default 8) also reports the requests one update of a workspace costs
+//!     `--updates N` (default 0) also reports the requests one update of a workspace costs
 //!     from its POST on (GETs and WebSocket opens): builds by push or polling, readiness by
 //!     push, by polling or not waited for (`requests_per_update`).
 //! fleet-bench update --workspaces N --parallel P      (CODER_URL, CODER_SESSION_TOKEN)
@@ -151,7 +151,7 @@ async fn detect(args: &[String]) -> Res<()> {
         let speed = spread(i, molecule_n, 20.0, 40.0);
         detect_molecule(speed, wait.clone())
     }));
-    let updates_n: usize = opt(args, "--updates", 8)?;
+    let updates_n: usize = opt(args, "--updates", 0)?;
     // (builds by push, readiness: none / by push / by polling)
     const MODES: [(bool, Option<bool>); 5] = [
         (true, Some(true)),
@@ -177,7 +177,7 @@ async fn detect(args: &[String]) -> Res<()> {
             }),
     );
     let (coder, molecule, per_update) = tokio::join!(coder, molecule, per_update);
-    for want in MODES {
+    for want in MODES.into_iter().filter(|_| updates_n > 0) {
         let mut counts = Vec::new();
         for (push, ready, r) in &per_update {
             if (*push, *ready) == want {
