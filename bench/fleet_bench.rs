@@ -5,6 +5,9 @@
 //!     Completion detection with the SDK's default polling options against in-process
 //!     simulators: the delay from the instant the simulator makes a build / migration terminal
 //!     (its `job.completed_at` / `updated_at`) to the SDK noticing it, and GETs per wait.
+//!     `--updates N` (default 0) also reports the requests one update of a workspace costs
+//!     from its POST on (GETs and WebSocket opens): builds by push or polling, readiness by
+//!     push, by polling or not waited for (`requests_per_update`).
 //! fleet-bench update --workspaces N --parallel P      (CODER_URL, CODER_SESSION_TOKEN)
 //!     Updates alice/bulk-0001…N with CoderClient::update_workspace, P at a time.
 //! fleet-bench waits --count N                          (MOLECULE_CP_URL, CP_ADMIN_API_TOKEN)
@@ -147,7 +150,49 @@ async fn detect(args: &[String]) -> Res<()> {
         let speed = spread(i, molecule_n, 20.0, 40.0);
         detect_molecule(speed, wait.clone())
     }));
-    let (coder, molecule) = tokio::join!(coder, molecule);
+    let updates_n: usize = opt(args, "--updates", 0)?;
+    // (builds by push, readiness: none / by push / by polling)
+    const MODES: [(bool, Option<bool>); 5] = [
+        (true, Some(true)),
+        (true, Some(false)),
+        (true, None),
+        (false, Some(false)),
+        (false, None),
+    ];
+    let per_update = futures::future::join_all(
+        MODES
+            .into_iter()
+            .flat_map(|mode| (0..updates_n).map(move |i| (mode, i)))
+            .map(|((push, ready), i)| {
+                let speed = spread(i, updates_n, 0.7, 1.4);
+                let poll = poll.clone();
+                async move {
+                    (
+                        push,
+                        ready,
+                        requests_per_update(speed, poll, push, ready).await,
+                    )
+                }
+            }),
+    );
+    let (coder, molecule, per_update) = tokio::join!(coder, molecule, per_update);
+    for want in MODES.into_iter().filter(|_| updates_n > 0) {
+        let mut counts = Vec::new();
+        for (push, ready, r) in &per_update {
+            if (*push, *ready) == want {
+                counts.push(*r.as_ref().map_err(|e| e.to_string())? as f64);
+            }
+        }
+        println!(
+            "{}",
+            json!({
+                "bench": "requests_per_update",
+                "builds": if want.0 { "push" } else { "polling" },
+                "readiness": match want.1 { None => "none", Some(true) => "push", Some(false) => "polling" },
+                "requests": summary(counts),
+            })
+        );
+    }
 
     let mut lat = Vec::new();
     let mut gets = Vec::new();
@@ -235,6 +280,47 @@ async fn detect_coder(speed: f64, poll: PollOptions, push: bool) -> Res<Vec<(f64
     }
     sim.shutdown().await;
     Ok(out)
+}
+
+/// One update of a bulk workspace (`push` or polling, with or without the wait for its
+/// agents): the requests from its POST on, the POST excluded (GETs and WebSocket opens, from
+/// the simulator's request log).
+async fn requests_per_update(
+    speed: f64,
+    poll: PollOptions,
+    push: bool,
+    ready: Option<bool>,
+) -> Res<usize> {
+    let sim = Simulator::start(SimOptions {
+        speed,
+        bulk_workspaces: 1,
+        ..SimOptions::default()
+    })
+    .await?;
+    let client = CoderClient::new(&sim.coder_config())?;
+    let target = WorkspaceRef::parse(&format!("alice/{}", bulk_coder_workspace(1)))?;
+    let options = UpdateOptions {
+        poll: poll.clone(),
+        push,
+        ..UpdateOptions::default()
+    };
+    let ready = ready.map(|ready_push| fleet::coder::ReadyOptions {
+        poll,
+        push: ready_push,
+        ..fleet::coder::ReadyOptions::default()
+    });
+    client
+        .start_update_ready(target, None, options, ready)
+        .outcome()
+        .await?;
+    let n = sim
+        .requests()
+        .into_iter()
+        .skip_while(|r| r.method != "POST")
+        .skip(1)
+        .count();
+    sim.shutdown().await;
+    Ok(n)
 }
 
 /// One migration of a bulk workspace: (detection delay in ms, GETs of its status).

@@ -22,6 +22,7 @@ PARALLEL="${BENCH_PARALLEL:-10 50}"
 SPEED="${BENCH_SPEED:-6}"
 WAITS="${BENCH_WAITS:-10000}"
 read -r DETECT_CODER DETECT_MOLECULE <<<"${BENCH_DETECT:-24 24}"
+DETECT_UPDATES="${BENCH_DETECT_UPDATES:-8}"
 RUNS="${BENCH_RUNS:-300}"
 
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/fleet-bench.XXXXXX")"
@@ -71,6 +72,8 @@ log "completion detection with default polling ($DETECT_CODER Coder updates, $DE
 "$BENCH_EXE" detect --coder "$DETECT_CODER" --molecule "$DETECT_MOLECULE" >"$OUT/detect.jsonl"
 log "completion detection by push: the build's log stream ($DETECT_CODER Coder updates)"
 "$BENCH_EXE" detect --coder "$DETECT_CODER" --molecule 0 --coder-push 1 | grep detect_coder_push >>"$OUT/detect.jsonl"
+log "requests per update, with and without readiness, push against polling ($DETECT_UPDATES updates per mode)"
+"$BENCH_EXE" detect --coder 0 --molecule 0 --updates "$DETECT_UPDATES" | grep requests_per_update >>"$OUT/detect.jsonl"
 
 # A simulator in its own process, so that the measured process holds only the client.
 start_sim() { # speed bulk

@@ -66,6 +66,42 @@ impl fmt::Display for Secret {
     }
 }
 
+/// How reads (GET) are retried. Nothing else is ever retried: a POST that changes state is
+/// sent exactly once.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The first backoff; it doubles each retry.
+    pub initial_backoff: Duration,
+    /// The longest backoff, and the longest `Retry-After` honoured.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 4,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff before retry number `attempt` (1-based), honouring `Retry-After` seconds.
+    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        retry_after.unwrap_or(exp).min(self.max_backoff)
+    }
+}
+
+/// The default of [`HttpOptions::max_in_flight`]: twice the most workspaces a batch runs at
+/// once, so that a batch never waits for it; a few MiB of connections at most.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+
 /// HTTP settings shared by every client.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -76,7 +112,7 @@ pub struct HttpOptions {
     /// Allow `http://` to a host that is not loopback (tokens would cross the network in clear).
     pub insecure_http: bool,
     /// How GETs are retried.
-    pub retry: crate::http::RetryPolicy,
+    pub retry: RetryPolicy,
     /// The most requests one API's client has in flight at once (each HTTP/1.1 request holds
     /// a connection of its own); further requests wait for one to end. Bounds the connections
     /// and their buffers however many waits share the client and however slowly the server
@@ -90,8 +126,8 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             insecure_http: false,
-            retry: crate::http::RetryPolicy::default(),
-            max_in_flight: crate::http::DEFAULT_MAX_IN_FLIGHT,
+            retry: RetryPolicy::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }

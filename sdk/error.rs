@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::outcome::{Aftermath, Severity};
+
 /// What went wrong, in terms a caller can act on.
 ///
 /// The CLI maps each variant to an exit code, the MCP server to a tool error. No variant
@@ -130,7 +132,7 @@ pub enum Error {
         /// What went wrong (never another `Left`).
         error: Box<Error>,
         /// What is left.
-        aftermath: crate::operation::Aftermath,
+        aftermath: Aftermath,
     },
 
     /// fleet left the workspace alone: someone (or an AI task) is at work in it, or it is a
@@ -176,6 +178,16 @@ pub enum Remedy {
         /// The inputs.
         inputs: Vec<Input>,
     },
+    /// Give this input a value from `min` to `max` (both included). For an input that is a
+    /// duration ([`Input::is_seconds`]), in seconds.
+    GiveWithin {
+        /// The input.
+        input: Input,
+        /// The least value it takes.
+        min: u64,
+        /// The greatest value it takes.
+        max: u64,
+    },
     /// Leave this input out.
     LeaveOut {
         /// The input.
@@ -194,6 +206,9 @@ pub enum Remedy {
         #[serde(skip_serializing_if = "Option::is_none")]
         values: Option<String>,
     },
+    /// Allow `http://` to a host that is not loopback (tokens then cross the network in
+    /// clear: [`crate::HttpOptions::insecure_http`]), when that is really meant.
+    AllowInsecureHttp,
     /// Read this: it shows the values to give.
     Look {
         /// What to read.
@@ -235,6 +250,14 @@ pub enum Input {
     IncludePrebuilds,
     /// Wait up to a duration for busy workspaces to become idle.
     WaitForIdle,
+    /// How many workspaces go first, before the rest (a canary).
+    Canary,
+    /// After how many failures a rollout starts no more.
+    MaxFailures,
+    /// How long a started Coder workspace's agents may take to be ready (a duration).
+    ReadyTimeout,
+    /// How long a caller waits for a long operation before it answers (a duration).
+    Wait,
 }
 
 impl Input {
@@ -254,7 +277,45 @@ impl Input {
         Input::IncludeBusy,
         Input::IncludePrebuilds,
         Input::WaitForIdle,
+        Input::Canary,
+        Input::MaxFailures,
+        Input::ReadyTimeout,
+        Input::Wait,
     ];
+
+    /// True when the input is a duration: its [`Remedy::GiveWithin`] bounds are seconds.
+    pub fn is_seconds(self) -> bool {
+        matches!(self, Input::ReadyTimeout | Input::Wait)
+    }
+
+    /// The input in words both faces share ("parallel", "ready timeout"), for messages.
+    pub fn words(self) -> &'static str {
+        match self {
+            Input::Confirm => "confirm",
+            Input::From => "from",
+            Input::FromInstanceId => "from instance id",
+            Input::Env => "env",
+            Input::TemplateVersion => "template version",
+            Input::Parameters => "parameters",
+            Input::Workspaces => "workspaces",
+            Input::AllOutdated => "all outdated",
+            Input::Template => "template",
+            Input::AllOwners => "all owners",
+            Input::Parallel => "parallel",
+            Input::IncludeBusy => "include busy",
+            Input::IncludePrebuilds => "include prebuilds",
+            Input::WaitForIdle => "wait for idle",
+            Input::Canary => "canary",
+            Input::MaxFailures => "max failures",
+            Input::ReadyTimeout => "ready timeout",
+            Input::Wait => "wait",
+        }
+    }
+}
+
+/// Whole seconds in words (`90s` → `1m 30s`), as both faces' messages say a duration.
+fn seconds_words(seconds: u64) -> String {
+    humantime::format_duration(Duration::from_secs(seconds)).to_string()
 }
 
 /// Something to read that shows the values to give.
@@ -304,11 +365,31 @@ pub struct FieldProblem {
 
 impl Error {
     /// `error`, with what it left behind.
-    pub fn left(error: Error, aftermath: crate::operation::Aftermath) -> Error {
+    pub fn left(error: Error, aftermath: Aftermath) -> Error {
         Error::Left {
             error: Box::new(error.root().clone()),
             aftermath,
         }
+    }
+
+    /// `input` was given `given`, outside `min ..= max` (seconds for a duration): invalid
+    /// input (nothing sent), with the remedy that names the range. One wording for every
+    /// input and both faces; each face renders the remedy in its own names.
+    pub fn out_of_range(input: Input, given: u64, min: u64, max: u64) -> Error {
+        let say = |v: u64| match input.is_seconds() {
+            true => seconds_words(v),
+            false => v.to_string(),
+        };
+        Error::advised(
+            Error::InvalidInput(format!(
+                "{} {} is out of range: it must be {} to {}; nothing was sent",
+                input.words(),
+                say(given),
+                say(min),
+                say(max)
+            )),
+            vec![Remedy::GiveWithin { input, min, max }],
+        )
     }
 
     /// `error`, with what the caller can do about it.
@@ -339,7 +420,7 @@ impl Error {
     }
 
     /// What the failed operation left behind, when it says.
-    pub fn aftermath(&self) -> Option<&crate::operation::Aftermath> {
+    pub fn aftermath(&self) -> Option<&Aftermath> {
         match self {
             Error::Left { aftermath, .. } => Some(aftermath),
             _ => None,
@@ -470,6 +551,22 @@ impl Error {
     }
 }
 
+// Here rather than in `outcome.rs`, so that `outcome.rs` stays a floor below this module.
+impl Severity {
+    /// How bad ending in `e` is.
+    pub fn of(e: &Error) -> Severity {
+        match e.root() {
+            Error::Timeout { .. } => Severity::TimedOut,
+            Error::Interrupted { .. } => Severity::Interrupted,
+            // The control plane did not confirm a start: a failure even when reading back
+            // found nothing started (it was not refused before sending).
+            Error::Unconfirmed { .. } => Severity::Failed,
+            e if e.nothing_changed() => Severity::Refused,
+            _ => Severity::Failed,
+        }
+    }
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -526,15 +623,12 @@ mod tests {
             Error::NotFound {
                 message: "gone".into(),
             },
-            crate::operation::Aftermath::Unknown,
+            Aftermath::Unknown,
         );
         let mapped = left.map_message(|m| format!("{m}; more"));
         assert_eq!(mapped.to_string(), "gone; more");
         assert_eq!(mapped.kind(), "not_found");
-        assert_eq!(
-            mapped.aftermath(),
-            Some(&crate::operation::Aftermath::Unknown)
-        );
+        assert_eq!(mapped.aftermath(), Some(&Aftermath::Unknown));
     }
 
     #[test]
@@ -577,10 +671,14 @@ mod tests {
                 | Input::Parallel
                 | Input::IncludeBusy
                 | Input::IncludePrebuilds
-                | Input::WaitForIdle => {}
+                | Input::WaitForIdle
+                | Input::Canary
+                | Input::MaxFailures
+                | Input::ReadyTimeout
+                | Input::Wait => {}
             }
         }
-        assert_eq!(Input::ALL.len(), 14);
+        assert_eq!(Input::ALL.len(), 18);
     }
 
     #[test]

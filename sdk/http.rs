@@ -13,41 +13,7 @@ use crate::{Error, FieldProblem, Result, Secret, config::HttpOptions};
 /// `fleet/<version>`.
 pub const USER_AGENT: &str = concat!("fleet/", env!("CARGO_PKG_VERSION"));
 
-/// How reads (GET) are retried. Nothing else is ever retried: a POST that changes state is
-/// sent exactly once.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt.
-    pub max_retries: u32,
-    /// The first backoff; it doubles each retry.
-    pub initial_backoff: Duration,
-    /// The longest backoff, and the longest `Retry-After` honoured.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 4,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The backoff before retry number `attempt` (1-based), honouring `Retry-After` seconds.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        retry_after.unwrap_or(exp).min(self.max_backoff)
-    }
-}
-
-/// The default of [`HttpOptions::max_in_flight`]: twice the most workspaces a batch runs at
-/// once, so that a batch never waits for it; a few MiB of connections at most.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+pub use crate::config::{DEFAULT_MAX_IN_FLIGHT, RetryPolicy};
 
 /// What every generated client carries for its `exec` hook ([`execute`]): how reads are
 /// retried, and the bound on requests in flight ([`HttpOptions::max_in_flight`]), shared by
@@ -81,11 +47,13 @@ pub fn check_base_url(what: &str, url: &str, insecure_http: bool) -> Result<Stri
         "https" => {}
         "http" => {
             if !is_loopback(&parsed) && !insecure_http {
-                return Err(Error::InvalidInput(format!(
-                    "{what} {url} uses http:// to a host that is not loopback: tokens would \
-                     cross the network in clear. Use https://, or pass --insecure-http if you \
-                     really mean it"
-                )));
+                return Err(Error::advised(
+                    Error::InvalidInput(format!(
+                        "{what} {url} uses http:// to a host that is not loopback: tokens would \
+                         cross the network in clear. Use https://"
+                    )),
+                    vec![crate::Remedy::AllowInsecureHttp],
+                ));
             }
         }
         other => {

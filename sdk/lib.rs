@@ -67,6 +67,7 @@ pub mod files;
 pub mod http;
 pub mod molecule;
 pub mod operation;
+pub mod outcome;
 pub mod poll;
 pub mod rollout;
 #[cfg(feature = "sim")]

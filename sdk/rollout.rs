@@ -13,29 +13,32 @@
 //! reason ([`HaltReason`]), so the report lists it. Resuming is a re-run: the planes skip what
 //! is already done, so the engine keeps no state between runs.
 
-use std::future::Future;
+use std::{future::Future, ops::RangeInclusive, time::Duration};
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use serde::Serialize;
 
-use crate::{Error, Result, operation::Control};
+use crate::{Error, Input, Result, operation::Control};
 
-/// The controls of a rollout.
+/// The controls of a rollout. Each control's default and range live here, once, for both
+/// planes and both faces: [`RolloutOptions::check`] refuses a value out of its range with
+/// [`Error::out_of_range`] (nothing sent), and nothing clamps a value in silence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RolloutOptions {
-    /// At most this many targets in flight (≥ 1).
+    /// At most this many targets in flight ([`RolloutOptions::PARALLEL_RANGE`]).
     pub parallel: usize,
     /// The first this many targets run first; the rest only if all of them end well (0: no
-    /// canary).
+    /// canary; [`RolloutOptions::CANARY_RANGE`]).
     pub canary: usize,
-    /// Once this many targets have failed, start no more (`None`: no budget).
+    /// Once this many targets have failed, start no more (`None`: no budget;
+    /// [`RolloutOptions::MAX_FAILURES_RANGE`]).
     pub max_failures: Option<usize>,
 }
 
 impl Default for RolloutOptions {
     fn default() -> Self {
         RolloutOptions {
-            parallel: 1,
+            parallel: Self::DEFAULT_PARALLEL,
             canary: 0,
             max_failures: None,
         }
@@ -43,21 +46,81 @@ impl Default for RolloutOptions {
 }
 
 impl RolloutOptions {
-    /// Checks the controls. [`Error::InvalidInput`] (nothing sent) otherwise.
+    /// How many targets run at once unless told.
+    pub const DEFAULT_PARALLEL: usize = 4;
+    /// How many targets may run at once.
+    pub const PARALLEL_RANGE: RangeInclusive<usize> = 1..=64;
+    /// How many canaries a rollout may have (0: none).
+    pub const CANARY_RANGE: RangeInclusive<usize> = 0..=100_000;
+    /// The failure budgets a rollout may have (left out: no budget).
+    pub const MAX_FAILURES_RANGE: RangeInclusive<usize> = 1..=100_000;
+
+    /// `parallel`, when it is in [`RolloutOptions::PARALLEL_RANGE`].
+    pub fn check_parallel(parallel: usize) -> Result<usize> {
+        within(Input::Parallel, parallel, &Self::PARALLEL_RANGE)
+    }
+
+    /// `canary`, when it is in [`RolloutOptions::CANARY_RANGE`].
+    pub fn check_canary(canary: usize) -> Result<usize> {
+        within(Input::Canary, canary, &Self::CANARY_RANGE)
+    }
+
+    /// `max_failures`, when it is in [`RolloutOptions::MAX_FAILURES_RANGE`].
+    pub fn check_max_failures(max_failures: usize) -> Result<usize> {
+        within(Input::MaxFailures, max_failures, &Self::MAX_FAILURES_RANGE)
+    }
+
+    /// Checks every control against its range: [`Error::InvalidInput`] (nothing sent) naming
+    /// the first one out of range, with [`crate::Remedy::GiveWithin`].
     pub fn check(&self) -> Result<()> {
-        if self.parallel == 0 {
-            return Err(Error::InvalidInput(
-                "parallel must be at least 1; nothing was sent".into(),
-            ));
-        }
-        if self.max_failures == Some(0) {
-            return Err(Error::InvalidInput(
-                "max failures must be at least 1 (leave it out for no budget); nothing was sent"
-                    .into(),
-            ));
+        Self::check_parallel(self.parallel)?;
+        Self::check_canary(self.canary)?;
+        if let Some(k) = self.max_failures {
+            Self::check_max_failures(k)?;
         }
         Ok(())
     }
+}
+
+/// `value` when `range` holds it, else [`Error::out_of_range`] for `input`.
+fn within(input: Input, value: usize, range: &RangeInclusive<usize>) -> Result<usize> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(Error::out_of_range(
+        input,
+        value as u64,
+        *range.start() as u64,
+        *range.end() as u64,
+    ))
+}
+
+/// `value` when `range` holds it, else [`Error::out_of_range`] for `input`, in seconds.
+pub(crate) fn within_duration(
+    input: Input,
+    value: Duration,
+    range: &RangeInclusive<Duration>,
+) -> Result<Duration> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(Error::out_of_range(
+        input,
+        value.as_secs(),
+        range.start().as_secs(),
+        range.end().as_secs(),
+    ))
+}
+
+/// How long a caller (an MCP tool call) waits for a long operation before it answers, unless
+/// told: well under the 60 s most MCP hosts give a call.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(25);
+/// How long a caller may wait for a long operation before it answers (0: answer at once).
+pub const WAIT_RANGE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(300);
+
+/// A wait, when it is in [`WAIT_RANGE`].
+pub fn check_wait(wait: Duration) -> Result<Duration> {
+    within_duration(Input::Wait, wait, &WAIT_RANGE)
 }
 
 /// How the engine counts one target's ending.
@@ -119,7 +182,8 @@ pub struct RolloutRun<R> {
 
 /// Runs `run_one` over `targets` under the controls. `judge` says how a result counts;
 /// `skipped` makes the result of a target never started (with why); `label` names a target
-/// for the halt's list.
+/// for the halt's list. The controls must have passed [`RolloutOptions::check`] (every
+/// public way in checks them before anything is sent); nothing here adjusts them.
 pub async fn run<T, R, Fut>(
     targets: Vec<T>,
     options: &RolloutOptions,
@@ -134,7 +198,9 @@ where
 {
     let total = targets.len();
     let canary = options.canary.min(total);
-    let parallel = options.parallel.max(1);
+    // Unchecked controls are never adjusted: with parallel 0 nothing starts, and every
+    // target is handed back as not attempted.
+    let parallel = options.parallel;
     let mut slots: Vec<Option<R>> = (0..total).map(|_| None).collect();
     let mut queue = targets.into_iter().enumerate();
     let mut in_flight = FuturesUnordered::new();

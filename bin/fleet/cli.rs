@@ -492,6 +492,16 @@ pub fn print_warnings(warnings: &[Warning]) {
     }
 }
 
+/// A whole number (a count) for a flag, checked by the SDK's rule for it (`check` says the
+/// range, in the words both faces share).
+pub fn parse_count(s: &str, check: fn(usize) -> fleet::Result<usize>) -> Result<usize, String> {
+    let n = s
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    check(n).map_err(|e| message(&e))
+}
+
 /// Parses a duration like `90s`, `20m`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
@@ -597,6 +607,9 @@ fn flag(input: fleet::Input) -> &'static str {
         Input::IncludeBusy => "--include-busy",
         Input::IncludePrebuilds => "--include-prebuilds",
         Input::WaitForIdle => "--wait-for-idle DURATION",
+        Input::Canary => "--canary N",
+        Input::MaxFailures => "--max-failures K",
+        Input::ReadyTimeout => "--ready-timeout DURATION",
         _ => "the missing input (see --help)",
     }
 }
@@ -642,6 +655,19 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
             format!("give exactly one of: {}", names.join(", "))
         }
         Remedy::LeaveOut { input } => format!("leave {} out", flag_name(*input)),
+        Remedy::AllowInsecureHttp => "pass --insecure-http if you really mean it".into(),
+        Remedy::GiveWithin { input, min, max } => {
+            let say = |v: u64| match input.is_seconds() {
+                true => humantime::format_duration(std::time::Duration::from_secs(v)).to_string(),
+                false => v.to_string(),
+            };
+            format!(
+                "pass {} from {} to {}",
+                flag_name(*input),
+                say(*min),
+                say(*max)
+            )
+        }
         Remedy::Configure { variable, values } => {
             let mut clause = format!("set {variable}");
             if let Some(flag) = config_flag(variable) {

@@ -9,10 +9,11 @@ use fleet::text::escape_one_line;
 use fleet::{
     coder::{
         CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-        MAX_PARALLEL, Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
-        UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
+        Operation, PollOptions, ReadyOptions, Selection, Severity, Step, UpdateOptions,
+        UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
     operation::Aftermath,
+    rollout::RolloutOptions,
 };
 use uuid::Uuid;
 
@@ -185,7 +186,7 @@ pub struct WaitArgs {
 
     /// After the start: how long the agents may take to be connected and ready; past it the
     /// workspace counts as unhealthy.
-    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "10m")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ready_timeout, default_value = "10m")]
     ready_timeout: Duration,
 
     /// Do not wait for the agents after the start (a built workspace counts as updated).
@@ -226,7 +227,7 @@ pub struct BatchArgs {
 
     /// With several workspaces: update the first N first, and go on only if all N end
     /// healthy.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_canary)]
     canary: usize,
 
     /// With several workspaces: once K have failed or are unhealthy, start no more (those in
@@ -291,10 +292,16 @@ impl BusyArgs {
 }
 
 fn parse_max_failures(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{s:?} is not a number of at least 1")),
-    }
+    cli::parse_count(s, RolloutOptions::check_max_failures)
+}
+
+fn parse_canary(s: &str) -> Result<usize, String> {
+    cli::parse_count(s, RolloutOptions::check_canary)
+}
+
+fn parse_ready_timeout(s: &str) -> Result<Duration, String> {
+    let d = cli::parse_duration(s)?;
+    ReadyOptions::check_timeout(d).map_err(|e| cli::message(&e))
 }
 
 /// `fleet coder update`.
@@ -398,10 +405,7 @@ fn parse_workspace(s: &str) -> Result<WorkspaceRef, String> {
 }
 
 fn parse_parallel(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_PARALLEL).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a number from 1 to {MAX_PARALLEL}")),
-    }
+    cli::parse_count(s, RolloutOptions::check_parallel)
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, String> {
@@ -442,6 +446,7 @@ impl WaitArgs {
         (!self.no_wait_ready).then(|| ReadyOptions {
             timeout: self.ready_timeout,
             poll: update.poll.clone(),
+            push: update.push,
         })
     }
 }

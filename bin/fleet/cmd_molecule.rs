@@ -11,6 +11,7 @@ use fleet::{
         MigrationRunEvent, MigrationStarts, MoleculeClient, Provider, RouteChoice,
         StartedMigration, WaitOptions,
     },
+    rollout::RolloutOptions,
 };
 
 use crate::{
@@ -47,8 +48,10 @@ pre-flight checks exits 2 in a batch as on its own.
 
 A rollout: with --wait, --canary N migrates the first N first and starts the rest only once
 all N reached completed; --max-failures K starts no more once K ended failed or rolled_back
-(or timed out); --parallel P (default 4) migrations run at once. A table gives one row per
-workspace; the workspaces not attempted are listed with the command that resumes.
+(or timed out); --parallel P (default 4) migrations run at once, with or without the other
+two. A table gives one row per workspace; the workspaces not attempted are listed with the
+command that resumes. Without any of the three, --wait starts every migration, then follows
+them all.
 
 --org-id, --runtime, --env NAME=VALUE (repeatable) and --image are sent only when given.
 
@@ -168,23 +171,45 @@ pub struct MigrateArgs {
 
     /// A rollout over several workspaces: migrate the first N first, and start the rest only
     /// once all N reached `completed`. Needs --wait.
-    #[arg(long, value_name = "N", requires = "wait")]
+    #[arg(long, value_name = "N", requires = "wait", value_parser = parse_canary)]
     canary: Option<usize>,
 
     /// A rollout over several workspaces: once K migrations ended failed or rolled_back (or
     /// timed out), start no more; the rest are listed as not attempted. Needs --wait.
-    #[arg(long, value_name = "K", requires = "wait", value_parser = parse_at_least_one)]
+    #[arg(long, value_name = "K", requires = "wait", value_parser = parse_max_failures)]
     max_failures: Option<usize>,
 
-    /// With --canary or --max-failures: how many migrations run at once.
-    #[arg(long, value_name = "P", default_value_t = 4, value_parser = parse_at_least_one)]
-    parallel: usize,
+    /// A rollout over several workspaces: at most P migrations in flight (started and not yet
+    /// ended; default 4), with or without --canary and --max-failures. Needs --wait.
+    #[arg(long, value_name = "P", requires = "wait", value_parser = parse_parallel)]
+    parallel: Option<usize>,
 }
 
-fn parse_at_least_one(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if (1..=64).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a number from 1 to 64")),
+fn parse_parallel(s: &str) -> Result<usize, String> {
+    cli::parse_count(s, RolloutOptions::check_parallel)
+}
+
+fn parse_canary(s: &str) -> Result<usize, String> {
+    cli::parse_count(s, RolloutOptions::check_canary)
+}
+
+fn parse_max_failures(s: &str) -> Result<usize, String> {
+    cli::parse_count(s, RolloutOptions::check_max_failures)
+}
+
+impl MigrateArgs {
+    /// The rollout controls given; the one default for the rest.
+    fn rollout(&self) -> RolloutOptions {
+        RolloutOptions {
+            parallel: self.parallel.unwrap_or(RolloutOptions::DEFAULT_PARALLEL),
+            canary: self.canary.unwrap_or(0),
+            max_failures: self.max_failures,
+        }
+    }
+
+    /// Any rollout control given: the batch runs as a rollout.
+    fn is_rollout(&self) -> bool {
+        self.canary.is_some() || self.max_failures.is_some() || self.parallel.is_some()
     }
 }
 
@@ -362,7 +387,7 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
     if !args.confirm {
         confirm_many_interactively(&requests).await?;
     }
-    if args.canary.is_some() || args.max_failures.is_some() {
+    if args.is_rollout() {
         return migrate_rollout(&client, &requests, &args, global).await;
     }
     let wait = args.wait.then(|| wait_options(args.timeout, global));
@@ -418,11 +443,7 @@ async fn migrate_rollout(
     args: &MigrateArgs,
     global: &GlobalOpts,
 ) -> fleet::Result<i32> {
-    let rollout = fleet::rollout::RolloutOptions {
-        parallel: args.parallel,
-        canary: args.canary.unwrap_or(0),
-        max_failures: args.max_failures,
-    };
+    let rollout = args.rollout();
     let options = wait_options(args.timeout, global);
     let op = client.start_migrate_rollout(requests.to_vec(), options, rollout);
     let mut display = batch_display(global.output, requests.len(), true);
@@ -498,7 +519,7 @@ fn resume_command(args: &MigrateArgs, report: &fleet::molecule::MigrationRollout
     if let Some(k) = args.max_failures {
         c.option("--max-failures", &k.to_string());
     }
-    c.option("--parallel", &args.parallel.to_string());
+    c.option("--parallel", &args.rollout().parallel.to_string());
     c.needs_names().names(
         report
             .results

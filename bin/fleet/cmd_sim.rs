@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use clap::Args;
 use fleet::{
     Error,
-    sim::{SEED_TABLE, SimFaults, SimOptions, Simulator},
+    sim::{SimFaults, SimOptions, Simulator},
 };
 
 use crate::{
@@ -15,6 +15,66 @@ use crate::{
 };
 
 /// `fleet sim` arguments.
+/// The seeded data and the faults, as a table for `fleet sim --help` (the data itself is
+/// `fleet::sim`'s seed: keep the two in step).
+const SEED_TABLE: &str = "\
+Tokens: CP_ADMIN_API_TOKEN=sim-cp-admin-token  MOLECULE_ORG_API_KEY=sim-org-api-key
+        CODER_SESSION_TOKEN=sim-coder-session-token   (anything else gets 401)
+URLs:   MOLECULE_CP_URL=http://ADDR  MOLECULE_API_URL=http://ADDR/tenant  CODER_URL=http://ADDR
+CP-admin routes under /cp/admin and /api/v1/admin (--cp-admin-layout picks: cp-admin, api-v1,
+both, none; a layout not served answers a router's plain-text 404)
+
+Molecule workspaces (id: provider, instance id — behaviour):
+  ws-aws-demo          aws      i-0a1b2c3d4e5f60718    migrates normally
+  ws-hetzner-demo      hetzner  hz-4217781             migrates normally
+  ws-gcp-demo          gcp      gce-7730118842         migrates normally
+  ws-migrated          gcp      gce-5519027731         already migrated aws→gcp (completed)
+  ws-migrating         aws      i-0feedc0ffee000001    a migration to hetzner is in progress (409)
+  ws-fails-migration   aws      i-0badbadbad0000001    ends `failed` in provisioning_target
+  ws-rolls-back        hetzner  hz-9000001             ends `rolled_back` after target_healthy
+  ws-new-state         gcp      gce-1000000001         passes an unknown state `verifying_target`
+  ws-flaky             aws      i-0f1a4e0000000001     its first N reads answer 503 (--flaky-gets)
+A migration takes ~16.5 min at speed 1: snapshotting 3m, snapshotted 30s, provisioning_target 7m,
+target_healthy 2m, retiring_source 4m → completed (the workspace then runs on the target).
+
+Coder (you are `me` = alice, GET /api/v2/users/me; other owners: bob, carol, and Coder's
+`prebuilds` system user). Templates and versions:
+  docker-dev   v0-archived (archived) · v1 · v2 · v3 (active) · v4-importing (406: never imported)
+  k8s-secure   2024-06 · 2024-09 (active)         require_active_version: older versions get 403
+  gpu-ml       v1 · broken-start (active)         a start on broken-start fails (job error + logs)
+  web          v1 (active) · v2 · v3-start-error · v4-never-connects · v5-slow-ready ·
+               v6-no-script · v7-external         builds always succeed; the agents differ:
+               v3 startup script fails (start_error) · v4 never connects (timeout after 120s) ·
+               v5 ready after 60s · v6 ready when connected · v7 has_external_agent
+  team-dev     v1 · v2 (active)                   workspaces someone is at work in (below)
+Workspaces (owner/name: template version, status):
+  alice/dev           docker-dev v2, running   outdated; params region=eu-west cpu=4 dotfiles_uri
+  alice/api-server    docker-dev v1, stopped   outdated
+  alice/current       docker-dev v3, running   up to date
+  alice/secure-shell  k8s-secure 2024-06, running  outdated, template requires the active version
+  alice/ml-notebook   gpu-ml v1, running       outdated; updating it fails (broken-start)
+  alice/slow-box      docker-dev v2, running   every build takes 10x longer
+  alice/flaky         docker-dev v2, running   its first N reads answer 503 (--flaky-gets)
+  bob/dev             docker-dev v2, running   outdated
+  bob/data-pipeline   docker-dev v3, stopped   up to date
+  carol/web-01…08     web v1, running          up to date (a rollout fleet)
+Someone at work (team-dev v1, running, outdated; fleet leaves them alone unless told
+otherwise; last_used_at follows the activity):
+  bob/typing          in use: last_used_at is now until 600 simulated s (10 min), then stops
+  bob/pairing         in use all the time (never goes idle)
+  bob/ai-task         an AI task working: latest_app_status working \"Refactoring the billing
+                      module\", task_id set; last used a day ago
+  bob/idle-box        last used 2 days ago: idle, updated
+  bob/asleep          dormant (dormant_at set)
+  prebuilds/prebuilt-01  a prebuilt workspace (is_prebuild)
+  alice/notes         team-dev v2 (up to date), yours, in use all the time (yours: not busy)
+  alice/bulk-0001…    docker-dev v2, running   outdated; only with --bulk-workspaces N
+                                               (and ws-bulk-0001… on aws for Molecule)
+A build takes ~7 s (start) or ~5 s (stop) at speed 1: pending 1s, then starting/stopping with
+logs, then running/stopped. Agents then connect and run their startup script: ready 1 s later
+(web: 3 s). Parameters: region (immutable), cpu (1-16), dotfiles_uri, disk_gb
+(v3: 10-500, increasing only), gpu_type (t4|a100), namespace (immutable).";
+
 #[derive(Debug, Args)]
 #[command(
     about = "Serve a simulator of the Molecule CP, the Molecule tenant API and Coder, in memory",

@@ -610,18 +610,13 @@ impl FleetServer {
         }
         let timeout = match timeout_seconds {
             None => DEFAULT_READY_TIMEOUT,
-            Some(0) => {
-                return Err(tool_error(fleet::Error::InvalidInput(
-                    "ready_timeout_seconds must be at least 1 (or wait_ready=false not to wait); \
-                     nothing was sent"
-                        .into(),
-                )));
-            }
-            Some(s) => std::time::Duration::from_secs(s),
+            Some(s) => ReadyOptions::check_timeout(std::time::Duration::from_secs(s))
+                .map_err(tool_error)?,
         };
         Ok(Some(ReadyOptions {
             timeout,
             poll: self.update_options().poll,
+            ..ReadyOptions::default()
         }))
     }
 

@@ -288,8 +288,13 @@ impl FleetServer {
                 r.validate().map_err(tool_error)?;
             }
         }
+        // Out of range is refused (below), never clamped.
         let rollout = fleet::rollout::RolloutOptions {
-            parallel: p.parallel.unwrap_or(4).clamp(1, 64) as usize,
+            parallel: p
+                .parallel
+                .map_or(fleet::rollout::RolloutOptions::DEFAULT_PARALLEL, |n| {
+                    n as usize
+                }),
             canary: p.canary.unwrap_or(0) as usize,
             max_failures: p.max_failures.map(|k| k as usize),
         };

@@ -20,21 +20,16 @@ use serde_json::Value;
 use crate::answers::{self, BatchOutcome, Detail, OperationLine, RowsPage};
 use crate::server::{FleetServer, Progress, tool_error};
 
-/// How long a long tool waits unless told: well under the 60 s most hosts allow a call.
-pub const DEFAULT_WAIT_SECONDS: u64 = 25;
-/// The longest a call may wait (for hosts with longer timeouts).
-pub const MAX_WAIT_SECONDS: u64 = 300;
+/// How long a long tool waits unless told (the SDK's [`fleet::rollout::DEFAULT_WAIT`]).
+pub const DEFAULT_WAIT_SECONDS: u64 = fleet::rollout::DEFAULT_WAIT.as_secs();
 
-/// The wait a call asked for; out of range is invalid input (nothing started).
+/// The wait a call asked for; out of range ([`fleet::rollout::WAIT_RANGE`]) is invalid input
+/// (nothing started).
 pub fn wait_for(seconds: Option<u64>) -> Result<Duration, String> {
-    let s = seconds.unwrap_or(DEFAULT_WAIT_SECONDS);
-    if s > MAX_WAIT_SECONDS {
-        return Err(tool_error(fleet::Error::InvalidInput(format!(
-            "wait_seconds must be between 0 and {MAX_WAIT_SECONDS} (got {s}); nothing was started. \
-             The operation goes on after the answer: follow it with get_operation"
-        ))));
+    match seconds {
+        None => Ok(fleet::rollout::DEFAULT_WAIT),
+        Some(s) => fleet::rollout::check_wait(Duration::from_secs(s)).map_err(tool_error),
     }
-    Ok(Duration::from_secs(s))
 }
 
 /// What a long tool answers: the outcome once the operation ended, else where it stands.

@@ -435,6 +435,10 @@ fn argument(input: fleet::Input) -> &'static str {
         Input::IncludeBusy => "include_busy: true",
         Input::IncludePrebuilds => "include_prebuilds: true",
         Input::WaitForIdle => "wait_for_idle_seconds",
+        Input::Canary => "canary",
+        Input::MaxFailures => "max_failures",
+        Input::ReadyTimeout => "ready_timeout_seconds",
+        Input::Wait => "wait_seconds",
         _ => "the missing argument (see the tool's input schema)",
     }
 }
@@ -559,7 +563,11 @@ fn remedy_clause_for(remedy: &fleet::Remedy, tool: Option<&ToolInputs>) -> Strin
     use fleet::{Input, Look, Remedy};
     let missing = |input: &Input| tool.and_then(|t| t.missing(argument_name(*input)));
     match remedy {
-        Remedy::Give { input, .. } | Remedy::LeaveOut { input } if missing(input).is_some() => {
+        Remedy::Give { input, .. }
+        | Remedy::LeaveOut { input }
+        | Remedy::GiveWithin { input, .. }
+            if missing(input).is_some() =>
+        {
             missing(input).unwrap_or_default()
         }
         Remedy::GiveOneOf { inputs } if inputs.iter().any(|i| missing(i).is_some()) => {
@@ -595,6 +603,16 @@ fn remedy_clause_for(remedy: &fleet::Remedy, tool: Option<&ToolInputs>) -> Strin
         }
         Remedy::LeaveOut { input } => {
             format!("call again without {}", argument_name(*input))
+        }
+        Remedy::AllowInsecureHttp => {
+            "start fleet-mcp with --insecure-http if you really mean it".into()
+        }
+        // Seconds for a duration: the tool arguments say `_seconds`.
+        Remedy::GiveWithin { input, min, max } => {
+            format!(
+                "call again with {} from {min} to {max}",
+                argument_name(*input)
+            )
         }
         Remedy::UpdateToActive { workspace } => format!(
             "update it to the active version instead: call update_agent {}",
@@ -1292,6 +1310,11 @@ mod tests {
                     fleet::Remedy::GiveOneOf {
                         inputs: vec![*input],
                     },
+                    fleet::Remedy::GiveWithin {
+                        input: *input,
+                        min: 1,
+                        max: 2,
+                    },
                 ] {
                     let clause = remedy_clause_for(&remedy, Some(&inputs));
                     let has = props.iter().any(|p| p == name);
@@ -1313,7 +1336,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, tools.len() * fleet::Input::ALL.len() * 4);
+        assert_eq!(checked, tools.len() * fleet::Input::ALL.len() * 5);
         // The case of the issue: migrate_workspaces takes no from_instance_id.
         let inputs = ToolInputs {
             tool: "migrate_workspaces".into(),

@@ -32,10 +32,10 @@ use crate::{
     rollout::{self, Halt, HaltReason, Judgement, RolloutOptions},
 };
 
-/// The most workspaces fleet updates at once (`--parallel` is capped here).
-pub const MAX_PARALLEL: usize = 64;
-/// How many workspaces are updated at once unless told otherwise.
-pub const DEFAULT_PARALLEL: usize = 4;
+/// The most workspaces fleet updates at once: the end of [`RolloutOptions::PARALLEL_RANGE`].
+pub const MAX_PARALLEL: usize = *RolloutOptions::PARALLEL_RANGE.end();
+/// How many workspaces are updated at once unless told otherwise: the rollouts' one default.
+pub const DEFAULT_PARALLEL: usize = RolloutOptions::DEFAULT_PARALLEL;
 
 /// Which workspaces an operation applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,21 +213,14 @@ impl Default for FleetOptions {
 }
 
 impl FleetOptions {
-    /// Checks the options. [`Error::InvalidInput`] (nothing sent) otherwise.
+    /// Checks the options against their ranges (the rollout controls', the ready timeout's):
+    /// [`Error::InvalidInput`] (nothing sent) otherwise, naming the input and its range.
     pub fn check(&self) -> Result<()> {
-        if self.parallel == 0 || self.parallel > MAX_PARALLEL {
-            return Err(Error::advised(
-                Error::InvalidInput(format!(
-                    "parallel {} is out of range: it must be 1 to {MAX_PARALLEL}; nothing was sent",
-                    self.parallel
-                )),
-                vec![Remedy::Give {
-                    input: Input::Parallel,
-                    value: None,
-                }],
-            ));
+        self.rollout().check()?;
+        if let Some(ready) = &self.ready {
+            ready.check()?;
         }
-        self.rollout().check()
+        Ok(())
     }
 
     /// The rollout controls.
@@ -972,10 +965,18 @@ impl CoderClient {
                     None => None,
                 };
                 if let (Some(ready), Some(build_id)) = (&options.ready, build_id) {
+                    let ready = ReadyOptions {
+                        push: ready.push && options.update.push,
+                        ..ready.clone()
+                    };
                     let waited = self
-                        .wait_until_ready(&build_id, ready, cancel, &mut |e| {
-                            on_step(CoderEvent::Readiness(e))
-                        })
+                        .wait_until_ready_of(
+                            plan.workspace.id,
+                            &build_id,
+                            &ready,
+                            cancel,
+                            &mut |e| on_step(CoderEvent::Readiness(e)),
+                        )
                         .await;
                     match waited {
                         Ok(report) => judge_readiness(&mut result, report),

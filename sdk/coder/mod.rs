@@ -37,8 +37,8 @@ pub use operations::{
     BatchOperation, DryRunOperation, PlanOperation, ReadyOperation, UpdateOperation,
 };
 pub use ready::{
-    AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, Readiness, ReadyEvent, ReadyOptions,
-    ReadyReport,
+    AgentProblem, AgentReadiness, DEFAULT_READY_TIMEOUT, READY_TIMEOUT_RANGE, Readiness,
+    ReadyEvent, ReadyOptions, ReadyReport,
 };
 pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
 pub use server_side::{

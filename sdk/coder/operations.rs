@@ -300,6 +300,12 @@ impl CoderClient {
             OperationKind::Update,
             vec![workspace.to_string()],
             move |control, sink| async move {
+                // The bound is checked before anything is sent; no push here without push there.
+                ready.as_ref().map(ReadyOptions::check).transpose()?;
+                let ready = ready.map(|r| ReadyOptions {
+                    push: r.push && options.push,
+                    ..r
+                });
                 let outcome = client
                     .update_workspace(&workspace, template_version, &options, &control, &mut |e| {
                         sink.emit(e)
@@ -335,6 +341,11 @@ impl CoderClient {
             OperationKind::Restart,
             vec![workspace.to_string()],
             move |control, sink| async move {
+                ready.as_ref().map(ReadyOptions::check).transpose()?;
+                let ready = ready.map(|r| ReadyOptions {
+                    push: r.push && options.push,
+                    ..r
+                });
                 let outcome = client
                     .restart_workspace(&workspace, &options, &control, &mut |e| sink.emit(e))
                     .await?;
@@ -369,7 +380,9 @@ impl CoderClient {
             return Ok(outcome);
         }
         let report = self
-            .wait_until_ready(&id, ready, control, &mut |e| emit(CoderEvent::Readiness(e)))
+            .wait_until_ready_of(outcome.workspace.id, &id, ready, control, &mut |e| {
+                emit(CoderEvent::Readiness(e))
+            })
             .await?;
         match report.readiness {
             Readiness::Unhealthy => Err(Error::OperationFailed {

@@ -5,7 +5,7 @@
 //! see [`super::BuildLogs`]): each line becomes a [`CoderEvent::BuildLog`], and the stream's
 //! close — confirmed with one read of the build — says the build has ended, one round trip
 //! after the server marked it. Meanwhile the polling wait runs too, at a slow pace (a safety
-//! net that costs a few reads per build). If the stream cannot be opened or keeps dropping,
+//! net that costs a read per build only when it runs longer than 10 s). If the stream cannot be opened or keeps dropping,
 //! fleet says so ([`CoderEvent::LogsUnavailable`]) and polls at the usual pace from then on:
 //! the build is read by its id, so no state is lost.
 
@@ -21,12 +21,15 @@ const LOG_RECONNECTS: u32 = 3;
 /// How long the last log lines may take once polling saw the build's end.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The polling pace while the log stream is open: a safety net, not the way the end is seen.
+/// The polling pace while the log stream is open: a safety net, not the way the end is seen
+/// (with the default polling, a first read after 10 s, then every 30 s at most: a stream that
+/// stalls without closing is noticed that late, and a build that ends sooner costs no read
+/// but the one that confirms its end).
 fn safety_net(poll: &PollOptions) -> PollOptions {
     PollOptions {
-        initial: poll.max.saturating_mul(2),
-        max: poll.max.saturating_mul(5),
-        near_end: poll.max.saturating_mul(5),
+        initial: poll.max.saturating_mul(5),
+        max: poll.max.saturating_mul(15),
+        near_end: poll.max.saturating_mul(15),
         ..poll.clone()
     }
 }

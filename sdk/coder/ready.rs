@@ -31,14 +31,20 @@ use crate::{
 
 /// How long fleet waits for a started workspace's agents unless told otherwise.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The ready timeouts fleet takes: at least a second, at most a day.
+pub const READY_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60);
 
 /// How [`CoderClient::start_wait_until_ready`] waits.
 #[derive(Debug, Clone)]
 pub struct ReadyOptions {
     /// The bound: past it, the workspace counts as unhealthy.
     pub timeout: Duration,
-    /// How often the workspace is read.
+    /// How often the workspace is read when it is polled.
     pub poll: PollOptions,
+    /// Follow the workspace's `watch-ws` (the agents arrive with each pushed update), with a
+    /// slow read as a safety net; polling when it cannot open or drops. False: poll only.
+    pub push: bool,
 }
 
 impl Default for ReadyOptions {
@@ -46,7 +52,26 @@ impl Default for ReadyOptions {
         ReadyOptions {
             timeout: DEFAULT_READY_TIMEOUT,
             poll: PollOptions::default(),
+            push: true,
         }
+    }
+}
+
+/// While pushes come: the first safety-net read of the build after this long, then every
+/// [`PUSH_SAFETY_MAX`] (the pace of the build log streams' safety net, `push.rs`).
+const PUSH_SAFETY_FIRST: Duration = Duration::from_secs(10);
+/// The longest pause between two safety-net reads while pushes come.
+const PUSH_SAFETY_MAX: Duration = Duration::from_secs(30);
+
+impl ReadyOptions {
+    /// A ready timeout, when it is in [`READY_TIMEOUT_RANGE`] (whole seconds count).
+    pub fn check_timeout(timeout: Duration) -> Result<Duration> {
+        crate::rollout::within_duration(crate::Input::ReadyTimeout, timeout, &READY_TIMEOUT_RANGE)
+    }
+
+    /// Checks the timeout against [`READY_TIMEOUT_RANGE`].
+    pub fn check(&self) -> Result<()> {
+        Self::check_timeout(self.timeout).map(|_| ())
     }
 }
 
@@ -299,11 +324,32 @@ impl CoderClient {
     /// Waits until the agents of start build `build_id` are connected and ready, one of them
     /// shows it never will, or `options.timeout` passes (then it is [`Readiness::Unhealthy`],
     /// each agent not ready marked [`AgentProblem::NotReadyInTime`]). Reads
-    /// `GET /workspacebuilds/{id}`, backing off as `options.poll` says. A cancel (graceful or not) ends the wait at once with
-    /// [`Readiness::Interrupted`]: waiting changes nothing, so there is nothing to finish.
-    /// Fails only when the workspace cannot be read.
+    /// `GET /workspacebuilds/{id}` once, then follows the workspace's `watch-ws` when
+    /// `options.push` (see [`CoderClient::wait_until_ready_of`]). A cancel (graceful or not)
+    /// ends the wait at once with [`Readiness::Interrupted`]: waiting changes nothing, so there
+    /// is nothing to finish. Fails only when the workspace cannot be read.
     pub(crate) async fn wait_until_ready(
         &self,
+        build_id: &Uuid,
+        options: &ReadyOptions,
+        control: &Control,
+        on_event: &mut (dyn FnMut(ReadyEvent) + Send),
+    ) -> Result<ReadyReport> {
+        self.wait_until_ready_of(None, build_id, options, control, on_event)
+            .await
+    }
+
+    /// [`CoderClient::wait_until_ready`] for a start build of workspace `workspace_id`, when
+    /// the caller knows it. With `options.push`, the agents' lifecycle and connection arrive
+    /// with each update `watch-ws` pushes (its first message is the workspace as it is: no
+    /// read comes first); a read of the build by its id is the safety net (after 10 s, then
+    /// every 30 s at most) and, when the socket cannot open, drops or shows a newer
+    /// build, the fallback: polling as `options.poll` says, reading at once, so no state is
+    /// lost between the last push and the first read. Without `workspace_id` the first read
+    /// of the build gives it.
+    pub(crate) async fn wait_until_ready_of(
+        &self,
+        workspace_id: Option<Uuid>,
         build_id: &Uuid,
         options: &ReadyOptions,
         control: &Control,
@@ -314,6 +360,12 @@ impl CoderClient {
         let id_text = build_id.to_string();
         let mut backoff = options.poll.initial;
         let mut last_seen: Option<Vec<AgentReadiness>> = None;
+        let mut workspace_id = workspace_id;
+        // Push: the watch while it works; whether it was tried (once: a watch that could not
+        // open or dropped leaves polling in charge); the pause before the next safety read.
+        let mut watch: Option<super::WorkspaceWatch> = None;
+        let mut push_tried = !options.push;
+        let mut safety = PUSH_SAFETY_FIRST;
         let report =
             |readiness, agents: Vec<AgentReadiness>, external, reason: String| ReadyReport {
                 readiness,
@@ -331,12 +383,59 @@ impl CoderClient {
                     "readiness not confirmed: interrupted while waiting for the agents".into(),
                 );
             }
-            let build = tokio::select! {
-                _ = control.cancelled() => continue,
-                b = self.api().get_workspace_build(&id_text) => b
-                    .map(|b| b.into_inner())
-                    .map_err(|e| self.error(format!("reading build {build_id}"), e))?,
+            // With a workspace known and pushes wanted, the watch opens before any read.
+            if !push_tried && let Some(ws) = workspace_id {
+                push_tried = true;
+                match self.watch_workspace(&ws).await {
+                    Ok(w) => watch = Some(w),
+                    Err(e) => tracing::info!(
+                        workspace = %ws, error = %e,
+                        "the workspace watch could not be opened: polling for readiness"
+                    ),
+                }
+            }
+            let pushed = match watch.as_mut() {
+                None => None,
+                Some(w) => {
+                    let pause = safety.min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::select! {
+                        _ = control.cancelled() => continue,
+                        _ = tokio::time::sleep(pause) => {
+                            // The safety net: read the build (below), keep watching.
+                            safety = (safety * 2).min(PUSH_SAFETY_MAX);
+                            None
+                        }
+                        event = w.next() => match event {
+                            super::WatchEvent::Snapshot(ws) => match ws.latest_build {
+                                Some(b) if b.id == Some(*build_id) => Some(b),
+                                // A newer build: this one is read by its id from now on.
+                                _ => {
+                                    tracing::info!(build = %build_id, "the watched workspace shows another build: polling for readiness");
+                                    watch = None;
+                                    None
+                                }
+                            },
+                            super::WatchEvent::Dropped { reason } => {
+                                tracing::info!(build = %build_id, %reason, "the workspace watch dropped: polling for readiness");
+                                watch = None;
+                                None
+                            }
+                        },
+                    }
+                }
             };
+            let build = match pushed {
+                Some(b) => b,
+                None => tokio::select! {
+                    _ = control.cancelled() => continue,
+                    b = self.api().get_workspace_build(&id_text) => b
+                        .map(|b| b.into_inner())
+                        .map_err(|e| self.error(format!("reading build {build_id}"), e))?,
+                },
+            };
+            if workspace_id.is_none() {
+                workspace_id = build.workspace_id;
+            }
             let mut agents = agents_of(&build);
             match assess(&build, &mut agents) {
                 Assessment::External => {
@@ -402,6 +501,10 @@ impl CoderClient {
                 );
             }
             last_seen = Some(agents);
+            // Pushes come by themselves (or the watch is about to open): no pause.
+            if watch.is_some() || (!push_tried && workspace_id.is_some()) {
+                continue;
+            }
             let (pause, next) = options.poll.pause(backoff, began.elapsed(), None);
             backoff = next;
             let pause = pause.min(deadline.saturating_duration_since(now));

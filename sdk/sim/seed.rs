@@ -1,6 +1,6 @@
 //! The simulated Coder deployment's seed data: users, templates (with how fast their agents
 //! get ready), template versions (among them the broken ones a rollout must stop on) and
-//! workspaces. `fleet sim --help` shows it as a table ([`super::super::SEED_TABLE`]).
+//! workspaces. `fleet sim --help` shows it as a table (`SEED_TABLE`, bin/fleet/cmd_sim.rs).
 
 use std::collections::HashMap;
 

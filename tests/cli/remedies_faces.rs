@@ -408,3 +408,142 @@ async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_
     assert!(text.contains("migrate_workspace_provider"), "{text}");
     client.cancel().await.ok();
 }
+
+/// One rule per input: a rollout control out of range is refused by both faces, on both
+/// planes, with the same words from the SDK (the input, the value, the range) and the remedy
+/// in each face's names; nothing clamps it and nothing is sent (not even a read).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_having_sent_nothing()
+ {
+    let sim = sim().await;
+    let same_words = "parallel 500 is out of range: it must be 1 to 64; nothing was sent";
+    // The CLI: exit 2, the flag and its range.
+    for args in [
+        vec![
+            "coder",
+            "update",
+            "--parallel",
+            "500",
+            "--",
+            "dev",
+            "api-server",
+        ],
+        vec![
+            "molecule",
+            "migrate-provider",
+            "--to",
+            "hetzner",
+            "--confirm",
+            "--wait",
+            "--parallel",
+            "500",
+            "--",
+            "ws-aws-demo",
+            "ws-flaky",
+        ],
+    ] {
+        let out = fleet(&sim, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(same_words), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("To go on, pass --parallel from 1 to 64."),
+            "{args:?}: {stderr}"
+        );
+        assert_cli_words(&stderr);
+    }
+    let out = fleet(&sim, &["coder", "update", "dev", "--ready-timeout", "48h"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ready timeout 2days is out of range: it must be 1s to 1day")
+            && stderr.contains("pass --ready-timeout from 1s to 1day"),
+        "{stderr}"
+    );
+    // MCP: isError, the argument and its range; the migration is not clamped and started.
+    let client = mcp(&sim).await;
+    for (tool, args) in [
+        (
+            "update_agents",
+            json!({"agent_names": ["dev", "api-server"], "parallel": 500}),
+        ),
+        (
+            "migrate_workspaces",
+            json!({"workspace_ids": ["ws-aws-demo", "ws-flaky"], "to": "hetzner", "from": "aws",
+                   "confirm": true, "parallel": 500}),
+        ),
+    ] {
+        let text = call(&client, tool, args).await;
+        assert!(text.contains(same_words), "{tool}: {text}");
+        assert!(
+            text.contains("To go on, call again with parallel from 1 to 64."),
+            "{tool}: {text}"
+        );
+        assert_mcp_words(&text);
+    }
+    for (args, words, remedy) in [
+        (
+            json!({"agent_name": "dev", "ready_timeout_seconds": 0}),
+            "ready timeout 0s is out of range: it must be 1s to 1day",
+            "call again with ready_timeout_seconds from 1 to 86400",
+        ),
+        (
+            json!({"agent_name": "dev", "wait_seconds": 301}),
+            "wait 5m 1s is out of range: it must be 0s to 5m",
+            "call again with wait_seconds from 0 to 300",
+        ),
+    ] {
+        let text = call(&client, "update_agent", args).await;
+        assert!(
+            text.contains(words) && text.contains(remedy),
+            "update_agent: {text}"
+        );
+    }
+    let _ = client.cancel().await;
+    assert_eq!(
+        sim.requests().len(),
+        0,
+        "nothing was sent: {:?}",
+        sim.requests()
+    );
+}
+
+/// http:// to a host that is not loopback is refused before anything is sent; the SDK states
+/// the remedy (allow insecure http) and each face words it: the CLI as its flag, fleet-mcp as
+/// the flag it is started with.
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_off_loopback_is_refused_with_each_face_s_way_to_allow_it() {
+    // A name under .invalid never resolves: nothing could be sent even if the check failed.
+    let url = "http://coder.invalid";
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .env_clear()
+        .env("CODER_URL", url)
+        .env("CODER_SESSION_TOKEN", "t")
+        .args(["coder", "list"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleet runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tokens would cross the network in clear")
+            && err.contains("To go on, pass --insecure-http if you really mean it."),
+        "{err}"
+    );
+    assert_cli_words(&err);
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("CODER_URL", url)
+        .env("CODER_SESSION_TOKEN", "t");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let text = call(&client, "list_agents", json!({})).await;
+    assert!(
+        text.contains("tokens would cross the network in clear")
+            && text
+                .contains("To go on, start fleet-mcp with --insecure-http if you really mean it."),
+        "{text}"
+    );
+    assert!(!text.contains("pass --"), "{text}");
+    client.cancel().await.ok();
+}

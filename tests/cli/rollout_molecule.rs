@@ -179,3 +179,52 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
         "a dry run only reads"
     );
 }
+
+/// `--parallel` means the same with or without `--canary`: alone, it makes the batch a
+/// rollout with at most P migrations in flight (it used to be ignored: every migration was
+/// started at once). With P = 1 the second POST comes only once the first migration ended.
+#[tokio::test]
+async fn parallel_alone_bounds_the_migrations_in_flight() {
+    let sim = sim().await;
+    let (code, report, stderr) = fleet(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "--to",
+            "hetzner",
+            "--from",
+            "aws",
+            "--confirm",
+            "--wait",
+            "--parallel",
+            "1",
+            "-o",
+            "json",
+            "--",
+            "ws-bulk-0001",
+            "ws-bulk-0002",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        verdicts(&report),
+        pairs(&[("ws-bulk-0001", "completed"), ("ws-bulk-0002", "completed")])
+    );
+    let log = sim.requests();
+    let second_post = log
+        .iter()
+        .position(|r| r.method == "POST" && r.path.contains("ws-bulk-0002"))
+        .expect("the second migration was started");
+    let first_reads: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.method == "GET" && r.path.contains("ws-bulk-0001/migra"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        first_reads.last().is_some_and(|last| *last < second_post),
+        "the first migration was followed to its end before the second started: {log:?}"
+    );
+}

@@ -474,3 +474,95 @@ async fn a_slow_terminal_loses_log_lines_and_is_told_how_many_never_the_outcome(
         run.seconds
     );
 }
+
+/// Updates alice/dev with readiness (the default): the outcome's message, how many times the
+/// agents were seen not ready yet, and the requests sent from the build's POST on (the POST
+/// excluded).
+async fn update_with_readiness(s: &RunningSim) -> (String, usize, Vec<(String, String)>) {
+    use fleet::coder::{CoderEvent, ReadyEvent, UpdateOptions, WorkspaceRef};
+    let c = client(s);
+    let op = c.start_update(
+        WorkspaceRef::parse("alice/dev").expect("a name"),
+        None,
+        UpdateOptions::default(),
+    );
+    let mut events = op.events();
+    let mut waiting = 0;
+    while let Ok(e) = events.recv().await {
+        if let CoderEvent::Readiness(ReadyEvent::Waiting { .. }) = e {
+            waiting += 1;
+        }
+    }
+    let message = op.outcome().await.expect("updated and ready").message;
+    let log: Vec<(String, String)> = s
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .skip_while(|(m, _)| m != "POST")
+        .skip(1)
+        .collect();
+    (message, waiting, log)
+}
+
+#[tokio::test]
+async fn readiness_is_noticed_by_push_in_at_most_6_requests() {
+    // Speed 4: the agent is ready about 0.25 s after the start build, so it is seen starting
+    // first and its readiness arrives by a later push.
+    let s = sim_with(4.0, None).await;
+    let (message, waiting, log) = update_with_readiness(&s).await;
+    assert!(
+        message.contains("ready: 1 agent(s) connected and ready"),
+        "{message}"
+    );
+    assert!(
+        waiting >= 1,
+        "the agent was seen not ready first: {message}"
+    );
+    let watch = log
+        .iter()
+        .position(|(_, p)| p.ends_with("/watch-ws"))
+        .unwrap_or_else(|| panic!("readiness followed watch-ws: {log:?}"));
+    // After the watch opened, no read at all: the agents came with the pushes.
+    assert_eq!(
+        log.len(),
+        watch + 1,
+        "no request after the watch opened: {log:?}"
+    );
+    // Both builds (2 log streams + 3 reads) and readiness (1 watch): 6, from 12 by polling.
+    assert!(log.len() <= 6, "{} requests: {log:?}", log.len());
+}
+
+#[tokio::test]
+async fn readiness_falls_back_to_polling_when_the_watch_drops() {
+    // Every WebSocket drops after its first message: the watch gives the agent as it was
+    // (not ready yet), then drops; readiness reads the build by its id from then on.
+    let s = sim_with(4.0, Some(1)).await;
+    let (message, waiting, log) = update_with_readiness(&s).await;
+    assert!(
+        message.contains("ready: 1 agent(s) connected and ready"),
+        "{message}"
+    );
+    assert!(
+        waiting >= 1,
+        "the agent was seen not ready first: {message}"
+    );
+    let watch = log
+        .iter()
+        .position(|(_, p)| p.ends_with("/watch-ws"))
+        .unwrap_or_else(|| panic!("the watch was tried: {log:?}"));
+    let reads_after = log[watch + 1..]
+        .iter()
+        .filter(|(m, p)| {
+            m == "GET" && p.starts_with("/api/v2/workspacebuilds/") && !p.ends_with("/logs")
+        })
+        .count();
+    assert!(
+        reads_after >= 1,
+        "polled by the build's id after the drop: {log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|(_, p)| p.ends_with("/watch-ws")).count(),
+        1,
+        "a dropped watch is not reopened in a loop: {log:?}"
+    );
+}
