@@ -10,7 +10,7 @@ use fleet::{
     coder::{
         CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
         MAX_PARALLEL, Operation, PollOptions, ReadyOptions, Selection, Severity, Step,
-        UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
+        TemplateVersionRef, UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
     operation::{
         Aftermath, Operation as SdkOperation, OperationEvent, OperationKind, OperationOutput,
@@ -147,15 +147,31 @@ otherwise, and says how many every owner has.\n\nExamples:\n  fleet coder list\n
         template: Option<String>,
     },
 
+    /// List a template's versions, newest first: name, ID, created, active, archived.
+    #[command(
+        after_help = "The names are what `update --template-version` takes.\n\nExamples:\n  fleet \
+coder versions docker-dev\n  fleet coder versions docker-dev -o json"
+    )]
+    Versions {
+        /// The template: its name (case-insensitive) or ID.
+        #[arg(value_name = "TEMPLATE")]
+        template: String,
+    },
+
     /// Show a template version: name, template, import status, archived.
     #[command(
         name = "template-version",
-        after_help = "Example:\n  fleet coder template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
+        after_help = "Examples:\n  fleet coder template-version v2 --template docker-dev\n  fleet coder \
+template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
     )]
     TemplateVersion {
-        /// The template version's UUID.
-        #[arg(value_name = "UUID", value_parser = parse_uuid)]
-        id: Uuid,
+        /// The version: its UUID, or its name with --template.
+        #[arg(value_name = "VERSION", value_parser = parse_version)]
+        version_ref: TemplateVersionRef,
+
+        /// The template (name or ID) a version name belongs to.
+        #[arg(long, value_name = "TEMPLATE")]
+        template: Option<String>,
     },
 }
 
@@ -257,9 +273,10 @@ pub struct UpdateArgs {
     #[arg(long)]
     all_owners: bool,
 
-    /// The template version to run (default: the template's active version).
-    #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
-    template_version: Option<Uuid>,
+    /// The template version to run, by name (looked up in each workspace's template; `fleet
+    /// coder versions TEMPLATE` lists them) or ID (default: the template's active version).
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    template_version: Option<TemplateVersionRef>,
 
     /// Stop and start even when the workspace already runs the target version.
     #[arg(long)]
@@ -338,8 +355,8 @@ fn parse_parallel(s: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_uuid(s: &str) -> Result<Uuid, String> {
-    fleet::coder::parse_template_version_id(s).map_err(|e| crate::cli::message(&e))
+fn parse_version(s: &str) -> Result<TemplateVersionRef, String> {
+    TemplateVersionRef::parse(s).map_err(|e| crate::cli::message(&e))
 }
 
 impl WaitArgs {
@@ -395,13 +412,13 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 args.all_owners,
             )?;
             let operation = Operation::Update {
-                template_version: args.template_version,
+                template_version: args.template_version.clone(),
             };
             let ready = args.wait.ready(&options);
             let resume = Resume {
                 command: "update",
                 selection: selection.clone(),
-                template_version: args.template_version,
+                template_version: args.template_version.clone(),
                 force: args.force,
                 wait: &args.wait,
                 batch: &args.batch,
@@ -479,8 +496,20 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 }
             }
         }
-        CoderCmd::TemplateVersion { id } => {
-            let v = client.template_version(&id).await?;
+        CoderCmd::Versions { template } => {
+            let listed = client.template_versions(&template).await?;
+            match format {
+                OutputFormat::Json => out::json(&listed),
+                OutputFormat::Text => print_versions(&listed),
+            }
+        }
+        CoderCmd::TemplateVersion {
+            version_ref,
+            template,
+        } => {
+            let v = client
+                .find_template_version(template.as_deref(), &version_ref)
+                .await?;
             match format {
                 OutputFormat::Json => out::json(&v),
                 OutputFormat::Text => {
@@ -524,7 +553,7 @@ async fn run_selection(
         _ => None,
     };
     if let Some(workspace) = single {
-        let (version, restart) = match operation {
+        let (version, restart) = match operation.clone() {
             Operation::Update { template_version } => (template_version, false),
             Operation::Restart => (None, true),
         };
@@ -729,11 +758,46 @@ fn print_dry_run(d: &DryRun) {
     }
 }
 
+/// `fleet coder versions`: one row per version, then which one is active.
+fn print_versions(listed: &fleet::coder::TemplateVersions) {
+    let created = |c: &Option<String>| {
+        c.as_deref()
+            .map(|c| c.get(..16).unwrap_or(c).replace('T', " "))
+            .unwrap_or_else(|| "-".into())
+    };
+    let name_width = listed
+        .versions
+        .iter()
+        .map(|v| v.name.chars().count().min(40))
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out::line(format!(
+        "{:<name_width$}  {:<36}  {:<16}  {:<6}  ARCHIVED",
+        "NAME", "ID", "CREATED", "ACTIVE"
+    ));
+    for v in &listed.versions {
+        out::line(format!(
+            "{:<name_width$}  {:<36}  {:<16}  {:<6}  {}",
+            escape_one_line(&v.name),
+            opt(&v.id),
+            created(&v.created_at),
+            if v.active { "yes" } else { "" },
+            if v.archived { "yes" } else { "" },
+        ));
+    }
+    out::err(format!(
+        "{} version(s) of template {}",
+        listed.versions.len(),
+        escape_one_line(&listed.template)
+    ));
+}
+
 /// What a re-run needs: the command as given, for the line that resumes a halted rollout.
 struct Resume<'a> {
     command: &'static str,
     selection: Selection,
-    template_version: Option<Uuid>,
+    template_version: Option<TemplateVersionRef>,
     force: bool,
     wait: &'a WaitArgs,
     batch: &'a BatchArgs,
@@ -771,7 +835,7 @@ impl Resume<'_> {
                 }
             }
         }
-        if let Some(v) = self.template_version {
+        if let Some(v) = &self.template_version {
             c.option("--template-version", &v.to_string());
         }
         if self.force {

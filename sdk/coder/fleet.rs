@@ -24,7 +24,8 @@ use uuid::Uuid;
 
 use super::{
     CoderClient, CoderEvent, PlannedBuild, Readiness, ReadyOptions, ReadyReport, Step,
-    UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
+    TemplateVersionRef, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceRef,
+    WorkspaceStatus, types,
 };
 use crate::{
     Error, Input, Remedy, Result,
@@ -166,12 +167,12 @@ impl Selection {
 }
 
 /// What to do to each workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// Update to this template version, or to the template's active version.
     Update {
         /// The target version; `None` for each template's active version.
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
     },
     /// Restart on the version it runs.
     Restart,
@@ -288,7 +289,7 @@ impl CoderClient {
     pub async fn dry_run(
         &self,
         r: &WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         cancel: impl Into<Control>,
@@ -855,8 +856,8 @@ impl CoderClient {
                 step,
             });
         };
-        let (template_version, restart) = match options.operation {
-            Operation::Update { template_version } => (template_version, false),
+        let (template_version, restart) = match &options.operation {
+            Operation::Update { template_version } => (template_version.clone(), false),
             Operation::Restart => (None, true),
         };
         let r = WorkspaceRef::Id(id);

@@ -2,12 +2,10 @@
 //! and returns a handle at once (see [`crate::operation`]). The `async fn`s
 //! ([`CoderClient::update_workspace`], …) stay for callers that simply await.
 
-use uuid::Uuid;
-
 use super::{
     CoderClient, CoderEvent, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
-    ReadyOptions, Selection, Severity, Step, UpdateAction, UpdateOptions, UpdateOutcome,
-    WorkspaceRef,
+    ReadyOptions, Selection, Severity, Step, TemplateVersionRef, UpdateAction, UpdateOptions,
+    UpdateOutcome, WorkspaceRef,
 };
 use crate::{
     Error, Result,
@@ -207,7 +205,7 @@ impl CoderClient {
     pub fn start_update(
         &self,
         workspace: WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         options: UpdateOptions,
     ) -> UpdateOperation {
         self.start_update_ready(
@@ -224,7 +222,7 @@ impl CoderClient {
     pub fn start_update_ready(
         &self,
         workspace: WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         options: UpdateOptions,
         ready: Option<ReadyOptions>,
     ) -> UpdateOperation {

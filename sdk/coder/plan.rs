@@ -5,7 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    CoderClient, WorkspaceStatus, WorkspaceTransition,
+    CoderClient, TemplateVersionRef, WorkspaceStatus, WorkspaceTransition,
     params::{ParameterSource, ResolvedParameter},
     types,
 };
@@ -218,7 +218,7 @@ impl CoderClient {
     pub async fn plan_update(
         &self,
         r: &WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         cancel: impl Into<Control>,
@@ -248,7 +248,7 @@ impl CoderClient {
         &self,
         r: &WorkspaceRef,
         mut ws: types::Workspace,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         cancel: &Control,
@@ -307,8 +307,33 @@ impl CoderClient {
                 validations: vec![],
             })?;
             (v, false)
-        } else if let Some(v) = template_version {
-            (v, false)
+        } else if let Some(v) = template_version.clone() {
+            let id = match (v, ws.template_id) {
+                (TemplateVersionRef::Id(id), _) => id,
+                (name, Some(template_id)) => {
+                    let template_name = ws
+                        .template_name
+                        .clone()
+                        .unwrap_or_else(|| template_id.to_string());
+                    cancellable(
+                        cancel,
+                        self.resolve_template_version(&template_id, &template_name, &name),
+                        || nothing_changed_interrupt(r),
+                    )
+                    .await?
+                }
+                (name, None) => {
+                    return Err(Error::Api {
+                        status: 200,
+                        message: format!(
+                            "Coder did not say which template {r} uses, so version {name} cannot \
+                             be looked up by name; give the version's ID"
+                        ),
+                        validations: vec![],
+                    });
+                }
+            };
+            (id, false)
         } else {
             let template_id = ws.template_id.ok_or_else(|| Error::Api {
                 status: 200,

@@ -172,11 +172,13 @@ async fn a_malformed_uuid_exits_2_before_any_request() {
             "update",
             "alice/dev",
             "--template-version",
-            "v2-latest",
+            "v2/latest",
         ],
     );
+    // Issue 27 item 5: a version NAME is accepted now (was "must be a UUID"); what is
+    // neither a name nor a UUID is still refused before any request.
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("is not a template version ID"), "{stderr}");
+    assert!(stderr.contains("is not a template version"), "{stderr}");
     let (code, _, _) = run(&server, &["coder", "template-version", "nope"]);
     assert_eq!(code, 2);
     let (code, _, stderr) = run(&server, &["coder", "show", "a/b/c"]);
@@ -497,6 +499,116 @@ fn sim_run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+#[test]
+fn template_versions_by_name_are_listed_resolved_and_suggested() {
+    // Issue 27 item 5: `fleet coder versions TEMPLATE` lists them (template by name, any case).
+    let (code, stdout, stderr) = sim_run(&["coder", "versions", "docker-dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    let header = stdout.lines().next().unwrap_or_default();
+    for column in ["NAME", "ID", "CREATED", "ACTIVE", "ARCHIVED"] {
+        assert!(header.contains(column), "{stdout}");
+    }
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row {name}: {stdout}"))
+            .to_string()
+    };
+    assert!(row("v3").trim_end().ends_with("yes"), "{stdout}");
+    assert!(row("v0-archived").trim_end().ends_with("yes"), "{stdout}");
+    assert!(!row("v1").contains("yes"), "{stdout}");
+    let (code, stdout, stderr) = sim_run(&["-o", "json", "coder", "versions", "DOCKER-DEV"]);
+    assert_eq!(code, 0, "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(listed["template"], "docker-dev");
+    let versions = listed["versions"].as_array().expect("versions");
+    let active: Vec<&str> = versions
+        .iter()
+        .filter(|v| v["active"] == true)
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(active, ["v3"], "{stdout}");
+    for v in versions {
+        for key in ["name", "id", "created_at", "active", "archived"] {
+            assert!(!v[key].is_null(), "{key} missing: {v}");
+        }
+    }
+    let v1_id = versions
+        .iter()
+        .find(|v| v["name"] == "v1")
+        .expect("v1 listed")["id"]
+        .clone();
+    // A mistyped template: exit 2 with the closest name.
+    let (code, _, stderr) = sim_run(&["coder", "versions", "dockr-dev"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("did you mean docker-dev?"), "{stderr}");
+
+    // --template-version takes the name, resolved in the workspace's template.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "update",
+        "alice/dev",
+        "--template-version",
+        "v1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let done: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(done["template_version_id"], v1_id, "{stdout}");
+    // An unknown name: exit 2, nothing changed, the template's closest version named.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "update",
+        "alice/dev",
+        "--template-version",
+        "v33",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["error"]["nothing_changed"], true, "{stdout}");
+    assert!(
+        stderr.contains(r#"template docker-dev has no version named "v33"; did you mean v3?"#),
+        "{stderr}"
+    );
+    // In a batch, each workspace resolves the name in its own template.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "update",
+        "alice/dev",
+        "alice/api-server",
+        "--template-version",
+        "v2",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("51330000-0000-4000-8000-000000000302"),
+        "{stdout}"
+    );
+    // template-version takes a name with --template; without it, exit 2 before any request.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "template-version",
+        "v2",
+        "--template",
+        "docker-dev",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["name"], "v2");
+    let (code, _, stderr) = sim_run(&["coder", "template-version", "v2"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("say which template"), "{stderr}");
 }
 
 #[test]

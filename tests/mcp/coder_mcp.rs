@@ -701,6 +701,56 @@ async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict
     client.cancel().await.ok();
 }
 
+#[tokio::test]
+async fn template_versions_are_taken_by_name() {
+    // Issue 27 item 5, the MCP face: a version name is resolved in the workspace's template.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("FLEET_POLL_INTERVAL_MS", "10")
+        .args(["--sim", "--sim-speed", "2000"]);
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "alice/dev", "template_version_id": "v1", "dry_run": true}),
+        false,
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let plan = serde_json::to_string(&r.structured_content).unwrap();
+    assert!(
+        plan.contains("51330000-0000-4000-8000-000000000301"),
+        "{plan}"
+    );
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "alice/dev", "template_version_id": "v33", "dry_run": true}),
+        false,
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let text = text_of(&r);
+    assert!(
+        text.contains("invalid_input: template docker-dev has no version named"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean v3?"), "{text}");
+    let r = call(
+        &client,
+        "get_template_version",
+        json!({"template_version_id": "v2", "template": "docker-dev"}),
+        false,
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert_eq!(r.structured_content.expect("structured")["name"], "v2");
+    client.cancel().await.ok();
+}
+
 async fn tool_names(client: &RunningService<RoleClient, Client>) -> Vec<String> {
     let mut names: Vec<String> = client
         .list_all_tools()

@@ -101,7 +101,7 @@ async fn update(
     client(&server.base_url())
         .update_workspace(
             &WorkspaceRef::parse("alice/dev").unwrap(),
-            version.map(|v| Uuid::parse_str(v).unwrap()),
+            version.map(|v| Uuid::parse_str(v).unwrap().into()),
             options,
             &CancellationToken::new(),
             |_| {},
