@@ -73,14 +73,14 @@ values — without creating any build.
 
 Exit codes: 0 updated or already up to date · 1 a build failed, a workspace is unhealthy or
 Coder refused (any workspace) · 2 invalid input, not configured, or refused by the pre-flight
-checks (nothing changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
-state is said)
+checks (nothing changed) · 3 timed out (a build may still be running) ·
+130 interrupted (each workspace's state is said)
 
 Examples:
   fleet coder update dev                          # your workspace `dev`, to the active version
-  fleet coder update alice/dev --template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30
-  fleet coder update 5f1c…-uuid --force --start-timeout 20m
-  fleet coder update alice/dev --parameter cpu=8 --parameter dotfiles_uri=https://…
+  fleet coder update alice/dev --template-version v3    # by name (`fleet coder versions`) or ID
+  fleet coder update 51330000-0000-4000-8000-000000000402 --force --start-timeout 20m
+  fleet coder update alice/dev --parameter cpu=8 --parameter dotfiles_uri=https://x.test/dots
   fleet coder update alice/dev --parameters-file params.yaml
   fleet coder update alice/dev -o json            # only the final result, as JSON
   fleet coder update dev api-server bob/dev --parallel 2

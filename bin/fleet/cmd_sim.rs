@@ -184,6 +184,7 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
         out::line("");
         let migrate = CommandLine::new(&["molecule", "migrate-provider"])
             .option("--to", "hetzner")
+            .flag("--confirm")
             .flag("--wait")
             .name("ws-aws-demo", NameKind::MoleculeWorkspace)
             .build();

@@ -751,6 +751,35 @@ async fn template_versions_are_taken_by_name() {
     client.cancel().await.ok();
 }
 
+#[tokio::test]
+async fn fleet_mcp_help_lists_every_tool_and_one_host_configuration() {
+    // Issue 27 item 8: the help names what the server offers and how a host runs it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("fleet-mcp runs");
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear().arg("--sim");
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let names = tool_names(&client).await;
+    assert!(names.len() >= 13, "{names:?}");
+    for name in &names {
+        assert!(
+            help.contains(name.as_str()),
+            "{name} is not in fleet-mcp --help:\n{help}"
+        );
+    }
+    assert_eq!(help.matches("mcpServers").count(), 1, "{help}");
+    assert!(help.contains(r#""command": "fleet-mcp""#), "{help}");
+    client.cancel().await.ok();
+}
+
 async fn tool_names(client: &RunningService<RoleClient, Client>) -> Vec<String> {
     let mut names: Vec<String> = client
         .list_all_tools()
