@@ -1085,11 +1085,16 @@ impl BatchProgress {
                     if let Some(note) = dropped.take(true) {
                         out::err(note);
                     }
+                    // A dry run's plan is printed once, on stdout (issue 27 item 7).
+                    let message = if result.verdict == Verdict::WouldChange {
+                        String::new()
+                    } else {
+                        format!(": {}", result.message)
+                    };
                     out::err(format!(
-                        "[{}] {} ({done}/{total}): {}",
+                        "[{}] {} ({done}/{total}){message}",
                         escape_one_line(&result.workspace),
                         result.verdict,
-                        result.message
                     ))
                 }
                 _ => {

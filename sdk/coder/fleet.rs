@@ -308,7 +308,11 @@ impl CoderClient {
         // The pre-flight read the target version: its name is in the plan.
         let target_version_name = plan.target_version.name.clone();
         let name = workspace_label(&plan.workspace);
-        let target = plan.target_label();
+        // The name alone: the plan's target line gives the ID.
+        let target = super::plan::short_version_label(
+            plan.target_version.name.as_deref(),
+            Some(plan.target_version_id),
+        );
         let summary = match builds.len() {
             0 => format!("{name} already runs {target}: nothing would be done"),
             1 => format!(
@@ -507,6 +511,16 @@ impl FleetEvent {
             FleetEvent::Step {
                 workspace, step, ..
             } => format!("[{workspace}] {}", step.describe()),
+            FleetEvent::Finished {
+                done,
+                total,
+                result,
+                ..
+            } if result.verdict == Verdict::WouldChange => format!(
+                // The plan itself is in the result (the CLI prints it once).
+                "[{}] {} ({done}/{total} done)",
+                result.workspace, result.verdict
+            ),
             FleetEvent::Finished {
                 done,
                 total,
@@ -849,6 +863,11 @@ impl CoderClient {
                     } => s.start_created = true,
                     _ => {}
                 }
+            }
+            // A dry run's plan is its result: its Planned step would say it a second time
+            // (issue 27 item 7).
+            if options.dry_run && matches!(step, CoderEvent::Planned { .. }) {
+                return;
             }
             emit(FleetEvent::Step {
                 index,

@@ -13,6 +13,16 @@ use super::{model::*, run::*, wait::*};
 use crate::{Error, Result, operation::Control};
 use futures::FutureExt;
 
+/// The name alone, else the UUID, else "unknown": what a line that also carries the IDs
+/// elsewhere (JSON, the plan) shows.
+pub(super) fn short_version_label(name: Option<&str>, id: Option<Uuid>) -> String {
+    match (name.filter(|n| !n.is_empty()), id) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => "unknown".into(),
+    }
+}
+
 /// `name (uuid)`, the UUID alone, or "unknown".
 pub(super) fn version_label(name: Option<&str>, id: Option<Uuid>) -> String {
     match (name.filter(|n| !n.is_empty()), id) {
@@ -437,12 +447,15 @@ impl CoderClient {
         plan.path_reason = reason;
         if path == RunPath::ServerSide {
             let start = super::ServerSideStart::for_plan(&plan);
-            plan.path_reason = format!(
-                "{}; on_success version: {}",
-                plan.path_reason, start.version_reason
-            );
+            plan.path_reason = format!("{}; {}", plan.path_reason, start.version_reason);
             plan.server_side_start = Some(start);
         }
+        tracing::info!(
+            workspace = %full_name(&plan.workspace),
+            path = %plan.path,
+            reason = %plan.path_reason,
+            "the path from stopped to started"
+        );
         on_event(CoderEvent::Planned {
             path: plan.path,
             path_reason: plan.path_reason.clone(),
@@ -456,8 +469,14 @@ impl CoderClient {
                 .iter()
                 .filter(|p| p.source == ParameterSource::PreviousBuild)
                 .count(),
-            current_version: plan.current_label(),
-            target_version: plan.target_label(),
+            current_version: short_version_label(
+                latest.template_version_name.as_deref(),
+                latest.template_version_id,
+            ),
+            target_version: short_version_label(
+                plan.target_version.name.as_deref(),
+                Some(plan.target_version_id),
+            ),
         });
         Ok(plan)
     }

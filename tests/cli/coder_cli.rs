@@ -502,6 +502,78 @@ fn sim_run(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
+fn an_update_says_what_will_happen_in_one_short_line_and_the_path_once() {
+    // Issue 27 item 7 (was ~300 characters of nested parentheses, repeated at the end).
+    let (code, stdout, stderr) = sim_run(&["coder", "update", "alice/dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with("alice/dev"))
+        .unwrap_or_else(|| panic!("no plan line: {stderr}"));
+    assert!(first.chars().count() <= 120, "{first}");
+    assert!(
+        first.starts_with(
+            "alice/dev: v2 → v3 (the template's active version), running; server-side"
+        ),
+        "{first}"
+    );
+    let all = format!("{stderr}{stdout}");
+    assert_eq!(all.matches("supports on_success").count(), 1, "{all}");
+    assert!(
+        stdout.contains("  path: server-side (Coder v2.36.1 supports on_success"),
+        "{stdout}"
+    );
+    // One clock: a build's status lines carry none, its end says how long it took.
+    for line in stderr.lines().filter(|l| l.contains(" build: ")) {
+        assert!(!line.contains(" after "), "{line}");
+    }
+    assert!(stderr.contains("stop build done: stopped in "), "{stderr}");
+    // In full at --log-level info, and in JSON.
+    let (code, _, stderr) = sim_run(&["--log-level", "info", "coder", "update", "alice/dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("path=server-side reason=Coder v2.36.1 supports on_success"),
+        "{stderr}"
+    );
+    let (_, stdout, _) = sim_run(&["-o", "json", "coder", "update", "alice/dev"]);
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert!(
+        v["path_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("supports on_success") && r.contains("active version")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_dry_run_of_six_workspaces_prints_each_plan_once() {
+    // Issue 27 item 7: was 87 lines, each plan 3 times (the plan line, the verdict line with
+    // the plan's summary, the plan).
+    let (code, stdout, stderr) = sim_run(&["coder", "update", "--all-outdated", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    let all = format!("{stderr}{stdout}");
+    for ws in [
+        "alice/dev",
+        "alice/secure-shell",
+        "alice/ml-notebook",
+        "alice/slow-box",
+        "alice/flaky",
+    ] {
+        let plan = format!("{ws} would be stopped, then started on");
+        assert_eq!(all.matches(&plan).count(), 1, "{plan}:\n{all}");
+    }
+    assert_eq!(
+        all.matches("alice/api-server is stopped: one start build")
+            .count(),
+        1,
+        "{all}"
+    );
+    assert!(!stderr.contains("carried over"), "{stderr}");
+    let lines = all.lines().count();
+    assert!(lines <= 82, "{lines} lines:\n{all}");
+}
+
+#[test]
 fn template_versions_by_name_are_listed_resolved_and_suggested() {
     // Issue 27 item 5: `fleet coder versions TEMPLATE` lists them (template by name, any case).
     let (code, stdout, stderr) = sim_run(&["coder", "versions", "docker-dev"]);
