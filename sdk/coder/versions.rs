@@ -207,7 +207,7 @@ impl CoderClient {
             }
         }
         // Coder lists oldest first; show the newest first.
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        all.sort_by_key(|v| std::cmp::Reverse(v.created_at));
         Ok(all)
     }
 
