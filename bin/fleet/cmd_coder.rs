@@ -273,8 +273,8 @@ pub struct UpdateArgs {
     #[arg(long)]
     all_owners: bool,
 
-    /// The template version to run, by name (looked up in each workspace's template; `fleet
-    /// coder versions TEMPLATE` lists them) or ID (default: the template's active version).
+    /// The template version to run: its name (in each workspace's template) or its ID.
+    /// Default: the template's active one. `fleet coder versions TEMPLATE` lists them.
     #[arg(long, value_name = "VERSION", value_parser = parse_version)]
     template_version: Option<TemplateVersionRef>,
 

@@ -31,7 +31,8 @@ pub struct SimArgs {
     pub listen: SocketAddr,
 
     /// How much faster than real time (1 = realistic: a migration takes ~16 minutes;
-    /// 100 = seconds).
+    /// 100 = seconds). The global --sim-speed (default 60) is for the simulator --sim starts
+    /// inside another command: it is refused here.
     #[arg(long, default_value_t = 1.0, value_parser = crate::cli::parse_speed, value_name = "X")]
     pub speed: f64,
 
