@@ -48,6 +48,11 @@ const SPECS: &[Spec] = &[
                 "TemplateVersionParameterType",
                 "crate::coder::ParameterType",
             ),
+            // Coder's description says an array, the server sends one object: read both.
+            (
+                "TemplateVersionsByName",
+                "crate::coder::TemplateVersionsByName",
+            ),
         ],
     ),
 ];

@@ -426,8 +426,43 @@ async fn configure(
     ))
 }
 
+/// What `fleet-mcp --help` ends with: the tools of each toolset and one host configuration.
+fn after_help() -> String {
+    let mut text = String::from("Tools (by toolset):\n");
+    for (toolset, names) in server::FleetServer::tool_names() {
+        let mut line = format!("  {toolset:<11}");
+        for (i, name) in names.iter().enumerate() {
+            let piece = if i + 1 < names.len() {
+                format!("{name}, ")
+            } else {
+                name.clone()
+            };
+            if line.len() + piece.len() > 96 {
+                text.push_str(line.trim_end());
+                text.push('\n');
+                line = " ".repeat(13);
+            }
+            line.push_str(&piece);
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.push_str(
+        "\nA host configuration (Claude Desktop's claude_desktop_config.json, Cursor's \
+         .cursor/mcp.json;\nthe context names where the tokens come from, none is in the file):\n  \
+         {\"mcpServers\": {\"fleet\": {\"command\": \"fleet-mcp\", \"args\": [\"--context\", \"prod\"]}}}\n\n\
+         Try it from a terminal first: fleet-mcp --context prod --check",
+    );
+    text
+}
+
 fn main() {
-    let args = Args::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Args::command().after_help(after_help()).get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     let _ = tracing_subscriber::fmt()
         // Log lines are redacted and their control characters escaped, like every message.
         .with_writer(safe_text::log_writer)

@@ -54,15 +54,15 @@ Exit codes:
   operation may still be running) · 130 interrupted
 
 Examples:
-  fleet molecule migrate-provider ws-123 --to hetzner --wait
-  fleet molecule migration-status ws-123
+  fleet molecule migrate-provider ws-aws-demo --to hetzner --confirm --wait
+  fleet molecule migration-status ws-aws-demo
   fleet coder update alice/dev
   fleet coder list --outdated -o json";
 
 /// Operate fleets of cloud workspaces: migrate Molecule workspaces across clouds (AWS,
 /// Hetzner, GCP) and update or restart Coder workspaces onto new template versions.
 #[derive(Debug, Parser)]
-#[command(name = "fleet", version, propagate_version = true, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "fleet", version, after_help = AFTER_HELP, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
     global: GlobalOpts,
@@ -106,12 +106,87 @@ enum Command {
     },
 }
 
+/// What a subcommand's help says about the options it does not show.
+const GLOBAL_OPTIONS_NOTE: &str =
+    "Global options (control planes, tokens, --context, --sim): see `fleet --help`.";
+
+/// The global options a subcommand's help leaves out: those under the Molecule, Coder and
+/// Simulator headings, --context and --insecure-http (-o and --log-level stay). They are accepted everywhere and shown
+/// once, by `fleet --help`, so that a subcommand's help leads with its own options.
+fn connection_ids(cmd: &clap::Command) -> Vec<clap::Id> {
+    cmd.get_arguments()
+        .filter(|a| a.is_global_set())
+        .filter(|a| {
+            a.get_help_heading()
+                .is_some_and(|h| ["Molecule", "Coder", "Simulator"].contains(&h))
+                || ["context", "insecure_http"].contains(&a.get_id().as_str())
+        })
+        .map(|a| a.get_id().clone())
+        .collect()
+}
+
+fn hide_connection_options(sub: clap::Command, ids: &[clap::Id]) -> clap::Command {
+    // In place (mut_args, mut_subcommands): the command is built, its argument index stays.
+    let note = match sub.get_after_help() {
+        Some(text) => format!("{text}\n\n{GLOBAL_OPTIONS_NOTE}"),
+        None => GLOBAL_OPTIONS_NOTE.to_string(),
+    };
+    sub.after_help(note)
+        .mut_args(|a| {
+            if ids.contains(a.get_id()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        })
+        .mut_subcommands(|c| hide_connection_options(c, ids))
+}
+
+/// The command line as parsed and as its help shows it (completions use [`Cli::command`],
+/// which completes every option everywhere).
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let ids = connection_ids(&cmd);
+    cmd.mut_subcommands(|c| {
+        if c.get_name() == "help" {
+            c
+        } else {
+            hide_connection_options(c, &ids)
+        }
+    })
+}
+
 fn main() {
-    let matches = Cli::command().get_matches();
+    let matches = command().get_matches();
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if matches!(cli.command, Command::Sim(_)) {
+        // `fleet sim` is the simulator: --speed, --bulk-workspaces and --cp-admin-layout set
+        // it. The global --sim options start one inside another command; here they would be
+        // silently ignored, so they are refused.
+        for (id, flag, instead) in [
+            ("sim", "--sim", "`fleet sim` is the simulator already"),
+            ("sim_speed", "--sim-speed", "use --speed"),
+            ("sim_bulk", "--sim-bulk", "use --bulk-workspaces"),
+            (
+                "sim_cp_admin_layout",
+                "--sim-cp-admin-layout",
+                "use --cp-admin-layout",
+            ),
+        ] {
+            if cli::on_command_line(&matches, id) {
+                command()
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("{flag} does not apply to `fleet sim`: {instead}"),
+                    )
+                    .exit();
+            }
+        }
+    }
     cli.global.note_command_line(&matches);
     init_logging(cli.global.log_level);
     cli::warn_tokens_on_command_line(&matches);

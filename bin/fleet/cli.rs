@@ -19,38 +19,38 @@ use fleet::text::escape_one_line;
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// Text for people; progress on stderr.
+    // Text for people; progress on stderr.
     Text,
-    /// One JSON document on stdout for programs; no progress display.
+    // One JSON document on stdout for programs; no progress display.
     Json,
 }
 
 /// How much is logged to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
-    /// Nothing.
+    // Nothing.
     Off,
-    /// Errors only.
+    // Errors only.
     Error,
-    /// Warnings and errors (the default).
+    // Warnings and errors (the default).
     Warn,
-    /// What fleet is doing.
+    // What fleet is doing.
     Info,
-    /// Every HTTP request (method, path, status, time; never a token).
+    // Every HTTP request (method, path, status, time; never a token).
     Debug,
-    /// Everything.
+    // Everything.
     Trace,
 }
 
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// Output format: text for people, json for programs.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Text, env = "FLEET_OUTPUT")]
+    /// text (the default: for people, progress on stderr) or json (one document on stdout)
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Text, env = "FLEET_OUTPUT", value_name = "FORMAT", hide_possible_values = true, hide_default_value = true, help_heading = "Output")]
     pub output: OutputFormat,
 
-    /// Log level for diagnostics on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, env = "FLEET_LOG_LEVEL")]
+    /// On stderr: off, error, warn (the default), info (what fleet does, and why), debug, trace
+    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, env = "FLEET_LOG_LEVEL", value_name = "LEVEL", hide_possible_values = true, hide_default_value = true, help_heading = "Output")]
     pub log_level: LogLevel,
 
     /// Molecule CP admin API base URL [default: CP_API_URL, else https://api.moleculesai.app].
@@ -240,7 +240,7 @@ const CONFIG_IDS: [&str; 11] = [
 ];
 
 /// True when the option `id` was given on the command line (in any subcommand).
-fn on_command_line(m: &clap::ArgMatches, id: &str) -> bool {
+pub fn on_command_line(m: &clap::ArgMatches, id: &str) -> bool {
     if let Ok(Some(_)) = m.try_get_raw(id) {
         if m.value_source(id) == Some(ValueSource::CommandLine) {
             return true;

@@ -9,8 +9,8 @@ use fleet::text::escape_one_line;
 use fleet::{
     coder::{
         CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-        Operation, PollOptions, ReadyOptions, Selection, Severity, Step, UpdateOptions,
-        UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
+        Operation, PollOptions, ReadyOptions, Selection, Severity, Step, TemplateVersionRef,
+        UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
     operation::Aftermath,
     rollout::RolloutOptions,
@@ -78,14 +78,14 @@ values — without creating any build.
 
 Exit codes: 0 updated, already up to date or (in a batch) skipped · 1 a build failed, a workspace is unhealthy or
 Coder refused (any workspace) · 2 invalid input, not configured, or refused by the pre-flight
-checks (nothing changed) · 3 timed out (a build may still be running) · 130 interrupted (each workspace's
-state is said)
+checks (nothing changed) · 3 timed out (a build may still be running) ·
+130 interrupted (each workspace's state is said)
 
 Examples:
   fleet coder update dev                          # your workspace `dev`, to the active version
-  fleet coder update alice/dev --template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30
-  fleet coder update 5f1c…-uuid --force --start-timeout 20m
-  fleet coder update alice/dev --parameter cpu=8 --parameter dotfiles_uri=https://…
+  fleet coder update alice/dev --template-version v3    # by name (`fleet coder versions`) or ID
+  fleet coder update 51330000-0000-4000-8000-000000000402 --force --start-timeout 20m
+  fleet coder update alice/dev --parameter cpu=8 --parameter dotfiles_uri=https://x.test/dots
   fleet coder update alice/dev --parameters-file params.yaml
   fleet coder update alice/dev -o json            # only the final result, as JSON
   fleet coder update dev api-server bob/dev --parallel 2
@@ -153,15 +153,31 @@ otherwise, and says how many every owner has.\n\nExamples:\n  fleet coder list\n
         template: Option<String>,
     },
 
+    /// List a template's versions, newest first: name, ID, created, active, archived.
+    #[command(
+        after_help = "The names are what `update --template-version` takes.\n\nExamples:\n  fleet \
+coder versions docker-dev\n  fleet coder versions docker-dev -o json"
+    )]
+    Versions {
+        /// The template: its name (case-insensitive) or ID.
+        #[arg(value_name = "TEMPLATE")]
+        template: String,
+    },
+
     /// Show a template version: name, template, import status, archived.
     #[command(
         name = "template-version",
-        after_help = "Example:\n  fleet coder template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
+        after_help = "Examples:\n  fleet coder template-version v2 --template docker-dev\n  fleet coder \
+template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
     )]
     TemplateVersion {
-        /// The template version's UUID.
-        #[arg(value_name = "UUID", value_parser = parse_uuid)]
-        id: Uuid,
+        /// The version: its UUID, or its name with --template.
+        #[arg(value_name = "VERSION", value_parser = parse_version)]
+        version_ref: TemplateVersionRef,
+
+        /// The template (name or ID) a version name belongs to.
+        #[arg(long, value_name = "TEMPLATE")]
+        template: Option<String>,
     },
 }
 
@@ -324,9 +340,10 @@ pub struct UpdateArgs {
     #[arg(long)]
     all_owners: bool,
 
-    /// The template version to run (default: the template's active version).
-    #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
-    template_version: Option<Uuid>,
+    /// The template version to run: its name (in each workspace's template) or its ID.
+    /// Default: the template's active one. `fleet coder versions TEMPLATE` lists them.
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    template_version: Option<TemplateVersionRef>,
 
     /// Stop and start even when the workspace already runs the target version.
     #[arg(long)]
@@ -408,8 +425,8 @@ fn parse_parallel(s: &str) -> Result<usize, String> {
     cli::parse_count(s, RolloutOptions::check_parallel)
 }
 
-fn parse_uuid(s: &str) -> Result<Uuid, String> {
-    fleet::coder::parse_template_version_id(s).map_err(|e| crate::cli::message(&e))
+fn parse_version(s: &str) -> Result<TemplateVersionRef, String> {
+    TemplateVersionRef::parse(s).map_err(|e| crate::cli::message(&e))
 }
 
 impl WaitArgs {
@@ -467,13 +484,13 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 args.all_owners,
             )?;
             let operation = Operation::Update {
-                template_version: args.template_version,
+                template_version: args.template_version.clone(),
             };
             let ready = args.wait.ready(&options);
             let resume = Resume {
                 command: "update",
                 selection: selection.clone(),
-                template_version: args.template_version,
+                template_version: args.template_version.clone(),
                 force: args.force,
                 wait: &args.wait,
                 batch: &args.batch,
@@ -554,8 +571,20 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 }
             }
         }
-        CoderCmd::TemplateVersion { id } => {
-            let v = client.template_version(&id).await?;
+        CoderCmd::Versions { template } => {
+            let listed = client.template_versions(&template).await?;
+            match format {
+                OutputFormat::Json => out::json(&listed),
+                OutputFormat::Text => print_versions(&listed),
+            }
+        }
+        CoderCmd::TemplateVersion {
+            version_ref,
+            template,
+        } => {
+            let v = client
+                .find_template_version(template.as_deref(), &version_ref)
+                .await?;
             match format {
                 OutputFormat::Json => out::json(&v),
                 OutputFormat::Text => {
@@ -600,7 +629,7 @@ async fn run_selection(
         _ => None,
     };
     if let Some(workspace) = single {
-        let (version, restart) = match operation {
+        let (version, restart) = match operation.clone() {
             Operation::Update { template_version } => (template_version, false),
             Operation::Restart => (None, true),
         };
@@ -738,11 +767,46 @@ fn print_dry_run(d: &DryRun) {
     }
 }
 
+/// `fleet coder versions`: one row per version, then which one is active.
+fn print_versions(listed: &fleet::coder::TemplateVersions) {
+    let created = |c: &Option<String>| {
+        c.as_deref()
+            .map(|c| c.get(..16).unwrap_or(c).replace('T', " "))
+            .unwrap_or_else(|| "-".into())
+    };
+    let name_width = listed
+        .versions
+        .iter()
+        .map(|v| v.name.chars().count().min(40))
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out::line(format!(
+        "{:<name_width$}  {:<36}  {:<16}  {:<6}  ARCHIVED",
+        "NAME", "ID", "CREATED", "ACTIVE"
+    ));
+    for v in &listed.versions {
+        out::line(format!(
+            "{:<name_width$}  {:<36}  {:<16}  {:<6}  {}",
+            escape_one_line(&v.name),
+            opt(&v.id),
+            created(&v.created_at),
+            if v.active { "yes" } else { "" },
+            if v.archived { "yes" } else { "" },
+        ));
+    }
+    out::err(format!(
+        "{} version(s) of template {}",
+        listed.versions.len(),
+        escape_one_line(&listed.template)
+    ));
+}
+
 /// What a re-run needs: the command as given, for the line that resumes a halted rollout.
 struct Resume<'a> {
     command: &'static str,
     selection: Selection,
-    template_version: Option<Uuid>,
+    template_version: Option<TemplateVersionRef>,
     force: bool,
     wait: &'a WaitArgs,
     batch: &'a BatchArgs,
@@ -787,7 +851,7 @@ impl Resume<'_> {
                 }
             }
         }
-        if let Some(v) = self.template_version {
+        if let Some(v) = &self.template_version {
             c.option("--template-version", &v.to_string());
         }
         if self.force {
@@ -1248,12 +1312,19 @@ impl ManyEvent for FleetEvent {
                 total,
                 result,
                 ..
-            } => Some(format!(
-                "[{}] {} ({done}/{total}): {}",
-                escape_one_line(&result.workspace),
-                result.verdict,
-                result.message
-            )),
+            } => {
+                // A dry run's plan is printed once, on stdout (issue 27 item 7).
+                let message = if result.verdict == Verdict::WouldChange {
+                    String::new()
+                } else {
+                    format!(": {}", result.message)
+                };
+                Some(format!(
+                    "[{}] {} ({done}/{total}){message}",
+                    escape_one_line(&result.workspace),
+                    result.verdict,
+                ))
+            }
             _ => Some(escape_one_line(&self.describe()).into_owned()),
         }
     }

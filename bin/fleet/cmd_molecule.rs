@@ -73,11 +73,11 @@ unconfirmed, or the migration failed / rolled back · 2 invalid input, not confi
 workspace or refused by a pre-flight check, also for --dry-run (nothing changed) · 3 timed out waiting (the migration goes on) · 130 interrupted (the migration goes on)
 
 Examples:
-  fleet molecule migrate-provider ws-123 --to hetzner --from aws --confirm
-  fleet molecule migrate-provider ws-123 --to aws --from gcp --from-instance-id 4711 --confirm --wait
-  fleet molecule migrate-provider ws-123 --to gcp --confirm --wait --timeout 25m -o json
-  fleet molecule migrate-provider ws-123 --to gcp --dry-run       # the plan; nothing sent
-  fleet molecule migrate-provider ws-1 ws-2 ws-3 --to hetzner --from aws --confirm --wait";
+  fleet molecule migrate-provider ws-aws-demo --to hetzner --from aws --confirm
+  fleet molecule migrate-provider ws-gcp-demo --to aws --from-instance-id gce-7730118842 --confirm
+  fleet molecule migrate-provider ws-hetzner-demo --to gcp --confirm --wait --timeout 25m -o json
+  fleet molecule migrate-provider ws-aws-demo --to gcp --dry-run      # the plan; nothing sent
+  fleet molecule migrate-provider ws-aws-demo ws-hetzner-demo --to gcp --confirm --wait";
 
 const STATUS_HELP: &str = "\
 States: snapshotting → snapshotted → provisioning_target → target_healthy → retiring_source →
@@ -96,10 +96,10 @@ or with --wait the migration failed / rolled back · 2 no such workspace (the co
 130 interrupted
 
 Examples:
-  fleet molecule migration-status ws-123
-  fleet molecule migration-status ws-123 --wait --timeout 20m
-  fleet molecule migration-status ws-123 -o json
-  fleet molecule migration-status ws-1 ws-2 ws-3 --wait";
+  fleet molecule migration-status ws-migrated
+  fleet molecule migration-status ws-migrating --wait --timeout 20m
+  fleet molecule migration-status ws-migrated -o json
+  fleet molecule migration-status ws-migrated ws-migrating --wait";
 
 /// `fleet molecule` subcommands.
 // Parsed once per run: the size of the arguments does not matter.

@@ -91,7 +91,8 @@ pub struct SimArgs {
     pub listen: SocketAddr,
 
     /// How much faster than real time (1 = realistic: a migration takes ~16 minutes;
-    /// 100 = seconds).
+    /// 100 = seconds). The global --sim-speed (default 60) is for the simulator --sim starts
+    /// inside another command: it is refused here.
     #[arg(long, default_value_t = 1.0, value_parser = crate::cli::parse_speed, value_name = "X")]
     pub speed: f64,
 
@@ -244,6 +245,7 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
         out::line("");
         let migrate = CommandLine::new(&["molecule", "migrate-provider"])
             .option("--to", "hetzner")
+            .flag("--confirm")
             .flag("--wait")
             .name("ws-aws-demo", NameKind::MoleculeWorkspace)
             .build();

@@ -4,8 +4,8 @@
 
 use fleet::coder::{
     BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions,
-    Operation, ReadyOptions, Selection, TemplateVersionInfo, UpdateOptions, UpdateOutcome,
-    WorkspaceFilter, WorkspaceInfo, WorkspaceRef, parse_template_version_id,
+    Operation, ReadyOptions, Selection, TemplateVersionInfo, TemplateVersionRef, UpdateOptions,
+    UpdateOutcome, WorkspaceFilter, WorkspaceInfo, WorkspaceRef,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -25,7 +25,7 @@ use crate::{
 pub struct UpdateAgentParams {
     /// UUID, owner/name, or your own workspace's name.
     pub agent_name: String,
-    /// Version UUID (default: the active one).
+    /// Version name (in the workspace's template) or UUID; default: the active one.
     #[serde(default)]
     pub template_version_id: Option<String>,
     /// Restart even if already on the target.
@@ -70,7 +70,7 @@ pub struct UpdateAgentsParams {
     /// Everyone's, not only yours.
     #[serde(default)]
     pub all_owners: Option<bool>,
-    /// Version UUID (default: the active one).
+    /// Version name (in the workspace's template) or UUID; default: the active one.
     #[serde(default)]
     pub template_version_id: Option<String>,
     #[serde(default)]
@@ -224,8 +224,11 @@ pub struct ListAgentsParams {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateVersionParams {
-    /// The template version's UUID.
+    /// The version's UUID, or its name with `template`.
     pub template_version_id: String,
+    /// The template (name or UUID) a version name belongs to.
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 fn forward() -> impl FnMut(&Progress, &fleet::coder::CoderEvent) + Send {
@@ -301,7 +304,7 @@ impl FleetServer {
             .template_version_id
             .as_deref()
             .filter(|v| !v.trim().is_empty())
-            .map(parse_template_version_id)
+            .map(TemplateVersionRef::parse)
             .transpose()
             .map_err(tool_error)?;
         let client = self.coder()?;
@@ -364,7 +367,7 @@ impl FleetServer {
             .template_version_id
             .as_deref()
             .filter(|v| !v.trim().is_empty())
-            .map(parse_template_version_id)
+            .map(TemplateVersionRef::parse)
             .transpose()
             .map_err(tool_error)?;
         let parallel = p.parallel.unwrap_or(DEFAULT_PARALLEL as u32) as usize;
@@ -525,7 +528,7 @@ impl FleetServer {
 
     #[tool(
         name = "get_template_version",
-        description = "Show a Coder template version by UUID: name, template, import job status (usable once succeeded), archived.",
+        description = "Show a Coder template version (UUID, or name with template): name, template, import job status (usable once succeeded), archived.",
         annotations(
             title = "Show a Coder template version",
             read_only_hint = true,
@@ -538,10 +541,10 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<TemplateVersionParams>,
     ) -> Result<Json<TemplateVersionInfo>, String> {
-        let id = parse_template_version_id(&p.template_version_id).map_err(tool_error)?;
+        let version = TemplateVersionRef::parse(&p.template_version_id).map_err(tool_error)?;
         let client = self.coder()?;
         client
-            .template_version(&id)
+            .find_template_version(p.template.as_deref(), &version)
             .await
             .map(Json)
             .map_err(tool_error)
@@ -556,7 +559,7 @@ impl FleetServer {
     async fn plan_only(
         &self,
         workspace: &WorkspaceRef,
-        version: Option<uuid::Uuid>,
+        version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         wait: std::time::Duration,

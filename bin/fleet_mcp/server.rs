@@ -210,6 +210,24 @@ impl FleetServer {
     /// Builds the server from whatever is configured, listing the tools of `toolsets`. A
     /// control plane that is not configured but listed keeps its tools; calling them answers a
     /// tool error naming the variables to set.
+    /// The tools of each toolset, by name (what `fleet-mcp --help` lists).
+    pub fn tool_names() -> Vec<(&'static str, Vec<String>)> {
+        let names = |router: ToolRouter<FleetServer>| {
+            let mut names: Vec<String> = router
+                .list_all()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        vec![
+            ("molecule", names(Self::molecule_router())),
+            ("coder", names(Self::coder_router())),
+            ("operations", names(Self::operation_router())),
+        ]
+    }
+
     pub fn new(
         molecule: &MoleculeConfig,
         coder: &CoderConfig,

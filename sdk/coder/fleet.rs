@@ -24,7 +24,8 @@ use uuid::Uuid;
 
 use super::{
     CoderClient, CoderEvent, PlannedBuild, Readiness, ReadyOptions, ReadyReport, Step,
-    UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceRef, WorkspaceStatus, types,
+    TemplateVersionRef, UpdateAction, UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceRef,
+    WorkspaceStatus, types,
 };
 use crate::{
     Error, Input, Remedy, Result,
@@ -166,12 +167,12 @@ impl Selection {
 }
 
 /// What to do to each workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// Update to this template version, or to the template's active version.
     Update {
         /// The target version; `None` for each template's active version.
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
     },
     /// Restart on the version it runs.
     Restart,
@@ -281,7 +282,7 @@ impl CoderClient {
     pub(crate) async fn dry_run(
         &self,
         r: &WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         cancel: &Control,
@@ -304,7 +305,11 @@ impl CoderClient {
         // The pre-flight read the target version: its name is in the plan.
         let target_version_name = plan.target_version.name.clone();
         let name = workspace_label(&plan.workspace);
-        let target = plan.target_label();
+        // The name alone: the plan's target line gives the ID.
+        let target = super::plan::short_version_label(
+            plan.target_version.name.as_deref(),
+            Some(plan.target_version_id),
+        );
         let summary = match builds.len() {
             0 => format!("{name} already runs {target}: nothing would be done"),
             1 => format!(
@@ -510,6 +515,16 @@ impl FleetEvent {
             FleetEvent::Step {
                 workspace, step, ..
             } => format!("[{workspace}] {}", step.describe()),
+            FleetEvent::Finished {
+                done,
+                total,
+                result,
+                ..
+            } if result.verdict == Verdict::WouldChange => format!(
+                // The plan itself is in the result (the CLI prints it once).
+                "[{}] {} ({done}/{total} done)",
+                result.workspace, result.verdict
+            ),
             FleetEvent::Finished {
                 done,
                 total,
@@ -866,14 +881,19 @@ impl CoderClient {
                     _ => {}
                 }
             }
+            // A dry run's plan is its result: its Planned step would say it a second time
+            // (issue 27 item 7).
+            if options.dry_run && matches!(step, CoderEvent::Planned { .. }) {
+                return;
+            }
             emit(FleetEvent::Step {
                 index,
                 workspace: label.clone(),
                 step,
             });
         };
-        let (template_version, restart) = match options.operation {
-            Operation::Update { template_version } => (template_version, false),
+        let (template_version, restart) = match &options.operation {
+            Operation::Update { template_version } => (template_version.clone(), false),
             Operation::Restart => (None, true),
         };
         let r = WorkspaceRef::Id(id);

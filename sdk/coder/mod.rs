@@ -24,6 +24,7 @@ mod ready;
 mod run;
 mod server_features;
 mod server_side;
+mod versions;
 mod wait;
 mod watch;
 mod ws;
@@ -62,6 +63,9 @@ pub use params::{
 };
 pub use plan::{PlannedBuild, UpdatePlan};
 pub use run::LOG_LINES_SHOWN;
+pub use versions::{
+    TemplateVersionRef, TemplateVersions, TemplateVersionsByName, VERSION_NAME_MAX, VersionRow,
+};
 pub use wait::{ExpectedDuration, PollOptions};
 
 crate::open_enum! {

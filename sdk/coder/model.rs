@@ -429,9 +429,9 @@ pub enum CoderEvent {
         target_is_active_version: bool,
         /// Parameter values carried over from the previous build.
         parameters_carried: usize,
-        /// The version it runs, as people read it (`v2 (uuid)`).
+        /// The version it runs, as people read it: its name (`v2`), else its ID.
         current_version: String,
-        /// The version it will run, as people read it.
+        /// The version it will run, as people read it: its name, else its ID.
         target_version: String,
         /// Which way it goes from stopped to started.
         path: RunPath,
@@ -568,24 +568,32 @@ impl CoderEvent {
                 .unwrap_or_else(|| "unknown".into())
         };
         match self {
+            // One short line; the path's reason is in the summary, at --log-level info and in
+            // JSON (issue 27 item 7).
             CoderEvent::Planned {
                 workspace,
                 status,
+                current_version_id,
+                target_version_id,
                 target_is_active_version,
                 parameters_carried,
                 current_version,
                 target_version,
                 path,
-                path_reason,
                 ..
             } => format!(
-                "{workspace} is {} on version {current_version}; target version {target_version}{}; {parameters_carried} parameter value(s) carried over; {path} ({path_reason})",
-                s(status),
+                "{workspace}: {}{}, {}; {path}; {parameters_carried} parameter value(s) carried over",
+                if *current_version_id == Some(*target_version_id) {
+                    format!("stays on {target_version}")
+                } else {
+                    format!("{current_version} → {target_version}")
+                },
                 if *target_is_active_version {
                     " (the template's active version)"
                 } else {
                     ""
                 },
+                s(status),
             ),
             CoderEvent::FellBack { fallback } => fallback.describe(),
             CoderEvent::BuildLog { step, output, .. } => format!("{step} build log: {output}"),
@@ -655,10 +663,11 @@ impl CoderEvent {
                 status,
                 job_status,
                 queue_position,
-                elapsed_ms,
                 ..
             } => format!(
-                "{step} build: {} (job {}{}) after {:.1}s",
+                // No clock: a progress display shows its own, and the build's end says how
+                // long it took (issue 27 item 7: two clocks disagreed).
+                "{step} build: {} (job {}{})",
                 s(status),
                 job_status
                     .as_ref()
@@ -668,7 +677,6 @@ impl CoderEvent {
                     .filter(|p| *p > 0)
                     .map(|p| format!(", queue position {p}"))
                     .unwrap_or_default(),
-                *elapsed_ms as f64 / 1000.0
             ),
             CoderEvent::BuildSucceeded {
                 step,

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{
     CoderClient, CoderEvent, DryRun, FleetEvent, FleetOptions, FleetReport, Readiness, ReadyEvent,
-    ReadyOptions, ReadyReport, Selection, Severity, Step, UpdateAction, UpdateOptions,
-    UpdateOutcome, UpdatePlan, WorkspaceRef,
+    ReadyOptions, ReadyReport, Selection, Severity, Step, TemplateVersionRef, UpdateAction,
+    UpdateOptions, UpdateOutcome, UpdatePlan, WorkspaceRef,
 };
 use crate::{
     Error, Result,
@@ -274,7 +274,7 @@ impl CoderClient {
     pub fn start_update(
         &self,
         workspace: WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         options: UpdateOptions,
     ) -> UpdateOperation {
         self.start_update_ready(
@@ -291,7 +291,7 @@ impl CoderClient {
     pub fn start_update_ready(
         &self,
         workspace: WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         options: UpdateOptions,
         ready: Option<ReadyOptions>,
     ) -> UpdateOperation {
@@ -402,7 +402,7 @@ impl CoderClient {
     pub fn start_dry_run(
         &self,
         workspace: WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: UpdateOptions,
     ) -> DryRunOperation {
@@ -433,7 +433,7 @@ impl CoderClient {
     pub fn start_plan_update(
         &self,
         workspace: WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: UpdateOptions,
     ) -> PlanOperation {

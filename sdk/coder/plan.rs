@@ -5,13 +5,23 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    CoderClient, WorkspaceStatus, WorkspaceTransition,
+    CoderClient, TemplateVersionRef, WorkspaceStatus, WorkspaceTransition,
     params::{ParameterSource, ResolvedParameter},
     types,
 };
 use super::{model::*, run::*, wait::*};
 use crate::{Error, Result, operation::Control};
 use futures::FutureExt;
+
+/// The name alone, else the UUID, else "unknown": what a line that also carries the IDs
+/// elsewhere (JSON, the plan) shows.
+pub(super) fn short_version_label(name: Option<&str>, id: Option<Uuid>) -> String {
+    match (name.filter(|n| !n.is_empty()), id) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => "unknown".into(),
+    }
+}
 
 /// `name (uuid)`, the UUID alone, or "unknown".
 pub(super) fn version_label(name: Option<&str>, id: Option<Uuid>) -> String {
@@ -218,7 +228,7 @@ impl CoderClient {
     pub(crate) async fn plan_update(
         &self,
         r: &WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         control: &Control,
@@ -248,7 +258,7 @@ impl CoderClient {
         &self,
         r: &WorkspaceRef,
         mut ws: types::Workspace,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         cancel: &Control,
@@ -313,8 +323,33 @@ impl CoderClient {
                 validations: vec![],
             })?;
             (v, false)
-        } else if let Some(v) = template_version {
-            (v, false)
+        } else if let Some(v) = template_version.clone() {
+            let id = match (v, ws.template_id) {
+                (TemplateVersionRef::Id(id), _) => id,
+                (name, Some(template_id)) => {
+                    let template_name = ws
+                        .template_name
+                        .clone()
+                        .unwrap_or_else(|| template_id.to_string());
+                    cancellable(
+                        cancel,
+                        self.resolve_template_version(&template_id, &template_name, &name),
+                        || nothing_changed_interrupt(r),
+                    )
+                    .await?
+                }
+                (name, None) => {
+                    return Err(Error::Api {
+                        status: 200,
+                        message: format!(
+                            "Coder did not say which template {r} uses, so version {name} cannot \
+                             be looked up by name; give the version's ID"
+                        ),
+                        validations: vec![],
+                    });
+                }
+            };
+            (id, false)
         } else {
             let template_id = ws.template_id.ok_or_else(|| Error::Api {
                 status: 200,
@@ -418,12 +453,15 @@ impl CoderClient {
         plan.path_reason = reason;
         if path == RunPath::ServerSide {
             let start = super::ServerSideStart::for_plan(&plan);
-            plan.path_reason = format!(
-                "{}; on_success version: {}",
-                plan.path_reason, start.version_reason
-            );
+            plan.path_reason = format!("{}; {}", plan.path_reason, start.version_reason);
             plan.server_side_start = Some(start);
         }
+        tracing::info!(
+            workspace = %full_name(&plan.workspace),
+            path = %plan.path,
+            reason = %plan.path_reason,
+            "the path from stopped to started"
+        );
         on_event(CoderEvent::Planned {
             path: plan.path,
             path_reason: plan.path_reason.clone(),
@@ -437,8 +475,14 @@ impl CoderClient {
                 .iter()
                 .filter(|p| p.source == ParameterSource::PreviousBuild)
                 .count(),
-            current_version: plan.current_label(),
-            target_version: plan.target_label(),
+            current_version: short_version_label(
+                latest.template_version_name.as_deref(),
+                latest.template_version_id,
+            ),
+            target_version: short_version_label(
+                plan.target_version.name.as_deref(),
+                Some(plan.target_version_id),
+            ),
         });
         Ok(plan)
     }

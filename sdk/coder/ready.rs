@@ -249,9 +249,9 @@ impl ReadyEvent {
     /// One line for people.
     pub fn describe(&self) -> String {
         match self {
-            ReadyEvent::Waiting { agents, elapsed_ms } => format!(
-                "waiting for the agents after {:.1}s: {}",
-                *elapsed_ms as f64 / 1000.0,
+            // No clock here: a progress display shows its own (issue 27 item 7).
+            ReadyEvent::Waiting { agents, .. } => format!(
+                "waiting for the agents: {}",
                 if agents.is_empty() {
                     "none yet".to_string()
                 } else {

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{CoderClient, FollowUp, WorkspaceStatus, WorkspaceTransition, types};
+use super::{
+    CoderClient, FollowUp, TemplateVersionRef, WorkspaceStatus, WorkspaceTransition, types,
+};
 use super::{model::*, plan::*, wait::*};
 use crate::{Error, Result, operation::Control};
 
@@ -79,7 +81,7 @@ impl CoderClient {
     pub(crate) async fn update_workspace(
         &self,
         r: &WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         options: &UpdateOptions,
         control: &Control,
         on_event: &mut (dyn FnMut(CoderEvent) + Send),
@@ -113,7 +115,7 @@ impl CoderClient {
     async fn plan_and_run(
         &self,
         r: &WorkspaceRef,
-        template_version: Option<Uuid>,
+        template_version: Option<TemplateVersionRef>,
         restart: bool,
         options: &UpdateOptions,
         control: Control,

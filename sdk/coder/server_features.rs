@@ -127,7 +127,7 @@ impl ServerFeatures {
             ),
             Some(v) if v.at_least(ON_SUCCESS_SINCE) => (
                 true,
-                format!("Coder {v} supports on_success (since {since})"),
+                format!("Coder {v} supports on_success, added in {since}"),
             ),
             Some(v) => (
                 false,

@@ -83,27 +83,27 @@ impl ServerSideStart {
             if active == Some(plan.target_version_id) {
                 (
                     None,
-                    "a restart on the template's active version: left out".to_string(),
+                    "a restart on the template's active version pins no version".to_string(),
                 )
             } else {
                 (
                     Some(plan.target_version_id),
                     "a restart keeps the version the workspace runs, which is not the template's \
-                     active version: pinned"
+                     active one, so it is pinned"
                         .to_string(),
                 )
             }
         } else if plan.target_is_active_version {
             (
                 None,
-                "an update to the template's active version: left out (the server builds the \
-                 version active when the start runs)"
+                "the start builds the template's active version at that time, so none is \
+                 pinned"
                     .to_string(),
             )
         } else {
             (
                 Some(plan.target_version_id),
-                "an update to a named version: pinned".to_string(),
+                "the start is pinned to the version named".to_string(),
             )
         };
         ServerSideStart {

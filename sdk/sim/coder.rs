@@ -931,7 +931,13 @@ pub(crate) fn routes() -> Router<Shared> {
             "/api/v2/workspacebuilds/{build}/parameters",
             get(build_parameters),
         )
+        .route("/api/v2/templates", get(list_templates))
         .route("/api/v2/templates/{template}", get(get_template))
+        .route("/api/v2/templates/{template}/versions", get(list_versions))
+        .route(
+            "/api/v2/templates/{template}/versions/{name}",
+            get(get_version_by_name),
+        )
         .route("/api/v2/templateversions/{version}", get(get_version))
         .route(
             "/api/v2/templateversions/{version}/rich-parameters",
@@ -1745,21 +1751,101 @@ async fn get_template(State(state): State<Shared>, Path(template): Path<String>)
     let Some(t) = world.template(id) else {
         return not_found();
     };
-    json_response(
-        StatusCode::OK,
-        json!({
-            "id": t.id,
-            "name": t.name,
-            "display_name": t.display_name,
-            "organization_id": ORG_ID,
-            "active_version_id": t.active_version_id,
-            "require_active_version": t.require_active_version,
-            "deprecated": false,
-            "deprecation_message": "",
-            "allow_user_cancel_workspace_jobs": true,
-            "build_time_stats": build_time_stats(state.clock.speed),
-        }),
-    )
+    json_response(StatusCode::OK, template_json(t, state.clock.speed))
+}
+
+fn template_json(t: &Template, speed: f64) -> serde_json::Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "display_name": t.display_name,
+        "organization_id": ORG_ID,
+        "active_version_id": t.active_version_id,
+        "require_active_version": t.require_active_version,
+        "deprecated": false,
+        "deprecation_message": "",
+        "allow_user_cancel_workspace_jobs": true,
+        "build_time_stats": build_time_stats(speed),
+    })
+}
+
+/// `GET /templates`: every template.
+async fn list_templates(State(state): State<Shared>) -> Response {
+    let world = world(&state);
+    let all: Vec<_> = world
+        .templates
+        .iter()
+        .map(|t| template_json(t, state.clock.speed))
+        .collect();
+    json_response(StatusCode::OK, json!(all))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct VersionsQuery {
+    after_id: Option<Uuid>,
+    include_archived: Option<bool>,
+    limit: Option<usize>,
+}
+
+/// `GET /templates/{id}/versions`: its versions, oldest first, paged like Coder's.
+async fn list_versions(
+    State(state): State<Shared>,
+    Path(template): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<VersionsQuery>,
+) -> Response {
+    let id = match parse_id("template id", &template) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let world = world(&state);
+    if world.template(id).is_none() {
+        return not_found();
+    }
+    let mine: Vec<&Version> = world
+        .versions
+        .iter()
+        .filter(|v| v.template_id == id)
+        .filter(|v| q.include_archived.unwrap_or(false) || !v.archived)
+        .collect();
+    let start = match q.after_id {
+        Some(after) => match mine.iter().position(|v| v.id == after) {
+            Some(i) => i + 1,
+            None => return not_found(),
+        },
+        None => 0,
+    };
+    let limit = q.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let page: Vec<_> = mine
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|v| version_json(&world, v, &state.clock))
+        .collect();
+    json_response(StatusCode::OK, json!(page))
+}
+
+/// `GET /templates/{id}/versions/{name}`: one version object (as the real server answers).
+async fn get_version_by_name(
+    State(state): State<Shared>,
+    Path((template, name)): Path<(String, String)>,
+) -> Response {
+    let id = match parse_id("template id", &template) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let world = world(&state);
+    match world
+        .versions
+        .iter()
+        .find(|v| v.template_id == id && v.name == name)
+    {
+        Some(v) => json_response(StatusCode::OK, version_json(&world, v, &state.clock)),
+        None => coder_error(
+            StatusCode::NOT_FOUND,
+            &format!("No template version found by name \"{name}\"."),
+            None,
+        ),
+    }
 }
 
 /// The template's build durations as Coder reports them (milliseconds of real time): what a
@@ -1782,8 +1868,25 @@ async fn get_version(State(state): State<Shared>, Path(version): Path<String>) -
     let Some(v) = world.version(id) else {
         return not_found();
     };
-    let clock = &state.clock;
-    let created = -7.0 * 86_400.0 * clock.speed;
+    json_response(StatusCode::OK, version_json(&world, v, &state.clock))
+}
+
+/// A version as Coder shows it; the later a version is seeded, the later it was created (a
+/// day apart, the newest a day old).
+fn version_json(world: &CoderWorld, v: &Version, clock: &super::Clock) -> serde_json::Value {
+    let position = world
+        .versions
+        .iter()
+        .filter(|o| o.template_id == v.template_id)
+        .position(|o| o.id == v.id)
+        .unwrap_or(0);
+    let count = world
+        .versions
+        .iter()
+        .filter(|o| o.template_id == v.template_id)
+        .count();
+    let days_ago = (count - position) as f64;
+    let created = -days_ago * 86_400.0 * clock.speed;
     let mut job = json!({
         "id": Uuid::from_u128(v.id.as_u128() ^ 0xffff),
         "status": if v.import == Import::Done { "succeeded" } else { "running" },
@@ -1795,20 +1898,17 @@ async fn get_version(State(state): State<Shared>, Path(version): Path<String>) -
     if v.import == Import::Done {
         job["completed_at"] = json!(clock.stamp(created + 30.0));
     }
-    json_response(
-        StatusCode::OK,
-        json!({
-            "id": v.id,
-            "name": v.name,
-            "template_id": v.template_id,
-            "organization_id": ORG_ID,
-            "archived": v.archived,
-            "message": v.message,
-            "job": job,
-            "created_at": clock.stamp(created),
-            "updated_at": clock.stamp(created),
-        }),
-    )
+    json!({
+        "id": v.id,
+        "name": v.name,
+        "template_id": v.template_id,
+        "organization_id": ORG_ID,
+        "archived": v.archived,
+        "message": v.message,
+        "job": job,
+        "created_at": clock.stamp(created),
+        "updated_at": clock.stamp(created),
+    })
 }
 
 async fn rich_parameters(State(state): State<Shared>, Path(version): Path<String>) -> Response {

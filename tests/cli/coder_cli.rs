@@ -172,11 +172,13 @@ async fn a_malformed_uuid_exits_2_before_any_request() {
             "update",
             "alice/dev",
             "--template-version",
-            "v2-latest",
+            "v2/latest",
         ],
     );
+    // Issue 27 item 5: a version NAME is accepted now (was "must be a UUID"); what is
+    // neither a name nor a UUID is still refused before any request.
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("is not a template version ID"), "{stderr}");
+    assert!(stderr.contains("is not a template version"), "{stderr}");
     let (code, _, _) = run(&server, &["coder", "template-version", "nope"]);
     assert_eq!(code, 2);
     let (code, _, stderr) = run(&server, &["coder", "show", "a/b/c"]);
@@ -497,6 +499,188 @@ fn sim_run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+#[test]
+fn an_update_says_what_will_happen_in_one_short_line_and_the_path_once() {
+    // Issue 27 item 7 (was ~300 characters of nested parentheses, repeated at the end).
+    let (code, stdout, stderr) = sim_run(&["coder", "update", "alice/dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with("alice/dev"))
+        .unwrap_or_else(|| panic!("no plan line: {stderr}"));
+    assert!(first.chars().count() <= 120, "{first}");
+    assert!(
+        first.starts_with(
+            "alice/dev: v2 → v3 (the template's active version), running; server-side"
+        ),
+        "{first}"
+    );
+    let all = format!("{stderr}{stdout}");
+    assert_eq!(all.matches("supports on_success").count(), 1, "{all}");
+    assert!(
+        stdout.contains("  path: server-side (Coder v2.36.1 supports on_success"),
+        "{stdout}"
+    );
+    // One clock: a build's status lines carry none, its end says how long it took.
+    for line in stderr.lines().filter(|l| l.contains(" build: ")) {
+        assert!(!line.contains(" after "), "{line}");
+    }
+    assert!(stderr.contains("stop build done: stopped in "), "{stderr}");
+    // In full at --log-level info, and in JSON.
+    let (code, _, stderr) = sim_run(&["--log-level", "info", "coder", "update", "alice/dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("path=server-side reason=Coder v2.36.1 supports on_success"),
+        "{stderr}"
+    );
+    let (_, stdout, _) = sim_run(&["-o", "json", "coder", "update", "alice/dev"]);
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert!(
+        v["path_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("supports on_success") && r.contains("active version")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_dry_run_of_six_workspaces_prints_each_plan_once() {
+    // Issue 27 item 7: was 87 lines, each plan 3 times (the plan line, the verdict line with
+    // the plan's summary, the plan).
+    let (code, stdout, stderr) = sim_run(&["coder", "update", "--all-outdated", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    let all = format!("{stderr}{stdout}");
+    for ws in [
+        "alice/dev",
+        "alice/secure-shell",
+        "alice/ml-notebook",
+        "alice/slow-box",
+        "alice/flaky",
+    ] {
+        let plan = format!("{ws} would be stopped, then started on");
+        assert_eq!(all.matches(&plan).count(), 1, "{plan}:\n{all}");
+    }
+    assert_eq!(
+        all.matches("alice/api-server is stopped: one start build")
+            .count(),
+        1,
+        "{all}"
+    );
+    assert!(!stderr.contains("carried over"), "{stderr}");
+    let lines = all.lines().count();
+    assert!(lines <= 82, "{lines} lines:\n{all}");
+}
+
+#[test]
+fn template_versions_by_name_are_listed_resolved_and_suggested() {
+    // Issue 27 item 5: `fleet coder versions TEMPLATE` lists them (template by name, any case).
+    let (code, stdout, stderr) = sim_run(&["coder", "versions", "docker-dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    let header = stdout.lines().next().unwrap_or_default();
+    for column in ["NAME", "ID", "CREATED", "ACTIVE", "ARCHIVED"] {
+        assert!(header.contains(column), "{stdout}");
+    }
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row {name}: {stdout}"))
+            .to_string()
+    };
+    assert!(row("v3").trim_end().ends_with("yes"), "{stdout}");
+    assert!(row("v0-archived").trim_end().ends_with("yes"), "{stdout}");
+    assert!(!row("v1").contains("yes"), "{stdout}");
+    let (code, stdout, stderr) = sim_run(&["-o", "json", "coder", "versions", "DOCKER-DEV"]);
+    assert_eq!(code, 0, "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(listed["template"], "docker-dev");
+    let versions = listed["versions"].as_array().expect("versions");
+    let active: Vec<&str> = versions
+        .iter()
+        .filter(|v| v["active"] == true)
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(active, ["v3"], "{stdout}");
+    for v in versions {
+        for key in ["name", "id", "created_at", "active", "archived"] {
+            assert!(!v[key].is_null(), "{key} missing: {v}");
+        }
+    }
+    let v1_id = versions
+        .iter()
+        .find(|v| v["name"] == "v1")
+        .expect("v1 listed")["id"]
+        .clone();
+    // A mistyped template: exit 2 with the closest name.
+    let (code, _, stderr) = sim_run(&["coder", "versions", "dockr-dev"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("did you mean docker-dev?"), "{stderr}");
+
+    // --template-version takes the name, resolved in the workspace's template.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "update",
+        "alice/dev",
+        "--template-version",
+        "v1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let done: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(done["template_version_id"], v1_id, "{stdout}");
+    // An unknown name: exit 2, nothing changed, the template's closest version named.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "update",
+        "alice/dev",
+        "--template-version",
+        "v33",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["error"]["nothing_changed"], true, "{stdout}");
+    assert!(
+        stderr.contains(r#"template docker-dev has no version named "v33"; did you mean v3?"#),
+        "{stderr}"
+    );
+    // In a batch, each workspace resolves the name in its own template.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "update",
+        "alice/dev",
+        "alice/api-server",
+        "--template-version",
+        "v2",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("51330000-0000-4000-8000-000000000302"),
+        "{stdout}"
+    );
+    // template-version takes a name with --template; without it, exit 2 before any request.
+    let (code, stdout, stderr) = sim_run(&[
+        "-o",
+        "json",
+        "coder",
+        "template-version",
+        "v2",
+        "--template",
+        "docker-dev",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["name"], "v2");
+    let (code, _, stderr) = sim_run(&["coder", "template-version", "v2"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("say which template"), "{stderr}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod coder_cli;
 mod coder_server_side_cli;
 mod contexts_cli;
 mod e2e_sim;
+mod help_cli;
 mod interrupts_cli;
 mod molecule_batch;
 mod molecule_cli;

@@ -602,12 +602,17 @@ fn ctrl_c_exits_130_and_says_the_migration_goes_on() {
 #[test]
 fn help_has_examples() {
     let server = MockServer::start();
-    for sub in ["migrate-provider", "migration-status"] {
+    // The examples name the simulator's workspaces (issue 27 item 8: they run as written,
+    // tests/cli/help_cli.rs), no longer ws-123.
+    for (sub, example) in [
+        ("migrate-provider", "ws-aws-demo"),
+        ("migration-status", "ws-migrated"),
+    ] {
         let out = run(&server, &["molecule", sub, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         let help = text(&out.stdout);
         assert!(
-            help.contains("Examples:") && help.contains(&format!("fleet molecule {sub} ws-123")),
+            help.contains("Examples:") && help.contains(&format!("fleet molecule {sub} {example}")),
             "{help}"
         );
         assert!(help.contains("Exit codes"), "{help}");

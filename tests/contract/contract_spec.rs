@@ -9,11 +9,18 @@ use serde_json::Value;
 
 const REFERENCE: &str = "../shared/reference/coder-swagger-subset-2026-08.json";
 
-/// Schemas of ours that are inline upstream: (our name, where upstream has it).
-const INLINE_UPSTREAM: &[(&str, &str)] = &[(
-    "TemplateVersionParameterType",
-    "codersdk.TemplateVersionParameter.type",
-)];
+/// Schemas of ours that are inline upstream: (our name, where upstream has it: a definition's
+/// field, or `GET PATH CODE` for an operation's response body).
+const INLINE_UPSTREAM: &[(&str, &str)] = &[
+    (
+        "TemplateVersionParameterType",
+        "codersdk.TemplateVersionParameter.type",
+    ),
+    (
+        "TemplateVersionsByName",
+        "GET /api/v2/templates/{template}/versions/{templateversionname} 200",
+    ),
+];
 
 struct Specs {
     ours: Value,
@@ -148,10 +155,16 @@ fn every_schema_and_field_is_coders() {
     let mut problems = Vec::new();
     for (name, schema) in s.ours["components"]["schemas"].as_object().unwrap() {
         let theirs = match INLINE_UPSTREAM.iter().find(|(n, _)| n == name) {
-            Some((_, path)) => {
-                let (def, field) = path.rsplit_once('.').unwrap();
-                s.theirs["definitions"][def]["properties"][field].clone()
-            }
+            Some((_, path)) => match path.strip_prefix("GET ") {
+                Some(op) => {
+                    let (path, code) = op.rsplit_once(' ').unwrap();
+                    s.theirs["paths"][path]["get"]["responses"][code]["schema"].clone()
+                }
+                None => {
+                    let (def, field) = path.rsplit_once('.').unwrap();
+                    s.theirs["definitions"][def]["properties"][field].clone()
+                }
+            },
             None => their_schema(&s, name).clone(),
         };
         compare(&s, name, schema, &theirs, &mut problems);

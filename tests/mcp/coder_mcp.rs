@@ -306,7 +306,9 @@ async fn errors_are_tool_errors_with_the_reason() {
     let r = call(
         &client,
         "update_agent",
-        json!({"agent_name": "dev", "template_version_id": "latest"}),
+        // Not "latest": a version name is valid since issue 27 item 5 (resolved after the
+        // workspace is read); this is neither a name nor a UUID.
+        json!({"agent_name": "dev", "template_version_id": "latest!"}),
         false,
     )
     .await;
@@ -698,6 +700,85 @@ async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict
         .map(|r| r["verdict"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(verdicts, ["already_current", "not_found"], "{v}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn template_versions_are_taken_by_name() {
+    // Issue 27 item 5, the MCP face: a version name is resolved in the workspace's template.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear()
+        .env("FLEET_POLL_INTERVAL_MS", "10")
+        .args(["--sim", "--sim-speed", "2000"]);
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "alice/dev", "template_version_id": "v1", "dry_run": true}),
+        false,
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let plan = serde_json::to_string(&r.structured_content).unwrap();
+    assert!(
+        plan.contains("51330000-0000-4000-8000-000000000301"),
+        "{plan}"
+    );
+    let r = call(
+        &client,
+        "update_agent",
+        json!({"agent_name": "alice/dev", "template_version_id": "v33", "dry_run": true}),
+        false,
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let text = text_of(&r);
+    assert!(
+        text.contains("invalid_input: template docker-dev has no version named"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean v3?"), "{text}");
+    let r = call(
+        &client,
+        "get_template_version",
+        json!({"template_version_id": "v2", "template": "docker-dev"}),
+        false,
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert_eq!(r.structured_content.expect("structured")["name"], "v2");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn fleet_mcp_help_lists_every_tool_and_one_host_configuration() {
+    // Issue 27 item 8: the help names what the server offers and how a host runs it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("fleet-mcp runs");
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
+    cmd.env_clear().arg("--sim");
+    let client = Client::default()
+        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+        .await
+        .expect("MCP handshake");
+    let names = tool_names(&client).await;
+    assert!(names.len() >= 13, "{names:?}");
+    for name in &names {
+        assert!(
+            help.contains(name.as_str()),
+            "{name} is not in fleet-mcp --help:\n{help}"
+        );
+    }
+    assert_eq!(help.matches("mcpServers").count(), 1, "{help}");
+    assert!(help.contains(r#""command": "fleet-mcp""#), "{help}");
     client.cancel().await.ok();
 }
 

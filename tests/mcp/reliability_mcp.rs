@@ -128,9 +128,10 @@ fn bad_name(rng: &mut Rng) -> String {
 }
 
 fn bad_uuid(rng: &mut Rng) -> String {
-    // (Not "": update_agent reads an empty template_version_id as "the active version".)
+    // (Not "": update_agent reads an empty template_version_id as "the active version". Not
+    // "v2-latest" any more: a version name is valid since issue 27 item 5.)
     rng.pick(&[
-        "v2-latest",
+        "v2 latest!",
         "0b7a8f54-3c1d-4e8b-9a51",
         "0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a3g",
         "{}",

@@ -37,7 +37,7 @@ fn client(sim: &RunningSim) -> CoderClient {
 async fn plan(c: &CoderClient, name: &str, version: Option<Uuid>, restart: bool) -> UpdatePlan {
     let op = c.start_plan_update(
         WorkspaceRef::parse(name).expect("a reference"),
-        version,
+        version.map(Into::into),
         restart,
         UpdateOptions::default(),
     );

@@ -102,7 +102,7 @@ async fn update(
     client(&server.base_url())
         .update_via_handle(
             &WorkspaceRef::parse("alice/dev").unwrap(),
-            version.map(|v| Uuid::parse_str(v).unwrap()),
+            version.map(|v| Uuid::parse_str(v).unwrap().into()),
             options,
             &CancellationToken::new(),
             |_| {},
@@ -408,4 +408,77 @@ fn parameters_files_are_read_as_yaml_or_json() {
             "{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_version_name_resolves_whether_coder_answers_one_object_or_an_array() {
+    // Issue 27 item 5: Coder's description says the by-name endpoint answers an array; the
+    // server answers one object. Both resolve; an unknown name is invalid input with the
+    // template's closest version.
+    use fleet::coder::TemplateVersionRef;
+    let template = Uuid::parse_str("aaaaaaaa-0000-4000-8000-000000000001").unwrap();
+    let v3 = Uuid::parse_str("aaaaaaaa-0000-4000-8000-000000000003").unwrap();
+    let v4 = Uuid::parse_str("aaaaaaaa-0000-4000-8000-000000000004").unwrap();
+    let server = MockServer::start_async().await;
+    let base = format!("/api/v2/templates/{template}/versions");
+    get(
+        &server,
+        &format!("{base}/v3"),
+        json!({"id": v3, "name": "v3"}),
+    )
+    .await;
+    get(
+        &server,
+        &format!("{base}/v4"),
+        json!([{"id": v4, "name": "v4"}]),
+    )
+    .await;
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path(format!("{base}/v33"));
+            then.status(404)
+                .json_body(json!({"message": "No template version found by name \"v33\"."}));
+        })
+        .await;
+    let list = get(
+        &server,
+        &base,
+        json!([{"id": v3, "name": "v3"}, {"id": v4, "name": "v4"}]),
+    )
+    .await;
+    let c = client(&server.base_url());
+    let name = |n: &str| TemplateVersionRef::parse(n).unwrap();
+    assert_eq!(
+        c.resolve_template_version(&template, "web", &name("v3"))
+            .await
+            .unwrap(),
+        v3
+    );
+    assert_eq!(
+        c.resolve_template_version(&template, "web", &name("v4"))
+            .await
+            .unwrap(),
+        v4
+    );
+    // An ID is used as it is: nothing is asked.
+    assert_eq!(
+        c.resolve_template_version(&template, "web", &TemplateVersionRef::Id(v4))
+            .await
+            .unwrap(),
+        v4
+    );
+    list.assert_calls_async(0).await;
+    match c
+        .resolve_template_version(&template, "web", &name("v33"))
+        .await
+    {
+        Err(Error::InvalidInput(m)) => {
+            assert!(
+                m.contains(r#"template web has no version named "v33"; did you mean v3?"#),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    list.assert_calls_async(1).await;
 }

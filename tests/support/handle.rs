@@ -89,7 +89,12 @@ impl CoderViaHandle for CoderClient {
         cancel: &CancellationToken,
         on_event: impl FnMut(CoderEvent) + Send,
     ) -> impl Future<Output = fleet::Result<UpdateOutcome>> + Send {
-        let op = self.start_update_ready(r.clone(), template_version, options.clone(), None);
+        let op = self.start_update_ready(
+            r.clone(),
+            template_version.map(Into::into),
+            options.clone(),
+            None,
+        );
         let cancel = cancel.clone();
         async move { drive(&op, &cancel, on_event).await }
     }
