@@ -92,7 +92,7 @@ Examples:
   fleet coder update --all-outdated --dry-run     # what would change, nothing is
   fleet coder update --template docker-dev --all-owners --parallel 8
   fleet coder update --template web --all-owners --canary 2 --max-failures 3 --parallel 10
-  fleet coder update --template team-dev --all-owners --wait-for-idle 15m";
+  fleet coder update bob/typing --idle-for 20s --wait-for-idle 1m";
 
 const RESTART_HELP: &str = "\
 Stops the workspace (if it runs), waits, starts it again on the same template version with
