@@ -310,7 +310,7 @@ async fn update_to_an_explicit_version_does_not_read_the_template() {
     let out = client(&server.base_url())
         .update_via_handle(
             &alice_dev(),
-            Some(Uuid::parse_str(V1).unwrap().into()),
+            Some(Uuid::parse_str(V1).unwrap()),
             &fast_options(),
             &CancellationToken::new(),
             |_| {},

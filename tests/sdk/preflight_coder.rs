@@ -102,7 +102,7 @@ async fn update(
     client(&server.base_url())
         .update_via_handle(
             &WorkspaceRef::parse("alice/dev").unwrap(),
-            version.map(|v| Uuid::parse_str(v).unwrap().into()),
+            version.map(|v| Uuid::parse_str(v).unwrap()),
             options,
             &CancellationToken::new(),
             |_| {},
