@@ -967,3 +967,45 @@ async fn tool_definitions_cost_a_model_at_most_2500_tokens() {
         "{tokens} model-visible tokens, at most 2,500"
     );
 }
+
+#[tokio::test]
+async fn the_readme_names_every_tool_that_tools_list_lists() {
+    // Issue 27 item 9: the README's MCP section is where a newcomer learns the tools; it named
+    // 12 of 13. The "Tools:" paragraph must name exactly what tools/list lists.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## MCP server")
+        .nth(1)
+        .expect("an MCP server section");
+    let tools_paragraph = section
+        .split("\n\n")
+        .find(|p| p.trim_start().starts_with("Tools:"))
+        .expect("a Tools: paragraph");
+    let mut named: Vec<String> = tools_paragraph
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| w.contains('_') && w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(str::to_string)
+        .collect();
+    named.sort();
+    named.dedup();
+
+    let server = MockServer::start_async().await;
+    let mut mcp = start(&server.base_url()).await;
+    mcp.send(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}).to_string())
+        .await;
+    let tools = mcp.answer_to(&json!("list")).await["result"]["tools"].clone();
+    let mut listed: Vec<String> = tools
+        .as_array()
+        .expect("tools/list answered")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(
+        named, listed,
+        "README's Tools: paragraph against tools/list"
+    );
+}
