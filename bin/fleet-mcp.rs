@@ -382,16 +382,7 @@ async fn configure(
             return Err(2);
         }
     };
-    for t in [
-        &coder_settings.session_token,
-        &molecule_settings.cp_admin_token,
-        &molecule_settings.org_api_key,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        safe_text::never_print(&t.value);
-    }
+    config_text::never_print_tokens(&coder_settings, &molecule_settings);
     for w in coder_settings
         .warnings
         .iter()

@@ -36,16 +36,7 @@ pub async fn run(args: DoctorArgs, global: &GlobalOpts) -> fleet::Result<i32> {
     let resolver = resolver.lenient();
     let coder_settings = resolver.coder()?;
     let molecule_settings = resolver.molecule()?;
-    for t in [
-        &coder_settings.session_token,
-        &molecule_settings.cp_admin_token,
-        &molecule_settings.org_api_key,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        out::never_print(&t.value);
-    }
+    crate::config_text::never_print_tokens(&coder_settings, &molecule_settings);
     cli::print_warnings(&coder_settings.warnings);
     cli::print_warnings(&molecule_settings.warnings);
     let options = DoctorOptions {

@@ -19,6 +19,20 @@ pub fn shell_word(s: &str) -> String {
     }
 }
 
+/// From now on never prints any token the settings hold (both binaries, before any output).
+pub fn never_print_tokens(coder: &CoderSettings, molecule: &MoleculeSettings) {
+    for t in [
+        &coder.session_token,
+        &molecule.cp_admin_token,
+        &molecule.org_api_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::safe_text::never_print(&t.value);
+    }
+}
+
 /// A warning in words.
 pub fn warning_text(w: &Warning) -> String {
     match w {
