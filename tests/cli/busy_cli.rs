@@ -7,17 +7,9 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::sim::sim;
+use fleet::sim::RunningSim;
 use serde_json::Value;
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
 
 struct Run {
     code: i32,

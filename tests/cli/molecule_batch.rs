@@ -5,17 +5,9 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::sim::sim;
+use fleet::sim::RunningSim;
 use serde_json::Value;
-
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 400.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
 
 async fn fleet(sim: &RunningSim, args: &[&str]) -> (i32, String, String) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
@@ -45,7 +37,7 @@ fn posts(sim: &RunningSim) -> Vec<String> {
 
 #[tokio::test]
 async fn several_are_started_once_each_and_followed_one_refused_does_not_stop_the_others() {
-    let sim = sim().await;
+    let sim = sim(400.0).await;
     let (code, stdout, stderr) = fleet(
         &sim,
         &[
@@ -94,7 +86,7 @@ async fn several_are_started_once_each_and_followed_one_refused_does_not_stop_th
 
 #[tokio::test]
 async fn a_dry_run_of_several_plans_each_and_sends_no_post() {
-    let sim = sim().await;
+    let sim = sim(400.0).await;
     let (code, stdout, stderr) = fleet(
         &sim,
         &[
@@ -126,7 +118,7 @@ async fn a_dry_run_of_several_plans_each_and_sends_no_post() {
 
 #[tokio::test]
 async fn refusals_before_anything_is_sent() {
-    let sim = sim().await;
+    let sim = sim(400.0).await;
     let cases: [&[&str]; 4] = [
         // No --confirm and no terminal.
         &["ws-aws-demo", "ws-flaky", "--to", "gcp"],

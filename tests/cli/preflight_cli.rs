@@ -4,6 +4,7 @@
 
 use std::process::{Command, Output, Stdio};
 
+use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceRef},
     sim::{RunningSim, SimOptions, Simulator},
@@ -14,15 +15,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 2000.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator")
-}
 
 fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
@@ -65,7 +57,7 @@ async fn current_params(sim: &RunningSim, ws: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let v = |t: &str, n: &str| sim.coder_version_id(t, n).unwrap().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
@@ -213,7 +205,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flags_and_files_reach_the_start_build_flag_first() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = dir.path().join("params.yaml");
     std::fs::write(&yaml, "cpu: 6\ndotfiles_uri: https://example.com/dots\n").unwrap();
@@ -279,7 +271,7 @@ fn error_text(r: &CallToolResult) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_update_agent_refuses_and_then_succeeds_with_parameters() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
     cmd.env_clear()
         .envs(sim.env_vars())

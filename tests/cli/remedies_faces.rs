@@ -6,7 +6,8 @@
 
 use std::process::{Command, Output, Stdio};
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::sim::sim;
+use fleet::sim::RunningSim;
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, CallToolResult},
@@ -14,15 +15,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 2000.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator")
-}
 
 fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fleet"))
@@ -82,7 +74,7 @@ fn assert_cli_words(text: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let v = |t: &str, n: &str| sim.coder_version_id(t, n).unwrap().to_string();
     let (archived, importing) = (
         v("docker-dev", "v0-archived"),
@@ -228,7 +220,7 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_output_carries_the_remedies_as_facts_beside_the_worded_message() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let out = fleet(
         &sim,
         &[
@@ -298,7 +290,7 @@ async fn a_missing_configuration_names_the_variables_and_in_the_cli_its_flags() 
 /// answered: the error's message, what to do about it, in tool calls.
 #[tokio::test(flavor = "multi_thread")]
 async fn get_operation_words_an_ended_operation_s_error_like_the_tool() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let client = mcp(&sim).await;
     let params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
         json!({"agent_name": "alice/secure-shell", "wait_seconds": 0})
@@ -343,7 +335,7 @@ async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_
     // Issue 27: with the tenant API configured, the instance id is read from it (no remedy);
     // without it, each face names its own input, and a tool without that input says which
     // tool has it.
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let no_tenant: Vec<(String, String)> = sim
         .env_vars()
         .into_iter()
@@ -415,7 +407,7 @@ async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_having_sent_nothing()
  {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let same_words = "parallel 500 is out of range: it must be 1 to 64; nothing was sent";
     // The CLI: exit 2, the flag and its range.
     for args in [

@@ -5,20 +5,12 @@
 
 use std::time::Duration;
 
+use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceTransition, build_request},
-    sim::{RunningSim, SimOptions, Simulator},
+    sim::RunningSim,
 };
 use serde_json::Value;
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
 
 struct Run {
     code: i32,

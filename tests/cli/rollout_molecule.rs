@@ -4,17 +4,17 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::sim::sim_with;
+use fleet::sim::{RunningSim, SimOptions};
 use serde_json::Value;
 
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
+async fn bulk_sim() -> RunningSim {
+    sim_with(SimOptions {
         speed: 2000.0,
         bulk_workspaces: 3,
         ..SimOptions::default()
     })
     .await
-    .expect("the simulator starts")
 }
 
 async fn fleet(sim: &RunningSim, args: &[&str]) -> (i32, Value, String) {
@@ -64,7 +64,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_starts() {
-    let sim = sim().await;
+    let sim = bulk_sim().await;
     let (code, report, stderr) = fleet(
         &sim,
         &[
@@ -185,7 +185,7 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
 /// started at once). With P = 1 the second POST comes only once the first migration ended.
 #[tokio::test]
 async fn parallel_alone_bounds_the_migrations_in_flight() {
-    let sim = sim().await;
+    let sim = bulk_sim().await;
     let (code, report, stderr) = fleet(
         &sim,
         &[

@@ -9,16 +9,17 @@ use std::{
     time::Duration,
 };
 
+use crate::support::sim::sim_with;
 use fleet::{
     coder::{CoderClient, FleetEvent, FleetOptions, Selection, UpdateOptions, WorkspaceRef},
     molecule::{MigrateRequest, MoleculeClient, Provider},
-    sim::{RunningSim, SimOptions, Simulator},
+    sim::{RunningSim, SimOptions},
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
+async fn old_coder_sim(speed: f64) -> RunningSim {
+    sim_with(SimOptions {
         speed,
         // A Coder older than on_success: the client-driven stop → start, whose two POSTs per
         // workspace and left-stopped verdicts these batch tests count (the server-side path
@@ -27,7 +28,6 @@ async fn sim(speed: f64) -> RunningSim {
         ..SimOptions::default()
     })
     .await
-    .expect("the simulator starts")
 }
 
 struct Run {
@@ -95,7 +95,7 @@ fn builds_of(sim: &RunningSim, workspace: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_workspaces_in_parallel_each_end_in_a_verdict_and_one_failure_is_exit_1() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     let run = fleet(
         &sim,
         &[
@@ -149,7 +149,7 @@ async fn several_workspaces_in_parallel_each_end_in_a_verdict_and_one_failure_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_output_has_progress_lines_a_table_and_the_verdicts() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     let run = fleet(
         &sim,
         &["coder", "update", "dev", "ml-notebook", "--parallel", "2"],
@@ -199,7 +199,7 @@ async fn text_output_has_progress_lines_a_table_and_the_verdicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     let run = fleet(
         &sim,
         &[
@@ -258,7 +258,7 @@ async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_selects_the_outdated_workspaces_of_that_template_and_updates_them() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     let run = fleet(
         &sim,
         &[
@@ -305,7 +305,7 @@ async fn template_selects_the_outdated_workspaces_of_that_template_and_updates_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     // update, single: the plan as JSON, builds in order, parameters.
     let run = fleet(&sim, &["coder", "update", "dev", "--dry-run", "-o", "json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -454,7 +454,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_exits_2_having_sent_nothing() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     for args in [
         vec!["coder", "update", "dev", "api-server", "--parallel", "0"],
         vec!["coder", "update", "dev", "--parallel", "65"],
@@ -491,7 +491,7 @@ async fn invalid_input_exits_2_having_sent_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_status_over_several_workspaces_waits_for_all_and_exits_with_the_worst() {
-    let sim = sim(600.0).await;
+    let sim = old_coder_sim(600.0).await;
     let molecule = MoleculeClient::new(&sim.molecule_config()).unwrap();
     let mut start = MigrateRequest::new("ws-fails-migration", Provider::Gcp);
     start.from = Some(Provider::Aws);
@@ -555,7 +555,7 @@ async fn migration_status_over_several_workspaces_waits_for_all_and_exits_with_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_outranks_a_failure_in_the_exit_code() {
     // At 20x a migration takes ~50 s: one second of waiting times out.
-    let sim = sim(20.0).await;
+    let sim = old_coder_sim(20.0).await;
     let molecule = MoleculeClient::new(&sim.molecule_config()).unwrap();
     let mut start = MigrateRequest::new("ws-aws-demo", Provider::Hetzner);
     start.from = Some(Provider::Aws);
@@ -598,7 +598,7 @@ async fn a_timeout_outranks_a_failure_in_the_exit_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_keeps_at_most_parallel_workspaces_in_flight_and_never_one_twice() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     let coder = CoderClient::new(&sim.coder_config()).unwrap();
     let dev_id = sim.coder_workspace_id("alice/dev").unwrap();
     let refs: Vec<WorkspaceRef> = [
@@ -707,7 +707,7 @@ async fn batch_interrupted(sim: &fleet::sim::RunningSim, presses: u32) -> (Optio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ctrl_c_finishes_the_in_flight_workspace_and_starts_no_other() {
     // slow-box builds take 10x longer: at 10x a stop takes ~5 s, a start ~7 s.
-    let sim = sim(10.0).await;
+    let sim = old_coder_sim(10.0).await;
     let (code, report) = batch_interrupted(&sim, 1).await;
     assert_eq!(code, Some(130), "{report}");
     assert_eq!(
@@ -734,7 +734,7 @@ async fn one_ctrl_c_finishes_the_in_flight_workspace_and_starts_no_other() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ctrl_c_exit_130_and_say_each_in_flight_workspace_state() {
-    let sim = sim(10.0).await;
+    let sim = old_coder_sim(10.0).await;
     let (code, report) = batch_interrupted(&sim, 2).await;
     assert_eq!(code, Some(130), "{report}");
     assert_eq!(
@@ -774,7 +774,7 @@ async fn two_ctrl_c_exit_130_and_say_each_in_flight_workspace_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_plans_from_the_workspaces_its_selection_read_without_reading_each_again() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     sim.clear_requests();
     let run = fleet(
         &sim,

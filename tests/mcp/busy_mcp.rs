@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::sim::sim;
+use fleet::sim::RunningSim;
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, CallToolResult},
@@ -14,15 +15,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
 
 async fn connect(sim: &RunningSim) -> RunningService<RoleClient, ()> {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));

@@ -5,6 +5,7 @@
 pub mod coder;
 pub mod handle;
 pub mod reliability;
+pub mod sim;
 
 /// The variables through which `fleet` and `fleet-mcp` find a user's own configuration (the
 /// config file and its contexts, what `coder login` stored). A test that does not clear the
