@@ -2,6 +2,7 @@
 //! the built `fleet` with a clean environment (`reliability`).
 #![allow(dead_code, unused_imports)]
 
+pub mod cli;
 pub mod coder;
 pub mod handle;
 pub mod reliability;
