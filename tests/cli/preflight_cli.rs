@@ -2,8 +2,7 @@
 //! (MCP: a tool error) and the simulator saw no build and no migration POST; parameters from
 //! flags, YAML and JSON files and MCP arguments reach the start build.
 
-use std::process::{Command, Output, Stdio};
-
+use crate::support::cli::fleet_output_on;
 use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceRef},
@@ -15,16 +14,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20")
-        .args(args)
-        .stdin(Stdio::null());
-    cmd.output().expect("fleet runs")
-}
 
 fn builds_path(sim: &RunningSim, ws: &str) -> String {
     format!(
@@ -121,7 +110,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     for (args, expected) in cases {
         let mut full = vec!["coder", "update"];
         full.extend(args.iter().map(String::as_str));
-        let out = fleet(&sim, &full);
+        let out = fleet_output_on(&sim, &full);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
@@ -129,7 +118,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
             "{args:?}: {expected:?} missing: {err}"
         );
     }
-    let out = fleet(&sim, &["coder", "restart", "alice/secure-shell"]);
+    let out = fleet_output_on(&sim, &["coder", "restart", "alice/secure-shell"]);
     assert_eq!(out.status.code(), Some(2));
     for ws in ["alice/dev", "alice/current", "alice/secure-shell"] {
         assert_eq!(
@@ -145,7 +134,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     let msim = Simulator::start(SimOptions::default())
         .await
         .expect("simulator");
-    let out = fleet(
+    let out = fleet_output_on(
         &msim,
         &[
             "molecule",
@@ -159,7 +148,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("already running"), "{err}");
-    let out = fleet(
+    let out = fleet_output_on(
         &msim,
         &[
             "molecule",
@@ -180,7 +169,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
             && err.contains("To go on, pass --from gcp, or leave --from out."),
         "{err}"
     );
-    let out = fleet(
+    let out = fleet_output_on(
         &msim,
         &[
             "molecule",
@@ -209,7 +198,7 @@ async fn flags_and_files_reach_the_start_build_flag_first() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = dir.path().join("params.yaml");
     std::fs::write(&yaml, "cpu: 6\ndotfiles_uri: https://example.com/dots\n").unwrap();
-    let out = fleet(
+    let out = fleet_output_on(
         &sim,
         &[
             "coder",
@@ -244,7 +233,7 @@ async fn flags_and_files_reach_the_start_build_flag_first() {
 
     let json = dir.path().join("params.json");
     std::fs::write(&json, r#"{"cpu": 3}"#).unwrap();
-    let out = fleet(
+    let out = fleet_output_on(
         &sim,
         &[
             "coder",

@@ -4,8 +4,9 @@
 //! commands in the CLI and as tool arguments and tool calls in MCP, neither face shows the
 //! other's words, and nothing reached the simulator that changes state.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use crate::support::cli::fleet_output_on;
 use crate::support::sim::sim;
 use fleet::sim::RunningSim;
 use rmcp::{
@@ -15,17 +16,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleet runs")
-}
 
 async fn mcp(sim: &RunningSim) -> RunningService<RoleClient, ()> {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
@@ -182,7 +172,7 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
         ),
     ];
     for (args, cli_advice, tool, tool_args, mcp_advice) in cases {
-        let out = fleet(&sim, &args);
+        let out = fleet_output_on(&sim, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         // A refusal, invalid input or a workspace that does not exist (issue 27: was 1) exits 2.
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
@@ -221,7 +211,7 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
 #[tokio::test(flavor = "multi_thread")]
 async fn json_output_carries_the_remedies_as_facts_beside_the_worded_message() {
     let sim = sim(2000.0).await;
-    let out = fleet(
+    let out = fleet_output_on(
         &sim,
         &[
             "-o",
@@ -434,7 +424,7 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
             "ws-flaky",
         ],
     ] {
-        let out = fleet(&sim, &args);
+        let out = fleet_output_on(&sim, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(same_words), "{args:?}: {stderr}");
@@ -444,7 +434,7 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
         );
         assert_cli_words(&stderr);
     }
-    let out = fleet(&sim, &["coder", "update", "dev", "--ready-timeout", "48h"]);
+    let out = fleet_output_on(&sim, &["coder", "update", "dev", "--ready-timeout", "48h"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(

@@ -68,3 +68,15 @@ pub async fn fleet_on(sim: &RunningSim, args: &[&str], within_secs: u64) -> Run 
         .expect("fleet runs");
     Run::from_output(&out)
 }
+
+/// [`fleet_on`] for a synchronous test: the same clean environment, the raw `Output`.
+pub fn fleet_output_on(sim: &RunningSim, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .env_clear()
+        .envs(sim.env_vars())
+        .env("FLEET_POLL_INTERVAL_MS", POLL_INTERVAL_MS)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("fleet runs")
+}
