@@ -3,16 +3,13 @@
 //! flags, YAML and JSON files and MCP arguments reach the start build.
 
 use crate::support::cli::fleet_output_on;
+use crate::support::mcp::mcp_on;
 use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceRef},
     sim::{RunningSim, SimOptions, Simulator},
 };
-use rmcp::{
-    ServiceExt,
-    model::{CallToolRequestParams, CallToolResult},
-    transport::TokioChildProcess,
-};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{Value, json};
 
 fn builds_path(sim: &RunningSim, ws: &str) -> String {
@@ -261,11 +258,7 @@ fn error_text(r: &CallToolResult) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_update_agent_refuses_and_then_succeeds_with_parameters() {
     let sim = sim(2000.0).await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let client = mcp_on(&sim).await;
     let call = |args: Value, tool: &'static str| {
         let params = CallToolRequestParams::new(tool.to_string())
             .with_arguments(args.as_object().unwrap().clone());

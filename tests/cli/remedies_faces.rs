@@ -7,8 +7,8 @@
 use std::process::{Command, Stdio};
 
 use crate::support::cli::fleet_output_on;
+use crate::support::mcp::mcp_on;
 use crate::support::sim::sim;
-use fleet::sim::RunningSim;
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, CallToolResult},
@@ -16,16 +16,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-async fn mcp(sim: &RunningSim) -> RunningService<RoleClient, ()> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    ().serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .expect("fleet-mcp serves")
-}
 
 async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> String {
     let params = CallToolRequestParams::new(tool.to_string())
@@ -70,7 +60,7 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
         v("docker-dev", "v0-archived"),
         v("docker-dev", "v4-importing"),
     );
-    let client = mcp(&sim).await;
+    let client = mcp_on(&sim).await;
 
     // (CLI args, CLI advice, MCP tool, MCP args, MCP advice)
     let cases: Vec<(Vec<&str>, String, &str, Value, String)> = vec![
@@ -281,7 +271,7 @@ async fn a_missing_configuration_names_the_variables_and_in_the_cli_its_flags() 
 #[tokio::test(flavor = "multi_thread")]
 async fn get_operation_words_an_ended_operation_s_error_like_the_tool() {
     let sim = sim(2000.0).await;
-    let client = mcp(&sim).await;
+    let client = mcp_on(&sim).await;
     let params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
         json!({"agent_name": "alice/secure-shell", "wait_seconds": 0})
             .as_object()
@@ -443,7 +433,7 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
         "{stderr}"
     );
     // MCP: isError, the argument and its range; the migration is not clamped and started.
-    let client = mcp(&sim).await;
+    let client = mcp_on(&sim).await;
     for (tool, args) in [
         (
             "update_agents",
