@@ -5,49 +5,10 @@
 //! rollout with canary and --max-failures that skips some and counts only real failures; the
 //! resume command covers the skipped ones; a single skipped workspace exits 2.
 
-use std::time::Duration;
-
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::cli::fleet_on;
+use crate::support::sim::sim;
+use fleet::sim::RunningSim;
 use serde_json::Value;
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-async fn fleet(sim: &RunningSim, args: &[&str]) -> Run {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-        .await
-        .expect("fleet ends within 90 s")
-        .expect("fleet runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn builds_of(sim: &RunningSim, workspace: &str) -> usize {
     let id = sim.coder_workspace_id(workspace).expect("seeded");
@@ -75,7 +36,7 @@ const SKIPPED: [(&str, &str); 5] = [
 async fn each_reason_is_skipped_with_no_post_and_its_reason_in_json_and_text() {
     let sim = sim(100.0).await;
     let args = ["coder", "update", "--template", "team-dev", "--all-owners"];
-    let run = fleet(&sim, &[&args[..], &["-o", "json"]].concat()).await;
+    let run = fleet_on(&sim, &[&args[..], &["-o", "json"]].concat(), 90).await;
     assert_eq!(run.code, 0, "skipped is not a failure\n{}", run.stderr);
     let report = run.json();
     assert_eq!(result(&report, "bob/idle-box")["verdict"], "updated");
@@ -115,7 +76,7 @@ async fn each_reason_is_skipped_with_no_post_and_its_reason_in_json_and_text() {
 
     // The same in text, on a fresh simulator.
     let sim = self::sim(100.0).await;
-    let run = fleet(&sim, &args).await;
+    let run = fleet_on(&sim, &args, 90).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     for needle in [
         "bob/typing: skipped — in use (last used ",
@@ -138,7 +99,12 @@ async fn each_reason_is_skipped_with_no_post_and_its_reason_in_json_and_text() {
 
     // The dry run says the same, and sends nothing that changes anything.
     sim.clear_requests();
-    let run = fleet(&sim, &[&args[..], &["--dry-run", "-o", "json"]].concat()).await;
+    let run = fleet_on(
+        &sim,
+        &[&args[..], &["--dry-run", "-o", "json"]].concat(),
+        90,
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
     for (workspace, kind) in SKIPPED {
@@ -168,7 +134,7 @@ async fn a_single_busy_workspace_exits_2_says_why_and_what_to_pass() {
             "--include-prebuilds",
         ),
     ] {
-        let run = fleet(&sim, &["coder", "update", workspace]).await;
+        let run = fleet_on(&sim, &["coder", "update", workspace], 90).await;
         assert_eq!(run.code, 2, "{workspace}: {}", run.stderr);
         assert!(
             run.stderr.contains(&format!("{workspace} skipped: {why}"))
@@ -179,7 +145,7 @@ async fn a_single_busy_workspace_exits_2_says_why_and_what_to_pass() {
         );
         assert_eq!(builds_of(&sim, workspace), 0, "{workspace}");
     }
-    let run = fleet(&sim, &["coder", "restart", "bob/typing", "-o", "json"]).await;
+    let run = fleet_on(&sim, &["coder", "restart", "bob/typing", "-o", "json"], 90).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     let error = &run.json()["error"];
     assert_eq!(error["kind"], "skipped");
@@ -190,7 +156,7 @@ async fn a_single_busy_workspace_exits_2_says_why_and_what_to_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn your_own_workspace_in_use_is_not_busy() {
     let sim = sim(100.0).await;
-    let run = fleet(&sim, &["coder", "restart", "alice/notes", "-o", "json"]).await;
+    let run = fleet_on(&sim, &["coder", "restart", "alice/notes", "-o", "json"], 90).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(builds_of(&sim, "alice/notes") >= 1);
     // It was asked who the token is: that is how alice/notes is known to be alice's.
@@ -201,13 +167,14 @@ async fn your_own_workspace_in_use_is_not_busy() {
 async fn include_busy_updates_them_and_prebuilds_still_need_their_own_flag() {
     let sim = sim(100.0).await;
     let args = ["coder", "update", "--template", "team-dev", "--all-owners"];
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             &args[..],
             &["--include-busy", "--parallel", "8", "-o", "json"],
         ]
         .concat(),
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -225,7 +192,7 @@ async fn include_busy_updates_them_and_prebuilds_still_need_their_own_flag() {
         "prebuild"
     );
     assert_eq!(builds_of(&sim, "prebuilds/prebuilt-01"), 0);
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -235,6 +202,7 @@ async fn include_busy_updates_them_and_prebuilds_still_need_their_own_flag() {
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -245,7 +213,7 @@ async fn include_busy_updates_them_and_prebuilds_still_need_their_own_flag() {
 async fn wait_for_idle_updates_one_that_goes_idle_and_skips_one_that_does_not() {
     // At speed 600, bob/typing stops typing 1 s (real) after the start; bob/pairing never.
     let sim = sim(600.0).await;
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -259,6 +227,7 @@ async fn wait_for_idle_updates_one_that_goes_idle_and_skips_one_that_does_not() 
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -291,7 +260,7 @@ async fn a_rollout_with_canary_and_max_failures_skips_some_and_counts_only_real_
     // One at a time: alice/dev is the canary (the busy ones go last), alice/ml-notebook
     // fails (broken-start), then two are skipped. Counted as failures, the skips would use up
     // the budget of 2 and halt the rollout before bob/ai-task.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -310,6 +279,7 @@ async fn a_rollout_with_canary_and_max_failures_skips_some_and_counts_only_real_
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 1, "one real failure\n{}", run.stderr);
@@ -341,7 +311,7 @@ async fn a_rollout_with_canary_and_max_failures_skips_some_and_counts_only_real_
         (&Value::from(1), &Value::from(2))
     );
     // A busy canary does not fail the canary: the rest goes on.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -353,6 +323,7 @@ async fn a_rollout_with_canary_and_max_failures_skips_some_and_counts_only_real_
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -364,7 +335,7 @@ async fn a_rollout_with_canary_and_max_failures_skips_some_and_counts_only_real_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_resume_command_covers_the_skipped_ones() {
     let sim = sim(100.0).await;
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -375,6 +346,7 @@ async fn the_resume_command_covers_the_skipped_ones() {
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -384,7 +356,7 @@ async fn the_resume_command_covers_the_skipped_ones() {
         report["resume_command"], "fleet coder restart -- bob/typing bob/asleep",
         "{report:#}"
     );
-    let run = fleet(&sim, &["coder", "restart", "alice/notes", "bob/typing"]).await;
+    let run = fleet_on(&sim, &["coder", "restart", "alice/notes", "bob/typing"], 90).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout

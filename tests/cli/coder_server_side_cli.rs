@@ -8,22 +8,23 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::sim::coder_client;
+use crate::support::sim::sim_with;
 use fleet::{
-    coder::{CoderClient, WorkspaceStatus, WorkspaceTransition, types},
+    coder::{WorkspaceStatus, WorkspaceTransition, types},
     sim::{RunningSim, SimOptions, Simulator},
 };
 use serde_json::Value;
 use uuid::Uuid;
 
-async fn sim(version: &str, speed: f64, can_pin: bool) -> RunningSim {
-    Simulator::start(SimOptions {
+async fn coder_sim(version: &str, speed: f64, can_pin: bool) -> RunningSim {
+    sim_with(SimOptions {
         speed,
         coder_version: version.to_string(),
         coder_can_pin_versions: can_pin,
         ..SimOptions::default()
     })
     .await
-    .expect("the simulator starts")
 }
 
 fn fleet(sim: &RunningSim, args: &[&str]) -> tokio::process::Command {
@@ -69,12 +70,8 @@ fn build_posts(sim: &RunningSim, ws: Uuid) -> Vec<u16> {
         .collect()
 }
 
-fn client(sim: &RunningSim) -> CoderClient {
-    CoderClient::new(&sim.coder_config()).expect("a client")
-}
-
 async fn latest(sim: &RunningSim, ws: Uuid) -> types::WorkspaceBuild {
-    client(sim)
+    coder_client(sim)
         .api()
         .get_workspace_metadata_by_id(&ws)
         .await
@@ -86,7 +83,7 @@ async fn latest(sim: &RunningSim, ws: Uuid) -> types::WorkspaceBuild {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_on_2_36_is_server_side_one_post_and_reports_the_version_used() {
-    let sim = sim("v2.36.1+sim", 20.0, true).await;
+    let sim = coder_sim("v2.36.1+sim", 20.0, true).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let v3 = sim.coder_version_id("docker-dev", "v3").unwrap();
     let (code, v, stderr) = run_json(&sim, &["coder", "update", "alice/dev"]).await;
@@ -120,7 +117,7 @@ async fn an_update_on_2_36_is_server_side_one_post_and_reports_the_version_used(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_on_2_35_is_client_driven_and_says_why() {
-    let sim = sim("v2.35.0", 20.0, true).await;
+    let sim = coder_sim("v2.35.0", 20.0, true).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let (code, v, stderr) = run_json(&sim, &["coder", "update", "alice/dev"]).await;
     assert_eq!(code, 0, "{v}\n{stderr}");
@@ -145,7 +142,7 @@ async fn an_update_on_2_35_is_client_driven_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_driven_forces_the_old_path_on_2_36() {
-    let sim = sim("v2.36.1+sim", 20.0, true).await;
+    let sim = coder_sim("v2.36.1+sim", 20.0, true).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let (code, v, stderr) =
         run_json(&sim, &["coder", "update", "alice/dev", "--client-driven"]).await;
@@ -160,7 +157,7 @@ async fn client_driven_forces_the_old_path_on_2_36() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_version_without_permission_falls_back_to_client_driven_and_says_so() {
-    let sim = sim("v2.36.1+sim", 20.0, false).await;
+    let sim = coder_sim("v2.36.1+sim", 20.0, false).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let v1 = sim.coder_version_id("docker-dev", "v1").unwrap();
     let (code, v, stderr) = run_json(
@@ -194,7 +191,7 @@ async fn a_pinned_version_without_permission_falls_back_to_client_driven_and_say
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_off_the_active_version_pins_it_and_keeps_it() {
-    let sim = sim("v2.36.1+sim", 20.0, true).await;
+    let sim = coder_sim("v2.36.1+sim", 20.0, true).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let v2 = sim.coder_version_id("docker-dev", "v2").unwrap();
     let (code, v, stderr) = run_json(&sim, &["coder", "restart", "alice/dev"]).await;
@@ -209,7 +206,7 @@ async fn a_restart_off_the_active_version_pins_it_and_keeps_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dry_run_shows_the_path_and_why() {
-    let sim = sim("v2.36.1+sim", 20.0, true).await;
+    let sim = coder_sim("v2.36.1+sim", 20.0, true).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let (code, v, _) = run_json(&sim, &["coder", "update", "alice/dev", "--dry-run"]).await;
     assert_eq!(code, 0, "{v}");
@@ -227,7 +224,7 @@ async fn the_dry_run_shows_the_path_and_why() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("path:    server-side ("), "{text}");
     assert!(text.contains("carries on_success"), "{text}");
-    let old = self::sim("v2.35.0", 20.0, true).await;
+    let old = self::coder_sim("v2.35.0", 20.0, true).await;
     let (_, v, _) = run_json(&old, &["coder", "restart", "alice/dev", "--dry-run"]).await;
     assert_eq!(v["plan"]["path"], "client-driven", "{v}");
     assert!(build_posts(&sim, ws).is_empty(), "a dry run POSTs nothing");
@@ -236,7 +233,7 @@ async fn the_dry_run_shows_the_path_and_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_client_during_a_server_side_restart_still_ends_running_on_the_target() {
     // Slow enough that the kill lands while the stop runs.
-    let sim = sim("v2.36.1+sim", 2.0, true).await;
+    let sim = coder_sim("v2.36.1+sim", 2.0, true).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let v2 = sim.coder_version_id("docker-dev", "v2").unwrap();
     let mut child = fleet(&sim, &["coder", "restart", "alice/dev"])
@@ -280,7 +277,7 @@ async fn a_killed_client_during_a_server_side_restart_still_ends_running_on_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_mcp_reports_the_path_and_client_driven_forces_the_old_one() {
     use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
-    let sim = sim("v2.36.1+sim", 20.0, true).await;
+    let sim = coder_sim("v2.36.1+sim", 20.0, true).await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
     cmd.env_clear()
         .env("CODER_URL", sim.coder_url())
@@ -317,7 +314,7 @@ async fn fleet_mcp_reports_the_path_and_client_driven_forces_the_old_one() {
 
 /// The log lines of a build, as a GET (not followed) answers them.
 async fn log_lines(sim: &RunningSim, build: &str) -> Vec<String> {
-    client(sim)
+    coder_client(sim)
         .api()
         .get_workspace_build_logs(build, None, None, None)
         .await
@@ -374,8 +371,8 @@ async fn logs_show_live_in_order_without_duplicates_across_dropped_sockets_at_a_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_end_is_noticed_by_push_with_few_reads() {
     use fleet::coder::UpdateOptions;
-    let sim = sim("v2.36.1+sim", 5.0, true).await;
-    let c = client(&sim);
+    let sim = coder_sim("v2.36.1+sim", 5.0, true).await;
+    let c = coder_client(&sim);
     let ws = sim.coder_workspace_id("bob/dev").unwrap();
     let reads = |sim: &RunningSim| {
         sim.requests()
@@ -438,7 +435,7 @@ async fn mcp_progress_carries_the_build_log_lines() {
         model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject},
         transport::TokioChildProcess,
     };
-    let sim = sim("v2.36.1+sim", 10.0, true).await;
+    let sim = coder_sim("v2.36.1+sim", 10.0, true).await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
     cmd.env_clear().env("CODER_URL", sim.coder_url()).env(
         "CODER_SESSION_TOKEN",

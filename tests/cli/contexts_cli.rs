@@ -10,13 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fleet::sim::{
-    CODER_SESSION_TOKEN, CP_ADMIN_TOKEN, ORG_API_KEY, RunningSim, SimOptions, Simulator,
-};
+use fleet::sim::{CODER_SESSION_TOKEN, CP_ADMIN_TOKEN, ORG_API_KEY};
 use httpmock::MockServer;
 use serde_json::Value;
 
 use crate::support::reliability::Run;
+use crate::support::sim::sim;
 
 /// A fresh home: HOME, XDG_CONFIG_HOME, nothing else from the parent's environment.
 struct Home {
@@ -99,15 +98,6 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 2000.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator")
-}
-
 /// The Coder URL's source in `fleet context show -o json`.
 fn coder_url_source(show: &Value) -> String {
     show["coder"]["url"]["source"]["from"]
@@ -123,7 +113,7 @@ fn lists_alice_dev(run: &Run) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_coder_login_stored_is_enough_with_or_without_newlines() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     // Without trailing newlines, in the default directory (XDG_CONFIG_HOME/coderv2).
     let home = Home::new();
     home.coder_login(&home.coder_dir(), &sim.coder_url(), CODER_SESSION_TOKEN);
@@ -164,7 +154,7 @@ async fn what_coder_login_stored_is_enough_with_or_without_newlines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coder_login_session_is_never_sent_to_another_url() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let other = MockServer::start_async().await;
     let any = other
         .mock_async(|when, then| {
@@ -249,7 +239,7 @@ async fn precedence_is_flags_then_environment_then_context_then_coder_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contexts_are_added_used_by_flag_env_and_use_and_removed() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = Home::new();
     let secret = "context-secret-not-in-the-file";
     let token = home.token_file("coder-token", CODER_SESSION_TOKEN);
@@ -319,7 +309,7 @@ async fn contexts_are_added_used_by_flag_env_and_use_and_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_context_refuses_a_token_and_names_variables_instead() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = Home::new();
     let refused = home.run(
         &[
@@ -472,7 +462,7 @@ async fn a_malformed_config_file_names_its_line_and_nothing_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_file_others_can_read_gets_a_warning_not_an_error() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = Home::new();
     let token = home.token_file("loose-token", CODER_SESSION_TOKEN);
     set_mode(&token, 0o644);
@@ -497,7 +487,7 @@ async fn a_token_file_others_can_read_gets_a_warning_not_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_says_what_works_and_what_to_do() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = Home::new();
     let coder_token = home.token_file("coder", CODER_SESSION_TOKEN);
     let cp_token = home.token_file("cp", CP_ADMIN_TOKEN);
@@ -746,7 +736,7 @@ fn fleet_sim_prints_the_context_add_command_that_saves_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coder_login_context_uses_what_coder_login_stored() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = Home::new();
     let added = home.run(&["context", "add", "mine", "--coder-login"], &[]);
     assert_eq!(added.code, 0, "{}", added.show());

@@ -3,37 +3,10 @@
 //! before the first is sent, each POST once, one refused does not stop the others, --wait
 //! follows all, dry runs and refusals send no POST.
 
-use std::time::Duration;
-
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::cli::{Run, fleet_on};
+use crate::support::sim::sim;
+use fleet::sim::RunningSim;
 use serde_json::Value;
-
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 400.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
-
-async fn fleet(sim: &RunningSim, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20")
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("fleet ends within a minute")
-        .expect("fleet runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn posts(sim: &RunningSim) -> Vec<String> {
     sim.requests()
@@ -45,8 +18,12 @@ fn posts(sim: &RunningSim) -> Vec<String> {
 
 #[tokio::test]
 async fn several_are_started_once_each_and_followed_one_refused_does_not_stop_the_others() {
-    let sim = sim().await;
-    let (code, stdout, stderr) = fleet(
+    let sim = sim(400.0).await;
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = fleet_on(
         &sim,
         &[
             "molecule",
@@ -63,6 +40,7 @@ async fn several_are_started_once_each_and_followed_one_refused_does_not_stop_th
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     // One refused by the pre-flight check (a migration already running) exits 2, as it would
@@ -94,8 +72,12 @@ async fn several_are_started_once_each_and_followed_one_refused_does_not_stop_th
 
 #[tokio::test]
 async fn a_dry_run_of_several_plans_each_and_sends_no_post() {
-    let sim = sim().await;
-    let (code, stdout, stderr) = fleet(
+    let sim = sim(400.0).await;
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = fleet_on(
         &sim,
         &[
             "molecule",
@@ -108,6 +90,7 @@ async fn a_dry_run_of_several_plans_each_and_sends_no_post() {
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     // Issue 27: a dry run exits as the real run would: ws-migrating would be refused (2).
@@ -126,7 +109,7 @@ async fn a_dry_run_of_several_plans_each_and_sends_no_post() {
 
 #[tokio::test]
 async fn refusals_before_anything_is_sent() {
-    let sim = sim().await;
+    let sim = sim(400.0).await;
     let cases: [&[&str]; 4] = [
         // No --confirm and no terminal.
         &["ws-aws-demo", "ws-flaky", "--to", "gcp"],
@@ -166,7 +149,7 @@ async fn refusals_before_anything_is_sent() {
     for case in cases {
         let mut args = vec!["molecule", "migrate-provider"];
         args.extend_from_slice(case);
-        let (code, _, stderr) = fleet(&sim, &args).await;
+        let Run { code, stderr, .. } = fleet_on(&sim, &args, 60).await;
         assert_eq!(code, 2, "{case:?}: {stderr}");
         assert_eq!(
             stderr.lines().filter(|l| l.starts_with("error:")).count(),

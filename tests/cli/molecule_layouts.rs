@@ -10,7 +10,8 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use fleet::sim::{CpAdminLayout, RequestRecord, RunningSim, SimOptions, Simulator};
+use crate::support::sim::sim_with;
+use fleet::sim::{CpAdminLayout, RequestRecord, RunningSim, SimOptions};
 use httpmock::prelude::*;
 use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
 use serde_json::{Value, json};
@@ -18,14 +19,13 @@ use serde_json::{Value, json};
 const CP: &str = "/cp/admin";
 const V1: &str = "/api/v1/admin";
 
-async fn sim(layout: CpAdminLayout) -> RunningSim {
-    Simulator::start(SimOptions {
+async fn sim_in(layout: CpAdminLayout) -> RunningSim {
+    sim_with(SimOptions {
         speed: 3000.0,
         cp_admin_layout: layout,
         ..SimOptions::default()
     })
     .await
-    .expect("the simulator starts")
 }
 
 /// `fleet` with a clean environment pointing at `env`.
@@ -102,7 +102,7 @@ async fn each_layout_gets_its_own_urls_and_a_post_only_after_a_get_confirmed_it(
         (CpAdminLayout::ApiV1, vec![V1], V1),
         (CpAdminLayout::Both, vec![CP, V1], CP),
     ] {
-        let sim = sim(layout).await;
+        let sim = sim_in(layout).await;
         let env = sim_env(&sim);
         let out = fleet(
             &env,
@@ -164,7 +164,7 @@ async fn each_layout_gets_its_own_urls_and_a_post_only_after_a_get_confirmed_it(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neither_layout_is_an_exit_1_error_naming_both_urls_and_the_setting() {
-    let sim = sim(CpAdminLayout::None).await;
+    let sim = sim_in(CpAdminLayout::None).await;
     let env = sim_env(&sim);
     for args in [
         &[
@@ -231,7 +231,7 @@ async fn neither_layout_is_an_exit_1_error_naming_both_urls_and_the_setting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_of_several_workspaces_and_several_starts_use_the_found_layout() {
-    let sim = sim(CpAdminLayout::ApiV1).await;
+    let sim = sim_in(CpAdminLayout::ApiV1).await;
     let env = sim_env(&sim);
     let out = fleet(
         &env,
@@ -290,7 +290,7 @@ async fn status_of_several_workspaces_and_several_starts_use_the_found_layout() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_says_which_layout_and_sends_no_post() {
-    let sim = sim(CpAdminLayout::ApiV1).await;
+    let sim = sim_in(CpAdminLayout::ApiV1).await;
     let env = sim_env(&sim);
     let args = [
         "molecule",
@@ -326,7 +326,7 @@ async fn dry_run_says_which_layout_and_sends_no_post() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_prefix_is_used_alone() {
-    let sim = sim(CpAdminLayout::ApiV1).await;
+    let sim = sim_in(CpAdminLayout::ApiV1).await;
     // The flag: straight to /api/v1/admin, /cp/admin never asked.
     let out = fleet(
         &sim_env(&sim),
@@ -403,7 +403,7 @@ async fn a_configured_prefix_is_used_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_api_url_stands_in_for_molecule_cp_url() {
-    let sim = sim(CpAdminLayout::Both).await;
+    let sim = sim_in(CpAdminLayout::Both).await;
     let mut env: Vec<(&str, String)> = sim_env(&sim)
         .into_iter()
         .filter(|(k, _)| *k != "MOLECULE_CP_URL")

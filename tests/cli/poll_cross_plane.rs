@@ -7,6 +7,7 @@ use crate::support::coder as support;
 
 use std::process::{Command, Stdio};
 
+use crate::support::cli::Run;
 use httpmock::{
     Method::{GET, POST},
     Mock, MockServer,
@@ -15,12 +16,6 @@ use serde_json::{Value, json};
 use support::*;
 
 const CP_TOKEN: &str = "poll-cross-plane-cp-token";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 fn fleet(env: &[(&str, String)], args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
@@ -31,11 +26,7 @@ fn fleet(env: &[(&str, String)], args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("fleet runs");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
+    let run = Run::from_output(&out);
     for t in [CP_TOKEN, TOKEN] {
         assert!(
             !run.stdout.contains(t) && !run.stderr.contains(t),

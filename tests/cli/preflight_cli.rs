@@ -2,37 +2,15 @@
 //! (MCP: a tool error) and the simulator saw no build and no migration POST; parameters from
 //! flags, YAML and JSON files and MCP arguments reach the start build.
 
-use std::process::{Command, Output, Stdio};
-
+use crate::support::cli::fleet_output_on;
+use crate::support::mcp::mcp_on;
+use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceRef},
     sim::{RunningSim, SimOptions, Simulator},
 };
-use rmcp::{
-    ServiceExt,
-    model::{CallToolRequestParams, CallToolResult},
-    transport::TokioChildProcess,
-};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{Value, json};
-
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 2000.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator")
-}
-
-fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20")
-        .args(args)
-        .stdin(Stdio::null());
-    cmd.output().expect("fleet runs")
-}
 
 fn builds_path(sim: &RunningSim, ws: &str) -> String {
     format!(
@@ -65,7 +43,7 @@ async fn current_params(sim: &RunningSim, ws: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let v = |t: &str, n: &str| sim.coder_version_id(t, n).unwrap().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
@@ -129,7 +107,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     for (args, expected) in cases {
         let mut full = vec!["coder", "update"];
         full.extend(args.iter().map(String::as_str));
-        let out = fleet(&sim, &full);
+        let out = fleet_output_on(&sim, &full);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
@@ -137,7 +115,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
             "{args:?}: {expected:?} missing: {err}"
         );
     }
-    let out = fleet(&sim, &["coder", "restart", "alice/secure-shell"]);
+    let out = fleet_output_on(&sim, &["coder", "restart", "alice/secure-shell"]);
     assert_eq!(out.status.code(), Some(2));
     for ws in ["alice/dev", "alice/current", "alice/secure-shell"] {
         assert_eq!(
@@ -153,7 +131,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     let msim = Simulator::start(SimOptions::default())
         .await
         .expect("simulator");
-    let out = fleet(
+    let out = fleet_output_on(
         &msim,
         &[
             "molecule",
@@ -167,7 +145,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("already running"), "{err}");
-    let out = fleet(
+    let out = fleet_output_on(
         &msim,
         &[
             "molecule",
@@ -188,7 +166,7 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
             && err.contains("To go on, pass --from gcp, or leave --from out."),
         "{err}"
     );
-    let out = fleet(
+    let out = fleet_output_on(
         &msim,
         &[
             "molecule",
@@ -213,11 +191,11 @@ async fn every_refusal_exits_2_and_the_simulator_saw_no_build() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flags_and_files_reach_the_start_build_flag_first() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = dir.path().join("params.yaml");
     std::fs::write(&yaml, "cpu: 6\ndotfiles_uri: https://example.com/dots\n").unwrap();
-    let out = fleet(
+    let out = fleet_output_on(
         &sim,
         &[
             "coder",
@@ -252,7 +230,7 @@ async fn flags_and_files_reach_the_start_build_flag_first() {
 
     let json = dir.path().join("params.json");
     std::fs::write(&json, r#"{"cpu": 3}"#).unwrap();
-    let out = fleet(
+    let out = fleet_output_on(
         &sim,
         &[
             "coder",
@@ -279,12 +257,8 @@ fn error_text(r: &CallToolResult) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_update_agent_refuses_and_then_succeeds_with_parameters() {
-    let sim = sim().await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let sim = sim(2000.0).await;
+    let client = mcp_on(&sim).await;
     let call = |args: Value, tool: &'static str| {
         let params = CallToolRequestParams::new(tool.to_string())
             .with_arguments(args.as_object().unwrap().clone());

@@ -4,9 +4,11 @@
 //! commands in the CLI and as tool arguments and tool calls in MCP, neither face shows the
 //! other's words, and nothing reached the simulator that changes state.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::cli::fleet_output_on;
+use crate::support::mcp::mcp_on;
+use crate::support::sim::sim;
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, CallToolResult},
@@ -14,36 +16,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 2000.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator")
-}
-
-fn fleet(sim: &RunningSim, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleet runs")
-}
-
-async fn mcp(sim: &RunningSim) -> RunningService<RoleClient, ()> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    ().serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .expect("fleet-mcp serves")
-}
 
 async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> String {
     let params = CallToolRequestParams::new(tool.to_string())
@@ -82,13 +54,13 @@ fn assert_cli_words(text: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let v = |t: &str, n: &str| sim.coder_version_id(t, n).unwrap().to_string();
     let (archived, importing) = (
         v("docker-dev", "v0-archived"),
         v("docker-dev", "v4-importing"),
     );
-    let client = mcp(&sim).await;
+    let client = mcp_on(&sim).await;
 
     // (CLI args, CLI advice, MCP tool, MCP args, MCP advice)
     let cases: Vec<(Vec<&str>, String, &str, Value, String)> = vec![
@@ -190,7 +162,7 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
         ),
     ];
     for (args, cli_advice, tool, tool_args, mcp_advice) in cases {
-        let out = fleet(&sim, &args);
+        let out = fleet_output_on(&sim, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         // A refusal, invalid input or a workspace that does not exist (issue 27: was 1) exits 2.
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
@@ -228,8 +200,8 @@ async fn each_refusal_says_what_to_do_in_the_words_of_its_face() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_output_carries_the_remedies_as_facts_beside_the_worded_message() {
-    let sim = sim().await;
-    let out = fleet(
+    let sim = sim(2000.0).await;
+    let out = fleet_output_on(
         &sim,
         &[
             "-o",
@@ -298,8 +270,8 @@ async fn a_missing_configuration_names_the_variables_and_in_the_cli_its_flags() 
 /// answered: the error's message, what to do about it, in tool calls.
 #[tokio::test(flavor = "multi_thread")]
 async fn get_operation_words_an_ended_operation_s_error_like_the_tool() {
-    let sim = sim().await;
-    let client = mcp(&sim).await;
+    let sim = sim(2000.0).await;
+    let client = mcp_on(&sim).await;
     let params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
         json!({"agent_name": "alice/secure-shell", "wait_seconds": 0})
             .as_object()
@@ -343,7 +315,7 @@ async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_
     // Issue 27: with the tenant API configured, the instance id is read from it (no remedy);
     // without it, each face names its own input, and a tool without that input says which
     // tool has it.
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let no_tenant: Vec<(String, String)> = sim
         .env_vars()
         .into_iter()
@@ -415,7 +387,7 @@ async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_having_sent_nothing()
  {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let same_words = "parallel 500 is out of range: it must be 1 to 64; nothing was sent";
     // The CLI: exit 2, the flag and its range.
     for args in [
@@ -442,7 +414,7 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
             "ws-flaky",
         ],
     ] {
-        let out = fleet(&sim, &args);
+        let out = fleet_output_on(&sim, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(same_words), "{args:?}: {stderr}");
@@ -452,7 +424,7 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
         );
         assert_cli_words(&stderr);
     }
-    let out = fleet(&sim, &["coder", "update", "dev", "--ready-timeout", "48h"]);
+    let out = fleet_output_on(&sim, &["coder", "update", "dev", "--ready-timeout", "48h"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -461,7 +433,7 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
         "{stderr}"
     );
     // MCP: isError, the argument and its range; the migration is not clamped and started.
-    let client = mcp(&sim).await;
+    let client = mcp_on(&sim).await;
     for (tool, args) in [
         (
             "update_agents",

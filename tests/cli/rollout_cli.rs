@@ -5,50 +5,13 @@
 
 use std::time::Duration;
 
+use crate::support::cli::fleet_on;
+use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceTransition, build_request},
-    sim::{RunningSim, SimOptions, Simulator},
+    sim::RunningSim,
 };
 use serde_json::Value;
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-async fn fleet(sim: &RunningSim, args: &[&str]) -> Run {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-        .await
-        .expect("fleet ends within 90 s")
-        .expect("fleet runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn verdicts(report: &Value) -> Vec<(String, String)> {
     report["results"]
@@ -111,7 +74,7 @@ async fn a_canary_on_a_broken_version_halts_with_nothing_beyond_the_canary_touch
         "-o",
         "json",
     ]);
-    let run = fleet(&sim, &args).await;
+    let run = fleet_on(&sim, &args, 90).await;
     assert_eq!(run.code, 1, "an unhealthy canary → exit 1\n{}", run.stderr);
     let report = run.json();
     let mut expected = vec![(web(1), "unhealthy".to_string())];
@@ -151,7 +114,7 @@ async fn a_canary_on_a_broken_version_halts_with_nothing_beyond_the_canary_touch
     // The table says the same, and colours nothing when stdout is not a terminal.
     let mut args: Vec<&str> = vec!["coder", "update", "carol/web-01", "carol/web-02"];
     args.extend(["--template-version", &broken, "--canary", "1"]);
-    let run = fleet(&sim, &args).await;
+    let run = fleet_on(&sim, &args, 90).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         !run.stdout.contains('\x1b'),
@@ -184,7 +147,7 @@ async fn max_failures_two_on_a_mixed_fleet_stops_at_two() {
     // carol's web template now points at the broken version; docker-dev stays good.
     assert!(sim.set_coder_active_version("web", "v3-start-error"));
     let api_server = sim.coder_workspace_id("alice/api-server").unwrap();
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -203,6 +166,7 @@ async fn max_failures_two_on_a_mixed_fleet_stops_at_two() {
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -241,7 +205,7 @@ async fn a_rerun_resumes_skipping_current_healthy_workspaces_and_starting_a_left
     let mut args: Vec<&str> = vec!["coder", "update"];
     args.extend(first.iter().map(String::as_str));
     args.extend(["--template-version", &good, "--canary", "1", "-o", "json"]);
-    let run = fleet(&sim, &args).await;
+    let run = fleet_on(&sim, &args, 90).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(verdicts(&run.json()).iter().all(|(_, v)| v == "updated"));
 
@@ -259,7 +223,7 @@ async fn a_rerun_resumes_skipping_current_healthy_workspaces_and_starting_a_left
     let mut args: Vec<&str> = vec!["coder", "update"];
     args.extend(all.iter().map(String::as_str));
     args.extend(["--template-version", &good, "--canary", "1", "-o", "json"]);
-    let run = fleet(&sim, &args).await;
+    let run = fleet_on(&sim, &args, 90).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
     let mut expected: Vec<(String, String)> = (1..=4)
@@ -290,7 +254,7 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
     // At speed 10 a stop takes 0.5 s, a start 0.7 s; v5-slow-ready's agent needs 6 s more.
     let sim = sim(10.0).await;
     let slow = version(&sim, "v5-slow-ready");
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -301,6 +265,7 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
             "--ready-timeout",
             "1s",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 1, "not ready in time → exit 1\n{}", run.stderr);
@@ -311,7 +276,7 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
         run.stderr
     );
     // The same without waiting: updated.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -323,13 +288,14 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["action"], "updated");
     // An external agent is not waited for, and the output says so.
     let external = version(&sim, "v7-external");
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -338,6 +304,7 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
             "--template-version",
             &external,
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -348,7 +315,7 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
     );
     // An agent without a startup script is ready once it connects.
     let no_script = version(&sim, "v6-no-script");
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -360,6 +327,7 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
             "-o",
             "json",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -487,7 +455,7 @@ async fn a_resume_command_puts_server_names_after_double_dash_and_leaves_out_hos
     let sim = sim(100.0).await;
     let broken = version(&sim, "v3-start-error");
     // carol/web-01 runs the version whose agents fail: restarting it is an unhealthy canary.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -497,6 +465,7 @@ async fn a_resume_command_puts_server_names_after_double_dash_and_leaves_out_hos
             &broken,
             "--no-wait-ready",
         ],
+        90,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -517,7 +486,7 @@ async fn a_resume_command_puts_server_names_after_double_dash_and_leaves_out_hos
     args.extend(ids.iter().map(String::as_str));
     let mut json_args = args.clone();
     json_args.extend(["-o", "json"]);
-    let run = fleet(&sim, &json_args).await;
+    let run = fleet_on(&sim, &json_args, 90).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     let report = run.json();
     assert_eq!(
@@ -560,7 +529,7 @@ async fn a_resume_command_puts_server_names_after_double_dash_and_leaves_out_hos
     dry.insert(dash, "--dry-run".into());
     dry.splice(dash..dash, ["-o".to_string(), "json".to_string()]);
     let dry_args: Vec<&str> = dry.iter().map(String::as_str).collect();
-    let planned = fleet(&sim, &dry_args).await;
+    let planned = fleet_on(&sim, &dry_args, 90).await;
     assert_eq!(planned.code, 0, "{dry:?}: {}", planned.stderr);
     let plan = planned.json();
     assert_eq!(plan["workspace"], web(2), "{dry:?}: {plan}");
@@ -569,7 +538,7 @@ async fn a_resume_command_puts_server_names_after_double_dash_and_leaves_out_hos
 
     // The same in text: the resume line is one line, its command takes the names after `--`,
     // and it says what it left out and why; no line of the report is forged.
-    let run = fleet(&sim, &args).await;
+    let run = fleet_on(&sim, &args, 90).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     let line = run
         .stdout

@@ -2,37 +2,18 @@
 //! simulator: the same engine as Coder's. A canary migration that ends `failed` starts nothing
 //! else; `--max-failures 1` stops new starts after the first failure; completed ones count.
 
-use std::time::Duration;
-
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::cli::fleet_on;
+use crate::support::sim::sim_with;
+use fleet::sim::{RunningSim, SimOptions};
 use serde_json::Value;
 
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
+async fn bulk_sim() -> RunningSim {
+    sim_with(SimOptions {
         speed: 2000.0,
         bulk_workspaces: 3,
         ..SimOptions::default()
     })
     .await
-    .expect("the simulator starts")
-}
-
-async fn fleet(sim: &RunningSim, args: &[&str]) -> (i32, Value, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20")
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("fleet ends within a minute")
-        .expect("fleet runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {stdout}\n{stderr}"));
-    (out.status.code().unwrap_or(-1), json, stderr)
 }
 
 fn posted(sim: &RunningSim, workspace: &str) -> usize {
@@ -64,8 +45,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_starts() {
-    let sim = sim().await;
-    let (code, report, stderr) = fleet(
+    let sim = bulk_sim().await;
+    let run = fleet_on(
         &sim,
         &[
             "molecule",
@@ -84,8 +65,10 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
             "-o",
             "json",
         ],
+        60,
     )
     .await;
+    let (code, report, stderr) = (run.code, run.json(), run.stderr.clone());
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(
         verdicts(&report),
@@ -108,7 +91,7 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
     );
 
     // A good canary lets the rest go; one failure with --max-failures 1 starts no more.
-    let (code, report, stderr) = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "molecule",
@@ -132,8 +115,10 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
             "-o",
             "json",
         ],
+        60,
     )
     .await;
+    let (code, report, stderr) = (run.code, run.json(), run.stderr.clone());
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(
         verdicts(&report),
@@ -163,7 +148,8 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
     let dash = argv.iter().position(|w| *w == "--").expect("a `--`");
     argv.splice(dash..dash, ["--dry-run", "-o", "json"]);
     let before = sim.requests().len();
-    let (code, plans, stderr) = fleet(&sim, &argv).await;
+    let run = fleet_on(&sim, &argv, 60).await;
+    let (code, plans, stderr) = (run.code, run.json(), run.stderr.clone());
     assert_eq!(code, 0, "{argv:?}: {stderr}");
     let planned: Vec<&str> = plans
         .as_array()
@@ -185,8 +171,8 @@ async fn a_failed_canary_migration_starts_no_other_and_the_budget_stops_new_star
 /// started at once). With P = 1 the second POST comes only once the first migration ended.
 #[tokio::test]
 async fn parallel_alone_bounds_the_migrations_in_flight() {
-    let sim = sim().await;
-    let (code, report, stderr) = fleet(
+    let sim = bulk_sim().await;
+    let run = fleet_on(
         &sim,
         &[
             "molecule",
@@ -205,8 +191,10 @@ async fn parallel_alone_bounds_the_migrations_in_flight() {
             "ws-bulk-0001",
             "ws-bulk-0002",
         ],
+        60,
     )
     .await;
+    let (code, report, stderr) = (run.code, run.json(), run.stderr.clone());
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         verdicts(&report),

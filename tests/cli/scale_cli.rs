@@ -9,16 +9,18 @@ use std::{
     time::Duration,
 };
 
+use crate::support::cli::fleet_on;
+use crate::support::sim::sim_with;
 use fleet::{
     coder::{CoderClient, FleetEvent, FleetOptions, Selection, UpdateOptions, WorkspaceRef},
     molecule::{MigrateRequest, MoleculeClient, Provider},
-    sim::{RunningSim, SimOptions, Simulator},
+    sim::{RunningSim, SimOptions},
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
+async fn old_coder_sim(speed: f64) -> RunningSim {
+    sim_with(SimOptions {
         speed,
         // A Coder older than on_success: the client-driven stop → start, whose two POSTs per
         // workspace and left-stopped verdicts these batch tests count (the server-side path
@@ -27,37 +29,6 @@ async fn sim(speed: f64) -> RunningSim {
         ..SimOptions::default()
     })
     .await
-    .expect("the simulator starts")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-async fn fleet(sim: &RunningSim, args: &[&str]) -> Run {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("fleet ends within a minute")
-        .expect("fleet runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 fn changes(sim: &RunningSim) -> Vec<String> {
@@ -95,8 +66,8 @@ fn builds_of(sim: &RunningSim, workspace: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_workspaces_in_parallel_each_end_in_a_verdict_and_one_failure_is_exit_1() {
-    let sim = sim(100.0).await;
-    let run = fleet(
+    let sim = old_coder_sim(100.0).await;
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -110,6 +81,7 @@ async fn several_workspaces_in_parallel_each_end_in_a_verdict_and_one_failure_is
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 1, "one failed → exit 1\n{}", run.stderr);
@@ -149,10 +121,11 @@ async fn several_workspaces_in_parallel_each_end_in_a_verdict_and_one_failure_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_output_has_progress_lines_a_table_and_the_verdicts() {
-    let sim = sim(100.0).await;
-    let run = fleet(
+    let sim = old_coder_sim(100.0).await;
+    let run = fleet_on(
         &sim,
         &["coder", "update", "dev", "ml-notebook", "--parallel", "2"],
+        60,
     )
     .await;
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
@@ -199,8 +172,8 @@ async fn text_output_has_progress_lines_a_table_and_the_verdicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones() {
-    let sim = sim(100.0).await;
-    let run = fleet(
+    let sim = old_coder_sim(100.0).await;
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -210,6 +183,7 @@ async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones(
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -228,7 +202,7 @@ async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones(
     );
     assert!(verdicts(&report).iter().all(|(_, v)| v == "would_change"));
     assert_eq!(report["dry_run"], true);
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -239,6 +213,7 @@ async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones(
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -258,8 +233,8 @@ async fn all_outdated_selects_your_outdated_workspaces_and_all_owners_everyones(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_selects_the_outdated_workspaces_of_that_template_and_updates_them() {
-    let sim = sim(100.0).await;
-    let run = fleet(
+    let sim = old_coder_sim(100.0).await;
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -270,6 +245,7 @@ async fn template_selects_the_outdated_workspaces_of_that_template_and_updates_t
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -284,9 +260,10 @@ async fn template_selects_the_outdated_workspaces_of_that_template_and_updates_t
         ]
     );
     // A real run on another template.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &["coder", "update", "--template", "k8s-secure", "-o", "json"],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -305,9 +282,14 @@ async fn template_selects_the_outdated_workspaces_of_that_template_and_updates_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     // update, single: the plan as JSON, builds in order, parameters.
-    let run = fleet(&sim, &["coder", "update", "dev", "--dry-run", "-o", "json"]).await;
+    let run = fleet_on(
+        &sim,
+        &["coder", "update", "dev", "--dry-run", "-o", "json"],
+        60,
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let plan = run.json();
     let steps: Vec<&str> = plan["builds"]
@@ -327,7 +309,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
     assert_eq!(plan["plan"]["parameters"][0]["name"], "region");
     assert_eq!(plan["plan"]["parameters"][0]["value"], "eu-west");
     // update, single, text: which builds, which version, which values.
-    let run = fleet(&sim, &["coder", "update", "api-server", "--dry-run"]).await;
+    let run = fleet_on(&sim, &["coder", "update", "api-server", "--dry-run"], 60).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains("Dry run (nothing was changed)"),
@@ -342,22 +324,24 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
     assert!(!run.stdout.contains("stop build"), "{}", run.stdout);
     assert!(run.stdout.contains("region = us-east"), "{}", run.stdout);
     // Already current: nothing would be done.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &["coder", "update", "current", "--dry-run", "-o", "json"],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["builds"], serde_json::json!([]));
     // restart, single and many.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &["coder", "restart", "dev", "--dry-run", "-o", "json"],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["plan"]["restart"], true);
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -368,6 +352,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -379,7 +364,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
         ])
     );
     // update, many.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -389,6 +374,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
             "api-server",
             "--dry-run",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -399,7 +385,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
         run.stdout
     );
     // migrate, single: the source is looked up, the current migration read.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "molecule",
@@ -411,6 +397,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(
@@ -425,7 +412,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
     assert_eq!(plan["current"]["migrated"], false);
     assert!(plan.get("blocked").is_none(), "{plan}");
     // migrate while one is running: the plan says the control plane would refuse.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "molecule",
@@ -435,6 +422,7 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
             "gcp",
             "--dry-run",
         ],
+        60,
     )
     .await;
     // Issue 27: exits as the real run would (its pre-flight refuses: 2; was 0).
@@ -447,14 +435,14 @@ async fn dry_runs_send_no_post_or_patch_and_print_the_plan() {
         "no POST or PATCH at all"
     );
     // A real run afterwards does what the plan said: stop, then start.
-    let run = fleet(&sim, &["coder", "update", "dev", "-o", "json"]).await;
+    let run = fleet_on(&sim, &["coder", "update", "dev", "-o", "json"], 60).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(builds_of(&sim, "alice/dev"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_exits_2_having_sent_nothing() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     for args in [
         vec!["coder", "update", "dev", "api-server", "--parallel", "0"],
         vec!["coder", "update", "dev", "--parallel", "65"],
@@ -478,7 +466,7 @@ async fn invalid_input_exits_2_having_sent_nothing() {
             "--wait",
         ],
     ] {
-        let run = fleet(&sim, &args).await;
+        let run = fleet_on(&sim, &args, 60).await;
         assert_eq!(run.code, 2, "{args:?}: {}\n{}", run.stdout, run.stderr);
     }
     assert_eq!(
@@ -491,13 +479,13 @@ async fn invalid_input_exits_2_having_sent_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_status_over_several_workspaces_waits_for_all_and_exits_with_the_worst() {
-    let sim = sim(600.0).await;
+    let sim = old_coder_sim(600.0).await;
     let molecule = MoleculeClient::new(&sim.molecule_config()).unwrap();
     let mut start = MigrateRequest::new("ws-fails-migration", Provider::Gcp);
     start.from = Some(Provider::Aws);
     start.confirm = true;
     molecule.migrate_provider(&start).await.expect("started");
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "molecule",
@@ -513,6 +501,7 @@ async fn migration_status_over_several_workspaces_waits_for_all_and_exits_with_t
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 1, "one failed → 1\n{}", run.stderr);
@@ -541,9 +530,10 @@ async fn migration_status_over_several_workspaces_waits_for_all_and_exits_with_t
     assert_eq!(batch["results"][1]["state"], "failed");
     assert_eq!(batch["exit_code"], 1);
     // Text: a table and each workspace's sentence.
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &["molecule", "migration-status", "ws-migrated", "ws-aws-demo"],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -555,13 +545,13 @@ async fn migration_status_over_several_workspaces_waits_for_all_and_exits_with_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_outranks_a_failure_in_the_exit_code() {
     // At 20x a migration takes ~50 s: one second of waiting times out.
-    let sim = sim(20.0).await;
+    let sim = old_coder_sim(20.0).await;
     let molecule = MoleculeClient::new(&sim.molecule_config()).unwrap();
     let mut start = MigrateRequest::new("ws-aws-demo", Provider::Hetzner);
     start.from = Some(Provider::Aws);
     start.confirm = true;
     molecule.migrate_provider(&start).await.expect("started");
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "molecule",
@@ -574,6 +564,7 @@ async fn a_timeout_outranks_a_failure_in_the_exit_code() {
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
@@ -598,7 +589,7 @@ async fn a_timeout_outranks_a_failure_in_the_exit_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_keeps_at_most_parallel_workspaces_in_flight_and_never_one_twice() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     let coder = CoderClient::new(&sim.coder_config()).unwrap();
     let dev_id = sim.coder_workspace_id("alice/dev").unwrap();
     let refs: Vec<WorkspaceRef> = [
@@ -707,7 +698,7 @@ async fn batch_interrupted(sim: &fleet::sim::RunningSim, presses: u32) -> (Optio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ctrl_c_finishes_the_in_flight_workspace_and_starts_no_other() {
     // slow-box builds take 10x longer: at 10x a stop takes ~5 s, a start ~7 s.
-    let sim = sim(10.0).await;
+    let sim = old_coder_sim(10.0).await;
     let (code, report) = batch_interrupted(&sim, 1).await;
     assert_eq!(code, Some(130), "{report}");
     assert_eq!(
@@ -734,7 +725,7 @@ async fn one_ctrl_c_finishes_the_in_flight_workspace_and_starts_no_other() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ctrl_c_exit_130_and_say_each_in_flight_workspace_state() {
-    let sim = sim(10.0).await;
+    let sim = old_coder_sim(10.0).await;
     let (code, report) = batch_interrupted(&sim, 2).await;
     assert_eq!(code, Some(130), "{report}");
     assert_eq!(
@@ -774,9 +765,9 @@ async fn two_ctrl_c_exit_130_and_say_each_in_flight_workspace_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_plans_from_the_workspaces_its_selection_read_without_reading_each_again() {
-    let sim = sim(100.0).await;
+    let sim = old_coder_sim(100.0).await;
     sim.clear_requests();
-    let run = fleet(
+    let run = fleet_on(
         &sim,
         &[
             "coder",
@@ -786,6 +777,7 @@ async fn a_batch_plans_from_the_workspaces_its_selection_read_without_reading_ea
             "-o",
             "json",
         ],
+        60,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);

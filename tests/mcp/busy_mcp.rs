@@ -6,32 +6,15 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::mcp::mcp_on;
+use crate::support::sim::sim;
+use fleet::sim::RunningSim;
 use rmcp::{
-    RoleClient, ServiceExt,
+    RoleClient,
     model::{CallToolRequestParams, CallToolResult},
     service::RunningService,
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
-
-async fn connect(sim: &RunningSim) -> RunningService<RoleClient, ()> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
-    ().serve(transport).await.expect("MCP handshake")
-}
 
 async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
     let params = CallToolRequestParams::new(tool.to_string())
@@ -63,7 +46,7 @@ fn row<'a>(report: &'a Value, workspace: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_agents_answers_skipped_rows_with_their_reason_and_sends_nothing_for_them() {
     let sim = sim(100.0).await;
-    let client = connect(&sim).await;
+    let client = mcp_on(&sim).await;
     let result = call(
         &client,
         "update_agents",
@@ -128,7 +111,7 @@ async fn update_agents_answers_skipped_rows_with_their_reason_and_sends_nothing_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_agent_and_restart_agent_on_a_busy_workspace_say_why_and_what_to_pass() {
     let sim = sim(600.0).await;
-    let client = connect(&sim).await;
+    let client = mcp_on(&sim).await;
     for tool in ["update_agent", "restart_agent"] {
         let result = call(&client, tool, json!({"agent_name": "bob/pairing"})).await;
         assert_eq!(result.is_error, Some(true), "{tool}: {}", text_of(&result));

@@ -4,18 +4,10 @@
 
 use std::{path::Path, process::Stdio};
 
-use fleet::sim::{CODER_SESSION_TOKEN, RunningSim, SimOptions, Simulator};
+use crate::support::sim::sim;
+use fleet::sim::{CODER_SESSION_TOKEN, RunningSim};
 use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
 use serde_json::{Value, json};
-
-async fn sim() -> RunningSim {
-    Simulator::start(SimOptions {
-        speed: 2000.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator")
-}
 
 /// A fresh home whose config file has the context `sim` (Coder: the simulator, the token
 /// from a 0600 file) and `broken` (the token from an unset variable).
@@ -73,7 +65,7 @@ async fn list_agents(cmd: tokio::process::Command) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_mcp_context_answers_list_agents_without_tokens_in_its_configuration() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = home_with_context(&sim);
     let by_flag = list_agents(fleet_mcp(home.path(), &["--context", "sim"], &[])).await;
     assert!(by_flag.to_string().contains("alice/dev"), "{by_flag}");
@@ -83,7 +75,7 @@ async fn fleet_mcp_context_answers_list_agents_without_tokens_in_its_configurati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_mcp_refuses_an_unknown_context_at_start() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = home_with_context(&sim);
     sim.clear_requests();
     for (args, env) in [
@@ -107,7 +99,7 @@ async fn fleet_mcp_refuses_an_unknown_context_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_mcp_check_runs_the_doctors_checks_and_exits() {
-    let sim = sim().await;
+    let sim = sim(2000.0).await;
     let home = home_with_context(&sim);
     let run = |args: Vec<&'static str>| {
         let mut cmd = fleet_mcp(home.path(), &args, &[]);

@@ -5,23 +5,14 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions, Simulator};
+use crate::support::mcp::mcp_on;
+use fleet::sim::{SimOptions, Simulator};
 use rmcp::{
-    RoleClient, ServiceExt,
+    RoleClient,
     model::{CallToolRequestParams, CallToolResult},
     service::RunningService,
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-
-async fn connect(sim: &RunningSim) -> RunningService<RoleClient, ()> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
-    ().serve(transport).await.expect("MCP handshake")
-}
 
 async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
     let params = CallToolRequestParams::new(tool.to_string())
@@ -45,7 +36,7 @@ async fn update_agents_with_a_canary_on_a_broken_version_reports_the_cli_verdict
     .await
     .unwrap();
     let broken = sim.coder_version_id("web", "v3-start-error").unwrap();
-    let client = connect(&sim).await;
+    let client = mcp_on(&sim).await;
     let names: Vec<String> = (1..=4).map(|n| format!("carol/web-{n:02}")).collect();
     let result = call(
         &client,
@@ -129,7 +120,7 @@ async fn migrate_workspaces_runs_the_same_engine_a_failed_canary_starts_no_other
     })
     .await
     .unwrap();
-    let client = connect(&sim).await;
+    let client = mcp_on(&sim).await;
     // Without confirm: refused, nothing sent.
     let result = call(
         &client,

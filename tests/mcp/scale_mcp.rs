@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::mcp::{mcp_command_on, serve};
 use fleet::sim::{RunningSim, SimOptions, Simulator};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
@@ -35,17 +36,8 @@ impl ClientHandler for Client {
 }
 
 async fn connect(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20");
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
     let handler = Client::default();
-    let running = handler
-        .clone()
-        .serve(transport)
-        .await
-        .expect("MCP handshake");
+    let running = serve(handler.clone(), mcp_command_on(sim)).await;
     (running, handler)
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::sim::coder_client;
 use fleet::{
     CoderConfig, Secret,
     coder::{
@@ -23,10 +24,6 @@ async fn sim_with(speed: f64, ws_drop_after: Option<u32>) -> RunningSim {
     })
     .await
     .expect("the simulator starts")
-}
-
-fn client(sim: &RunningSim) -> CoderClient {
-    CoderClient::new(&sim.coder_config()).expect("a client for the simulator")
 }
 
 /// Starts alice/api-server (stopped, v1) and returns the start build.
@@ -78,7 +75,7 @@ async fn follow_all(c: &CoderClient, build: Uuid) -> (Vec<types::ProvisionerJobL
 #[tokio::test]
 async fn build_logs_arrive_live_in_order_and_the_stream_ends_with_the_job() {
     let s = sim_with(10.0, None).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let (_, build) = start_api_server(&s, &c).await;
     let build_id = build.id.expect("an id");
     let started = Instant::now();
@@ -112,7 +109,7 @@ async fn build_logs_arrive_live_in_order_and_the_stream_ends_with_the_job() {
 async fn a_forced_reconnect_loses_no_line_and_repeats_none() {
     // Every socket is cut after 3 messages: 8 lines need several connections.
     let s = sim_with(10.0, Some(3)).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let (_, build) = start_api_server(&s, &c).await;
     let build_id = build.id.expect("an id");
     let (lines, connections, reconnects) = follow_all(&c, build_id).await;
@@ -134,7 +131,7 @@ async fn a_forced_reconnect_loses_no_line_and_repeats_none() {
 #[tokio::test]
 async fn following_a_finished_build_gives_its_lines_and_ends() {
     let s = sim_with(50.0, None).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let (_, build) = start_api_server(&s, &c).await;
     let build_id = build.id.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await; // 7 s / 50 = 140 ms
@@ -153,7 +150,7 @@ async fn following_a_finished_build_gives_its_lines_and_ends() {
 #[tokio::test]
 async fn the_socket_carries_the_session_token_and_a_wrong_one_is_refused() {
     let s = sim_with(50.0, None).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let (_, build) = start_api_server(&s, &c).await;
     let wrong = CoderClient::new(&CoderConfig {
         url: Some(s.coder_url()),
@@ -175,7 +172,7 @@ async fn the_socket_carries_the_session_token_and_a_wrong_one_is_refused() {
 #[tokio::test]
 async fn completion_is_noticed_by_push_with_no_polling() {
     let s = sim_with(20.0, None).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let (id, build) = start_api_server(&s, &c).await;
     let mut states = Vec::new();
     let end = c
@@ -229,7 +226,7 @@ async fn completion_is_noticed_by_push_with_no_polling() {
 async fn a_dropped_watch_falls_back_to_polling_and_loses_no_state() {
     // The watch is cut after its first message (the initial snapshot).
     let s = sim_with(20.0, Some(1)).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let (id, build) = start_api_server(&s, &c).await;
     let mut fell_back = Vec::new();
     let end = c
@@ -480,7 +477,7 @@ async fn a_slow_terminal_loses_log_lines_and_is_told_how_many_never_the_outcome(
 /// excluded).
 async fn update_with_readiness(s: &RunningSim) -> (String, usize, Vec<(String, String)>) {
     use fleet::coder::{CoderEvent, ReadyEvent, UpdateOptions, WorkspaceRef};
-    let c = client(s);
+    let c = coder_client(s);
     let op = c.start_update(
         WorkspaceRef::parse("alice/dev").expect("a name"),
         None,

@@ -3,36 +3,20 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::sim::coder_client;
+use crate::support::sim::{sim, sim_with};
 use fleet::{
     coder::{
         CoderClient, FollowUp, ServerFeatures, ServerSideStart, ServerSideStop, UpdateOptions,
         UpdatePlan, WatchOptions, WorkspaceRef, WorkspaceStatus, WorkspaceTransition,
         build_request, is_follow_up_of, types,
     },
-    sim::{RunningSim, SimOptions, Simulator},
+    sim::SimOptions,
 };
 use httpmock::prelude::*;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-async fn sim_with(options: SimOptions) -> RunningSim {
-    Simulator::start(options)
-        .await
-        .expect("the simulator starts")
-}
-
-async fn sim(speed: f64) -> RunningSim {
-    sim_with(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-}
-
-fn client(sim: &RunningSim) -> CoderClient {
-    CoderClient::new(&sim.coder_config()).expect("a client for the simulator")
-}
 
 async fn plan(c: &CoderClient, name: &str, version: Option<Uuid>, restart: bool) -> UpdatePlan {
     let op = c.start_plan_update(
@@ -83,7 +67,10 @@ async fn wait_build_end(c: &CoderClient, ws: &Uuid, build: Option<Uuid>) -> type
 #[tokio::test]
 async fn buildinfo_tells_whether_on_success_is_honoured() {
     let new = sim(100.0).await;
-    let f = client(&new).server_features().await.expect("buildinfo");
+    let f = coder_client(&new)
+        .server_features()
+        .await
+        .expect("buildinfo");
     assert_eq!(f.version_text, fleet::sim::DEFAULT_CODER_VERSION);
     assert!(f.on_success, "{f:?}");
     let old = sim_with(SimOptions {
@@ -91,7 +78,10 @@ async fn buildinfo_tells_whether_on_success_is_honoured() {
         ..SimOptions::default()
     })
     .await;
-    let f = client(&old).server_features().await.expect("buildinfo");
+    let f = coder_client(&old)
+        .server_features()
+        .await
+        .expect("buildinfo");
     assert!(!f.on_success);
     assert!(f.on_success_reason.contains("older than v2.36.0"), "{f:?}");
     // buildinfo is public: read without the session token header succeeds.
@@ -104,7 +94,7 @@ async fn buildinfo_tells_whether_on_success_is_honoured() {
 #[tokio::test]
 async fn the_simulator_refuses_what_coder_refuses_with_on_success() {
     let s = sim(100.0).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let id = s.coder_workspace_id("alice/dev").expect("seeded");
     let on = types::CreateWorkspaceBuildOnSuccessRequest {
         transition: WorkspaceTransition::Start,
@@ -165,7 +155,7 @@ async fn the_simulator_refuses_what_coder_refuses_with_on_success() {
         ..SimOptions::default()
     })
     .await;
-    let oc = client(&old);
+    let oc = coder_client(&old);
     let oid = old.coder_workspace_id("alice/dev").expect("seeded");
     let body = with(WorkspaceTransition::Stop, &|b| b.dry_run = Some(true));
     let b = oc
@@ -180,7 +170,7 @@ async fn the_simulator_refuses_what_coder_refuses_with_on_success() {
 #[tokio::test]
 async fn a_server_side_restart_keeps_the_version_and_the_child_is_the_next_latest_build() {
     let s = sim(50.0).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let id = s.coder_workspace_id("alice/dev").expect("seeded");
     let v2 = s.coder_version_id("docker-dev", "v2").expect("v2");
     let p = plan(&c, "alice/dev", None, true).await;
@@ -257,7 +247,7 @@ async fn a_server_side_restart_keeps_the_version_and_the_child_is_the_next_lates
 #[tokio::test]
 async fn an_update_to_the_active_version_leaves_it_out_and_the_child_reports_what_it_used() {
     let s = sim(50.0).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let id = s.coder_workspace_id("bob/dev").expect("seeded");
     let v3 = s.coder_version_id("docker-dev", "v3").expect("v3");
     let p = plan(&c, "bob/dev", None, false).await;
@@ -269,7 +259,7 @@ async fn an_update_to_the_active_version_leaves_it_out_and_the_child_reports_wha
     };
     // A killed client: nobody follows the run. The server starts the workspace anyway.
     drop(c);
-    let c = client(&s);
+    let c = coder_client(&s);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ws = read(&c, &id).await;
@@ -290,7 +280,7 @@ async fn an_update_to_the_active_version_leaves_it_out_and_the_child_reports_wha
 #[tokio::test]
 async fn a_child_refused_at_creation_is_never_created_and_the_workspace_stays_stopped() {
     let s = sim(50.0).await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let id = s.coder_workspace_id("alice/dev").expect("seeded");
     // Planned for v3 (active) with v3's parameters; the admin makes v1 active meanwhile, so
     // the child (not pinned) is built on v1, which has no disk_gb: refused at creation.
@@ -336,7 +326,7 @@ async fn pinning_without_template_update_permission_is_refused_and_nothing_is_cr
         ..SimOptions::default()
     })
     .await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let id = s.coder_workspace_id("alice/dev").expect("seeded");
     let before = latest(&read(&c, &id).await);
     let p = plan(&c, "alice/dev", None, true).await;
@@ -377,7 +367,7 @@ async fn an_old_server_only_stops() {
         ..SimOptions::default()
     })
     .await;
-    let c = client(&s);
+    let c = coder_client(&s);
     let id = s.coder_workspace_id("alice/dev").expect("seeded");
     let p = plan(&c, "alice/dev", None, false).await;
     let ServerSideStop::Created(parent) = c

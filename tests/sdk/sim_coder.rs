@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::sim::coder_client;
+use crate::support::sim::sim;
 use fleet::{
     CoderConfig, Secret,
     coder::{
@@ -14,19 +16,6 @@ use fleet::{
     sim::{RunningSim, SimFaults, SimOptions, Simulator},
 };
 use uuid::Uuid;
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
-
-fn client(sim: &RunningSim) -> CoderClient {
-    CoderClient::new(&sim.coder_config()).expect("a client for the simulator")
-}
 
 fn error_of(err: progenitor_client::Error<CoderError>) -> (u16, CoderError) {
     match err {
@@ -128,7 +117,7 @@ async fn a_wrong_or_missing_token_gets_401() {
 #[tokio::test]
 async fn reads_users_workspaces_templates_versions_and_parameters() {
     let sim = sim(1.0).await;
-    let c = client(&sim);
+    let c = coder_client(&sim);
     let api = c.api();
     let me = api.get_user_by_name("me").await.expect("me").into_inner();
     assert_eq!(me.username, "alice");
@@ -302,7 +291,7 @@ async fn reads_users_workspaces_templates_versions_and_parameters() {
 async fn stop_then_start_on_the_new_version_walks_the_states_with_logs_and_parameters() {
     // Speed 20: pending lasts 50 ms, starting 300 ms: enough to see every status.
     let sim = sim(20.0).await;
-    let c = client(&sim);
+    let c = coder_client(&sim);
     let id = ws_id(&sim, "alice/dev");
     let v3 = sim.coder_version_id("docker-dev", "v3").expect("v3");
 
@@ -402,7 +391,7 @@ async fn stop_then_start_on_the_new_version_walks_the_states_with_logs_and_param
 #[tokio::test]
 async fn refusals_409_406_403_and_400_with_validations() {
     let sim = sim(1.0).await;
-    let c = client(&sim);
+    let c = coder_client(&sim);
     let api = c.api();
 
     // 409: a second build while one is active (speed 1: the first one is still pending).
@@ -498,7 +487,7 @@ async fn refusals_409_406_403_and_400_with_validations() {
     })
     .await
     .expect("starts");
-    let fast = client(&sim_fast);
+    let fast = coder_client(&sim_fast);
     let secure = ws_id(&sim_fast, "alice/secure-shell");
     let stop = fast
         .api()
@@ -531,7 +520,7 @@ async fn refusals_409_406_403_and_400_with_validations() {
 #[tokio::test]
 async fn a_broken_version_fails_its_start_with_an_error_and_error_logs() {
     let sim = sim(100.0).await;
-    let c = client(&sim);
+    let c = coder_client(&sim);
     let id = ws_id(&sim, "alice/ml-notebook");
     let stop = c
         .api()
@@ -578,7 +567,7 @@ async fn a_broken_version_fails_its_start_with_an_error_and_error_logs() {
 #[tokio::test]
 async fn a_slow_build_can_be_canceled() {
     let sim = sim(20.0).await;
-    let c = client(&sim);
+    let c = coder_client(&sim);
     let id = ws_id(&sim, "alice/slow-box");
     let stop = c
         .api()

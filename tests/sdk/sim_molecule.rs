@@ -3,27 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::sim::molecule_client;
+use crate::support::sim::sim;
 use fleet::{
     MoleculeConfig, Secret,
     molecule::{
         MigrationState, MoleculeClient, Provider,
         cp_api::types::{ErrorBody, MigrateProviderRequest, MigrationStatus},
     },
-    sim::{RunningSim, SimFaults, SimOptions, Simulator},
+    sim::{SimFaults, SimOptions, Simulator},
 };
-
-async fn sim(speed: f64) -> RunningSim {
-    Simulator::start(SimOptions {
-        speed,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
-
-fn client(sim: &RunningSim) -> MoleculeClient {
-    MoleculeClient::new(&sim.molecule_config()).expect("a client for the simulator")
-}
 
 fn request(from: Provider, to: Provider, instance: Option<&str>) -> MigrateProviderRequest {
     MigrateProviderRequest {
@@ -128,7 +117,7 @@ async fn a_wrong_or_missing_token_gets_401_and_an_org_key_gets_403() {
 #[tokio::test]
 async fn a_migration_walks_every_state_and_moves_the_workspace() {
     let sim = sim(300.0).await;
-    let m = client(&sim);
+    let m = molecule_client(&sim);
     let tenant = m.tenant().expect("tenant configured");
     let ws = tenant
         .get_workspace(&"ws-aws-demo".parse().expect("id"))
@@ -208,7 +197,7 @@ async fn a_migration_walks_every_state_and_moves_the_workspace() {
 #[tokio::test]
 async fn faults_fail_roll_back_and_report_an_unknown_state() {
     let sim = sim(2000.0).await;
-    let m = client(&sim);
+    let m = molecule_client(&sim);
 
     m.cp()
         .migrate_provider(
@@ -257,7 +246,7 @@ async fn faults_fail_roll_back_and_report_an_unknown_state() {
 
     // Slower, to see the short unknown state (60 simulated seconds = 120 ms).
     let sim = self::sim(500.0).await;
-    let m = client(&sim);
+    let m = molecule_client(&sim);
     m.cp()
         .migrate_provider(
             &"ws-new-state".parse().expect("id"),
@@ -279,7 +268,7 @@ async fn faults_fail_roll_back_and_report_an_unknown_state() {
 #[tokio::test]
 async fn a_second_migration_while_one_runs_gets_409() {
     let sim = sim(1.0).await;
-    let m = client(&sim);
+    let m = molecule_client(&sim);
     let id = "ws-gcp-demo".parse().expect("id");
     let body = request(Provider::Gcp, Provider::Aws, Some("gce-7730118842"));
     m.cp()
@@ -331,7 +320,7 @@ async fn a_second_migration_while_one_runs_gets_409() {
 #[tokio::test]
 async fn bad_requests_get_400_404_with_the_servers_words() {
     let sim = sim(1.0).await;
-    let m = client(&sim);
+    let m = molecule_client(&sim);
     let id = "ws-hetzner-demo".parse().expect("id");
     let cases: Vec<(MigrateProviderRequest, &str)> = vec![
         (

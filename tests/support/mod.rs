@@ -1,10 +1,15 @@
-//! Fixtures shared by every test binary: Coder JSON bodies and fast options (`coder`), running
-//! the built `fleet` with a clean environment (`reliability`).
+//! Fixtures shared by every test binary, each held once: the in-process simulator and SDK
+//! clients for it (`sim`), running the built `fleet` and its `Run` (`cli`), `fleet-mcp` over
+//! stdio (`mcp`), Coder JSON bodies and fast options (`coder`), driving SDK operations
+//! (`handle`), the reliability checks (`reliability`).
 #![allow(dead_code, unused_imports)]
 
+pub mod cli;
 pub mod coder;
 pub mod handle;
+pub mod mcp;
 pub mod reliability;
+pub mod sim;
 
 /// The variables through which `fleet` and `fleet-mcp` find a user's own configuration (the
 /// config file and its contexts, what `coder login` stored). A test that does not clear the

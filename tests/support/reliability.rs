@@ -13,30 +13,7 @@ pub const ORG_MARKER: &str = "ORGMARKER-91bc55d2-tenant";
 pub const CODER_MARKER: &str = "CODERMARKER-4d2e8b07-session";
 pub const MARKERS: [&str; 3] = [CP_MARKER, ORG_MARKER, CODER_MARKER];
 
-/// What a run of `fleet` left behind.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// The whole output, for messages.
-    pub fn show(&self) -> String {
-        format!(
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-
-    /// True when no token marker appears anywhere in the output.
-    pub fn leaks(&self) -> Option<&'static str> {
-        MARKERS
-            .into_iter()
-            .find(|m| self.stdout.contains(m) || self.stderr.contains(m))
-    }
-}
+pub use super::cli::Run;
 
 /// `fleet` with an empty environment (PATH kept), stdin closed, and `env` set.
 pub fn fleet_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -56,11 +33,7 @@ pub fn fleet_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
 /// Runs `fleet` to its end.
 pub fn run_fleet(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = fleet_cmd(args, env).output().expect("fleet runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from_output(&out)
 }
 
 /// Asserts the run failed the way bad input must: exit 2, exactly one `error:` line on
