@@ -55,14 +55,15 @@ pub use model::{
     UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
-pub use model::{Fallback, ListFilter, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter};
+pub use model::{
+    Fallback, LOG_LINES_SHOWN, ListFilter, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter,
+};
 pub use params::{
     ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
     parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
     parse_parameters_file, resolve_parameters,
 };
 pub use plan::{PlannedBuild, UpdatePlan};
-pub use run::LOG_LINES_SHOWN;
 pub use versions::{
     TemplateVersionRef, TemplateVersions, TemplateVersionsByName, VERSION_NAME_MAX, VersionRow,
 };
@@ -382,7 +383,7 @@ impl CoderClient {
         on_event(CoderEvent::QueuedForBuild { limit: slots.limit });
         tokio::select! {
             permit = slots.semaphore.clone().acquire_owned() => Ok(permit.ok()),
-            _ = control.cancelled() => Err(run::nothing_changed_interrupt(&what)),
+            _ = control.cancelled() => Err(model::nothing_changed_interrupt(&what)),
         }
     }
 

@@ -7,9 +7,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::wait::*;
 use super::{CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition, types};
-use crate::{Error, Input, Look, Remedy, Result};
+use crate::{Error, Input, Look, Remedy, Result, poll::PollOptions};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace references
@@ -1236,4 +1235,19 @@ pub(super) fn no_id() -> Error {
         message: "Coder answered without an id where one is required".into(),
         validations: vec![],
     }
+}
+
+/// How many log lines a failed build's error carries.
+pub const LOG_LINES_SHOWN: usize = 20;
+
+pub(super) fn nothing_changed_interrupt(what: &impl std::fmt::Display) -> Error {
+    Error::Interrupted {
+        message: format!("interrupted before anything was changed on {what}"),
+        last_state: None,
+    }
+}
+
+/// The error with one more sentence: what fleet found out, and what to do.
+pub(super) fn append(e: Error, text: &str) -> Error {
+    e.map_message(|m| format!("{}. {text}", m.trim_end().trim_end_matches('.')))
 }
