@@ -30,7 +30,7 @@ mod watch;
 mod ws;
 pub use busy::{AppStatusState, BusyReason, BusyRules, DEFAULT_IDLE_FOR, NullUuid, busy_reason};
 pub use fleet::{
-    DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
+    BatchAction, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL,
     Selection, Severity, Verdict, WorkspaceResult,
 };
 pub use logs::{BuildLogs, LOG_LINE_MAX_BYTES, LogFollowOptions, cut_log_line};
