@@ -42,18 +42,15 @@ pub use ready::{
     ReadyEvent, ReadyOptions, ReadyReport,
 };
 pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
-pub use server_side::{
-    DEFAULT_FOLLOW_UP_BOUND, FollowUp, ServerSideStart, ServerSideStop, build_request,
-    is_follow_up_of,
-};
+pub use server_side::{FollowUp, ServerSideStart, ServerSideStop, build_request, is_follow_up_of};
 pub use watch::{WatchEnd, WatchEvent, WatchNote, WatchOptions, WorkspaceWatch};
 pub use ws::WS_MAX_MESSAGE_BYTES;
 mod params;
 mod preflight;
 pub use model::{
-    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Step, TemplateVersionInfo,
-    UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
-    parse_template_version_id,
+    BuildInfo, CoderEvent, DEFAULT_FOLLOW_UP_BOUND, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT,
+    Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo,
+    WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
 pub use model::{
     Fallback, LOG_LINES_SHOWN, ListFilter, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter,

@@ -292,6 +292,10 @@ pub struct UpdateOptions {
 
 /// The default deadline of a stop build.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// How long fleet waits, after the stop succeeded, for the server to create the follow-up
+/// start build before it starts the workspace itself.
+pub const DEFAULT_FOLLOW_UP_BOUND: Duration = Duration::from_secs(30);
 /// The default deadline of a start build.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -306,7 +310,7 @@ impl Default for UpdateOptions {
             parameters: BTreeMap::new(),
             parameters_file: BTreeMap::new(),
             client_driven: false,
-            follow_up_bound: super::DEFAULT_FOLLOW_UP_BOUND,
+            follow_up_bound: DEFAULT_FOLLOW_UP_BOUND,
             push: true,
             busy: super::BusyRules::default(),
         }
