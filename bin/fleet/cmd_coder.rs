@@ -8,8 +8,8 @@ use clap::{ArgGroup, Args, Subcommand};
 use fleet::text::escape_one_line;
 use fleet::{
     coder::{
-        CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport,
-        Operation, PollOptions, ReadyOptions, Selection, Severity, Step, TemplateVersionRef,
+        BatchAction, CoderClient, CoderEvent, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions,
+        FleetReport, PollOptions, ReadyOptions, Selection, Severity, Step, TemplateVersionRef,
         UpdateOptions, UpdateOutcome, Verdict, WorkspaceInfo, WorkspaceRef,
     },
     operation::Aftermath,
@@ -483,7 +483,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 args.template.clone(),
                 args.all_owners,
             )?;
-            let operation = Operation::Update {
+            let operation = BatchAction::Update {
                 template_version: args.template_version.clone(),
             };
             let ready = args.wait.ready(&options);
@@ -531,7 +531,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
             return run_selection(
                 &client,
                 selection,
-                Operation::Restart,
+                BatchAction::Restart,
                 options,
                 ready,
                 &args.batch,
@@ -616,7 +616,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
 async fn run_selection(
     client: &CoderClient,
     selection: Selection,
-    operation: Operation,
+    operation: BatchAction,
     options: UpdateOptions,
     ready: Option<ReadyOptions>,
     batch: &BatchArgs,
@@ -630,8 +630,8 @@ async fn run_selection(
     };
     if let Some(workspace) = single {
         let (version, restart) = match operation.clone() {
-            Operation::Update { template_version } => (template_version, false),
-            Operation::Restart => (None, true),
+            BatchAction::Update { template_version } => (template_version, false),
+            BatchAction::Restart => (None, true),
         };
         let mut progress = OneTarget::new(format, logs);
         if batch.dry_run {

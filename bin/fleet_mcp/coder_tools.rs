@@ -3,8 +3,8 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent, FleetOptions,
-    Operation, ReadyOptions, Selection, TemplateVersionInfo, TemplateVersionRef, UpdateOptions,
+    BatchAction, BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent,
+    FleetOptions, ReadyOptions, Selection, TemplateVersionInfo, TemplateVersionRef, UpdateOptions,
     UpdateOutcome, WorkspaceFilter, WorkspaceInfo, WorkspaceRef,
 };
 use rmcp::{
@@ -373,7 +373,7 @@ impl FleetServer {
         let parallel = p.parallel.unwrap_or(DEFAULT_PARALLEL as u32) as usize;
         let client = self.coder()?;
         let options = FleetOptions {
-            operation: Operation::Update {
+            operation: BatchAction::Update {
                 template_version: version,
             },
             parallel,

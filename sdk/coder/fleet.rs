@@ -168,7 +168,7 @@ impl Selection {
 
 /// What to do to each workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operation {
+pub enum BatchAction {
     /// Update to this template version, or to the template's active version.
     Update {
         /// The target version; `None` for each template's active version.
@@ -182,7 +182,7 @@ pub enum Operation {
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
     /// Update or restart.
-    pub operation: Operation,
+    pub operation: BatchAction,
     /// At most this many workspaces in flight (1 ..= [`MAX_PARALLEL`]).
     pub parallel: usize,
     /// Deadlines, polling, force: the same for every workspace.
@@ -200,7 +200,7 @@ pub struct FleetOptions {
 impl Default for FleetOptions {
     fn default() -> Self {
         FleetOptions {
-            operation: Operation::Update {
+            operation: BatchAction::Update {
                 template_version: None,
             },
             parallel: DEFAULT_PARALLEL,
@@ -893,8 +893,8 @@ impl CoderClient {
             });
         };
         let (template_version, restart) = match &options.operation {
-            Operation::Update { template_version } => (template_version.clone(), false),
-            Operation::Restart => (None, true),
+            BatchAction::Update { template_version } => (template_version.clone(), false),
+            BatchAction::Restart => (None, true),
         };
         let r = WorkspaceRef::Id(id);
         let planned = if target.read_at.elapsed() <= REUSE_READ_FOR {

@@ -30,7 +30,7 @@ mod watch;
 mod ws;
 pub use busy::{AppStatusState, BusyReason, BusyRules, DEFAULT_IDLE_FOR, NullUuid, busy_reason};
 pub use fleet::{
-    DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL, Operation,
+    BatchAction, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL,
     Selection, Severity, Verdict, WorkspaceResult,
 };
 pub use logs::{BuildLogs, LOG_LINE_MAX_BYTES, LogFollowOptions, cut_log_line};
@@ -42,27 +42,25 @@ pub use ready::{
     ReadyEvent, ReadyOptions, ReadyReport,
 };
 pub use server_features::{ON_SUCCESS_SINCE, ServerFeatures, ServerVersion};
-pub use server_side::{
-    DEFAULT_FOLLOW_UP_BOUND, FollowUp, ServerSideStart, ServerSideStop, build_request,
-    is_follow_up_of,
-};
+pub use server_side::{FollowUp, ServerSideStart, ServerSideStop, build_request, is_follow_up_of};
 pub use watch::{WatchEnd, WatchEvent, WatchNote, WatchOptions, WorkspaceWatch};
 pub use ws::WS_MAX_MESSAGE_BYTES;
 mod params;
 mod preflight;
 pub use model::{
-    BuildInfo, CoderEvent, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Step, TemplateVersionInfo,
-    UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
-    parse_template_version_id,
+    BuildInfo, CoderEvent, DEFAULT_FOLLOW_UP_BOUND, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT,
+    Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo,
+    WorkspaceList, WorkspaceRef, parse_template_version_id,
 };
-pub use model::{Fallback, ListFilter, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter};
+pub use model::{
+    Fallback, LOG_LINES_SHOWN, ListFilter, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter,
+};
 pub use params::{
     ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
     parameter_value_from_json, parameters_from_json, parse_parameter_assignment,
     parse_parameters_file, resolve_parameters,
 };
 pub use plan::{PlannedBuild, UpdatePlan};
-pub use run::LOG_LINES_SHOWN;
 pub use versions::{
     TemplateVersionRef, TemplateVersions, TemplateVersionsByName, VERSION_NAME_MAX, VersionRow,
 };
@@ -382,7 +380,7 @@ impl CoderClient {
         on_event(CoderEvent::QueuedForBuild { limit: slots.limit });
         tokio::select! {
             permit = slots.semaphore.clone().acquire_owned() => Ok(permit.ok()),
-            _ = control.cancelled() => Err(run::nothing_changed_interrupt(&what)),
+            _ = control.cancelled() => Err(model::nothing_changed_interrupt(&what)),
         }
     }
 

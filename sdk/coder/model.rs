@@ -7,9 +7,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::wait::*;
 use super::{CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition, types};
-use crate::{Error, Input, Look, Remedy, Result};
+use crate::{Error, Input, Look, Remedy, Result, poll::PollOptions};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace references
@@ -293,6 +292,10 @@ pub struct UpdateOptions {
 
 /// The default deadline of a stop build.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// How long fleet waits, after the stop succeeded, for the server to create the follow-up
+/// start build before it starts the workspace itself.
+pub const DEFAULT_FOLLOW_UP_BOUND: Duration = Duration::from_secs(30);
 /// The default deadline of a start build.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -307,7 +310,7 @@ impl Default for UpdateOptions {
             parameters: BTreeMap::new(),
             parameters_file: BTreeMap::new(),
             client_driven: false,
-            follow_up_bound: super::DEFAULT_FOLLOW_UP_BOUND,
+            follow_up_bound: DEFAULT_FOLLOW_UP_BOUND,
             push: true,
             busy: super::BusyRules::default(),
         }
@@ -1236,4 +1239,19 @@ pub(super) fn no_id() -> Error {
         message: "Coder answered without an id where one is required".into(),
         validations: vec![],
     }
+}
+
+/// How many log lines a failed build's error carries.
+pub const LOG_LINES_SHOWN: usize = 20;
+
+pub(super) fn nothing_changed_interrupt(what: &impl std::fmt::Display) -> Error {
+    Error::Interrupted {
+        message: format!("interrupted before anything was changed on {what}"),
+        last_state: None,
+    }
+}
+
+/// The error with one more sentence: what fleet found out, and what to do.
+pub(super) fn append(e: Error, text: &str) -> Error {
+    e.map_message(|m| format!("{}. {text}", m.trim_end().trim_end_matches('.')))
 }

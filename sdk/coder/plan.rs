@@ -9,7 +9,13 @@ use super::{
     params::{ParameterSource, ResolvedParameter},
     types,
 };
-use super::{model::*, run::*, wait::*};
+use super::{
+    model::{
+        CoderEvent, RunPath, TemplateVersionInfo, UpdateOptions, WorkspaceInfo, WorkspaceRef,
+        append, full_name, no_id, nothing_changed_interrupt,
+    },
+    wait::{ExpectedDuration, OthersBuild, build_ended, cancellable},
+};
 use crate::{Error, Result, operation::Control};
 use futures::FutureExt;
 
@@ -486,4 +492,17 @@ impl CoderClient {
         });
         Ok(plan)
     }
+}
+
+/// The start build could not be created after the stop succeeded: say so.
+pub(super) fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
+    let tail = format!(
+        "The stop succeeded but the start was refused, so {name} is left stopped; finish the job \
+         once the cause is fixed"
+    );
+    let e = match e {
+        e @ Error::Api { .. } => e.map_message(|m| format!("{m}\n{tail}")),
+        other => append(other, &tail),
+    };
+    Error::left(e, plan.left_stopped())
 }

@@ -12,8 +12,11 @@
 use std::{sync::Mutex, time::Instant};
 
 use super::{CoderClient, LogFollowOptions, types};
-use super::{model::*, wait::*};
-use crate::{Result, operation::Control};
+use super::{
+    model::{CoderEvent, Step, ms},
+    wait::{Until, WaitEnd, build_failed},
+};
+use crate::{Result, operation::Control, poll::PollOptions};
 
 /// How many times a dropped log stream is re-opened before fleet polls instead.
 const LOG_RECONNECTS: u32 = 3;

@@ -10,11 +10,16 @@ use uuid::Uuid;
 use super::{
     CoderClient, FollowUp, TemplateVersionRef, WorkspaceStatus, WorkspaceTransition, types,
 };
-use super::{model::*, plan::*, wait::*};
+use super::{
+    model::{
+        BuildInfo, CoderEvent, Fallback, LOG_LINES_SHOWN, RunPath, Step, UpdateAction,
+        UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceRef, append, full_name, ms,
+        nothing_changed_interrupt, round,
+    },
+    plan::{UpdatePlan, left_stopped},
+    wait::{OthersBuild, Until, WaitEnd, build_ended, build_failed, status_of},
+};
 use crate::{Error, Result, operation::Control};
-
-/// How many log lines a failed build's error carries.
-pub const LOG_LINES_SHOWN: usize = 20;
 
 /// What a read after a failed build POST found.
 pub(super) enum AfterFailedPost {
@@ -619,12 +624,151 @@ impl CoderClient {
             Err(e) => AfterFailedPost::Unknown(e),
         }
     }
-}
 
-pub(super) fn nothing_changed_interrupt(what: &impl std::fmt::Display) -> Error {
-    Error::Interrupted {
-        message: format!("interrupted before anything was changed on {what}"),
-        last_state: None,
+    /// After a 409: re-reads the workspace and waits for the active build, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn wait_out_conflict(
+        &self,
+        plan: &UpdatePlan,
+        step: Step,
+        message: &str,
+        conflicts: u32,
+        options: &UpdateOptions,
+        cancel: &Control,
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
+        after_stop: bool,
+    ) -> Result<types::Workspace> {
+        let name = full_name(&plan.workspace);
+        let ws_id = plan.workspace_id()?;
+        let ws = self.read_workspace(&ws_id).await?;
+        let active = ws.latest_build.clone().filter(|b| !build_ended(b));
+        let state = ws.latest_build.as_ref().map(status_of);
+        let left = if after_stop {
+            format!(" {name} is left stopped.")
+        } else {
+            " Nothing was changed by fleet.".to_string()
+        };
+        // After the stop, what is left is a stopped workspace: say what finishes the job.
+        let with_left = |e: Error| {
+            if after_stop {
+                Error::left(e, plan.left_stopped())
+            } else {
+                e
+            }
+        };
+        let Some(build) = active.filter(|_| conflicts <= options.max_conflicts) else {
+            return Err(with_left(Error::Conflict {
+                message: format!(
+                    "{message}. Coder refused the {step} build of {name} {conflicts} time(s) because another build is active \
+                     (workspace status: {}).{left}",
+                    state.clone().unwrap_or_else(|| "unknown".into())
+                ),
+                current_state: state,
+            }));
+        };
+        on_event(CoderEvent::Conflict {
+            step,
+            message: message.to_string(),
+        });
+        let timeout = if after_stop {
+            options.start_timeout
+        } else {
+            options.stop_timeout
+        };
+        let waited = self
+            .wait_for_someone_elses_build(
+                &build,
+                &format!("another build of {name} that blocked the {step} build"),
+                &format!(".{left}"),
+                timeout,
+                options,
+                cancel,
+                // Before the stop nothing was changed: a graceful cancel may end the wait.
+                !after_stop,
+                on_event,
+            )
+            .await?;
+        match waited {
+            OthersBuild::Ended => self.read_workspace(&ws_id).await,
+            OthersBuild::TimedOut(e) => Err(with_left(e)),
+            OthersBuild::Cancelled(last_state) => Err(with_left(Error::Interrupted {
+                message: format!("interrupted while waiting for another build of {name}.{left}"),
+                last_state,
+            })),
+        }
+    }
+
+    /// The error for a build that ended failed or canceled: the job's error, the last lines of
+    /// its log, the state the workspace is left in and what to do next.
+    pub(super) async fn failed_build_error(
+        &self,
+        b: &types::WorkspaceBuild,
+        step: Step,
+        plan: &UpdatePlan,
+    ) -> Error {
+        let name = full_name(&plan.workspace);
+        let job_error = b
+            .job
+            .as_ref()
+            .and_then(|j| j.error.clone())
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| "Coder gave no error message".into());
+        let logs = match b.id {
+            Some(id) => match self
+                .api()
+                .get_workspace_build_logs(&id.to_string(), None, None, None)
+                .await
+            {
+                Ok(lines) => {
+                    let lines: Vec<String> = lines
+                        .into_inner()
+                        .into_iter()
+                        .filter_map(|l| l.output)
+                        .filter(|o| !o.trim().is_empty())
+                        .map(super::cut_log_line)
+                        .collect();
+                    let skip = lines.len().saturating_sub(LOG_LINES_SHOWN);
+                    if lines.is_empty() {
+                        "\nThe build log is empty.".to_string()
+                    } else {
+                        format!(
+                            "\nLast lines of the build log:\n{}",
+                            lines[skip..]
+                                .iter()
+                                // One log line, one line: a line break inside
+                                // it is shown escaped, never as a line of its own.
+                                .map(|l| format!("  | {}", crate::text::escape_one_line(l)))
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        )
+                    }
+                }
+                Err(e) => format!(
+                    "\n(The build log could not be read: {})",
+                    self.error("reading the build log", e)
+                ),
+            },
+            None => String::new(),
+        };
+        let number = b.build_number.map(|n| format!(" #{n}")).unwrap_or_default();
+        let state = status_of(b);
+        let next = match step {
+            Step::Stop => format!(
+                "The workspace was NOT started (its status is {state}). Look at the log above, fix the cause, then finish the job"
+            ),
+            _ => format!(
+                "The workspace is left {state}. Look at the log above, fix the cause (template or parameters), then finish the job"
+            ),
+        };
+        Error::left(
+            Error::OperationFailed {
+                message: format!(
+                    "the {step} build{number} of {name} ended {state}: {job_error}{logs}\n{next}"
+                ),
+                final_state: Some(state),
+            },
+            plan.left_stopped(),
+        )
     }
 }
 
@@ -639,24 +783,6 @@ pub(super) fn definite_refusal(e: &Error) -> bool {
         | Error::InvalidInput(_) => true,
         _ => false,
     }
-}
-
-/// The error with one more sentence: what fleet found out, and what to do.
-pub(super) fn append(e: Error, text: &str) -> Error {
-    e.map_message(|m| format!("{}. {text}", m.trim_end().trim_end_matches('.')))
-}
-
-/// The start build could not be created after the stop succeeded: say so.
-pub(super) fn left_stopped(e: Error, name: &str, plan: &UpdatePlan) -> Error {
-    let tail = format!(
-        "The stop succeeded but the start was refused, so {name} is left stopped; finish the job \
-         once the cause is fixed"
-    );
-    let e = match e {
-        e @ Error::Api { .. } => e.map_message(|m| format!("{m}\n{tail}")),
-        other => append(other, &tail),
-    };
-    Error::left(e, plan.left_stopped())
 }
 
 /// Says a build exists: created by fleet, found after an error, or created by the server.

@@ -21,10 +21,6 @@ use uuid::Uuid;
 use super::{CoderClient, UpdatePlan, WorkspaceTransition, types};
 use crate::{Error, Result};
 
-/// How long fleet waits, after the stop succeeded, for the server to create the follow-up
-/// start build before it starts the workspace itself.
-pub const DEFAULT_FOLLOW_UP_BOUND: Duration = Duration::from_secs(30);
-
 /// A build request with only its transition set; fill in the rest with struct update syntax
 /// (`CreateWorkspaceBuildRequest { template_version_id: …, ..build_request(Start) }`).
 pub fn build_request(transition: WorkspaceTransition) -> types::CreateWorkspaceBuildRequest {
