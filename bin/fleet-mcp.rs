@@ -403,8 +403,13 @@ async fn configure(
         );
         lines.push(String::new());
         lines.extend(config_text::report_lines(&findings));
+        // A closed pipe (`fleet-mcp --check | head -1`) ends the output, never the process.
+        let mut stdout = std::io::stdout().lock();
         for line in lines {
-            println!("{}", safe_text::safe(&line));
+            use std::io::Write;
+            if writeln!(stdout, "{}", safe_text::safe(&line)).is_err() {
+                break;
+            }
         }
         return Err(findings.exit_code());
     }
