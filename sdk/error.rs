@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::outcome::{Aftermath, Severity};
+use crate::outcome::{Aftermath, BusyReason, Severity};
 
 /// What went wrong, in terms a caller can act on.
 ///
@@ -142,7 +142,7 @@ pub enum Error {
         /// `owner/name`.
         workspace: String,
         /// Why.
-        reason: crate::coder::BusyReason,
+        reason: BusyReason,
         /// " after waiting 5m for it to become idle", when fleet waited.
         waited: String,
     },
