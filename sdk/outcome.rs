@@ -1,6 +1,6 @@
-//! What an operation (or one workspace of it) leaves behind and how bad its ending is: facts
-//! the SDK states and each face words (the CLI as commands and exit codes, fleet-mcp as tool
-//! calls). A floor below `error.rs` and `operation.rs`, which both use it; it uses neither.
+//! What an operation (or one workspace of it) leaves behind, how bad its ending is and why a
+//! workspace was left alone ([`BusyReason`]; the rule is in `coder/busy.rs`): facts the SDK
+//! states and each face words (the CLI as commands and exit codes, fleet-mcp as tool calls). A floor below `error.rs` and `operation.rs`, which both use it; it uses neither.
 //! [`Severity::of`] (from an error) is defined in `error.rs`.
 
 use chrono::{DateTime, Utc};

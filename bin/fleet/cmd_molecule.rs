@@ -161,7 +161,7 @@ pub struct MigrateArgs {
     wait: bool,
 
     /// With --wait: how long to wait, 1s to 1h (like 90s, 20m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_migration_timeout, default_value = "30m", requires = "wait")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_migration_timeout, default_value = DEFAULT_TIMEOUT.as_str(), requires = "wait")]
     timeout: Duration,
 
     /// Print the plan (source, target, the current migration) after the reads it needs; send
@@ -184,6 +184,12 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "P", requires = "wait", value_parser = parse_parallel)]
     parallel: Option<usize>,
 }
+
+/// `--timeout`'s default, the SDK's [`fleet::molecule::DEFAULT_MIGRATION_TIMEOUT`] in words
+/// (`30m`).
+static DEFAULT_TIMEOUT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    humantime::format_duration(fleet::molecule::DEFAULT_MIGRATION_TIMEOUT).to_string()
+});
 
 /// `--timeout`: a duration within the SDK's [`fleet::molecule::MIGRATION_TIMEOUT_RANGE`].
 fn parse_migration_timeout(s: &str) -> Result<Duration, String> {
@@ -231,7 +237,7 @@ pub struct StatusArgs {
     wait: bool,
 
     /// With --wait: how long to wait, 1s to 1h (like 90s, 20m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_migration_timeout, default_value = "30m", requires = "wait")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_migration_timeout, default_value = DEFAULT_TIMEOUT.as_str(), requires = "wait")]
     timeout: Duration,
 }
 
