@@ -6,7 +6,7 @@ pub use crate::secret::Secret;
 use crate::{Error, Result};
 
 /// Reading a token from a file lives here, above the file reader and the error type; the
-/// token itself is a floor type ([`crate::secret`]) that the redactor in `text.rs` uses too.
+/// token itself is a floor type (`secret.rs`) that the redactor in `text.rs` uses too.
 impl Secret {
     /// Reads a token from a file (first line, trimmed), at most
     /// [`TOKEN_FILE_MAX_BYTES`](crate::files::TOKEN_FILE_MAX_BYTES) within a few seconds (see
