@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::outcome::{Aftermath, Severity};
+use crate::outcome::{Aftermath, BusyReason, Severity};
 
 /// What went wrong, in terms a caller can act on.
 ///
@@ -142,7 +142,7 @@ pub enum Error {
         /// `owner/name`.
         workspace: String,
         /// Why.
-        reason: crate::coder::BusyReason,
+        reason: BusyReason,
         /// " after waiting 5m for it to become idle", when fleet waited.
         waited: String,
     },
@@ -258,6 +258,9 @@ pub enum Input {
     ReadyTimeout,
     /// How long a caller waits for a long operation before it answers (a duration).
     Wait,
+    /// How long a Molecule migration is followed before fleet answers that it still runs
+    /// (a duration).
+    MigrationTimeout,
 }
 
 impl Input {
@@ -281,11 +284,15 @@ impl Input {
         Input::MaxFailures,
         Input::ReadyTimeout,
         Input::Wait,
+        Input::MigrationTimeout,
     ];
 
     /// True when the input is a duration: its [`Remedy::GiveWithin`] bounds are seconds.
     pub fn is_seconds(self) -> bool {
-        matches!(self, Input::ReadyTimeout | Input::Wait)
+        matches!(
+            self,
+            Input::ReadyTimeout | Input::Wait | Input::MigrationTimeout
+        )
     }
 
     /// The input in words both faces share ("parallel", "ready timeout"), for messages.
@@ -309,6 +316,7 @@ impl Input {
             Input::MaxFailures => "max failures",
             Input::ReadyTimeout => "ready timeout",
             Input::Wait => "wait",
+            Input::MigrationTimeout => "migration timeout",
         }
     }
 }
@@ -675,10 +683,11 @@ mod tests {
                 | Input::Canary
                 | Input::MaxFailures
                 | Input::ReadyTimeout
-                | Input::Wait => {}
+                | Input::Wait
+                | Input::MigrationTimeout => {}
             }
         }
-        assert_eq!(Input::ALL.len(), 18);
+        assert_eq!(Input::ALL.len(), 19);
     }
 
     #[test]

@@ -70,9 +70,11 @@ pub mod operation;
 pub mod outcome;
 pub mod poll;
 pub mod rollout;
+mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod text;
 
-pub use config::{CoderConfig, HttpOptions, MoleculeConfig, Secret};
+pub use config::{CoderConfig, HttpOptions, MoleculeConfig};
 pub use error::{Error, FieldProblem, Input, Look, ReadBack, Remedy, Result};
+pub use secret::Secret;

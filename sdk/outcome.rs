@@ -1,9 +1,11 @@
-//! What an operation (or one workspace of it) leaves behind and how bad its ending is: facts
-//! the SDK states and each face words (the CLI as commands and exit codes, fleet-mcp as tool
-//! calls). A floor below `error.rs` and `operation.rs`, which both use it; it uses neither.
+//! What an operation (or one workspace of it) leaves behind, how bad its ending is and why a
+//! workspace was left alone ([`BusyReason`]; the rule is in `coder/busy.rs`): facts the SDK
+//! states and each face words (the CLI as commands and exit codes, fleet-mcp as tool calls). A floor below `error.rs` and `operation.rs`, which both use it; it uses neither.
 //! [`Severity::of`] (from an error) is defined in `error.rs`.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 /// What an operation (or one workspace of it) leaves behind. The SDK states the fact; the CLI
 /// renders it as a command line, fleet-mcp as a tool call.
@@ -83,4 +85,98 @@ pub enum FollowStep {
         /// The workspace id.
         workspace_id: String,
     },
+}
+
+/// Why fleet left a workspace alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusyReason {
+    /// Someone else used it within the idle bound.
+    InUse {
+        /// Its owner (who used it).
+        owner: String,
+        /// When Coder last saw activity (`last_used_at`).
+        last_used_at: DateTime<Utc>,
+        /// How long before the check that was, in seconds.
+        ago_seconds: u64,
+    },
+    /// An AI task is working in it.
+    TaskWorking {
+        /// The task's status message (at most 200 bytes, as the server sent it).
+        message: String,
+        /// The task, when Coder says.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task_id: Option<Uuid>,
+    },
+    /// A prebuilt workspace: Coder's reconciler updates it.
+    Prebuild,
+    /// Dormant: not accessible, awaiting deletion.
+    Dormant {
+        /// Since when.
+        since: DateTime<Utc>,
+    },
+}
+
+impl BusyReason {
+    /// A short stable name (`in_use`, `task_working`, `prebuild`, `dormant`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusyReason::InUse { .. } => "in_use",
+            BusyReason::TaskWorking { .. } => "task_working",
+            BusyReason::Prebuild => "prebuild",
+            BusyReason::Dormant { .. } => "dormant",
+        }
+    }
+
+    /// True when waiting may end it (someone stops working); false for prebuilt and dormant.
+    pub fn may_end(&self) -> bool {
+        matches!(
+            self,
+            BusyReason::InUse { .. } | BusyReason::TaskWorking { .. }
+        )
+    }
+}
+
+/// "2 min", "45 s", "3 h 5 min", "2 d".
+fn ago(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86_400 if secs % 3600 >= 60 => {
+            format!("{} h {} min", secs / 3600, (secs % 3600) / 60)
+        }
+        3600..86_400 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    }
+}
+
+impl std::fmt::Display for BusyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusyReason::InUse {
+                owner, ago_seconds, ..
+            } => write!(
+                f,
+                "in use (last used {} ago by {})",
+                ago(*ago_seconds),
+                crate::text::escape_one_line(owner)
+            ),
+            BusyReason::TaskWorking { message, .. } if message.trim().is_empty() => {
+                f.write_str("an AI task is working in it")
+            }
+            BusyReason::TaskWorking { message, .. } => write!(
+                f,
+                "an AI task is working in it (\"{}\")",
+                crate::text::escape_one_line(message.trim())
+            ),
+            BusyReason::Prebuild => {
+                f.write_str("a prebuilt workspace (Coder's prebuild reconciler updates it)")
+            }
+            BusyReason::Dormant { since } => write!(
+                f,
+                "dormant since {} (not accessible, awaiting deletion)",
+                since.format("%Y-%m-%d %H:%M UTC")
+            ),
+        }
+    }
 }

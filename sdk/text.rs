@@ -11,7 +11,7 @@ use std::{borrow::Cow, fmt::Write as _};
 
 use serde_json::Value;
 
-use crate::Secret;
+use crate::secret::Secret;
 
 /// What replaces a token in output.
 pub const REDACTED: &str = "<redacted>";

@@ -610,6 +610,7 @@ fn flag(input: fleet::Input) -> &'static str {
         Input::Canary => "--canary N",
         Input::MaxFailures => "--max-failures K",
         Input::ReadyTimeout => "--ready-timeout DURATION",
+        Input::MigrationTimeout => "--timeout DURATION",
         _ => "the missing input (see --help)",
     }
 }

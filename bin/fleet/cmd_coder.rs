@@ -483,7 +483,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 args.template.clone(),
                 args.all_owners,
             )?;
-            let operation = BatchAction::Update {
+            let action = BatchAction::Update {
                 template_version: args.template_version.clone(),
             };
             let ready = args.wait.ready(&options);
@@ -501,7 +501,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
             return run_selection(
                 &client,
                 selection,
-                operation,
+                action,
                 options,
                 ready,
                 &args.batch,
@@ -616,7 +616,7 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
 async fn run_selection(
     client: &CoderClient,
     selection: Selection,
-    operation: BatchAction,
+    action: BatchAction,
     options: UpdateOptions,
     ready: Option<ReadyOptions>,
     batch: &BatchArgs,
@@ -629,7 +629,7 @@ async fn run_selection(
         _ => None,
     };
     if let Some(workspace) = single {
-        let (version, restart) = match operation.clone() {
+        let (version, restart) = match action.clone() {
             BatchAction::Update { template_version } => (template_version, false),
             BatchAction::Restart => (None, true),
         };
@@ -653,7 +653,7 @@ async fn run_selection(
         return Ok(0);
     }
     let fleet_options = FleetOptions {
-        operation,
+        action,
         parallel: batch.parallel,
         update: options,
         dry_run: batch.dry_run,

@@ -160,8 +160,8 @@ pub struct MigrateArgs {
     #[arg(long, conflicts_with = "dry_run")]
     wait: bool,
 
-    /// With --wait: how long to wait (like 90s, 20m, 1h).
-    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "30m", requires = "wait")]
+    /// With --wait: how long to wait, 1s to 1h (like 90s, 20m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_migration_timeout, default_value = DEFAULT_TIMEOUT.as_str(), requires = "wait")]
     timeout: Duration,
 
     /// Print the plan (source, target, the current migration) after the reads it needs; send
@@ -183,6 +183,18 @@ pub struct MigrateArgs {
     /// ended; default 4), with or without --canary and --max-failures. Needs --wait.
     #[arg(long, value_name = "P", requires = "wait", value_parser = parse_parallel)]
     parallel: Option<usize>,
+}
+
+/// `--timeout`'s default, the SDK's [`fleet::molecule::DEFAULT_MIGRATION_TIMEOUT`] in words
+/// (`30m`).
+static DEFAULT_TIMEOUT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    humantime::format_duration(fleet::molecule::DEFAULT_MIGRATION_TIMEOUT).to_string()
+});
+
+/// `--timeout`: a duration within the SDK's [`fleet::molecule::MIGRATION_TIMEOUT_RANGE`].
+fn parse_migration_timeout(s: &str) -> Result<Duration, String> {
+    let d = cli::parse_duration(s)?;
+    WaitOptions::check_timeout(d).map_err(|e| cli::message(&e))
 }
 
 fn parse_parallel(s: &str) -> Result<usize, String> {
@@ -224,8 +236,8 @@ pub struct StatusArgs {
     #[arg(long)]
     wait: bool,
 
-    /// With --wait: how long to wait (like 90s, 20m, 1h).
-    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "30m", requires = "wait")]
+    /// With --wait: how long to wait, 1s to 1h (like 90s, 20m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_migration_timeout, default_value = DEFAULT_TIMEOUT.as_str(), requires = "wait")]
     timeout: Duration,
 }
 

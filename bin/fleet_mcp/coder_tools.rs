@@ -373,7 +373,7 @@ impl FleetServer {
         let parallel = p.parallel.unwrap_or(DEFAULT_PARALLEL as u32) as usize;
         let client = self.coder()?;
         let options = FleetOptions {
-            operation: BatchAction::Update {
+            action: BatchAction::Update {
                 template_version: version,
             },
             parallel,

@@ -5,7 +5,8 @@ use std::time::Duration;
 use fleet::{
     Error, ReadBack,
     molecule::{
-        MigrateRequest, MigrationPlan, MigrationReport, Provider, StartedMigration, WaitOptions,
+        MIGRATION_TIMEOUT_RANGE, MigrateRequest, MigrationPlan, MigrationReport, Provider,
+        StartedMigration, WaitOptions,
     },
 };
 use rmcp::{
@@ -144,7 +145,10 @@ pub struct WaitParams {
     pub wait_seconds: Option<u64>,
     /// Older name of wait_seconds (1-3600).
     #[serde(default)]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(
+        min = MIGRATION_TIMEOUT_RANGE.start().as_secs(),
+        max = MIGRATION_TIMEOUT_RANGE.end().as_secs()
+    ))]
     pub timeout_seconds: Option<u64>,
 }
 
@@ -196,8 +200,6 @@ fn with_next_call(e: Error, workspace_id: &str) -> Error {
         ),
     })
 }
-
-const MAX_WAIT: u64 = 3600;
 
 #[tool_router(router = molecule_router, vis = "pub(crate)")]
 impl FleetServer {
@@ -381,13 +383,9 @@ impl FleetServer {
     ) -> Result<Json<WaitResult>, String> {
         let wait = match (p.wait_seconds, p.timeout_seconds) {
             (Some(w), _) => wait_for(Some(w))?,
-            (None, Some(t)) if t == 0 || t > MAX_WAIT => {
-                return Err(tool_error(Error::InvalidInput(format!(
-                    "timeout_seconds must be between 1 and {MAX_WAIT} (got {t}); use wait_seconds \
-                     (0 to 300) and call again to keep following"
-                ))));
+            (None, Some(t)) => {
+                WaitOptions::check_timeout(Duration::from_secs(t)).map_err(tool_error)?
             }
-            (None, Some(t)) => Duration::from_secs(t),
             (None, None) => wait_for(None)?,
         };
         fleet::molecule::MigrateRequest::new(p.workspace_id.clone(), Provider::Aws)

@@ -457,6 +457,7 @@ fn argument(input: fleet::Input) -> &'static str {
         Input::MaxFailures => "max_failures",
         Input::ReadyTimeout => "ready_timeout_seconds",
         Input::Wait => "wait_seconds",
+        Input::MigrationTimeout => "timeout_seconds",
         _ => "the missing argument (see the tool's input schema)",
     }
 }

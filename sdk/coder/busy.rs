@@ -19,8 +19,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CoderClient, WorkspaceStatus, types};
-use crate::{Error, Input, Remedy, Result, operation::Control};
+use super::{
+    CoderClient, WorkspaceStatus,
+    model::{BusyRules, CoderEvent, WorkspaceInfo},
+    types,
+};
+use crate::{Error, Input, Remedy, Result, operation::Control, outcome::BusyReason};
 
 crate::open_enum! {
     /// What an app (an AI agent) in a workspace last reported (codersdk.WorkspaceAppStatusState).
@@ -74,86 +78,12 @@ impl std::fmt::Display for NullUuid {
     }
 }
 
-/// How long a workspace of someone else's must have been unused to count as idle (default).
-pub const DEFAULT_IDLE_FOR: Duration = Duration::from_secs(30 * 60);
-
 /// The most bytes of an AI task's status message a reason carries.
 const TASK_MESSAGE_MAX_BYTES: usize = 200;
 
-/// When a workspace counts as in use, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BusyRules {
-    /// Someone else's workspace used within this long is in use.
-    pub idle_for: Duration,
-    /// Update workspaces in use, with an AI task working, or dormant anyway.
-    pub include_busy: bool,
-    /// Update prebuilt workspaces too.
-    pub include_prebuilds: bool,
-    /// Wait up to this long (from when fleet gets to it) for a workspace in use or with a task
-    /// working to become idle, re-reading it with backoff; `None`: skip it at once.
-    pub wait_for_idle: Option<Duration>,
-}
-
-impl Default for BusyRules {
-    fn default() -> Self {
-        BusyRules {
-            idle_for: DEFAULT_IDLE_FOR,
-            include_busy: false,
-            include_prebuilds: false,
-            wait_for_idle: None,
-        }
-    }
-}
-
-/// Why fleet left a workspace alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum BusyReason {
-    /// Someone else used it within the idle bound.
-    InUse {
-        /// Its owner (who used it).
-        owner: String,
-        /// When Coder last saw activity (`last_used_at`).
-        last_used_at: DateTime<Utc>,
-        /// How long before the check that was, in seconds.
-        ago_seconds: u64,
-    },
-    /// An AI task is working in it.
-    TaskWorking {
-        /// The task's status message (at most 200 bytes, as the server sent it).
-        message: String,
-        /// The task, when Coder says.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        task_id: Option<Uuid>,
-    },
-    /// A prebuilt workspace: Coder's reconciler updates it.
-    Prebuild,
-    /// Dormant: not accessible, awaiting deletion.
-    Dormant {
-        /// Since when.
-        since: DateTime<Utc>,
-    },
-}
-
+/// What the caller can give to go on anyway: here, beside the rule, since the error floor
+/// ([`crate::outcome`]) that holds [`BusyReason`] knows no inputs.
 impl BusyReason {
-    /// A short stable name (`in_use`, `task_working`, `prebuild`, `dormant`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BusyReason::InUse { .. } => "in_use",
-            BusyReason::TaskWorking { .. } => "task_working",
-            BusyReason::Prebuild => "prebuild",
-            BusyReason::Dormant { .. } => "dormant",
-        }
-    }
-
-    /// True when waiting may end it (someone stops working); false for prebuilt and dormant.
-    pub fn may_end(&self) -> bool {
-        matches!(
-            self,
-            BusyReason::InUse { .. } | BusyReason::TaskWorking { .. }
-        )
-    }
-
     /// What the caller can give to go on anyway.
     pub fn remedies(&self) -> Vec<Remedy> {
         let give = |input| Remedy::Give { input, value: None };
@@ -161,50 +91,6 @@ impl BusyReason {
             BusyReason::Prebuild => vec![give(Input::IncludePrebuilds)],
             BusyReason::Dormant { .. } => vec![give(Input::IncludeBusy)],
             _ => vec![give(Input::WaitForIdle), give(Input::IncludeBusy)],
-        }
-    }
-}
-
-/// "2 min", "45 s", "3 h 5 min", "2 d".
-fn ago(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs} s"),
-        60..3600 => format!("{} min", secs / 60),
-        3600..86_400 if secs % 3600 >= 60 => {
-            format!("{} h {} min", secs / 3600, (secs % 3600) / 60)
-        }
-        3600..86_400 => format!("{} h", secs / 3600),
-        _ => format!("{} d", secs / 86_400),
-    }
-}
-
-impl std::fmt::Display for BusyReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BusyReason::InUse {
-                owner, ago_seconds, ..
-            } => write!(
-                f,
-                "in use (last used {} ago by {})",
-                ago(*ago_seconds),
-                crate::text::escape_one_line(owner)
-            ),
-            BusyReason::TaskWorking { message, .. } if message.trim().is_empty() => {
-                f.write_str("an AI task is working in it")
-            }
-            BusyReason::TaskWorking { message, .. } => write!(
-                f,
-                "an AI task is working in it (\"{}\")",
-                crate::text::escape_one_line(message.trim())
-            ),
-            BusyReason::Prebuild => {
-                f.write_str("a prebuilt workspace (Coder's prebuild reconciler updates it)")
-            }
-            BusyReason::Dormant { since } => write!(
-                f,
-                "dormant since {} (not accessible, awaiting deletion)",
-                since.format("%Y-%m-%d %H:%M UTC")
-            ),
         }
     }
 }
@@ -334,7 +220,7 @@ impl CoderClient {
         rules: &BusyRules,
         poll: &super::PollOptions,
         cancel: &Control,
-        on_event: &mut (dyn FnMut(super::CoderEvent) + Send),
+        on_event: &mut (dyn FnMut(CoderEvent) + Send),
     ) -> Result<types::Workspace> {
         let began = std::time::Instant::now();
         let mut interval = poll.initial.max(Duration::from_millis(50));
@@ -350,7 +236,7 @@ impl CoderClient {
                 .and_then(|w| w.checked_sub(began.elapsed()))
                 .filter(|left| !left.is_zero());
             let Some(left) = left else {
-                let name = super::WorkspaceInfo::from(&ws).full_name;
+                let name = WorkspaceInfo::from(&ws).full_name;
                 let waited = rules
                     .wait_for_idle
                     .filter(|_| reason.may_end())
@@ -373,7 +259,7 @@ impl CoderClient {
             };
             if !said {
                 said = true;
-                on_event(super::CoderEvent::WaitingForIdle {
+                on_event(CoderEvent::WaitingForIdle {
                     reason: reason.clone(),
                     wait_ms: crate::operation::ms(left),
                 });

@@ -182,7 +182,7 @@ pub enum BatchAction {
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
     /// Update or restart.
-    pub operation: BatchAction,
+    pub action: BatchAction,
     /// At most this many workspaces in flight (1 ..= [`MAX_PARALLEL`]).
     pub parallel: usize,
     /// Deadlines, polling, force: the same for every workspace.
@@ -200,7 +200,7 @@ pub struct FleetOptions {
 impl Default for FleetOptions {
     fn default() -> Self {
         FleetOptions {
-            operation: BatchAction::Update {
+            action: BatchAction::Update {
                 template_version: None,
             },
             parallel: DEFAULT_PARALLEL,
@@ -892,7 +892,7 @@ impl CoderClient {
                 step,
             });
         };
-        let (template_version, restart) = match &options.operation {
+        let (template_version, restart) = match &options.action {
             BatchAction::Update { template_version } => (template_version.clone(), false),
             BatchAction::Restart => (None, true),
         };

@@ -28,7 +28,8 @@ mod versions;
 mod wait;
 mod watch;
 mod ws;
-pub use busy::{AppStatusState, BusyReason, BusyRules, DEFAULT_IDLE_FOR, NullUuid, busy_reason};
+pub use crate::outcome::BusyReason;
+pub use busy::{AppStatusState, NullUuid, busy_reason};
 pub use fleet::{
     BatchAction, DEFAULT_PARALLEL, DryRun, FleetEvent, FleetOptions, FleetReport, MAX_PARALLEL,
     Selection, Severity, Verdict, WorkspaceResult,
@@ -48,9 +49,10 @@ pub use ws::WS_MAX_MESSAGE_BYTES;
 mod params;
 mod preflight;
 pub use model::{
-    BuildInfo, CoderEvent, DEFAULT_FOLLOW_UP_BOUND, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT,
-    Step, TemplateVersionInfo, UpdateAction, UpdateOptions, UpdateOutcome, WorkspaceInfo,
-    WorkspaceList, WorkspaceRef, parse_template_version_id,
+    BuildInfo, BusyRules, CoderEvent, DEFAULT_FOLLOW_UP_BOUND, DEFAULT_IDLE_FOR,
+    DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Step, TemplateVersionInfo, UpdateAction,
+    UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
+    parse_template_version_id,
 };
 pub use model::{
     Fallback, LOG_LINES_SHOWN, ListFilter, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter,

@@ -287,7 +287,35 @@ pub struct UpdateOptions {
     pub push: bool,
     /// When a workspace counts as in use and is left alone (someone else's recent activity,
     /// an AI task working, prebuilt, dormant), and whether to wait for it.
-    pub busy: super::BusyRules,
+    pub busy: BusyRules,
+}
+
+/// How long a workspace of someone else's must have been unused to count as idle (default).
+pub const DEFAULT_IDLE_FOR: Duration = Duration::from_secs(30 * 60);
+
+/// When a workspace counts as in use, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusyRules {
+    /// Someone else's workspace used within this long is in use.
+    pub idle_for: Duration,
+    /// Update workspaces in use, with an AI task working, or dormant anyway.
+    pub include_busy: bool,
+    /// Update prebuilt workspaces too.
+    pub include_prebuilds: bool,
+    /// Wait up to this long (from when fleet gets to it) for a workspace in use or with a task
+    /// working to become idle, re-reading it with backoff; `None`: skip it at once.
+    pub wait_for_idle: Option<Duration>,
+}
+
+impl Default for BusyRules {
+    fn default() -> Self {
+        BusyRules {
+            idle_for: DEFAULT_IDLE_FOR,
+            include_busy: false,
+            include_prebuilds: false,
+            wait_for_idle: None,
+        }
+    }
 }
 
 /// The default deadline of a stop build.
@@ -312,7 +340,7 @@ impl Default for UpdateOptions {
             client_driven: false,
             follow_up_bound: DEFAULT_FOLLOW_UP_BOUND,
             push: true,
-            busy: super::BusyRules::default(),
+            busy: BusyRules::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::server_side::ServerSideStart;
 use super::{
     CoderClient, TemplateVersionRef, WorkspaceStatus, WorkspaceTransition,
     params::{ParameterSource, ResolvedParameter},
@@ -80,7 +81,7 @@ pub struct UpdatePlan {
     pub path_reason: String,
     /// On the server-side path: the start the stop build asks the server to create.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_side_start: Option<super::ServerSideStart>,
+    pub server_side_start: Option<ServerSideStart>,
     /// How long the template's stop builds take, when Coder says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_stop: Option<ExpectedDuration>,
@@ -225,6 +226,50 @@ impl UpdatePlan {
 // ---------------------------------------------------------------------------------------------
 // Operations
 // ---------------------------------------------------------------------------------------------
+
+/// Lives beside the plan it reads, so server_side.rs (the requests) never imports the plan.
+impl ServerSideStart {
+    /// The follow-up start of a plan: the version is left out for an update to the template's
+    /// active version (the child reports the version it really used), and pinned for a version
+    /// the caller named, and for a restart on a version that is not the active one (a restart
+    /// keeps the version the workspace runs; Coder's own `coder restart` leaves it out and so
+    /// updates as a side effect, fleet does not). The parameters are the plan's.
+    pub fn for_plan(plan: &UpdatePlan) -> Self {
+        let active = plan.workspace.template_active_version_id;
+        let (pin, reason) = if plan.restart {
+            if active == Some(plan.target_version_id) {
+                (
+                    None,
+                    "a restart on the template's active version pins no version".to_string(),
+                )
+            } else {
+                (
+                    Some(plan.target_version_id),
+                    "a restart keeps the version the workspace runs, which is not the template's \
+                     active one, so it is pinned"
+                        .to_string(),
+                )
+            }
+        } else if plan.target_is_active_version {
+            (
+                None,
+                "the start builds the template's active version at that time, so none is \
+                 pinned"
+                    .to_string(),
+            )
+        } else {
+            (
+                Some(plan.target_version_id),
+                "the start is pinned to the version named".to_string(),
+            )
+        };
+        ServerSideStart {
+            template_version_id: pin,
+            version_reason: reason,
+            rich_parameter_values: plan.build_parameters(),
+        }
+    }
+}
 
 impl CoderClient {
     /// Reads everything an update (or, with `restart`, a restart) needs, changing nothing:
@@ -458,7 +503,7 @@ impl CoderClient {
         plan.path = path;
         plan.path_reason = reason;
         if path == RunPath::ServerSide {
-            let start = super::ServerSideStart::for_plan(&plan);
+            let start = ServerSideStart::for_plan(&plan);
             plan.path_reason = format!("{}; {}", plan.path_reason, start.version_reason);
             plan.server_side_start = Some(start);
         }

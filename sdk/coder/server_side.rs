@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{CoderClient, UpdatePlan, WorkspaceTransition, types};
+use super::{CoderClient, WorkspaceTransition, types};
 use crate::{Error, Result};
 
 /// A build request with only its transition set; fill in the rest with struct update syntax
@@ -68,47 +68,6 @@ fn serialize_params<S: serde::Serializer>(
 }
 
 impl ServerSideStart {
-    /// The follow-up start of a plan: the version is left out for an update to the template's
-    /// active version (the child reports the version it really used), and pinned for a version
-    /// the caller named, and for a restart on a version that is not the active one (a restart
-    /// keeps the version the workspace runs; Coder's own `coder restart` leaves it out and so
-    /// updates as a side effect, fleet does not). The parameters are the plan's.
-    pub fn for_plan(plan: &UpdatePlan) -> Self {
-        let active = plan.workspace.template_active_version_id;
-        let (pin, reason) = if plan.restart {
-            if active == Some(plan.target_version_id) {
-                (
-                    None,
-                    "a restart on the template's active version pins no version".to_string(),
-                )
-            } else {
-                (
-                    Some(plan.target_version_id),
-                    "a restart keeps the version the workspace runs, which is not the template's \
-                     active one, so it is pinned"
-                        .to_string(),
-                )
-            }
-        } else if plan.target_is_active_version {
-            (
-                None,
-                "the start builds the template's active version at that time, so none is \
-                 pinned"
-                    .to_string(),
-            )
-        } else {
-            (
-                Some(plan.target_version_id),
-                "the start is pinned to the version named".to_string(),
-            )
-        };
-        ServerSideStart {
-            template_version_id: pin,
-            version_reason: reason,
-            rich_parameter_values: plan.build_parameters(),
-        }
-    }
-
     /// The stop build carrying this start as `on_success` (nothing else set: `dry_run`,
     /// `orphan` and `state` would be refused).
     pub fn stop_request(&self) -> types::CreateWorkspaceBuildRequest {

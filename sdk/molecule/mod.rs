@@ -22,8 +22,8 @@ pub use operations::{
     MigrationRunOperation, RolloutOperation,
 };
 pub use ops::{
-    FromSource, MigrateRequest, MigrationEvent, MigrationReport, StartedMigration, TOTAL_STEPS,
-    WaitOptions, check_workspace_id,
+    DEFAULT_MIGRATION_TIMEOUT, FromSource, MIGRATION_TIMEOUT_RANGE, MigrateRequest, MigrationEvent,
+    MigrationReport, StartedMigration, TOTAL_STEPS, WaitOptions, check_workspace_id,
 };
 
 use crate::{

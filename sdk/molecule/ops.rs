@@ -6,6 +6,7 @@
 
 use std::{
     collections::BTreeMap,
+    ops::RangeInclusive,
     time::{Duration, Instant},
 };
 
@@ -481,11 +482,26 @@ pub struct WaitOptions {
     pub not_found_grace: Duration,
 }
 
+/// How long fleet follows a migration unless told: the control plane's own handler limit.
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The follow timeouts a caller may give: at least a second, at most an hour (a migration takes
+/// 15 to 20 minutes, and the control plane's watchdog marks one stale after 45).
+pub const MIGRATION_TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(60 * 60);
+
+impl WaitOptions {
+    /// A follow timeout, when it is in [`MIGRATION_TIMEOUT_RANGE`]; otherwise
+    /// [`Error::out_of_range`] for [`Input::MigrationTimeout`] (nothing was sent).
+    pub fn check_timeout(timeout: Duration) -> Result<Duration> {
+        crate::rollout::within_duration(Input::MigrationTimeout, timeout, &MIGRATION_TIMEOUT_RANGE)
+    }
+}
+
 impl Default for WaitOptions {
-    /// 30 minutes (the control plane's own handler limit), 250 ms doubling to 5 s.
+    /// [`DEFAULT_MIGRATION_TIMEOUT`], 250 ms doubling to 5 s.
     fn default() -> Self {
         WaitOptions {
-            timeout: Duration::from_secs(30 * 60),
+            timeout: DEFAULT_MIGRATION_TIMEOUT,
             poll: PollOptions::backoff(Duration::from_millis(250), Duration::from_secs(5), 2.0),
             not_found_grace: Duration::ZERO,
         }

@@ -223,7 +223,7 @@ fn molecule_commands_end_to_end() {
         "ws-aws-demo",
         "--wait",
         "--timeout",
-        "1ms",
+        "1s",
     ]);
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     let out = sim.fleet(&[

@@ -480,6 +480,74 @@ async fn a_rollout_control_out_of_range_is_refused_by_both_faces_on_both_planes_
     );
 }
 
+/// How long a migration is followed (`--timeout`, fleet-mcp's `timeout_seconds`) has one range,
+/// the SDK's: out of it, both faces refuse with the same words and their own name for the
+/// input; nothing is clamped (an hour at most, never a silent cut) and nothing is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_timeout_out_of_range_is_refused_by_both_faces_having_sent_nothing() {
+    let sim = sim(2000.0).await;
+    let same_words = "migration timeout 2h is out of range: it must be 1s to 1h; nothing was sent";
+    for args in [
+        vec![
+            "molecule",
+            "migration-status",
+            "ws-aws-demo",
+            "--wait",
+            "--timeout",
+            "2h",
+        ],
+        vec![
+            "molecule",
+            "migrate-provider",
+            "ws-aws-demo",
+            "--to",
+            "hetzner",
+            "--confirm",
+            "--wait",
+            "--timeout",
+            "2h",
+        ],
+    ] {
+        let out = fleet_output_on(&sim, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(same_words), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("To go on, pass --timeout from 1s to 1h."),
+            "{args:?}: {stderr}"
+        );
+        assert_cli_words(&stderr);
+    }
+    let client = mcp_on(&sim).await;
+    for (seconds, words) in [
+        (7200, same_words),
+        (
+            0,
+            "migration timeout 0s is out of range: it must be 1s to 1h; nothing was sent",
+        ),
+    ] {
+        let text = call(
+            &client,
+            "wait_for_workspace_migration",
+            json!({"workspace_id": "ws-aws-demo", "timeout_seconds": seconds}),
+        )
+        .await;
+        assert!(text.contains(words), "{seconds}: {text}");
+        assert!(
+            text.contains("To go on, call again with timeout_seconds from 1 to 3600."),
+            "{seconds}: {text}"
+        );
+        assert_mcp_words(&text);
+    }
+    let _ = client.cancel().await;
+    assert_eq!(
+        sim.requests().len(),
+        0,
+        "nothing was sent: {:?}",
+        sim.requests()
+    );
+}
+
 /// http:// to a host that is not loopback is refused before anything is sent; the SDK states
 /// the remedy (allow insecure http) and each face words it: the CLI as its flag, fleet-mcp as
 /// the flag it is started with.
