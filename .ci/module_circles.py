@@ -140,3 +140,4 @@ if os.environ.get('WHY'):
     for pair in os.environ['WHY'].split(','):
         a, b = ['sdk/'+x for x in pair.split('>')]
         print(pair, sorted({'::'.join(p) for ip, p in uses(a) if not ip and target(p) == b}))
+sys.exit(1 if sccs else 0)

@@ -2,7 +2,7 @@
 //!
 //! Everything that talks to Coder is in `fleet::coder`; this file parses, calls, renders.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use clap::{ArgGroup, Args, Subcommand};
 use fleet::text::escape_one_line;
@@ -182,14 +182,28 @@ template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
 }
 
 /// Deadlines and polling shared by update and restart.
+
+/// The SDK's timeout defaults in the words `--help` shows (`5m`, `10m`): each default lives in
+/// the SDK once ([`fleet::coder::DEFAULT_STOP_TIMEOUT`], [`fleet::coder::DEFAULT_START_TIMEOUT`],
+/// [`fleet::coder::DEFAULT_READY_TIMEOUT`]).
+static STOP_TIMEOUT: LazyLock<String> = LazyLock::new(|| words(fleet::coder::DEFAULT_STOP_TIMEOUT));
+static START_TIMEOUT: LazyLock<String> =
+    LazyLock::new(|| words(fleet::coder::DEFAULT_START_TIMEOUT));
+static READY_TIMEOUT: LazyLock<String> =
+    LazyLock::new(|| words(fleet::coder::DEFAULT_READY_TIMEOUT));
+
+fn words(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// How long the stop build may take (and a build found in progress).
-    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "5m")]
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = STOP_TIMEOUT.as_str())]
     stop_timeout: Duration,
 
     /// How long the start build may take.
-    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = "10m")]
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration, default_value = START_TIMEOUT.as_str())]
     start_timeout: Duration,
 
     /// First check of a build after it is created (then backing off).
@@ -202,7 +216,7 @@ pub struct WaitArgs {
 
     /// After the start: how long the agents may take to be connected and ready; past it the
     /// workspace counts as unhealthy.
-    #[arg(long, value_name = "DURATION", value_parser = parse_ready_timeout, default_value = "10m")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ready_timeout, default_value = READY_TIMEOUT.as_str())]
     ready_timeout: Duration,
 
     /// Do not wait for the agents after the start (a built workspace counts as updated).
