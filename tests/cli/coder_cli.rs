@@ -11,19 +11,15 @@ use httpmock::{Method::GET, Method::POST, Mock, MockServer};
 use serde_json::{Value, json};
 use support::*;
 
-fn fleet(server: &MockServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CODER_URL", server.base_url())
-        .env("CODER_SESSION_TOKEN", TOKEN)
-        .stdin(Stdio::null());
-    cmd
+use crate::support::cli::fleet;
+
+/// `fleet args` (a clean environment) pointed at the Coder `server`.
+fn fleet_at(server: &MockServer, args: &[&str]) -> Command {
+    fleet(args).coder(&server.base_url(), TOKEN).command()
 }
 
 fn run(server: &MockServer, args: &[&str]) -> (i32, String, String) {
-    let out: Output = fleet(server, args).output().expect("fleet runs");
+    let out: Output = fleet_at(server, args).output().expect("fleet runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
@@ -188,11 +184,7 @@ async fn a_malformed_uuid_exits_2_before_any_request() {
 
 #[tokio::test]
 async fn not_configured_exits_2_and_names_the_variables() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["coder", "show", "dev"])
-        .env_clear()
-        .output()
-        .unwrap();
+    let out = fleet(&["coder", "show", "dev"]).output();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -367,7 +359,7 @@ async fn two_ctrl_c_exit_130_and_say_what_state_was_left() {
     .await;
     let mut args = vec!["coder", "update", "alice/dev"];
     args.extend(FAST);
-    let child = fleet(&server, &args)
+    let child = fleet_at(&server, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -466,10 +458,7 @@ async fn show_list_and_template_version() {
 
 #[test]
 fn help_has_examples() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["coder", "update", "--help"])
-        .output()
-        .unwrap();
+    let out = fleet(&["coder", "update", "--help"]).output();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     for needle in [
@@ -486,14 +475,7 @@ fn help_has_examples() {
 
 /// The built `fleet` against its own simulator (`--sim`): alice/dev, alice/current, …
 fn sim_run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .args(["--sim", "--sim-speed", "2000"])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&["--sim", "--sim-speed", "2000"]).args(args).output();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
