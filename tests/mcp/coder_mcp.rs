@@ -10,16 +10,17 @@ use std::{
 
 use httpmock::{Method::GET, Method::POST, Mock, MockServer};
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt,
+    ClientHandler, RoleClient,
     model::{
         CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam,
         ProgressToken, RequestMetaObject,
     },
     service::{NotificationContext, RunningService},
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
 use support::*;
+
+use crate::support::mcp::fleet_mcp;
 
 #[derive(Clone, Default)]
 struct Client {
@@ -40,18 +41,11 @@ async fn connect(
     server: &MockServer,
     extra: &[&str],
 ) -> (RunningService<RoleClient, Client>, Client) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.args(extra)
-        .env_clear()
-        .env("CODER_URL", server.base_url())
-        .env("CODER_SESSION_TOKEN", TOKEN);
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
     let handler = Client::default();
-    let running = handler
-        .clone()
-        .serve(transport)
-        .await
-        .expect("MCP handshake");
+    let running = fleet_mcp(extra)
+        .coder(&server.base_url(), TOKEN)
+        .connect_with(handler.clone())
+        .await;
     (running, handler)
 }
 
@@ -380,12 +374,7 @@ async fn read_tools_return_structured_output() {
 
 #[tokio::test]
 async fn a_tool_is_not_configured_without_coder_variables() {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear();
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .unwrap();
+    let client = fleet_mcp(&[]).connect_with(Client::default()).await;
     let r = call(&client, "list_agents", json!({}), false).await;
     assert_eq!(r.is_error, Some(true));
     assert!(text_of(&r).contains("CODER_URL"), "{}", text_of(&r));
@@ -665,14 +654,9 @@ async fn update_agent_dry_run_reads_and_stops_nothing() {
 #[tokio::test]
 async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict() {
     // Issue 27 item 3, the MCP face: fleet-mcp serving its own simulator.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .args(["--sim", "--sim-speed", "2000"]);
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&["--sim", "--sim-speed", "2000"])
+        .connect_with(Client::default())
+        .await;
     let r = call(
         &client,
         "update_agent",
@@ -706,14 +690,9 @@ async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict
 #[tokio::test]
 async fn template_versions_are_taken_by_name() {
     // Issue 27 item 5, the MCP face: a version name is resolved in the workspace's template.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .args(["--sim", "--sim-speed", "2000"]);
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&["--sim", "--sim-speed", "2000"])
+        .connect_with(Client::default())
+        .await;
     let r = call(
         &client,
         "update_agent",
@@ -756,19 +735,10 @@ async fn template_versions_are_taken_by_name() {
 #[tokio::test]
 async fn fleet_mcp_help_lists_every_tool_and_one_host_configuration() {
     // Issue 27 item 8: the help names what the server offers and how a host runs it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
-        .arg("--help")
-        .env_clear()
-        .output()
-        .expect("fleet-mcp runs");
+    let out = fleet_mcp(&["--help"]).output();
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear().arg("--sim");
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&["--sim"]).connect_with(Client::default()).await;
     let names = tool_names(&client).await;
     assert!(names.len() >= 13, "{names:?}");
     for name in &names {
@@ -873,27 +843,21 @@ async fn toolsets_follow_the_configuration_and_the_flags() {
     client.cancel().await.unwrap();
 
     // Nothing configured: every tool, so that each error teaches the setup.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear();
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&[]).connect_with(Client::default()).await;
     assert_eq!(tool_names(&client).await.len(), 13);
     assert!(!instructions(&client).contains("Toolsets off"));
     client.cancel().await.unwrap();
 
     // An unknown toolset is refused at start (exit 2), naming the valid ones.
     for (flag, env) in [(Some("coder,nope"), None), (None, Some("operation"))] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-        cmd.env_clear().env("CODER_URL", server.base_url());
+        let mut mcp = fleet_mcp(&[]).env("CODER_URL", server.base_url());
         if let Some(f) = flag {
-            cmd.args(["--toolsets", f]);
+            mcp = mcp.args(["--toolsets", f]);
         }
         if let Some(e) = env {
-            cmd.env("FLEET_MCP_TOOLSETS", e);
+            mcp = mcp.env("FLEET_MCP_TOOLSETS", e);
         }
-        let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+        let out = mcp.output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(
