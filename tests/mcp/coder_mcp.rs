@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use httpmock::{Method::GET, Method::POST, Mock, MockServer};
+use httpmock::{Method::POST, MockServer};
 use rmcp::{
     ClientHandler, RoleClient,
     model::{
@@ -66,29 +66,6 @@ async fn call(
         .call_tool(params)
         .await
         .expect("the call is answered")
-}
-
-async fn get<'a>(server: &'a MockServer, path: &str, status: u16, body: Value) -> Mock<'a> {
-    let path = path.to_string();
-    server
-        .mock_async(move |when, then| {
-            when.method(GET)
-                .path(path)
-                .header("coder-session-token", TOKEN);
-            then.status(status).json_body(body);
-        })
-        .await
-}
-
-async fn post_build<'a>(server: &'a MockServer, body: Value, answer: Value) -> Mock<'a> {
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(format!("/api/v2/workspaces/{WS}/builds"))
-                .json_body(body);
-            then.status(201).json_body(answer);
-        })
-        .await
 }
 
 fn text_of(r: &CallToolResult) -> String {
@@ -173,40 +150,37 @@ async fn tools_are_listed_with_annotations_and_output_schemas() {
 async fn update_agent_sends_progress_and_returns_structured_output() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/me/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    let stop = post_build(
+    let stop = mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
         build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
     )
     .await;
-    let start = post_build(
-        &server,
-        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
-        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
-    )
+    let start = mock_post_build(&server, json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}), 201, build(START_BUILD, 9, "start", "pending", "pending", V2, None))
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}"),
         200,
@@ -267,14 +241,14 @@ async fn update_agent_sends_progress_and_returns_structured_output() {
 async fn errors_are_tool_errors_with_the_reason() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/me/workspace/ghost",
         404,
         json!({"message": "not found"}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         "/api/v2/workspaces",
         200,
@@ -327,21 +301,21 @@ async fn read_tools_return_structured_output() {
     mock_preflight(&server).await;
     let mut fresh = running_on(V2);
     fresh["name"] = json!("fresh");
-    get(
+    mock_get(
         &server,
         "/api/v2/workspaces",
         200,
         json!({"workspaces": [running_on(V1), fresh], "count": 2}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templateversions/{V2}"),
         200,
@@ -384,14 +358,14 @@ async fn a_tool_is_not_configured_without_coder_variables() {
 /// alice's `dev` on V1, read as `me/dev`, with its previous parameters.
 async fn mock_dev(server: &MockServer) {
     mock_preflight(server).await;
-    get(
+    mock_get(
         server,
         "/api/v2/users/me/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
@@ -407,15 +381,16 @@ async fn a_cancelled_request_detaches_and_the_update_goes_on_to_the_start() {
 
     let server = MockServer::start_async().await;
     mock_dev(&server).await;
-    let stop = post_build(
+    let stop = mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
     // The stop takes a few reads, long enough for the host to give up during it.
     for _ in 0..15 {
-        get(
+        mock_get(
             &server,
             &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
             200,
@@ -425,20 +400,16 @@ async fn a_cancelled_request_detaches_and_the_update_goes_on_to_the_start() {
         .up_to_n_times_async(1)
         .await;
     }
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
         build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
     )
     .await;
-    let start = post_build(
-        &server,
-        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
-        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
-    )
+    let start = mock_post_build(&server, json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}), 201, build(START_BUILD, 9, "start", "pending", "pending", V2, None))
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}"),
         200,
@@ -505,14 +476,15 @@ async fn a_cancelled_request_detaches_and_the_update_goes_on_to_the_start() {
 async fn a_long_tool_answers_within_wait_seconds_and_cancel_operation_is_graceful() {
     let server = MockServer::start_async().await;
     mock_dev(&server).await;
-    let stop = post_build(
+    let stop = mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
     // A stop that does not end while the test looks.
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
@@ -576,21 +548,21 @@ async fn a_long_tool_answers_within_wait_seconds_and_cancel_operation_is_gracefu
 async fn update_agent_dry_run_reads_and_stops_nothing() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/me/workspace/dev-box",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
