@@ -7,23 +7,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use httpmock::{Method::GET, Method::POST, Mock, MockServer};
+use httpmock::{Method::POST, Mock, MockServer};
 use serde_json::{Value, json};
 use support::*;
 
-fn fleet(server: &MockServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CODER_URL", server.base_url())
-        .env("CODER_SESSION_TOKEN", TOKEN)
-        .stdin(Stdio::null());
-    cmd
+use crate::support::cli::fleet;
+
+/// `fleet args` (a clean environment) pointed at the Coder `server`.
+fn fleet_at(server: &MockServer, args: &[&str]) -> Command {
+    fleet(args).coder(&server.base_url(), TOKEN).command()
 }
 
 fn run(server: &MockServer, args: &[&str]) -> (i32, String, String) {
-    let out: Output = fleet(server, args).output().expect("fleet runs");
+    let out: Output = fleet_at(server, args).output().expect("fleet runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
@@ -31,29 +27,6 @@ fn run(server: &MockServer, args: &[&str]) -> (i32, String, String) {
         "the token leaked"
     );
     (out.status.code().unwrap_or(-1), stdout, stderr)
-}
-
-async fn get<'a>(server: &'a MockServer, path: &str, status: u16, body: Value) -> Mock<'a> {
-    let path = path.to_string();
-    server
-        .mock_async(move |when, then| {
-            when.method(GET)
-                .path(path)
-                .header("coder-session-token", TOKEN);
-            then.status(status).json_body(body);
-        })
-        .await
-}
-
-async fn post_build<'a>(server: &'a MockServer, body: Value, answer: Value) -> Mock<'a> {
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(format!("/api/v2/workspaces/{WS}/builds"))
-                .json_body(body);
-            then.status(201).json_body(answer);
-        })
-        .await
 }
 
 async fn any_request(server: &MockServer) -> Mock<'_> {
@@ -68,47 +41,44 @@ async fn any_request(server: &MockServer) -> Mock<'_> {
 const FAST: [&str; 4] = ["--poll-initial", "5ms", "--poll-max", "20ms"];
 
 async fn happy_update(server: &MockServer) -> (Mock<'_>, Mock<'_>) {
-    get(
+    mock_get(
         server,
         "/api/v2/users/alice/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
         template(),
     )
     .await;
-    get(
+    mock_get(
         server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    let stop = post_build(
+    let stop = mock_post_build(
         server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    get(
+    mock_get(
         server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
         build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
     )
     .await;
-    let start = post_build(
-        server,
-        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
-        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
-    )
+    let start = mock_post_build(server, json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}), 201, build(START_BUILD, 9, "start", "pending", "pending", V2, None))
     .await;
-    get(
+    mock_get(
         server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}"),
         200,
@@ -188,11 +158,7 @@ async fn a_malformed_uuid_exits_2_before_any_request() {
 
 #[tokio::test]
 async fn not_configured_exits_2_and_names_the_variables() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["coder", "show", "dev"])
-        .env_clear()
-        .output()
-        .unwrap();
+    let out = fleet(&["coder", "show", "dev"]).output();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -205,34 +171,35 @@ async fn not_configured_exits_2_and_names_the_variables() {
 async fn a_failed_stop_exits_1_with_the_job_error_and_sends_no_start() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/alice/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
         template(),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    post_build(
+    mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
@@ -247,7 +214,7 @@ async fn a_failed_stop_exits_1_with_the_job_error_and_sends_no_start() {
         ),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}/logs"),
         200,
@@ -280,34 +247,35 @@ async fn a_failed_stop_exits_1_with_the_job_error_and_sends_no_start() {
 async fn a_stop_past_its_deadline_exits_3_and_says_how_to_finish() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/alice/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
         template(),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    post_build(
+    mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
@@ -331,34 +299,35 @@ async fn a_stop_past_its_deadline_exits_3_and_says_how_to_finish() {
 async fn two_ctrl_c_exit_130_and_say_what_state_was_left() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/alice/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
         template(),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    let stop = post_build(
+    let stop = mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
@@ -367,7 +336,7 @@ async fn two_ctrl_c_exit_130_and_say_what_state_was_left() {
     .await;
     let mut args = vec!["coder", "update", "alice/dev"];
     args.extend(FAST);
-    let child = fleet(&server, &args)
+    let child = fleet_at(&server, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -410,7 +379,7 @@ async fn two_ctrl_c_exit_130_and_say_what_state_was_left() {
 async fn show_list_and_template_version() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
@@ -419,14 +388,14 @@ async fn show_list_and_template_version() {
     .await;
     let mut fresh = running_on(V2);
     fresh["name"] = json!("fresh");
-    get(
+    mock_get(
         &server,
         "/api/v2/workspaces",
         200,
         json!({"workspaces": [running_on(V1), fresh], "count": 2}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templateversions/{V2}"),
         200,
@@ -466,10 +435,7 @@ async fn show_list_and_template_version() {
 
 #[test]
 fn help_has_examples() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["coder", "update", "--help"])
-        .output()
-        .unwrap();
+    let out = fleet(&["coder", "update", "--help"]).output();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     for needle in [
@@ -486,14 +452,7 @@ fn help_has_examples() {
 
 /// The built `fleet` against its own simulator (`--sim`): alice/dev, alice/current, …
 fn sim_run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .args(["--sim", "--sim-speed", "2000"])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&["--sim", "--sim-speed", "2000"]).args(args).output();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -734,28 +693,29 @@ async fn a_finish_command_never_carries_a_server_name_fleet_would_refuse() {
     let mut ws = running_on(V1);
     ws["name"] = json!("--coder-url=http://127.0.0.1:18999");
     ws.as_object_mut().unwrap().remove("owner_name");
-    get(&server, "/api/v2/users/alice/workspace/dev", 200, ws).await;
-    get(
+    mock_get(&server, "/api/v2/users/alice/workspace/dev", 200, ws).await;
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
         template(),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    post_build(
+    mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,

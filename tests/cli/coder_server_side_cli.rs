@@ -3,11 +3,10 @@
 //! sent, the 403 fallback, a killed client, and the dry run.
 
 use crate::support::handle::CoderViaHandle;
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
+use crate::support::cli::fleet;
+use crate::support::mcp::fleet_mcp;
 use crate::support::sim::coder_client;
 use crate::support::sim::sim_with;
 use fleet::{
@@ -27,26 +26,20 @@ async fn coder_sim(version: &str, speed: f64, can_pin: bool) -> RunningSim {
     .await
 }
 
-fn fleet(sim: &RunningSim, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
+/// `fleet ARGS` pointed at the simulator's Coder, with fast `--poll-*` flags (and so without
+/// `FLEET_POLL_INTERVAL_MS`, which would cap them), both streams piped.
+fn fleet_at(sim: &RunningSim, args: &[&str]) -> tokio::process::Command {
+    fleet(args)
         .args(["--poll-initial", "10ms", "--poll-max", "50ms"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CODER_URL", sim.coder_url())
-        .env(
-            "CODER_SESSION_TOKEN",
-            sim.tokens().coder_session_token.expose(),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
+        .default_polling()
+        .coder(&sim.coder_url(), sim.tokens().coder_session_token.expose())
+        .piped()
+        .tokio()
 }
 
 /// Runs `fleet ARGS -o json`: (exit code, the JSON document, stderr).
 async fn run_json(sim: &RunningSim, args: &[&str]) -> (i32, Value, String) {
-    let out = fleet(sim, args)
+    let out = fleet_at(sim, args)
         .args(["-o", "json"])
         .output()
         .await
@@ -217,7 +210,7 @@ async fn the_dry_run_shows_the_path_and_why() {
         v["plan"]["server_side_start"]["template_version_id"].is_null(),
         "{v}"
     );
-    let out = fleet(&sim, &["coder", "update", "alice/dev", "--dry-run"])
+    let out = fleet_at(&sim, &["coder", "update", "alice/dev", "--dry-run"])
         .output()
         .await
         .unwrap();
@@ -236,7 +229,7 @@ async fn a_killed_client_during_a_server_side_restart_still_ends_running_on_the_
     let sim = coder_sim("v2.36.1+sim", 2.0, true).await;
     let ws = sim.coder_workspace_id("alice/dev").unwrap();
     let v2 = sim.coder_version_id("docker-dev", "v2").unwrap();
-    let mut child = fleet(&sim, &["coder", "restart", "alice/dev"])
+    let mut child = fleet_at(&sim, &["coder", "restart", "alice/dev"])
         .spawn()
         .expect("fleet starts");
     let began = Instant::now();
@@ -276,20 +269,13 @@ async fn a_killed_client_during_a_server_side_restart_still_ends_running_on_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_mcp_reports_the_path_and_client_driven_forces_the_old_one() {
-    use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+    use rmcp::model::CallToolRequestParams;
     let sim = coder_sim("v2.36.1+sim", 20.0, true).await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("CODER_URL", sim.coder_url())
-        .env(
-            "CODER_SESSION_TOKEN",
-            sim.tokens().coder_session_token.expose(),
-        )
-        .env("FLEET_POLL_INTERVAL_MS", "50");
-    let client =
-        ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-            .await
-            .expect("MCP handshake");
+    let client = fleet_mcp(&[])
+        .coder(&sim.coder_url(), sim.tokens().coder_session_token.expose())
+        .poll_interval_ms(50)
+        .connect()
+        .await;
     for (name, client_driven, path, posts) in [
         ("alice/dev", false, "server-side", 1),
         ("bob/dev", true, "client-driven", 2),
@@ -336,7 +322,7 @@ async fn logs_show_live_in_order_without_duplicates_across_dropped_sockets_at_a_
     })
     .await
     .unwrap();
-    let out = fleet(
+    let out = fleet_at(
         &sim,
         &["coder", "restart", "alice/dev", "--logs", "-o", "json"],
     )
@@ -359,7 +345,7 @@ async fn logs_show_live_in_order_without_duplicates_across_dropped_sockets_at_a_
         .collect();
     assert_eq!(shown, expected, "every line once, in order:\n{stderr}");
     // --no-logs: none shown.
-    let out = fleet(&sim, &["coder", "restart", "alice/dev", "--no-logs"])
+    let out = fleet_at(&sim, &["coder", "restart", "alice/dev", "--no-logs"])
         .output()
         .await
         .unwrap();
@@ -430,23 +416,13 @@ impl rmcp::ClientHandler for ProgressClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_progress_carries_the_build_log_lines() {
-    use rmcp::{
-        ServiceExt,
-        model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject},
-        transport::TokioChildProcess,
-    };
+    use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject};
     let sim = coder_sim("v2.36.1+sim", 10.0, true).await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear().env("CODER_URL", sim.coder_url()).env(
-        "CODER_SESSION_TOKEN",
-        sim.tokens().coder_session_token.expose(),
-    );
     let handler = ProgressClient::default();
-    let client = handler
-        .clone()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&[])
+        .coder(&sim.coder_url(), sim.tokens().coder_session_token.expose())
+        .connect_with(handler.clone())
+        .await;
     let args = serde_json::json!({"agent_name": "alice/dev", "wait_seconds": 50});
     let mut params = CallToolRequestParams::new("restart_agent")
         .with_arguments(args.as_object().unwrap().clone());

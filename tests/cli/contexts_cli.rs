@@ -14,7 +14,7 @@ use fleet::sim::{CODER_SESSION_TOKEN, CP_ADMIN_TOKEN, ORG_API_KEY};
 use httpmock::MockServer;
 use serde_json::Value;
 
-use crate::support::reliability::Run;
+use crate::support::cli::{Run, fleet};
 use crate::support::sim::sim;
 
 /// A fresh home: HOME, XDG_CONFIG_HOME, nothing else from the parent's environment.
@@ -56,30 +56,18 @@ impl Home {
         p
     }
 
+    /// `fleet args` (a clean environment) in this home, with `env` set; both streams piped.
     fn cmd(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        fleet(args)
             .env("HOME", self.path())
             .env("XDG_CONFIG_HOME", self.path().join("xdg"))
-            .env("FLEET_POLL_INTERVAL_MS", "20")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
+            .envs(env.iter().copied())
+            .piped()
+            .command()
     }
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let out = self.cmd(args, env).output().expect("fleet runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from_output(&self.cmd(args, env).output().expect("fleet runs"))
     }
 
     fn json(&self, args: &[&str], env: &[(&str, &str)]) -> Value {

@@ -3,12 +3,14 @@
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Output, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
 use serde_json::Value;
+
+use crate::support::cli::fleet;
 
 /// A `fleet sim` process; killed on drop.
 struct Sim {
@@ -24,20 +26,20 @@ impl Drop for Sim {
 }
 
 fn start_sim(speed: &str) -> Sim {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--speed",
-            speed,
-            "-o",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fleet sim starts");
+    let mut child = fleet(&[
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--speed",
+        speed,
+        "-o",
+        "json",
+    ])
+    .command()
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("fleet sim starts");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel::<String>();
     // Read the JSON document it prints, then keep draining stdout so the pipe stays open.
@@ -68,31 +70,10 @@ fn start_sim(speed: &str) -> Sim {
     Sim { child, env }
 }
 
-const CONFIG_VARS: [&str; 6] = [
-    "MOLECULE_CP_URL",
-    "CP_ADMIN_API_TOKEN",
-    "MOLECULE_API_URL",
-    "MOLECULE_ORG_API_KEY",
-    "CODER_URL",
-    "CODER_SESSION_TOKEN",
-];
-
 impl Sim {
-    fn fleet(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-        for var in CONFIG_VARS
-            .into_iter()
-            .chain(crate::support::USER_CONFIG_VARS)
-        {
-            cmd.env_remove(var);
-        }
-        cmd.envs(&self.env)
-            .env_remove("FLEET_OUTPUT")
-            .env("FLEET_POLL_INTERVAL_MS", "20")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("fleet runs")
+    /// `fleet args` (a clean environment) pointed at this simulator.
+    fn run(&self, args: &[&str]) -> Output {
+        fleet(args).envs(&self.env).output()
     }
 }
 
@@ -117,7 +98,7 @@ fn molecule_commands_end_to_end() {
     let sim = start_sim("400");
 
     // Never migrated: exit 0 and says so.
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migration-status",
         "ws-hetzner-demo",
@@ -128,7 +109,7 @@ fn molecule_commands_end_to_end() {
     assert_eq!(json(&out)["migrated"], false);
 
     // Without --confirm and without a terminal: refused, nothing started.
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migrate-provider",
         "ws-hetzner-demo",
@@ -137,7 +118,7 @@ fn molecule_commands_end_to_end() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(text(&out).1.contains("--confirm"));
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migration-status",
         "ws-hetzner-demo",
@@ -147,7 +128,7 @@ fn molecule_commands_end_to_end() {
     assert_eq!(json(&out)["migrated"], false, "nothing was started");
 
     // A whole migration, followed to its end; the source provider is looked up.
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migrate-provider",
         "ws-hetzner-demo",
@@ -172,7 +153,7 @@ fn molecule_commands_end_to_end() {
             "progress shows {state}: {stderr}"
         );
     }
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migration-status",
         "ws-hetzner-demo",
@@ -184,7 +165,7 @@ fn molecule_commands_end_to_end() {
     assert_eq!(status["migration"]["to_provider"], "gcp");
 
     // The end states that are failures exit 1 and say what they mean.
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migrate-provider",
         "ws-rolls-back",
@@ -212,12 +193,12 @@ fn molecule_commands_end_to_end() {
         "hetzner",
         "--confirm",
     ];
-    let out = sim.fleet(&start);
+    let out = sim.run(&start);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let out = sim.fleet(&start);
+    let out = sim.run(&start);
     assert_ne!(out.status.code(), Some(0), "{:?}", text(&out));
     assert!(text(&out).1.contains("already"), "{:?}", text(&out));
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migration-status",
         "ws-aws-demo",
@@ -226,7 +207,7 @@ fn molecule_commands_end_to_end() {
         "1s",
     ]);
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
-    let out = sim.fleet(&[
+    let out = sim.run(&[
         "molecule",
         "migration-status",
         "ws-aws-demo",
@@ -244,7 +225,7 @@ fn coder_commands_end_to_end() {
 
     // Issue 27: `coder list` covers your own workspaces like `update`; --all-owners every
     // owner's (it listed every owner's by default).
-    let out = sim.fleet(&["coder", "list", "--all-owners"]);
+    let out = sim.run(&["coder", "list", "--all-owners"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -252,7 +233,7 @@ fn coder_commands_end_to_end() {
         "{stdout}"
     );
 
-    let out = sim.fleet(&["coder", "list", "--outdated", "-o", "json"]);
+    let out = sim.run(&["coder", "list", "--outdated", "-o", "json"]);
     let list = json(&out);
     let names: Vec<&str> = list["workspaces"]
         .as_array()
@@ -267,10 +248,10 @@ fn coder_commands_end_to_end() {
     );
 
     // show by bare name (case-insensitive), owner/name and UUID agree.
-    let by_name = json(&sim.fleet(&["coder", "show", "DEV", "-o", "json"]));
-    let by_owner = json(&sim.fleet(&["coder", "show", "alice/dev", "-o", "json"]));
+    let by_name = json(&sim.run(&["coder", "show", "DEV", "-o", "json"]));
+    let by_owner = json(&sim.run(&["coder", "show", "alice/dev", "-o", "json"]));
     let id = by_owner["id"].as_str().expect("id").to_string();
-    let by_id = json(&sim.fleet(&["coder", "show", &id, "-o", "json"]));
+    let by_id = json(&sim.run(&["coder", "show", &id, "-o", "json"]));
     assert_eq!(by_name["id"], by_owner["id"]);
     assert_eq!(by_id["full_name"], "alice/dev");
     let active = by_id["template_active_version_id"]
@@ -278,33 +259,33 @@ fn coder_commands_end_to_end() {
         .expect("active")
         .to_string();
 
-    let out = sim.fleet(&["coder", "template-version", &active, "-o", "json"]);
+    let out = sim.run(&["coder", "template-version", &active, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert_eq!(json(&out)["id"], active.as_str());
 
     // Update onto the active version: stop, start, running, no longer outdated.
-    let out = sim.fleet(&["coder", "update", "alice/dev"]);
+    let out = sim.run(&["coder", "update", "alice/dev"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(
         stderr.contains("stop build") && stderr.contains("start build"),
         "{stderr}"
     );
-    let after = json(&sim.fleet(&["coder", "show", "alice/dev", "-o", "json"]));
+    let after = json(&sim.run(&["coder", "show", "alice/dev", "-o", "json"]));
     assert_eq!(after["outdated"], false, "{after}");
     assert_eq!(after["template_version_id"], active.as_str());
     assert_eq!(after["status"], "running");
 
     // Again: nothing to do, said plainly.
-    let out = sim.fleet(&["coder", "update", "alice/dev", "-o", "json"]);
+    let out = sim.run(&["coder", "update", "alice/dev", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let outcome = json(&out);
     assert_eq!(outcome["action"], "up_to_date", "{outcome}");
 
     // Restart keeps the version.
-    let out = sim.fleet(&["coder", "restart", "alice/dev", "-o", "json"]);
+    let out = sim.run(&["coder", "restart", "alice/dev", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let again = json(&sim.fleet(&["coder", "show", "alice/dev", "-o", "json"]));
+    let again = json(&sim.run(&["coder", "show", "alice/dev", "-o", "json"]));
     assert_eq!(again["template_version_id"], active.as_str());
     assert_ne!(
         again["latest_build"]["id"], after["latest_build"]["id"],
@@ -312,23 +293,20 @@ fn coder_commands_end_to_end() {
     );
 
     // A version whose start fails: exit 1 with the job's error.
-    let out = sim.fleet(&["coder", "update", "alice/ml-notebook"]);
+    let out = sim.run(&["coder", "update", "alice/ml-notebook"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.to_lowercase().contains("fail"), "{stderr}");
 
     // Unknown workspace: exit 2 (not found, nothing changed; issue 27: was 1), one clear line.
-    let out = sim.fleet(&["coder", "show", "alice/no-such-thing"]);
+    let out = sim.run(&["coder", "show", "alice/no-such-thing"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
 }
 
 #[test]
 fn completions_and_help() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-            .args(["completions", shell])
-            .output()
-            .expect("fleet runs");
+        let out = fleet(&["completions", shell]).output();
         assert_eq!(out.status.code(), Some(0));
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -336,10 +314,7 @@ fn completions_and_help() {
             "{shell}"
         );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .arg("--help")
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&["--help"]).output();
     let help = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "CP_ADMIN_API_TOKEN",
@@ -350,10 +325,7 @@ fn completions_and_help() {
     ] {
         assert!(help.contains(needle), "--help mentions {needle}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .arg("--version")
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&["--version"]).output();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("fleet {}", env!("CARGO_PKG_VERSION"))

@@ -4,21 +4,15 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
-fn fleet() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .stdin(Stdio::null());
-    cmd
-}
+use crate::support::cli::fleet;
 
 fn help(path: &[&str]) -> String {
-    let out = fleet()
+    let out = fleet(&[])
+        .command()
         .args(path)
         .arg("--help")
         .output()
@@ -91,7 +85,8 @@ fn run_against_sim(command: &str, dir: &std::path::Path) -> (i32, String) {
         "an example must run as written, without placeholders or quoting: {command}"
     );
     let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-    let mut child = fleet()
+    let mut child = fleet(&[])
+        .command()
         .current_dir(dir)
         .args(["--sim", "--sim-speed", "2000"])
         .args(&args)
@@ -160,10 +155,8 @@ fn every_example_in_every_help_runs_as_written_against_the_simulator() {
 
 #[test]
 fn the_then_try_lines_of_fleet_sim_run_as_written() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .args(["sim", "--listen", "127.0.0.1:0", "--speed", "2000"])
-        .stdin(Stdio::null())
+    let mut child = fleet(&["sim", "--listen", "127.0.0.1:0", "--speed", "2000"])
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -256,7 +249,8 @@ fn fleet_sim_offers_one_speed_and_refuses_the_global_sim_options() {
         ("--sim-speed=5", "use --speed"),
         ("--sim", "the simulator already"),
     ] {
-        let out = fleet()
+        let out = fleet(&[])
+            .command()
             .args(["sim", flag, "--listen", "127.0.0.1:0"])
             .output()
             .expect("fleet runs");

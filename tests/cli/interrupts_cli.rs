@@ -2,62 +2,12 @@
 //! Terraform way: the first Ctrl-C finishes the in-flight stop→start and says so; the second
 //! leaves everything as it is, says what is left and the command that finishes it, exit 130.
 
-use std::process::Command;
-
-use serde_json::Value;
-
-/// Runs `fleet ARGS` under a pty, presses Ctrl-C `presses` times once `wait_for` shows.
-fn under_pty(presses: u32, wait_for: &str, args: &[&str]) -> (i64, String) {
-    under_pty_with(presses, wait_for, args, &[])
-}
-
-/// [`under_pty`] with these environment variables set for fleet.
-fn under_pty_with(
-    presses: u32,
-    wait_for: &str,
-    args: &[&str],
-    env: &[(&str, String)],
-) -> (i64, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/ctrl_c.py");
-    let mut cmd = Command::new("python3");
-    for var in crate::support::USER_CONFIG_VARS {
-        cmd.env_remove(var);
-    }
-    for var in ["MOLECULE_API_URL", "MOLECULE_ORG_API_KEY", "FLEET_OUTPUT"] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    let out = cmd
-        .arg(script)
-        .arg(presses.to_string())
-        .arg(wait_for)
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_fleet"))
-        .args(args)
-        .env_remove("CODER_URL")
-        .env_remove("CODER_SESSION_TOKEN")
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
-    assert_eq!(v["pressed"].as_u64(), Some(u64::from(presses)), "{v}");
-    (
-        v["code"].as_i64().unwrap_or(-1),
-        v["output"].as_str().unwrap_or_default().to_string(),
-    )
-}
+use crate::support::cli::fleet;
 
 #[test]
 fn one_ctrl_c_during_the_stop_finishes_the_update_and_the_workspace_runs() {
-    let (code, output) = under_pty(
-        1,
-        "stop build",
-        &["--sim", "--sim-speed", "2", "coder", "update", "alice/dev"],
-    );
+    let (code, output) = fleet(&["--sim", "--sim-speed", "2", "coder", "update", "alice/dev"])
+        .under_pty(1, "stop build");
     assert!(
         output.contains("finishing the in-flight stop→start of alice/dev"),
         "{output}"
@@ -73,19 +23,16 @@ fn one_ctrl_c_during_the_stop_finishes_the_update_and_the_workspace_runs() {
 #[test]
 fn two_ctrl_c_leave_the_workspace_stopped_exit_130_and_say_how_to_finish() {
     // Client-driven: nobody but fleet would start it again.
-    let (code, output) = under_pty(
-        2,
-        "stop build",
-        &[
-            "--sim",
-            "--sim-speed",
-            "1",
-            "coder",
-            "update",
-            "alice/dev",
-            "--client-driven",
-        ],
-    );
+    let (code, output) = fleet(&[
+        "--sim",
+        "--sim-speed",
+        "1",
+        "coder",
+        "update",
+        "alice/dev",
+        "--client-driven",
+    ])
+    .under_pty(2, "stop build");
     assert_eq!(code, 130, "{output}");
     assert!(output.contains("leaving everything as it is"), "{output}");
     assert!(output.contains("left stopped"), "{output}");
@@ -100,11 +47,8 @@ fn two_ctrl_c_leave_the_workspace_stopped_exit_130_and_say_how_to_finish() {
 fn two_ctrl_c_during_a_server_side_stop_exit_130_and_say_the_server_starts_it() {
     // Server-side (the simulator reports Coder v2.36.1): the stop carries on_success, so
     // leaving it as it is still ends with the workspace started by Coder.
-    let (code, output) = under_pty(
-        2,
-        "stop build",
-        &["--sim", "--sim-speed", "1", "coder", "update", "alice/dev"],
-    );
+    let (code, output) = fleet(&["--sim", "--sim-speed", "1", "coder", "update", "alice/dev"])
+        .under_pty(2, "stop build");
     assert_eq!(code, 130, "{output}");
     assert!(output.contains("server-side"), "{output}");
     assert!(output.contains("leaving everything as it is"), "{output}");
@@ -121,21 +65,18 @@ fn two_ctrl_c_during_a_server_side_stop_exit_130_and_say_the_server_starts_it() 
 
 #[test]
 fn one_ctrl_c_in_a_batch_starts_no_more_workspaces() {
-    let (code, output) = under_pty(
-        1,
-        "stop build",
-        &[
-            "--sim",
-            "--sim-speed",
-            "2",
-            "coder",
-            "update",
-            "alice/dev",
-            "bob/dev",
-            "--parallel",
-            "1",
-        ],
-    );
+    let (code, output) = fleet(&[
+        "--sim",
+        "--sim-speed",
+        "2",
+        "coder",
+        "update",
+        "alice/dev",
+        "bob/dev",
+        "--parallel",
+        "1",
+    ])
+    .under_pty(1, "stop build");
     assert!(output.contains("starting no more workspaces"), "{output}");
     assert!(
         output.contains("finishing the in-flight stop→start of alice/dev"),
@@ -160,7 +101,6 @@ fn molecule_env(server: &httpmock::MockServer) -> Vec<(&'static str, String)> {
     vec![
         ("MOLECULE_CP_URL", server.base_url()),
         ("CP_ADMIN_API_TOKEN", CP_TOKEN.to_string()),
-        ("FLEET_POLL_INTERVAL_MS", "10".to_string()),
     ]
 }
 
@@ -202,12 +142,9 @@ fn one_ctrl_c_during_a_migration_start_lets_it_be_answered_then_follows_no_more(
     let post = slow_start(&server, "ws-1", std::time::Duration::from_secs(2));
     let mut args = MIGRATE.to_vec();
     args.extend(["--wait", "ws-1"]);
-    let (code, output) = under_pty_with(
-        1,
-        "waiting for the first status",
-        &args,
-        &molecule_env(&server),
-    );
+    let (code, output) = fleet(&args)
+        .vars(&molecule_env(&server))
+        .under_pty(1, "waiting for the first status");
     assert!(
         output.contains("Interrupt received: letting the start under way get its answer"),
         "{output}"
@@ -233,12 +170,9 @@ fn two_ctrl_c_during_a_migration_start_leave_at_once_and_say_it_may_have_started
     let mut args = MIGRATE.to_vec();
     args.extend(["--wait", "ws-1"]);
     let began = std::time::Instant::now();
-    let (code, output) = under_pty_with(
-        2,
-        "waiting for the first status",
-        &args,
-        &molecule_env(&server),
-    );
+    let (code, output) = fleet(&args)
+        .vars(&molecule_env(&server))
+        .under_pty(2, "waiting for the first status");
     assert!(
         began.elapsed() < std::time::Duration::from_secs(9),
         "left before the answer: {output}"
@@ -266,12 +200,9 @@ fn one_ctrl_c_in_a_molecule_batch_starts_no_more_lets_the_start_under_way_end_an
     let third = slow_start(&server, "ws-3", std::time::Duration::ZERO);
     let mut args = MIGRATE.to_vec();
     args.extend(["--wait", "ws-1", "ws-2", "ws-3"]);
-    let (code, output) = under_pty_with(
-        1,
-        "[ws-1] migration from aws to hetzner started",
-        &args,
-        &molecule_env(&server),
-    );
+    let (code, output) = fleet(&args)
+        .vars(&molecule_env(&server))
+        .under_pty(1, "[ws-1] migration from aws to hetzner started");
     assert!(
         output.contains("Interrupt received: starting no more migrations"),
         "{output}"
@@ -302,12 +233,9 @@ fn two_ctrl_c_in_a_molecule_batch_leave_the_start_under_way_and_say_how_to_check
     let mut args = MIGRATE.to_vec();
     args.extend(["--wait", "ws-1", "ws-2"]);
     let began = std::time::Instant::now();
-    let (code, output) = under_pty_with(
-        2,
-        "[ws-1] migration from aws to hetzner started",
-        &args,
-        &molecule_env(&server),
-    );
+    let (code, output) = fleet(&args)
+        .vars(&molecule_env(&server))
+        .under_pty(2, "[ws-1] migration from aws to hetzner started");
     assert!(
         began.elapsed() < std::time::Duration::from_secs(9),
         "left before the answer: {output}"

@@ -6,36 +6,20 @@ use std::{
     time::Duration,
 };
 
+use crate::support::cli::fleet;
 use httpmock::prelude::*;
 use serde_json::{Value, json};
 
 const CP_TOKEN: &str = "cp-cli-secret-789";
 const MIGRATE_PATH: &str = "/cp/admin/workspaces/ws-1/migrate-provider";
 
-fn fleet(server: &MockServer) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    for var in [
-        "MOLECULE_API_URL",
-        "MOLECULE_ORG_API_KEY",
-        "FLEET_OUTPUT",
-        "FLEET_LOG_LEVEL",
-        "CODER_URL",
-        "CODER_SESSION_TOKEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    for var in crate::support::USER_CONFIG_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", CP_TOKEN)
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .stdin(Stdio::null());
-    cmd
+/// `fleet` (a clean environment) pointed at the control plane `server`.
+fn fleet_at(server: &MockServer) -> Command {
+    fleet(&[]).molecule(&server.base_url(), CP_TOKEN).command()
 }
 
 fn run(server: &MockServer, args: &[&str]) -> Output {
-    fleet(server).args(args).output().expect("fleet runs")
+    fleet_at(server).args(args).output().expect("fleet runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -120,7 +104,7 @@ fn without_confirm_and_no_terminal_exits_2_naming_confirm_and_sends_nothing() {
     any.assert_calls(0);
 
     // Also without --from: not even the tenant API is read.
-    let out = fleet(&server)
+    let out = fleet_at(&server)
         .env("MOLECULE_API_URL", server.base_url())
         .env("MOLECULE_ORG_API_KEY", "k")
         .args([
@@ -193,7 +177,7 @@ fn invalid_input_exits_2_and_sends_nothing() {
 fn not_configured_exits_2() {
     let server = MockServer::start();
     let any = catch_all(&server);
-    let out = fleet(&server)
+    let out = fleet_at(&server)
         .env_remove("CP_ADMIN_API_TOKEN")
         .args(["molecule", "migration-status", "ws-1"])
         .output()
@@ -570,7 +554,7 @@ fn ctrl_c_exits_130_and_says_the_migration_goes_on() {
         then.status(200)
             .json_body(status_body("retiring_source", false));
     });
-    let child = fleet(&server)
+    let child = fleet_at(&server)
         .args(["molecule", "migration-status", "ws-1", "--wait"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -666,14 +650,7 @@ fn a_follow_command_never_carries_a_workspace_id_the_server_chose_that_fleet_wou
 /// The built `fleet` against its own simulator (`--sim`): both Molecule APIs, the tenant API
 /// included, seeded with ws-aws-demo, ws-gcp-demo, ws-migrating, …
 fn sim_run(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .arg("--sim")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleet runs")
+    fleet(&["--sim"]).args(args).output()
 }
 
 #[test]

@@ -7,13 +7,15 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Output, Stdio},
+    process::{Output, Stdio},
 };
 
+use crate::support::cli::fleet;
+use crate::support::mcp::fleet_mcp;
 use crate::support::sim::sim_with;
 use fleet::sim::{CpAdminLayout, RequestRecord, RunningSim, SimOptions};
 use httpmock::prelude::*;
-use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 const CP: &str = "/cp/admin";
@@ -26,20 +28,6 @@ async fn sim_in(layout: CpAdminLayout) -> RunningSim {
         ..SimOptions::default()
     })
     .await
-}
-
-/// `fleet` with a clean environment pointing at `env`.
-fn fleet(env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .stdin(Stdio::null())
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("fleet runs")
 }
 
 fn sim_env(sim: &RunningSim) -> Vec<(&'static str, String)> {
@@ -104,20 +92,19 @@ async fn each_layout_gets_its_own_urls_and_a_post_only_after_a_get_confirmed_it(
     ] {
         let sim = sim_in(layout).await;
         let env = sim_env(&sim);
-        let out = fleet(
-            &env,
-            &[
-                "--log-level",
-                "info",
-                "molecule",
-                "migrate-provider",
-                "ws-aws-demo",
-                "--to",
-                "hetzner",
-                "--confirm",
-                "--wait",
-            ],
-        );
+        let out = fleet(&[
+            "--log-level",
+            "info",
+            "molecule",
+            "migrate-provider",
+            "ws-aws-demo",
+            "--to",
+            "hetzner",
+            "--confirm",
+            "--wait",
+        ])
+        .vars(&env)
+        .output();
         assert_eq!(out.status.code(), Some(0), "{layout:?}: {}", show(&out));
         let stderr = text(&out.stderr);
         assert!(
@@ -187,7 +174,7 @@ async fn neither_layout_is_an_exit_1_error_naming_both_urls_and_the_setting() {
             "--dry-run",
         ][..],
     ] {
-        let out = fleet(&env, args);
+        let out = fleet(args).vars(&env).output();
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", show(&out));
         let stderr = text(&out.stderr);
         let base = sim.cp_url();
@@ -213,10 +200,9 @@ async fn neither_layout_is_an_exit_1_error_naming_both_urls_and_the_setting() {
         sim.requests()
     );
     // JSON output: the same error, as a document.
-    let out = fleet(
-        &env,
-        &["-o", "json", "molecule", "migration-status", "ws-aws-demo"],
-    );
+    let out = fleet(&["-o", "json", "molecule", "migration-status", "ws-aws-demo"])
+        .vars(&env)
+        .output();
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(v["error"]["exit_code"], 1);
@@ -233,17 +219,16 @@ async fn neither_layout_is_an_exit_1_error_naming_both_urls_and_the_setting() {
 async fn status_of_several_workspaces_and_several_starts_use_the_found_layout() {
     let sim = sim_in(CpAdminLayout::ApiV1).await;
     let env = sim_env(&sim);
-    let out = fleet(
-        &env,
-        &[
-            "molecule",
-            "migration-status",
-            "ws-migrated",
-            "ws-migrating",
-            "ws-aws-demo",
-            "ws-rolls-back",
-        ],
-    );
+    let out = fleet(&[
+        "molecule",
+        "migration-status",
+        "ws-migrated",
+        "ws-migrating",
+        "ws-aws-demo",
+        "ws-rolls-back",
+    ])
+    .vars(&env)
+    .output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let reqs = cp_requests(&sim);
     // The first read finds the layout; the others wait for it instead of probing too.
@@ -258,20 +243,19 @@ async fn status_of_several_workspaces_and_several_starts_use_the_found_layout() 
         "{reqs:?}"
     );
     sim.clear_requests();
-    let out = fleet(
-        &env,
-        &[
-            "molecule",
-            "migrate-provider",
-            "ws-aws-demo",
-            "ws-fails-migration",
-            "--to",
-            "gcp",
-            "--from",
-            "aws",
-            "--confirm",
-        ],
-    );
+    let out = fleet(&[
+        "molecule",
+        "migrate-provider",
+        "ws-aws-demo",
+        "ws-fails-migration",
+        "--to",
+        "gcp",
+        "--from",
+        "aws",
+        "--confirm",
+    ])
+    .vars(&env)
+    .output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let posts: Vec<String> = cp_requests(&sim)
         .into_iter()
@@ -300,7 +284,7 @@ async fn dry_run_says_which_layout_and_sends_no_post() {
         "gcp",
         "--dry-run",
     ];
-    let out = fleet(&env, &args);
+    let out = fleet(&args).vars(&env).output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = text(&out.stdout);
     assert!(
@@ -316,7 +300,7 @@ async fn dry_run_says_which_layout_and_sends_no_post() {
     );
     let mut json_args = vec!["-o", "json"];
     json_args.extend_from_slice(&args);
-    let out = fleet(&env, &json_args);
+    let out = fleet(&json_args).vars(&env).output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(v["route"]["prefix"], V1, "{v}");
@@ -328,21 +312,20 @@ async fn dry_run_says_which_layout_and_sends_no_post() {
 async fn a_configured_prefix_is_used_alone() {
     let sim = sim_in(CpAdminLayout::ApiV1).await;
     // The flag: straight to /api/v1/admin, /cp/admin never asked.
-    let out = fleet(
-        &sim_env(&sim),
-        &[
-            "--cp-admin-prefix",
-            "/api/v1/admin/",
-            "molecule",
-            "migrate-provider",
-            "ws-aws-demo",
-            "--to",
-            "hetzner",
-            "--from",
-            "aws",
-            "--confirm",
-        ],
-    );
+    let out = fleet(&[
+        "--cp-admin-prefix",
+        "/api/v1/admin/",
+        "molecule",
+        "migrate-provider",
+        "ws-aws-demo",
+        "--to",
+        "hetzner",
+        "--from",
+        "aws",
+        "--confirm",
+    ])
+    .vars(&sim_env(&sim))
+    .output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let reqs = cp_requests(&sim);
     assert!(reqs.iter().all(|(_, p)| p.starts_with(V1)), "{reqs:?}");
@@ -352,21 +335,20 @@ async fn a_configured_prefix_is_used_alone() {
     sim.clear_requests();
     let mut env = sim_env(&sim);
     env.push(("MOLECULE_CP_ADMIN_PREFIX", "/cp/admin".into()));
-    let out = fleet(
-        &env,
-        &[
-            "molecule",
-            "migrate-provider",
-            "ws-gcp-demo",
-            "--to",
-            "hetzner",
-            "--from",
-            "gcp",
-            "--from-instance-id",
-            "gce-7730118842",
-            "--confirm",
-        ],
-    );
+    let out = fleet(&[
+        "molecule",
+        "migrate-provider",
+        "ws-gcp-demo",
+        "--to",
+        "hetzner",
+        "--from",
+        "gcp",
+        "--from-instance-id",
+        "gce-7730118842",
+        "--confirm",
+    ])
+    .vars(&env)
+    .output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = text(&out.stderr);
     assert!(
@@ -387,16 +369,15 @@ async fn a_configured_prefix_is_used_alone() {
     );
     // A prefix with a dot segment is invalid input: exit 2, nothing sent.
     sim.clear_requests();
-    let out = fleet(
-        &sim_env(&sim),
-        &[
-            "--cp-admin-prefix",
-            "/cp/../admin",
-            "molecule",
-            "migration-status",
-            "ws-aws-demo",
-        ],
-    );
+    let out = fleet(&[
+        "--cp-admin-prefix",
+        "/cp/../admin",
+        "molecule",
+        "migration-status",
+        "ws-aws-demo",
+    ])
+    .vars(&sim_env(&sim))
+    .output();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(cp_requests(&sim).is_empty());
 }
@@ -409,7 +390,9 @@ async fn cp_api_url_stands_in_for_molecule_cp_url() {
         .filter(|(k, _)| *k != "MOLECULE_CP_URL")
         .collect();
     env.push(("CP_API_URL", sim.cp_url()));
-    let out = fleet(&env, &["molecule", "migration-status", "ws-migrated"]);
+    let out = fleet(&["molecule", "migration-status", "ws-migrated"])
+        .vars(&env)
+        .output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(text(&out.stdout).contains("completed"), "{}", show(&out));
     // MOLECULE_CP_URL wins over CP_API_URL.
@@ -419,31 +402,31 @@ async fn cp_api_url_stands_in_for_molecule_cp_url() {
     };
     let mut env = sim_env(&sim);
     env.push(("CP_API_URL", dead));
-    let out = fleet(&env, &["molecule", "migration-status", "ws-migrated"]);
+    let out = fleet(&["molecule", "migration-status", "ws-migrated"])
+        .vars(&env)
+        .output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_sim_serves_the_layout_asked_for() {
     for (layout, ok) in [("api-v1", true), ("none", false)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-            .args([
-                "-o",
-                "json",
-                "sim",
-                "--listen",
-                "127.0.0.1:0",
-                "--speed",
-                "100",
-                "--cp-admin-layout",
-                layout,
-            ])
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fleet sim starts");
+        let mut child = fleet(&[
+            "-o",
+            "json",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "100",
+            "--cp-admin-layout",
+            layout,
+        ])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fleet sim starts");
         let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut doc = String::new();
         let info: Value = loop {
@@ -471,7 +454,9 @@ async fn fleet_sim_serves_the_layout_asked_for() {
                 )
             })
             .collect();
-        let out = fleet(&env, &["molecule", "migration-status", "ws-migrated"]);
+        let out = fleet(&["molecule", "migration-status", "ws-migrated"])
+            .vars(&env)
+            .output();
         child.kill().ok();
         child.wait().ok();
         if ok {
@@ -487,20 +472,15 @@ async fn fleet_sim_serves_the_layout_asked_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_mcp_finds_the_layout_and_says_when_there_is_none() {
     for (layout, ok) in [("api-v1", true), ("none", false)] {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .args([
-                "--sim",
-                "--sim-speed",
-                "100",
-                "--sim-cp-admin-layout",
-                layout,
-            ]);
-        let client =
-            ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-                .await
-                .expect("MCP handshake");
+        let client = fleet_mcp(&[
+            "--sim",
+            "--sim-speed",
+            "100",
+            "--sim-cp-admin-layout",
+            layout,
+        ])
+        .connect()
+        .await;
         let r = client
             .call_tool(
                 CallToolRequestParams::new("migrate_workspace_provider").with_arguments(
@@ -593,7 +573,7 @@ async fn a_get_that_confirms_nothing_means_no_post_anywhere() {
     get_answers(&server, CP, 404, "404 page not found").await;
     get_answers(&server, V1, 500, "<html>upstream error</html>").await;
     let (cp_post, v1_post) = posts_on_both(&server).await;
-    let out = fleet(&mock_env(&server), &MIGRATE);
+    let out = fleet(&MIGRATE).vars(&mock_env(&server)).output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = text(&out.stderr);
     assert!(
@@ -614,7 +594,7 @@ async fn a_get_that_confirms_nothing_means_no_post_anywhere() {
         })
         .await;
     let (cp_post, v1_post) = posts_on_both(&server).await;
-    let out = fleet(&mock_env(&server), &MIGRATE);
+    let out = fleet(&MIGRATE).vars(&mock_env(&server)).output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     v1_get.assert_calls_async(0).await;
     cp_post.assert_calls_async(0).await;
@@ -626,7 +606,7 @@ async fn a_get_that_confirms_nothing_means_no_post_anywhere() {
     get_answers(&server, CP, 404, r#"{"message":"Not Found"}"#).await;
     get_answers(&server, V1, 404, r#"{"error":"no migration"}"#).await;
     let (cp_post, v1_post) = posts_on_both(&server).await;
-    let out = fleet(&mock_env(&server), &MIGRATE);
+    let out = fleet(&MIGRATE).vars(&mock_env(&server)).output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     cp_post.assert_calls_async(0).await;
     v1_post.assert_calls_async(1).await;
@@ -657,7 +637,7 @@ async fn optional_fields_are_sent_only_when_given() {
             then.status(202).json_body(json!({"status": "migration_started", "workspace_id": "ws-1", "from": "aws", "to": "hetzner"}));
         })
         .await;
-    let out = fleet(&mock_env(&server), &MIGRATE);
+    let out = fleet(&MIGRATE).vars(&mock_env(&server)).output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     bare.assert_calls_async(1).await;
     let mut args = MIGRATE.to_vec();
@@ -673,7 +653,7 @@ async fn optional_fields_are_sent_only_when_given() {
         "--env",
         "OPTS=a=b c",
     ]);
-    let out = fleet(&mock_env(&server), &args);
+    let out = fleet(&args).vars(&mock_env(&server)).output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     full.assert_calls_async(1).await;
     bare.assert_calls_async(1).await;
@@ -682,7 +662,7 @@ async fn optional_fields_are_sent_only_when_given() {
     let mut dry = args.clone();
     dry.retain(|a| *a != "--confirm");
     dry.push("--dry-run");
-    let out = fleet(&mock_env(&server), &dry);
+    let out = fleet(&dry).vars(&mock_env(&server)).output();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = text(&out.stdout);
     assert!(
@@ -702,23 +682,14 @@ async fn optional_fields_are_sent_only_when_given() {
     ] {
         let mut a = MIGRATE.to_vec();
         a.extend_from_slice(bad);
-        let out = fleet(&mock_env(&server), &a);
+        let out = fleet(&a).vars(&mock_env(&server)).output();
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", show(&out));
     }
     full.assert_calls_async(1).await;
     bare.assert_calls_async(1).await;
 
     // MCP: the same fields, the same exact bodies.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in mock_env(&server) {
-        cmd.env(k, v);
-    }
-    let client =
-        ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-            .await
-            .expect("MCP handshake");
+    let client = fleet_mcp(&[]).vars(&mock_env(&server)).connect().await;
     for (args, mock) in [
         (
             json!({"workspace_id": "ws-1", "to": "hetzner", "from": "aws", "confirm": true}),

@@ -5,12 +5,14 @@
 //! did not confirm the start, and the message says what to do next.
 
 use std::{
-    process::{Command, Output, Stdio},
+    process::Output,
     sync::{Arc, Mutex},
 };
 
+use crate::support::cli::fleet;
+use crate::support::mcp::fleet_mcp;
 use httpmock::prelude::*;
-use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -32,18 +34,6 @@ fn running() -> Value {
         "migration": {"state": "snapshotting", "from_provider": "aws", "to_provider": "hetzner", "detail": "snapshotting i-1"},
         "terminal": false,
     })
-}
-
-fn fleet(base: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MOLECULE_CP_URL", base)
-        .env("CP_ADMIN_API_TOKEN", TOKEN)
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .expect("fleet runs")
 }
 
 fn show(out: &Output) -> String {
@@ -97,7 +87,7 @@ async fn a_500_while_the_migration_runs_says_it_may_have_started_and_how_to_foll
     let server = MockServer::start_async().await;
     status_then(&server, Some(running())).await;
     let post = post_500(&server).await;
-    let out = fleet(&server.base_url(), &MIGRATE);
+    let out = fleet(&MIGRATE).molecule(&server.base_url(), TOKEN).output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
@@ -117,7 +107,9 @@ async fn a_500_while_the_migration_runs_says_it_may_have_started_and_how_to_foll
     let post = post_500(&server).await;
     let mut json_args = vec!["-o", "json"];
     json_args.extend_from_slice(&MIGRATE);
-    let out = fleet(&server.base_url(), &json_args);
+    let out = fleet(&json_args)
+        .molecule(&server.base_url(), TOKEN)
+        .output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(v["error"]["kind"], "unconfirmed", "{v}");
@@ -134,7 +126,7 @@ async fn a_500_with_no_migration_afterwards_says_nothing_was_started() {
     let post = post_500(&server).await;
     let mut args = vec!["-o", "json"];
     args.extend_from_slice(&MIGRATE);
-    let out = fleet(&server.base_url(), &args);
+    let out = fleet(&args).molecule(&server.base_url(), TOKEN).output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(v["error"]["found"], "nothing_started", "{v}");
@@ -222,7 +214,7 @@ async fn resetting_server(after: Value) -> (String, Arc<Mutex<Vec<String>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_post_is_read_back_never_resent() {
     let (base, log) = resetting_server(running()).await;
-    let out = fleet(&base, &MIGRATE);
+    let out = fleet(&MIGRATE).molecule(&base, TOKEN).output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
@@ -248,15 +240,10 @@ async fn mcp_names_the_tool_to_follow_with() {
     let server = MockServer::start_async().await;
     status_then(&server, Some(running())).await;
     let post = post_500(&server).await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", TOKEN);
-    let client =
-        ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-            .await
-            .expect("MCP handshake");
+    let client = fleet_mcp(&[])
+        .molecule(&server.base_url(), TOKEN)
+        .connect()
+        .await;
     let r = client
         .call_tool(
             CallToolRequestParams::new("migrate_workspace_provider").with_arguments(
@@ -305,22 +292,21 @@ async fn in_a_batch_an_unconfirmed_start_exits_1_as_it_does_alone() {
             }));
         })
         .await;
-    let out = fleet(
-        &server.base_url(),
-        &[
-            "-o",
-            "json",
-            "molecule",
-            "migrate-provider",
-            "ws-1",
-            "ws-2",
-            "--to",
-            "hetzner",
-            "--from",
-            "aws",
-            "--confirm",
-        ],
-    );
+    let out = fleet(&[
+        "-o",
+        "json",
+        "molecule",
+        "migrate-provider",
+        "ws-1",
+        "ws-2",
+        "--to",
+        "hetzner",
+        "--from",
+        "aws",
+        "--confirm",
+    ])
+    .molecule(&server.base_url(), TOKEN)
+    .output();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(v["exit_code"], 1, "{v}");

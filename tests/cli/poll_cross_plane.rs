@@ -5,9 +5,7 @@
 
 use crate::support::coder as support;
 
-use std::process::{Command, Stdio};
-
-use crate::support::cli::Run;
+use crate::support::cli::{Run, fleet};
 use httpmock::{
     Method::{GET, POST},
     Mock, MockServer,
@@ -17,16 +15,8 @@ use support::*;
 
 const CP_TOKEN: &str = "poll-cross-plane-cp-token";
 
-fn fleet(env: &[(&str, String)], args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleet runs");
-    let run = Run::from_output(&out);
+/// `run`, once no token has leaked into its output.
+fn no_token_leaked(run: Run) -> Run {
     for t in [CP_TOKEN, TOKEN] {
         assert!(
             !run.stdout.contains(t) && !run.stderr.contains(t),
@@ -78,18 +68,18 @@ async fn molecule_wait(status: u16, failures: usize) -> (i32, usize, Run) {
         ("MOLECULE_CP_URL", server.base_url()),
         ("MOLECULE_CP_ADMIN_PREFIX", "/cp/admin".to_string()),
         ("CP_ADMIN_API_TOKEN", CP_TOKEN.to_string()),
-        ("FLEET_POLL_INTERVAL_MS", "20".to_string()),
     ];
-    let run = fleet(
-        &env,
-        &[
+    let run = no_token_leaked(
+        fleet(&[
             "molecule",
             "migration-status",
             "ws-1",
             "--wait",
             "--timeout",
             "60s",
-        ],
+        ])
+        .vars(&env)
+        .run(),
     );
     let reads = failing.calls_async().await + answer.calls_async().await;
     (run.code, reads, run)
@@ -163,9 +153,8 @@ async fn coder_wait(status: u16, failures: usize) -> (i32, usize, Run) {
     let env = [
         ("CODER_URL", server.base_url()),
         ("CODER_SESSION_TOKEN", TOKEN.to_string()),
-        ("FLEET_POLL_INTERVAL_MS", "20".to_string()),
     ];
-    let run = fleet(&env, &["coder", "update", "alice/dev"]);
+    let run = no_token_leaked(fleet(&["coder", "update", "alice/dev"]).vars(&env).run());
     let reads = failing.calls_async().await + answer.calls_async().await;
     (run.code, reads, run)
 }

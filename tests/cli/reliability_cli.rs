@@ -23,7 +23,6 @@ fn env_for(base: &str) -> Vec<(&'static str, String)> {
         ("MOLECULE_ORG_API_KEY", ORG_MARKER.to_string()),
         ("CODER_URL", base.to_string()),
         ("CODER_SESSION_TOKEN", CODER_MARKER.to_string()),
-        ("FLEET_POLL_INTERVAL_MS", "10".to_string()),
     ]
 }
 
@@ -621,7 +620,6 @@ async fn ctrl_c_during_a_migration_wait_exits_130_and_leaves_it_running() {
     let env = [
         ("MOLECULE_CP_URL", base.as_str()),
         ("CP_ADMIN_API_TOKEN", CP_MARKER),
-        ("FLEET_POLL_INTERVAL_MS", "20"),
     ];
     // Started by fleet, then followed.
     let run = interrupt_when(

@@ -4,16 +4,13 @@
 //! commands in the CLI and as tool arguments and tool calls in MCP, neither face shows the
 //! other's words, and nothing reached the simulator that changes state.
 
-use std::process::{Command, Stdio};
-
-use crate::support::cli::fleet_output_on;
-use crate::support::mcp::mcp_on;
+use crate::support::cli::{fleet, fleet_output_on};
+use crate::support::mcp::{fleet_mcp, mcp_on};
 use crate::support::sim::sim;
 use rmcp::{
-    RoleClient, ServiceExt,
+    RoleClient,
     model::{CallToolRequestParams, CallToolResult},
     service::RunningService,
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
 
@@ -238,13 +235,9 @@ async fn json_output_carries_the_remedies_as_facts_beside_the_worded_message() {
 async fn a_missing_configuration_names_the_variables_and_in_the_cli_its_flags() {
     // No Molecule configuration at all: the CLI adds the flag that stands for the variable;
     // fleet-mcp (configured from its environment only) names the variable alone.
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
+    let out = fleet(&["molecule", "migration-status", "ws-1"])
         .env("MOLECULE_CP_URL", "http://127.0.0.1:9")
-        .args(["molecule", "migration-status", "ws-1"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleet runs");
+        .output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -252,9 +245,10 @@ async fn a_missing_configuration_names_the_variables_and_in_the_cli_its_flags() 
         "{err}"
     );
 
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear().env("MOLECULE_CP_URL", "http://127.0.0.1:9");
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let client = fleet_mcp(&[])
+        .env("MOLECULE_CP_URL", "http://127.0.0.1:9")
+        .connect()
+        .await;
     let text = call(
         &client,
         "get_workspace_migration_status",
@@ -322,22 +316,18 @@ async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .filter(|(k, _)| k != "MOLECULE_API_URL" && k != "MOLECULE_ORG_API_KEY")
         .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .envs(no_tenant.iter().cloned())
-        .args([
-            "molecule",
-            "migrate-provider",
-            "ws-gcp-demo",
-            "--from",
-            "gcp",
-            "--to",
-            "aws",
-            "--confirm",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&[
+        "molecule",
+        "migrate-provider",
+        "ws-gcp-demo",
+        "--from",
+        "gcp",
+        "--to",
+        "aws",
+        "--confirm",
+    ])
+    .envs(no_tenant.iter().cloned())
+    .output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -346,9 +336,10 @@ async fn without_the_tenant_api_a_gcp_source_needs_its_instance_id_in_each_face_
     );
     assert_cli_words(&err);
 
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear().envs(no_tenant.iter().cloned());
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.expect("serves");
+    let client = fleet_mcp(&[])
+        .envs(no_tenant.iter().cloned())
+        .connect()
+        .await;
     let text = call(
         &client,
         "migrate_workspace_provider",
@@ -555,14 +546,7 @@ async fn a_migration_timeout_out_of_range_is_refused_by_both_faces_having_sent_n
 async fn plain_http_off_loopback_is_refused_with_each_face_s_way_to_allow_it() {
     // A name under .invalid never resolves: nothing could be sent even if the check failed.
     let url = "http://coder.invalid";
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .env("CODER_URL", url)
-        .env("CODER_SESSION_TOKEN", "t")
-        .args(["coder", "list"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&["coder", "list"]).coder(url, "t").output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -572,11 +556,7 @@ async fn plain_http_off_loopback_is_refused_with_each_face_s_way_to_allow_it() {
     );
     assert_cli_words(&err);
 
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("CODER_URL", url)
-        .env("CODER_SESSION_TOKEN", "t");
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let client = fleet_mcp(&[]).coder(url, "t").connect().await;
     let text = call(&client, "list_agents", json!({})).await;
     assert!(
         text.contains("tokens would cross the network in clear")

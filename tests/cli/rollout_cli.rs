@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::cli::fleet_on;
+use crate::support::cli::{fleet, fleet_on};
 use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceTransition, build_request},
@@ -338,28 +338,6 @@ async fn at_a_slow_speed_the_ready_bound_is_honoured_and_an_external_agent_is_no
     );
 }
 
-/// `fleet ARGS` under a pseudo-terminal (tests/pty/ctrl_c.py, no key pressed): what the
-/// terminal showed, and the exit code.
-fn under_pty(no_color: bool, args: &[&str]) -> (i64, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/ctrl_c.py");
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(script)
-        .args(["0", "-", "--", env!("CARGO_BIN_EXE_fleet")])
-        .args(args)
-        .env_remove("CODER_URL")
-        .env_remove("CODER_SESSION_TOKEN")
-        .env_remove("NO_COLOR");
-    if no_color {
-        cmd.env("NO_COLOR", "1");
-    }
-    let out = cmd.output().expect("python3 runs");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
-    (
-        v["code"].as_i64().unwrap_or(-1),
-        v["output"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
 #[test]
 fn on_a_terminal_only_the_verdict_word_is_coloured_and_no_color_turns_it_off() {
     // The simulator's ids are fixed: web v3-start-error.
@@ -376,7 +354,7 @@ fn on_a_terminal_only_the_verdict_word_is_coloured_and_no_color_turns_it_off() {
         "--canary",
         "1",
     ];
-    let (code, output) = under_pty(false, &args);
+    let (code, output) = fleet(&args).under_pty(0, "-");
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("\x1b[31munhealthy\x1b[0m"), "{output:?}");
     assert!(
@@ -389,7 +367,7 @@ fn on_a_terminal_only_the_verdict_word_is_coloured_and_no_color_turns_it_off() {
         .find(|l| l.starts_with("carol/web-01") && l.contains("unhealthy"))
         .expect("a row for the canary");
     assert_eq!(row.matches("\x1b[").count(), 2, "{row:?}");
-    let (code, output) = under_pty(true, &args);
+    let (code, output) = fleet(&args).env("NO_COLOR", "1").under_pty(0, "-");
     assert_eq!(code, 1, "{output}");
     assert!(
         !output.contains("\x1b[31m") && !output.contains("\x1b[33m"),

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use crate::support::cli::fleet_on;
+use crate::support::cli::{fleet, fleet_on};
 use crate::support::sim::sim_with;
 use fleet::{
     coder::{CoderClient, FleetEvent, FleetOptions, Selection, UpdateOptions, WorkspaceRef},
@@ -649,8 +649,7 @@ async fn the_sdk_keeps_at_most_parallel_workspaces_in_flight_and_never_one_twice
 /// presses Ctrl-C `presses` times once slow-box's stop build exists, returns (exit code, report).
 #[cfg(unix)]
 async fn batch_interrupted(sim: &fleet::sim::RunningSim, presses: u32) -> (Option<i32>, Value) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args([
+    let mut cmd = fleet(&[
         "coder",
         "update",
         "slow-box",
@@ -662,11 +661,9 @@ async fn batch_interrupted(sim: &fleet::sim::RunningSim, presses: u32) -> (Optio
         "-o",
         "json",
     ])
-    .env_clear()
-    .envs(sim.env_vars())
-    .env("FLEET_POLL_INTERVAL_MS", "20")
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
+    .sim(sim)
+    .piped()
+    .tokio();
     let child = cmd.spawn().expect("fleet starts");
     let pid = child.id().expect("a pid");
     // Wait until slow-box's stop build exists.
@@ -832,11 +829,9 @@ async fn coder_list_fetches_the_pages_after_the_first_concurrently() {
         );
     }
     let began = std::time::Instant::now();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["-o", "json", "coder", "list"])
-        .env_clear()
-        .env("CODER_URL", server.base_url())
-        .env("CODER_SESSION_TOKEN", "list-test-token")
+    let out = fleet(&["-o", "json", "coder", "list"])
+        .coder(&server.base_url(), "list-test-token")
+        .tokio()
         .output()
         .await
         .expect("fleet runs");

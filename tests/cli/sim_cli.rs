@@ -2,18 +2,16 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
+use crate::support::cli::fleet;
 use fleet::{CoderConfig, MoleculeConfig, Secret, coder::CoderClient, molecule::MoleculeClient};
 
 #[test]
 fn refuses_a_non_loopback_address_and_a_bad_speed() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["sim", "--listen", "0.0.0.0:0"])
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&["sim", "--listen", "0.0.0.0:0"]).output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -21,16 +19,10 @@ fn refuses_a_non_loopback_address_and_a_bad_speed() {
         "{err}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["sim", "--speed", "0"])
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&["sim", "--speed", "0"]).output();
     assert_eq!(out.status.code(), Some(2));
 
-    let help = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["sim", "--help"])
-        .output()
-        .expect("fleet runs");
+    let help = fleet(&["sim", "--help"]).output();
     let help = String::from_utf8_lossy(&help.stdout);
     for name in [
         "ws-fails-migration",
@@ -45,8 +37,8 @@ fn refuses_a_non_loopback_address_and_a_bad_speed() {
 
 #[tokio::test]
 async fn serves_and_prints_the_exports_that_work() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["sim", "--listen", "127.0.0.1:0", "--speed", "100"])
+    let mut child = fleet(&["sim", "--listen", "127.0.0.1:0", "--speed", "100"])
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -117,10 +109,10 @@ async fn serves_and_prints_the_exports_that_work() {
 fn prints_its_own_tokens_even_when_the_environment_holds_them() {
     // After `export …` from an earlier `fleet sim`, the environment holds the simulator's
     // tokens; the output redaction of configured tokens must not blank the new exports.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["-o", "json", "sim", "--listen", "127.0.0.1:0"])
+    let mut child = fleet(&["-o", "json", "sim", "--listen", "127.0.0.1:0"])
         .env("CP_ADMIN_API_TOKEN", "sim-cp-admin-token")
         .env("CODER_SESSION_TOKEN", "sim-coder-session-token")
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -8,18 +8,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use httpmock::{Method::GET, Method::POST, Mock, MockServer};
+use httpmock::{Method::POST, MockServer};
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt,
+    ClientHandler, RoleClient,
     model::{
         CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam,
         ProgressToken, RequestMetaObject,
     },
     service::{NotificationContext, RunningService},
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
 use support::*;
+
+use crate::support::mcp::fleet_mcp;
 
 #[derive(Clone, Default)]
 struct Client {
@@ -40,18 +41,11 @@ async fn connect(
     server: &MockServer,
     extra: &[&str],
 ) -> (RunningService<RoleClient, Client>, Client) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.args(extra)
-        .env_clear()
-        .env("CODER_URL", server.base_url())
-        .env("CODER_SESSION_TOKEN", TOKEN);
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
     let handler = Client::default();
-    let running = handler
-        .clone()
-        .serve(transport)
-        .await
-        .expect("MCP handshake");
+    let running = fleet_mcp(extra)
+        .coder(&server.base_url(), TOKEN)
+        .connect_with(handler.clone())
+        .await;
     (running, handler)
 }
 
@@ -72,29 +66,6 @@ async fn call(
         .call_tool(params)
         .await
         .expect("the call is answered")
-}
-
-async fn get<'a>(server: &'a MockServer, path: &str, status: u16, body: Value) -> Mock<'a> {
-    let path = path.to_string();
-    server
-        .mock_async(move |when, then| {
-            when.method(GET)
-                .path(path)
-                .header("coder-session-token", TOKEN);
-            then.status(status).json_body(body);
-        })
-        .await
-}
-
-async fn post_build<'a>(server: &'a MockServer, body: Value, answer: Value) -> Mock<'a> {
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(format!("/api/v2/workspaces/{WS}/builds"))
-                .json_body(body);
-            then.status(201).json_body(answer);
-        })
-        .await
 }
 
 fn text_of(r: &CallToolResult) -> String {
@@ -179,40 +150,37 @@ async fn tools_are_listed_with_annotations_and_output_schemas() {
 async fn update_agent_sends_progress_and_returns_structured_output() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/me/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    let stop = post_build(
+    let stop = mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
         build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
     )
     .await;
-    let start = post_build(
-        &server,
-        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
-        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
-    )
+    let start = mock_post_build(&server, json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}), 201, build(START_BUILD, 9, "start", "pending", "pending", V2, None))
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}"),
         200,
@@ -273,14 +241,14 @@ async fn update_agent_sends_progress_and_returns_structured_output() {
 async fn errors_are_tool_errors_with_the_reason() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/me/workspace/ghost",
         404,
         json!({"message": "not found"}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         "/api/v2/workspaces",
         200,
@@ -333,21 +301,21 @@ async fn read_tools_return_structured_output() {
     mock_preflight(&server).await;
     let mut fresh = running_on(V2);
     fresh["name"] = json!("fresh");
-    get(
+    mock_get(
         &server,
         "/api/v2/workspaces",
         200,
         json!({"workspaces": [running_on(V1), fresh], "count": 2}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templateversions/{V2}"),
         200,
@@ -380,12 +348,7 @@ async fn read_tools_return_structured_output() {
 
 #[tokio::test]
 async fn a_tool_is_not_configured_without_coder_variables() {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear();
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .unwrap();
+    let client = fleet_mcp(&[]).connect_with(Client::default()).await;
     let r = call(&client, "list_agents", json!({}), false).await;
     assert_eq!(r.is_error, Some(true));
     assert!(text_of(&r).contains("CODER_URL"), "{}", text_of(&r));
@@ -395,14 +358,14 @@ async fn a_tool_is_not_configured_without_coder_variables() {
 /// alice's `dev` on V1, read as `me/dev`, with its previous parameters.
 async fn mock_dev(server: &MockServer) {
     mock_preflight(server).await;
-    get(
+    mock_get(
         server,
         "/api/v2/users/me/workspace/dev",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
@@ -418,15 +381,16 @@ async fn a_cancelled_request_detaches_and_the_update_goes_on_to_the_start() {
 
     let server = MockServer::start_async().await;
     mock_dev(&server).await;
-    let stop = post_build(
+    let stop = mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
     // The stop takes a few reads, long enough for the host to give up during it.
     for _ in 0..15 {
-        get(
+        mock_get(
             &server,
             &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
             200,
@@ -436,20 +400,16 @@ async fn a_cancelled_request_detaches_and_the_update_goes_on_to_the_start() {
         .up_to_n_times_async(1)
         .await;
     }
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
         build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
     )
     .await;
-    let start = post_build(
-        &server,
-        json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}),
-        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
-    )
+    let start = mock_post_build(&server, json!({"transition": "start", "template_version_id": V2, "rich_parameter_values": params()}), 201, build(START_BUILD, 9, "start", "pending", "pending", V2, None))
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}"),
         200,
@@ -516,14 +476,15 @@ async fn a_cancelled_request_detaches_and_the_update_goes_on_to_the_start() {
 async fn a_long_tool_answers_within_wait_seconds_and_cancel_operation_is_graceful() {
     let server = MockServer::start_async().await;
     mock_dev(&server).await;
-    let stop = post_build(
+    let stop = mock_post_build(
         &server,
         json!({"transition": "stop"}),
+        201,
         build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
     )
     .await;
     // A stop that does not end while the test looks.
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
@@ -587,21 +548,21 @@ async fn a_long_tool_answers_within_wait_seconds_and_cancel_operation_is_gracefu
 async fn update_agent_dry_run_reads_and_stops_nothing() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/me/workspace/dev-box",
         200,
         running_on(V1),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
         params(),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
@@ -665,14 +626,9 @@ async fn update_agent_dry_run_reads_and_stops_nothing() {
 #[tokio::test]
 async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict() {
     // Issue 27 item 3, the MCP face: fleet-mcp serving its own simulator.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .args(["--sim", "--sim-speed", "2000"]);
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&["--sim", "--sim-speed", "2000"])
+        .connect_with(Client::default())
+        .await;
     let r = call(
         &client,
         "update_agent",
@@ -706,14 +662,9 @@ async fn no_such_workspace_is_a_tool_error_with_a_suggestion_and_its_own_verdict
 #[tokio::test]
 async fn template_versions_are_taken_by_name() {
     // Issue 27 item 5, the MCP face: a version name is resolved in the workspace's template.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .args(["--sim", "--sim-speed", "2000"]);
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&["--sim", "--sim-speed", "2000"])
+        .connect_with(Client::default())
+        .await;
     let r = call(
         &client,
         "update_agent",
@@ -756,19 +707,10 @@ async fn template_versions_are_taken_by_name() {
 #[tokio::test]
 async fn fleet_mcp_help_lists_every_tool_and_one_host_configuration() {
     // Issue 27 item 8: the help names what the server offers and how a host runs it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
-        .arg("--help")
-        .env_clear()
-        .output()
-        .expect("fleet-mcp runs");
+    let out = fleet_mcp(&["--help"]).output();
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear().arg("--sim");
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&["--sim"]).connect_with(Client::default()).await;
     let names = tool_names(&client).await;
     assert!(names.len() >= 13, "{names:?}");
     for name in &names {
@@ -873,27 +815,21 @@ async fn toolsets_follow_the_configuration_and_the_flags() {
     client.cancel().await.unwrap();
 
     // Nothing configured: every tool, so that each error teaches the setup.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear();
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&[]).connect_with(Client::default()).await;
     assert_eq!(tool_names(&client).await.len(), 13);
     assert!(!instructions(&client).contains("Toolsets off"));
     client.cancel().await.unwrap();
 
     // An unknown toolset is refused at start (exit 2), naming the valid ones.
     for (flag, env) in [(Some("coder,nope"), None), (None, Some("operation"))] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-        cmd.env_clear().env("CODER_URL", server.base_url());
+        let mut mcp = fleet_mcp(&[]).env("CODER_URL", server.base_url());
         if let Some(f) = flag {
-            cmd.args(["--toolsets", f]);
+            mcp = mcp.args(["--toolsets", f]);
         }
         if let Some(e) = env {
-            cmd.env("FLEET_MCP_TOOLSETS", e);
+            mcp = mcp.env("FLEET_MCP_TOOLSETS", e);
         }
-        let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+        let out = mcp.output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(

@@ -4,9 +4,10 @@
 
 use std::{path::Path, process::Stdio};
 
+use crate::support::mcp::{FleetMcp, fleet_mcp};
 use crate::support::sim::sim;
 use fleet::sim::{CODER_SESSION_TOKEN, RunningSim};
-use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 /// A fresh home whose config file has the context `sim` (Coder: the simulator, the token
@@ -33,24 +34,16 @@ fn home_with_context(sim: &RunningSim) -> tempfile::TempDir {
     home
 }
 
-fn fleet_mcp(home: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.args(args)
-        .env_clear()
+/// `fleet-mcp args` (a clean environment) in the fresh `home`, with `env` set.
+fn fleet_mcp_in(home: &Path, args: &[&str], env: &[(&str, &str)]) -> FleetMcp {
+    fleet_mcp(args)
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+        .envs(env.iter().copied())
 }
 
-async fn list_agents(cmd: tokio::process::Command) -> Value {
-    let client =
-        ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-            .await
-            .expect("MCP handshake");
+async fn list_agents(mcp: FleetMcp) -> Value {
+    let client = mcp.connect().await;
     let r = client
         .call_tool(
             CallToolRequestParams::new("list_agents")
@@ -67,9 +60,9 @@ async fn list_agents(cmd: tokio::process::Command) -> Value {
 async fn fleet_mcp_context_answers_list_agents_without_tokens_in_its_configuration() {
     let sim = sim(2000.0).await;
     let home = home_with_context(&sim);
-    let by_flag = list_agents(fleet_mcp(home.path(), &["--context", "sim"], &[])).await;
+    let by_flag = list_agents(fleet_mcp_in(home.path(), &["--context", "sim"], &[])).await;
     assert!(by_flag.to_string().contains("alice/dev"), "{by_flag}");
-    let by_env = list_agents(fleet_mcp(home.path(), &[], &[("FLEET_CONTEXT", "sim")])).await;
+    let by_env = list_agents(fleet_mcp_in(home.path(), &[], &[("FLEET_CONTEXT", "sim")])).await;
     assert!(by_env.to_string().contains("alice/dev"), "{by_env}");
 }
 
@@ -82,7 +75,8 @@ async fn fleet_mcp_refuses_an_unknown_context_at_start() {
         (vec!["--context", "nope"], vec![]),
         (vec![], vec![("FLEET_CONTEXT", "nope")]),
     ] {
-        let out = fleet_mcp(home.path(), &args, &env)
+        let out = fleet_mcp_in(home.path(), &args, &env)
+            .command()
             .stdin(Stdio::null())
             .output()
             .await
@@ -102,7 +96,7 @@ async fn fleet_mcp_check_runs_the_doctors_checks_and_exits() {
     let sim = sim(2000.0).await;
     let home = home_with_context(&sim);
     let run = |args: Vec<&'static str>| {
-        let mut cmd = fleet_mcp(home.path(), &args, &[]);
+        let mut cmd = fleet_mcp_in(home.path(), &args, &[]).command();
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         async move {
             let out = cmd.output().await.unwrap();

@@ -7,25 +7,25 @@
 use std::time::{Duration, Instant};
 
 use rmcp::{
-    RoleClient, ServiceExt,
+    RoleClient,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
         ClientCapabilities, ClientConfig, GetTaskParams, Implementation, RequestMetaObject,
         TaskPayload, TaskStatus,
     },
     service::RunningService,
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
 
+use crate::support::mcp::fleet_mcp;
+
 async fn connect<C: rmcp::ClientHandler>(handler: C) -> RunningService<RoleClient, C> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    // Speed 2: a stop takes a few seconds, long enough to cancel during it.
-    cmd.args(["--sim", "--sim-speed", "2"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
-    handler.serve(transport).await.expect("MCP handshake")
+    // Speed 2: a stop takes a few seconds, long enough to cancel during it; polled at the
+    // simulator's own pace for that speed, not the tests' fast one.
+    fleet_mcp(&["--sim", "--sim-speed", "2"])
+        .default_polling()
+        .connect_with(handler)
+        .await
 }
 
 fn with_tasks() -> ClientConfig {

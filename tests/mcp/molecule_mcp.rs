@@ -8,15 +8,16 @@ use std::{
 
 use httpmock::prelude::*;
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt,
+    ClientHandler, RoleClient,
     model::{
         CallToolRequestParams, CallToolResult, ClientRequest, ProgressNotificationParam, Request,
         ServerResult,
     },
     service::{NotificationContext, PeerRequestOptions, RunningService},
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
+
+use crate::support::mcp::fleet_mcp;
 
 const CP_TOKEN: &str = "cp-mcp-secret-321";
 const MIGRATE_PATH: &str = "/cp/admin/workspaces/ws-1/migrate-provider";
@@ -41,31 +42,12 @@ async fn connect(
     server: &MockServer,
     configured: bool,
 ) -> (RunningService<RoleClient, Collector>, Collector) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    for var in [
-        "MOLECULE_API_URL",
-        "MOLECULE_ORG_API_KEY",
-        "CODER_URL",
-        "CODER_SESSION_TOKEN",
-        "CP_ADMIN_API_TOKEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    for var in crate::support::USER_CONFIG_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.env("MOLECULE_CP_URL", server.base_url())
-        .env("FLEET_POLL_INTERVAL_MS", "10");
+    let mut mcp = fleet_mcp(&[]).env("MOLECULE_CP_URL", server.base_url());
     if configured {
-        cmd.env("CP_ADMIN_API_TOKEN", CP_TOKEN);
+        mcp = mcp.env("CP_ADMIN_API_TOKEN", CP_TOKEN);
     }
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
     let collector = Collector::default();
-    let client = collector
-        .clone()
-        .serve(transport)
-        .await
-        .expect("MCP handshake");
+    let client = mcp.connect_with(collector.clone()).await;
     (client, collector)
 }
 
@@ -159,18 +141,10 @@ async fn tools_have_enums_output_schemas_and_annotations() {
 #[tokio::test]
 async fn read_only_mode_hides_the_migration_tool() {
     let server = MockServer::start_async().await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    for var in crate::support::USER_CONFIG_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.env_remove("FLEET_LOG_LEVEL")
-        .arg("--read-only")
-        .env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", CP_TOKEN);
-    let client = Collector::default()
-        .serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .unwrap();
+    let client = fleet_mcp(&["--read-only"])
+        .molecule(&server.base_url(), CP_TOKEN)
+        .connect_with(Collector::default())
+        .await;
     let names: Vec<String> = client
         .list_all_tools()
         .await
@@ -590,14 +564,9 @@ async fn cancelling_the_wait_detaches_and_cancel_operation_ends_the_follow() {
 
 /// fleet-mcp serving its own simulator (`--sim`): both Molecule APIs, the tenant API included.
 async fn connect_sim() -> RunningService<RoleClient, Collector> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .arg("--sim");
-    Collector::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
+    fleet_mcp(&["--sim"])
+        .connect_with(Collector::default())
         .await
-        .expect("MCP handshake")
 }
 
 #[tokio::test]

@@ -18,9 +18,11 @@ use std::{
 use httpmock::MockServer;
 use serde_json::{Value, json};
 use support::*;
+
+use crate::support::mcp::{FleetMcp, fleet_mcp};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{Child, ChildStdin, Command},
+    process::{Child, ChildStdin},
     sync::mpsc,
 };
 
@@ -322,16 +324,9 @@ async fn start(base: &str) -> Mcp {
 }
 
 async fn start_with(base: &str, coder: &str) -> Mcp {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
-        .env_clear()
-        .env("MOLECULE_CP_URL", base)
-        .env("CP_ADMIN_API_TOKEN", CP_MARKER)
-        .env("MOLECULE_API_URL", base)
-        .env("MOLECULE_ORG_API_KEY", ORG_MARKER)
-        .env("CODER_URL", coder)
-        .env("CODER_SESSION_TOKEN", CODER_MARKER)
-        .env("FLEET_POLL_INTERVAL_MS", "10")
+    let mut child = marked(base, coder)
         .env("FLEET_LOG_LEVEL", "trace")
+        .command()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -750,19 +745,16 @@ fn assert_closed(schema: &Value, at: &str) {
 
 /// fleet-mcp with both control planes at `base`, driven by rmcp's client (a real MCP client).
 async fn rmcp_client(base: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
-    use rmcp::ServiceExt;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("MOLECULE_CP_URL", base)
-        .env("CP_ADMIN_API_TOKEN", CP_MARKER)
+    marked(base, base).connect().await
+}
+
+/// fleet-mcp with the Molecule planes at `base` and Coder at `coder`, every token a marker.
+fn marked(base: &str, coder: &str) -> FleetMcp {
+    fleet_mcp(&[])
+        .molecule(base, CP_MARKER)
         .env("MOLECULE_API_URL", base)
         .env("MOLECULE_ORG_API_KEY", ORG_MARKER)
-        .env("CODER_URL", base)
-        .env("CODER_SESSION_TOKEN", CODER_MARKER)
-        .env("FLEET_POLL_INTERVAL_MS", "10");
-    ().serve(rmcp::transport::TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake")
+        .coder(coder, CODER_MARKER)
 }
 
 /// A tool call through rmcp's client: (isError, the text).

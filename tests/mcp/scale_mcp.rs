@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::mcp::{mcp_command_on, serve};
+use crate::support::mcp::fleet_mcp;
 use fleet::sim::{RunningSim, SimOptions, Simulator};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
@@ -16,7 +16,6 @@ use rmcp::{
         ProgressToken, RequestMetaObject,
     },
     service::{NotificationContext, RunningService},
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
 
@@ -37,7 +36,7 @@ impl ClientHandler for Client {
 
 async fn connect(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client) {
     let handler = Client::default();
-    let running = serve(handler.clone(), mcp_command_on(sim)).await;
+    let running = fleet_mcp(&[]).sim(sim).connect_with(handler.clone()).await;
     (running, handler)
 }
 
@@ -271,12 +270,10 @@ async fn connect_measured_with(
     args: &[&str],
     poll_ms: u64,
 ) -> (RunningService<RoleClient, Client>, Client, u32) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.args(args)
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", poll_ms.to_string());
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
+    let transport = fleet_mcp(args)
+        .sim(sim)
+        .poll_interval_ms(poll_ms)
+        .transport();
     let pid = transport.id().expect("a process id");
     let handler = Client::default();
     let running = handler
@@ -854,18 +851,12 @@ async fn answer(
 /// fleet-mcp against `sim`, every list_agents page listed afresh (no reuse of the latest
 /// listing), so that states change between the pages of a walk.
 async fn connect_fresh(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", "20")
-        .env("FLEET_MCP_LIST_REUSE_MS", "0");
-    let transport = TokioChildProcess::new(cmd).expect("fleet-mcp starts");
     let handler = Client::default();
-    let running = handler
-        .clone()
-        .serve(transport)
-        .await
-        .expect("MCP handshake");
+    let running = fleet_mcp(&[])
+        .sim(sim)
+        .env("FLEET_MCP_LIST_REUSE_MS", "0")
+        .connect_with(handler.clone())
+        .await;
     (running, handler)
 }
 
@@ -1205,14 +1196,10 @@ async fn hostile_records_are_cut_to_the_bound_and_say_so() {
             then.status(200).json_body(one);
         })
         .await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("CODER_URL", server.base_url())
-        .env("CODER_SESSION_TOKEN", "hostile-test-token");
-    let client = Client::default()
-        .serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-        .await
-        .expect("MCP handshake");
+    let client = fleet_mcp(&[])
+        .coder(&server.base_url(), "hostile-test-token")
+        .connect_with(Client::default())
+        .await;
     let mut answers = Vec::new();
     for (name, args) in [
         ("list_agents", json!({})),

@@ -594,24 +594,23 @@ async fn buildinfo_versions_from_a_real_looking_server() {
 #[tokio::test]
 async fn fleet_sim_coder_version_serves_an_old_server() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--speed",
-            "100",
-            "--coder-version",
-            "2.35.0",
-            "-o",
-            "json",
-        ])
-        .env_remove("FLEET_OUTPUT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fleet sim starts");
+    use std::process::Stdio;
+    let mut child = crate::support::cli::fleet(&[
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--speed",
+        "100",
+        "--coder-version",
+        "2.35.0",
+        "-o",
+        "json",
+    ])
+    .command()
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("fleet sim starts");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {

@@ -18,69 +18,6 @@ use support::*;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-async fn get<'a>(server: &'a MockServer, path: &str, status: u16, body: Value) -> Mock<'a> {
-    let path = path.to_string();
-    server
-        .mock_async(move |when, then| {
-            when.method(GET)
-                .path(path)
-                .header("coder-session-token", TOKEN);
-            then.status(status).json_body(body);
-        })
-        .await
-}
-
-/// Answers in order; the last answer repeats.
-async fn get_seq<'a>(server: &'a MockServer, path: &str, bodies: Vec<Value>) -> Vec<Mock<'a>> {
-    let n = bodies.len();
-    let mut mocks = Vec::new();
-    for (i, body) in bodies.into_iter().enumerate() {
-        let m = get(server, path, 200, body).await;
-        if i + 1 < n {
-            m.up_to_n_times_async(1).await;
-        }
-        mocks.push(m);
-    }
-    mocks
-}
-
-async fn post_build<'a>(
-    server: &'a MockServer,
-    body: Value,
-    status: u16,
-    answer: Value,
-) -> Mock<'a> {
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(format!("/api/v2/workspaces/{WS}/builds"))
-                .header("coder-session-token", TOKEN)
-                .json_body(body);
-            then.status(status).json_body(answer);
-        })
-        .await
-}
-
-/// Any POST with a given transition (to prove one was never sent).
-async fn any_post<'a>(server: &'a MockServer, transition: &str) -> Mock<'a> {
-    let t = format!("\"transition\":\"{transition}\"");
-    server
-        .mock_async(move |when, then| {
-            when.method(POST).body_includes(t);
-            then.status(500)
-                .json_body(json!({"message": "unexpected build"}));
-        })
-        .await
-}
-
-fn stop_body() -> Value {
-    json!({"transition": "stop"})
-}
-
-fn start_body(version: &str) -> Value {
-    json!({"transition": "start", "template_version_id": version, "rich_parameter_values": params()})
-}
-
 type Events = Arc<Mutex<Vec<CoderEvent>>>;
 
 fn recorder() -> (Events, impl FnMut(CoderEvent) + Send) {
@@ -143,51 +80,29 @@ fn alice_dev() -> WorkspaceRef {
 
 /// The standard stop → stopped → start → running answers.
 async fn stop_and_start<'a>(server: &'a MockServer, version: &str) -> (Mock<'a>, Mock<'a>) {
-    let stop = post_build(
-        server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
-    get_seq(
+    let stop = mock_stop_created(server).await;
+    mock_get_seq(
         server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         vec![
-            build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
-            build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+            stop_build("stopping", "running"),
+            stop_build("stopped", "succeeded"),
         ],
     )
     .await;
-    let start = post_build(
+    let start = mock_post_build(
         server,
         start_body(version),
         201,
-        build(START_BUILD, 9, "start", "pending", "pending", version, None),
+        start_build(version, "pending", "pending"),
     )
     .await;
-    get_seq(
+    mock_get_seq(
         server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}"),
         vec![
-            build(
-                START_BUILD,
-                9,
-                "start",
-                "starting",
-                "running",
-                version,
-                None,
-            ),
-            build(
-                START_BUILD,
-                9,
-                "start",
-                "running",
-                "succeeded",
-                version,
-                None,
-            ),
+            start_build(version, "starting", "running"),
+            start_build(version, "running", "succeeded"),
         ],
     )
     .await;
@@ -197,28 +112,11 @@ async fn stop_and_start<'a>(server: &'a MockServer, version: &str) -> (Mock<'a>,
 #[tokio::test]
 async fn update_stops_waits_then_starts_on_the_active_version_with_the_previous_parameters() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    let tmpl = get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    let prm = get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
+    let DevReads {
+        template: tmpl,
+        parameters: prm,
+        ..
+    } = mock_dev_reads(&server, running_on(V1)).await;
     let (stop, start) = stop_and_start(&server, V2).await;
 
     let (events, on_event) = recorder();
@@ -281,29 +179,8 @@ async fn update_stops_waits_then_starts_on_the_active_version_with_the_previous_
 #[tokio::test]
 async fn update_to_an_explicit_version_does_not_read_the_template() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
     // Already on the active version V2; the explicit target V1 is a downgrade.
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V2),
-    )
-    .await;
-    let tmpl = get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
+    let DevReads { template: tmpl, .. } = mock_dev_reads(&server, running_on(V2)).await;
     // stop_and_start answers builds of V1 for the stop; the start must carry V1.
     let (stop, start) = stop_and_start(&server, V1).await;
 
@@ -327,30 +204,9 @@ async fn update_to_an_explicit_version_does_not_read_the_template() {
 #[tokio::test]
 async fn already_running_the_target_does_nothing_unless_forced() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V2),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    let any_stop = any_post(&server, "stop").await;
-    let any_start = any_post(&server, "start").await;
+    mock_dev_reads(&server, running_on(V2)).await;
+    let any_stop = mock_any_post(&server, "stop").await;
+    let any_start = mock_any_post(&server, "start").await;
 
     let (events, on_event) = recorder();
     let out = client(&server.base_url())
@@ -405,8 +261,8 @@ async fn a_build_in_progress_is_waited_for_first() {
         V1,
         None,
     ));
-    get(&server, "/api/v2/users/alice/workspace/dev", 200, busy).await;
-    let other = get_seq(
+    mock_get(&server, "/api/v2/users/alice/workspace/dev", 200, busy).await;
+    let other = mock_get_seq(
         &server,
         &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
         vec![
@@ -415,7 +271,7 @@ async fn a_build_in_progress_is_waited_for_first() {
         ],
     )
     .await;
-    let reread = get(
+    let reread = mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
@@ -430,7 +286,7 @@ async fn a_build_in_progress_is_waited_for_first() {
         )),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
@@ -438,7 +294,7 @@ async fn a_build_in_progress_is_waited_for_first() {
     )
     .await;
     // The parameters come from the build that just ended.
-    let prm = get(
+    let prm = mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{OTHER_BUILD}/parameters"),
         200,
@@ -477,36 +333,9 @@ async fn a_build_in_progress_is_waited_for_first() {
 #[tokio::test]
 async fn a_failed_stop_is_never_followed_by_a_start() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    let stop = post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
-    get(
+    mock_dev_reads(&server, running_on(V1)).await;
+    let stop = mock_stop_created(&server).await;
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
@@ -521,7 +350,7 @@ async fn a_failed_stop_is_never_followed_by_a_start() {
         ),
     )
     .await;
-    let logs = get(
+    let logs = mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}/logs"),
         200,
@@ -531,7 +360,7 @@ async fn a_failed_stop_is_never_followed_by_a_start() {
         ]),
     )
     .await;
-    let any_start = any_post(&server, "start").await;
+    let any_start = mock_any_post(&server, "start").await;
 
     let err = client(&server.base_url())
         .update_via_handle(
@@ -568,50 +397,23 @@ async fn a_failed_stop_is_never_followed_by_a_start() {
 #[tokio::test]
 async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
-    get(
+    mock_dev_reads(&server, running_on(V1)).await;
+    mock_stop_created(&server).await;
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
-        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+        stop_build("stopped", "succeeded"),
     )
     .await;
-    let start = post_build(
+    let start = mock_post_build(
         &server,
         start_body(V2),
         201,
-        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
+        start_build(V2, "pending", "pending"),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}"),
         200,
@@ -629,7 +431,7 @@ async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
     let lines: Vec<Value> = (1..=30)
         .map(|i| json!({"id": i, "output": format!("log line {i:02}")}))
         .collect();
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{START_BUILD}/logs"),
         200,
@@ -673,29 +475,8 @@ async fn a_failed_start_reports_the_job_error_and_the_last_log_lines() {
 #[tokio::test]
 async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    let refused = post_build(
+    mock_dev_reads(&server, running_on(V1)).await;
+    let refused = mock_post_build(
         &server,
         stop_body(),
         409,
@@ -704,7 +485,7 @@ async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
     .await;
     refused.up_to_n_times_async(1).await;
     // Someone else's stop build is active; it ends stopped, so fleet goes straight to the start.
-    get_seq(
+    mock_get_seq(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         vec![
@@ -729,7 +510,7 @@ async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
         ],
     )
     .await;
-    get_seq(
+    mock_get_seq(
         &server,
         &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
         vec![build(
@@ -771,43 +552,22 @@ async fn a_409_on_the_stop_waits_for_the_active_build_then_goes_on() {
 #[tokio::test]
 async fn a_409_with_no_active_build_is_reported_and_nothing_is_started() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    let refused = post_build(
+    mock_dev_reads(&server, running_on(V1)).await;
+    let refused = mock_post_build(
         &server,
         stop_body(),
         409,
         json!({"message": "A workspace build is already active."}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
         running_on(V1),
     )
     .await;
-    let any_start = any_post(&server, "start").await;
+    let any_start = mock_any_post(&server, "start").await;
 
     let err = client(&server.base_url())
         .update_via_handle(
@@ -842,22 +602,22 @@ async fn a_build_in_progress_that_outlasts_the_deadline_is_still_running_and_not
     mock_preflight(&server).await;
     // Someone else's start build is still running when fleet arrives, and stays so.
     let starting = build(OTHER_BUILD, 7, "start", "starting", "running", V1, None);
-    get(
+    mock_get(
         &server,
         "/api/v2/users/alice/workspace/dev",
         200,
         workspace(starting.clone()),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
         200,
         starting,
     )
     .await;
-    let any_stop = any_post(&server, "stop").await;
-    let any_start = any_post(&server, "start").await;
+    let any_stop = mock_any_post(&server, "stop").await;
+    let any_start = mock_any_post(&server, "start").await;
     let mut options = fast_options();
     options.stop_timeout = Duration::from_millis(200);
     options.start_timeout = Duration::from_millis(300);
@@ -911,29 +671,8 @@ async fn a_build_in_progress_that_outlasts_the_deadline_is_still_running_and_not
 #[tokio::test]
 async fn a_409_whose_active_build_outlasts_the_deadline_says_nothing_was_changed() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    let refused = post_build(
+    mock_dev_reads(&server, running_on(V1)).await;
+    let refused = mock_post_build(
         &server,
         stop_body(),
         409,
@@ -942,21 +681,21 @@ async fn a_409_whose_active_build_outlasts_the_deadline_says_nothing_was_changed
     .await;
     // Someone else's stop build is active and does not end within the stop timeout.
     let stopping = build(OTHER_BUILD, 8, "stop", "stopping", "running", V1, None);
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
         workspace(stopping.clone()),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{OTHER_BUILD}"),
         200,
         stopping,
     )
     .await;
-    let any_start = any_post(&server, "start").await;
+    let any_start = mock_any_post(&server, "start").await;
     let mut options = fast_options();
     options.stop_timeout = Duration::from_millis(300);
 
@@ -998,43 +737,16 @@ async fn a_409_whose_active_build_outlasts_the_deadline_says_nothing_was_changed
 #[tokio::test]
 async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
-    get(
+    mock_dev_reads(&server, running_on(V1)).await;
+    mock_stop_created(&server).await;
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
-        build(STOP_BUILD, 8, "stop", "stopped", "succeeded", V1, None),
+        stop_build("stopped", "succeeded"),
     )
     .await;
-    let start = post_build(
+    let start = mock_post_build(
         &server,
         start_body(V2),
         400,
@@ -1076,7 +788,7 @@ async fn a_400_with_validations_on_the_start_says_the_workspace_is_left_stopped(
 async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/me/workspace/nope",
         404,
@@ -1132,7 +844,7 @@ async fn an_unknown_name_is_not_found_and_nothing_is_sent() {
 async fn names_match_ignoring_case() {
     let server = MockServer::start_async().await;
     mock_preflight(&server).await;
-    get(
+    mock_get(
         &server,
         "/api/v2/users/alice/workspace/DEV",
         404,
@@ -1163,43 +875,16 @@ async fn names_match_ignoring_case() {
 #[tokio::test]
 async fn a_deadline_between_stop_and_start_says_left_stopped_and_how_to_finish() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
-    get(
+    mock_dev_reads(&server, running_on(V1)).await;
+    mock_stop_created(&server).await;
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
-        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+        stop_build("stopping", "running"),
     )
     .await;
-    let any_start = any_post(&server, "start").await;
+    let any_start = mock_any_post(&server, "start").await;
     let mut options = fast_options();
     options.stop_timeout = Duration::from_millis(300);
 
@@ -1236,43 +921,16 @@ async fn a_deadline_between_stop_and_start_says_left_stopped_and_how_to_finish()
 #[tokio::test]
 async fn interrupted_after_the_stop_says_left_stopped_and_how_to_finish() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-    post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
-    get(
+    mock_dev_reads(&server, running_on(V1)).await;
+    mock_stop_created(&server).await;
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
-        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+        stop_build("stopping", "running"),
     )
     .await;
-    let any_start = any_post(&server, "start").await;
+    let any_start = mock_any_post(&server, "start").await;
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let err = client(&server.base_url())
@@ -1300,28 +958,7 @@ async fn interrupted_after_the_stop_says_left_stopped_and_how_to_finish() {
 #[tokio::test]
 async fn restart_stops_then_starts_on_the_same_version() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    let tmpl = get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
+    let DevReads { template: tmpl, .. } = mock_dev_reads(&server, running_on(V1)).await;
     let (stop, start) = stop_and_start(&server, V1).await;
     let out = client(&server.base_url())
         .restart_via_handle(
@@ -1352,15 +989,15 @@ async fn a_stopped_workspace_is_only_started() {
         V1,
         None,
     ));
-    get(&server, "/api/v2/users/me/workspace/dev", 200, stopped).await;
-    get(
+    mock_get(&server, "/api/v2/users/me/workspace/dev", 200, stopped).await;
+    mock_get(
         &server,
         &format!("/api/v2/templates/{TEMPLATE}"),
         200,
         template(),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
         200,
@@ -1388,28 +1025,7 @@ async fn a_stopped_workspace_is_only_started() {
 #[tokio::test]
 async fn completion_is_noticed_quickly_with_default_polling() {
     let server = MockServer::start_async().await;
-    mock_preflight(&server).await;
-    get(
-        &server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        &server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
+    mock_dev_reads(&server, running_on(V1)).await;
     stop_and_start(&server, V2).await;
     let began = Instant::now();
     client(&server.base_url())
@@ -1461,41 +1077,11 @@ fn workspace_references_parse_before_anything_is_sent() {
 
 // ---- a build POST with an ambiguous answer: read again, never POST twice (issue 11 item 4) ----
 
-/// alice/dev running on V1, with the template and previous parameters mocked.
-async fn mock_running_dev(server: &MockServer) {
-    mock_preflight(server).await;
-    get(
-        server,
-        "/api/v2/users/alice/workspace/dev",
-        200,
-        running_on(V1),
-    )
-    .await;
-    get(
-        server,
-        &format!("/api/v2/templates/{TEMPLATE}"),
-        200,
-        template(),
-    )
-    .await;
-    get(
-        server,
-        &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
-        200,
-        params(),
-    )
-    .await;
-}
-
-async fn mock_build_seq(server: &MockServer, id: &str, bodies: Vec<Value>) {
-    get_seq(server, &format!("/api/v2/workspacebuilds/{id}"), bodies).await;
-}
-
 #[tokio::test]
 async fn a_stop_post_answered_500_whose_build_exists_is_followed_and_the_update_goes_on() {
     let server = MockServer::start_async().await;
-    mock_running_dev(&server).await;
-    let stop = post_build(
+    mock_dev_reads(&server, running_on(V1)).await;
+    let stop = mock_post_build(
         &server,
         stop_body(),
         500,
@@ -1503,48 +1089,30 @@ async fn a_stop_post_answered_500_whose_build_exists_is_followed_and_the_update_
     )
     .await;
     // The read after the failed POST: Coder did create the stop build.
-    let reread = get(
+    let reread = mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
-        workspace(build(
-            STOP_BUILD, 8, "stop", "stopping", "running", V1, None,
-        )),
+        workspace(stop_build("stopping", "running")),
     )
     .await;
     mock_build_seq(
         &server,
         STOP_BUILD,
-        vec![build(
-            STOP_BUILD,
-            8,
-            "stop",
-            "stopped",
-            "succeeded",
-            V1,
-            None,
-        )],
+        vec![stop_build("stopped", "succeeded")],
     )
     .await;
-    let start = post_build(
+    let start = mock_post_build(
         &server,
         start_body(V2),
         201,
-        build(START_BUILD, 9, "start", "pending", "pending", V2, None),
+        start_build(V2, "pending", "pending"),
     )
     .await;
     mock_build_seq(
         &server,
         START_BUILD,
-        vec![build(
-            START_BUILD,
-            9,
-            "start",
-            "running",
-            "succeeded",
-            V2,
-            None,
-        )],
+        vec![start_build(V2, "running", "succeeded")],
     )
     .await;
 
@@ -1571,22 +1139,22 @@ async fn a_stop_post_answered_500_whose_build_exists_is_followed_and_the_update_
 #[tokio::test]
 async fn a_stop_post_answered_500_without_a_build_says_nothing_was_changed() {
     let server = MockServer::start_async().await;
-    mock_running_dev(&server).await;
-    let stop = post_build(
+    mock_dev_reads(&server, running_on(V1)).await;
+    let stop = mock_post_build(
         &server,
         stop_body(),
         500,
         json!({"message": "database is down"}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
         running_on(V1),
     )
     .await;
-    let any_start = any_post(&server, "start").await;
+    let any_start = mock_any_post(&server, "start").await;
     let err = client(&server.base_url())
         .update_via_handle(
             &alice_dev(),
@@ -1614,56 +1182,34 @@ async fn a_stop_post_answered_500_without_a_build_says_nothing_was_changed() {
 #[tokio::test]
 async fn a_start_post_answered_500_whose_build_exists_is_followed_not_called_left_stopped() {
     let server = MockServer::start_async().await;
-    mock_running_dev(&server).await;
-    post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
+    mock_dev_reads(&server, running_on(V1)).await;
+    mock_stop_created(&server).await;
     mock_build_seq(
         &server,
         STOP_BUILD,
-        vec![build(
-            STOP_BUILD,
-            8,
-            "stop",
-            "stopped",
-            "succeeded",
-            V1,
-            None,
-        )],
+        vec![stop_build("stopped", "succeeded")],
     )
     .await;
-    let start = post_build(
+    let start = mock_post_build(
         &server,
         start_body(V2),
         500,
         json!({"message": "Internal error."}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
-        workspace(build(
-            START_BUILD,
-            9,
-            "start",
-            "starting",
-            "running",
-            V2,
-            None,
-        )),
+        workspace(start_build(V2, "starting", "running")),
     )
     .await;
     mock_build_seq(
         &server,
         START_BUILD,
         vec![
-            build(START_BUILD, 9, "start", "starting", "running", V2, None),
-            build(START_BUILD, 9, "start", "running", "succeeded", V2, None),
+            start_build(V2, "starting", "running"),
+            start_build(V2, "running", "succeeded"),
         ],
     )
     .await;
@@ -1686,48 +1232,26 @@ async fn a_start_post_answered_500_whose_build_exists_is_followed_not_called_lef
 #[tokio::test]
 async fn a_start_post_answered_503_without_a_build_says_left_stopped_and_how_to_finish() {
     let server = MockServer::start_async().await;
-    mock_running_dev(&server).await;
-    post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
+    mock_dev_reads(&server, running_on(V1)).await;
+    mock_stop_created(&server).await;
     mock_build_seq(
         &server,
         STOP_BUILD,
-        vec![build(
-            STOP_BUILD,
-            8,
-            "stop",
-            "stopped",
-            "succeeded",
-            V1,
-            None,
-        )],
+        vec![stop_build("stopped", "succeeded")],
     )
     .await;
-    let start = post_build(
+    let start = mock_post_build(
         &server,
         start_body(V2),
         503,
         json!({"message": "provisioners are down"}),
     )
     .await;
-    get(
+    mock_get(
         &server,
         &format!("/api/v2/workspaces/{WS}"),
         200,
-        workspace(build(
-            STOP_BUILD,
-            8,
-            "stop",
-            "stopped",
-            "succeeded",
-            V1,
-            None,
-        )),
+        workspace(stop_build("stopped", "succeeded")),
     )
     .await;
     let err = client(&server.base_url())
@@ -1751,7 +1275,7 @@ async fn a_start_post_answered_503_without_a_build_says_left_stopped_and_how_to_
 #[tokio::test]
 async fn a_graceful_cancel_during_the_stop_still_starts_the_workspace() {
     let server = MockServer::start_async().await;
-    mock_running_dev(&server).await;
+    mock_dev_reads(&server, running_on(V1)).await;
     let (stop, start) = stop_and_start(&server, V2).await;
     let op = client(&server.base_url()).start_update(alice_dev(), None, fast_options());
     let mut events = op.events();
@@ -1793,8 +1317,8 @@ async fn a_graceful_cancel_during_the_stop_still_starts_the_workspace() {
 async fn a_graceful_cancel_before_the_stop_changes_nothing_and_an_abort_leaves_it_stopped() {
     // Graceful, before anything was sent: nothing is stopped.
     let server = MockServer::start_async().await;
-    mock_running_dev(&server).await;
-    let any_stop = any_post(&server, "stop").await;
+    mock_dev_reads(&server, running_on(V1)).await;
+    let any_stop = mock_any_post(&server, "stop").await;
     let op = client(&server.base_url()).start_update(alice_dev(), None, fast_options());
     op.cancel();
     let err = op.outcome().await.expect_err("cancelled");
@@ -1807,22 +1331,16 @@ async fn a_graceful_cancel_before_the_stop_changes_nothing_and_an_abort_leaves_i
 
     // Abort during a stop that never ends: left as it is, and said so.
     let server = MockServer::start_async().await;
-    mock_running_dev(&server).await;
-    let stop = post_build(
-        &server,
-        stop_body(),
-        201,
-        build(STOP_BUILD, 8, "stop", "pending", "pending", V1, None),
-    )
-    .await;
-    get(
+    mock_dev_reads(&server, running_on(V1)).await;
+    let stop = mock_stop_created(&server).await;
+    mock_get(
         &server,
         &format!("/api/v2/workspacebuilds/{STOP_BUILD}"),
         200,
-        build(STOP_BUILD, 8, "stop", "stopping", "running", V1, None),
+        stop_build("stopping", "running"),
     )
     .await;
-    let any_start = any_post(&server, "start").await;
+    let any_start = mock_any_post(&server, "start").await;
     let op = client(&server.base_url()).start_update(alice_dev(), None, fast_options());
     let mut events = op.events();
     while !matches!(

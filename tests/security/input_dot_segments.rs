@@ -3,10 +3,11 @@
 //! one reason) and `fleet-mcp` (a tool error), with zero requests sent — a catch-all mock
 //! counts every request, whatever its path.
 
-use std::process::{Command, Stdio};
+use crate::support::cli::fleet;
+use crate::support::mcp::fleet_mcp;
 
 use httpmock::prelude::*;
-use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
 const BAD_MOLECULE_IDS: [&str; 10] = [
@@ -44,7 +45,6 @@ fn env(base: &str) -> Vec<(&'static str, String)> {
         ("MOLECULE_ORG_API_KEY", "dot-test-org-key".into()),
         ("CODER_URL", base.to_string()),
         ("CODER_SESSION_TOKEN", "dot-test-coder-token".into()),
-        ("FLEET_POLL_INTERVAL_MS", "10".into()),
     ]
 }
 
@@ -103,15 +103,10 @@ async fn the_cli_refuses_dot_segments_on_both_planes_and_sends_nothing() {
         }
     }
     for args in &cases {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .args(args);
-        for (k, v) in env(&server.base_url()) {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("fleet runs");
+        let out = fleet(&[])
+            .args(args)
+            .vars(&env(&server.base_url()))
+            .output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
@@ -136,16 +131,10 @@ async fn the_mcp_tools_refuse_dot_segments_and_send_nothing() {
             then.status(599).body("no request was expected");
         })
         .await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env(&server.base_url()) {
-        cmd.env(k, v);
-    }
-    let client =
-        ().serve(TokioChildProcess::new(cmd).expect("fleet-mcp starts"))
-            .await
-            .expect("MCP handshake");
+    let client = fleet_mcp(&[])
+        .vars(&env(&server.base_url()))
+        .connect()
+        .await;
     let mut calls = Vec::new();
     for id in BAD_MOLECULE_IDS {
         calls.push((

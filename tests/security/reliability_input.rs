@@ -20,7 +20,6 @@ fn base_env(base: &str) -> Vec<(String, String)> {
         ("MOLECULE_ORG_API_KEY", ORG_MARKER),
         ("CODER_URL", base),
         ("CODER_SESSION_TOKEN", CODER_MARKER),
-        ("FLEET_POLL_INTERVAL_MS", "10"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

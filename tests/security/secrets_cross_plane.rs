@@ -3,8 +3,11 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    process::{Command, Stdio},
+    process::Stdio,
 };
+
+use crate::support::cli::fleet;
+use crate::support::mcp::fleet_mcp;
 
 use httpmock::prelude::*;
 use serde_json::json;
@@ -28,22 +31,17 @@ async fn echoing_cp() -> MockServer {
 #[tokio::test]
 async fn fleet_never_prints_another_planes_token() {
     let server = echoing_cp().await;
-    let out = crate::support::no_user_config(Command::new(env!("CARGO_BIN_EXE_fleet")))
-        .args([
-            "--log-level",
-            "trace",
-            "molecule",
-            "migration-status",
-            "ws-1",
-        ])
-        .env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", "cp-token")
-        .env("CODER_SESSION_TOKEN", CODER_MARKER)
-        .env("MOLECULE_ORG_API_KEY", ORG_MARKER)
-        .env_remove("MOLECULE_API_URL")
-        .env_remove("CODER_URL")
-        .output()
-        .expect("fleet runs");
+    let out = fleet(&[
+        "--log-level",
+        "trace",
+        "molecule",
+        "migration-status",
+        "ws-1",
+    ])
+    .molecule(&server.base_url(), "cp-token")
+    .env("CODER_SESSION_TOKEN", CODER_MARKER)
+    .env("MOLECULE_ORG_API_KEY", ORG_MARKER)
+    .output();
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -64,13 +62,11 @@ async fn fleet_never_prints_another_planes_token() {
 #[tokio::test]
 async fn fleet_mcp_never_returns_another_planes_token() {
     let server = echoing_cp().await;
-    let mut child = crate::support::no_user_config(Command::new(env!("CARGO_BIN_EXE_fleet-mcp")))
-        .env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", "cp-token")
-        .env("CODER_SESSION_TOKEN", CODER_MARKER)
-        .env("CODER_URL", "http://127.0.0.1:9")
+    let mut child = fleet_mcp(&[])
+        .molecule(&server.base_url(), "cp-token")
+        .coder("http://127.0.0.1:9", CODER_MARKER)
         .env("MOLECULE_ORG_API_KEY", ORG_MARKER)
-        .env_remove("MOLECULE_API_URL")
+        .std_command()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::cli::fleet;
 use fleet::{
     CoderConfig, Error, HttpOptions, Secret,
     coder::{CoderClient, WorkspaceRef},
@@ -175,19 +176,6 @@ fn path_of(head: &str) -> String {
         .to_string()
 }
 
-/// A `fleet` command with a clean environment.
-fn fleet(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
 fn coder_env(base: &str) -> Vec<(&'static str, String)> {
     vec![
         ("CODER_URL", base.to_string()),
@@ -267,10 +255,9 @@ async fn a_redirect_to_another_origin_is_not_followed_and_says_which_variable_to
             )
         })
         .await;
-        let r = run(fleet(
-            &["coder", "show", "alice/dev"],
-            &coder_env(&format!("http://{origin}")),
-        ))
+        let r = run(fleet(&["coder", "show", "alice/dev"])
+            .vars(&coder_env(&format!("http://{origin}")))
+            .command())
         .await;
         assert_eq!(r.code, 1, "{status}: {}", r.stderr);
         assert!(
@@ -303,13 +290,12 @@ async fn a_redirect_to_another_origin_is_not_followed_and_says_which_variable_to
         Answer::Json(302, vec![("location".into(), target.clone())], "{}".into())
     })
     .await;
-    let r = run(fleet(
-        &["molecule", "migration-status", "ws-1"],
-        &[
+    let r = run(fleet(&["molecule", "migration-status", "ws-1"])
+        .vars(&[
             ("MOLECULE_CP_URL", format!("http://{origin}")),
             ("CP_ADMIN_API_TOKEN", CP_TOKEN.to_string()),
-        ],
-    ))
+        ])
+        .command())
     .await;
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
@@ -338,10 +324,9 @@ async fn a_same_origin_redirect_of_a_read_is_followed_with_the_token() {
         }
     })
     .await;
-    let r = run(fleet(
-        &["coder", "show", "alice/dev"],
-        &coder_env(&format!("http://{origin}")),
-    ))
+    let r = run(fleet(&["coder", "show", "alice/dev"])
+        .vars(&coder_env(&format!("http://{origin}")))
+        .command())
     .await;
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(
@@ -420,13 +405,12 @@ async fn a_307_on_the_build_post_sends_neither_the_body_nor_the_token_elsewhere(
         fake(other_ip().await, |_| Answer::Json(201, vec![], "{}".into())).await;
     let front = sim_front(sim.base_url(), format!("http://{other}")).await;
     let token = sim.tokens().coder_session_token.expose().to_string();
-    let r = run(fleet(
-        &["coder", "restart", "alice/dev"],
-        &[
+    let r = run(fleet(&["coder", "restart", "alice/dev"])
+        .vars(&[
             ("CODER_URL", format!("http://{front}")),
             ("CODER_SESSION_TOKEN", token),
-        ],
-    ))
+        ])
+        .command())
     .await;
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(
@@ -493,7 +477,7 @@ async fn a_proxy_from_the_environment_is_not_used_for_a_loopback_url() {
     ] {
         env.push((var, proxy_url.clone()));
     }
-    let r = run(fleet(&["coder", "show", "alice/dev"], &env)).await;
+    let r = run(fleet(&["coder", "show", "alice/dev"]).vars(&env).command()).await;
     assert!(
         r.stderr.contains("no workspace dev"),
         "the loopback server answered: {}",
@@ -520,10 +504,9 @@ async fn huge_and_endless_answers_end_in_a_clear_error_with_bounded_memory() {
         Answer::Json(404, vec![], r#"{"message": "no such workspace"}"#.into())
     })
     .await;
-    let baseline = run(fleet(
-        &["coder", "show", "alice/dev"],
-        &coder_env(&format!("http://{small}")),
-    ))
+    let baseline = run(fleet(&["coder", "show", "alice/dev"])
+        .vars(&coder_env(&format!("http://{small}")))
+        .command())
     .await;
     assert_eq!(baseline.code, 1, "{}", baseline.stderr);
 
@@ -550,10 +533,9 @@ async fn huge_and_endless_answers_end_in_a_clear_error_with_bounded_memory() {
     )];
     for (name, answer, says) in cases {
         let (addr, _) = fake("127.0.0.1", move |_| answer.clone()).await;
-        let r = run(fleet(
-            &["coder", "show", "alice/dev"],
-            &coder_env(&format!("http://{addr}")),
-        ))
+        let r = run(fleet(&["coder", "show", "alice/dev"])
+            .vars(&coder_env(&format!("http://{addr}")))
+            .command())
         .await;
         measured.push(format!(
             "{name}: peak {} KiB in {:?}",
@@ -617,14 +599,13 @@ async fn a_stalled_body_hits_the_request_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_named_on_stderr_within_seconds() {
     let (addr, _) = fake("127.0.0.1", |_| Answer::Hang).await;
-    let mut child = fleet(
-        &["coder", "show", "alice/dev"],
-        &coder_env(&format!("http://{addr}")),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("fleet starts");
+    let mut child = fleet(&["coder", "show", "alice/dev"])
+        .vars(&coder_env(&format!("http://{addr}")))
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleet starts");
     let began = Instant::now();
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel::<String>();

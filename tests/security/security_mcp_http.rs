@@ -10,49 +10,15 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    process::{Child, Command},
 };
 
-/// A running `fleet-mcp --sim --http 127.0.0.1:0`; killed on drop.
-struct Server {
-    child: Child,
-    /// `127.0.0.1:PORT`
-    addr: String,
-}
+use crate::support::mcp::{McpHttp, fleet_mcp};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn start(flags: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
-        .args(["--sim", "--http", "127.0.0.1:0"])
-        .args(flags)
-        .env_remove("FLEET_MCP_HTTP_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("fleet-mcp starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("serving MCP at http://").nth(1) {
-                return rest.split('/').next().unwrap().to_string();
-            }
-        }
-        panic!("fleet-mcp ended without serving");
-    })
-    .await
-    .expect("fleet-mcp says where it serves within 30 s");
-    // Keep reading stderr so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, addr }
+/// `fleet-mcp --sim` serving streamable HTTP on a free loopback port, with `flags`.
+async fn start(flags: &[&str]) -> McpHttp {
+    fleet_mcp(&["--sim"]).args(flags).serve_http().await
 }
 
 fn client() -> reqwest::Client {
@@ -65,17 +31,11 @@ fn client() -> reqwest::Client {
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"security-test","version":"1"}}}"#;
 
-fn mcp_post(server: &Server, body: &str) -> reqwest::RequestBuilder {
-    client()
-        .post(format!("http://{}/mcp", server.addr))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string())
-}
-
 /// Sends `initialize` (with `origin` if given): the status, the session id and the body.
-async fn initialize(server: &Server, origin: Option<&str>) -> (u16, Option<String>, String) {
-    let mut request = mcp_post(server, INITIALIZE);
+async fn initialize(server: &McpHttp, origin: Option<&str>) -> (u16, Option<String>, String) {
+    let mut request = server
+        .post(INITIALIZE, None)
+        .timeout(Duration::from_secs(10));
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }
@@ -89,7 +49,7 @@ async fn initialize(server: &Server, origin: Option<&str>) -> (u16, Option<Strin
 }
 
 /// `initialize` answered with a session and a real InitializeResult from fleet-mcp.
-async fn initialize_ok(server: &Server, origin: Option<&str>) -> String {
+async fn initialize_ok(server: &McpHttp, origin: Option<&str>) -> String {
     let (status, session, body) = initialize(server, origin).await;
     assert_eq!(status, 200, "initialize (Origin {origin:?}): {body}");
     assert!(
@@ -98,33 +58,37 @@ async fn initialize_ok(server: &Server, origin: Option<&str>) -> String {
     );
     let session = session.expect("initialize opens a session");
     // Finish the handshake as a client does.
-    let done = mcp_post(
-        server,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .header("mcp-session-id", &session)
-    .send()
-    .await
-    .unwrap();
+    let done = server
+        .post(
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            None,
+        )
+        .timeout(Duration::from_secs(10))
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
     assert!(done.status().is_success(), "initialized: {}", done.status());
     session
 }
 
 /// `tools/list` in a session: the HTTP status and the body.
-async fn tools_list(server: &Server, session: &str) -> (u16, String) {
-    let response = mcp_post(
-        server,
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#,
-    )
-    .header("mcp-session-id", session)
-    .header("mcp-protocol-version", "2025-06-18")
-    .send()
-    .await
-    .unwrap();
+async fn tools_list(server: &McpHttp, session: &str) -> (u16, String) {
+    let response = server
+        .post(
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#,
+            None,
+        )
+        .timeout(Duration::from_secs(10))
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-async fn health_within(server: &Server, limit: Duration) -> Duration {
+async fn health_within(server: &McpHttp, limit: Duration) -> Duration {
     let started = Instant::now();
     let response = client()
         .get(format!("http://{}/health", server.addr))
@@ -252,15 +216,17 @@ async fn a_foreign_origin_is_refused_without_a_session_and_allowed_or_absent_ori
     }
     // A foreign origin cannot use a session someone else opened either.
     let session = initialize_ok(&server, None).await;
-    let response = mcp_post(
-        &server,
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#,
-    )
-    .header("mcp-session-id", &session)
-    .header("origin", "http://evil.example")
-    .send()
-    .await
-    .unwrap();
+    let response = server
+        .post(
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#,
+            None,
+        )
+        .timeout(Duration::from_secs(10))
+        .header("mcp-session-id", &session)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 403);
 
     // No Origin (not a browser), a page on a loopback name, and the configured origin: allowed.
@@ -404,7 +370,10 @@ async fn the_bearer_scheme_is_accepted_in_any_case_and_a_wrong_token_is_not() {
     let (_dir, path) = token_file("s3cret-http-token");
     let server = start(&["--http-token-file", &path]).await;
     let status = |auth: &'static str| {
-        let request = mcp_post(&server, INITIALIZE).header("authorization", auth);
+        let request = server
+            .post(INITIALIZE, None)
+            .timeout(Duration::from_secs(10))
+            .header("authorization", auth);
         async move { request.send().await.unwrap().status().as_u16() }
     };
     // RFC 9110 §11.1: the scheme is case-insensitive.
@@ -423,15 +392,20 @@ async fn the_bearer_scheme_is_accepted_in_any_case_and_a_wrong_token_is_not() {
     ] {
         assert_eq!(status(auth).await, 401, "{auth}");
     }
-    let none = mcp_post(&server, INITIALIZE).send().await.unwrap();
+    let none = server
+        .post(INITIALIZE, None)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status().as_u16(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allowed_host_that_would_match_nothing_is_refused_at_start() {
     for host in ["*", "", "http://evil.example", ".example"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
-            .args(["--sim", "--http", "127.0.0.1:0", "--allowed-host", host])
+        let out = fleet_mcp(&["--sim", "--http", "127.0.0.1:0", "--allowed-host", host])
+            .command()
             .stdin(Stdio::null())
             .output();
         let out = tokio::time::timeout(Duration::from_secs(30), out)
@@ -454,7 +428,7 @@ async fn an_allowed_host_that_would_match_nothing_is_refused_at_start() {
 
 /// `tools/call NAME ARGS` in a session: the HTTP status and the body.
 async fn call_tool(
-    server: &Server,
+    server: &McpHttp,
     session: &str,
     name: &str,
     arguments: serde_json::Value,
@@ -463,7 +437,9 @@ async fn call_tool(
         "jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": name, "arguments": arguments}
     });
-    let response = mcp_post(server, &body.to_string())
+    let response = server
+        .post(&body.to_string(), None)
+        .timeout(Duration::from_secs(10))
         .header("mcp-session-id", session)
         .header("mcp-protocol-version", "2025-06-18")
         .send()
@@ -518,18 +494,20 @@ async fn a_second_session_cannot_list_the_first_ones_operations_but_follows_one_
 
     // tasks/list does not exist in this protocol revision (rmcp 3.9 routes tasks/get, update
     // and cancel only): it shows the other session nothing either.
-    let tasks = mcp_post(
-        &server,
-        r#"{"jsonrpc":"2.0","id":4,"method":"tasks/list","params":{}}"#,
-    )
-    .header("mcp-session-id", &b)
-    .header("mcp-protocol-version", "2025-06-18")
-    .send()
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let tasks = server
+        .post(
+            r#"{"jsonrpc":"2.0","id":4,"method":"tasks/list","params":{}}"#,
+            None,
+        )
+        .timeout(Duration::from_secs(10))
+        .header("mcp-session-id", &b)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(operation_ids(&tasks).is_empty(), "{tasks}");
 
     // The exact id works from any session (a host that reconnected follows what it started).

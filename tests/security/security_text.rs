@@ -16,15 +16,17 @@ use std::{
 
 use httpmock::prelude::*;
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt,
+    ClientHandler, RoleClient,
     model::{
         CallToolRequestParams, ClientRequest, ProgressNotificationParam, Request, ServerResult,
     },
     service::{NotificationContext, PeerRequestOptions},
-    transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
 use support::{TOKEN, V1, V2, WS, build, running_on, workspace};
+
+use crate::support::cli::fleet;
+use crate::support::mcp::fleet_mcp;
 
 /// Text a template author or a hostile server could send: a window-title change, a screen
 /// clear, an OSC 8 hyperlink, a CR overwrite forging a verdict, a bidi override, a C1 CSI, DEL.
@@ -76,24 +78,11 @@ fn output(mut cmd: Command) -> (Option<i32>, String, String) {
 }
 
 fn coder_fleet(server: &MockServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CODER_URL", server.base_url())
-        .env("CODER_SESSION_TOKEN", TOKEN);
-    cmd
+    fleet(args).coder(&server.base_url(), TOKEN).command()
 }
 
 fn molecule_fleet(server: &MockServer, token: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", token)
-        .env("FLEET_POLL_INTERVAL_MS", "10");
-    cmd
+    fleet(args).molecule(&server.base_url(), token).command()
 }
 
 /// A Coder whose workspace, template, version names and job error are hostile.
@@ -328,31 +317,13 @@ async fn echoing_migration() -> MockServer {
 async fn fleet_mcp_sends_no_token_in_progress_notifications_or_results() {
     let server = echoing_migration().await;
 
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", QUOTED_TOKEN)
-        .env("MOLECULE_ORG_API_KEY", "org-key-1c9e0a")
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .env("FLEET_LOG_LEVEL", "trace");
-    let (transport, stderr) = TokioChildProcess::builder(cmd)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fleet-mcp starts");
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut stderr) = stderr {
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        }
-        text
-    });
     let collector = Collector::default();
-    let client = collector
-        .clone()
-        .serve(transport)
-        .await
-        .expect("MCP handshake");
+    let (client, log) = fleet_mcp(&[])
+        .molecule(&server.base_url(), QUOTED_TOKEN)
+        .env("MOLECULE_ORG_API_KEY", "org-key-1c9e0a")
+        .env("FLEET_LOG_LEVEL", "trace")
+        .connect_logged(collector.clone())
+        .await;
     let request = ClientRequest::CallToolRequest(Request::new(
         CallToolRequestParams::new("wait_for_workspace_migration").with_arguments(
             json!({"workspace_id": "ws-1", "timeout_seconds": 30})
@@ -407,80 +378,24 @@ async fn fleet_mcp_sends_no_token_in_progress_notifications_or_results() {
 #[tokio::test]
 async fn fleet_mcp_over_http_sends_no_token_in_any_message() {
     let server = echoing_migration().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet-mcp"))
-        .args(["--http", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MOLECULE_CP_URL", server.base_url())
-        .env("CP_ADMIN_API_TOKEN", QUOTED_TOKEN)
+    let mut mcp = fleet_mcp(&[])
+        .molecule(&server.base_url(), QUOTED_TOKEN)
         .env("MOLECULE_ORG_API_KEY", "org-key-1c9e0a")
-        .env("FLEET_POLL_INTERVAL_MS", "10")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("fleet-mcp starts");
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
-    let url = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.split("serving MCP at ").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("fleet-mcp did not say where it serves")
-    })
-    .await
-    .expect("fleet-mcp serves");
-
-    let http = reqwest::Client::new();
-    let post = |body: Value, session: Option<&str>| {
-        let mut request = http
-            .post(&url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(id) = session {
-            request = request
-                .header("mcp-session-id", id)
-                .header("mcp-protocol-version", "2025-06-18");
-        }
-        request.send()
-    };
-    let init = post(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "0"}}}),
-        None,
-    )
-    .await
-    .expect("initialize");
-    assert!(init.status().is_success(), "{init:?}");
-    let session = init
-        .headers()
-        .get("mcp-session-id")
-        .expect("a session id")
-        .to_str()
-        .unwrap()
-        .to_string();
-    let _ = init.text().await;
-    let initialized = post(
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        Some(&session),
-    )
-    .await
-    .expect("initialized");
-    assert!(initialized.status().is_success(), "{initialized:?}");
-    let call = post(
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "wait_for_workspace_migration",
-            "arguments": {"workspace_id": "ws-1", "timeout_seconds": 30},
-            "_meta": {"progressToken": "p-1"}}}),
-        Some(&session),
-    )
-    .await
-    .expect("tools/call");
+        .serve_http()
+        .await;
+    let (session, _) = mcp.initialize().await;
+    let call = mcp
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "wait_for_workspace_migration",
+                "arguments": {"workspace_id": "ws-1", "timeout_seconds": 30},
+                "_meta": {"progressToken": "p-1"}}})
+            .to_string(),
+            Some(&session),
+        )
+        .send()
+        .await
+        .expect("tools/call");
     assert!(call.status().is_success(), "{call:?}");
     let wire = tokio::time::timeout(Duration::from_secs(20), call.text())
         .await
@@ -496,7 +411,7 @@ async fn fleet_mcp_over_http_sends_no_token_in_any_message() {
         !wire.contains("quoted") && !wire.contains("slash-token") && !wire.contains("1c9e0a"),
         "a token leaked: {wire}"
     );
-    let _ = child.kill().await;
+    let _ = mcp.child.kill().await;
 }
 
 /// On a terminal, the progress bar shows the server's words escaped too (indicatif draws them

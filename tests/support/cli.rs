@@ -1,7 +1,7 @@
-//! Running the built `fleet`: one typed [`Run`], and one way to run it against the in-process
-//! simulator with a clean environment.
+//! Running the built `fleet`: one way to start it with a clean environment ([`fleet`], a small
+//! builder for what a test adds), and one typed [`Run`] of what it left behind.
 
-use std::time::Duration;
+use std::{ffi::OsStr, process::Stdio, time::Duration};
 
 use fleet::sim::RunningSim;
 use serde_json::Value;
@@ -52,31 +52,169 @@ impl Run {
     }
 }
 
-/// Runs `fleet args` against `sim`: the environment cleared (so no user configuration, no
-/// HOME), then the simulator's variables and [`POLL_INTERVAL_MS`]; stdin closed. Panics when
-/// it has not ended within `within_secs` seconds.
-pub async fn fleet_on(sim: &RunningSim, args: &[&str], within_secs: u64) -> Run {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
+/// The built `fleet` about to run with `args` and a clean environment: every variable cleared
+/// (so no user configuration, no HOME, no proxy) but PATH, then [`POLL_INTERVAL_MS`]; stdin
+/// closed. Add what the test points it at ([`Fleet::sim`], [`Fleet::coder`],
+/// [`Fleet::molecule`], [`Fleet::env`]), then run it ([`Fleet::output`], [`Fleet::run`],
+/// [`Fleet::run_within`]) or take the command ([`Fleet::command`], [`Fleet::tokio`]) to drive it.
+pub fn fleet(args: &[&str]) -> Fleet {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleet"));
     cmd.args(args)
         .env_clear()
-        .envs(sim.env_vars())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("FLEET_POLL_INTERVAL_MS", POLL_INTERVAL_MS)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(within_secs), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("fleet ends within {within_secs} s"))
-        .expect("fleet runs");
-    Run::from_output(&out)
+        .stdin(Stdio::null());
+    Fleet { cmd }
+}
+
+/// A run of `fleet` being set up: see [`fleet`].
+#[derive(Debug)]
+pub struct Fleet {
+    cmd: std::process::Command,
+}
+
+impl Fleet {
+    /// More arguments.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Fleet {
+        self.cmd.args(args);
+        self
+    }
+
+    /// One more variable.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Fleet {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// More variables.
+    pub fn envs<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Fleet {
+        self.cmd.envs(vars);
+        self
+    }
+
+    /// The variables of a list such as `[("CODER_URL", url)]`.
+    pub fn vars(self, vars: &[(&str, String)]) -> Fleet {
+        self.envs(vars.iter().map(|(k, v)| (*k, v)))
+    }
+
+    /// Without the variable `key`.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Fleet {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Pointed at the simulator `sim`: both planes, its URLs and tokens.
+    pub fn sim(self, sim: &RunningSim) -> Fleet {
+        self.envs(sim.env_vars())
+    }
+
+    /// Pointed at a Coder at `url` with `session_token`.
+    pub fn coder(self, url: &str, session_token: &str) -> Fleet {
+        self.env("CODER_URL", url)
+            .env("CODER_SESSION_TOKEN", session_token)
+    }
+
+    /// Pointed at a Molecule control plane at `cp_url` with `admin_token`.
+    pub fn molecule(self, cp_url: &str, admin_token: &str) -> Fleet {
+        self.env("MOLECULE_CP_URL", cp_url)
+            .env("CP_ADMIN_API_TOKEN", admin_token)
+    }
+
+    /// Another poll interval than [`POLL_INTERVAL_MS`] (a test that needs another pace says so).
+    pub fn poll_interval_ms(self, ms: u64) -> Fleet {
+        self.env("FLEET_POLL_INTERVAL_MS", ms.to_string())
+    }
+
+    /// No `FLEET_POLL_INTERVAL_MS`: the polling a user gets (its defaults, or `--poll-*` flags).
+    pub fn default_polling(self) -> Fleet {
+        self.env_remove("FLEET_POLL_INTERVAL_MS")
+    }
+
+    /// stdin from `stdin` instead of closed.
+    pub fn stdin(mut self, stdin: Stdio) -> Fleet {
+        self.cmd.stdin(stdin);
+        self
+    }
+
+    /// stdout and stderr piped (for a child the test reads while it runs).
+    pub fn piped(mut self) -> Fleet {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self
+    }
+
+    /// The command, to spawn and drive.
+    pub fn command(self) -> std::process::Command {
+        self.cmd
+    }
+
+    /// The command for tokio, to spawn and drive.
+    pub fn tokio(self) -> tokio::process::Command {
+        tokio::process::Command::from(self.cmd)
+    }
+
+    /// Runs it under a pseudo-terminal, as a person would (tests/pty/ctrl_c.py, with this
+    /// environment), and presses Ctrl-C `presses` times once the terminal shows `wait_for`
+    /// (0.5 s apart): the exit code and everything the terminal showed.
+    pub fn under_pty(self, presses: u32, wait_for: &str) -> (i64, String) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty/ctrl_c.py");
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(script)
+            .arg(presses.to_string())
+            .arg(wait_for)
+            .arg("--")
+            .arg(self.cmd.get_program())
+            .args(self.cmd.get_args())
+            .env_clear();
+        for (key, value) in self.cmd.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        let out = cmd.output().expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        assert_eq!(v["pressed"].as_u64(), Some(u64::from(presses)), "{v}");
+        (
+            v["code"].as_i64().unwrap_or(-1),
+            v["output"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// Runs it to its end: the raw output.
+    pub fn output(mut self) -> std::process::Output {
+        self.cmd.output().expect("fleet runs")
+    }
+
+    /// Runs it to its end: the exit code and both streams.
+    pub fn run(self) -> Run {
+        Run::from_output(&self.output())
+    }
+
+    /// Runs it to its end without blocking the runtime; panics when it has not ended within
+    /// `within_secs` seconds.
+    pub async fn run_within(self, within_secs: u64) -> Run {
+        let out = tokio::time::timeout(Duration::from_secs(within_secs), self.tokio().output())
+            .await
+            .unwrap_or_else(|_| panic!("fleet ends within {within_secs} s"))
+            .expect("fleet runs");
+        Run::from_output(&out)
+    }
+}
+
+/// Runs `fleet args` against `sim` (see [`fleet`]). Panics when it has not ended within
+/// `within_secs` seconds.
+pub async fn fleet_on(sim: &RunningSim, args: &[&str], within_secs: u64) -> Run {
+    fleet(args).sim(sim).run_within(within_secs).await
 }
 
 /// [`fleet_on`] for a synchronous test: the same clean environment, the raw `Output`.
 pub fn fleet_output_on(sim: &RunningSim, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .env_clear()
-        .envs(sim.env_vars())
-        .env("FLEET_POLL_INTERVAL_MS", POLL_INTERVAL_MS)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("fleet runs")
+    fleet(args).sim(sim).output()
 }

@@ -1,8 +1,13 @@
-//! Fixtures shared by the coder tests: Coder JSON bodies and fast options.
+//! Fixtures shared by the coder tests: Coder JSON bodies, fast options, and httpmock mocks of
+//! the Coder endpoints an update reads and writes (each `mock_*` checks the session token).
 #![allow(dead_code)]
 
 use std::time::Duration;
 
+use httpmock::{
+    Method::{GET, POST},
+    Mock, MockServer,
+};
 use serde_json::{Value, json};
 
 pub const WS: &str = "11111111-1111-4111-8111-111111111111";
@@ -146,4 +151,140 @@ pub fn client(base_url: &str) -> fleet::coder::CoderClient {
         http,
     })
     .expect("client")
+}
+
+/// GET `path` with the session token, answered `status` with `body`.
+pub async fn mock_get<'a>(
+    server: &'a MockServer,
+    path: &str,
+    status: u16,
+    body: Value,
+) -> Mock<'a> {
+    let path = path.to_string();
+    server
+        .mock_async(move |when, then| {
+            when.method(GET)
+                .path(path)
+                .header("coder-session-token", TOKEN);
+            then.status(status).json_body(body);
+        })
+        .await
+}
+
+/// GET `path` answered with `bodies` in order; the last answer repeats.
+pub async fn mock_get_seq<'a>(
+    server: &'a MockServer,
+    path: &str,
+    bodies: Vec<Value>,
+) -> Vec<Mock<'a>> {
+    let n = bodies.len();
+    let mut mocks = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let m = mock_get(server, path, 200, body).await;
+        if i + 1 < n {
+            m.up_to_n_times_async(1).await;
+        }
+        mocks.push(m);
+    }
+    mocks
+}
+
+/// The build `id` read (GET /workspacebuilds/{id}) answered with `bodies` in order; the last
+/// answer repeats.
+pub async fn mock_build_seq<'a>(
+    server: &'a MockServer,
+    id: &str,
+    bodies: Vec<Value>,
+) -> Vec<Mock<'a>> {
+    mock_get_seq(server, &format!("/api/v2/workspacebuilds/{id}"), bodies).await
+}
+
+/// A build POST for alice/dev whose JSON body is exactly `body`, answered `status` with
+/// `answer`.
+pub async fn mock_post_build<'a>(
+    server: &'a MockServer,
+    body: Value,
+    status: u16,
+    answer: Value,
+) -> Mock<'a> {
+    server
+        .mock_async(move |when, then| {
+            when.method(POST)
+                .path(format!("/api/v2/workspaces/{WS}/builds"))
+                .header("coder-session-token", TOKEN)
+                .json_body(body);
+            then.status(status).json_body(answer);
+        })
+        .await
+}
+
+/// Any POST with a given transition, answered 500 (to prove one was never sent).
+pub async fn mock_any_post<'a>(server: &'a MockServer, transition: &str) -> Mock<'a> {
+    let t = format!("\"transition\":\"{transition}\"");
+    server
+        .mock_async(move |when, then| {
+            when.method(POST).body_includes(t);
+            then.status(500)
+                .json_body(json!({"message": "unexpected build"}));
+        })
+        .await
+}
+
+/// The body of a stop build request.
+pub fn stop_body() -> Value {
+    json!({"transition": "stop"})
+}
+
+/// The body of a start build request on `version` with the previous parameters.
+pub fn start_body(version: &str) -> Value {
+    json!({"transition": "start", "template_version_id": version, "rich_parameter_values": params()})
+}
+
+/// The stop build (number 8, of V1) in `status`, its job in `job`.
+pub fn stop_build(status: &str, job: &str) -> Value {
+    build(STOP_BUILD, 8, "stop", status, job, V1, None)
+}
+
+/// The start build (number 9, of `version`) in `status`, its job in `job`.
+pub fn start_build(version: &str, status: &str, job: &str) -> Value {
+    build(START_BUILD, 9, "start", status, job, version, None)
+}
+
+/// The stop POST answered 201 with the stop build, pending.
+pub async fn mock_stop_created(server: &MockServer) -> Mock<'_> {
+    mock_post_build(server, stop_body(), 201, stop_build("pending", "pending")).await
+}
+
+/// The mocks of the reads an update of alice/dev makes before it sends anything.
+pub struct DevReads<'a> {
+    /// GET /users/alice/workspace/dev
+    pub workspace: Mock<'a>,
+    /// GET /templates/{TEMPLATE}
+    pub template: Mock<'a>,
+    /// GET /workspacebuilds/{PREV_BUILD}/parameters
+    pub parameters: Mock<'a>,
+}
+
+/// Every read an update of alice/dev makes: the pre-flight's (V1 and V2, see
+/// [`mock_preflight`]), alice/dev answered `dev` (for example [`running_on`]), its template
+/// and the previous build's parameters.
+pub async fn mock_dev_reads(server: &MockServer, dev: Value) -> DevReads<'_> {
+    mock_preflight(server).await;
+    DevReads {
+        workspace: mock_get(server, "/api/v2/users/alice/workspace/dev", 200, dev).await,
+        template: mock_get(
+            server,
+            &format!("/api/v2/templates/{TEMPLATE}"),
+            200,
+            template(),
+        )
+        .await,
+        parameters: mock_get(
+            server,
+            &format!("/api/v2/workspacebuilds/{PREV_BUILD}/parameters"),
+            200,
+            params(),
+        )
+        .await,
+    }
 }

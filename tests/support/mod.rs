@@ -1,7 +1,8 @@
 //! Fixtures shared by every test binary, each held once: the in-process simulator and SDK
-//! clients for it (`sim`), running the built `fleet` and its `Run` (`cli`), `fleet-mcp` over
-//! stdio (`mcp`), Coder JSON bodies and fast options (`coder`), driving SDK operations
-//! (`handle`), the reliability checks (`reliability`).
+//! clients for it (`sim`), running the built `fleet` in a clean environment, its `Run` and the
+//! pty driver (`cli`), `fleet-mcp` over stdio and over HTTP (`mcp`), Coder JSON bodies, fast
+//! options and httpmock mocks (`coder`), driving SDK operations (`handle`), the reliability
+//! checks (`reliability`).
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;

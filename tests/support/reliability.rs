@@ -1,11 +1,10 @@
-//! Helpers shared by the reliability tests: running the built `fleet` with a clean
-//! environment, checking stderr for a single reason, counting requests.
+//! Helpers shared by the reliability tests: running the built `fleet` with a list of variables,
+//! checking stderr for a single reason, counting requests.
 #![allow(dead_code)]
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-};
+use std::{io::Write, process::Command};
+
+use super::cli::fleet;
 
 /// Distinct markers used as tokens: none may ever be printed.
 pub const CP_MARKER: &str = "CPMARKER-7f3a9c1e-admin";
@@ -15,19 +14,10 @@ pub const MARKERS: [&str; 3] = [CP_MARKER, ORG_MARKER, CODER_MARKER];
 
 pub use super::cli::Run;
 
-/// `fleet` with an empty environment (PATH kept), stdin closed, and `env` set.
+/// `fleet` with a clean environment (see [`super::cli::fleet`]) and `env` set; stdout and
+/// stderr piped.
 pub fn fleet_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+    fleet(args).envs(env.iter().copied()).piped().command()
 }
 
 /// Runs `fleet` to its end.
