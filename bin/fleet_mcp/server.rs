@@ -536,6 +536,7 @@ pub(crate) fn tool_of(kind: fleet::operation::OperationKind) -> &'static str {
         K::Migrate => "migrate_workspace_provider",
         K::FollowMigrations => "wait_for_workspace_migration",
         K::DryRun | K::Readiness => "update_agent",
+        K::Promote | K::Rollback => "promote_template_version",
     }
 }
 
