@@ -313,7 +313,7 @@ async fn an_interrupt_before_the_promotion_never_promotes() {
     let pid = child.id().expect("pid");
     let canary_post = build_post(&sim, 1);
     let began = std::time::Instant::now();
-    while !sent(&sim).iter().any(|l| *l == canary_post) {
+    while !sent(&sim).contains(&canary_post) {
         assert!(
             began.elapsed() < Duration::from_secs(60),
             "the canary began"

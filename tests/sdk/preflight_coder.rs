@@ -554,8 +554,10 @@ async fn a_promotion_without_an_answer_is_read_back_never_resent() {
         template(),
     )
     .await;
-    let mut http = fleet::HttpOptions::default();
-    http.request_timeout = std::time::Duration::from_millis(300);
+    let http = fleet::HttpOptions {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..fleet::HttpOptions::default()
+    };
     let client = fleet::coder::CoderClient::new(&fleet::CoderConfig {
         url: Some(server.base_url()),
         session_token: Some(fleet::Secret::new(TOKEN)),
