@@ -223,11 +223,19 @@ impl PromotePlan {
             .iter()
             .map(|n| format!("version {} cannot be made active: {n}", self.version))
             .collect();
-        for r in &self.refusals {
+        // A few in full; the report lists every one.
+        const SHOWN: usize = 3;
+        for r in self.refusals.iter().take(SHOWN) {
             why.push(format!(
                 "{}: {}",
                 crate::text::escape_one_line(&r.workspace),
                 r.message
+            ));
+        }
+        if self.refusals.len() > SHOWN {
+            why.push(format!(
+                "and {} more workspace(s) refused (the report lists each)",
+                self.refusals.len() - SHOWN
             ));
         }
         Some(format!(
@@ -694,18 +702,12 @@ impl CoderClient {
             for r in &request.canary_workspaces {
                 let w = self.resolve_workspace(r).await?;
                 if w.template_id != Some(template_id) {
-                    return Err(Error::advised(
-                        Error::InvalidInput(format!(
-                            "canary {} is a workspace of template {}, not of {template_name}; \
-                             nothing was sent",
-                            super::model::full_name(&w),
-                            w.template_name.as_deref().unwrap_or("another template")
-                        )),
-                        vec![Remedy::Give {
-                            input: Input::Workspaces,
-                            value: None,
-                        }],
-                    ));
+                    return Err(Error::Refused(format!(
+                        "canary {} is a workspace of template {}, not of {template_name}; \
+                         nothing was changed",
+                        super::model::full_name(&w),
+                        w.template_name.as_deref().unwrap_or("another template")
+                    )));
                 }
                 let busy = self.busy_reason(&w, &options.update.busy).await;
                 if let Some(p) = planned(&w, busy) {
@@ -1339,8 +1341,8 @@ impl CoderClient {
             for r in &request.workspaces {
                 let w = self.resolve_workspace(r).await?;
                 if w.template_id != Some(template_id) {
-                    return Err(Error::InvalidInput(format!(
-                        "{} is a workspace of template {}, not of {shown}; nothing was sent",
+                    return Err(Error::Refused(format!(
+                        "{} is a workspace of template {}, not of {shown}; nothing was changed",
                         super::model::full_name(&w),
                         w.template_name.as_deref().unwrap_or("another template")
                     )));

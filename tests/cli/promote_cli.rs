@@ -126,6 +126,20 @@ async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls
         assert_eq!(history(&sim, n).last().unwrap().1, "v2");
     }
 
+    // A re-run resumes: the version is active and everybody runs it, so nothing is sent
+    // but reads (no canary, no PATCH).
+    sim.clear_requests();
+    let run = fleet(
+        &sim,
+        &["coder", "promote", "web", "--version", "v2", "-o", "json"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.show());
+    let again = run.json();
+    assert_eq!(again["plan"]["already_active"], true, "{again}");
+    assert_eq!(again["plan"]["canary_choice"]["kind"], "already_active");
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+
     // Rollback: the template's previous version is made active first, then the workspaces.
     sim.clear_requests();
     let run = fleet(&sim, &["coder", "rollback", "web", "-o", "json"]).await;
@@ -279,6 +293,30 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
                 .stdout
                 .contains("2. promotion: v2 becomes the active version")
             && run.stdout.contains("3. rollout: 6 workspace(s)"),
+        "{}",
+        run.show()
+    );
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+
+    // A parameter value the version refuses: the pre-flight refuses the whole promotion,
+    // exit 2, reads only.
+    sim.clear_requests();
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "promote",
+            "web",
+            "--version",
+            "v2",
+            "--parameter",
+            "region=mars",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.show());
+    assert!(
+        run.stdout.contains("refused") && run.stdout.contains("region"),
         "{}",
         run.show()
     );
