@@ -298,8 +298,8 @@ pub enum PromoteEvent {
         canaries: Vec<String>,
         /// Passed over as canaries: someone is at work in them.
         passed_over: Vec<String>,
-        /// How many workspaces follow after the promotion.
-        rest: usize,
+        /// The workspaces updated after the promotion, `owner/name`.
+        rest: Vec<String>,
     },
     /// A phase began, on these workspaces.
     PhaseBegan {
@@ -348,12 +348,13 @@ impl PromoteEvent {
                 rest,
             } => {
                 let mut s = format!(
-                    "plan for {version} on template {template}: canaries {}; then {rest} more",
+                    "plan for {version} on template {template}: canaries {}; then {} more",
                     if canaries.is_empty() {
                         "none".into()
                     } else {
                         canaries.join(", ")
-                    }
+                    },
+                    rest.len()
                 );
                 if !passed_over.is_empty() {
                     s.push_str(&format!(
@@ -420,7 +421,19 @@ impl OperationEvent for PromoteEvent {
             }
         };
         match self {
-            PromoteEvent::Planned { .. } => {}
+            // The template stood for the targets until they were known.
+            PromoteEvent::Planned { canaries, rest, .. } => {
+                *workspaces = canaries
+                    .iter()
+                    .chain(rest)
+                    .map(|n| TargetStatus {
+                        target: n.clone(),
+                        phase: Phase::Waiting,
+                        verdict: None,
+                        message: None,
+                    })
+                    .collect();
+            }
             PromoteEvent::PhaseBegan {
                 workspaces: names, ..
             } => {
@@ -555,6 +568,19 @@ impl OperationOutput for PromoteReport {
             .flatten()
             .collect();
         finish_rows(workspaces, &reports);
+        // The ones no phase reached: planned (a dry run), refused, or never begun.
+        let verdict = match self.outcome {
+            PromoteOutcome::Planned => "planned",
+            PromoteOutcome::Refused => "refused",
+            _ => "not_started",
+        };
+        for w in workspaces.iter_mut().filter(|w| w.verdict.is_none()) {
+            w.phase = Phase::Done;
+            w.verdict = Some(verdict.into());
+            if self.outcome != PromoteOutcome::Planned {
+                w.message = Some(self.message.clone());
+            }
+        }
     }
 }
 
@@ -812,7 +838,7 @@ impl CoderClient {
             version: plan.version.clone(),
             canaries: names(&plan.canaries),
             passed_over: names(&plan.passed_over),
-            rest: plan.rest.len(),
+            rest: names(&plan.rest),
         });
         Ok(plan)
     }

@@ -608,3 +608,61 @@ async fn promoting_an_archived_version_is_refused_with_reads_only() {
         .collect();
     assert!(changes.is_empty(), "{changes:?}");
 }
+
+/// Through the handle: the typed events say the phases in order (the plan, canary, promotion,
+/// rollout), the PATCH comes after the canary's events, and the snapshot ends with a verdict
+/// per workspace (what get_operation shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_reports_its_phases_in_order_through_the_handle() {
+    use fleet::coder::{PromoteEvent, PromotePhase};
+    let sim = crate::support::sim::sim(200.0).await;
+    let client = crate::support::sim::coder_client(&sim);
+    let request = fleet::coder::PromoteRequest {
+        template: "web".into(),
+        version: fleet::coder::TemplateVersionRef::parse("v2").unwrap(),
+        canary_workspaces: vec![],
+    };
+    let op = client.start_promote(request, fleet::coder::PromoteOptions::default());
+    assert_eq!(op.kind(), fleet::operation::OperationKind::Promote);
+    let mut seen: Vec<String> = Vec::new();
+    let report = crate::support::handle::drive(&op, &CancellationToken::new(), |e| {
+        let word = match &e {
+            PromoteEvent::Planned { canaries, .. } => format!("planned {}", canaries.join(",")),
+            PromoteEvent::PhaseBegan { phase, .. } => format!("began {phase}"),
+            PromoteEvent::Promoted { version, .. } => format!("promoted {version}"),
+            PromoteEvent::Workspace {
+                phase: PromotePhase::Canary,
+                ..
+            } => "canary step".into(),
+            _ => return,
+        };
+        if seen.last() != Some(&word) {
+            seen.push(word);
+        }
+    })
+    .await
+    .expect("a report");
+    assert_eq!(
+        seen,
+        [
+            "planned carol/web-01",
+            "began canary",
+            "canary step",
+            "began promotion",
+            "promoted v2",
+            "began rollout"
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(report.outcome, fleet::coder::PromoteOutcome::Promoted);
+    assert_eq!(report.worst, fleet::coder::Severity::Ok);
+    let snapshot = op.snapshot();
+    assert_eq!(snapshot.workspaces.len(), 8, "{snapshot:?}");
+    assert!(
+        snapshot
+            .workspaces
+            .iter()
+            .all(|w| w.verdict.as_deref() == Some("updated")),
+        "{snapshot:?}"
+    );
+}
