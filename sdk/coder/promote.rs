@@ -901,9 +901,14 @@ impl CoderClient {
         }
         if options.dry_run {
             report.message = format!(
-                "dry run: {} canary(ies), then {version} made active on template {template}, then \
-                 {} more workspace(s); nothing was changed",
+                "dry run: {} canary(ies), then {version} {} on template {template}, then {} more \
+                 workspace(s); nothing was changed",
                 report.plan.canaries.len(),
+                if report.plan.already_active {
+                    "already active"
+                } else {
+                    "made active"
+                },
                 report.plan.rest.len()
             );
             report.elapsed_ms = ms(started.elapsed());
