@@ -322,6 +322,28 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
     );
     assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
 
+    // A canary of another template, and a template that does not exist: exit 2, reads only.
+    sim.clear_requests();
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "promote",
+            "web",
+            "--version",
+            "v2",
+            "--canary-workspaces",
+            "alice/dev",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.show());
+    assert!(run.stderr.contains("not of web"), "{}", run.show());
+    let run = fleet(&sim, &["coder", "promote", "wbe", "--version", "v2"]).await;
+    assert_eq!(run.code, 2, "{}", run.show());
+    assert!(run.stderr.contains("did you mean web?"), "{}", run.show());
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+
     // A version that does not exist: exit 2, reads only.
     sim.clear_requests();
     let run = fleet(&sim, &["coder", "promote", "web", "--version", "v9"]).await;
