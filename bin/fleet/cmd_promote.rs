@@ -236,7 +236,8 @@ fn put_wait(c: &mut CommandLine, wait: &WaitArgs, parallel: usize) {
     }
 }
 
-fn phase_rows(rows: &mut Vec<[String; 4]>, phase: &str, r: &FleetReport) {
+/// One row per workspace of a phase: phase, workspace, verdict, version, total.
+fn phase_rows(rows: &mut Vec<[String; 5]>, phase: &str, r: &FleetReport) {
     for w in &r.results {
         let to = w
             .to_version_name
@@ -252,37 +253,36 @@ fn phase_rows(rows: &mut Vec<[String; 4]>, phase: &str, r: &FleetReport) {
             phase.to_string(),
             escape_one_line(&w.workspace).into_owned(),
             w.verdict.to_string(),
-            format!(
-                "{}  {}",
-                escape_one_line(&version),
-                secs(Some(w.elapsed_ms))
-            ),
+            escape_one_line(&version).into_owned(),
+            secs(Some(w.elapsed_ms)),
         ]);
     }
 }
 
-fn print_rows(rows: &[[String; 4]], reports: &[&FleetReport]) {
+fn print_rows(rows: &[[String; 5]], reports: &[&FleetReport]) {
     if rows.is_empty() {
         return;
     }
-    let width = rows
-        .iter()
-        .map(|r| r[1].chars().count())
-        .max()
-        .unwrap_or(9)
-        .max(9);
+    let width = |i: usize, least: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(least)
+            .max(least)
+    };
+    let (name_w, version_w) = (width(1, 9), width(3, 7));
     out::line(format!(
-        "{:<8}  {:<width$}  {:<15}  VERSION  TOTAL",
-        "PHASE", "WORKSPACE", "VERDICT"
+        "{:<8}  {:<name_w$}  {:<15}  {:<version_w$}  {:>7}",
+        "PHASE", "WORKSPACE", "VERDICT", "VERSION", "TOTAL"
     ));
     let verdicts = reports.iter().flat_map(|r| &r.results).map(|w| w.verdict);
     for (row, verdict) in rows.iter().zip(verdicts) {
         out::row_with_verdict(
-            &format!("{:<8}  {:<width$}  ", row[0], row[1]),
+            &format!("{:<8}  {:<name_w$}  ", row[0], row[1]),
             &row[2],
             15,
             tone(verdict),
-            &format!("  {}", row[3]),
+            &format!("  {:<version_w$}  {:>7}", row[3], row[4]),
         );
     }
     for r in reports.iter().flat_map(|r| &r.results) {

@@ -223,11 +223,19 @@ impl PromotePlan {
             .iter()
             .map(|n| format!("version {} cannot be made active: {n}", self.version))
             .collect();
-        for r in &self.refusals {
+        // A few in full; the report lists every one.
+        const SHOWN: usize = 3;
+        for r in self.refusals.iter().take(SHOWN) {
             why.push(format!(
                 "{}: {}",
                 crate::text::escape_one_line(&r.workspace),
                 r.message
+            ));
+        }
+        if self.refusals.len() > SHOWN {
+            why.push(format!(
+                "and {} more workspace(s) refused (the report lists each)",
+                self.refusals.len() - SHOWN
             ));
         }
         Some(format!(
@@ -290,8 +298,8 @@ pub enum PromoteEvent {
         canaries: Vec<String>,
         /// Passed over as canaries: someone is at work in them.
         passed_over: Vec<String>,
-        /// How many workspaces follow after the promotion.
-        rest: usize,
+        /// The workspaces updated after the promotion, `owner/name`.
+        rest: Vec<String>,
     },
     /// A phase began, on these workspaces.
     PhaseBegan {
@@ -340,12 +348,13 @@ impl PromoteEvent {
                 rest,
             } => {
                 let mut s = format!(
-                    "plan for {version} on template {template}: canaries {}; then {rest} more",
+                    "plan for {version} on template {template}: canaries {}; then {} more",
                     if canaries.is_empty() {
                         "none".into()
                     } else {
                         canaries.join(", ")
-                    }
+                    },
+                    rest.len()
                 );
                 if !passed_over.is_empty() {
                     s.push_str(&format!(
@@ -412,7 +421,19 @@ impl OperationEvent for PromoteEvent {
             }
         };
         match self {
-            PromoteEvent::Planned { .. } => {}
+            // The template stood for the targets until they were known.
+            PromoteEvent::Planned { canaries, rest, .. } => {
+                *workspaces = canaries
+                    .iter()
+                    .chain(rest)
+                    .map(|n| TargetStatus {
+                        target: n.clone(),
+                        phase: Phase::Waiting,
+                        verdict: None,
+                        message: None,
+                    })
+                    .collect();
+            }
             PromoteEvent::PhaseBegan {
                 workspaces: names, ..
             } => {
@@ -547,6 +568,19 @@ impl OperationOutput for PromoteReport {
             .flatten()
             .collect();
         finish_rows(workspaces, &reports);
+        // The ones no phase reached: planned (a dry run), refused, or never begun.
+        let verdict = match self.outcome {
+            PromoteOutcome::Planned => "planned",
+            PromoteOutcome::Refused => "refused",
+            _ => "not_started",
+        };
+        for w in workspaces.iter_mut().filter(|w| w.verdict.is_none()) {
+            w.phase = Phase::Done;
+            w.verdict = Some(verdict.into());
+            if self.outcome != PromoteOutcome::Planned {
+                w.message = Some(self.message.clone());
+            }
+        }
     }
 }
 
@@ -694,18 +728,12 @@ impl CoderClient {
             for r in &request.canary_workspaces {
                 let w = self.resolve_workspace(r).await?;
                 if w.template_id != Some(template_id) {
-                    return Err(Error::advised(
-                        Error::InvalidInput(format!(
-                            "canary {} is a workspace of template {}, not of {template_name}; \
-                             nothing was sent",
-                            super::model::full_name(&w),
-                            w.template_name.as_deref().unwrap_or("another template")
-                        )),
-                        vec![Remedy::Give {
-                            input: Input::Workspaces,
-                            value: None,
-                        }],
-                    ));
+                    return Err(Error::Refused(format!(
+                        "canary {} is a workspace of template {}, not of {template_name}; \
+                         nothing was changed",
+                        super::model::full_name(&w),
+                        w.template_name.as_deref().unwrap_or("another template")
+                    )));
                 }
                 let busy = self.busy_reason(&w, &options.update.busy).await;
                 if let Some(p) = planned(&w, busy) {
@@ -810,7 +838,7 @@ impl CoderClient {
             version: plan.version.clone(),
             canaries: names(&plan.canaries),
             passed_over: names(&plan.passed_over),
-            rest: plan.rest.len(),
+            rest: names(&plan.rest),
         });
         Ok(plan)
     }
@@ -873,9 +901,14 @@ impl CoderClient {
         }
         if options.dry_run {
             report.message = format!(
-                "dry run: {} canary(ies), then {version} made active on template {template}, then \
-                 {} more workspace(s); nothing was changed",
+                "dry run: {} canary(ies), then {version} {} on template {template}, then {} more \
+                 workspace(s); nothing was changed",
                 report.plan.canaries.len(),
+                if report.plan.already_active {
+                    "already active"
+                } else {
+                    "made active"
+                },
                 report.plan.rest.len()
             );
             report.elapsed_ms = ms(started.elapsed());
@@ -1339,8 +1372,8 @@ impl CoderClient {
             for r in &request.workspaces {
                 let w = self.resolve_workspace(r).await?;
                 if w.template_id != Some(template_id) {
-                    return Err(Error::InvalidInput(format!(
-                        "{} is a workspace of template {}, not of {shown}; nothing was sent",
+                    return Err(Error::Refused(format!(
+                        "{} is a workspace of template {}, not of {shown}; nothing was changed",
                         super::model::full_name(&w),
                         w.template_name.as_deref().unwrap_or("another template")
                     )));
