@@ -14,6 +14,8 @@ mod cmd_context;
 mod cmd_doctor;
 #[path = "fleet/cmd_molecule.rs"]
 mod cmd_molecule;
+#[path = "fleet/cmd_promote.rs"]
+mod cmd_promote;
 #[cfg(feature = "sim")]
 #[path = "fleet/cmd_sim.rs"]
 mod cmd_sim;

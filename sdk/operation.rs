@@ -138,6 +138,11 @@ pub enum OperationKind {
     Readiness,
     /// Read or follow the migrations of several Molecule workspaces.
     FollowMigrations,
+    /// Promote a Coder template version: canaries, promotion, rollout (rollback of a failed
+    /// canary).
+    Promote,
+    /// Roll a Coder template back to a previous version, and its workspaces with it.
+    Rollback,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -152,6 +157,8 @@ impl std::fmt::Display for OperationKind {
             OperationKind::DryRun => "dry run",
             OperationKind::Readiness => "readiness",
             OperationKind::FollowMigrations => "follow migrations",
+            OperationKind::Promote => "promote",
+            OperationKind::Rollback => "rollback",
         })
     }
 }

@@ -119,6 +119,16 @@ pub enum CoderCmd {
     #[command(after_help = RESTART_HELP)]
     Restart(RestartArgs),
 
+    /// Promote a template version progressively: canaries first, make it active only when
+    /// they are healthy, then update the rest; a failed canary is rolled back.
+    #[command(after_help = crate::cmd_promote::PROMOTE_HELP)]
+    Promote(crate::cmd_promote::PromoteArgs),
+
+    /// Roll a template back: make the previous version active again, then take the
+    /// workspaces on the version rolled back from back to it.
+    #[command(after_help = crate::cmd_promote::ROLLBACK_HELP)]
+    Rollback(crate::cmd_promote::RollbackArgs),
+
     /// Show a workspace: status, template, version, whether it is outdated.
     #[command(
         after_help = "Examples:\n  fleet coder show dev\n  fleet coder show alice/dev -o json"
@@ -217,16 +227,16 @@ pub struct WaitArgs {
     /// After the start: how long the agents may take to be connected and ready; past it the
     /// workspace counts as unhealthy.
     #[arg(long, value_name = "DURATION", value_parser = parse_ready_timeout, default_value = READY_TIMEOUT.as_str())]
-    ready_timeout: Duration,
+    pub(crate) ready_timeout: Duration,
 
     /// Do not wait for the agents after the start (a built workspace counts as updated).
     #[arg(long, conflicts_with = "ready_timeout")]
-    no_wait_ready: bool,
+    pub(crate) no_wait_ready: bool,
 
     /// Stop, wait, start and wait from fleet, even on Coder ≥ 2.36 (where by default the stop
     /// carries on_success and Coder starts the workspace itself).
     #[arg(long)]
-    client_driven: bool,
+    pub(crate) client_driven: bool,
 
     /// Show each build's log live, under the progress display (default: on a terminal, with
     /// text output).
@@ -289,7 +299,7 @@ pub struct BusyArgs {
 }
 
 impl BusyArgs {
-    fn rules(&self) -> fleet::coder::BusyRules {
+    pub(crate) fn rules(&self) -> fleet::coder::BusyRules {
         fleet::coder::BusyRules {
             idle_for: self.idle_for,
             include_busy: self.include_busy,
@@ -299,7 +309,7 @@ impl BusyArgs {
     }
 
     /// The flags that reproduce these rules, for a printed command.
-    fn put(&self, c: &mut CommandLine) {
+    pub(crate) fn put(&self, c: &mut CommandLine) {
         if self.idle_for != fleet::coder::DEFAULT_IDLE_FOR {
             c.option(
                 "--idle-for",
@@ -321,11 +331,11 @@ impl BusyArgs {
     }
 }
 
-fn parse_max_failures(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_max_failures(s: &str) -> Result<usize, String> {
     cli::parse_count(s, RolloutOptions::check_max_failures)
 }
 
-fn parse_canary(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_canary(s: &str) -> Result<usize, String> {
     cli::parse_count(s, RolloutOptions::check_canary)
 }
 
@@ -402,7 +412,7 @@ pub struct ParamArgs {
     /// A template parameter value for the start build, NAME=VALUE (repeatable). Wins over
     /// --parameters-file, the previous build's value and the default.
     #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = parse_assignment)]
-    parameter: Vec<(String, String)>,
+    pub(crate) parameter: Vec<(String, String)>,
 
     /// A YAML or JSON map of parameter values (`cpu: 8`). Wins over the previous build's
     /// values and the defaults.
@@ -412,7 +422,7 @@ pub struct ParamArgs {
 
 impl ParamArgs {
     /// Reads the values into `options`; a bad file is invalid input (nothing sent).
-    fn apply(&self, options: &mut UpdateOptions) -> fleet::Result<()> {
+    pub(crate) fn apply(&self, options: &mut UpdateOptions) -> fleet::Result<()> {
         if let Some(path) = &self.parameters_file {
             let origin = path.display().to_string();
             let text = fleet::files::read_input_file(
@@ -431,21 +441,21 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
     fleet::coder::parse_parameter_assignment(s).map_err(|e| crate::cli::message(&e))
 }
 
-fn parse_workspace(s: &str) -> Result<WorkspaceRef, String> {
+pub(crate) fn parse_workspace(s: &str) -> Result<WorkspaceRef, String> {
     WorkspaceRef::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_parallel(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_parallel(s: &str) -> Result<usize, String> {
     cli::parse_count(s, RolloutOptions::check_parallel)
 }
 
-fn parse_version(s: &str) -> Result<TemplateVersionRef, String> {
+pub(crate) fn parse_version(s: &str) -> Result<TemplateVersionRef, String> {
     TemplateVersionRef::parse(s).map_err(|e| crate::cli::message(&e))
 }
 
 impl WaitArgs {
     /// Whether build logs are shown: the flags, else on a terminal with text output.
-    fn show_logs(&self, format: OutputFormat) -> bool {
+    pub(crate) fn show_logs(&self, format: OutputFormat) -> bool {
         if self.logs {
             true
         } else if self.no_logs {
@@ -455,7 +465,7 @@ impl WaitArgs {
         }
     }
 
-    fn options(&self, force: bool, global: &GlobalOpts) -> UpdateOptions {
+    pub(crate) fn options(&self, force: bool, global: &GlobalOpts) -> UpdateOptions {
         UpdateOptions {
             force,
             stop_timeout: self.stop_timeout,
@@ -473,7 +483,7 @@ impl WaitArgs {
     }
 
     /// How the agents are waited for after the start (`None` with --no-wait-ready).
-    fn ready(&self, update: &UpdateOptions) -> Option<ReadyOptions> {
+    pub(crate) fn ready(&self, update: &UpdateOptions) -> Option<ReadyOptions> {
         (!self.no_wait_ready).then(|| ReadyOptions {
             timeout: self.ready_timeout,
             poll: update.poll.clone(),
@@ -554,6 +564,12 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
                 logs,
             )
             .await;
+        }
+        CoderCmd::Promote(args) => {
+            return crate::cmd_promote::promote(&client, args, global).await;
+        }
+        CoderCmd::Rollback(args) => {
+            return crate::cmd_promote::rollback(&client, args, global).await;
         }
         CoderCmd::Show { workspace } => {
             let ws = client.show_workspace(&workspace).await?;
@@ -899,7 +915,7 @@ impl Resume<'_> {
     }
 }
 
-fn tone(v: Verdict) -> out::Tone {
+pub(crate) fn tone(v: Verdict) -> out::Tone {
     match v {
         Verdict::Updated | Verdict::Restarted | Verdict::AlreadyCurrent | Verdict::WouldChange => {
             out::Tone::Good
@@ -933,7 +949,7 @@ fn skipped_why(r: &FleetReport) -> String {
         .join(", ")
 }
 
-fn secs(ms: Option<u64>) -> String {
+pub(crate) fn secs(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
 }
 
@@ -1082,7 +1098,7 @@ fn print_report(r: &FleetReport, resume: Option<&Printed>) {
     }
 }
 
-fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 

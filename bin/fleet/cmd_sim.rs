@@ -47,6 +47,11 @@ Coder (you are `me` = alice, GET /api/v2/users/me; other owners: bob, carol, and
                v3 startup script fails (start_error) · v4 never connects (timeout after 120s) ·
                v5 ready after 60s · v6 ready when connected · v7 has_external_agent
   team-dev     v1 · v2 (active)                   workspaces someone is at work in (below)
+  shop         v1 (active) · v2 · v3-start-error  for promotions: v2 and v3 are unpublished;
+               v2 is good (agents get ready) · v3's startup script fails (start_error)
+Templates by name: GET /api/v2/organizations/coder/templates/NAME. PATCH
+/api/v2/templates/ID/versions {\"id\"} makes a version active (me is a template admin;
+--coder-no-template-update: 403)
 Workspaces (owner/name: template version, status):
   alice/dev           docker-dev v2, running   outdated; params region=eu-west cpu=4 dotfiles_uri
   alice/api-server    docker-dev v1, stopped   outdated
@@ -58,6 +63,7 @@ Workspaces (owner/name: template version, status):
   bob/dev             docker-dev v2, running   outdated
   bob/data-pipeline   docker-dev v3, stopped   up to date
   carol/web-01…08     web v1, running          up to date (a rollout fleet)
+  carol/shop-01…04    shop v1, running         up to date (canaries and rollout of a promotion)
 Someone at work (team-dev v1, running, outdated; fleet leaves them alone unless told
 otherwise; last_used_at follows the activity):
   bob/typing          in use: last_used_at is now until 600 simulated s (10 min), then stops
@@ -123,8 +129,8 @@ pub struct SimArgs {
     #[arg(long, default_value = fleet::sim::DEFAULT_CODER_VERSION, value_name = "VERSION")]
     pub coder_version: String,
 
-    /// The Coder session may not update templates: an on_success that pins a template
-    /// version answers 403.
+    /// The Coder session may not update templates (no template admin): an on_success that
+    /// pins a template version, and making a version active, answer 403.
     #[arg(long)]
     pub coder_no_template_update: bool,
 

@@ -19,6 +19,8 @@ pub enum NameKind {
     CoderWorkspace,
     /// A Molecule workspace id (the check every Molecule request makes).
     MoleculeWorkspace,
+    /// A Coder template: a UUID or a name (the rule a template selection checks).
+    CoderTemplate,
 }
 
 /// A word that was not printed as part of a command, and why.
@@ -213,6 +215,12 @@ pub fn name_refusal(name: &str, kind: NameKind) -> Option<String> {
     let accepted = match kind {
         NameKind::CoderWorkspace => fleet::coder::WorkspaceRef::parse(name).is_ok(),
         NameKind::MoleculeWorkspace => fleet::molecule::check_workspace_id(name).is_ok(),
+        NameKind::CoderTemplate => fleet::coder::Selection::Template {
+            name: name.to_string(),
+            all_owners: false,
+        }
+        .check()
+        .is_ok(),
     };
     if accepted {
         None
@@ -223,6 +231,9 @@ pub fn name_refusal(name: &str, kind: NameKind) -> Option<String> {
                 .into(),
             NameKind::MoleculeWorkspace => "fleet does not accept it as a workspace id (no '/', \
                                             '\\', '%' or dot segment)"
+                .into(),
+            NameKind::CoderTemplate => "fleet does not accept it as a template (a UUID or a name \
+                                        of letters, digits, '-', '_', '.')"
                 .into(),
         })
     }

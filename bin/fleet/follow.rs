@@ -137,6 +137,22 @@ fn first_interrupt<Ev: OperationEvent, T: OperationOutput>(op: &Operation<Ev, T>
         OperationKind::FollowMigrations => {
             said.push_str("following no more (the migrations go on on the control plane)")
         }
+        OperationKind::Promote | OperationKind::Rollback => {
+            let in_flight = snapshot
+                .workspaces
+                .iter()
+                .filter(|w| w.phase.is_mid_restart())
+                .count();
+            said.push_str(if op.kind() == OperationKind::Promote {
+                "promoting nothing if not yet promoted, starting no more workspaces; "
+            } else {
+                "starting no more workspaces; "
+            });
+            said.push_str(&format!(
+                "finishing the {in_flight} stop→start(s) in flight; Ctrl-C again to leave them as \
+                 they are"
+            ));
+        }
         OperationKind::DryRun | OperationKind::Readiness => {
             said.push_str("stopping (it only reads: there is nothing to finish)")
         }

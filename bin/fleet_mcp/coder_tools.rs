@@ -3,9 +3,10 @@
 //! as progress notifications.
 
 use fleet::coder::{
-    BatchAction, BusyRules, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun, FleetEvent,
-    FleetOptions, ReadyOptions, Selection, TemplateVersionInfo, TemplateVersionRef, UpdateOptions,
-    UpdateOutcome, WorkspaceFilter, WorkspaceInfo, WorkspaceRef,
+    BatchAction, BusyRules, DEFAULT_CANARY, DEFAULT_PARALLEL, DEFAULT_READY_TIMEOUT, DryRun,
+    FleetEvent, FleetOptions, PromoteEvent, PromoteOptions, PromoteReport, PromoteRequest,
+    ReadyOptions, Selection, TemplateOverview, TemplateVersionInfo, TemplateVersionRef,
+    UpdateOptions, UpdateOutcome, WorkspaceFilter, WorkspaceInfo, WorkspaceRef,
 };
 use rmcp::{
     Json, RoleServer, handler::server::wrapper::Parameters, service::RequestContext, tool,
@@ -14,7 +15,7 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    answers::{self, AgentPage, BatchOutcome, Detail},
+    answers::{self, AgentPage, BatchOutcome, Detail, ResultRow},
     operation_tools::{DEFAULT_WAIT_SECONDS, LongAnswer, batch_answer, wait_for},
     server::{FleetServer, Progress, tool_error},
 };
@@ -231,6 +232,277 @@ pub struct TemplateVersionParams {
     pub template: Option<String>,
 }
 
+/// `get_template` input.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateParams {
+    pub template: String,
+}
+
+/// The newest versions `get_template` shows.
+const NEWEST: usize = 10;
+/// The longest name (template, version, workspace) an answer shows, in characters.
+const NAME_MAX: usize = 120;
+
+/// What `get_template` answers: the active version and the newest ones, by name.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct TemplateAnswer {
+    pub template: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_version: Option<String>,
+    pub require_active_version: bool,
+    /// Archived ones included.
+    pub versions_total: usize,
+    /// Newest first.
+    pub newest_versions: Vec<VersionLine>,
+}
+
+/// One version, compact.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct VersionLine {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub active: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
+}
+
+fn template_answer(o: TemplateOverview) -> TemplateAnswer {
+    TemplateAnswer {
+        template: answers::clip(&o.template, NAME_MAX),
+        active_version: o
+            .active_version
+            .map(|v| answers::clip(&v.label(), NAME_MAX)),
+        require_active_version: o.require_active_version,
+        versions_total: o.versions_total,
+        newest_versions: o
+            .newest_versions
+            .into_iter()
+            .map(|v| VersionLine {
+                name: answers::clip(&v.name, NAME_MAX),
+                created_at: v.created_at.map(|c| answers::clip(&c, 40)),
+                active: v.active,
+                archived: v.archived,
+            })
+            .collect(),
+    }
+}
+
+/// `promote_template_version` input.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteParams {
+    pub template: String,
+    pub version: String,
+    #[serde(default)]
+    pub confirm: Option<bool>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    /// Default 1.
+    #[serde(default)]
+    pub canary: Option<u32>,
+    #[serde(default)]
+    pub parallel: Option<u32>,
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+/// The rows that need attention a phase of a promotion shows; the others are counted.
+const PHASE_ATTENTION: usize = 5;
+/// The names a promotion's answer lists (canaries, workspaces left on the version).
+const NAMES_SHOWN: usize = 10;
+
+/// One phase of a promotion (canary, rollout, rollback), compact.
+#[derive(Debug, Serialize)]
+pub struct PhaseAnswer {
+    /// Workspaces by verdict.
+    pub counts: std::collections::BTreeMap<String, usize>,
+    /// The first ones that need attention, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<ResultRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halt: Option<answers::HaltSummary>,
+}
+
+/// What a promotion answers once done (get_operation too): how it ended, the plan in names
+/// and counts, each phase's counts and the workspaces that need attention.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PromoteAnswer {
+    /// planned, refused, canary_failed, promotion_failed, promoted,
+    /// interrupted_before_promotion.
+    pub outcome: String,
+    /// True once the version is the template's active one.
+    pub promoted: bool,
+    pub dry_run: bool,
+    pub template: String,
+    pub version: String,
+    /// The active version before (what a rollback restores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_before: Option<String>,
+    /// The first canaries.
+    pub canaries: Vec<String>,
+    /// Running workspaces passed over as canaries: someone is at work in them.
+    pub passed_over: usize,
+    /// Workspaces updated after the promotion.
+    pub rest: usize,
+    // The phases and rows are objects in the output schema (their rows are update_agents'):
+    // their full schemas would grow the tool list by a kilobyte.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub refusals: Vec<ResultRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub canary_phase: Option<PhaseAnswer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub rollout: Option<PhaseAnswer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub rollback: Option<PhaseAnswer>,
+    /// The first workspaces this run moved to the version and left there (not rolled back):
+    /// what a rollback takes back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<String>,
+    pub moved_count: usize,
+    pub message: String,
+    pub worst: String,
+    pub elapsed_ms: u64,
+}
+
+fn names_of(list: Option<&serde_json::Value>, key: &str) -> Vec<String> {
+    list.and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|w| w.get(key).and_then(serde_json::Value::as_str))
+                .take(NAMES_SHOWN)
+                .map(|n| answers::clip(n, NAME_MAX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn count_of(list: Option<&serde_json::Value>) -> usize {
+    list.and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len)
+}
+
+fn text_at(v: &serde_json::Value, path: &[&str], max: usize) -> Option<String> {
+    let mut at = v;
+    for key in path {
+        at = at.get(key)?;
+    }
+    match at {
+        serde_json::Value::String(s) => Some(answers::clip(s, max)),
+        serde_json::Value::Null => None,
+        other => Some(answers::clip(&other.to_string(), max)),
+    }
+}
+
+/// A phase's batch report, compact: counts, the first results that need attention, the halt.
+fn phase_answer(operation_id: &str, report: &serde_json::Value) -> Option<PhaseAnswer> {
+    if report.is_null() {
+        return None;
+    }
+    let b = answers::batch_outcome(operation_id, report, 0, 0, 1_200);
+    Some(PhaseAnswer {
+        counts: b.counts,
+        attention: b.attention.into_iter().take(PHASE_ATTENTION).collect(),
+        halt: b.halt,
+    })
+}
+
+/// A promotion's report (typed, or as get_operation holds it: JSON), compact and bounded
+/// whatever the fleet's size.
+pub(crate) fn promote_outcome(operation_id: &str, report: &serde_json::Value) -> PromoteAnswer {
+    let plan = &report["plan"];
+    let version_label = |v: &serde_json::Value| {
+        text_at(v, &["name"], NAME_MAX).or_else(|| text_at(v, &["id"], NAME_MAX))
+    };
+    let moved: Vec<&serde_json::Value> = report["moved"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|w| w["rolled_back"] != serde_json::Value::Bool(true))
+                .collect()
+        })
+        .unwrap_or_default();
+    let refusals = answers::batch_outcome(
+        operation_id,
+        &serde_json::json!({ "results": plan["refusals"] }),
+        0,
+        0,
+        1_200,
+    )
+    .attention
+    .into_iter()
+    .take(PHASE_ATTENTION)
+    .collect();
+    PromoteAnswer {
+        outcome: text_at(report, &["outcome"], 40).unwrap_or_default(),
+        promoted: report["promoted"].as_bool().unwrap_or(false),
+        dry_run: report["dry_run"].as_bool().unwrap_or(false),
+        template: text_at(plan, &["template"], NAME_MAX).unwrap_or_default(),
+        version: version_label(&plan["version"]).unwrap_or_default(),
+        active_before: version_label(&plan["active_version"]),
+        canaries: names_of(plan.get("canaries"), "workspace"),
+        passed_over: count_of(plan.get("passed_over")),
+        rest: count_of(plan.get("rest")),
+        refusals,
+        canary_phase: phase_answer(operation_id, &report["canary"]),
+        promotion_error: text_at(report, &["promotion_error"], 600),
+        rollout: phase_answer(operation_id, &report["rollout"]),
+        rollback: phase_answer(operation_id, &report["rollback"]),
+        moved: moved
+            .iter()
+            .filter_map(|w| w["workspace"].as_str())
+            .take(NAMES_SHOWN)
+            .map(|n| answers::clip(n, NAME_MAX))
+            .collect(),
+        moved_count: moved.len(),
+        message: text_at(report, &["message"], 1_500).unwrap_or_default(),
+        worst: text_at(report, &["worst"], 40).unwrap_or_default(),
+        elapsed_ms: report["elapsed_ms"].as_u64().unwrap_or(0),
+    }
+}
+
+fn promote_answer(operation_id: &str, report: PromoteReport) -> PromoteAnswer {
+    promote_outcome(
+        operation_id,
+        &serde_json::to_value(&report).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A promotion's events as progress: every step, log lines coalesced.
+fn forward_promote() -> impl FnMut(&Progress, &PromoteEvent) + Send {
+    use fleet::coder::CoderEvent;
+    let mut n = 0.0;
+    move |progress, event| {
+        n += 1.0;
+        let line = matches!(
+            event,
+            PromoteEvent::LogLinesDropped { .. }
+                | PromoteEvent::Workspace {
+                    step: FleetEvent::Step {
+                        step: CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. },
+                        ..
+                    } | FleetEvent::LogLinesDropped { .. },
+                    ..
+                }
+        );
+        if line {
+            progress.send_line(n, None, event.describe());
+        } else {
+            progress.send(n, None, event.describe());
+        }
+    }
+}
+
 fn forward() -> impl FnMut(&Progress, &fleet::coder::CoderEvent) + Send {
     use fleet::coder::CoderEvent;
     let mut n = 0.0;
@@ -285,7 +557,7 @@ fn forward_batch() -> impl FnMut(&Progress, &FleetEvent) + Send {
 impl FleetServer {
     #[tool(
         name = "update_agent",
-        description = "Update one Coder workspace to a template version (default: the active one) and restart it. Destructive; bad input is refused before anything stops; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id for get_operation.",
+        description = "Update one Coder workspace to a template version and restart it. Destructive; bad input is refused before anything stops; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id.",
         annotations(
             title = "Update a Coder workspace to a template version",
             read_only_hint = false,
@@ -335,7 +607,7 @@ impl FleetServer {
 
     #[tool(
         name = "update_agents",
-        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. Busy ones are skipped. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. Answers counts by verdict, the rows needing attention and a page of rows (get_operation pages the rest; detail=\"full\": plans). dry_run=true: plans only. Answers within wait_seconds, else an operation_id.",
+        description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. Busy ones are skipped. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. Answers within wait_seconds (else an operation_id): counts by verdict, the rows needing attention, a page of rows (get_operation pages the rest; detail=\"full\": plans). dry_run=true: plans only.",
         annotations(
             title = "Update many Coder workspaces",
             read_only_hint = false,
@@ -405,7 +677,7 @@ impl FleetServer {
 
     #[tool(
         name = "restart_agent",
-        description = "Restart one Coder workspace on the version it runs. Destructive; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id for get_operation.",
+        description = "Restart one Coder workspace on the version it runs. Destructive; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id.",
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -528,7 +800,7 @@ impl FleetServer {
 
     #[tool(
         name = "get_template_version",
-        description = "Show a Coder template version (UUID, or name with template): name, template, import job status (usable once succeeded), archived.",
+        description = "Show a Coder template version: name, template, import job status (usable once succeeded), archived.",
         annotations(
             title = "Show a Coder template version",
             read_only_hint = true,
@@ -548,6 +820,106 @@ impl FleetServer {
             .await
             .map(Json)
             .map_err(tool_error)
+    }
+
+    #[tool(
+        name = "get_template",
+        description = "Show a Coder template (name or UUID): its active version and 10 newest versions.",
+        annotations(
+            title = "Show a Coder template",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn get_template(
+        &self,
+        Parameters(p): Parameters<TemplateParams>,
+    ) -> Result<Json<TemplateAnswer>, String> {
+        let template = p.template.trim();
+        if template.is_empty() {
+            return Err(
+                "invalid_input: template is empty: give a template's name or UUID; nothing was \
+                 sent"
+                    .to_string(),
+            );
+        }
+        let client = self.coder()?;
+        client
+            .template_overview(template, NEWEST)
+            .await
+            .map(|o| Json(template_answer(o)))
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        name = "promote_template_version",
+        description = "Promote a Coder template version: update `canary` idle running workspaces to it; only if all end healthy, make it active and update the rest; a failed canary is rolled back. Destructive: needs confirm=true. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id.",
+        annotations(
+            title = "Promote a Coder template version with canaries",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn promote_template_version(
+        &self,
+        Parameters(p): Parameters<PromoteParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<LongAnswer<PromoteAnswer>>, String> {
+        let template = p.template.trim().to_string();
+        if template.is_empty() {
+            return Err(
+                "invalid_input: template is empty: give a template's name or UUID; nothing was \
+                 sent"
+                    .to_string(),
+            );
+        }
+        let version = TemplateVersionRef::parse(&p.version).map_err(tool_error)?;
+        let dry_run = p.dry_run.unwrap_or(false);
+        let options = PromoteOptions {
+            canary: p.canary.map_or(DEFAULT_CANARY, |c| c as usize),
+            parallel: p.parallel.unwrap_or(DEFAULT_PARALLEL as u32) as usize,
+            max_failures: p.max_failures.map(|k| k as usize),
+            update: self.update_options(),
+            ready: self.ready_options(Some(true), None)?,
+            rollback: true,
+            dry_run,
+        };
+        options.check().map_err(tool_error)?;
+        let wait = wait_for(p.wait_seconds)?;
+        // Input and confirmation are checked before the configuration: nothing is sent.
+        if !dry_run && !p.confirm.unwrap_or(false) {
+            return Err(tool_error(fleet::Error::advised(
+                fleet::Error::InvalidInput(format!(
+                    "promoting {} on template {template} needs explicit confirmation: it updates \
+                     canary workspaces (stop, start), then makes the version the one every start \
+                     builds and updates the template's other workspaces. Nothing was sent",
+                    p.version.trim()
+                )),
+                vec![fleet::Remedy::Give {
+                    input: fleet::Input::Confirm,
+                    value: None,
+                }],
+            )));
+        }
+        let client = self.coder()?;
+        let slot = self.reserve_operation()?;
+        let op = client.start_promote(
+            PromoteRequest {
+                template,
+                version,
+                canary_workspaces: Vec::new(),
+            },
+            options,
+        );
+        self.register(slot, &op);
+        let Json(answer) = self
+            .answer_within(op, wait, &ctx, forward_promote())
+            .await?;
+        Ok(Json(answer.map_outcome(promote_answer)))
     }
 }
 

@@ -57,7 +57,6 @@ pub struct MigrateParams {
     /// Source provider (default: the current one).
     #[serde(default)]
     pub from: Option<ProviderArg>,
-    /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
     /// Hetzner/gcp source's instance id (default: from the tenant API).
@@ -85,7 +84,6 @@ pub struct MigrateManyParams {
     /// Source of all (default: each one's current).
     #[serde(default)]
     pub from: Option<ProviderArg>,
-    /// Must be true; ask the user first.
     #[serde(default)]
     pub confirm: Option<bool>,
     #[serde(default)]
@@ -254,7 +252,7 @@ impl FleetServer {
     }
 
     #[tool(
-        description = "Migrate several Molecule workspaces to another cloud as a rollout, `parallel` at once. Destructive: needs confirm=true (ask the user first). canary=N goes on once the first N completed; max_failures=K starts no more after K failures; calling again resumes. dry_run=true: each plan only. Answers counts, the workspaces needing attention and a page of rows (get_operation pages the rest) within wait_seconds, else an operation_id for get_operation.",
+        description = "Migrate several Molecule workspaces to another cloud as a rollout, `parallel` at once. Destructive: needs confirm=true (ask the user first). canary=N goes on once the first N completed; max_failures=K starts no more after K failures; calling again resumes. dry_run=true: each plan only. Answers within wait_seconds (else an operation_id): counts, the workspaces needing attention, a page of rows (get_operation pages the rest).",
         annotations(
             title = "Migrate several workspaces (rollout)",
             read_only_hint = false,

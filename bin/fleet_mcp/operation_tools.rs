@@ -298,6 +298,10 @@ fn report(op: &dyn AnyOperation, paging: &Paging) -> OperationReport {
                 }
             }
             v
+        } else if snapshot.kind == OperationKind::Promote {
+            // A promotion's report holds whole batch reports: compact, as its tool answers.
+            serde_json::to_value(crate::coder_tools::promote_outcome(&snapshot.id, o))
+                .unwrap_or(Value::Null)
         } else {
             o.clone()
         }
@@ -375,7 +379,7 @@ pub struct OperationList {
 impl FleetServer {
     #[tool(
         name = "get_operation",
-        description = "Where a long operation stands (operation_id from update_agent, restart_agent, update_agents, migrate_workspaces or wait_for_workspace_migration): state, latest step, counts, the workspaces needing attention, a page of workspaces (cursor, limit), and once done its outcome or error. detail=\"full\" pages whole results (plans, builds). wait_seconds waits for the end first.",
+        description = "Where a long operation stands (operation_id from update_agent, restart_agent, update_agents, promote_template_version, migrate_workspaces or wait_for_workspace_migration): state, latest step, counts, the workspaces needing attention, a page of workspaces (cursor, limit), and once done its outcome or error. detail=\"full\" pages whole results (plans, builds). wait_seconds waits for the end first.",
         annotations(
             title = "Get a long operation",
             read_only_hint = true,

@@ -98,10 +98,14 @@ fn instructions(toolsets: Toolsets, read_only: bool) -> String {
     let mut text = String::from("fleet operates cloud workspaces on two control planes.\n");
     if toolsets.coder {
         text.push_str(if read_only {
-            "Coder: list_agents, show_agent and get_template_version read workspaces (agents).\n"
+            "Coder: list_agents, show_agent, get_template_version and get_template read \
+             workspaces (agents) and templates.\n"
         } else {
-            "Coder: list_agents, show_agent and get_template_version read workspaces (agents); \
-             update_agent, restart_agent and update_agents stop and start them (destructive).\n"
+            "Coder: list_agents, show_agent, get_template_version and get_template read \
+             workspaces (agents) and templates; update_agent, restart_agent and update_agents \
+             stop and start them (destructive); promote_template_version makes a template \
+             version active once canaries of it end healthy, then updates the rest \
+             (destructive, needs confirm=true: ask the user first).\n"
         });
     }
     if toolsets.molecule {
@@ -123,7 +127,12 @@ fn instructions(toolsets: Toolsets, read_only: bool) -> String {
     }
     let mut long: Vec<&str> = Vec::new();
     if toolsets.coder && !read_only {
-        long.extend(["update_agent", "restart_agent", "update_agents"]);
+        long.extend([
+            "update_agent",
+            "restart_agent",
+            "update_agents",
+            "promote_template_version",
+        ]);
     }
     if toolsets.molecule {
         if !read_only {
@@ -163,7 +172,8 @@ fn instructions(toolsets: Toolsets, read_only: bool) -> String {
     }
     // What the shared arguments mean, said once here rather than in every input schema.
     text.push_str(
-        "Shared arguments: wait_seconds is how long a call waits before answering (default 25; \
+        "Shared arguments (integers are never negative): wait_seconds is how long a call waits \
+         before answering (default 25; \
          get_operation 0; at most 300). Lists page: limit (default 50, at most 200), cursor = \
          the previous answer's next_cursor; detail=\"full\" gives whole records instead of \
          compact rows. Ids: workspace_id(s) are Molecule workspace ids, operation_id comes from \
@@ -382,6 +392,16 @@ fn lean_schema(schema: &mut Value, defs: &Value, depth: u32) {
     ) {
         o.remove("format");
     }
+    // Every integer argument of fleet-mcp is unsigned: the `minimum: 0` schemars gives each
+    // one is said once in the instructions, and still checked (see `mismatch`).
+    let integer = match o.get("type") {
+        Some(Value::String(t)) => t == "integer",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+        _ => false,
+    };
+    if integer && o.get("minimum").and_then(Value::as_f64) == Some(0.0) {
+        o.remove("minimum");
+    }
     // ["boolean", "null"] → "boolean".
     if let Some(Value::Array(types)) = o.get("type") {
         let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
@@ -537,6 +557,7 @@ pub(crate) fn tool_of(kind: fleet::operation::OperationKind) -> &'static str {
         K::Migrate => "migrate_workspace_provider",
         K::FollowMigrations => "wait_for_workspace_migration",
         K::DryRun | K::Readiness => "update_agent",
+        K::Promote | K::Rollback => "promote_template_version",
     }
 }
 
@@ -1247,7 +1268,11 @@ fn mismatch(prop: &Value, value: &Value, root: &JsonObject, depth: u32) -> Optio
         }
     }
     if let Some(n) = value.as_f64() {
-        let min = prop.get("minimum").and_then(Value::as_f64);
+        // An integer argument is never negative (its `minimum: 0` is left out of the schema).
+        let min = prop
+            .get("minimum")
+            .and_then(Value::as_f64)
+            .or_else(|| types.contains(&"integer").then_some(0.0));
         let max = prop.get("maximum").and_then(Value::as_f64);
         if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
             return Some(format!(

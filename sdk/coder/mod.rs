@@ -19,11 +19,13 @@ mod logs;
 mod model;
 mod operations;
 mod plan;
+mod promote;
 mod push;
 mod ready;
 mod run;
 mod server_features;
 mod server_side;
+mod templates;
 mod versions;
 mod wait;
 mod watch;
@@ -63,6 +65,13 @@ pub use params::{
     parse_parameters_file, resolve_parameters,
 };
 pub use plan::{PlannedBuild, UpdatePlan};
+pub use promote::{
+    CanaryChoice, DEFAULT_CANARY, MovedWorkspace, PlannedWorkspace, PromoteEvent, PromoteOperation,
+    PromoteOptions, PromoteOutcome, PromotePermission, PromotePhase, PromotePlan,
+    PromotePlanOperation, PromoteReport, PromoteRequest, RollbackOperation, RollbackReport,
+    RollbackRequest,
+};
+pub use templates::{NotPromotable, TemplateOverview, VersionName};
 pub use versions::{
     TemplateVersionRef, TemplateVersions, TemplateVersionsByName, VERSION_NAME_MAX, VersionRow,
 };

@@ -29,7 +29,7 @@ pub type PlanOperation = Operation<CoderEvent, UpdatePlan>;
 pub type ReadyOperation = Operation<ReadyEvent, ReadyReport>;
 
 /// Where one workspace's sequence is after `event`, when the event moves it.
-fn phase_of(event: &CoderEvent) -> Option<Phase> {
+pub(super) fn phase_of(event: &CoderEvent) -> Option<Phase> {
     Some(match event {
         CoderEvent::Planned { .. } => Phase::Planned,
         CoderEvent::WaitingForBuildInProgress { .. } | CoderEvent::Conflict { .. } => {

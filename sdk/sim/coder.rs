@@ -12,7 +12,7 @@ use axum::{
         },
     },
     http::StatusCode,
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, patch, post},
 };
 use serde_json::{Value, json};
@@ -55,6 +55,8 @@ struct Template {
     require_active_version: bool,
     /// Seconds (at speed 1) its agents' startup scripts run after the start build ended.
     agent_ready_secs: f64,
+    /// Simulated time its active version last changed (`updated_at`); seeded a week ago.
+    updated: f64,
 }
 
 /// What a version's agent does once its start build has succeeded.
@@ -407,8 +409,9 @@ pub(crate) struct CoderWorld {
     version: String,
     /// True when the version honours `on_success` (≥ 2.36); older ones ignore it.
     on_success: bool,
-    /// The session may update templates (pin the version of a follow-up build).
-    can_pin: bool,
+    /// The session may update templates (template admin): pin the version of a follow-up
+    /// build, make a version active.
+    can_update_templates: bool,
     /// Stop builds with `on_success` whose follow-up is not decided yet.
     pending_chains: Vec<Uuid>,
     /// Every WebSocket is cut (no close frame) after this many messages.
@@ -501,6 +504,58 @@ impl CoderWorld {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Makes version `version_id` the active version of template `template_id` at simulated
+    /// time `now`, checked as Coder's `PATCH /templates/{id}/versions` checks it (in its order:
+    /// the version exists, belongs to the template, was imported, is not archived; the
+    /// permission is checked at the write).
+    fn promote(&mut self, template_id: Uuid, version_id: Uuid, now: f64) -> Result<(), Response> {
+        let Some(version) = self.version(version_id) else {
+            return Err(coder_error(
+                StatusCode::NOT_FOUND,
+                "Template version not found.",
+                None,
+            ));
+        };
+        if version.template_id != template_id {
+            return Err(coder_error(
+                StatusCode::BAD_REQUEST,
+                "The provided template version doesn't belong to the specified template.",
+                None,
+            ));
+        }
+        if version.import != Import::Done {
+            return Err(coder_error(
+                StatusCode::FORBIDDEN,
+                "Only versions that have been built successfully can be promoted.",
+                Some("Attempted to promote a version with a running build"),
+            ));
+        }
+        if version.archived {
+            return Err(coder_error(
+                StatusCode::BAD_REQUEST,
+                "The provided template version is archived.",
+                None,
+            ));
+        }
+        if !self.can_update_templates {
+            return Err(coder_error(
+                StatusCode::FORBIDDEN,
+                "Forbidden.",
+                Some(
+                    "updating the active template version needs permission to update the template (template admin)",
+                ),
+            ));
+        }
+        match self.templates.iter_mut().find(|t| t.id == template_id) {
+            Some(t) => {
+                t.active_version_id = version_id;
+                t.updated = now;
+                Ok(())
+            }
+            None => Err(not_found()),
         }
     }
 
@@ -933,7 +988,18 @@ pub(crate) fn routes() -> Router<Shared> {
         )
         .route("/api/v2/templates", get(list_templates))
         .route("/api/v2/templates/{template}", get(get_template))
-        .route("/api/v2/templates/{template}/versions", get(list_versions))
+        .route(
+            "/api/v2/templates/{template}/versions",
+            get(list_versions).patch(promote_version),
+        )
+        .route(
+            "/api/v2/organizations/{organization}/templates/{templatename}",
+            get(get_template_by_name),
+        )
+        .route(
+            "/api/v2/organizations/{organization}/templates/{templatename}/versions/{name}/previous",
+            get(get_previous_version),
+        )
         .route(
             "/api/v2/templates/{template}/versions/{name}",
             get(get_version_by_name),
@@ -994,6 +1060,17 @@ fn parse_id(what: &str, value: &str) -> Result<Uuid, Response> {
 
 async fn get_user(State(state): State<Shared>, Path(user): Path<String>) -> Response {
     let world = world(&state);
+    // `me` (alice) is a template admin unless the session may not update templates.
+    let roles = |u: &User| {
+        if u.id == me(&world).id && world.can_update_templates {
+            json!([
+                {"name": "member", "display_name": "Member"},
+                {"name": "template-admin", "display_name": "Template Admin"},
+            ])
+        } else {
+            json!([{"name": "member", "display_name": "Member"}])
+        }
+    };
     match world.find_user(&user) {
         None => not_found(),
         Some(u) => json_response(
@@ -1005,7 +1082,7 @@ async fn get_user(State(state): State<Shared>, Path(user): Path<String>) -> Resp
                 "email": format!("{}@example.com", u.username),
                 "created_at": state.clock.stamp(-90.0 * 86_400.0 * state.clock.speed),
                 "status": "active",
-                "roles": [{"name": "member", "display_name": "Member"}],
+                "roles": roles(u),
             }),
         ),
     }
@@ -1290,7 +1367,7 @@ async fn create_build(
     let now = state.clock.now();
     let mut world = world(&state);
     let on_success = if world.on_success {
-        match parse_on_success(&body, transition, world.can_pin) {
+        match parse_on_success(&body, transition, world.can_update_templates) {
             Ok(o) => o,
             Err(refused) => return refused,
         }
@@ -1751,21 +1828,150 @@ async fn get_template(State(state): State<Shared>, Path(template): Path<String>)
     let Some(t) = world.template(id) else {
         return not_found();
     };
-    json_response(StatusCode::OK, template_json(t, state.clock.speed))
+    json_response(StatusCode::OK, template_json(t, &state.clock))
 }
 
-fn template_json(t: &Template, speed: f64) -> serde_json::Value {
+/// The one organization: Coder's default, `coder`.
+const ORG_NAME: &str = "coder";
+
+/// True when `key` names the organization as Coder's organization parameter does: its ID,
+/// its name, or `default` (the default organization).
+fn is_our_org(key: &str) -> bool {
+    Uuid::parse_str(key).ok() == Some(ORG_ID)
+        || key.eq_ignore_ascii_case(ORG_NAME)
+        || key == "default"
+}
+
+/// `GET /organizations/{organization}/templates/{templatename}`: a template by name, the
+/// organization by ID or name.
+async fn get_template_by_name(
+    State(state): State<Shared>,
+    Path((org, name)): Path<(String, String)>,
+) -> Response {
+    if !is_our_org(&org) {
+        return not_found();
+    }
+    let world = world(&state);
+    match world.templates.iter().find(|t| t.name == name) {
+        Some(t) => json_response(StatusCode::OK, template_json(t, &state.clock)),
+        None => not_found(),
+    }
+}
+
+/// `GET /organizations/{organization}/templates/{templatename}/versions/{name}/previous`:
+/// the version of the template created just before that one; 204 when it is the first.
+async fn get_previous_version(
+    State(state): State<Shared>,
+    Path((org, template, name)): Path<(String, String, String)>,
+) -> Response {
+    if !is_our_org(&org) {
+        return not_found();
+    }
+    let world = world(&state);
+    let Some(t) = world.templates.iter().find(|t| t.name == template) else {
+        return not_found();
+    };
+    let mine: Vec<&Version> = world
+        .versions
+        .iter()
+        .filter(|v| v.template_id == t.id)
+        .collect();
+    match mine.iter().position(|v| v.name == name) {
+        None => coder_error(
+            StatusCode::NOT_FOUND,
+            &format!("No template version found by name \"{name}\"."),
+            None,
+        ),
+        Some(0) => StatusCode::NO_CONTENT.into_response(),
+        Some(i) => json_response(
+            StatusCode::OK,
+            version_json(&world, mine[i - 1], &state.clock),
+        ),
+    }
+}
+
+/// `PATCH /templates/{id}/versions` `{"id": VERSION}`: makes that version the template's
+/// active version (template admin), answered like Coder: 200 `{message}`; 400 for a body
+/// that is not JSON or has no `id`, a version of another template or an archived one; 404
+/// for an unknown template or version; 403 for a version that was not imported, or when the
+/// session may not update templates ([`super::SimOptions::coder_can_pin_versions`]).
+async fn promote_version(
+    State(state): State<Shared>,
+    Path(template): Path<String>,
+    body: Bytes,
+) -> Response {
+    let id = match parse_id("template id", &template) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return coder_error(
+                StatusCode::BAD_REQUEST,
+                "Request body must be valid JSON.",
+                Some("send {\"id\": \"<template version id>\"}"),
+            );
+        }
+    };
+    let version = match body.get("id") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(id) => Some(id),
+            None => {
+                return coder_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request body must be valid JSON.",
+                    Some("id must be a UUID"),
+                );
+            }
+        },
+    };
+    let Some(version) = version.filter(|v| !v.is_nil()) else {
+        return with_validations(
+            StatusCode::BAD_REQUEST,
+            "Validation failed.",
+            &[(
+                "id".into(),
+                "Validation failed for tag \"required\" with value: \"00000000-0000-0000-0000-000000000000\""
+                    .into(),
+            )],
+        );
+    };
+    let now = state.clock.now();
+    let mut world = world(&state);
+    if world.template(id).is_none() {
+        return not_found();
+    }
+    match world.promote(id, version, now) {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            json!({ "message": "Updated the active template version!" }),
+        ),
+        Err(refused) => refused,
+    }
+}
+
+fn template_json(t: &Template, clock: &Clock) -> serde_json::Value {
+    let created = -30.0 * 86_400.0 * clock.speed;
     json!({
         "id": t.id,
         "name": t.name,
         "display_name": t.display_name,
+        "description": "",
+        "icon": "",
         "organization_id": ORG_ID,
+        "organization_name": ORG_NAME,
+        "organization_display_name": "Coder",
+        "provisioner": "terraform",
         "active_version_id": t.active_version_id,
         "require_active_version": t.require_active_version,
         "deprecated": false,
         "deprecation_message": "",
         "allow_user_cancel_workspace_jobs": true,
-        "build_time_stats": build_time_stats(speed),
+        "build_time_stats": build_time_stats(clock.speed),
+        "created_at": clock.stamp(created),
+        "updated_at": clock.stamp(t.updated),
     })
 }
 
@@ -1775,7 +1981,7 @@ async fn list_templates(State(state): State<Shared>) -> Response {
     let all: Vec<_> = world
         .templates
         .iter()
-        .map(|t| template_json(t, state.clock.speed))
+        .map(|t| template_json(t, &state.clock))
         .collect();
     json_response(StatusCode::OK, json!(all))
 }
@@ -1905,6 +2111,9 @@ fn version_json(world: &CoderWorld, v: &Version, clock: &super::Clock) -> serde_
         "organization_id": ORG_ID,
         "archived": v.archived,
         "message": v.message,
+        "readme": "",
+        "warnings": [],
+        "created_by": { "id": me(world).id, "username": me(world).username },
         "job": job,
         "created_at": clock.stamp(created),
         "updated_at": clock.stamp(created),

@@ -36,6 +36,18 @@
 //!   workspace's slowness. The `web` template's versions break the agent on purpose (see
 //!   `fleet sim --help`'s table): `start_error`, never connecting (`timeout` after 120 s), 20x slower,
 //!   no startup script (ready at once), `has_external_agent`.
+//! - Coder templates: `GET /api/v2/organizations/{org}/templates/{name}` takes the
+//!   organization by ID, by name (`coder`) or as `default`; `…/versions/{name}/previous` is the
+//!   version created just before (204 for the first). `PATCH /api/v2/templates/{id}/versions`
+//!   `{"id"}` makes a version active and answers 200 `{message}`, checked in Coder's order:
+//!   404 unknown version, 400 a version of another template, 403 not imported, 400 archived,
+//!   then 403 "Forbidden." when [`SimOptions::coder_can_pin_versions`] is false (`me` is no
+//!   template admin; `GET /users/me` lists the `template-admin` role otherwise). From then
+//!   on the template's workspaces are `outdated` unless on that version, `on_success`
+//!   children without a pinned version build it, and so does a start of a template that
+//!   requires the active version. A plain start without a version builds the previous
+//!   build's version, as Coder's API does (its `coder start` and autostart pass the active
+//!   version themselves).
 //! - Coder: a `stop` of a workspace that is already stopped answers 400 (validation on
 //!   `transition`); a `start` with an older version on a template that requires the active
 //!   version answers 403 "cannot use non-active version"; a `start` without a version builds
@@ -187,8 +199,10 @@ pub struct SimOptions {
     /// `v0.0.0-devel` build) a stop build's `on_success` is honoured; an older version ignores
     /// it and only stops. Default [`DEFAULT_CODER_VERSION`].
     pub coder_version: String,
-    /// The Coder session may update templates, so it may pin the version of an `on_success`
-    /// follow-up build; without it such a request answers 403. Default true.
+    /// The Coder session may update templates (`me` is a template admin): it may pin the
+    /// version of an `on_success` follow-up build and make a version active
+    /// (`PATCH /templates/{id}/versions`); without it both answer 403 and nothing changes.
+    /// Default true.
     pub coder_can_pin_versions: bool,
     /// Cut every WebSocket (build logs, watch-ws) after this many messages, without a close
     /// frame, to exercise reconnects and fallbacks. Default `None`.

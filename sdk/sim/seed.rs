@@ -47,6 +47,9 @@ fn p(
 /// How many web workspaces carol has (carol/web-01 …).
 const WEB_FLEET: usize = 8;
 
+/// How many shop workspaces carol has (carol/shop-01 …), for promotions.
+const SHOP_FLEET: usize = 4;
+
 /// Simulated seconds bob/typing is typing for (10 minutes), then it goes quiet.
 pub(crate) const TYPING_FOR_SIM_SECS: f64 = 600.0;
 
@@ -122,6 +125,7 @@ pub(crate) fn seed(
     );
 
     let (docker, k8s, ml, web, team) = (id(0x200), id(0x201), id(0x202), id(0x203), id(0x204));
+    let shop = id(0x205);
     let prebuilds = User {
         id: PREBUILDS_USER,
         username: "prebuilds",
@@ -275,7 +279,28 @@ pub(crate) fn seed(
         "team image, newer",
         vec![region.clone()],
     ));
-    let templates = vec![
+    // Progressive delivery: shop's active version is v1; v2 (good) and v3-start-error (bad,
+    // its agents end start_error) are unpublished, to be canaried and promoted, or not.
+    versions.push(v(0x350, shop, "v1", "shop API 1.0", vec![region.clone()]));
+    versions.push(v(
+        0x351,
+        shop,
+        "v2",
+        "shop API 1.1 (good: builds, agents get ready)",
+        vec![region.clone()],
+    ));
+    versions.push(Version {
+        agent: AgentScript::StartError,
+        ..v(
+            0x352,
+            shop,
+            "v3-start-error",
+            "shop API 1.2 (bad: its startup script exits 1, every agent ends start_error)",
+            vec![region.clone()],
+        )
+    });
+    let week_ago = -7.0 * 86_400.0 * clock.speed;
+    let mut templates = vec![
         // Workspaces someone is at work in: fleet leaves them alone by default.
         Template {
             id: team,
@@ -284,6 +309,7 @@ pub(crate) fn seed(
             active_version_id: id(0x341),
             require_active_version: false,
             agent_ready_secs: 1.0,
+            updated: week_ago,
         },
         Template {
             id: docker,
@@ -292,6 +318,7 @@ pub(crate) fn seed(
             active_version_id: id(0x303),
             require_active_version: false,
             agent_ready_secs: 1.0,
+            updated: week_ago,
         },
         Template {
             id: k8s,
@@ -300,6 +327,7 @@ pub(crate) fn seed(
             active_version_id: id(0x311),
             require_active_version: true,
             agent_ready_secs: 1.0,
+            updated: week_ago,
         },
         Template {
             id: ml,
@@ -308,6 +336,7 @@ pub(crate) fn seed(
             active_version_id: id(0x321),
             require_active_version: false,
             agent_ready_secs: 1.0,
+            updated: week_ago,
         },
         // Rollouts: carol's web fleet. Its startup script takes 3 s; its bad versions build
         // fine and break only once started (what a health-gated rollout must catch).
@@ -318,8 +347,18 @@ pub(crate) fn seed(
             active_version_id: id(0x330),
             require_active_version: false,
             agent_ready_secs: 3.0,
+            updated: week_ago,
         },
     ];
+    templates.push(Template {
+        id: shop,
+        name: "shop",
+        display_name: "Shop API",
+        active_version_id: id(0x350),
+        require_active_version: false,
+        agent_ready_secs: 1.0,
+        updated: week_ago,
+    });
 
     type Row = (
         u128,
@@ -649,6 +688,40 @@ pub(crate) fn seed(
         });
         builds.insert(build.id, build);
     }
+    // carol's shop fleet for promotions: carol/shop-01 … shop-04, shop v1 (the active
+    // version), running, up to date.
+    for i in 1..=SHOP_FLEET {
+        seq += 1;
+        let n = 0x700 + i as u128;
+        let build = Build {
+            id: id(0x1000 + n),
+            job_id: id(0x2000 + n),
+            seq,
+            number: 2,
+            workspace_id: id(n),
+            version_id: id(0x350),
+            transition: "start",
+            initiator: "carol",
+            created: -86_400.0 * clock.speed,
+            factor: 1.0,
+            fails: None,
+            canceled: None,
+            on_success: None,
+            params: vec![("region".into(), "us-east".into())],
+        };
+        workspaces.push(Workspace {
+            owner_hidden: false,
+            id: id(n),
+            name: format!("shop-{i:02}"),
+            owner: carol.id,
+            template_id: shop,
+            slow: false,
+            flaky_left: 0,
+            builds: vec![build.id],
+            at_work: AtWork::default(),
+        });
+        builds.insert(build.id, build);
+    }
     CoderWorld {
         users: vec![alice, bob, carol, prebuilds],
         templates,
@@ -658,7 +731,7 @@ pub(crate) fn seed(
         next_seq: seq,
         on_success: crate::coder::ServerFeatures::from_version(&settings.version).on_success,
         version: settings.version,
-        can_pin: settings.can_pin,
+        can_update_templates: settings.can_pin,
         pending_chains: Vec::new(),
         ws_drop_after: settings.ws_drop_after,
         log_flood_bytes: settings.log_flood_bytes,

@@ -19,6 +19,7 @@ mod molecule_layouts;
 mod molecule_unclear_post;
 mod poll_cross_plane;
 mod preflight_cli;
+mod promote_cli;
 mod reliability_cli;
 mod remedies_faces;
 mod rollout_cli;

@@ -35,6 +35,24 @@ fn refuses_a_non_loopback_address_and_a_bad_speed() {
     }
 }
 
+#[test]
+fn the_help_shows_the_promotion_seed_and_the_permission_switch() {
+    let help = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["sim", "--help"])
+        .output()
+        .expect("fleet runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for name in [
+        "shop         v1 (active) · v2 · v3-start-error",
+        "carol/shop-01…04",
+        "/api/v2/organizations/coder/templates/NAME",
+        "PATCH",
+        "--coder-no-template-update",
+    ] {
+        assert!(help.contains(name), "--help documents {name}: {help}");
+    }
+}
+
 #[tokio::test]
 async fn serves_and_prints_the_exports_that_work() {
     let mut child = fleet(&["sim", "--listen", "127.0.0.1:0", "--speed", "100"])

@@ -7,4 +7,5 @@
 mod support;
 
 mod contract_prism;
+mod contract_sim;
 mod contract_spec;

@@ -32,6 +32,8 @@ EXPECTED = {
     "list_agents": "read_only",
     "show_agent": "read_only",
     "get_template_version": "read_only",
+    "get_template": "read_only",
+    "promote_template_version": "destructive",
 }
 checks = 0
 
@@ -153,6 +155,29 @@ async def stdio_session():
                 progress_callback=on_progress))
             check(json.dumps(s).count("updated") >= 2, f"both updated: {s}")
             check(progress and progress[-1][0] == 2 and progress[-1][1] == 2, f"update_agents progress: {progress}")
+            # A promotion: the template's versions, a dry run (nothing changes), then the real
+            # run: canary, promotion, rollout, followed with get_operation.
+            t = structured(await session.call_tool("get_template", {"template": "shop"}))
+            check(t["active_version"] == "v1" and t["newest_versions"][0]["name"] == "v3-start-error",
+                  f"get_template: {t}")
+            plan = structured(await session.call_tool(
+                "promote_template_version", {"template": "shop", "version": "v2", "dry_run": True}))
+            check(plan["outcome"] == "planned" and plan["rest"] == 3, f"promotion dry run: {plan}")
+            msg = error_text(await session.call_tool("promote_template_version", {"template": "shop", "version": "v2"}))
+            check("confirm" in msg, f"a promotion needs confirm: {msg}")
+            progress.clear()
+            s = structured(await session.call_tool(
+                "promote_template_version",
+                {"template": "shop", "version": "v2", "confirm": True, "wait_seconds": 1},
+                progress_callback=on_progress))
+            op = s["operation_id"]
+            for _ in range(20):
+                s = structured(await session.call_tool("get_operation", {"operation_id": op, "wait_seconds": 10}))
+                if s["done"]:
+                    break
+            check(s["done"] and s["outcome"]["outcome"] == "promoted", f"promoted: {s}")
+            t = structured(await session.call_tool("get_template", {"template": "shop"}))
+            check(t["active_version"] == "v2", f"v2 is active: {t}")
             msg = error_text(await session.call_tool("show_agent", {"agent_name": "alice/nope"}))
             check("not_found" in msg or "not found" in msg.lower(), f"unknown agent: {msg}")
             for name in tools:

@@ -743,19 +743,22 @@ fn instructions(client: &RunningService<RoleClient, Client>) -> String {
         .unwrap_or_default()
 }
 
-const CODER_TOOLS: [&str; 6] = [
+const CODER_TOOLS: [&str; 8] = [
+    "get_template",
     "get_template_version",
     "list_agents",
+    "promote_template_version",
     "restart_agent",
     "show_agent",
     "update_agent",
     "update_agents",
 ];
 const OPERATION_TOOLS: [&str; 3] = ["cancel_operation", "get_operation", "list_operations"];
-const WRITE_TOOLS: [&str; 6] = [
+const WRITE_TOOLS: [&str; 7] = [
     "update_agent",
     "restart_agent",
     "update_agents",
+    "promote_template_version",
     "migrate_workspace_provider",
     "migrate_workspaces",
     "cancel_operation",
@@ -816,7 +819,7 @@ async fn toolsets_follow_the_configuration_and_the_flags() {
 
     // Nothing configured: every tool, so that each error teaches the setup.
     let client = fleet_mcp(&[]).connect_with(Client::default()).await;
-    assert_eq!(tool_names(&client).await.len(), 13);
+    assert_eq!(tool_names(&client).await.len(), 15);
     assert!(!instructions(&client).contains("Toolsets off"));
     client.cancel().await.unwrap();
 

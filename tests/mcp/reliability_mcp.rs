@@ -524,9 +524,9 @@ async fn thousands_of_bad_calls_never_crash_it_and_each_is_a_tool_error() {
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    // Beside TOOLS: list_operations and migrate_workspaces (the rollout; its bad input is
-    // covered in tests/rollout_mcp.rs).
-    assert_eq!(names.len(), TOOLS.len() + 2, "{names:?}");
+    // Beside TOOLS: list_operations, migrate_workspaces, get_template and
+    // promote_template_version (their bad input is covered in tests/rollout_mcp.rs).
+    assert_eq!(names.len(), TOOLS.len() + 4, "{names:?}");
     mcp.send(&call(N + 1, "list_agents", json!({}))).await;
     let ok = mcp.answer_to(&json!(N + 1)).await;
     assert_eq!(ok["result"]["isError"], json!(false), "{ok}");
@@ -715,6 +715,10 @@ fn valid_args(tool: &str) -> Value {
             json!({"workspace_id": "ws-1"})
         }
         "get_operation" | "cancel_operation" => json!({"operation_id": "op-1"}),
+        "get_template" => json!({"template": "shop"}),
+        "promote_template_version" => {
+            json!({"template": "shop", "version": "v2", "dry_run": true})
+        }
         other => panic!("a new tool {other}: give it valid arguments in valid_args"),
     }
 }
@@ -791,7 +795,7 @@ async fn every_tool_refuses_an_unknown_argument_by_name_before_sending_anything(
     let tools = client.list_all_tools().await.expect("tools/list");
     assert_eq!(
         tools.len(),
-        13,
+        15,
         "every tool is listed with both planes configured"
     );
     for tool in &tools {
@@ -919,7 +923,7 @@ async fn tool_definitions_cost_a_model_at_most_2500_tokens() {
         .await;
     let tools = mcp.answer_to(&json!("list")).await["result"]["tools"].clone();
     let tools = tools.as_array().expect("tools/list answered");
-    assert_eq!(tools.len(), 13, "every tool is counted");
+    assert_eq!(tools.len(), 15, "every tool is counted");
     // What a host shows its model: name, description, input schema.
     let visible: Vec<Value> = tools
         .iter()

@@ -438,7 +438,7 @@ async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
         .filter(|t| t.annotations.as_ref().and_then(|a| a.destructive_hint) == Some(true))
         .map(|t| t.name.to_string())
         .collect();
-    assert_eq!(destructive.len(), 5, "{destructive:?}");
+    assert_eq!(destructive.len(), 6, "{destructive:?}");
     for name in &destructive {
         let tool = tools.iter().find(|t| &t.name == name).unwrap();
         assert!(
@@ -474,11 +474,26 @@ async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
             "migrate_workspaces",
             json!({"workspace_ids": ["ws-aws-demo", "ws-migrating"], "from": "aws", "to": "hetzner", "confirm": true, "dry_run": true}),
         ),
+        (
+            "promote_template_version",
+            json!({"template": "shop", "version": "v2", "confirm": true, "dry_run": true, "wait_seconds": 50}),
+        ),
     ];
     for (tool, args) in calls {
         let r = call_tool(&client, tool, args.clone()).await;
         assert_ne!(r.is_error, Some(true), "{tool} {args}: {}", text_of(&r));
         let answer = r.structured_content.clone().expect("structured content");
+        if tool == "promote_template_version" {
+            // Its plan: the canaries, then the promotion, then the rest, as names and counts.
+            assert_eq!(answer["outcome"], json!("planned"), "{answer}");
+            assert_eq!(
+                answer["canaries"].as_array().map(Vec::len),
+                Some(1),
+                "{answer}"
+            );
+            assert_eq!(changes(&sim), Vec::<String>::new(), "{tool} sent a change");
+            continue;
+        }
         let plan = match tool {
             // A batch answers compact rows; its plans are behind get_operation detail=full.
             "update_agents" => {

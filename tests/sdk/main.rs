@@ -19,3 +19,4 @@ mod preflight_molecule;
 mod reliability_faults;
 mod sim_coder;
 mod sim_molecule;
+mod sim_promote;

@@ -482,3 +482,187 @@ async fn a_version_name_resolves_whether_coder_answers_one_object_or_an_array() 
     }
     list.assert_calls_async(1).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Promotion of a template version: the PATCH that makes it active, and the pre-flight
+// ---------------------------------------------------------------------------------------------
+
+/// A 403 on `PATCH /templates/{id}/versions` is a typed permission error (template-admin),
+/// with Coder's words; the PATCH is sent once, with the version's id, and never again.
+#[tokio::test]
+async fn a_403_on_making_a_version_active_is_a_permission_error_sent_once() {
+    let server = MockServer::start_async().await;
+    let patch = server
+        .mock_async(|when, then| {
+            when.method(httpmock::Method::PATCH)
+                .path(format!("/api/v2/templates/{TEMPLATE}/versions"))
+                .header("coder-session-token", TOKEN)
+                .json_body(json!({"id": V2}));
+            then.status(403)
+                .json_body(json!({"message": "Forbidden.", "detail": "no template admin"}));
+        })
+        .await;
+    let version = fleet::coder::VersionName {
+        id: Uuid::parse_str(V2).unwrap(),
+        name: Some("v2".into()),
+    };
+    let e = client(&server.base_url())
+        .set_active_version(&Uuid::parse_str(TEMPLATE).unwrap(), "docker", &version)
+        .await
+        .expect_err("a 403");
+    match &e {
+        Error::Unauthorized {
+            status: 403,
+            message,
+        } => {
+            assert!(message.contains("template-admin permission"), "{message}");
+            assert!(
+                message.contains("no template admin"),
+                "Coder's words: {message}"
+            );
+            assert!(
+                message.contains("v2") && message.contains("docker"),
+                "{message}"
+            );
+            assert!(
+                message.contains("the template was not changed"),
+                "{message}"
+            );
+        }
+        other => panic!("a typed 403, not {other:?}"),
+    }
+    patch.assert_calls_async(1).await;
+}
+
+/// An answer that never comes back is not sent again: the template is read, and the error
+/// says what is true (here: unchanged).
+#[tokio::test]
+async fn a_promotion_without_an_answer_is_read_back_never_resent() {
+    let server = MockServer::start_async().await;
+    let patch = server
+        .mock_async(|when, then| {
+            when.method(httpmock::Method::PATCH)
+                .path(format!("/api/v2/templates/{TEMPLATE}/versions"));
+            then.status(200)
+                .json_body(json!({"message": "ok"}))
+                .delay(std::time::Duration::from_secs(5));
+        })
+        .await;
+    let read = get(
+        &server,
+        &format!("/api/v2/templates/{TEMPLATE}"),
+        template(),
+    )
+    .await;
+    let http = fleet::HttpOptions {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..fleet::HttpOptions::default()
+    };
+    let client = fleet::coder::CoderClient::new(&fleet::CoderConfig {
+        url: Some(server.base_url()),
+        session_token: Some(fleet::Secret::new(TOKEN)),
+        http,
+    })
+    .expect("client");
+    let version = fleet::coder::VersionName {
+        id: Uuid::parse_str(V1).unwrap(),
+        name: Some("v1".into()),
+    };
+    let e = client
+        .set_active_version(&Uuid::parse_str(TEMPLATE).unwrap(), "docker", &version)
+        .await
+        .expect_err("no answer");
+    assert!(e.to_string().contains("active version is unchanged"), "{e}");
+    patch.assert_calls_async(1).await;
+    assert!(read.calls_async().await >= 1);
+}
+
+/// A version that cannot be made active (archived) is refused by the pre-flight: the report
+/// says why, nothing but reads reached the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_an_archived_version_is_refused_with_reads_only() {
+    let sim = crate::support::sim::sim(100.0).await;
+    let client = crate::support::sim::coder_client(&sim);
+    let request = fleet::coder::PromoteRequest {
+        template: "docker-dev".into(),
+        version: fleet::coder::TemplateVersionRef::parse("v0-archived").unwrap(),
+        canary_workspaces: vec![],
+    };
+    let report = client
+        .start_promote(request, fleet::coder::PromoteOptions::default())
+        .outcome()
+        .await
+        .expect("a report");
+    assert_eq!(report.outcome, fleet::coder::PromoteOutcome::Refused);
+    assert_eq!(report.worst, fleet::coder::Severity::Refused);
+    assert_eq!(
+        report.plan.not_promotable,
+        vec![fleet::coder::NotPromotable::Archived]
+    );
+    assert!(report.message.contains("archived"), "{}", report.message);
+    let changes: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+}
+
+/// Through the handle: the typed events say the phases in order (the plan, canary, promotion,
+/// rollout), the PATCH comes after the canary's events, and the snapshot ends with a verdict
+/// per workspace (what get_operation shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_reports_its_phases_in_order_through_the_handle() {
+    use fleet::coder::{PromoteEvent, PromotePhase};
+    let sim = crate::support::sim::sim(200.0).await;
+    let client = crate::support::sim::coder_client(&sim);
+    let request = fleet::coder::PromoteRequest {
+        template: "web".into(),
+        version: fleet::coder::TemplateVersionRef::parse("v2").unwrap(),
+        canary_workspaces: vec![],
+    };
+    let op = client.start_promote(request, fleet::coder::PromoteOptions::default());
+    assert_eq!(op.kind(), fleet::operation::OperationKind::Promote);
+    let mut seen: Vec<String> = Vec::new();
+    let report = crate::support::handle::drive(&op, &CancellationToken::new(), |e| {
+        let word = match &e {
+            PromoteEvent::Planned { canaries, .. } => format!("planned {}", canaries.join(",")),
+            PromoteEvent::PhaseBegan { phase, .. } => format!("began {phase}"),
+            PromoteEvent::Promoted { version, .. } => format!("promoted {version}"),
+            PromoteEvent::Workspace {
+                phase: PromotePhase::Canary,
+                ..
+            } => "canary step".into(),
+            _ => return,
+        };
+        if seen.last() != Some(&word) {
+            seen.push(word);
+        }
+    })
+    .await
+    .expect("a report");
+    assert_eq!(
+        seen,
+        [
+            "planned carol/web-01",
+            "began canary",
+            "canary step",
+            "began promotion",
+            "promoted v2",
+            "began rollout"
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(report.outcome, fleet::coder::PromoteOutcome::Promoted);
+    assert_eq!(report.worst, fleet::coder::Severity::Ok);
+    let snapshot = op.snapshot();
+    assert_eq!(snapshot.workspaces.len(), 8, "{snapshot:?}");
+    assert!(
+        snapshot
+            .workspaces
+            .iter()
+            .all(|w| w.verdict.as_deref() == Some("updated")),
+        "{snapshot:?}"
+    );
+}

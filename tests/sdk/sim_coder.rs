@@ -182,9 +182,10 @@ async fn reads_users_workspaces_templates_versions_and_parameters() {
         .await
         .expect("list")
         .into_inner();
-    // 9 seeded workspaces plus carol's 8 web workspaces (the rollout fleet) and the 7
-    // team-dev workspaces someone may be at work in.
-    assert_eq!((page.count, page.workspaces.len()), (Some(24), 2));
+    // 9 seeded workspaces plus carol's 8 web workspaces (the rollout fleet), the 7
+    // team-dev workspaces someone may be at work in and carol's 4 shop workspaces (the
+    // promotion fleet).
+    assert_eq!((page.count, page.workspaces.len()), (Some(28), 2));
     let (code, err) = error_of(
         api.list_workspaces(None, None, Some("colour:blue"))
             .await
