@@ -92,7 +92,7 @@ impl PromoteOptions {
     /// readiness; `max_failures` only where it applies.
     fn batch(&self, version: Uuid, max_failures: Option<usize>, dry_run: bool) -> FleetOptions {
         FleetOptions {
-            operation: BatchAction::Update {
+            action: BatchAction::Update {
                 template_version: Some(TemplateVersionRef::Id(version)),
             },
             parallel: self.parallel,

@@ -64,7 +64,7 @@ fn state_changing(log: &[String]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls_back_after() {
     let sim = sim(100.0).await;
-    let run = fleet(
+    let run = on_sim(
         &sim,
         &[
             "coder",
@@ -133,7 +133,7 @@ async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls
     // A re-run resumes: the version is active and everybody runs it, so nothing is sent
     // but reads (no canary, no PATCH).
     sim.clear_requests();
-    let run = fleet(
+    let run = on_sim(
         &sim,
         &["coder", "promote", "web", "--version", "v2", "-o", "json"],
     )
@@ -168,7 +168,7 @@ async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_fails_readiness_is_rolled_back_nothing_promoted_nobody_else_touched() {
     let sim = sim(100.0).await;
-    let run = fleet(
+    let run = on_sim(
         &sim,
         &[
             "coder",
@@ -209,7 +209,7 @@ async fn a_canary_that_fails_readiness_is_rolled_back_nothing_promoted_nobody_el
     }
 
     // --no-rollback leaves the canary as it is, and prints how to take it back.
-    let run = fleet(
+    let run = on_sim(
         &sim,
         &[
             "coder",
@@ -281,7 +281,7 @@ async fn a_403_on_the_promotion_leaves_the_canary_on_the_new_version_and_says_ho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
     let sim = sim(100.0).await;
-    let run = fleet(
+    let run = on_sim(
         &sim,
         &[
             "coder",
@@ -313,7 +313,7 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
     // A parameter value the version refuses: the pre-flight refuses the whole promotion,
     // exit 2, reads only.
     sim.clear_requests();
-    let run = fleet(
+    let run = on_sim(
         &sim,
         &[
             "coder",
@@ -336,7 +336,7 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
 
     // A canary of another template, and a template that does not exist: exit 2, reads only.
     sim.clear_requests();
-    let run = fleet(
+    let run = on_sim(
         &sim,
         &[
             "coder",

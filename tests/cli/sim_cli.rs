@@ -37,10 +37,7 @@ fn refuses_a_non_loopback_address_and_a_bad_speed() {
 
 #[test]
 fn the_help_shows_the_promotion_seed_and_the_permission_switch() {
-    let help = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(["sim", "--help"])
-        .output()
-        .expect("fleet runs");
+    let help = fleet(&["sim", "--help"]).output();
     let help = String::from_utf8_lossy(&help.stdout);
     for name in [
         "shop         v1 (active) · v2 · v3-start-error",
