@@ -266,6 +266,19 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
     .await;
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
     assert!(text_of(&r).contains("confirm"), "{}", text_of(&r));
+    // A negative count is refused by name, though the schema leaves out `minimum: 0`.
+    let r = call(
+        &client,
+        "promote_template_version",
+        json!({"template": "shop", "version": "v2", "dry_run": true, "canary": -1}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("`canary` must be a number from 0"),
+        "{}",
+        text_of(&r)
+    );
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());
 
     let result = call(
