@@ -313,7 +313,7 @@ pub struct PromoteParams {
 
 /// The rows that need attention a phase of a promotion shows; the others are counted.
 const PHASE_ATTENTION: usize = 5;
-/// The names a promotion's answer lists (canaries, workspaces left on the version).
+/// The names a promotion's answer lists (canaries, workspaces moved).
 const NAMES_SHOWN: usize = 10;
 
 /// One phase of a promotion (canary, rollout, rollback), compact.
