@@ -359,6 +359,14 @@ fn print_promote(report: &PromoteReport, commands: &[Printed]) {
             ""
         }
     ));
+    if let fleet::coder::PromotePermission::Unconfirmed { roles } = &plan.permission {
+        out::line(format!(
+            "     warning: the session's site roles ({}) do not include owner or template-admin: \
+             unless an organization role grants it, Coder will refuse the promotion (403) after \
+             the canaries",
+            escape_one_line(&roles.join(", "))
+        ));
+    }
     let rest: Vec<String> = plan
         .rest
         .iter()

@@ -65,8 +65,9 @@ pub use params::{
 pub use plan::{PlannedBuild, UpdatePlan};
 pub use promote::{
     CanaryChoice, DEFAULT_CANARY, MovedWorkspace, PlannedWorkspace, PromoteEvent, PromoteOperation,
-    PromoteOptions, PromoteOutcome, PromotePhase, PromotePlan, PromotePlanOperation, PromoteReport,
-    PromoteRequest, RollbackOperation, RollbackReport, RollbackRequest,
+    PromoteOptions, PromoteOutcome, PromotePermission, PromotePhase, PromotePlan,
+    PromotePlanOperation, PromoteReport, PromoteRequest, RollbackOperation, RollbackReport,
+    RollbackRequest,
 };
 pub use templates::{NotPromotable, TemplateOverview, VersionName};
 pub use versions::{

@@ -178,6 +178,28 @@ pub enum CanaryChoice {
     NoCandidate,
 }
 
+/// Whether the session may make a version active, as far as its site roles tell (`GET
+/// /users/me`). Coder answers the PATCH with 403 without template-admin permission; an
+/// organization role may grant it too, which the site roles do not show, so only a role that
+/// grants it is certain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PromotePermission {
+    /// A site role grants it (`owner` or `template-admin`).
+    Granted {
+        /// The role.
+        role: String,
+    },
+    /// No site role grants it: unless an organization role does, Coder will refuse the
+    /// promotion (403) after the canaries.
+    Unconfirmed {
+        /// The session's site roles.
+        roles: Vec<String>,
+    },
+    /// The session's roles could not be read.
+    Unknown,
+}
+
 /// What a promotion would do, found with reads only.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PromotePlan {
@@ -205,6 +227,8 @@ pub struct PromotePlan {
     pub refusals: Vec<WorkspaceResult>,
     /// Why the version itself cannot be made active (empty: it can).
     pub not_promotable: Vec<NotPromotable>,
+    /// Whether the session may make it active, as its site roles tell.
+    pub permission: PromotePermission,
 }
 
 impl PromotePlan {
@@ -820,7 +844,13 @@ impl CoderClient {
                 .filter(|r| r.severity != Severity::Ok && r.verdict != Verdict::Skipped)
                 .collect();
         }
+        let permission = if already_active {
+            PromotePermission::Unknown
+        } else {
+            self.promote_permission().await
+        };
         let plan = PromotePlan {
+            permission,
             template: template_name,
             template_id,
             version,
@@ -841,6 +871,26 @@ impl CoderClient {
             rest: names(&plan.rest),
         });
         Ok(plan)
+    }
+
+    /// Whether the session's site roles grant making a version active (reads `users/me`).
+    async fn promote_permission(&self) -> PromotePermission {
+        let Ok(user) = self.api().get_user_by_name("me").await else {
+            return PromotePermission::Unknown;
+        };
+        let roles: Vec<String> = user
+            .into_inner()
+            .roles
+            .iter()
+            .filter_map(|r| r.name.clone())
+            .collect();
+        match roles
+            .iter()
+            .find(|r| matches!(r.as_str(), "owner" | "template-admin"))
+        {
+            Some(role) => PromotePermission::Granted { role: role.clone() },
+            None => PromotePermission::Unconfirmed { roles },
+        }
     }
 
     /// One phase over `workspaces` through the batch engine, its events tagged.

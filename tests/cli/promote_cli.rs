@@ -85,6 +85,10 @@ async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls
     assert_eq!(report["promoted"], true);
     assert_eq!(report["plan"]["canaries"][0]["workspace"], web(1));
     assert_eq!(report["plan"]["canary_choice"]["kind"], "chosen");
+    assert_eq!(
+        report["plan"]["permission"],
+        json!({"kind": "granted", "role": "template-admin"})
+    );
     assert_eq!(report["canary"]["results"][0]["verdict"], "updated");
     assert_eq!(report["rollout"]["total"], 7);
     assert_eq!(report["rollout"]["succeeded"], 7);
@@ -239,6 +243,14 @@ async fn a_403_on_the_promotion_leaves_the_canary_on_the_new_version_and_says_ho
     assert_eq!(run.code, 1, "{}", run.show());
     let text = format!("{}{}", run.stdout, run.stderr);
     assert!(text.contains("template-admin permission"), "{text}");
+    // The plan said so before the canary, from the session's site roles.
+    assert!(
+        run.stdout.contains(
+            "warning: the session's site roles (member) do not include owner or template-admin"
+        ),
+        "{}",
+        run.show()
+    );
     assert!(
         text.contains("carol/web-01 (from v1) left on the new version"),
         "{text}"
@@ -320,6 +332,28 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
         "{}",
         run.show()
     );
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+
+    // A canary of another template, and a template that does not exist: exit 2, reads only.
+    sim.clear_requests();
+    let run = fleet(
+        &sim,
+        &[
+            "coder",
+            "promote",
+            "web",
+            "--version",
+            "v2",
+            "--canary-workspaces",
+            "alice/dev",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.show());
+    assert!(run.stderr.contains("not of web"), "{}", run.show());
+    let run = fleet(&sim, &["coder", "promote", "wbe", "--version", "v2"]).await;
+    assert_eq!(run.code, 2, "{}", run.show());
+    assert!(run.stderr.contains("did you mean web?"), "{}", run.show());
     assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
 
     // A version that does not exist: exit 2, reads only.
