@@ -301,6 +301,7 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
     assert_eq!(a["active_before"], "v1");
     assert_eq!(a["canaries"].as_array().unwrap().len(), 1, "{a}");
     assert_eq!(a["rest"], 3, "{a}");
+    assert_eq!(a["permission"], "granted", "{a}");
     assert!(a["operation_id"].is_string(), "{a}");
     assert!(
         changes(&sim).is_empty(),
@@ -437,6 +438,15 @@ async fn promote_template_version_without_template_admin_leaves_the_canary_and_s
     .await
     .unwrap();
     let client = mcp_on(&sim).await;
+    // The dry run says it first: no role of this session grants the promotion.
+    let plan = call(
+        &client,
+        "promote_template_version",
+        json!({"template": "shop", "version": "v2", "dry_run": true, "wait_seconds": 50}),
+    )
+    .await;
+    let plan = plan.structured_content.expect("structured");
+    assert_eq!(plan["permission"], "unconfirmed", "{plan}");
     let result = call(
         &client,
         "promote_template_version",
