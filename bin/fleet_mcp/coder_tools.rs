@@ -313,7 +313,7 @@ pub struct PromoteParams {
 
 /// The rows that need attention a phase of a promotion shows; the others are counted.
 const PHASE_ATTENTION: usize = 5;
-/// The names a promotion's answer lists (canaries, workspaces left on the version).
+/// The names a promotion's answer lists (canaries, workspaces moved).
 const NAMES_SHOWN: usize = 10;
 
 /// One phase of a promotion (canary, rollout, rollback), compact.
@@ -349,6 +349,11 @@ pub struct PromoteAnswer {
     pub passed_over: usize,
     /// Workspaces updated after the promotion.
     pub rest: usize,
+    /// Whether the session's roles grant making a version active: granted, unconfirmed (no
+    /// site role does: Coder answers 403 after the canaries unless an organization role
+    /// does), unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
     // The phases and rows are objects in the output schema (their rows are update_agents'):
     // their full schemas would grow the tool list by a kilobyte.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -453,6 +458,7 @@ pub(crate) fn promote_outcome(operation_id: &str, report: &serde_json::Value) ->
         canaries: names_of(plan.get("canaries"), "workspace"),
         passed_over: count_of(plan.get("passed_over")),
         rest: count_of(plan.get("rest")),
+        permission: text_at(plan, &["permission", "kind"], 40),
         refusals,
         canary_phase: phase_answer(operation_id, &report["canary"]),
         promotion_error: text_at(report, &["promotion_error"], 600),

@@ -266,6 +266,19 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
     .await;
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
     assert!(text_of(&r).contains("confirm"), "{}", text_of(&r));
+    // A negative count is refused by name, though the schema leaves out `minimum: 0`.
+    let r = call(
+        &client,
+        "promote_template_version",
+        json!({"template": "shop", "version": "v2", "dry_run": true, "canary": -1}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("`canary` must be a number from 0"),
+        "{}",
+        text_of(&r)
+    );
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());
 
     let result = call(
@@ -288,6 +301,7 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
     assert_eq!(a["active_before"], "v1");
     assert_eq!(a["canaries"].as_array().unwrap().len(), 1, "{a}");
     assert_eq!(a["rest"], 3, "{a}");
+    assert_eq!(a["permission"], "granted", "{a}");
     assert!(a["operation_id"].is_string(), "{a}");
     assert!(
         changes(&sim).is_empty(),
@@ -424,6 +438,15 @@ async fn promote_template_version_without_template_admin_leaves_the_canary_and_s
     .await
     .unwrap();
     let client = mcp_on(&sim).await;
+    // The dry run says it first: no role of this session grants the promotion.
+    let plan = call(
+        &client,
+        "promote_template_version",
+        json!({"template": "shop", "version": "v2", "dry_run": true, "wait_seconds": 50}),
+    )
+    .await;
+    let plan = plan.structured_content.expect("structured");
+    assert_eq!(plan["permission"], "unconfirmed", "{plan}");
     let result = call(
         &client,
         "promote_template_version",

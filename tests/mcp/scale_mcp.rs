@@ -962,6 +962,28 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
         json!({"operation_id": id, "detail": "full", "limit": 200}),
     )
     .await;
+    ask(
+        "get_template",
+        "get_template",
+        json!({"template": "docker-dev"}),
+    )
+    .await;
+    // A promotion's plan over the whole fleet: counts and names, never a row per workspace.
+    let promo = ask(
+        "promote_template_version dry run",
+        "promote_template_version",
+        json!({"template": "docker-dev", "version": "v3", "dry_run": true, "wait_seconds": 170}),
+    )
+    .await;
+    let promo = promo.structured_content.expect("structured");
+    assert_eq!(promo["done"], true, "{promo}");
+    assert!(promo["rest"].as_u64().unwrap() >= 2_000, "{promo}");
+    ask(
+        "get_operation of the promotion plan",
+        "get_operation",
+        json!({"operation_id": promo["operation_id"]}),
+    )
+    .await;
     let run = ask(
         "update_agents at wait_seconds",
         "update_agents",
