@@ -550,8 +550,11 @@ fn main() {
         if let Some(addr) = args.http {
             return serve_http(server, addr, &args).await;
         }
+        // Pipes (how hosts start a stdio server) are driven by the runtime's reactor: no
+        // hand-off to a blocking thread per message, no blocking threads at all for the
+        // protocol (anything else falls back to tokio's blocking stdin/stdout).
         let stdio = rmcp::transport::IntoTransport::<rmcp::RoleServer, _, _>::into_transport(
-            rmcp::transport::stdio(),
+            rmcp::transport::stdio_pipes(),
         );
         let grace = args.shutdown_grace;
         match server.clone().serve(redact::Redacting(stdio)).await {

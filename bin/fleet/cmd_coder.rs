@@ -584,11 +584,12 @@ pub async fn run(cmd: CoderCmd, global: &GlobalOpts) -> fleet::Result<i32> {
             owner,
             template,
         } => {
-            let filter = fleet::coder::ListFilter {
-                owner,
-                all_owners,
+            // Yours unless told otherwise (clap refuses --owner beside --all-owners).
+            let filter = fleet::coder::WorkspaceFilter {
+                owner: (!all_owners).then(|| owner.unwrap_or_else(|| "me".into())),
                 template,
-                outdated_only: outdated,
+                outdated: outdated.then_some(true),
+                ..Default::default()
             };
             let list = client.list_workspaces_in(&filter).await?;
             match format {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use fleet::coder::{WorkspaceInfo, WorkspaceStatus};
 use fleet::operation::{OperationKind, OperationSnapshot, OperationState, TargetStatus};
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{CallToolResult, ContentBlock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -1087,7 +1087,7 @@ pub fn cost<T: Serialize>(value: &T) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The last guard, and lean output schemas
+// The last guard
 // ---------------------------------------------------------------------------------------------
 
 /// Cuts a result that would pass the bound: long strings first, then long lists, saying what
@@ -1182,69 +1182,6 @@ fn shorten(v: &mut Value, max_chars: usize, max_items: usize, cut: &mut usize) {
                 .for_each(|x| shorten(x, max_chars, max_items, cut))
         }
         _ => {}
-    }
-}
-
-/// An output schema without prose: types, enums and structure stay; descriptions, titles,
-/// formats, `$schema` and `default: null` go (a host does not show output schemas to its model, and
-/// the tool's description already says what the fields mean).
-pub fn lean_schema(schema: &mut JsonObject) {
-    schema.remove("$schema");
-    lean(schema);
-}
-
-fn lean(o: &mut JsonObject) {
-    o.remove("description");
-    o.remove("title");
-    o.remove("examples");
-    // uuid, int64, date-time: the type says enough for an output.
-    if o.get("format").is_some_and(Value::is_string) {
-        o.remove("format");
-    }
-    if o.get("default").is_some_and(Value::is_null) {
-        o.remove("default");
-    }
-    // A documented enum comes as oneOf [{const, type}, …]: without the prose, an enum says it.
-    let constants: Option<Vec<Value>> = o.get("oneOf").and_then(Value::as_array).and_then(|a| {
-        a.iter()
-            .map(|v| {
-                let v = v.as_object()?;
-                let plain = v
-                    .keys()
-                    .all(|k| matches!(k.as_str(), "const" | "type" | "description"))
-                    && v.get("type").and_then(Value::as_str) == Some("string");
-                plain.then(|| v.get("const").cloned()).flatten()
-            })
-            .collect()
-    });
-    if let Some(constants) = constants {
-        o.remove("oneOf");
-        o.insert("type".into(), Value::String("string".into()));
-        o.insert("enum".into(), Value::Array(constants));
-    }
-    for (key, v) in o.iter_mut() {
-        // Property names are data, not keywords: a property called "description" stays.
-        match v {
-            Value::Object(inner) => lean_map(inner, key == "properties" || key == "$defs"),
-            Value::Array(items) => items.iter_mut().for_each(|i| {
-                if let Value::Object(inner) = i {
-                    lean(inner)
-                }
-            }),
-            _ => {}
-        }
-    }
-}
-
-fn lean_map(o: &mut JsonObject, names: bool) {
-    if names {
-        for v in o.values_mut() {
-            if let Value::Object(inner) = v {
-                lean(inner);
-            }
-        }
-    } else {
-        lean(o);
     }
 }
 

@@ -758,12 +758,14 @@ impl FleetServer {
         let workspaces = match recent {
             Some(w) => w,
             None => {
+                // An empty argument is one not given (agents send "" for "any").
+                let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
                 let filter = WorkspaceFilter {
                     outdated: p.outdated,
-                    status: p.status.clone(),
-                    template: p.template.clone(),
-                    owner: p.owner.clone(),
-                    name_prefix: p.name_prefix.clone(),
+                    status: given(&p.status),
+                    template: given(&p.template),
+                    owner: given(&p.owner),
+                    name_prefix: given(&p.name_prefix),
                 };
                 let client = self.coder()?;
                 let mut list = client

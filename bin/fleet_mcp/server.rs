@@ -255,12 +255,6 @@ impl FleetServer {
             tool_router += Self::operation_router();
         }
         let mut tool_router = lean(tool_router);
-        // Output schemas keep their types, not the prose (hosts do not show them to a model).
-        for route in tool_router.map.values_mut() {
-            if let Some(schema) = route.attr.output_schema.as_mut() {
-                crate::answers::lean_schema(Arc::make_mut(schema));
-            }
-        }
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -356,36 +350,92 @@ impl FleetServer {
     }
 }
 
-/// The router with every input schema made lean for a model's context: no `$schema`, no
-/// `default: null`, an optional argument typed as its value (leaving it out is how it is not
-/// given), `$ref`s inlined, no integer `format`. What the schema accepts does not widen.
+/// The router with every schema made lean for a model's context ([`lean_schema`]): input
+/// schemas keep their prose, output schemas their types.
 fn lean(router: ToolRouter<FleetServer>) -> ToolRouter<FleetServer> {
     let mut leaned = ToolRouter::new();
     for mut route in router {
-        let mut schema = Value::Object(route.attr.input_schema.as_ref().clone());
-        let defs = schema
-            .as_object_mut()
-            .and_then(|o| o.remove("$defs"))
-            .unwrap_or(Value::Null);
-        lean_schema(&mut schema, &defs, 0);
-        if let Value::Object(o) = schema {
-            route.attr.input_schema = Arc::new(o);
+        lean_schema(Arc::make_mut(&mut route.attr.input_schema), Face::Input);
+        if let Some(schema) = route.attr.output_schema.as_mut() {
+            lean_schema(Arc::make_mut(schema), Face::Output);
         }
         leaned.add_route(route);
     }
     leaned
 }
 
-fn lean_schema(schema: &mut Value, defs: &Value, depth: u32) {
-    let Value::Object(o) = schema else { return };
-    o.remove("$schema");
-    if o.get("default") == Some(&Value::Null) {
+/// Which side of a tool a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Face {
+    /// The arguments: the part a host shows its model. The prose stays; an optional argument
+    /// is typed as its value (leaving it out is how it is not given), `$ref`s are inlined and
+    /// integer `format`s go. What the schema accepts does not widen.
+    Input,
+    /// The answer: a host does not show it to its model and the tool's description already
+    /// says what the fields mean. Types, enums and structure stay (`null` where a field may be
+    /// null); descriptions, titles, examples and formats go.
+    Output,
+}
+
+/// A tool's schema made lean for a model's context, on either face: no `$schema`, no
+/// `default: null`, no `additionalProperties: true` (leaving it out says the same), and what
+/// [`Face`] says of each. Property names are data, not keywords: a property called
+/// `description` or `format` stays.
+fn lean_schema(schema: &mut JsonObject, face: Face) {
+    schema.remove("$schema");
+    // Input schemas inline their definitions; output schemas keep them shared.
+    let defs = match face {
+        Face::Input => schema.remove("$defs"),
+        Face::Output => None,
+    };
+    lean_node(schema, face, defs.as_ref(), 0);
+}
+
+/// How deep `$ref`s are inlined (a type that contains itself stops here).
+const LEAN_DEPTH: u32 = 16;
+
+fn lean_node(o: &mut JsonObject, face: Face, defs: Option<&Value>, depth: u32) {
+    if o.get("default").is_some_and(Value::is_null) {
         o.remove("default");
     }
     // A map of any values: `true` is what leaving it out says.
     if o.get("additionalProperties") == Some(&Value::Bool(true)) {
         o.remove("additionalProperties");
     }
+    match face {
+        Face::Input => lean_input(o, defs, depth),
+        Face::Output => lean_output(o),
+    }
+    // Inlining could go on forever in a type that contains itself; an output is a finite tree.
+    if face == Face::Input && depth >= LEAN_DEPTH {
+        return;
+    }
+    for (key, v) in o.iter_mut() {
+        match v {
+            // The values of these maps are schemas; their keys are names.
+            Value::Object(map)
+                if matches!(key.as_str(), "properties" | "$defs" | "patternProperties") =>
+            {
+                for v in map.values_mut() {
+                    if let Value::Object(inner) = v {
+                        lean_node(inner, face, defs, depth + 1);
+                    }
+                }
+            }
+            Value::Object(inner) => lean_node(inner, face, defs, depth + 1),
+            Value::Array(items) => {
+                for i in items {
+                    if let Value::Object(inner) = i {
+                        lean_node(inner, face, defs, depth + 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn lean_input(o: &mut JsonObject, defs: Option<&Value>, depth: u32) {
     if matches!(
         o.get("format").and_then(Value::as_str),
         Some("uint" | "uint8" | "uint16" | "uint32" | "uint64" | "int32" | "int64" | "double")
@@ -425,13 +475,13 @@ fn lean_schema(schema: &mut Value, defs: &Value, depth: u32) {
             }
         }
     }
-    if depth < 16 {
+    if depth < LEAN_DEPTH {
         if let Some(name) = o
             .get("$ref")
             .and_then(Value::as_str)
             .and_then(|r| r.strip_prefix("#/$defs/"))
         {
-            if let Some(Value::Object(def)) = defs.get(name) {
+            if let Some(Value::Object(def)) = defs.and_then(|d| d.get(name)) {
                 o.remove("$ref");
                 for (k, v) in def {
                     // The property's own description wins over the type's.
@@ -439,15 +489,34 @@ fn lean_schema(schema: &mut Value, defs: &Value, depth: u32) {
                 }
             }
         }
-        for v in o.values_mut() {
-            match v {
-                Value::Object(_) => lean_schema(v, defs, depth + 1),
-                Value::Array(items) => items
-                    .iter_mut()
-                    .for_each(|i| lean_schema(i, defs, depth + 1)),
-                _ => {}
-            }
-        }
+    }
+}
+
+fn lean_output(o: &mut JsonObject) {
+    o.remove("description");
+    o.remove("title");
+    o.remove("examples");
+    // uuid, int64, date-time: the type says enough for an output.
+    if o.get("format").is_some_and(Value::is_string) {
+        o.remove("format");
+    }
+    // A documented enum comes as oneOf [{const, type}, …]: without the prose, an enum says it.
+    let constants: Option<Vec<Value>> = o.get("oneOf").and_then(Value::as_array).and_then(|a| {
+        a.iter()
+            .map(|v| {
+                let v = v.as_object()?;
+                let plain = v
+                    .keys()
+                    .all(|k| matches!(k.as_str(), "const" | "type" | "description"))
+                    && v.get("type").and_then(Value::as_str) == Some("string");
+                plain.then(|| v.get("const").cloned()).flatten()
+            })
+            .collect()
+    });
+    if let Some(constants) = constants {
+        o.remove("oneOf");
+        o.insert("type".into(), Value::String("string".into()));
+        o.insert("enum".into(), Value::Array(constants));
     }
 }
 

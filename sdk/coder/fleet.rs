@@ -133,18 +133,19 @@ impl Selection {
     }
 
     /// The listing a selection by query stands for (`None` for named workspaces).
-    pub fn filter(&self) -> Option<super::ListFilter> {
+    pub fn filter(&self) -> Option<super::WorkspaceFilter> {
+        let owner = |all_owners: bool| (!all_owners).then(|| "me".to_string());
         match self {
             Selection::Named(_) => None,
-            Selection::AllOutdated { all_owners } => Some(super::ListFilter {
-                all_owners: *all_owners,
-                outdated_only: true,
+            Selection::AllOutdated { all_owners } => Some(super::WorkspaceFilter {
+                owner: owner(*all_owners),
+                outdated: Some(true),
                 ..Default::default()
             }),
-            Selection::Template { name, all_owners } => Some(super::ListFilter {
-                all_owners: *all_owners,
+            Selection::Template { name, all_owners } => Some(super::WorkspaceFilter {
+                owner: owner(*all_owners),
                 template: Some(name.trim().to_string()),
-                outdated_only: true,
+                outdated: Some(true),
                 ..Default::default()
             }),
         }

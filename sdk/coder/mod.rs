@@ -56,9 +56,7 @@ pub use model::{
     UpdateOptions, UpdateOutcome, WorkspaceInfo, WorkspaceList, WorkspaceRef,
     parse_template_version_id,
 };
-pub use model::{
-    Fallback, LOG_LINES_SHOWN, ListFilter, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter,
-};
+pub use model::{Fallback, LOG_LINES_SHOWN, ListScope, PAGES_AT_ONCE, RunPath, WorkspaceFilter};
 pub use params::{
     ParameterProblem, ParameterSource, ResolvedParameter, allowed_values,
     parameter_value_from_json, parameters_from_json, parse_parameter_assignment,

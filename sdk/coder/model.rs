@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{CoderClient, JobStatus, WorkspaceStatus, WorkspaceTransition, types};
-use crate::{Error, Input, Look, Remedy, Result, poll::PollOptions};
+use crate::{Error, Look, Remedy, Result, poll::PollOptions};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace references
@@ -779,85 +779,6 @@ pub struct WorkspaceList {
     pub scope: Option<ListScope>,
 }
 
-/// Which workspaces a listing (or a selection of `update`) covers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    /// One owner's workspaces (`me`: the token's user; `None` with `all_owners` false: `me`).
-    pub owner: Option<String>,
-    /// Every owner's workspaces the token can see.
-    pub all_owners: bool,
-    /// One template's workspaces (by name, ignoring case).
-    pub template: Option<String>,
-    /// Only the workspaces not on their template's active version.
-    pub outdated_only: bool,
-}
-
-impl ListFilter {
-    /// Checks what needs no server. [`Error::InvalidInput`] (nothing sent) otherwise.
-    pub fn check(&self) -> Result<()> {
-        if self.all_owners && self.owner.is_some() {
-            return Err(Error::advised(
-                Error::InvalidInput("one owner or all owners, not both; nothing was sent".into()),
-                vec![Remedy::LeaveOut {
-                    input: Input::AllOwners,
-                }],
-            ));
-        }
-        for (what, value) in [("owner", &self.owner), ("template", &self.template)] {
-            if let Some(v) = value {
-                let v = v.trim();
-                if v.is_empty()
-                    || !v
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                {
-                    return Err(Error::InvalidInput(format!(
-                        "{v:?} is not a{} {what} name: letters, digits, '-', '_' or '.'; nothing \
-                         was sent",
-                        if what == "owner" { "n" } else { "" }
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The owner the listing covers: `me`, a name, or `None` for every owner.
-    pub fn owner(&self) -> Option<String> {
-        match (&self.owner, self.all_owners) {
-            (_, true) => None,
-            (Some(o), false) => Some(o.trim().to_string()),
-            (None, false) => Some("me".into()),
-        }
-    }
-
-    /// Coder's search query for it.
-    pub(crate) fn query(&self, owner: Option<&str>) -> String {
-        let mut terms = Vec::new();
-        if let Some(o) = owner {
-            terms.push(format!("owner:{o}"));
-        }
-        if let Some(t) = &self.template {
-            terms.push(format!("template:{}", t.trim()));
-        }
-        if self.outdated_only {
-            terms.push("outdated:true".into());
-        }
-        terms.join(" ")
-    }
-
-    /// True when a workspace is in the scope (the server filters too; this keeps the meaning
-    /// if one does not).
-    pub(crate) fn keeps(&self, w: &types::Workspace) -> bool {
-        (!self.outdated_only || w.outdated == Some(true))
-            && self.template.as_deref().is_none_or(|t| {
-                w.template_name
-                    .as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(t.trim()))
-            })
-    }
-}
-
 /// Which workspaces a listing or a selection covered, and how many every owner has in the
 /// same scope: a list of one's own outdated workspaces and a rollout over every owner's do
 /// not disagree in silence.
@@ -882,68 +803,111 @@ pub struct ListScope {
 /// How many pages of a listing are fetched at once, after the first.
 pub const PAGES_AT_ONCE: usize = 16;
 
-/// Which workspaces a listing keeps (every one by default). Coder applies the filters; the
-/// name prefix is checked by fleet (Coder matches names partially).
+/// Which workspaces a listing (or the selection of a rollout) covers: the CLI's `coder list`
+/// and the MCP server's `list_agents` alike. Every field given narrows it; the default covers
+/// every workspace the token can see. Coder applies the filters; fleet checks the name prefix
+/// (Coder matches names partially), and the template and `outdated` again (a server may
+/// ignore a filter).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkspaceFilter {
-    /// Only outdated (true) or only current (false) workspaces.
+    /// Only this owner's workspaces: a username, or `me` (the token's user). `None`: every
+    /// owner's the token can see.
+    pub owner: Option<String>,
+    /// Only the workspaces of this template (by name, ignoring case).
+    pub template: Option<String>,
+    /// Only outdated (`true`: not on their template's active version) or only current
+    /// (`false`) workspaces.
     pub outdated: Option<bool>,
     /// Only workspaces whose latest build has this status (running, stopped, failed, …).
     pub status: Option<String>,
-    /// Only workspaces of this template (by name).
-    pub template: Option<String>,
-    /// Only workspaces of this owner (a username, or `me`).
-    pub owner: Option<String>,
     /// Only workspaces whose name starts with this (ignoring case).
     pub name_prefix: Option<String>,
 }
 
+/// The longest value a filter takes (names in Coder are far shorter).
+const FILTER_VALUE_MAX: usize = 256;
+
 impl WorkspaceFilter {
-    /// The Coder search query, or invalid input (nothing sent) for a value Coder's search
-    /// syntax cannot carry.
-    pub fn query(&self) -> Result<Option<String>> {
-        let mut terms = Vec::new();
-        let mut term = |key: &str, value: &Option<String>| -> Result<()> {
-            let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
-                return Ok(());
-            };
-            if v.len() > 256
-                || v.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ':' | '"'))
+    /// Every value given, by what it is: a name of letters, digits, '-', '_' or '.' (what
+    /// Coder's names are made of, and what its search syntax carries as it is).
+    fn values(&self) -> [(&'static str, Option<&str>); 4] {
+        [
+            ("an owner name", self.owner.as_deref()),
+            ("a template name", self.template.as_deref()),
+            ("a build status", self.status.as_deref()),
+            ("a workspace name prefix", self.name_prefix.as_deref()),
+        ]
+    }
+
+    /// Checks what needs no server. [`Error::InvalidInput`] (nothing sent) otherwise.
+    pub fn check(&self) -> Result<()> {
+        for (what, value) in self.values() {
+            let Some(v) = value else { continue };
+            let v = v.trim();
+            if v.is_empty()
+                || v.len() > FILTER_VALUE_MAX
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             {
                 return Err(Error::InvalidInput(format!(
-                    "the {key} filter {:?} holds a space, a colon, a quote or a control \
-                     character (or is longer than 256 bytes); give a plain name. Nothing was sent",
+                    "{:?} is not {what}: letters, digits, '-', '_' or '.'; nothing was sent",
                     v.chars().take(60).collect::<String>()
                 )));
             }
-            terms.push(format!("{key}:{v}"));
-            Ok(())
+        }
+        Ok(())
+    }
+
+    /// The owner the listing covers: `me`, a name, or `None` for every owner.
+    pub fn owner(&self) -> Option<String> {
+        self.owner.as_deref().map(|o| o.trim().to_string())
+    }
+
+    /// Coder's search query for it (after [`WorkspaceFilter::check`]), with the owner or
+    /// without it (how many every owner has in the same scope).
+    pub(crate) fn query(&self, with_owner: bool) -> String {
+        let mut terms = Vec::new();
+        let owner = if with_owner {
+            self.owner.as_deref()
+        } else {
+            None
         };
-        term("owner", &self.owner)?;
-        term("template", &self.template)?;
-        term("status", &self.status)?;
-        term("name", &self.name_prefix)?;
+        for (key, value) in [
+            ("owner", owner),
+            ("template", self.template.as_deref()),
+            ("status", self.status.as_deref()),
+            ("name", self.name_prefix.as_deref()),
+        ] {
+            if let Some(v) = value {
+                terms.push(format!("{key}:{}", v.trim()));
+            }
+        }
         if let Some(o) = self.outdated {
             terms.push(format!("outdated:{o}"));
         }
-        Ok((!terms.is_empty()).then(|| terms.join(" ")))
+        terms.join(" ")
     }
 
-    /// True when `w` passes the filters Coder cannot apply exactly (the name prefix, and
-    /// `outdated` again, since a server may ignore it).
+    /// True when `w` passes the filters Coder cannot apply exactly (the name prefix) and the
+    /// ones a server may ignore (`outdated`, the template).
     pub fn admits(&self, w: &types::Workspace) -> bool {
         let prefix_ok = match self.name_prefix.as_deref().map(str::trim) {
-            Some(p) if !p.is_empty() => w.name.as_deref().is_some_and(|n| {
+            Some(p) => w.name.as_deref().is_some_and(|n| {
                 n.get(..p.len())
                     .is_some_and(|head| head.eq_ignore_ascii_case(p))
             }),
-            _ => true,
+            None => true,
         };
         let outdated_ok = self
             .outdated
             .is_none_or(|o| w.outdated.unwrap_or(false) == o);
-        prefix_ok && outdated_ok
+        let template_ok = self.template.as_deref().is_none_or(|t| {
+            w.template_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(t.trim()))
+        });
+        prefix_ok && outdated_ok && template_ok
     }
 }
 
@@ -1105,9 +1069,13 @@ impl CoderClient {
         &self,
         filter: &WorkspaceFilter,
     ) -> Result<WorkspaceList> {
-        let q = filter.query()?;
+        filter.check()?;
+        let q = filter.query(true);
         let all = self
-            .all_workspaces(q.as_deref(), "listing workspaces")
+            .all_workspaces(
+                Some(q.as_str()).filter(|q| !q.is_empty()),
+                "listing workspaces",
+            )
             .await?;
         let workspaces: Vec<WorkspaceInfo> = all
             .iter()
@@ -1121,37 +1089,23 @@ impl CoderClient {
         })
     }
 
-    /// Lists the workspaces a filter covers (by default the token's user's own, as
-    /// `update --all-outdated` selects them), and says the scope: with one owner's, how many
-    /// every owner has in the same scope.
-    pub async fn list_workspaces_in(&self, filter: &ListFilter) -> Result<WorkspaceList> {
-        filter.check()?;
-        let owner = filter.owner();
-        let found = self
-            .search_workspaces(&filter.query(owner.as_deref()))
-            .await?;
-        let workspaces: Vec<WorkspaceInfo> = found
-            .iter()
-            .filter(|w| filter.keeps(w))
-            .map(WorkspaceInfo::from)
-            .collect();
-        let scope = self.scope_of(filter, workspaces.len()).await;
-        Ok(WorkspaceList {
-            count: workspaces.len(),
-            workspaces,
-            scope: Some(scope),
-        })
+    /// [`CoderClient::list_workspaces_matching`], and the scope it covers: with one owner's
+    /// workspaces, how many every owner has in the same scope.
+    pub async fn list_workspaces_in(&self, filter: &WorkspaceFilter) -> Result<WorkspaceList> {
+        let mut list = self.list_workspaces_matching(filter).await?;
+        list.scope = Some(self.scope_of(filter, list.count).await);
+        Ok(list)
     }
 
     /// The scope of a listing or selection of `count` workspaces; for one owner's, how many
     /// every owner has (one more search, one row, its `count`; left out when it fails).
-    pub(crate) async fn scope_of(&self, filter: &ListFilter, count: usize) -> ListScope {
+    pub(crate) async fn scope_of(&self, filter: &WorkspaceFilter, count: usize) -> ListScope {
         let owner = filter.owner();
         let all_owners_count = match &owner {
             None => None,
             Some(_) => self
                 .api()
-                .list_workspaces(Some(1), None, Some(&filter.query(None)))
+                .list_workspaces(Some(1), None, Some(&filter.query(false)))
                 .await
                 .ok()
                 .and_then(|r| r.into_inner().count)
@@ -1160,7 +1114,7 @@ impl CoderClient {
         ListScope {
             owner,
             template: filter.template.as_ref().map(|t| t.trim().to_string()),
-            outdated_only: filter.outdated_only,
+            outdated_only: filter.outdated == Some(true),
             count,
             all_owners_count,
         }

@@ -1005,3 +1005,37 @@ async fn the_readme_names_every_tool_that_tools_list_lists() {
         "README's Tools: paragraph against tools/list"
     );
 }
+
+/// Over pipes (how hosts start a stdio server) the protocol runs on the runtime's reactor:
+/// no blocking thread reads stdin or writes stdout, so a burst of requests leaves the process
+/// with its main thread and its two workers, and each answer skips a hand-off between threads.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_over_pipes_runs_on_the_reactor_without_blocking_threads() {
+    let server = MockServer::start_async().await;
+    let mut mcp = start(&server.base_url()).await;
+    let pid = mcp.child.id().expect("fleet-mcp runs");
+    for id in 0..200u64 {
+        mcp.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}).to_string())
+            .await;
+    }
+    for id in 0..200u64 {
+        let answer = match mcp.seen.remove(&id) {
+            Some(a) => a,
+            None => mcp.answer_to(&json!(id)).await,
+        };
+        assert_eq!(answer["result"]["tools"].as_array().map(Vec::len), Some(13));
+    }
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc lists the threads")
+        .filter_map(|t| {
+            let t = t.ok()?.path();
+            std::fs::read_to_string(t.join("comm")).ok()
+        })
+        .map(|name| name.trim().to_string())
+        .collect();
+    assert!(
+        threads.len() <= 3,
+        "main thread and 2 workers expected, found {threads:?}"
+    );
+}

@@ -1453,3 +1453,88 @@ async fn a_reader_that_falls_behind_loses_the_oldest_log_lines_is_told_how_many_
         Err(tokio::sync::broadcast::error::RecvError::Closed)
     ));
 }
+
+/// One filter for both faces (the CLI's `coder list`, the MCP server's `list_agents`): each
+/// field narrows the same way, the scope is said the same way, and a value Coder's search
+/// cannot carry is refused before anything is sent.
+#[tokio::test]
+async fn one_workspace_filter_narrows_the_listing_and_refuses_what_search_cannot_carry() {
+    let server = MockServer::start_async().await;
+    let ws = |name: &str, template: &str, outdated: bool| {
+        json!({"id": Uuid::new_v4(), "name": name, "owner_name": "alice",
+               "template_name": template, "outdated": outdated})
+    };
+    let search = server
+        .mock_async(|when, then| {
+            when.method(GET).path("/api/v2/workspaces").query_param(
+                "q",
+                "owner:me template:Docker status:running name:DE outdated:true",
+            );
+            // A server that ignored part of the query: fleet keeps the meaning itself.
+            then.status(200).json_body(json!({"workspaces": [
+                ws("dev", "docker", true),
+                ws("desk", "docker", false),
+                ws("dev-gpu", "gpu", true),
+                ws("web", "docker", true),
+            ], "count": 4}));
+        })
+        .await;
+    let all_owners = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/api/v2/workspaces")
+                .query_param("q", "template:Docker status:running name:DE outdated:true");
+            then.status(200)
+                .json_body(json!({"workspaces": [], "count": 9}));
+        })
+        .await;
+    let filter = fleet::coder::WorkspaceFilter {
+        owner: Some("me".into()),
+        template: Some("Docker".into()),
+        outdated: Some(true),
+        status: Some("running".into()),
+        name_prefix: Some("DE".into()),
+    };
+    let c = client(&server.base_url());
+    let list = c.list_workspaces_in(&filter).await.expect("listed");
+    let names: Vec<&str> = list
+        .workspaces
+        .iter()
+        .filter_map(|w| w.name.as_deref())
+        .collect();
+    assert_eq!(names, ["dev"], "{list:?}");
+    let scope = list.scope.expect("a scope");
+    assert_eq!(scope.owner.as_deref(), Some("me"));
+    assert_eq!(scope.all_owners_count, Some(9));
+    assert!(scope.outdated_only);
+    search.assert_calls_async(1).await;
+    all_owners.assert_calls_async(1).await;
+
+    let any = server
+        .mock_async(|_, then| {
+            then.status(500);
+        })
+        .await;
+    for bad in ["bob smith", "a:b", "x\"y", "", "  "] {
+        for filter in [
+            fleet::coder::WorkspaceFilter {
+                owner: Some(bad.into()),
+                ..Default::default()
+            },
+            fleet::coder::WorkspaceFilter {
+                name_prefix: Some(bad.into()),
+                ..Default::default()
+            },
+        ] {
+            let err = c.list_workspaces_matching(&filter).await.expect_err(bad);
+            assert!(
+                matches!(err.root(), Error::InvalidInput(_)),
+                "{bad:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("nothing was sent"), "{err}");
+        }
+    }
+    search.assert_calls_async(1).await;
+    all_owners.assert_calls_async(1).await;
+    any.assert_calls_async(0).await;
+}
