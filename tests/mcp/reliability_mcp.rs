@@ -1024,7 +1024,7 @@ async fn stdio_over_pipes_runs_on_the_reactor_without_blocking_threads() {
             Some(a) => a,
             None => mcp.answer_to(&json!(id)).await,
         };
-        assert_eq!(answer["result"]["tools"].as_array().map(Vec::len), Some(13));
+        assert_eq!(answer["result"]["tools"].as_array().map(Vec::len), Some(15));
     }
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("/proc lists the threads")
