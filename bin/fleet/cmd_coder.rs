@@ -191,8 +191,6 @@ template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
     },
 }
 
-/// Deadlines and polling shared by update and restart.
-
 /// The SDK's timeout defaults in the words `--help` shows (`5m`, `10m`): each default lives in
 /// the SDK once ([`fleet::coder::DEFAULT_STOP_TIMEOUT`], [`fleet::coder::DEFAULT_START_TIMEOUT`],
 /// [`fleet::coder::DEFAULT_READY_TIMEOUT`]).
@@ -206,6 +204,7 @@ fn words(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// Deadlines and polling shared by update and restart.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// How long the stop build may take (and a build found in progress).
