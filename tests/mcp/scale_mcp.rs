@@ -1286,18 +1286,25 @@ async fn hostile_records_are_cut_to_the_bound_and_say_so() {
     }
 }
 
-/// The text and the structuredContent of `r`, each at most [`MAX_ANSWER_TOKENS`] by the shared
-/// counter (when it runs here).
-fn assert_within_bound(label: &str, r: &CallToolResult) {
-    let texts = vec![
-        text_of(r),
-        serde_json::to_string(r.structured_content.as_ref().expect("structured")).unwrap(),
-    ];
+/// The text and the structuredContent of each answer, each at most [`MAX_ANSWER_TOKENS`] by the
+/// shared counter (when it runs here; counted in one run of it).
+fn assert_within_bound(answers: &[(String, CallToolResult)]) {
+    let texts: Vec<String> = answers
+        .iter()
+        .flat_map(|(_, r)| {
+            [
+                text_of(r),
+                serde_json::to_string(r.structured_content.as_ref().expect("structured")).unwrap(),
+            ]
+        })
+        .collect();
     if let Some(counts) = count_tokens(&texts) {
-        for (what, n) in ["text", "structuredContent"].iter().zip(counts) {
+        for (i, n) in counts.into_iter().enumerate() {
+            let what = ["text", "structuredContent"][i % 2];
             assert!(
                 n <= MAX_ANSWER_TOKENS,
-                "{label}: its {what} is {n} tokens, over {MAX_ANSWER_TOKENS}"
+                "{}: its {what} is {n} tokens, over {MAX_ANSWER_TOKENS}",
+                answers[i / 2].0
             );
         }
     }
@@ -1326,7 +1333,7 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
     )
     .await;
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
-    assert_within_bound("migrate_workspaces dry run", &r);
+    let mut answers = vec![("migrate_workspaces dry run".to_string(), r.clone())];
     let s = r.structured_content.clone().expect("structured");
     assert_eq!(s["done"], true, "{s}");
     assert_eq!(s["dry_run"], true, "{s}");
@@ -1375,7 +1382,7 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
         }
         let r = answer(&client, "get_operation", args).await;
         assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
-        assert_within_bound("get_operation of the dry run", &r);
+        answers.push(("get_operation of the dry run".into(), r.clone()));
         let s = r.structured_content.expect("structured");
         for w in s["workspaces"].as_array().expect("a page of workspaces") {
             seen.push(w["target"].as_str().unwrap().to_string());
@@ -1398,7 +1405,7 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
         }
         let r = answer(&client, "get_operation", args).await;
         assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
-        assert_within_bound("get_operation detail=full of the dry run", &r);
+        answers.push(("get_operation detail=full of the dry run".into(), r.clone()));
         let s = r.structured_content.expect("structured");
         for p in s["results"].as_array().expect("a page of whole results") {
             let w = p["workspace_id"].as_str().unwrap().to_string();
@@ -1428,5 +1435,6 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
     assert_eq!(plans, ids, "each plan once, in order");
     assert!(pages > 1, "the full plans page");
     assert_eq!(changes(&sim), Vec::<String>::new(), "paging sent a change");
+    assert_within_bound(&answers);
     client.cancel().await.ok();
 }
