@@ -314,9 +314,7 @@ impl MoleculeClient {
                 .collect(),
             move |control, sink| async move {
                 client
-                    .plan_migrations(&requests, rollout.parallel, &control, &mut |e| {
-                        sink.emit(e)
-                    })
+                    .plan_migrations(&requests, rollout.parallel, &control, &mut |e| sink.emit(e))
                     .await
             },
         )

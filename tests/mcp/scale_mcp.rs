@@ -1357,9 +1357,14 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
     let first = &s["results"][0];
     assert_eq!(first["workspace"], json!(ids[0]), "{s}");
     assert_eq!(first["verdict"], json!("would_migrate"), "{s}");
-    assert_eq!((&first["from"], &first["to"]), (&json!("aws"), &json!("hetzner")));
+    assert_eq!(
+        (&first["from"], &first["to"]),
+        (&json!("aws"), &json!("hetzner"))
+    );
     assert!(
-        first["message"].as_str().is_some_and(|m| m.contains("POST")),
+        first["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("POST")),
         "what would be sent, in a few words: {s}"
     );
     let page = s["results"].as_array().unwrap().len();
@@ -1369,8 +1374,15 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
         !s.to_string().contains("\"route\""),
         "the plans are not inline: {s}"
     );
-    assert_eq!(changes(&sim), Vec::<String>::new(), "a dry run sent a change");
-    let id = s["operation_id"].as_str().expect("an operation id").to_string();
+    assert_eq!(
+        changes(&sim),
+        Vec::<String>::new(),
+        "a dry run sent a change"
+    );
+    let id = s["operation_id"]
+        .as_str()
+        .expect("an operation id")
+        .to_string();
 
     // get_operation pages the compact rows: every workspace once, in the order given.
     let mut seen: Vec<String> = Vec::new();

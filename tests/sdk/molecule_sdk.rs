@@ -1205,7 +1205,8 @@ async fn planning_several_gives_each_plan_or_refusal_in_order_and_sends_only_get
     tenant
         .mock_async(|when, then| {
             when.method(GET).path("/workspaces/ws-2");
-            then.status(404).json_body(json!({"error": "workspace not found"}));
+            then.status(404)
+                .json_body(json!({"error": "workspace not found"}));
         })
         .await;
     // Anything but a GET, on either server (the unknown one's error may read the tenant's
