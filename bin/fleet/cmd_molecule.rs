@@ -386,15 +386,21 @@ async fn migrate_provider_many(args: MigrateArgs, global: &GlobalOpts) -> fleet:
         client.check_request(r)?;
     }
     if args.dry_run {
-        let mut plans = Vec::with_capacity(requests.len());
-        for r in &requests {
-            plans.push(client.plan_migration(r).await?);
+        // Each plan (reads only), `--parallel` at once; as before, a workspace that cannot be
+        // planned fails the dry run with its error (the first one, in the order given).
+        let planned = client
+            .start_plan_migrations(requests, args.rollout())
+            .outcome()
+            .await?;
+        if let Some(e) = planned.first_error() {
+            return Err(e.clone());
         }
+        let plans: Vec<&MigrationPlan> = planned.plans().unwrap_or_default();
         match global.output {
             OutputFormat::Json => out::json(&plans),
-            OutputFormat::Text => plans.iter().for_each(print_plan),
+            OutputFormat::Text => plans.iter().copied().for_each(print_plan),
         }
-        return Ok(plans.iter().map(plan_code).max().unwrap_or(0));
+        return Ok(plans.iter().copied().map(plan_code).max().unwrap_or(0));
     }
     if !args.confirm {
         confirm_many_interactively(&requests).await?;

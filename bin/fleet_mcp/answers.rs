@@ -537,6 +537,7 @@ fn needs_attention(verdict: &str) -> bool {
             | "timed_out"
             | "rolled_back"
             | "refused"
+            | "blocked"
     )
 }
 

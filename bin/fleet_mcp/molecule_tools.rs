@@ -15,7 +15,7 @@ use rmcp::{
 };
 
 use fleet::{
-    molecule::{BatchEvent, FollowOperation, MigrationEvent},
+    molecule::{BatchEvent, FollowOperation, MigrationEvent, PlanEvent},
     operation::{OperationKind, OperationState},
 };
 
@@ -111,20 +111,6 @@ pub struct MigrateAnswer {
     /// The migration started, when it was not a dry run.
     #[serde(flatten)]
     pub started: Option<StartedMigration>,
-}
-
-/// What migrate_workspaces answers: the plans on a dry run, else the rollout.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct RolloutAnswer {
-    /// dry_run: each migration's plan, found with reads only (nothing was started).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    // Typed in Rust; in the output schema an object (its fields are the CLI's --dry-run plan):
-    // the full schema of a plan tripled the size of the tool list.
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub dry_run: Option<Vec<MigrationPlan>>,
-    /// The rollout, when it was not a dry run.
-    #[serde(flatten)]
-    pub run: Option<LongAnswer<BatchOutcome>>,
 }
 
 /// Input of the tools that take only a workspace.
@@ -265,7 +251,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<MigrateManyParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<Json<RolloutAnswer>, String> {
+    ) -> Result<Json<LongAnswer<BatchOutcome>>, String> {
         let dry_run = p.dry_run.unwrap_or(false);
         let requests: Vec<MigrateRequest> = p
             .workspace_ids
@@ -302,24 +288,25 @@ impl FleetServer {
         let wait = wait_for(p.wait_seconds)?;
         let client = self.molecule()?;
         if dry_run {
-            // The CLI's --dry-run: each plan (reads only, never a POST), `parallel` at once,
-            // in the order given.
-            use futures::StreamExt;
-            let plans = futures::stream::iter(requests.clone())
-                .map(|r| {
-                    let client = client.clone();
-                    async move { client.plan_migration(&r).await }
+            // The CLI's --dry-run as an operation: each plan or its refusal (reads only, never
+            // a POST), `parallel` at once, in the order given; answered as a batch's summary
+            // (get_operation pages the rest; detail="full": the plans).
+            for r in &requests {
+                client.check_plan_request(r).map_err(tool_error)?;
+            }
+            let slot = self.reserve_operation()?;
+            let op = client.start_plan_migrations(requests, rollout);
+            self.register(slot, &op);
+            let Json(answer) = self
+                .answer_within(op, wait, &context, move |progress, event: &PlanEvent| {
+                    progress.send(
+                        event.done as f64,
+                        Some(event.total as f64),
+                        fleet::operation::OperationEvent::describe(event),
+                    );
                 })
-                .buffered(rollout.parallel)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<fleet::Result<Vec<_>>>()
-                .map_err(tool_error)?;
-            return Ok(Json(RolloutAnswer {
-                dry_run: Some(plans),
-                run: None,
-            }));
+                .await?;
+            return Ok(Json(answer.map_outcome(batch_answer)));
         }
         for r in &requests {
             client.check_request(r).map_err(tool_error)?;
@@ -336,10 +323,7 @@ impl FleetServer {
                 progress.send(n, None, fleet::operation::OperationEvent::describe(event));
             })
             .await?;
-        Ok(Json(RolloutAnswer {
-            dry_run: None,
-            run: Some(answer.map_outcome(batch_answer)),
-        }))
+        Ok(Json(answer.map_outcome(batch_answer)))
     }
 
     #[tool(

@@ -837,3 +837,204 @@ impl MoleculeClient {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dry runs over several workspaces: each plan, or why it could not be planned
+// ---------------------------------------------------------------------------------------------
+
+/// What the migration of one workspace would do ([`MoleculeClient::start_plan_migrations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanVerdict {
+    /// It would start: the plan says what would be sent.
+    WouldMigrate,
+    /// The control plane would refuse it now (a migration of it is already in progress).
+    Blocked,
+    /// It could not be planned: a check or a read refused it (the message says why).
+    Refused,
+}
+
+/// One workspace of [`MoleculeClient::start_plan_migrations`]: its plan, or its refusal.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlannedMigration {
+    /// The workspace.
+    pub workspace_id: String,
+    /// What would happen.
+    pub verdict: PlanVerdict,
+    /// The source provider, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Provider>,
+    /// The target provider.
+    pub to: Provider,
+    /// A few words: what would be sent, why it would be refused, or why it was not planned.
+    pub message: String,
+    /// The error's kind, when it could not be planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// What the caller can do about the error, when it says (a face renders it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remedies: Vec<crate::Remedy>,
+    /// The whole plan, when it could be planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<MigrationPlan>,
+    /// The error itself, when it could not be planned (for a face that reports it as is).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub error: Option<Error>,
+}
+
+/// The result of [`MoleculeClient::start_plan_migrations`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MigrationPlans {
+    /// Always true: nothing was sent that changes anything.
+    pub dry_run: bool,
+    /// One per workspace, in the order given.
+    pub results: Vec<PlannedMigration>,
+    /// ok when every migration would start; refused when one would be refused (blocked, or
+    /// refused by a check); else the worst error's ([`Severity::of`]).
+    pub worst: Severity,
+    /// Milliseconds from the first request to the end.
+    pub elapsed_ms: u64,
+}
+
+impl MigrationPlans {
+    /// The first workspace's error, in the order given, when one could not be planned.
+    pub fn first_error(&self) -> Option<&Error> {
+        self.results.iter().find_map(|r| r.error.as_ref())
+    }
+
+    /// The plans, in the order given, when every workspace could be planned.
+    pub fn plans(&self) -> Option<Vec<&MigrationPlan>> {
+        self.results.iter().map(|r| r.plan.as_ref()).collect()
+    }
+}
+
+/// A step of [`MoleculeClient::start_plan_migrations`]: one workspace planned.
+#[derive(Debug, Clone)]
+pub struct PlanEvent {
+    /// How many have been planned (this one included).
+    pub done: usize,
+    /// How many there are.
+    pub total: usize,
+    /// Its plan, or its refusal.
+    pub result: PlannedMigration,
+}
+
+impl PlannedMigration {
+    fn of(request: &MigrateRequest, planned: Result<MigrationPlan>) -> Self {
+        let workspace_id = request.workspace_id.trim().to_string();
+        match planned {
+            Ok(plan) => {
+                let (verdict, message) = match &plan.blocked {
+                    Some(b) => (PlanVerdict::Blocked, b.clone()),
+                    None => (
+                        PlanVerdict::WouldMigrate,
+                        format!(
+                            "would POST migrate-provider{}{}",
+                            match plan.from_source {
+                                FromSource::Given => "",
+                                FromSource::LookedUp => " (from read from the tenant API)",
+                            },
+                            plan.from_instance_id
+                                .as_deref()
+                                .map(|i| format!(", source instance {i}"))
+                                .unwrap_or_default()
+                        ),
+                    ),
+                };
+                PlannedMigration {
+                    workspace_id,
+                    verdict,
+                    from: Some(plan.from.clone()),
+                    to: plan.to.clone(),
+                    message,
+                    error_kind: None,
+                    remedies: Vec::new(),
+                    plan: Some(plan),
+                    error: None,
+                }
+            }
+            Err(e) => PlannedMigration {
+                workspace_id,
+                verdict: PlanVerdict::Refused,
+                from: request.from.clone(),
+                to: request.to.clone(),
+                message: e.to_string(),
+                error_kind: Some(e.kind().to_string()),
+                remedies: e.remedies().to_vec(),
+                plan: None,
+                error: Some(e),
+            },
+        }
+    }
+
+    fn severity(&self) -> Severity {
+        match (&self.error, self.verdict) {
+            (Some(e), _) => Severity::of(e),
+            (None, PlanVerdict::WouldMigrate) => Severity::Ok,
+            (None, _) => Severity::Refused,
+        }
+    }
+}
+
+impl MoleculeClient {
+    /// Plans the migrations of several workspaces without starting any (a dry run over many):
+    /// [`MoleculeClient::plan_migration`] for each, at most `parallel` at once, GETs only.
+    /// One workspace that cannot be planned does not hide the others' plans: each gets its
+    /// plan or its refusal, in the order given. Cancelling plans no more.
+    pub(crate) async fn plan_migrations(
+        &self,
+        requests: &[MigrateRequest],
+        parallel: usize,
+        control: &Control,
+        on_event: &mut (dyn FnMut(PlanEvent) + Send),
+    ) -> Result<MigrationPlans> {
+        if requests.is_empty() {
+            return Err(Error::InvalidInput(
+                "no workspace id given; nothing was sent".into(),
+            ));
+        }
+        let started = Instant::now();
+        let total = requests.len();
+        // Owned requests: a future that borrows its item trips the stream's lifetimes.
+        let mut planned = futures::stream::iter(requests.iter().cloned())
+            .map(|r| async move {
+                let answered = if control.is_cancelled() {
+                    None
+                } else {
+                    tokio::select! {
+                        biased;
+                        p = self.plan_migration(&r) => Some(p),
+                        _ = control.aborted() => None,
+                    }
+                };
+                let planned = answered.unwrap_or_else(|| {
+                    Err(Error::Interrupted {
+                        last_state: None,
+                        message: "not planned: interrupted before its turn".into(),
+                    })
+                });
+                PlannedMigration::of(&r, planned)
+            })
+            .buffered(parallel.max(1));
+        let mut results = Vec::with_capacity(total);
+        while let Some(result) = planned.next().await {
+            on_event(PlanEvent {
+                done: results.len() + 1,
+                total,
+                result: result.clone(),
+            });
+            results.push(result);
+        }
+        Ok(MigrationPlans {
+            dry_run: true,
+            worst: results
+                .iter()
+                .map(PlannedMigration::severity)
+                .max()
+                .unwrap_or(Severity::Ok),
+            results,
+            elapsed_ms: ms(started.elapsed()),
+        })
+    }
+}

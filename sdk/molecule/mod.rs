@@ -12,14 +12,14 @@ mod many;
 mod operations;
 mod ops;
 pub use many::{
-    BatchEvent, MigrationBatch, MigrationBatchRun, MigrationPlan, MigrationResult,
-    MigrationRollout, MigrationStarts, MigrationVerdict, RolloutMigration, RolloutVerdict,
-    StartResult,
+    BatchEvent, MigrationBatch, MigrationBatchRun, MigrationPlan, MigrationPlans, MigrationResult,
+    MigrationRollout, MigrationStarts, MigrationVerdict, PlanEvent, PlanVerdict, PlannedMigration,
+    RolloutMigration, RolloutVerdict, StartResult,
 };
 mod routes;
 pub use operations::{
     BatchRunOperation, FollowManyOperation, FollowOperation, MigrationRun, MigrationRunEvent,
-    MigrationRunOperation, RolloutOperation,
+    MigrationRunOperation, PlanManyOperation, RolloutOperation,
 };
 pub use ops::{
     DEFAULT_MIGRATION_TIMEOUT, FromSource, MIGRATION_TIMEOUT_RANGE, MigrateRequest, MigrationEvent,

@@ -1,8 +1,8 @@
 //! Following a migration started as an [`Operation`] (see [`crate::operation`]).
 
 use super::{
-    BatchEvent, MigrateRequest, MigrationBatch, MigrationBatchRun, MigrationEvent, MigrationReport,
-    MigrationRollout, MoleculeClient, StartedMigration, WaitOptions,
+    BatchEvent, MigrateRequest, MigrationBatch, MigrationBatchRun, MigrationEvent, MigrationPlans,
+    MigrationReport, MigrationRollout, MoleculeClient, PlanEvent, StartedMigration, WaitOptions,
 };
 use crate::{
     operation::{
@@ -21,6 +21,8 @@ pub type RolloutOperation = Operation<BatchEvent, MigrationRollout>;
 pub type BatchRunOperation = Operation<BatchEvent, MigrationBatchRun>;
 /// The migrations of several workspaces being read or followed.
 pub type FollowManyOperation = Operation<BatchEvent, MigrationBatch>;
+/// The migrations of several workspaces being planned (a dry run: reads only).
+pub type PlanManyOperation = Operation<PlanEvent, MigrationPlans>;
 
 fn snake<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
@@ -86,6 +88,48 @@ impl OperationEvent for BatchEvent {
                 }
             }
         }
+    }
+}
+
+impl OperationEvent for PlanEvent {
+    fn describe(&self) -> String {
+        format!(
+            "[{}] {} ({}/{} planned): {}",
+            self.result.workspace_id,
+            snake(&self.result.verdict),
+            self.done,
+            self.total,
+            self.result.message
+        )
+    }
+
+    fn apply(&self, workspaces: &mut Vec<TargetStatus>) {
+        // The results come in the order given: the done-th target is this one (a workspace
+        // named twice has two rows).
+        if let Some(w) = workspaces.get_mut(self.done - 1) {
+            w.phase = Phase::Done;
+            w.verdict = Some(snake(&self.result.verdict));
+            w.message = Some(self.result.message.clone());
+        }
+    }
+}
+
+impl OperationOutput for MigrationPlans {
+    fn ended_well(&self) -> bool {
+        self.worst == Severity::Ok
+    }
+
+    fn finish(&self, workspaces: &mut Vec<TargetStatus>) {
+        *workspaces = self
+            .results
+            .iter()
+            .map(|r| TargetStatus {
+                target: r.workspace_id.clone(),
+                phase: Phase::Done,
+                verdict: Some(snake(&r.verdict)),
+                message: Some(r.message.clone()),
+            })
+            .collect();
     }
 }
 
@@ -246,6 +290,31 @@ impl MoleculeClient {
             move |control, sink| async move {
                 client
                     .migrate_rollout(&requests, &wait, &rollout, &control, &mut |e| sink.emit(e))
+                    .await
+            },
+        )
+    }
+
+    /// Plans the migrations of several workspaces without starting any (a dry run), as an
+    /// operation, and returns its handle at once: [`MoleculeClient::plan_migration`] for each
+    /// (GETs only, never a POST), at most `rollout.parallel` at once (its canary and failure
+    /// budget do not apply: nothing is changed). The outcome has one plan or refusal per
+    /// workspace, in the order given: one that cannot be planned does not hide the others'.
+    pub fn start_plan_migrations(
+        &self,
+        requests: Vec<MigrateRequest>,
+        rollout: RolloutOptions,
+    ) -> PlanManyOperation {
+        let client = self.clone();
+        Operation::spawn(
+            OperationKind::MigrationRollout,
+            requests
+                .iter()
+                .map(|r| r.workspace_id.trim().to_string())
+                .collect(),
+            move |control, sink| async move {
+                client
+                    .plan_migrations(&requests, rollout.parallel, &control, &mut |e| sink.emit(e))
                     .await
             },
         )

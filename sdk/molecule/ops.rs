@@ -629,6 +629,13 @@ impl MoleculeClient {
         self.check_without_tenant(request)
     }
 
+    /// [`MoleculeClient::check_request`] for a dry run: the same rules, but `confirm` is not
+    /// needed (nothing that changes anything would be sent). Sends nothing.
+    pub fn check_plan_request(&self, request: &MigrateRequest) -> Result<()> {
+        request.check()?;
+        self.check_without_tenant(request)
+    }
+
     /// The rules that need no request but do depend on what is configured: without the
     /// tenant API, `from` must be given, and so must the instance id of a source that is not
     /// aws. Sends nothing.

@@ -108,6 +108,45 @@ async fn a_dry_run_of_several_plans_each_and_sends_no_post() {
 }
 
 #[tokio::test]
+async fn a_dry_run_of_several_with_an_unknown_workspace_fails_with_its_error_and_sends_no_post() {
+    // The plans are made concurrently now; the CLI still answers as it did: the first
+    // workspace that cannot be planned fails the dry run with its error, and no plan is printed.
+    let sim = sim(400.0).await;
+    let Run {
+        code,
+        stdout,
+        stderr,
+    } = fleet_on(
+        &sim,
+        &[
+            "molecule",
+            "migrate-provider",
+            "ws-aws-demo",
+            "ws-no-such-workspace",
+            "ws-migrating",
+            "--to",
+            "gcp",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+        60,
+    )
+    .await;
+    assert_eq!(code, 2, "refused, nothing changed: {stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(!v.is_array(), "no plan printed: {stdout}");
+    assert_eq!(v["error"]["kind"], "not_found", "{stdout}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ws-no-such-workspace")),
+        "{stdout}"
+    );
+    assert!(posts(&sim).is_empty());
+}
+
+#[tokio::test]
 async fn refusals_before_anything_is_sent() {
     let sim = sim(400.0).await;
     let cases: [&[&str]; 4] = [

@@ -508,7 +508,19 @@ async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
                 let full = full.structured_content.expect("structured content");
                 full["results"][0]["dry_run"].clone()
             }
-            "migrate_workspaces" => answer["dry_run"][1].clone(),
+            "migrate_workspaces" => {
+                assert_eq!(answer["dry_run"], json!(true), "{answer}");
+                assert_eq!(answer["counts"]["would_migrate"], json!(1), "{answer}");
+                assert_eq!(answer["counts"]["blocked"], json!(1), "{answer}");
+                let full = call_tool(
+                    &client,
+                    "get_operation",
+                    json!({"operation_id": answer["operation_id"], "detail": "full"}),
+                )
+                .await;
+                let full = full.structured_content.expect("structured content");
+                full["results"][1]["plan"].clone()
+            }
             _ => answer["dry_run"].clone(),
         };
         assert!(
@@ -532,7 +544,10 @@ async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
                 assert!(plan["route"]["base_url"].is_string(), "{plan}");
             }
         }
-        assert!(answer.get("operation_id").is_none() || tool == "update_agents");
+        assert!(
+            answer.get("operation_id").is_none()
+                || matches!(tool, "update_agents" | "migrate_workspaces")
+        );
         assert_eq!(changes(&sim), Vec::<String>::new(), "{tool} sent a change");
     }
     assert!(!sim.requests().is_empty(), "the dry runs read");
@@ -1269,4 +1284,169 @@ async fn hostile_records_are_cut_to_the_bound_and_say_so() {
         eprintln!("hostile {name}: {n} tokens");
         assert!(n <= MAX_ANSWER_TOKENS, "{name}: {n} tokens");
     }
+}
+
+/// The text and the structuredContent of each answer, each at most [`MAX_ANSWER_TOKENS`] by the
+/// shared counter (when it runs here; counted in one run of it).
+fn assert_within_bound(answers: &[(String, CallToolResult)]) {
+    let texts: Vec<String> = answers
+        .iter()
+        .flat_map(|(_, r)| {
+            [
+                text_of(r),
+                serde_json::to_string(r.structured_content.as_ref().expect("structured")).unwrap(),
+            ]
+        })
+        .collect();
+    if let Some(counts) = count_tokens(&texts) {
+        for (i, n) in counts.into_iter().enumerate() {
+            let what = ["text", "structuredContent"][i % 2];
+            assert!(
+                n <= MAX_ANSWER_TOKENS,
+                "{}: its {what} is {n} tokens, over {MAX_ANSWER_TOKENS}",
+                answers[i / 2].0
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pages_each_plan_once()
+{
+    let sim = Simulator::start(SimOptions {
+        speed: 200.0,
+        bulk_workspaces: 300,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulator starts");
+    let (client, _) = connect(&sim).await;
+    // 300 that would migrate; late in the list, one the control plane would refuse (a
+    // migration in progress) and one unknown: both must lead the answer, and hide no plan.
+    let mut ids: Vec<String> = (1..=300).map(fleet::sim::bulk_molecule_workspace).collect();
+    ids.insert(250, "ws-migrating".into());
+    ids.insert(280, "ws-no-such-workspace".into());
+    let r = answer(
+        &client,
+        "migrate_workspaces",
+        json!({"workspace_ids": ids, "to": "hetzner", "dry_run": true, "parallel": 16, "wait_seconds": 120}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let mut answers = vec![("migrate_workspaces dry run".to_string(), r.clone())];
+    let s = r.structured_content.clone().expect("structured");
+    assert_eq!(s["done"], true, "{s}");
+    assert_eq!(s["dry_run"], true, "{s}");
+    assert_eq!(s["total"], json!(302), "{s}");
+    assert_eq!(s["counts"]["would_migrate"], json!(300), "{s}");
+    assert_eq!(s["counts"]["blocked"], json!(1), "{s}");
+    assert_eq!(s["counts"]["refused"], json!(1), "{s}");
+    let attention: Vec<&str> = s["attention"]
+        .as_array()
+        .expect("the rows needing attention")
+        .iter()
+        .map(|a| a["workspace"].as_str().unwrap())
+        .collect();
+    assert_eq!(attention, ["ws-migrating", "ws-no-such-workspace"], "{s}");
+    assert!(
+        s["attention"][1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ws-no-such-workspace")),
+        "the refusal says why: {s}"
+    );
+    let first = &s["results"][0];
+    assert_eq!(first["workspace"], json!(ids[0]), "{s}");
+    assert_eq!(first["verdict"], json!("would_migrate"), "{s}");
+    assert_eq!(
+        (&first["from"], &first["to"]),
+        (&json!("aws"), &json!("hetzner"))
+    );
+    assert!(
+        first["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("POST")),
+        "what would be sent, in a few words: {s}"
+    );
+    let page = s["results"].as_array().unwrap().len();
+    assert!(page > 0 && page < ids.len(), "a page of rows: {page}");
+    assert!(s["next_cursor"].is_string(), "{s}");
+    assert!(
+        !s.to_string().contains("\"route\""),
+        "the plans are not inline: {s}"
+    );
+    assert_eq!(
+        changes(&sim),
+        Vec::<String>::new(),
+        "a dry run sent a change"
+    );
+    let id = s["operation_id"]
+        .as_str()
+        .expect("an operation id")
+        .to_string();
+
+    // get_operation pages the compact rows: every workspace once, in the order given.
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let mut args = json!({"operation_id": id, "limit": 100});
+        if !cursor.is_null() {
+            args["cursor"] = cursor.clone();
+        }
+        let r = answer(&client, "get_operation", args).await;
+        assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+        answers.push(("get_operation of the dry run".into(), r.clone()));
+        let s = r.structured_content.expect("structured");
+        for w in s["workspaces"].as_array().expect("a page of workspaces") {
+            seen.push(w["target"].as_str().unwrap().to_string());
+        }
+        cursor = s["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, ids, "each workspace once, in order");
+
+    // detail="full": each whole plan (or refusal) once.
+    let mut plans: Vec<String> = Vec::new();
+    let mut cursor = Value::Null;
+    let mut pages = 0;
+    loop {
+        let mut args = json!({"operation_id": id, "detail": "full", "limit": 100});
+        if !cursor.is_null() {
+            args["cursor"] = cursor.clone();
+        }
+        let r = answer(&client, "get_operation", args).await;
+        assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+        answers.push(("get_operation detail=full of the dry run".into(), r.clone()));
+        let s = r.structured_content.expect("structured");
+        for p in s["results"].as_array().expect("a page of whole results") {
+            let w = p["workspace_id"].as_str().unwrap().to_string();
+            match w.as_str() {
+                "ws-no-such-workspace" => {
+                    assert_eq!(p["verdict"], json!("refused"), "{p}");
+                    assert!(p["plan"].is_null(), "{p}");
+                }
+                "ws-migrating" => {
+                    assert_eq!(p["verdict"], json!("blocked"), "{p}");
+                    assert!(p["plan"]["blocked"].is_string(), "{p}");
+                }
+                _ => {
+                    assert_eq!(p["verdict"], json!("would_migrate"), "{p}");
+                    assert!(p["plan"]["route"]["base_url"].is_string(), "{p}");
+                    assert_eq!(p["plan"]["from_source"], json!("looked_up"), "{p}");
+                }
+            }
+            plans.push(w);
+        }
+        pages += 1;
+        cursor = s["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(plans, ids, "each plan once, in order");
+    assert!(pages > 1, "the full plans page");
+    assert_eq!(changes(&sim), Vec::<String>::new(), "paging sent a change");
+    assert_within_bound(&answers);
+    client.cancel().await.ok();
 }

@@ -9,8 +9,8 @@ use fleet::{
     Error, HttpOptions, MoleculeConfig, Secret,
     http::RetryPolicy,
     molecule::{
-        FromSource, MigrateRequest, MigrationEvent, MigrationState, MoleculeClient, Provider,
-        WaitOptions,
+        FromSource, MigrateRequest, MigrationEvent, MigrationState, MoleculeClient, PlanVerdict,
+        Provider, WaitOptions,
     },
 };
 use httpmock::prelude::*;
@@ -1183,4 +1183,110 @@ async fn an_abort_of_a_batch_leaves_the_start_under_way_and_says_it_may_have_sta
     // third never.
     assert!(second.calls_async().await <= 1);
     third.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn planning_several_gives_each_plan_or_refusal_in_order_and_sends_only_gets() {
+    let cp = MockServer::start_async().await;
+    let status_reads = never_migrated(&cp).await;
+    let tenant = MockServer::start_async().await;
+    let mut known = Vec::new();
+    for id in ["ws-1", "ws-3"] {
+        known.push(
+            tenant
+                .mock_async(|when, then| {
+                    when.method(GET).path(format!("/workspaces/{id}"));
+                    then.status(200)
+                        .json_body(json!({"id": id, "compute": {"provider": "aws"}}));
+                })
+                .await,
+        );
+    }
+    tenant
+        .mock_async(|when, then| {
+            when.method(GET).path("/workspaces/ws-2");
+            then.status(404)
+                .json_body(json!({"error": "workspace not found"}));
+        })
+        .await;
+    // Anything but a GET, on either server (the unknown one's error may read the tenant's
+    // list for a suggestion: a GET too).
+    let mut changes = Vec::new();
+    for server in [&cp, &tenant] {
+        for method in [POST, PUT, PATCH, DELETE] {
+            changes.push(
+                server
+                    .mock_async(|when, then| {
+                        when.method(method);
+                        then.status(599).body("unexpected request");
+                    })
+                    .await,
+            );
+        }
+    }
+    let requests: Vec<MigrateRequest> = ["ws-1", "ws-2", "ws-3"]
+        .into_iter()
+        .map(|id| MigrateRequest::new(id, Provider::Hetzner))
+        .collect();
+    let op = client(&cp, Some(&tenant)).start_plan_migrations(
+        requests,
+        fleet::rollout::RolloutOptions {
+            parallel: 3,
+            canary: 0,
+            max_failures: None,
+        },
+    );
+    let plans = op.outcome().await.expect("planned");
+    let ids: Vec<&str> = plans
+        .results
+        .iter()
+        .map(|r| r.workspace_id.as_str())
+        .collect();
+    assert_eq!(ids, ["ws-1", "ws-2", "ws-3"], "in the order given");
+    let verdicts: Vec<PlanVerdict> = plans.results.iter().map(|r| r.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [
+            PlanVerdict::WouldMigrate,
+            PlanVerdict::Refused,
+            PlanVerdict::WouldMigrate
+        ],
+        "one unknown workspace hides no other plan"
+    );
+    let refused = &plans.results[1];
+    assert!(refused.plan.is_none());
+    assert!(refused.message.contains("ws-2"), "{}", refused.message);
+    assert_eq!(
+        plans.first_error().map(|e| e.kind()),
+        refused.error_kind.as_deref()
+    );
+    let plan = plans.results[2].plan.as_ref().expect("its plan");
+    assert_eq!(plan.from, Provider::Aws);
+    assert_eq!(plan.from_source, FromSource::LookedUp);
+    assert!(plans.plans().is_none(), "not every workspace was planned");
+    assert_eq!(plans.worst, fleet::operation::Severity::Refused);
+    assert!(plans.dry_run);
+    // The operation's rows carry each verdict.
+    let rows: Vec<Option<String>> = op
+        .snapshot()
+        .workspaces
+        .into_iter()
+        .map(|w| w.verdict)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            Some("would_migrate".to_string()),
+            Some("refused".to_string()),
+            Some("would_migrate".to_string())
+        ]
+    );
+    // Reads only: the status of the two known ones; no POST, PUT, PATCH or DELETE.
+    status_reads.assert_calls_async(2).await;
+    for m in known {
+        m.assert_calls_async(1).await;
+    }
+    for m in changes {
+        m.assert_calls_async(0).await;
+    }
 }
