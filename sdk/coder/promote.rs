@@ -1100,12 +1100,14 @@ impl CoderClient {
                 .moved
                 .extend(moved_of(&rollout, PromotePhase::Rollout, version_id));
             report.worst = rollout.worst;
+            // The report's `failed` counts the ones a halt left alone too: say them apart.
+            let not_attempted = rollout.halt.as_ref().map_or(0, |h| h.not_attempted.len());
             report.message = format!(
                 "{version} is the active version of template {template}; rollout: {} of {} \
                  updated, {} failed, {} skipped{}",
                 rollout.succeeded,
                 rollout.total,
-                rollout.failed,
+                rollout.failed.saturating_sub(not_attempted),
                 rollout.skipped,
                 rollout
                     .halt

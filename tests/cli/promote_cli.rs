@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions};
+use fleet::sim::{RunningSim, SimFaults, SimOptions, WORKSPACE_START_FAULT};
 use serde_json::json;
 
 use crate::support::cli::{Run, fleet, fleet_on};
@@ -413,4 +413,98 @@ async fn an_interrupt_before_the_promotion_never_promotes() {
     for n in 2..=8 {
         assert_eq!(history(&sim, n), pairs(&[("start", "v1")]), "{}", web(n));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_that_hits_its_failure_budget_after_the_promotion_exits_1_and_says_it_was_promoted()
+ {
+    // v2 is good (the canary web-01 ends healthy), but every start of web-03 fails whatever
+    // the version: one at a time with a budget of one failure, the rollout stops there.
+    let sim = sim_with(SimOptions {
+        speed: 100.0,
+        faults: SimFaults {
+            coder_start_fails: vec![web(3)],
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    })
+    .await;
+    let run = on_sim(
+        &sim,
+        &[
+            "coder",
+            "promote",
+            "web",
+            "--version",
+            "v2",
+            "--parallel",
+            "1",
+            "--max-failures",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.show());
+
+    // The canary was healthy, then the PATCH, then the rollout.
+    let log = sent(&sim);
+    let patch = position(&log, "PATCH /api/v2/templates/");
+    assert_eq!(patch.len(), 1, "one PATCH: {log:#?}");
+    assert!(
+        position(&log, &build_post(&sim, 1))
+            .iter()
+            .all(|i| *i < patch[0]),
+        "{log:#?}"
+    );
+    assert_eq!(
+        history(&sim, 1).last().unwrap(),
+        &("start".into(), "v2".into())
+    );
+    assert_eq!(
+        history(&sim, 2).last().unwrap(),
+        &("start".into(), "v2".into())
+    );
+    let failed = position(&log, &build_post(&sim, 3));
+    assert!(!failed.is_empty(), "web-03 was tried: {log:#?}");
+    assert!(failed.iter().all(|i| *i > patch[0]), "{log:#?}");
+    // The budget was hit on web-03: nothing started after it.
+    for n in 4..=8 {
+        assert_eq!(history(&sim, n), pairs(&[("start", "v1")]), "{}", web(n));
+        assert!(position(&log, &build_post(&sim, n)).is_empty(), "{log:#?}");
+    }
+
+    // The report says the template WAS promoted, which workspace failed and why, what was
+    // not attempted, and how to take everything back.
+    let out = &run.stdout;
+    assert!(out.lines().any(|l| l == "promoted"), "{}", run.show());
+    assert!(
+        out.contains("v2 is the active version of template web"),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("rollout")
+            && l.contains("carol/web-03")
+            && l.contains("failed")),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.contains(&format!("carol/web-03: failed — ")) && out.contains(WORKSPACE_START_FAULT),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.contains(
+            "v2 is the active version of template web; rollout: 1 of 7 updated, 1 failed, 0 \
+             skipped; halted (the failure budget was used up): 5 not attempted"
+        ),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.contains("fleet coder rollback --to-version v1 --parallel 1 -- web"),
+        "{}",
+        run.show()
+    );
 }
