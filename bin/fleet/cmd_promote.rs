@@ -13,8 +13,8 @@ use fleet::text::escape_one_line;
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
     cmd_coder::{
-        BusyArgs, ParamArgs, WaitArgs, parse_canary, parse_max_failures, parse_parallel,
-        parse_version, parse_workspace, secs, tone,
+        BusyArgs, ParamArgs, WaitArgs, column_width, parse_canary, parse_max_failures,
+        parse_parallel, parse_version, parse_workspace, secs, tone, version_cell,
     },
     command::{CommandLine, NameKind, Printed},
     follow::follow,
@@ -239,21 +239,11 @@ fn put_wait(c: &mut CommandLine, wait: &WaitArgs, parallel: usize) {
 /// One row per workspace of a phase: phase, workspace, verdict, version, total.
 fn phase_rows(rows: &mut Vec<[String; 5]>, phase: &str, r: &FleetReport) {
     for w in &r.results {
-        let to = w
-            .to_version_name
-            .clone()
-            .or_else(|| w.to_version_id.map(|v| v.to_string()));
-        let version = match (&w.from_version_name, to) {
-            (Some(f), Some(t)) if *f == t => f.clone(),
-            (f, Some(t)) => format!("{} → {t}", f.clone().unwrap_or_else(|| "?".into())),
-            (Some(f), None) => f.clone(),
-            (None, None) => "-".into(),
-        };
         rows.push([
             phase.to_string(),
             escape_one_line(&w.workspace).into_owned(),
             w.verdict.to_string(),
-            escape_one_line(&version).into_owned(),
+            version_cell(w),
             secs(Some(w.elapsed_ms)),
         ]);
     }
@@ -263,14 +253,8 @@ fn print_rows(rows: &[[String; 5]], reports: &[&FleetReport]) {
     if rows.is_empty() {
         return;
     }
-    let width = |i: usize, least: usize| {
-        rows.iter()
-            .map(|r| r[i].chars().count())
-            .max()
-            .unwrap_or(least)
-            .max(least)
-    };
-    let (name_w, version_w) = (width(1, 9), width(3, 7));
+    let width = |i: usize, header: &str| column_width(rows.iter().map(|r| r[i].as_str()), header);
+    let (name_w, version_w) = (width(1, "WORKSPACE"), width(3, "VERSION"));
     out::line(format!(
         "{:<8}  {:<name_w$}  {:<15}  {:<version_w$}  {:>7}",
         "PHASE", "WORKSPACE", "VERDICT", "VERSION", "TOTAL"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use fleet::sim::{RunningSim, SimFaults, SimOptions, WORKSPACE_START_FAULT};
 use serde_json::json;
 
-use crate::support::cli::{Run, fleet, fleet_on};
+use crate::support::cli::{Run, assert_columns_line_up, fleet, fleet_on};
 use crate::support::sim::{sim, sim_with};
 
 /// Every request the simulator answered so far, in order, as `METHOD /path`.
@@ -504,6 +504,30 @@ async fn a_rollout_that_hits_its_failure_budget_after_the_promotion_exits_1_and_
     );
     assert!(
         out.contains("fleet coder rollback --to-version v1 --parallel 1 -- web"),
+        "{}",
+        run.show()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_name_wider_than_its_header_keeps_the_report_columns_aligned() {
+    // The README's quickstart: shop's bad version, "v1 → v3-start-error" is wider than
+    // VERSION; the canary row and the rollback row line up under the header.
+    let sim = sim(100.0).await;
+    let run = on_sim(
+        &sim,
+        &["coder", "promote", "shop", "--version", "v3-start-error"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.show());
+    assert!(
+        run.stdout.contains("v1 → v3-start-error") && run.stdout.contains("v3-start-error → v1"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        assert_columns_line_up(&run.stdout, "PHASE ", 4),
+        2,
         "{}",
         run.show()
     );
