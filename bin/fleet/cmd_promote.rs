@@ -119,7 +119,8 @@ pub struct RollbackArgs {
     template: String,
 
     /// The version to go back to (default: the newest usable one older than the active one).
-    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    /// `--template-version`, the name the SDK's advice gives it, is accepted too.
+    #[arg(long, alias = "template-version", value_name = "VERSION", value_parser = parse_version)]
     to_version: Option<TemplateVersionRef>,
 
     /// Only these workspaces (comma-separated), else every one on the version that was active.

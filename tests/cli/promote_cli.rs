@@ -532,3 +532,42 @@ async fn a_version_name_wider_than_its_header_keeps_the_report_columns_aligned()
         run.show()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_with_no_older_version_names_a_flag_rollback_takes() {
+    // The README's `fleet coder rollback web` on a fresh simulator: nothing was promoted, so
+    // there is no older version to go back to. Refused (exit 2, reads only), and the advice
+    // names a flag that `fleet coder rollback` accepts.
+    let sim = sim(100.0).await;
+    let run = on_sim(&sim, &["coder", "rollback", "web"]).await;
+    assert_eq!(run.code, 2, "{}", run.show());
+    assert!(
+        run.stderr
+            .contains("no imported, unarchived version older than its active one")
+            && run.stderr.contains("pass --template-version ID"),
+        "{}",
+        run.show()
+    );
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+
+    // Following the advice works: v1 is already active and web-01 runs it.
+    let run = on_sim(
+        &sim,
+        &[
+            "coder",
+            "rollback",
+            "web",
+            "--template-version",
+            "v1",
+            "--workspaces",
+            "carol/web-01",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.show());
+    let back = run.json();
+    assert_eq!(back["to"]["name"], "v1", "{back}");
+    assert_eq!(history(&sim, 1), pairs(&[("start", "v1")]));
+}
