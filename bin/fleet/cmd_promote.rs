@@ -517,9 +517,38 @@ fn phase_key(phase: fleet::coder::PromotePhase, shown: ManyShown) -> ManyShown {
     }
 }
 
+/// The pre-flight's one line: `checking N of M…`, then `checked M of M`.
+fn preflight_words(checked: usize, total: usize) -> String {
+    if checked < total {
+        format!("checking {checked} of {total}…")
+    } else {
+        format!("checked {checked} of {total}")
+    }
+}
+
+/// Without a terminal, the pre-flight's count is a line at the first workspace, at every
+/// tenth of them and at the last: a dozen lines at most, however large the template.
+fn preflight_line_due(checked: usize, total: usize) -> bool {
+    let step = total.div_ceil(10).max(1);
+    checked == 1 || checked >= total || checked % step == 0
+}
+
 impl ManyEvent for PromoteEvent {
     fn shown(&self) -> ManyShown {
         match self {
+            PromoteEvent::PreflightChecked { checked, total, .. } => {
+                let (key, label) = ("pre-flight".to_string(), "pre-flight".to_string());
+                if checked < total {
+                    ManyShown::Step { key, label }
+                } else {
+                    ManyShown::Finished {
+                        key,
+                        label,
+                        done: 0,
+                        last: None,
+                    }
+                }
+            }
             PromoteEvent::Workspace { phase, step } => phase_key(*phase, step.shown()),
             PromoteEvent::LogLinesDropped { count } => ManyShown::Dropped(*count),
             _ => ManyShown::Note { one_fewer: false },
@@ -528,6 +557,9 @@ impl ManyEvent for PromoteEvent {
 
     fn text(&self) -> String {
         match self {
+            PromoteEvent::PreflightChecked { checked, total, .. } => {
+                preflight_words(*checked, *total)
+            }
             PromoteEvent::Workspace { step, .. } => match step {
                 FleetEvent::Selected { .. } => escape_one_line(&self.describe()).into_owned(),
                 _ => step.text(),
@@ -538,6 +570,10 @@ impl ManyEvent for PromoteEvent {
 
     fn line(&self) -> Option<String> {
         match self {
+            PromoteEvent::PreflightChecked { checked, total, .. } => {
+                preflight_line_due(*checked, *total)
+                    .then(|| format!("pre-flight: {}", preflight_words(*checked, *total)))
+            }
             PromoteEvent::Workspace { phase, step } => step.line().map(|l| format!("{phase}: {l}")),
             _ => Some(escape_one_line(&self.describe()).into_owned()),
         }

@@ -82,6 +82,8 @@ async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls
     assert_eq!(run.code, 0, "{}", run.show());
     let report = run.json();
     assert_eq!(report["outcome"], "promoted", "{report}");
+    // -o json: no progress at all, the pre-flight's count included.
+    assert!(!run.stderr.contains("pre-flight"), "{}", run.show());
     assert_eq!(report["promoted"], true);
     assert_eq!(report["plan"]["canaries"][0]["workspace"], web(1));
     assert_eq!(report["plan"]["canary_choice"]["kind"], "chosen");
@@ -309,6 +311,14 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
         run.show()
     );
     assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    // The pre-flight said how far it got, on stderr: the 8 workspaces that move.
+    assert!(
+        run.stderr.contains("pre-flight: checking 1 of 8…")
+            && run.stderr.contains("pre-flight: checked 8 of 8"),
+        "{}",
+        run.show()
+    );
+    assert!(!run.stdout.contains("pre-flight:"), "{}", run.show());
 
     // A parameter value the version refuses: the pre-flight refuses the whole promotion,
     // exit 2, reads only.
@@ -570,4 +580,45 @@ async fn a_rollback_with_no_older_version_names_a_flag_rollback_takes() {
     let back = run.json();
     assert_eq!(back["to"]["name"], "v1", "{back}");
     assert_eq!(history(&sim, 1), pairs(&[("start", "v1")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_flight_of_a_large_template_counts_in_a_dozen_lines_at_most() {
+    // 40 bulk workspaces of docker-dev (on v2) and its own: the dry run's pre-flight checks
+    // every one that moves to v3; without a terminal it says so at the first, at each tenth
+    // and at the last.
+    let sim = sim_with(SimOptions {
+        speed: 100.0,
+        bulk_workspaces: 40,
+        ..SimOptions::default()
+    })
+    .await;
+    let run = on_sim(
+        &sim,
+        &[
+            "coder",
+            "promote",
+            "docker-dev",
+            "--version",
+            "v3",
+            "--dry-run",
+        ],
+    )
+    .await;
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("pre-flight: "))
+        .collect();
+    let last = lines.last().copied().unwrap_or_default();
+    let total: usize = last
+        .strip_prefix("pre-flight: checked ")
+        .and_then(|rest| rest.split(" of ").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the last line says all were checked: {}", run.show()));
+    assert!(total >= 40, "{}", run.show());
+    assert_eq!(last, format!("pre-flight: checked {total} of {total}"));
+    assert_eq!(lines[0], format!("pre-flight: checking 1 of {total}…"));
+    assert!(lines.len() <= 12, "{lines:#?}");
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
 }
