@@ -191,7 +191,7 @@ template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
     },
 }
 
-/// Deadlines and polling shared by update and restart.
+// Deadlines and polling shared by update and restart.
 
 /// The SDK's timeout defaults in the words `--help` shows (`5m`, `10m`): each default lives in
 /// the SDK once ([`fleet::coder::DEFAULT_STOP_TIMEOUT`], [`fleet::coder::DEFAULT_START_TIMEOUT`],

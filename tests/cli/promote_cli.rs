@@ -500,7 +500,7 @@ async fn a_rollout_that_hits_its_failure_budget_after_the_promotion_exits_1_and_
         run.show()
     );
     assert!(
-        out.contains(&format!("carol/web-03: failed — ")) && out.contains(WORKSPACE_START_FAULT),
+        out.contains("carol/web-03: failed — ") && out.contains(WORKSPACE_START_FAULT),
         "{}",
         run.show()
     );
