@@ -953,6 +953,32 @@ pub(crate) fn secs(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
 }
 
+/// A result's VERSION cell, on one line: `from → to`, or the one version when it did not
+/// change.
+pub(crate) fn version_cell(w: &fleet::coder::WorkspaceResult) -> String {
+    let to = w
+        .to_version_name
+        .clone()
+        .or_else(|| w.to_version_id.map(|v| v.to_string()));
+    let version = match (&w.from_version_name, to) {
+        (Some(f), Some(t)) if *f == t => f.clone(),
+        (f, Some(t)) => format!("{} → {t}", f.clone().unwrap_or_else(|| "?".into())),
+        (Some(f), None) => f.clone(),
+        (None, None) => "-".into(),
+    };
+    escape_one_line(&version).into_owned()
+}
+
+/// How wide a column is: its widest cell or its header, in characters.
+pub(crate) fn column_width<'a>(cells: impl IntoIterator<Item = &'a str>, header: &str) -> usize {
+    cells
+        .into_iter()
+        .map(|c| c.chars().count())
+        .chain([header.chars().count()])
+        .max()
+        .unwrap_or(0)
+}
+
 fn print_report(r: &FleetReport, resume: Option<&Printed>) {
     // A row is one line: the server's names and versions are shown with any line break
     // escaped, and the columns are as wide as what is shown.
@@ -967,21 +993,15 @@ fn print_report(r: &FleetReport, resume: Option<&Printed>) {
         .max()
         .unwrap_or(9)
         .max(9);
+    // The VERSION column too is as wide as its widest cell: a long version name must not push
+    // the columns after it out of line.
+    let versions: Vec<String> = r.results.iter().map(version_cell).collect();
+    let version_w = column_width(versions.iter().map(String::as_str), "VERSION");
     out::line(format!(
-        "{:<width$}  {:<15}  {:<28}  {:>7}  {:>7}  {:>7}  {:>7}",
+        "{:<width$}  {:<15}  {:<version_w$}  {:>7}  {:>7}  {:>7}  {:>7}",
         "WORKSPACE", "VERDICT", "VERSION", "STOP", "START", "READY", "TOTAL"
     ));
-    for (w, name) in r.results.iter().zip(&names) {
-        let to = w
-            .to_version_name
-            .clone()
-            .or_else(|| w.to_version_id.map(|v| v.to_string()));
-        let version = match (&w.from_version_name, to) {
-            (Some(f), Some(t)) if *f == t => f.clone(),
-            (f, Some(t)) => format!("{} → {t}", f.clone().unwrap_or_else(|| "?".into())),
-            (Some(f), None) => f.clone(),
-            (None, None) => "-".into(),
-        };
+    for ((w, name), version) in r.results.iter().zip(&names).zip(&versions) {
         let total = (w.verdict != Verdict::NotAttempted).then_some(w.elapsed_ms);
         out::row_with_verdict(
             &format!("{name:<width$}  "),
@@ -989,8 +1009,7 @@ fn print_report(r: &FleetReport, resume: Option<&Printed>) {
             15,
             tone(w.verdict),
             &format!(
-                "  {:<28}  {:>7}  {:>7}  {:>7}  {:>7}",
-                escape_one_line(&version),
+                "  {version:<version_w$}  {:>7}  {:>7}  {:>7}  {:>7}",
                 secs(w.stop_ms),
                 secs(w.start_ms),
                 secs(w.ready_ms),

@@ -13,8 +13,8 @@ use fleet::text::escape_one_line;
 use crate::{
     cli::{self, GlobalOpts, OutputFormat},
     cmd_coder::{
-        BusyArgs, ParamArgs, WaitArgs, parse_canary, parse_max_failures, parse_parallel,
-        parse_version, parse_workspace, secs, tone,
+        BusyArgs, ParamArgs, WaitArgs, column_width, parse_canary, parse_max_failures,
+        parse_parallel, parse_version, parse_workspace, secs, tone, version_cell,
     },
     command::{CommandLine, NameKind, Printed},
     follow::follow,
@@ -119,7 +119,8 @@ pub struct RollbackArgs {
     template: String,
 
     /// The version to go back to (default: the newest usable one older than the active one).
-    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    /// `--template-version`, the name the SDK's advice gives it, is accepted too.
+    #[arg(long, alias = "template-version", value_name = "VERSION", value_parser = parse_version)]
     to_version: Option<TemplateVersionRef>,
 
     /// Only these workspaces (comma-separated), else every one on the version that was active.
@@ -239,21 +240,11 @@ fn put_wait(c: &mut CommandLine, wait: &WaitArgs, parallel: usize) {
 /// One row per workspace of a phase: phase, workspace, verdict, version, total.
 fn phase_rows(rows: &mut Vec<[String; 5]>, phase: &str, r: &FleetReport) {
     for w in &r.results {
-        let to = w
-            .to_version_name
-            .clone()
-            .or_else(|| w.to_version_id.map(|v| v.to_string()));
-        let version = match (&w.from_version_name, to) {
-            (Some(f), Some(t)) if *f == t => f.clone(),
-            (f, Some(t)) => format!("{} → {t}", f.clone().unwrap_or_else(|| "?".into())),
-            (Some(f), None) => f.clone(),
-            (None, None) => "-".into(),
-        };
         rows.push([
             phase.to_string(),
             escape_one_line(&w.workspace).into_owned(),
             w.verdict.to_string(),
-            escape_one_line(&version).into_owned(),
+            version_cell(w),
             secs(Some(w.elapsed_ms)),
         ]);
     }
@@ -263,14 +254,8 @@ fn print_rows(rows: &[[String; 5]], reports: &[&FleetReport]) {
     if rows.is_empty() {
         return;
     }
-    let width = |i: usize, least: usize| {
-        rows.iter()
-            .map(|r| r[i].chars().count())
-            .max()
-            .unwrap_or(least)
-            .max(least)
-    };
-    let (name_w, version_w) = (width(1, 9), width(3, 7));
+    let width = |i: usize, header: &str| column_width(rows.iter().map(|r| r[i].as_str()), header);
+    let (name_w, version_w) = (width(1, "WORKSPACE"), width(3, "VERSION"));
     out::line(format!(
         "{:<8}  {:<name_w$}  {:<15}  {:<version_w$}  {:>7}",
         "PHASE", "WORKSPACE", "VERDICT", "VERSION", "TOTAL"
@@ -532,9 +517,38 @@ fn phase_key(phase: fleet::coder::PromotePhase, shown: ManyShown) -> ManyShown {
     }
 }
 
+/// The pre-flight's one line: `checking N of M…`, then `checked M of M`.
+fn preflight_words(checked: usize, total: usize) -> String {
+    if checked < total {
+        format!("checking {checked} of {total}…")
+    } else {
+        format!("checked {checked} of {total}")
+    }
+}
+
+/// Without a terminal, the pre-flight's count is a line at the first workspace, at every
+/// tenth of them and at the last: a dozen lines at most, however large the template.
+fn preflight_line_due(checked: usize, total: usize) -> bool {
+    let step = total.div_ceil(10).max(1);
+    checked == 1 || checked >= total || checked % step == 0
+}
+
 impl ManyEvent for PromoteEvent {
     fn shown(&self) -> ManyShown {
         match self {
+            PromoteEvent::PreflightChecked { checked, total, .. } => {
+                let (key, label) = ("pre-flight".to_string(), "pre-flight".to_string());
+                if checked < total {
+                    ManyShown::Step { key, label }
+                } else {
+                    ManyShown::Finished {
+                        key,
+                        label,
+                        done: 0,
+                        last: None,
+                    }
+                }
+            }
             PromoteEvent::Workspace { phase, step } => phase_key(*phase, step.shown()),
             PromoteEvent::LogLinesDropped { count } => ManyShown::Dropped(*count),
             _ => ManyShown::Note { one_fewer: false },
@@ -543,6 +557,9 @@ impl ManyEvent for PromoteEvent {
 
     fn text(&self) -> String {
         match self {
+            PromoteEvent::PreflightChecked { checked, total, .. } => {
+                preflight_words(*checked, *total)
+            }
             PromoteEvent::Workspace { step, .. } => match step {
                 FleetEvent::Selected { .. } => escape_one_line(&self.describe()).into_owned(),
                 _ => step.text(),
@@ -553,6 +570,10 @@ impl ManyEvent for PromoteEvent {
 
     fn line(&self) -> Option<String> {
         match self {
+            PromoteEvent::PreflightChecked { checked, total, .. } => {
+                preflight_line_due(*checked, *total)
+                    .then(|| format!("pre-flight: {}", preflight_words(*checked, *total)))
+            }
             PromoteEvent::Workspace { phase, step } => step.line().map(|l| format!("{phase}: {l}")),
             _ => Some(escape_one_line(&self.describe()).into_owned()),
         }

@@ -124,6 +124,11 @@ pub struct SimArgs {
     #[arg(long)]
     pub migrator_unconfigured: bool,
 
+    /// Every start of these Coder workspaces fails, whatever the version (e.g. carol/web-03:
+    /// a good version that still fails somewhere, for --max-failures).
+    #[arg(long, value_name = "OWNER/NAME", value_delimiter = ',')]
+    pub coder_start_fails: Vec<String>,
+
     /// The Coder version GET /api/v2/buildinfo reports (2.35.0 serves the old behaviour:
     /// on_success is ignored; from 2.36.0 a stop build may carry on_success).
     #[arg(long, default_value = fleet::sim::DEFAULT_CODER_VERSION, value_name = "VERSION")]
@@ -195,6 +200,7 @@ pub async fn run(args: SimArgs, global: &GlobalOpts) -> fleet::Result<i32> {
             flaky_gets: args.flaky_gets,
             every_nth_get_503: args.every_nth_get_503,
             migrator_unconfigured: args.migrator_unconfigured,
+            coder_start_fails: args.coder_start_fails.clone(),
         },
         bulk_workspaces: args.bulk_workspaces,
         coder_version: coder_version_text(&args.coder_version),

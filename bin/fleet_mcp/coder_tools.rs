@@ -484,7 +484,8 @@ fn promote_answer(operation_id: &str, report: PromoteReport) -> PromoteAnswer {
     )
 }
 
-/// A promotion's events as progress: every step, log lines coalesced.
+/// A promotion's events as progress: every step; log lines and the pre-flight's count
+/// coalesced.
 fn forward_promote() -> impl FnMut(&Progress, &PromoteEvent) + Send {
     use fleet::coder::CoderEvent;
     let mut n = 0.0;
@@ -493,6 +494,7 @@ fn forward_promote() -> impl FnMut(&Progress, &PromoteEvent) + Send {
         let line = matches!(
             event,
             PromoteEvent::LogLinesDropped { .. }
+                | PromoteEvent::PreflightChecked { .. }
                 | PromoteEvent::Workspace {
                     step: FleetEvent::Step {
                         step: CoderEvent::BuildLog { .. } | CoderEvent::LogLinesDropped { .. },

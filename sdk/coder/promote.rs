@@ -353,6 +353,16 @@ pub enum PromoteEvent {
         /// What Coder said.
         message: String,
     },
+    /// The pre-flight checked one more workspace that will move (reads only: the version,
+    /// its parameters for that workspace): `checked` of `total` so far.
+    PreflightChecked {
+        /// `owner/name` of the one checked last.
+        workspace: String,
+        /// How many are checked (this one included).
+        checked: usize,
+        /// How many the pre-flight checks.
+        total: usize,
+    },
     /// The reader fell behind: this many events (log lines first) were dropped.
     LogLinesDropped {
         /// How many.
@@ -409,6 +419,11 @@ impl PromoteEvent {
             PromoteEvent::PromotionFailed { message } => {
                 format!("promotion failed: {message}")
             }
+            PromoteEvent::PreflightChecked {
+                workspace,
+                checked,
+                total,
+            } => format!("pre-flight: checked {checked} of {total} ({workspace})"),
             PromoteEvent::LogLinesDropped { count } => {
                 format!("{count} log line(s) dropped: they came faster than they were read")
             }
@@ -498,6 +513,7 @@ impl OperationEvent for PromoteEvent {
             },
             PromoteEvent::Promoted { .. }
             | PromoteEvent::PromotionFailed { .. }
+            | PromoteEvent::PreflightChecked { .. }
             | PromoteEvent::LogLinesDropped { .. } => {}
         }
     }
@@ -831,12 +847,27 @@ impl CoderClient {
         if !targets.is_empty() && not_promotable.is_empty() {
             let selection = Selection::Named(targets);
             let batch = options.batch(version_id, None, true);
-            let mut quiet = |_: FleetEvent| {};
+            // A large template takes a while (a few reads per workspace): say how far it got.
+            let mut progress = |e: FleetEvent| {
+                if let FleetEvent::Finished {
+                    done,
+                    total,
+                    result,
+                    ..
+                } = e
+                {
+                    emit(PromoteEvent::PreflightChecked {
+                        workspace: result.workspace,
+                        checked: done,
+                        total,
+                    });
+                }
+            };
             let checked = tokio::select! {
                 _ = control.cancelled() => {
                     return Err(interrupted_before_anything("during the pre-flight"));
                 }
-                r = self.update_many(&selection, &batch, control, &mut quiet) => r?,
+                r = self.update_many(&selection, &batch, control, &mut progress) => r?,
             };
             refusals = checked
                 .results
@@ -1100,12 +1131,14 @@ impl CoderClient {
                 .moved
                 .extend(moved_of(&rollout, PromotePhase::Rollout, version_id));
             report.worst = rollout.worst;
+            // The report's `failed` counts the ones a halt left alone too: say them apart.
+            let not_attempted = rollout.halt.as_ref().map_or(0, |h| h.not_attempted.len());
             report.message = format!(
                 "{version} is the active version of template {template}; rollout: {} of {} \
                  updated, {} failed, {} skipped{}",
                 rollout.succeeded,
                 rollout.total,
-                rollout.failed,
+                rollout.failed.saturating_sub(not_attempted),
                 rollout.skipped,
                 rollout
                     .halt

@@ -420,6 +420,8 @@ pub(crate) struct CoderWorld {
     pub(crate) log_flood_bytes: Option<usize>,
     /// The most builds that were active (pending or running) at once.
     pub(crate) max_active_builds: usize,
+    /// Workspaces whose every start fails, whatever the version (a sim fault).
+    start_fails: Vec<Uuid>,
 }
 
 /// How the simulated Coder deployment behaves (from [`super::SimOptions`]).
@@ -436,6 +438,23 @@ fn me(world: &CoderWorld) -> &User {
 }
 
 impl CoderWorld {
+    /// Makes every start of these workspaces (`owner/name`) fail; refuses a name not seeded.
+    pub(crate) fn fail_starts_of(&mut self, names: &[String]) -> crate::Result<()> {
+        for full in names {
+            let id = full
+                .split_once('/')
+                .and_then(|(owner, name)| self.workspace_id(owner, name))
+                .ok_or_else(|| {
+                    crate::Error::InvalidInput(format!(
+                        "the simulator seeds no Coder workspace {full:?} to fail the starts of: \
+                         name one as owner/name, e.g. carol/web-02"
+                    ))
+                })?;
+            self.start_fails.push(id);
+        }
+        Ok(())
+    }
+
     pub(crate) fn workspace_id(&self, owner: &str, name: &str) -> Option<Uuid> {
         let user = self.find_user(owner)?;
         self.workspaces
@@ -765,7 +784,9 @@ impl CoderWorld {
             initiator: "alice",
             created: now,
             factor: if ws.slow { SLOW_FACTOR } else { 1.0 },
-            fails: if transition == "start" {
+            fails: if transition == "start" && self.start_fails.contains(&ws.id) {
+                Some(super::WORKSPACE_START_FAULT)
+            } else if transition == "start" {
                 version.start_fails
             } else {
                 None

@@ -126,7 +126,16 @@ pub struct SimFaults {
     pub every_nth_get_503: Option<u32>,
     /// The CP answers `POST …/migrate-provider` with 503 "migrator not configured".
     pub migrator_unconfigured: bool,
+    /// Coder workspaces (`owner/name`) whose every start build fails, whatever the version
+    /// (the job ends `failed` with [`WORKSPACE_START_FAULT`]): a good version that still fails
+    /// on some workspaces, to exercise failure budgets. A name the simulator does not seed
+    /// is refused when it starts.
+    pub coder_start_fails: Vec<String>,
 }
+
+/// The job error of a start on a workspace named in [`SimFaults::coder_start_fails`].
+pub const WORKSPACE_START_FAULT: &str =
+    "creating container: no space left on device (this workspace's node; sim fault)";
 
 impl Default for SimFaults {
     fn default() -> Self {
@@ -134,6 +143,7 @@ impl Default for SimFaults {
             flaky_gets: 2,
             every_nth_get_503: None,
             migrator_unconfigured: false,
+            coder_start_fails: Vec::new(),
         }
     }
 }
@@ -294,23 +304,25 @@ impl Simulator {
             start_wall: Utc::now(),
             speed: options.speed,
         };
+        let mut coder_world = coder::seed(
+            &clock,
+            &options.faults,
+            options.bulk_workspaces,
+            coder::CoderSettings {
+                version: options.coder_version.clone(),
+                can_pin: options.coder_can_pin_versions,
+                ws_drop_after: options.ws_drop_after,
+                log_flood_bytes: options.log_flood_bytes,
+            },
+        );
+        coder_world.fail_starts_of(&options.faults.coder_start_fails)?;
         let state = Arc::new(SimState {
             molecule: Mutex::new(molecule::seed(
                 &clock,
                 &options.faults,
                 options.bulk_workspaces,
             )),
-            coder: Mutex::new(coder::seed(
-                &clock,
-                &options.faults,
-                options.bulk_workspaces,
-                coder::CoderSettings {
-                    version: options.coder_version.clone(),
-                    can_pin: options.coder_can_pin_versions,
-                    ws_drop_after: options.ws_drop_after,
-                    log_flood_bytes: options.log_flood_bytes,
-                },
-            )),
+            coder: Mutex::new(coder_world),
             log: Mutex::new(Vec::new()),
             gets: Mutex::new(0),
             clock,

@@ -736,5 +736,6 @@ pub(crate) fn seed(
         ws_drop_after: settings.ws_drop_after,
         log_flood_bytes: settings.log_flood_bytes,
         max_active_builds: 0,
+        start_fails: Vec::new(),
     }
 }

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use fleet::sim::{RunningSim, SimOptions};
+use fleet::sim::{RunningSim, SimFaults, SimOptions, WORKSPACE_START_FAULT};
 use serde_json::json;
 
-use crate::support::cli::{Run, fleet, fleet_on};
+use crate::support::cli::{Run, assert_columns_line_up, fleet, fleet_on};
 use crate::support::sim::{sim, sim_with};
 
 /// Every request the simulator answered so far, in order, as `METHOD /path`.
@@ -82,6 +82,8 @@ async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls
     assert_eq!(run.code, 0, "{}", run.show());
     let report = run.json();
     assert_eq!(report["outcome"], "promoted", "{report}");
+    // -o json: no progress at all, the pre-flight's count included.
+    assert!(!run.stderr.contains("pre-flight"), "{}", run.show());
     assert_eq!(report["promoted"], true);
     assert_eq!(report["plan"]["canaries"][0]["workspace"], web(1));
     assert_eq!(report["plan"]["canary_choice"]["kind"], "chosen");
@@ -309,6 +311,14 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
         run.show()
     );
     assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    // The pre-flight said how far it got, on stderr: the 8 workspaces that move.
+    assert!(
+        run.stderr.contains("pre-flight: checking 1 of 8…")
+            && run.stderr.contains("pre-flight: checked 8 of 8"),
+        "{}",
+        run.show()
+    );
+    assert!(!run.stdout.contains("pre-flight:"), "{}", run.show());
 
     // A parameter value the version refuses: the pre-flight refuses the whole promotion,
     // exit 2, reads only.
@@ -413,4 +423,202 @@ async fn an_interrupt_before_the_promotion_never_promotes() {
     for n in 2..=8 {
         assert_eq!(history(&sim, n), pairs(&[("start", "v1")]), "{}", web(n));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_that_hits_its_failure_budget_after_the_promotion_exits_1_and_says_it_was_promoted()
+ {
+    // v2 is good (the canary web-01 ends healthy), but every start of web-03 fails whatever
+    // the version: one at a time with a budget of one failure, the rollout stops there.
+    let sim = sim_with(SimOptions {
+        speed: 100.0,
+        faults: SimFaults {
+            coder_start_fails: vec![web(3)],
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    })
+    .await;
+    let run = on_sim(
+        &sim,
+        &[
+            "coder",
+            "promote",
+            "web",
+            "--version",
+            "v2",
+            "--parallel",
+            "1",
+            "--max-failures",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.show());
+
+    // The canary was healthy, then the PATCH, then the rollout.
+    let log = sent(&sim);
+    let patch = position(&log, "PATCH /api/v2/templates/");
+    assert_eq!(patch.len(), 1, "one PATCH: {log:#?}");
+    assert!(
+        position(&log, &build_post(&sim, 1))
+            .iter()
+            .all(|i| *i < patch[0]),
+        "{log:#?}"
+    );
+    assert_eq!(
+        history(&sim, 1).last().unwrap(),
+        &("start".into(), "v2".into())
+    );
+    assert_eq!(
+        history(&sim, 2).last().unwrap(),
+        &("start".into(), "v2".into())
+    );
+    let failed = position(&log, &build_post(&sim, 3));
+    assert!(!failed.is_empty(), "web-03 was tried: {log:#?}");
+    assert!(failed.iter().all(|i| *i > patch[0]), "{log:#?}");
+    // The budget was hit on web-03: nothing started after it.
+    for n in 4..=8 {
+        assert_eq!(history(&sim, n), pairs(&[("start", "v1")]), "{}", web(n));
+        assert!(position(&log, &build_post(&sim, n)).is_empty(), "{log:#?}");
+    }
+
+    // The report says the template WAS promoted, which workspace failed and why, what was
+    // not attempted, and how to take everything back.
+    let out = &run.stdout;
+    assert!(out.lines().any(|l| l == "promoted"), "{}", run.show());
+    assert!(
+        out.contains("v2 is the active version of template web"),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("rollout")
+            && l.contains("carol/web-03")
+            && l.contains("failed")),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.contains("carol/web-03: failed — ") && out.contains(WORKSPACE_START_FAULT),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.contains(
+            "v2 is the active version of template web; rollout: 1 of 7 updated, 1 failed, 0 \
+             skipped; halted (the failure budget was used up): 5 not attempted"
+        ),
+        "{}",
+        run.show()
+    );
+    assert!(
+        out.contains("fleet coder rollback --to-version v1 --parallel 1 -- web"),
+        "{}",
+        run.show()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_name_wider_than_its_header_keeps_the_report_columns_aligned() {
+    // The README's quickstart: shop's bad version, "v1 → v3-start-error" is wider than
+    // VERSION; the canary row and the rollback row line up under the header.
+    let sim = sim(100.0).await;
+    let run = on_sim(
+        &sim,
+        &["coder", "promote", "shop", "--version", "v3-start-error"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.show());
+    assert!(
+        run.stdout.contains("v1 → v3-start-error") && run.stdout.contains("v3-start-error → v1"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        assert_columns_line_up(&run.stdout, "PHASE ", 4),
+        2,
+        "{}",
+        run.show()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_with_no_older_version_names_a_flag_rollback_takes() {
+    // The README's `fleet coder rollback web` on a fresh simulator: nothing was promoted, so
+    // there is no older version to go back to. Refused (exit 2, reads only), and the advice
+    // names a flag that `fleet coder rollback` accepts.
+    let sim = sim(100.0).await;
+    let run = on_sim(&sim, &["coder", "rollback", "web"]).await;
+    assert_eq!(run.code, 2, "{}", run.show());
+    assert!(
+        run.stderr
+            .contains("no imported, unarchived version older than its active one")
+            && run.stderr.contains("pass --template-version ID"),
+        "{}",
+        run.show()
+    );
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+
+    // Following the advice works: v1 is already active and web-01 runs it.
+    let run = on_sim(
+        &sim,
+        &[
+            "coder",
+            "rollback",
+            "web",
+            "--template-version",
+            "v1",
+            "--workspaces",
+            "carol/web-01",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.show());
+    let back = run.json();
+    assert_eq!(back["to"]["name"], "v1", "{back}");
+    assert_eq!(history(&sim, 1), pairs(&[("start", "v1")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_flight_of_a_large_template_counts_in_a_dozen_lines_at_most() {
+    // 40 bulk workspaces of docker-dev (on v2) and its own: the dry run's pre-flight checks
+    // every one that moves to v3; without a terminal it says so at the first, at each tenth
+    // and at the last.
+    let sim = sim_with(SimOptions {
+        speed: 100.0,
+        bulk_workspaces: 40,
+        ..SimOptions::default()
+    })
+    .await;
+    let run = on_sim(
+        &sim,
+        &[
+            "coder",
+            "promote",
+            "docker-dev",
+            "--version",
+            "v3",
+            "--dry-run",
+        ],
+    )
+    .await;
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("pre-flight: "))
+        .collect();
+    let last = lines.last().copied().unwrap_or_default();
+    let total: usize = last
+        .strip_prefix("pre-flight: checked ")
+        .and_then(|rest| rest.split(" of ").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the last line says all were checked: {}", run.show()));
+    assert!(total >= 40, "{}", run.show());
+    assert_eq!(last, format!("pre-flight: checked {total} of {total}"));
+    assert_eq!(lines[0], format!("pre-flight: checking 1 of {total}…"));
+    assert!(lines.len() <= 12, "{lines:#?}");
+    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
 }

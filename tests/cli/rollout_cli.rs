@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::cli::{fleet, fleet_on};
+use crate::support::cli::{assert_columns_line_up, fleet, fleet_on};
 use crate::support::sim::sim;
 use fleet::{
     coder::{CoderClient, WorkspaceTransition, build_request},
@@ -122,6 +122,8 @@ async fn a_canary_on_a_broken_version_halts_with_nothing_beyond_the_canary_touch
         run.stdout
     );
     assert!(run.stdout.contains("VERDICT"), "{}", run.stdout);
+    // "v1 → v3-start-error" is wider than VERSION: the columns after it stay in line.
+    assert_eq!(assert_columns_line_up(&run.stdout, "WORKSPACE ", 3), 2);
     assert!(
         run.stdout
             .lines()

@@ -625,8 +625,19 @@ async fn a_promotion_reports_its_phases_in_order_through_the_handle() {
     let op = client.start_promote(request, fleet::coder::PromoteOptions::default());
     assert_eq!(op.kind(), fleet::operation::OperationKind::Promote);
     let mut seen: Vec<String> = Vec::new();
+    // The pre-flight's count, (checked, total, workspace), and whether the plan had come.
+    let mut checks: Vec<(usize, usize, String, bool)> = Vec::new();
     let report = crate::support::handle::drive(&op, &CancellationToken::new(), |e| {
         let word = match &e {
+            PromoteEvent::PreflightChecked {
+                workspace,
+                checked,
+                total,
+            } => {
+                let planned = seen.iter().any(|w| w.starts_with("planned"));
+                checks.push((*checked, *total, workspace.clone(), planned));
+                return;
+            }
             PromoteEvent::Planned { canaries, .. } => format!("planned {}", canaries.join(",")),
             PromoteEvent::PhaseBegan { phase, .. } => format!("began {phase}"),
             PromoteEvent::Promoted { version, .. } => format!("promoted {version}"),
@@ -654,6 +665,17 @@ async fn a_promotion_reports_its_phases_in_order_through_the_handle() {
         ],
         "{seen:?}"
     );
+    // The pre-flight counted every workspace that moves, one by one, before the plan.
+    assert_eq!(
+        checks.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(),
+        (1..=8).map(|n| (n, 8)).collect::<Vec<_>>(),
+        "{checks:?}"
+    );
+    assert!(checks.iter().all(|c| !c.3), "before the plan: {checks:?}");
+    let mut names: Vec<&str> = checks.iter().map(|c| c.2.as_str()).collect();
+    names.sort();
+    let web: Vec<String> = (1..=8).map(|n| format!("carol/web-{n:02}")).collect();
+    assert_eq!(names, web, "{checks:?}");
     assert_eq!(report.outcome, fleet::coder::PromoteOutcome::Promoted);
     assert_eq!(report.worst, fleet::coder::Severity::Ok);
     let snapshot = op.snapshot();

@@ -676,3 +676,21 @@ async fn shutdown_is_prompt_even_with_open_connections() {
         "nothing answers any more"
     );
 }
+
+#[tokio::test]
+async fn a_start_fault_names_seeded_workspaces_only() {
+    let refused = Simulator::start(SimOptions {
+        faults: SimFaults {
+            coder_start_fails: vec!["carol/web-99".into()],
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .map(|_| ())
+    .expect_err("an unknown workspace is refused");
+    assert!(
+        matches!(&refused, fleet::Error::InvalidInput(m) if m.contains("\"carol/web-99\"")),
+        "{refused:?}"
+    );
+}

@@ -396,6 +396,7 @@ async fn transient_503s_are_served_and_retried_reads_get_through() {
             flaky_gets: 2,
             every_nth_get_503: None,
             migrator_unconfigured: true,
+            ..SimFaults::default()
         },
         ..SimOptions::default()
     })
@@ -438,6 +439,7 @@ async fn transient_503s_are_served_and_retried_reads_get_through() {
             flaky_gets: 0,
             every_nth_get_503: Some(2),
             migrator_unconfigured: false,
+            ..SimFaults::default()
         },
         ..SimOptions::default()
     })

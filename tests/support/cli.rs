@@ -218,3 +218,56 @@ pub async fn fleet_on(sim: &RunningSim, args: &[&str], within_secs: u64) -> Run 
 pub fn fleet_output_on(sim: &RunningSim, args: &[&str]) -> std::process::Output {
     fleet(args).sim(sim).output()
 }
+
+/// Asserts that the table in `stdout` whose header line starts with `first_header` (e.g.
+/// `"PHASE "`) lines up: its first `left` columns are left-aligned (every cell starts where
+/// its header does), the others right-aligned (every cell ends where its header does), and
+/// every row is as long as the header. Widths are in characters; a header word is one that
+/// follows two spaces. Returns how many rows it checked (those up to the first empty line).
+pub fn assert_columns_line_up(stdout: &str, first_header: &str, left: usize) -> usize {
+    let lines: Vec<Vec<char>> = stdout.lines().map(|l| l.chars().collect()).collect();
+    let first: Vec<char> = first_header.chars().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(&first))
+        .unwrap_or_else(|| panic!("a table headed {first_header:?}:\n{stdout}"));
+    let header = &lines[at];
+    let blank = |l: &[char], i: usize| l.get(i).is_none_or(|c| *c == ' ');
+    // Each header word: (first, last) column.
+    let mut words = Vec::new();
+    for i in 0..header.len() {
+        if header[i] != ' ' && (i == 0 || (i >= 2 && blank(header, i - 1) && blank(header, i - 2)))
+        {
+            let end = (i..header.len())
+                .find(|&j| blank(header, j + 1) && blank(header, j + 2))
+                .unwrap_or(header.len() - 1);
+            words.push((i, end));
+        }
+    }
+    let header_text: String = header.iter().collect();
+    let rows: Vec<&Vec<char>> = lines[at + 1..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(!rows.is_empty(), "rows under the header:\n{stdout}");
+    for row in &rows {
+        let text: String = row.iter().collect();
+        assert_eq!(
+            row.len(),
+            header.len(),
+            "as long as the header:\n{header_text}\n{text}"
+        );
+        for (n, &(start, end)) in words.iter().enumerate() {
+            let lined_up = if n < left {
+                !blank(row, start) && (start == 0 || blank(row, start - 1))
+            } else {
+                !blank(row, end) && blank(row, end + 1)
+            };
+            assert!(
+                lined_up,
+                "column {n} under its header:\n{header_text}\n{text}"
+            );
+        }
+    }
+    rows.len()
+}
