@@ -144,7 +144,7 @@ pub struct AgentAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     // Typed in Rust; in the output schema an object (its fields are the CLI's --dry-run plan):
     // the full schema of a plan tripled the size of the tool list.
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub dry_run: Option<DryRun>,
     /// The run, when it was not a dry run.
     #[serde(flatten)]
@@ -354,21 +354,22 @@ pub struct PromoteAnswer {
     /// does), unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
-    // The phases and rows are objects in the output schema (their rows are update_agents'):
-    // their full schemas would grow the tool list by a kilobyte.
+    // The phases and rows are plain objects in the output schema (their rows are
+    // update_agents'): their full schemas would grow the tool list by a kilobyte. Objects, not
+    // `true` (any value): MCP clients refuse a boolean schema for a property.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schemars(with = "Vec<serde_json::Value>")]
+    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     pub refusals: Vec<ResultRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub canary_phase: Option<PhaseAnswer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub rollout: Option<PhaseAnswer>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub rollback: Option<PhaseAnswer>,
     /// The first workspaces this run moved to the version and left there (not rolled back):
     /// what a rollback takes back.

@@ -120,6 +120,24 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
             }
         }
         assert!(!has_prose(&schema), "{}: {text}", t.name);
+        // Every property is a schema object: MCP clients (the conformance suite among them)
+        // refuse a boolean schema such as `true` there.
+        fn boolean_property(v: &Value) -> bool {
+            match v {
+                Value::Object(o) => o.iter().any(|(k, v)| {
+                    if k == "properties" {
+                        v.as_object().is_some_and(|p| {
+                            p.values().any(|p| p.is_boolean() || boolean_property(p))
+                        })
+                    } else {
+                        boolean_property(v)
+                    }
+                }),
+                Value::Array(a) => a.iter().any(boolean_property),
+                _ => false,
+            }
+        }
+        assert!(!boolean_property(&schema), "{}: {text}", t.name);
         assert!(text.contains("\"type\""), "{}: types stay: {text}", t.name);
     }
     // 78 KB with the prose; 22 KB without.
