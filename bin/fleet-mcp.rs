@@ -146,9 +146,15 @@ struct Args {
           value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     max_operations: u64,
 
-    /// Log level for diagnostics on stderr (stdout carries the protocol).
-    #[arg(long, default_value = "warn", env = "FLEET_LOG_LEVEL")]
-    log_level: String,
+    /// Log level of fleet's diagnostics on stderr (stdout carries the protocol): error, warn,
+    /// info, debug, trace or off. Other crates log warnings and errors.
+    #[arg(
+        long,
+        default_value = "warn",
+        env = "FLEET_LOG_LEVEL",
+        value_name = "LEVEL"
+    )]
+    log_level: tracing::level_filters::LevelFilter,
 }
 
 /// Parses a duration like `5s`, `500ms` or `10m`.
@@ -459,15 +465,25 @@ fn main() {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
-    let _ = tracing_subscriber::fmt()
-        // Log lines are redacted and their control characters escaped, like every message.
-        .with_writer(safe_text::log_writer)
-        .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "warn,fleet={}",
-            args.log_level
-        )))
-        .try_init();
+    {
+        use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+        // Warnings from every crate, fleet's own at --log-level. A fixed filter, not an
+        // EnvFilter: no directive parsing (and its regex engine) before the first answer.
+        let filter = Targets::new()
+            .with_default(tracing::level_filters::LevelFilter::WARN)
+            .with_target("fleet", args.log_level)
+            .with_target("fleet_mcp", args.log_level);
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    // Log lines are redacted and their control characters escaped, like every
+                    // message.
+                    .with_writer(safe_text::log_writer)
+                    .with_ansi(false),
+            )
+            .with(filter)
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -841,3 +841,25 @@ async fn toolsets_follow_the_configuration_and_the_flags() {
         );
     }
 }
+
+/// A log level fleet-mcp does not know is refused at start (exit 2), by flag or by
+/// FLEET_LOG_LEVEL, never ignored (it used to become part of a filter directive, and a bad one
+/// was dropped in silence); a known one gets past the flag to the next check.
+#[tokio::test]
+async fn an_unknown_log_level_is_refused_at_start() {
+    for mcp in [
+        fleet_mcp(&["--log-level", "verbose"]),
+        fleet_mcp(&[]).env("FLEET_LOG_LEVEL", "warn,rmcp=trace"),
+    ] {
+        let out = mcp.output();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--log-level"), "{stderr}");
+    }
+    let server = MockServer::start_async().await;
+    let out = fleet_mcp(&["--log-level", "debug", "--toolsets", "nope"])
+        .env("CODER_URL", server.base_url())
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown toolset"), "{stderr}");
+}
