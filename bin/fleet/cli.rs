@@ -502,6 +502,12 @@ pub fn parse_count(s: &str, check: fn(usize) -> fleet::Result<usize>) -> Result<
     check(n).map_err(|e| message(&e))
 }
 
+/// A duration in the words `--help` and the command lines fleet prints use (`5m`, `1h 30m`):
+/// the inverse of [`parse_duration`].
+pub fn duration_words(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// Parses a duration like `90s`, `20m`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
@@ -659,7 +665,7 @@ fn remedy_clause(remedy: &fleet::Remedy) -> String {
         Remedy::AllowInsecureHttp => "pass --insecure-http if you really mean it".into(),
         Remedy::GiveWithin { input, min, max } => {
             let say = |v: u64| match input.is_seconds() {
-                true => humantime::format_duration(std::time::Duration::from_secs(v)).to_string(),
+                true => duration_words(std::time::Duration::from_secs(v)),
                 false => v.to_string(),
             };
             format!(

@@ -194,15 +194,12 @@ template-version 0b7a8f54-3c1d-4e8b-9a51-2f6d1c7e9a30"
 /// The SDK's timeout defaults in the words `--help` shows (`5m`, `10m`): each default lives in
 /// the SDK once ([`fleet::coder::DEFAULT_STOP_TIMEOUT`], [`fleet::coder::DEFAULT_START_TIMEOUT`],
 /// [`fleet::coder::DEFAULT_READY_TIMEOUT`]).
-static STOP_TIMEOUT: LazyLock<String> = LazyLock::new(|| words(fleet::coder::DEFAULT_STOP_TIMEOUT));
+static STOP_TIMEOUT: LazyLock<String> =
+    LazyLock::new(|| cli::duration_words(fleet::coder::DEFAULT_STOP_TIMEOUT));
 static START_TIMEOUT: LazyLock<String> =
-    LazyLock::new(|| words(fleet::coder::DEFAULT_START_TIMEOUT));
+    LazyLock::new(|| cli::duration_words(fleet::coder::DEFAULT_START_TIMEOUT));
 static READY_TIMEOUT: LazyLock<String> =
-    LazyLock::new(|| words(fleet::coder::DEFAULT_READY_TIMEOUT));
-
-fn words(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
+    LazyLock::new(|| cli::duration_words(fleet::coder::DEFAULT_READY_TIMEOUT));
 
 /// Deadlines and polling shared by update and restart.
 #[derive(Debug, Args)]
@@ -310,10 +307,7 @@ impl BusyArgs {
     /// The flags that reproduce these rules, for a printed command.
     pub(crate) fn put(&self, c: &mut CommandLine) {
         if self.idle_for != fleet::coder::DEFAULT_IDLE_FOR {
-            c.option(
-                "--idle-for",
-                &humantime::format_duration(self.idle_for).to_string(),
-            );
+            c.option("--idle-for", &cli::duration_words(self.idle_for));
         }
         if self.include_busy {
             c.flag("--include-busy");
@@ -322,10 +316,7 @@ impl BusyArgs {
             c.flag("--include-prebuilds");
         }
         if let Some(w) = self.wait_for_idle {
-            c.option(
-                "--wait-for-idle",
-                &humantime::format_duration(w).to_string(),
-            );
+            c.option("--wait-for-idle", &cli::duration_words(w));
         }
     }
 }
@@ -908,7 +899,7 @@ impl Resume<'_> {
         } else if self.wait.ready_timeout != fleet::coder::DEFAULT_READY_TIMEOUT {
             c.option(
                 "--ready-timeout",
-                &humantime::format_duration(self.wait.ready_timeout).to_string(),
+                &cli::duration_words(self.wait.ready_timeout),
             );
         }
         c.build()

@@ -187,9 +187,8 @@ pub struct MigrateArgs {
 
 /// `--timeout`'s default, the SDK's [`fleet::molecule::DEFAULT_MIGRATION_TIMEOUT`] in words
 /// (`30m`).
-static DEFAULT_TIMEOUT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    humantime::format_duration(fleet::molecule::DEFAULT_MIGRATION_TIMEOUT).to_string()
-});
+static DEFAULT_TIMEOUT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| cli::duration_words(fleet::molecule::DEFAULT_MIGRATION_TIMEOUT));
 
 /// `--timeout`: a duration within the SDK's [`fleet::molecule::MIGRATION_TIMEOUT_RANGE`].
 fn parse_migration_timeout(s: &str) -> Result<Duration, String> {

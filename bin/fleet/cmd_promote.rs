@@ -230,10 +230,7 @@ fn put_wait(c: &mut CommandLine, wait: &WaitArgs, parallel: usize) {
     if wait.no_wait_ready {
         c.flag("--no-wait-ready");
     } else if wait.ready_timeout != fleet::coder::DEFAULT_READY_TIMEOUT {
-        c.option(
-            "--ready-timeout",
-            &humantime::format_duration(wait.ready_timeout).to_string(),
-        );
+        c.option("--ready-timeout", &cli::duration_words(wait.ready_timeout));
     }
 }
 
