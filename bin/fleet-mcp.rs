@@ -460,7 +460,14 @@ fn after_help() -> String {
 
 fn main() {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = Args::command().after_help(after_help()).get_matches();
+    // The help's tool list is built only for --help: it generates every tool's schema.
+    let matches = match Args::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            Args::command().after_help(after_help()).get_matches()
+        }
+        Err(e) => e.exit(),
+    };
     let args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(e) => e.exit(),

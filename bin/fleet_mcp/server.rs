@@ -217,9 +217,6 @@ fn instructions(toolsets: Toolsets, read_only: bool) -> String {
 }
 
 impl FleetServer {
-    /// Builds the server from whatever is configured, listing the tools of `toolsets`. A
-    /// control plane that is not configured but listed keeps its tools; calling them answers a
-    /// tool error naming the variables to set.
     /// The tools of each toolset, by name (what `fleet-mcp --help` lists).
     pub fn tool_names() -> Vec<(&'static str, Vec<String>)> {
         let names = |router: ToolRouter<FleetServer>| {
@@ -238,6 +235,9 @@ impl FleetServer {
         ]
     }
 
+    /// Builds the server from whatever is configured, listing the tools of `toolsets`. A
+    /// control plane that is not configured but listed keeps its tools; calling them answers a
+    /// tool error naming the variables to set.
     pub fn new(
         molecule: &MoleculeConfig,
         coder: &CoderConfig,
