@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     answers::{self, AgentPage, BatchOutcome, Detail, ResultRow},
     operation_tools::{DEFAULT_WAIT_SECONDS, LongAnswer, batch_answer, wait_for},
-    server::{FleetServer, Progress, tool_error},
+    server::{FleetServer, Progress, input_schema, output_schema, tool_error},
 };
 
 /// `update_agent` input.
@@ -567,6 +567,8 @@ impl FleetServer {
     #[tool(
         name = "update_agent",
         description = "Update one Coder workspace to a template version and restart it. Destructive; bad input is refused before anything stops; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id.",
+        input_schema = input_schema::<UpdateAgentParams>(),
+        output_schema = output_schema::<AgentAnswer>(),
         annotations(
             title = "Update a Coder workspace to a template version",
             read_only_hint = false,
@@ -617,6 +619,8 @@ impl FleetServer {
     #[tool(
         name = "update_agents",
         description = "Update many Coder workspaces to the active version (or template_version_id), `parallel` at once; choose them with one of agent_names, all_outdated, template. Destructive. Busy ones are skipped. canary=N goes on only if the first N end healthy; max_failures=K starts no more after K failures; the same call again resumes. Answers within wait_seconds (else an operation_id): counts by verdict, the rows needing attention, a page of rows (get_operation pages the rest; detail=\"full\": plans). dry_run=true: plans only.",
+        input_schema = input_schema::<UpdateAgentsParams>(),
+        output_schema = output_schema::<LongAnswer<BatchOutcome>>(),
         annotations(
             title = "Update many Coder workspaces",
             read_only_hint = false,
@@ -687,6 +691,8 @@ impl FleetServer {
     #[tool(
         name = "restart_agent",
         description = "Restart one Coder workspace on the version it runs. Destructive; a busy one is skipped. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id.",
+        input_schema = input_schema::<RestartAgentParams>(),
+        output_schema = output_schema::<AgentAnswer>(),
         annotations(
             title = "Restart a Coder workspace",
             read_only_hint = false,
@@ -729,6 +735,8 @@ impl FleetServer {
     #[tool(
         name = "list_agents",
         description = "List Coder workspaces, sorted by owner/name, a page at a time: full_name, status, template, version, outdated. Filters: outdated, status, template, owner, name_prefix. limit (default 50, max 200); pass next_cursor as cursor. detail=\"full\" or show_agent: whole records.",
+        input_schema = input_schema::<ListAgentsParams>(),
+        output_schema = output_schema::<AgentPage>(),
         annotations(
             title = "List Coder workspaces",
             read_only_hint = true,
@@ -788,6 +796,8 @@ impl FleetServer {
     #[tool(
         name = "show_agent",
         description = "Show one Coder workspace: status, template, its version and the active one, latest build.",
+        input_schema = input_schema::<AgentParams>(),
+        output_schema = output_schema::<WorkspaceInfo>(),
         annotations(
             title = "Show a Coder workspace",
             read_only_hint = true,
@@ -812,6 +822,8 @@ impl FleetServer {
     #[tool(
         name = "get_template_version",
         description = "Show a Coder template version: name, template, import job status (usable once succeeded), archived.",
+        input_schema = input_schema::<TemplateVersionParams>(),
+        output_schema = output_schema::<TemplateVersionInfo>(),
         annotations(
             title = "Show a Coder template version",
             read_only_hint = true,
@@ -836,6 +848,8 @@ impl FleetServer {
     #[tool(
         name = "get_template",
         description = "Show a Coder template (name or UUID): its active version and 10 newest versions.",
+        input_schema = input_schema::<TemplateParams>(),
+        output_schema = output_schema::<TemplateAnswer>(),
         annotations(
             title = "Show a Coder template",
             read_only_hint = true,
@@ -867,6 +881,8 @@ impl FleetServer {
     #[tool(
         name = "promote_template_version",
         description = "Promote a Coder template version: update `canary` idle running workspaces to it; only if all end healthy, make it active and update the rest; a failed canary is rolled back. Destructive: needs confirm=true. dry_run=true: the plan only. Answers within wait_seconds, else an operation_id.",
+        input_schema = input_schema::<PromoteParams>(),
+        output_schema = output_schema::<LongAnswer<PromoteAnswer>>(),
         annotations(
             title = "Promote a Coder template version with canaries",
             read_only_hint = false,

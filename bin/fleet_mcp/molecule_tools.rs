@@ -22,7 +22,7 @@ use fleet::{
 use crate::{
     answers::BatchOutcome,
     operation_tools::{LongAnswer, batch_answer, wait_for},
-    server::{FleetServer, Progress, tool_error},
+    server::{FleetServer, Progress, input_schema, output_schema, tool_error},
 };
 
 /// A compute provider: aws (Amazon Web Services), hetzner (Hetzner Cloud), gcp (Google Cloud).
@@ -189,6 +189,8 @@ fn with_next_call(e: Error, workspace_id: &str) -> Error {
 impl FleetServer {
     #[tool(
         description = "Start migrating one Molecule workspace to another cloud (snapshot, provision, cut over, retire the source; 15-20 min). Destructive: needs confirm=true (ask the user first). dry_run=true: the plan only, no confirm needed. Source and its instance id default to the tenant API's. Answers at once; follow with wait_for_workspace_migration.",
+        input_schema = input_schema::<MigrateParams>(),
+        output_schema = output_schema::<MigrateAnswer>(),
         annotations(
             title = "Migrate workspace provider",
             read_only_hint = false,
@@ -239,6 +241,8 @@ impl FleetServer {
 
     #[tool(
         description = "Migrate several Molecule workspaces to another cloud as a rollout, `parallel` at once. Destructive: needs confirm=true (ask the user first). canary=N goes on once the first N completed; max_failures=K starts no more after K failures; calling again resumes. dry_run=true: each plan only. Answers within wait_seconds (else an operation_id): counts, the workspaces needing attention, a page of rows (get_operation pages the rest).",
+        input_schema = input_schema::<MigrateManyParams>(),
+        output_schema = output_schema::<LongAnswer<BatchOutcome>>(),
         annotations(
             title = "Migrate several workspaces (rollout)",
             read_only_hint = false,
@@ -328,6 +332,8 @@ impl FleetServer {
 
     #[tool(
         description = "Read a Molecule workspace's latest migration: state, step k of n, detail, whether it ended and what that means (migrated=false: never migrated).",
+        input_schema = input_schema::<WorkspaceParams>(),
+        output_schema = output_schema::<MigrationReport>(),
         annotations(
             title = "Get workspace migration status",
             read_only_hint = true,
@@ -350,6 +356,8 @@ impl FleetServer {
 
     #[tool(
         description = "Follow a Molecule workspace's migration until it ends or wait_seconds pass, then answer its status: completed, ended_in_failure, never_migrated or still_running (call again). Cancelling stops only the wait.",
+        input_schema = input_schema::<WaitParams>(),
+        output_schema = output_schema::<WaitResult>(),
         annotations(
             title = "Wait for workspace migration",
             read_only_hint = true,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::answers::{self, BatchOutcome, Detail, OperationLine, RowsPage};
-use crate::server::{FleetServer, Progress, tool_error};
+use crate::server::{FleetServer, Progress, input_schema, output_schema, tool_error};
 
 /// How long a long tool waits unless told (the SDK's [`fleet::rollout::DEFAULT_WAIT`]).
 pub const DEFAULT_WAIT_SECONDS: u64 = fleet::rollout::DEFAULT_WAIT.as_secs();
@@ -380,6 +380,8 @@ impl FleetServer {
     #[tool(
         name = "get_operation",
         description = "Where a long operation stands (operation_id from update_agent, restart_agent, update_agents, promote_template_version, migrate_workspaces or wait_for_workspace_migration): state, latest step, counts, the workspaces needing attention, a page of workspaces (cursor, limit), and once done its outcome or error. detail=\"full\" pages whole results (plans, builds). wait_seconds waits for the end first.",
+        input_schema = input_schema::<GetOperationParams>(),
+        output_schema = output_schema::<OperationReport>(),
         annotations(
             title = "Get a long operation",
             read_only_hint = true,
@@ -436,6 +438,8 @@ impl FleetServer {
     #[tool(
         name = "cancel_operation",
         description = "Cancel a long operation gracefully: nothing new starts and a workspace already stopped is started again (migrations already started go on). Follow it with get_operation.",
+        input_schema = input_schema::<CancelOperationParams>(),
+        output_schema = output_schema::<OperationReport>(),
         annotations(
             title = "Cancel a long operation",
             read_only_hint = false,
@@ -458,6 +462,8 @@ impl FleetServer {
     #[tool(
         name = "list_operations",
         description = "List the long operations this session started (running, or ended in the last hour), one line each with counts; limit and cursor page.",
+        input_schema = input_schema::<ListOperationsParams>(),
+        output_schema = output_schema::<OperationList>(),
         annotations(
             title = "List long operations",
             read_only_hint = true,

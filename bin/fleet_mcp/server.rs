@@ -254,7 +254,6 @@ impl FleetServer {
         if toolsets.operations {
             tool_router += Self::operation_router();
         }
-        let mut tool_router = lean(tool_router);
         if read_only {
             for tool in tool_router.list_all() {
                 let read_only_tool = tool
@@ -350,18 +349,43 @@ impl FleetServer {
     }
 }
 
-/// The router with every schema made lean for a model's context ([`lean_schema`]): input
-/// schemas keep their prose, output schemas their types.
-fn lean(router: ToolRouter<FleetServer>) -> ToolRouter<FleetServer> {
-    let mut leaned = ToolRouter::new();
-    for mut route in router {
-        lean_schema(Arc::make_mut(&mut route.attr.input_schema), Face::Input);
-        if let Some(schema) = route.attr.output_schema.as_mut() {
-            lean_schema(Arc::make_mut(schema), Face::Output);
-        }
-        leaned.add_route(route);
-    }
-    leaned
+/// A tool's input schema (of its `Parameters<T>`), lean for a model's context
+/// ([`lean_schema`]). Every `#[tool]` names its own, `input_schema = input_schema::<T>()`, and
+/// [`output_schema`]: rmcp's default keeps two raw copies of each schema in caches that live
+/// as long as the process (1.3 MB of fleet-mcp's resident memory, bench/README.md).
+pub(crate) fn input_schema<T: schemars::JsonSchema>() -> Arc<JsonObject> {
+    let mut schema = generated::<T>(schemars::generate::SchemaSettings::draft2020_12());
+    // A tool's arguments are an object, as MCP requires (a wrong type is a bug in fleet-mcp).
+    assert_eq!(
+        schema.get("type"),
+        Some(&Value::from("object")),
+        "the arguments of a tool are an object: {}",
+        std::any::type_name::<T>()
+    );
+    lean_schema(&mut schema, Face::Input);
+    Arc::new(schema)
+}
+
+/// A tool's output schema (of its `Json<T>`): what `T` serializes to, lean ([`lean_schema`]).
+pub(crate) fn output_schema<T: schemars::JsonSchema>() -> Arc<JsonObject> {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().for_serialize();
+    let mut schema = generated::<T>(settings);
+    lean_schema(&mut schema, Face::Output);
+    Arc::new(schema)
+}
+
+/// The schema of `T` as a JSON object, without the type's own name and doc (the tool's
+/// description says what it is).
+fn generated<T: schemars::JsonSchema>(settings: schemars::generate::SchemaSettings) -> JsonObject {
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    let mut object = match Value::from(schema) {
+        Value::Object(object) => object,
+        // `true` or `false`: a type no tool has (a bug in fleet-mcp).
+        other => panic!("the schema of {} is {other}", std::any::type_name::<T>()),
+    };
+    object.remove("title");
+    object.remove("description");
+    object
 }
 
 /// Which side of a tool a schema describes.
@@ -1388,6 +1412,35 @@ fn describe(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every tool names its own schemas (`input_schema = input_schema::<T>()`, the same for
+    /// the output): one held by the router alone, none kept in rmcp's caches besides.
+    #[test]
+    fn every_tool_schema_is_held_by_the_router_alone() {
+        for router in [
+            FleetServer::molecule_router(),
+            FleetServer::coder_router(),
+            FleetServer::operation_router(),
+        ] {
+            for route in router {
+                let tool = &route.attr;
+                assert_eq!(
+                    Arc::strong_count(&tool.input_schema),
+                    1,
+                    "{}: add `input_schema = input_schema::<T>()` to its #[tool]",
+                    tool.name
+                );
+                let output = tool.output_schema.as_ref().expect("every tool answers JSON");
+                assert_eq!(
+                    Arc::strong_count(output),
+                    1,
+                    "{}: add `output_schema = output_schema::<T>()` to its #[tool]",
+                    tool.name
+                );
+                assert!(!tool.input_schema.contains_key("$schema"), "{}", tool.name);
+            }
+        }
+    }
 
     /// Issue 27: every remedy rendered for a tool names an argument that tool's input schema
     /// has, or says it has none and which tools do; over every typed input and every tool.
