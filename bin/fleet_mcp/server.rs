@@ -1430,7 +1430,10 @@ mod tests {
                     "{}: add `input_schema = input_schema::<T>()` to its #[tool]",
                     tool.name
                 );
-                let output = tool.output_schema.as_ref().expect("every tool answers JSON");
+                let output = tool
+                    .output_schema
+                    .as_ref()
+                    .expect("every tool answers JSON");
                 assert_eq!(
                     Arc::strong_count(output),
                     1,
