@@ -480,7 +480,14 @@ fn print_rollback(report: &RollbackReport) {
     if let Some(r) = &report.rollout {
         phase_rows(&mut rows, "rollback", r);
     }
+    // The table stands apart from the title and the verdict, as `fleet coder promote`'s does.
+    if !rows.is_empty() {
+        out::line(String::new());
+    }
     print_rows(&rows, &reports);
+    if !rows.is_empty() {
+        out::line(String::new());
+    }
     out::line(report.message.clone());
 }
 
