@@ -4,30 +4,10 @@
 //! naming the reason and the arguments that go on; include_busy, include_prebuilds,
 //! idle_for_seconds and wait_for_idle_seconds are taken.
 
-use std::time::Duration;
-
-use crate::support::mcp::mcp_on;
+use crate::support::mcp::{call_tool, mcp_on, text_of};
 use crate::support::sim::sim;
 use fleet::sim::RunningSim;
-use rmcp::{
-    RoleClient,
-    model::{CallToolRequestParams, CallToolResult},
-    service::RunningService,
-};
 use serde_json::{Value, json};
-
-async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
-    let params = CallToolRequestParams::new(tool.to_string())
-        .with_arguments(args.as_object().unwrap().clone());
-    tokio::time::timeout(Duration::from_secs(60), client.call_tool(params))
-        .await
-        .expect("answered within a minute")
-        .expect("the call is answered")
-}
-
-fn text_of(result: &CallToolResult) -> String {
-    serde_json::to_string(&result.content).unwrap_or_default()
-}
 
 fn builds_of(sim: &RunningSim, workspace: &str) -> usize {
     let id = sim.coder_workspace_id(workspace).expect("seeded");
@@ -47,7 +27,7 @@ fn row<'a>(report: &'a Value, workspace: &str) -> &'a Value {
 async fn update_agents_answers_skipped_rows_with_their_reason_and_sends_nothing_for_them() {
     let sim = sim(100.0).await;
     let client = mcp_on(&sim).await;
-    let result = call(
+    let result = call_tool(
         &client,
         "update_agents",
         json!({"template": "team-dev", "all_owners": true, "wait_seconds": 50}),
@@ -78,7 +58,7 @@ async fn update_agents_answers_skipped_rows_with_their_reason_and_sends_nothing_
     assert_eq!(report["failed"], 0);
 
     // include_busy updates them; the prebuilt one still needs include_prebuilds.
-    let result = call(
+    let result = call_tool(
         &client,
         "update_agents",
         json!({"agent_names": ["bob/typing", "prebuilds/prebuilt-01"], "include_busy": true,
@@ -92,7 +72,7 @@ async fn update_agents_answers_skipped_rows_with_their_reason_and_sends_nothing_
         "{report:#}"
     );
     assert_eq!(row(&report, "prebuilds/prebuilt-01")["verdict"], "skipped");
-    let result = call(
+    let result = call_tool(
         &client,
         "update_agents",
         json!({"agent_names": ["prebuilds/prebuilt-01"], "include_prebuilds": true,
@@ -113,7 +93,7 @@ async fn update_agent_and_restart_agent_on_a_busy_workspace_say_why_and_what_to_
     let sim = sim(600.0).await;
     let client = mcp_on(&sim).await;
     for tool in ["update_agent", "restart_agent"] {
-        let result = call(&client, tool, json!({"agent_name": "bob/pairing"})).await;
+        let result = call_tool(&client, tool, json!({"agent_name": "bob/pairing"})).await;
         assert_eq!(result.is_error, Some(true), "{tool}: {}", text_of(&result));
         let text = text_of(&result);
         assert!(
@@ -125,7 +105,7 @@ async fn update_agent_and_restart_agent_on_a_busy_workspace_say_why_and_what_to_
     }
     assert_eq!(builds_of(&sim, "bob/pairing"), 0);
     // bob/typing goes quiet 1 s (real) after the start: waited for, then updated.
-    let result = call(
+    let result = call_tool(
         &client,
         "update_agent",
         json!({"agent_name": "bob/typing", "idle_for_seconds": 2, "wait_for_idle_seconds": 20,

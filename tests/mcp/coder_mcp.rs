@@ -11,16 +11,13 @@ use std::{
 use httpmock::{Method::POST, MockServer};
 use rmcp::{
     ClientHandler, RoleClient,
-    model::{
-        CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam,
-        ProgressToken, RequestMetaObject,
-    },
+    model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam},
     service::{NotificationContext, RunningService},
 };
 use serde_json::{Value, json};
 use support::*;
 
-use crate::support::mcp::fleet_mcp;
+use crate::support::mcp::{call_tool, call_tool_with_progress, fleet_mcp, text_of};
 
 #[derive(Clone, Default)]
 struct Client {
@@ -55,21 +52,11 @@ async fn call(
     args: Value,
     progress: bool,
 ) -> CallToolResult {
-    let mut params = CallToolRequestParams::new(tool.to_string())
-        .with_arguments(args.as_object().unwrap().clone());
     if progress {
-        params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
-            NumberOrString::Number(7),
-        )));
+        call_tool_with_progress(client, tool, args, 7).await
+    } else {
+        call_tool(client, tool, args).await
     }
-    client
-        .call_tool(params)
-        .await
-        .expect("the call is answered")
-}
-
-fn text_of(r: &CallToolResult) -> String {
-    serde_json::to_string(&r.content).unwrap()
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use crate::support::mcp::fleet_mcp;
+use crate::support::mcp::{call_tool, fleet_mcp};
 
 const CP_TOKEN: &str = "cp-mcp-secret-321";
 const MIGRATE_PATH: &str = "/cp/admin/workspaces/ws-1/migrate-provider";
@@ -56,9 +56,7 @@ async fn call(
     name: &'static str,
     args: Value,
 ) -> CallToolResult {
-    let params =
-        CallToolRequestParams::new(name).with_arguments(args.as_object().expect("object").clone());
-    client.call_tool(params).await.expect("tools/call answered")
+    call_tool(client, name, args).await
 }
 
 fn error_text(r: &CallToolResult) -> String {

@@ -3,29 +3,9 @@
 //! the workspaces not attempted in the result, nothing beyond the canary touched; and
 //! `update_agent` on a version whose agent never connects is a tool error naming the agent.
 
-use std::time::Duration;
-
-use crate::support::mcp::mcp_on;
+use crate::support::mcp::{call_tool, mcp_on, text_of};
 use fleet::sim::{SimOptions, Simulator};
-use rmcp::{
-    RoleClient,
-    model::{CallToolRequestParams, CallToolResult},
-    service::RunningService,
-};
 use serde_json::{Value, json};
-
-async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
-    let params = CallToolRequestParams::new(tool.to_string())
-        .with_arguments(args.as_object().unwrap().clone());
-    tokio::time::timeout(Duration::from_secs(60), client.call_tool(params))
-        .await
-        .expect("answered within a minute")
-        .expect("the call is answered")
-}
-
-fn text_of(result: &CallToolResult) -> String {
-    serde_json::to_string(&result.content).unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_agents_with_a_canary_on_a_broken_version_reports_the_cli_verdicts() {
@@ -38,7 +18,7 @@ async fn update_agents_with_a_canary_on_a_broken_version_reports_the_cli_verdict
     let broken = sim.coder_version_id("web", "v3-start-error").unwrap();
     let client = mcp_on(&sim).await;
     let names: Vec<String> = (1..=4).map(|n| format!("carol/web-{n:02}")).collect();
-    let result = call(
+    let result = call_tool(
         &client,
         "update_agents",
         json!({
@@ -91,7 +71,7 @@ async fn update_agents_with_a_canary_on_a_broken_version_reports_the_cli_verdict
 
     // One workspace, an agent that never connects: a tool error naming the agent and why.
     let never = sim.coder_version_id("web", "v4-never-connects").unwrap();
-    let result = call(
+    let result = call_tool(
         &client,
         "update_agent",
         json!({
@@ -122,7 +102,7 @@ async fn migrate_workspaces_runs_the_same_engine_a_failed_canary_starts_no_other
     .unwrap();
     let client = mcp_on(&sim).await;
     // Without confirm: refused, nothing sent.
-    let result = call(
+    let result = call_tool(
         &client,
         "migrate_workspaces",
         json!({"workspace_ids": ["ws-fails-migration", "ws-aws-demo"], "to": "gcp", "from": "aws"}),
@@ -130,7 +110,7 @@ async fn migrate_workspaces_runs_the_same_engine_a_failed_canary_starts_no_other
     .await;
     assert_eq!(result.is_error, Some(true), "{}", text_of(&result));
     assert!(text_of(&result).contains("confirm"), "{}", text_of(&result));
-    let result = call(
+    let result = call_tool(
         &client,
         "migrate_workspaces",
         json!({
@@ -199,7 +179,7 @@ async fn shop_sim() -> fleet::sim::RunningSim {
 async fn get_template_shows_the_active_version_and_the_newest_ones_by_name() {
     let sim = shop_sim().await;
     let client = mcp_on(&sim).await;
-    let result = call(&client, "get_template", json!({"template": "shop"})).await;
+    let result = call_tool(&client, "get_template", json!({"template": "shop"})).await;
     let t = result
         .structured_content
         .clone()
@@ -227,7 +207,7 @@ async fn get_template_shows_the_active_version_and_the_newest_ones_by_name() {
         !text_of(&result).contains("51330000"),
         "names, not UUIDs: {t}"
     );
-    let docker = call(&client, "get_template", json!({"template": "docker-dev"})).await;
+    let docker = call_tool(&client, "get_template", json!({"template": "docker-dev"})).await;
     let docker = docker.structured_content.unwrap();
     assert_eq!(docker["versions_total"], 5, "archived included: {docker}");
     assert_eq!(docker["active_version"], "v3", "{docker}");
@@ -242,12 +222,12 @@ async fn get_template_shows_the_active_version_and_the_newest_ones_by_name() {
         json!({"template": " "}),
         json!({"template": "shop", "newest": 3}),
     ] {
-        let r = call(&client, "get_template", bad.clone()).await;
+        let r = call_tool(&client, "get_template", bad.clone()).await;
         assert_eq!(r.is_error, Some(true), "{bad}: {}", text_of(&r));
         assert!(text_of(&r).contains("nothing was"), "{}", text_of(&r));
     }
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());
-    let r = call(&client, "get_template", json!({"template": "nope"})).await;
+    let r = call_tool(&client, "get_template", json!({"template": "nope"})).await;
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
     client.cancel().await.ok();
 }
@@ -258,7 +238,7 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
     let client = mcp_on(&sim).await;
     sim.clear_requests();
     // Without confirm (and not a dry run): refused, nothing sent.
-    let r = call(
+    let r = call_tool(
         &client,
         "promote_template_version",
         json!({"template": "shop", "version": "v2"}),
@@ -267,7 +247,7 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
     assert!(text_of(&r).contains("confirm"), "{}", text_of(&r));
     // A negative count is refused by name, though the schema leaves out `minimum: 0`.
-    let r = call(
+    let r = call_tool(
         &client,
         "promote_template_version",
         json!({"template": "shop", "version": "v2", "dry_run": true, "canary": -1}),
@@ -281,7 +261,7 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
     );
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());
 
-    let result = call(
+    let result = call_tool(
         &client,
         "promote_template_version",
         json!({"template": "shop", "version": "v2", "dry_run": true, "wait_seconds": 50}),
@@ -308,7 +288,7 @@ async fn promote_template_version_dry_run_changes_nothing_and_a_run_needs_confir
         "a dry run sends no state-changing request: {:?}",
         changes(&sim)
     );
-    let t = call(&client, "get_template", json!({"template": "shop"})).await;
+    let t = call_tool(&client, "get_template", json!({"template": "shop"})).await;
     assert_eq!(t.structured_content.unwrap()["active_version"], "v1");
     client.cancel().await.ok();
 }
@@ -319,7 +299,7 @@ async fn promote_template_version_runs_and_get_operation_follows_it_to_the_end()
     let client = mcp_on(&sim).await;
     sim.clear_requests();
     // wait_seconds 0: the operation id at once, followed with get_operation.
-    let started = call(
+    let started = call_tool(
         &client,
         "promote_template_version",
         json!({"template": "shop", "version": "v2", "confirm": true, "wait_seconds": 0}),
@@ -332,7 +312,7 @@ async fn promote_template_version_runs_and_get_operation_follows_it_to_the_end()
     let id = started["operation_id"].as_str().expect("an operation id");
     let mut report = Value::Null;
     for _ in 0..10 {
-        let r = call(
+        let r = call_tool(
             &client,
             "get_operation",
             json!({"operation_id": id, "wait_seconds": 30}),
@@ -356,7 +336,7 @@ async fn promote_template_version_runs_and_get_operation_follows_it_to_the_end()
     assert_eq!(outcome["moved_count"], 4, "{report}");
     // Bounded: the compact outcome, never the whole batch reports.
     assert!(outcome.get("plan").is_none() && outcome.get("rest").is_some_and(|r| r == 3));
-    let t = call(&client, "get_template", json!({"template": "shop"})).await;
+    let t = call_tool(&client, "get_template", json!({"template": "shop"})).await;
     assert_eq!(t.structured_content.unwrap()["active_version"], "v2");
     // The PATCH came after the canary's start and before any other workspace's build.
     let changed = changes(&sim);
@@ -384,7 +364,7 @@ async fn promote_template_version_of_a_bad_version_rolls_the_canary_back_and_pro
     let sim = shop_sim().await;
     let client = mcp_on(&sim).await;
     sim.clear_requests();
-    let result = call(
+    let result = call_tool(
         &client,
         "promote_template_version",
         json!({"template": "shop", "version": "v3-start-error", "confirm": true,
@@ -439,7 +419,7 @@ async fn promote_template_version_without_template_admin_leaves_the_canary_and_s
     .unwrap();
     let client = mcp_on(&sim).await;
     // The dry run says it first: no role of this session grants the promotion.
-    let plan = call(
+    let plan = call_tool(
         &client,
         "promote_template_version",
         json!({"template": "shop", "version": "v2", "dry_run": true, "wait_seconds": 50}),
@@ -447,7 +427,7 @@ async fn promote_template_version_without_template_admin_leaves_the_canary_and_s
     .await;
     let plan = plan.structured_content.expect("structured");
     assert_eq!(plan["permission"], "unconfirmed", "{plan}");
-    let result = call(
+    let result = call_tool(
         &client,
         "promote_template_version",
         json!({"template": "shop", "version": "v2", "confirm": true, "wait_seconds": 50}),
@@ -470,7 +450,7 @@ async fn promote_template_version_without_template_admin_leaves_the_canary_and_s
     assert_eq!(a["moved_count"], 1, "{a}");
     assert_eq!(a["moved"], a["canaries"], "{a}");
     assert!(a.get("rollout").is_none(), "{a}");
-    let t = call(&client, "get_template", json!({"template": "shop"})).await;
+    let t = call_tool(&client, "get_template", json!({"template": "shop"})).await;
     assert_eq!(t.structured_content.unwrap()["active_version"], "v1");
     client.cancel().await.ok();
 }

@@ -7,14 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::mcp::fleet_mcp;
+use crate::support::mcp::{call_tool, call_tool_with_progress, fleet_mcp, text_of};
 use fleet::sim::{RunningSim, SimOptions, Simulator};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
-    model::{
-        CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam,
-        ProgressToken, RequestMetaObject,
-    },
+    model::{CallToolResult, ProgressNotificationParam},
     service::{NotificationContext, RunningService},
 };
 use serde_json::{Value, json};
@@ -41,15 +38,7 @@ async fn connect(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Clien
 }
 
 async fn call(client: &RunningService<RoleClient, Client>, args: Value) -> CallToolResult {
-    let mut params = CallToolRequestParams::new("update_agents".to_string())
-        .with_arguments(args.as_object().unwrap().clone());
-    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
-        NumberOrString::Number(11),
-    )));
-    tokio::time::timeout(Duration::from_secs(60), client.call_tool(params))
-        .await
-        .expect("answered within a minute")
-        .expect("the call is answered")
+    call_tool_with_progress(client, "update_agents", args, 11).await
 }
 
 fn verdicts(result: &CallToolResult) -> Vec<(String, String)> {
@@ -68,10 +57,6 @@ fn verdicts(result: &CallToolResult) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn text_of(r: &CallToolResult) -> String {
-    serde_json::to_string(&r.content).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +223,7 @@ async fn update_agents_updates_several_with_verdicts_and_one_progress_stream() {
     // The answer is compact; the plans themselves are behind get_operation's detail "full".
     let report = result.structured_content.as_ref().unwrap();
     assert!(report["results"][0].get("dry_run").is_none(), "{report}");
-    let full = answer(
+    let full = call_tool(
         &client,
         "get_operation",
         json!({"operation_id": report["operation_id"], "detail": "full"}),
@@ -321,20 +306,14 @@ async fn restart_with_progress(
     client: &RunningService<RoleClient, Client>,
     handler: &Client,
 ) -> (CallToolResult, f64, Vec<ProgressNotificationParam>) {
-    let mut params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
-        json!({"agent_name": "dev", "wait_seconds": 60})
-            .as_object()
-            .unwrap()
-            .clone(),
-    );
-    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
-        NumberOrString::Number(21),
-    )));
     let began = Instant::now();
-    let result = tokio::time::timeout(Duration::from_secs(90), client.call_tool(params))
-        .await
-        .expect("answered")
-        .expect("the call is answered");
+    let result = call_tool_with_progress(
+        client,
+        "restart_agent",
+        json!({"agent_name": "dev", "wait_seconds": 60}),
+        21,
+    )
+    .await;
     let seconds = began.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let progress = handler.progress.lock().unwrap().clone();
@@ -419,19 +398,6 @@ async fn fleet_mcp_under_a_flood_of_small_log_lines_for_half_a_minute_stays_smal
 }
 
 /// Calls any tool (no progress token).
-async fn call_tool(
-    client: &RunningService<RoleClient, Client>,
-    tool: &str,
-    args: Value,
-) -> CallToolResult {
-    let params = CallToolRequestParams::new(tool.to_string())
-        .with_arguments(args.as_object().unwrap().clone());
-    tokio::time::timeout(Duration::from_secs(60), client.call_tool(params))
-        .await
-        .expect("answered within a minute")
-        .expect("the call is answered")
-}
-
 /// The requests that change state (anything but GET), as "METHOD path".
 fn changes(sim: &RunningSim) -> Vec<String> {
     sim.requests()
@@ -586,22 +552,16 @@ async fn every_destructive_tool_takes_dry_run_and_sends_only_reads() {
 
 /// `restart_agent NAME` with wait_seconds 0: it answers at once with its operation.
 async fn restart_now(peer: &rmcp::Peer<RoleClient>, name: &str) -> CallToolResult {
-    let params = CallToolRequestParams::new("restart_agent".to_string()).with_arguments(
-        json!({"agent_name": name, "wait_seconds": 0})
-            .as_object()
-            .unwrap()
-            .clone(),
-    );
-    tokio::time::timeout(Duration::from_secs(60), peer.call_tool(params))
-        .await
-        .expect("answered within a minute")
-        .expect("the call is answered")
+    call_tool(
+        peer,
+        "restart_agent",
+        json!({"agent_name": name, "wait_seconds": 0}),
+    )
+    .await
 }
 
 async fn tool(client: &RunningService<RoleClient, Client>, name: &str, args: Value) -> Value {
-    let params = CallToolRequestParams::new(name.to_string())
-        .with_arguments(args.as_object().unwrap().clone());
-    let r = client.call_tool(params).await.expect("answered");
+    let r = call_tool(client, name, args).await;
     assert_ne!(r.is_error, Some(true), "{name}: {}", text_of(&r));
     r.structured_content.expect("structured")
 }
@@ -882,20 +842,6 @@ fn count_tokens(texts: &[String]) -> Option<Vec<usize>> {
     }
 }
 
-/// A tool call through the MCP client; errors are answers here too.
-async fn answer(
-    client: &RunningService<RoleClient, Client>,
-    name: &str,
-    args: Value,
-) -> CallToolResult {
-    let params = CallToolRequestParams::new(name.to_string())
-        .with_arguments(args.as_object().unwrap().clone());
-    tokio::time::timeout(Duration::from_secs(180), client.call_tool(params))
-        .await
-        .expect("answered within three minutes")
-        .expect("the call is answered")
-}
-
 /// fleet-mcp against `sim`, every list_agents page listed afresh (no reuse of the latest
 /// listing), so that states change between the pages of a walk.
 async fn connect_fresh(sim: &RunningSim) -> (RunningService<RoleClient, Client>, Client) {
@@ -920,7 +866,7 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
     let (client, _) = connect(&sim).await;
     let mut answers: Vec<(String, CallToolResult)> = Vec::new();
     let mut ask = async |label: &str, name: &str, args: Value| {
-        let r = answer(&client, name, args).await;
+        let r = call_tool(&client, name, args).await;
         answers.push((label.to_string(), r.clone()));
         r
     };
@@ -1064,7 +1010,7 @@ async fn every_answer_stays_within_5000_tokens_over_2000_workspaces() {
         if !cursor.is_null() {
             args["cursor"] = cursor.clone();
         }
-        let page = answer(&client, "list_operations", args).await;
+        let page = call_tool(&client, "list_operations", args).await;
         let page = page.structured_content.expect("structured");
         let ops = page["operations"].as_array().unwrap();
         assert_eq!(ops.len(), 1, "{page}");
@@ -1134,12 +1080,12 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
     .await
     .expect("the simulator starts");
     let (client, _) = connect_fresh(&sim).await;
-    let expected = answer(&client, "list_agents", json!({"limit": 1})).await;
+    let expected = call_tool(&client, "list_agents", json!({"limit": 1})).await;
     let total = expected.structured_content.unwrap()["count"]
         .as_u64()
         .unwrap() as usize;
     assert!(total >= 2_000);
-    let run = answer(
+    let run = call_tool(
         &client,
         "update_agents",
         json!({"all_outdated": true, "all_owners": true, "parallel": 32, "wait_seconds": 1}),
@@ -1150,7 +1096,7 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
     let id = run["operation_id"].as_str().unwrap().to_string();
     // The operation's events only grow: more of them after the walk means it moved on.
     let events = async |client: &RunningService<RoleClient, Client>| -> u64 {
-        let op = answer(client, "get_operation", json!({"operation_id": id})).await;
+        let op = call_tool(client, "get_operation", json!({"operation_id": id})).await;
         op.structured_content.unwrap()["events"].as_u64().unwrap()
     };
     let before = events(&client).await;
@@ -1163,7 +1109,7 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
         if let Some(c) = &cursor {
             args["cursor"] = json!(c);
         }
-        let page = answer(&client, "list_agents", args).await;
+        let page = call_tool(&client, "list_agents", args).await;
         assert_ne!(page.is_error, Some(true), "{}", text_of(&page));
         let page = page.structured_content.unwrap();
         for w in page["workspaces"].as_array().unwrap() {
@@ -1193,10 +1139,10 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
         "the walk saw workspaces in several states: {statuses:?}"
     );
     // A cursor for other filters is refused, nothing sent.
-    let first = answer(&client, "list_agents", json!({"limit": 5})).await;
+    let first = call_tool(&client, "list_agents", json!({"limit": 5})).await;
     let c = first.structured_content.unwrap()["next_cursor"].clone();
     sim.clear_requests();
-    let refused = answer(
+    let refused = call_tool(
         &client,
         "list_agents",
         json!({"cursor": c, "outdated": true}),
@@ -1214,7 +1160,7 @@ async fn paging_list_agents_sees_every_workspace_once_while_a_rollout_changes_st
             .all(|r| r.path.trim_end_matches('/') != "/api/v2/workspaces"),
         "nothing listed for a refused cursor"
     );
-    answer(&client, "cancel_operation", json!({"operation_id": id})).await;
+    call_tool(&client, "cancel_operation", json!({"operation_id": id})).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1279,7 +1225,7 @@ async fn hostile_records_are_cut_to_the_bound_and_say_so() {
             json!({"agent_name": "00000000-0000-4000-8000-000000000007"}),
         ),
     ] {
-        let r = answer(&client, name, args).await;
+        let r = call_tool(&client, name, args).await;
         assert_ne!(r.is_error, Some(true), "{name}: {}", text_of(&r));
         let s = r.structured_content.clone().expect("structured");
         answers.push((name, s));
@@ -1344,7 +1290,7 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
     let mut ids: Vec<String> = (1..=300).map(fleet::sim::bulk_molecule_workspace).collect();
     ids.insert(250, "ws-migrating".into());
     ids.insert(280, "ws-no-such-workspace".into());
-    let r = answer(
+    let r = call_tool(
         &client,
         "migrate_workspaces",
         json!({"workspace_ids": ids, "to": "hetzner", "dry_run": true, "parallel": 16, "wait_seconds": 120}),
@@ -1410,7 +1356,7 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
         if !cursor.is_null() {
             args["cursor"] = cursor.clone();
         }
-        let r = answer(&client, "get_operation", args).await;
+        let r = call_tool(&client, "get_operation", args).await;
         assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
         answers.push(("get_operation of the dry run".into(), r.clone()));
         let s = r.structured_content.expect("structured");
@@ -1433,7 +1379,7 @@ async fn migrate_workspaces_dry_run_over_300_workspaces_answers_a_summary_and_pa
         if !cursor.is_null() {
             args["cursor"] = cursor.clone();
         }
-        let r = answer(&client, "get_operation", args).await;
+        let r = call_tool(&client, "get_operation", args).await;
         assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
         answers.push(("get_operation detail=full of the dry run".into(), r.clone()));
         let s = r.structured_content.expect("structured");

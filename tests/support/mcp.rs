@@ -7,11 +7,56 @@ use std::{ffi::OsStr, process::Stdio, time::Duration};
 
 use fleet::sim::RunningSim;
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt, service::RunningService, transport::TokioChildProcess,
+    ClientHandler, Peer, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, CallToolResult, NumberOrString, ProgressToken, RequestMetaObject,
+    },
+    service::RunningService,
+    transport::TokioChildProcess,
 };
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::cli::POLL_INTERVAL_MS;
+
+/// Calls `tool` with `args` (a JSON object) and waits up to three minutes for the answer (a
+/// tool error is an answer too).
+pub async fn call_tool(peer: &Peer<RoleClient>, tool: &str, args: Value) -> CallToolResult {
+    answer_of(peer, params(tool, args)).await
+}
+
+/// [`call_tool`] asking for progress notifications under the token `progress`.
+pub async fn call_tool_with_progress(
+    peer: &Peer<RoleClient>,
+    tool: &str,
+    args: Value,
+    progress: i64,
+) -> CallToolResult {
+    let mut params = params(tool, args);
+    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::Number(progress),
+    )));
+    answer_of(peer, params).await
+}
+
+fn params(tool: &str, args: Value) -> CallToolRequestParams {
+    let args = args
+        .as_object()
+        .expect("a tool's arguments are a JSON object");
+    CallToolRequestParams::new(tool.to_string()).with_arguments(args.clone())
+}
+
+async fn answer_of(peer: &Peer<RoleClient>, params: CallToolRequestParams) -> CallToolResult {
+    tokio::time::timeout(Duration::from_secs(180), peer.call_tool(params))
+        .await
+        .expect("answered within three minutes")
+        .expect("the call is answered")
+}
+
+/// A tool result's content blocks as JSON text (what a test looks for words in).
+pub fn text_of(result: &CallToolResult) -> String {
+    serde_json::to_string(&result.content).expect("content serializes")
+}
 
 /// The built `fleet-mcp` about to start with `args` and a clean environment: every variable
 /// cleared (so no user configuration, no HOME, no proxy) but PATH, then
