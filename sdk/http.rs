@@ -108,7 +108,12 @@ pub fn build_client(
         value.set_sensitive(true);
         headers.insert(name, value);
     }
+    // The process's one TLS setup (crate::tls), offering HTTP/2 and HTTP/1.1 as reqwest's own
+    // would.
+    let tls = crate::tls::client_config(&[b"h2", b"http/1.1"])
+        .map_err(|e| Error::Transport(format!("cannot set up TLS: {e}")))?;
     let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .default_headers(headers)
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
@@ -294,7 +299,8 @@ pub async fn execute(
                 if e.is_timeout() {
                     timeouts += 1;
                 }
-                if timeouts > MAX_TIMEOUT_RETRIES {
+                if timeouts > MAX_TIMEOUT_RETRIES || certificate_problem(e).is_some() {
+                    // The same certificate would come back.
                     None
                 } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
                     Some(None)
@@ -664,6 +670,9 @@ pub fn map_error<E: ServerErrorBody>(
             }
             let what = if e.is_timeout() {
                 "the server did not answer in time"
+            } else if certificate_problem(&e).is_some() {
+                "the server's TLS certificate did not verify against the system's root \
+                 certificates (a private CA: point SSL_CERT_FILE at its certificate)"
             } else if e.is_connect() {
                 "cannot connect to the server"
             } else {
@@ -722,6 +731,28 @@ fn shown_location(location: &str) -> String {
 }
 
 /// The first error of type `T` in `e`'s chain of sources.
+/// What was wrong with a server's certificate, when that is why `e` happened (rustls's error,
+/// which the TLS stream carries inside `io::Error`s).
+fn certificate_problem<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::CertificateError> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(rustls::Error::InvalidCertificate(problem)) = err.downcast_ref() {
+            return Some(problem);
+        }
+        // An io::Error's source() skips the error it wraps; get_ref() is that error.
+        current = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => err.source(),
+        };
+    }
+    None
+}
+
 fn find_source<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {

@@ -74,6 +74,7 @@ mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod text;
+mod tls;
 
 pub use config::{CoderConfig, HttpOptions, MoleculeConfig};
 pub use error::{Error, FieldProblem, Input, Look, ReadBack, Remedy, Result};

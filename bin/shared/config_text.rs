@@ -325,7 +325,7 @@ pub fn advice(
             Some(Problem::Tls) => format!(
                 "the TLS handshake with {url} failed (its certificate did not verify, or it does \
                  not speak TLS there): check the URL (https or http, the port) and the \
-                 machine's CA certificates"
+                 machine's CA certificates (a private CA: SSL_CERT_FILE=/path/to/ca.pem)"
             ),
             Some(Problem::NotConfigured { missing }) => match missing.as_str() {
                 "session_token" => "no session token: run `coder login`, set CODER_SESSION_TOKEN, or pass --coder-session-token-file PATH (or save it in a context)".into(),

@@ -10,7 +10,7 @@
 
 use std::{
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -123,26 +123,6 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(socket: &mut Socke
     }
 }
 
-fn tls_config() -> std::result::Result<Arc<rustls::ClientConfig>, String> {
-    static CONFIG: OnceLock<std::result::Result<Arc<rustls::ClientConfig>, String>> =
-        OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            use rustls_platform_verifier::BuilderVerifierExt;
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_platform_verifier()
-                .map_err(|e| e.to_string())?
-                .with_no_client_auth();
-            // A WebSocket upgrade is an HTTP/1.1 request.
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Ok(Arc::new(config))
-        })
-        .clone()
-}
-
 impl CoderClient {
     /// Opens a WebSocket to `{CODER_URL}/api/v2{path_and_query}`.
     pub(crate) async fn open_socket(&self, path_and_query: &str) -> Result<Socket> {
@@ -169,11 +149,12 @@ impl CoderClient {
             .map_err(|e| Error::Transport(format!("{what}: cannot connect: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let stream = if tls {
-            let config = tls_config()
+            // A WebSocket upgrade is an HTTP/1.1 request.
+            let config = crate::tls::client_config(&[b"http/1.1"])
                 .map_err(|e| Error::Transport(format!("{what}: cannot set up TLS: {e}")))?;
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| Error::InvalidInput(format!("{what}: bad host name: {e}")))?;
-            let connector = tokio_rustls::TlsConnector::from(config);
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
             let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
                 .await
                 .map_err(|_| {

@@ -12,3 +12,4 @@ mod secrets_cross_plane;
 mod security_http;
 mod security_mcp_http;
 mod security_text;
+mod tls;
