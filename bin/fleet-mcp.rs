@@ -479,7 +479,12 @@ fn main() {
         let filter = Targets::new()
             .with_default(tracing::level_filters::LevelFilter::WARN)
             .with_target("fleet", args.log_level)
-            .with_target("fleet_mcp", args.log_level);
+            .with_target("fleet_mcp", args.log_level)
+            // Its error line says again what the tool error says.
+            .with_target(
+                "rustls_platform_verifier",
+                tracing::level_filters::LevelFilter::OFF,
+            );
         let _ = tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()

@@ -296,11 +296,12 @@ fn init_logging(level: LogLevel) {
         LogLevel::Debug => "debug",
         LogLevel::Trace => "trace",
     };
-    // Our own crate at the chosen level; dependencies one notch quieter unless trace.
+    // Our own crate at the chosen level; dependencies one notch quieter unless trace. The
+    // TLS verifier's own error line says again what the command's error says.
     let directive = match level {
         // Dependencies stay at info even then: their trace output is wire-level detail.
         LogLevel::Trace => "info,fleet=trace".to_string(),
-        _ => format!("warn,fleet={filter}"),
+        _ => format!("warn,fleet={filter},rustls_platform_verifier=off"),
     };
     let _ = tracing_subscriber::fmt()
         // Redacted and escaped like every other line; no colour codes, so that nothing in a

@@ -82,6 +82,12 @@ async fn a_certificate_no_trusted_root_signed_is_refused_before_any_request() {
         run.show()
     );
     assert_eq!(
+        run.stderr.matches("UnknownIssuer").count(),
+        1,
+        "said once: {}",
+        run.show()
+    );
+    assert_eq!(
         handshakes.load(Ordering::SeqCst),
         0,
         "no handshake completed"
