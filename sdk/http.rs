@@ -299,7 +299,7 @@ pub async fn execute(
                 if e.is_timeout() {
                     timeouts += 1;
                 }
-                if timeouts > MAX_TIMEOUT_RETRIES || certificate_problem(e).is_some() {
+                if timeouts > MAX_TIMEOUT_RETRIES || certificate_refused(e) {
                     // The same certificate would come back.
                     None
                 } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
@@ -670,7 +670,7 @@ pub fn map_error<E: ServerErrorBody>(
             }
             let what = if e.is_timeout() {
                 "the server did not answer in time"
-            } else if certificate_problem(&e).is_some() {
+            } else if certificate_refused(&e) {
                 "the server's TLS certificate did not verify against the system's root \
                  certificates (a private CA: point SSL_CERT_FILE at its certificate)"
             } else if e.is_connect() {
@@ -730,29 +730,17 @@ fn shown_location(location: &str) -> String {
     shown
 }
 
-/// The first error of type `T` in `e`'s chain of sources.
-/// What was wrong with a server's certificate, when that is why `e` happened (rustls's error,
-/// which the TLS stream carries inside `io::Error`s).
-fn certificate_problem<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a rustls::CertificateError> {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if let Some(rustls::Error::InvalidCertificate(problem)) = err.downcast_ref() {
-            return Some(problem);
-        }
-        // An io::Error's source() skips the error it wraps; get_ref() is that error.
-        current = match err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner),
-            None => err.source(),
-        };
-    }
-    None
+/// Whether `e` happened because a server's certificate did not verify.
+fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        find_source::<rustls::Error>(e),
+        Some(rustls::Error::InvalidCertificate(_))
+    )
 }
 
+/// The first error of type `T` in `e`'s chain of sources, looking inside `io::Error`s too
+/// (the TLS stream carries rustls's error in one, and an `io::Error`'s `source()` skips the
+/// error it wraps).
 fn find_source<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
@@ -761,7 +749,13 @@ fn find_source<'a, T: std::error::Error + 'static>(
         if let Some(found) = err.downcast_ref::<T>() {
             return Some(found);
         }
-        current = err.source();
+        current = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => err.source(),
+        };
     }
     None
 }
