@@ -352,7 +352,7 @@ impl FleetServer {
 /// A tool's input schema (of its `Parameters<T>`), lean for a model's context
 /// ([`lean_schema`]). Every `#[tool]` names its own, `input_schema = input_schema::<T>()`, and
 /// [`output_schema`]: rmcp's default keeps two raw copies of each schema in caches that live
-/// as long as the process (1.3 MB of fleet-mcp's resident memory, bench/README.md).
+/// as long as the process (1.2 MB of fleet-mcp's resident memory, bench/README.md).
 pub(crate) fn input_schema<T: schemars::JsonSchema>() -> Arc<JsonObject> {
     let mut schema = generated::<T>(schemars::generate::SchemaSettings::draft2020_12());
     // A tool's arguments are an object, as MCP requires (a wrong type is a bug in fleet-mcp).
