@@ -1036,12 +1036,18 @@ impl CoderClient {
                     .flat_map(|c| &c.results)
                     .filter(|r| !healthy(r))
                     .map(|r| {
-                        format!(
-                            "{} {}: {}",
-                            crate::text::escape_one_line(&r.workspace),
-                            r.verdict,
-                            r.message
-                        )
+                        // A result's message names its workspace when it is the update's own
+                        // sentence; said once.
+                        if r.message.contains(r.workspace.as_str()) {
+                            r.message.clone()
+                        } else {
+                            format!(
+                                "{} {}: {}",
+                                crate::text::escape_one_line(&r.workspace),
+                                r.verdict,
+                                r.message
+                            )
+                        }
                     })
                     .collect();
                 report.outcome = PromoteOutcome::CanaryFailed;

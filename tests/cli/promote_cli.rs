@@ -192,6 +192,12 @@ async fn a_canary_that_fails_readiness_is_rolled_back_nothing_promoted_nobody_el
         message.contains("start_error") && message.contains("rolled back: carol/web-01 (to v1)"),
         "the agent's error and what was rolled back: {message}"
     );
+    let (failed, _) = message.split_once("; rolled back").unwrap();
+    assert_eq!(
+        failed.matches("carol/web-01").count(),
+        1,
+        "the canary named once in what failed: {message}"
+    );
     assert_eq!(report["moved"][0]["rolled_back"], true);
     assert_eq!(report["rollback_commands"], json!([]));
     let log = sent(&sim);
