@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """fleet-mcp over stdio with a raw JSON-RPC client (no MCP library in the way).
 
-Measures, for `fleet-mcp` with no configuration (tools/list needs none):
+Measures, for `fleet-mcp` with no configuration (tools/list needs none), or with the variables
+given by `--env NAME=VALUE` (repeatable: how it runs for real, e.g. CODER_URL and
+CODER_SESSION_TOKEN; nothing is contacted before a tool call):
   - process start -> the answer to tools/list (initialize, initialized, tools/list), N starts;
   - VmRSS / VmHWM of the server right after that answer (read from /proc/PID/status);
   - CALLS sequential tools/list requests on one connection: per-call latency.
 Prints one JSON object.
 
-usage: mcp_bench.py PATH/TO/fleet-mcp [--starts N] [--calls N]
+usage: mcp_bench.py PATH/TO/fleet-mcp [--starts N] [--calls N] [--env NAME=VALUE ...]
 """
 
 import json
@@ -36,9 +38,10 @@ def memory_kb(pid):
 
 
 class Server:
-    def __init__(self, path):
+    def __init__(self, path, extra_env=None):
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("MOLECULE_", "CP_ADMIN", "CODER_"))}
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, env=env)
@@ -85,11 +88,14 @@ def main():
     path = sys.argv[1]
     starts = int(sys.argv[sys.argv.index("--starts") + 1]) if "--starts" in sys.argv else 30
     calls = int(sys.argv[sys.argv.index("--calls") + 1]) if "--calls" in sys.argv else 1000
+    extra_env = dict(
+        sys.argv[i + 1].split("=", 1) for i, a in enumerate(sys.argv) if a == "--env"
+    )
 
     start_ms, rss, hwm, tools = [], [], [], 0
     for _ in range(starts):
         t0 = time.perf_counter()
-        s = Server(path)
+        s = Server(path, extra_env)
         s.handshake()
         result = s.request("tools/list")
         start_ms.append((time.perf_counter() - t0) * 1000)
@@ -99,7 +105,7 @@ def main():
         tools = len(result.get("tools", []))
         s.close()
 
-    s = Server(path)
+    s = Server(path, extra_env)
     s.handshake()
     s.request("tools/list")
     lat = []
