@@ -15,7 +15,7 @@ use httpmock::MockServer;
 use serde_json::Value;
 
 use crate::support::cli::{Run, fleet};
-use crate::support::sim::sim;
+use crate::support::sim::{changes, sim};
 
 /// A fresh home: HOME, XDG_CONFIG_HOME, nothing else from the parent's environment.
 struct Home {
@@ -593,11 +593,7 @@ async fn doctor_says_what_works_and_what_to_do() {
         "{json}"
     );
     // doctor only reads.
-    let writes: Vec<_> = sim
-        .requests()
-        .into_iter()
-        .filter(|r| r.method != "GET")
-        .collect();
+    let writes = changes(&sim);
     assert!(writes.is_empty(), "{writes:?}");
     for t in ["a-refused-token-000", CODER_SESSION_TOKEN, CP_ADMIN_TOKEN] {
         assert!(!run.stdout.contains(t) && !run.stderr.contains(t));

@@ -10,7 +10,7 @@ use fleet::sim::{RunningSim, SimFaults, SimOptions, WORKSPACE_START_FAULT};
 use serde_json::json;
 
 use crate::support::cli::{Run, assert_columns_line_up, fleet, fleet_on};
-use crate::support::sim::{sim, sim_with};
+use crate::support::sim::{changes, sim, sim_with};
 
 /// Every request the simulator answered so far, in order, as `METHOD /path`.
 fn sent(sim: &RunningSim) -> Vec<String> {
@@ -51,13 +51,6 @@ fn position(log: &[String], what: &str) -> Vec<usize> {
         .enumerate()
         .filter(|(_, l)| l.starts_with(what))
         .map(|(i, _)| i)
-        .collect()
-}
-
-fn state_changing(log: &[String]) -> Vec<String> {
-    log.iter()
-        .filter(|l| !l.starts_with("GET "))
-        .cloned()
         .collect()
 }
 
@@ -144,7 +137,7 @@ async fn a_good_version_goes_to_the_canary_first_is_promoted_only_then_and_rolls
     let again = run.json();
     assert_eq!(again["plan"]["already_active"], true, "{again}");
     assert_eq!(again["plan"]["canary_choice"]["kind"], "already_active");
-    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    assert!(changes(&sim).is_empty(), "{:#?}", sent(&sim));
 
     // Rollback: the template's previous version is made active first, then the workspaces.
     sim.clear_requests();
@@ -316,7 +309,7 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
         "{}",
         run.show()
     );
-    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    assert!(changes(&sim).is_empty(), "{:#?}", sent(&sim));
     // The pre-flight said how far it got, on stderr: the 8 workspaces that move.
     assert!(
         run.stderr.contains("pre-flight: checking 1 of 8…")
@@ -348,7 +341,7 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
         "{}",
         run.show()
     );
-    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    assert!(changes(&sim).is_empty(), "{:#?}", sent(&sim));
 
     // A canary of another template, and a template that does not exist: exit 2, reads only.
     sim.clear_requests();
@@ -370,7 +363,7 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
     let run = on_sim(&sim, &["coder", "promote", "wbe", "--version", "v2"]).await;
     assert_eq!(run.code, 2, "{}", run.show());
     assert!(run.stderr.contains("did you mean web?"), "{}", run.show());
-    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    assert!(changes(&sim).is_empty(), "{:#?}", sent(&sim));
 
     // A version that does not exist: exit 2, reads only.
     sim.clear_requests();
@@ -381,7 +374,7 @@ async fn a_dry_run_prints_the_plan_and_sends_no_state_changing_request() {
         "{}",
         run.show()
     );
-    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    assert!(changes(&sim).is_empty(), "{:#?}", sent(&sim));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,7 +557,7 @@ async fn a_rollback_with_no_older_version_names_a_flag_rollback_takes() {
         "{}",
         run.show()
     );
-    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    assert!(changes(&sim).is_empty(), "{:#?}", sent(&sim));
 
     // Following the advice works: v1 is already active and web-01 runs it.
     let run = on_sim(
@@ -626,5 +619,5 @@ async fn the_pre_flight_of_a_large_template_counts_in_a_dozen_lines_at_most() {
     assert_eq!(last, format!("pre-flight: checked {total} of {total}"));
     assert_eq!(lines[0], format!("pre-flight: checking 1 of {total}…"));
     assert!(lines.len() <= 12, "{lines:#?}");
-    assert!(state_changing(&sent(&sim)).is_empty(), "{:#?}", sent(&sim));
+    assert!(changes(&sim).is_empty(), "{:#?}", sent(&sim));
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use crate::support::cli::{fleet, fleet_on};
-use crate::support::sim::sim_with;
+use crate::support::sim::{changes, sim_with};
 use fleet::{
     coder::{CoderClient, FleetEvent, FleetOptions, Selection, UpdateOptions, WorkspaceRef},
     molecule::{MigrateRequest, MoleculeClient, Provider},
@@ -29,14 +29,6 @@ async fn old_coder_sim(speed: f64) -> RunningSim {
         ..SimOptions::default()
     })
     .await
-}
-
-fn changes(sim: &RunningSim) -> Vec<String> {
-    sim.requests()
-        .into_iter()
-        .filter(|r| !r.method.eq_ignore_ascii_case("GET"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
 }
 
 fn verdicts(report: &Value) -> Vec<(String, String)> {

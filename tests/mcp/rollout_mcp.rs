@@ -4,6 +4,7 @@
 //! `update_agent` on a version whose agent never connects is a tool error naming the agent.
 
 use crate::support::mcp::{call_tool, mcp_on, text_of};
+use crate::support::sim::changes;
 use fleet::sim::{SimOptions, Simulator};
 use serde_json::{Value, json};
 
@@ -155,15 +156,6 @@ async fn migrate_workspaces_runs_the_same_engine_a_failed_canary_starts_no_other
         .count();
     assert_eq!(posts_to_demo, 0, "nothing beyond the canary");
     client.cancel().await.ok();
-}
-
-/// The requests that change something (anything but GET), as `METHOD path`.
-fn changes(sim: &fleet::sim::RunningSim) -> Vec<String> {
-    sim.requests()
-        .into_iter()
-        .filter(|r| r.method != "GET")
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
 }
 
 async fn shop_sim() -> fleet::sim::RunningSim {

@@ -8,6 +8,7 @@ use std::{
 };
 
 use crate::support::mcp::{call_tool, call_tool_with_progress, fleet_mcp, text_of};
+use crate::support::sim::changes;
 use fleet::sim::{RunningSim, SimOptions, Simulator};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
@@ -395,16 +396,6 @@ async fn fleet_mcp_under_a_flood_of_small_log_lines_for_half_a_minute_stays_smal
     assert!(peak <= 128 * 1024, "peak {peak} KiB");
     assert_coalesced(&progress, seconds);
     client.cancel().await.ok();
-}
-
-/// Calls any tool (no progress token).
-/// The requests that change state (anything but GET), as "METHOD path".
-fn changes(sim: &RunningSim) -> Vec<String> {
-    sim.requests()
-        .into_iter()
-        .filter(|r| !r.method.eq_ignore_ascii_case("GET"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

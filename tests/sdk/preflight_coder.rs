@@ -600,12 +600,7 @@ async fn promoting_an_archived_version_is_refused_with_reads_only() {
         vec![fleet::coder::NotPromotable::Archived]
     );
     assert!(report.message.contains("archived"), "{}", report.message);
-    let changes: Vec<_> = sim
-        .requests()
-        .into_iter()
-        .filter(|r| r.method != "GET")
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let changes = crate::support::sim::changes(&sim);
     assert!(changes.is_empty(), "{changes:?}");
 }
 

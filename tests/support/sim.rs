@@ -33,3 +33,13 @@ pub fn coder_client(sim: &RunningSim) -> CoderClient {
 pub fn molecule_client(sim: &RunningSim) -> MoleculeClient {
     MoleculeClient::new(&sim.molecule_config()).expect("a Molecule client for the simulator")
 }
+
+/// The requests `sim` answered that change something (anything but GET), in order, as
+/// `METHOD /path`: what a test of a dry run, a refusal or a read-only command expects empty.
+pub fn changes(sim: &RunningSim) -> Vec<String> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
