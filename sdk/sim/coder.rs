@@ -1079,6 +1079,19 @@ fn parse_id(what: &str, value: &str) -> Result<Uuid, Response> {
     Uuid::parse_str(value).map_err(|_| invalid_uuid(what, value))
 }
 
+/// A request body that must be a JSON object, or Coder's 400 for one that is not (with
+/// `detail`, when given).
+fn json_object(body: &[u8], detail: Option<&str>) -> Result<Value, Response> {
+    match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(coder_error(
+            StatusCode::BAD_REQUEST,
+            "Request body must be valid JSON.",
+            detail,
+        )),
+    }
+}
+
 async fn get_user(State(state): State<Shared>, Path(user): Path<String>) -> Response {
     let world = world(&state);
     // `me` (alice) is a template admin unless the session may not update templates.
@@ -1332,15 +1345,9 @@ async fn create_build(
         Ok(id) => id,
         Err(r) => return r,
     };
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return coder_error(
-                StatusCode::BAD_REQUEST,
-                "Request body must be valid JSON.",
-                None,
-            );
-        }
+    let body = match json_object(&body, None) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let transition = match body.get("transition").and_then(Value::as_str) {
         Some("start") => "start",
@@ -1925,15 +1932,9 @@ async fn promote_version(
         Ok(id) => id,
         Err(r) => return r,
     };
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return coder_error(
-                StatusCode::BAD_REQUEST,
-                "Request body must be valid JSON.",
-                Some("send {\"id\": \"<template version id>\"}"),
-            );
-        }
+    let body = match json_object(&body, Some("send {\"id\": \"<template version id>\"}")) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let version = match body.get("id") {
         None | Some(Value::Null) => None,
